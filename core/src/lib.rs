@@ -1,1 +1,42 @@
-//! Miyabi
+//! # Miyabi
+//!
+//! A durable AI-agent framework. This crate is the engine: workflows with steps, branches,
+//! parallel children, loops, foreach, sleeps and nested workflows, executed durably on SQLite
+//! (one row per executed step path, resume by replay), with suspend/resume for humans in the
+//! loop and recovery after a crash.
+//!
+//! ```
+//! use miyabi::{step_fn, Engine, StepContext, Workflow};
+//! use serde_json::{json, Value};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let review = step_fn(|ctx: StepContext, draft: Value| async move {
+//!     match ctx.resume_data() {
+//!         Some(decision) => Ok(json!({ "draft": draft, "approved": decision["approved"] })),
+//!         None => ctx.suspend(json!({ "question": "approve this draft?" })),
+//!     }
+//! });
+//! let wf = Workflow::new("publish").step("review", review).commit()?;
+//! let dir = tempfile::tempdir()?;
+//! let engine = Engine::sqlite(dir.path().join("runs.db"))?;
+//! let run = engine.start(&wf, json!("hello")).await?;
+//! assert_eq!(run.suspended[0].path, "review");
+//! let run = engine.resume(&run.id, "review", json!({ "approved": true })).await?;
+//! assert_eq!(run.output, Some(json!({ "draft": "hello", "approved": true })));
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod store;
+mod workflow;
+
+pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, WorkflowError};
+pub use store::{
+    Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
+    RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
+};
+pub use workflow::{
+    CommittedWorkflow, Engine, EngineBuilder, EventKind, Node, OnInterrupt, RetryPolicy, Run,
+    RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Workflow, step_fn,
+};

@@ -1,0 +1,165 @@
+//! An in-memory store for tests and ephemeral runs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::{Batch, Claim, RunFilter, RunRecord, StepRecord, Store};
+use crate::error::StoreError;
+use crate::workflow::RunEvent;
+
+#[derive(Default)]
+struct RunData {
+    run: Option<RunRecord>,
+    steps: HashMap<String, StepRecord>,
+    state: BTreeMap<String, Value>,
+    events: Vec<RunEvent>,
+}
+
+/// Keeps everything in process memory; nothing survives the process.
+///
+/// ```
+/// let store = miyabi::MemoryStore::new();
+/// # let _ = store;
+/// ```
+#[derive(Default)]
+pub struct MemoryStore {
+    runs: Mutex<HashMap<String, RunData>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RunData>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store for MemoryStore {
+    fn commit(&self, run: &str, b: &Batch) -> Result<(), StoreError> {
+        let mut runs = self.lock();
+        let data = runs.entry(run.to_string()).or_default();
+        if let Some(r) = &b.create {
+            data.run = Some(r.clone());
+        }
+        for s in &b.steps {
+            data.steps.insert(s.path.clone(), s.clone());
+        }
+        for (k, v) in &b.state {
+            data.state.insert(k.clone(), v.clone());
+        }
+        data.events.extend(b.events.iter().cloned());
+        if let (Some(u), Some(r)) = (&b.update, data.run.as_mut()) {
+            r.status = u.status;
+            r.output.clone_from(&u.output);
+            r.error.clone_from(&u.error);
+            r.updated_at = u.updated_at;
+            if u.release {
+                r.owner = None;
+                r.lease_until = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.lock().get(id).and_then(|d| d.run.clone()))
+    }
+
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let mut out: Vec<RunRecord> = self
+            .lock()
+            .values()
+            .filter_map(|d| d.run.as_ref())
+            .filter(|r| f.matches(r))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
+        if let Some(l) = f.limit {
+            out.truncate(l);
+        }
+        Ok(out)
+    }
+
+    fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .get(run)
+            .map(|d| d.steps.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn state(&self, run: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        Ok(self
+            .lock()
+            .get(run)
+            .map(|d| {
+                d.state
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn events(&self, run: &str, from: u64, limit: usize) -> Result<Vec<RunEvent>, StoreError> {
+        Ok(self
+            .lock()
+            .get(run)
+            .map(|d| {
+                d.events
+                    .iter()
+                    .filter(|e| e.seq >= from)
+                    .take(limit)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn last_seq(&self, run: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .get(run)
+            .and_then(|d| d.events.last().map(|e| e.seq))
+            .unwrap_or(0))
+    }
+
+    fn claim(&self, c: &Claim<'_>) -> Result<bool, StoreError> {
+        let mut runs = self.lock();
+        let Some(r) = runs.get_mut(c.run).and_then(|d| d.run.as_mut()) else {
+            return Ok(false);
+        };
+        if r.status != c.status || r.owner.as_deref() != c.owner {
+            return Ok(false);
+        }
+        r.status = super::RunStatus::Running;
+        r.owner = Some(c.new_owner.to_string());
+        r.lease_until = Some(c.lease_until);
+        Ok(true)
+    }
+
+    fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
+        for d in self.lock().values_mut() {
+            if let Some(r) = d.run.as_mut()
+                && r.owner.as_deref() == Some(owner)
+                && r.status == super::RunStatus::Running
+            {
+                r.lease_until = Some(lease_until);
+            }
+        }
+        Ok(())
+    }
+}

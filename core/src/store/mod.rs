@@ -1,0 +1,321 @@
+//! Storage: the [`Store`] trait, its records, and the SQLite and in-memory stores.
+//!
+//! The store keeps one row per run, one row per executed step path, one row per event and one
+//! row per key of shared run state. The engine never rewrites a whole-run snapshot: every step
+//! transition is a small [`Batch`] committed atomically.
+
+mod fault;
+mod memory;
+mod sqlite;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StoreError;
+
+pub use fault::{Fault, FaultInjectingStore};
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Executing (or waiting to be recovered after a crash).
+    Running,
+    /// Waiting for `resume` at one or more paths.
+    Suspended,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Stopped by `cancel`.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The status as stored (`running`, `suspended`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Suspended => "suspended",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "suspended" => RunStatus::Suspended,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+
+    /// Whether the run has ended for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One stored run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub id: String,
+    /// Workflow id.
+    pub workflow: String,
+    /// Fingerprint of the workflow definition the run started with.
+    pub fingerprint: String,
+    /// Current status.
+    pub status: RunStatus,
+    /// The run's input.
+    pub input: Value,
+    /// The run's output, once succeeded.
+    pub output: Option<Value>,
+    /// The run's error, once failed.
+    pub error: Option<String>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Last status change, milliseconds since the Unix epoch.
+    pub updated_at: i64,
+    /// The engine instance executing the run, while running.
+    pub owner: Option<String>,
+    /// Until when the owner's claim holds, milliseconds since the Unix epoch.
+    pub lease_until: Option<i64>,
+}
+
+/// What a step record stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecordKind {
+    /// A step's execution.
+    Step,
+    /// A branch's choice (`output` is `{"arm": name}`).
+    Branch,
+    /// A loop's decision after an iteration (`output` is `{"continue": bool}`).
+    Loop,
+    /// A `map`'s result.
+    Map,
+    /// A sleep (`output` is `{"wake_at": ms}`).
+    Sleep,
+    /// A foreach's item list length (`output` is `{"items": n}`).
+    ForEach,
+}
+
+impl RecordKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Step => "step",
+            RecordKind::Branch => "branch",
+            RecordKind::Loop => "loop",
+            RecordKind::Map => "map",
+            RecordKind::Sleep => "sleep",
+            RecordKind::ForEach => "foreach",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "step" => RecordKind::Step,
+            "branch" => RecordKind::Branch,
+            "loop" => RecordKind::Loop,
+            "map" => RecordKind::Map,
+            "sleep" => RecordKind::Sleep,
+            "foreach" => RecordKind::ForEach,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a step path stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// Started and not yet committed (written only for non-idempotent steps and sleeps).
+    Running,
+    /// Committed with an output.
+    Succeeded,
+    /// Failed for good.
+    Failed,
+    /// Suspended, waiting for resume data.
+    Suspended,
+}
+
+impl StepStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Suspended => "suspended",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => StepStatus::Running,
+            "succeeded" => StepStatus::Succeeded,
+            "failed" => StepStatus::Failed,
+            "suspended" => StepStatus::Suspended,
+            _ => return None,
+        })
+    }
+}
+
+/// One stored step path of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The path inside the run (`analyze`, `checks/lint`, `fix[2]`, `each[7]/summarize`).
+    pub path: String,
+    /// What the record stands for.
+    pub kind: RecordKind,
+    /// Where it stands.
+    pub status: StepStatus,
+    /// The committed output (or the decision, for branch/loop/sleep records).
+    pub output: Option<Value>,
+    /// The failure message.
+    pub error: Option<String>,
+    /// The suspension payload.
+    pub payload: Option<Value>,
+    /// Resume data given to a suspended path, not yet consumed.
+    pub resume: Option<Value>,
+    /// Attempt number (1-based) of the last execution.
+    pub attempt: u32,
+    /// Milliseconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+/// Conditions on a run for [`Store::claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim<'a> {
+    /// Run id.
+    pub run: &'a str,
+    /// The status the run must have.
+    pub status: RunStatus,
+    /// The owner the run must have now (`None`: no owner).
+    pub owner: Option<&'a str>,
+    /// The new owner.
+    pub new_owner: &'a str,
+    /// The new lease expiry (ms since the epoch).
+    pub lease_until: i64,
+}
+
+/// A change to a run's row, committed with a [`Batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunUpdate {
+    /// New status.
+    pub status: RunStatus,
+    /// Output (when succeeded).
+    pub output: Option<Value>,
+    /// Error (when failed).
+    pub error: Option<String>,
+    /// Time of the change (ms).
+    pub updated_at: i64,
+    /// Whether to drop the owner and lease (the run is no longer executing).
+    pub release: bool,
+}
+
+/// The writes of one run's transition, committed atomically.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// A new run to insert.
+    pub create: Option<RunRecord>,
+    /// A change to the run's row.
+    pub update: Option<RunUpdate>,
+    /// Step records to insert or replace (keyed by path).
+    pub steps: Vec<StepRecord>,
+    /// Shared run state keys to set.
+    pub state: Vec<(String, Value)>,
+    /// Events to append (their `seq` is already assigned).
+    pub events: Vec<crate::workflow::RunEvent>,
+}
+
+impl Batch {
+    /// Whether the batch writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.create.is_none()
+            && self.update.is_none()
+            && self.steps.is_empty()
+            && self.state.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// Which runs [`Store::list_runs`] returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs created at or after this time (ms).
+    pub created_after: Option<i64>,
+    /// Only runs created before this time (ms).
+    pub created_before: Option<i64>,
+    /// At most this many (newest first); `None` for all.
+    pub limit: Option<usize>,
+}
+
+impl RunFilter {
+    /// Whether a run passes the filter.
+    pub fn matches(&self, r: &RunRecord) -> bool {
+        self.workflow.as_ref().is_none_or(|w| *w == r.workflow)
+            && self.status.is_none_or(|s| s == r.status)
+            && self.created_after.is_none_or(|t| r.created_at >= t)
+            && self.created_before.is_none_or(|t| r.created_at < t)
+    }
+}
+
+/// Durable storage for runs, step records, events and run state.
+///
+/// Calls are synchronous on purpose: the embedded stores commit in microseconds, and the Node
+/// driver calls them from JavaScript without a thread hop. Every method names what failed in
+/// its [`StoreError`].
+pub trait Store: Send + Sync + 'static {
+    /// Commits a batch atomically: all of it or none of it.
+    fn commit(&self, run: &str, batch: &Batch) -> Result<(), StoreError>;
+    /// Reads one run.
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// Lists runs, newest first.
+    fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+    /// All step records of a run.
+    fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError>;
+    /// The run's shared state.
+    fn state(&self, run: &str) -> Result<Vec<(String, Value)>, StoreError>;
+    /// Events with `seq >= from`, in order, at most `limit`.
+    fn events(
+        &self,
+        run: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::workflow::RunEvent>, StoreError>;
+    /// The highest event sequence number of a run (0 when none).
+    fn last_seq(&self, run: &str) -> Result<u64, StoreError>;
+    /// Takes ownership of a run if it matches the claim's conditions; sets status `running`.
+    /// Returns whether the claim succeeded.
+    fn claim(&self, claim: &Claim<'_>) -> Result<bool, StoreError>;
+    /// Extends the lease of every running run of `owner`.
+    fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError>;
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,519 @@
+//! The SQLite store: one file, WAL, versioned migrations, one row per step path and per event.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use serde_json::Value;
+
+use super::{
+    Batch, Claim, RecordKind, RunFilter, RunRecord, RunStatus, StepRecord, StepStatus, Store,
+};
+use crate::error::StoreError;
+use crate::workflow::RunEvent;
+
+/// Versioned migrations; index + 1 is the `user_version` after applying it.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, step paths, events, shared run state.
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY NOT NULL,
+        workflow TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        output TEXT,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        owner TEXT,
+        lease_until INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+    CREATE INDEX runs_by_status ON runs (status, created_at);
+    CREATE TABLE steps (
+        run_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        output TEXT,
+        error TEXT,
+        payload TEXT,
+        resume TEXT,
+        attempt INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, path)
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE run_state (
+        run_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    ) WITHOUT ROWID;",
+];
+
+/// The embedded default store: a SQLite file in WAL mode.
+///
+/// ```no_run
+/// use miyabi::SqliteStore;
+/// let store = SqliteStore::open("miyabi.db")?;
+/// # Ok::<(), miyabi::StoreError>(())
+/// ```
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: String,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) a database file and applies pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let shown = path.as_ref().display().to_string();
+        let conn = Connection::open(path.as_ref()).map_err(|e| map_err(&shown, e))?;
+        Self::init(conn, shown)
+    }
+
+    /// Opens a private in-memory SQLite database (for tests and benchmarks).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|e| map_err(":memory:", e))?;
+        Self::init(conn, ":memory:".to_string())
+    }
+
+    fn init(conn: Connection, path: String) -> Result<Self, StoreError> {
+        let e = |err| map_err(&path, err);
+        conn.busy_timeout(Duration::from_secs(5)).map_err(e)?;
+        // WAL survives process crashes with synchronous=NORMAL: a commit is in the WAL file
+        // before `commit` returns; only an OS crash or power loss can lose the last commits.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(e)?;
+        if mode != "wal" && path != ":memory:" {
+            tracing::warn!(path = %path, mode = %mode, "SQLite did not switch to WAL");
+        }
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")
+            .map_err(e)?;
+        let store = Self {
+            conn: Mutex::new(conn),
+            path,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let e = |err| map_err(&self.path, err);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(e)?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                supported,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(e)?;
+            tx.execute_batch(sql).map_err(e)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(e)?;
+            tx.commit().map_err(e)?;
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A poisoned lock only means another thread panicked while holding it; the connection
+        // itself is still consistent (SQLite rolls back unfinished transactions).
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The database location as given to [`SqliteStore::open`].
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Runs `PRAGMA integrity_check` and returns its first line (`ok` when healthy).
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.lock()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(|e| map_err(&self.path, e))
+    }
+
+    fn write_batch(&self, conn: &mut Connection, run: &str, b: &Batch) -> rusqlite::Result<()> {
+        let tx = conn.transaction()?;
+        if let Some(r) = &b.create {
+            tx.prepare_cached(
+                "INSERT INTO runs (id, workflow, fingerprint, status, input, output, error,
+                 created_at, updated_at, owner, lease_until) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+            )?
+            .execute(params![
+                r.id,
+                r.workflow,
+                r.fingerprint,
+                r.status.as_str(),
+                r.input.to_string(),
+                r.output.as_ref().map(Value::to_string),
+                r.error,
+                r.created_at,
+                r.updated_at,
+                r.owner,
+                r.lease_until
+            ])?;
+        }
+        for s in &b.steps {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO steps (run_id, path, kind, status, output, error, payload,
+                 resume, attempt, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+            )?
+            .execute(params![
+                run,
+                s.path,
+                s.kind.as_str(),
+                s.status.as_str(),
+                s.output.as_ref().map(Value::to_string),
+                s.error,
+                s.payload.as_ref().map(Value::to_string),
+                s.resume.as_ref().map(Value::to_string),
+                s.attempt,
+                s.updated_at
+            ])?;
+        }
+        for (k, v) in &b.state {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO run_state (run_id, key, value) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![run, k, v.to_string()])?;
+        }
+        for ev in &b.events {
+            let body = serde_json::to_string(&ev.kind)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            tx.prepare_cached(
+                "INSERT INTO events (run_id, seq, at, body) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![run, ev.seq as i64, ev.at, body])?;
+        }
+        if let Some(u) = &b.update {
+            let sql = if u.release {
+                "UPDATE runs SET status=?2, output=?3, error=?4, updated_at=?5, owner=NULL,
+                 lease_until=NULL WHERE id=?1"
+            } else {
+                "UPDATE runs SET status=?2, output=?3, error=?4, updated_at=?5 WHERE id=?1"
+            };
+            tx.prepare_cached(sql)?.execute(params![
+                run,
+                u.status.as_str(),
+                u.output.as_ref().map(Value::to_string),
+                u.error,
+                u.updated_at
+            ])?;
+        }
+        tx.commit()
+    }
+
+    fn decode_json(&self, place: &str, s: Option<String>) -> Result<Option<Value>, StoreError> {
+        s.map(|s| {
+            serde_json::from_str(&s).map_err(|e| StoreError::Decode {
+                path: self.path.clone(),
+                place: place.to_string(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    fn decode_run(&self, row: RawRun) -> Result<RunRecord, StoreError> {
+        let place = format!("runs[{}]", row.id);
+        let status = RunStatus::parse(&row.status).ok_or_else(|| StoreError::Decode {
+            path: self.path.clone(),
+            place: place.clone(),
+            message: format!("unknown status `{}`", row.status),
+        })?;
+        Ok(RunRecord {
+            input: self
+                .decode_json(&place, Some(row.input))?
+                .unwrap_or(Value::Null),
+            output: self.decode_json(&place, row.output)?,
+            id: row.id,
+            workflow: row.workflow,
+            fingerprint: row.fingerprint,
+            status,
+            error: row.error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            owner: row.owner,
+            lease_until: row.lease_until,
+        })
+    }
+}
+
+struct RawRun {
+    id: String,
+    workflow: String,
+    fingerprint: String,
+    status: String,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    owner: Option<String>,
+    lease_until: Option<i64>,
+}
+
+const RUN_COLUMNS: &str = "id, workflow, fingerprint, status, input, output, error, created_at, updated_at, owner, lease_until";
+
+fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
+    Ok(RawRun {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        fingerprint: r.get(2)?,
+        status: r.get(3)?,
+        input: r.get(4)?,
+        output: r.get(5)?,
+        error: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+        owner: r.get(9)?,
+        lease_until: r.get(10)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn commit(&self, run: &str, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        self.write_batch(&mut conn, run, batch)
+            .map_err(|e| map_err(&self.path, e))
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let raw = {
+            let conn = self.lock();
+            conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+                .and_then(|mut s| s.query_row([id], raw_run).optional())
+                .map_err(|e| map_err(&self.path, e))?
+        };
+        raw.map(|r| self.decode_run(r)).transpose()
+    }
+
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(w) = &f.workflow {
+            args.push(w.clone().into());
+            sql.push_str(&format!(" AND workflow = ?{}", args.len()));
+        }
+        if let Some(s) = f.status {
+            args.push(s.as_str().to_string().into());
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        }
+        if let Some(t) = f.created_after {
+            args.push(t.into());
+            sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
+        }
+        if let Some(t) = f.created_before {
+            args.push(t.into());
+            sql.push_str(&format!(" AND created_at < ?{}", args.len()));
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC");
+        if let Some(l) = f.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        let raws = {
+            let conn = self.lock();
+            let mut stmt = conn.prepare(&sql).map_err(|e| map_err(&self.path, e))?;
+            stmt.query_map(rusqlite::params_from_iter(args), raw_run)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| map_err(&self.path, e))?
+        };
+        raws.into_iter().map(|r| self.decode_run(r)).collect()
+    }
+
+    fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
+        type Raw = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            u32,
+            i64,
+        );
+        let raws: Vec<Raw> = {
+            let conn = self.lock();
+            conn.prepare_cached(
+                "SELECT path, kind, status, output, error, payload, resume, attempt, updated_at
+                 FROM steps WHERE run_id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map([run], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(|e| map_err(&self.path, e))?
+        };
+        raws.into_iter()
+            .map(
+                |(path, kind, status, output, error, payload, resume, attempt, updated_at)| {
+                    let place = format!("steps[{run}/{path}]");
+                    let bad = |what: &str, v: &str| StoreError::Decode {
+                        path: self.path.clone(),
+                        place: place.clone(),
+                        message: format!("unknown {what} `{v}`"),
+                    };
+                    Ok(StepRecord {
+                        kind: RecordKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
+                        status: StepStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
+                        output: self.decode_json(&place, output)?,
+                        error,
+                        payload: self.decode_json(&place, payload)?,
+                        resume: self.decode_json(&place, resume)?,
+                        attempt,
+                        updated_at,
+                        path,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    fn state(&self, run: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let raws: Vec<(String, String)> = {
+            let conn = self.lock();
+            conn.prepare_cached("SELECT key, value FROM run_state WHERE run_id = ?1")
+                .and_then(|mut s| {
+                    s.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                })
+                .map_err(|e| map_err(&self.path, e))?
+        };
+        raws.into_iter()
+            .map(|(k, v)| {
+                let place = format!("run_state[{run}/{k}]");
+                Ok((k, self.decode_json(&place, Some(v))?.unwrap_or(Value::Null)))
+            })
+            .collect()
+    }
+
+    fn events(&self, run: &str, from: u64, limit: usize) -> Result<Vec<RunEvent>, StoreError> {
+        let raws: Vec<(i64, i64, String)> = {
+            let conn = self.lock();
+            conn.prepare_cached(
+                "SELECT seq, at, body FROM events WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![run, from as i64, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            })
+            .map_err(|e| map_err(&self.path, e))?
+        };
+        raws.into_iter()
+            .map(|(seq, at, body)| {
+                let kind = serde_json::from_str(&body).map_err(|e| StoreError::Decode {
+                    path: self.path.clone(),
+                    place: format!("events[{run}#{seq}]"),
+                    message: e.to_string(),
+                })?;
+                Ok(RunEvent {
+                    run_id: run.to_string(),
+                    seq: seq as u64,
+                    at,
+                    kind,
+                })
+            })
+            .collect()
+    }
+
+    fn last_seq(&self, run: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1")
+            .and_then(|mut s| s.query_row([run], |r| r.get::<_, i64>(0)))
+            .map(|v| v as u64)
+            .map_err(|e| map_err(&self.path, e))
+    }
+
+    fn claim(&self, c: &Claim<'_>) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached(
+            "UPDATE runs SET status = 'running', owner = ?1, lease_until = ?2
+             WHERE id = ?3 AND status = ?4 AND owner IS ?5",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                c.new_owner,
+                c.lease_until,
+                c.run,
+                c.status.as_str(),
+                c.owner
+            ])
+        })
+        .map(|n| n == 1)
+        .map_err(|e| map_err(&self.path, e))
+    }
+
+    fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached(
+            "UPDATE runs SET lease_until = ?2 WHERE owner = ?1 AND status = 'running'",
+        )
+        .and_then(|mut s| s.execute(params![owner, lease_until]))
+        .map(|_| ())
+        .map_err(|e| map_err(&self.path, e))
+    }
+}
+
+/// Maps a SQLite error to the store's typed error, keeping SQLite's message.
+fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
+    let path = path.to_string();
+    let message = e.to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Busy { path, message }
+        }
+        Some(ErrorCode::DiskFull) => StoreError::Full { path, message },
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path, message },
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt { path, message }
+        }
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            StoreError::Open { path, message }
+        }
+        _ => StoreError::Other { path, message },
+    }
+}

@@ -1,0 +1,363 @@
+//! `RunCore`: one run's state machine plus its synchronous commits and live events.
+//!
+//! Every driver (the tokio driver here, the JavaScript driver in the Node binding) goes through
+//! this type: `poll` advances the machine and commits what it produced in one store batch;
+//! `complete` hands a result back. Nothing here awaits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use super::builder::Graph;
+use super::event::{EventKind, RunEvent};
+use super::machine::{Action, Machine, Status};
+use super::step::RunState;
+use crate::error::{EngineError, StepError};
+use crate::store::{Batch, RunRecord, RunStatus, RunUpdate, StepStatus, Store, now_ms};
+
+/// Live subscribers of one active run; the channel is made on first subscription.
+#[derive(Default)]
+pub(crate) struct Live {
+    tx: OnceLock<broadcast::Sender<RunEvent>>,
+}
+
+impl Live {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.tx
+            .get_or_init(|| broadcast::channel(4096).0)
+            .subscribe()
+    }
+
+    fn send(&self, ev: &RunEvent) {
+        if let Some(tx) = self.tx.get() {
+            // No receivers is fine: nobody is watching right now.
+            let _ = tx.send(ev.clone());
+        }
+    }
+}
+
+/// A suspended path and what it asks for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Suspension {
+    /// The suspended path; pass it to `resume`.
+    pub path: String,
+    /// The payload the step suspended with.
+    pub payload: Value,
+}
+
+pub(crate) struct RunCore {
+    pub(crate) run_id: Arc<str>,
+    pub(crate) workflow: String,
+    machine: Machine,
+    store: Arc<dyn Store>,
+    next_seq: u64,
+    pub(crate) state: Arc<RunState>,
+    pub(crate) live: Arc<Live>,
+    pub(crate) input: Value,
+    /// The status last committed to the run row.
+    pub(crate) committed: RunStatus,
+    pub(crate) created_at: i64,
+    /// The run's outcome once it stopped executing.
+    pub(crate) status: Status,
+}
+
+impl RunCore {
+    /// Creates and commits a new run.
+    pub(crate) fn create(
+        store: Arc<dyn Store>,
+        graph: Arc<Graph>,
+        run_id: String,
+        input: Value,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<Self, EngineError> {
+        if let Some(s) = &graph.input_schema {
+            s.validate(&input, &format!("workflow `{}`", graph.id), "input")?;
+        }
+        let now = now_ms();
+        let run_id: Arc<str> = run_id.into();
+        let record = RunRecord {
+            id: run_id.to_string(),
+            workflow: graph.id.clone(),
+            fingerprint: graph.fingerprint.clone(),
+            status: RunStatus::Running,
+            input: input.clone(),
+            output: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            owner: Some(owner.to_string()),
+            lease_until: Some(lease_until),
+        };
+        let started = RunEvent {
+            run_id: run_id.to_string(),
+            seq: 1,
+            at: now,
+            kind: EventKind::RunStarted {
+                workflow: graph.id.clone(),
+                input: input.clone(),
+            },
+        };
+        let batch = Batch {
+            create: Some(record),
+            events: vec![started],
+            ..Batch::default()
+        };
+        store.commit(&run_id, &batch)?;
+        let workflow = graph.id.clone();
+        Ok(Self {
+            machine: Machine::new(graph, input.clone(), Vec::new(), HashMap::new()),
+            run_id,
+            workflow,
+            store,
+            next_seq: 2,
+            state: Arc::new(RunState::default()),
+            live: Arc::new(Live::default()),
+            input,
+            committed: RunStatus::Running,
+            created_at: now,
+            status: Status::Running,
+        })
+    }
+
+    /// Rebuilds a stored run from its records (replay).
+    pub(crate) fn load(
+        store: Arc<dyn Store>,
+        graph: Arc<Graph>,
+        record: &RunRecord,
+        committed: RunStatus,
+        live: Arc<Live>,
+    ) -> Result<Self, EngineError> {
+        let steps = store.steps(&record.id)?;
+        let state = store.state(&record.id)?;
+        let next_seq = store.last_seq(&record.id)? + 1;
+        Ok(Self {
+            machine: Machine::new(graph, record.input.clone(), steps, HashMap::new()),
+            run_id: record.id.as_str().into(),
+            workflow: record.workflow.clone(),
+            store,
+            next_seq,
+            state: Arc::new(RunState::from_values(state)),
+            live,
+            input: record.input.clone(),
+            committed,
+            created_at: record.created_at,
+            status: Status::Running,
+        })
+    }
+
+    /// Drops the in-memory machine and rebuilds it from the store, keeping actions in flight.
+    pub(crate) fn rebuild(&mut self) -> Result<(), EngineError> {
+        let steps = self.store.steps(&self.run_id)?;
+        let issued = self.machine.take_issued();
+        let graph = Arc::clone(self.machine.graph());
+        self.machine = Machine::new(graph, self.input.clone(), steps, issued);
+        Ok(())
+    }
+
+    pub(crate) fn graph(&self) -> &Arc<Graph> {
+        self.machine.graph()
+    }
+
+    /// Advances the machine and commits what it produced in one batch.
+    pub(crate) fn poll(&mut self) -> Result<(Vec<Action>, Status), EngineError> {
+        let now = now_ms();
+        let status = self.machine.poll(now);
+        let actions = self.machine.take_actions();
+        let (steps, kinds) = self.machine.take_writes();
+        let mut batch = Batch {
+            steps,
+            state: self.state.take_dirty(),
+            ..Batch::default()
+        };
+        let mut events: Vec<EventKind> = kinds;
+        let target = match &status {
+            Status::Running => RunStatus::Running,
+            Status::Suspended(_) => RunStatus::Suspended,
+            Status::Succeeded(_) => RunStatus::Succeeded,
+            Status::Failed(_) => RunStatus::Failed,
+        };
+        if target != self.committed {
+            let (output, error) = match &status {
+                Status::Succeeded(v) => (Some(v.clone()), None),
+                Status::Failed(e) => (None, Some(e.clone())),
+                _ => (None, None),
+            };
+            match &status {
+                Status::Suspended(paths) => events.push(EventKind::RunSuspended {
+                    paths: paths.clone(),
+                }),
+                Status::Succeeded(_) | Status::Failed(_) => events.push(EventKind::RunFinished {
+                    status: target,
+                    output: output.clone(),
+                    error: error.clone(),
+                }),
+                Status::Running => {}
+            }
+            batch.update = Some(RunUpdate {
+                status: target,
+                output,
+                error,
+                updated_at: now,
+                release: target != RunStatus::Running,
+            });
+        }
+        batch.events = self.stamp(events, now);
+        self.store.commit(&self.run_id, &batch)?;
+        self.committed = target;
+        for ev in &batch.events {
+            self.live.send(ev);
+        }
+        self.status = status.clone();
+        if let Some((path, detail)) = self.machine.divergence() {
+            return Err(EngineError::ReplayDiverged {
+                run: self.run_id.to_string(),
+                path: path.clone(),
+                detail: detail.clone(),
+            });
+        }
+        Ok((actions, status))
+    }
+
+    fn stamp(&mut self, kinds: Vec<EventKind>, at: i64) -> Vec<RunEvent> {
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                RunEvent {
+                    run_id: self.run_id.to_string(),
+                    seq,
+                    at,
+                    kind,
+                }
+            })
+            .collect()
+    }
+
+    /// Hands back the result of an action.
+    pub(crate) fn complete(&mut self, path: &str, result: Result<Value, StepError>) {
+        self.machine.complete(path, result, now_ms());
+    }
+
+    /// Sets resume data on a suspended path and commits it (with the run back to running).
+    pub(crate) fn resume(&mut self, path: &str, data: Value) -> Result<(), EngineError> {
+        let now = now_ms();
+        let Some(rec) = self.machine.resume(path, data, now) else {
+            return Err(EngineError::NotSuspended {
+                run: self.run_id.to_string(),
+                path: path.to_string(),
+                suspended: self.suspended_paths().join(", "),
+            });
+        };
+        let (_, kinds) = self.machine.take_writes();
+        let batch = Batch {
+            steps: vec![rec],
+            events: self.stamp(kinds, now),
+            ..Batch::default()
+        };
+        self.store.commit(&self.run_id, &batch)?;
+        for ev in &batch.events {
+            self.live.send(ev);
+        }
+        Ok(())
+    }
+
+    /// Commits a custom event.
+    pub(crate) fn custom(
+        &mut self,
+        path: String,
+        name: String,
+        data: Value,
+    ) -> Result<(), EngineError> {
+        let now = now_ms();
+        let batch = Batch {
+            events: self.stamp(vec![EventKind::Custom { path, name, data }], now),
+            ..Batch::default()
+        };
+        self.store.commit(&self.run_id, &batch)?;
+        for ev in &batch.events {
+            self.live.send(ev);
+        }
+        Ok(())
+    }
+
+    /// Ends the run with `status` (cancelled or failed) and `error`, whatever is in flight.
+    pub(crate) fn finish(&mut self, status: RunStatus, error: String) -> Result<(), EngineError> {
+        let now = now_ms();
+        let (steps, mut kinds) = self.machine.take_writes();
+        kinds.push(EventKind::RunFinished {
+            status,
+            output: None,
+            error: Some(error.clone()),
+        });
+        let batch = Batch {
+            steps,
+            state: self.state.take_dirty(),
+            update: Some(RunUpdate {
+                status,
+                output: None,
+                error: Some(error.clone()),
+                updated_at: now,
+                release: true,
+            }),
+            events: self.stamp(kinds, now),
+            ..Batch::default()
+        };
+        self.store.commit(&self.run_id, &batch)?;
+        self.committed = status;
+        for ev in &batch.events {
+            self.live.send(ev);
+        }
+        self.status = Status::Failed(error);
+        Ok(())
+    }
+
+    /// Puts a claimed run back to suspended without changes (after a rejected resume).
+    pub(crate) fn release_suspended(&mut self) -> Result<(), EngineError> {
+        let batch = Batch {
+            update: Some(RunUpdate {
+                status: RunStatus::Suspended,
+                output: None,
+                error: None,
+                updated_at: now_ms(),
+                release: true,
+            }),
+            ..Batch::default()
+        };
+        self.store.commit(&self.run_id, &batch)?;
+        self.committed = RunStatus::Suspended;
+        Ok(())
+    }
+
+    /// The suspended paths, as of the last poll.
+    pub(crate) fn suspended_paths(&self) -> Vec<String> {
+        match &self.status {
+            Status::Suspended(p) => p.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The suspended paths with their payloads.
+    pub(crate) fn suspensions(&self) -> Vec<Suspension> {
+        self.suspended_paths()
+            .into_iter()
+            .map(|path| {
+                let payload = self
+                    .machine
+                    .record(&path)
+                    .filter(|r| r.status == StepStatus::Suspended)
+                    .and_then(|r| r.payload.clone())
+                    .unwrap_or(Value::Null);
+                Suspension { path, payload }
+            })
+            .collect()
+    }
+
+    /// The step node at a suspended path, for resume-schema checks.
+    pub(crate) fn resume_schema_for(&self, path: &str) -> Option<super::schema::Schema> {
+        self.machine.resume_schema(path)
+    }
+}

@@ -1,0 +1,959 @@
+//! The `Engine` and its tokio driver.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::{FutureExt, Stream};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::builder::{CommittedWorkflow, Graph, NodeKind, SleepSpec};
+use super::core::{Live, RunCore, Suspension};
+use super::event::RunEvent;
+use super::machine::{Action, EvalKind, Status};
+use super::step::{Emitted, StepContext};
+use crate::error::{EngineError, StepError};
+use crate::store::{
+    Claim, MemoryStore, RunFilter, RunRecord, RunStatus, SqliteStore, Store, now_ms,
+};
+
+/// A run as seen from outside: status, output or error, and what it waits for.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Run {
+    /// Run id.
+    pub id: String,
+    /// Workflow id.
+    pub workflow: String,
+    /// Current status.
+    pub status: RunStatus,
+    /// The run's input.
+    pub input: Value,
+    /// The output, once succeeded.
+    pub output: Option<Value>,
+    /// The error, once failed or cancelled.
+    pub error: Option<String>,
+    /// The suspended paths and their payloads, while suspended.
+    pub suspended: Vec<Suspension>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at: i64,
+    /// Last status change, ms since the Unix epoch.
+    pub updated_at: i64,
+}
+
+impl Run {
+    fn from_record(r: RunRecord, suspended: Vec<Suspension>) -> Self {
+        Self {
+            id: r.id,
+            workflow: r.workflow,
+            status: r.status,
+            input: r.input,
+            output: r.output,
+            error: r.error,
+            suspended,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+struct Active {
+    cancel: CancellationToken,
+    live: Arc<Live>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    /// Registered definitions by fingerprint, and the newest fingerprint per workflow id.
+    by_fingerprint: RwLock<HashMap<String, Arc<Graph>>>,
+    latest: RwLock<HashMap<String, String>>,
+    active: Mutex<HashMap<String, Arc<Active>>>,
+    owner: String,
+    lease: Duration,
+    always_replay: bool,
+    heartbeat: std::sync::OnceLock<()>,
+}
+
+/// Configures an [`Engine`].
+///
+/// ```
+/// use std::time::Duration;
+/// let engine = miyabi::Engine::builder()
+///     .store(miyabi::MemoryStore::new())
+///     .lease(Duration::from_secs(10))
+///     .build();
+/// # let _ = engine;
+/// ```
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    lease: Duration,
+    always_replay: bool,
+}
+
+impl EngineBuilder {
+    /// The store for runs (default: in memory).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A shared store.
+    pub fn store_arc(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How long this engine's claim on a running run holds without renewal (default 30 s).
+    /// Another engine may recover the run once it expires (or at once, when the owning
+    /// process on this host is gone).
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
+    /// Drops the in-memory machine after every step and rebuilds it from the store (a test
+    /// mode proving that every decision is in the records).
+    pub fn always_replay(mut self, on: bool) -> Self {
+        self.always_replay = on;
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> Engine {
+        let pid = std::process::id();
+        let host = hostname();
+        Engine {
+            inner: Arc::new(Inner {
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                by_fingerprint: RwLock::new(HashMap::new()),
+                latest: RwLock::new(HashMap::new()),
+                active: Mutex::new(HashMap::new()),
+                owner: format!("{}@{host}:{pid}", uuid::Uuid::now_v7().simple()),
+                lease: self.lease,
+                always_replay: self.always_replay,
+                heartbeat: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+}
+
+/// Runs workflows durably: start, get, list, resume, cancel, watch events, recover after a
+/// crash.
+///
+/// ```
+/// use miyabi::{step_fn, Engine, StepContext, Workflow};
+/// use serde_json::{json, Value};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let add = step_fn(|_ctx: StepContext, v: Value| async move { Ok(json!(v.as_i64().unwrap_or(0) + 1)) });
+/// let wf = Workflow::new("count").step("add", add).commit()?;
+/// let engine = Engine::in_memory();
+/// let run = engine.start(&wf, json!(41)).await?;
+/// assert_eq!(run.output, Some(json!(42)));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("owner", &self.inner.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A run started with [`Engine::spawn`]: wait for it or watch it.
+pub struct RunHandle {
+    id: String,
+    join: tokio::task::JoinHandle<Result<Run, EngineError>>,
+}
+
+impl RunHandle {
+    /// The run id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Waits until the run finishes or suspends.
+    pub async fn wait(self) -> Result<Run, EngineError> {
+        match self.join.await {
+            Ok(r) => r,
+            Err(e) => Err(EngineError::InvalidState {
+                run: self.id,
+                status: "aborted".into(),
+                operation: format!("wait ({e})"),
+            }),
+        }
+    }
+}
+
+impl Engine {
+    /// A builder with defaults (in-memory store, 30 s lease).
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            store: None,
+            lease: Duration::from_secs(30),
+            always_replay: false,
+        }
+    }
+
+    /// An engine over an in-memory store.
+    pub fn in_memory() -> Self {
+        Self::builder().build()
+    }
+
+    /// An engine over a SQLite file (created if missing).
+    pub fn sqlite(path: impl AsRef<std::path::Path>) -> Result<Self, EngineError> {
+        Ok(Self::builder().store(SqliteStore::open(path)?).build())
+    }
+
+    /// The engine's store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// This engine instance's owner id (`uuid@host:pid`).
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Registers a workflow definition; several definitions (fingerprints) of one workflow id
+    /// may be registered, so that old runs can finish. New runs use the newest.
+    pub fn register(&self, workflow: &CommittedWorkflow) {
+        let g = &workflow.graph;
+        write(&self.inner.by_fingerprint).insert(g.fingerprint.clone(), Arc::clone(g));
+        write(&self.inner.latest).insert(g.id.clone(), g.fingerprint.clone());
+    }
+
+    fn graph_for(&self, r: &RunRecord) -> Result<Arc<Graph>, EngineError> {
+        if let Some(g) = read(&self.inner.by_fingerprint).get(&r.fingerprint) {
+            return Ok(Arc::clone(g));
+        }
+        match read(&self.inner.latest).get(&r.workflow) {
+            Some(current) => Err(EngineError::DefinitionChanged {
+                run: r.id.clone(),
+                workflow: r.workflow.clone(),
+                stored: r.fingerprint.clone(),
+                current: current.clone(),
+            }),
+            None => Err(EngineError::UnknownWorkflow(r.workflow.clone())),
+        }
+    }
+
+    /// Starts a run and drives it until it finishes or suspends.
+    pub async fn start(
+        &self,
+        workflow: &CommittedWorkflow,
+        input: Value,
+    ) -> Result<Run, EngineError> {
+        let core = self.create(workflow, input)?;
+        let active = self.activate(&core);
+        self.drive(core, active).await
+    }
+
+    /// Starts a run in the background; the run is committed before this returns.
+    pub fn spawn(
+        &self,
+        workflow: &CommittedWorkflow,
+        input: Value,
+    ) -> Result<RunHandle, EngineError> {
+        let core = self.create(workflow, input)?;
+        let active = self.activate(&core);
+        let id = core.run_id.to_string();
+        let engine = self.clone();
+        let join = tokio::spawn(async move { engine.drive(core, active).await });
+        Ok(RunHandle { id, join })
+    }
+
+    fn create(&self, workflow: &CommittedWorkflow, input: Value) -> Result<RunCore, EngineError> {
+        let g = &workflow.graph;
+        if !read(&self.inner.by_fingerprint).contains_key(&g.fingerprint) {
+            self.register(workflow);
+        }
+        self.ensure_heartbeat();
+        RunCore::create(
+            Arc::clone(&self.inner.store),
+            Arc::clone(g),
+            uuid::Uuid::now_v7().to_string(),
+            input,
+            &self.inner.owner,
+            now_ms() + self.inner.lease.as_millis() as i64,
+        )
+    }
+
+    fn activate(&self, core: &RunCore) -> Arc<Active> {
+        let a = Arc::new(Active {
+            cancel: CancellationToken::new(),
+            live: Arc::clone(&core.live),
+        });
+        lock(&self.inner.active).insert(core.run_id.to_string(), Arc::clone(&a));
+        a
+    }
+
+    /// Gives resume data to a suspended path and drives the run until it finishes or
+    /// suspends again. Works from any process on the same store.
+    pub async fn resume(&self, run_id: &str, path: &str, data: Value) -> Result<Run, EngineError> {
+        let record = self
+            .inner
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
+        if record.status != RunStatus::Suspended {
+            return Err(EngineError::InvalidState {
+                run: run_id.to_string(),
+                status: record.status.to_string(),
+                operation: format!("resume `{path}` (only suspended runs can be resumed)"),
+            });
+        }
+        let graph = self.graph_for(&record)?;
+        let claimed = self.inner.store.claim(&Claim {
+            run: run_id,
+            status: RunStatus::Suspended,
+            owner: None,
+            new_owner: &self.inner.owner,
+            lease_until: now_ms() + self.inner.lease.as_millis() as i64,
+        })?;
+        if !claimed {
+            return Err(EngineError::InvalidState {
+                run: run_id.to_string(),
+                status: "being resumed elsewhere".into(),
+                operation: format!("resume `{path}`"),
+            });
+        }
+        let live = Arc::new(Live::default());
+        let mut core = RunCore::load(
+            Arc::clone(&self.inner.store),
+            graph,
+            &record,
+            RunStatus::Running,
+            live,
+        )?;
+        // Replay up to the suspension points (commits nothing new for a consistent store).
+        let (actions, status) = core.poll()?;
+        if !actions.is_empty() || !matches!(status, Status::Suspended(_)) {
+            // A resumed path that never ran (crash after resume): just continue the run.
+            let active = self.activate(&core);
+            return self.drive_from(core, active, actions).await;
+        }
+        if !core.suspended_paths().iter().any(|p| p == path) {
+            let err = EngineError::NotSuspended {
+                run: run_id.to_string(),
+                path: path.to_string(),
+                suspended: core.suspended_paths().join(", "),
+            };
+            core.release_suspended()?;
+            return Err(err);
+        }
+        if let Some(schema) = core.resume_schema_for(path)
+            && let Err(e) = schema.validate(&data, &format!("step `{path}`"), "resume data")
+        {
+            core.release_suspended()?;
+            return Err(e.into());
+        }
+        core.resume(path, data)?;
+        let active = self.activate(&core);
+        self.drive(core, active).await
+    }
+
+    /// Cancels a run: in-flight steps see their cancellation token fire and the run is marked
+    /// cancelled. A suspended run is cancelled at once.
+    pub async fn cancel(&self, run_id: &str) -> Result<Run, EngineError> {
+        let active = lock(&self.inner.active).get(run_id).cloned();
+        if let Some(a) = active {
+            let mut rx = a.live.subscribe();
+            a.cancel.cancel();
+            // Wait for the driver to commit the cancellation.
+            loop {
+                if let Some(r) = self.inner.store.run(run_id)?
+                    && r.status.is_terminal()
+                {
+                    return Ok(Run::from_record(r, Vec::new()));
+                }
+                if let Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) =
+                    tokio::time::timeout(Duration::from_millis(50), rx.recv()).await
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        let record = self
+            .inner
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
+        if record.status.is_terminal() {
+            return Err(EngineError::InvalidState {
+                run: run_id.to_string(),
+                status: record.status.to_string(),
+                operation: "cancel".into(),
+            });
+        }
+        let graph = self.graph_for(&record)?;
+        let claimed = self.inner.store.claim(&Claim {
+            run: run_id,
+            status: record.status,
+            owner: record.owner.as_deref(),
+            new_owner: &self.inner.owner,
+            lease_until: now_ms() + self.inner.lease.as_millis() as i64,
+        })?;
+        if !claimed {
+            return Err(EngineError::InvalidState {
+                run: run_id.to_string(),
+                status: "changing".into(),
+                operation: "cancel (it changed state meanwhile; try again)".into(),
+            });
+        }
+        let mut core = RunCore::load(
+            Arc::clone(&self.inner.store),
+            graph,
+            &record,
+            RunStatus::Running,
+            Arc::new(Live::default()),
+        )?;
+        core.finish(RunStatus::Cancelled, "cancelled".into())?;
+        self.get(run_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))
+    }
+
+    /// Reads a run.
+    pub async fn get(&self, run_id: &str) -> Result<Option<Run>, EngineError> {
+        let Some(r) = self.inner.store.run(run_id)? else {
+            return Ok(None);
+        };
+        let suspended = if r.status == RunStatus::Suspended {
+            let mut s: Vec<Suspension> = self
+                .inner
+                .store
+                .steps(run_id)?
+                .into_iter()
+                .filter(|s| s.status == crate::store::StepStatus::Suspended && s.resume.is_none())
+                .map(|s| Suspension {
+                    path: s.path,
+                    payload: s.payload.unwrap_or(Value::Null),
+                })
+                .collect();
+            s.sort_by(|a, b| a.path.cmp(&b.path));
+            s
+        } else {
+            Vec::new()
+        };
+        Ok(Some(Run::from_record(r, suspended)))
+    }
+
+    /// Lists runs, newest first (suspension details are left out; use [`Engine::get`]).
+    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<Run>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .list_runs(filter)?
+            .into_iter()
+            .map(|r| Run::from_record(r, Vec::new()))
+            .collect())
+    }
+
+    /// The run's events from sequence number `from` (1 for all): the stored ones, then live
+    /// ones while the run executes in this engine. Ends when the run stops executing here.
+    pub fn events(
+        &self,
+        run_id: &str,
+        from: u64,
+    ) -> impl Stream<Item = Result<RunEvent, EngineError>> + Send + 'static {
+        let store = Arc::clone(&self.inner.store);
+        let active = lock(&self.inner.active).get(run_id).cloned();
+        let run_id = run_id.to_string();
+        async_stream(store, active, run_id, from)
+    }
+
+    /// Takes over runs left `running` by a dead process or an expired lease, for every
+    /// registered workflow, and drives them in the background. Returns their ids.
+    pub async fn recover(&self) -> Result<Vec<String>, EngineError> {
+        let now = now_ms();
+        let running = self.inner.store.list_runs(&RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        })?;
+        let mut taken = Vec::new();
+        for r in running {
+            if lock(&self.inner.active).contains_key(&r.id) {
+                continue;
+            }
+            let claimable = match (&r.owner, r.lease_until) {
+                (None, _) => true,
+                (Some(o), _) if *o == self.inner.owner => true,
+                (Some(_), Some(until)) if until < now => true,
+                (Some(o), _) => owner_is_dead(o),
+            };
+            if !claimable {
+                continue;
+            }
+            let graph = match self.graph_for(&r) {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(run = %r.id, error = %e, "cannot recover run");
+                    continue;
+                }
+            };
+            if !self.inner.store.claim(&Claim {
+                run: &r.id,
+                status: RunStatus::Running,
+                owner: r.owner.as_deref(),
+                new_owner: &self.inner.owner,
+                lease_until: now + self.inner.lease.as_millis() as i64,
+            })? {
+                continue;
+            }
+            let core = RunCore::load(
+                Arc::clone(&self.inner.store),
+                graph,
+                &r,
+                RunStatus::Running,
+                Arc::new(Live::default()),
+            )?;
+            let active = self.activate(&core);
+            let engine = self.clone();
+            taken.push(r.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = engine.drive(core, active).await {
+                    tracing::error!(error = %e, "recovered run stopped");
+                }
+            });
+        }
+        self.ensure_heartbeat();
+        Ok(taken)
+    }
+
+    /// Waits until the run is no longer executing in this engine and returns it.
+    pub async fn wait(&self, run_id: &str) -> Result<Run, EngineError> {
+        loop {
+            let active = lock(&self.inner.active).get(run_id).cloned();
+            match active {
+                Some(a) => {
+                    let mut rx = a.live.subscribe();
+                    drop(a);
+                    if !lock(&self.inner.active).contains_key(run_id) {
+                        continue;
+                    }
+                    loop {
+                        match tokio::time::timeout(Duration::from_millis(100), rx.recv()).await {
+                            Ok(Ok(ev))
+                                if matches!(
+                                    ev.kind,
+                                    super::event::EventKind::RunFinished { .. }
+                                        | super::event::EventKind::RunSuspended { .. }
+                                ) =>
+                            {
+                                break;
+                            }
+                            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
+                            _ if !lock(&self.inner.active).contains_key(run_id) => break,
+                            _ => {}
+                        }
+                    }
+                }
+                None => {
+                    return self
+                        .get(run_id)
+                        .await?
+                        .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()));
+                }
+            }
+        }
+    }
+
+    fn ensure_heartbeat(&self) {
+        if self.inner.heartbeat.get().is_some() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.heartbeat.set(()).is_err() {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = (self.inner.lease / 3).max(Duration::from_millis(100));
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let until = now_ms() + inner.lease.as_millis() as i64;
+                if let Err(e) = inner.store.renew(&inner.owner, until) {
+                    tracing::warn!(error = %e, "lease renewal failed");
+                }
+            }
+        });
+    }
+
+    async fn drive(&self, core: RunCore, active: Arc<Active>) -> Result<Run, EngineError> {
+        self.drive_from(core, active, Vec::new()).await
+    }
+
+    async fn drive_from(
+        &self,
+        core: RunCore,
+        active: Arc<Active>,
+        first: Vec<Action>,
+    ) -> Result<Run, EngineError> {
+        let run_id = core.run_id.to_string();
+        let span = tracing::info_span!("run", run_id = %run_id, workflow = %core.workflow);
+        let result = drive(core, active, first, self.inner.always_replay)
+            .instrument(span)
+            .await;
+        lock(&self.inner.active).remove(&run_id);
+        result
+    }
+}
+
+type StepResult = (String, Result<Value, StepError>);
+
+async fn drive(
+    mut core: RunCore,
+    active: Arc<Active>,
+    first: Vec<Action>,
+    always_replay: bool,
+) -> Result<Run, EngineError> {
+    let graph = Arc::clone(core.graph());
+    let (emit_tx, mut emit_rx) = tokio::sync::mpsc::unbounded_channel::<Emitted>();
+    let mut inflight: FuturesUnordered<futures::future::BoxFuture<'static, StepResult>> =
+        FuturesUnordered::new();
+    let deadline = graph.timeout.map(|t| {
+        let elapsed = Duration::from_millis((now_ms() - core.created_at).max(0) as u64);
+        tokio::time::Instant::now() + t.saturating_sub(elapsed)
+    });
+    let mut pending_actions = first;
+    loop {
+        let mut actions = std::mem::take(&mut pending_actions);
+        let (more, status) = core.poll()?;
+        actions.extend(more);
+        if always_replay {
+            core.rebuild()?;
+        }
+        let mut evaluated = false;
+        for a in actions {
+            match a {
+                Action::Eval {
+                    path,
+                    node,
+                    kind,
+                    input,
+                } => {
+                    let r = evaluate(&graph, node, kind, &input, &path);
+                    core.complete(&path, r);
+                    evaluated = true;
+                }
+                Action::Run {
+                    path,
+                    node,
+                    input,
+                    attempt,
+                    resume,
+                    delay,
+                } => {
+                    inflight.push(run_step(
+                        &graph,
+                        &core,
+                        &active.cancel,
+                        &emit_tx,
+                        path,
+                        node,
+                        input,
+                        attempt,
+                        resume,
+                        delay,
+                    ));
+                }
+                Action::Sleep { path, wake_at } => {
+                    let cancel = active.cancel.clone();
+                    inflight.push(Box::pin(async move {
+                        let wait = (wake_at - now_ms()).max(0) as u64;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                            _ = cancel.cancelled() => {}
+                        }
+                        (path, Ok(Value::Null))
+                    }));
+                }
+            }
+        }
+        if evaluated {
+            continue;
+        }
+        match status {
+            Status::Running => {}
+            _ if inflight.is_empty() => return Ok(outcome(&core)),
+            _ => {}
+        }
+        if inflight.is_empty() {
+            return Err(EngineError::InvalidState {
+                run: core.run_id.to_string(),
+                status: "running with nothing to do".into(),
+                operation: "continue (engine bug: the machine issued no action)".into(),
+            });
+        }
+        let sleep_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = active.cancel.cancelled() => {
+                drop(inflight);
+                core.finish(RunStatus::Cancelled, "cancelled".into())?;
+                return Ok(outcome(&core));
+            }
+            _ = sleep_deadline => {
+                active.cancel.cancel();
+                drop(inflight);
+                let t = graph.timeout.unwrap_or_default();
+                core.finish(RunStatus::Failed, format!("run timed out after {t:?}"))?;
+                return Ok(outcome(&core));
+            }
+            Some(em) = emit_rx.recv() => {
+                core.custom(em.path, em.name, em.data)?;
+            }
+            Some((path, result)) = inflight.next() => {
+                core.complete(&path, result);
+                // Take every other result that is already there, to commit them together.
+                while let Some(Some((p, r))) = inflight.next().now_or_never() {
+                    core.complete(&p, r);
+                }
+            }
+        }
+        while let Ok(em) = emit_rx.try_recv() {
+            core.custom(em.path, em.name, em.data)?;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_step(
+    graph: &Arc<Graph>,
+    core: &RunCore,
+    cancel: &CancellationToken,
+    emit: &tokio::sync::mpsc::UnboundedSender<Emitted>,
+    path: String,
+    node: usize,
+    input: Value,
+    attempt: u32,
+    resume: Option<Value>,
+    delay: Duration,
+) -> futures::future::BoxFuture<'static, StepResult> {
+    let NodeKind::Step(def) = &graph.node(node).kind else {
+        return Box::pin(async move { (path, Err(StepError::fatal("not a step"))) });
+    };
+    let step = Arc::clone(&def.step);
+    let timeout = def.timeout;
+    let token = cancel.child_token();
+    let ctx = StepContext::new(
+        Arc::clone(&core.run_id),
+        path.clone(),
+        attempt,
+        resume,
+        token.clone(),
+        Arc::clone(&core.state),
+        Some(emit.clone()),
+    );
+    let span = tracing::info_span!("step", path = %path, attempt);
+    Box::pin(
+        async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = token.cancelled() => return (path, Err(StepError::fatal("cancelled"))),
+                }
+            }
+            let fut = AssertUnwindSafe(step.run(&ctx, input)).catch_unwind();
+            let r = match timeout {
+                Some(t) => match tokio::time::timeout(t, fut).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        token.cancel();
+                        return (
+                            path.clone(),
+                            Err(StepError::retryable(format!(
+                                "step `{path}` timed out after {t:?}"
+                            ))),
+                        );
+                    }
+                },
+                None => fut.await,
+            };
+            let r = r.unwrap_or_else(|panic| {
+                Err(StepError::fatal(format!(
+                    "step `{path}` panicked: {}",
+                    panic_message(&panic)
+                )))
+            });
+            (path, r)
+        }
+        .instrument(span),
+    )
+}
+
+fn evaluate(
+    graph: &Graph,
+    node: usize,
+    kind: EvalKind,
+    input: &Value,
+    path: &str,
+) -> Result<Value, StepError> {
+    let n = graph.node(node);
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| match (&n.kind, kind) {
+        (NodeKind::Branch { selector, .. }, EvalKind::Select) => Ok(Value::String(selector(input))),
+        (NodeKind::Loop { cond, .. }, EvalKind::Condition) => Ok(Value::Bool(cond(input))),
+        (NodeKind::Map(f), EvalKind::Map) => Ok(f(input)),
+        (NodeKind::Sleep(SleepSpec::Until(f)), EvalKind::WakeAt) => {
+            let t = f(input);
+            let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+            Ok(Value::from(ms))
+        }
+        _ => Err(StepError::fatal(format!("`{path}`: nothing to evaluate"))),
+    }));
+    r.unwrap_or_else(|p| {
+        Err(StepError::fatal(format!(
+            "`{path}` panicked: {}",
+            panic_message(&p)
+        )))
+    })
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".into()
+    }
+}
+
+fn outcome(core: &RunCore) -> Run {
+    let now = now_ms();
+    let (output, error) = match &core.status {
+        Status::Succeeded(v) => (Some(v.clone()), None),
+        Status::Failed(e) => (None, Some(e.clone())),
+        Status::Running | Status::Suspended(_) => (None, None),
+    };
+    let status = core.committed;
+    Run {
+        id: core.run_id.to_string(),
+        workflow: core.workflow.clone(),
+        status,
+        input: core.input.clone(),
+        output,
+        error,
+        suspended: core.suspensions(),
+        created_at: core.created_at,
+        updated_at: now,
+    }
+}
+
+fn async_stream(
+    store: Arc<dyn Store>,
+    active: Option<Arc<Active>>,
+    run_id: String,
+    from: u64,
+) -> impl Stream<Item = Result<RunEvent, EngineError>> + Send + 'static {
+    // Subscribe before reading the log, so nothing falls between the two.
+    let live = active.map(|a| a.live.subscribe());
+    let stored = store.events(&run_id, from.max(1), usize::MAX);
+    let (stored, err) = match stored {
+        Ok(v) => (v, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let next = stored.last().map_or(from.max(1), |e| e.seq + 1);
+    let head = futures::stream::iter(
+        stored
+            .into_iter()
+            .map(Ok)
+            .chain(err.map(|e| Err(EngineError::Store(e)))),
+    );
+    let tail = futures::stream::unfold((live, next), move |(live, mut next)| {
+        let store = Arc::clone(&store);
+        let run_id = run_id.clone();
+        async move {
+            let mut rx = live?;
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if ev.seq < next => continue,
+                    Ok(ev) => {
+                        next = ev.seq + 1;
+                        let end = matches!(
+                            ev.kind,
+                            super::event::EventKind::RunFinished { .. }
+                                | super::event::EventKind::RunSuspended { .. }
+                        );
+                        let rx = if end { None } else { Some(rx) };
+                        return Some((vec![Ok(ev)], (rx, next)));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Fell behind: fill the gap from the log.
+                        match store.events(&run_id, next, usize::MAX) {
+                            Ok(evs) => {
+                                if let Some(l) = evs.last() {
+                                    next = l.seq + 1;
+                                }
+                                let evs = evs.into_iter().map(Ok).collect();
+                                return Some((evs, (Some(rx), next)));
+                            }
+                            Err(e) => {
+                                return Some((vec![Err(EngineError::Store(e))], (None, next)));
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+    .flat_map(futures::stream::iter);
+    head.chain(tail)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether the owner (`uuid@host:pid`) is a process on this host that no longer exists.
+fn owner_is_dead(owner: &str) -> bool {
+    let Some((_, hp)) = owner.split_once('@') else {
+        return false;
+    };
+    let Some((host, pid)) = hp.rsplit_once(':') else {
+        return false;
+    };
+    if host != hostname() || !cfg!(target_os = "linux") {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) if pid == std::process::id() => false,
+        Ok(pid) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => false,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,1171 @@
+//! The engine core: a state machine with no I/O and no threads.
+//!
+//! Given a committed graph and a run's stored records it answers "what must happen next"
+//! ([`Action`]s: run step P with input X, evaluate a selector, sleep until T) and takes results
+//! back ([`Machine::complete`]), producing the records and events to commit. Replay is the same
+//! code path as live execution: a path whose record is committed is not issued again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::builder::{Graph, NodeKind, SleepSpec};
+use super::event::EventKind;
+use crate::error::{StepError, StepErrorKind};
+use crate::store::{RecordKind, StepRecord, StepStatus};
+
+/// What kind of user code an [`Action::Eval`] asks the driver to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EvalKind {
+    /// A branch selector: answer with the arm name (a JSON string).
+    Select,
+    /// A loop condition: answer with a JSON bool.
+    Condition,
+    /// A map function: answer with the mapped value.
+    Map,
+    /// A `sleep_until` function: answer with the wake time in ms since the epoch.
+    WakeAt,
+}
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Execute the step at `node` once.
+    Run {
+        path: String,
+        node: usize,
+        input: Value,
+        attempt: u32,
+        resume: Option<Value>,
+        /// Wait this long first (retry backoff).
+        delay: Duration,
+    },
+    /// Evaluate a selector, condition, map or wake-time function.
+    Eval {
+        path: String,
+        node: usize,
+        kind: EvalKind,
+        input: Value,
+    },
+    /// Wait until `wake_at` (ms since the epoch), then complete `path` with null.
+    Sleep { path: String, wake_at: i64 },
+}
+
+/// Where the run stands after a poll.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Status {
+    Running,
+    Suspended(Vec<String>),
+    Succeeded(Value),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IssuedKind {
+    Step,
+    Eval(EvalKind),
+    Sleep,
+}
+
+/// An action in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct Issued {
+    node: usize,
+    kind: IssuedKind,
+    attempt: u32,
+    /// Kept only when a retry may need it again.
+    input: Option<Value>,
+    resume: Option<Value>,
+}
+
+enum Poll {
+    Done(Value),
+    Pending,
+    Suspended,
+    Failed(String),
+}
+
+struct StepFrame {
+    node: usize,
+    path: String,
+    input: Option<Value>,
+}
+
+struct SeqFrame {
+    node: usize,
+    prefix: String,
+    idx: usize,
+    cur: Option<Box<Frame>>,
+    last: Option<Value>,
+}
+
+struct ManyFrame {
+    node: usize,
+    path: String,
+    /// Inputs not yet handed to a child.
+    inputs: Vec<Option<Value>>,
+    children: Vec<Option<Box<Frame>>>,
+    outputs: Vec<Option<Value>>,
+    /// Indices of started, unfinished children.
+    active: Vec<usize>,
+    next: usize,
+    done: usize,
+    started: bool,
+}
+
+struct BranchFrame {
+    node: usize,
+    path: String,
+    input: Option<Value>,
+    arm: Option<Box<Frame>>,
+}
+
+struct LoopFrame {
+    node: usize,
+    path: String,
+    iter: u32,
+    input: Option<Value>,
+    body: Option<Box<Frame>>,
+    out: Option<Value>,
+}
+
+struct LeafFrame {
+    node: usize,
+    path: String,
+    input: Option<Value>,
+}
+
+struct NestedFrame {
+    node: usize,
+    path: String,
+    input: Option<Value>,
+    inner: Option<Box<Frame>>,
+}
+
+enum Frame {
+    Step(StepFrame),
+    Seq(SeqFrame),
+    Parallel(ManyFrame),
+    ForEach(ManyFrame),
+    Branch(BranchFrame),
+    Loop(LoopFrame),
+    Sleep(LeafFrame),
+    Map(LeafFrame),
+    Nested(NestedFrame),
+}
+
+fn join(prefix: &str, seg: &str) -> String {
+    if prefix.is_empty() {
+        seg.to_string()
+    } else {
+        let mut s = String::with_capacity(prefix.len() + 1 + seg.len());
+        s.push_str(prefix);
+        s.push('/');
+        s.push_str(seg);
+        s
+    }
+}
+
+/// The state machine of one run.
+pub(crate) struct Machine {
+    graph: Arc<Graph>,
+    root: Option<Box<Frame>>,
+    records: HashMap<String, StepRecord>,
+    issued: HashMap<String, Issued>,
+    /// Paths whose records were read during replay (None for a fresh run).
+    replayed: Option<HashSet<String>>,
+    actions: Vec<Action>,
+    writes: Vec<StepRecord>,
+    events: Vec<EventKind>,
+    suspended: Vec<String>,
+    /// Suspended step paths and their nodes, as of the last poll.
+    suspended_nodes: HashMap<String, usize>,
+    diverged: Option<(String, String)>,
+    now: i64,
+}
+
+impl Machine {
+    /// A machine for a run with `input`, over the records already stored for it (empty for a
+    /// new run), with `issued` the actions still in flight from a previous machine.
+    pub(crate) fn new(
+        graph: Arc<Graph>,
+        input: Value,
+        records: Vec<StepRecord>,
+        issued: HashMap<String, Issued>,
+    ) -> Self {
+        let replayed = if records.is_empty() {
+            None
+        } else {
+            Some(HashSet::with_capacity(records.len()))
+        };
+        let root_node = graph.root;
+        let mut m = Self {
+            graph,
+            root: None,
+            records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            issued,
+            replayed,
+            actions: Vec::new(),
+            writes: Vec::new(),
+            events: Vec::new(),
+            suspended: Vec::new(),
+            suspended_nodes: HashMap::new(),
+            diverged: None,
+            now: 0,
+        };
+        m.root = Some(Box::new(m.frame(root_node, "", input)));
+        m
+    }
+
+    pub(crate) fn graph(&self) -> &Arc<Graph> {
+        &self.graph
+    }
+
+    /// Hands over the in-flight actions (to a rebuilt machine).
+    pub(crate) fn take_issued(&mut self) -> HashMap<String, Issued> {
+        std::mem::take(&mut self.issued)
+    }
+
+    /// The record of a path, if committed.
+    pub(crate) fn record(&self, path: &str) -> Option<&StepRecord> {
+        self.records.get(path)
+    }
+
+    /// The first divergence found during replay: (path, detail).
+    pub(crate) fn divergence(&self) -> Option<&(String, String)> {
+        self.diverged.as_ref()
+    }
+
+    /// Advances as far as possible without outside results.
+    pub(crate) fn poll(&mut self, now: i64) -> Status {
+        self.now = now;
+        self.suspended.clear();
+        self.suspended_nodes.clear();
+        let Some(mut root) = self.root.take() else {
+            return Status::Failed("run already finished".into());
+        };
+        let p = self.adv(&mut root);
+        if let Some((path, detail)) = &self.diverged {
+            return Status::Failed(format!(
+                "replay diverged from the stored records at `{path}`: {detail}"
+            ));
+        }
+        match p {
+            Poll::Done(v) => {
+                if let Some(s) = &self.graph.output_schema
+                    && let Err(e) =
+                        s.validate(&v, &format!("workflow `{}`", self.graph.id), "output")
+                {
+                    return Status::Failed(e.to_string());
+                }
+                if let Some(seen) = &self.replayed
+                    && let Some(orphan) = self.records.keys().filter(|k| !seen.contains(*k)).min()
+                {
+                    let detail = "a stored record that the definition does not produce".to_string();
+                    self.diverged = Some((orphan.clone(), detail.clone()));
+                    return Status::Failed(format!(
+                        "replay diverged from the stored records at `{orphan}`: {detail}"
+                    ));
+                }
+                Status::Succeeded(v)
+            }
+            Poll::Failed(m) => Status::Failed(m),
+            Poll::Suspended if self.issued.is_empty() => {
+                self.root = Some(root);
+                let mut paths = std::mem::take(&mut self.suspended);
+                paths.sort();
+                Status::Suspended(paths)
+            }
+            Poll::Suspended | Poll::Pending => {
+                self.root = Some(root);
+                Status::Running
+            }
+        }
+    }
+
+    /// Actions issued since the last call.
+    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Records and events produced since the last call, to commit.
+    pub(crate) fn take_writes(&mut self) -> (Vec<StepRecord>, Vec<EventKind>) {
+        (
+            std::mem::take(&mut self.writes),
+            std::mem::take(&mut self.events),
+        )
+    }
+
+    /// Sets resume data on a suspended path (the caller commits the returned record).
+    pub(crate) fn resume(&mut self, path: &str, data: Value, now: i64) -> Option<StepRecord> {
+        let rec = self.records.get_mut(path)?;
+        if rec.status != StepStatus::Suspended {
+            return None;
+        }
+        rec.resume = Some(data);
+        rec.updated_at = now;
+        let rec = rec.clone();
+        self.events.push(EventKind::RunResumed {
+            path: path.to_string(),
+        });
+        Some(rec)
+    }
+
+    fn put(&mut self, rec: StepRecord) {
+        if let Some(seen) = &mut self.replayed {
+            seen.insert(rec.path.clone());
+        }
+        self.writes.push(rec.clone());
+        self.records.insert(rec.path.clone(), rec);
+    }
+
+    fn record_for(&mut self, path: &str, kind: RecordKind) -> Option<StepRecord> {
+        let rec = self.records.get(path)?;
+        if rec.kind != kind {
+            if self.diverged.is_none() {
+                self.diverged = Some((
+                    path.to_string(),
+                    format!(
+                        "the definition has a {} here, the records a {}",
+                        kind.as_str(),
+                        rec.kind.as_str()
+                    ),
+                ));
+            }
+            return None;
+        }
+        if let Some(seen) = &mut self.replayed
+            && !seen.contains(path)
+        {
+            seen.insert(path.to_string());
+        }
+        Some(rec.clone())
+    }
+
+    fn new_record(&self, path: &str, kind: RecordKind, status: StepStatus) -> StepRecord {
+        StepRecord {
+            path: path.to_string(),
+            kind,
+            status,
+            output: None,
+            error: None,
+            payload: None,
+            resume: None,
+            attempt: 1,
+            updated_at: self.now,
+        }
+    }
+
+    fn fail_record(&mut self, path: &str, kind: RecordKind, attempt: u32, error: String) -> Poll {
+        let mut r = self.new_record(path, kind, StepStatus::Failed);
+        r.error = Some(error.clone());
+        r.attempt = attempt;
+        self.put(r);
+        self.events.push(EventKind::StepFailed {
+            path: path.to_string(),
+            error: error.clone(),
+        });
+        Poll::Failed(error)
+    }
+
+    fn frame(&self, node: usize, prefix: &str, input: Value) -> Frame {
+        let n = self.graph.node(node);
+        let path = match &n.seg {
+            Some(s) => join(prefix, s),
+            None => prefix.to_string(),
+        };
+        match &n.kind {
+            NodeKind::Step(_) => Frame::Step(StepFrame {
+                node,
+                path,
+                input: Some(input),
+            }),
+            NodeKind::Seq(_) => Frame::Seq(SeqFrame {
+                node,
+                prefix: path,
+                idx: 0,
+                cur: None,
+                last: Some(input),
+            }),
+            NodeKind::Parallel { children, .. } => {
+                let n = children.len();
+                Frame::Parallel(ManyFrame {
+                    node,
+                    path,
+                    inputs: vec![Some(input)],
+                    children: (0..n).map(|_| None).collect(),
+                    outputs: vec![None; n],
+                    active: Vec::new(),
+                    next: 0,
+                    done: 0,
+                    started: false,
+                })
+            }
+            NodeKind::ForEach { .. } => Frame::ForEach(ManyFrame {
+                node,
+                path,
+                inputs: vec![Some(input)],
+                children: Vec::new(),
+                outputs: Vec::new(),
+                active: Vec::new(),
+                next: 0,
+                done: 0,
+                started: false,
+            }),
+            NodeKind::Branch { .. } => Frame::Branch(BranchFrame {
+                node,
+                path,
+                input: Some(input),
+                arm: None,
+            }),
+            NodeKind::Loop { .. } => Frame::Loop(LoopFrame {
+                node,
+                path,
+                iter: 0,
+                input: Some(input),
+                body: None,
+                out: None,
+            }),
+            NodeKind::Sleep(_) => Frame::Sleep(LeafFrame {
+                node,
+                path,
+                input: Some(input),
+            }),
+            NodeKind::Map(_) => Frame::Map(LeafFrame {
+                node,
+                path,
+                input: Some(input),
+            }),
+            NodeKind::Nested { .. } => Frame::Nested(NestedFrame {
+                node,
+                path,
+                input: Some(input),
+                inner: None,
+            }),
+        }
+    }
+
+    fn adv(&mut self, f: &mut Frame) -> Poll {
+        match f {
+            Frame::Step(s) => self.adv_step(s),
+            Frame::Seq(s) => self.adv_seq(s),
+            Frame::Parallel(m) => self.adv_many(m, false),
+            Frame::ForEach(m) => self.adv_many(m, true),
+            Frame::Branch(b) => self.adv_branch(b),
+            Frame::Loop(l) => self.adv_loop(l),
+            Frame::Sleep(s) => self.adv_sleep(s),
+            Frame::Map(m) => self.adv_map(m),
+            Frame::Nested(n) => self.adv_nested(n),
+        }
+    }
+
+    fn issue_eval(&mut self, path: &str, node: usize, kind: EvalKind, input: Value) {
+        self.issued.insert(
+            path.to_string(),
+            Issued {
+                node,
+                kind: IssuedKind::Eval(kind),
+                attempt: 1,
+                input: None,
+                resume: None,
+            },
+        );
+        self.actions.push(Action::Eval {
+            path: path.to_string(),
+            node,
+            kind,
+            input,
+        });
+    }
+
+    fn issue_step(
+        &mut self,
+        path: &str,
+        node: usize,
+        input: Value,
+        attempt: u32,
+        resume: Option<Value>,
+        delay: Duration,
+    ) {
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Step(def) = &graph.node(node).kind else {
+            return;
+        };
+        let keep = def.retry.max_attempts > attempt;
+        self.issued.insert(
+            path.to_string(),
+            Issued {
+                node,
+                kind: IssuedKind::Step,
+                attempt,
+                input: keep.then(|| input.clone()),
+                resume: if keep { resume.clone() } else { None },
+            },
+        );
+        if let Some(on) = def.non_idempotent {
+            // Record the start before running, so a crash before the commit is detectable.
+            let mut r = self.new_record(path, RecordKind::Step, StepStatus::Running);
+            r.attempt = attempt;
+            r.payload = Some(json!({ "on_interrupt": format!("{on:?}") }));
+            r.resume.clone_from(&resume);
+            self.put(r);
+        }
+        self.events.push(EventKind::StepStarted {
+            path: path.to_string(),
+            attempt,
+        });
+        self.actions.push(Action::Run {
+            path: path.to_string(),
+            node,
+            input,
+            attempt,
+            resume,
+            delay,
+        });
+    }
+
+    fn adv_step(&mut self, s: &mut StepFrame) -> Poll {
+        if self.issued.contains_key(&s.path) {
+            return Poll::Pending;
+        }
+        if let Some(rec) = self.record_for(&s.path, RecordKind::Step) {
+            match rec.status {
+                StepStatus::Succeeded => return Poll::Done(rec.output.unwrap_or(Value::Null)),
+                StepStatus::Failed => {
+                    return Poll::Failed(rec.error.unwrap_or_else(|| "step failed".into()));
+                }
+                StepStatus::Suspended => match rec.resume {
+                    Some(data) => {
+                        let input = s.input.clone().unwrap_or(Value::Null);
+                        self.issue_step(&s.path, s.node, input, 1, Some(data), Duration::ZERO);
+                        return Poll::Pending;
+                    }
+                    None => {
+                        self.suspended.push(s.path.clone());
+                        self.suspended_nodes.insert(s.path.clone(), s.node);
+                        return Poll::Suspended;
+                    }
+                },
+                StepStatus::Running => {
+                    // Started, never committed, not in flight: the process died in between.
+                    return self.interrupted(s, rec);
+                }
+            }
+        }
+        if self.diverged.is_some() {
+            return Poll::Failed("replay diverged".into());
+        }
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Step(def) = &graph.node(s.node).kind else {
+            return Poll::Failed(format!("`{}` is not a step", s.path));
+        };
+        let input = s.input.clone().unwrap_or(Value::Null);
+        if let Some(schema) = &def.input_schema
+            && let Err(e) = schema.validate(&input, &format!("step `{}`", s.path), "input")
+        {
+            return self.fail_record(&s.path, RecordKind::Step, 1, e.to_string());
+        }
+        self.issue_step(&s.path, s.node, input, 1, None, Duration::ZERO);
+        Poll::Pending
+    }
+
+    fn interrupted(&mut self, s: &StepFrame, rec: StepRecord) -> Poll {
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Step(def) = &graph.node(s.node).kind else {
+            return Poll::Failed(format!("`{}` is not a step", s.path));
+        };
+        let input = s.input.clone().unwrap_or(Value::Null);
+        match def.non_idempotent {
+            // An idempotent step's start is never recorded; treat a stray record as not run.
+            None => {
+                self.issue_step(&s.path, s.node, input, rec.attempt, rec.resume, Duration::ZERO);
+                Poll::Pending
+            }
+            Some(super::builder::OnInterrupt::Fail) => self.fail_record(
+                &s.path,
+                RecordKind::Step,
+                rec.attempt,
+                format!(
+                    "non-idempotent step `{}` was interrupted after it started (attempt {}) and before its result was committed; it is not re-run automatically",
+                    s.path, rec.attempt
+                ),
+            ),
+            Some(super::builder::OnInterrupt::Suspend) => {
+                let mut r = self.new_record(&s.path, RecordKind::Step, StepStatus::Suspended);
+                r.attempt = rec.attempt;
+                let payload = json!({
+                    "interrupted": true,
+                    "reason": format!("non-idempotent step `{}` was interrupted before its result was committed; resume to run it again", s.path),
+                });
+                r.payload = Some(payload.clone());
+                self.put(r);
+                self.events.push(EventKind::StepSuspended {
+                    path: s.path.clone(),
+                    payload,
+                });
+                self.suspended.push(s.path.clone());
+                self.suspended_nodes.insert(s.path.clone(), s.node);
+                Poll::Suspended
+            }
+        }
+    }
+
+    /// The resume schema of a step suspended at `path` (as of the last poll).
+    pub(crate) fn resume_schema(&self, path: &str) -> Option<super::schema::Schema> {
+        let node = *self.suspended_nodes.get(path)?;
+        match &self.graph.node(node).kind {
+            NodeKind::Step(def) => def.resume_schema.clone(),
+            _ => None,
+        }
+    }
+
+    fn adv_seq(&mut self, s: &mut SeqFrame) -> Poll {
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Seq(children) = &graph.node(s.node).kind else {
+            return Poll::Failed("not a sequence".into());
+        };
+        loop {
+            if s.cur.is_none() {
+                if s.idx >= children.len() {
+                    return Poll::Done(s.last.take().unwrap_or(Value::Null));
+                }
+                let input = s.last.take().unwrap_or(Value::Null);
+                s.cur = Some(Box::new(self.frame(children[s.idx], &s.prefix, input)));
+            }
+            let Some(cur) = s.cur.as_mut() else {
+                continue;
+            };
+            match self.adv(cur) {
+                Poll::Done(v) => {
+                    s.last = Some(v);
+                    s.idx += 1;
+                    s.cur = None;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn adv_many(&mut self, m: &mut ManyFrame, foreach: bool) -> Poll {
+        let graph = Arc::clone(&self.graph);
+        let (kids, concurrency, collect_all, body) = match &graph.node(m.node).kind {
+            NodeKind::Parallel {
+                children,
+                collect_all,
+            } => (Some(children), usize::MAX, *collect_all, 0),
+            NodeKind::ForEach { body, concurrency } => (None, *concurrency, false, *body),
+            _ => return Poll::Failed("not a parallel or foreach".into()),
+        };
+        if !m.started {
+            m.started = true;
+            let input = m.inputs.pop().flatten().unwrap_or(Value::Null);
+            if foreach {
+                let Value::Array(items) = input else {
+                    return Poll::Failed(format!(
+                        "foreach `{}` expects an array as input, got {}",
+                        m.path,
+                        kind_name(&input)
+                    ));
+                };
+                let n = items.len();
+                m.inputs = items.into_iter().map(Some).collect();
+                m.children = (0..n).map(|_| None).collect();
+                m.outputs = vec![None; n];
+            } else {
+                let n = m.outputs.len();
+                m.inputs = vec![Some(input); n];
+            }
+        }
+        let n = m.outputs.len();
+        let mut pending = 0usize;
+        let mut suspended = false;
+        let mut i = 0;
+        while i < m.active.len() {
+            let idx = m.active[i];
+            let step = match m.children[idx].as_mut() {
+                Some(c) => self.adv(c),
+                None => Poll::Failed("missing child".into()),
+            };
+            match step {
+                Poll::Done(v) => {
+                    m.outputs[idx] = Some(v);
+                    m.children[idx] = None;
+                    m.done += 1;
+                    m.active.swap_remove(i);
+                    continue;
+                }
+                Poll::Pending => pending += 1,
+                Poll::Suspended => suspended = true,
+                Poll::Failed(e) if collect_all => {
+                    m.outputs[idx] = Some(json!({ "error": e }));
+                    m.children[idx] = None;
+                    m.done += 1;
+                    m.active.swap_remove(i);
+                    continue;
+                }
+                Poll::Failed(e) => return Poll::Failed(e),
+            }
+            i += 1;
+        }
+        while pending < concurrency && m.next < n {
+            let idx = m.next;
+            m.next += 1;
+            let input = m.inputs[idx].take().unwrap_or(Value::Null);
+            let mut child = if let Some(kids) = kids {
+                self.frame(kids[idx], &m.path_scope(), input)
+            } else {
+                self.frame(body, &format!("{}[{idx}]", m.path), input)
+            };
+            match self.adv(&mut child) {
+                Poll::Done(v) => {
+                    m.outputs[idx] = Some(v);
+                    m.done += 1;
+                }
+                Poll::Pending => {
+                    pending += 1;
+                    m.children[idx] = Some(Box::new(child));
+                    m.active.push(idx);
+                }
+                Poll::Suspended => {
+                    suspended = true;
+                    m.children[idx] = Some(Box::new(child));
+                    m.active.push(idx);
+                }
+                Poll::Failed(e) if collect_all => {
+                    m.outputs[idx] = Some(json!({ "error": e }));
+                    m.done += 1;
+                }
+                Poll::Failed(e) => return Poll::Failed(e),
+            }
+        }
+        if m.done == n {
+            let outputs = std::mem::take(&mut m.outputs);
+            if let Some(kids) = kids {
+                let mut obj = Map::with_capacity(n);
+                for (k, v) in kids.iter().zip(outputs) {
+                    let key = graph.node(*k).seg.clone().unwrap_or_default();
+                    obj.insert(key, v.unwrap_or(Value::Null));
+                }
+                return Poll::Done(Value::Object(obj));
+            }
+            return Poll::Done(Value::Array(
+                outputs
+                    .into_iter()
+                    .map(|v| v.unwrap_or(Value::Null))
+                    .collect(),
+            ));
+        }
+        if pending > 0 {
+            Poll::Pending
+        } else if suspended {
+            Poll::Suspended
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn adv_branch(&mut self, b: &mut BranchFrame) -> Poll {
+        if let Some(arm) = b.arm.as_mut() {
+            return self.adv(arm);
+        }
+        if self.issued.contains_key(&b.path) {
+            return Poll::Pending;
+        }
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Branch { arms, .. } = &graph.node(b.node).kind else {
+            return Poll::Failed("not a branch".into());
+        };
+        match self.record_for(&b.path, RecordKind::Branch) {
+            Some(rec) if rec.status == StepStatus::Succeeded => {
+                let chosen = rec
+                    .output
+                    .as_ref()
+                    .and_then(|o| o["arm"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let Some((_, node)) = arms.iter().find(|(a, _)| *a == chosen) else {
+                    self.diverged = Some((
+                        b.path.clone(),
+                        format!(
+                            "the records chose arm `{chosen}`, which the definition does not have"
+                        ),
+                    ));
+                    return Poll::Failed("replay diverged".into());
+                };
+                let input = b.input.take().unwrap_or(Value::Null);
+                let mut arm = Box::new(self.frame(*node, &b.path, input));
+                let p = self.adv(&mut arm);
+                b.arm = Some(arm);
+                p
+            }
+            Some(rec) => Poll::Failed(rec.error.unwrap_or_else(|| "branch failed".into())),
+            None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
+            None => {
+                let input = b.input.clone().unwrap_or(Value::Null);
+                self.issue_eval(&b.path, b.node, EvalKind::Select, input);
+                Poll::Pending
+            }
+        }
+    }
+
+    fn adv_loop(&mut self, l: &mut LoopFrame) -> Poll {
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Loop { body, max, .. } = &graph.node(l.node).kind else {
+            return Poll::Failed("not a loop".into());
+        };
+        loop {
+            if let Some(b) = l.body.as_mut() {
+                match self.adv(b) {
+                    Poll::Done(v) => {
+                        l.out = Some(v);
+                        l.body = None;
+                    }
+                    other => return other,
+                }
+            }
+            if let Some(out) = &l.out {
+                let dpath = format!("{}#{}", l.path, l.iter);
+                if self.issued.contains_key(&dpath) {
+                    return Poll::Pending;
+                }
+                match self.record_for(&dpath, RecordKind::Loop) {
+                    Some(rec) if rec.status == StepStatus::Succeeded => {
+                        let cont = rec
+                            .output
+                            .as_ref()
+                            .and_then(|o| o["continue"].as_bool())
+                            .unwrap_or(false);
+                        if !cont {
+                            return Poll::Done(l.out.take().unwrap_or(Value::Null));
+                        }
+                        l.iter += 1;
+                        if l.iter >= *max {
+                            return Poll::Failed(format!(
+                                "loop `{}` reached its limit of {max} iterations",
+                                l.path
+                            ));
+                        }
+                        l.input = l.out.take();
+                    }
+                    Some(rec) => {
+                        return Poll::Failed(rec.error.unwrap_or_else(|| "loop failed".into()));
+                    }
+                    None if self.diverged.is_some() => {
+                        return Poll::Failed("replay diverged".into());
+                    }
+                    None => {
+                        let input = out.clone();
+                        self.issue_eval(&dpath, l.node, EvalKind::Condition, input);
+                        return Poll::Pending;
+                    }
+                }
+            }
+            let input = l.input.take().unwrap_or(Value::Null);
+            l.body = Some(Box::new(self.frame(
+                *body,
+                &format!("{}[{}]", l.path, l.iter),
+                input,
+            )));
+        }
+    }
+
+    fn adv_sleep(&mut self, s: &mut LeafFrame) -> Poll {
+        if self.issued.contains_key(&s.path) {
+            return Poll::Pending;
+        }
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Sleep(spec) = &graph.node(s.node).kind else {
+            return Poll::Failed("not a sleep".into());
+        };
+        match self.record_for(&s.path, RecordKind::Sleep) {
+            Some(rec) if rec.status == StepStatus::Succeeded => {
+                Poll::Done(s.input.take().unwrap_or(Value::Null))
+            }
+            Some(rec) if rec.status == StepStatus::Running => {
+                let wake_at = rec
+                    .output
+                    .as_ref()
+                    .and_then(|o| o["wake_at"].as_i64())
+                    .unwrap_or(self.now);
+                self.issue_sleep(&s.path, s.node, wake_at);
+                Poll::Pending
+            }
+            Some(rec) => Poll::Failed(rec.error.unwrap_or_else(|| "sleep failed".into())),
+            None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
+            None => match spec {
+                SleepSpec::For(d) => {
+                    let wake_at = self.now.saturating_add(d.as_millis() as i64);
+                    self.start_sleep(&s.path, s.node, wake_at);
+                    Poll::Pending
+                }
+                SleepSpec::Until(_) => {
+                    let input = s.input.clone().unwrap_or(Value::Null);
+                    self.issue_eval(&s.path, s.node, EvalKind::WakeAt, input);
+                    Poll::Pending
+                }
+            },
+        }
+    }
+
+    fn start_sleep(&mut self, path: &str, node: usize, wake_at: i64) {
+        let mut r = self.new_record(path, RecordKind::Sleep, StepStatus::Running);
+        r.output = Some(json!({ "wake_at": wake_at }));
+        self.put(r);
+        self.issue_sleep(path, node, wake_at);
+    }
+
+    fn issue_sleep(&mut self, path: &str, node: usize, wake_at: i64) {
+        self.issued.insert(
+            path.to_string(),
+            Issued {
+                node,
+                kind: IssuedKind::Sleep,
+                attempt: 1,
+                input: None,
+                resume: None,
+            },
+        );
+        self.actions.push(Action::Sleep {
+            path: path.to_string(),
+            wake_at,
+        });
+    }
+
+    fn adv_map(&mut self, m: &mut LeafFrame) -> Poll {
+        if self.issued.contains_key(&m.path) {
+            return Poll::Pending;
+        }
+        match self.record_for(&m.path, RecordKind::Map) {
+            Some(rec) if rec.status == StepStatus::Succeeded => {
+                Poll::Done(rec.output.unwrap_or(Value::Null))
+            }
+            Some(rec) => Poll::Failed(rec.error.unwrap_or_else(|| "map failed".into())),
+            None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
+            None => {
+                let input = m.input.take().unwrap_or(Value::Null);
+                self.issue_eval(&m.path, m.node, EvalKind::Map, input);
+                Poll::Pending
+            }
+        }
+    }
+
+    fn adv_nested(&mut self, n: &mut NestedFrame) -> Poll {
+        let graph = Arc::clone(&self.graph);
+        let NodeKind::Nested {
+            body,
+            workflow,
+            input_schema,
+            output_schema,
+        } = &graph.node(n.node).kind
+        else {
+            return Poll::Failed("not a nested workflow".into());
+        };
+        let place = format!("nested workflow `{workflow}` at `{}`", n.path);
+        if n.inner.is_none() {
+            let input = n.input.take().unwrap_or(Value::Null);
+            if let Some(s) = input_schema
+                && let Err(e) = s.validate(&input, &place, "input")
+            {
+                return Poll::Failed(e.to_string());
+            }
+            n.inner = Some(Box::new(self.frame(*body, &n.path, input)));
+        }
+        let Some(inner) = n.inner.as_mut() else {
+            return Poll::Failed("nested frame missing".into());
+        };
+        match self.adv(inner) {
+            Poll::Done(v) => {
+                if let Some(s) = output_schema
+                    && let Err(e) = s.validate(&v, &place, "output")
+                {
+                    return Poll::Failed(e.to_string());
+                }
+                Poll::Done(v)
+            }
+            other => other,
+        }
+    }
+
+    /// Takes the result of an action. Unknown paths (stale results) are ignored.
+    pub(crate) fn complete(&mut self, path: &str, result: Result<Value, StepError>, now: i64) {
+        self.now = now;
+        let Some(iss) = self.issued.remove(path) else {
+            return;
+        };
+        let graph = Arc::clone(&self.graph);
+        match iss.kind {
+            IssuedKind::Step => {
+                let NodeKind::Step(def) = &graph.node(iss.node).kind else {
+                    return;
+                };
+                match result {
+                    Ok(v) => {
+                        if let Some(s) = &def.output_schema
+                            && let Err(e) = s.validate(&v, &format!("step `{path}`"), "output")
+                        {
+                            self.fail_record(path, RecordKind::Step, iss.attempt, e.to_string());
+                            return;
+                        }
+                        let mut r = self.new_record(path, RecordKind::Step, StepStatus::Succeeded);
+                        r.attempt = iss.attempt;
+                        r.output = Some(v.clone());
+                        self.put(r);
+                        self.events.push(EventKind::StepOutput {
+                            path: path.to_string(),
+                            output: v,
+                        });
+                    }
+                    Err(e) => match e.kind {
+                        StepErrorKind::Suspend(payload) => {
+                            let mut r =
+                                self.new_record(path, RecordKind::Step, StepStatus::Suspended);
+                            r.attempt = iss.attempt;
+                            r.payload = Some(payload.clone());
+                            self.put(r);
+                            self.events.push(EventKind::StepSuspended {
+                                path: path.to_string(),
+                                payload,
+                            });
+                        }
+                        StepErrorKind::Retryable(msg) if iss.attempt < def.retry.max_attempts => {
+                            let next = iss.attempt + 1;
+                            let delay = def.retry.delay_before(next);
+                            self.events.push(EventKind::StepRetrying {
+                                path: path.to_string(),
+                                attempt: next,
+                                delay_ms: delay.as_millis() as u64,
+                                error: msg,
+                            });
+                            let input = iss.input.unwrap_or(Value::Null);
+                            self.issue_step(path, iss.node, input, next, iss.resume, delay);
+                        }
+                        StepErrorKind::Retryable(msg) | StepErrorKind::Fatal(msg) => {
+                            let error = if iss.attempt > 1 {
+                                format!(
+                                    "step `{path}` failed after {} attempts: {msg}",
+                                    iss.attempt
+                                )
+                            } else {
+                                format!("step `{path}` failed: {msg}")
+                            };
+                            self.fail_record(path, RecordKind::Step, iss.attempt, error);
+                        }
+                    },
+                }
+            }
+            IssuedKind::Eval(kind) => self.complete_eval(path, iss.node, kind, result),
+            IssuedKind::Sleep => {
+                let wake = self
+                    .records
+                    .get(path)
+                    .and_then(|r| r.output.clone())
+                    .unwrap_or(Value::Null);
+                let mut r = self.new_record(path, RecordKind::Sleep, StepStatus::Succeeded);
+                r.output = Some(wake);
+                self.put(r);
+            }
+        }
+    }
+
+    fn complete_eval(
+        &mut self,
+        path: &str,
+        node: usize,
+        kind: EvalKind,
+        result: Result<Value, StepError>,
+    ) {
+        let rk = match kind {
+            EvalKind::Select => RecordKind::Branch,
+            EvalKind::Condition => RecordKind::Loop,
+            EvalKind::Map => RecordKind::Map,
+            EvalKind::WakeAt => RecordKind::Sleep,
+        };
+        let v = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail_record(path, rk, 1, format!("`{path}`: {}", e.message()));
+                return;
+            }
+        };
+        let graph = Arc::clone(&self.graph);
+        match kind {
+            EvalKind::Select => {
+                let NodeKind::Branch { arms, .. } = &graph.node(node).kind else {
+                    return;
+                };
+                let name = v.as_str().unwrap_or_default();
+                if !arms.iter().any(|(a, _)| a == name) {
+                    let names: Vec<&str> = arms.iter().map(|(a, _)| a.as_str()).collect();
+                    self.fail_record(
+                        path,
+                        rk,
+                        1,
+                        format!(
+                            "branch `{path}` selected `{}`, which is not one of its arms ({})",
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                            names.join(", ")
+                        ),
+                    );
+                    return;
+                }
+                let mut r = self.new_record(path, rk, StepStatus::Succeeded);
+                r.output = Some(json!({ "arm": name }));
+                self.put(r);
+            }
+            EvalKind::Condition => {
+                let NodeKind::Loop { until, .. } = &graph.node(node).kind else {
+                    return;
+                };
+                let Some(c) = v.as_bool() else {
+                    self.fail_record(
+                        path,
+                        rk,
+                        1,
+                        format!("loop condition at `{path}` returned {v}, not a bool"),
+                    );
+                    return;
+                };
+                let mut r = self.new_record(path, rk, StepStatus::Succeeded);
+                r.output = Some(json!({ "continue": c != *until }));
+                self.put(r);
+            }
+            EvalKind::Map => {
+                let mut r = self.new_record(path, rk, StepStatus::Succeeded);
+                r.output = Some(v);
+                self.put(r);
+            }
+            EvalKind::WakeAt => {
+                let Some(wake_at) = v.as_i64() else {
+                    self.fail_record(
+                        path,
+                        rk,
+                        1,
+                        format!("sleep_until at `{path}` returned {v}, not a time"),
+                    );
+                    return;
+                };
+                self.start_sleep(path, node, wake_at);
+            }
+        }
+    }
+}
+
+impl ManyFrame {
+    /// Parallel children live in the parallel's own scope (it adds no segment).
+    fn path_scope(&self) -> String {
+        self.path.clone()
+    }
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,16 @@
+//! Workflows: the DSL, the engine core state machine, and the tokio driver.
+
+mod builder;
+mod core;
+mod engine;
+mod event;
+mod machine;
+mod schema;
+mod step;
+
+pub use builder::{CommittedWorkflow, Node, OnInterrupt, Workflow};
+pub use core::Suspension;
+pub use engine::{Engine, EngineBuilder, Run, RunHandle};
+pub use event::{EventKind, RunEvent};
+pub use schema::Schema;
+pub use step::{RetryPolicy, Step, StepContext, StepFn, step_fn};

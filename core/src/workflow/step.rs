@@ -1,0 +1,385 @@
+//! The `Step` trait, the context a step runs with, and typed step helpers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::StepError;
+
+/// One unit of work in a workflow. Input and output are JSON values at this layer; use
+/// [`step_fn`] for typed steps with serde types.
+///
+/// ```
+/// use miyabi::{Step, StepContext, StepError};
+/// use serde_json::{json, Value};
+///
+/// struct Double;
+///
+/// #[async_trait::async_trait]
+/// impl Step for Double {
+///     async fn run(&self, _ctx: &StepContext, input: Value) -> Result<Value, StepError> {
+///         Ok(json!(input.as_i64().unwrap_or(0) * 2))
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Step: Send + Sync {
+    /// Runs the step once. Return `ctx.suspend(payload)` to wait for a human or an event.
+    async fn run(&self, ctx: &StepContext, input: Value) -> Result<Value, StepError>;
+
+    /// The JSON Schema the input must satisfy, if any.
+    fn input_schema(&self) -> Option<Value> {
+        None
+    }
+
+    /// The JSON Schema the output must satisfy, if any.
+    fn output_schema(&self) -> Option<Value> {
+        None
+    }
+}
+
+/// Shared, persisted key/value state of one run, readable and writable by all its steps.
+#[derive(Debug, Default)]
+pub(crate) struct RunState {
+    inner: Mutex<StateInner>,
+}
+
+#[derive(Debug, Default)]
+struct StateInner {
+    values: HashMap<String, Value>,
+    dirty: Vec<String>,
+}
+
+impl RunState {
+    pub(crate) fn from_values(values: Vec<(String, Value)>) -> Self {
+        Self {
+            inner: Mutex::new(StateInner {
+                values: values.into_iter().collect(),
+                dirty: Vec::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StateInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Value> {
+        self.lock().values.get(key).cloned()
+    }
+
+    pub(crate) fn set(&self, key: &str, value: Value) {
+        let mut s = self.lock();
+        if !s.dirty.iter().any(|k| k == key) {
+            s.dirty.push(key.to_string());
+        }
+        s.values.insert(key.to_string(), value);
+    }
+
+    /// The keys changed since the last call, with their values.
+    pub(crate) fn take_dirty(&self) -> Vec<(String, Value)> {
+        let mut s = self.lock();
+        if s.dirty.is_empty() {
+            return Vec::new();
+        }
+        let dirty = std::mem::take(&mut s.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|k| s.values.get(&k).cloned().map(|v| (k, v)))
+            .collect()
+    }
+
+    pub(crate) fn snapshot(&self) -> serde_json::Map<String, Value> {
+        self.lock()
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// A custom event from a step, on its way to the run's event log.
+#[derive(Debug)]
+pub(crate) struct Emitted {
+    pub path: String,
+    pub name: String,
+    pub data: Value,
+}
+
+/// What a step can see and do while it runs: run id and path, attempt, idempotency key,
+/// cancellation, shared run state, custom events, suspension and resume data.
+#[derive(Clone)]
+pub struct StepContext {
+    inner: Arc<CtxInner>,
+}
+
+struct CtxInner {
+    run_id: Arc<str>,
+    path: String,
+    attempt: u32,
+    resume: Option<Value>,
+    cancel: CancellationToken,
+    state: Arc<RunState>,
+    emitter: Option<tokio::sync::mpsc::UnboundedSender<Emitted>>,
+}
+
+impl std::fmt::Debug for StepContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepContext")
+            .field("run_id", &self.inner.run_id)
+            .field("path", &self.inner.path)
+            .field("attempt", &self.inner.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepContext {
+    pub(crate) fn new(
+        run_id: Arc<str>,
+        path: String,
+        attempt: u32,
+        resume: Option<Value>,
+        cancel: CancellationToken,
+        state: Arc<RunState>,
+        emitter: Option<tokio::sync::mpsc::UnboundedSender<Emitted>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(CtxInner {
+                run_id,
+                path,
+                attempt,
+                resume,
+                cancel,
+                state,
+                emitter,
+            }),
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.inner.run_id
+    }
+
+    /// This step's path in the run (`analyze`, `checks/lint`, `each[3]`).
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// `run id + path`: stable across retries, replays and processes, for making external side
+    /// effects idempotent.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}:{}", self.inner.run_id, self.inner.path)
+    }
+
+    /// The data given to `resume` when this step was suspended and is now resumed.
+    pub fn resume_data(&self) -> Option<&Value> {
+        self.inner.resume.as_ref()
+    }
+
+    /// Suspends the run at this step's path; the step runs again with
+    /// [`StepContext::resume_data`] set once the run is resumed.
+    ///
+    /// ```
+    /// # use miyabi::{StepContext, StepError};
+    /// # use serde_json::{json, Value};
+    /// async fn review(ctx: StepContext, input: Value) -> Result<Value, StepError> {
+    ///     match ctx.resume_data() {
+    ///         Some(decision) => Ok(decision.clone()),
+    ///         None => ctx.suspend(json!({"ask": "approve?", "draft": input})),
+    ///     }
+    /// }
+    /// ```
+    pub fn suspend<T>(&self, payload: impl Serialize) -> Result<T, StepError> {
+        let payload = serde_json::to_value(payload)
+            .map_err(|e| StepError::fatal(format!("suspend payload is not JSON: {e}")))?;
+        Err(StepError::suspend(payload))
+    }
+
+    /// The token cancelled when the run is cancelled or the step times out.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// Whether the run was cancelled (or the step timed out).
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Reads a key of the run's shared state.
+    pub fn state(&self, key: &str) -> Option<Value> {
+        self.inner.state.get(key)
+    }
+
+    /// Writes a key of the run's shared state; persisted with the step's result.
+    pub fn set_state(&self, key: &str, value: impl Into<Value>) {
+        self.inner.state.set(key, value.into());
+    }
+
+    /// All of the run's shared state.
+    pub fn state_snapshot(&self) -> serde_json::Map<String, Value> {
+        self.inner.state.snapshot()
+    }
+
+    /// Emits a custom event to the run's subscribers and event log.
+    pub fn emit(&self, name: &str, data: impl Into<Value>) {
+        if let Some(tx) = &self.inner.emitter {
+            // The receiver lives as long as the run's driver; after it ends there is no one
+            // left to tell.
+            let _ = tx.send(Emitted {
+                path: self.inner.path.clone(),
+                name: name.to_string(),
+                data: data.into(),
+            });
+        }
+    }
+}
+
+/// How a failed step is retried: exponential backoff with jitter, up to `max_attempts`.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = miyabi::RetryPolicy::attempts(5).initial_delay(Duration::from_millis(50));
+/// # let _ = policy;
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Total attempts including the first (1 = no retries).
+    pub max_attempts: u32,
+    /// Delay before the second attempt.
+    pub initial_delay: Duration,
+    /// Upper bound of any delay.
+    pub max_delay: Duration,
+    /// Growth factor per attempt.
+    pub multiplier: f64,
+    /// Whether to randomize each delay (between half and all of it).
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy with `n` total attempts and default backoff.
+    pub fn attempts(n: u32) -> Self {
+        Self {
+            max_attempts: n.max(1),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the delay before the second attempt.
+    pub fn initial_delay(mut self, d: Duration) -> Self {
+        self.initial_delay = d;
+        self
+    }
+
+    /// Sets the upper bound of delays.
+    pub fn max_delay(mut self, d: Duration) -> Self {
+        self.max_delay = d;
+        self
+    }
+
+    /// Turns jitter on or off.
+    pub fn jitter(mut self, on: bool) -> Self {
+        self.jitter = on;
+        self
+    }
+
+    /// The delay before attempt `next` (2 for the first retry).
+    pub fn delay_before(&self, next: u32) -> Duration {
+        let exp = next.saturating_sub(2).min(60) as i32;
+        let base = self.initial_delay.as_secs_f64() * self.multiplier.powi(exp);
+        let capped = base.min(self.max_delay.as_secs_f64()).max(0.0);
+        let secs = if self.jitter {
+            capped * (0.5 + fastrand::f64() * 0.5)
+        } else {
+            capped
+        };
+        Duration::from_secs_f64(secs)
+    }
+}
+
+/// A step made from an async closure over typed input and output; see [`step_fn`].
+pub struct StepFn<F, I, O> {
+    f: F,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+#[async_trait]
+impl<F, Fut, I, O> Step for StepFn<F, I, O>
+where
+    F: Fn(StepContext, I) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, StepError>> + Send + 'static,
+    I: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    async fn run(&self, ctx: &StepContext, input: Value) -> Result<Value, StepError> {
+        let input: I = serde_json::from_value(input).map_err(|e| {
+            StepError::fatal(format!(
+                "step `{}`: input does not match the step's Rust type: {e}",
+                ctx.path()
+            ))
+        })?;
+        let out = (self.f)(ctx.clone(), input).await?;
+        serde_json::to_value(out).map_err(|e| {
+            StepError::fatal(format!(
+                "step `{}`: output cannot be turned into JSON: {e}",
+                ctx.path()
+            ))
+        })
+    }
+}
+
+/// Makes a workflow node from an async closure with serde input and output types.
+///
+/// ```
+/// use miyabi::{step_fn, StepContext};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize)]
+/// struct Issue { title: String }
+/// #[derive(Serialize)]
+/// struct Analysis { quality: f64 }
+///
+/// let analyze = step_fn(|_ctx: StepContext, issue: Issue| async move {
+///     Ok(Analysis { quality: if issue.title.is_empty() { 0.0 } else { 0.9 } })
+/// });
+/// # let _ = analyze;
+/// ```
+pub fn step_fn<F, Fut, I, O>(f: F) -> super::Node
+where
+    F: Fn(StepContext, I) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, StepError>> + Send + 'static,
+    I: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    super::Node::step(StepFn {
+        f,
+        _types: PhantomData,
+    })
+}
