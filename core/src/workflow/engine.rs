@@ -614,6 +614,9 @@ impl Engine {
 
 type StepResult = (String, Result<Value, StepError>);
 
+/// How long a cancelled run waits for its in-flight steps to observe their token.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
 async fn drive(
     mut core: RunCore,
     active: Arc<Active>,
@@ -707,6 +710,11 @@ async fn drive(
         tokio::select! {
             biased;
             _ = active.cancel.cancelled() => {
+                // Give in-flight steps a moment to see their token and stop cleanly.
+                let _ = tokio::time::timeout(CANCEL_GRACE, async {
+                    while inflight.next().await.is_some() {}
+                })
+                .await;
                 drop(inflight);
                 core.finish(RunStatus::Cancelled, "cancelled".into())?;
                 return Ok(outcome(&core));

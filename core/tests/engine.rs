@@ -1,0 +1,1111 @@
+//! The engine's behaviour through its public API, on real SQLite files. Every scenario runs
+//! twice: normally, and in always-replay mode (the in-memory machine is rebuilt from the store
+//! after every step), which proves every decision is in the records.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use miyabi::*;
+use serde_json::{Value, json};
+
+const MODES: [bool; 2] = [false, true];
+
+fn engine(dir: &tempfile::TempDir, replay: bool) -> Engine {
+    Engine::builder()
+        .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+        .always_replay(replay)
+        .build()
+}
+
+/// A second engine on the same file, as another process would open it.
+fn other_engine(dir: &tempfile::TempDir, replay: bool) -> Engine {
+    engine(dir, replay)
+}
+
+/// A step returning `out`, counting its executions.
+fn counted(out: Value, count: Arc<AtomicUsize>) -> Node {
+    step_fn(move |_c: StepContext, _v: Value| {
+        let out = out.clone();
+        let count = Arc::clone(&count);
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok(out)
+        }
+    })
+}
+
+fn constant(out: Value) -> Node {
+    counted(out, Arc::new(AtomicUsize::new(0)))
+}
+
+fn add(n: i64) -> Node {
+    step_fn(move |_c: StepContext, v: Value| async move { Ok(json!(v.as_i64().unwrap_or(0) + n)) })
+}
+
+/// A step that suspends until resumed, then outputs `{"input": .., "resume": ..}`.
+fn gate(count: Arc<AtomicUsize>) -> Node {
+    step_fn(move |ctx: StepContext, v: Value| {
+        let count = Arc::clone(&count);
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            match ctx.resume_data() {
+                Some(r) => Ok(json!({"input": v, "resume": r})),
+                None => ctx.suspend(json!({"at": ctx.path(), "input": v})),
+            }
+        }
+    })
+}
+
+fn paths(run: &Run) -> Vec<String> {
+    run.suspended.iter().map(|s| s.path.clone()).collect()
+}
+
+async fn step_outputs(e: &Engine, run: &str) -> Vec<(String, Value)> {
+    let evs: Vec<RunEvent> = e.events(run, 1).map(|e| e.unwrap()).collect().await;
+    evs.into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::StepOutput { path, output } => Some((path, output)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn brief_workflow(quality: f64, fixes: Arc<AtomicUsize>) -> CommittedWorkflow {
+    Workflow::new("issue-resolution")
+        .step("analyze", constant(json!({"quality": quality})))
+        .then(
+            "implement",
+            step_fn(|_c: StepContext, v: Value| async move {
+                Ok(json!({"quality": v["quality"], "code": "fn x() {}"}))
+            }),
+        )
+        .branch(
+            "review",
+            |out: &Value| {
+                if out["quality"].as_f64() > Some(0.8) {
+                    "deploy"
+                } else {
+                    "fix"
+                }
+            },
+            [
+                ("deploy", constant(json!({"ready": true}))),
+                ("fix", counted(json!({"ready": true, "fixed": true}), fixes)),
+            ],
+        )
+        .parallel([
+            ("test", constant(json!("passed"))),
+            ("lint", constant(json!("clean"))),
+            ("security", constant(json!("ok"))),
+        ])
+        .then(
+            "deploy",
+            step_fn(|_c: StepContext, v: Value| async move { Ok(json!({"deployed": v})) }),
+        )
+        .commit()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_briefs_workflow_takes_the_selected_arm() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let fixes = Arc::new(AtomicUsize::new(0));
+        let run = e
+            .start(
+                &brief_workflow(0.9, Arc::clone(&fixes)),
+                json!({"issue": "#715"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+        assert_eq!(
+            run.output,
+            Some(json!({"deployed": {"test": "passed", "lint": "clean", "security": "ok"}}))
+        );
+        let outs = step_outputs(&e, &run.id).await;
+        let ps: Vec<&str> = outs.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(ps.contains(&"review/deploy"), "{ps:?}");
+        assert!(!ps.contains(&"review/fix"));
+        assert_eq!(fixes.load(Ordering::SeqCst), 0);
+
+        let run = e
+            .start(&brief_workflow(0.5, Arc::clone(&fixes)), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(fixes.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_branch_naming_no_arm_fails_with_both_names() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let wf = Workflow::new("b")
+            .step("a", constant(json!(1)))
+            .branch(
+                "route",
+                |_v: &Value| "nowhere",
+                [("x", constant(json!(1))), ("y", constant(json!(2)))],
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        let err = run.error.unwrap();
+        assert!(
+            err.contains("`route`") && err.contains("`nowhere`") && err.contains("x, y"),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallel_children_run_concurrently_and_fail_fast_or_collect() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        // Each child waits for the other two: this only finishes if they run concurrently.
+        let barrier = Arc::new(tokio::sync::Barrier::new(3));
+        let child = |name: &'static str| {
+            let b = Arc::clone(&barrier);
+            step_fn(move |_c: StepContext, v: Value| {
+                let b = Arc::clone(&b);
+                async move {
+                    b.wait().await;
+                    Ok(json!({"child": name, "input": v}))
+                }
+            })
+        };
+        let wf = Workflow::new("p")
+            .parallel([("a", child("a")), ("b", child("b")), ("c", child("c"))])
+            .commit()
+            .unwrap();
+        let run = tokio::time::timeout(Duration::from_secs(20), e.start(&wf, json!(7)))
+            .await
+            .expect("parallel children did not run concurrently")
+            .unwrap();
+        assert_eq!(
+            run.output,
+            Some(json!({
+                "a": {"child": "a", "input": 7},
+                "b": {"child": "b", "input": 7},
+                "c": {"child": "c", "input": 7}
+            }))
+        );
+
+        let failing = || {
+            step_fn(|_c: StepContext, _v: Value| async move {
+                Err::<Value, _>(StepError::fatal("boom"))
+            })
+        };
+        let wf = Workflow::new("pf")
+            .parallel([("ok", constant(json!(1))), ("bad", failing())])
+            .then("after", constant(json!("unreached")))
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(
+            run.error
+                .as_deref()
+                .unwrap()
+                .contains("step `bad` failed: boom")
+        );
+
+        let wf = Workflow::new("pa")
+            .parallel_all([("ok", constant(json!(1))), ("bad", failing())])
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        let out = run.output.unwrap();
+        assert_eq!(out["ok"], json!(1));
+        assert!(out["bad"]["error"].as_str().unwrap().contains("boom"));
+    }
+}
+
+#[tokio::test]
+async fn foreach_respects_its_concurrency_limit_and_keeps_order() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (r2, p2) = (Arc::clone(&running), Arc::clone(&peak));
+        let body = step_fn(move |_c: StepContext, v: i64| {
+            let (running, peak) = (Arc::clone(&r2), Arc::clone(&p2));
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(v * 10)
+            }
+        });
+        let wf = Workflow::new("fe")
+            .foreach("each", body, 2)
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!([1, 2, 3, 4, 5, 6, 7])).await.unwrap();
+        assert_eq!(run.output, Some(json!([10, 20, 30, 40, 50, 60, 70])));
+        assert!(
+            peak.load(Ordering::SeqCst) <= 2,
+            "peak {}",
+            peak.load(Ordering::SeqCst)
+        );
+        let outs = step_outputs(&e, &run.id).await;
+        assert!(
+            outs.iter().any(|(p, v)| p == "each[6]" && *v == json!(70)),
+            "{outs:?}"
+        );
+
+        let run = e.start(&wf, json!({"not": "an array"})).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(
+            run.error
+                .unwrap()
+                .contains("foreach `each` expects an array as input, got an object")
+        );
+
+        let run = e.start(&wf, json!([])).await.unwrap();
+        assert_eq!(run.output, Some(json!([])));
+    }
+}
+
+#[tokio::test]
+async fn loops_run_until_their_condition_and_stop_at_their_limit() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let wf = Workflow::new("l")
+            .dountil("inc", add(1), |v: &Value| v.as_i64() >= Some(5), 10)
+            .dowhile(
+                "dbl",
+                add(0).into_iter_fragment(),
+                |v: &Value| v.as_i64() < Some(0),
+                3,
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(0)).await.unwrap();
+        assert_eq!(run.output, Some(json!(5)), "{run:?}");
+        let outs = step_outputs(&e, &run.id).await;
+        let ps: Vec<&str> = outs.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            ps,
+            ["inc[0]", "inc[1]", "inc[2]", "inc[3]", "inc[4]", "dbl[0]/x"]
+        );
+
+        let wf = Workflow::new("l2")
+            .dowhile("forever", add(1), |_v: &Value| true, 4)
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(0)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(
+            run.error
+                .unwrap()
+                .contains("loop `forever` reached its limit of 4 iterations")
+        );
+    }
+}
+
+/// A one-step fragment (so loop bodies with inner paths are tested too).
+trait Fragment {
+    fn into_iter_fragment(self) -> Workflow;
+}
+
+impl Fragment for Node {
+    fn into_iter_fragment(self) -> Workflow {
+        Workflow::new("fragment").step("x", self)
+    }
+}
+
+#[tokio::test]
+async fn sleep_map_and_nested_workflows() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let inner = Workflow::new("inner")
+            .step(
+                "double",
+                step_fn(|_c: StepContext, v: i64| async move { Ok(v * 2) }),
+            )
+            .input_schema(json!({"type": "integer"}))
+            .commit()
+            .unwrap();
+        let wf = Workflow::new("outer")
+            .step("start", add(1))
+            .sleep("pause", Duration::from_millis(20))
+            .sleep_until("until", |_v: &Value| {
+                SystemTime::now() + Duration::from_millis(10)
+            })
+            .map("wrap", |v: &Value| json!({"value": v}))
+            .then(
+                "pick",
+                step_fn(|_c: StepContext, v: Value| async move { Ok(v["value"].clone()) }),
+            )
+            .then("sub", &inner)
+            .commit()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        let run = e.start(&wf, json!(4)).await.unwrap();
+        assert_eq!(run.output, Some(json!(10)), "{run:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(20));
+        let outs = step_outputs(&e, &run.id).await;
+        assert!(outs.iter().any(|(p, _)| p == "sub/double"), "{outs:?}");
+
+        let bad = Workflow::new("outer2")
+            .step("s", constant(json!("text")))
+            .then("sub", &inner)
+            .commit()
+            .unwrap();
+        let run = e.start(&bad, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(
+            run.error
+                .unwrap()
+                .contains("nested workflow `inner` at `sub`: input violates its schema")
+        );
+    }
+}
+
+#[tokio::test]
+async fn schemas_are_checked_and_name_step_direction_and_pointer() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let wf = Workflow::new("s")
+            .step("make", constant(json!({"user": {"age": "old"}})))
+            .then(
+                "check",
+                constant(json!(1)).input_schema(json!({
+                    "type": "object",
+                    "properties": {"user": {"type": "object", "properties": {"age": {"type": "integer"}}}}
+                })),
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        let err = run.error.unwrap();
+        assert!(
+            err.contains("step `check`: input violates its schema at `/user/age`"),
+            "{err}"
+        );
+
+        let wf = Workflow::new("s2")
+            .step(
+                "make",
+                constant(json!(3)).output_schema(json!({"type": "string"})),
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert!(
+            run.error
+                .unwrap()
+                .contains("step `make`: output violates its schema at ``")
+        );
+
+        let wf = Workflow::new("s3")
+            .input_schema(json!({"type": "object", "required": ["issue"]}))
+            .step("a", constant(json!(1)))
+            .commit()
+            .unwrap();
+        match e.start(&wf, json!({})).await {
+            Err(EngineError::Schema(v)) => {
+                assert_eq!(v.place, "workflow `s3`");
+                assert_eq!(v.direction, "input");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            e.list(&RunFilter {
+                workflow: Some("s3".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+        );
+    }
+}
+
+#[test]
+fn commit_rejects_bad_definitions() {
+    let err = Workflow::new("e").commit().unwrap_err();
+    assert!(matches!(err, WorkflowError::Empty { .. }));
+    let err = Workflow::new("d")
+        .step("a", constant(json!(1)))
+        .then("a", constant(json!(2)))
+        .commit()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        WorkflowError::DuplicateId {
+            workflow: "d".into(),
+            id: "a".into()
+        }
+    );
+    let err = Workflow::new("d2")
+        .step("a", constant(json!(1)))
+        .parallel([("b", constant(json!(1))), ("a", constant(json!(1)))])
+        .commit()
+        .unwrap_err();
+    assert!(matches!(err, WorkflowError::DuplicateId { ref id, .. } if id == "a"));
+    let err = Workflow::new("i")
+        .step("a/b", constant(json!(1)))
+        .commit()
+        .unwrap_err();
+    assert!(err.to_string().contains("`/` is reserved"), "{err}");
+    let err = Workflow::new("br")
+        .branch("r", |_v: &Value| "x", Vec::<(&'static str, Node)>::new())
+        .commit()
+        .unwrap_err();
+    assert!(err.to_string().contains("branch() needs at least one arm"));
+    let err = Workflow::new("sc")
+        .step(
+            "a",
+            constant(json!(1)).input_schema(json!({"type": "no-such-type"})),
+        )
+        .commit()
+        .unwrap_err();
+    assert!(
+        matches!(err, WorkflowError::BadSchema { ref place, .. } if place == "step `a` input"),
+        "{err}"
+    );
+    let err = Workflow::new("fe")
+        .foreach("x", constant(json!(1)), 0)
+        .commit()
+        .unwrap_err();
+    assert!(err.to_string().contains("concurrency must be at least 1"));
+    let err = Workflow::new("lp")
+        .dowhile("x", constant(json!(1)), |_v: &Value| true, 0)
+        .commit()
+        .unwrap_err();
+    assert!(err.to_string().contains("max_iterations"));
+}
+
+#[test]
+fn fingerprints_follow_structure() {
+    let a = Workflow::new("w")
+        .step("a", constant(json!(1)))
+        .commit()
+        .unwrap();
+    let b = Workflow::new("w")
+        .step("a", constant(json!(2)))
+        .commit()
+        .unwrap();
+    let c = Workflow::new("w")
+        .step("a", constant(json!(1)))
+        .then("b", constant(json!(1)))
+        .commit()
+        .unwrap();
+    assert_eq!(a.fingerprint(), b.fingerprint());
+    assert_ne!(a.fingerprint(), c.fingerprint());
+}
+
+#[tokio::test]
+async fn retries_back_off_and_stop_on_fatal_errors() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = Arc::clone(&calls);
+        let flaky = step_fn(move |ctx: StepContext, _v: Value| {
+            let calls = Arc::clone(&c2);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if ctx.attempt() < 3 {
+                    Err(StepError::retryable(format!("try {}", ctx.attempt())))
+                } else {
+                    Ok(json!({"attempt": ctx.attempt()}))
+                }
+            }
+        })
+        .retry(RetryPolicy::attempts(3).initial_delay(Duration::from_millis(1)));
+        let wf = Workflow::new("r").step("flaky", flaky).commit().unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.output, Some(json!({"attempt": 3})));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let evs: Vec<RunEvent> = e.events(&run.id, 1).map(|e| e.unwrap()).collect().await;
+        let retries = evs
+            .iter()
+            .filter(|e| e.type_name() == "step-retrying")
+            .count();
+        assert_eq!(retries, 2);
+
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c2 = Arc::clone(&calls);
+        let fatal = step_fn(move |_ctx: StepContext, _v: Value| {
+            let calls = Arc::clone(&c2);
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<Value, _>(StepError::fatal("bad credentials"))
+            }
+        })
+        .retry(RetryPolicy::attempts(5).initial_delay(Duration::from_millis(1)));
+        let wf = Workflow::new("f").step("login", fatal).commit().unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let always = step_fn(|_ctx: StepContext, _v: Value| async move {
+            Err::<Value, _>(std::io::Error::other("connection reset").into())
+        })
+        .retry(RetryPolicy::attempts(2).initial_delay(Duration::from_millis(1)));
+        let wf = Workflow::new("g").step("net", always).commit().unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(
+            run.error.as_deref(),
+            Some("step `net` failed after 2 attempts: connection reset")
+        );
+    }
+}
+
+#[tokio::test]
+async fn step_and_run_timeouts() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let saw_cancel = Arc::new(AtomicBool::new(false));
+        let s2 = Arc::clone(&saw_cancel);
+        let slow = step_fn(move |ctx: StepContext, _v: Value| {
+            let saw = Arc::clone(&s2);
+            async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    _ = ctx.cancellation().cancelled() => { saw.store(true, Ordering::SeqCst); }
+                }
+                Ok(json!("late"))
+            }
+        })
+        .timeout(Duration::from_millis(30));
+        let wf = Workflow::new("t").step("slow", slow).commit().unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(
+            run.error
+                .unwrap()
+                .contains("step `slow` timed out after 30ms")
+        );
+
+        let wf = Workflow::new("rt")
+            .step(
+                "wait",
+                step_fn(|_c: StepContext, _v: Value| async move {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Ok(json!(1))
+                }),
+            )
+            .timeout(Duration::from_millis(50))
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(run.error.unwrap().contains("run timed out"));
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_in_flight_steps_through_their_token() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let started = Arc::new(tokio::sync::Notify::new());
+        let saw_cancel = Arc::new(AtomicBool::new(false));
+        let (st, sc) = (Arc::clone(&started), Arc::clone(&saw_cancel));
+        let long = step_fn(move |ctx: StepContext, _v: Value| {
+            let (st, sc) = (Arc::clone(&st), Arc::clone(&sc));
+            async move {
+                st.notify_one();
+                ctx.cancellation().cancelled().await;
+                sc.store(true, Ordering::SeqCst);
+                Ok(json!("stopped"))
+            }
+        });
+        let after = Arc::new(AtomicUsize::new(0));
+        let wf = Workflow::new("c")
+            .step("long", long)
+            .then("after", counted(json!(1), Arc::clone(&after)))
+            .commit()
+            .unwrap();
+        let h = e.spawn(&wf, json!(null)).unwrap();
+        started.notified().await;
+        let run = e.cancel(h.id()).await.unwrap();
+        assert_eq!(run.status, RunStatus::Cancelled);
+        let waited = h.wait().await.unwrap();
+        assert_eq!(waited.status, RunStatus::Cancelled);
+        assert!(saw_cancel.load(Ordering::SeqCst));
+        assert_eq!(after.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            e.get(&run.id).await.unwrap().unwrap().status,
+            RunStatus::Cancelled
+        );
+
+        // A suspended run is cancelled at once; a finished one cannot be.
+        let wf = Workflow::new("c2")
+            .step("g", gate(Arc::new(AtomicUsize::new(0))))
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Suspended);
+        assert_eq!(
+            e.cancel(&run.id).await.unwrap().status,
+            RunStatus::Cancelled
+        );
+        assert!(matches!(
+            e.cancel(&run.id).await,
+            Err(EngineError::InvalidState { .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn shared_state_is_visible_to_later_steps_and_persisted() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let wf = Workflow::new("st")
+            .step(
+                "write",
+                step_fn(|ctx: StepContext, _v: Value| async move {
+                    ctx.set_state("tokens", 120);
+                    Ok(json!(null))
+                }),
+            )
+            .then("gate", gate(Arc::new(AtomicUsize::new(0))))
+            .then(
+                "read",
+                step_fn(|ctx: StepContext, _v: Value| async move {
+                    Ok(json!({"tokens": ctx.state("tokens"), "all": ctx.state_snapshot()}))
+                }),
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Suspended);
+        // Another engine (process) on the same file resumes it: the state comes from the store.
+        let e2 = other_engine(&dir, replay);
+        e2.register(&wf);
+        let run = e2.resume(&run.id, "gate", json!("ok")).await.unwrap();
+        assert_eq!(
+            run.output,
+            Some(json!({"tokens": 120, "all": {"tokens": 120}})),
+            "{run:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn events_replay_from_any_sequence_number_and_stream_live() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let go = Arc::new(tokio::sync::Notify::new());
+        let g2 = Arc::clone(&go);
+        let wf = Workflow::new("ev")
+            .step(
+                "first",
+                step_fn(move |ctx: StepContext, _v: Value| {
+                    let go = Arc::clone(&g2);
+                    async move {
+                        ctx.emit("progress", json!({"pct": 50}));
+                        go.notified().await;
+                        Ok(json!(1))
+                    }
+                }),
+            )
+            .then("second", add(1))
+            .commit()
+            .unwrap();
+        let h = e.spawn(&wf, json!(null)).unwrap();
+        let live = e.events(h.id(), 1);
+        go.notify_one();
+        let evs: Vec<RunEvent> = live.map(|e| e.unwrap()).collect().await;
+        let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=evs.len() as u64).collect::<Vec<_>>(),
+            "gapless: {evs:?}"
+        );
+        assert_eq!(evs.last().unwrap().type_name(), "run-finished");
+        assert!(evs.iter().any(|e| matches!(&e.kind, EventKind::Custom { name, data, path } if name == "progress" && data["pct"] == 50 && path == "first")));
+        let run = h.wait().await.unwrap();
+        let later: Vec<RunEvent> = e.events(&run.id, 4).map(|e| e.unwrap()).collect().await;
+        assert_eq!(later.first().unwrap().seq, 4);
+        assert_eq!(later.len(), evs.len() - 3);
+    }
+}
+
+#[tokio::test]
+async fn suspension_inside_parallel_resumes_each_path_and_keeps_siblings() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let (gates, sibling) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let wf = Workflow::new("ps")
+            .parallel([
+                ("legal", gate(Arc::clone(&gates))),
+                ("tests", counted(json!("green"), Arc::clone(&sibling))),
+                ("ops", gate(Arc::clone(&gates))),
+            ])
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(1)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Suspended);
+        assert_eq!(paths(&run), ["legal", "ops"]);
+        assert_eq!(run.suspended[0].payload, json!({"at": "legal", "input": 1}));
+
+        let e2 = other_engine(&dir, replay);
+        e2.register(&wf);
+        let run = e2.resume(&run.id, "ops", json!("ops-ok")).await.unwrap();
+        assert_eq!(run.status, RunStatus::Suspended);
+        assert_eq!(paths(&run), ["legal"]);
+        assert_eq!(e2.get(&run.id).await.unwrap().unwrap().suspended.len(), 1);
+        let run = e.resume(&run.id, "legal", json!("legal-ok")).await.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(
+            run.output,
+            Some(json!({
+                "legal": {"input": 1, "resume": "legal-ok"},
+                "tests": "green",
+                "ops": {"input": 1, "resume": "ops-ok"}
+            }))
+        );
+        assert_eq!(
+            sibling.load(Ordering::SeqCst),
+            1,
+            "the finished sibling never re-ran"
+        );
+        assert_eq!(
+            gates.load(Ordering::SeqCst),
+            4,
+            "each gate ran once to suspend, once resumed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn suspension_inside_foreach_loops_and_nested_workflows() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let count = Arc::new(AtomicUsize::new(0));
+        // foreach: every item suspends on its own.
+        let wf = Workflow::new("fs")
+            .foreach("each", gate(Arc::clone(&count)), 2)
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(["a", "b", "c"])).await.unwrap();
+        assert_eq!(paths(&run), ["each[0]", "each[1]", "each[2]"]);
+        let run = e.resume(&run.id, "each[1]", json!(1)).await.unwrap();
+        assert_eq!(paths(&run), ["each[0]", "each[2]"]);
+        let run = e.resume(&run.id, "each[2]", json!(2)).await.unwrap();
+        let run = e.resume(&run.id, "each[0]", json!(0)).await.unwrap();
+        assert_eq!(
+            run.output,
+            Some(json!([
+                {"input": "a", "resume": 0},
+                {"input": "b", "resume": 1},
+                {"input": "c", "resume": 2}
+            ]))
+        );
+
+        // loop: a body that suspends in every iteration.
+        let body = Workflow::new("body")
+            .step("ask", gate(Arc::clone(&count)))
+            .then(
+                "count",
+                step_fn(|_c: StepContext, v: Value| async move { Ok(v["resume"].clone()) }),
+            );
+        let wf = Workflow::new("ls")
+            .dountil("review", body, |v: &Value| v == "done", 5)
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(paths(&run), ["review[0]/ask"]);
+        let run = e
+            .resume(&run.id, "review[0]/ask", json!("again"))
+            .await
+            .unwrap();
+        assert_eq!(paths(&run), ["review[1]/ask"]);
+        let run = e
+            .resume(&run.id, "review[1]/ask", json!("done"))
+            .await
+            .unwrap();
+        assert_eq!(run.output, Some(json!("done")));
+
+        // nested workflow: the inner path suspends and resumes by its full path.
+        let inner = Workflow::new("approval")
+            .step("sign", gate(Arc::clone(&count)))
+            .commit()
+            .unwrap();
+        let wf = Workflow::new("ns")
+            .step("prep", constant(json!("doc")))
+            .then("approve", &inner)
+            .then(
+                "after",
+                step_fn(|_c: StepContext, v: Value| async move { Ok(json!({"signed": v})) }),
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(paths(&run), ["approve/sign"]);
+        let e2 = other_engine(&dir, replay);
+        e2.register(&wf);
+        let run = e2
+            .resume(&run.id, "approve/sign", json!("alice"))
+            .await
+            .unwrap();
+        assert_eq!(
+            run.output,
+            Some(json!({"signed": {"input": "doc", "resume": "alice"}}))
+        );
+    }
+}
+
+#[tokio::test]
+async fn resume_checks_state_path_and_schema_without_losing_anything() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let wf = Workflow::new("rs")
+            .step("a", constant(json!(1)))
+            .then(
+                "approve",
+                gate(Arc::new(AtomicUsize::new(0))).resume_schema(json!({
+                    "type": "object", "required": ["approved"],
+                    "properties": {"approved": {"type": "boolean"}}
+                })),
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        match e
+            .resume(&run.id, "approve", json!({"approved": "yes"}))
+            .await
+        {
+            Err(EngineError::Schema(v)) => {
+                assert_eq!(v.place, "step `approve`");
+                assert_eq!(v.direction, "resume data");
+                assert_eq!(v.pointer, "/approved");
+            }
+            other => panic!("{other:?}"),
+        }
+        match e.resume(&run.id, "nope", json!({})).await {
+            Err(EngineError::NotSuspended { suspended, .. }) => assert_eq!(suspended, "approve"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            e.resume("no-such-run", "approve", json!({})).await,
+            Err(EngineError::UnknownRun(_))
+        ));
+        let run = e
+            .resume(&run.id, "approve", json!({"approved": true}))
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert!(matches!(
+            e.resume(&run.id, "approve", json!({"approved": true}))
+                .await,
+            Err(EngineError::InvalidState { .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn replay_takes_the_recorded_branch_even_if_the_selector_changed() {
+    static FLIP: AtomicBool = AtomicBool::new(false);
+    for replay in MODES {
+        FLIP.store(false, Ordering::SeqCst);
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let wf = Workflow::new("det")
+            .branch(
+                "pick",
+                |_v: &Value| {
+                    if FLIP.load(Ordering::SeqCst) {
+                        "b"
+                    } else {
+                        "a"
+                    }
+                },
+                [
+                    (
+                        "a",
+                        Node::from(
+                            Workflow::new("fa").step("wait", gate(Arc::new(AtomicUsize::new(0)))),
+                        ),
+                    ),
+                    (
+                        "b",
+                        Node::from(
+                            Workflow::new("fb").step("wait", gate(Arc::new(AtomicUsize::new(0)))),
+                        ),
+                    ),
+                ],
+            )
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(0)).await.unwrap();
+        assert_eq!(paths(&run), ["pick/a/wait"]);
+        FLIP.store(true, Ordering::SeqCst);
+        let e2 = other_engine(&dir, replay);
+        e2.register(&wf);
+        let run = e2
+            .resume(&run.id, "pick/a/wait", json!("ok"))
+            .await
+            .unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(run.output, Some(json!({"input": 0, "resume": "ok"})));
+    }
+}
+
+#[tokio::test]
+async fn a_changed_definition_is_a_clear_error_until_the_old_one_is_registered() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&dir, false);
+    let v1 = Workflow::new("deploy")
+        .step("approve", gate(Arc::new(AtomicUsize::new(0))))
+        .commit()
+        .unwrap();
+    let run = e.start(&v1, json!(null)).await.unwrap();
+    let v2 = Workflow::new("deploy")
+        .step("approve", gate(Arc::new(AtomicUsize::new(0))))
+        .then("notify", constant(json!(1)))
+        .commit()
+        .unwrap();
+    let e2 = other_engine(&dir, false);
+    e2.register(&v2);
+    match e2.resume(&run.id, "approve", json!(1)).await {
+        Err(EngineError::DefinitionChanged {
+            stored, current, ..
+        }) => {
+            assert_eq!(stored, v1.fingerprint());
+            assert_eq!(current, v2.fingerprint());
+        }
+        other => panic!("{other:?}"),
+    }
+    e2.register(&v1);
+    e2.register(&v2);
+    let run = e2.resume(&run.id, "approve", json!(1)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    // New runs use the newest definition.
+    let fresh = e2.start(&v2, json!(null)).await.unwrap();
+    assert_eq!(fresh.status, RunStatus::Suspended);
+}
+
+#[tokio::test]
+async fn list_and_get_filter_by_workflow_status_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&dir, false);
+    let done = Workflow::new("done")
+        .step("a", constant(json!(1)))
+        .commit()
+        .unwrap();
+    let wait = Workflow::new("wait")
+        .step("g", gate(Arc::new(AtomicUsize::new(0))))
+        .commit()
+        .unwrap();
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for _ in 0..3 {
+        e.start(&done, json!(null)).await.unwrap();
+    }
+    let w = e.start(&wait, json!({"x": 1})).await.unwrap();
+    let all = e.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].id, w.id, "newest first");
+    let f = |workflow: Option<&str>, status: Option<RunStatus>| RunFilter {
+        workflow: workflow.map(str::to_string),
+        status,
+        ..Default::default()
+    };
+    assert_eq!(e.list(&f(Some("done"), None)).await.unwrap().len(), 3);
+    assert_eq!(
+        e.list(&f(None, Some(RunStatus::Suspended)))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        e.list(&f(Some("done"), Some(RunStatus::Suspended)))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    let after = RunFilter {
+        created_after: Some(t0),
+        limit: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(e.list(&after).await.unwrap().len(), 2);
+    let before = RunFilter {
+        created_before: Some(t0),
+        ..Default::default()
+    };
+    assert_eq!(e.list(&before).await.unwrap().len(), 0);
+    let got = e.get(&w.id).await.unwrap().unwrap();
+    assert_eq!(got.input, json!({"x": 1}));
+    assert_eq!(got.suspended[0].path, "g");
+    assert!(e.get("missing").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_tampered_record_stops_replay_naming_the_first_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&dir, false);
+    let wf = Workflow::new("tamper")
+        .step("a", constant(json!(1)))
+        .then("g", gate(Arc::new(AtomicUsize::new(0))))
+        .commit()
+        .unwrap();
+    let run = e.start(&wf, json!(null)).await.unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("runs.db")).unwrap();
+    conn.execute("UPDATE steps SET kind = 'map' WHERE path = 'a'", [])
+        .unwrap();
+    drop(conn);
+    match e.resume(&run.id, "g", json!(1)).await {
+        Err(EngineError::ReplayDiverged { path, detail, .. }) => {
+            assert_eq!(path, "a");
+            assert!(
+                detail.contains("the definition has a step here, the records a map"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn in_memory_store_runs_the_same_workflows() {
+    let e = Engine::in_memory();
+    let run = e
+        .start(
+            &brief_workflow(0.9, Arc::new(AtomicUsize::new(0))),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    let wf = Workflow::new("m")
+        .step("g", gate(Arc::new(AtomicUsize::new(0))))
+        .commit()
+        .unwrap();
+    let run = e.start(&wf, json!(1)).await.unwrap();
+    let run = e.resume(&run.id, "g", json!(2)).await.unwrap();
+    assert_eq!(run.output, Some(json!({"input": 1, "resume": 2})));
+}
