@@ -328,11 +328,14 @@ impl Engine {
             });
         }
         let live = Arc::new(Live::default());
+        // Loaded as `Suspended`, its status before the claim: the replay below then commits no
+        // second `run-suspended` event and does not drop the owner the claim just set (a run
+        // left running without an owner could be taken over by another engine's `recover`).
         let mut core = RunCore::load(
             Arc::clone(&self.inner.store),
             graph,
             &record,
-            RunStatus::Running,
+            RunStatus::Suspended,
             live,
         )?;
         // Replay up to the suspension points (commits nothing new for a consistent store).
