@@ -638,6 +638,13 @@ async fn drive(
     loop {
         let mut actions = std::mem::take(&mut pending_actions);
         let (more, status) = core.poll()?;
+        if matches!(status, Status::Succeeded(_) | Status::Failed(_)) {
+            // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
+            // and the machine must not be polled again. Tell them through their token.
+            active.cancel.cancel();
+            drop(inflight);
+            return Ok(outcome(&core));
+        }
         actions.extend(more);
         if always_replay {
             core.rebuild()?;
