@@ -11,6 +11,8 @@
 //!   task of the multi-thread runtime.
 //! - `engine.sqlite.3step`: the same on a SQLite file, every step committed, µs per run.
 //! - `engine.sqlite.100step`: 100 linear steps on the SQLite file, ms per run.
+//! - `engine.sqlite.floor.commit`: not the engine: one tiny SQLite transaction with the store's
+//!   file settings, µs, the yardstick for the SQLite figures (a run commits several times).
 //! - `engine.sqlite.100step.bytes.*`: what one 100-step run writes: `logical` (the row payloads
 //!   stored for that run id), `file` (db + WAL growth, checkpoints held off), `checkpoint` (the
 //!   page bytes a checkpoint of those frames writes into the db file), `io` (bytes passed to
@@ -203,6 +205,50 @@ fn shape_sqlite(repeats: usize, dir: &Path, three_step: bool, hundred_step: bool
         .collect();
     let m = median("engine.sqlite.100step", "ms", batches);
     emit("engine.sqlite.100step", round(m, 3), "ms");
+}
+
+/// This machine's floor for one durable SQLite transaction, outside the engine: the same file
+/// settings as `SqliteStore` (WAL, synchronous=NORMAL, automatic checkpoints), one ~100-byte row
+/// per transaction, as a yardstick for the per-run figures (a run commits several times).
+fn shape_sqlite_floor(repeats: usize, dir: &Path) {
+    let count = env_usize("MIYABI_BENCH_RUNS_FLOOR", 5_000);
+    let mut conn = rusqlite::Connection::open(dir.join("floor.db")).unwrap();
+    conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    conn.execute_batch(
+        "PRAGMA synchronous=NORMAL;
+         CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+           body TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID;",
+    )
+    .unwrap();
+    let body = "x".repeat(100);
+    let mut seq = 0i64;
+    let mut batch = |n: usize| -> Duration {
+        let t0 = Instant::now();
+        for _ in 0..n {
+            seq += 1;
+            let tx = conn.transaction().unwrap();
+            tx.prepare_cached("INSERT INTO events (run_id, seq, at, body) VALUES (?1, ?2, ?3, ?4)")
+                .unwrap()
+                .execute(rusqlite::params![
+                    "0190f5b2-7d3c-7a9e-8f00-000000000000",
+                    seq,
+                    seq,
+                    body
+                ])
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        t0.elapsed() / n as u32
+    };
+    let batches = (0..repeats)
+        .map(|_| {
+            batch(count / 10);
+            batch(count).as_secs_f64() * 1e6
+        })
+        .collect();
+    let m = median("engine.sqlite.floor.commit", "us", batches);
+    emit("engine.sqlite.floor.commit", round(m, 2), "us");
 }
 
 fn file_size(p: &Path) -> u64 {
@@ -493,6 +539,9 @@ fn main() {
     );
     if current || multi {
         shape_memory_3step(repeats, current, multi);
+    }
+    if want("sqlite.floor") {
+        shape_sqlite_floor(repeats, dir.path());
     }
     let (three_step, hundred_step) = (want("sqlite.3step"), want("sqlite.100step"));
     if three_step || hundred_step {
