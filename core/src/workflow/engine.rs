@@ -327,6 +327,9 @@ impl Engine {
                 operation: format!("resume `{path}`"),
             });
         }
+        // The claim holds only while it is renewed: without the heartbeat, an engine that only
+        // resumes runs would lose them to another engine's `recover` while still running them.
+        self.ensure_heartbeat();
         let live = Arc::new(Live::default());
         // Loaded as `Suspended`, its status before the claim: the replay below then commits no
         // second `run-suspended` event and does not drop the owner the claim just set (a run
@@ -582,7 +585,9 @@ impl Engine {
             return;
         }
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let every = (self.inner.lease / 3).max(Duration::from_millis(100));
+        // Renew well within the lease, however short (a floor above lease/3 lets the lease
+        // lapse between renewals, and another engine's `recover` takes over a live run).
+        let every = (self.inner.lease / 3).max(Duration::from_millis(1));
         handle.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
