@@ -387,6 +387,23 @@ fn shape_bytes(dir: &Path) {
     } else {
         emit("engine.sqlite.100step.bytes.file", grown as f64, "bytes");
     }
+    // Which b-trees those frames belong to (the dbstat table maps page numbers to b-trees).
+    let owner: std::collections::HashMap<u32, String> = side
+        .prepare("SELECT pageno, name FROM dbstat")
+        .and_then(|mut st| {
+            st.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?)))?
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut by_tree: std::collections::BTreeMap<String, usize> = Default::default();
+    for p in &pages {
+        let name = owner.get(p).cloned().unwrap_or_else(|| format!("page {p}"));
+        *by_tree.entry(name).or_default() += 1;
+    }
+    note(format!(
+        "bytes.file: WAL frames by b-tree: {by_tree:?}; about {:.1} frames per commit",
+        pages.len() as f64 / 102.0
+    ));
     // What a checkpoint of those frames writes into the db file: each distinct page once.
     emit(
         "engine.sqlite.100step.bytes.checkpoint",
@@ -451,23 +468,33 @@ fn child_concurrent(store: &str, kind: &str, dir: &Path) {
     };
     let rt = multi_thread();
     let wall = rt.block_on(async {
+        // Returns how long spawning took (each spawn commits its run before returning).
         let go = |count: usize| {
             let engine = engine.clone();
             let wf = wf.clone();
             async move {
+                let t0 = Instant::now();
                 let handles: Vec<_> = (0..count)
                     .map(|i| (i, engine.spawn(&wf, json!({ "n": i })).unwrap()))
                     .collect();
+                let spawned = t0.elapsed();
                 for (i, h) in handles {
                     let run = h.wait().await.unwrap();
                     assert_eq!(run.output, Some(json!({ "n": i + 1 })), "{run:?}");
                 }
+                spawned
             }
         };
         go(100).await; // warm-up
         let t0 = Instant::now();
-        go(CONCURRENT).await;
-        t0.elapsed()
+        let spawned = go(CONCURRENT).await;
+        let wall = t0.elapsed();
+        note(format!(
+            "child {store}/{kind}: {CONCURRENT} runs in {:.1} ms, of which {:.1} ms in the spawn loop",
+            wall.as_secs_f64() * 1e3,
+            spawned.as_secs_f64() * 1e3
+        ));
+        wall
     });
     println!("{} {}", wall.as_secs_f64() * 1e3, vm_hwm_mb());
 }
