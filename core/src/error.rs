@@ -117,6 +117,12 @@ impl StepError {
         matches!(self.kind, StepErrorKind::Retryable(_))
     }
 
+    /// A request to suspend the run at the step's path with `payload` (what
+    /// [`crate::StepContext::suspend`] returns; for drivers that run steps outside Rust).
+    pub fn suspended(payload: Value) -> Self {
+        Self::suspend(payload)
+    }
+
     pub(crate) fn suspend(payload: Value) -> Self {
         Self {
             kind: StepErrorKind::Suspend(payload),

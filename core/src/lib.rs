@@ -37,6 +37,7 @@ pub use store::{
     RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
 };
 pub use workflow::{
-    CommittedWorkflow, Engine, EngineBuilder, EventKind, Node, OnInterrupt, RetryPolicy, Run,
-    RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Workflow, step_fn,
+    CommittedWorkflow, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node, OnInterrupt,
+    RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Task,
+    Workflow, step_fn,
 };

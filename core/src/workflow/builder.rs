@@ -69,6 +69,7 @@ enum NodeSpec {
 pub struct Node {
     spec: NodeSpec,
     opts: StepOptions,
+    handle: Option<u32>,
 }
 
 impl Node {
@@ -82,6 +83,17 @@ impl Node {
         Self {
             spec: NodeSpec::Step(step),
             opts: StepOptions::default(),
+            handle: None,
+        }
+    }
+
+    /// A step executed outside Rust (by a driver such as the Node binding's), known by
+    /// `handle`. Such a run must be driven through [`crate::ExternalRun`].
+    pub fn external(handle: u32) -> Self {
+        Self {
+            spec: NodeSpec::Step(Arc::new(ExternalStep(handle))),
+            opts: StepOptions::default(),
+            handle: Some(handle),
         }
     }
 
@@ -134,6 +146,7 @@ impl From<Workflow> for Node {
         Self {
             spec: NodeSpec::Fragment(fragment),
             opts: StepOptions::default(),
+            handle: None,
         }
     }
 }
@@ -143,6 +156,7 @@ impl From<CommittedWorkflow> for Node {
         Self {
             spec: NodeSpec::Nested(w),
             opts: StepOptions::default(),
+            handle: None,
         }
     }
 }
@@ -161,21 +175,22 @@ enum SleepSpecB {
 enum Item {
     Node(String, Node),
     Parallel(Vec<(String, Node)>, bool),
-    Branch(String, Selector, Vec<(String, Node)>),
+    Branch(String, Selector, Vec<(String, Node)>, Option<u32>),
     Loop {
         id: String,
         body: Node,
         cond: Condition,
         until: bool,
         max: u32,
+        handle: Option<u32>,
     },
     ForEach {
         id: String,
         body: Node,
         concurrency: usize,
     },
-    Sleep(String, SleepSpecB),
-    Map(String, MapFn),
+    Sleep(String, SleepSpecB, Option<u32>),
+    Map(String, MapFn, Option<u32>),
 }
 
 /// A workflow under construction. Steps run in order; each gets the previous one's output.
@@ -250,7 +265,7 @@ impl Workflow {
             .into_iter()
             .map(|(k, n)| (k.to_string(), n.into()))
             .collect();
-        self.items.push(Item::Branch(id.into(), sel, arms));
+        self.items.push(Item::Branch(id.into(), sel, arms, None));
         self
     }
 
@@ -302,6 +317,7 @@ impl Workflow {
             Arc::new(cond),
             false,
             max_iterations,
+            None,
         )
     }
 
@@ -317,17 +333,87 @@ impl Workflow {
     where
         F: Fn(&Value) -> bool + Send + Sync + 'static,
     {
-        self.looped(id.into(), body.into(), Arc::new(cond), true, max_iterations)
+        self.looped(
+            id.into(),
+            body.into(),
+            Arc::new(cond),
+            true,
+            max_iterations,
+            None,
+        )
     }
 
-    fn looped(mut self, id: String, body: Node, cond: Condition, until: bool, max: u32) -> Self {
+    fn looped(
+        mut self,
+        id: String,
+        body: Node,
+        cond: Condition,
+        until: bool,
+        max: u32,
+        handle: Option<u32>,
+    ) -> Self {
         self.items.push(Item::Loop {
             id,
             body,
             cond,
             until,
             max,
+            handle,
         });
+        self
+    }
+
+    /// A branch whose selector runs outside Rust, known by `handle` (see [`Node::external`]).
+    pub fn branch_external(
+        mut self,
+        id: impl Into<String>,
+        handle: u32,
+        arms: Vec<(String, Node)>,
+    ) -> Self {
+        let sel: Selector = Arc::new(|_| String::new());
+        self.items
+            .push(Item::Branch(id.into(), sel, arms, Some(handle)));
+        self
+    }
+
+    /// A parallel block with children named at run time (for specs built outside Rust).
+    pub fn parallel_named(mut self, children: Vec<(String, Node)>, collect_all: bool) -> Self {
+        self.items.push(Item::Parallel(children, collect_all));
+        self
+    }
+
+    /// A loop whose condition runs outside Rust, known by `handle`; `until` picks do-until.
+    pub fn loop_external(
+        self,
+        id: impl Into<String>,
+        body: impl Into<Node>,
+        handle: u32,
+        until: bool,
+        max_iterations: u32,
+    ) -> Self {
+        let cond: Condition = Arc::new(|_| false);
+        self.looped(
+            id.into(),
+            body.into(),
+            cond,
+            until,
+            max_iterations,
+            Some(handle),
+        )
+    }
+
+    /// A `map` that runs outside Rust, known by `handle`.
+    pub fn map_external(mut self, id: impl Into<String>, handle: u32) -> Self {
+        let f: MapFn = Arc::new(|v| v.clone());
+        self.items.push(Item::Map(id.into(), f, Some(handle)));
+        self
+    }
+
+    /// A `sleep_until` whose wake-time function runs outside Rust, known by `handle`.
+    pub fn sleep_until_external(mut self, id: impl Into<String>, handle: u32) -> Self {
+        let f: WakeFn = Arc::new(|_| SystemTime::now());
+        self.items
+            .push(Item::Sleep(id.into(), SleepSpecB::Until(f), Some(handle)));
         self
     }
 
@@ -349,7 +435,8 @@ impl Workflow {
 
     /// Waits for `d` (durably: a restarted engine waits only what is left); passes its input on.
     pub fn sleep(mut self, id: impl Into<String>, d: Duration) -> Self {
-        self.items.push(Item::Sleep(id.into(), SleepSpecB::For(d)));
+        self.items
+            .push(Item::Sleep(id.into(), SleepSpecB::For(d), None));
         self
     }
 
@@ -358,8 +445,11 @@ impl Workflow {
     where
         F: Fn(&Value) -> SystemTime + Send + Sync + 'static,
     {
-        self.items
-            .push(Item::Sleep(id.into(), SleepSpecB::Until(Arc::new(at))));
+        self.items.push(Item::Sleep(
+            id.into(),
+            SleepSpecB::Until(Arc::new(at)),
+            None,
+        ));
         self
     }
 
@@ -368,7 +458,7 @@ impl Workflow {
     where
         F: Fn(&Value) -> Value + Send + Sync + 'static,
     {
-        self.items.push(Item::Map(id.into(), Arc::new(f)));
+        self.items.push(Item::Map(id.into(), Arc::new(f), None));
         self
     }
 
@@ -512,6 +602,8 @@ pub(crate) enum NodeKind {
 pub(crate) struct NodeDef {
     pub seg: Option<String>,
     pub kind: NodeKind,
+    /// For user code run outside Rust: the driver's handle for it.
+    pub handle: Option<u32>,
 }
 
 /// A committed workflow's graph: a flat arena of nodes.
@@ -549,7 +641,14 @@ fn join(prefix: &str, seg: &str) -> String {
 
 impl GraphBuilder {
     fn push(&mut self, seg: Option<String>, kind: NodeKind) -> usize {
-        self.nodes.push(NodeDef { seg, kind });
+        self.push_h(seg, kind, None)
+    }
+
+    fn push_h(&mut self, seg: Option<String>, kind: NodeKind, handle: Option<u32>) -> usize {
+        if let Some(h) = handle {
+            let _ = write!(self.desc, "handle={h};");
+        }
+        self.nodes.push(NodeDef { seg, kind, handle });
         self.nodes.len() - 1
     }
 
@@ -650,7 +749,7 @@ impl GraphBuilder {
                     },
                 ))
             }
-            Item::Branch(id, selector, arms) => {
+            Item::Branch(id, selector, arms, handle) => {
                 self.check_id(&id)?;
                 let path = join(prefix, &id);
                 self.claim_path(path.clone())?;
@@ -668,12 +767,13 @@ impl GraphBuilder {
                     idx.push((arm, n));
                 }
                 self.desc.push_str(");");
-                Ok(self.push(
+                Ok(self.push_h(
                     Some(id),
                     NodeKind::Branch {
                         selector,
                         arms: idx,
                     },
+                    handle,
                 ))
             }
             Item::Loop {
@@ -682,6 +782,7 @@ impl GraphBuilder {
                 cond,
                 until,
                 max,
+                handle,
             } => {
                 self.check_id(&id)?;
                 let path = join(prefix, &id);
@@ -692,7 +793,7 @@ impl GraphBuilder {
                 let _ = write!(self.desc, "loop:{id}[until={until},max={max}](");
                 let body = self.node(None, body, &format!("{path}[*]"))?;
                 self.desc.push_str(");");
-                Ok(self.push(
+                Ok(self.push_h(
                     Some(id),
                     NodeKind::Loop {
                         body,
@@ -700,6 +801,7 @@ impl GraphBuilder {
                         until,
                         max,
                     },
+                    handle,
                 ))
             }
             Item::ForEach {
@@ -718,7 +820,7 @@ impl GraphBuilder {
                 self.desc.push_str(");");
                 Ok(self.push(Some(id), NodeKind::ForEach { body, concurrency }))
             }
-            Item::Sleep(id, spec) => {
+            Item::Sleep(id, spec, handle) => {
                 self.check_id(&id)?;
                 self.claim_path(join(prefix, &id))?;
                 let spec = match spec {
@@ -731,13 +833,13 @@ impl GraphBuilder {
                         SleepSpec::Until(f)
                     }
                 };
-                Ok(self.push(Some(id), NodeKind::Sleep(spec)))
+                Ok(self.push_h(Some(id), NodeKind::Sleep(spec), handle))
             }
-            Item::Map(id, f) => {
+            Item::Map(id, f, handle) => {
                 self.check_id(&id)?;
                 self.claim_path(join(prefix, &id))?;
                 let _ = write!(self.desc, "map:{id};");
-                Ok(self.push(Some(id), NodeKind::Map(f)))
+                Ok(self.push_h(Some(id), NodeKind::Map(f), handle))
             }
         }
     }
@@ -749,7 +851,7 @@ impl GraphBuilder {
         node: Node,
         path: &str,
     ) -> Result<usize, WorkflowError> {
-        let Node { spec, opts } = node;
+        let Node { spec, opts, handle } = node;
         match spec {
             NodeSpec::Step(step) => {
                 let _ = write!(
@@ -770,7 +872,7 @@ impl GraphBuilder {
                 let resume_schema =
                     self.schema(opts.resume_schema, &format!("step `{path}` resume data"))?;
                 self.desc.push(';');
-                Ok(self.push(
+                Ok(self.push_h(
                     seg,
                     NodeKind::Step(Box::new(StepDef {
                         step,
@@ -781,6 +883,7 @@ impl GraphBuilder {
                         output_schema,
                         resume_schema,
                     })),
+                    handle,
                 ))
             }
             NodeSpec::Fragment(w) => {
@@ -802,6 +905,7 @@ impl GraphBuilder {
                     self.nodes.push(NodeDef {
                         seg: n.seg.clone(),
                         kind: shift(&n.kind, off),
+                        handle: n.handle,
                     });
                 }
                 // The nested paths must not collide with ours: claim them under `path`.
@@ -903,4 +1007,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// A step whose code lives outside Rust; running it natively is an error.
+struct ExternalStep(u32);
+
+#[async_trait::async_trait]
+impl Step for ExternalStep {
+    async fn run(
+        &self,
+        ctx: &super::step::StepContext,
+        _input: Value,
+    ) -> Result<Value, crate::error::StepError> {
+        Err(crate::error::StepError::fatal(format!(
+            "step `{}` (external handle {}) has no Rust code: drive this run with ExternalRun",
+            ctx.path(),
+            self.0
+        )))
+    }
 }

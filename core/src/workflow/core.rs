@@ -262,6 +262,9 @@ impl RunCore {
         for ev in &batch.events {
             self.live.send(ev);
         }
+        // The claim that preceded this set the row to running.
+        self.committed = RunStatus::Running;
+        self.status = Status::Running;
         Ok(())
     }
 

@@ -60,17 +60,17 @@ impl Run {
     }
 }
 
-struct Active {
-    cancel: CancellationToken,
-    live: Arc<Live>,
+pub(crate) struct Active {
+    pub(crate) cancel: CancellationToken,
+    pub(crate) live: Arc<Live>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     store: Arc<dyn Store>,
     /// Registered definitions by fingerprint, and the newest fingerprint per workflow id.
     by_fingerprint: RwLock<HashMap<String, Arc<Graph>>>,
     latest: RwLock<HashMap<String, String>>,
-    active: Mutex<HashMap<String, Arc<Active>>>,
+    pub(crate) active: Mutex<HashMap<String, Arc<Active>>>,
     owner: String,
     lease: Duration,
     always_replay: bool,
@@ -158,7 +158,7 @@ impl EngineBuilder {
 /// ```
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -272,7 +272,11 @@ impl Engine {
         Ok(RunHandle { id, join })
     }
 
-    fn create(&self, workflow: &CommittedWorkflow, input: Value) -> Result<RunCore, EngineError> {
+    pub(crate) fn create(
+        &self,
+        workflow: &CommittedWorkflow,
+        input: Value,
+    ) -> Result<RunCore, EngineError> {
         let g = &workflow.graph;
         if !read(&self.inner.by_fingerprint).contains_key(&g.fingerprint) {
             self.register(workflow);
@@ -288,7 +292,7 @@ impl Engine {
         )
     }
 
-    fn activate(&self, core: &RunCore) -> Arc<Active> {
+    pub(crate) fn activate(&self, core: &RunCore) -> Arc<Active> {
         let a = Arc::new(Active {
             cancel: CancellationToken::new(),
             live: Arc::clone(&core.live),
@@ -300,6 +304,19 @@ impl Engine {
     /// Gives resume data to a suspended path and drives the run until it finishes or
     /// suspends again. Works from any process on the same store.
     pub async fn resume(&self, run_id: &str, path: &str, data: Value) -> Result<Run, EngineError> {
+        let (core, actions) = self.prepare_resume(run_id, path, data)?;
+        let active = self.activate(&core);
+        self.drive_from(core, active, actions).await
+    }
+
+    /// Claims a suspended run, checks the path and the resume data, and commits the data:
+    /// returns the run's core and the actions to start with.
+    pub(crate) fn prepare_resume(
+        &self,
+        run_id: &str,
+        path: &str,
+        data: Value,
+    ) -> Result<(RunCore, Vec<Action>), EngineError> {
         let record = self
             .inner
             .store
@@ -345,8 +362,7 @@ impl Engine {
         let (actions, status) = core.poll()?;
         if !actions.is_empty() || !matches!(status, Status::Suspended(_)) {
             // A resumed path that never ran (crash after resume): just continue the run.
-            let active = self.activate(&core);
-            return self.drive_from(core, active, actions).await;
+            return Ok((core, actions));
         }
         if !core.suspended_paths().iter().any(|p| p == path) {
             let err = EngineError::NotSuspended {
@@ -364,8 +380,7 @@ impl Engine {
             return Err(e.into());
         }
         core.resume(path, data)?;
-        let active = self.activate(&core);
-        self.drive(core, active).await
+        Ok((core, Vec::new()))
     }
 
     /// Cancels a run: in-flight steps see their cancellation token fire and the run is marked
@@ -481,12 +496,31 @@ impl Engine {
     /// Takes over runs left `running` by a dead process or an expired lease, for every
     /// registered workflow, and drives them in the background. Returns their ids.
     pub async fn recover(&self) -> Result<Vec<String>, EngineError> {
+        let cores = self.claim_orphans()?;
+        let mut taken = Vec::with_capacity(cores.len());
+        for core in cores {
+            let active = self.activate(&core);
+            let engine = self.clone();
+            taken.push(core.run_id.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = engine.drive(core, active).await {
+                    tracing::error!(error = %e, "recovered run stopped");
+                }
+            });
+        }
+        self.ensure_heartbeat();
+        Ok(taken)
+    }
+
+    /// Claims every run left `running` by a dead process, an expired lease or an earlier
+    /// failure of this engine, whose workflow is registered; returns their rebuilt cores.
+    pub(crate) fn claim_orphans(&self) -> Result<Vec<RunCore>, EngineError> {
         let now = now_ms();
         let running = self.inner.store.list_runs(&RunFilter {
             status: Some(RunStatus::Running),
             ..RunFilter::default()
         })?;
-        let mut taken = Vec::new();
+        let mut cores = Vec::new();
         for r in running {
             if lock(&self.inner.active).contains_key(&r.id) {
                 continue;
@@ -516,24 +550,15 @@ impl Engine {
             })? {
                 continue;
             }
-            let core = RunCore::load(
+            cores.push(RunCore::load(
                 Arc::clone(&self.inner.store),
                 graph,
                 &r,
                 RunStatus::Running,
                 Arc::new(Live::default()),
-            )?;
-            let active = self.activate(&core);
-            let engine = self.clone();
-            taken.push(r.id.clone());
-            tokio::spawn(async move {
-                if let Err(e) = engine.drive(core, active).await {
-                    tracing::error!(error = %e, "recovered run stopped");
-                }
-            });
+            )?);
         }
-        self.ensure_heartbeat();
-        Ok(taken)
+        Ok(cores)
     }
 
     /// Waits until the run is no longer executing in this engine and returns it.
@@ -574,7 +599,7 @@ impl Engine {
         }
     }
 
-    fn ensure_heartbeat(&self) {
+    pub(crate) fn ensure_heartbeat(&self) {
         if self.inner.heartbeat.get().is_some() {
             return;
         }
@@ -620,7 +645,7 @@ impl Engine {
     }
 }
 
-type StepResult = (String, Result<Value, StepError>);
+pub(crate) type StepResult = (String, Result<Value, StepError>);
 
 /// How long a cancelled run waits for its in-flight steps to observe their token.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -759,7 +784,7 @@ async fn drive(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_step(
+pub(crate) fn run_step(
     graph: &Arc<Graph>,
     core: &RunCore,
     cancel: &CancellationToken,
@@ -823,7 +848,7 @@ fn run_step(
     )
 }
 
-fn evaluate(
+pub(crate) fn evaluate(
     graph: &Graph,
     node: usize,
     kind: EvalKind,
@@ -860,7 +885,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-fn outcome(core: &RunCore) -> Run {
+pub(crate) fn outcome(core: &RunCore) -> Run {
     let now = now_ms();
     let (output, error) = match &core.status {
         Status::Succeeded(v) => (Some(v.clone()), None),
@@ -895,6 +920,15 @@ fn async_stream(
         Err(e) => (Vec::new(), Some(e)),
     };
     let next = stored.last().map_or(from.max(1), |e| e.seq + 1);
+    // A run that already finished or suspended has nothing more to say.
+    let settled = stored.last().is_some_and(|e| {
+        matches!(
+            e.kind,
+            super::event::EventKind::RunFinished { .. }
+                | super::event::EventKind::RunSuspended { .. }
+        )
+    });
+    let live = if settled { None } else { live };
     let head = futures::stream::iter(
         stored
             .into_iter()
@@ -969,7 +1003,7 @@ fn owner_is_dead(owner: &str) -> bool {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

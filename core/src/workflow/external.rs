@@ -1,0 +1,338 @@
+//! Driving a run from outside the tokio driver: the caller asks for tasks, runs them (e.g. as
+//! JavaScript functions on Node's event loop) and hands results back, with synchronous calls
+//! that commit to the store. This is how the Node binding runs JS steps without a thread hop.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::builder::CommittedWorkflow;
+use super::core::RunCore;
+use super::engine::{Active, Engine, Run, lock, outcome, run_step};
+use super::machine::{Action, EvalKind, Status};
+use crate::error::{EngineError, StepError};
+use crate::store::RunStatus;
+
+/// One thing an externally driven run needs done.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Task {
+    /// Run the external step `handle` once and [`ExternalRun::complete`] `path` with its result.
+    Step {
+        /// Step path.
+        path: String,
+        /// The step's handle (from [`crate::Node::external`]).
+        handle: u32,
+        /// The step's input.
+        input: Value,
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Resume data, when the step is resumed after suspending.
+        resume: Option<Value>,
+        /// Wait this long before running (retry backoff).
+        delay_ms: u64,
+    },
+    /// Evaluate external user code and complete `path` with its answer: the arm name (a
+    /// string) for a selector, a bool for a loop condition, the new value for a map, and the
+    /// wake time in ms since the epoch for a `sleep_until`.
+    Eval {
+        /// Path the answer is recorded at.
+        path: String,
+        /// The function's handle.
+        handle: u32,
+        /// What kind of function it is.
+        kind: EvalTask,
+        /// Its input.
+        input: Value,
+    },
+    /// Wait until `wake_at` (ms since the epoch), then complete `path` with null.
+    Sleep {
+        /// The sleep's path.
+        path: String,
+        /// Wake time, ms since the epoch.
+        wake_at: i64,
+    },
+    /// A step implemented in Rust: await [`ExternalRun::native`] for it, then complete `path`.
+    Native {
+        /// Step path.
+        path: String,
+    },
+}
+
+/// What an [`Task::Eval`] evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalTask {
+    /// A branch selector (answer: arm name).
+    Select,
+    /// A loop condition (answer: bool).
+    Condition,
+    /// A map function (answer: any value).
+    Map,
+    /// A `sleep_until` function (answer: ms since the epoch).
+    WakeAt,
+}
+
+/// A run driven by the caller. Dropping it stops driving (the run stays `running` in the store,
+/// and `recover` can take it over).
+///
+/// ```
+/// use miyabi::{Engine, ExternalRun, Node, RunStatus, Task, Workflow};
+/// use serde_json::json;
+///
+/// let wf = Workflow::new("ext").step("double", Node::external(7)).commit()?;
+/// let engine = Engine::in_memory();
+/// let mut run = engine.start_external(&wf, json!(21))?;
+/// while run.status() == RunStatus::Running {
+///     for task in run.poll()? {
+///         if let Task::Step { path, handle: 7, input, .. } = task {
+///             run.complete(&path, Ok(json!(input.as_i64().unwrap_or(0) * 2)));
+///         }
+///     }
+/// }
+/// assert_eq!(run.outcome().output, Some(json!(42)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct ExternalRun {
+    core: RunCore,
+    engine: Engine,
+    active: Arc<Active>,
+    first: Vec<Action>,
+    /// Native steps issued and not yet handed out, by path.
+    native: Vec<(String, BoxFuture<'static, super::engine::StepResult>)>,
+    emit_rx: tokio::sync::mpsc::UnboundedReceiver<super::step::Emitted>,
+    emit_tx: tokio::sync::mpsc::UnboundedSender<super::step::Emitted>,
+}
+
+impl std::fmt::Debug for ExternalRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalRun")
+            .field("id", &self.core.run_id)
+            .field("status", &self.core.committed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts a run that the caller drives with [`ExternalRun::poll`] and
+    /// [`ExternalRun::complete`]; the run is committed before this returns.
+    pub fn start_external(
+        &self,
+        workflow: &CommittedWorkflow,
+        input: Value,
+    ) -> Result<ExternalRun, EngineError> {
+        let core = self.create(workflow, input)?;
+        Ok(self.external(core, Vec::new()))
+    }
+
+    /// Resumes a suspended run (checks as in [`Engine::resume`]) for the caller to drive.
+    pub fn resume_external(
+        &self,
+        run_id: &str,
+        path: &str,
+        data: Value,
+    ) -> Result<ExternalRun, EngineError> {
+        let (core, actions) = self.prepare_resume(run_id, path, data)?;
+        Ok(self.external(core, actions))
+    }
+
+    /// Claims runs left running by a dead process (as [`Engine::recover`]) for the caller to
+    /// drive.
+    pub fn recover_external(&self) -> Result<Vec<ExternalRun>, EngineError> {
+        let cores = self.claim_orphans()?;
+        Ok(cores
+            .into_iter()
+            .map(|c| self.external(c, Vec::new()))
+            .collect())
+    }
+
+    fn external(&self, core: RunCore, first: Vec<Action>) -> ExternalRun {
+        let active = self.activate(&core);
+        let (emit_tx, emit_rx) = tokio::sync::mpsc::unbounded_channel();
+        ExternalRun {
+            core,
+            engine: self.clone(),
+            active,
+            first,
+            native: Vec::new(),
+            emit_rx,
+            emit_tx,
+        }
+    }
+}
+
+impl ExternalRun {
+    /// The run id.
+    pub fn id(&self) -> &str {
+        &self.core.run_id
+    }
+
+    /// The status last committed: `Running` while there is work to do.
+    pub fn status(&self) -> RunStatus {
+        self.core.committed
+    }
+
+    /// Whether someone called [`Engine::cancel`] for this run; the driver should then call
+    /// [`ExternalRun::cancel`].
+    pub fn cancel_requested(&self) -> bool {
+        self.active.cancel.is_cancelled()
+    }
+
+    /// The run's deadline (ms since the epoch) if its workflow has a timeout.
+    pub fn deadline(&self) -> Option<i64> {
+        self.core
+            .graph()
+            .timeout
+            .map(|t| self.core.created_at + t.as_millis() as i64)
+    }
+
+    /// Advances the run and commits what it produced; returns the tasks to do now. Rust-side
+    /// selectors, conditions and maps are evaluated here at once.
+    pub fn poll(&mut self) -> Result<Vec<Task>, EngineError> {
+        while let Ok(em) = self.emit_rx.try_recv() {
+            self.core.custom(em.path, em.name, em.data)?;
+        }
+        let mut tasks = Vec::new();
+        let mut actions = std::mem::take(&mut self.first);
+        loop {
+            let (more, _status) = self.core.poll()?;
+            actions.extend(more);
+            let mut evaluated = false;
+            for a in actions.drain(..) {
+                if let Some(t) = self.task(a) {
+                    tasks.push(t);
+                } else {
+                    evaluated = true;
+                }
+            }
+            if !evaluated {
+                return Ok(tasks);
+            }
+        }
+    }
+
+    /// Turns an action into a task, or evaluates Rust code at once (returning None).
+    fn task(&mut self, a: Action) -> Option<Task> {
+        let graph = Arc::clone(self.core.graph());
+        match a {
+            Action::Run {
+                path,
+                node,
+                input,
+                attempt,
+                resume,
+                delay,
+            } => match graph.node(node).handle {
+                Some(handle) => Some(Task::Step {
+                    path,
+                    handle,
+                    input,
+                    attempt,
+                    resume,
+                    delay_ms: delay.as_millis() as u64,
+                }),
+                None => {
+                    let fut = run_step(
+                        &graph,
+                        &self.core,
+                        &self.active.cancel,
+                        &self.emit_tx,
+                        path.clone(),
+                        node,
+                        input,
+                        attempt,
+                        resume,
+                        delay,
+                    );
+                    self.native.push((path.clone(), fut));
+                    Some(Task::Native { path })
+                }
+            },
+            Action::Eval {
+                path,
+                node,
+                kind,
+                input,
+            } => match graph.node(node).handle {
+                Some(handle) => Some(Task::Eval {
+                    path,
+                    handle,
+                    kind: match kind {
+                        EvalKind::Select => EvalTask::Select,
+                        EvalKind::Condition => EvalTask::Condition,
+                        EvalKind::Map => EvalTask::Map,
+                        EvalKind::WakeAt => EvalTask::WakeAt,
+                    },
+                    input,
+                }),
+                None => {
+                    let r = super::engine::evaluate(&graph, node, kind, &input, &path);
+                    self.core.complete(&path, r);
+                    None
+                }
+            },
+            Action::Sleep { path, wake_at } => Some(Task::Sleep { path, wake_at }),
+        }
+    }
+
+    /// Hands back a task's result. For an eval, `Ok` holds the answer.
+    pub fn complete(&mut self, path: &str, result: Result<Value, StepError>) {
+        self.core.complete(path, result);
+    }
+
+    /// The future of a [`Task::Native`] step (once); await it, then [`ExternalRun::complete`].
+    pub fn native(&mut self, path: &str) -> Option<BoxFuture<'static, Result<Value, StepError>>> {
+        let i = self.native.iter().position(|(p, _)| p == path)?;
+        let (_, fut) = self.native.swap_remove(i);
+        Some(Box::pin(async move { fut.await.1 }))
+    }
+
+    /// Ends the run as cancelled (after [`ExternalRun::cancel_requested`], or on the driver's
+    /// own decision); in-flight tasks' results are then ignored.
+    pub fn cancel(&mut self) -> Result<(), EngineError> {
+        self.active.cancel.cancel();
+        self.core.finish(RunStatus::Cancelled, "cancelled".into())
+    }
+
+    /// Ends the run as failed with `error` (for example when its deadline passed).
+    pub fn fail(&mut self, error: &str) -> Result<(), EngineError> {
+        self.active.cancel.cancel();
+        self.core.finish(RunStatus::Failed, error.to_string())
+    }
+
+    /// Commits a custom event from the step at `path`.
+    pub fn emit(&mut self, path: &str, name: &str, data: Value) -> Result<(), EngineError> {
+        self.core.custom(path.into(), name.into(), data)
+    }
+
+    /// Reads a key of the run's shared state.
+    pub fn state(&self, key: &str) -> Option<Value> {
+        self.core.state.get(key)
+    }
+
+    /// Writes a key of the run's shared state (committed with the next poll).
+    pub fn set_state(&self, key: &str, value: Value) {
+        self.core.state.set(key, value);
+    }
+
+    /// All of the run's shared state.
+    pub fn state_snapshot(&self) -> serde_json::Map<String, Value> {
+        self.core.state.snapshot()
+    }
+
+    /// The run as it stands (output, error, suspended paths).
+    pub fn outcome(&self) -> Run {
+        outcome(&self.core)
+    }
+
+    /// Whether the run finished or suspended (nothing left to drive).
+    pub fn is_settled(&self) -> bool {
+        !matches!(self.core.status, Status::Running)
+    }
+}
+
+impl Drop for ExternalRun {
+    fn drop(&mut self) {
+        lock(&self.engine.inner.active).remove(&*self.core.run_id);
+    }
+}

@@ -1,0 +1,208 @@
+//! Driving runs from outside the tokio driver (as the Node binding does), on SQLite files.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use miyabi::*;
+use serde_json::{Value, json};
+
+/// Drives a run to rest, answering tasks with `handler`; returns the run.
+async fn drive(run: &mut ExternalRun, handler: &dyn Fn(&Task) -> Result<Value, StepError>) -> Run {
+    while run.status() == RunStatus::Running {
+        let tasks = run.poll().unwrap();
+        for t in tasks {
+            match &t {
+                Task::Step { path, .. } | Task::Eval { path, .. } => {
+                    let r = handler(&t);
+                    run.complete(path, r);
+                }
+                Task::Sleep { path, wake_at } => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis() as i64;
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        (wake_at - now).max(0) as u64
+                    ))
+                    .await;
+                    run.complete(path, Ok(Value::Null));
+                }
+                Task::Native { path } => {
+                    let r = run.native(path).unwrap().await;
+                    run.complete(path, r);
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+    run.outcome()
+}
+
+fn spec() -> CommittedWorkflow {
+    Workflow::new("ext")
+        .step("inc", Node::external(1))
+        .branch_external(
+            "route",
+            2,
+            vec![
+                ("big".into(), Node::external(3)),
+                ("small".into(), Node::external(4)),
+            ],
+        )
+        .loop_external("grow", Node::external(1), 5, true, 10)
+        .map_external("wrap", 6)
+        .then(
+            "native",
+            step_fn(|_c: StepContext, v: Value| async move { Ok(json!({"native": v})) }),
+        )
+        .parallel_named(
+            vec![
+                ("a".into(), Node::external(1)),
+                ("gate".into(), Node::external(7)),
+            ],
+            false,
+        )
+        .commit()
+        .unwrap()
+}
+
+fn handler(t: &Task) -> Result<Value, StepError> {
+    match t {
+        Task::Step {
+            handle: 1, input, ..
+        } => Ok(json!(input.as_i64().unwrap_or(0) + 1)),
+        Task::Step {
+            handle: 3, input, ..
+        } => Ok(json!(input.as_i64().unwrap() * 100)),
+        Task::Step {
+            handle: 4, input, ..
+        } => Ok(input.clone()),
+        Task::Step {
+            handle: 7,
+            resume: Some(r),
+            ..
+        } => Ok(r.clone()),
+        Task::Step {
+            handle: 7, path, ..
+        } => Err(StepError::retryable(format!("no resume at {path}"))),
+        Task::Eval {
+            handle: 2,
+            kind: EvalTask::Select,
+            input,
+            ..
+        } => Ok(json!(if input.as_i64().unwrap() > 5 {
+            "big"
+        } else {
+            "small"
+        })),
+        Task::Eval {
+            handle: 5,
+            kind: EvalTask::Condition,
+            input,
+            ..
+        } => Ok(json!(input.as_i64().unwrap() >= 3)),
+        Task::Eval {
+            handle: 6,
+            kind: EvalTask::Map,
+            input,
+            ..
+        } => Ok(json!({"n": input})),
+        other => panic!("unexpected task {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_external_driver_runs_every_construct_and_suspends() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::sqlite(dir.path().join("x.db")).unwrap();
+    let wf = Workflow::new("gate")
+        .step(
+            "ask",
+            Node::external(7).resume_schema(json!({"type": "string"})),
+        )
+        .commit()
+        .unwrap();
+    // A step that suspends: handle 7 suspends when it has no resume data.
+    let suspend_handler = |t: &Task| -> Result<Value, StepError> {
+        match t {
+            Task::Step {
+                handle: 7,
+                resume: None,
+                ..
+            } => Err(StepContextless::suspend(json!({"q": "ok?"}))),
+            other => handler(other),
+        }
+    };
+    let mut run = engine.start_external(&wf, json!(null)).unwrap();
+    let out = drive(&mut run, &suspend_handler).await;
+    assert_eq!(out.status, RunStatus::Suspended);
+    assert_eq!(out.suspended[0].payload, json!({"q": "ok?"}));
+    let id = out.id.clone();
+    drop(run);
+
+    // Resumed by a second engine on the same file (another process).
+    let engine2 = Engine::sqlite(dir.path().join("x.db")).unwrap();
+    engine2.register(&wf);
+    assert!(matches!(
+        engine2.resume_external(&id, "ask", json!(5)),
+        Err(EngineError::Schema(_))
+    ));
+    let mut run = engine2.resume_external(&id, "ask", json!("yes")).unwrap();
+    let out = drive(&mut run, &suspend_handler).await;
+    assert_eq!(out.output, Some(json!("yes")), "{out:?}");
+
+    // Every construct, with the run's gate resumed.
+    let wf = spec();
+    let mut run = engine.start_external(&wf, json!(5)).unwrap();
+    let out = drive(&mut run, &suspend_handler).await;
+    assert_eq!(out.status, RunStatus::Suspended, "{out:?}");
+    assert_eq!(out.suspended[0].path, "gate");
+    drop(run);
+    let mut run = engine
+        .resume_external(&out.id, "gate", json!("approved"))
+        .unwrap();
+    let out = drive(&mut run, &suspend_handler).await;
+    // 5+1=6 → big → 600 → loop until >=3: 601 → map {"n":601} → native → parallel
+    assert_eq!(
+        out.output,
+        Some(json!({"a": 1, "gate": "approved"})),
+        "{out:?}"
+    );
+    let evs: Vec<RunEvent> = futures::StreamExt::collect::<Vec<_>>(engine.events(&out.id, 1))
+        .await
+        .into_iter()
+        .map(|e| e.unwrap())
+        .collect();
+    let native = evs.iter().find_map(|e| match &e.kind {
+        EventKind::StepOutput { path, output } if path == "native" => Some(output.clone()),
+        _ => None,
+    });
+    assert_eq!(native, Some(json!({"native": {"n": 601}})));
+}
+
+/// `suspend` without a StepContext, as a driver outside Rust reports it.
+struct StepContextless;
+impl StepContextless {
+    fn suspend(payload: Value) -> StepError {
+        StepError::suspended(payload)
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_request_reaches_the_external_driver() {
+    let engine = Engine::in_memory();
+    let wf = Workflow::new("c")
+        .step("s", Node::external(1))
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&wf, json!(0)).unwrap();
+    let tasks = run.poll().unwrap();
+    assert_eq!(tasks.len(), 1);
+    let id = run.id().to_string();
+    let e2 = engine.clone();
+    let cancel = tokio::spawn(async move { e2.cancel(&id).await });
+    while !run.cancel_requested() {
+        tokio::task::yield_now().await;
+    }
+    run.cancel().unwrap();
+    assert_eq!(cancel.await.unwrap().unwrap().status, RunStatus::Cancelled);
+    assert_eq!(run.status(), RunStatus::Cancelled);
+}
