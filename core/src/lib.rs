@@ -1,1 +1,4 @@
 //! Miyabi
+
+pub mod model;
+pub use model::{LanguageModel, ModelError, model};
