@@ -176,3 +176,208 @@ fn anthropic_http_error_body() {
         Some("req_011CSynthetic0000000000")
     );
 }
+
+#[test]
+fn openai_responses_fixtures() {
+    let n = check_all(&[Protocol::OpenAiResponses]);
+    assert!(n >= 14, "only {n} responses fixtures checked");
+}
+
+#[test]
+fn gemini_fixtures() {
+    let n = check_all(&[Protocol::Gemini]);
+    assert!(n >= 11, "only {n} gemini fixtures checked");
+}
+
+#[test]
+fn cohere_fixtures() {
+    let n = check_all(&[Protocol::Cohere]);
+    assert!(n >= 10, "only {n} cohere fixtures checked");
+}
+
+#[test]
+fn bedrock_json_fixtures() {
+    let n = check_all(&[Protocol::Bedrock]);
+    assert!(n >= 4, "only {n} bedrock json fixtures checked");
+}
+
+#[test]
+fn responses_multi_step_recording() {
+    // Four consecutive responses of an agent loop in one file: split on response.created.
+    let path = "openai/responses/openai-reasoning-encrypted-content.1.chunks.txt";
+    let text = String::from_utf8(read_fixture(path)).unwrap();
+    let mut steps: Vec<String> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if line.contains("\"type\":\"response.created\"") {
+            steps.push(String::new());
+        }
+        steps.last_mut().unwrap().push_str(line);
+        steps.last_mut().unwrap().push('\n');
+    }
+    let want = expected()[path]["assembled"].as_array().unwrap().clone();
+    assert_eq!(steps.len(), want.len());
+    for (i, (step, w)) in steps.iter().zip(&want).enumerate() {
+        let body = model_support::frame(Protocol::OpenAiResponses, step.as_bytes());
+        let got = decode_stream(Protocol::OpenAiResponses, "openai", &body, 13).unwrap();
+        assert_matches(
+            &format!("{path} step {i}"),
+            Protocol::OpenAiResponses,
+            &got,
+            w,
+        );
+    }
+}
+
+#[test]
+fn bedrock_event_stream_fixtures() {
+    let cases = [
+        "amazon-bedrock/amazon-bedrock-text",
+        "amazon-bedrock/amazon-bedrock-reasoning",
+        "amazon-bedrock/amazon-bedrock-tool-call.1",
+        "amazon-bedrock/amazon-bedrock-tool-no-args",
+    ];
+    let exp = expected();
+    for name in cases {
+        let file =
+            name.replace("amazon-bedrock/", "amazon-bedrock/derived-binary/") + ".eventstream.bin";
+        let body = read_fixture(&file);
+        let want = &exp[&format!("{name}.chunks.txt")]["assembled"];
+        for piece in [body.len(), 5, 1] {
+            let got = decode_stream(Protocol::Bedrock, "amazon-bedrock", &body, piece).unwrap();
+            assert_matches(&file, Protocol::Bedrock, &got, want);
+        }
+    }
+}
+
+#[test]
+fn bedrock_exception_frame_and_corruption() {
+    let body = read_fixture(
+        "amazon-bedrock/derived-binary/synthetic-throttling-exception.eventstream.bin",
+    );
+    let err = decode_stream(Protocol::Bedrock, "amazon-bedrock", &body, 3).unwrap_err();
+    assert!(
+        matches!(err, miyabi::ModelError::RateLimited { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Too many requests"));
+
+    let mut corrupt =
+        read_fixture("amazon-bedrock/derived-binary/amazon-bedrock-text.eventstream.bin");
+    corrupt[40] ^= 0xff;
+    let err = decode_stream(Protocol::Bedrock, "amazon-bedrock", &corrupt, 64).unwrap_err();
+    assert!(err.to_string().contains("CRC"), "{err}");
+
+    let whole = read_fixture("amazon-bedrock/derived-binary/amazon-bedrock-text.eventstream.bin");
+    let err = decode_stream(
+        Protocol::Bedrock,
+        "amazon-bedrock",
+        &whole[..whole.len() - 10],
+        64,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("inside an event-stream frame"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ollama_ndjson_fixtures() {
+    let got = decode_stream(
+        Protocol::Ollama,
+        "ollama",
+        &read_fixture("synthetic/synthetic-ollama-chat-tool-call.ndjson"),
+        9,
+    )
+    .unwrap();
+    assert_eq!(
+        got.reasoning(),
+        "The user wants the weather; call the tool."
+    );
+    let calls = got.tool_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].name, "weather");
+    assert_eq!(
+        calls[0].arguments,
+        serde_json::json!({"location": "San Francisco", "unit": "celsius"})
+    );
+    assert_eq!((got.usage.input_tokens, got.usage.output_tokens), (143, 31));
+    assert_eq!(got.finish_reason, miyabi::model::FinishReason::ToolCalls);
+
+    let got = decode_stream(
+        Protocol::Ollama,
+        "ollama",
+        &read_fixture("synthetic/synthetic-ollama-chat-text.ndjson"),
+        4,
+    )
+    .unwrap();
+    assert_eq!(got.text(), "Paris is the capital of France.");
+    assert_eq!((got.usage.input_tokens, got.usage.output_tokens), (12, 8));
+
+    let parsed = (adapter(Protocol::Ollama).parse_error())(&read_fixture(
+        "synthetic/synthetic-ollama-error.json",
+    ));
+    assert_eq!(
+        parsed.message.as_deref(),
+        Some("model \"llama9\" not found, try pulling it first")
+    );
+}
+
+#[test]
+fn derived_wire_files_decode() {
+    let exp = expected();
+    for (wire, chunks, protocol) in [
+        (
+            "derived-wire/anthropic-json-tool.1.wire.sse",
+            "anthropic/anthropic-json-tool.1.chunks.txt",
+            Protocol::Anthropic,
+        ),
+        (
+            "derived-wire/azure-tool-call.1.wire.sse",
+            "azure/azure-tool-call.1.chunks.txt",
+            Protocol::OpenAiResponses,
+        ),
+        (
+            "derived-wire/cohere-tool-call.wire.sse",
+            "cohere/cohere-tool-call.chunks.txt",
+            Protocol::Cohere,
+        ),
+        (
+            "derived-wire/deepseek-tool-call.wire.sse",
+            "deepseek/deepseek-tool-call.chunks.txt",
+            Protocol::OpenAiChat,
+        ),
+        (
+            "derived-wire/google-tool-call-gemini3.wire.sse",
+            "google/google-tool-call-gemini3.chunks.txt",
+            Protocol::Gemini,
+        ),
+    ] {
+        let body = read_fixture(wire);
+        let got = decode_stream(protocol, "x", &body, 11).unwrap();
+        assert_matches(wire, protocol, &got, &exp[chunks]["assembled"]);
+    }
+}
+
+#[test]
+fn error_bodies_of_other_families() {
+    let cohere = (adapter(Protocol::Cohere).parse_error())(&read_fixture(
+        "synthetic/synthetic-cohere-error.json",
+    ));
+    assert_eq!(cohere.message.as_deref(), Some("invalid api token"));
+    let bedrock = (adapter(Protocol::Bedrock).parse_error())(&read_fixture(
+        "synthetic/synthetic-bedrock-validation-error.json",
+    ));
+    assert_eq!(
+        bedrock.message.as_deref(),
+        Some("The provided model identifier is invalid.")
+    );
+    let gemini = (adapter(Protocol::Gemini).parse_error())(&read_fixture(
+        "google/google-429-retry-info.json",
+    ));
+    assert_eq!(gemini.code.as_deref(), Some("RESOURCE_EXHAUSTED"));
+    assert_eq!(
+        gemini.retry_after,
+        Some(std::time::Duration::from_secs_f64(34.4))
+    );
+}

@@ -13,7 +13,12 @@ use super::http::{ParsedError, WireRequest};
 use super::types::{MediaSource, ModelRequest, ModelResponse};
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
+pub mod gemini;
+pub mod ollama;
 pub mod openai_chat;
+pub mod openai_responses;
 
 /// What an adapter needs to know about the call besides the request.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +60,12 @@ pub fn adapter(protocol: Protocol) -> &'static dyn Adapter {
         Protocol::OpenAiChat => &openai_chat::OpenAiChat,
         Protocol::Anthropic => &anthropic::Anthropic { vertex: false },
         Protocol::VertexAnthropic => &anthropic::Anthropic { vertex: true },
-        _ => &openai_chat::OpenAiChat,
+        Protocol::OpenAiResponses => &openai_responses::OpenAiResponses,
+        Protocol::Gemini => &gemini::Gemini { vertex: false },
+        Protocol::VertexGemini => &gemini::Gemini { vertex: true },
+        Protocol::Cohere => &cohere::Cohere,
+        Protocol::Bedrock => &bedrock::Bedrock,
+        Protocol::Ollama => &ollama::Ollama,
     }
 }
 
@@ -160,10 +170,13 @@ pub(crate) fn parse_common_error(body: &[u8]) -> ParsedError {
             .or_else(|| s(v.get("message")))
             .or_else(|| s(v.get("detail"))),
     };
-    let code = s(err.get("code"))
-        .or_else(|| s(err.get("type")))
-        .or_else(|| s(err.get("status")))
-        .or_else(|| s(v.get("type")));
+    let text = |x: Option<&Value>| x.and_then(Value::as_str).map(str::to_owned);
+    // A textual code beats a numeric one (Gemini: `"code": 429, "status": "RESOURCE_EXHAUSTED"`).
+    let code = text(err.get("code"))
+        .or_else(|| text(err.get("type")))
+        .or_else(|| text(err.get("status")))
+        .or_else(|| s(err.get("code")))
+        .or_else(|| text(v.get("type")));
     let mut retry_after = None;
     if let Some(details) = err.get("details").and_then(Value::as_array) {
         for d in details {
