@@ -400,10 +400,52 @@ struct Choice<'a> {
     finish_reason: Option<Cow<'a, str>>,
 }
 
+/// `delta.content`: a string (borrowed when it has no escapes) or Mistral's array of parts,
+/// decoded in one pass.
+enum DeltaContent<'a> {
+    Text(Cow<'a, str>),
+    Parts(Vec<Value>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for DeltaContent<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = DeltaContent<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(DeltaContent::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(DeltaContent::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(DeltaContent::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(p) = seq.next_element::<Value>()? {
+                    parts.push(p);
+                }
+                Ok(DeltaContent::Parts(parts))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    content: Option<DeltaContent<'a>>,
     #[serde(borrow, default)]
     reasoning_content: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -498,20 +540,13 @@ impl ChatState {
                         text: r.into_owned(),
                     });
                 }
-                if let Some(content) = delta.content {
-                    let raw = content.get();
-                    if raw.starts_with('"') {
-                        let text: Cow<'_, str> = serde_json::from_str(raw)
-                            .map_err(|e| ModelError::decode("", "", format!("bad content: {e}")))?;
-                        if !text.is_empty() {
-                            out.push(StreamEvent::TextDelta {
-                                text: text.into_owned(),
-                            });
-                        }
-                    } else if raw.starts_with('[') {
-                        let parts: Vec<Value> = serde_json::from_str(raw).map_err(|e| {
-                            ModelError::decode("", "", format!("bad content parts: {e}"))
-                        })?;
+                match delta.content {
+                    Some(DeltaContent::Text(text)) if !text.is_empty() => {
+                        out.push(StreamEvent::TextDelta {
+                            text: text.into_owned(),
+                        });
+                    }
+                    Some(DeltaContent::Parts(parts)) => {
                         let (reasoning, text) = content_parts(&parts);
                         if !reasoning.is_empty() {
                             out.push(StreamEvent::ReasoningDelta { text: reasoning });
@@ -520,6 +555,7 @@ impl ChatState {
                             out.push(StreamEvent::TextDelta { text });
                         }
                     }
+                    _ => {}
                 }
                 if let Some(tcs) = delta.tool_calls {
                     for tc in tcs {
