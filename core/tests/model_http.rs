@@ -567,3 +567,238 @@ async fn api_keys_never_reach_traces_logs_or_errors() {
         assert!(!text.contains("SECRET"), "key leaked into: {text}");
     }
 }
+
+#[tokio::test]
+async fn openai_responses_request_and_stream() {
+    let server = Server::start(vec![
+        Reply::sse(wire_body(
+            "azure/azure-tool-call.1.chunks.txt",
+            Protocol::OpenAiResponses,
+        ))
+        .split(80),
+    ])
+    .await;
+    let m = model_at("openai/gpt-5", &server, "/v1");
+    let got = collect_stream(m.stream(&weather_request()).await.unwrap())
+        .await
+        .unwrap();
+    model_support::assert_matches(
+        "responses",
+        Protocol::OpenAiResponses,
+        &got,
+        &expected()["azure/azure-tool-call.1.chunks.txt"]["assembled"],
+    );
+    assert_eq!(got.finish_reason, FinishReason::ToolCalls);
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/v1/responses");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    assert_eq!(
+        r.json(),
+        json!({
+            "model": "gpt-5", "instructions": "You are terse.",
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather in SF?"}]}],
+            "tools": [{"type": "function", "name": "weather", "description": "Get weather",
+                "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}],
+            "tool_choice": "auto", "max_output_tokens": 256, "stream": true
+        })
+    );
+}
+
+#[tokio::test]
+async fn azure_uses_api_key_header_and_resource_url_template() {
+    let server = Server::start(vec![Reply::json(
+        200,
+        read_fixture("azure/azure-text.1.json"),
+    )])
+    .await;
+    // The catalogue's azure base URL is https://${AZURE_RESOURCE_NAME}.openai.azure.com/openai/v1;
+    // point it at the loopback server with the base-URL override variable.
+    let url = format!("{}/openai/v1", server.url);
+    let m = ModelBuilder::new("azure/gpt-4.1")
+        .env(move |k| match k {
+            "AZURE_API_KEY" => Some(KEY.to_owned()),
+            "AZURE_BASE_URL" => Some(url.clone()),
+            _ => None,
+        })
+        .http_options(fast())
+        .build()
+        .unwrap();
+    let got = m.generate(&ModelRequest::user("hi")).await.unwrap();
+    assert_eq!(got.text(), "Word");
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/openai/v1/responses");
+    assert_eq!(r.header("api-key"), Some(KEY));
+    assert!(r.header("authorization").is_none());
+}
+
+#[tokio::test]
+async fn gemini_request_and_stream() {
+    let server = Server::start(vec![
+        Reply::sse(wire_body(
+            "google/google-tool-call.chunks.txt",
+            Protocol::Gemini,
+        ))
+        .split(100),
+    ])
+    .await;
+    let m = model_at("google/gemini-2.5-flash", &server, "/v1beta");
+    let got = collect_stream(m.stream(&weather_request()).await.unwrap())
+        .await
+        .unwrap();
+    model_support::assert_matches(
+        "gemini",
+        Protocol::Gemini,
+        &got,
+        &expected()["google/google-tool-call.chunks.txt"]["assembled"],
+    );
+    let r = &server.requests()[0];
+    assert_eq!(
+        r.path,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+    assert_eq!(r.header("x-goog-api-key"), Some(KEY));
+    assert_eq!(
+        r.json(),
+        json!({
+            "systemInstruction": {"parts": [{"text": "You are terse."}]},
+            "contents": [{"role": "user", "parts": [{"text": "Weather in SF?"}]}],
+            "tools": [{"functionDeclarations": [{"name": "weather", "description": "Get weather",
+                "parametersJsonSchema": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "AUTO"}},
+            "generationConfig": {"maxOutputTokens": 256}
+        })
+    );
+}
+
+#[tokio::test]
+async fn cohere_request_and_generate() {
+    let server = Server::start(vec![Reply::json(
+        200,
+        read_fixture("cohere/cohere-tool-call.json"),
+    )])
+    .await;
+    let m = model_at("cohere/command-a-03-2025", &server, "/v2");
+    let got = m.generate(&weather_request()).await.unwrap();
+    model_support::assert_matches(
+        "cohere",
+        Protocol::Cohere,
+        &got,
+        &expected()["cohere/cohere-tool-call.json"]["assembled"],
+    );
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/v2/chat");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    let body = r.json();
+    assert_eq!(
+        body["messages"][0],
+        json!({"role": "system", "content": "You are terse."})
+    );
+    assert_eq!(body["max_tokens"], 256);
+    assert!(body.get("tool_choice").is_none(), "auto is the default");
+}
+
+#[tokio::test]
+async fn ollama_native_request_and_ndjson_stream() {
+    let mut reply = Reply::sse(read_fixture(
+        "synthetic/synthetic-ollama-chat-tool-call.ndjson",
+    ))
+    .split(30);
+    reply.headers = vec![("content-type".into(), "application/x-ndjson".into())];
+    let server = Server::start(vec![reply]).await;
+    let m = ModelBuilder::custom("ollama", "qwen3", Protocol::Ollama, &server.url)
+        .http_options(fast())
+        .build()
+        .unwrap();
+    let mut req = weather_request();
+    req.sampling.temperature = Some(0.2);
+    let got = collect_stream(m.stream(&req).await.unwrap()).await.unwrap();
+    assert_eq!(
+        got.tool_calls()[0].arguments,
+        json!({"location": "San Francisco", "unit": "celsius"})
+    );
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/api/chat");
+    assert!(r.header("authorization").is_none());
+    let body = r.json();
+    assert_eq!(body["stream"], true);
+    assert_eq!(
+        body["options"],
+        json!({"num_predict": 256, "temperature": 0.2})
+    );
+    assert_eq!(
+        body["messages"][1],
+        json!({"role": "user", "content": "Weather in SF?"})
+    );
+}
+
+#[tokio::test]
+async fn bedrock_converse_stream_over_http() {
+    let mut reply = Reply::sse(read_fixture(
+        "amazon-bedrock/derived-binary/amazon-bedrock-tool-call.1.eventstream.bin",
+    ))
+    .split(37);
+    reply.headers = vec![
+        (
+            "content-type".into(),
+            "application/vnd.amazon.eventstream".into(),
+        ),
+        ("x-amzn-requestid".into(), "rid-1".into()),
+    ];
+    let server = Server::start(vec![reply]).await;
+    let m = model_at(
+        "amazon-bedrock/anthropic.claude-3-haiku-20240307-v1:0",
+        &server,
+        "",
+    );
+    let got = collect_stream(m.stream(&weather_request()).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        got.tool_calls()[0].arguments,
+        json!({"value": "Sparkle Day"})
+    );
+    let r = &server.requests()[0];
+    assert_eq!(
+        r.path,
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream"
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    let body = r.json();
+    assert_eq!(body["system"], json!([{"text": "You are terse."}]));
+    assert_eq!(body["inferenceConfig"], json!({"maxTokens": 256}));
+    assert_eq!(body["toolConfig"]["toolChoice"], json!({"auto": {}}));
+}
+
+#[tokio::test]
+async fn raw_events_escape_hatch() {
+    let server = Server::start(vec![Reply::sse(wire_body(
+        "mistral/mistral-text.chunks.txt",
+        Protocol::OpenAiChat,
+    ))])
+    .await;
+    let m = model_at("mistral/mistral-small-latest", &server, "/v1");
+    let mut req = ModelRequest::user("hi");
+    req.include_raw_events = true;
+    let mut s = m.stream(&req).await.unwrap();
+    let mut raw = 0;
+    while let Some(ev) = s.next().await {
+        if let StreamEvent::Raw { data, .. } = ev.unwrap() {
+            assert!(data["choices"].is_array());
+            raw += 1;
+        }
+    }
+    assert!(raw >= 3);
+    assert!(
+        server.requests()[0].json().get("stream_options").is_none(),
+        "mistral gets no stream_options"
+    );
+}
