@@ -802,3 +802,54 @@ async fn raw_events_escape_hatch() {
         "mistral gets no stream_options"
     );
 }
+
+#[tokio::test]
+async fn fallback_chain_moves_on_after_retryable_failure_only() {
+    let down = Server::start(vec![Reply::json(
+        503,
+        r#"{"error":{"message":"unavailable"}}"#,
+    )])
+    .await;
+    let up = Server::start(vec![Reply::json(200, read_fixture("groq/groq-text.json"))]).await;
+    let opts = HttpOptions {
+        max_retries: 0,
+        ..fast()
+    };
+    let first: Arc<dyn LanguageModel> = Arc::new(
+        ModelBuilder::new("groq/a")
+            .env(|_| None)
+            .api_key(KEY)
+            .base_url(&down.url)
+            .http_options(opts.clone())
+            .build()
+            .unwrap(),
+    );
+    let second: Arc<dyn LanguageModel> = Arc::new(
+        ModelBuilder::new("groq/b")
+            .env(|_| None)
+            .api_key(KEY)
+            .base_url(&up.url)
+            .http_options(opts.clone())
+            .build()
+            .unwrap(),
+    );
+    let chain = miyabi::model::FallbackModel::new(vec![first, second.clone()]);
+    let got = chain.generate(&ModelRequest::user("hi")).await.unwrap();
+    assert!(got.text().starts_with("I'd like"));
+    assert_eq!((down.requests().len(), up.requests().len()), (1, 1));
+
+    let bad = Server::start(vec![Reply::json(401, r#"{"error":{"message":"bad key"}}"#)]).await;
+    let first: Arc<dyn LanguageModel> = Arc::new(
+        ModelBuilder::new("groq/a")
+            .env(|_| None)
+            .api_key(KEY)
+            .base_url(&bad.url)
+            .http_options(opts)
+            .build()
+            .unwrap(),
+    );
+    let chain = miyabi::model::FallbackModel::new(vec![first, second]);
+    let err = chain.generate(&ModelRequest::user("hi")).await.unwrap_err();
+    assert!(matches!(err, ModelError::Auth(_)), "{err:?}");
+    assert_eq!(up.requests().len(), 1, "auth errors do not fall back");
+}

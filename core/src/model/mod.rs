@@ -23,6 +23,7 @@ pub mod catalog;
 mod client;
 pub mod decode;
 mod error;
+mod fallback;
 pub mod framing;
 pub mod http;
 mod types;
@@ -31,6 +32,7 @@ pub use catalog::{Auth, Capabilities, Catalog, ModelInfo, Pricing, Protocol, Pro
 pub use client::{LanguageModel, Model, ModelBuilder, Resolved, collect_stream, model};
 pub use decode::StreamDecoder;
 pub use error::{ErrorContext, ModelError, TimeoutKind};
+pub use fallback::FallbackModel;
 pub use http::{HttpClient, HttpOptions, WireRequest};
 pub use types::{
     ApiKey, ContentPart, EventStream, FinishReason, MediaSource, Message, ModelRequest,
