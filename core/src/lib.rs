@@ -28,10 +28,12 @@
 //! ```
 
 mod error;
+pub mod model;
 mod store;
 mod workflow;
 
 pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, WorkflowError};
+pub use model::{LanguageModel, ModelError, model};
 pub use store::{
     Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
     RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,

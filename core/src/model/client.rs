@@ -1,0 +1,618 @@
+//! `model("provider/model")`: resolution through the catalogue, and the [`Model`] that sends
+//! requests through an adapter and the HTTP layer.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+
+use super::adapters::{Adapter, Target, adapter};
+use super::catalog::{Auth, Catalog, ModelInfo, Protocol, env_prefix, fill_template};
+use super::decode::{ResponseCollector, StreamDecoder, StructuredToolUnwrap};
+use super::error::ModelError;
+use super::http::{self, CallSite, HttpClient, HttpOptions};
+use super::types::{ApiKey, EventStream, ModelRequest, ModelResponse, StreamEvent};
+
+/// A language model: anything that answers a [`ModelRequest`]. Object-safe, so agents and the
+/// bindings can hold `Arc<dyn LanguageModel>`.
+#[async_trait]
+pub trait LanguageModel: Send + Sync {
+    /// One complete answer.
+    async fn generate(&self, req: &ModelRequest) -> Result<ModelResponse, ModelError>;
+    /// A stream of normalized events.
+    async fn stream(&self, req: &ModelRequest) -> Result<EventStream, ModelError>;
+}
+
+type EnvFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Resolves `"provider/model"` with the catalogue and the process environment.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), miyabi::model::ModelError> {
+/// use miyabi::model::{LanguageModel, ModelRequest};
+/// let m = miyabi::model("anthropic/claude-sonnet-4-5")?;
+/// let answer = m.generate(&ModelRequest::user("Hello")).await?;
+/// println!("{}", answer.text());
+/// # Ok(()) }
+/// ```
+pub fn model(spec: &str) -> Result<Model, ModelError> {
+    Model::builder(spec).build()
+}
+
+/// Configures a [`Model`]: explicit key, base URL override, custom providers, HTTP options.
+#[derive(Clone)]
+pub struct ModelBuilder {
+    spec: String,
+    api_key: Option<ApiKey>,
+    base_url: Option<String>,
+    protocol: Option<Protocol>,
+    auth: Option<Auth>,
+    headers: Vec<(String, String)>,
+    options: HttpOptions,
+    client: Option<HttpClient>,
+    env: EnvFn,
+    custom: bool,
+}
+
+impl fmt::Debug for ModelBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelBuilder")
+            .field("spec", &self.spec)
+            .field("api_key", &self.api_key)
+            .field("base_url", &self.base_url)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelBuilder {
+    /// Starts from `"provider/model"`.
+    pub fn new(spec: impl Into<String>) -> Self {
+        Self {
+            spec: spec.into(),
+            api_key: None,
+            base_url: None,
+            protocol: None,
+            auth: None,
+            headers: Vec::new(),
+            options: HttpOptions::default(),
+            client: None,
+            env: Arc::new(|k| std::env::var(k).ok()),
+            custom: false,
+        }
+    }
+
+    /// A provider that is not in the catalogue: any base URL speaking a protocol family (a local
+    /// vLLM or llama.cpp server is `Protocol::OpenAiChat`, LM Studio also `OpenAiResponses`,
+    /// Ollama `Protocol::Ollama`...). Authenticates with the family's default scheme when a key
+    /// is given, and sends no key otherwise.
+    pub fn custom(provider: &str, model: &str, protocol: Protocol, base_url: &str) -> Self {
+        let mut b = Self::new(format!("{provider}/{model}"));
+        b.protocol = Some(protocol);
+        b.base_url = Some(base_url.to_owned());
+        b.custom = true;
+        b
+    }
+
+    /// Uses this key instead of the provider's environment variable.
+    pub fn api_key(mut self, key: impl Into<ApiKey>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Overrides the base URL (also possible with `<PROVIDER>_BASE_URL`).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Overrides the protocol family.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Overrides how the key is sent.
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Adds a header to every request (e.g. `anthropic-beta`, `OpenAI-Organization`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Timeouts and retries.
+    pub fn http_options(mut self, options: HttpOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Uses this HTTP client (and its connection pool) instead of the shared one.
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Reads environment variables through `lookup` instead of the process environment.
+    pub fn env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Arc::new(lookup);
+        self
+    }
+
+    /// Resolves everything and returns the model.
+    pub fn build(self) -> Result<Model, ModelError> {
+        let resolved = self.resolve()?;
+        let client = match self.client {
+            Some(c) => c,
+            None => HttpClient::shared()?,
+        };
+        Ok(Model {
+            inner: Arc::new(Inner {
+                resolved,
+                client,
+                options: self.options,
+            }),
+        })
+    }
+
+    /// Resolves without building an HTTP client (discovery, tests).
+    pub fn resolve(&self) -> Result<Resolved, ModelError> {
+        let (provider_id, model_id) = self.spec.split_once('/').ok_or_else(|| {
+            ModelError::Config(format!(
+                "model spec {:?} must be \"provider/model\"",
+                self.spec
+            ))
+        })?;
+        if provider_id.is_empty() || model_id.is_empty() {
+            return Err(ModelError::Config(format!(
+                "model spec {:?} must be \"provider/model\"",
+                self.spec
+            )));
+        }
+        let env = &*self.env;
+        let catalog = Catalog::embedded();
+        let provider = if self.custom {
+            None
+        } else {
+            catalog.provider(provider_id)
+        };
+        if provider.is_none() && !self.custom {
+            let near: Vec<&str> = catalog
+                .providers()
+                .iter()
+                .map(|p| p.id.as_str())
+                .filter(|id| id.contains(provider_id) || provider_id.contains(*id))
+                .take(5)
+                .collect();
+            return Err(ModelError::Config(format!(
+                "unknown provider {provider_id:?} (the catalogue has {} providers{}); for another endpoint use ModelBuilder::custom",
+                catalog.providers().len(),
+                if near.is_empty() {
+                    String::new()
+                } else {
+                    format!(", similar: {}", near.join(", "))
+                }
+            )));
+        }
+        let info: Option<ModelInfo> = provider.and_then(|p| p.model(model_id)).cloned();
+        let protocol = self
+            .protocol
+            .or_else(|| info.as_ref().and_then(|m| m.protocol_override))
+            .or(provider.map(|p| p.protocol))
+            .unwrap_or(Protocol::OpenAiChat);
+
+        // Base URL: builder > <PROVIDER>_BASE_URL > per-model override > provider default.
+        let env_var = env_prefix(provider_id) + "_BASE_URL";
+        let template = self
+            .base_url
+            .clone()
+            .or_else(|| env(&env_var).filter(|s| !s.is_empty()))
+            .or_else(|| info.as_ref().and_then(|m| m.base_url_override.clone()))
+            .or_else(|| provider.and_then(|p| p.base_url.clone()));
+        let Some(template) = template else {
+            let why = provider
+                .and_then(|p| p.note.clone())
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            return Err(ModelError::Config(format!(
+                "provider {provider_id:?} has no known base URL{why}: set {env_var} or use ModelBuilder::base_url"
+            )));
+        };
+        let base_url = fill_template(&template, env).map_err(|missing| {
+            ModelError::Config(format!(
+                "provider {provider_id:?} needs {} set for its base URL {template} (or set {env_var} / ModelBuilder::base_url)",
+                missing.join(" and ")
+            ))
+        })?;
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ModelError::Config(format!(
+                "provider {provider_id:?}: base URL {base_url:?} is not http(s)"
+            )));
+        }
+
+        // Auth: a protocol override for this model (e.g. Anthropic behind an OpenAI-compatible
+        // gateway) uses that family's scheme.
+        let auth = self.auth.clone().unwrap_or_else(|| match provider {
+            Some(p) if p.protocol == protocol => p.auth.clone(),
+            _ => protocol.default_auth(),
+        });
+        let key_env: Vec<String> = provider.map(|p| p.key_env.clone()).unwrap_or_default();
+        let key = self.api_key.clone().or_else(|| {
+            key_env
+                .iter()
+                .find_map(|k| env(k).filter(|v| !v.is_empty()).map(ApiKey::new))
+        });
+        if key.is_none() && auth != Auth::None && !self.custom && !is_loopback(&base_url) {
+            let vars = if key_env.is_empty() {
+                "no key variable is known".to_owned()
+            } else {
+                format!("set {}", key_env.join(" or "))
+            };
+            return Err(ModelError::Config(format!(
+                "no API key for provider {provider_id:?}: {vars}, or pass ModelBuilder::api_key"
+            )));
+        }
+        Ok(Resolved {
+            provider: provider_id.to_owned(),
+            model: model_id.to_owned(),
+            protocol,
+            base_url,
+            auth: if key.is_some() { auth } else { Auth::None },
+            key,
+            headers: self.headers.clone(),
+            info,
+        })
+    }
+}
+
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]")
+}
+
+/// A resolved model: everything needed to call it.
+#[derive(Clone)]
+pub struct Resolved {
+    /// Provider id.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// Protocol family.
+    pub protocol: Protocol,
+    /// Base URL (placeholders filled, no trailing `/`).
+    pub base_url: String,
+    /// How the key is sent.
+    pub auth: Auth,
+    key: Option<ApiKey>,
+    headers: Vec<(String, String)>,
+    /// Catalogue facts, when the model is listed.
+    pub info: Option<ModelInfo>,
+}
+
+impl fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolved")
+            .field("provider", &self.provider)
+            .field("model", &self.model)
+            .field("protocol", &self.protocol)
+            .field("base_url", &self.base_url)
+            .field("auth", &self.auth)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resolved {
+    /// Whether a key will be sent.
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    fn target(&self) -> Target {
+        Target {
+            provider: self.provider.clone(),
+            model: self.model.clone(),
+            base_url: self.base_url.clone(),
+            max_output_tokens: self.info.as_ref().and_then(|m| m.max_output_tokens),
+        }
+    }
+
+    fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
+        let mut out = Vec::new();
+        if let Some(key) = &self.key {
+            let bad = || {
+                ModelError::Config(format!(
+                    "the API key for {} contains characters not allowed in a header",
+                    self.provider
+                ))
+            };
+            match &self.auth {
+                Auth::Bearer => {
+                    let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                        .map_err(|_| bad())?;
+                    v.set_sensitive(true);
+                    out.push((AUTHORIZATION, v));
+                }
+                Auth::Header(name) => {
+                    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        ModelError::Config(format!("bad auth header name {name:?}"))
+                    })?;
+                    let mut v = HeaderValue::from_str(key.expose()).map_err(|_| bad())?;
+                    v.set_sensitive(true);
+                    out.push((n, v));
+                }
+                Auth::None => {}
+            }
+        }
+        for (k, v) in &self.headers {
+            let n = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| ModelError::Config(format!("bad header name {k:?}")))?;
+            let v = HeaderValue::from_str(v)
+                .map_err(|_| ModelError::Config(format!("bad value for header {k:?}")))?;
+            out.push((n, v));
+        }
+        Ok(out)
+    }
+}
+
+struct Inner {
+    resolved: Resolved,
+    client: HttpClient,
+    options: HttpOptions,
+}
+
+/// A model reachable over HTTP through a protocol adapter. Cheap to clone.
+#[derive(Clone)]
+pub struct Model {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model")
+            .field("resolved", &self.inner.resolved)
+            .finish()
+    }
+}
+
+impl Model {
+    /// A builder for `"provider/model"`.
+    pub fn builder(spec: impl Into<String>) -> ModelBuilder {
+        ModelBuilder::new(spec)
+    }
+
+    /// What the model resolved to.
+    pub fn resolved(&self) -> &Resolved {
+        &self.inner.resolved
+    }
+
+    /// `"provider/model"`.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}",
+            self.inner.resolved.provider, self.inner.resolved.model
+        )
+    }
+
+    fn adapter(&self) -> &'static dyn Adapter {
+        adapter(self.inner.resolved.protocol)
+    }
+
+    fn site(&self) -> CallSite<'_> {
+        CallSite {
+            provider: &self.inner.resolved.provider,
+            model: &self.inner.resolved.model,
+        }
+    }
+
+    fn price(&self, resp: &mut ModelResponse) {
+        if let Some(p) = self.inner.resolved.info.as_ref().and_then(|m| m.pricing) {
+            resp.cost_usd = p.cost(&resp.usage);
+        }
+    }
+}
+
+#[async_trait]
+impl LanguageModel for Model {
+    async fn generate(&self, req: &ModelRequest) -> Result<ModelResponse, ModelError> {
+        let r = &self.inner.resolved;
+        let opts = &self.inner.options;
+        let site = self.site();
+        let adapter = self.adapter();
+        let target = r.target();
+        let wire = adapter
+            .build(&target, req, false)
+            .map_err(|e| e.with_target(&r.provider, &r.model))?;
+        let auth = r.auth_headers()?;
+        let deadline = Instant::now() + opts.total_timeout;
+        let resp = http::send(
+            &self.inner.client,
+            opts,
+            site,
+            &wire,
+            &auth,
+            adapter.parse_error(),
+            deadline,
+        )
+        .await?;
+        let request_id = http::request_id(resp.headers());
+        let body = http::read_body(resp, opts, site, deadline).await?;
+        let mut out = adapter
+            .parse_response(&target, &body)
+            .map_err(|e| with_request_id(e.with_target(&r.provider, &r.model), &request_id))?;
+        if req.response_format.is_some() && !adapter.native_structured_output() {
+            StructuredToolUnwrap::apply_response(&mut out);
+        }
+        out.request_id = request_id;
+        self.price(&mut out);
+        tracing::debug!(provider = %r.provider, model = %r.model, input = out.usage.input_tokens, output = out.usage.output_tokens, "model response");
+        Ok(out)
+    }
+
+    async fn stream(&self, req: &ModelRequest) -> Result<EventStream, ModelError> {
+        let r = &self.inner.resolved;
+        let opts = self.inner.options.clone();
+        let adapter = self.adapter();
+        let target = r.target();
+        let wire = adapter
+            .build(&target, req, true)
+            .map_err(|e| e.with_target(&r.provider, &r.model))?;
+        let auth = r.auth_headers()?;
+        let deadline = Instant::now() + opts.total_timeout;
+        let resp = http::send(
+            &self.inner.client,
+            &opts,
+            self.site(),
+            &wire,
+            &auth,
+            adapter.parse_error(),
+            deadline,
+        )
+        .await?;
+        let request_id = http::request_id(resp.headers());
+        let state = StreamState {
+            body: Box::pin(resp.bytes_stream()),
+            decoder: adapter.decoder(&target, req.include_raw_events),
+            pending: VecDeque::new(),
+            scratch: Vec::new(),
+            unwrap: (req.response_format.is_some() && !adapter.native_structured_output())
+                .then(StructuredToolUnwrap::default),
+            provider: r.provider.clone(),
+            model: r.model.clone(),
+            request_id,
+            options: opts,
+            deadline,
+            done: false,
+            pending_error: None,
+        };
+        Ok(Box::pin(futures::stream::unfold(
+            state,
+            |mut s| async move {
+                let item = s.next_event().await?;
+                Some((item, s))
+            },
+        )))
+    }
+}
+
+fn with_request_id(mut e: ModelError, id: &Option<String>) -> ModelError {
+    let ctx = match &mut e {
+        ModelError::Auth(c)
+        | ModelError::ContextLength(c)
+        | ModelError::InvalidRequest(c)
+        | ModelError::ContentFiltered(c)
+        | ModelError::Server(c)
+        | ModelError::Network(c)
+        | ModelError::Decode(c) => Some(c),
+        ModelError::RateLimited { ctx, .. } | ModelError::Timeout { ctx, .. } => Some(ctx),
+        _ => None,
+    };
+    if let Some(c) = ctx
+        && c.request_id.is_none()
+    {
+        c.request_id.clone_from(id);
+    }
+    e
+}
+
+type ByteStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>;
+
+struct StreamState {
+    body: ByteStream,
+    decoder: Box<dyn StreamDecoder>,
+    pending: VecDeque<StreamEvent>,
+    scratch: Vec<StreamEvent>,
+    unwrap: Option<StructuredToolUnwrap>,
+    provider: String,
+    model: String,
+    request_id: Option<String>,
+    options: HttpOptions,
+    deadline: Instant,
+    done: bool,
+    pending_error: Option<ModelError>,
+}
+
+impl StreamState {
+    /// The next event; `None` once the stream is over. Never retries: the first byte of the
+    /// answer has been delivered, so a retry could re-run (and re-bill) the generation.
+    async fn next_event(&mut self) -> Option<Result<StreamEvent, ModelError>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                return Some(Ok(ev));
+            }
+            if let Some(e) = self.pending_error.take() {
+                return Some(Err(e));
+            }
+            if self.done {
+                return None;
+            }
+            let site = CallSite {
+                provider: &self.provider,
+                model: &self.model,
+            };
+            let chunk =
+                match http::next_chunk(&mut self.body, &self.options, site, self.deadline).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(with_request_id(e, &self.request_id)));
+                    }
+                };
+            let result = match &chunk {
+                Some(bytes) => self.decoder.feed(bytes, &mut self.scratch),
+                None => {
+                    self.done = true;
+                    self.decoder.finish(&mut self.scratch)
+                }
+            };
+            if let Some(u) = &mut self.unwrap {
+                u.apply(&mut self.scratch);
+            }
+            let finished = self
+                .scratch
+                .iter()
+                .any(|e| matches!(e, StreamEvent::Finish { .. }));
+            self.pending.extend(self.scratch.drain(..));
+            if finished {
+                // The provider said it is done; do not wait for the socket to close.
+                self.done = true;
+            }
+            if let Err(e) = result {
+                self.done = true;
+                let e =
+                    with_request_id(e.with_target(&self.provider, &self.model), &self.request_id);
+                if self.pending.is_empty() {
+                    return Some(Err(e));
+                }
+                // Deliver the events decoded before the error, then the error.
+                self.pending_error = Some(e);
+            }
+        }
+    }
+}
+
+/// Collects a stream into a response (what `generate` would have returned).
+pub async fn collect_stream(mut stream: EventStream) -> Result<ModelResponse, ModelError> {
+    let mut c = ResponseCollector::new();
+    while let Some(ev) = stream.next().await {
+        c.push(ev?);
+    }
+    if !c.finished() {
+        return Err(ModelError::decode(
+            "",
+            "",
+            "stream ended without a finish event",
+        ));
+    }
+    Ok(c.into_response())
+}

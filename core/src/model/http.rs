@@ -1,0 +1,466 @@
+//! The one HTTP layer every adapter goes through: a shared reqwest client (rustls with the
+//! `ring` provider, connection reuse), timeouts (connect, first byte, idle between chunks,
+//! total), retries with exponential backoff and jitter honouring `retry-after`, and mapping of
+//! HTTP failures to typed [`ModelError`]s.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::error::{ErrorContext, ModelError, TimeoutKind, classify};
+
+/// Timeouts and retry policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpOptions {
+    /// Establishing a connection (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// From sending the request to the response headers. For a non-streamed call the provider
+    /// sends headers only when the whole answer is ready, so keep this generous.
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two chunks of a streamed body.
+    pub idle_timeout: Duration,
+    /// The whole call, retries included.
+    pub total_timeout: Duration,
+    /// Retries after the first attempt (0 disables retrying).
+    pub max_retries: u32,
+    /// First backoff; doubled per attempt, with jitter.
+    pub initial_backoff: Duration,
+    /// Longest backoff between attempts.
+    pub max_backoff: Duration,
+    /// Longest `retry-after` we are willing to wait; a longer one ends the call with the
+    /// rate-limit error (which carries the provider's value).
+    pub max_retry_after: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(180),
+            idle_timeout: Duration::from_secs(90),
+            total_timeout: Duration::from_secs(900),
+            max_retries: 2,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(20),
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A request ready to send: the output of an adapter.
+#[derive(Debug, Clone)]
+pub struct WireRequest {
+    /// Full URL.
+    pub url: String,
+    /// Headers (auth is added by the HTTP layer, not the adapter).
+    pub headers: Vec<(String, String)>,
+    /// JSON body.
+    pub body: Bytes,
+}
+
+/// What the HTTP layer needs from an adapter to describe a failed response.
+pub(crate) type ErrorParser = fn(&[u8]) -> ParsedError;
+
+/// The provider's own description of an error body.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ParsedError {
+    /// The provider's message.
+    pub message: Option<String>,
+    /// The provider's error type or code.
+    pub code: Option<String>,
+    /// A request id found in the body.
+    pub request_id: Option<String>,
+    /// A retry delay found in the body (Gemini's `RetryInfo`).
+    pub retry_after: Option<Duration>,
+}
+
+fn install_crypto_provider() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Err means another provider was installed concurrently, which is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}
+
+/// A clonable HTTP client shared by models; clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+}
+
+impl HttpClient {
+    /// A new client (its own connection pool) with this connect timeout.
+    pub fn new(connect_timeout: Duration) -> Result<Self, ModelError> {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ModelError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self { client })
+    }
+
+    /// The process-wide client used by default, so all models reuse connections.
+    pub fn shared() -> Result<Self, ModelError> {
+        static SHARED: OnceLock<Result<HttpClient, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                Self::new(HttpOptions::default().connect_timeout).map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(ModelError::Config)
+    }
+}
+
+/// Who is being called, for error messages and traces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallSite<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+}
+
+impl CallSite<'_> {
+    fn ctx(&self, status: Option<u16>, message: String) -> Box<ErrorContext> {
+        Box::new(ErrorContext {
+            provider: self.provider.to_owned(),
+            model: self.model.to_owned(),
+            status,
+            message,
+            ..ErrorContext::default()
+        })
+    }
+
+    pub fn timeout(&self, kind: TimeoutKind, after: Duration) -> ModelError {
+        ModelError::Timeout {
+            ctx: self.ctx(None, format!("no answer within {after:?}")),
+            kind,
+            after,
+        }
+    }
+
+    pub fn network(&self, message: String) -> ModelError {
+        ModelError::Network(self.ctx(None, message))
+    }
+}
+
+const REQUEST_ID_HEADERS: [&str; 6] = [
+    "x-request-id",
+    "request-id",
+    "x-amzn-requestid",
+    "apim-request-id",
+    "x-goog-request-id",
+    "cf-ray",
+];
+
+/// The provider's request id from response headers.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    REQUEST_ID_HEADERS.iter().find_map(|h| {
+        headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
+}
+
+/// `retry-after-ms`, or `retry-after` in seconds or as an HTTP date.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    parse_http_date(value).map(|at| at.saturating_sub(unix_now()))
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into time since the epoch.
+fn parse_http_date(s: &str) -> Option<Duration> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: i64 = parts[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as i64
+        + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4]
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    if hms.len() != 3 {
+        return None;
+    }
+    // Days from civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    u64::try_from(secs).ok().map(Duration::from_secs)
+}
+
+/// Backoff before retry `attempt` (0-based): exponential with jitter in [d/2, d].
+pub(crate) fn backoff(options: &HttpOptions, attempt: u32) -> Duration {
+    let base = options
+        .initial_backoff
+        .saturating_mul(1u32 << attempt.min(16));
+    let capped = base.min(options.max_backoff);
+    let half = capped / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+/// Sends `req`, retrying retryable failures; returns a successful response (headers read, body
+/// not yet consumed).
+pub(crate) async fn send(
+    client: &HttpClient,
+    options: &HttpOptions,
+    site: CallSite<'_>,
+    req: &WireRequest,
+    auth_headers: &[(HeaderName, HeaderValue)],
+    parse_error: ErrorParser,
+    deadline: Instant,
+) -> Result<reqwest::Response, ModelError> {
+    let mut attempt: u32 = 0;
+    loop {
+        let err = match send_once(
+            client,
+            options,
+            site,
+            req,
+            auth_headers,
+            parse_error,
+            deadline,
+        )
+        .await
+        {
+            Ok(resp) => return Ok(resp),
+            Err(e) => e,
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if !err.is_retryable() || attempt >= options.max_retries {
+            return Err(err);
+        }
+        let delay = match err.retry_after() {
+            Some(d) if d > options.max_retry_after => return Err(err),
+            Some(d) => d,
+            None => backoff(options, attempt),
+        };
+        if delay >= remaining {
+            return Err(err);
+        }
+        tracing::warn!(
+            provider = site.provider,
+            model = site.model,
+            attempt = attempt + 1,
+            delay_ms = delay.as_millis() as u64,
+            status = err.status(),
+            error = %err,
+            "retrying model request"
+        );
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+async fn send_once(
+    client: &HttpClient,
+    options: &HttpOptions,
+    site: CallSite<'_>,
+    req: &WireRequest,
+    auth_headers: &[(HeaderName, HeaderValue)],
+    parse_error: ErrorParser,
+    deadline: Instant,
+) -> Result<reqwest::Response, ModelError> {
+    let mut builder = client.client.post(&req.url).body(req.body.clone());
+    for (name, value) in &req.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    for (name, value) in auth_headers {
+        builder = builder.header(name, value.clone());
+    }
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let wait = options.first_byte_timeout.min(remaining);
+    let kind = if wait < options.first_byte_timeout {
+        TimeoutKind::Total
+    } else {
+        TimeoutKind::FirstByte
+    };
+    tracing::debug!(provider = site.provider, model = site.model, url = %req.url, "model request");
+    let resp = match tokio::time::timeout(wait, builder.send()).await {
+        Err(_) => {
+            return Err(site.timeout(
+                kind,
+                if kind == TimeoutKind::Total {
+                    options.total_timeout
+                } else {
+                    wait
+                },
+            ));
+        }
+        Ok(Err(e)) => return Err(map_reqwest_error(site, options, &e)),
+        Ok(Ok(resp)) => resp,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let body = match tokio::time::timeout(options.idle_timeout.min(remaining), resp.bytes()).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) | Err(_) => Bytes::new(),
+    };
+    Err(error_from_response(
+        site,
+        status.as_u16(),
+        &headers,
+        &body,
+        parse_error,
+    ))
+}
+
+/// Builds the typed error for a non-2xx response.
+pub(crate) fn error_from_response(
+    site: CallSite<'_>,
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    parse_error: ErrorParser,
+) -> ModelError {
+    let parsed = parse_error(body);
+    let message = parsed.message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() {
+            format!("HTTP {status}")
+        } else {
+            text.chars().take(500).collect()
+        }
+    });
+    let mut code = parsed.code;
+    if code.is_none() {
+        code = headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| {
+                let s = s.split(':').next().unwrap_or(s);
+                s.to_owned()
+            });
+    }
+    let ctx = ErrorContext {
+        provider: site.provider.to_owned(),
+        model: site.model.to_owned(),
+        status: Some(status),
+        message,
+        code,
+        request_id: request_id(headers).or(parsed.request_id),
+    };
+    classify(ctx, retry_after(headers).or(parsed.retry_after))
+}
+
+fn map_reqwest_error(site: CallSite<'_>, options: &HttpOptions, e: &reqwest::Error) -> ModelError {
+    if e.is_connect() && e.is_timeout() {
+        return site.timeout(TimeoutKind::Connect, options.connect_timeout);
+    }
+    if e.is_timeout() {
+        return site.timeout(TimeoutKind::FirstByte, options.first_byte_timeout);
+    }
+    if e.is_builder() {
+        return ModelError::Config(format!(
+            "{}/{}: bad request: {}",
+            site.provider,
+            site.model,
+            error_chain(e)
+        ));
+    }
+    site.network(error_chain(e))
+}
+
+/// An error and its sources, on one line (reqwest's own Display omits the cause).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Reads a whole body with the idle and total timeouts.
+pub(crate) async fn read_body(
+    resp: reqwest::Response,
+    options: &HttpOptions,
+    site: CallSite<'_>,
+    deadline: Instant,
+) -> Result<Vec<u8>, ModelError> {
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    loop {
+        match next_chunk(&mut stream, options, site, deadline).await? {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => return Ok(body),
+        }
+    }
+}
+
+/// The next chunk of a body, with the idle and total timeouts.
+pub(crate) async fn next_chunk<S>(
+    stream: &mut S,
+    options: &HttpOptions,
+    site: CallSite<'_>,
+    deadline: Instant,
+) -> Result<Option<Bytes>, ModelError>
+where
+    S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+{
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let (wait, kind) = if remaining < options.idle_timeout {
+        (remaining, TimeoutKind::Total)
+    } else {
+        (options.idle_timeout, TimeoutKind::Idle)
+    };
+    match tokio::time::timeout(wait, stream.next()).await {
+        Err(_) => Err(site.timeout(
+            kind,
+            if kind == TimeoutKind::Total {
+                options.total_timeout
+            } else {
+                wait
+            },
+        )),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(b))) => Ok(Some(b)),
+        Ok(Some(Err(e))) => Err(site.network(format!(
+            "connection broke while reading the body: {}",
+            error_chain(&e)
+        ))),
+    }
+}
