@@ -1,0 +1,561 @@
+//! Node.js binding of the Miyabi engine (napi-rs v3). Conversion and forwarding only: the
+//! TypeScript facade (`bindings-node/ts`) drives runs on the JS event loop with these
+//! synchronous calls — it polls a run for tasks, runs the JS functions the tasks name, and
+//! hands the results back; each call commits to the store without a thread hop.
+//!
+//! Errors thrown from here carry a stable `code` (`NOT_FOUND`, `VALIDATION`, `CONFLICT`,
+//! `NOT_SUSPENDED`, `INVALID_WORKFLOW`, `UNKNOWN_WORKFLOW`, `DEFINITION_CHANGED`,
+//! `REPLAY_DIVERGED`, `STORE`, `SHUTDOWN`, `ENGINE`, `INVALID_ARGUMENT`) that the facade turns
+//! into its error classes.
+
+mod spec;
+
+use futures::FutureExt;
+use miyabi::{
+    CommittedWorkflow, Engine, EngineError, EvalTask, ExternalRun, Run, RunFilter, RunStatus,
+    StepError, Task,
+};
+use napi_derive::napi;
+use serde_json::Value;
+
+use crate::spec::{SpecError, WorkflowSpec};
+
+fn err(code: &str, message: impl ToString) -> napi::Error<String> {
+    napi::Error::new(code.to_string(), message)
+}
+
+fn engine_err(e: EngineError) -> napi::Error<String> {
+    let code = match &e {
+        EngineError::UnknownRun(_) => "NOT_FOUND",
+        EngineError::Schema(_) => "VALIDATION",
+        EngineError::InvalidState { .. } | EngineError::Owned { .. } => "CONFLICT",
+        EngineError::NotSuspended { .. } => "NOT_SUSPENDED",
+        EngineError::UnknownWorkflow(_) => "UNKNOWN_WORKFLOW",
+        EngineError::DefinitionChanged { .. } => "DEFINITION_CHANGED",
+        EngineError::ReplayDiverged { .. } => "REPLAY_DIVERGED",
+        EngineError::Store(_) => "STORE",
+        EngineError::Shutdown => "SHUTDOWN",
+        _ => "ENGINE",
+    };
+    err(code, e)
+}
+
+fn spec_err(e: SpecError) -> napi::Error<String> {
+    err("INVALID_WORKFLOW", e)
+}
+
+/// A suspended path and what its step asked for.
+#[napi(object)]
+pub struct NativeSuspension {
+    /// The path to resume.
+    pub path: String,
+    /// The step's suspension payload.
+    #[napi(ts_type = "unknown")]
+    pub payload: Value,
+}
+
+/// A run as stored: status, output or error, and its suspended paths.
+#[napi(object)]
+pub struct NativeRunInfo {
+    /// Run id.
+    pub id: String,
+    /// Workflow id.
+    pub workflow: String,
+    /// `running`, `suspended`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// The run's input.
+    #[napi(ts_type = "unknown")]
+    pub input: Value,
+    /// The output, once succeeded.
+    #[napi(ts_type = "unknown")]
+    pub output: Option<Value>,
+    /// The error, once failed or cancelled.
+    pub error: Option<String>,
+    /// The suspended paths, while suspended.
+    pub suspended: Vec<NativeSuspension>,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+    /// Last status change, ms since the epoch.
+    pub updated_at: i64,
+}
+
+impl From<Run> for NativeRunInfo {
+    fn from(r: Run) -> Self {
+        Self {
+            id: r.id,
+            workflow: r.workflow,
+            status: r.status.as_str().to_string(),
+            input: r.input,
+            output: r.output,
+            error: r.error,
+            suspended: r
+                .suspended
+                .into_iter()
+                .map(|s| NativeSuspension {
+                    path: s.path,
+                    payload: s.payload,
+                })
+                .collect(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Which runs `list` returns.
+#[napi(object)]
+pub struct NativeListFilter {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs with this status.
+    pub status: Option<String>,
+    /// Only runs created at or after this time (ms).
+    pub created_after: Option<i64>,
+    /// Only runs created before this time (ms).
+    pub created_before: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: Option<u32>,
+}
+
+/// One thing a driven run needs done now.
+///
+/// `kind` is `step` (run the function `handle` on `input`, after `delayMs`), `eval` (evaluate
+/// the function `handle` of kind `eval` — `select`, `condition`, `map` or `wakeAt` — on
+/// `input`), or `sleep` (wait until `wakeAt`, then complete with null).
+#[napi(object)]
+pub struct NativeTask {
+    /// `step`, `eval` or `sleep`.
+    pub kind: String,
+    /// The path to complete.
+    pub path: String,
+    /// The JS function's handle (step and eval).
+    pub handle: Option<u32>,
+    /// The function's input (step and eval).
+    #[napi(ts_type = "unknown")]
+    pub input: Option<Value>,
+    /// Attempt number from 1 (step).
+    pub attempt: Option<u32>,
+    /// Resume data, when a suspended step is resumed (step).
+    #[napi(ts_type = "unknown")]
+    pub resume: Option<Value>,
+    /// Wait this long before running (retry backoff; step).
+    pub delay_ms: Option<i64>,
+    /// `select`, `condition`, `map` or `wakeAt` (eval).
+    pub eval: Option<String>,
+    /// Wake time, ms since the epoch (sleep).
+    pub wake_at: Option<i64>,
+}
+
+fn task(t: Task) -> Option<NativeTask> {
+    let empty = |kind: &str, path: String| NativeTask {
+        kind: kind.to_string(),
+        path,
+        handle: None,
+        input: None,
+        attempt: None,
+        resume: None,
+        delay_ms: None,
+        eval: None,
+        wake_at: None,
+    };
+    Some(match t {
+        Task::Step {
+            path,
+            handle,
+            input,
+            attempt,
+            resume,
+            delay_ms,
+        } => NativeTask {
+            handle: Some(handle),
+            input: Some(input),
+            attempt: Some(attempt),
+            resume,
+            delay_ms: Some(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+            ..empty("step", path)
+        },
+        Task::Eval {
+            path,
+            handle,
+            kind,
+            input,
+        } => NativeTask {
+            handle: Some(handle),
+            input: Some(input),
+            eval: Some(
+                match kind {
+                    EvalTask::Select => "select",
+                    EvalTask::Condition => "condition",
+                    EvalTask::Map => "map",
+                    EvalTask::WakeAt => "wakeAt",
+                }
+                .to_string(),
+            ),
+            ..empty("eval", path)
+        },
+        Task::Sleep { path, wake_at } => NativeTask {
+            wake_at: Some(wake_at),
+            ..empty("sleep", path)
+        },
+        Task::Native { path } => empty("native", path),
+        _ => return None,
+    })
+}
+
+/// A committed workflow definition (from a spec); register it with engines and start runs.
+#[napi]
+pub struct NativeWorkflow {
+    wf: CommittedWorkflow,
+}
+
+#[napi]
+impl NativeWorkflow {
+    /// The workflow id.
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.wf.id().to_string()
+    }
+
+    /// The definition's fingerprint (a run records it; resuming needs the same definition).
+    #[napi(getter)]
+    pub fn fingerprint(&self) -> String {
+        self.wf.fingerprint().to_string()
+    }
+}
+
+/// Validates a workflow spec (a plain object; see the facade's `workflow()`) and commits it.
+#[napi(ts_args_type = "spec: Record<string, unknown>")]
+pub fn compile_workflow(spec: Value) -> napi::Result<NativeWorkflow, String> {
+    let wf = WorkflowSpec::from_value(spec)
+        .and_then(WorkflowSpec::commit)
+        .map_err(spec_err)?;
+    Ok(NativeWorkflow { wf })
+}
+
+/// An engine over a store: `memory` or `sqlite:<path>`.
+#[napi]
+pub struct NativeEngine {
+    engine: Engine,
+}
+
+#[napi]
+impl NativeEngine {
+    /// Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
+    /// missing).
+    #[napi(factory)]
+    pub fn open(store: String) -> napi::Result<Self, String> {
+        let engine = if store == "memory" {
+            Engine::in_memory()
+        } else if let Some(path) = store.strip_prefix("sqlite:") {
+            Engine::sqlite(path).map_err(engine_err)?
+        } else {
+            return Err(err(
+                "INVALID_ARGUMENT",
+                format!("unknown store `{store}`: use `memory` or `sqlite:<path>`"),
+            ));
+        };
+        Ok(Self { engine })
+    }
+
+    /// Registers a definition, so that runs started elsewhere can be resumed or recovered here.
+    #[napi]
+    pub fn register(&self, workflow: &NativeWorkflow) {
+        self.engine.register(&workflow.wf);
+    }
+
+    /// Starts a run (committed before this returns) for the caller to drive.
+    #[napi(ts_args_type = "workflow: NativeWorkflow, input: unknown")]
+    pub fn start_run(
+        &self,
+        workflow: &NativeWorkflow,
+        input: Value,
+    ) -> napi::Result<NativeRun, String> {
+        // Inside the runtime, so that the engine's lease heartbeat can start.
+        let run = napi::bindgen_prelude::within_runtime_if_available(|| {
+            self.engine.start_external(&workflow.wf, input)
+        })
+        .map_err(engine_err)?;
+        Ok(NativeRun {
+            run,
+            fingerprint: workflow.wf.fingerprint().to_string(),
+        })
+    }
+
+    /// Gives resume data to a suspended path; the run is then the caller's to drive.
+    #[napi(ts_args_type = "runId: string, path: string, data: unknown")]
+    pub fn resume_run(
+        &self,
+        run_id: String,
+        path: String,
+        data: Value,
+    ) -> napi::Result<NativeRun, String> {
+        let run = napi::bindgen_prelude::within_runtime_if_available(|| {
+            self.engine.resume_external(&run_id, &path, data)
+        })
+        .map_err(engine_err)?;
+        self.driven(run)
+    }
+
+    /// Claims the runs a dead process left running (registered workflows only).
+    #[napi]
+    pub fn recover_runs(&self) -> napi::Result<Vec<NativeRun>, String> {
+        let runs =
+            napi::bindgen_prelude::within_runtime_if_available(|| self.engine.recover_external())
+                .map_err(engine_err)?;
+        runs.into_iter().map(|run| self.driven(run)).collect()
+    }
+
+    /// Wraps a resumed or recovered run, with its definition's fingerprint from the store.
+    fn driven(&self, run: ExternalRun) -> napi::Result<NativeRun, String> {
+        let record = self
+            .engine
+            .store()
+            .run(run.id())
+            .map_err(|e| engine_err(e.into()))?
+            .ok_or_else(|| engine_err(EngineError::UnknownRun(run.id().to_string())))?;
+        Ok(NativeRun {
+            run,
+            fingerprint: record.fingerprint,
+        })
+    }
+
+    /// Reads a run (null if there is none).
+    #[napi]
+    pub fn get(&self, run_id: String) -> napi::Result<Option<NativeRunInfo>, String> {
+        // The store is synchronous: the future completes on its first poll.
+        match self.engine.get(&run_id).now_or_never() {
+            Some(r) => Ok(r.map_err(engine_err)?.map(NativeRunInfo::from)),
+            None => Err(err("ENGINE", "reading a run did not complete at once")),
+        }
+    }
+
+    /// Lists runs, newest first.
+    #[napi]
+    pub fn list(
+        &self,
+        filter: Option<NativeListFilter>,
+    ) -> napi::Result<Vec<NativeRunInfo>, String> {
+        let mut f = RunFilter::default();
+        if let Some(nf) = filter {
+            f.workflow = nf.workflow;
+            if let Some(s) = nf.status {
+                f.status =
+                    Some(RunStatus::parse(&s).ok_or_else(|| {
+                        err("INVALID_ARGUMENT", format!("unknown run status `{s}`"))
+                    })?);
+            }
+            f.created_after = nf.created_after;
+            f.created_before = nf.created_before;
+            f.limit = nf.limit.map(|l| l as usize);
+        }
+        match self.engine.list(&f).now_or_never() {
+            Some(r) => Ok(r
+                .map_err(engine_err)?
+                .into_iter()
+                .map(NativeRunInfo::from)
+                .collect()),
+            None => Err(err("ENGINE", "listing runs did not complete at once")),
+        }
+    }
+
+    /// Cancels a run that no driver in this process holds (suspended, or running elsewhere
+    /// and left behind) and returns it. For a run driven here, it only raises the run's
+    /// cancellation request (see `NativeRun.cancelRequested`) and returns null.
+    #[napi]
+    pub fn cancel(&self, run_id: String) -> napi::Result<Option<NativeRunInfo>, String> {
+        let fut = self.engine.cancel(&run_id);
+        // An active run's cancellation waits for its driver (a tokio timer): poll it once inside
+        // the runtime, which raises the request.
+        match napi::bindgen_prelude::within_runtime_if_available(|| fut.now_or_never()) {
+            Some(r) => Ok(Some(r.map_err(engine_err)?.into())),
+            None => Ok(None),
+        }
+    }
+
+    /// Stored events of a run with `seq >= fromSeq`, at most `limit`, as plain objects:
+    /// `{type, runId, seq, at, ...}` with the fields of each event type.
+    #[napi(ts_return_type = "Array<Record<string, unknown>>")]
+    pub fn events(
+        &self,
+        run_id: String,
+        from_seq: i64,
+        limit: Option<u32>,
+    ) -> napi::Result<Vec<Value>, String> {
+        let from = u64::try_from(from_seq.max(1)).unwrap_or(1);
+        let evs = self
+            .engine
+            .store()
+            .events(&run_id, from, limit.map_or(usize::MAX, |l| l as usize))
+            .map_err(|e| engine_err(e.into()))?;
+        evs.into_iter()
+            .map(|ev| {
+                let v = serde_json::to_value(ev).map_err(|e| err("ENGINE", e))?;
+                Ok(camel_keys(v))
+            })
+            .collect()
+    }
+}
+
+/// `run_id` → `runId` for the top-level keys of an event (user data inside is left alone).
+fn camel_keys(v: Value) -> Value {
+    let Value::Object(m) = v else { return v };
+    Value::Object(
+        m.into_iter()
+            .map(|(k, v)| {
+                if !k.contains('_') {
+                    return (k, v);
+                }
+                let mut out = String::with_capacity(k.len());
+                let mut up = false;
+                for c in k.chars() {
+                    if c == '_' {
+                        up = true;
+                    } else if up {
+                        out.extend(c.to_uppercase());
+                        up = false;
+                    } else {
+                        out.push(c);
+                    }
+                }
+                (out, v)
+            })
+            .collect(),
+    )
+}
+
+/// A run driven from JS: `poll()` for tasks, `complete()` each, until the status is no longer
+/// `running`. Dropping it (garbage collection) stops driving; `recoverRuns` can take it over.
+#[napi]
+pub struct NativeRun {
+    run: ExternalRun,
+    fingerprint: String,
+}
+
+#[napi]
+impl NativeRun {
+    /// The run id.
+    #[napi(getter)]
+    pub fn id(&self) -> String {
+        self.run.id().to_string()
+    }
+
+    /// The fingerprint of the definition the run was started with.
+    #[napi(getter)]
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
+    /// The committed status: `running` while there is work to do.
+    #[napi]
+    pub fn status(&self) -> &'static str {
+        self.run.status().as_str()
+    }
+
+    /// Advances the run, commits what it produced, and returns the tasks to do now.
+    #[napi]
+    pub fn poll(&mut self) -> napi::Result<Vec<NativeTask>, String> {
+        let tasks = self.run.poll().map_err(engine_err)?;
+        Ok(tasks.into_iter().filter_map(task).collect())
+    }
+
+    /// Hands back a task's result: `ok` with the value (for an eval, the answer), or a failure
+    /// with `{message, fatal?}` (a fatal failure is never retried).
+    #[napi(ts_args_type = "path: string, ok: boolean, value: unknown")]
+    pub fn complete(&mut self, path: String, ok: bool, value: Value) {
+        let result = if ok {
+            Ok(value)
+        } else {
+            let message = match &value {
+                Value::String(s) => s.clone(),
+                Value::Object(m) => match m.get("message") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => value.to_string(),
+                },
+                other => other.to_string(),
+            };
+            if value.get("fatal").and_then(Value::as_bool) == Some(true) {
+                Err(StepError::fatal(message))
+            } else {
+                Err(StepError::retryable(message))
+            }
+        };
+        self.run.complete(&path, result);
+    }
+
+    /// Completes the step at `path` by suspending the run there with `payload`.
+    #[napi(ts_args_type = "path: string, payload: unknown")]
+    pub fn suspend(&mut self, path: String, payload: Value) {
+        self.run.complete(&path, Err(StepError::suspended(payload)));
+    }
+
+    /// Completes `path` with `value`, then polls: one call instead of two on the hot path.
+    #[napi(ts_args_type = "path: string, value: unknown")]
+    pub fn complete_and_poll(
+        &mut self,
+        path: String,
+        value: Value,
+    ) -> napi::Result<Vec<NativeTask>, String> {
+        self.run.complete(&path, Ok(value));
+        self.poll()
+    }
+
+    /// Whether someone asked the engine to cancel this run; the driver then calls `cancel`.
+    #[napi]
+    pub fn cancel_requested(&self) -> bool {
+        self.run.cancel_requested()
+    }
+
+    /// Ends the run as cancelled; results of tasks still in flight are then ignored.
+    #[napi]
+    pub fn cancel(&mut self) -> napi::Result<(), String> {
+        self.run.cancel().map_err(engine_err)
+    }
+
+    /// Ends the run as failed with `error` (for example when its deadline passed).
+    #[napi]
+    pub fn fail_run(&mut self, error: String) -> napi::Result<(), String> {
+        self.run.fail(&error).map_err(engine_err)
+    }
+
+    /// The run's deadline (ms since the epoch) if its workflow has a timeout.
+    #[napi]
+    pub fn deadline(&self) -> Option<i64> {
+        self.run.deadline()
+    }
+
+    /// Whether the run finished or suspended (nothing left to drive).
+    #[napi]
+    pub fn is_settled(&self) -> bool {
+        self.run.is_settled()
+    }
+
+    /// The run as it stands.
+    #[napi]
+    pub fn outcome(&self) -> NativeRunInfo {
+        self.run.outcome().into()
+    }
+
+    /// Commits a custom event from the step at `path`.
+    #[napi(ts_args_type = "path: string, name: string, data: unknown")]
+    pub fn emit(&mut self, path: String, name: String, data: Value) -> napi::Result<(), String> {
+        self.run.emit(&path, &name, data).map_err(engine_err)
+    }
+
+    /// Reads a key of the run's shared state.
+    #[napi(ts_return_type = "unknown")]
+    pub fn get_state(&self, key: String) -> Option<Value> {
+        self.run.state(&key)
+    }
+
+    /// Writes a key of the run's shared state (committed with the next poll).
+    #[napi(ts_args_type = "key: string, value: unknown")]
+    pub fn set_state(&self, key: String, value: Value) {
+        self.run.set_state(&key, value);
+    }
+
+    /// All of the run's shared state.
+    #[napi(ts_return_type = "Record<string, unknown>")]
+    pub fn state(&self) -> Value {
+        Value::Object(self.run.state_snapshot())
+    }
+}

@@ -1,0 +1,463 @@
+//! A workflow described as data (a JS object from the TypeScript facade), turned into a
+//! [`CommittedWorkflow`] with the builder's external-handle methods.
+//!
+//! JS functions (steps, branch selectors, loop conditions, maps, wake-time functions) are
+//! numbered by the facade: a spec names them by handle, and a driven run asks for them by
+//! handle in its tasks. The facade numbers them in definition order, so the same definition
+//! gives the same handles — and the same fingerprint — in every process.
+
+use std::time::Duration;
+
+use miyabi::{CommittedWorkflow, Node, OnInterrupt, RetryPolicy, Workflow, WorkflowError};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A whole workflow: id, schemas, run timeout and its items in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowSpec {
+    /// Workflow id.
+    pub id: String,
+    /// JSON Schema of the run's input.
+    #[serde(default)]
+    pub input_schema: Option<Value>,
+    /// JSON Schema of the run's output.
+    #[serde(default)]
+    pub output_schema: Option<Value>,
+    /// Timeout of a whole run, in milliseconds.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The items, run in order.
+    pub steps: Vec<ItemSpec>,
+}
+
+/// One item of a workflow's sequence.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum ItemSpec {
+    /// A step, fragment or nested workflow under `id`.
+    Step {
+        /// Its id.
+        id: String,
+        /// What runs there.
+        node: NodeSpec,
+    },
+    /// Children run on the same input; output keyed by child id.
+    Parallel {
+        /// The children.
+        children: Vec<NamedNode>,
+        /// Wait for every child (a failure becomes `{"error": ..}`) instead of failing fast.
+        #[serde(default)]
+        all: bool,
+    },
+    /// Exactly one arm runs, the one the selector (`selector` handle) names.
+    Branch {
+        /// Branch id.
+        id: String,
+        /// Handle of the selector function.
+        selector: u32,
+        /// The arms.
+        arms: Vec<NamedNode>,
+    },
+    /// A do-while (or do-until) loop with a JS condition.
+    Loop {
+        /// Loop id.
+        id: String,
+        /// The body.
+        body: NodeSpec,
+        /// Handle of the condition function.
+        condition: u32,
+        /// Loop until the condition holds (do-until) rather than while it holds.
+        #[serde(default)]
+        until: bool,
+        /// At most this many iterations.
+        max_iterations: u32,
+    },
+    /// The body runs once per element of the input array.
+    Foreach {
+        /// Foreach id.
+        id: String,
+        /// The body.
+        body: NodeSpec,
+        /// At most this many at a time.
+        concurrency: usize,
+    },
+    /// A durable sleep for `ms` milliseconds.
+    Sleep {
+        /// Sleep id.
+        id: String,
+        /// Duration in milliseconds.
+        ms: u64,
+    },
+    /// A durable sleep until the time a JS function returns.
+    SleepUntil {
+        /// Sleep id.
+        id: String,
+        /// Handle of the wake-time function.
+        handle: u32,
+    },
+    /// A JS function reshaping the value.
+    Map {
+        /// Map id.
+        id: String,
+        /// Handle of the function.
+        handle: u32,
+    },
+}
+
+/// A node with its id (a parallel child or a branch arm).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedNode {
+    /// Its id.
+    pub id: String,
+    /// What runs there.
+    pub node: NodeSpec,
+}
+
+/// What runs at one place.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum NodeSpec {
+    /// A JS step function with its options.
+    Step {
+        /// The function's handle.
+        handle: u32,
+        /// Retry policy.
+        #[serde(default)]
+        retry: Option<RetrySpec>,
+        /// Attempt timeout in milliseconds (enforced by the JS driver; part of the fingerprint).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+        /// `"fail"` or `"suspend"`: declares the step non-idempotent.
+        #[serde(default)]
+        non_idempotent: Option<String>,
+        /// JSON Schema of its input.
+        #[serde(default)]
+        input_schema: Option<Value>,
+        /// JSON Schema of its output.
+        #[serde(default)]
+        output_schema: Option<Value>,
+        /// JSON Schema of its resume data.
+        #[serde(default)]
+        resume_schema: Option<Value>,
+    },
+    /// A sequence of items inlined under the node's id.
+    Fragment {
+        /// The items.
+        steps: Vec<ItemSpec>,
+    },
+    /// A whole workflow nested as one node (committed on its own first).
+    Workflow {
+        /// The nested workflow.
+        workflow: Box<WorkflowSpec>,
+    },
+}
+
+/// A retry policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Total attempts, including the first.
+    pub attempts: u32,
+    /// Delay before the second attempt, in milliseconds.
+    #[serde(default)]
+    pub initial_delay_ms: Option<u64>,
+    /// Upper bound of a delay, in milliseconds.
+    #[serde(default)]
+    pub max_delay_ms: Option<u64>,
+    /// Randomize delays (default true).
+    #[serde(default)]
+    pub jitter: Option<bool>,
+}
+
+/// A spec that cannot become a workflow.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The value does not have the spec's shape.
+    #[error("invalid workflow spec: {0}")]
+    Shape(String),
+    /// The builder rejected the definition.
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+}
+
+impl WorkflowSpec {
+    /// Reads a spec from a JSON value.
+    pub fn from_value(v: Value) -> Result<Self, SpecError> {
+        serde_json::from_value(v).map_err(|e| SpecError::Shape(e.to_string()))
+    }
+
+    /// Builds and commits the workflow.
+    pub fn commit(self) -> Result<CommittedWorkflow, SpecError> {
+        let mut wf = Workflow::new(self.id);
+        if let Some(s) = self.input_schema {
+            wf = wf.input_schema(s);
+        }
+        if let Some(s) = self.output_schema {
+            wf = wf.output_schema(s);
+        }
+        if let Some(ms) = self.timeout_ms {
+            wf = wf.timeout(Duration::from_millis(ms));
+        }
+        Ok(items(wf, self.steps)?.commit()?)
+    }
+}
+
+fn items(mut wf: Workflow, items: Vec<ItemSpec>) -> Result<Workflow, SpecError> {
+    for item in items {
+        wf = match item {
+            ItemSpec::Step { id, node } => wf.then(id, node.build()?),
+            ItemSpec::Parallel { children, all } => wf.parallel_named(named(children)?, all),
+            ItemSpec::Branch { id, selector, arms } => {
+                wf.branch_external(id, selector, named(arms)?)
+            }
+            ItemSpec::Loop {
+                id,
+                body,
+                condition,
+                until,
+                max_iterations,
+            } => wf.loop_external(id, body.build()?, condition, until, max_iterations),
+            ItemSpec::Foreach {
+                id,
+                body,
+                concurrency,
+            } => wf.foreach(id, body.build()?, concurrency),
+            ItemSpec::Sleep { id, ms } => wf.sleep(id, Duration::from_millis(ms)),
+            ItemSpec::SleepUntil { id, handle } => wf.sleep_until_external(id, handle),
+            ItemSpec::Map { id, handle } => wf.map_external(id, handle),
+        };
+    }
+    Ok(wf)
+}
+
+fn named(nodes: Vec<NamedNode>) -> Result<Vec<(String, Node)>, SpecError> {
+    nodes
+        .into_iter()
+        .map(|n| Ok((n.id, n.node.build()?)))
+        .collect()
+}
+
+impl NodeSpec {
+    fn build(self) -> Result<Node, SpecError> {
+        match self {
+            NodeSpec::Step {
+                handle,
+                retry,
+                timeout_ms,
+                non_idempotent,
+                input_schema,
+                output_schema,
+                resume_schema,
+            } => {
+                let mut n = Node::external(handle);
+                if let Some(r) = retry {
+                    let mut p = RetryPolicy::attempts(r.attempts);
+                    if let Some(ms) = r.initial_delay_ms {
+                        p = p.initial_delay(Duration::from_millis(ms));
+                    }
+                    if let Some(ms) = r.max_delay_ms {
+                        p = p.max_delay(Duration::from_millis(ms));
+                    }
+                    if let Some(j) = r.jitter {
+                        p = p.jitter(j);
+                    }
+                    n = n.retry(p);
+                }
+                if let Some(ms) = timeout_ms {
+                    n = n.timeout(Duration::from_millis(ms));
+                }
+                match non_idempotent.as_deref() {
+                    None => {}
+                    Some("fail") => n = n.non_idempotent(OnInterrupt::Fail),
+                    Some("suspend") => n = n.non_idempotent(OnInterrupt::Suspend),
+                    Some(other) => {
+                        return Err(SpecError::Shape(format!(
+                            "nonIdempotent must be \"fail\" or \"suspend\", not {other:?}"
+                        )));
+                    }
+                }
+                if let Some(s) = input_schema {
+                    n = n.input_schema(s);
+                }
+                if let Some(s) = output_schema {
+                    n = n.output_schema(s);
+                }
+                if let Some(s) = resume_schema {
+                    n = n.resume_schema(s);
+                }
+                Ok(n)
+            }
+            NodeSpec::Fragment { steps } => {
+                // The fragment's own id is never used: its items live under the node's path.
+                Ok(Node::from(items(Workflow::new("fragment"), steps)?))
+            }
+            NodeSpec::Workflow { workflow } => Ok(Node::from(workflow.commit()?)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use miyabi::{Engine, EvalTask, RunStatus, StepError, Task};
+    use serde_json::json;
+
+    fn every_kind() -> Value {
+        json!({
+            "id": "spec",
+            "inputSchema": {"type": "integer"},
+            "steps": [
+                {"kind": "step", "id": "inc", "node": {"kind": "step", "handle": 0,
+                    "retry": {"attempts": 2, "initialDelayMs": 0, "jitter": false}}},
+                {"kind": "branch", "id": "route", "selector": 1, "arms": [
+                    {"id": "big", "node": {"kind": "step", "handle": 2}},
+                    {"id": "small", "node": {"kind": "fragment", "steps": [
+                        {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0}}
+                    ]}}
+                ]},
+                {"kind": "loop", "id": "grow", "body": {"kind": "step", "handle": 0},
+                    "condition": 3, "until": true, "maxIterations": 10},
+                {"kind": "map", "id": "list", "handle": 4},
+                {"kind": "foreach", "id": "each", "body": {"kind": "step", "handle": 0}, "concurrency": 2},
+                {"kind": "parallel", "children": [
+                    {"id": "p", "node": {"kind": "step", "handle": 5}},
+                    {"id": "nested", "node": {"kind": "workflow", "workflow": {
+                        "id": "inner", "steps": [{"kind": "step", "id": "x", "node": {"kind": "step", "handle": 5}}]
+                    }}}
+                ]},
+                {"kind": "sleep", "id": "nap", "ms": 1},
+                {"kind": "sleepUntil", "id": "until", "handle": 6}
+            ]
+        })
+    }
+
+    fn answer(t: &Task) -> Result<Value, StepError> {
+        match t {
+            Task::Step {
+                handle: 0, input, ..
+            } => Ok(json!(input.as_i64().unwrap() + 1)),
+            Task::Step {
+                handle: 2, input, ..
+            } => Ok(json!(input.as_i64().unwrap() * 10)),
+            Task::Step { handle: 5, .. } => Ok(json!("p")),
+            Task::Eval {
+                handle: 1,
+                kind: EvalTask::Select,
+                input,
+                ..
+            } => Ok(json!(if input.as_i64().unwrap() > 2 {
+                "big"
+            } else {
+                "small"
+            })),
+            Task::Eval {
+                handle: 3,
+                kind: EvalTask::Condition,
+                input,
+                ..
+            } => Ok(json!(input.as_i64().unwrap() >= 12)),
+            Task::Eval {
+                handle: 4,
+                kind: EvalTask::Map,
+                input,
+                ..
+            } => Ok(json!([input, 0])),
+            Task::Eval {
+                handle: 6,
+                kind: EvalTask::WakeAt,
+                ..
+            } => Ok(json!(0)),
+            other => panic!("unexpected task {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_spec_with_every_kind_runs_to_the_end() {
+        let wf = WorkflowSpec::from_value(every_kind())
+            .unwrap()
+            .commit()
+            .unwrap();
+        let engine = Engine::in_memory();
+        let mut run = engine.start_external(&wf, json!(1)).unwrap();
+        let mut handles = Vec::new();
+        while run.status() == RunStatus::Running {
+            for t in run.poll().unwrap() {
+                match &t {
+                    Task::Step { path, handle, .. } | Task::Eval { path, handle, .. } => {
+                        handles.push(*handle);
+                        let r = answer(&t);
+                        run.complete(path, r);
+                    }
+                    Task::Sleep { path, .. } => run.complete(path, Ok(Value::Null)),
+                    other => panic!("unexpected task {other:?}"),
+                }
+            }
+        }
+        let out = run.outcome();
+        // 1+1=2 → small → a: 3 → loop until >= 12: 4..12 → [12, 0] → [13, 1] → parallel
+        assert_eq!(
+            out.output,
+            Some(json!({"p": "p", "nested": "p"})),
+            "{out:?}"
+        );
+        assert!(handles.contains(&6), "the wake-time function ran");
+        assert!(!handles.contains(&2), "the big arm did not run");
+    }
+
+    #[test]
+    fn the_same_spec_gives_the_same_fingerprint_and_a_change_another() {
+        let a = WorkflowSpec::from_value(every_kind())
+            .unwrap()
+            .commit()
+            .unwrap();
+        let b = WorkflowSpec::from_value(every_kind())
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let mut changed = every_kind();
+        changed["steps"][0]["node"]["handle"] = json!(9);
+        let c = WorkflowSpec::from_value(changed).unwrap().commit().unwrap();
+        assert_ne!(a.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn bad_specs_are_rejected_with_the_reason() {
+        let e =
+            WorkflowSpec::from_value(json!({"id": "x", "steps": [{"kind": "jump"}]})).unwrap_err();
+        assert!(e.to_string().contains("jump"), "{e}");
+        let e = WorkflowSpec::from_value(json!({"id": "x", "steps": [
+            {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0, "nonIdempotent": "maybe"}}
+        ]}))
+        .unwrap()
+        .commit()
+        .unwrap_err();
+        assert!(e.to_string().contains("maybe"), "{e}");
+        let e = WorkflowSpec::from_value(json!({"id": "x", "steps": [
+            {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0}},
+            {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 1}}
+        ]}))
+        .unwrap()
+        .commit()
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            SpecError::Workflow(WorkflowError::DuplicateId { .. })
+        ));
+        let e = WorkflowSpec::from_value(json!({"id": "x", "steps": [], "extra": 1})).unwrap_err();
+        assert!(e.to_string().contains("extra"), "{e}");
+    }
+}
