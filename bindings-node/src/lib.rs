@@ -40,6 +40,28 @@ fn engine_err(e: EngineError) -> napi::Error<String> {
     err(code, e)
 }
 
+/// JS numbers beyond 32 bits arrive as floats (`1795612677425.0`): store whole numbers as
+/// integers, as JSON from JS would have them (timestamps, ids, sleep-until times).
+fn ints(mut v: Value) -> Value {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Number(n) if n.is_f64() => {
+                if let Some(f) = n.as_f64()
+                    && f.fract() == 0.0
+                    && f.abs() <= 9_007_199_254_740_992.0
+                {
+                    *v = Value::from(f as i64);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            Value::Object(m) => m.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
 fn spec_err(e: SpecError) -> napi::Error<String> {
     err("INVALID_WORKFLOW", e)
 }
@@ -272,13 +294,10 @@ impl NativeEngine {
     ) -> napi::Result<NativeRun, String> {
         // Inside the runtime, so that the engine's lease heartbeat can start.
         let run = napi::bindgen_prelude::within_runtime_if_available(|| {
-            self.engine.start_external(&workflow.wf, input)
+            self.engine.start_external(&workflow.wf, ints(input))
         })
         .map_err(engine_err)?;
-        Ok(NativeRun {
-            run,
-            fingerprint: workflow.wf.fingerprint().to_string(),
-        })
+        Ok(NativeRun::new(run, workflow.wf.fingerprint().to_string()))
     }
 
     /// Gives resume data to a suspended path; the run is then the caller's to drive.
@@ -290,7 +309,7 @@ impl NativeEngine {
         data: Value,
     ) -> napi::Result<NativeRun, String> {
         let run = napi::bindgen_prelude::within_runtime_if_available(|| {
-            self.engine.resume_external(&run_id, &path, data)
+            self.engine.resume_external(&run_id, &path, ints(data))
         })
         .map_err(engine_err)?;
         self.driven(run)
@@ -313,10 +332,7 @@ impl NativeEngine {
             .run(run.id())
             .map_err(|e| engine_err(e.into()))?
             .ok_or_else(|| engine_err(EngineError::UnknownRun(run.id().to_string())))?;
-        Ok(NativeRun {
-            run,
-            fingerprint: record.fingerprint,
-        })
+        Ok(NativeRun::new(run, record.fingerprint))
     }
 
     /// Reads a run (null if there is none).
@@ -427,8 +443,33 @@ fn camel_keys(v: Value) -> Value {
 /// `running`. Dropping it (garbage collection) stops driving; `recoverRuns` can take it over.
 #[napi]
 pub struct NativeRun {
-    run: ExternalRun,
+    /// None once closed.
+    run: Option<ExternalRun>,
+    id: String,
     fingerprint: String,
+}
+
+impl NativeRun {
+    fn new(run: ExternalRun, fingerprint: String) -> Self {
+        Self {
+            id: run.id().to_string(),
+            run: Some(run),
+            fingerprint,
+        }
+    }
+
+    fn open(&self) -> napi::Result<&ExternalRun, String> {
+        self.run
+            .as_ref()
+            .ok_or_else(|| err("CONFLICT", format!("run `{}` was closed", self.id)))
+    }
+
+    fn open_mut(&mut self) -> napi::Result<&mut ExternalRun, String> {
+        let id = &self.id;
+        self.run
+            .as_mut()
+            .ok_or_else(|| err("CONFLICT", format!("run `{id}` was closed")))
+    }
 }
 
 #[napi]
@@ -436,7 +477,7 @@ impl NativeRun {
     /// The run id.
     #[napi(getter)]
     pub fn id(&self) -> String {
-        self.run.id().to_string()
+        self.id.clone()
     }
 
     /// The fingerprint of the definition the run was started with.
@@ -447,21 +488,22 @@ impl NativeRun {
 
     /// The committed status: `running` while there is work to do.
     #[napi]
-    pub fn status(&self) -> &'static str {
-        self.run.status().as_str()
+    pub fn status(&self) -> napi::Result<&'static str, String> {
+        Ok(self.open()?.status().as_str())
     }
 
     /// Advances the run, commits what it produced, and returns the tasks to do now.
     #[napi]
     pub fn poll(&mut self) -> napi::Result<Vec<NativeTask>, String> {
-        let tasks = self.run.poll().map_err(engine_err)?;
+        let tasks = self.open_mut()?.poll().map_err(engine_err)?;
         Ok(tasks.into_iter().filter_map(task).collect())
     }
 
     /// Hands back a task's result: `ok` with the value (for an eval, the answer), or a failure
     /// with `{message, fatal?}` (a fatal failure is never retried).
     #[napi(ts_args_type = "path: string, ok: boolean, value: unknown")]
-    pub fn complete(&mut self, path: String, ok: bool, value: Value) {
+    pub fn complete(&mut self, path: String, ok: bool, value: Value) -> napi::Result<(), String> {
+        let value = ints(value);
         let result = if ok {
             Ok(value)
         } else {
@@ -479,13 +521,16 @@ impl NativeRun {
                 Err(StepError::retryable(message))
             }
         };
-        self.run.complete(&path, result);
+        self.open_mut()?.complete(&path, result);
+        Ok(())
     }
 
     /// Completes the step at `path` by suspending the run there with `payload`.
     #[napi(ts_args_type = "path: string, payload: unknown")]
-    pub fn suspend(&mut self, path: String, payload: Value) {
-        self.run.complete(&path, Err(StepError::suspended(payload)));
+    pub fn suspend(&mut self, path: String, payload: Value) -> napi::Result<(), String> {
+        self.open_mut()?
+            .complete(&path, Err(StepError::suspended(ints(payload))));
+        Ok(())
     }
 
     /// Completes `path` with `value`, then polls: one call instead of two on the hot path.
@@ -495,67 +540,98 @@ impl NativeRun {
         path: String,
         value: Value,
     ) -> napi::Result<Vec<NativeTask>, String> {
-        self.run.complete(&path, Ok(value));
+        self.open_mut()?.complete(&path, Ok(ints(value)));
         self.poll()
     }
 
     /// Whether someone asked the engine to cancel this run; the driver then calls `cancel`.
     #[napi]
-    pub fn cancel_requested(&self) -> bool {
-        self.run.cancel_requested()
+    pub fn cancel_requested(&self) -> napi::Result<bool, String> {
+        Ok(self.open()?.cancel_requested())
     }
 
     /// Ends the run as cancelled; results of tasks still in flight are then ignored.
     #[napi]
     pub fn cancel(&mut self) -> napi::Result<(), String> {
-        self.run.cancel().map_err(engine_err)
+        self.open_mut()?.cancel().map_err(engine_err)
     }
 
     /// Ends the run as failed with `error` (for example when its deadline passed).
     #[napi]
     pub fn fail_run(&mut self, error: String) -> napi::Result<(), String> {
-        self.run.fail(&error).map_err(engine_err)
+        self.open_mut()?.fail(&error).map_err(engine_err)
     }
 
     /// The run's deadline (ms since the epoch) if its workflow has a timeout.
     #[napi]
-    pub fn deadline(&self) -> Option<i64> {
-        self.run.deadline()
+    pub fn deadline(&self) -> napi::Result<Option<i64>, String> {
+        Ok(self.open()?.deadline())
     }
 
     /// Whether the run finished or suspended (nothing left to drive).
     #[napi]
-    pub fn is_settled(&self) -> bool {
-        self.run.is_settled()
+    pub fn is_settled(&self) -> napi::Result<bool, String> {
+        Ok(self.open()?.is_settled())
     }
 
     /// The run as it stands.
     #[napi]
-    pub fn outcome(&self) -> NativeRunInfo {
-        self.run.outcome().into()
+    pub fn outcome(&self) -> napi::Result<NativeRunInfo, String> {
+        Ok(self.open()?.outcome().into())
+    }
+
+    /// Stops driving the run and returns it as it stands: the engine no longer counts it as
+    /// executing here (a later `cancel` or `resume` goes through the store). Later calls on
+    /// this object throw `CONFLICT`.
+    #[napi]
+    pub fn close(&mut self) -> napi::Result<NativeRunInfo, String> {
+        let run = self
+            .run
+            .take()
+            .ok_or_else(|| err("CONFLICT", format!("run `{}` was closed", self.id)))?;
+        Ok(run.outcome().into())
     }
 
     /// Commits a custom event from the step at `path`.
     #[napi(ts_args_type = "path: string, name: string, data: unknown")]
     pub fn emit(&mut self, path: String, name: String, data: Value) -> napi::Result<(), String> {
-        self.run.emit(&path, &name, data).map_err(engine_err)
+        self.open_mut()?
+            .emit(&path, &name, ints(data))
+            .map_err(engine_err)
     }
 
     /// Reads a key of the run's shared state.
     #[napi(ts_return_type = "unknown")]
-    pub fn get_state(&self, key: String) -> Option<Value> {
-        self.run.state(&key)
+    pub fn get_state(&self, key: String) -> napi::Result<Option<Value>, String> {
+        Ok(self.open()?.state(&key))
     }
 
     /// Writes a key of the run's shared state (committed with the next poll).
     #[napi(ts_args_type = "key: string, value: unknown")]
-    pub fn set_state(&self, key: String, value: Value) {
-        self.run.set_state(&key, value);
+    pub fn set_state(&self, key: String, value: Value) -> napi::Result<(), String> {
+        self.open()?.set_state(&key, ints(value));
+        Ok(())
     }
 
     /// All of the run's shared state.
     #[napi(ts_return_type = "Record<string, unknown>")]
-    pub fn state(&self) -> Value {
-        Value::Object(self.run.state_snapshot())
+    pub fn state(&self) -> napi::Result<Value, String> {
+        Ok(Value::Object(self.open()?.state_snapshot()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ints;
+    use serde_json::json;
+
+    #[test]
+    fn whole_floats_become_integers_deep_inside_values() {
+        let v = ints(json!({"at": 1795612677425.0_f64, "xs": [1.5, 2.0, -3e15], "s": "1.0"}));
+        assert_eq!(
+            v.to_string(),
+            r#"{"at":1795612677425,"s":"1.0","xs":[1.5,2,-3000000000000000]}"#
+        );
+        assert!(ints(json!(1e300)).is_f64());
     }
 }

@@ -1,0 +1,17 @@
+// Compiles the TypeScript facade twice: ESM into dist/esm and CommonJS into dist/cjs (with a
+// package.json marking that folder CommonJS), each with its .d.ts files.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+rmSync(join(root, 'dist'), { recursive: true, force: true });
+for (const config of ['tsconfig.json', 'tsconfig.cjs.json']) {
+  execFileSync(process.execPath, [tsc, '-p', join(here, config)], { stdio: 'inherit' });
+}
+mkdirSync(join(root, 'dist', 'cjs'), { recursive: true });
+writeFileSync(join(root, 'dist', 'cjs', 'package.json'), '{ "type": "commonjs" }\n');
+writeFileSync(join(root, 'dist', 'esm', 'package.json'), '{ "type": "module" }\n');

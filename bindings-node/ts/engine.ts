@@ -1,0 +1,669 @@
+/**
+ * The engine and the JS driver of runs.
+ *
+ * Runs are driven on the JS event loop: the driver asks the native state machine for tasks
+ * (`poll`), runs the JS functions they name, and hands each result back (`complete`) — every
+ * call synchronous, committing to the store in the same call. No thread hop per step.
+ */
+import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeTask, addon } from './native.js';
+import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, native } from './errors.js';
+import { parseSync } from './schema.js';
+import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled, inputSchema } from './workflow.js';
+
+/** Where a run stands. */
+export type RunStatus = 'running' | 'suspended' | 'succeeded' | 'failed' | 'cancelled';
+
+/** A suspended path and what its step asked for. */
+export interface Suspension {
+  /** The path to pass to `engine.resume`. */
+  readonly path: string;
+  /** The payload the step gave to `suspend`. */
+  readonly payload: unknown;
+}
+
+/** A run as stored. */
+export interface RunInfo<O = unknown> {
+  /** Run id. */
+  readonly id: string;
+  /** Workflow id. */
+  readonly workflow: string;
+  /** Current status. */
+  readonly status: RunStatus;
+  /** The run's input. */
+  readonly input: unknown;
+  /** The output, once succeeded. */
+  readonly output: O | undefined;
+  /** The error, once failed or cancelled (a failed JS step's message and stack). */
+  readonly error: string | undefined;
+  /** The suspended paths, while suspended. */
+  readonly suspended: ReadonlyArray<Suspension>;
+  /** Creation time, ms since the epoch. */
+  readonly createdAt: number;
+  /** Last status change, ms since the epoch. */
+  readonly updatedAt: number;
+}
+
+interface EventBase {
+  /** The run. */
+  readonly runId: string;
+  /** Position in the run's event log, from 1, without gaps. */
+  readonly seq: number;
+  /** Time, ms since the epoch. */
+  readonly at: number;
+}
+
+/** One event of a run's log. */
+export type RunEvent = EventBase &
+  (
+    | { readonly type: 'run-started'; readonly path?: undefined; readonly workflow: string; readonly input: unknown }
+    | { readonly type: 'step-started'; readonly path: string; readonly attempt: number }
+    | { readonly type: 'step-output'; readonly path: string; readonly output: unknown }
+    | { readonly type: 'step-suspended'; readonly path: string; readonly payload: unknown }
+    | { readonly type: 'step-failed'; readonly path: string; readonly error: string }
+    | {
+        readonly type: 'step-retrying';
+        readonly path: string;
+        readonly attempt: number;
+        readonly delayMs: number;
+        readonly error: string;
+      }
+    | { readonly type: 'run-resumed'; readonly path: string }
+    | { readonly type: 'run-suspended'; readonly path?: undefined; readonly paths: ReadonlyArray<string> }
+    | {
+        readonly type: 'run-finished';
+        readonly path?: undefined;
+        readonly status: RunStatus;
+        readonly output: unknown;
+        readonly error: string | null;
+      }
+    | { readonly type: 'custom'; readonly path: string; readonly name: string; readonly data: unknown }
+  );
+
+/** Which runs `engine.list` returns. */
+export interface ListFilter {
+  readonly workflow?: string;
+  readonly status?: RunStatus;
+  /** Created at or after (ms since the epoch or a Date). */
+  readonly createdAfter?: number | Date;
+  /** Created before (ms since the epoch or a Date). */
+  readonly createdBefore?: number | Date;
+  /** At most this many, newest first. */
+  readonly limit?: number;
+}
+
+/** Options of `Engine.open`. */
+export interface EngineOptions {
+  /** `'memory'` (default) or `'sqlite:<path>'` (created if missing; durable across processes). */
+  readonly store?: 'memory' | `sqlite:${string}`;
+  /** Workflows to register now, so that their runs can be resumed and recovered. */
+  readonly workflows?: ReadonlyArray<Workflow<never, unknown>>;
+}
+
+/** A finished or suspended run, with its event log. */
+export class Run<O = unknown> implements RunInfo<O> {
+  readonly id: string;
+  readonly workflow: string;
+  readonly status: RunStatus;
+  readonly input: unknown;
+  readonly output: O | undefined;
+  readonly error: string | undefined;
+  readonly suspended: ReadonlyArray<Suspension>;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly #engine: Engine;
+
+  /** @internal */
+  constructor(engine: Engine, info: RunInfo<O>) {
+    this.#engine = engine;
+    this.id = info.id;
+    this.workflow = info.workflow;
+    this.status = info.status;
+    this.input = info.input;
+    this.output = info.output;
+    this.error = info.error;
+    this.suspended = info.suspended;
+    this.createdAt = info.createdAt;
+    this.updatedAt = info.updatedAt;
+  }
+
+  /** The run's events from `fromSeq` (1: all); live while the run is driven by this engine. */
+  events(fromSeq = 1): AsyncIterableIterator<RunEvent> {
+    return this.#engine.events(this.id, fromSeq);
+  }
+}
+
+/** A run being driven in the background (from `engine.spawn` or `engine.recover`). */
+export interface RunHandle<O = unknown> {
+  /** Run id. */
+  readonly id: string;
+  /** Settles when the run finishes or suspends. */
+  readonly result: Promise<Run<O>>;
+  /** Its events, live. */
+  events(fromSeq?: number): AsyncIterableIterator<RunEvent>;
+  /** Cancels it: steps see their `signal` abort, and the run ends `cancelled`. */
+  cancel(): Promise<RunInfo<O>>;
+}
+
+function info<O>(n: NativeRunInfo): RunInfo<O> {
+  return {
+    id: n.id,
+    workflow: n.workflow,
+    status: n.status as RunStatus,
+    input: n.input,
+    output: (n.output ?? undefined) as O | undefined,
+    error: n.error ?? undefined,
+    suspended: n.suspended,
+    createdAt: n.createdAt,
+    updatedAt: n.updatedAt,
+  };
+}
+
+function ms(t: number | Date | undefined): number | undefined {
+  return t instanceof Date ? t.getTime() : t;
+}
+
+/** Thrown by `ctx.suspend` to end the step; the driver turns it into a suspension. */
+class Suspend {
+  constructor(readonly payload: unknown) {}
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function errorValue(e: unknown, fatal: boolean): { message: string; fatal: boolean } {
+  if (e instanceof Error) {
+    const head = `${e.name}: ${e.message}`;
+    const stack = typeof e.stack === 'string' ? e.stack : head;
+    return { message: stack.startsWith(head) ? stack : `${head}\n${stack}`, fatal: fatal || e instanceof FatalError };
+  }
+  return { message: typeof e === 'string' ? e : `non-error thrown: ${String(e)}`, fatal };
+}
+
+/** The run context a step gets. */
+class Ctx implements StepContext<unknown, unknown> {
+  readonly input: unknown;
+  readonly runId: string;
+  readonly path: string;
+  readonly attempt: number;
+  readonly resumeData: unknown;
+  readonly signal: AbortSignal;
+  readonly #run: NativeRun;
+
+  constructor(run: NativeRun, runId: string, t: NativeTask, signal: AbortSignal) {
+    this.#run = run;
+    this.runId = runId;
+    this.input = t.input ?? null;
+    this.path = t.path;
+    this.attempt = t.attempt ?? 1;
+    this.resumeData = t.resume;
+    this.signal = signal;
+  }
+
+  get idempotencyKey(): string {
+    return `${this.runId}:${this.path}`;
+  }
+
+  // Own properties, so that destructured `({ suspend, emit })` work.
+  readonly suspend = (payload?: unknown): never => {
+    throw new Suspend(payload ?? null);
+  };
+
+  readonly emit = (name: string, data?: unknown): void => {
+    native(() => this.#run.emit(this.path, name, data ?? null));
+  };
+
+  get state(): RunState {
+    const run = this.#run;
+    return {
+      get: <T = unknown>(key: string): T | undefined => (run.getState(key) ?? undefined) as T | undefined,
+      set: (key: string, value: unknown): void => run.setState(key, value ?? null),
+    };
+  }
+
+}
+
+/** Drives one run on the event loop until it finishes or suspends. */
+class Driver {
+  readonly id: string;
+  readonly result: Promise<NativeRunInfo>;
+  readonly #n: NativeRun;
+  readonly #handlers: ReadonlyArray<Handler>;
+  readonly #controller = new AbortController();
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  readonly #listeners = new Set<() => void>();
+  readonly #onDone: () => void;
+  #inflight = 0;
+  #done = false;
+  #wake: (() => void) | undefined;
+  #final: NativeRunInfo | undefined;
+
+  constructor(n: NativeRun, c: Compiled, onDone: () => void) {
+    this.#n = n;
+    this.id = n.id;
+    this.#handlers = c.handlers;
+    this.#onDone = onDone;
+    this.result = this.#loop();
+  }
+
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** Called when new events may be in the log (and once when the run stops here). */
+  listen(f: () => void): () => void {
+    this.#listeners.add(f);
+    return () => this.#listeners.delete(f);
+  }
+
+  async #loop(): Promise<NativeRunInfo> {
+    const n = this.#n;
+    try {
+      const deadline = n.deadline();
+      if (deadline !== null && deadline !== undefined) {
+        this.#timer(deadline - Date.now(), () => this.#timedOut(deadline));
+      }
+      for (;;) {
+        if (this.#done) break;
+        if (n.cancelRequested()) {
+          this.cancel();
+          break;
+        }
+        const tasks = native(() => n.poll());
+        this.#notify();
+        const status = n.status();
+        if (status !== 'running' && (status !== 'suspended' || this.#inflight === 0)) break;
+        let progressed = false;
+        for (const t of tasks) {
+          if (this.#start(t)) progressed = true;
+        }
+        if (progressed || this.#done) continue;
+        if (this.#inflight === 0) {
+          native(() => n.failRun('the run has nothing to do but is not finished (engine error)'));
+          break;
+        }
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+        });
+      }
+    } finally {
+      this.#final = native(() => n.close());
+      this.#finish();
+    }
+    return this.#final;
+  }
+
+  #signal(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  #notify(): void {
+    for (const f of this.#listeners) f();
+  }
+
+  #timer(delay: number, f: () => void): ReturnType<typeof setTimeout> {
+    const t = setTimeout(
+      () => {
+        this.#timers.delete(t);
+        f();
+      },
+      Math.max(0, delay),
+    );
+    this.#timers.add(t);
+    return t;
+  }
+
+  #finish(): void {
+    this.#done = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+    this.#onDone();
+    this.#notify();
+    this.#listeners.clear();
+  }
+
+  /** Ends the run as cancelled now; steps in flight see their signal abort. */
+  cancel(): NativeRunInfo {
+    if (!this.#done) {
+      this.#done = true;
+      this.#controller.abort(new CancelledError());
+      native(() => this.#n.cancel());
+      this.#signal();
+    }
+    return this.#final ?? this.#n.outcome();
+  }
+
+  #timedOut(deadline: number): void {
+    if (this.#done) return;
+    this.#done = true;
+    const message = `run timed out (deadline ${new Date(deadline).toISOString()})`;
+    this.#controller.abort(new TimeoutError(message));
+    native(() => this.#n.failRun(message));
+    this.#signal();
+  }
+
+  /** Starts a task; true if it completed at once. */
+  #start(t: NativeTask): boolean {
+    switch (t.kind) {
+      case 'step': {
+        const delay = t.delayMs ?? 0;
+        if (delay > 0) {
+          this.#inflight++;
+          this.#timer(delay, () => {
+            this.#inflight--;
+            if (this.#runStep(t)) this.#signal();
+          });
+          return false;
+        }
+        return this.#runStep(t);
+      }
+      case 'eval':
+        return this.#eval(t);
+      case 'sleep':
+        this.#inflight++;
+        this.#timer((t.wakeAt ?? 0) - Date.now(), () => {
+          this.#inflight--;
+          if (this.#done) return;
+          this.#n.complete(t.path, true, null);
+          this.#signal();
+        });
+        return false;
+      default:
+        this.#n.complete(t.path, false, {
+          message: `step \`${t.path}\` is implemented in Rust (${t.kind}); it cannot run in a run driven from JavaScript`,
+          fatal: true,
+        });
+        return true;
+    }
+  }
+
+  #fail(path: string, e: unknown, fatal = false): void {
+    if (this.#done) return;
+    if (e instanceof Suspend) {
+      this.#n.suspend(path, e.payload);
+    } else {
+      this.#n.complete(path, false, errorValue(e, fatal));
+    }
+  }
+
+  #ok(path: string, h: Handler & { kind: 'step' }, v: unknown): boolean {
+    if (this.#done) return true;
+    if (h.output === undefined) {
+      this.#n.complete(path, true, v ?? null);
+      return true;
+    }
+    let parsed: { readonly value: unknown } | Promise<unknown>;
+    try {
+      parsed = parseSync(h.output, v, `step \`${path}\` output`);
+    } catch (e) {
+      this.#fail(path, e, true);
+      return true;
+    }
+    if (parsed instanceof Promise) {
+      this.#inflight++;
+      parsed.then(
+        (x) => this.#settled(() => this.#n.complete(path, true, x ?? null)),
+        (e: unknown) => this.#settled(() => this.#fail(path, e, true)),
+      );
+      return false;
+    }
+    this.#n.complete(path, true, parsed.value ?? null);
+    return true;
+  }
+
+  /** Completes an async piece of work: one fewer in flight, then wakes the loop. */
+  #settled(f: () => void): void {
+    this.#inflight--;
+    if (!this.#done) f();
+    this.#signal();
+  }
+
+  #runStep(t: NativeTask): boolean {
+    const h = this.#handlers[t.handle ?? -1];
+    if (h === undefined || h.kind !== 'step') {
+      this.#fail(t.path, new FatalError(`no step function for handle ${String(t.handle)}`), true);
+      return true;
+    }
+    let signal = this.#controller.signal;
+    let stepAbort: AbortController | undefined;
+    if (h.timeoutMs !== undefined) {
+      stepAbort = new AbortController();
+      signal = AbortSignal.any([signal, stepAbort.signal]);
+    }
+    let r: unknown;
+    try {
+      r = h.fn(new Ctx(this.#n, this.id, t, signal));
+    } catch (e) {
+      this.#fail(t.path, e);
+      return true;
+    }
+    if (!isThenable(r)) return this.#ok(t.path, h, r);
+    this.#inflight++;
+    let settled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (h.timeoutMs !== undefined && stepAbort !== undefined) {
+      const ms = h.timeoutMs;
+      const ctl = stepAbort;
+      timer = this.#timer(ms, () => {
+        if (settled) return;
+        settled = true;
+        const err = new TimeoutError(`step \`${t.path}\` timed out after ${ms} ms`);
+        ctl.abort(err);
+        this.#settled(() => this.#fail(t.path, err));
+      });
+    }
+    r.then(
+      (v) => {
+        if (settled) return;
+        settled = true;
+        if (timer !== undefined) {
+          clearTimeout(timer);
+          this.#timers.delete(timer);
+        }
+        this.#inflight--;
+        if (this.#ok(t.path, h, v) || this.#done) this.#signal();
+      },
+      (e: unknown) => {
+        if (settled) return;
+        settled = true;
+        if (timer !== undefined) {
+          clearTimeout(timer);
+          this.#timers.delete(timer);
+        }
+        this.#settled(() => this.#fail(t.path, e));
+      },
+    );
+    return false;
+  }
+
+  #eval(t: NativeTask): boolean {
+    const h = this.#handlers[t.handle ?? -1];
+    if (h === undefined || h.kind === 'step') {
+      this.#fail(t.path, new FatalError(`no function for handle ${String(t.handle)}`), true);
+      return true;
+    }
+    const kind = t.eval;
+    const answer = (v: unknown): void => {
+      if (this.#done) return;
+      let a: unknown;
+      if (kind === 'select') a = String(v);
+      else if (kind === 'condition') a = Boolean(v);
+      else if (kind === 'wakeAt') a = v instanceof Date ? v.getTime() : Number(v);
+      else a = v ?? null;
+      this.#n.complete(t.path, true, a);
+    };
+    const args = kind === 'select' || kind === 'condition' ? { output: t.input ?? null } : { input: t.input ?? null };
+    let r: unknown;
+    try {
+      r = (h.fn as (a: typeof args) => unknown)(args);
+    } catch (e) {
+      this.#fail(t.path, e, true);
+      return true;
+    }
+    if (!isThenable(r)) {
+      answer(r);
+      return true;
+    }
+    this.#inflight++;
+    r.then(
+      (v) => this.#settled(() => answer(v)),
+      (e: unknown) => this.#settled(() => this.#fail(t.path, e, true)),
+    );
+    return false;
+  }
+}
+
+/**
+ * Runs workflows durably. JS steps run on this process's event loop; the engine commits every
+ * step to the store as it completes.
+ *
+ * ```ts
+ * const engine = await Engine.open({ store: 'sqlite:./miyabi.db' });
+ * const run = await engine.start(wf, { issue: '#715' });
+ * ```
+ */
+export class Engine {
+  readonly #native: NativeEngine;
+  readonly #byFingerprint = new Map<string, Compiled>();
+  readonly #drivers = new Map<string, Driver>();
+
+  private constructor(n: NativeEngine) {
+    this.#native = n;
+  }
+
+  /** Opens an engine over a store. */
+  static async open(options: EngineOptions = {}): Promise<Engine> {
+    return Engine.openSync(options);
+  }
+
+  /** Opens an engine over a store, synchronously. */
+  static openSync(options: EngineOptions = {}): Engine {
+    const n = native(() => addon.NativeEngine.open(options.store ?? 'memory'));
+    const engine = new Engine(n);
+    for (const w of options.workflows ?? []) engine.register(w);
+    return engine;
+  }
+
+  /** Registers a workflow, so that its runs can be resumed and recovered here (starting registers too). */
+  register(wf: Workflow<never, unknown>): this {
+    const c = compiled(wf);
+    if (!this.#byFingerprint.has(wf.fingerprint)) {
+      this.#native.register(c.native);
+      this.#byFingerprint.set(wf.fingerprint, c);
+    }
+    return this;
+  }
+
+  /** Starts a run and drives it until it finishes or suspends. */
+  async start<I, O>(wf: Workflow<I, O>, input: I): Promise<Run<O>> {
+    const h = await this.spawn(wf, input);
+    return h.result;
+  }
+
+  /** Starts a run (committed when this settles) and drives it in the background. */
+  async spawn<I, O>(wf: Workflow<I, O>, input: I): Promise<RunHandle<O>> {
+    const w = wf as Workflow<never, unknown>;
+    this.register(w);
+    const schema = inputSchema(w);
+    let value: unknown = input;
+    if (schema !== undefined) {
+      const p = parseSync(schema, input, `workflow \`${wf.id}\` input`);
+      value = p instanceof Promise ? await p : p.value;
+    }
+    const n = native(() => this.#native.startRun(compiled(w).native, value ?? null));
+    return this.#drive<O>(n);
+  }
+
+  /** Gives `data` to the suspended step at `path` and drives the run until it finishes or suspends again. Works from any process on the same store. */
+  async resume<O = unknown>(runId: string, path: string, data?: unknown): Promise<Run<O>> {
+    const n = native(() => this.#native.resumeRun(runId, path, data ?? null));
+    return this.#drive<O>(n).result;
+  }
+
+  /** Takes over runs a dead process left running (of registered workflows) and drives them here. */
+  async recover(): Promise<Array<RunHandle<unknown>>> {
+    const runs = native(() => this.#native.recoverRuns());
+    return runs.map((n) => this.#drive<unknown>(n));
+  }
+
+  #drive<O>(n: NativeRun): RunHandle<O> {
+    const c = this.#byFingerprint.get(n.fingerprint);
+    if (c === undefined) {
+      native(() => n.failRun(`no JavaScript functions are registered for fingerprint ${n.fingerprint}`));
+      throw new MiyabiError('UNKNOWN_WORKFLOW', `run ${n.id}: its workflow definition (fingerprint ${n.fingerprint}) is not registered with this engine`);
+    }
+    const id = n.id;
+    const d = new Driver(n, c, () => this.#drivers.delete(id));
+    if (!d.done) this.#drivers.set(id, d);
+    const result = d.result.then((r) => new Run<O>(this, info<O>(r)));
+    return {
+      id,
+      result,
+      events: (fromSeq = 1) => this.events(id, fromSeq),
+      cancel: () => this.cancel(id) as Promise<RunInfo<O>>,
+    };
+  }
+
+  /** Reads a run; null if there is none. */
+  async get<O = unknown>(runId: string): Promise<RunInfo<O> | null> {
+    const r = native(() => this.#native.get(runId));
+    return r === null || r === undefined ? null : info<O>(r);
+  }
+
+  /** Lists runs, newest first. */
+  async list(filter: ListFilter = {}): Promise<Array<RunInfo<unknown>>> {
+    const rs = native(() =>
+      this.#native.list({
+        workflow: filter.workflow,
+        status: filter.status,
+        createdAfter: ms(filter.createdAfter),
+        createdBefore: ms(filter.createdBefore),
+        limit: filter.limit,
+      }),
+    );
+    return rs.map((r) => info(r));
+  }
+
+  /** Cancels a run (running here, suspended, or left behind by another process). */
+  async cancel(runId: string): Promise<RunInfo<unknown>> {
+    const d = this.#drivers.get(runId);
+    if (d !== undefined) return info(d.cancel());
+    const r = native(() => this.#native.cancel(runId));
+    if (r === null || r === undefined) {
+      throw new ConflictError('CONFLICT', `run ${runId} is executing in this engine outside a driver; cancellation was requested`);
+    }
+    return info(r);
+  }
+
+  /**
+   * A run's events from `fromSeq` (1: all): the stored ones, then live ones while the run is
+   * driven by this engine. Ends when the run is no longer driven here.
+   */
+  async *events(runId: string, fromSeq = 1): AsyncIterableIterator<RunEvent> {
+    let next = Math.max(1, fromSeq);
+    for (;;) {
+      const d = this.#drivers.get(runId);
+      let changed = false;
+      const waiting =
+        d === undefined
+          ? undefined
+          : new Promise<void>((resolve) => {
+              const off = d.listen(() => {
+                changed = true;
+                off();
+                resolve();
+              });
+            });
+      const evs = native(() => this.#native.events(runId, next, 512)) as unknown as RunEvent[];
+      for (const e of evs) {
+        next = e.seq + 1;
+        yield e;
+      }
+      if (evs.length > 0) continue;
+      if (waiting === undefined || (d !== undefined && d.done && !changed)) return;
+      await waiting;
+    }
+  }
+}

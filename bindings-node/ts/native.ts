@@ -1,0 +1,12 @@
+/** The native addon (loaded once by the napi-generated loader next to package.json). */
+import addon from '../../native.cjs';
+
+export type {
+  NativeEngine,
+  NativeRun,
+  NativeRunInfo,
+  NativeTask,
+  NativeWorkflow,
+  NativeListFilter,
+} from '../../native.cjs';
+export { addon };

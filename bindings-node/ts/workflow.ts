@@ -1,0 +1,455 @@
+/**
+ * The workflow DSL: `workflow(id, { input }).step(..).then(..).branch(..).parallel(..).commit()`.
+ *
+ * A committed workflow is a graph the Rust engine validated (unique ids, schemas that compile)
+ * plus a table of the JS functions it calls, numbered in definition order: the same definition
+ * gets the same numbers, and so the same fingerprint, in every process — which is what lets a
+ * second process resume a run the first one suspended.
+ */
+import { type NativeWorkflow, addon } from './native.js';
+import { native } from './errors.js';
+import { type SchemaLike, type InferInput, type InferOutput, toJsonSchema } from './schema.js';
+
+/** What a step function gets: its input, where it runs, and what it can do. */
+export interface StepContext<I = unknown, R = unknown> {
+  /** The step's input: the previous step's output (the run's input for the first step). */
+  readonly input: I;
+  /** The run's id. */
+  readonly runId: string;
+  /** The step's path in the run (`review/deploy`, `each[3]`, ...). */
+  readonly path: string;
+  /** Attempt number, from 1 (more when the step is retried). */
+  readonly attempt: number;
+  /** `runId:path`: stable across retries, replays and processes; use it to make side effects idempotent. */
+  readonly idempotencyKey: string;
+  /** The data given to `engine.resume` when this step suspended earlier; undefined otherwise. */
+  readonly resumeData: R | undefined;
+  /** Aborted when the run is cancelled (reason: `CancelledError`) or the step times out (`TimeoutError`). */
+  readonly signal: AbortSignal;
+  /** Suspends the run at this step with `payload`; `engine.resume(runId, path, data)` runs the step again with `resumeData`. Never returns. */
+  suspend(payload?: unknown): never;
+  /** The run's shared state, persisted with the run. */
+  readonly state: RunState;
+  /** Records a custom event in the run's event log. */
+  emit(name: string, data?: unknown): void;
+}
+
+/** The run's shared key/value state. */
+export interface RunState {
+  /** Reads a key. */
+  get<T = unknown>(key: string): T | undefined;
+  /** Writes a key (committed with the step's result). */
+  set(key: string, value: unknown): void;
+}
+
+/** A step as a function: sync or async; a throw fails the step (and retries it if its policy allows). */
+export type StepFn<I = unknown, O = unknown, R = unknown> = (ctx: StepContext<I, R>) => O | Promise<O>;
+
+/** Retries of a failed step: total attempts and backoff. */
+export interface RetryOptions {
+  /** Total attempts, including the first. */
+  readonly attempts: number;
+  /** Delay before the second attempt (default 100 ms); doubles each time. */
+  readonly initialDelayMs?: number;
+  /** Upper bound of a delay (default 30 s). */
+  readonly maxDelayMs?: number;
+  /** Randomize each delay between half and all of it (default true). */
+  readonly jitter?: boolean;
+}
+
+/** Options of a step. */
+export interface StepOptions<I = unknown, O = unknown, R = unknown> {
+  /** Schema of the step's input (checked by the engine). */
+  readonly input?: SchemaLike<unknown, I>;
+  /** Schema of the step's output (parsed in JS, then checked by the engine). */
+  readonly output?: SchemaLike<unknown, O>;
+  /** Schema of the data `engine.resume` gives this step (checked when resuming). */
+  readonly resume?: SchemaLike<unknown, R>;
+  /** Retries: a number of attempts or a policy. */
+  readonly retry?: number | RetryOptions;
+  /** Fails the attempt (retryably) after this many milliseconds; the step's `signal` aborts. */
+  readonly timeoutMs?: number;
+  /** The step has side effects that must not repeat: after a crash mid-step it is not re-run
+   * on its own; the run fails (`'fail'`) or suspends there (`'suspend'`). */
+  readonly nonIdempotent?: 'fail' | 'suspend';
+}
+
+/** A step made with `step()`: a function with its options. */
+export interface StepDef<I = unknown, O = unknown, R = unknown> {
+  readonly kind: 'miyabi.step';
+  readonly options: StepOptions<I, O, R>;
+  execute(ctx: StepContext<I, R>): O | Promise<O>;
+  /** Type-level only. */
+  readonly '~types'?: { readonly in: (input: I) => void; readonly out: O };
+}
+
+/**
+ * A step with options.
+ *
+ * ```ts
+ * const approve = step({
+ *   resume: z.object({ approved: z.boolean() }),
+ *   retry: 3,
+ *   execute: ({ input, resumeData, suspend }) => resumeData ?? suspend({ ask: input }),
+ * });
+ * ```
+ */
+export function step<I = unknown, O = unknown, R = unknown>(
+  def: StepOptions<I, O, R> & { execute(ctx: StepContext<I, R>): O | Promise<O> },
+): StepDef<I, O, R> {
+  const { execute, ...options } = def;
+  return { kind: 'miyabi.step', options, execute: execute.bind(def) };
+}
+
+/** Anything that can run at one place of a workflow, taking `I`. */
+export type StepLike<I = unknown> =
+  | StepFn<I, unknown, never>
+  | StepDef<I, unknown, never>
+  | Workflow<I, unknown>;
+
+/** The output type of a step, step definition or nested workflow. */
+export type OutputOf<S> = S extends (ctx: never) => infer R
+  ? Awaited<R>
+  : S extends { readonly '~types'?: { readonly out: infer O } }
+    ? O
+    : never;
+
+/** The element type of an array type. */
+export type ElementOf<T> = T extends ReadonlyArray<infer E> ? E : never;
+
+/** What a branch selector and a loop condition get. */
+export interface DecisionArgs<T> {
+  /** The output being decided on. */
+  readonly output: T;
+}
+
+/** What a `map` and a `sleepUntil` function get. */
+export interface MapArgs<T> {
+  /** The value flowing in. */
+  readonly input: T;
+}
+
+type AnyFn = (arg: never) => unknown;
+
+/** A JS function a committed workflow calls, by handle. */
+export type Handler =
+  | {
+      readonly kind: 'step';
+      readonly fn: (ctx: StepContext<unknown, unknown>) => unknown;
+      readonly timeoutMs: number | undefined;
+      readonly output: SchemaLike | undefined;
+      readonly resume: SchemaLike | undefined;
+    }
+  | { readonly kind: 'select' | 'condition' | 'map' | 'wakeAt'; readonly fn: (args: never) => unknown };
+
+type NodeDef =
+  | { readonly kind: 'step'; readonly fn: AnyFn; readonly options: StepOptions<unknown, unknown, unknown> }
+  | { readonly kind: 'workflow'; readonly workflow: Workflow<unknown, unknown> };
+
+type ItemDef =
+  | { readonly kind: 'step'; readonly id: string; readonly node: NodeDef }
+  | { readonly kind: 'parallel'; readonly children: ReadonlyArray<readonly [string, NodeDef]>; readonly all: boolean }
+  | { readonly kind: 'branch'; readonly id: string; readonly selector: AnyFn; readonly arms: ReadonlyArray<readonly [string, NodeDef]> }
+  | { readonly kind: 'loop'; readonly id: string; readonly body: NodeDef; readonly condition: AnyFn; readonly until: boolean; readonly max: number }
+  | { readonly kind: 'foreach'; readonly id: string; readonly body: NodeDef; readonly concurrency: number }
+  | { readonly kind: 'sleep'; readonly id: string; readonly ms: number }
+  | { readonly kind: 'sleepUntil'; readonly id: string; readonly fn: AnyFn }
+  | { readonly kind: 'map'; readonly id: string; readonly fn: AnyFn };
+
+interface Definition {
+  readonly id: string;
+  readonly input: SchemaLike | undefined;
+  readonly output: SchemaLike | undefined;
+  readonly timeoutMs: number | undefined;
+  readonly items: ReadonlyArray<ItemDef>;
+}
+
+/** The internals of a committed workflow (not part of the public API). */
+export interface Compiled {
+  readonly def: Definition;
+  readonly native: NativeWorkflow;
+  readonly handlers: ReadonlyArray<Handler>;
+}
+
+const COMPILED: unique symbol = Symbol('miyabi.compiled');
+
+/** A committed workflow: immutable; start runs of it with `engine.start(workflow, input)`. */
+export class Workflow<I = unknown, O = unknown> {
+  /** The workflow id. */
+  readonly id: string;
+  /** A hash of the definition; a run records it, and resuming needs the same definition. */
+  readonly fingerprint: string;
+  /** @internal */
+  readonly [COMPILED]: Compiled;
+  /** Type-level only. */
+  declare readonly '~types'?: { readonly in: (input: I) => void; readonly out: O };
+
+  /** @internal use `workflow(..).commit()` */
+  constructor(compiled: Compiled) {
+    this[COMPILED] = compiled;
+    this.id = compiled.native.id;
+    this.fingerprint = compiled.native.fingerprint;
+  }
+}
+
+/** The internals of a committed workflow (for the engine). */
+export function compiled(w: Workflow<never, unknown>): Compiled {
+  return (w as Workflow<unknown, unknown>)[COMPILED];
+}
+
+function nodeOf(s: StepLike<never>, options?: StepOptions<unknown, unknown, unknown>): NodeDef {
+  if (s instanceof Workflow) {
+    if (options !== undefined) throw new TypeError('step options apply to steps, not to nested workflows');
+    return { kind: 'workflow', workflow: s as Workflow<unknown, unknown> };
+  }
+  if (typeof s === 'function') return { kind: 'step', fn: s as AnyFn, options: options ?? {} };
+  if (s !== null && typeof s === 'object' && s.kind === 'miyabi.step') {
+    const def = s as StepDef<never, unknown, never>;
+    return {
+      kind: 'step',
+      fn: ((ctx: StepContext<never, never>) => def.execute(ctx)) as AnyFn,
+      options: { ...(def.options as StepOptions<unknown, unknown, unknown>), ...options },
+    };
+  }
+  throw new TypeError('expected a step function, a step() definition or a committed workflow');
+}
+
+/**
+ * A workflow under construction; every method returns a new builder whose type tracks the
+ * current output. `I` is what `engine.start` accepts, `C` the current value's type.
+ */
+export class WorkflowBuilder<I = unknown, C = unknown> {
+  readonly #def: Definition;
+
+  /** @internal use `workflow(id)` */
+  constructor(def: Definition) {
+    this.#def = def;
+  }
+
+  #with<N>(item: ItemDef): WorkflowBuilder<I, N> {
+    return new WorkflowBuilder<I, N>({ ...this.#def, items: [...this.#def.items, item] });
+  }
+
+  /** Appends a step (same as `then`). */
+  step<S extends StepLike<C>>(id: string, step: S, options?: StepOptions<C, OutputOf<S>>): WorkflowBuilder<I, OutputOf<S>> {
+    return this.then(id, step, options);
+  }
+
+  /** Appends a step, step definition or nested workflow; it gets the current value as input. */
+  then<S extends StepLike<C>>(id: string, step: S, options?: StepOptions<C, OutputOf<S>>): WorkflowBuilder<I, OutputOf<S>> {
+    return this.#with({ kind: 'step', id, node: nodeOf(step as StepLike<never>, options as StepOptions | undefined) });
+  }
+
+  /**
+   * Runs exactly one arm: the one `selector` names for the current value; the arm gets that
+   * value, and its output is the branch's. The choice is recorded, so a replay takes the same arm.
+   */
+  branch<A extends Record<string, StepLike<C>>>(
+    id: string,
+    selector: (args: DecisionArgs<C>) => Extract<keyof A, string> | Promise<Extract<keyof A, string>>,
+    arms: A,
+  ): WorkflowBuilder<I, OutputOf<A[keyof A]>> {
+    return this.#with({
+      kind: 'branch',
+      id,
+      selector: selector as AnyFn,
+      arms: Object.entries(arms).map(([k, s]) => [k, nodeOf(s as StepLike<never>)] as const),
+    });
+  }
+
+  /** Runs the children concurrently on the current value; the output is keyed by child id. The first failure fails the run. */
+  parallel<A extends Record<string, StepLike<C>>>(children: A): WorkflowBuilder<I, { -readonly [K in keyof A]: OutputOf<A[K]> }> {
+    return this.#with({
+      kind: 'parallel',
+      all: false,
+      children: Object.entries(children).map(([k, s]) => [k, nodeOf(s as StepLike<never>)] as const),
+    });
+  }
+
+  /** Like `parallel`, but waits for every child: a failed child's entry is `{ error }` and the run goes on. */
+  parallelAll<A extends Record<string, StepLike<C>>>(
+    children: A,
+  ): WorkflowBuilder<I, { -readonly [K in keyof A]: OutputOf<A[K]> | { readonly error: string } }> {
+    return this.#with({
+      kind: 'parallel',
+      all: true,
+      children: Object.entries(children).map(([k, s]) => [k, nodeOf(s as StepLike<never>)] as const),
+    });
+  }
+
+  /** Runs `body` once per element of the current value (an array), at most `concurrency` at a time (default 1); the output is the results in order. */
+  foreach<S extends StepLike<ElementOf<C>>>(
+    id: string,
+    body: S,
+    options?: { readonly concurrency?: number } & StepOptions<ElementOf<C>, OutputOf<S>>,
+  ): WorkflowBuilder<I, Array<OutputOf<S>>> {
+    const { concurrency, ...stepOptions } = options ?? {};
+    return this.#with({
+      kind: 'foreach',
+      id,
+      body: nodeOf(body as StepLike<never>, Object.keys(stepOptions).length > 0 ? stepOptions : undefined),
+      concurrency: concurrency ?? 1,
+    });
+  }
+
+  /** Runs `body`, then again on its own output while `condition` holds, at most `maxIterations` times (default 100; more fails the run). */
+  dowhile(
+    id: string,
+    body: StepFn<C, C, never> | StepDef<C, C, never> | Workflow<C, C>,
+    condition: (args: DecisionArgs<C>) => boolean | Promise<boolean>,
+    options?: { readonly maxIterations?: number },
+  ): WorkflowBuilder<I, C> {
+    return this.#loop(id, body, condition, false, options?.maxIterations);
+  }
+
+  /** Runs `body`, then again on its own output until `condition` holds, at most `maxIterations` times (default 100). */
+  dountil(
+    id: string,
+    body: StepFn<C, C, never> | StepDef<C, C, never> | Workflow<C, C>,
+    condition: (args: DecisionArgs<C>) => boolean | Promise<boolean>,
+    options?: { readonly maxIterations?: number },
+  ): WorkflowBuilder<I, C> {
+    return this.#loop(id, body, condition, true, options?.maxIterations);
+  }
+
+  #loop(id: string, body: unknown, condition: unknown, until: boolean, max: number | undefined): WorkflowBuilder<I, C> {
+    return this.#with({
+      kind: 'loop',
+      id,
+      body: nodeOf(body as StepLike<never>),
+      condition: condition as AnyFn,
+      until,
+      max: max ?? 100,
+    });
+  }
+
+  /** Waits `ms` milliseconds, durably (a restarted process waits only what is left); passes the value on. */
+  sleep(id: string, ms: number): WorkflowBuilder<I, C> {
+    return this.#with({ kind: 'sleep', id, ms });
+  }
+
+  /** Waits until the time `at` returns for the current value; passes the value on. */
+  sleepUntil(id: string, at: (args: MapArgs<C>) => Date | number | Promise<Date | number>): WorkflowBuilder<I, C> {
+    return this.#with({ kind: 'sleepUntil', id, fn: at as AnyFn });
+  }
+
+  /** Reshapes the current value; the result is recorded like a step's output. */
+  map<O>(id: string, f: (args: MapArgs<C>) => O | Promise<O>): WorkflowBuilder<I, O> {
+    return this.#with({ kind: 'map', id, fn: f as AnyFn });
+  }
+
+  /** Fails a run that takes longer than `ms` in total (time suspended counts too). */
+  timeout(ms: number): WorkflowBuilder<I, C> {
+    return new WorkflowBuilder<I, C>({ ...this.#def, timeoutMs: ms });
+  }
+
+  /** A schema the run's output must satisfy. */
+  output<S extends SchemaLike<unknown, C>>(schema: S): WorkflowBuilder<I, C> {
+    return new WorkflowBuilder<I, C>({ ...this.#def, output: schema });
+  }
+
+  /** Validates the definition (in the engine) and freezes it. Throws a `WorkflowDefinitionError`. */
+  commit(): Workflow<I, C> {
+    const handlers: Handler[] = [];
+    const spec = specOf(this.#def, handlers);
+    const nw = native(() => addon.compileWorkflow(spec));
+    return new Workflow<I, C>({ def: this.#def, native: nw, handlers });
+  }
+}
+
+/**
+ * Starts a workflow definition. With `{ input: schema }` the run's input is validated and typed.
+ *
+ * ```ts
+ * const wf = workflow('greet', { input: z.object({ name: z.string() }) })
+ *   .step('hello', ({ input }) => `hello ${input.name}`)
+ *   .commit();
+ * ```
+ */
+export function workflow<S extends SchemaLike = SchemaLike<unknown, unknown>>(
+  id: string,
+  options?: { readonly input?: S; readonly timeoutMs?: number },
+): WorkflowBuilder<InferInput<S>, InferOutput<S>> {
+  return new WorkflowBuilder({
+    id,
+    input: options?.input,
+    output: undefined,
+    timeoutMs: options?.timeoutMs,
+    items: [],
+  });
+}
+
+/** The input schema of a committed workflow (to parse the input in JS before starting). */
+export function inputSchema(w: Workflow<never, unknown>): SchemaLike | undefined {
+  return compiled(w).def.input;
+}
+
+function specOf(def: Definition, handlers: Handler[]): Record<string, unknown> {
+  const spec: Record<string, unknown> = { id: def.id, steps: def.items.map((i) => itemSpec(i, handlers)) };
+  if (def.input !== undefined) spec.inputSchema = toJsonSchema(def.input);
+  if (def.output !== undefined) spec.outputSchema = toJsonSchema(def.output);
+  if (def.timeoutMs !== undefined) spec.timeoutMs = def.timeoutMs;
+  return spec;
+}
+
+function handle(handlers: Handler[], h: Handler): number {
+  handlers.push(h);
+  return handlers.length - 1;
+}
+
+function itemSpec(item: ItemDef, handlers: Handler[]): Record<string, unknown> {
+  switch (item.kind) {
+    case 'step':
+      return { kind: 'step', id: item.id, node: nodeSpec(item.node, handlers) };
+    case 'parallel':
+      return {
+        kind: 'parallel',
+        all: item.all,
+        children: item.children.map(([id, n]) => ({ id, node: nodeSpec(n, handlers) })),
+      };
+    case 'branch': {
+      const selector = handle(handlers, { kind: 'select', fn: item.selector });
+      return {
+        kind: 'branch',
+        id: item.id,
+        selector,
+        arms: item.arms.map(([id, n]) => ({ id, node: nodeSpec(n, handlers) })),
+      };
+    }
+    case 'loop': {
+      const body = nodeSpec(item.body, handlers);
+      const condition = handle(handlers, { kind: 'condition', fn: item.condition });
+      return { kind: 'loop', id: item.id, body, condition, until: item.until, maxIterations: item.max };
+    }
+    case 'foreach':
+      return { kind: 'foreach', id: item.id, body: nodeSpec(item.body, handlers), concurrency: item.concurrency };
+    case 'sleep':
+      return { kind: 'sleep', id: item.id, ms: item.ms };
+    case 'sleepUntil':
+      return { kind: 'sleepUntil', id: item.id, handle: handle(handlers, { kind: 'wakeAt', fn: item.fn }) };
+    case 'map':
+      return { kind: 'map', id: item.id, handle: handle(handlers, { kind: 'map', fn: item.fn }) };
+  }
+}
+
+function nodeSpec(node: NodeDef, handlers: Handler[]): Record<string, unknown> {
+  if (node.kind === 'workflow') {
+    return { kind: 'workflow', workflow: specOf(compiled(node.workflow).def, handlers) };
+  }
+  const o = node.options;
+  const h = handle(handlers, {
+    kind: 'step',
+    fn: node.fn as (ctx: StepContext<unknown, unknown>) => unknown,
+    timeoutMs: o.timeoutMs,
+    output: o.output,
+    resume: o.resume,
+  });
+  const spec: Record<string, unknown> = { kind: 'step', handle: h };
+  if (o.retry !== undefined) spec.retry = typeof o.retry === 'number' ? { attempts: o.retry } : { ...o.retry };
+  if (o.timeoutMs !== undefined) spec.timeoutMs = o.timeoutMs;
+  if (o.nonIdempotent !== undefined) spec.nonIdempotent = o.nonIdempotent;
+  if (o.input !== undefined) spec.inputSchema = toJsonSchema(o.input);
+  if (o.output !== undefined) spec.outputSchema = toJsonSchema(o.output);
+  if (o.resume !== undefined) spec.resumeSchema = toJsonSchema(o.resume);
+  return spec;
+}

@@ -1,0 +1,248 @@
+// JS steps end to end on a SQLite file: every construct, sync/async/throw, retries, schemas,
+// state, custom events, the event log, and the error classes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { z } from 'zod';
+import {
+  Engine,
+  workflow,
+  step,
+  FatalError,
+  MiyabiError,
+  ValidationError,
+  NotFoundError,
+  ConflictError,
+  WorkflowDefinitionError,
+} from '@miyabi/core';
+import { tempDir } from './helpers.mjs';
+
+test('every construct runs JS steps on SQLite and records each step', async (t) => {
+  const dir = tempDir(t);
+  const engine = await Engine.open({ store: `sqlite:${join(dir, 'runs.db')}` });
+  const inner = workflow('inner').step('x', ({ input }) => ({ nested: input })).commit();
+  const wf = workflow('every', { input: z.object({ n: z.number() }) })
+    .step('sync', ({ input }) => input.n + 1)
+    .then('async', async ({ input }) => {
+      await new Promise((r) => setTimeout(r, 2));
+      return input * 2;
+    })
+    .branch('route', ({ output }) => (output > 5 ? 'big' : 'small'), {
+      big: ({ input }) => input * 100,
+      small: ({ input }) => input,
+    })
+    .dountil('grow', ({ input }) => input + 1, ({ output }) => output >= 403, { maxIterations: 10 })
+    .dowhile('shrink', async ({ input }) => input - 100, ({ output }) => output > 401)
+    .map('list', ({ input }) => [input, input + 1, input + 2])
+    .foreach('each', async ({ input }) => input % 2, { concurrency: 2 })
+    .sleep('nap', 5)
+    .sleepUntil('until', () => new Date(Date.now() + 5))
+    .parallel({
+      a: ({ input }) => input.length,
+      b: async ({ input, state }) => {
+        state.set('seen', input);
+        return 'b';
+      },
+      c: inner,
+    })
+    .then('last', ({ input, state, emit }) => {
+      emit('progress', { pct: 100 });
+      return { ...input, seen: state.get('seen') };
+    })
+    .commit();
+  const run = await engine.start(wf, { n: 2 });
+  assert.equal(run.status, 'succeeded', run.error);
+  // 2+1=3 → 6 → big: 600 → until >= 403: 601 → while > 401: 501, 401 → [401, 402, 403] → [1, 0, 1]
+  assert.deepEqual(run.output, { a: 3, b: 'b', c: { nested: [1, 0, 1] }, seen: [1, 0, 1] });
+
+  const events = [];
+  for await (const e of run.events()) events.push(e);
+  assert.equal(events[0].type, 'run-started');
+  assert.equal(events.at(-1).type, 'run-finished');
+  const outputs = new Map(events.filter((e) => e.type === 'step-output').map((e) => [e.path, e.output]));
+  assert.equal(outputs.get('sync'), 3);
+  assert.equal(outputs.get('route/big'), 600);
+  assert.equal(outputs.has('route/small'), false);
+  assert.equal(outputs.get('grow[0]'), 601);
+  assert.deepEqual([0, 1, 2].map((i) => outputs.get(`each[${i}]`)), [1, 0, 1]);
+  assert.equal(outputs.get('shrink[1]'), 401);
+  assert.deepEqual(outputs.get('c/x'), { nested: [1, 0, 1] });
+  const custom = events.find((e) => e.type === 'custom');
+  assert.deepEqual([custom.path, custom.name, custom.data], ['last', 'progress', { pct: 100 }]);
+  // Sequence numbers have no gaps; events from a later seq start there.
+  events.forEach((e, i) => assert.equal(e.seq, i + 1));
+  const tail = [];
+  for await (const e of engine.events(run.id, events.length - 1)) tail.push(e.seq);
+  assert.deepEqual(tail, [events.length - 1, events.length]);
+
+  const got = await engine.get(run.id);
+  assert.equal(got.status, 'succeeded');
+  assert.deepEqual(got.output, run.output);
+  const listed = await engine.list({ workflow: 'every', status: 'succeeded' });
+  assert.deepEqual(listed.map((r) => r.id), [run.id]);
+  assert.equal(await engine.get('no-such-run'), null);
+});
+
+test('a throw or rejection fails the step with the JS message and stack', async () => {
+  const engine = await Engine.open();
+  function explode() {
+    throw new TypeError('boom from sync');
+  }
+  const sync = workflow('throws').step('bad', () => explode()).commit();
+  const run = await engine.start(sync, null);
+  assert.equal(run.status, 'failed');
+  assert.match(run.error, /step `bad` failed: TypeError: boom from sync/);
+  assert.match(run.error, /at explode \(/, 'the stack names the throwing function');
+
+  const rejecting = workflow('rejects')
+    .step('bad', async () => {
+      await null;
+      throw new Error('boom from async');
+    })
+    .commit();
+  const run2 = await engine.start(rejecting, null);
+  assert.equal(run2.status, 'failed');
+  assert.match(run2.error, /Error: boom from async/);
+  const failed = [];
+  for await (const e of run2.events()) if (e.type === 'step-failed') failed.push(e);
+  assert.equal(failed.length, 1);
+  assert.equal(failed[0].path, 'bad');
+
+  const thrownString = workflow('throws-string')
+    .step('bad', () => {
+      throw 'plain string';
+    })
+    .commit();
+  const run3 = await engine.start(thrownString, null);
+  assert.match(run3.error, /plain string/);
+});
+
+test('retries re-run a failing step; a FatalError is not retried', async () => {
+  const engine = await Engine.open();
+  let calls = 0;
+  const flaky = workflow('flaky')
+    .step(
+      'try',
+      ({ attempt }) => {
+        calls++;
+        if (attempt < 3) throw new Error(`attempt ${attempt} failed`);
+        return attempt;
+      },
+      { retry: { attempts: 3, initialDelayMs: 1, jitter: false } },
+    )
+    .commit();
+  const run = await engine.start(flaky, null);
+  assert.equal(run.status, 'succeeded', run.error);
+  assert.equal(run.output, 3);
+  assert.equal(calls, 3);
+  const retrying = [];
+  for await (const e of run.events()) if (e.type === 'step-retrying') retrying.push(e.attempt);
+  assert.deepEqual(retrying, [2, 3]);
+
+  let fatalCalls = 0;
+  const fatal = workflow('fatal')
+    .step(
+      'try',
+      () => {
+        fatalCalls++;
+        throw new FatalError('never again');
+      },
+      { retry: 5 },
+    )
+    .commit();
+  const run2 = await engine.start(fatal, null);
+  assert.equal(run2.status, 'failed');
+  assert.equal(fatalCalls, 1);
+});
+
+test('a step timeout aborts the step signal and fails the attempt', async () => {
+  const engine = await Engine.open();
+  let reason;
+  const wf = workflow('slow')
+    .step(
+      'wait',
+      ({ signal }) =>
+        new Promise((resolve) => {
+          signal.addEventListener('abort', () => {
+            reason = signal.reason;
+            resolve('late');
+          });
+        }),
+      { timeoutMs: 20 },
+    )
+    .commit();
+  const run = await engine.start(wf, null);
+  assert.equal(run.status, 'failed');
+  assert.match(run.error, /timed out after 20 ms/);
+  assert.equal(reason?.code, 'TIMEOUT');
+});
+
+test('schemas: run input, step output (parsed by zod) and resume data are validated', async () => {
+  const engine = await Engine.open();
+  const wf = workflow('typed', { input: z.object({ name: z.string(), times: z.number().default(2) }) })
+    .step('repeat', ({ input }) => input.name.repeat(input.times))
+    .then(
+      'shape',
+      step({
+        output: z.object({ text: z.string(), length: z.number() }),
+        execute: ({ input }) => ({ text: input, length: input.length, extra: 'stripped by zod' }),
+      }),
+    )
+    .commit();
+  const ok = await engine.start(wf, { name: 'ab' });
+  assert.deepEqual(ok.output, { text: 'abab', length: 4 });
+  await assert.rejects(() => engine.start(wf, { name: 7 }), (e) => {
+    assert.ok(e instanceof ValidationError);
+    assert.equal(e.code, 'VALIDATION');
+    assert.match(e.message, /name/);
+    return true;
+  });
+
+  const badOutput = workflow('bad-output')
+    .step('s', step({ output: z.number(), execute: () => 'not a number' }))
+    .commit();
+  const run = await engine.start(badOutput, null);
+  assert.equal(run.status, 'failed');
+  assert.match(run.error, /output violates its schema/);
+});
+
+test('definition errors and engine errors carry stable codes', async () => {
+  assert.throws(
+    () => workflow('dup').step('a', () => 1).then('a', () => 2).commit(),
+    (e) => e instanceof WorkflowDefinitionError && e.code === 'INVALID_WORKFLOW' && /duplicate id `a`/.test(e.message),
+  );
+  assert.throws(() => workflow('empty').commit(), (e) => e instanceof MiyabiError && e.code === 'INVALID_WORKFLOW');
+  const engine = await Engine.open();
+  await assert.rejects(() => engine.resume('nope', 'x', 1), (e) => e instanceof NotFoundError && e.code === 'NOT_FOUND');
+  const wf = workflow('done').step('a', () => 1).commit();
+  const run = await engine.start(wf, null);
+  await assert.rejects(() => engine.resume(run.id, 'a', 1), (e) => e instanceof ConflictError && e.code === 'CONFLICT');
+  await assert.rejects(() => engine.cancel(run.id), (e) => e instanceof ConflictError);
+  assert.throws(() => Engine.openSync({ store: 'postgres://x' }), (e) => e instanceof MiyabiError && e.code === 'INVALID_ARGUMENT');
+});
+
+test('a parallel child that suspends keeps its siblings results; resume finishes the run', async () => {
+  const engine = await Engine.open();
+  let checks = 0;
+  const wf = workflow('gate')
+    .parallel({
+      check: async () => {
+        checks++;
+        return 'ok';
+      },
+      approve: step({
+        resume: z.object({ approved: z.boolean() }),
+        execute: ({ resumeData, suspend }) => resumeData ?? suspend({ question: 'ship it?' }),
+      }),
+    })
+    .commit();
+  const run = await engine.start(wf, null);
+  assert.equal(run.status, 'suspended');
+  assert.deepEqual(run.suspended, [{ path: 'approve', payload: { question: 'ship it?' } }]);
+  await assert.rejects(() => engine.resume(run.id, 'approve', { approved: 'yes' }), ValidationError);
+  await assert.rejects(() => engine.resume(run.id, 'check', {}), (e) => e.code === 'NOT_SUSPENDED');
+  const done = await engine.resume(run.id, 'approve', { approved: true });
+  assert.equal(done.status, 'succeeded', done.error);
+  assert.deepEqual(done.output, { check: 'ok', approve: { approved: true } });
+  assert.equal(checks, 1, 'the sibling ran once');
+});
