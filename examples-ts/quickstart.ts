@@ -3,7 +3,7 @@
 //
 //   npm run build && node --test tests/examples.test.mjs      (type-checks and runs this file)
 import { z } from 'zod';
-import { Engine, step, workflow } from '@miyabi/core';
+import { Engine, workflow } from '@miyabi/core';
 
 const Issue = z.object({ issue: z.string(), size: z.number().int().default(1) });
 
@@ -25,13 +25,13 @@ export const issueResolution = workflow('issue-resolution', { input: Issue })
   })
   .then(
     'review',
-    step({
+    {
       resume: z.object({ approved: z.boolean(), by: z.string() }),
       execute: ({ input, resumeData, suspend }) => ({
         plan: input.plan,
         ...(resumeData ?? suspend({ question: `approve "${input.plan}"?` })),
       }),
-    }),
+    },
   )
   .then('deploy', ({ input, runId }) => ({ deployed: input.approved, by: input.by, runId }))
   .commit();

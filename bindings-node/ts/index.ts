@@ -20,6 +20,7 @@ export {
   type StepContext,
   type StepFn,
   type StepDef,
+  type StepSpec,
   type StepLike,
   type StepOptions,
   type RetryOptions,

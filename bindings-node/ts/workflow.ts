@@ -74,45 +74,52 @@ export interface StepOptions<I = unknown, O = unknown, R = unknown> {
   readonly nonIdempotent?: 'fail' | 'suspend';
 }
 
+/** A step written as an object: its options and its `execute` function. */
+export type StepSpec<I = unknown, O = unknown, R = unknown> = StepOptions<I, O, R> & {
+  execute(ctx: StepContext<I, R>): O | Promise<O>;
+};
+
 /** A step made with `step()`: a function with its options. */
 export interface StepDef<I = unknown, O = unknown, R = unknown> {
   readonly kind: 'miyabi.step';
-  readonly options: StepOptions<I, O, R>;
+  readonly options: StepOptions<unknown, unknown, unknown>;
   execute(ctx: StepContext<I, R>): O | Promise<O>;
   /** Type-level only. */
   readonly '~types'?: { readonly in: (input: I) => void; readonly out: O };
 }
 
 /**
- * A step with options.
+ * A step with options, defined on its own (its input type comes from its `input` schema or its
+ * annotation; inline in `.then()` an object `{ execute, ...options }` gets it from the workflow).
  *
  * ```ts
  * const approve = step({
  *   resume: z.object({ approved: z.boolean() }),
  *   retry: 3,
- *   execute: ({ input, resumeData, suspend }) => resumeData ?? suspend({ ask: input }),
+ *   execute: ({ resumeData, suspend }) => resumeData ?? suspend({ ask: 'ok?' }),
  * });
  * ```
  */
-export function step<I = unknown, O = unknown, R = unknown>(
-  def: StepOptions<I, O, R> & { execute(ctx: StepContext<I, R>): O | Promise<O> },
-): StepDef<I, O, R> {
+export function step<I = unknown, O = unknown, R = unknown>(def: StepSpec<I, O, R>): StepDef<I, O, R> {
   const { execute, ...options } = def;
-  return { kind: 'miyabi.step', options, execute: execute.bind(def) };
+  return { kind: 'miyabi.step', options: options as StepOptions<unknown, unknown, unknown>, execute: execute.bind(def) };
 }
 
 /** Anything that can run at one place of a workflow, taking `I`. */
 export type StepLike<I = unknown> =
-  | StepFn<I, unknown, never>
+  | StepFn<I, unknown, unknown>
+  | StepSpec<I, unknown, unknown>
   | StepDef<I, unknown, never>
   | Workflow<I, unknown>;
 
-/** The output type of a step, step definition or nested workflow. */
+/** The output type of a step function, step object, step definition or nested workflow. */
 export type OutputOf<S> = S extends (ctx: never) => infer R
   ? Awaited<R>
-  : S extends { readonly '~types'?: { readonly out: infer O } }
-    ? O
-    : never;
+  : S extends { execute(ctx: never): infer R }
+    ? Awaited<R>
+    : S extends { readonly '~types'?: { readonly out: infer O } }
+      ? O
+      : never;
 
 /** The element type of an array type. */
 export type ElementOf<T> = T extends ReadonlyArray<infer E> ? E : never;
@@ -203,16 +210,28 @@ function nodeOf(s: StepLike<never>, options?: StepOptions<unknown, unknown, unkn
     return { kind: 'workflow', workflow: s as Workflow<unknown, unknown> };
   }
   if (typeof s === 'function') return { kind: 'step', fn: s as AnyFn, options: options ?? {} };
-  if (s !== null && typeof s === 'object' && s.kind === 'miyabi.step') {
+  if (s !== null && typeof s === 'object' && 'kind' in s && s.kind === 'miyabi.step') {
     const def = s as StepDef<never, unknown, never>;
     return {
       kind: 'step',
       fn: ((ctx: StepContext<never, never>) => def.execute(ctx)) as AnyFn,
-      options: { ...(def.options as StepOptions<unknown, unknown, unknown>), ...options },
+      options: { ...def.options, ...options },
     };
   }
-  throw new TypeError('expected a step function, a step() definition or a committed workflow');
+  if (s !== null && typeof s === 'object' && typeof (s as { execute?: unknown }).execute === 'function') {
+    const { execute, ...rest } = s as StepSpec<never, unknown, never>;
+    const spec = s as StepSpec<never, unknown, never>;
+    return {
+      kind: 'step',
+      fn: ((ctx: StepContext<never, never>) => execute.call(spec, ctx)) as AnyFn,
+      options: { ...(rest as StepOptions<unknown, unknown, unknown>), ...options },
+    };
+  }
+  throw new TypeError('expected a step function, a step object ({ execute }), a step() definition or a committed workflow');
 }
+
+/** A builder whose current value is an array (what `foreach` needs). */
+type ArrayBuilder = { readonly '~types'?: { readonly current: ReadonlyArray<unknown> } };
 
 /**
  * A workflow under construction; every method returns a new builder whose type tracks the
@@ -220,6 +239,8 @@ function nodeOf(s: StepLike<never>, options?: StepOptions<unknown, unknown, unkn
  */
 export class WorkflowBuilder<I = unknown, C = unknown> {
   readonly #def: Definition;
+  /** Type-level only. */
+  declare readonly '~types'?: { readonly in: (input: I) => void; readonly current: C };
 
   /** @internal use `workflow(id)` */
   constructor(def: Definition) {
@@ -231,12 +252,21 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   }
 
   /** Appends a step (same as `then`). */
-  step<S extends StepLike<C>>(id: string, step: S, options?: StepOptions<C, OutputOf<S>>): WorkflowBuilder<I, OutputOf<S>> {
-    return this.then(id, step, options);
+  step<O>(id: string, step: StepFn<C, O, unknown>, options?: StepOptions<C, O>): WorkflowBuilder<I, O>;
+  step<O, R = unknown>(id: string, step: StepSpec<C, O, R>): WorkflowBuilder<I, O>;
+  step<O>(id: string, step: StepDef<C, O, never> | Workflow<C, O>): WorkflowBuilder<I, O>;
+  step(id: string, step: StepLike<C>, options?: StepOptions<C>): WorkflowBuilder<I, unknown> {
+    return this.#with({ kind: 'step', id, node: nodeOf(step as StepLike<never>, options as StepOptions | undefined) });
   }
 
-  /** Appends a step, step definition or nested workflow; it gets the current value as input. */
-  then<S extends StepLike<C>>(id: string, step: S, options?: StepOptions<C, OutputOf<S>>): WorkflowBuilder<I, OutputOf<S>> {
+  /**
+   * Appends a step — a function, an object `{ execute, ...options }`, a `step()` definition
+   * or a committed workflow (nested) — that gets the current value as input.
+   */
+  then<O>(id: string, step: StepFn<C, O, unknown>, options?: StepOptions<C, O>): WorkflowBuilder<I, O>;
+  then<O, R = unknown>(id: string, step: StepSpec<C, O, R>): WorkflowBuilder<I, O>;
+  then<O>(id: string, step: StepDef<C, O, never> | Workflow<C, O>): WorkflowBuilder<I, O>;
+  then(id: string, step: StepLike<C>, options?: StepOptions<C>): WorkflowBuilder<I, unknown> {
     return this.#with({ kind: 'step', id, node: nodeOf(step as StepLike<never>, options as StepOptions | undefined) });
   }
 
@@ -278,16 +308,34 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   }
 
   /** Runs `body` once per element of the current value (an array), at most `concurrency` at a time (default 1); the output is the results in order. */
-  foreach<S extends StepLike<ElementOf<C>>>(
+  foreach<O>(
+    this: ArrayBuilder,
     id: string,
-    body: S,
-    options?: { readonly concurrency?: number } & StepOptions<ElementOf<C>, OutputOf<S>>,
-  ): WorkflowBuilder<I, Array<OutputOf<S>>> {
+    body: StepFn<ElementOf<C>, O, unknown>,
+    options?: { readonly concurrency?: number } & StepOptions<ElementOf<C>, O>,
+  ): WorkflowBuilder<I, O[]>;
+  foreach<O, R = unknown>(
+    this: ArrayBuilder,
+    id: string,
+    body: StepSpec<ElementOf<C>, O, R>,
+    options?: { readonly concurrency?: number },
+  ): WorkflowBuilder<I, O[]>;
+  foreach<O>(
+    this: ArrayBuilder,
+    id: string,
+    body: StepDef<ElementOf<C>, O, never> | Workflow<ElementOf<C>, O>,
+    options?: { readonly concurrency?: number },
+  ): WorkflowBuilder<I, O[]>;
+  foreach(
+    id: string,
+    body: StepLike<ElementOf<C>>,
+    options?: { readonly concurrency?: number } & StepOptions<ElementOf<C>>,
+  ): WorkflowBuilder<I, unknown[]> {
     const { concurrency, ...stepOptions } = options ?? {};
     return this.#with({
       kind: 'foreach',
       id,
-      body: nodeOf(body as StepLike<never>, Object.keys(stepOptions).length > 0 ? stepOptions : undefined),
+      body: nodeOf(body as StepLike<never>, Object.keys(stepOptions).length > 0 ? (stepOptions as StepOptions) : undefined),
       concurrency: concurrency ?? 1,
     });
   }
@@ -295,7 +343,7 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   /** Runs `body`, then again on its own output while `condition` holds, at most `maxIterations` times (default 100; more fails the run). */
   dowhile(
     id: string,
-    body: StepFn<C, C, never> | StepDef<C, C, never> | Workflow<C, C>,
+    body: StepFn<C, C, unknown> | StepSpec<C, C, unknown> | StepDef<C, C, never> | Workflow<C, C>,
     condition: (args: DecisionArgs<C>) => boolean | Promise<boolean>,
     options?: { readonly maxIterations?: number },
   ): WorkflowBuilder<I, C> {
@@ -305,7 +353,7 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   /** Runs `body`, then again on its own output until `condition` holds, at most `maxIterations` times (default 100). */
   dountil(
     id: string,
-    body: StepFn<C, C, never> | StepDef<C, C, never> | Workflow<C, C>,
+    body: StepFn<C, C, unknown> | StepSpec<C, C, unknown> | StepDef<C, C, never> | Workflow<C, C>,
     condition: (args: DecisionArgs<C>) => boolean | Promise<boolean>,
     options?: { readonly maxIterations?: number },
   ): WorkflowBuilder<I, C> {

@@ -1,0 +1,43 @@
+// The TypeScript surface: the type-level tests (tests/types) and the examples (examples-ts)
+// type-check under strict settings, and the compiled quickstart runs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tempDir, runNode } from './helpers.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+
+function typecheck(project, extra = []) {
+  try {
+    execFileSync(process.execPath, [tsc, '-p', join(root, project), ...extra], { stdio: 'pipe' });
+  } catch (e) {
+    assert.fail(`tsc -p ${project} failed:\n${e.stdout}${e.stderr}`);
+  }
+}
+
+test('type-level tests of the public API compile (inference and expected errors)', () => {
+  typecheck('tests/types');
+});
+
+test('the public .d.ts files have no `any`', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  for (const dir of ['dist/esm', 'dist/cjs']) {
+    for (const f of readdirSync(join(root, dir)).filter((f) => f.endsWith('.d.ts'))) {
+      const text = readFileSync(join(root, dir, f), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '');
+      assert.doesNotMatch(text, /\bany\b(?!')/, `${dir}/${f} mentions any`);
+    }
+  }
+});
+
+test('examples-ts type-check, and the quickstart runs to completion', async (t) => {
+  typecheck('examples-ts');
+  const db = join(tempDir(t), 'quickstart.db');
+  const r = await runNode(join(root, 'examples-ts', '.out', 'quickstart.js'), [db]);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /run-suspended/);
+  assert.match(r.stdout, /succeeded: \{[^}]*deployed: true/);
+  assert.match(r.stdout, /succeeded: \{[^}]*by: 'ada'/);
+});
