@@ -6,9 +6,9 @@
  * call synchronous, committing to the store in the same call. No thread hop per step.
  */
 import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeTask, addon } from './native.js';
-import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, native } from './errors.js';
+import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, native } from './errors.js';
 import { parseSync } from './schema.js';
-import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled, inputSchema } from './workflow.js';
+import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled } from './workflow.js';
 
 /** Where a run stands. */
 export type RunStatus = 'running' | 'suspended' | 'succeeded' | 'failed' | 'cancelled';
@@ -180,6 +180,10 @@ function errorValue(e: unknown, fatal: boolean): { message: string; fatal: boole
   return { message: typeof e === 'string' ? e : `non-error thrown: ${String(e)}`, fatal };
 }
 
+function suspendStep(payload?: unknown): never {
+  throw new Suspend(payload ?? null);
+}
+
 /** The run context a step gets. */
 class Ctx implements StepContext<unknown, unknown> {
   readonly input: unknown;
@@ -187,40 +191,45 @@ class Ctx implements StepContext<unknown, unknown> {
   readonly path: string;
   readonly attempt: number;
   readonly resumeData: unknown;
-  readonly signal: AbortSignal;
   readonly #run: NativeRun;
+  readonly #signal: () => AbortSignal;
 
-  constructor(run: NativeRun, runId: string, t: NativeTask, signal: AbortSignal) {
+  constructor(run: NativeRun, runId: string, t: NativeTask, signal: () => AbortSignal) {
     this.#run = run;
     this.runId = runId;
     this.input = t.input ?? null;
     this.path = t.path;
     this.attempt = t.attempt ?? 1;
     this.resumeData = t.resume;
-    this.signal = signal;
+    this.#signal = signal;
+  }
+
+  get signal(): AbortSignal {
+    return this.#signal();
   }
 
   get idempotencyKey(): string {
     return `${this.runId}:${this.path}`;
   }
 
-  // Own properties, so that destructured `({ suspend, emit })` work.
-  readonly suspend = (payload?: unknown): never => {
-    throw new Suspend(payload ?? null);
-  };
+  // Getters returning functions that need no `this`, so that `({ suspend, emit })` works.
+  get suspend(): (payload?: unknown) => never {
+    return suspendStep;
+  }
 
-  readonly emit = (name: string, data?: unknown): void => {
-    native(() => this.#run.emit(this.path, name, data ?? null));
-  };
+  get emit(): (name: string, data?: unknown) => void {
+    const run = this.#run;
+    const path = this.path;
+    return (name: string, data?: unknown): void => native(() => run.emit(path, name, data ?? null));
+  }
 
   get state(): RunState {
     const run = this.#run;
     return {
-      get: <T = unknown>(key: string): T | undefined => (run.getState(key) ?? undefined) as T | undefined,
-      set: (key: string, value: unknown): void => run.setState(key, value ?? null),
+      get: <T = unknown>(key: string): T | undefined => (native(() => run.getState(key)) ?? undefined) as T | undefined,
+      set: (key: string, value: unknown): void => native(() => run.setState(key, value ?? null)),
     };
   }
-
 }
 
 /** Drives one run on the event loop until it finishes or suspends. */
@@ -229,7 +238,9 @@ class Driver {
   readonly result: Promise<NativeRunInfo>;
   readonly #n: NativeRun;
   readonly #handlers: ReadonlyArray<Handler>;
-  readonly #controller = new AbortController();
+  /** Created when a step first looks at its signal. */
+  #controller: AbortController | undefined;
+  readonly #runSignal = (): AbortSignal => (this.#controller ??= new AbortController()).signal;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #listeners = new Set<() => void>();
   readonly #onDone: () => void;
@@ -269,10 +280,18 @@ class Driver {
           this.cancel();
           break;
         }
-        const tasks = native(() => n.poll());
+        let tasks: NativeTask[];
+        try {
+          tasks = n.poll();
+        } catch (e) {
+          throw fromNative(e);
+        }
         this.#notify();
-        const status = n.status();
-        if (status !== 'running' && (status !== 'suspended' || this.#inflight === 0)) break;
+        if (tasks.length === 0) {
+          // Tasks come only from a running run: ask for the status when there are none.
+          const status = n.status();
+          if (status !== 'running' && (status !== 'suspended' || this.#inflight === 0)) break;
+        }
         let progressed = false;
         for (const t of tasks) {
           if (this.#start(t)) progressed = true;
@@ -328,7 +347,7 @@ class Driver {
   cancel(): NativeRunInfo {
     if (!this.#done) {
       this.#done = true;
-      this.#controller.abort(new CancelledError());
+      this.#controller?.abort(new CancelledError());
       native(() => this.#n.cancel());
       this.#signal();
     }
@@ -339,7 +358,7 @@ class Driver {
     if (this.#done) return;
     this.#done = true;
     const message = `run timed out (deadline ${new Date(deadline).toISOString()})`;
-    this.#controller.abort(new TimeoutError(message));
+    this.#controller?.abort(new TimeoutError(message));
     native(() => this.#n.failRun(message));
     this.#signal();
   }
@@ -426,11 +445,13 @@ class Driver {
       this.#fail(t.path, new FatalError(`no step function for handle ${String(t.handle)}`), true);
       return true;
     }
-    let signal = this.#controller.signal;
+    let signal = this.#runSignal;
     let stepAbort: AbortController | undefined;
     if (h.timeoutMs !== undefined) {
-      stepAbort = new AbortController();
-      signal = AbortSignal.any([signal, stepAbort.signal]);
+      const step = new AbortController();
+      stepAbort = step;
+      let both: AbortSignal | undefined;
+      signal = () => (both ??= AbortSignal.any([this.#runSignal(), step.signal]));
     }
     let r: unknown;
     try {
@@ -557,22 +578,38 @@ export class Engine {
   }
 
   /** Starts a run and drives it until it finishes or suspends. */
-  async start<I, O>(wf: Workflow<I, O>, input: I): Promise<Run<O>> {
-    const h = await this.spawn(wf, input);
-    return h.result;
+  start<I, O>(wf: Workflow<I, O>, input: I): Promise<Run<O>> {
+    try {
+      const h = this.#spawn<I, O>(wf, input);
+      return h instanceof Promise ? h.then((x) => x.result) : h.result;
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Starts a run (committed when this settles) and drives it in the background. */
   async spawn<I, O>(wf: Workflow<I, O>, input: I): Promise<RunHandle<O>> {
+    return this.#spawn<I, O>(wf, input);
+  }
+
+  /** Validates the input (synchronously when the schema allows) and starts the run. */
+  #spawn<I, O>(wf: Workflow<I, O>, input: I): RunHandle<O> | Promise<RunHandle<O>> {
     const w = wf as Workflow<never, unknown>;
-    this.register(w);
-    const schema = inputSchema(w);
-    let value: unknown = input;
-    if (schema !== undefined) {
-      const p = parseSync(schema, input, `workflow \`${wf.id}\` input`);
-      value = p instanceof Promise ? await p : p.value;
+    const c = compiled(w);
+    if (!this.#byFingerprint.has(wf.fingerprint)) this.register(w);
+    const schema = c.def.input;
+    if (schema === undefined) return this.#startParsed<O>(c, input);
+    const p = parseSync(schema, input, `workflow \`${wf.id}\` input`);
+    return p instanceof Promise ? p.then((v) => this.#startParsed<O>(c, v)) : this.#startParsed<O>(c, p.value);
+  }
+
+  #startParsed<O>(c: Compiled, value: unknown): RunHandle<O> {
+    let n: NativeRun;
+    try {
+      n = this.#native.startRun(c.native, value ?? null);
+    } catch (e) {
+      throw fromNative(e);
     }
-    const n = native(() => this.#native.startRun(compiled(w).native, value ?? null));
     return this.#drive<O>(n);
   }
 
