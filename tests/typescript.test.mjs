@@ -18,7 +18,11 @@ function typecheck(project, extra = []) {
   }
 }
 
-test('type-level tests of the public API compile (inference and expected errors)', () => {
+test('type-level tests of the public API and the README quickstart compile', async () => {
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const snippet = readFileSync(join(root, 'tests', 'types', 'readme.ts'), 'utf8').split('\n').slice(1, -2).join('\n');
+  assert.ok(readme.includes(snippet), 'tests/types/readme.ts is the README snippet');
   typecheck('tests/types');
 });
 
