@@ -248,6 +248,10 @@ class Driver {
   #done = false;
   #wake: (() => void) | undefined;
   #final: NativeRunInfo | undefined;
+  /** Tasks handed out by a `completeAndPoll`, not started yet. */
+  #ready: NativeTask[] = [];
+  /** Something completed without a poll after it: poll before going on. */
+  #dirty = true;
 
   constructor(n: NativeRun, c: Compiled, onDone: () => void) {
     this.#n = n;
@@ -280,12 +284,18 @@ class Driver {
           this.cancel();
           break;
         }
-        let tasks: NativeTask[];
-        try {
-          tasks = n.poll();
-        } catch (e) {
-          throw fromNative(e);
+        if (this.#dirty) {
+          this.#dirty = false;
+          let polled: NativeTask[];
+          try {
+            polled = n.poll();
+          } catch (e) {
+            throw fromNative(e);
+          }
+          if (polled.length > 0) this.#ready.push(...polled);
         }
+        const tasks = this.#ready;
+        this.#ready = [];
         this.#notify();
         if (tasks.length === 0) {
           // Tasks come only from a running run: ask for the status when there are none.
@@ -385,12 +395,12 @@ class Driver {
         this.#timer((t.wakeAt ?? 0) - Date.now(), () => {
           this.#inflight--;
           if (this.#done) return;
-          this.#n.complete(t.path, true, null);
+          this.#complete(t.path, true, null);
           this.#signal();
         });
         return false;
       default:
-        this.#n.complete(t.path, false, {
+        this.#complete(t.path, false, {
           message: `step \`${t.path}\` is implemented in Rust (${t.kind}); it cannot run in a run driven from JavaScript`,
           fatal: true,
         });
@@ -398,19 +408,37 @@ class Driver {
     }
   }
 
+  /** Completes `path` with a value and polls in the same native call. */
+  #completeOk(path: string, value: unknown): void {
+    let more: NativeTask[];
+    try {
+      more = this.#n.completeAndPoll(path, value ?? null);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    if (more.length > 0) this.#ready.push(...more);
+  }
+
+  /** Completes `path` without polling (failures, suspensions, eval answers, sleeps). */
+  #complete(path: string, ok: boolean, value: unknown): void {
+    this.#n.complete(path, ok, value);
+    this.#dirty = true;
+  }
+
   #fail(path: string, e: unknown, fatal = false): void {
     if (this.#done) return;
     if (e instanceof Suspend) {
       this.#n.suspend(path, e.payload);
+      this.#dirty = true;
     } else {
-      this.#n.complete(path, false, errorValue(e, fatal));
+      this.#complete(path, false, errorValue(e, fatal));
     }
   }
 
   #ok(path: string, h: Handler & { kind: 'step' }, v: unknown): boolean {
     if (this.#done) return true;
     if (h.output === undefined) {
-      this.#n.complete(path, true, v ?? null);
+      this.#completeOk(path, v);
       return true;
     }
     let parsed: { readonly value: unknown } | Promise<unknown>;
@@ -423,12 +451,12 @@ class Driver {
     if (parsed instanceof Promise) {
       this.#inflight++;
       parsed.then(
-        (x) => this.#settled(() => this.#n.complete(path, true, x ?? null)),
+        (x) => this.#settled(() => this.#completeOk(path, x)),
         (e: unknown) => this.#settled(() => this.#fail(path, e, true)),
       );
       return false;
     }
-    this.#n.complete(path, true, parsed.value ?? null);
+    this.#completeOk(path, parsed.value);
     return true;
   }
 
@@ -513,7 +541,7 @@ class Driver {
       else if (kind === 'condition') a = Boolean(v);
       else if (kind === 'wakeAt') a = v instanceof Date ? v.getTime() : Number(v);
       else a = v ?? null;
-      this.#n.complete(t.path, true, a);
+      this.#complete(t.path, true, a);
     };
     const args = kind === 'select' || kind === 'condition' ? { output: t.input ?? null } : { input: t.input ?? null };
     let r: unknown;
