@@ -11,7 +11,8 @@ export function tempDir(t) {
   return dir;
 }
 
-/** Runs `node script ...args`; resolves with { code, signal, stdout, stderr, ms }. */
+/** Runs `node script ...args` (`script` may be a node flag, then args start with the script);
+ * resolves with { code, signal, stdout, stderr, ms }. */
 export function runNode(script, args = [], { timeoutMs = 20000 } = {}) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
