@@ -246,3 +246,40 @@ test('a parallel child that suspends keeps its siblings results; resume finishes
   assert.deepEqual(done.output, { check: 'ok', approve: { approved: true } });
   assert.equal(checks, 1, 'the sibling ran once');
 });
+
+test('events() of a run driven here is live: it yields each commit and ends with the run', async () => {
+  const engine = await Engine.open();
+  const gates = [];
+  const gate = () => new Promise((resolve) => gates.push(resolve));
+  const wf = workflow('live')
+    .step('one', async () => {
+      await gate();
+      return 1;
+    })
+    .then('two', async ({ input, emit }) => {
+      emit('halfway', { input });
+      await gate();
+      return input + 1;
+    })
+    .commit();
+  const handle = await engine.spawn(wf, null);
+  const seen = [];
+  const reader = (async () => {
+    for await (const e of handle.events()) {
+      seen.push(`${e.type}${e.path ? ` ${e.path}` : ''}`);
+      // Let the run go on only once the iterator has seen the step start.
+      if (e.type === 'step-started') setImmediate(() => gates.shift()?.());
+    }
+  })();
+  await reader;
+  assert.deepEqual(seen, [
+    'run-started',
+    'step-started one',
+    'step-output one',
+    'step-started two',
+    'custom two',
+    'step-output two',
+    'run-finished',
+  ]);
+  assert.equal((await handle.result).output, 2);
+});
