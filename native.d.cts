@@ -162,11 +162,11 @@ export interface NativeTask {
   handle?: number
   /** The function's input (step and eval). */
   input?: unknown
-  /** Attempt number from 1 (step). */
+  /** Attempt number (step; absent for the first attempt). */
   attempt?: number
   /** Resume data, when a suspended step is resumed (step). */
   resume?: unknown
-  /** Wait this long before running (retry backoff; step). */
+  /** Wait this long before running (retry backoff; step; absent for no wait). */
   delayMs?: number
   /** `select`, `condition`, `map` or `wakeAt` (eval). */
   eval?: string

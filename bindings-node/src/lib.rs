@@ -155,12 +155,12 @@ pub struct NativeTask {
     /// The function's input (step and eval).
     #[napi(ts_type = "unknown")]
     pub input: Option<Value>,
-    /// Attempt number from 1 (step).
+    /// Attempt number (step; absent for the first attempt).
     pub attempt: Option<u32>,
     /// Resume data, when a suspended step is resumed (step).
     #[napi(ts_type = "unknown")]
     pub resume: Option<Value>,
-    /// Wait this long before running (retry backoff; step).
+    /// Wait this long before running (retry backoff; step; absent for no wait).
     pub delay_ms: Option<i64>,
     /// `select`, `condition`, `map` or `wakeAt` (eval).
     pub eval: Option<String>,
@@ -191,9 +191,10 @@ fn task(t: Task) -> Option<NativeTask> {
         } => NativeTask {
             handle: Some(handle),
             input: Some(input),
-            attempt: Some(attempt),
+            // Left out when they hold their usual values: fewer properties to create per task.
+            attempt: (attempt != 1).then_some(attempt),
             resume,
-            delay_ms: Some(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+            delay_ms: (delay_ms > 0).then(|| i64::try_from(delay_ms).unwrap_or(i64::MAX)),
             ..empty("step", path)
         },
         Task::Eval {
