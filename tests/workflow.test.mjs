@@ -283,3 +283,29 @@ test('events() of a run driven here is live: it yields each commit and ends with
   ]);
   assert.equal((await handle.result).output, 2);
 });
+
+test('values follow JSON: Dates become ISO strings; functions, symbols, NaN and cycles fail the step', async () => {
+  const engine = await Engine.open();
+  const when = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+  const dated = workflow('dated')
+    .step('s', () => ({ when, list: [when], nothing: undefined, big: 2 ** 40 }))
+    .then('t', ({ input }) => ({ got: input }))
+    .commit();
+  const run = await engine.start(dated, null);
+  assert.equal(run.status, 'succeeded', run.error);
+  assert.deepEqual(run.output, { got: { when: when.toISOString(), list: [when.toISOString()], big: 2 ** 40 } });
+
+  const cyclic = {};
+  cyclic.self = cyclic;
+  for (const [name, value] of [
+    ['function', { f() {} }],
+    ['symbol', Symbol('s')],
+    ['nan', Number.NaN],
+    ['cycle', cyclic],
+  ]) {
+    const wf = workflow(`bad-${name}`).step('s', () => value).commit();
+    const bad = await engine.start(wf, null);
+    assert.equal(bad.status, 'failed', name);
+    assert.match(bad.error, /the output of `s` cannot be stored as JSON/, name);
+  }
+});

@@ -6,7 +6,7 @@
  * call synchronous, committing to the store in the same call. No thread hop per step.
  */
 import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeTask, addon } from './native.js';
-import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, native } from './errors.js';
+import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, isEngineError, native } from './errors.js';
 import { parseSync } from './schema.js';
 import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled } from './workflow.js';
 
@@ -162,6 +162,27 @@ function ms(t: number | Date | undefined): number | undefined {
   return t instanceof Date ? t.getTime() : t;
 }
 
+/** Whether storing `v` needs JSON's rules: a `toJSON` (Date), or objects that are not plain. */
+function needsJson(v: unknown, depth: number): boolean {
+  if (v === null || typeof v !== 'object' || depth > 64) return false;
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return true;
+  if (Array.isArray(v)) {
+    for (const x of v) if (needsJson(x, depth + 1)) return true;
+    return false;
+  }
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return true;
+  for (const k in v) if (needsJson((v as Record<string, unknown>)[k], depth + 1)) return true;
+  return false;
+}
+
+/** A value as the engine stores it: JSON's rules for what is not plain data (a Date becomes its
+ * ISO string, as with JSON.stringify), plain data as it is (no copy). */
+function storable(v: unknown): unknown {
+  if (v === undefined) return null;
+  return needsJson(v, 0) ? (JSON.parse(JSON.stringify(v)) as unknown) : v;
+}
+
 /** Thrown by `ctx.suspend` to end the step; the driver turns it into a suspension. */
 class Suspend {
   constructor(readonly payload: unknown) {}
@@ -220,14 +241,14 @@ class Ctx implements StepContext<unknown, unknown> {
   get emit(): (name: string, data?: unknown) => void {
     const run = this.#run;
     const path = this.path;
-    return (name: string, data?: unknown): void => native(() => run.emit(path, name, data ?? null));
+    return (name: string, data?: unknown): void => native(() => run.emit(path, name, storable(data)));
   }
 
   get state(): RunState {
     const run = this.#run;
     return {
       get: <T = unknown>(key: string): T | undefined => (native(() => run.getState(key)) ?? undefined) as T | undefined,
-      set: (key: string, value: unknown): void => native(() => run.setState(key, value ?? null)),
+      set: (key: string, value: unknown): void => native(() => run.setState(key, storable(value))),
     };
   }
 }
@@ -412,23 +433,44 @@ class Driver {
   #completeOk(path: string, value: unknown): void {
     let more: NativeTask[];
     try {
-      more = this.#n.completeAndPoll(path, value ?? null);
+      more = this.#n.completeAndPoll(path, storable(value));
     } catch (e) {
-      throw fromNative(e);
+      if (isEngineError(e)) throw fromNative(e);
+      // The value cannot become JSON (a function, a symbol, NaN, a cycle): the step fails.
+      this.#unstorable(path, 'output', e);
+      return;
     }
     if (more.length > 0) this.#ready.push(...more);
   }
 
   /** Completes `path` without polling (failures, suspensions, eval answers, sleeps). */
   #complete(path: string, ok: boolean, value: unknown): void {
-    this.#n.complete(path, ok, value);
+    try {
+      this.#n.complete(path, ok, ok ? storable(value) : value);
+    } catch (e) {
+      if (isEngineError(e)) throw fromNative(e);
+      this.#unstorable(path, ok ? 'result' : 'error', e);
+      return;
+    }
+    this.#dirty = true;
+  }
+
+  #unstorable(path: string, what: string, e: unknown): void {
+    const reason = e instanceof Error ? e.message : String(e);
+    this.#n.complete(path, false, { message: `the ${what} of \`${path}\` cannot be stored as JSON: ${reason}`, fatal: true });
     this.#dirty = true;
   }
 
   #fail(path: string, e: unknown, fatal = false): void {
     if (this.#done) return;
     if (e instanceof Suspend) {
-      this.#n.suspend(path, e.payload);
+      try {
+        this.#n.suspend(path, storable(e.payload));
+      } catch (err) {
+        if (isEngineError(err)) throw fromNative(err);
+        this.#unstorable(path, 'suspension payload', err);
+        return;
+      }
       this.#dirty = true;
     } else {
       this.#complete(path, false, errorValue(e, fatal));
@@ -634,7 +676,7 @@ export class Engine {
   #startParsed<O>(c: Compiled, value: unknown): RunHandle<O> {
     let n: NativeRun;
     try {
-      n = this.#native.startRun(c.native, value ?? null);
+      n = this.#native.startRun(c.native, storable(value));
     } catch (e) {
       throw fromNative(e);
     }
@@ -643,7 +685,7 @@ export class Engine {
 
   /** Gives `data` to the suspended step at `path` and drives the run until it finishes or suspends again. Works from any process on the same store. */
   async resume<O = unknown>(runId: string, path: string, data?: unknown): Promise<Run<O>> {
-    const n = native(() => this.#native.resumeRun(runId, path, data ?? null));
+    const n = native(() => this.#native.resumeRun(runId, path, storable(data)));
     return this.#drive<O>(n).result;
   }
 

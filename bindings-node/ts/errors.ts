@@ -118,6 +118,13 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'ENGINE',
 ]);
 
+/** Whether `e` was raised by the engine (it carries one of Miyabi's codes), rather than by napi
+ * converting a value. */
+export function isEngineError(e: unknown): boolean {
+  const code = e instanceof Error ? (e as Error & { code?: unknown }).code : undefined;
+  return typeof code === 'string' && CODES.has(code);
+}
+
 /** Turns an error thrown by the native addon (a plain Error with a `code`) into its class. */
 export function fromNative(e: unknown): Error {
   if (!(e instanceof Error)) return new MiyabiError('ENGINE', String(e));
