@@ -271,6 +271,8 @@ class Driver {
   #final: NativeRunInfo | undefined;
   /** Tasks handed out by a `completeAndPoll`, not started yet. */
   #ready: NativeTask[] = [];
+  /** An engine error raised in a callback (a store failure): the loop rethrows it. */
+  #error: unknown = undefined;
   /** Something completed without a poll after it: poll before going on. */
   #dirty = true;
 
@@ -300,6 +302,7 @@ class Driver {
         this.#timer(deadline - Date.now(), () => this.#timedOut(deadline));
       }
       for (;;) {
+        if (this.#error !== undefined) throw fromNative(this.#error);
         if (this.#done) break;
         if (n.cancelRequested()) {
           this.cancel();
@@ -357,7 +360,7 @@ class Driver {
     const t = setTimeout(
       () => {
         this.#timers.delete(t);
-        f();
+        this.#guard(f);
       },
       Math.max(0, delay),
     );
@@ -505,8 +508,19 @@ class Driver {
   /** Completes an async piece of work: one fewer in flight, then wakes the loop. */
   #settled(f: () => void): void {
     this.#inflight--;
-    if (!this.#done) f();
+    if (!this.#done) this.#guard(f);
     this.#signal();
+  }
+
+  /** Runs a callback's work; an error (the store failed) stops the run's driving with it. */
+  #guard(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.#error ??= e;
+      this.#done = true;
+      this.#signal();
+    }
   }
 
   #runStep(t: NativeTask): boolean {
@@ -554,7 +568,9 @@ class Driver {
           this.#timers.delete(timer);
         }
         this.#inflight--;
-        if (this.#ok(t.path, h, v) || this.#done) this.#signal();
+        this.#guard(() => {
+          if (this.#ok(t.path, h, v) || this.#done) this.#signal();
+        });
       },
       (e: unknown) => {
         if (settled) return;
