@@ -309,3 +309,39 @@ test('values follow JSON: Dates become ISO strings; functions, symbols, NaN and 
     assert.match(bad.error, /the output of `s` cannot be stored as JSON/, name);
   }
 });
+
+test('runs and foreach items run concurrently on the event loop, within their limits', async () => {
+  const engine = await Engine.open();
+  let active = 0;
+  let peak = 0;
+  const wf = workflow('fanout')
+    .map('items', () => Array.from({ length: 12 }, (_, i) => i))
+    .foreach(
+      'each',
+      async ({ input }) => {
+        active++;
+        peak = Math.max(peak, active);
+        await new Promise((r) => setTimeout(r, 5));
+        active--;
+        return input * 2;
+      },
+      { concurrency: 3 },
+    )
+    .commit();
+  const run = await engine.start(wf, null);
+  assert.equal(run.status, 'succeeded', run.error);
+  assert.deepEqual(run.output, Array.from({ length: 12 }, (_, i) => i * 2));
+  assert.equal(peak, 3, 'foreach ran three at a time');
+
+  const slow = workflow('slow-many')
+    .step('wait', async ({ input }) => {
+      await new Promise((r) => setTimeout(r, 20));
+      return input;
+    })
+    .commit();
+  const started = Date.now();
+  const handles = await Promise.all(Array.from({ length: 100 }, (_, i) => engine.spawn(slow, i)));
+  const runs = await Promise.all(handles.map((h) => h.result));
+  assert.deepEqual(runs.map((r) => r.output), Array.from({ length: 100 }, (_, i) => i));
+  assert.ok(Date.now() - started < 1500, `100 runs of a 20 ms step took ${Date.now() - started} ms: they ran concurrently`);
+});
