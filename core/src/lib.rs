@@ -39,7 +39,7 @@ pub use store::{
     RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
 };
 pub use workflow::{
-    CommittedWorkflow, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node, OnInterrupt,
-    RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Task,
-    Workflow, step_fn,
+    CommittedWorkflow, Durability, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node,
+    OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
+    Suspension, Task, Workflow, step_fn,
 };

@@ -285,6 +285,11 @@ impl Machine {
         }
     }
 
+    /// Puts back actions taken from a previous machine (see `RunCore::rebuild`).
+    pub(crate) fn requeue(&mut self, actions: Vec<Action>) {
+        self.actions.extend(actions);
+    }
+
     /// Actions issued since the last call.
     pub(crate) fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
