@@ -30,6 +30,11 @@ impl Live {
             .subscribe()
     }
 
+    /// Whether anyone ever subscribed (then events are copied for them).
+    fn watched(&self) -> bool {
+        self.tx.get().is_some()
+    }
+
     fn send(&self, ev: &RunEvent) {
         if let Some(tx) = self.tx.get() {
             // No receivers is fine: nobody is watching right now.
@@ -239,8 +244,10 @@ impl RunCore {
         self.collect(now_ms());
         if !self.pending.is_empty() {
             let batch = std::mem::take(&mut self.pending);
-            self.store.commit(&self.run_id, &batch)?;
-            for ev in &batch.events {
+            // Events for live subscribers go out only after the commit succeeded.
+            let live = self.live.watched().then(|| batch.events.clone());
+            self.store.commit(&self.run_id, batch)?;
+            for ev in live.iter().flatten() {
                 self.live.send(ev);
             }
         }

@@ -310,7 +310,7 @@ impl Engine {
         RunCore::create(
             Arc::clone(&self.inner.store),
             Arc::clone(g),
-            uuid::Uuid::now_v7().to_string(),
+            new_run_id(),
             input,
             &self.inner.owner,
             now_ms() + self.inner.lease.as_millis() as i64,
@@ -1012,6 +1012,15 @@ fn async_stream(
                 match rx.recv().await {
                     Ok(ev) if ev.seq < next => continue,
                     Ok(ev) => {
+                        // A gap (a batch committed while this subscription began) is filled
+                        // from the log.
+                        let mut out = Vec::new();
+                        if ev.seq > next {
+                            match store.events(&run_id, next, (ev.seq - next) as usize) {
+                                Ok(evs) => out.extend(evs.into_iter().map(Ok)),
+                                Err(e) => out.push(Err(EngineError::Store(e))),
+                            }
+                        }
                         next = ev.seq + 1;
                         let end = matches!(
                             ev.kind,
@@ -1019,7 +1028,8 @@ fn async_stream(
                                 | super::event::EventKind::RunSuspended { .. }
                         );
                         let rx = if end { None } else { Some(rx) };
-                        return Some((vec![Ok(ev)], (rx, next)));
+                        out.push(Ok(ev));
+                        return Some((out, (rx, next)));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         // Fell behind: fill the gap from the log.
@@ -1081,4 +1091,29 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A UUID v7 run id: time-ordered, and increasing within this process even for runs created
+/// in the same millisecond (a 12-bit counter fills `rand_a`); random bits from a thread-local
+/// generator, so there is no system call per run.
+fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = (now_ms().max(0) as u64) << 12;
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let stamp = loop {
+        let next = if now > prev { now } else { prev + 1 };
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(p) => prev = p,
+        }
+    };
+    let (ms, counter) = (stamp >> 12, (stamp & 0xfff) as u16);
+    let mut rand = [0u8; 10];
+    fastrand::fill(&mut rand[2..]);
+    rand[0] = (counter >> 8) as u8;
+    rand[1] = (counter & 0xff) as u8;
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand)
+        .into_uuid()
+        .to_string()
 }
