@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -28,6 +28,7 @@ pub trait LanguageModel: Send + Sync {
 }
 
 type EnvFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+type ClockFn = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Resolves `"provider/model"` with the catalogue and the process environment.
 ///
@@ -55,6 +56,9 @@ pub struct ModelBuilder {
     options: HttpOptions,
     client: Option<HttpClient>,
     env: EnvFn,
+    clock: Option<ClockFn>,
+    #[cfg(feature = "bedrock")]
+    aws_credentials: Option<super::aws::AwsCredentials>,
     custom: bool,
 }
 
@@ -82,6 +86,9 @@ impl ModelBuilder {
             options: HttpOptions::default(),
             client: None,
             env: Arc::new(|k| std::env::var(k).ok()),
+            clock: None,
+            #[cfg(feature = "bedrock")]
+            aws_credentials: None,
             custom: false,
         }
     }
@@ -146,12 +153,27 @@ impl ModelBuilder {
         self
     }
 
+    /// The clock used to time-stamp signed requests (AWS SigV4); the system clock by default.
+    /// Tests pin it to check a signature against an independently computed one.
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(now));
+        self
+    }
+
+    /// Signs requests with these AWS credentials (SigV4) instead of reading
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
+    #[cfg(feature = "bedrock")]
+    pub fn aws_credentials(mut self, credentials: super::aws::AwsCredentials) -> Self {
+        self.aws_credentials = Some(credentials);
+        self
+    }
+
     /// Resolves everything and returns the model.
     pub fn build(self) -> Result<Model, ModelError> {
         let resolved = self.resolve()?;
         let client = match self.client {
             Some(c) => c,
-            None => HttpClient::shared()?,
+            None => HttpClient::shared_with(self.options.connect_timeout)?,
         };
         Ok(Model {
             inner: Arc::new(Inner {
@@ -245,31 +267,113 @@ impl ModelBuilder {
             _ => protocol.default_auth(),
         });
         let key_env: Vec<String> = provider.map(|p| p.key_env.clone()).unwrap_or_default();
-        let key = self.api_key.clone().or_else(|| {
-            key_env
-                .iter()
-                .find_map(|k| env(k).filter(|v| !v.is_empty()).map(ApiKey::new))
-        });
-        if key.is_none() && auth != Auth::None && !self.custom && !is_loopback(&base_url) {
-            let vars = if key_env.is_empty() {
+        let key = if auth == Auth::AwsSigV4 {
+            None
+        } else {
+            self.api_key.clone().or_else(|| {
+                key_env
+                    .iter()
+                    .find_map(|k| env(k).filter(|v| !v.is_empty()).map(ApiKey::new))
+            })
+        };
+        let signer = self.signer(protocol, &auth, key.is_some(), &base_url)?;
+        let wants_sigv4 = protocol == Protocol::Bedrock || auth == Auth::AwsSigV4;
+        if key.is_none()
+            && signer.is_none()
+            && auth != Auth::None
+            && !self.custom
+            && !is_loopback(&base_url)
+        {
+            let mut vars = if key_env.is_empty() {
                 "no key variable is known".to_owned()
             } else {
                 format!("set {}", key_env.join(" or "))
             };
+            if wants_sigv4 && cfg!(feature = "bedrock") {
+                vars.push_str(", or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (SigV4)");
+            }
             return Err(ModelError::Config(format!(
                 "no API key for provider {provider_id:?}: {vars}, or pass ModelBuilder::api_key"
             )));
         }
+        let auth = if signer.is_some() {
+            Auth::AwsSigV4
+        } else if key.is_some() {
+            auth
+        } else {
+            Auth::None
+        };
         Ok(Resolved {
             provider: provider_id.to_owned(),
             model: model_id.to_owned(),
             protocol,
             base_url,
-            auth: if key.is_some() { auth } else { Auth::None },
+            auth,
             key,
             headers: self.headers.clone(),
             info,
+            signer,
+            clock: self.clock.clone(),
         })
+    }
+
+    /// A SigV4 signer when the call is to be signed: auth forced to [`Auth::AwsSigV4`], or a
+    /// Bedrock call without an API key and with AWS credentials available.
+    #[cfg(feature = "bedrock")]
+    fn signer(
+        &self,
+        protocol: Protocol,
+        auth: &Auth,
+        has_key: bool,
+        base_url: &str,
+    ) -> Result<Option<Arc<super::aws::SigV4Signer>>, ModelError> {
+        use super::aws::{AwsCredentials, SigV4Signer, region_for};
+        let forced = *auth == Auth::AwsSigV4;
+        if !forced && (has_key || protocol != Protocol::Bedrock || self.custom) {
+            return Ok(None);
+        }
+        let env = &*self.env;
+        let Some(credentials) = self
+            .aws_credentials
+            .clone()
+            .or_else(|| AwsCredentials::from_env(env))
+        else {
+            if forced {
+                return Err(ModelError::Config(format!(
+                    "{}: SigV4 signing needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ModelBuilder::aws_credentials)",
+                    self.spec
+                )));
+            }
+            return Ok(None);
+        };
+        let Some(region) = region_for(env, base_url) else {
+            return Err(ModelError::Config(format!(
+                "{}: SigV4 signing needs a region: set AWS_REGION",
+                self.spec
+            )));
+        };
+        Ok(Some(Arc::new(SigV4Signer::new(
+            credentials,
+            region,
+            "bedrock",
+        ))))
+    }
+
+    #[cfg(not(feature = "bedrock"))]
+    fn signer(
+        &self,
+        _protocol: Protocol,
+        auth: &Auth,
+        _has_key: bool,
+        _base_url: &str,
+    ) -> Result<Option<Arc<NoSigner>>, ModelError> {
+        if *auth == Auth::AwsSigV4 {
+            return Err(ModelError::Config(format!(
+                "{}: SigV4 signing needs miyabi built with the `bedrock` feature",
+                self.spec
+            )));
+        }
+        Ok(None)
     }
 }
 
@@ -296,7 +400,17 @@ pub struct Resolved {
     headers: Vec<(String, String)>,
     /// Catalogue facts, when the model is listed.
     pub info: Option<ModelInfo>,
+    #[cfg(feature = "bedrock")]
+    signer: Option<Arc<super::aws::SigV4Signer>>,
+    #[cfg(not(feature = "bedrock"))]
+    signer: Option<Arc<NoSigner>>,
+    clock: Option<ClockFn>,
 }
+
+/// Stands in for the SigV4 signer when the `bedrock` feature is off (never constructed).
+#[cfg(not(feature = "bedrock"))]
+#[derive(Debug)]
+enum NoSigner {}
 
 impl fmt::Debug for Resolved {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -307,6 +421,7 @@ impl fmt::Debug for Resolved {
             .field("base_url", &self.base_url)
             .field("auth", &self.auth)
             .field("key", &self.key)
+            .field("signed", &self.signer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -350,7 +465,7 @@ impl Resolved {
                     v.set_sensitive(true);
                     out.push((n, v));
                 }
-                Auth::None => {}
+                Auth::None | Auth::AwsSigV4 => {}
             }
         }
         for (k, v) in &self.headers {
@@ -361,6 +476,34 @@ impl Resolved {
             out.push((n, v));
         }
         Ok(out)
+    }
+
+    /// The SigV4 headers for one attempt of `req` (`None` when requests are not signed).
+    fn sign_headers(
+        &self,
+        req: &http::WireRequest,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
+        #[cfg(feature = "bedrock")]
+        if let Some(signer) = &self.signer {
+            let now = self.clock.as_ref().map_or_else(SystemTime::now, |c| c());
+            let mut headers = req.headers.clone();
+            headers.extend(self.headers.iter().cloned());
+            let signed = signer.sign("POST", &req.url, &headers, &req.body, now)?;
+            let mut out = Vec::with_capacity(signed.len());
+            for (k, v) in signed {
+                let n = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| ModelError::Config(format!("bad signed header name {k:?}")))?;
+                let mut v = HeaderValue::from_str(&v)
+                    .map_err(|_| ModelError::Config(format!("bad value for signed header {k}")))?;
+                if n == AUTHORIZATION || n.as_str() == "x-amz-security-token" {
+                    v.set_sensitive(true);
+                }
+                out.push((n, v));
+            }
+            return Ok(out);
+        }
+        let _ = (req, &self.clock);
+        Ok(Vec::new())
     }
 }
 
@@ -439,7 +582,13 @@ impl LanguageModel for Model {
             opts,
             site,
             &wire,
-            &auth,
+            http::RequestAuth {
+                headers: &auth,
+                sign: r
+                    .signer
+                    .is_some()
+                    .then_some(&(|w: &http::WireRequest| r.sign_headers(w)) as _),
+            },
             adapter.parse_error(),
             deadline,
         )
@@ -473,7 +622,13 @@ impl LanguageModel for Model {
             &opts,
             self.site(),
             &wire,
-            &auth,
+            http::RequestAuth {
+                headers: &auth,
+                sign: r
+                    .signer
+                    .is_some()
+                    .then_some(&(|w: &http::WireRequest| r.sign_headers(w)) as _),
+            },
             adapter.parse_error(),
             deadline,
         )

@@ -19,6 +19,8 @@
 //! ```
 
 pub mod adapters;
+#[cfg(feature = "bedrock")]
+pub mod aws;
 pub mod catalog;
 mod client;
 pub mod decode;
