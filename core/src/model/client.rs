@@ -171,17 +171,23 @@ impl ModelBuilder {
     /// Resolves everything and returns the model.
     pub fn build(self) -> Result<Model, ModelError> {
         let resolved = self.resolve()?;
-        let client = match self.client {
-            Some(c) => c,
-            None => HttpClient::shared_with(self.options.connect_timeout)?,
-        };
+        let (client, options) = self.client_and_options()?;
         Ok(Model {
             inner: Arc::new(Inner {
                 resolved,
                 client,
-                options: self.options,
+                options,
             }),
         })
+    }
+
+    /// The HTTP client (the given one, or the shared pool for the connect timeout) and options.
+    pub(super) fn client_and_options(self) -> Result<(HttpClient, HttpOptions), ModelError> {
+        let client = match self.client {
+            Some(c) => c,
+            None => HttpClient::shared_with(self.options.connect_timeout)?,
+        };
+        Ok((client, self.options))
     }
 
     /// Resolves without building an HTTP client (discovery, tests).
@@ -441,7 +447,7 @@ impl Resolved {
         }
     }
 
-    fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
+    pub(super) fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
         let mut out = Vec::new();
         if let Some(key) = &self.key {
             let bad = || {
