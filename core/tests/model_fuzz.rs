@@ -66,6 +66,32 @@ fn random_bytes(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Random SSE-shaped text: field lines (`data`, `event`, `id`, `retry`, comments, unknown
+/// fields, with and without the space), blank lines, and every kind of line end, so that
+/// multi-line events and `\r\n` split across chunks are common.
+fn random_sse(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..rng.usize(0..24) {
+        match rng.u8(0..8) {
+            0 | 1 | 2 => out.extend_from_slice(b"data:"),
+            3 => out.extend_from_slice(b"event:"),
+            4 => out.extend_from_slice(b":"),
+            5 => out.extend_from_slice(b"id:"),
+            6 => {}
+            _ => out.extend_from_slice(b"x-field"),
+        }
+        if rng.bool() {
+            out.push(b' ');
+        }
+        for _ in 0..rng.usize(0..8) {
+            out.push(b"ab{}\" :"[rng.usize(..7)]);
+        }
+        let end: &[u8] = [&b"\n"[..], b"\r", b"\r\n", b"\n\n", b"\r\n\r\n"][rng.usize(..5)];
+        out.extend_from_slice(end);
+    }
+    out
+}
+
 /// One random edit: flip a bit, insert, delete, truncate, duplicate or swap a range.
 fn mutate(rng: &mut fastrand::Rng, data: &mut Vec<u8>) {
     if data.is_empty() {
@@ -291,8 +317,12 @@ fn seeds() -> Vec<(Protocol, String, Vec<u8>)> {
 fn random_bytes_through_every_framer() {
     let mut rng = fastrand::Rng::with_seed(seed());
     for _ in 0..3000 * iters() {
-        let len = rng.usize(0..600);
-        let input = random_bytes(&mut rng, len);
+        let input = if rng.bool() {
+            random_sse(&mut rng)
+        } else {
+            let len = rng.usize(0..600);
+            random_bytes(&mut rng, len)
+        };
         check_framers(&mut rng, &input);
     }
 }
