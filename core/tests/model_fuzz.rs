@@ -73,7 +73,7 @@ fn random_sse(rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut out = Vec::new();
     for _ in 0..rng.usize(0..24) {
         match rng.u8(0..8) {
-            0 | 1 | 2 => out.extend_from_slice(b"data:"),
+            0..=2 => out.extend_from_slice(b"data:"),
             3 => out.extend_from_slice(b"event:"),
             4 => out.extend_from_slice(b":"),
             5 => out.extend_from_slice(b"id:"),

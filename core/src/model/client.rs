@@ -59,6 +59,7 @@ pub struct ModelBuilder {
     clock: Option<ClockFn>,
     #[cfg(feature = "bedrock")]
     aws_credentials: Option<super::aws::AwsCredentials>,
+    google_account: Option<super::gcp::ServiceAccount>,
     custom: bool,
 }
 
@@ -89,6 +90,7 @@ impl ModelBuilder {
             clock: None,
             #[cfg(feature = "bedrock")]
             aws_credentials: None,
+            google_account: None,
             custom: false,
         }
     }
@@ -165,6 +167,13 @@ impl ModelBuilder {
     #[cfg(feature = "bedrock")]
     pub fn aws_credentials(mut self, credentials: super::aws::AwsCredentials) -> Self {
         self.aws_credentials = Some(credentials);
+        self
+    }
+
+    /// Authenticates Vertex AI calls with this service account (OAuth JWT-bearer flow) instead
+    /// of `GOOGLE_VERTEX_ACCESS_TOKEN` / `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub fn google_service_account(mut self, account: super::gcp::ServiceAccount) -> Self {
+        self.google_account = Some(account);
         self
     }
 
@@ -283,9 +292,11 @@ impl ModelBuilder {
             })
         };
         let signer = self.signer(protocol, &auth, key.is_some(), &base_url)?;
+        let google = self.google_tokens(protocol, key.is_some())?;
         let wants_sigv4 = protocol == Protocol::Bedrock || auth == Auth::AwsSigV4;
         if key.is_none()
             && signer.is_none()
+            && google.is_none()
             && auth != Auth::None
             && !self.custom
             && !is_loopback(&base_url)
@@ -298,12 +309,17 @@ impl ModelBuilder {
             if wants_sigv4 && cfg!(feature = "bedrock") {
                 vars.push_str(", or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (SigV4)");
             }
+            if matches!(protocol, Protocol::VertexGemini | Protocol::VertexAnthropic) {
+                vars.push_str(", or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file");
+            }
             return Err(ModelError::Config(format!(
                 "no API key for provider {provider_id:?}: {vars}, or pass ModelBuilder::api_key"
             )));
         }
         let auth = if signer.is_some() {
             Auth::AwsSigV4
+        } else if google.is_some() {
+            Auth::GoogleServiceAccount
         } else if key.is_some() {
             auth
         } else {
@@ -319,8 +335,28 @@ impl ModelBuilder {
             headers: self.headers.clone(),
             info,
             signer,
+            google,
             clock: self.clock.clone(),
         })
+    }
+
+    /// A service-account token source for a Vertex call without an access token.
+    fn google_tokens(
+        &self,
+        protocol: Protocol,
+        has_key: bool,
+    ) -> Result<Option<Arc<super::gcp::TokenSource>>, ModelError> {
+        if has_key || !matches!(protocol, Protocol::VertexGemini | Protocol::VertexAnthropic) {
+            return Ok(None);
+        }
+        let account = match &self.google_account {
+            Some(a) => a.clone(),
+            None => match (self.env)("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+                Some(path) => super::gcp::ServiceAccount::from_file(path)?,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Arc::new(super::gcp::TokenSource::new(account))))
     }
 
     /// A SigV4 signer when the call is to be signed: auth forced to [`Auth::AwsSigV4`], or a
@@ -410,6 +446,7 @@ pub struct Resolved {
     signer: Option<Arc<super::aws::SigV4Signer>>,
     #[cfg(not(feature = "bedrock"))]
     signer: Option<Arc<NoSigner>>,
+    google: Option<Arc<super::gcp::TokenSource>>,
     clock: Option<ClockFn>,
 }
 
@@ -428,6 +465,7 @@ impl fmt::Debug for Resolved {
             .field("auth", &self.auth)
             .field("key", &self.key)
             .field("signed", &self.signer.is_some())
+            .field("service_account", &self.google.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -471,7 +509,7 @@ impl Resolved {
                     v.set_sensitive(true);
                     out.push((n, v));
                 }
-                Auth::None | Auth::AwsSigV4 => {}
+                Auth::None | Auth::AwsSigV4 | Auth::GoogleServiceAccount => {}
             }
         }
         for (k, v) in &self.headers {
@@ -482,6 +520,32 @@ impl Resolved {
             out.push((n, v));
         }
         Ok(out)
+    }
+
+    /// The bearer header of a service-account access token, when Vertex calls use one.
+    async fn add_google_token(
+        &self,
+        client: &HttpClient,
+        options: &HttpOptions,
+        headers: &mut Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<(), ModelError> {
+        let Some(source) = &self.google else {
+            return Ok(());
+        };
+        let now = self.clock.as_ref().map_or_else(SystemTime::now, |c| c());
+        let site = CallSite {
+            provider: &self.provider,
+            model: &self.model,
+        };
+        let token = source.token(client, options, site, now).await?;
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+            ModelError::Config(
+                "the access token contains characters not allowed in a header".into(),
+            )
+        })?;
+        v.set_sensitive(true);
+        headers.push((AUTHORIZATION, v));
+        Ok(())
     }
 
     /// The SigV4 headers for one attempt of `req` (`None` when requests are not signed).
@@ -581,7 +645,9 @@ impl LanguageModel for Model {
         let wire = adapter
             .build(&target, req, false)
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
-        let auth = r.auth_headers()?;
+        let mut auth = r.auth_headers()?;
+        r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
+            .await?;
         let deadline = Instant::now() + opts.total_timeout;
         let resp = http::send(
             &self.inner.client,
@@ -621,7 +687,9 @@ impl LanguageModel for Model {
         let wire = adapter
             .build(&target, req, true)
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
-        let auth = r.auth_headers()?;
+        let mut auth = r.auth_headers()?;
+        r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
+            .await?;
         let deadline = Instant::now() + opts.total_timeout;
         let resp = http::send(
             &self.inner.client,

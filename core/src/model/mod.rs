@@ -28,6 +28,7 @@ mod embedding;
 mod error;
 mod fallback;
 pub mod framing;
+pub mod gcp;
 pub mod http;
 mod types;
 

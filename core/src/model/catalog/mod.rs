@@ -102,6 +102,8 @@ pub enum Auth {
     None,
     /// AWS Signature Version 4 with access keys (Amazon Bedrock; feature `bedrock`).
     AwsSigV4,
+    /// OAuth access tokens from a Google service account (Vertex AI).
+    GoogleServiceAccount,
 }
 
 /// What a model can do, from the catalogue.
@@ -380,6 +382,13 @@ impl ProviderInfo {
         }
         let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
         if self.key_env.iter().any(|k| set(k)) {
+            return true;
+        }
+        if matches!(
+            self.protocol,
+            Protocol::VertexGemini | Protocol::VertexAnthropic
+        ) && set("GOOGLE_APPLICATION_CREDENTIALS")
+        {
             return true;
         }
         // Bedrock also takes AWS access keys (SigV4).
