@@ -60,6 +60,7 @@ pub struct ModelBuilder {
     #[cfg(feature = "bedrock")]
     aws_credentials: Option<super::aws::AwsCredentials>,
     google_account: Option<super::gcp::ServiceAccount>,
+    azure_deployment: Option<(Option<String>, String)>,
     custom: bool,
 }
 
@@ -91,6 +92,7 @@ impl ModelBuilder {
             #[cfg(feature = "bedrock")]
             aws_credentials: None,
             google_account: None,
+            azure_deployment: None,
             custom: false,
         }
     }
@@ -177,6 +179,21 @@ impl ModelBuilder {
         self
     }
 
+    /// Azure OpenAI's deployment URLs instead of the v1 API:
+    /// `{resource}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`
+    /// (Chat Completions protocol, `api-key` header). The deployment is the model part of the
+    /// spec unless given; the resource comes from the provider's base URL
+    /// (`AZURE_RESOURCE_NAME`, or `AZURE_BASE_URL` / [`base_url`](Self::base_url) with or without
+    /// its `/openai/v1` suffix).
+    pub fn azure_deployment(
+        mut self,
+        deployment: Option<&str>,
+        api_version: impl Into<String>,
+    ) -> Self {
+        self.azure_deployment = Some((deployment.map(str::to_owned), api_version.into()));
+        self
+    }
+
     /// Resolves everything and returns the model.
     pub fn build(self) -> Result<Model, ModelError> {
         let resolved = self.resolve()?;
@@ -241,6 +258,7 @@ impl ModelBuilder {
         let info: Option<ModelInfo> = provider.and_then(|p| p.model(model_id)).cloned();
         let protocol = self
             .protocol
+            .or(self.azure_deployment.as_ref().map(|_| Protocol::OpenAiChat))
             .or_else(|| info.as_ref().and_then(|m| m.protocol_override))
             .or(provider.map(|p| p.protocol))
             .unwrap_or(Protocol::OpenAiChat);
@@ -268,7 +286,23 @@ impl ModelBuilder {
                 missing.join(" and ")
             ))
         })?;
-        let base_url = base_url.trim_end_matches('/').to_owned();
+        let mut base_url = base_url.trim_end_matches('/').to_owned();
+        let mut query = None;
+        if let Some((deployment, api_version)) = &self.azure_deployment {
+            let resource = base_url
+                .strip_suffix("/openai/v1")
+                .or_else(|| base_url.strip_suffix("/openai"))
+                .unwrap_or(&base_url);
+            let deployment = deployment.as_deref().unwrap_or(model_id);
+            base_url = format!(
+                "{resource}/openai/deployments/{}",
+                super::adapters::encode_path_segment(deployment)
+            );
+            query = Some(format!(
+                "api-version={}",
+                super::adapters::encode_path_segment(api_version)
+            ));
+        }
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ModelError::Config(format!(
                 "provider {provider_id:?}: base URL {base_url:?} is not http(s)"
@@ -279,6 +313,8 @@ impl ModelBuilder {
         // gateway) uses that family's scheme.
         let auth = self.auth.clone().unwrap_or_else(|| match provider {
             Some(p) if p.protocol == protocol => p.auth.clone(),
+            Some(p) if self.azure_deployment.is_some() && p.auth != Auth::Bearer => p.auth.clone(),
+            None if self.azure_deployment.is_some() => Auth::Header("api-key".to_owned()),
             _ => protocol.default_auth(),
         });
         let key_env: Vec<String> = provider.map(|p| p.key_env.clone()).unwrap_or_default();
@@ -336,6 +372,7 @@ impl ModelBuilder {
             info,
             signer,
             google,
+            query,
             clock: self.clock.clone(),
         })
     }
@@ -447,6 +484,8 @@ pub struct Resolved {
     #[cfg(not(feature = "bedrock"))]
     signer: Option<Arc<NoSigner>>,
     google: Option<Arc<super::gcp::TokenSource>>,
+    /// A query string added to every request URL (Azure's `api-version`).
+    query: Option<String>,
     clock: Option<ClockFn>,
 }
 
@@ -520,6 +559,15 @@ impl Resolved {
             out.push((n, v));
         }
         Ok(out)
+    }
+
+    /// Adds the configured query string (Azure's `api-version`) to a request URL.
+    pub(super) fn add_query(&self, wire: &mut http::WireRequest) {
+        if let Some(q) = &self.query {
+            wire.url
+                .push(if wire.url.contains('?') { '&' } else { '?' });
+            wire.url.push_str(q);
+        }
     }
 
     /// The bearer header of a service-account access token, when Vertex calls use one.
@@ -642,9 +690,10 @@ impl LanguageModel for Model {
         let site = self.site();
         let adapter = self.adapter();
         let target = r.target();
-        let wire = adapter
+        let mut wire = adapter
             .build(&target, req, false)
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
+        r.add_query(&mut wire);
         let mut auth = r.auth_headers()?;
         r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
             .await?;
@@ -684,9 +733,10 @@ impl LanguageModel for Model {
         let opts = self.inner.options.clone();
         let adapter = self.adapter();
         let target = r.target();
-        let wire = adapter
+        let mut wire = adapter
             .build(&target, req, true)
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
+        r.add_query(&mut wire);
         let mut auth = r.auth_headers()?;
         r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
             .await?;

@@ -233,7 +233,8 @@ impl Embedder {
             model: &r.model,
         };
         let t = self.target();
-        let wire = build(self.inner.family, &t, req, texts);
+        let mut wire = build(self.inner.family, &t, req, texts);
+        r.add_query(&mut wire);
         let auth = r.auth_headers()?;
         let deadline = Instant::now() + opts.total_timeout;
         let resp = http::send(
