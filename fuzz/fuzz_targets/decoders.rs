@@ -53,7 +53,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if !whole_failed {
         assert!(
-            whole.iter().any(|e| matches!(e, StreamEvent::Finish { .. })),
+            whole
+                .iter()
+                .any(|e| matches!(e, StreamEvent::Finish { .. })),
             "{protocol}: a clean stream without Finish"
         );
     }
