@@ -33,7 +33,7 @@ mod store;
 mod workflow;
 
 pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, WorkflowError};
-pub use model::{LanguageModel, ModelError, model};
+pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{
     Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
     RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
