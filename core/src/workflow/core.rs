@@ -4,7 +4,6 @@
 //! this type: `poll` advances the machine and commits what it produced in one store batch;
 //! `complete` hands a result back. Nothing here awaits.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -114,7 +113,7 @@ impl RunCore {
         };
         let workflow = graph.id.clone();
         Ok(Self {
-            machine: Machine::new(graph, input.clone(), Vec::new(), HashMap::new()),
+            machine: Machine::new(graph, input.clone(), Vec::new(), Default::default()),
             run_id,
             workflow,
             store,
@@ -141,7 +140,7 @@ impl RunCore {
         let state = store.state(&record.id)?;
         let next_seq = store.last_seq(&record.id)? + 1;
         Ok(Self {
-            machine: Machine::new(graph, record.input.clone(), steps, HashMap::new()),
+            machine: Machine::new(graph, record.input.clone(), steps, Default::default()),
             run_id: record.id.as_str().into(),
             workflow: record.workflow.clone(),
             store,
