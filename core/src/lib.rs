@@ -27,12 +27,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent;
 mod error;
+pub mod memory;
 pub mod model;
 mod store;
+pub mod tool;
 mod workflow;
 
 pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, WorkflowError};
+pub use agent::{Agent, AgentError, AgentInput, AgentResponse};
+pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
 pub use model::{LanguageModel, ModelError, model};
 pub use store::{
     Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
@@ -43,3 +48,4 @@ pub use workflow::{
     RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Task,
     Workflow, step_fn,
 };
+pub use tool::{Tool, ToolContext, ToolError, tool_fn};
