@@ -157,7 +157,13 @@ fn parse_structured(text: &str, schema: &Schema) -> Result<Value, String> {
         serde_json::from_str(t).map_err(|e| format!("the answer is not JSON: {e}"))?;
     schema
         .check(&v)
-        .map_err(|(pointer, reason)| format!("at `{pointer}`: {reason}"))?;
+        .map_err(|(pointer, reason)| {
+            if pointer.is_empty() {
+                reason
+            } else {
+                format!("at `{pointer}`: {reason}")
+            }
+        })?;
     Ok(v)
 }
 
