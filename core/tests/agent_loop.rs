@@ -29,20 +29,28 @@ fn math_tools(counter: Arc<AtomicUsize>) -> Vec<miyabi::tool::FnTool> {
     let c1 = counter.clone();
     let c2 = counter;
     vec![
-        tool_fn("add", "Adds two integers", move |_ctx: ToolContext, p: Pair| {
-            let c = c1.clone();
-            async move {
-                c.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, String>(p.a + p.b)
-            }
-        }),
-        tool_fn("mul", "Multiplies two integers", move |_ctx: ToolContext, p: Pair| {
-            let c = c2.clone();
-            async move {
-                c.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, String>(p.a * p.b)
-            }
-        }),
+        tool_fn(
+            "add",
+            "Adds two integers",
+            move |_ctx: ToolContext, p: Pair| {
+                let c = c1.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(p.a + p.b)
+                }
+            },
+        ),
+        tool_fn(
+            "mul",
+            "Multiplies two integers",
+            move |_ctx: ToolContext, p: Pair| {
+                let c = c2.clone();
+                async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(p.a * p.b)
+                }
+            },
+        ),
     ]
 }
 
@@ -129,7 +137,11 @@ async fn parallel_tool_calls_run_concurrently() {
     let r = agent.generate("go").await.unwrap();
     let took = t0.elapsed();
     assert_eq!(r.text, "all done");
-    assert_eq!(peak.load(Ordering::SeqCst), 3, "all three calls were in flight at once");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        3,
+        "all three calls were in flight at once"
+    );
     assert!(took < Duration::from_millis(550), "took {took:?}");
     // Results go back in call order, whatever order they finished in.
     let results = last_tool_results(&model.requests()[1]);
@@ -165,7 +177,11 @@ async fn tool_errors_go_back_to_the_model() {
         .tools(math_tools(counter.clone()));
     let r = agent.generate("try").await.unwrap();
     assert_eq!(r.text, "recovered");
-    assert_eq!(counter.load(Ordering::SeqCst), 1, "only the valid add call ran");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        1,
+        "only the valid add call ran"
+    );
     let results = last_tool_results(&model.requests()[1]);
     assert_eq!(results.len(), 4);
     assert!(results[0].is_error);
@@ -229,7 +245,10 @@ async fn structured_output_with_one_repair() {
         .output_type::<Review>();
     match agent.generate("review").await {
         Err(AgentError::StructuredOutput { reason, text, .. }) => {
-            assert!(reason.contains("\"summary\" is a required property"), "{reason}");
+            assert!(
+                reason.contains("\"summary\" is a required property"),
+                "{reason}"
+            );
             assert_eq!(text, "{\"quality\": \"very high\"}");
         }
         other => panic!("expected a structured-output error, got {other:?}"),
@@ -375,7 +394,11 @@ async fn approval_outside_a_workflow() {
     assert_eq!(r.pending[0].call_id, "d1");
     assert_eq!(r.pending[0].arguments, json!({"branch": "old"}));
     assert_eq!(deleted.load(Ordering::SeqCst), 0);
-    assert_eq!(counter.load(Ordering::SeqCst), 1, "the call without approval ran");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        1,
+        "the call without approval ran"
+    );
     // The checkpoint survives JSON (it could be stored anywhere).
     let saved = serde_json::to_string(r.checkpoint.as_ref().unwrap()).unwrap();
     let cp: AgentCheckpoint = serde_json::from_str(&saved).unwrap();
@@ -384,7 +407,11 @@ async fn approval_outside_a_workflow() {
     let r = agent.resume(cp, &json!({"approved": true})).await.unwrap();
     assert_eq!(r.text, "deleted old");
     assert_eq!(deleted.load(Ordering::SeqCst), 1);
-    assert_eq!(counter.load(Ordering::SeqCst), 1, "the add call did not run again");
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        1,
+        "the add call did not run again"
+    );
     assert_eq!(model.calls(), 2);
     let results = last_tool_results(&model.requests()[1]);
     assert_eq!(results[0].content, json!({"deleted": "old"}));
@@ -439,7 +466,12 @@ async fn memory_history_and_working_memory() {
     ]);
     let agent = Agent::new("buddy")
         .model(model.clone())
-        .instructions_fn(|ctx| format!("Speak {}.", ctx.context["lang"].as_str().unwrap_or("English")))
+        .instructions_fn(|ctx| {
+            format!(
+                "Speak {}.",
+                ctx.context["lang"].as_str().unwrap_or("English")
+            )
+        })
         .memory(memory.clone())
         .working_memory(true)
         .last_messages(10);
@@ -454,14 +486,21 @@ async fn memory_history_and_working_memory() {
         Some(json!("Aiko"))
     );
     let r = agent
-        .generate(AgentInput::prompt("Who am I?").thread("t1").resource("user-1"))
+        .generate(
+            AgentInput::prompt("Who am I?")
+                .thread("t1")
+                .resource("user-1"),
+        )
         .await
         .unwrap();
     assert_eq!(r.text, "You are Aiko.");
     let reqs = model.requests();
     let system = reqs[0].messages[0].text();
     assert!(system.starts_with("Speak Japanese."), "{system}");
-    assert!(system.contains("Working memory (resource:user-1"), "{system}");
+    assert!(
+        system.contains("Working memory (resource:user-1"),
+        "{system}"
+    );
     let system = reqs[2].messages[0].text();
     assert!(system.starts_with("Speak English."), "{system}");
     assert!(system.contains("{\"name\":\"Aiko\"}"), "{system}");

@@ -26,7 +26,9 @@ pub enum AgentError {
         source: ModelError,
     },
     /// The answer did not follow the output schema, also after one repair attempt.
-    #[error("agent `{agent}`: the answer does not follow the output schema ({reason}); answer was: {text}")]
+    #[error(
+        "agent `{agent}`: the answer does not follow the output schema ({reason}); answer was: {text}"
+    )]
     StructuredOutput {
         /// The agent's name.
         agent: String,

@@ -134,7 +134,10 @@ impl fmt::Debug for Agent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Agent")
             .field("name", &self.name)
-            .field("tools", &self.tools.iter().map(|t| &t.spec.name).collect::<Vec<_>>())
+            .field(
+                "tools",
+                &self.tools.iter().map(|t| &t.spec.name).collect::<Vec<_>>(),
+            )
             .field("max_steps", &self.max_steps)
             .field("structured", &self.output.is_some())
             .field("memory", &self.memory.is_some())
@@ -302,7 +305,10 @@ impl Agent {
     /// Runs the tool loop to an answer. A call of a tool that requires approval ends the call
     /// with [`StopReason::ApprovalRequired`], the pending calls and a checkpoint for
     /// [`Agent::resume`].
-    pub async fn generate(&self, input: impl Into<AgentInput>) -> Result<AgentResponse, AgentError> {
+    pub async fn generate(
+        &self,
+        input: impl Into<AgentInput>,
+    ) -> Result<AgentResponse, AgentError> {
         let env = run::Env::detached();
         let state = self.start_state(input.into(), &env).await?;
         self.drive(state, None, &env, None).await

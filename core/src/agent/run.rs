@@ -153,17 +153,14 @@ fn parse_structured(text: &str, schema: &Schema) -> Result<Value, String> {
         let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
         t = rest.strip_suffix("```").unwrap_or(rest).trim();
     }
-    let v: Value =
-        serde_json::from_str(t).map_err(|e| format!("the answer is not JSON: {e}"))?;
-    schema
-        .check(&v)
-        .map_err(|(pointer, reason)| {
-            if pointer.is_empty() {
-                reason
-            } else {
-                format!("at `{pointer}`: {reason}")
-            }
-        })?;
+    let v: Value = serde_json::from_str(t).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    schema.check(&v).map_err(|(pointer, reason)| {
+        if pointer.is_empty() {
+            reason
+        } else {
+            format!("at `{pointer}`: {reason}")
+        }
+    })?;
     Ok(v)
 }
 
@@ -562,7 +559,9 @@ impl Agent {
                 }
                 self.turn_finished(&st, turn, sink, env);
                 if let Some((tool, value)) = final_call {
-                    return self.finish(st, StopReason::FinalTool { tool }, Some(value), env).await;
+                    return self
+                        .finish(st, StopReason::FinalTool { tool }, Some(value), env)
+                        .await;
                 }
                 if let Some(stop) = &self.stop_when
                     && st.turns.get(turn).is_some_and(|t| stop(t))
@@ -666,10 +665,7 @@ impl Agent {
         }
         if let Some(ctx) = &env.step {
             // The transcript goes to the run's event log under the step's path.
-            ctx.emit(
-                "agent-turn",
-                json!({ "agent": &*self.name, "turn": t }),
-            );
+            ctx.emit("agent-turn", json!({ "agent": &*self.name, "turn": t }));
         }
     }
 
@@ -798,9 +794,7 @@ pub(crate) fn step_input(agent: &str, input: Value) -> Result<AgentInput, AgentE
         Value::String(s) => Ok(AgentInput::prompt(s)),
         Value::Null => Err(bad("the input is null: give a prompt or messages".into())),
         Value::Array(items) => Ok(AgentInput::messages(parse_messages(agent, items)?)),
-        Value::Object(mut map)
-            if map.contains_key("prompt") || map.contains_key("messages") =>
-        {
+        Value::Object(mut map) if map.contains_key("prompt") || map.contains_key("messages") => {
             let mut messages = match map.remove("messages") {
                 Some(Value::Array(items)) => parse_messages(agent, items)?,
                 Some(other) => return Err(bad(format!("`messages` must be a list, got {other}"))),

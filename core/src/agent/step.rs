@@ -60,7 +60,10 @@ impl Step for Agent {
         let response = result.map_err(step_error)?;
         if response.stop == StopReason::ApprovalRequired {
             let checkpoint = serde_json::to_value(&response.checkpoint).map_err(|e| {
-                StepError::fatal(format!("agent `{}`: checkpoint is not JSON: {e}", self.name))
+                StepError::fatal(format!(
+                    "agent `{}`: checkpoint is not JSON: {e}",
+                    self.name
+                ))
             })?;
             ctx.set_state(&key, checkpoint);
             return ctx.suspend(json!({

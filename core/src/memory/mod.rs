@@ -187,8 +187,11 @@ pub trait MemoryBackend: Send + Sync {
     /// message whose id is already stored is skipped.
     async fn append(&self, messages: &[StoredMessage]) -> Result<(), MemoryError>;
     /// The last `n` messages of a thread, oldest first.
-    async fn last_messages(&self, thread: &str, n: usize)
-    -> Result<Vec<StoredMessage>, MemoryError>;
+    async fn last_messages(
+        &self,
+        thread: &str,
+        n: usize,
+    ) -> Result<Vec<StoredMessage>, MemoryError>;
     /// A thread's metadata.
     async fn thread(&self, thread: &str) -> Result<Option<ThreadInfo>, MemoryError>;
     /// The threads of a resource, most recently updated first.
@@ -242,7 +245,11 @@ impl Memory {
     /// Memory on a Redis server (`redis://127.0.0.1:6379/0`); keys are prefixed with `prefix`
     /// so several applications can share one database.
     #[cfg(feature = "redis")]
-    pub async fn redis(url: &str, prefix: &str, options: MemoryOptions) -> Result<Self, MemoryError> {
+    pub async fn redis(
+        url: &str,
+        prefix: &str,
+        options: MemoryOptions,
+    ) -> Result<Self, MemoryError> {
         Ok(Self::from_backend(Arc::new(
             RedisMemory::connect(url, prefix, options).await?,
         )))

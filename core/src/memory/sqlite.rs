@@ -279,7 +279,12 @@ impl SqliteMemory {
         }
     }
 
-    fn get_locked(&self, c: &mut Conn, scope: &str, key: &str) -> Result<Option<String>, MemoryError> {
+    fn get_locked(
+        &self,
+        c: &mut Conn,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<String>, MemoryError> {
         let now = now_ms();
         if self.options.has_caps() {
             let stamp = next_stamp(c);

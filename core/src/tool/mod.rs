@@ -182,13 +182,16 @@ impl CompiledTool {
         if parameters.get("type").and_then(Value::as_str) != Some("object") {
             return Err(ToolError::BadDefinition {
                 tool: name,
-                reason: format!("the argument schema must have \"type\": \"object\", got {parameters}"),
+                reason: format!(
+                    "the argument schema must have \"type\": \"object\", got {parameters}"
+                ),
             });
         }
-        let schema = Schema::new(parameters.clone()).map_err(|reason| ToolError::BadDefinition {
-            tool: name.clone(),
-            reason: format!("invalid argument schema: {reason}"),
-        })?;
+        let schema =
+            Schema::new(parameters.clone()).map_err(|reason| ToolError::BadDefinition {
+                tool: name.clone(),
+                reason: format!("invalid argument schema: {reason}"),
+            })?;
         let spec = crate::model::ToolSpec {
             name,
             description: Some(tool.description().to_owned()).filter(|d| !d.is_empty()),
@@ -316,13 +319,12 @@ where
             let f = Arc::clone(&f);
             let tool = Arc::clone(&tool_name);
             Box::pin(async move {
-                let args: A = serde_json::from_value(args).map_err(|e| {
-                    ToolError::InvalidArguments {
+                let args: A =
+                    serde_json::from_value(args).map_err(|e| ToolError::InvalidArguments {
                         tool: tool.to_string(),
                         pointer: String::new(),
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 let out = f(ctx, args).await.map_err(|e| ToolError::Failed {
                     tool: tool.to_string(),
                     message: e.to_string(),

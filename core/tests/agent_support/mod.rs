@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use miyabi::model::{
-    ContentPart, EventStream, FinishReason, LanguageModel, ModelError, ModelRequest,
-    ModelResponse, Role, StreamEvent, ToolCall, ToolResult, Usage,
+    ContentPart, EventStream, FinishReason, LanguageModel, ModelError, ModelRequest, ModelResponse,
+    Role, StreamEvent, ToolCall, ToolResult, Usage,
 };
 use serde_json::Value;
 
