@@ -80,7 +80,8 @@ mod with_redis {
                     }
                 };
                 memory_support::$name(open).await;
-                for p in used.lock().unwrap().clone() {
+                let prefixes = used.lock().unwrap().clone();
+                for p in prefixes {
                     cleanup(&url, &p).await;
                 }
             }

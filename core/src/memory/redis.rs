@@ -11,7 +11,9 @@
 //!   `P:thread:<id>:ids`: the ids ever stored (appends are idempotent);
 //!   `P:resource:<id>:threads`: a resource's threads by last update.
 //!
-//! Every write is one Lua script, so accounting and eviction are atomic. Scripts touch the keys
+//! Every write is one Lua script, so accounting and eviction are atomic. A handle without caps
+//! writes only the value and the scope index (Redis expires values itself); accounting and LRU
+//! order are kept by handles with caps, so give every handle of one prefix the same options. Scripts touch the keys
 //! of evicted entries, which they cannot declare in advance: use a single Redis server (or a
 //! primary with replicas), not a cluster.
 
@@ -93,6 +95,22 @@ end
 return 1
 ";
 
+/// The write of a handle without caps: KEYS: value, scope index; ARGV: value, ttl ms (0 =
+/// none), key, expected old value, cas flag.
+const SET_PLAIN: &str = r"
+if ARGV[5] == '1' then
+  local cur = redis.call('GET', KEYS[1])
+  if (cur or '') ~= ARGV[4] then return 0 end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+";
+
 /// KEYS: value, lru, clock. Reads a value and marks it used.
 const TOUCH: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -136,6 +154,7 @@ pub struct RedisMemory {
     prefix: String,
     options: MemoryOptions,
     set: Script,
+    set_plain: Script,
     touch: Script,
     delete: Script,
     append: Script,
@@ -175,6 +194,7 @@ impl RedisMemory {
             prefix: prefix.to_owned(),
             options,
             set: Script::new(&format!("{FORGET}{SET}")),
+            set_plain: Script::new(SET_PLAIN),
             touch: Script::new(TOUCH),
             delete: Script::new(&format!("{FORGET}{DELETE}")),
             append: Script::new(APPEND),
@@ -223,6 +243,21 @@ impl RedisMemory {
             .or(self.options.default_ttl)
             .map_or(0, |t| (t.as_millis() as u64).max(1));
         let mut conn = self.conn.clone();
+        if !self.options.has_caps() {
+            let ok: i64 = self
+                .set_plain
+                .key(self.vkey(scope, key))
+                .key(self.idx(scope))
+                .arg(text)
+                .arg(ttl_ms)
+                .arg(key)
+                .arg(expect.unwrap_or(""))
+                .arg(if expect.is_some() { "1" } else { "0" })
+                .invoke_async(&mut conn)
+                .await
+                .map_err(rerr)?;
+            return Ok(ok == 1);
+        }
         let ok: i64 = self
             .set
             .key(self.vkey(scope, key))

@@ -1,11 +1,14 @@
 //! Memory on SQLite: its own tables (prefixed `memory_`) and its own connection, so it can share
 //! the engine's database file.
 //!
-//! Working memory keeps one row per (scope, key) with its size, expiry and last access; a
-//! one-row table kept exact by triggers holds the total count and bytes, so a write checks the
-//! caps without scanning. Expired rows are invisible at once and deleted on later writes;
-//! when a cap is exceeded the least recently used rows go first (access times are tracked by
-//! handles that have a cap).
+//! Working memory keeps one row per (scope, key) with its size, expiry and last access. A
+//! handle with caps recounts the totals when it opens and keeps them in a one-row table
+//! through triggers on its own connection, so a write checks the caps without scanning; reads
+//! through it record their use for LRU. Expired rows are invisible at once and deleted on
+//! later writes; when a cap is exceeded, expired rows go first, then the least recently used.
+//! Handles without caps pay for none of this (their writes are one row); when several
+//! processes share a file, give them all the same caps, or the totals drift until the next open
+//! of a capped handle.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -53,7 +56,6 @@ CREATE TABLE IF NOT EXISTS memory_working (
     accessed_at INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS memory_working_lru ON memory_working(accessed_at);
 CREATE INDEX IF NOT EXISTS memory_working_expiry ON memory_working(expires_at)
     WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS memory_working_totals (
@@ -62,15 +64,26 @@ CREATE TABLE IF NOT EXISTS memory_working_totals (
     bytes INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO memory_working_totals (id, entries, bytes) VALUES (1, 0, 0);
-CREATE TRIGGER IF NOT EXISTS memory_working_insert AFTER INSERT ON memory_working BEGIN
+";
+
+/// What a handle with caps adds on its own connection: the LRU index (shared, kept once
+/// created) and triggers keeping the totals exact for its writes (temporary: a handle without
+/// caps pays for neither).
+const CAPS: &str = "
+CREATE INDEX IF NOT EXISTS memory_working_lru ON memory_working(accessed_at);
+CREATE TEMP TRIGGER IF NOT EXISTS memory_working_insert AFTER INSERT ON main.memory_working BEGIN
     UPDATE memory_working_totals SET entries = entries + 1, bytes = bytes + NEW.bytes WHERE id = 1;
 END;
-CREATE TRIGGER IF NOT EXISTS memory_working_delete AFTER DELETE ON memory_working BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS memory_working_delete AFTER DELETE ON main.memory_working BEGIN
     UPDATE memory_working_totals SET entries = entries - 1, bytes = bytes - OLD.bytes WHERE id = 1;
 END;
-CREATE TRIGGER IF NOT EXISTS memory_working_resize AFTER UPDATE OF bytes ON memory_working BEGIN
+CREATE TEMP TRIGGER IF NOT EXISTS memory_working_resize AFTER UPDATE OF bytes ON main.memory_working BEGIN
     UPDATE memory_working_totals SET bytes = bytes - OLD.bytes + NEW.bytes WHERE id = 1;
 END;
+UPDATE memory_working_totals SET
+    entries = (SELECT count(*) FROM memory_working),
+    bytes = (SELECT coalesce(sum(bytes), 0) FROM memory_working)
+WHERE id = 1;
 ";
 
 /// How often a handle deletes expired rows while writing.
@@ -129,7 +142,8 @@ impl SqliteMemory {
         }
         conn.execute_batch("PRAGMA synchronous=NORMAL;")
             .map_err(e)?;
-        conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}COMMIT;"))
+        let caps = if options.has_caps() { CAPS } else { "" };
+        conn.execute_batch(&format!("BEGIN IMMEDIATE;{SCHEMA}{caps}COMMIT;"))
             .map_err(e)?;
         let version: Option<String> = conn
             .query_row(
