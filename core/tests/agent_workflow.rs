@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use agent_support::{Scripted, calls, last_tool_results, text};
+use agent_support::{Scripted, calls, last_tool_results, server_error, text};
 use futures::StreamExt;
 use miyabi::tool::tool_json;
 use miyabi::{
-    Agent, Engine, EventKind, Memory, RunStatus, StepContext, ToolContext, Workflow, step_fn,
+    Agent, Engine, EventKind, Memory, RetryPolicy, RunStatus, StepContext, ToolContext, Workflow,
+    step_fn,
 };
 use serde_json::{Value, json};
 
@@ -377,5 +378,224 @@ async fn sigkill_after_agent_step_recovers_without_model_calls() {
         model.calls(),
         0,
         "the committed agent step was not run again"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-turn checkpoints (`Agent::checkpoints`).
+
+#[tokio::test]
+async fn a_retried_step_continues_from_its_last_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let model = Scripted::script(vec![
+        Ok(calls(&[("c1", "lookup", json!({"id": 1}))])),
+        Err(server_error()),
+        Ok(text("Issue 1 crashes on start.")),
+    ]);
+    let looked_up = Arc::new(AtomicUsize::new(0));
+    let l = looked_up.clone();
+    let agent = Agent::new("triage")
+        .model(model.clone())
+        .checkpoints(Memory::sqlite(&db).unwrap())
+        .tool(tool_json(
+            "lookup",
+            "Looks up an issue",
+            json!({"type": "object"}),
+            move |_c: ToolContext, _a: Value| {
+                let l = l.clone();
+                async move {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(json!("crash on start"))
+                }
+            },
+        ));
+    let wf = Workflow::new("triage")
+        .step(
+            "triage",
+            miyabi::Node::step(agent)
+                .retry(RetryPolicy::attempts(2).initial_delay(Duration::from_millis(1))),
+        )
+        .commit()
+        .unwrap();
+    let engine = Engine::sqlite(&db).unwrap();
+    let run = engine.start(&wf, json!("triage 1")).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.output, Some(json!("Issue 1 crashes on start.")));
+    // Attempt 1: tool call, lookup, then a 503. Attempt 2: only the failed call is repeated.
+    assert_eq!(model.calls(), 3);
+    assert_eq!(
+        looked_up.load(Ordering::SeqCst),
+        1,
+        "the finished round did not run again"
+    );
+    let retried = &model.requests()[2];
+    assert_eq!(
+        retried,
+        &model.requests()[1],
+        "attempt 2 sent the same conversation"
+    );
+    // The checkpoint is gone once the step finished.
+    let memory = Memory::sqlite(&db).unwrap();
+    let scope = miyabi::memory::Scope::Resource(format!("miyabi.agent:{}:triage", run.id));
+    assert!(memory.scope(scope).all().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn approval_with_checkpoints_does_not_rerun_finished_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let model = Scripted::new(vec![
+        calls(&[
+            ("c1", "deploy", json!({"version": "3.0.0"})),
+            ("c2", "lookup", json!({})),
+        ]),
+        text("Deployed 3.0.0."),
+    ]);
+    let deployed = Arc::new(AtomicUsize::new(0));
+    let looked_up = Arc::new(AtomicUsize::new(0));
+    let l = looked_up.clone();
+    let agent = Agent::new("release")
+        .model(model.clone())
+        .checkpoints(Memory::sqlite(&db).unwrap())
+        .tool(deploy_tool(deployed.clone()))
+        .tool(tool_json(
+            "lookup",
+            "Reads the changelog",
+            json!({"type": "object"}),
+            move |_c: ToolContext, _a: Value| {
+                let l = l.clone();
+                async move {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(json!("changelog"))
+                }
+            },
+        ));
+    let wf = Workflow::new("release")
+        .step("ship", agent)
+        .commit()
+        .unwrap();
+    let engine = Engine::sqlite(&db).unwrap();
+    let run = engine.start(&wf, json!("ship 3.0.0")).await.unwrap();
+    assert_eq!(run.status, RunStatus::Suspended);
+    assert_eq!(looked_up.load(Ordering::SeqCst), 1);
+    let run = engine
+        .resume(&run.id, "ship", json!({"approved": true}))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(deployed.load(Ordering::SeqCst), 1);
+    assert_eq!(looked_up.load(Ordering::SeqCst), 1);
+    assert_eq!(model.calls(), 2);
+    let results = last_tool_results(&model.requests()[1]);
+    assert_eq!(results[1].content, json!("changelog"));
+}
+
+const MID_CHILD: &str = "MIYABI_AGENT_MIDSTEP_CHILD";
+
+fn midstep_workflow(
+    model: Arc<Scripted>,
+    db: &std::path::Path,
+    block: bool,
+) -> miyabi::CommittedWorkflow {
+    let agent = Agent::new("analyze")
+        .model(model)
+        .checkpoints(Memory::sqlite(db).unwrap())
+        .tool(tool_json(
+            "slow_lookup",
+            "Looks up an issue slowly",
+            json!({"type": "object"}),
+            move |_c: ToolContext, _a: Value| async move {
+                if block {
+                    // The model's first turn is saved; wait here to be killed.
+                    println!("READY");
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                }
+                Ok::<_, String>(json!({"title": "crash on start"}))
+            },
+        ));
+    Workflow::new("midstep")
+        .step("analyze", agent)
+        .commit()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn midstep_child_worker() {
+    if std::env::var(MID_CHILD).is_err() {
+        return; // Only meaningful when started by `sigkill_inside_an_agent_step_resumes_from_its_last_turn`.
+    }
+    let db = std::path::PathBuf::from(std::env::var(CHILD_DB).unwrap());
+    let model = Scripted::new(vec![calls(&[("s1", "slow_lookup", json!({}))])]);
+    let engine = Engine::sqlite(&db).unwrap();
+    let wf = midstep_workflow(model, &db, true);
+    let _ = engine.start(&wf, json!("triage issue 8")).await;
+}
+
+#[tokio::test]
+async fn sigkill_inside_an_agent_step_resumes_from_its_last_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "midstep_child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MID_CHILD, "1")
+        .env(CHILD_DB, &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        use std::io::Read as _;
+        let mut buf = [0u8; 256];
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "child exited before READY: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&seen).contains("READY") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "child never got ready"
+        );
+    }
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+
+    // Recovery: the model is asked only for the turn after the interrupted tool round.
+    let model = Scripted::new(vec![text("Issue 8 crashes on start.")]);
+    let engine = Engine::sqlite(&db).unwrap();
+    let wf = midstep_workflow(model.clone(), &db, false);
+    engine.register(&wf);
+    let mut recovered = Vec::new();
+    let t0 = Instant::now();
+    while recovered.is_empty() {
+        recovered = engine.recover().await.unwrap();
+        if recovered.is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(30), "nothing to recover");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let run = engine.wait(&recovered[0]).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.output, Some(json!("Issue 8 crashes on start.")));
+    assert_eq!(model.calls(), 1, "the first turn came from the checkpoint");
+    let req = &model.requests()[0];
+    assert_eq!(req.messages[0].text(), "triage issue 8");
+    assert_eq!(
+        last_tool_results(req)[0].content,
+        json!({"title": "crash on start"})
     );
 }

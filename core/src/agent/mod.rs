@@ -126,6 +126,7 @@ pub struct Agent {
     last_messages: usize,
     working_memory: bool,
     stop_when: Option<StopFn>,
+    progress: Option<Memory>,
     /// The first configuration error, reported by every call.
     config_error: Option<String>,
 }
@@ -160,6 +161,7 @@ impl Agent {
             last_messages: 20,
             working_memory: false,
             stop_when: None,
+            progress: None,
             config_error: None,
         }
     }
@@ -293,6 +295,17 @@ impl Agent {
             self.tools.retain(|t| t.spec.name != run::REMEMBER_TOOL);
             self
         }
+    }
+
+    /// Inside a workflow, saves the conversation after every model call and every round of tool
+    /// results in this memory (a working-memory key per run and step path, kept 7 days at most,
+    /// deleted when the step finishes). A step interrupted by a crash, or retried after a
+    /// failure, then continues from the last saved turn instead of calling the model again for
+    /// the turns already done; only the tool calls of an interrupted round run again (use
+    /// [`ToolContext::idempotency_key`](crate::ToolContext::idempotency_key)).
+    pub fn checkpoints(mut self, memory: Memory) -> Self {
+        self.progress = Some(memory);
+        self
     }
 
     /// Stops the loop after a turn for which the predicate holds (checked after the turn's

@@ -22,6 +22,9 @@ use crate::model::{
 use crate::tool::{CompiledTool, ToolContext, ToolError};
 use crate::workflow::{Schema, StepContext};
 
+/// How long a step's per-turn checkpoint is kept at most.
+const PROGRESS_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The built-in tool of [`Agent::working_memory`].
 pub(crate) const REMEMBER_TOOL: &str = "remember";
 
@@ -526,8 +529,14 @@ impl Agent {
                 message: "no tool call is waiting for approval".into(),
             });
         }
-        let mut next_kind = TurnKind::Model;
+        let mut next_kind =
+            if st.messages.last().is_some_and(|m| m.role == Role::User) && st.repaired {
+                TurnKind::Repair
+            } else {
+                TurnKind::Model
+            };
         loop {
+            self.save_progress(&st, env).await?;
             if let Some(mut pending) = st.pending.take() {
                 let turn = st.turns.len().saturating_sub(1);
                 let d = decisions.take();
@@ -536,6 +545,8 @@ impl Agent {
                 if !pending.awaiting.is_empty() {
                     let awaiting = pending.awaiting.clone();
                     st.pending = Some(pending);
+                    // The calls that ran are part of the state a resume continues from.
+                    self.save_progress(&st, env).await?;
                     tracing::info!(pending = awaiting.len(), "agent waits for tool approval");
                     if let Some(tx) = sink {
                         let _ = tx.send(Ok(AgentEvent::ApprovalRequired {
@@ -649,6 +660,45 @@ impl Agent {
                 awaiting: Vec::new(),
             });
         }
+    }
+
+    /// The working memory holding a step's per-turn checkpoint.
+    fn progress_scope(&self, env: &Env) -> Option<WorkingMemory> {
+        let (memory, ctx) = (self.progress.as_ref()?, env.step.as_ref()?);
+        Some(memory.scope(crate::memory::Scope::Resource(format!(
+            "miyabi.agent:{}",
+            ctx.idempotency_key()
+        ))))
+    }
+
+    async fn save_progress(&self, st: &AgentCheckpoint, env: &Env) -> Result<(), AgentError> {
+        if let Some(wm) = self.progress_scope(env) {
+            wm.set_with_ttl("checkpoint", st, PROGRESS_TTL)
+                .await
+                .map_err(|e| self.mem_err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint an earlier attempt of this step saved, if any.
+    pub(crate) async fn load_progress(
+        &self,
+        env: &Env,
+    ) -> Result<Option<AgentCheckpoint>, AgentError> {
+        let Some(wm) = self.progress_scope(env) else {
+            return Ok(None);
+        };
+        let saved: Option<AgentCheckpoint> =
+            wm.get_as("checkpoint").await.map_err(|e| self.mem_err(e))?;
+        Ok(saved.filter(|c| c.agent == *self.name))
+    }
+
+    /// Deletes the per-turn checkpoint of a finished step.
+    pub(crate) async fn clear_progress(&self, env: &Env) -> Result<(), AgentError> {
+        if let Some(wm) = self.progress_scope(env) {
+            wm.delete("checkpoint").await.map_err(|e| self.mem_err(e))?;
+        }
+        Ok(())
     }
 
     fn turn_finished(&self, st: &AgentCheckpoint, turn: usize, sink: Option<&Sink>, env: &Env) {

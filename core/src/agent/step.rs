@@ -30,8 +30,28 @@ impl Step for Agent {
     async fn run(&self, ctx: &StepContext, input: Value) -> Result<Value, StepError> {
         let key = checkpoint_key(ctx.path());
         let env = Env::for_step(ctx);
-        let result = match ctx.resume_data() {
-            Some(data) => {
+        let progress = self.load_progress(&env).await.map_err(step_error)?;
+        let result = match (ctx.resume_data(), progress) {
+            // An earlier attempt of this step saved its conversation: go on from there. Resume
+            // data applies only if that state still waits for a decision.
+            (data, Some(saved)) => {
+                let waiting = saved
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| !p.awaiting.is_empty());
+                let decisions = match data {
+                    Some(d) if waiting => {
+                        Some(Decisions::parse(&self.name, d).map_err(step_error)?)
+                    }
+                    _ => None,
+                };
+                tracing::info!(
+                    turns = saved.turns.len(),
+                    "agent step continues from its checkpoint"
+                );
+                self.drive(saved, None, &env, decisions).await
+            }
+            (Some(data), None) => {
                 let saved = ctx.state(&key).filter(|v| !v.is_null()).ok_or_else(|| {
                     StepError::fatal(format!(
                         "agent `{}` at `{}` was resumed, but its checkpoint is missing from the run state",
@@ -49,7 +69,7 @@ impl Step for Agent {
                 let decisions = Decisions::parse(&self.name, data).map_err(step_error)?;
                 self.drive(checkpoint, None, &env, Some(decisions)).await
             }
-            None => {
+            (None, None) => {
                 let input = step_input(&self.name, input).map_err(step_error)?;
                 match self.start_state(input, &env).await {
                     Ok(state) => self.drive(state, None, &env, None).await,
@@ -74,6 +94,11 @@ impl Step for Agent {
         }
         if ctx.state(&key).is_some_and(|v| !v.is_null()) {
             ctx.set_state(&key, Value::Null);
+        }
+        // The output commits with this step; a leftover checkpoint would only be read by a
+        // re-run of a step the engine will never run again, so failing to delete it is harmless.
+        if let Err(e) = self.clear_progress(&env).await {
+            tracing::warn!(error = %e, "could not delete the agent step's checkpoint");
         }
         Ok(match response.object {
             Some(object) => object,

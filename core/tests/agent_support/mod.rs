@@ -16,13 +16,18 @@ use serde_json::Value;
 /// A model that replays prepared responses and records the requests.
 #[derive(Default)]
 pub struct Scripted {
-    replies: Mutex<VecDeque<ModelResponse>>,
+    replies: Mutex<VecDeque<Result<ModelResponse, ModelError>>>,
     seen: Mutex<Vec<ModelRequest>>,
     pub delay: Duration,
 }
 
 impl Scripted {
     pub fn new(replies: Vec<ModelResponse>) -> Arc<Self> {
+        Self::script(replies.into_iter().map(Ok).collect())
+    }
+
+    /// Replies that may be errors.
+    pub fn script(replies: Vec<Result<ModelResponse, ModelError>>) -> Arc<Self> {
         Arc::new(Self {
             replies: Mutex::new(replies.into()),
             ..Self::default()
@@ -43,13 +48,15 @@ impl Scripted {
 
     fn next(&self, req: &ModelRequest) -> Result<ModelResponse, ModelError> {
         self.seen.lock().unwrap().push(req.clone());
-        self.replies.lock().unwrap().pop_front().ok_or_else(|| {
-            ModelError::InvalidRequest(Box::new(miyabi::model::ErrorContext {
-                provider: "scripted".into(),
-                model: "script".into(),
-                message: "the script has no more replies".into(),
-                ..Default::default()
-            }))
+        self.replies.lock().unwrap().pop_front().unwrap_or_else(|| {
+            Err(ModelError::InvalidRequest(Box::new(
+                miyabi::model::ErrorContext {
+                    provider: "scripted".into(),
+                    model: "script".into(),
+                    message: "the script has no more replies".into(),
+                    ..Default::default()
+                },
+            )))
         })
     }
 }
@@ -117,6 +124,17 @@ fn usage(i: u64, o: u64) -> Usage {
         output_tokens: o,
         ..Usage::default()
     }
+}
+
+/// A retryable provider failure (HTTP 503).
+pub fn server_error() -> ModelError {
+    ModelError::Server(Box::new(miyabi::model::ErrorContext {
+        provider: "scripted".into(),
+        model: "script".into(),
+        status: Some(503),
+        message: "overloaded".into(),
+        ..Default::default()
+    }))
 }
 
 /// A text answer (10 input, 5 output tokens).
