@@ -599,3 +599,92 @@ async fn sigkill_inside_an_agent_step_resumes_from_its_last_turn() {
         json!({"title": "crash on start"})
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Approval across a process restart: a child process starts the run, which suspends for
+// approval, and exits; this process resumes it.
+
+const APPROVAL_CHILD: &str = "MIYABI_AGENT_APPROVAL_CHILD";
+
+fn approval_workflow(model: Arc<Scripted>, count: Arc<AtomicUsize>) -> miyabi::CommittedWorkflow {
+    Workflow::new("release-process")
+        .step(
+            "ship",
+            Agent::new("release").model(model).tool(deploy_tool(count)),
+        )
+        .commit()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn approval_child_worker() {
+    if std::env::var(APPROVAL_CHILD).is_err() {
+        return; // Only meaningful when started by `approval_survives_a_process_restart`.
+    }
+    let db = std::path::PathBuf::from(std::env::var(CHILD_DB).unwrap());
+    let model = Scripted::new(vec![calls(&[(
+        "c7",
+        "deploy",
+        json!({"version": "7.0.0"}),
+    )])]);
+    let engine = Engine::sqlite(&db).unwrap();
+    let run = engine
+        .start(
+            &approval_workflow(model, Arc::new(AtomicUsize::new(0))),
+            json!("ship 7.0.0"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Suspended);
+    println!("RUN {}", run.id);
+}
+
+#[tokio::test]
+async fn approval_survives_a_process_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "approval_child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(APPROVAL_CHILD, "1")
+        .env(CHILD_DB, &db)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The test harness prints `test approval_child_worker ... ` on the same line.
+    let run_id = stdout
+        .split("RUN ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id from the child: {stdout}"))
+        .to_owned();
+
+    let model = Scripted::new(vec![text("Shipped 7.0.0.")]);
+    let count = Arc::new(AtomicUsize::new(0));
+    let engine = Engine::sqlite(&db).unwrap();
+    engine.register(&approval_workflow(model.clone(), count.clone()));
+    let suspended = engine.get(&run_id).await.unwrap().unwrap();
+    assert_eq!(suspended.status, RunStatus::Suspended);
+    assert_eq!(
+        suspended.suspended[0].payload["pending"][0]["call_id"],
+        "c7"
+    );
+    let run = engine
+        .resume(&run_id, "ship", json!({"approved": true}))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.output, Some(json!("Shipped 7.0.0.")));
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert_eq!(model.calls(), 1, "only the turn after the approval");
+    assert_eq!(
+        last_tool_results(&model.requests()[0])[0].content["deployed"],
+        "7.0.0"
+    );
+}
