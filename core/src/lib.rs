@@ -5,6 +5,10 @@
 //! (one row per executed step path, resume by replay), with suspend/resume for humans in the
 //! loop and recovery after a crash.
 //!
+//! Agents ([`Agent`]: a model, instructions, [`Tool`]s and [`Memory`]) run the tool loop and
+//! are steps themselves: `.step("analyze", agent)`. See the [`agent`], [`tool`] and [`memory`]
+//! modules; models are in [`model`].
+//!
 //! ```
 //! use miyabi::{step_fn, Engine, StepContext, Workflow};
 //! use serde_json::{json, Value};
