@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use serde_json::{Map, Value};
 
@@ -150,7 +150,8 @@ return redis.call('LLEN', msgs)
 
 /// Memory on a Redis server. Built by [`super::Memory::redis`].
 pub struct RedisMemory {
-    conn: MultiplexedConnection,
+    /// Reconnects by itself after the server restarts or the connection drops.
+    conn: ConnectionManager,
     prefix: String,
     options: MemoryOptions,
     set: Script,
@@ -181,10 +182,7 @@ impl RedisMemory {
         options: MemoryOptions,
     ) -> Result<Self, MemoryError> {
         let client = redis::Client::open(url).map_err(rerr)?;
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(rerr)?;
+        let mut conn = ConnectionManager::new(client).await.map_err(rerr)?;
         let _: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
