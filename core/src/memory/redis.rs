@@ -182,7 +182,15 @@ impl RedisMemory {
         options: MemoryOptions,
     ) -> Result<Self, MemoryError> {
         let client = redis::Client::open(url).map_err(rerr)?;
-        let mut conn = ConnectionManager::new(client).await.map_err(rerr)?;
+        // Few quick retries: a wrong URL fails in well under a second, and a later dropped
+        // connection is re-established on the next command anyway.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(Duration::from_secs(5)));
+        let mut conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(rerr)?;
         let _: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
