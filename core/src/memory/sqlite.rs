@@ -4,12 +4,14 @@
 //! Working memory keeps one row per (scope, key) with its size, expiry and last access. A
 //! handle with caps recounts the totals when it opens and keeps them in a one-row table
 //! through triggers on its own connection, so a write checks the caps without scanning; reads
-//! through it record their use for LRU. Expired rows are invisible at once and deleted on
+//! through it record their use for LRU in memory, written at the start of its next write
+//! transaction (before any eviction), so a read is a plain `SELECT`. Expired rows are invisible at once and deleted on
 //! later writes; when a cap is exceeded, expired rows go first, then the least recently used.
 //! Handles without caps pay for none of this (their writes are one row); when several
 //! processes share a file, give them all the same caps, or the totals drift until the next open
 //! of a capped handle.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -102,6 +104,33 @@ struct Conn {
     /// Last access stamp given out (µs), so stamps of one handle are strictly increasing.
     last_stamp: i64,
     last_purge: Option<Instant>,
+    /// Reads not yet written to `accessed_at` (handles with caps): (scope, key) → stamp. They
+    /// are written at the start of this handle's next write transaction, before any eviction
+    /// decision, so a read costs no transaction of its own.
+    touches: HashMap<(String, String), i64>,
+}
+
+/// Pending reads written in a transaction of their own once this many have piled up.
+const MAX_PENDING_TOUCHES: usize = 1024;
+
+impl Conn {
+    /// Writes the pending reads' stamps inside `tx`.
+    fn flush_touches(
+        touches: &mut HashMap<(String, String), i64>,
+        tx: &rusqlite::Transaction<'_>,
+    ) -> rusqlite::Result<()> {
+        if touches.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = tx.prepare_cached(
+            "UPDATE memory_working SET accessed_at = ?3
+             WHERE scope = ?1 AND key = ?2 AND accessed_at < ?3",
+        )?;
+        for ((scope, key), stamp) in touches.drain() {
+            stmt.execute(params![scope, key, stamp])?;
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for SqliteMemory {
@@ -173,6 +202,7 @@ impl SqliteMemory {
                 conn,
                 last_stamp: 0,
                 last_purge: None,
+                touches: HashMap::new(),
             }),
             path,
             options,
@@ -219,7 +249,8 @@ impl SqliteMemory {
         if purge {
             c.last_purge = Some(Instant::now());
         }
-        let tx = c.conn.transaction().map_err(|e| self.err(e))?;
+        let tx = c.conn.transaction().map_err(|e| err(&self.path, e))?;
+        Conn::flush_touches(&mut c.touches, &tx).map_err(|e| err(&self.path, e))?;
         if purge {
             tx.prepare_cached(
                 "DELETE FROM memory_working WHERE expires_at IS NOT NULL AND expires_at <= ?1",
@@ -300,30 +331,40 @@ impl SqliteMemory {
         key: &str,
     ) -> Result<Option<String>, MemoryError> {
         let now = now_ms();
-        if self.options.has_caps() {
+        let value: Option<String> = c
+            .conn
+            .prepare_cached(
+                "SELECT value FROM memory_working
+                 WHERE scope = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![scope, key, now], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        if value.is_some() && self.options.has_caps() {
             let stamp = next_stamp(c);
-            c.conn
-                .prepare_cached(
-                    "UPDATE memory_working SET accessed_at = ?3
-                     WHERE scope = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?4)
-                     RETURNING value",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![scope, key, stamp, now], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(|e| self.err(e))
-        } else {
-            c.conn
-                .prepare_cached(
-                    "SELECT value FROM memory_working
-                     WHERE scope = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![scope, key, now], |r| r.get(0))
-                        .optional()
-                })
-                .map_err(|e| self.err(e))
+            c.touches.insert((scope.to_owned(), key.to_owned()), stamp);
+            if c.touches.len() >= MAX_PENDING_TOUCHES {
+                self.flush_pending(c)?;
+            }
+        }
+        Ok(value)
+    }
+
+    /// Writes pending reads in a transaction of their own.
+    fn flush_pending(&self, c: &mut Conn) -> Result<(), MemoryError> {
+        if c.touches.is_empty() {
+            return Ok(());
+        }
+        let tx = c.conn.transaction().map_err(|e| err(&self.path, e))?;
+        Conn::flush_touches(&mut c.touches, &tx).map_err(|e| err(&self.path, e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+impl Drop for SqliteMemory {
+    fn drop(&mut self) {
+        let mut c = self.lock();
+        if let Err(e) = self.flush_pending(&mut c) {
+            tracing::debug!(error = %e, "memory: could not record the last reads for LRU");
         }
     }
 }
