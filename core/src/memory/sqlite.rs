@@ -337,7 +337,10 @@ impl SqliteMemory {
                 "SELECT value FROM memory_working
                  WHERE scope = ?1 AND key = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
             )
-            .and_then(|mut s| s.query_row(params![scope, key, now], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row(params![scope, key, now], |r| r.get(0))
+                    .optional()
+            })
             .map_err(|e| self.err(e))?;
         if value.is_some() && self.options.has_caps() {
             let stamp = next_stamp(c);
