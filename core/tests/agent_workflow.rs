@@ -688,3 +688,65 @@ async fn approval_survives_a_process_restart() {
         "7.0.0"
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_run_stops_a_waiting_model_call_and_a_running_tool() {
+    // A model call that would take 30 s.
+    let slow_model = Scripted::slow(Duration::from_secs(30));
+    let wf = Workflow::new("slow-model")
+        .step("think", Agent::new("slow").model(slow_model))
+        .commit()
+        .unwrap();
+    let engine = Engine::in_memory();
+    let handle = engine.spawn(&wf, json!("think hard")).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let run = engine.cancel(handle.id()).await.unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+
+    // A tool that waits for its cancellation token.
+    let saw_cancel = Arc::new(AtomicUsize::new(0));
+    let s = saw_cancel.clone();
+    let agent = Agent::new("waiter")
+        .model(Scripted::new(vec![calls(&[("w", "wait", json!({}))])]))
+        .tool(tool_json(
+            "wait",
+            "Waits",
+            json!({"type": "object"}),
+            move |ctx: ToolContext, _a: Value| {
+                let s = s.clone();
+                async move {
+                    tokio::select! {
+                        _ = ctx.cancellation().cancelled() => { s.fetch_add(1, Ordering::SeqCst); }
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                    Ok::<_, String>(json!("done"))
+                }
+            },
+        ));
+    let wf = Workflow::new("slow-tool")
+        .step("wait", agent)
+        .commit()
+        .unwrap();
+    let handle = engine.spawn(&wf, json!("wait")).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    let run = engine.cancel(handle.id()).await.unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    // The tool got the run's cancellation through its context.
+    let t0 = Instant::now();
+    while saw_cancel.load(Ordering::SeqCst) == 0 && t0.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(saw_cancel.load(Ordering::SeqCst), 1);
+}

@@ -457,13 +457,14 @@ impl Agent {
             }
             .instrument(span)
         });
-        let done = tokio::select! {
-            biased;
-            _ = env.cancel.cancelled() => {
-                return Err(AgentError::Cancelled { agent: self.name.to_string() });
-            }
-            done = futures::future::join_all(futures) => done,
-        };
+        // Tools see the cancellation through their own token and may finish cleanly; the
+        // engine drops the step after its grace period if one does not.
+        let done = futures::future::join_all(futures).await;
+        if env.cancel.is_cancelled() {
+            return Err(AgentError::Cancelled {
+                agent: self.name.to_string(),
+            });
+        }
         for (i, out) in done {
             let call = &p.calls[i];
             let (content, is_error) = match out {

@@ -26,6 +26,14 @@ impl Scripted {
         Self::script(replies.into_iter().map(Ok).collect())
     }
 
+    /// A model that answers each call only after `delay` (and has no replies).
+    pub fn slow(delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            delay,
+            ..Self::default()
+        })
+    }
+
     /// Replies that may be errors.
     pub fn script(replies: Vec<Result<ModelResponse, ModelError>>) -> Arc<Self> {
         Arc::new(Self {
