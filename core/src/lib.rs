@@ -7,7 +7,7 @@
 //!
 //! Agents ([`Agent`]: a model, instructions, [`Tool`]s and [`Memory`]) run the tool loop and
 //! are steps themselves: `.step("analyze", agent)`. See the [`agent`], [`tool`] and [`memory`]
-//! modules; models are in [`model`].
+//! modules; models are in [`model`](mod@model).
 //!
 //! ```
 //! use miyabi::{step_fn, Engine, StepContext, Workflow};

@@ -46,7 +46,8 @@ pub use error::AgentError;
 
 use crate::memory::Memory;
 use crate::model::{
-    FinishReason, LanguageModel, Message, Model, ModelError, Sampling, ToolCall, ToolResult, Usage,
+    FinishReason, LanguageModel, Message, Model, ModelError, Sampling, ToolCall, ToolChoice,
+    ToolResult, Usage,
 };
 use crate::tool::{CompiledTool, IntoTool};
 use crate::workflow::Schema;
@@ -119,6 +120,7 @@ pub struct Agent {
     model: Option<Arc<dyn LanguageModel>>,
     instructions: Instructions,
     tools: Vec<CompiledTool>,
+    tool_choice: ToolChoice,
     max_steps: usize,
     output: Option<Schema>,
     sampling: Sampling,
@@ -154,6 +156,7 @@ impl Agent {
             model: None,
             instructions: Instructions::None,
             tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
             max_steps: 8,
             output: None,
             sampling: Sampling::default(),
@@ -226,6 +229,14 @@ impl Agent {
             }
             Err(e) => self.fail(e.to_string()),
         }
+        self
+    }
+
+    /// Whether the model must call a tool (`Required`, or a named `Tool`), may (`Auto`, the
+    /// default) or must not (`None`). Applies to every model call of the loop, so `Required`
+    /// needs a final tool or `max_steps` to end.
+    pub fn tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.tool_choice = choice;
         self
     }
 
@@ -343,7 +354,8 @@ impl Agent {
 
     /// Runs the tool loop, streaming text and reasoning deltas, tool calls and results, turn
     /// boundaries with their usage, and finally the whole response. Dropping the stream stops
-    /// the generation.
+    /// the generation. The generation runs in a task of the current tokio runtime, so call this
+    /// from inside one.
     pub fn stream(&self, input: impl Into<AgentInput>) -> AgentStream {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let agent = self.clone();

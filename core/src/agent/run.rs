@@ -293,7 +293,11 @@ impl Agent {
         Ok(ModelRequest {
             messages,
             tools: self.tools.iter().map(|t| t.spec.clone()).collect(),
-            tool_choice: ToolChoice::Auto,
+            tool_choice: if self.tools.is_empty() {
+                ToolChoice::Auto
+            } else {
+                self.tool_choice.clone()
+            },
             response_format: self.output.as_ref().map(|s| ResponseFormat {
                 name: "output".into(),
                 schema: s.json().clone(),
