@@ -585,3 +585,30 @@ async fn cost_is_summed_when_every_turn_is_priced() {
     let agent = Agent::new("unpriced").model(Scripted::new(vec![text("x")]));
     assert_eq!(agent.generate("?").await.unwrap().cost_usd, None);
 }
+
+#[tokio::test]
+async fn tool_choice_is_sent_with_tools_only() {
+    use miyabi::model::ToolChoice;
+    let model = Scripted::new(vec![
+        calls(&[("c", "add", json!({"a": 1, "b": 2}))]),
+        text("3"),
+    ]);
+    let agent = Agent::new("forced")
+        .model(model.clone())
+        .tools(math_tools(Arc::new(AtomicUsize::new(0))))
+        .tool_choice(ToolChoice::Tool("add".into()))
+        .max_steps(2);
+    agent.generate("1+2").await.unwrap();
+    assert_eq!(
+        model.requests()[0].tool_choice,
+        ToolChoice::Tool("add".into())
+    );
+    let model = Scripted::new(vec![text("no tools")]);
+    Agent::new("plain")
+        .model(model.clone())
+        .tool_choice(ToolChoice::Required)
+        .generate("hi")
+        .await
+        .unwrap();
+    assert_eq!(model.requests()[0].tool_choice, ToolChoice::Auto);
+}
