@@ -42,14 +42,14 @@ mod workflow;
 pub use agent::{Agent, AgentError, AgentInput, AgentResponse};
 pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, WorkflowError};
 pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
-pub use model::{LanguageModel, ModelError, model};
+pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{
     Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
     RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
 };
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{
-    CommittedWorkflow, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node, OnInterrupt,
-    RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Task,
-    Workflow, step_fn,
+    CommittedWorkflow, Durability, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node,
+    OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
+    Suspension, Task, Workflow, step_fn,
 };

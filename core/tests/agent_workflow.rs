@@ -265,13 +265,56 @@ async fn approval_resumes_on_another_engine_instance() {
     );
 }
 
+/// Waits until the run's row is committed in `db`.
+async fn wait_run_committed(db: &std::path::Path, run_id: &str) {
+    let store = miyabi::SqliteStore::open(db).unwrap();
+    let t0 = Instant::now();
+    while miyabi::Store::run(&store, run_id).unwrap_or(None).is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the run was never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // SIGKILL: the child runs `analyze` (an agent) then `wait` (a step that blocks until killed).
+
+/// Waits until the run's records for `path` are committed in `db` with one of `statuses` (the
+/// engine coalesces commits, so a step may run before its start is durable).
+async fn wait_committed(
+    db: &std::path::Path,
+    run_id: &str,
+    path: &str,
+    statuses: &[miyabi::StepStatus],
+) {
+    let store = miyabi::SqliteStore::open(db).unwrap();
+    let t0 = Instant::now();
+    loop {
+        let steps = miyabi::Store::steps(&store, run_id).unwrap_or_default();
+        if steps
+            .iter()
+            .any(|s| s.path == path && statuses.contains(&s.status))
+        {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "`{path}` never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 const CHILD: &str = "MIYABI_AGENT_CRASH_CHILD";
 const CHILD_DB: &str = "MIYABI_AGENT_CRASH_DB";
 
-fn crash_workflow(model: Arc<Scripted>, block: bool) -> miyabi::CommittedWorkflow {
+fn crash_workflow(
+    model: Arc<Scripted>,
+    block: bool,
+    db: std::path::PathBuf,
+) -> miyabi::CommittedWorkflow {
     let agent = Agent::new("analyze").model(model).tools([tool_json(
         "lookup",
         "Looks up an issue",
@@ -284,13 +327,24 @@ fn crash_workflow(model: Arc<Scripted>, block: bool) -> miyabi::CommittedWorkflo
         .step("analyze", agent)
         .then(
             "wait",
-            step_fn(move |_c: StepContext, v: Value| async move {
-                if block {
-                    // Tell the parent the agent's output is committed, then wait to be killed.
-                    println!("READY");
-                    tokio::time::sleep(Duration::from_secs(600)).await;
+            step_fn(move |c: StepContext, v: Value| {
+                let db = db.clone();
+                async move {
+                    if block {
+                        // Tell the parent once the agent's output is committed, then wait to be
+                        // killed.
+                        wait_committed(
+                            &db,
+                            c.run_id(),
+                            "analyze",
+                            &[miyabi::StepStatus::Succeeded],
+                        )
+                        .await;
+                        println!("READY");
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
+                    Ok(json!({"done": v}))
                 }
-                Ok(json!({"done": v}))
             }),
         )
         .commit()
@@ -308,7 +362,7 @@ async fn child_worker() {
         text("Issue 7 crashes on start."),
     ]);
     let engine = Engine::sqlite(&db).unwrap();
-    let wf = crash_workflow(model, true);
+    let wf = crash_workflow(model, true, std::path::PathBuf::from(&db));
     let _ = engine.start(&wf, json!("triage issue 7")).await;
 }
 
@@ -357,7 +411,7 @@ async fn sigkill_after_agent_step_recovers_without_model_calls() {
         .store(miyabi::SqliteStore::open(&db).unwrap())
         .lease(Duration::from_millis(200))
         .build();
-    let wf = crash_workflow(model.clone(), false);
+    let wf = crash_workflow(model.clone(), false, db.clone());
     engine.register(&wf);
     let mut recovered = Vec::new();
     let t0 = Instant::now();
@@ -498,20 +552,27 @@ fn midstep_workflow(
     db: &std::path::Path,
     block: bool,
 ) -> miyabi::CommittedWorkflow {
+    let db = db.to_path_buf();
     let agent = Agent::new("analyze")
         .model(model)
-        .checkpoints(Memory::sqlite(db).unwrap())
+        .checkpoints(Memory::sqlite(&db).unwrap())
         .tool(tool_json(
             "slow_lookup",
             "Looks up an issue slowly",
             json!({"type": "object"}),
-            move |_c: ToolContext, _a: Value| async move {
-                if block {
-                    // The model's first turn is saved; wait here to be killed.
-                    println!("READY");
-                    tokio::time::sleep(Duration::from_secs(600)).await;
+            move |c: ToolContext, _a: Value| {
+                let db = db.clone();
+                async move {
+                    if block {
+                        // The model's first turn is saved; once the run itself is committed
+                        // (the engine commits before it waits on this step), wait here to be
+                        // killed.
+                        wait_run_committed(&db, c.run_id().unwrap()).await;
+                        println!("READY");
+                        tokio::time::sleep(Duration::from_secs(600)).await;
+                    }
+                    Ok::<_, String>(json!({"title": "crash on start"}))
                 }
-                Ok::<_, String>(json!({"title": "crash on start"}))
             },
         ));
     Workflow::new("midstep")
