@@ -83,10 +83,22 @@ fn inc() -> Node {
     )
 }
 
+/// A step that awaits once (as any step doing I/O does) before computing.
+fn inc_awaiting() -> Node {
+    step_fn(|_: StepContext, v: Value| async move {
+        tokio::task::yield_now().await;
+        Ok(json!({ "n": v["n"].as_i64().unwrap() + 1 }))
+    })
+}
+
 fn linear(id: &str, steps: usize) -> CommittedWorkflow {
-    let mut wf = Workflow::new(id).step("s0", inc());
+    linear_with(id, steps, inc)
+}
+
+fn linear_with(id: &str, steps: usize, step: fn() -> Node) -> CommittedWorkflow {
+    let mut wf = Workflow::new(id).step("s0", step());
     for i in 1..steps {
-        wf = wf.then(format!("s{i}"), inc());
+        wf = wf.then(format!("s{i}"), step());
     }
     wf.commit().unwrap()
 }
@@ -176,17 +188,36 @@ fn shape_sqlite(repeats: usize, dir: &Path, three_step: bool, hundred_step: bool
     let rt = current_thread();
     let engine = Engine::sqlite(dir.join("bench.db")).unwrap();
 
+    // Also measured: one commit per step (`Durability::EveryStep`), and steps that await
+    // (each yields once, like a step doing I/O), where the default policy commits every step
+    // before the run waits.
+    let strict = Engine::builder()
+        .store(miyabi::SqliteStore::open(dir.join("bench-strict.db")).unwrap())
+        .durability(miyabi::Durability::EveryStep)
+        .build();
+    let three_awaiting = linear_with("linear-3-awaiting", 3, inc_awaiting);
+    let variants: [(&str, &Engine, &CommittedWorkflow); 3] = [
+        ("engine.sqlite.3step", &engine, &three),
+        ("engine.sqlite.3step.every_step", &strict, &three),
+        (
+            "engine.sqlite.3step.awaiting_steps",
+            &engine,
+            &three_awaiting,
+        ),
+    ];
     if three_step {
-        let batches = (0..repeats)
-            .map(|_| {
-                rt.block_on(async {
-                    sequential(&engine, &three, 3, runs3 / 10).await;
-                    sequential(&engine, &three, 3, runs3).await.as_secs_f64() * 1e6
+        for (name, engine, wf) in variants {
+            let batches = (0..repeats)
+                .map(|_| {
+                    rt.block_on(async {
+                        sequential(engine, wf, 3, runs3 / 10).await;
+                        sequential(engine, wf, 3, runs3).await.as_secs_f64() * 1e6
+                    })
                 })
-            })
-            .collect();
-        let m = median("engine.sqlite.3step", "us", batches);
-        emit("engine.sqlite.3step", round(m, 2), "us");
+                .collect();
+            let m = median(name, "us", batches);
+            emit(name, round(m, 2), "us");
+        }
     }
     if !hundred_step {
         return;
@@ -205,6 +236,27 @@ fn shape_sqlite(repeats: usize, dir: &Path, three_step: bool, hundred_step: bool
         .collect();
     let m = median("engine.sqlite.100step", "ms", batches);
     emit("engine.sqlite.100step", round(m, 3), "ms");
+
+    let hundred_awaiting = linear_with("linear-100-awaiting", 100, inc_awaiting);
+    for (name, engine, wf) in [
+        ("engine.sqlite.100step.every_step", &strict, &hundred),
+        (
+            "engine.sqlite.100step.awaiting_steps",
+            &engine,
+            &hundred_awaiting,
+        ),
+    ] {
+        let batches = (0..repeats)
+            .map(|_| {
+                rt.block_on(async {
+                    sequential(engine, wf, 100, 2).await;
+                    sequential(engine, wf, 100, runs100).await.as_secs_f64() * 1e3
+                })
+            })
+            .collect();
+        let m = median(name, "ms", batches);
+        emit(name, round(m, 3), "ms");
+    }
 }
 
 /// This machine's floor for one durable SQLite transaction, outside the engine: the same file
@@ -287,7 +339,12 @@ fn shape_bytes(dir: &Path) {
     let wal = dir.join("bytes.db-wal");
     let hundred = linear("linear-100", 100);
     let rt = current_thread();
-    let engine = Engine::sqlite(&db).unwrap();
+    // One commit per step: the file figures are those of a run whose every step is committed
+    // on its own (the worst case; the default policy writes less for pure-computation steps).
+    let engine = Engine::builder()
+        .store(miyabi::SqliteStore::open(&db).unwrap())
+        .durability(miyabi::Durability::EveryStep)
+        .build();
     // A second connection: reads the rows back, truncates the WAL, pins it during the run.
     let side = rusqlite::Connection::open(&db).unwrap();
     let page_size: u64 = side

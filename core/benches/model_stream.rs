@@ -210,6 +210,35 @@ fn main() {
         "us",
     );
 
+    // SigV4 signing of a Bedrock Converse request (done for every attempt).
+    #[cfg(feature = "bedrock")]
+    {
+        use miyabi::model::aws::{AwsCredentials, SigV4Signer};
+        let signer = SigV4Signer::new(
+            AwsCredentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+            ),
+            "us-east-1",
+            "bedrock",
+        );
+        let body = vec![b'x'; 2048];
+        let headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        let url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
+        let now = std::time::SystemTime::now();
+        let n = 20_000;
+        let t = Instant::now();
+        for _ in 0..n {
+            black_box(signer.sign("POST", url, &headers, &body, now).unwrap());
+        }
+        report(
+            "model.bedrock.sigv4_sign_2KiB",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64,
+            "us",
+        );
+    }
+
     // 3. Per-request overhead over a raw reqwest call to the same loopback server.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -5,6 +5,10 @@
 //! (one row per executed step path, resume by replay), with suspend/resume for humans in the
 //! loop and recovery after a crash.
 //!
+//! Agents ([`Agent`]: a model, instructions, [`Tool`]s and [`Memory`]) run the tool loop and
+//! are steps themselves: `.step("analyze", agent)`. See the [`agent`], [`tool`] and [`memory`]
+//! modules; models are in [`model`](mod@model).
+//!
 //! ```
 //! use miyabi::{step_fn, Engine, StepContext, Workflow};
 //! use serde_json::{json, Value};
@@ -27,19 +31,25 @@
 //! # Ok(()) }
 //! ```
 
+pub mod agent;
 mod error;
+pub mod memory;
 pub mod model;
 mod store;
+pub mod tool;
 mod workflow;
 
+pub use agent::{Agent, AgentError, AgentInput, AgentResponse};
 pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, WorkflowError};
-pub use model::{LanguageModel, ModelError, model};
+pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
+pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{
     Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
     RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
 };
+pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{
-    CommittedWorkflow, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node, OnInterrupt,
-    RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Task,
-    Workflow, step_fn,
+    CommittedWorkflow, Durability, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node,
+    OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
+    Suspension, Task, Workflow, step_fn,
 };

@@ -1109,3 +1109,110 @@ async fn in_memory_store_runs_the_same_workflows() {
     let run = e.resume(&run.id, "g", json!(2)).await.unwrap();
     assert_eq!(run.output, Some(json!({"input": 1, "resume": 2})));
 }
+
+#[tokio::test]
+async fn records_are_committed_before_the_run_waits_for_anything() {
+    for durability in [Durability::Coalesced, Durability::EveryStep] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("runs.db");
+        let e = Engine::builder()
+            .store(SqliteStore::open(&db).unwrap())
+            .durability(durability)
+            .build();
+        // `look` awaits real time; by then `a` and `b` (pure computation) must be committed,
+        // as another process reading the file would see them.
+        let db2 = db.clone();
+        let look = step_fn(move |ctx: StepContext, _v: Value| {
+            let db = db2.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let other = SqliteStore::open(&db).unwrap();
+                let steps = other.steps(ctx.run_id()).unwrap();
+                let mut seen: Vec<String> = steps
+                    .into_iter()
+                    .filter(|s| s.status == StepStatus::Succeeded)
+                    .map(|s| s.path)
+                    .collect();
+                seen.sort();
+                let run = other.run(ctx.run_id()).unwrap().map(|r| r.status);
+                Ok(json!({"seen": seen, "run": run}))
+            }
+        });
+        let wf = Workflow::new("durable")
+            .step("a", add(1))
+            .then("b", add(1))
+            .then("look", look)
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(0)).await.unwrap();
+        assert_eq!(
+            run.output,
+            Some(json!({"seen": ["a", "b"], "run": "running"})),
+            "{durability:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_resumed_run_keeps_its_owner_and_logs_one_suspension() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&dir, false);
+    let db = dir.path().join("runs.db");
+    let db2 = db.clone();
+    let owner_seen = step_fn(move |ctx: StepContext, v: Value| {
+        let db = db2.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let r = SqliteStore::open(&db)
+                .unwrap()
+                .run(ctx.run_id())
+                .unwrap()
+                .unwrap();
+            Ok(json!({"owner": r.owner.is_some(), "status": r.status, "v": v}))
+        }
+    });
+    let wf = Workflow::new("own")
+        .step("g", gate(Arc::new(AtomicUsize::new(0))))
+        .then("check", owner_seen)
+        .commit()
+        .unwrap();
+    let run = e.start(&wf, json!(1)).await.unwrap();
+    let run = e.resume(&run.id, "g", json!(2)).await.unwrap();
+    let out = run.output.unwrap();
+    assert_eq!(out["owner"], json!(true));
+    assert_eq!(out["status"], json!("running"));
+    let evs: Vec<RunEvent> = e.events(&run.id, 1).map(|e| e.unwrap()).collect().await;
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e.type_name() == "run-suspended")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_fail_fast_failure_returns_at_once_and_nothing_follows_run_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&dir, false);
+    let slow = step_fn(|ctx: StepContext, _v: Value| async move {
+        ctx.cancellation().cancelled().await;
+        Ok(json!("late"))
+    });
+    let bad =
+        step_fn(
+            |_c: StepContext, _v: Value| async move { Err::<Value, _>(StepError::fatal("broken")) },
+        );
+    let wf = Workflow::new("ff")
+        .parallel([("bad", bad), ("slow", slow)])
+        .commit()
+        .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(20), e.start(&wf, json!(null)))
+        .await
+        .expect("fail-fast did not return")
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.error.unwrap().contains("step `bad` failed: broken"));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let evs: Vec<RunEvent> = e.events(&run.id, 1).map(|e| e.unwrap()).collect().await;
+    assert_eq!(evs.last().unwrap().type_name(), "run-finished");
+}

@@ -230,6 +230,7 @@ async fn reference(input: &Value) -> Reference {
     let execs = Execs::default();
     let store = Arc::new(FaultInjectingStore::new(Arc::new(MemoryStore::new())));
     let engine = Engine::builder()
+        .durability(Durability::EveryStep)
         .store_arc(Arc::clone(&store) as Arc<dyn Store>)
         .build();
     let run = engine
@@ -274,6 +275,7 @@ async fn sweep(fault: Fault, new_engine: bool) {
         let faulty = Arc::new(FaultInjectingStore::new(Arc::clone(&inner)));
         faulty.fail_commit(n, fault);
         let engine = Engine::builder()
+            .durability(Durability::EveryStep)
             .store_arc(Arc::clone(&faulty) as Arc<dyn Store>)
             .lease(Duration::from_millis(1))
             .build();
@@ -296,7 +298,10 @@ async fn sweep(fault: Fault, new_engine: bool) {
             drop(engine);
             // The failed engine's 1 ms lease must run out before another engine may claim.
             tokio::time::sleep(Duration::from_millis(10)).await;
-            let engine = Engine::builder().store_arc(Arc::clone(&inner)).build();
+            let engine = Engine::builder()
+                .durability(Durability::EveryStep)
+                .store_arc(Arc::clone(&inner))
+                .build();
             engine.register(&wf);
             let ids = engine.recover().await.unwrap();
             let mut runs = Vec::new();
@@ -413,6 +418,7 @@ async fn resume_sweep(fault: Fault) {
     let commits = {
         let faulty = Arc::new(FaultInjectingStore::new(Arc::new(MemoryStore::new())));
         let engine = Engine::builder()
+            .durability(Durability::EveryStep)
             .store_arc(Arc::clone(&faulty) as Arc<dyn Store>)
             .build();
         let wf = wf_for(&Execs::default());
@@ -433,6 +439,7 @@ async fn resume_sweep(fault: Fault) {
         let wf = wf_for(&execs);
         let faulty = Arc::new(FaultInjectingStore::new(Arc::clone(&inner)));
         let engine = Engine::builder()
+            .durability(Durability::EveryStep)
             .store_arc(Arc::clone(&faulty) as Arc<dyn Store>)
             .lease(Duration::from_millis(1))
             .build();
@@ -447,7 +454,10 @@ async fn resume_sweep(fault: Fault) {
         expect_fault(fault, &err, n);
         drop(engine);
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let engine = Engine::builder().store_arc(Arc::clone(&inner)).build();
+        let engine = Engine::builder()
+            .durability(Durability::EveryStep)
+            .store_arc(Arc::clone(&inner))
+            .build();
         engine.register(&wf);
         for r in engine.recover().await.unwrap() {
             assert_eq!(r, id, "{what}");
@@ -531,7 +541,11 @@ async fn locked_database_is_busy_names_the_path_and_the_run_recovers() {
         .then("after", counted(&execs, |_, v| json!({ "after": v })))
         .commit()
         .unwrap();
-    let engine = Engine::sqlite(&db).unwrap();
+    // One commit per step, so `first` is committed before `grab` runs.
+    let engine = Engine::builder()
+        .store(SqliteStore::open(&db).unwrap())
+        .durability(Durability::EveryStep)
+        .build();
     // Blocks for SQLite's busy timeout, then fails.
     let err = engine.start(&wf, json!(7)).await.unwrap_err();
     match &err {

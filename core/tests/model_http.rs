@@ -853,3 +853,114 @@ async fn fallback_chain_moves_on_after_retryable_failure_only() {
     assert!(matches!(err, ModelError::Auth(_)), "{err:?}");
     assert_eq!(up.requests().len(), 1, "auth errors do not fall back");
 }
+
+#[tokio::test]
+async fn azure_legacy_deployment_urls_with_api_version() {
+    let server = Server::start(vec![
+        Reply::json(200, read_fixture("groq/groq-text.json")),
+        Reply::sse(wire_body(
+            "groq/groq-tool-call.chunks.txt",
+            Protocol::OpenAiChat,
+        )),
+        Reply::json(200, read_fixture("embeddings/openai-embeddings.json")),
+    ])
+    .await;
+    let url = format!("{}/openai/v1", server.url);
+    let env = move |k: &str| match k {
+        "AZURE_API_KEY" => Some(KEY.to_owned()),
+        "AZURE_BASE_URL" => Some(url.clone()),
+        _ => None,
+    };
+    let m = ModelBuilder::new("azure/gpt-4o")
+        .env(env.clone())
+        .azure_deployment(Some("prod gpt4o"), "2024-10-21")
+        .http_options(fast())
+        .build()
+        .unwrap();
+    assert_eq!(m.resolved().protocol, Protocol::OpenAiChat);
+    assert!(
+        !m.generate(&ModelRequest::user("hi"))
+            .await
+            .unwrap()
+            .text()
+            .is_empty()
+    );
+    collect_stream(m.stream(&weather_request()).await.unwrap())
+        .await
+        .unwrap();
+    // Embeddings through the same deployment URL scheme (deployment = the model part).
+    let e = ModelBuilder::new("azure/text-embedding-3-small")
+        .env(env)
+        .azure_deployment(None, "2024-10-21")
+        .http_options(fast())
+        .build_embedding()
+        .unwrap();
+    use miyabi::model::EmbeddingModel;
+    e.embed(&["a", "b"]).await.unwrap();
+    let reqs = server.requests();
+    assert_eq!(
+        reqs[0].path,
+        "/openai/deployments/prod%20gpt4o/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(reqs[1].path, reqs[0].path);
+    assert_eq!(
+        reqs[2].path,
+        "/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21"
+    );
+    for r in &reqs {
+        assert_eq!(r.header("api-key"), Some(KEY));
+        assert!(r.header("authorization").is_none());
+    }
+    assert_eq!(reqs[1].json()["stream"], json!(true));
+}
+
+#[tokio::test]
+async fn connect_timeout_of_the_options_is_honoured() {
+    // A listener with a backlog of 1 that never accepts: once its queue is full the kernel
+    // drops new SYNs, so a connect hangs until the client's connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+    }
+    let m = ModelBuilder::new("openai/gpt-4.1")
+        .env(|_| None)
+        .api_key(KEY)
+        .base_url(format!("http://{addr}/v1"))
+        .http_options(HttpOptions {
+            connect_timeout: Duration::from_millis(300),
+            first_byte_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(30),
+            max_retries: 0,
+            ..HttpOptions::default()
+        })
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = m.generate(&ModelRequest::user("hi")).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            ModelError::Timeout {
+                kind: TimeoutKind::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(fillers);
+    drop(listener);
+}

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -28,6 +28,7 @@ pub trait LanguageModel: Send + Sync {
 }
 
 type EnvFn = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+type ClockFn = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Resolves `"provider/model"` with the catalogue and the process environment.
 ///
@@ -55,6 +56,11 @@ pub struct ModelBuilder {
     options: HttpOptions,
     client: Option<HttpClient>,
     env: EnvFn,
+    clock: Option<ClockFn>,
+    #[cfg(feature = "bedrock")]
+    aws_credentials: Option<super::aws::AwsCredentials>,
+    google_account: Option<super::gcp::ServiceAccount>,
+    azure_deployment: Option<(Option<String>, String)>,
     custom: bool,
 }
 
@@ -82,6 +88,11 @@ impl ModelBuilder {
             options: HttpOptions::default(),
             client: None,
             env: Arc::new(|k| std::env::var(k).ok()),
+            clock: None,
+            #[cfg(feature = "bedrock")]
+            aws_credentials: None,
+            google_account: None,
+            azure_deployment: None,
             custom: false,
         }
     }
@@ -146,20 +157,63 @@ impl ModelBuilder {
         self
     }
 
+    /// The clock used to time-stamp signed requests (AWS SigV4); the system clock by default.
+    /// Tests pin it to check a signature against an independently computed one.
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Some(Arc::new(now));
+        self
+    }
+
+    /// Signs requests with these AWS credentials (SigV4) instead of reading
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`.
+    #[cfg(feature = "bedrock")]
+    pub fn aws_credentials(mut self, credentials: super::aws::AwsCredentials) -> Self {
+        self.aws_credentials = Some(credentials);
+        self
+    }
+
+    /// Authenticates Vertex AI calls with this service account (OAuth JWT-bearer flow) instead
+    /// of `GOOGLE_VERTEX_ACCESS_TOKEN` / `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub fn google_service_account(mut self, account: super::gcp::ServiceAccount) -> Self {
+        self.google_account = Some(account);
+        self
+    }
+
+    /// Azure OpenAI's deployment URLs instead of the v1 API:
+    /// `{resource}/openai/deployments/{deployment}/chat/completions?api-version={api_version}`
+    /// (Chat Completions protocol, `api-key` header). The deployment is the model part of the
+    /// spec unless given; the resource comes from the provider's base URL
+    /// (`AZURE_RESOURCE_NAME`, or `AZURE_BASE_URL` / [`base_url`](Self::base_url) with or without
+    /// its `/openai/v1` suffix).
+    pub fn azure_deployment(
+        mut self,
+        deployment: Option<&str>,
+        api_version: impl Into<String>,
+    ) -> Self {
+        self.azure_deployment = Some((deployment.map(str::to_owned), api_version.into()));
+        self
+    }
+
     /// Resolves everything and returns the model.
     pub fn build(self) -> Result<Model, ModelError> {
         let resolved = self.resolve()?;
-        let client = match self.client {
-            Some(c) => c,
-            None => HttpClient::shared()?,
-        };
+        let (client, options) = self.client_and_options()?;
         Ok(Model {
             inner: Arc::new(Inner {
                 resolved,
                 client,
-                options: self.options,
+                options,
             }),
         })
+    }
+
+    /// The HTTP client (the given one, or the shared pool for the connect timeout) and options.
+    pub(super) fn client_and_options(self) -> Result<(HttpClient, HttpOptions), ModelError> {
+        let client = match self.client {
+            Some(c) => c,
+            None => HttpClient::shared_with(self.options.connect_timeout)?,
+        };
+        Ok((client, self.options))
     }
 
     /// Resolves without building an HTTP client (discovery, tests).
@@ -204,6 +258,7 @@ impl ModelBuilder {
         let info: Option<ModelInfo> = provider.and_then(|p| p.model(model_id)).cloned();
         let protocol = self
             .protocol
+            .or(self.azure_deployment.as_ref().map(|_| Protocol::OpenAiChat))
             .or_else(|| info.as_ref().and_then(|m| m.protocol_override))
             .or(provider.map(|p| p.protocol))
             .unwrap_or(Protocol::OpenAiChat);
@@ -231,7 +286,23 @@ impl ModelBuilder {
                 missing.join(" and ")
             ))
         })?;
-        let base_url = base_url.trim_end_matches('/').to_owned();
+        let mut base_url = base_url.trim_end_matches('/').to_owned();
+        let mut query = None;
+        if let Some((deployment, api_version)) = &self.azure_deployment {
+            let resource = base_url
+                .strip_suffix("/openai/v1")
+                .or_else(|| base_url.strip_suffix("/openai"))
+                .unwrap_or(&base_url);
+            let deployment = deployment.as_deref().unwrap_or(model_id);
+            base_url = format!(
+                "{resource}/openai/deployments/{}",
+                super::adapters::encode_path_segment(deployment)
+            );
+            query = Some(format!(
+                "api-version={}",
+                super::adapters::encode_path_segment(api_version)
+            ));
+        }
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ModelError::Config(format!(
                 "provider {provider_id:?}: base URL {base_url:?} is not http(s)"
@@ -242,34 +313,146 @@ impl ModelBuilder {
         // gateway) uses that family's scheme.
         let auth = self.auth.clone().unwrap_or_else(|| match provider {
             Some(p) if p.protocol == protocol => p.auth.clone(),
+            Some(p) if self.azure_deployment.is_some() && p.auth != Auth::Bearer => p.auth.clone(),
+            None if self.azure_deployment.is_some() => Auth::Header("api-key".to_owned()),
             _ => protocol.default_auth(),
         });
         let key_env: Vec<String> = provider.map(|p| p.key_env.clone()).unwrap_or_default();
-        let key = self.api_key.clone().or_else(|| {
-            key_env
-                .iter()
-                .find_map(|k| env(k).filter(|v| !v.is_empty()).map(ApiKey::new))
-        });
-        if key.is_none() && auth != Auth::None && !self.custom && !is_loopback(&base_url) {
-            let vars = if key_env.is_empty() {
+        let key = if auth == Auth::AwsSigV4 {
+            None
+        } else {
+            self.api_key.clone().or_else(|| {
+                key_env
+                    .iter()
+                    .find_map(|k| env(k).filter(|v| !v.is_empty()).map(ApiKey::new))
+            })
+        };
+        let signer = self.signer(protocol, &auth, key.is_some(), &base_url)?;
+        let google = self.google_tokens(protocol, key.is_some())?;
+        let wants_sigv4 = protocol == Protocol::Bedrock || auth == Auth::AwsSigV4;
+        if key.is_none()
+            && signer.is_none()
+            && google.is_none()
+            && auth != Auth::None
+            && !self.custom
+            && !is_loopback(&base_url)
+        {
+            let mut vars = if key_env.is_empty() {
                 "no key variable is known".to_owned()
             } else {
                 format!("set {}", key_env.join(" or "))
             };
+            if wants_sigv4 && cfg!(feature = "bedrock") {
+                vars.push_str(", or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (SigV4)");
+            }
+            if matches!(protocol, Protocol::VertexGemini | Protocol::VertexAnthropic) {
+                vars.push_str(", or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file");
+            }
             return Err(ModelError::Config(format!(
                 "no API key for provider {provider_id:?}: {vars}, or pass ModelBuilder::api_key"
             )));
         }
+        let auth = if signer.is_some() {
+            Auth::AwsSigV4
+        } else if google.is_some() {
+            Auth::GoogleServiceAccount
+        } else if key.is_some() {
+            auth
+        } else {
+            Auth::None
+        };
         Ok(Resolved {
             provider: provider_id.to_owned(),
             model: model_id.to_owned(),
             protocol,
             base_url,
-            auth: if key.is_some() { auth } else { Auth::None },
+            auth,
             key,
             headers: self.headers.clone(),
             info,
+            signer,
+            google,
+            query,
+            clock: self.clock.clone(),
         })
+    }
+
+    /// A service-account token source for a Vertex call without an access token.
+    fn google_tokens(
+        &self,
+        protocol: Protocol,
+        has_key: bool,
+    ) -> Result<Option<Arc<super::gcp::TokenSource>>, ModelError> {
+        if has_key || !matches!(protocol, Protocol::VertexGemini | Protocol::VertexAnthropic) {
+            return Ok(None);
+        }
+        let account = match &self.google_account {
+            Some(a) => a.clone(),
+            None => match (self.env)("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+                Some(path) => super::gcp::ServiceAccount::from_file(path)?,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Arc::new(super::gcp::TokenSource::new(account))))
+    }
+
+    /// A SigV4 signer when the call is to be signed: auth forced to [`Auth::AwsSigV4`], or a
+    /// Bedrock call without an API key and with AWS credentials available.
+    #[cfg(feature = "bedrock")]
+    fn signer(
+        &self,
+        protocol: Protocol,
+        auth: &Auth,
+        has_key: bool,
+        base_url: &str,
+    ) -> Result<Option<Arc<super::aws::SigV4Signer>>, ModelError> {
+        use super::aws::{AwsCredentials, SigV4Signer, region_for};
+        let forced = *auth == Auth::AwsSigV4;
+        if !forced && (has_key || protocol != Protocol::Bedrock || self.custom) {
+            return Ok(None);
+        }
+        let env = &*self.env;
+        let Some(credentials) = self
+            .aws_credentials
+            .clone()
+            .or_else(|| AwsCredentials::from_env(env))
+        else {
+            if forced {
+                return Err(ModelError::Config(format!(
+                    "{}: SigV4 signing needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ModelBuilder::aws_credentials)",
+                    self.spec
+                )));
+            }
+            return Ok(None);
+        };
+        let Some(region) = region_for(env, base_url) else {
+            return Err(ModelError::Config(format!(
+                "{}: SigV4 signing needs a region: set AWS_REGION",
+                self.spec
+            )));
+        };
+        Ok(Some(Arc::new(SigV4Signer::new(
+            credentials,
+            region,
+            "bedrock",
+        ))))
+    }
+
+    #[cfg(not(feature = "bedrock"))]
+    fn signer(
+        &self,
+        _protocol: Protocol,
+        auth: &Auth,
+        _has_key: bool,
+        _base_url: &str,
+    ) -> Result<Option<Arc<NoSigner>>, ModelError> {
+        if *auth == Auth::AwsSigV4 {
+            return Err(ModelError::Config(format!(
+                "{}: SigV4 signing needs miyabi built with the `bedrock` feature",
+                self.spec
+            )));
+        }
+        Ok(None)
     }
 }
 
@@ -296,7 +479,20 @@ pub struct Resolved {
     headers: Vec<(String, String)>,
     /// Catalogue facts, when the model is listed.
     pub info: Option<ModelInfo>,
+    #[cfg(feature = "bedrock")]
+    signer: Option<Arc<super::aws::SigV4Signer>>,
+    #[cfg(not(feature = "bedrock"))]
+    signer: Option<Arc<NoSigner>>,
+    google: Option<Arc<super::gcp::TokenSource>>,
+    /// A query string added to every request URL (Azure's `api-version`).
+    query: Option<String>,
+    clock: Option<ClockFn>,
 }
+
+/// Stands in for the SigV4 signer when the `bedrock` feature is off (never constructed).
+#[cfg(not(feature = "bedrock"))]
+#[derive(Debug)]
+enum NoSigner {}
 
 impl fmt::Debug for Resolved {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -307,6 +503,8 @@ impl fmt::Debug for Resolved {
             .field("base_url", &self.base_url)
             .field("auth", &self.auth)
             .field("key", &self.key)
+            .field("signed", &self.signer.is_some())
+            .field("service_account", &self.google.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -326,7 +524,7 @@ impl Resolved {
         }
     }
 
-    fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
+    pub(super) fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
         let mut out = Vec::new();
         if let Some(key) = &self.key {
             let bad = || {
@@ -350,7 +548,7 @@ impl Resolved {
                     v.set_sensitive(true);
                     out.push((n, v));
                 }
-                Auth::None => {}
+                Auth::None | Auth::AwsSigV4 | Auth::GoogleServiceAccount => {}
             }
         }
         for (k, v) in &self.headers {
@@ -361,6 +559,69 @@ impl Resolved {
             out.push((n, v));
         }
         Ok(out)
+    }
+
+    /// Adds the configured query string (Azure's `api-version`) to a request URL.
+    pub(super) fn add_query(&self, wire: &mut http::WireRequest) {
+        if let Some(q) = &self.query {
+            wire.url
+                .push(if wire.url.contains('?') { '&' } else { '?' });
+            wire.url.push_str(q);
+        }
+    }
+
+    /// The bearer header of a service-account access token, when Vertex calls use one.
+    async fn add_google_token(
+        &self,
+        client: &HttpClient,
+        options: &HttpOptions,
+        headers: &mut Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<(), ModelError> {
+        let Some(source) = &self.google else {
+            return Ok(());
+        };
+        let now = self.clock.as_ref().map_or_else(SystemTime::now, |c| c());
+        let site = CallSite {
+            provider: &self.provider,
+            model: &self.model,
+        };
+        let token = source.token(client, options, site, now).await?;
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+            ModelError::Config(
+                "the access token contains characters not allowed in a header".into(),
+            )
+        })?;
+        v.set_sensitive(true);
+        headers.push((AUTHORIZATION, v));
+        Ok(())
+    }
+
+    /// The SigV4 headers for one attempt of `req` (`None` when requests are not signed).
+    fn sign_headers(
+        &self,
+        req: &http::WireRequest,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
+        #[cfg(feature = "bedrock")]
+        if let Some(signer) = &self.signer {
+            let now = self.clock.as_ref().map_or_else(SystemTime::now, |c| c());
+            let mut headers = req.headers.clone();
+            headers.extend(self.headers.iter().cloned());
+            let signed = signer.sign("POST", &req.url, &headers, &req.body, now)?;
+            let mut out = Vec::with_capacity(signed.len());
+            for (k, v) in signed {
+                let n = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| ModelError::Config(format!("bad signed header name {k:?}")))?;
+                let mut v = HeaderValue::from_str(&v)
+                    .map_err(|_| ModelError::Config(format!("bad value for signed header {k}")))?;
+                if n == AUTHORIZATION || n.as_str() == "x-amz-security-token" {
+                    v.set_sensitive(true);
+                }
+                out.push((n, v));
+            }
+            return Ok(out);
+        }
+        let _ = (req, &self.clock);
+        Ok(Vec::new())
     }
 }
 
@@ -429,17 +690,26 @@ impl LanguageModel for Model {
         let site = self.site();
         let adapter = self.adapter();
         let target = r.target();
-        let wire = adapter
+        let mut wire = adapter
             .build(&target, req, false)
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
-        let auth = r.auth_headers()?;
+        r.add_query(&mut wire);
+        let mut auth = r.auth_headers()?;
+        r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
+            .await?;
         let deadline = Instant::now() + opts.total_timeout;
         let resp = http::send(
             &self.inner.client,
             opts,
             site,
             &wire,
-            &auth,
+            http::RequestAuth {
+                headers: &auth,
+                sign: r
+                    .signer
+                    .is_some()
+                    .then_some(&(|w: &http::WireRequest| r.sign_headers(w)) as _),
+            },
             adapter.parse_error(),
             deadline,
         )
@@ -463,17 +733,26 @@ impl LanguageModel for Model {
         let opts = self.inner.options.clone();
         let adapter = self.adapter();
         let target = r.target();
-        let wire = adapter
+        let mut wire = adapter
             .build(&target, req, true)
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
-        let auth = r.auth_headers()?;
+        r.add_query(&mut wire);
+        let mut auth = r.auth_headers()?;
+        r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
+            .await?;
         let deadline = Instant::now() + opts.total_timeout;
         let resp = http::send(
             &self.inner.client,
             &opts,
             self.site(),
             &wire,
-            &auth,
+            http::RequestAuth {
+                headers: &auth,
+                sign: r
+                    .signer
+                    .is_some()
+                    .then_some(&(|w: &http::WireRequest| r.sign_headers(w)) as _),
+            },
             adapter.parse_error(),
             deadline,
         )

@@ -11,6 +11,9 @@
 pub struct SseDecoder {
     buf: Vec<u8>,
     pos: usize,
+    /// `buf[pos..scanned]` holds no line end: a long line fed in small chunks is scanned once,
+    /// not once per chunk.
+    scanned: usize,
     event: String,
     data: String,
     has_data: bool,
@@ -55,10 +58,15 @@ impl SseDecoder {
                 self.skip_lf = false;
                 continue;
             }
-            let Some(nl) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let from = self.scanned.max(self.pos);
+            let Some(nl) = self.buf[from..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+            else {
+                self.scanned = self.buf.len();
                 break;
             };
-            let line_end = self.pos + nl;
+            let line_end = from + nl;
             if self.buf[line_end] == b'\r' {
                 self.skip_lf = true;
             }
@@ -111,6 +119,7 @@ impl SseDecoder {
         // Compact the buffer once the consumed prefix is large.
         if self.pos > 0 && (self.pos == self.buf.len() || self.pos > 64 * 1024) {
             self.buf.drain(..self.pos);
+            self.scanned = self.scanned.saturating_sub(self.pos);
             self.pos = 0;
         }
         Ok(())
@@ -138,6 +147,8 @@ impl SseDecoder {
 pub struct NdjsonDecoder {
     buf: Vec<u8>,
     pos: usize,
+    /// `buf[pos..scanned]` holds no newline (see [`SseDecoder`]).
+    scanned: usize,
 }
 
 impl NdjsonDecoder {
@@ -153,9 +164,14 @@ impl NdjsonDecoder {
         F: FnMut(&str) -> Result<(), E>,
     {
         self.buf.extend_from_slice(chunk);
-        while let Some(nl) = self.buf[self.pos..].iter().position(|&b| b == b'\n') {
+        loop {
+            let from = self.scanned.max(self.pos);
+            let Some(nl) = self.buf[from..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.buf.len();
+                break;
+            };
             let start = self.pos;
-            let end = self.pos + nl;
+            let end = from + nl;
             self.pos = end + 1;
             let line = std::str::from_utf8(&self.buf[start..end])
                 .map_err(|e| E::from(FramingError(format!("NDJSON line is not UTF-8: {e}"))))?
@@ -166,6 +182,11 @@ impl NdjsonDecoder {
         }
         if self.pos == self.buf.len() {
             self.buf.clear();
+            self.pos = 0;
+            self.scanned = 0;
+        } else if self.pos > 64 * 1024 {
+            self.buf.drain(..self.pos);
+            self.scanned = self.scanned.saturating_sub(self.pos);
             self.pos = 0;
         }
         Ok(())

@@ -61,6 +61,19 @@ pub struct WireRequest {
     pub body: Bytes,
 }
 
+/// Computes headers for one attempt of a request (request signing: a signature covers the time,
+/// so each attempt is signed anew).
+pub(crate) type SignFn<'a> =
+    &'a (dyn Fn(&WireRequest) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> + Sync);
+
+/// The authentication of a call: fixed headers (API key, user headers) and, for signed
+/// requests, headers computed per attempt.
+#[derive(Clone, Copy)]
+pub(crate) struct RequestAuth<'a> {
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub sign: Option<SignFn<'a>>,
+}
+
 /// What the HTTP layer needs from an adapter to describe a failed response.
 pub(crate) type ErrorParser = fn(&[u8]) -> ParsedError;
 
@@ -96,11 +109,26 @@ pub struct HttpClient {
 impl HttpClient {
     /// A new client (its own connection pool) with this connect timeout.
     pub fn new(connect_timeout: Duration) -> Result<Self, ModelError> {
+        Self::with_host_overrides(connect_timeout, &[])
+    }
+
+    /// A new client that connects to the given addresses for the given host names instead of
+    /// looking them up (private endpoints, split-horizon DNS, tests). The URL and the `Host`
+    /// header keep the name, so TLS and request signing see it unchanged. A port of 0 in the
+    /// address means the URL's port.
+    pub fn with_host_overrides(
+        connect_timeout: Duration,
+        overrides: &[(&str, std::net::SocketAddr)],
+    ) -> Result<Self, ModelError> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        for (host, addr) in overrides {
+            builder = builder.resolve(host, *addr);
+        }
+        let client = builder
             .build()
             .map_err(|e| ModelError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { client })
@@ -108,13 +136,23 @@ impl HttpClient {
 
     /// The process-wide client used by default, so all models reuse connections.
     pub fn shared() -> Result<Self, ModelError> {
-        static SHARED: OnceLock<Result<HttpClient, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| {
-                Self::new(HttpOptions::default().connect_timeout).map_err(|e| e.to_string())
-            })
-            .clone()
-            .map_err(ModelError::Config)
+        Self::shared_with(HttpOptions::default().connect_timeout)
+    }
+
+    /// The process-wide client for a connect timeout: models with the same connect timeout
+    /// share one connection pool. (The connect timeout belongs to the client's connector, so a
+    /// model whose [`HttpOptions::connect_timeout`] differs from the default gets the pool of
+    /// that timeout.)
+    pub fn shared_with(connect_timeout: Duration) -> Result<Self, ModelError> {
+        static SHARED: OnceLock<std::sync::Mutex<Vec<(Duration, HttpClient)>>> = OnceLock::new();
+        let pools = SHARED.get_or_init(|| std::sync::Mutex::new(Vec::new()));
+        let mut pools = pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = pools.iter().find(|(d, _)| *d == connect_timeout) {
+            return Ok(c.clone());
+        }
+        let c = Self::new(connect_timeout)?;
+        pools.push((connect_timeout, c.clone()));
+        Ok(c)
     }
 }
 
@@ -242,23 +280,13 @@ pub(crate) async fn send(
     options: &HttpOptions,
     site: CallSite<'_>,
     req: &WireRequest,
-    auth_headers: &[(HeaderName, HeaderValue)],
+    auth: RequestAuth<'_>,
     parse_error: ErrorParser,
     deadline: Instant,
 ) -> Result<reqwest::Response, ModelError> {
     let mut attempt: u32 = 0;
     loop {
-        let err = match send_once(
-            client,
-            options,
-            site,
-            req,
-            auth_headers,
-            parse_error,
-            deadline,
-        )
-        .await
-        {
+        let err = match send_once(client, options, site, req, auth, parse_error, deadline).await {
             Ok(resp) => return Ok(resp),
             Err(e) => e,
         };
@@ -293,7 +321,7 @@ async fn send_once(
     options: &HttpOptions,
     site: CallSite<'_>,
     req: &WireRequest,
-    auth_headers: &[(HeaderName, HeaderValue)],
+    auth: RequestAuth<'_>,
     parse_error: ErrorParser,
     deadline: Instant,
 ) -> Result<reqwest::Response, ModelError> {
@@ -301,8 +329,13 @@ async fn send_once(
     for (name, value) in &req.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    for (name, value) in auth_headers {
+    for (name, value) in auth.headers {
         builder = builder.header(name, value.clone());
+    }
+    if let Some(sign) = auth.sign {
+        for (name, value) in sign(req)? {
+            builder = builder.header(name, value);
+        }
     }
     let remaining = deadline.saturating_duration_since(Instant::now());
     let wait = options.first_byte_timeout.min(remaining);

@@ -19,18 +19,25 @@
 //! ```
 
 pub mod adapters;
+#[cfg(feature = "bedrock")]
+pub mod aws;
 pub mod catalog;
 mod client;
 pub mod decode;
+mod embedding;
 mod error;
 mod fallback;
 pub mod framing;
+pub mod gcp;
 pub mod http;
 mod types;
 
 pub use catalog::{Auth, Capabilities, Catalog, ModelInfo, Pricing, Protocol, ProviderInfo};
 pub use client::{LanguageModel, Model, ModelBuilder, Resolved, collect_stream, model};
 pub use decode::StreamDecoder;
+pub use embedding::{
+    Embedder, EmbeddingInput, EmbeddingModel, EmbeddingRequest, Embeddings, embedding,
+};
 pub use error::{ErrorContext, ModelError, TimeoutKind};
 pub use fallback::FallbackModel;
 pub use http::{HttpClient, HttpOptions, WireRequest};

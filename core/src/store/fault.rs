@@ -69,7 +69,7 @@ impl FaultInjectingStore {
 }
 
 impl Store for FaultInjectingStore {
-    fn commit(&self, run: &str, batch: &Batch) -> Result<(), StoreError> {
+    fn commit(&self, run: &str, batch: Batch) -> Result<(), StoreError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
         let fault = {
             let mut plan = self

@@ -48,23 +48,26 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn commit(&self, run: &str, b: &Batch) -> Result<(), StoreError> {
+    fn commit(&self, run: &str, b: Batch) -> Result<(), StoreError> {
         let mut runs = self.lock();
-        let data = runs.entry(run.to_string()).or_default();
-        if let Some(r) = &b.create {
-            data.run = Some(r.clone());
+        let data = match runs.get_mut(run) {
+            Some(d) => d,
+            None => runs.entry(run.to_string()).or_default(),
+        };
+        if let Some(r) = b.create {
+            data.run = Some(r);
         }
-        for s in &b.steps {
-            data.steps.insert(s.path.clone(), s.clone());
+        for s in b.steps {
+            data.steps.insert(s.path.clone(), s);
         }
-        for (k, v) in &b.state {
-            data.state.insert(k.clone(), v.clone());
+        for (k, v) in b.state {
+            data.state.insert(k, v);
         }
-        data.events.extend(b.events.iter().cloned());
-        if let (Some(u), Some(r)) = (&b.update, data.run.as_mut()) {
+        data.events.extend(b.events);
+        if let (Some(u), Some(r)) = (b.update, data.run.as_mut()) {
             r.status = u.status;
-            r.output.clone_from(&u.output);
-            r.error.clone_from(&u.error);
+            r.output = u.output;
+            r.error = u.error;
             r.updated_at = u.updated_at;
             if u.release {
                 r.owner = None;

@@ -287,8 +287,9 @@ impl RunFilter {
 /// driver calls them from JavaScript without a thread hop. Every method names what failed in
 /// its [`StoreError`].
 pub trait Store: Send + Sync + 'static {
-    /// Commits a batch atomically: all of it or none of it.
-    fn commit(&self, run: &str, batch: &Batch) -> Result<(), StoreError>;
+    /// Commits a batch atomically: all of it or none of it. The batch is given by value so
+    /// that a store keeping it in memory need not copy it.
+    fn commit(&self, run: &str, batch: Batch) -> Result<(), StoreError>;
     /// Reads one run.
     fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// Lists runs, newest first.

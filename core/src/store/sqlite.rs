@@ -298,12 +298,12 @@ fn raw_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
 }
 
 impl Store for SqliteStore {
-    fn commit(&self, run: &str, batch: &Batch) -> Result<(), StoreError> {
+    fn commit(&self, run: &str, batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
         let mut conn = self.lock();
-        self.write_batch(&mut conn, run, batch)
+        self.write_batch(&mut conn, run, &batch)
             .map_err(|e| map_err(&self.path, e))
     }
 

@@ -4,7 +4,6 @@
 //! this type: `poll` advances the machine and commits what it produced in one store batch;
 //! `complete` hands a result back. Nothing here awaits.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -28,6 +27,11 @@ impl Live {
         self.tx
             .get_or_init(|| broadcast::channel(4096).0)
             .subscribe()
+    }
+
+    /// Whether anyone ever subscribed (then events are copied for them).
+    fn watched(&self) -> bool {
+        self.tx.get().is_some()
     }
 
     fn send(&self, ev: &RunEvent) {
@@ -61,10 +65,12 @@ pub(crate) struct RunCore {
     pub(crate) created_at: i64,
     /// The run's outcome once it stopped executing.
     pub(crate) status: Status,
+    /// Writes produced and not yet committed (see [`RunCore::advance`]).
+    pending: Batch,
 }
 
 impl RunCore {
-    /// Creates and commits a new run.
+    /// Creates a new run; its row is written with the first [`RunCore::flush`].
     pub(crate) fn create(
         store: Arc<dyn Store>,
         graph: Arc<Graph>,
@@ -100,15 +106,14 @@ impl RunCore {
                 input: input.clone(),
             },
         };
-        let batch = Batch {
+        let pending = Batch {
             create: Some(record),
             events: vec![started],
             ..Batch::default()
         };
-        store.commit(&run_id, &batch)?;
         let workflow = graph.id.clone();
         Ok(Self {
-            machine: Machine::new(graph, input.clone(), Vec::new(), HashMap::new()),
+            machine: Machine::new(graph, input.clone(), Vec::new(), Default::default()),
             run_id,
             workflow,
             store,
@@ -119,6 +124,7 @@ impl RunCore {
             committed: RunStatus::Running,
             created_at: now,
             status: Status::Running,
+            pending,
         })
     }
 
@@ -134,7 +140,7 @@ impl RunCore {
         let state = store.state(&record.id)?;
         let next_seq = store.last_seq(&record.id)? + 1;
         Ok(Self {
-            machine: Machine::new(graph, record.input.clone(), steps, HashMap::new()),
+            machine: Machine::new(graph, record.input.clone(), steps, Default::default()),
             run_id: record.id.as_str().into(),
             workflow: record.workflow.clone(),
             store,
@@ -145,6 +151,7 @@ impl RunCore {
             committed,
             created_at: record.created_at,
             status: Status::Running,
+            pending: Batch::default(),
         })
     }
 
@@ -152,8 +159,11 @@ impl RunCore {
     pub(crate) fn rebuild(&mut self) -> Result<(), EngineError> {
         let steps = self.store.steps(&self.run_id)?;
         let issued = self.machine.take_issued();
+        let actions = self.machine.take_actions();
         let graph = Arc::clone(self.machine.graph());
         self.machine = Machine::new(graph, self.input.clone(), steps, issued);
+        // Actions issued by results handed back since the last poll are still to be done.
+        self.machine.requeue(actions);
         Ok(())
     }
 
@@ -163,16 +173,21 @@ impl RunCore {
 
     /// Advances the machine and commits what it produced in one batch.
     pub(crate) fn poll(&mut self) -> Result<(Vec<Action>, Status), EngineError> {
+        let r = self.advance();
+        self.flush()?;
+        Ok(r)
+    }
+
+    /// Advances the machine as far as it goes without outside results; what it produced is
+    /// added to the pending batch, which [`RunCore::flush`] commits. A driver may advance
+    /// several times (steps that finished without waiting) before it flushes; it must flush
+    /// before it waits for anything and before it reports the run's status.
+    pub(crate) fn advance(&mut self) -> (Vec<Action>, Status) {
         let now = now_ms();
         let status = self.machine.poll(now);
         let actions = self.machine.take_actions();
-        let (steps, kinds) = self.machine.take_writes();
-        let mut batch = Batch {
-            steps,
-            state: self.state.take_dirty(),
-            ..Batch::default()
-        };
-        let mut events: Vec<EventKind> = kinds;
+        self.collect(now);
+        let mut events = Vec::new();
         let target = match &status {
             Status::Running => RunStatus::Running,
             Status::Suspended(_) => RunStatus::Suspended,
@@ -196,21 +211,45 @@ impl RunCore {
                 }),
                 Status::Running => {}
             }
-            batch.update = Some(RunUpdate {
+            self.pending.update = Some(RunUpdate {
                 status: target,
                 output,
                 error,
                 updated_at: now,
                 release: target != RunStatus::Running,
             });
+            self.committed = target;
         }
-        batch.events = self.stamp(events, now);
-        self.store.commit(&self.run_id, &batch)?;
-        self.committed = target;
-        for ev in &batch.events {
-            self.live.send(ev);
-        }
+        let stamped = self.stamp(events, now);
+        self.pending.events.extend(stamped);
         self.status = status.clone();
+        (actions, status)
+    }
+
+    /// Moves what the machine produced since the last call (records, events, state) into
+    /// the pending batch.
+    fn collect(&mut self, now: i64) {
+        let (steps, events) = self.machine.take_writes();
+        self.pending.steps.extend(steps);
+        self.pending.state.extend(self.state.take_dirty());
+        if !events.is_empty() {
+            let stamped = self.stamp(events, now);
+            self.pending.events.extend(stamped);
+        }
+    }
+
+    /// Commits the pending batch (if any) and tells live subscribers.
+    pub(crate) fn flush(&mut self) -> Result<(), EngineError> {
+        self.collect(now_ms());
+        if !self.pending.is_empty() {
+            let batch = std::mem::take(&mut self.pending);
+            // Events for live subscribers go out only after the commit succeeded.
+            let live = self.live.watched().then(|| batch.events.clone());
+            self.store.commit(&self.run_id, batch)?;
+            for ev in live.iter().flatten() {
+                self.live.send(ev);
+            }
+        }
         if let Some((path, detail)) = self.machine.divergence() {
             return Err(EngineError::ReplayDiverged {
                 run: self.run_id.to_string(),
@@ -218,7 +257,7 @@ impl RunCore {
                 detail: detail.clone(),
             });
         }
-        Ok((actions, status))
+        Ok(())
     }
 
     fn stamp(&mut self, kinds: Vec<EventKind>, at: i64) -> Vec<RunEvent> {
@@ -253,19 +292,20 @@ impl RunCore {
             });
         };
         let (_, kinds) = self.machine.take_writes();
-        let batch = Batch {
-            steps: vec![rec],
-            events: self.stamp(kinds, now),
-            ..Batch::default()
-        };
-        self.store.commit(&self.run_id, &batch)?;
-        for ev in &batch.events {
-            self.live.send(ev);
-        }
+        self.pending.steps.push(rec);
+        let stamped = self.stamp(kinds, now);
+        self.pending.events.extend(stamped);
+        self.flush()?;
         // The claim that preceded this set the row to running.
         self.committed = RunStatus::Running;
         self.status = Status::Running;
         Ok(())
+    }
+
+    /// Adds a custom event to the pending batch (committed with the next flush).
+    pub(crate) fn custom_pending(&mut self, path: String, name: String, data: Value) {
+        let stamped = self.stamp(vec![EventKind::Custom { path, name, data }], now_ms());
+        self.pending.events.extend(stamped);
     }
 
     /// Commits a custom event.
@@ -276,15 +316,9 @@ impl RunCore {
         data: Value,
     ) -> Result<(), EngineError> {
         let now = now_ms();
-        let batch = Batch {
-            events: self.stamp(vec![EventKind::Custom { path, name, data }], now),
-            ..Batch::default()
-        };
-        self.store.commit(&self.run_id, &batch)?;
-        for ev in &batch.events {
-            self.live.send(ev);
-        }
-        Ok(())
+        let stamped = self.stamp(vec![EventKind::Custom { path, name, data }], now);
+        self.pending.events.extend(stamped);
+        self.flush()
     }
 
     /// Ends the run with `status` (cancelled or failed) and `error`, whatever is in flight.
@@ -296,43 +330,33 @@ impl RunCore {
             output: None,
             error: Some(error.clone()),
         });
-        let batch = Batch {
-            steps,
-            state: self.state.take_dirty(),
-            update: Some(RunUpdate {
-                status,
-                output: None,
-                error: Some(error.clone()),
-                updated_at: now,
-                release: true,
-            }),
-            events: self.stamp(kinds, now),
-            ..Batch::default()
-        };
-        self.store.commit(&self.run_id, &batch)?;
+        self.pending.steps.extend(steps);
+        self.pending.state.extend(self.state.take_dirty());
+        self.pending.update = Some(RunUpdate {
+            status,
+            output: None,
+            error: Some(error.clone()),
+            updated_at: now,
+            release: true,
+        });
+        let stamped = self.stamp(kinds, now);
+        self.pending.events.extend(stamped);
         self.committed = status;
-        for ev in &batch.events {
-            self.live.send(ev);
-        }
         self.status = Status::Failed(error);
-        Ok(())
+        self.flush()
     }
 
     /// Puts a claimed run back to suspended without changes (after a rejected resume).
     pub(crate) fn release_suspended(&mut self) -> Result<(), EngineError> {
-        let batch = Batch {
-            update: Some(RunUpdate {
-                status: RunStatus::Suspended,
-                output: None,
-                error: None,
-                updated_at: now_ms(),
-                release: true,
-            }),
-            ..Batch::default()
-        };
-        self.store.commit(&self.run_id, &batch)?;
+        self.pending.update = Some(RunUpdate {
+            status: RunStatus::Suspended,
+            output: None,
+            error: None,
+            updated_at: now_ms(),
+            release: true,
+        });
         self.committed = RunStatus::Suspended;
-        Ok(())
+        self.flush()
     }
 
     /// The suspended paths, as of the last poll.

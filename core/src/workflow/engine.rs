@@ -74,7 +74,22 @@ pub(crate) struct Inner {
     owner: String,
     lease: Duration,
     always_replay: bool,
+    durability: Durability,
     heartbeat: std::sync::OnceLock<()>,
+}
+
+/// When the tokio driver commits a run's step records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every step's record is committed before the run waits for anything (a step's I/O, a
+    /// sleep, a timer) and before the run reports its status; steps that finish without
+    /// waiting (pure computation) share one commit. A crash can only lose results of such
+    /// steps that completed within the same non-waiting burst, and those are re-run
+    /// (at-least-once, as for a crash during a step).
+    #[default]
+    Coalesced,
+    /// One commit per step, even for steps that finish without waiting.
+    EveryStep,
 }
 
 /// Configures an [`Engine`].
@@ -91,6 +106,7 @@ pub struct EngineBuilder {
     store: Option<Arc<dyn Store>>,
     lease: Duration,
     always_replay: bool,
+    durability: Durability,
 }
 
 impl EngineBuilder {
@@ -121,6 +137,12 @@ impl EngineBuilder {
         self
     }
 
+    /// When step records are committed (default [`Durability::Coalesced`]).
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         let pid = std::process::id();
@@ -134,6 +156,7 @@ impl EngineBuilder {
                 owner: format!("{}@{host}:{pid}", uuid::Uuid::now_v7().simple()),
                 lease: self.lease,
                 always_replay: self.always_replay,
+                durability: self.durability,
                 heartbeat: std::sync::OnceLock::new(),
             }),
         }
@@ -201,6 +224,7 @@ impl Engine {
             store: None,
             lease: Duration::from_secs(30),
             always_replay: false,
+            durability: Durability::default(),
         }
     }
 
@@ -264,7 +288,8 @@ impl Engine {
         workflow: &CommittedWorkflow,
         input: Value,
     ) -> Result<RunHandle, EngineError> {
-        let core = self.create(workflow, input)?;
+        let mut core = self.create(workflow, input)?;
+        core.flush()?;
         let active = self.activate(&core);
         let id = core.run_id.to_string();
         let engine = self.clone();
@@ -285,7 +310,7 @@ impl Engine {
         RunCore::create(
             Arc::clone(&self.inner.store),
             Arc::clone(g),
-            uuid::Uuid::now_v7().to_string(),
+            new_run_id(),
             input,
             &self.inner.owner,
             now_ms() + self.inner.lease.as_millis() as i64,
@@ -637,9 +662,15 @@ impl Engine {
     ) -> Result<Run, EngineError> {
         let run_id = core.run_id.to_string();
         let span = tracing::info_span!("run", run_id = %run_id, workflow = %core.workflow);
-        let result = drive(core, active, first, self.inner.always_replay)
-            .instrument(span)
-            .await;
+        let result = drive(
+            core,
+            active,
+            first,
+            self.inner.always_replay,
+            self.inner.durability,
+        )
+        .instrument(span)
+        .await;
         lock(&self.inner.active).remove(&run_id);
         result
     }
@@ -655,6 +686,7 @@ async fn drive(
     active: Arc<Active>,
     first: Vec<Action>,
     always_replay: bool,
+    coalesce: Durability,
 ) -> Result<Run, EngineError> {
     let graph = Arc::clone(core.graph());
     let (emit_tx, mut emit_rx) = tokio::sync::mpsc::unbounded_channel::<Emitted>();
@@ -667,19 +699,23 @@ async fn drive(
     let mut pending_actions = first;
     loop {
         let mut actions = std::mem::take(&mut pending_actions);
-        let (more, status) = core.poll()?;
+        let (more, status) = core.advance();
         if matches!(status, Status::Succeeded(_) | Status::Failed(_)) {
             // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
             // and the machine must not be polled again. Tell them through their token.
+            while let Ok(em) = emit_rx.try_recv() {
+                core.custom_pending(em.path, em.name, em.data);
+            }
+            core.flush()?;
             active.cancel.cancel();
             drop(inflight);
             return Ok(outcome(&core));
         }
         actions.extend(more);
-        if always_replay {
-            core.rebuild()?;
-        }
-        let mut evaluated = false;
+        // Commits are coalesced: steps that finish without waiting (their future is ready on
+        // its first poll) are completed at once and their records join the pending batch.
+        // Before the run waits for anything, the batch is committed.
+        let mut progressed = false;
         for a in actions {
             match a {
                 Action::Eval {
@@ -690,7 +726,7 @@ async fn drive(
                 } => {
                     let r = evaluate(&graph, node, kind, &input, &path);
                     core.complete(&path, r);
-                    evaluated = true;
+                    progressed = true;
                 }
                 Action::Run {
                     path,
@@ -700,7 +736,15 @@ async fn drive(
                     resume,
                     delay,
                 } => {
-                    inflight.push(run_step(
+                    let non_idempotent = matches!(
+                        &graph.node(node).kind,
+                        NodeKind::Step(def) if def.non_idempotent.is_some()
+                    );
+                    if non_idempotent || coalesce == Durability::EveryStep {
+                        // Its start record must be durable before it runs.
+                        core.flush()?;
+                    }
+                    let mut fut = run_step(
                         &graph,
                         &core,
                         &active.cancel,
@@ -711,7 +755,21 @@ async fn drive(
                         attempt,
                         resume,
                         delay,
-                    ));
+                    );
+                    if delay.is_zero()
+                        && coalesce == Durability::Coalesced
+                        && !always_replay
+                        && let Some((p, r)) = (&mut fut).now_or_never()
+                    {
+                        // Events the step emitted come before its output.
+                        while let Ok(em) = emit_rx.try_recv() {
+                            core.custom_pending(em.path, em.name, em.data);
+                        }
+                        core.complete(&p, r);
+                        progressed = true;
+                        continue;
+                    }
+                    inflight.push(fut);
                 }
                 Action::Sleep { path, wake_at } => {
                     let cancel = active.cancel.clone();
@@ -726,7 +784,14 @@ async fn drive(
                 }
             }
         }
-        if evaluated {
+        if progressed && coalesce == Durability::Coalesced && !always_replay {
+            continue;
+        }
+        core.flush()?;
+        if always_replay {
+            core.rebuild()?;
+        }
+        if progressed {
             continue;
         }
         match status {
@@ -770,6 +835,9 @@ async fn drive(
                 core.custom(em.path, em.name, em.data)?;
             }
             Some((path, result)) = inflight.next() => {
+                while let Ok(em) = emit_rx.try_recv() {
+                    core.custom_pending(em.path, em.name, em.data);
+                }
                 core.complete(&path, result);
                 // Take every other result that is already there, to commit them together.
                 while let Some(Some((p, r))) = inflight.next().now_or_never() {
@@ -778,7 +846,7 @@ async fn drive(
             }
         }
         while let Ok(em) = emit_rx.try_recv() {
-            core.custom(em.path, em.name, em.data)?;
+            core.custom_pending(em.path, em.name, em.data);
         }
     }
 }
@@ -944,6 +1012,15 @@ fn async_stream(
                 match rx.recv().await {
                     Ok(ev) if ev.seq < next => continue,
                     Ok(ev) => {
+                        // A gap (a batch committed while this subscription began) is filled
+                        // from the log.
+                        let mut out = Vec::new();
+                        if ev.seq > next {
+                            match store.events(&run_id, next, (ev.seq - next) as usize) {
+                                Ok(evs) => out.extend(evs.into_iter().map(Ok)),
+                                Err(e) => out.push(Err(EngineError::Store(e))),
+                            }
+                        }
                         next = ev.seq + 1;
                         let end = matches!(
                             ev.kind,
@@ -951,7 +1028,8 @@ fn async_stream(
                                 | super::event::EventKind::RunSuspended { .. }
                         );
                         let rx = if end { None } else { Some(rx) };
-                        return Some((vec![Ok(ev)], (rx, next)));
+                        out.push(Ok(ev));
+                        return Some((out, (rx, next)));
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         // Fell behind: fill the gap from the log.
@@ -1013,4 +1091,29 @@ fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A UUID v7 run id: time-ordered, and increasing within this process even for runs created
+/// in the same millisecond (a 12-bit counter fills `rand_a`); random bits from a thread-local
+/// generator, so there is no system call per run.
+fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = (now_ms().max(0) as u64) << 12;
+    let mut prev = LAST.load(Ordering::Relaxed);
+    let stamp = loop {
+        let next = if now > prev { now } else { prev + 1 };
+        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break next,
+            Err(p) => prev = p,
+        }
+    };
+    let (ms, counter) = (stamp >> 12, (stamp & 0xfff) as u16);
+    let mut rand = [0u8; 10];
+    fastrand::fill(&mut rand[2..]);
+    rand[0] = (counter >> 8) as u8;
+    rand[1] = (counter & 0xff) as u8;
+    uuid::Builder::from_unix_timestamp_millis(ms, &rand)
+        .into_uuid()
+        .to_string()
 }

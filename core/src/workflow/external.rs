@@ -121,7 +121,8 @@ impl Engine {
         workflow: &CommittedWorkflow,
         input: Value,
     ) -> Result<ExternalRun, EngineError> {
-        let core = self.create(workflow, input)?;
+        let mut core = self.create(workflow, input)?;
+        core.flush()?;
         Ok(self.external(core, Vec::new()))
     }
 
@@ -189,13 +190,19 @@ impl ExternalRun {
     /// Advances the run and commits what it produced; returns the tasks to do now. Rust-side
     /// selectors, conditions and maps are evaluated here at once.
     pub fn poll(&mut self) -> Result<Vec<Task>, EngineError> {
-        while let Ok(em) = self.emit_rx.try_recv() {
-            self.core.custom(em.path, em.name, em.data)?;
-        }
+        let tasks = self.advance()?;
+        self.flush()?;
+        Ok(tasks)
+    }
+
+    /// Like [`ExternalRun::poll`] but without committing: a driver whose tasks finished
+    /// without waiting may advance again at once, and must call [`ExternalRun::flush`] before
+    /// it waits for anything (see [`crate::Durability::Coalesced`]).
+    pub fn advance(&mut self) -> Result<Vec<Task>, EngineError> {
         let mut tasks = Vec::new();
         let mut actions = std::mem::take(&mut self.first);
         loop {
-            let (more, _status) = self.core.poll()?;
+            let (more, _status) = self.core.advance();
             actions.extend(more);
             let mut evaluated = false;
             for a in actions.drain(..) {
@@ -209,6 +216,14 @@ impl ExternalRun {
                 return Ok(tasks);
             }
         }
+    }
+
+    /// Commits what [`ExternalRun::advance`] produced.
+    pub fn flush(&mut self) -> Result<(), EngineError> {
+        while let Ok(em) = self.emit_rx.try_recv() {
+            self.core.custom(em.path, em.name, em.data)?;
+        }
+        self.core.flush()
     }
 
     /// Turns an action into a task, or evaluates Rust code at once (returning None).

@@ -5,7 +5,7 @@
 //! back ([`Machine::complete`]), producing the records and events to commit. Replay is the same
 //! code path as live execution: a path whose record is committed is not issued again.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,6 +173,9 @@ pub(crate) struct Machine {
     graph: Arc<Graph>,
     root: Option<Box<Frame>>,
     records: HashMap<String, StepRecord>,
+    /// Outputs of steps completed by this machine, not yet taken by their frame (their
+    /// records went to `writes` only: a live run needs no second copy).
+    done: HashMap<String, Value>,
     issued: HashMap<String, Issued>,
     /// Paths whose records were read during replay (None for a fresh run).
     replayed: Option<HashSet<String>>,
@@ -198,20 +201,24 @@ impl Machine {
         let replayed = if records.is_empty() {
             None
         } else {
-            Some(HashSet::with_capacity(records.len()))
+            Some(HashSet::with_capacity_and_hasher(
+                records.len(),
+                Default::default(),
+            ))
         };
         let root_node = graph.root;
         let mut m = Self {
             graph,
             root: None,
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            done: HashMap::default(),
             issued,
             replayed,
             actions: Vec::new(),
             writes: Vec::new(),
             events: Vec::new(),
             suspended: Vec::new(),
-            suspended_nodes: HashMap::new(),
+            suspended_nodes: HashMap::default(),
             diverged: None,
             now: 0,
         };
@@ -283,6 +290,11 @@ impl Machine {
                 Status::Running
             }
         }
+    }
+
+    /// Puts back actions taken from a previous machine (see `RunCore::rebuild`).
+    pub(crate) fn requeue(&mut self, actions: Vec<Action>) {
+        self.actions.extend(actions);
     }
 
     /// Actions issued since the last call.
@@ -527,6 +539,9 @@ impl Machine {
     }
 
     fn adv_step(&mut self, s: &mut StepFrame) -> Poll {
+        if let Some(v) = self.done.remove(&s.path) {
+            return Poll::Done(v);
+        }
         if self.issued.contains_key(&s.path) {
             return Poll::Pending;
         }
@@ -1011,11 +1026,18 @@ impl Machine {
                         let mut r = self.new_record(path, RecordKind::Step, StepStatus::Succeeded);
                         r.attempt = iss.attempt;
                         r.output = Some(v.clone());
-                        self.put(r);
+                        if let Some(seen) = &mut self.replayed {
+                            seen.insert(r.path.clone());
+                        }
+                        // A record read back later (e.g. a stray `running` start record of a
+                        // non-idempotent step) must not shadow this result.
+                        self.records.remove(path);
+                        self.writes.push(r);
                         self.events.push(EventKind::StepOutput {
                             path: path.to_string(),
-                            output: v,
+                            output: v.clone(),
                         });
+                        self.done.insert(path.to_string(), v);
                     }
                     Err(e) => match e.kind {
                         StepErrorKind::Suspend(payload) => {

@@ -11,7 +11,7 @@ mod step;
 
 pub use builder::{CommittedWorkflow, Node, OnInterrupt, Workflow};
 pub use core::Suspension;
-pub use engine::{Engine, EngineBuilder, Run, RunHandle};
+pub use engine::{Durability, Engine, EngineBuilder, Run, RunHandle};
 pub use event::{EventKind, RunEvent};
 pub use external::{EvalTask, ExternalRun, Task};
 pub use schema::Schema;

@@ -11,10 +11,11 @@ use crate::error::SchemaViolation;
 /// ```
 /// use miyabi::Schema;
 /// use serde_json::json;
-/// let s = Schema::new(json!({"type": "object", "required": ["n"]})).unwrap();
+/// let s = Schema::new(json!({"type": "object", "required": ["n"]}))?;
 /// assert!(s.check(&json!({"n": 1})).is_ok());
-/// let (pointer, _reason) = s.check(&json!({})).unwrap_err();
+/// let Err((pointer, _reason)) = s.check(&json!({})) else { panic!("must fail") };
 /// assert_eq!(pointer, "");
+/// # Ok::<(), String>(())
 /// ```
 #[derive(Clone)]
 pub struct Schema {

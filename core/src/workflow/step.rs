@@ -1,5 +1,6 @@
 //! The `Step` trait, the context a step runs with, and typed step helpers.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -339,14 +340,30 @@ where
     O: Serialize + Send + 'static,
 {
     async fn run(&self, ctx: &StepContext, input: Value) -> Result<Value, StepError> {
-        let input: I = serde_json::from_value(input).map_err(|e| {
-            StepError::fatal(format!(
-                "step `{}`: input does not match the step's Rust type: {e}",
-                ctx.path()
-            ))
-        })?;
+        // A step typed as plain `Value` takes and gives JSON as is, without a serde round trip.
+        let mut slot = Some(input);
+        let typed = (&mut slot as &mut dyn Any)
+            .downcast_mut::<Option<I>>()
+            .and_then(Option::take);
+        let input: I = match (typed, slot) {
+            (Some(i), _) => i,
+            (None, Some(v)) => serde_json::from_value(v).map_err(|e| {
+                StepError::fatal(format!(
+                    "step `{}`: input does not match the step's Rust type: {e}",
+                    ctx.path()
+                ))
+            })?,
+            (None, None) => Err(StepError::fatal("step input missing"))?,
+        };
         let out = (self.f)(ctx.clone(), input).await?;
-        serde_json::to_value(out).map_err(|e| {
+        let mut slot = Some(out);
+        if let Some(v) = (&mut slot as &mut dyn Any)
+            .downcast_mut::<Option<Value>>()
+            .and_then(Option::take)
+        {
+            return Ok(v);
+        }
+        serde_json::to_value(slot).map_err(|e| {
             StepError::fatal(format!(
                 "step `{}`: output cannot be turned into JSON: {e}",
                 ctx.path()

@@ -78,6 +78,19 @@ pub fn decoder(protocol: Protocol, provider: &str) -> Box<dyn StreamDecoder> {
     adapter(protocol).decoder(&target, false)
 }
 
+/// Percent-encodes a URL path segment or query value (unreserved characters kept).
+pub(crate) fn encode_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Merges provider options into the body (provider options win).
 pub(crate) fn merge_options(body: &mut Value, options: &Option<Value>) {
     if let (Value::Object(b), Some(Value::Object(o))) = (body, options) {

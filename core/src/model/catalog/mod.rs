@@ -100,6 +100,10 @@ pub enum Auth {
     Header(String),
     /// No authentication.
     None,
+    /// AWS Signature Version 4 with access keys (Amazon Bedrock; feature `bedrock`).
+    AwsSigV4,
+    /// OAuth access tokens from a Google service account (Vertex AI).
+    GoogleServiceAccount,
 }
 
 /// What a model can do, from the catalogue.
@@ -376,17 +380,35 @@ impl ProviderInfo {
         if self.auth == Auth::None {
             return true;
         }
-        self.key_env
-            .iter()
-            .any(|k| env(k).is_some_and(|v| !v.is_empty()))
+        let set = |k: &str| env(k).is_some_and(|v| !v.is_empty());
+        if self.key_env.iter().any(|k| set(k)) {
+            return true;
+        }
+        if matches!(
+            self.protocol,
+            Protocol::VertexGemini | Protocol::VertexAnthropic
+        ) && set("GOOGLE_APPLICATION_CREDENTIALS")
+        {
+            return true;
+        }
+        // Bedrock also takes AWS access keys (SigV4).
+        cfg!(feature = "bedrock")
+            && (self.protocol == Protocol::Bedrock || self.auth == Auth::AwsSigV4)
+            && set("AWS_ACCESS_KEY_ID")
+            && set("AWS_SECRET_ACCESS_KEY")
     }
 
     /// What must be set before this provider can be called, in words.
     pub fn requirements(&self) -> String {
         let mut parts = Vec::new();
         if !self.key_env.is_empty() {
+            let sigv4 = if cfg!(feature = "bedrock") && self.protocol == Protocol::Bedrock {
+                ", or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (SigV4)"
+            } else {
+                ""
+            };
             parts.push(format!(
-                "a key in {} (or ModelBuilder::api_key)",
+                "a key in {} (or ModelBuilder::api_key){sigv4}",
                 self.key_env.join(" or ")
             ));
         }
@@ -513,6 +535,7 @@ impl Catalog {
             let auth = match p.auth.as_deref() {
                 Some("none") => Auth::None,
                 Some("bearer") => Auth::Bearer,
+                Some("sigv4") => Auth::AwsSigV4,
                 Some(h) => Auth::Header(h.to_owned()),
                 None => protocol.default_auth(),
             };

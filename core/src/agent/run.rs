@@ -1,0 +1,912 @@
+//! The tool loop: model call → tool calls (concurrently) → results → model call, with approval
+//! suspension, structured output and its repair, usage, streaming and memory.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{
+    Agent, AgentCheckpoint, AgentError, AgentEvent, AgentInput, AgentResponse, AgentTurn,
+    InstructionContext, Instructions, PendingApproval, StopReason, TurnKind,
+};
+use crate::memory::{StoredMessage, WorkingMemory};
+use crate::model::decode::ResponseCollector;
+use crate::model::{
+    LanguageModel, Message, ModelError, ModelRequest, ModelResponse, ResponseFormat, Role,
+    StreamEvent, ToolCall, ToolChoice, ToolResult, Usage,
+};
+use crate::tool::{CompiledTool, ToolContext, ToolError};
+use crate::workflow::{Schema, StepContext};
+
+/// How long a step's per-turn checkpoint is kept at most.
+const PROGRESS_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The built-in tool of [`Agent::working_memory`].
+pub(crate) const REMEMBER_TOOL: &str = "remember";
+
+pub(crate) type Sink = tokio::sync::mpsc::UnboundedSender<Result<AgentEvent, AgentError>>;
+
+/// Where a generation runs: detached, or as a workflow step.
+pub(crate) struct Env {
+    pub(crate) cancel: CancellationToken,
+    pub(crate) step: Option<StepContext>,
+}
+
+impl Env {
+    pub(crate) fn detached() -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            step: None,
+        }
+    }
+
+    pub(crate) fn for_step(ctx: &StepContext) -> Self {
+        Self {
+            cancel: ctx.cancellation().clone(),
+            step: Some(ctx.clone()),
+        }
+    }
+}
+
+/// The tool calls of the last turn while some wait for approval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PendingTurn {
+    pub(crate) calls: Vec<ToolCall>,
+    /// Results by call position; `None` until the call ran (or was declined/refused).
+    pub(crate) results: Vec<Option<ToolResult>>,
+    /// The calls waiting for a human.
+    pub(crate) awaiting: Vec<PendingApproval>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Decision {
+    Approve { arguments: Option<Value> },
+    Decline { reason: Option<String> },
+}
+
+/// Human decisions on pending tool calls.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Decisions {
+    all: Option<Decision>,
+    per_call: HashMap<String, Decision>,
+}
+
+impl Decisions {
+    fn one(agent: &str, v: &Value) -> Result<Decision, AgentError> {
+        let bad = |m: String| AgentError::BadResume {
+            agent: agent.to_owned(),
+            message: m,
+        };
+        if let Some(b) = v.as_bool() {
+            return Ok(if b {
+                Decision::Approve { arguments: None }
+            } else {
+                Decision::Decline { reason: None }
+            });
+        }
+        let approved = v.get("approved").and_then(Value::as_bool).ok_or_else(|| {
+            bad(format!(
+                "a decision needs \"approved\": true or false, got {v}"
+            ))
+        })?;
+        if approved {
+            Ok(Decision::Approve {
+                arguments: v.get("arguments").filter(|a| !a.is_null()).cloned(),
+            })
+        } else {
+            Ok(Decision::Decline {
+                reason: v.get("reason").and_then(Value::as_str).map(str::to_owned),
+            })
+        }
+    }
+
+    /// `{"approved": bool, "reason"?}` for all pending calls, or `{"decisions": {"<call id>":
+    /// decision}}` / `{"decisions": [{"call_id": .., "approved": ..}]}` per call.
+    pub(crate) fn parse(agent: &str, v: &Value) -> Result<Self, AgentError> {
+        let mut out = Self::default();
+        match v.get("decisions") {
+            Some(Value::Object(map)) => {
+                for (id, d) in map {
+                    out.per_call.insert(id.clone(), Self::one(agent, d)?);
+                }
+            }
+            Some(Value::Array(items)) => {
+                for d in items {
+                    let id = d.get("call_id").and_then(Value::as_str).ok_or_else(|| {
+                        AgentError::BadResume {
+                            agent: agent.to_owned(),
+                            message: format!("a decision in a list needs \"call_id\", got {d}"),
+                        }
+                    })?;
+                    out.per_call.insert(id.to_owned(), Self::one(agent, d)?);
+                }
+            }
+            Some(other) => {
+                return Err(AgentError::BadResume {
+                    agent: agent.to_owned(),
+                    message: format!("\"decisions\" must be an object or a list, got {other}"),
+                });
+            }
+            None => out.all = Some(Self::one(agent, v)?),
+        }
+        Ok(out)
+    }
+
+    fn for_call(&self, id: &str) -> Option<&Decision> {
+        self.per_call.get(id).or(self.all.as_ref())
+    }
+}
+
+fn add_usage(total: &mut Usage, u: &Usage) {
+    total.input_tokens += u.input_tokens;
+    total.output_tokens += u.output_tokens;
+    total.cached_input_tokens += u.cached_input_tokens;
+    total.cache_write_tokens += u.cache_write_tokens;
+    total.reasoning_tokens += u.reasoning_tokens;
+}
+
+/// Parses an answer as JSON (allowing a Markdown code fence around it) and checks it.
+fn parse_structured(text: &str, schema: &Schema) -> Result<Value, String> {
+    let mut t = text.trim();
+    if let Some(rest) = t.strip_prefix("```") {
+        let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+        t = rest.strip_suffix("```").unwrap_or(rest).trim();
+    }
+    let v: Value = serde_json::from_str(t).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    schema.check(&v).map_err(|(pointer, reason)| {
+        if pointer.is_empty() {
+            reason
+        } else {
+            format!("at `{pointer}`: {reason}")
+        }
+    })?;
+    Ok(v)
+}
+
+/// Drops leading messages that cannot start a conversation (tool results whose calls were cut
+/// off by the window, assistant turns before the first user message).
+fn sanitize_history(mut msgs: Vec<StoredMessage>) -> Vec<Message> {
+    let start = msgs
+        .iter()
+        .position(|m| m.message.role == Role::User)
+        .unwrap_or(msgs.len());
+    msgs.drain(..start);
+    msgs.into_iter().map(|m| m.message).collect()
+}
+
+impl Agent {
+    fn check(&self) -> Result<&dyn LanguageModel, AgentError> {
+        if let Some(m) = &self.config_error {
+            return Err(AgentError::Config {
+                agent: self.name.to_string(),
+                message: m.clone(),
+            });
+        }
+        if self.working_memory && self.memory.is_none() {
+            return Err(AgentError::Config {
+                agent: self.name.to_string(),
+                message: "working_memory(true) needs memory(..)".into(),
+            });
+        }
+        self.model.as_deref().ok_or_else(|| AgentError::Config {
+            agent: self.name.to_string(),
+            message: "no model: call .model(\"provider/model\") or .model(Arc<dyn LanguageModel>)"
+                .into(),
+        })
+    }
+
+    fn mem_err(&self, e: crate::memory::MemoryError) -> AgentError {
+        AgentError::Memory {
+            agent: self.name.to_string(),
+            source: e,
+        }
+    }
+
+    /// The working memory a generation with these ids uses: the resource's, else the thread's.
+    fn working(&self, thread: Option<&str>, resource: Option<&str>) -> Option<WorkingMemory> {
+        let memory = self.memory.as_ref()?;
+        match (resource, thread) {
+            (Some(r), _) => Some(memory.resource(r)),
+            (None, Some(t)) => Some(memory.thread(t)),
+            (None, None) => None,
+        }
+    }
+
+    /// The state a new generation starts from: memory history, then the input.
+    pub(crate) async fn start_state(
+        &self,
+        input: AgentInput,
+        _env: &Env,
+    ) -> Result<AgentCheckpoint, AgentError> {
+        self.check()?;
+        if input.messages.is_empty() {
+            return Err(AgentError::BadInput {
+                agent: self.name.to_string(),
+                message: "no prompt and no messages".into(),
+            });
+        }
+        let history = match (&self.memory, &input.thread) {
+            (Some(memory), Some(thread)) if self.last_messages > 0 => sanitize_history(
+                memory
+                    .last_messages(thread, self.last_messages)
+                    .await
+                    .map_err(|e| self.mem_err(e))?,
+            ),
+            _ => Vec::new(),
+        };
+        let history_len = history.len();
+        let mut messages = history;
+        messages.extend(input.messages);
+        Ok(AgentCheckpoint {
+            agent: self.name.to_string(),
+            messages,
+            history: history_len,
+            turns: Vec::new(),
+            thread: input.thread,
+            resource: input.resource,
+            context: input.context,
+            repaired: false,
+            pending: None,
+        })
+    }
+
+    fn find_tool(&self, name: &str) -> Option<&CompiledTool> {
+        self.tools.iter().find(|t| t.spec.name == name)
+    }
+
+    async fn request(&self, st: &AgentCheckpoint, env: &Env) -> Result<ModelRequest, AgentError> {
+        let mut system = match &self.instructions {
+            Instructions::None => String::new(),
+            Instructions::Static(s) => s.to_string(),
+            Instructions::Dynamic(f) => {
+                let run_state = env.step.as_ref().map(StepContext::state_snapshot);
+                f(&InstructionContext {
+                    context: &st.context,
+                    thread: st.thread.as_deref(),
+                    resource: st.resource.as_deref(),
+                    run_state: run_state.as_ref(),
+                })
+            }
+        };
+        if self.working_memory
+            && let Some(wm) = self.working(st.thread.as_deref(), st.resource.as_deref())
+        {
+            let doc = wm.all().await.map_err(|e| self.mem_err(e))?;
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str(&format!(
+                "Working memory ({}; save lasting facts with the `{REMEMBER_TOOL}` tool):\n{}",
+                wm.scope(),
+                Value::Object(doc)
+            ));
+        }
+        let mut messages = Vec::with_capacity(st.messages.len() + 1);
+        if !system.is_empty() {
+            messages.push(Message::system(system));
+        }
+        messages.extend(st.messages.iter().cloned());
+        Ok(ModelRequest {
+            messages,
+            tools: self.tools.iter().map(|t| t.spec.clone()).collect(),
+            tool_choice: if self.tools.is_empty() {
+                ToolChoice::Auto
+            } else {
+                self.tool_choice.clone()
+            },
+            response_format: self.output.as_ref().map(|s| ResponseFormat {
+                name: "output".into(),
+                schema: s.json().clone(),
+                strict: false,
+            }),
+            sampling: self.sampling.clone(),
+            ..ModelRequest::default()
+        })
+    }
+
+    async fn call_model(
+        &self,
+        model: &dyn LanguageModel,
+        req: &ModelRequest,
+        turn: usize,
+        sink: Option<&Sink>,
+        env: &Env,
+    ) -> Result<ModelResponse, AgentError> {
+        let agent = || self.name.to_string();
+        let call = async {
+            let Some(tx) = sink else {
+                return model.generate(req).await;
+            };
+            let mut stream = match model.stream(req).await {
+                Ok(s) => s,
+                // A model that cannot stream still answers; its text arrives as one delta.
+                Err(ModelError::Unsupported(_)) => {
+                    let r = model.generate(req).await?;
+                    let text = r.text();
+                    if !text.is_empty() {
+                        let _ = tx.send(Ok(AgentEvent::TextDelta { turn, text }));
+                    }
+                    return Ok(r);
+                }
+                Err(e) => return Err(e),
+            };
+            let mut collector = ResponseCollector::new();
+            while let Some(ev) = stream.next().await {
+                let ev = ev?;
+                match &ev {
+                    StreamEvent::TextDelta { text } => {
+                        let _ = tx.send(Ok(AgentEvent::TextDelta {
+                            turn,
+                            text: text.clone(),
+                        }));
+                    }
+                    StreamEvent::ReasoningDelta { text } => {
+                        let _ = tx.send(Ok(AgentEvent::ReasoningDelta {
+                            turn,
+                            text: text.clone(),
+                        }));
+                    }
+                    _ => {}
+                }
+                collector.push(ev);
+            }
+            if !collector.finished() {
+                return Err(ModelError::decode(
+                    "",
+                    "",
+                    "stream ended without a finish event",
+                ));
+            }
+            Ok(collector.into_response())
+        };
+        tokio::select! {
+            biased;
+            _ = env.cancel.cancelled() => Err(AgentError::Cancelled { agent: agent() }),
+            r = call => r.map_err(|source| AgentError::Model { agent: agent(), source }),
+        }
+    }
+
+    /// Runs the calls of a pending turn that can run now; fills results and the list of calls
+    /// still waiting for a human.
+    async fn run_calls(
+        &self,
+        p: &mut PendingTurn,
+        decisions: Option<&Decisions>,
+        st: &AgentCheckpoint,
+        env: &Env,
+        turn: usize,
+        sink: Option<&Sink>,
+    ) -> Result<(), AgentError> {
+        let mut awaiting = Vec::new();
+        let mut jobs: Vec<(usize, &CompiledTool, Value)> = Vec::new();
+        for (i, call) in p.calls.iter().enumerate() {
+            if p.results[i].is_some() {
+                continue;
+            }
+            let refuse = |e: ToolError| {
+                Some(ToolResult {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content: Value::String(e.to_string()),
+                    is_error: true,
+                })
+            };
+            let Some(tool) = self.find_tool(&call.name) else {
+                p.results[i] = refuse(ToolError::NotFound {
+                    tool: call.name.clone(),
+                    available: self
+                        .tools
+                        .iter()
+                        .map(|t| t.spec.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+                continue;
+            };
+            if let Err(e) = tool.validate(&call.arguments) {
+                p.results[i] = refuse(e);
+                continue;
+            }
+            if !tool.tool.requires_approval() {
+                jobs.push((i, tool, call.arguments.clone()));
+                continue;
+            }
+            match decisions.and_then(|d| d.for_call(&call.id)) {
+                None => awaiting.push(PendingApproval {
+                    call_id: call.id.clone(),
+                    tool: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    description: tool.spec.description.clone().unwrap_or_default(),
+                }),
+                Some(Decision::Decline { reason }) => {
+                    tracing::info!(tool = %call.name, call_id = %call.id, "tool call declined");
+                    p.results[i] = refuse(ToolError::Declined {
+                        tool: call.name.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                Some(Decision::Approve { arguments }) => {
+                    let args = arguments.clone().unwrap_or_else(|| call.arguments.clone());
+                    match tool.validate(&args) {
+                        Ok(()) => jobs.push((i, tool, args)),
+                        Err(e) => p.results[i] = refuse(e),
+                    }
+                }
+            }
+        }
+        let wm = self.working(st.thread.as_deref(), st.resource.as_deref());
+        let futures = jobs.into_iter().map(|(i, tool, args)| {
+            let call = &p.calls[i];
+            let ctx = ToolContext {
+                agent: self.name.clone(),
+                call_id: call.id.clone(),
+                run_id: env.step.as_ref().map(|s| s.run_id().to_owned()),
+                path: env.step.as_ref().map(|s| s.path().to_owned()),
+                thread: st.thread.clone(),
+                resource: st.resource.clone(),
+                memory: wm.clone(),
+                cancel: env.cancel.child_token(),
+            };
+            let span = tracing::info_span!("tool", tool = %call.name, call_id = %call.id);
+            async move {
+                let out = tool.invoke(&ctx, args).await;
+                if let Err(e) = &out {
+                    tracing::debug!(error = %e, "tool call failed; the error goes back to the model");
+                }
+                (i, out)
+            }
+            .instrument(span)
+        });
+        // Tools see the cancellation through their own token and may finish cleanly; the
+        // engine drops the step after its grace period if one does not.
+        let done = futures::future::join_all(futures).await;
+        if env.cancel.is_cancelled() {
+            return Err(AgentError::Cancelled {
+                agent: self.name.to_string(),
+            });
+        }
+        for (i, out) in done {
+            let call = &p.calls[i];
+            let (content, is_error) = match out {
+                Ok(v) => (v, false),
+                Err(e) => (Value::String(e.to_string()), true),
+            };
+            p.results[i] = Some(ToolResult {
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                content,
+                is_error,
+            });
+        }
+        if let Some(tx) = sink {
+            for r in p.results.iter().flatten() {
+                let _ = tx.send(Ok(AgentEvent::ToolResult {
+                    turn,
+                    result: r.clone(),
+                }));
+            }
+        }
+        p.awaiting = awaiting;
+        Ok(())
+    }
+
+    /// Runs the loop from a state until it finishes or waits for approval.
+    pub(crate) async fn drive(
+        &self,
+        st: AgentCheckpoint,
+        sink: Option<&Sink>,
+        env: &Env,
+        decisions: Option<Decisions>,
+    ) -> Result<AgentResponse, AgentError> {
+        let model = self.check()?;
+        if st.agent != *self.name {
+            return Err(AgentError::BadResume {
+                agent: self.name.to_string(),
+                message: format!("the checkpoint belongs to agent `{}`", st.agent),
+            });
+        }
+        let span = tracing::info_span!(
+            "agent",
+            agent = %self.name,
+            run_id = env.step.as_ref().map(|s| s.run_id().to_owned()).unwrap_or_default(),
+            path = env.step.as_ref().map(|s| s.path().to_owned()).unwrap_or_default(),
+        );
+        self.drive_inner(model, st, sink, env, decisions)
+            .instrument(span)
+            .await
+    }
+
+    async fn drive_inner(
+        &self,
+        model: &dyn LanguageModel,
+        mut st: AgentCheckpoint,
+        sink: Option<&Sink>,
+        env: &Env,
+        mut decisions: Option<Decisions>,
+    ) -> Result<AgentResponse, AgentError> {
+        if decisions.is_some() && st.pending.is_none() {
+            return Err(AgentError::BadResume {
+                agent: self.name.to_string(),
+                message: "no tool call is waiting for approval".into(),
+            });
+        }
+        let mut next_kind =
+            if st.messages.last().is_some_and(|m| m.role == Role::User) && st.repaired {
+                TurnKind::Repair
+            } else {
+                TurnKind::Model
+            };
+        loop {
+            self.save_progress(&st, env).await?;
+            if let Some(mut pending) = st.pending.take() {
+                let turn = st.turns.len().saturating_sub(1);
+                let d = decisions.take();
+                self.run_calls(&mut pending, d.as_ref(), &st, env, turn, sink)
+                    .await?;
+                if !pending.awaiting.is_empty() {
+                    let awaiting = pending.awaiting.clone();
+                    st.pending = Some(pending);
+                    // The calls that ran are part of the state a resume continues from.
+                    self.save_progress(&st, env).await?;
+                    tracing::info!(pending = awaiting.len(), "agent waits for tool approval");
+                    if let Some(tx) = sink {
+                        let _ = tx.send(Ok(AgentEvent::ApprovalRequired {
+                            pending: awaiting.clone(),
+                        }));
+                    }
+                    return Ok(self.respond(st, StopReason::ApprovalRequired, None, awaiting));
+                }
+                let results: Vec<ToolResult> = pending.results.into_iter().flatten().collect();
+                let final_call = pending
+                    .calls
+                    .iter()
+                    .zip(&results)
+                    .find(|(c, r)| {
+                        !r.is_error && self.find_tool(&c.name).is_some_and(|t| t.tool.is_final())
+                    })
+                    .map(|(c, r)| (c.name.clone(), r.content.clone()));
+                st.messages.push(Message::tool_results(results.clone()));
+                if let Some(t) = st.turns.get_mut(turn) {
+                    t.tool_results = results;
+                }
+                self.turn_finished(&st, turn, sink, env);
+                if let Some((tool, value)) = final_call {
+                    return self
+                        .finish(st, StopReason::FinalTool { tool }, Some(value), env)
+                        .await;
+                }
+                if let Some(stop) = &self.stop_when
+                    && st.turns.get(turn).is_some_and(|t| stop(t))
+                {
+                    return self.finish(st, StopReason::Predicate, None, env).await;
+                }
+                continue;
+            }
+
+            let model_turns = st
+                .turns
+                .iter()
+                .filter(|t| t.kind == TurnKind::Model)
+                .count();
+            if next_kind == TurnKind::Model && model_turns >= self.max_steps {
+                return self.finish(st, StopReason::MaxSteps, None, env).await;
+            }
+            let turn = st.turns.len();
+            if let Some(tx) = sink {
+                let _ = tx.send(Ok(AgentEvent::TurnStart { turn }));
+            }
+            let req = self.request(&st, env).await?;
+            let resp = self.call_model(model, &req, turn, sink, env).await?;
+            let calls: Vec<ToolCall> = resp.tool_calls().into_iter().cloned().collect();
+            tracing::debug!(
+                turn,
+                tool_calls = calls.len(),
+                input_tokens = resp.usage.input_tokens,
+                output_tokens = resp.usage.output_tokens,
+                "agent turn"
+            );
+            st.turns.push(AgentTurn {
+                index: turn,
+                kind: next_kind,
+                text: resp.text(),
+                reasoning: resp.reasoning(),
+                tool_calls: calls.clone(),
+                tool_results: Vec::new(),
+                usage: resp.usage,
+                cost_usd: resp.cost_usd,
+                finish_reason: resp.finish_reason,
+            });
+            st.messages.push(resp.to_message());
+            next_kind = TurnKind::Model;
+            if let Some(tx) = sink {
+                for call in &calls {
+                    let _ = tx.send(Ok(AgentEvent::ToolCall {
+                        turn,
+                        call: call.clone(),
+                    }));
+                }
+            }
+            if calls.is_empty() {
+                self.turn_finished(&st, turn, sink, env);
+                let Some(schema) = &self.output else {
+                    return self.finish(st, StopReason::Done, None, env).await;
+                };
+                let text = resp.text();
+                match parse_structured(&text, schema) {
+                    Ok(v) => return self.finish(st, StopReason::Done, Some(v), env).await,
+                    Err(reason) if !st.repaired => {
+                        tracing::info!(%reason, "structured output invalid; one repair attempt");
+                        st.repaired = true;
+                        st.messages.push(Message::user(format!(
+                            "Your answer does not follow the required JSON Schema: {reason}. \
+                             Answer again with only a JSON value that follows this schema, no other text:\n{}",
+                            schema.json()
+                        )));
+                        next_kind = TurnKind::Repair;
+                        continue;
+                    }
+                    Err(reason) => {
+                        return Err(AgentError::StructuredOutput {
+                            agent: self.name.to_string(),
+                            reason,
+                            text,
+                        });
+                    }
+                }
+            }
+            let n = calls.len();
+            st.pending = Some(PendingTurn {
+                calls,
+                results: vec![None; n],
+                awaiting: Vec::new(),
+            });
+        }
+    }
+
+    /// The working memory holding a step's per-turn checkpoint.
+    fn progress_scope(&self, env: &Env) -> Option<WorkingMemory> {
+        let (memory, ctx) = (self.progress.as_ref()?, env.step.as_ref()?);
+        Some(memory.scope(crate::memory::Scope::Resource(format!(
+            "miyabi.agent:{}",
+            ctx.idempotency_key()
+        ))))
+    }
+
+    async fn save_progress(&self, st: &AgentCheckpoint, env: &Env) -> Result<(), AgentError> {
+        if let Some(wm) = self.progress_scope(env) {
+            wm.set_with_ttl("checkpoint", st, PROGRESS_TTL)
+                .await
+                .map_err(|e| self.mem_err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The checkpoint an earlier attempt of this step saved, if any.
+    pub(crate) async fn load_progress(
+        &self,
+        env: &Env,
+    ) -> Result<Option<AgentCheckpoint>, AgentError> {
+        let Some(wm) = self.progress_scope(env) else {
+            return Ok(None);
+        };
+        let saved: Option<AgentCheckpoint> =
+            wm.get_as("checkpoint").await.map_err(|e| self.mem_err(e))?;
+        Ok(saved.filter(|c| c.agent == *self.name))
+    }
+
+    /// Deletes the per-turn checkpoint of a finished step.
+    pub(crate) async fn clear_progress(&self, env: &Env) -> Result<(), AgentError> {
+        if let Some(wm) = self.progress_scope(env) {
+            wm.delete("checkpoint").await.map_err(|e| self.mem_err(e))?;
+        }
+        Ok(())
+    }
+
+    fn turn_finished(&self, st: &AgentCheckpoint, turn: usize, sink: Option<&Sink>, env: &Env) {
+        let Some(t) = st.turns.get(turn) else {
+            return;
+        };
+        if let Some(tx) = sink {
+            let _ = tx.send(Ok(AgentEvent::TurnFinish {
+                turn,
+                usage: t.usage,
+                cost_usd: t.cost_usd,
+                finish_reason: t.finish_reason,
+            }));
+        }
+        if let Some(ctx) = &env.step {
+            // The transcript goes to the run's event log under the step's path.
+            ctx.emit("agent-turn", json!({ "agent": &*self.name, "turn": t }));
+        }
+    }
+
+    /// A response for the state as it is (no memory writes).
+    fn respond(
+        &self,
+        st: AgentCheckpoint,
+        stop: StopReason,
+        object: Option<Value>,
+        pending: Vec<PendingApproval>,
+    ) -> AgentResponse {
+        let mut usage = Usage::default();
+        let mut cost = Some(0.0);
+        for t in &st.turns {
+            add_usage(&mut usage, &t.usage);
+            cost = match (cost, t.cost_usd) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        if st.turns.is_empty() {
+            cost = None;
+        }
+        let text = match (&stop, &object) {
+            (StopReason::FinalTool { .. }, Some(Value::String(s))) => s.clone(),
+            (StopReason::FinalTool { .. }, Some(v)) => v.to_string(),
+            _ => st.turns.last().map(|t| t.text.clone()).unwrap_or_default(),
+        };
+        let messages = st.messages.get(st.history..).unwrap_or_default().to_vec();
+        let checkpoint = (stop == StopReason::ApprovalRequired).then(|| st.clone());
+        AgentResponse {
+            text,
+            object,
+            stop,
+            turns: st.turns,
+            messages,
+            usage,
+            cost_usd: cost,
+            pending,
+            checkpoint,
+        }
+    }
+
+    /// Ends a generation: checks structured output, saves the new messages to memory.
+    async fn finish(
+        &self,
+        st: AgentCheckpoint,
+        stop: StopReason,
+        object: Option<Value>,
+        env: &Env,
+    ) -> Result<AgentResponse, AgentError> {
+        if self.output.is_some() && object.is_none() {
+            return Err(AgentError::StructuredOutput {
+                agent: self.name.to_string(),
+                reason: format!("the loop stopped ({stop:?}) before a final answer"),
+                text: st.turns.last().map(|t| t.text.clone()).unwrap_or_default(),
+            });
+        }
+        if let (Some(memory), Some(thread)) = (&self.memory, &st.thread) {
+            let now = crate::memory::now_ms();
+            let prefix = env.step.as_ref().map(StepContext::idempotency_key);
+            let new = st.messages.get(st.history..).unwrap_or_default();
+            let stored: Vec<StoredMessage> = new
+                .iter()
+                .enumerate()
+                .map(|(i, m)| StoredMessage {
+                    // Inside a workflow the ids are stable across a replay of the step, so a
+                    // retried step does not store its messages twice.
+                    id: match &prefix {
+                        Some(p) => format!("{p}:{i}"),
+                        None => uuid::Uuid::now_v7().to_string(),
+                    },
+                    thread: thread.clone(),
+                    resource: st.resource.clone(),
+                    message: m.clone(),
+                    created_at: now,
+                })
+                .collect();
+            memory
+                .append_stored(&stored)
+                .await
+                .map_err(|e| self.mem_err(e))?;
+        }
+        Ok(self.respond(st, stop, object, Vec::new()))
+    }
+}
+
+/// The `remember` tool of [`Agent::working_memory`].
+pub(crate) fn remember_tool() -> crate::tool::FnTool {
+    crate::tool::tool_json(
+        REMEMBER_TOOL,
+        "Save a lasting fact in working memory under a key (a value of null deletes the key).",
+        json!({
+            "type": "object",
+            "properties": {
+                "key": {"type": "string", "minLength": 1, "description": "Short name of the fact"},
+                "value": {"description": "The fact (any JSON value); null deletes it"}
+            },
+            "required": ["key", "value"]
+        }),
+        |ctx: ToolContext, args: Value| async move {
+            let wm = ctx
+                .memory()
+                .ok_or("working memory needs a thread or resource id in the input")?;
+            let key = args["key"].as_str().unwrap_or_default();
+            let r = if args["value"].is_null() {
+                wm.delete(key).await.map(|_| ())
+            } else {
+                wm.set(key, &args["value"]).await
+            };
+            r.map(|()| Value::String(format!("saved `{key}`")))
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+
+/// Turns a workflow step's input into an agent input: a string is the prompt; an object with
+/// `prompt` or `messages` (and optional `thread`, `resource`, `context`) is taken apart; an
+/// array is a list of messages; any other value is given to the model as JSON text.
+pub(crate) fn step_input(agent: &str, input: Value) -> Result<AgentInput, AgentError> {
+    let bad = |m: String| AgentError::BadInput {
+        agent: agent.to_owned(),
+        message: m,
+    };
+    match input {
+        Value::String(s) => Ok(AgentInput::prompt(s)),
+        Value::Null => Err(bad("the input is null: give a prompt or messages".into())),
+        Value::Array(items) => Ok(AgentInput::messages(parse_messages(agent, items)?)),
+        Value::Object(mut map) if map.contains_key("prompt") || map.contains_key("messages") => {
+            let mut messages = match map.remove("messages") {
+                Some(Value::Array(items)) => parse_messages(agent, items)?,
+                Some(other) => return Err(bad(format!("`messages` must be a list, got {other}"))),
+                None => Vec::new(),
+            };
+            match map.remove("prompt") {
+                Some(Value::String(p)) => messages.push(Message::user(p)),
+                Some(Value::Null) | None => {}
+                Some(other) => messages.push(Message::user(other.to_string())),
+            }
+            let id = |v: Option<Value>| -> Result<Option<String>, AgentError> {
+                match v {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s)),
+                    Some(other) => Err(bad(format!("memory ids must be strings, got {other}"))),
+                }
+            };
+            Ok(AgentInput {
+                messages,
+                thread: id(map.remove("thread"))?,
+                resource: id(map.remove("resource"))?,
+                context: map.remove("context").unwrap_or(Value::Null),
+            })
+        }
+        other => Ok(AgentInput::prompt(other.to_string())),
+    }
+}
+
+fn parse_messages(agent: &str, items: Vec<Value>) -> Result<Vec<Message>, AgentError> {
+    items
+        .into_iter()
+        .map(|item| {
+            if let Ok(m) = serde_json::from_value::<Message>(item.clone()) {
+                return Ok(m);
+            }
+            // The common short form: {"role": "user", "content": "text"}.
+            let role = item
+                .get("role")
+                .and_then(Value::as_str)
+                .and_then(crate::memory::parse_role);
+            match (role, item.get("content")) {
+                (Some(role), Some(Value::String(text))) => Ok(Message {
+                    role,
+                    content: vec![crate::model::ContentPart::text(text.clone())],
+                }),
+                _ => Err(AgentError::BadInput {
+                    agent: agent.to_owned(),
+                    message: format!(
+                        "a message needs a role (system, user, assistant, tool) and content, got {item}"
+                    ),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The run-state key of an agent step's checkpoint while it waits for approval.
+pub(crate) fn checkpoint_key(path: &str) -> String {
+    format!("miyabi.agent/{path}")
+}

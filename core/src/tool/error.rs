@@ -1,0 +1,66 @@
+//! Errors of tools.
+
+/// A tool could not be defined or called. When an agent calls a tool, this error's text goes
+/// back to the model as the call's result; the loop goes on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ToolError {
+    /// The tool's name or argument schema is unusable.
+    #[error("tool `{tool}` is badly defined: {reason}")]
+    BadDefinition {
+        /// The tool's name.
+        tool: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The model called a tool the agent does not have.
+    #[error("there is no tool named `{tool}` (available: {available})")]
+    NotFound {
+        /// The name the model used.
+        tool: String,
+        /// The agent's tool names, comma-separated.
+        available: String,
+    },
+    /// The arguments do not match the tool's schema.
+    #[error("invalid arguments for tool `{tool}` at `{pointer}`: {reason}")]
+    InvalidArguments {
+        /// The tool's name.
+        tool: String,
+        /// JSON pointer of the offending value (`""` is the whole argument object).
+        pointer: String,
+        /// The validator's reason.
+        reason: String,
+    },
+    /// The tool ran and failed.
+    #[error("tool `{tool}` failed: {message}")]
+    Failed {
+        /// The tool's name.
+        tool: String,
+        /// The tool's own message.
+        message: String,
+    },
+    /// A human declined the call.
+    #[error("a human declined the call of tool `{tool}`{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Declined {
+        /// The tool's name.
+        tool: String,
+        /// The reason given, if any.
+        reason: Option<String>,
+    },
+    /// The call was cancelled (run cancelled or step timed out).
+    #[error("tool `{tool}` was cancelled")]
+    Cancelled {
+        /// The tool's name.
+        tool: String,
+    },
+}
+
+impl ToolError {
+    /// A failure of `tool` with `message` (for hand-written [`super::Tool`] implementations).
+    pub fn failed(tool: &str, message: impl Into<String>) -> Self {
+        Self::Failed {
+            tool: tool.to_owned(),
+            message: message.into(),
+        }
+    }
+}
