@@ -61,6 +61,15 @@ export declare class NativeRun {
   complete(path: string, ok: boolean, value: unknown): void
   /** Completes the step at `path` by suspending the run there with `payload`. */
   suspend(path: string, payload: unknown): void
+  /**
+   * Like `poll`, without committing: the driver may go on at once with steps that finish
+   * without waiting, and calls `flush` before it waits for anything (coalesced commits).
+   */
+  advance(): Array<NativeTask>
+  /** Commits what `advance` produced. */
+  flush(): void
+  /** Completes `path` with `value`, then advances (no commit): one call instead of two. */
+  completeAndAdvance(path: string, value: unknown): Array<NativeTask>
   /** Completes `path` with `value`, then polls: one call instead of two on the hot path. */
   completeAndPoll(path: string, value: unknown): Array<NativeTask>
   /** Whether someone asked the engine to cancel this run; the driver then calls `cancel`. */

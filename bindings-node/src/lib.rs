@@ -534,6 +534,31 @@ impl NativeRun {
         Ok(())
     }
 
+    /// Like `poll`, without committing: the driver may go on at once with steps that finish
+    /// without waiting, and calls `flush` before it waits for anything (coalesced commits).
+    #[napi]
+    pub fn advance(&mut self) -> napi::Result<Vec<NativeTask>, String> {
+        let tasks = self.open_mut()?.advance().map_err(engine_err)?;
+        Ok(tasks.into_iter().filter_map(task).collect())
+    }
+
+    /// Commits what `advance` produced.
+    #[napi]
+    pub fn flush(&mut self) -> napi::Result<(), String> {
+        self.open_mut()?.flush().map_err(engine_err)
+    }
+
+    /// Completes `path` with `value`, then advances (no commit): one call instead of two.
+    #[napi(ts_args_type = "path: string, value: unknown")]
+    pub fn complete_and_advance(
+        &mut self,
+        path: String,
+        value: Value,
+    ) -> napi::Result<Vec<NativeTask>, String> {
+        self.open_mut()?.complete(&path, Ok(ints(value)));
+        self.advance()
+    }
+
     /// Completes `path` with `value`, then polls: one call instead of two on the hot path.
     #[napi(ts_args_type = "path: string, value: unknown")]
     pub fn complete_and_poll(

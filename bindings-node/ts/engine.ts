@@ -269,12 +269,14 @@ class Driver {
   #done = false;
   #wake: (() => void) | undefined;
   #final: NativeRunInfo | undefined;
-  /** Tasks handed out by a `completeAndPoll`, not started yet. */
+  /** Tasks handed out by a `completeAndAdvance`, not started yet. */
   #ready: NativeTask[] = [];
   /** An engine error raised in a callback (a store failure): the loop rethrows it. */
   #error: unknown = undefined;
-  /** Something completed without a poll after it: poll before going on. */
+  /** Something completed without an advance after it: advance before going on. */
   #dirty = true;
+  /** Completions so far (to see whether any happened during a microtask turn). */
+  #completions = 0;
 
   constructor(n: NativeRun, c: Compiled, onDone: () => void) {
     this.#n = n;
@@ -310,19 +312,20 @@ class Driver {
         }
         if (this.#dirty) {
           this.#dirty = false;
-          let polled: NativeTask[];
+          let more: NativeTask[];
           try {
-            polled = n.poll();
+            more = n.advance();
           } catch (e) {
             throw fromNative(e);
           }
-          if (polled.length > 0) this.#ready.push(...polled);
+          if (more.length > 0) this.#ready.push(...more);
         }
         const tasks = this.#ready;
         this.#ready = [];
-        this.#notify();
         if (tasks.length === 0) {
-          // Tasks come only from a running run: ask for the status when there are none.
+          // Tasks come only from a running run. With none, commit what ran (steps that finished
+          // without waiting share one commit, as the Rust driver does) and read the status.
+          this.#flush();
           const status = n.status();
           if (status !== 'running' && (status !== 'suspended' || this.#inflight === 0)) break;
         }
@@ -335,6 +338,13 @@ class Driver {
           native(() => n.failRun('the run has nothing to do but is not finished (engine error)'));
           break;
         }
+        // Promises that are already settled (an async step that did not wait) complete within
+        // this turn of the microtask queue: let them, and go on without a commit if they did.
+        const before = this.#completions;
+        await null;
+        if (this.#completions !== before || this.#done) continue;
+        // Now the run waits for I/O or a timer: commit first.
+        this.#flush();
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
         });
@@ -344,6 +354,16 @@ class Driver {
       this.#finish();
     }
     return this.#final;
+  }
+
+  /** Commits what the run produced since the last commit, and tells event readers. */
+  #flush(): void {
+    try {
+      this.#n.flush();
+    } catch (e) {
+      throw fromNative(e);
+    }
+    this.#notify();
   }
 
   #signal(): void {
@@ -436,13 +456,14 @@ class Driver {
   #completeOk(path: string, value: unknown): void {
     let more: NativeTask[];
     try {
-      more = this.#n.completeAndPoll(path, storable(value));
+      more = this.#n.completeAndAdvance(path, storable(value));
     } catch (e) {
       if (isEngineError(e)) throw fromNative(e);
       // The value cannot become JSON (a function, a symbol, NaN, a cycle): the step fails.
       this.#unstorable(path, 'output', e);
       return;
     }
+    this.#completions++;
     if (more.length > 0) this.#ready.push(...more);
   }
 
@@ -455,12 +476,14 @@ class Driver {
       this.#unstorable(path, ok ? 'result' : 'error', e);
       return;
     }
+    this.#completions++;
     this.#dirty = true;
   }
 
   #unstorable(path: string, what: string, e: unknown): void {
     const reason = e instanceof Error ? e.message : String(e);
     this.#n.complete(path, false, { message: `the ${what} of \`${path}\` cannot be stored as JSON: ${reason}`, fatal: true });
+    this.#completions++;
     this.#dirty = true;
   }
 
@@ -474,6 +497,7 @@ class Driver {
         this.#unstorable(path, 'suspension payload', err);
         return;
       }
+      this.#completions++;
       this.#dirty = true;
     } else {
       this.#complete(path, false, errorValue(e, fatal));
