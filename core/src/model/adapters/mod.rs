@@ -1,5 +1,5 @@
 //! Protocol adapters: pure translators from a [`ModelRequest`] to a [`WireRequest`] and from
-//! response bytes back to a [`ModelResponse`] or [`StreamEvent`]s. They do no I/O.
+//! response bytes back to a [`ModelResponse`] or [`StreamEvent`](super::StreamEvent)s. They do no I/O.
 
 use std::time::Duration;
 
