@@ -80,20 +80,20 @@ impl Node {
 
     /// A node running a shared step object.
     pub fn from_arc(step: Arc<dyn Step>) -> Self {
-        Self {
-            spec: NodeSpec::Step(step),
-            opts: StepOptions::default(),
-            handle: None,
-        }
+        Self::of(NodeSpec::Step(step), None)
     }
 
     /// A step executed outside Rust (by a driver such as the Node binding's), known by
     /// `handle`. Such a run must be driven through [`crate::ExternalRun`].
     pub fn external(handle: u32) -> Self {
+        Self::of(NodeSpec::Step(Arc::new(ExternalStep(handle))), Some(handle))
+    }
+
+    fn of(spec: NodeSpec, handle: Option<u32>) -> Self {
         Self {
-            spec: NodeSpec::Step(Arc::new(ExternalStep(handle))),
+            spec,
             opts: StepOptions::default(),
-            handle: Some(handle),
+            handle,
         }
     }
 
@@ -143,21 +143,13 @@ impl<S: Step + 'static> From<S> for Node {
 
 impl From<Workflow> for Node {
     fn from(fragment: Workflow) -> Self {
-        Self {
-            spec: NodeSpec::Fragment(fragment),
-            opts: StepOptions::default(),
-            handle: None,
-        }
+        Node::of(NodeSpec::Fragment(fragment), None)
     }
 }
 
 impl From<CommittedWorkflow> for Node {
     fn from(w: CommittedWorkflow) -> Self {
-        Self {
-            spec: NodeSpec::Nested(w),
-            opts: StepOptions::default(),
-            handle: None,
-        }
+        Node::of(NodeSpec::Nested(w), None)
     }
 }
 

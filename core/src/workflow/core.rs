@@ -302,6 +302,16 @@ impl RunCore {
         Ok(())
     }
 
+    /// Moves the custom events steps emitted so far into the pending batch.
+    pub(crate) fn take_emitted(
+        &mut self,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<super::step::Emitted>,
+    ) {
+        while let Ok(em) = rx.try_recv() {
+            self.custom_pending(em.path, em.name, em.data);
+        }
+    }
+
     /// Adds a custom event to the pending batch (committed with the next flush).
     pub(crate) fn custom_pending(&mut self, path: String, name: String, data: Value) {
         let stamped = self.stamp(vec![EventKind::Custom { path, name, data }], now_ms());

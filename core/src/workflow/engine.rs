@@ -703,9 +703,7 @@ async fn drive(
         if matches!(status, Status::Succeeded(_) | Status::Failed(_)) {
             // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
             // and the machine must not be polled again. Tell them through their token.
-            while let Ok(em) = emit_rx.try_recv() {
-                core.custom_pending(em.path, em.name, em.data);
-            }
+            core.take_emitted(&mut emit_rx);
             core.flush()?;
             active.cancel.cancel();
             drop(inflight);
@@ -762,9 +760,7 @@ async fn drive(
                         && let Some((p, r)) = (&mut fut).now_or_never()
                     {
                         // Events the step emitted come before its output.
-                        while let Ok(em) = emit_rx.try_recv() {
-                            core.custom_pending(em.path, em.name, em.data);
-                        }
+                        core.take_emitted(&mut emit_rx);
                         core.complete(&p, r);
                         progressed = true;
                         continue;
@@ -835,9 +831,7 @@ async fn drive(
                 core.custom(em.path, em.name, em.data)?;
             }
             Some((path, result)) = inflight.next() => {
-                while let Ok(em) = emit_rx.try_recv() {
-                    core.custom_pending(em.path, em.name, em.data);
-                }
+                core.take_emitted(&mut emit_rx);
                 core.complete(&path, result);
                 // Take every other result that is already there, to commit them together.
                 while let Some(Some((p, r))) = inflight.next().now_or_never() {
@@ -845,9 +839,7 @@ async fn drive(
                 }
             }
         }
-        while let Ok(em) = emit_rx.try_recv() {
-            core.custom_pending(em.path, em.name, em.data);
-        }
+        core.take_emitted(&mut emit_rx);
     }
 }
 

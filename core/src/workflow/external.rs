@@ -220,9 +220,7 @@ impl ExternalRun {
 
     /// Commits what [`ExternalRun::advance`] produced.
     pub fn flush(&mut self) -> Result<(), EngineError> {
-        while let Ok(em) = self.emit_rx.try_recv() {
-            self.core.custom(em.path, em.name, em.data)?;
-        }
+        self.core.take_emitted(&mut self.emit_rx);
         self.core.flush()
     }
 

@@ -729,7 +729,7 @@ impl Machine {
             m.next += 1;
             let input = m.inputs[idx].take().unwrap_or(Value::Null);
             let mut child = if let Some(kids) = kids {
-                self.frame(kids[idx], &m.path_scope(), input)
+                self.frame(kids[idx], &m.path, input)
             } else {
                 self.frame(body, &format!("{}[{idx}]", m.path), input)
             };
@@ -1171,13 +1171,6 @@ impl Machine {
                 self.start_sleep(path, node, wake_at);
             }
         }
-    }
-}
-
-impl ManyFrame {
-    /// Parallel children live in the parallel's own scope (it adds no segment).
-    fn path_scope(&self) -> String {
-        self.path.clone()
     }
 }
 
