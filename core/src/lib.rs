@@ -32,6 +32,9 @@
 //! ```
 
 pub mod agent;
+/// Approval gates: notifications to Slack, Discord and signed webhooks ([`approval::slack`],
+/// [`approval::discord`], [`approval::webhook`]).
+pub mod approval;
 mod error;
 pub mod memory;
 pub mod model;

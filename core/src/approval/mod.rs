@@ -1,0 +1,2 @@
+mod notify;
+pub use notify::*;
