@@ -32,8 +32,6 @@
 //! ```
 
 pub mod agent;
-/// Approval gates: notifications to Slack, Discord and signed webhooks ([`approval::slack`],
-/// [`approval::discord`], [`approval::webhook`]).
 pub mod approval;
 mod error;
 pub mod memory;
