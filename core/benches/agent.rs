@@ -282,7 +282,7 @@ fn set_get_concurrent(
     rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..clients {
-            let wm = memory.resource(&format!("bench-{c}"));
+            let wm = memory.resource(format!("bench-{c}"));
             let value = value.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..n / clients {
