@@ -268,6 +268,7 @@ fn sqlite_floor(path: &std::path::Path, n: u32) -> f64 {
 
 /// `n` rounds of set + get of one small JSON value on 1,000 distinct keys; reports operations
 /// (a set or a get) per second, and the microseconds of one set + get.
+#[cfg(feature = "redis")]
 /// `clients` tasks doing set+get pairs at once on one `Memory` (one multiplexed connection,
 /// requests pipelined), as a server with concurrent requests uses it; `n` pairs in all.
 fn set_get_concurrent(
