@@ -267,6 +267,9 @@ pub struct RunFilter {
     pub created_after: Option<i64>,
     /// Only runs created before this time (ms).
     pub created_before: Option<i64>,
+    /// Keyset paging: only runs strictly older than this `(created_at, id)` in the listing's
+    /// order (newest first), i.e. the page after the run with this key.
+    pub before: Option<(i64, String)>,
     /// At most this many (newest first); `None` for all.
     pub limit: Option<usize>,
 }
@@ -278,6 +281,10 @@ impl RunFilter {
             && self.status.is_none_or(|s| s == r.status)
             && self.created_after.is_none_or(|t| r.created_at >= t)
             && self.created_before.is_none_or(|t| r.created_at < t)
+            && self
+                .before
+                .as_ref()
+                .is_none_or(|(t, id)| (r.created_at, r.id.as_str()) < (*t, id.as_str()))
     }
 }
 

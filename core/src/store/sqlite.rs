@@ -57,6 +57,9 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (run_id, key)
     ) WITHOUT ROWID;",
+    // 2: the unfiltered run listing (newest first, keyset paging) reads an index instead of
+    // sorting the table.
+    "CREATE INDEX runs_by_created ON runs (created_at, id);",
 ];
 
 /// The embedded default store: a SQLite file in WAL mode.
@@ -336,13 +339,25 @@ impl Store for SqliteStore {
             args.push(t.into());
             sql.push_str(&format!(" AND created_at < ?{}", args.len()));
         }
-        sql.push_str(" ORDER BY created_at DESC, id DESC");
-        if let Some(l) = f.limit {
-            sql.push_str(&format!(" LIMIT {l}"));
+        if let Some((t, id)) = &f.before {
+            args.push((*t).into());
+            args.push(id.clone().into());
+            let n = args.len();
+            sql.push_str(&format!(" AND (created_at, id) < (?{}, ?{n})", n - 1));
         }
+        sql.push_str(" ORDER BY created_at DESC, id DESC");
+        // The limit is a parameter (-1: none), so one statement per filter shape is cached.
+        args.push(
+            f.limit
+                .map_or(-1, |l| l.min(i64::MAX as usize) as i64)
+                .into(),
+        );
+        sql.push_str(&format!(" LIMIT ?{}", args.len()));
         let raws = {
             let conn = self.lock();
-            let mut stmt = conn.prepare(&sql).map_err(|e| map_err(&self.path, e))?;
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(|e| map_err(&self.path, e))?;
             stmt.query_map(rusqlite::params_from_iter(args), raw_run)
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(|e| map_err(&self.path, e))?
