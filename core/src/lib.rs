@@ -35,6 +35,8 @@ pub mod agent;
 mod error;
 pub mod memory;
 pub mod model;
+#[cfg(feature = "server")]
+pub mod server;
 mod store;
 pub mod tool;
 mod workflow;

@@ -1,0 +1,225 @@
+//! The REST handlers.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState, Identity, openapi, stream};
+use crate::store::{RunFilter, RunStatus};
+
+/// Routes without authentication.
+pub(crate) fn public() -> Router<AppState> {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/openapi.json", get(openapi_doc))
+}
+
+/// Routes behind the bearer token.
+pub(crate) fn protected() -> Router<AppState> {
+    Router::new()
+        .route("/api/me", get(me))
+        .route("/api/workflows", get(list_workflows))
+        .route("/api/workflows/{id}", get(get_workflow))
+        .route("/api/workflows/{id}/runs", post(start_run))
+        .route("/api/runs", get(list_runs))
+        .route("/api/runs/{id}", get(get_run))
+        .route("/api/runs/{id}/cancel", post(cancel_run))
+        .route("/api/runs/{id}/resume", post(resume_run))
+        .route("/api/runs/{id}/events", get(stream::sse))
+        .route("/api/ws", get(stream::ws))
+}
+
+/// A JSON request body: malformed JSON is 400 `bad-request`, JSON of the wrong shape 422
+/// `validation`, a body over the limit 413 `payload-too-large` (all in the API's error shape).
+/// No `Content-Type` is required.
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes =
+            axum::body::Bytes::from_request(req, state)
+                .await
+                .map_err(|e: BytesRejection| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::too_large()
+                    } else {
+                        ApiError::bad_request(format!("cannot read the request body: {e}"))
+                    }
+                })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes).map(Body).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::validation(format!("invalid request body: {e}")),
+                _ => ApiError::bad_request(format!("malformed JSON: {e}")),
+            }
+        })
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn openapi_doc() -> Json<Value> {
+    Json(openapi::document())
+}
+
+async fn me(Extension(who): Extension<Identity>) -> Json<Identity> {
+    Json(who)
+}
+
+fn workflow_json(w: &crate::CommittedWorkflow) -> Value {
+    json!({ "id": w.id(), "fingerprint": w.fingerprint(), "graph": w.graph() })
+}
+
+async fn list_workflows(State(s): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = s.engine.workflows().iter().map(workflow_json).collect();
+    Json(json!({ "workflows": list }))
+}
+
+async fn get_workflow(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.engine
+        .workflow(&id)
+        .map(|w| Json(workflow_json(&w)))
+        .ok_or_else(|| ApiError::not_found(format!("workflow `{id}` is not registered")))
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    #[serde(default)]
+    input: Value,
+}
+
+async fn start_run(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<StartBody>,
+) -> Result<Response, ApiError> {
+    let wf = s
+        .engine
+        .workflow(&id)
+        .ok_or_else(|| ApiError::not_found(format!("workflow `{id}` is not registered")))?;
+    let handle = s.engine.spawn(&wf, body.input)?;
+    tracing::info!(run = %handle.id(), workflow = %id, "run started");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": handle.id() }))).into_response())
+}
+
+/// `GET /api/runs` query.
+#[derive(Deserialize)]
+struct ListQuery {
+    workflow: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// Default and largest page sizes of `GET /api/runs`.
+pub(crate) const DEFAULT_LIMIT: usize = 50;
+pub(crate) const MAX_LIMIT: usize = 500;
+
+fn encode_cursor(created_at: i64, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, String)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (t, id) = s.split_once(':')?;
+    Some((t.parse().ok()?, id.to_string()))
+}
+
+async fn list_runs(
+    State(s): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(st) => Some(RunStatus::parse(st).ok_or_else(|| {
+            ApiError::validation(format!(
+                "unknown status `{st}` (running, suspended, succeeded, failed, cancelled)"
+            ))
+        })?),
+    };
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let filter = RunFilter {
+        workflow: q.workflow.filter(|w| !w.is_empty()),
+        status,
+        before,
+        limit: Some(limit + 1),
+        ..RunFilter::default()
+    };
+    let mut runs = s.engine.list(&filter).await?;
+    let next = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|r| encode_cursor(r.created_at, &r.id))
+    } else {
+        None
+    };
+    Ok(Json(json!({ "runs": runs, "next_cursor": next })))
+}
+
+async fn get_run(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = s
+        .engine
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
+    let mut steps = s.engine.store().steps(&id)?;
+    steps.sort_by(|a, b| (a.updated_at, &a.path).cmp(&(b.updated_at, &b.path)));
+    Ok(Json(json!({ "run": run, "steps": steps })))
+}
+
+async fn cancel_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let run = s.engine.cancel(&id).await?;
+    tracing::info!(run = %id, by = %who.id, "run cancelled");
+    Ok(Json(json!({ "run": run })))
+}
+
+#[derive(Deserialize)]
+struct ResumeBody {
+    path: String,
+    #[serde(default)]
+    data: Value,
+}
+
+async fn resume_run(
+    State(s): State<AppState>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    Body(body): Body<ResumeBody>,
+) -> Result<Response, ApiError> {
+    s.engine.spawn_resume(&id, &body.path, body.data)?;
+    tracing::info!(run = %id, path = %body.path, by = %who.id, "run resumed");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
