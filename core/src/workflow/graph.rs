@@ -41,8 +41,8 @@ impl CommittedWorkflow {
     /// ```
     /// use miyabi::{step_fn, StepContext, Workflow};
     /// use serde_json::Value;
-    /// let s = step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
-    /// let wf = Workflow::new("w").step("a", s.clone()).then("b", s).commit()?;
+    /// let echo = || step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
+    /// let wf = Workflow::new("w").step("a", echo()).then("b", echo()).commit()?;
     /// let g = wf.graph();
     /// assert_eq!(g["nodes"][1]["path"], "b");
     /// assert_eq!(g["edges"][0]["kind"], "next");
