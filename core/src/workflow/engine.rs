@@ -398,7 +398,7 @@ impl Engine {
         path: &str,
         data: Value,
     ) -> Result<RunHandle, EngineError> {
-        let (core, actions) = self.prepare_resume(run_id, path, data)?;
+        let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
         let active = self.activate(&core);
         let id = run_id.to_string();
         let engine = self.clone();
