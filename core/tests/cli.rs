@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
+use miyabi::approval::ApprovalGate;
 use miyabi::{Engine, EventKind, RunStatus, StepContext, Workflow, step_fn};
 use serde_json::{Value, json};
 
@@ -156,6 +157,121 @@ async fn cancelling_a_run_executing_in_another_live_process_is_refused() {
     assert!(err.contains("owned by another engine"), "{err}");
     release.notify_one();
     assert_eq!(h.wait().await.unwrap().status, RunStatus::Succeeded);
+}
+
+fn gated() -> miyabi::CommittedWorkflow {
+    let echo = step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
+    Workflow::new("gated")
+        .step(
+            "checks",
+            Workflow::new("checks").await_approval(
+                "security",
+                ApprovalGate::new()
+                    .title("Security review")
+                    .approvers(["alice", "team:ops"]),
+            ),
+        )
+        .then("ship", echo)
+        .commit()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn approvals_list_approve_and_reject_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let (first, second) = {
+        let engine = Engine::sqlite(&db).unwrap();
+        let wf = gated();
+        let a = engine
+            .start(&wf, json!({ "patch": "v1" }))
+            .await
+            .unwrap()
+            .id;
+        let b = engine.start(&wf, json!({ "patch": "x" })).await.unwrap().id;
+        (a, b)
+    };
+    let pending = json_out(&miyabi(&db, &["approvals", "list", "--json"]));
+    assert_eq!(pending["approvals"].as_array().unwrap().len(), 2);
+    let inbox = json_out(&miyabi(
+        &db,
+        &["approvals", "list", "--as", "bob", "--json"],
+    ));
+    assert_eq!(inbox["approvals"].as_array().unwrap().len(), 0);
+    let inbox = json_out(&miyabi(
+        &db,
+        &[
+            "approvals",
+            "list",
+            "--as",
+            "bob",
+            "--team",
+            "ops",
+            "--json",
+        ],
+    ));
+    assert_eq!(inbox["approvals"].as_array().unwrap().len(), 2);
+    let o = miyabi(&db, &["approvals", "list"]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.starts_with("RUN") && text.contains("checks/security"));
+
+    // Someone who is not an approver is refused.
+    let o = miyabi(
+        &db,
+        &["approve", &first, "checks/security", "--as", "mallory"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("may not decide"));
+    // Approve with edited data and a comment; reject the other.
+    let edit = dir.path().join("edit.json");
+    std::fs::write(&edit, r#"{"patch": "v2"}"#).unwrap();
+    let approved = json_out(&miyabi(
+        &db,
+        &[
+            "approve",
+            &first,
+            "checks/security",
+            "--as",
+            "alice",
+            "--comment",
+            "lgtm",
+            "--edit",
+            edit.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(approved["approval"]["status"], "approved");
+    let rejected = json_out(&miyabi(
+        &db,
+        &[
+            "reject",
+            &second,
+            "checks/security",
+            "--as",
+            "bob",
+            "--team",
+            "ops",
+            "--comment",
+            "no",
+            "--json",
+        ],
+    ));
+    assert_eq!(rejected["approval"]["status"], "rejected");
+    let o = miyabi(&db, &["reject", &first, "checks/security", "--as", "alice"]);
+    assert!(
+        !o.status.success(),
+        "a decided gate cannot be decided again"
+    );
+    let all = json_out(&miyabi(&db, &["approvals", "list", "--all", "--json"]));
+    assert_eq!(all["approvals"].as_array().unwrap().len(), 2);
+
+    // The CLI has no workflow code: an engine that has it hands the decision to the run.
+    let engine = Engine::sqlite(&db).unwrap();
+    engine.register(&gated());
+    engine.approvals().tick().await.unwrap();
+    let run = engine.wait(&first).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.output.unwrap()["data"], json!({ "patch": "v2" }));
 }
 
 /// Starts `miyabi serve` on a free port; returns the child, its address and its stderr lines.

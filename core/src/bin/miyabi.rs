@@ -5,6 +5,9 @@
 //! miyabi runs list [--workflow W] [--status S] [--limit N]
 //! miyabi runs show <id>
 //! miyabi runs cancel <id>
+//! miyabi approvals list [--all] [--as WHO]
+//! miyabi approve <run> <gate> --as WHO [--comment ..] [--edit file.json]
+//! miyabi reject <run> <gate> --as WHO [--comment ..]
 //! ```
 //!
 //! Every command takes `--db PATH` (default `$MIYABI_DB`, else `./miyabi.db`) and `--json`.
@@ -14,6 +17,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use miyabi::approval::{Approval, ApprovalFilter, ApprovalStatus, Approver, Decision};
 use miyabi::server::{ServerConfig, serve};
 use miyabi::{Engine, Run, RunFilter, RunStatus, StepRecord};
 use serde_json::json;
@@ -47,6 +51,55 @@ enum Command {
     /// List, show or cancel runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// List approval gates.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Approve an approval gate (optionally with edited data).
+    Approve {
+        #[command(flatten)]
+        gate: GateArgs,
+        /// A JSON file with the edited data to approve instead of the data under review.
+        #[arg(long, value_name = "FILE")]
+        edit: Option<std::path::PathBuf>,
+    },
+    /// Reject an approval gate.
+    Reject {
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Pending gates (all of them, or those awaiting `--as`); `--all` lists every status.
+    List {
+        /// Gates of every status, not only pending ones.
+        #[arg(long)]
+        all: bool,
+        /// Only the inbox of this user (pending gates they may decide).
+        #[arg(long = "as", value_name = "WHO")]
+        who: Option<String>,
+        /// The user's teams (repeatable), for `--as`.
+        #[arg(long = "team", value_name = "TEAM")]
+        teams: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct GateArgs {
+    /// Run id.
+    run: String,
+    /// The gate's path in the run (`code-review`, `checks/security`).
+    gate: String,
+    /// Who decides (a user id listed in the gate's approvers).
+    #[arg(long = "as", value_name = "WHO")]
+    who: String,
+    /// The decider's teams (repeatable), for gates listing `team:<name>`.
+    #[arg(long = "team", value_name = "TEAM")]
+    teams: Vec<String>,
+    /// A comment for the audit trail.
+    #[arg(long)]
+    comment: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +139,8 @@ enum CliError {
     Engine(#[from] miyabi::EngineError),
     #[error(transparent)]
     Server(#[from] miyabi::server::ServerError),
+    #[error(transparent)]
+    Approval(#[from] miyabi::approval::ApprovalError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot start the async runtime: {0}")]
@@ -182,6 +237,47 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Approvals(ApprovalsCommand::List { all, who, teams }) => {
+            let approvals = engine.approvals();
+            let list = match who {
+                Some(who) => approvals.inbox(&Approver::new(who).teams(teams))?,
+                None => approvals.list(&ApprovalFilter {
+                    status: (!all).then_some(ApprovalStatus::Pending),
+                    ..ApprovalFilter::default()
+                })?,
+            };
+            if cli.json {
+                println!("{}", json!({ "approvals": list }));
+            } else {
+                print_approvals(&list);
+            }
+            Ok(())
+        }
+        Command::Approve { gate, edit } => {
+            let mut decision = match edit {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        CliError::Usage(format!("cannot read {}: {e}", file.display()))
+                    })?;
+                    let data: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                        CliError::Usage(format!("{} is not JSON: {e}", file.display()))
+                    })?;
+                    Decision::edit_and_approve(data)
+                }
+                None => Decision::approve(),
+            };
+            if let Some(c) = &gate.comment {
+                decision = decision.comment(c.clone());
+            }
+            decide(&engine, &gate, decision, cli.json).await
+        }
+        Command::Reject { gate } => {
+            let mut decision = Decision::reject();
+            if let Some(c) = &gate.comment {
+                decision = decision.comment(c.clone());
+            }
+            decide(&engine, &gate, decision, cli.json).await
+        }
         Command::Runs(RunsCommand::Cancel { id }) => {
             let run = engine.cancel(&id).await?;
             if cli.json {
@@ -192,6 +288,25 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+async fn decide(
+    engine: &Engine,
+    gate: &GateArgs,
+    decision: Decision,
+    json: bool,
+) -> Result<(), CliError> {
+    let who = Approver::new(gate.who.clone()).teams(gate.teams.clone());
+    let a = engine
+        .approvals()
+        .decide(&gate.run, &gate.gate, &who, decision)
+        .await?;
+    if json {
+        println!("{}", json!({ "approval": a }));
+    } else {
+        println!("{} {} {}", a.run_id, a.gate, a.status.as_str());
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -271,6 +386,30 @@ fn print_runs(runs: &[Run]) {
         })
         .collect();
     table(&["ID", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
+}
+
+fn print_approvals(list: &[Approval]) {
+    if list.is_empty() {
+        println!("no approvals");
+        return;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                a.run_id.clone(),
+                a.gate.clone(),
+                a.status.as_str().to_string(),
+                a.title.clone(),
+                a.approvers.join(","),
+                time(a.created_at),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "GATE", "STATUS", "TITLE", "APPROVERS", "CREATED"],
+        &rows,
+    );
 }
 
 fn print_run(run: &Run, steps: &[StepRecord]) {
