@@ -17,7 +17,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{ApiError, AppState};
 use crate::error::EngineError;
-use crate::workflow::{EventKind, Run, RunEvent};
+use crate::store::RunSummary;
+use crate::workflow::{EventKind, RunEvent};
 
 /// Sends `run`'s events from `next` on into `sink` (wrapped by `wrap`): the stored ones, then
 /// live ones while the run executes in this engine, and — while it is suspended or driven by
@@ -261,7 +262,7 @@ async fn handle_message(
     Some(json!({ "type": "subscribed", "target": target }))
 }
 
-type Feed = Option<broadcast::Sender<Arc<Run>>>;
+type Feed = Option<broadcast::Sender<Arc<RunSummary>>>;
 
 fn lock_feed(state: &AppState) -> std::sync::MutexGuard<'_, Feed> {
     state
@@ -271,7 +272,7 @@ fn lock_feed(state: &AppState) -> std::sync::MutexGuard<'_, Feed> {
 }
 
 /// Subscribes to the run-list feed, starting its poller if nobody listened before.
-fn runs_feed(state: &AppState) -> broadcast::Receiver<Arc<Run>> {
+fn runs_feed(state: &AppState) -> broadcast::Receiver<Arc<RunSummary>> {
     let mut feed = lock_feed(state);
     if let Some(tx) = feed.as_ref() {
         return tx.subscribe();
@@ -286,8 +287,8 @@ fn runs_feed(state: &AppState) -> broadcast::Receiver<Arc<Run>> {
 /// Watches the store for run-list changes: new runs and status changes. Every tick it reads
 /// the newest runs and every running or suspended one (indexed reads); a run that changes was
 /// either new or non-terminal before, so nothing is missed. Stops when nobody listens.
-async fn poll_runs(state: AppState, tx: broadcast::Sender<Arc<Run>>) {
-    let key = |r: &Run| (r.status, r.updated_at);
+async fn poll_runs(state: AppState, tx: broadcast::Sender<Arc<RunSummary>>) {
+    let key = |r: &RunSummary| (r.status, r.updated_at);
     let mut known: Option<HashMap<String, (crate::RunStatus, i64)>> = None;
     loop {
         {
@@ -297,7 +298,7 @@ async fn poll_runs(state: AppState, tx: broadcast::Sender<Arc<Run>>) {
                 return;
             }
         }
-        let mut seen: HashMap<String, Run> = HashMap::new();
+        let mut seen: HashMap<String, RunSummary> = HashMap::new();
         let filters = [
             crate::RunFilter {
                 limit: Some(200),
@@ -315,7 +316,7 @@ async fn poll_runs(state: AppState, tx: broadcast::Sender<Arc<Run>>) {
             },
         ];
         for f in &filters {
-            if let Ok(runs) = state.engine.list(f).await {
+            if let Ok(runs) = state.engine.store().list_run_summaries(f) {
                 for r in runs {
                     seen.insert(r.id.clone(), r);
                 }
@@ -326,12 +327,12 @@ async fn poll_runs(state: AppState, tx: broadcast::Sender<Arc<Run>>) {
             for (id, (status, _)) in prev {
                 if !status.is_terminal()
                     && !seen.contains_key(id)
-                    && let Ok(Some(r)) = state.engine.get(id).await
+                    && let Ok(Some(r)) = state.engine.store().run(id)
                 {
-                    seen.insert(id.clone(), r);
+                    seen.insert(id.clone(), RunSummary::from(r));
                 }
             }
-            let mut changed: Vec<&Run> = seen
+            let mut changed: Vec<&RunSummary> = seen
                 .values()
                 .filter(|r| prev.get(&r.id) != Some(&key(r)))
                 .collect();
