@@ -219,6 +219,19 @@ async fn profile(db: &str) {
         "us",
     );
     let t = Instant::now();
+    let mut summaries = Vec::new();
+    for _ in 0..n {
+        summaries = engine.store().list_run_summaries(&filter).unwrap();
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    figure("server.profile.store_summaries_51", us, "us");
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(serde_json::to_vec(&summaries).unwrap());
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    figure("server.profile.encode_summaries_51", us, "us");
+    let t = Instant::now();
     let mut runs = Vec::new();
     for _ in 0..n {
         runs = engine.list(&filter).await.unwrap();
