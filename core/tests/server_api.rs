@@ -863,6 +863,38 @@ async fn a_router_without_tokens_refuses_everyone_and_config_debug_hides_tokens(
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // CORS is off unless configured; configured, a listed origin's preflight is answered.
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let app = miyabi::server::router(
+        Engine::in_memory(),
+        ServerConfig::new()
+            .token(TOKEN, Approver::new("alice"))
+            .cors(["http://dash.local"]),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum_serve(listener, app).await });
+    let r = http
+        .request(reqwest::Method::OPTIONS, format!("http://{addr}/api/runs"))
+        .header("origin", "http://dash.local")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://dash.local"
+    );
+    let r = http
+        .get(format!("http://{addr}/api/runs"))
+        .header("origin", "http://evil.local")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
 }
 
 type Ws =
