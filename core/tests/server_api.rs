@@ -129,7 +129,7 @@ impl Fixture {
 
     /// Polls a run until it has `status`.
     async fn wait_status(&self, id: &str, status: &str) -> Value {
-        for _ in 0..500 {
+        for _ in 0..3000 {
             let (_, v) = self.get(&format!("/api/runs/{id}")).await;
             if v["run"]["status"] == status {
                 return v;
@@ -756,8 +756,6 @@ async fn websocket_subscriptions_receive_run_list_changes_and_run_events() {
         .unwrap();
     let ack = recv(&mut ws).await;
     assert_eq!(ack, json!({ "type": "subscribed", "target": "runs" }));
-    // Let the feed take its first look before the run exists.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, b) = f
         .post("/api/workflows/approve/runs", json!({ "input": "ws" }))
         .await;
