@@ -36,6 +36,8 @@ pub mod approval;
 mod error;
 pub mod memory;
 pub mod model;
+#[cfg(feature = "server")]
+pub mod server;
 mod store;
 pub mod tool;
 mod workflow;
@@ -46,7 +48,7 @@ pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
 pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{
     Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
-    RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
+    RunStatus, RunSummary, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
 };
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{

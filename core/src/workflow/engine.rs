@@ -284,6 +284,30 @@ impl Engine {
         write(&self.inner.latest).insert(g.id.clone(), g.fingerprint.clone());
     }
 
+    /// The registered workflows: the newest definition of each workflow id, sorted by id.
+    pub fn workflows(&self) -> Vec<CommittedWorkflow> {
+        let by_fingerprint = read(&self.inner.by_fingerprint);
+        let mut out: Vec<CommittedWorkflow> = read(&self.inner.latest)
+            .values()
+            .filter_map(|fp| by_fingerprint.get(fp))
+            .map(|g| CommittedWorkflow {
+                graph: Arc::clone(g),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id().cmp(b.id()));
+        out
+    }
+
+    /// The newest registered definition of a workflow id.
+    pub fn workflow(&self, id: &str) -> Option<CommittedWorkflow> {
+        let fp = read(&self.inner.latest).get(id).cloned()?;
+        read(&self.inner.by_fingerprint)
+            .get(&fp)
+            .map(|g| CommittedWorkflow {
+                graph: Arc::clone(g),
+            })
+    }
+
     fn graph_for(&self, r: &RunRecord) -> Result<Arc<Graph>, EngineError> {
         if let Some(g) = read(&self.inner.by_fingerprint).get(&r.fingerprint) {
             return Ok(Arc::clone(g));
@@ -363,6 +387,23 @@ impl Engine {
         let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
         let active = self.activate(&core);
         self.drive_from(core, active, actions).await
+    }
+
+    /// Gives resume data to a suspended path and drives the run in the background. Errors
+    /// about the resume itself (unknown run, path not suspended, resume data violating its
+    /// schema) are returned before this returns; the handle waits for the rest.
+    pub fn spawn_resume(
+        &self,
+        run_id: &str,
+        path: &str,
+        data: Value,
+    ) -> Result<RunHandle, EngineError> {
+        let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
+        let active = self.activate(&core);
+        let id = run_id.to_string();
+        let engine = self.clone();
+        let join = tokio::spawn(async move { engine.drive_from(core, active, actions).await });
+        Ok(RunHandle { id, join })
     }
 
     /// Claims a suspended run, checks the path and the resume data, and commits the data:
@@ -459,7 +500,9 @@ impl Engine {
     }
 
     /// Cancels a run: in-flight steps see their cancellation token fire and the run is marked
-    /// cancelled. A suspended run is cancelled at once.
+    /// cancelled. A suspended run is cancelled at once, also when its workflow is not
+    /// registered here (the cancellation is then committed at the store level). A run that is
+    /// executing in another live engine fails with [`EngineError::Owned`].
     pub async fn cancel(&self, run_id: &str) -> Result<Run, EngineError> {
         let active = lock(&self.inner.active).get(run_id).cloned();
         if let Some(a) = active {
@@ -491,7 +534,25 @@ impl Engine {
                 operation: "cancel".into(),
             });
         }
-        let graph = self.graph_for(&record)?;
+        // A run executing in another live engine is that engine's to cancel.
+        if record.status == RunStatus::Running
+            && let Some(owner) = record.owner.as_deref()
+            && owner != self.inner.owner
+            && record.lease_until.is_some_and(|until| until >= now_ms())
+            && !owner_is_dead(owner)
+        {
+            return Err(EngineError::Owned {
+                run: run_id.to_string(),
+                owner: owner.to_string(),
+            });
+        }
+        // Without the definition (a tool such as the CLI registers no workflows) the
+        // cancellation is committed at the store level: nothing is replayed.
+        let graph = match self.graph_for(&record) {
+            Ok(g) => Some(g),
+            Err(EngineError::UnknownWorkflow(_) | EngineError::DefinitionChanged { .. }) => None,
+            Err(e) => return Err(e),
+        };
         let claimed = self.inner.store.claim(&Claim {
             run: run_id,
             status: record.status,
@@ -506,17 +567,52 @@ impl Engine {
                 operation: "cancel (it changed state meanwhile; try again)".into(),
             });
         }
-        let mut core = RunCore::load(
-            Arc::clone(&self.inner.store),
-            graph,
-            &record,
-            RunStatus::Running,
-            Arc::new(Live::default()),
-        )?;
-        core.finish(RunStatus::Cancelled, "cancelled".into())?;
+        match graph {
+            Some(graph) => {
+                let mut core = RunCore::load(
+                    Arc::clone(&self.inner.store),
+                    graph,
+                    &record,
+                    RunStatus::Running,
+                    Arc::new(Live::default()),
+                )?;
+                core.finish(RunStatus::Cancelled, "cancelled".into())?;
+            }
+            None => self.cancel_in_store(run_id)?,
+        }
         self.get(run_id)
             .await?
             .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))
+    }
+
+    /// Commits the cancellation of a claimed run without its definition: the run row becomes
+    /// `cancelled` (owner released) and `run-finished` is appended to its event log.
+    fn cancel_in_store(&self, run_id: &str) -> Result<(), EngineError> {
+        let now = now_ms();
+        let error = "cancelled".to_string();
+        let seq = self.inner.store.last_seq(run_id)? + 1;
+        let batch = crate::store::Batch {
+            update: Some(crate::store::RunUpdate {
+                status: RunStatus::Cancelled,
+                output: None,
+                error: Some(error.clone()),
+                updated_at: now,
+                release: true,
+            }),
+            events: vec![RunEvent {
+                run_id: run_id.to_string(),
+                seq,
+                at: now,
+                kind: super::event::EventKind::RunFinished {
+                    status: RunStatus::Cancelled,
+                    output: None,
+                    error: Some(error),
+                },
+            }],
+            ..crate::store::Batch::default()
+        };
+        self.inner.store.commit(run_id, batch)?;
+        Ok(())
     }
 
     /// Reads a run.

@@ -5,6 +5,7 @@ mod core;
 mod engine;
 mod event;
 mod external;
+mod graph;
 mod machine;
 mod schema;
 mod step;
