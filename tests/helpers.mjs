@@ -38,3 +38,88 @@ export function lastJson(stdout) {
   if (lines.length === 0) throw new Error(`no JSON line in output: ${stdout}`);
   return JSON.parse(lines[lines.length - 1]);
 }
+
+/**
+ * A loopback server speaking OpenAI Chat Completions (`POST /v1/chat/completions`). `reply(body,
+ * n)` gets the request body and its index and returns what to answer: `{ sse: [chunk, ...] }`
+ * (an SSE stream ending with `[DONE]`), `{ json, status? , headers? }`, or `{ raw, status?,
+ * headers? }`. Requests are kept in `requests` ({ url, headers, body }).
+ */
+export async function openaiServer(t, reply) {
+  const { createServer } = await import('node:http');
+  const requests = [];
+  const server = createServer(async (req, res) => {
+    let text = '';
+    for await (const c of req) text += c;
+    const body = text === '' ? null : JSON.parse(text);
+    requests.push({ url: req.url, headers: req.headers, body });
+    let r;
+    try {
+      r = await reply(body, requests.length - 1);
+    } catch (e) {
+      r = { status: 500, json: { error: { message: String(e), type: 'test_server_error' } } };
+    }
+    if (r.sse !== undefined) {
+      res.writeHead(200, { 'content-type': 'text/event-stream', ...(r.headers ?? {}) });
+      res.end(r.sse.map((c) => `data: ${JSON.stringify(c)}\n\n`).join('') + 'data: [DONE]\n\n');
+    } else if (r.json !== undefined) {
+      res.writeHead(r.status ?? 200, { 'content-type': 'application/json', ...(r.headers ?? {}) });
+      res.end(JSON.stringify(r.json));
+    } else {
+      res.writeHead(r.status ?? 200, r.headers ?? {});
+      res.end(r.raw ?? '');
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return { url: `http://127.0.0.1:${server.address().port}/v1`, requests };
+}
+
+/** A Chat Completions stream chunk. */
+export function chunk(delta, finish = null, usage = undefined) {
+  return {
+    id: 'chatcmpl-test',
+    object: 'chat.completion.chunk',
+    created: 1,
+    model: 'gpt-4o-test',
+    choices: [{ index: 0, delta, finish_reason: finish }],
+    ...(usage === undefined ? {} : { usage }),
+  };
+}
+
+/** A streamed text answer, one chunk per piece, then finish and usage. */
+export function textStream(pieces) {
+  return [
+    chunk({ role: 'assistant', content: '' }),
+    ...pieces.map((p) => chunk({ content: p })),
+    chunk({}, 'stop'),
+    { ...chunk({}), choices: [], usage: { prompt_tokens: 7, completion_tokens: pieces.length, total_tokens: 7 + pieces.length } },
+  ];
+}
+
+/** A non-streamed Chat Completions answer: text, or tool calls `[{ id, name, args }]`. */
+export function completion({ text = null, calls = [] } = {}) {
+  return {
+    id: 'chatcmpl-test',
+    object: 'chat.completion',
+    created: 1,
+    model: 'gpt-4o-test',
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content: text,
+          ...(calls.length === 0
+            ? {}
+            : { tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: JSON.stringify(c.args) } })) }),
+        },
+        finish_reason: calls.length === 0 ? 'stop' : 'tool_calls',
+      },
+    ],
+    usage: { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16 },
+  };
+}
