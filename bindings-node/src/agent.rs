@@ -196,7 +196,7 @@ impl NativeAgent {
                 agent = agent.model(m);
                 None
             }
-            Err(e) => Some(e),
+            Err(e) => Some(*e),
         };
         if let Some(i) = config.instructions {
             agent = agent.instructions(i);
@@ -265,13 +265,13 @@ impl NativeAgent {
                 Ok(input) => agent
                     .generate(input)
                     .await
-                    .map_err(|e| NativeError::from_agent(&e)),
+                    .map_err(|e| Box::new(NativeError::from_agent(&e))),
                 Err(e) => Err(e),
             };
             let _ = tx
                 .send(match r {
                     Ok(resp) => Item::Part(response_value(&resp, "agent-response")),
-                    Err(e) => Item::Fail(e),
+                    Err(e) => Item::Fail(*e),
                 })
                 .await;
         })
@@ -288,7 +288,7 @@ impl NativeAgent {
             let input = match start {
                 Ok(i) => i,
                 Err(e) => {
-                    let _ = tx.send(Item::Fail(e)).await;
+                    let _ = tx.send(Item::Fail(*e)).await;
                     return;
                 }
             };
@@ -317,21 +317,24 @@ impl NativeAgent {
         NativeStream::spawn(|tx| async move {
             let r = async {
                 if let Some(e) = model_error {
-                    return Err(e);
+                    return Err(Box::new(e));
                 }
                 let cp = serde_json::from_value(checkpoint).map_err(|e| {
-                    NativeError::new("INVALID_ARGUMENT", format!("not a checkpoint: {e}"))
+                    Box::new(NativeError::new(
+                        "INVALID_ARGUMENT",
+                        format!("not a checkpoint: {e}"),
+                    ))
                 })?;
                 agent
                     .resume(cp, &decisions)
                     .await
-                    .map_err(|e| NativeError::from_agent(&e))
+                    .map_err(|e| Box::new(NativeError::from_agent(&e)))
             }
             .await;
             let _ = tx
                 .send(match r {
                     Ok(resp) => Item::Part(response_value(&resp, "agent-response")),
-                    Err(e) => Item::Fail(e),
+                    Err(e) => Item::Fail(*e),
                 })
                 .await;
         })
@@ -339,11 +342,12 @@ impl NativeAgent {
 }
 
 impl NativeAgent {
-    fn input(&self, input: Value) -> Result<AgentInput, NativeError> {
+    fn input(&self, input: Value) -> Result<AgentInput, Box<NativeError>> {
         if let Some(e) = &self.model_error {
-            return Err(e.clone());
+            return Err(Box::new(e.clone()));
         }
-        AgentInput::from_json(self.agent.name(), input).map_err(|e| NativeError::from_agent(&e))
+        AgentInput::from_json(self.agent.name(), input)
+            .map_err(|e| Box::new(NativeError::from_agent(&e)))
     }
 }
 
@@ -505,7 +509,11 @@ impl NativeMemory {
         let wm = scope(&self.memory, &kind, id)?;
         match ttl_ms.filter(|t| t.is_finite() && *t > 0.0) {
             Some(ms) => wm
-                .set_with_ttl(&key, crate::ints(value), Duration::from_secs_f64(ms / 1000.0))
+                .set_with_ttl(
+                    &key,
+                    crate::ints(value),
+                    Duration::from_secs_f64(ms / 1000.0),
+                )
                 .await
                 .map_err(mem_err),
             None => wm.set(&key, crate::ints(value)).await.map_err(mem_err),

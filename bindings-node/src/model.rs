@@ -44,10 +44,13 @@ pub struct NativeModel {
 }
 
 impl NativeModel {
-    pub(crate) fn get(&self) -> Result<Arc<dyn LanguageModel>, NativeError> {
-        self.model
-            .clone()
-            .map_err(|m| NativeError::new("CONFIG", format!("model `{}`: {m}", self.id)))
+    pub(crate) fn get(&self) -> Result<Arc<dyn LanguageModel>, Box<NativeError>> {
+        self.model.clone().map_err(|m| {
+            Box::new(NativeError::new(
+                "CONFIG",
+                format!("model `{}`: {m}", self.id),
+            ))
+        })
     }
 }
 
@@ -115,13 +118,13 @@ impl NativeModel {
                 model
                     .generate(&req)
                     .await
-                    .map_err(|e| NativeError::from_model(&e))
+                    .map_err(|e| Box::new(NativeError::from_model(&e)))
             }
             .await;
             let _ = tx
                 .send(match r {
                     Ok(resp) => Item::Part(response_part(&resp)),
-                    Err(e) => Item::Fail(e),
+                    Err(e) => Item::Fail(*e),
                 })
                 .await;
         })
@@ -140,27 +143,29 @@ impl NativeModel {
                 let s = model
                     .stream(&req)
                     .await
-                    .map_err(|e| NativeError::from_model(&e))?;
+                    .map_err(|e| Box::new(NativeError::from_model(&e)))?;
                 pump(s, &tx).await
             }
             .await;
             if let Err(e) = r {
-                let _ = tx.send(Item::Fail(e)).await;
+                let _ = tx.send(Item::Fail(*e)).await;
             }
         })
     }
 }
 
 /// Forwards a model's events as parts; `Err` when the stream failed (or JS went away).
-async fn pump(mut s: miyabi::model::EventStream, tx: &Sink) -> Result<(), NativeError> {
+async fn pump(mut s: miyabi::model::EventStream, tx: &Sink) -> Result<(), Box<NativeError>> {
     let mut usage = Usage::default();
     let mut ids: Vec<String> = Vec::new();
     let mut finished = false;
     while let Some(ev) = s.next().await {
-        let ev = ev.map_err(|e| NativeError::from_model(&e))?;
+        let ev = ev.map_err(|e| Box::new(NativeError::from_model(&e)))?;
         let part = match ev {
             StreamEvent::TextDelta { text } => Value::String(text),
-            StreamEvent::ReasoningDelta { text } => json!({"type": "reasoning-delta", "text": text}),
+            StreamEvent::ReasoningDelta { text } => {
+                json!({"type": "reasoning-delta", "text": text})
+            }
             StreamEvent::Start { id, model } => {
                 json!({"type": "start", "id": id, "modelId": model})
             }
@@ -196,10 +201,10 @@ async fn pump(mut s: miyabi::model::EventStream, tx: &Sink) -> Result<(), Native
         }
     }
     if !finished {
-        return Err(NativeError::new(
+        return Err(Box::new(NativeError::new(
             "PROVIDER",
             "the model's stream ended without a finish event",
-        ));
+        )));
     }
     Ok(())
 }
@@ -254,9 +259,9 @@ pub struct NativeToolSpec {
 }
 
 /// Messages from a JS input (see [`AgentInput::from_json`]).
-pub(crate) fn messages_of(input: Value) -> Result<Vec<Message>, NativeError> {
+pub(crate) fn messages_of(input: Value) -> Result<Vec<Message>, Box<NativeError>> {
     let input = AgentInput::from_json("model", input)
-        .map_err(|e| NativeError::new("INVALID_ARGUMENT", e))?;
+        .map_err(|e| Box::new(NativeError::new("INVALID_ARGUMENT", e)))?;
     Ok(input.messages)
 }
 
@@ -280,7 +285,7 @@ pub(crate) fn sampling(
     }
 }
 
-fn request_of(r: NativeModelRequest) -> Result<ModelRequest, NativeError> {
+fn request_of(r: NativeModelRequest) -> Result<ModelRequest, Box<NativeError>> {
     let mut messages = messages_of(r.input)?;
     if let Some(s) = r.system {
         messages.insert(0, Message::system(s));
@@ -362,10 +367,7 @@ fn response_part(r: &ModelResponse) -> Value {
         "toolCalls".into(),
         Value::Array(r.tool_calls().into_iter().map(tool_call).collect()),
     );
-    m.insert(
-        "finishReason".into(),
-        finish_reason(r.finish_reason).into(),
-    );
+    m.insert("finishReason".into(), finish_reason(r.finish_reason).into());
     m.insert("rawFinishReason".into(), json!(r.raw_finish_reason));
     m.insert("usage".into(), usage_value(&r.usage));
     m.insert("costUsd".into(), json!(r.cost_usd));

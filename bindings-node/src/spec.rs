@@ -250,7 +250,9 @@ fn items(
     for item in items {
         wf = match item {
             ItemSpec::Step { id, node } => wf.then(id, node.build(natives)?),
-            ItemSpec::Parallel { children, all } => wf.parallel_named(named(children, natives)?, all),
+            ItemSpec::Parallel { children, all } => {
+                wf.parallel_named(named(children, natives)?, all)
+            }
             ItemSpec::Branch { id, selector, arms } => {
                 wf.branch_external(id, selector, named(arms, natives)?)
             }
@@ -326,7 +328,11 @@ impl NodeSpec {
             }
             NodeSpec::Fragment { steps } => {
                 // The fragment's own id is never used: its items live under the node's path.
-                Ok(Node::from(items(Workflow::new("fragment"), steps, natives)?))
+                Ok(Node::from(items(
+                    Workflow::new("fragment"),
+                    steps,
+                    natives,
+                )?))
             }
             NodeSpec::Workflow { workflow } => Ok(Node::from(workflow.commit(natives)?)),
             NodeSpec::Native {
@@ -475,7 +481,10 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         let mut changed = every_kind();
         changed["steps"][0]["node"]["handle"] = json!(9);
-        let c = WorkflowSpec::from_value(changed).unwrap().commit(&[]).unwrap();
+        let c = WorkflowSpec::from_value(changed)
+            .unwrap()
+            .commit(&[])
+            .unwrap();
         assert_ne!(a.fingerprint(), c.fingerprint());
     }
 

@@ -139,7 +139,7 @@ pub struct NativeBatch {
 #[napi]
 pub struct NativeStream {
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Item>>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl NativeStream {
@@ -153,7 +153,7 @@ impl NativeStream {
         let task = napi::bindgen_prelude::spawn(produce(tx));
         Self {
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
-            task: Some(task),
+            task,
         }
     }
 }
@@ -187,15 +187,13 @@ impl NativeStream {
 
     /// Stops the work (an HTTP stream is closed); `next()` then reports the end.
     #[napi]
-    pub fn cancel(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
+    pub fn cancel(&self) {
+        self.task.abort();
     }
 }
 
 impl Drop for NativeStream {
     fn drop(&mut self) {
-        self.cancel();
+        self.task.abort();
     }
 }
