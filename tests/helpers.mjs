@@ -13,10 +13,10 @@ export function tempDir(t) {
 
 /** Runs `node script ...args` (`script` may be a node flag, then args start with the script);
  * resolves with { code, signal, stdout, stderr, ms }. */
-export function runNode(script, args = [], { timeoutMs = 20000 } = {}) {
+export function runNode(script, args = [], { timeoutMs = 20000, env = undefined, cwd = undefined } = {}) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, cwd });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -122,4 +122,36 @@ export function completion({ text = null, calls = [] } = {}) {
     ],
     usage: { prompt_tokens: 11, completion_tokens: 5, total_tokens: 16 },
   };
+}
+
+/** The recorded OpenAI Chat Completions stream of tests/fixtures/recorded: its lines and text. */
+export async function recordedStream() {
+  const { readFileSync } = await import('node:fs');
+  const dir = new URL('./fixtures/recorded/openai/chat/', import.meta.url);
+  const lines = readFileSync(new URL('openai-text.chunks.txt', dir), 'utf8').split('\n').filter((l) => l.trim() !== '');
+  const text = lines.map((l) => JSON.parse(l).choices[0]?.delta?.content ?? '').join('');
+  const whole = readFileSync(new URL('openai-text.json', dir), 'utf8');
+  return { lines, text, whole };
+}
+
+/** A loopback server replaying the recorded OpenAI traffic (streamed or whole). */
+export async function replayServer(t) {
+  const rec = await recordedStream();
+  const sse = rec.lines.map((l) => `data: ${l}\n\n`).join('') + 'data: [DONE]\n\n';
+  const s = await openaiServer(t, (body) =>
+    body?.stream === true
+      ? { raw: sse, headers: { 'content-type': 'text/event-stream' } }
+      : { raw: rec.whole, headers: { 'content-type': 'application/json' } },
+  );
+  return { ...s, text: rec.text, whole: JSON.parse(rec.whole) };
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort() {
+  const { createServer } = await import('node:net');
+  const srv = createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
 }

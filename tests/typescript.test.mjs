@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir, runNode } from './helpers.mjs';
+import { tempDir, runNode, recordedStream } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -44,4 +44,15 @@ test('examples-ts type-check, and the quickstart runs to completion', async (t) 
   assert.match(r.stdout, /run-suspended/);
   assert.match(r.stdout, /succeeded: \{[^}]*deployed: true/);
   assert.match(r.stdout, /succeeded: \{[^}]*by: 'ada'/);
+});
+
+test('the streaming chat example streams the recorded answer from a local replay when no key is set', async () => {
+  const env = { ...process.env };
+  delete env.OPENAI_API_KEY;
+  const r = await runNode(join(root, 'examples-ts', '.out', 'streaming-chat.js'), [], { env, timeoutMs: 30000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /no OPENAI_API_KEY: using a local replay of recorded openai\/gpt-4\.1-nano traffic from tests\/fixtures\/recorded/);
+  const { text } = await recordedStream();
+  assert.ok(r.stdout.includes(text), 'the whole recorded text is printed');
+  assert.match(r.stdout, /\[300 text deltas; 16 input \+ 300 output tokens; finish: stop\]/);
 });

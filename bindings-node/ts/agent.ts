@@ -106,7 +106,7 @@ export interface AgentOptions<O = string> {
   /** The system message. */
   readonly instructions?: string;
   /** Tools by name. */
-  readonly tools?: Readonly<Record<string, Tool<never, unknown>>>;
+  readonly tools?: Readonly<Record<string, Tool<unknown, unknown>>>;
   /** Most model calls per generation (default 8). */
   readonly maxSteps?: number;
   /** Structured output: the answer must follow this schema (validated; one repair attempt). */

@@ -19,7 +19,7 @@ export type TextOptions = Prompt &
      * executed and its result given back, up to `maxSteps` model calls (default 1: the tools
      * run, and their results are in `toolResults`).
      */
-    readonly tools?: Readonly<Record<string, Tool<never, unknown>>>;
+    readonly tools?: Readonly<Record<string, Tool<unknown, unknown>>>;
     /** Most model calls with tools (default 1). */
     readonly maxSteps?: number;
     /** `auto` (default), `none`, `required`, or a tool's name. */
@@ -49,7 +49,7 @@ function request(o: TextOptions): NativeModelRequest {
   };
 }
 
-function toolAgent(o: TextOptions & { readonly tools: Readonly<Record<string, Tool<never, unknown>>> }): Agent {
+function toolAgent(o: TextOptions & { readonly tools: Readonly<Record<string, Tool<unknown, unknown>>> }): Agent {
   return new Agent({
     name: 'generate-text',
     model: o.model,
