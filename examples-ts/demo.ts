@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { Agent, Engine, FatalError, model, workflow, type ModelLike, type RunEvent } from '@miyabi/core';
-import { RECORDED_MODEL, RECORDED_STREAM, startReplay, type Replay } from './replay.js';
+import { RECORDED_DIR, RECORDED_MODEL, startReplay, type Replay } from './replay.js';
 
 const args = process.argv.slice(2);
 let yes = false;
@@ -49,7 +49,7 @@ if (process.env.OPENAI_API_KEY) {
 } else {
   replay = await startReplay();
   analyst = model(RECORDED_MODEL, { baseURL: replay.url, apiKey: 'replay', protocol: 'openai-chat' });
-  console.log(`no OPENAI_API_KEY: using a local replay of recorded ${RECORDED_MODEL} traffic from ${RECORDED_STREAM}`);
+  console.log(`no OPENAI_API_KEY: using a local replay of recorded ${RECORDED_MODEL} traffic from ${RECORDED_DIR}`);
   console.log('  (the recording answers another prompt: the analysis text below is not about the issue)');
 }
 

@@ -26,6 +26,9 @@ export function recordings(): string {
 /** The recorded stream's file, relative to the repository root (to name it in messages). */
 export const RECORDED_STREAM = 'tests/fixtures/recorded/openai/chat/openai-text.chunks.txt';
 
+/** The folder of both recordings (streamed and whole answers), relative to the repository root. */
+export const RECORDED_DIR = 'tests/fixtures/recorded/openai/chat/';
+
 export interface Replay {
   /** Base URL to give the model (`.../v1`). */
   readonly url: string;

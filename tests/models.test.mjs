@@ -180,3 +180,14 @@ test('an abort signal cancels a stream', async (t) => {
   const r = streamText({ model: chat(s.url), prompt: 'x', abortSignal: ac.signal });
   await assert.rejects(r.text, (e) => e instanceof MiyabiError && e.code === 'CANCELLED' || e.name === 'AbortError');
 });
+
+test('generateText with tools runs the tools the model called (one step by default)', async (t) => {
+  const { tool } = await import('@miyabi/core');
+  const s = await openaiServer(t, () => ({ json: completion({ calls: [{ id: 'c1', name: 'double', args: { n: 21 } }] }) }));
+  const double = tool({ parameters: z.object({ n: z.number() }), execute: ({ n }) => n * 2 });
+  const r = await generateText({ model: chat(s.url), system: 'Use tools.', prompt: 'double 21', tools: { double } });
+  assert.equal(s.requests.length, 1, 'one model call');
+  assert.deepEqual(r.toolCalls.map((c) => [c.toolName, c.input]), [['double', { n: 21 }]]);
+  assert.deepEqual(r.toolResults.map((c) => [c.toolName, c.output]), [['double', 42]]);
+  assert.equal(s.requests[0].body.messages[0].content, 'Use tools.');
+});
