@@ -191,3 +191,23 @@ test('generateText with tools runs the tools the model called (one step by defau
   assert.deepEqual(r.toolResults.map((c) => [c.toolName, c.output]), [['double', 42]]);
   assert.equal(s.requests[0].body.messages[0].content, 'Use tools.');
 });
+
+test('abort signals cancel generateText; unawaited promises of a failed stream stay quiet', async (t) => {
+  const s = await openaiServer(t, async () => {
+    await new Promise((r) => setTimeout(r, 2000));
+    return { json: completion({ text: 'late' }) };
+  });
+  const ac = new AbortController();
+  const p = generateText({ model: chat(s.url), prompt: 'slow', abortSignal: ac.signal });
+  setTimeout(() => ac.abort(new Error('user gave up')), 20);
+  await assert.rejects(p, /user gave up/);
+
+  const f = await openaiServer(t, () => ({ status: 500, json: { error: { message: 'boom' } } }));
+  const { textStream, text, usage } = streamText({ model: chat(f.url, { maxRetries: 0 }), prompt: 'x' });
+  void text;
+  void usage;
+  await assert.rejects(async () => {
+    for await (const _ of textStream);
+  }, ProviderError);
+  await new Promise((r) => setTimeout(r, 20));
+});

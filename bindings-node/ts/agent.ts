@@ -207,13 +207,7 @@ export class Agent<O = string> {
   /** Runs the tool loop to an answer. Rejects with a `ProviderError` when the model's provider fails. */
   async generate(input: AgentInput, options: AgentCallOptions = {}): Promise<AgentResult<O>> {
     const n = this.native.generate(storable(input));
-    const onAbort = (): void => n.cancel();
-    options.abortSignal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await this.#parsed(agentResult<O>(await single(n, 'agent-response')));
-    } finally {
-      options.abortSignal?.removeEventListener('abort', onAbort);
-    }
+    return this.#parsed(agentResult<O>(await single(n, 'agent-response', options.abortSignal)));
   }
 
   /** Runs the tool loop, streaming text, tool calls and results, and step boundaries. */

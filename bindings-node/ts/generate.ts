@@ -86,13 +86,7 @@ export async function generateText(options: TextOptions): Promise<GenerateTextRe
     return toolAgent({ ...options, tools }).generate(agentInput(options), options);
   }
   const n = nativeModel(options.model).generate(request(options));
-  const onAbort = (): void => n.cancel();
-  options.abortSignal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    return modelResult(await single(n, 'response'));
-  } finally {
-    options.abortSignal?.removeEventListener('abort', onAbort);
-  }
+  return modelResult(await single(n, 'response', options.abortSignal));
 }
 
 /**

@@ -133,14 +133,28 @@ export function agentResult<O>(p: Obj): AgentResult<O> {
   };
 }
 
-/** Waits for a native call that yields one final part of type `type`. */
-export async function single(n: NativeStream, type: string): Promise<Obj> {
+/** Waits for a native call that yields one final part of type `type`; `signal` cancels it. */
+export async function single(n: NativeStream, type: string, signal?: AbortSignal): Promise<Obj> {
   const src = new PartSource(n);
+  cancelOn(src, signal);
   await src.finished();
   for (const p of src.parts()) {
     if (typeof p !== 'string' && p.type === type) return p;
   }
   throw new MiyabiError('ENGINE', `the native call ended without a ${type}`);
+}
+
+/** Cancels the source when `signal` aborts (with its reason). */
+function cancelOn(src: PartSource, signal: AbortSignal | undefined): void {
+  if (signal === undefined) return;
+  if (signal.aborted) {
+    src.cancel(signal.reason);
+    return;
+  }
+  const onAbort = (): void => src.cancel(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const off = (): void => signal.removeEventListener('abort', onAbort);
+  src.finished().then(off, off);
 }
 
 /** The final values of a stream, once it is over. */
@@ -210,7 +224,8 @@ function streamPart(p: RawPart): StreamPart {
  * A streamed answer: read the text as it comes (`for await (const t of result.textStream)`),
  * every part (`fullStream`), or await the final values (`text`, `usage`, ...). Every reader sees
  * the whole stream from its start, whenever it starts reading. For a route handler,
- * `return result.toTextStreamResponse()`.
+ * `return result.toTextStreamResponse()`. The promises reject only for those who await them: a
+ * failing stream read through `textStream` alone causes no `unhandledRejection`.
  */
 export class StreamTextResult<O = string> {
   readonly #src: PartSource;
@@ -221,17 +236,7 @@ export class StreamTextResult<O = string> {
     const src = new PartSource(n);
     this.#src = src;
     this.#summary = quiet(src.finished().then(() => summarize<O>(src)));
-    if (signal !== undefined) {
-      if (signal.aborted) src.cancel(signal.reason);
-      else {
-        const onAbort = (): void => src.cancel(signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-        void src.finished().then(
-          () => signal.removeEventListener('abort', onAbort),
-          () => signal.removeEventListener('abort', onAbort),
-        );
-      }
-    }
+    cancelOn(src, signal);
   }
 
   /** The text deltas, as they arrive. Throws the stream's error at the end if it failed. */
@@ -246,37 +251,37 @@ export class StreamTextResult<O = string> {
 
   /** The whole text (for an agent: its answer). */
   get text(): Promise<string> {
-    return this.#summary.then((s) => s.text);
+    return quiet(this.#summary.then((s) => s.text));
   }
 
   /** The whole reasoning text. */
   get reasoning(): Promise<string> {
-    return this.#summary.then((s) => s.reasoning);
+    return quiet(this.#summary.then((s) => s.reasoning));
   }
 
   /** Token usage (summed over an agent's steps). */
   get usage(): Promise<Usage> {
-    return this.#summary.then((s) => s.usage);
+    return quiet(this.#summary.then((s) => s.usage));
   }
 
   /** Why the model stopped. */
   get finishReason(): Promise<FinishReason> {
-    return this.#summary.then((s) => s.finishReason);
+    return quiet(this.#summary.then((s) => s.finishReason));
   }
 
   /** The tool calls made. */
   get toolCalls(): Promise<ReadonlyArray<ToolCall>> {
-    return this.#summary.then((s) => s.toolCalls);
+    return quiet(this.#summary.then((s) => s.toolCalls));
   }
 
   /** The results of the tool calls that ran. */
   get toolResults(): Promise<ReadonlyArray<ToolResult>> {
-    return this.#summary.then((s) => s.toolResults);
+    return quiet(this.#summary.then((s) => s.toolResults));
   }
 
   /** @internal the agent's whole response (agent streams only) */
   get agentResult(): Promise<AgentResult<O> | undefined> {
-    return this.#summary.then((s) => s.agent);
+    return quiet(this.#summary.then((s) => s.agent));
   }
 
   /** A Web `ReadableStream` of the text, UTF-8 encoded; cancelling it stops the generation. */
@@ -311,19 +316,21 @@ export class StreamTextResult<O = string> {
 export class AgentStreamResult<O = string> extends StreamTextResult<O> {
   /** The whole response, once the generation is over. */
   get result(): Promise<AgentResult<O>> {
-    return this.agentResult.then((r) => {
-      if (r === undefined) throw new MiyabiError('ENGINE', 'the agent stream ended without its response');
-      return r;
-    });
+    return quiet(
+      this.agentResult.then((r) => {
+        if (r === undefined) throw new MiyabiError('ENGINE', 'the agent stream ended without its response');
+        return r;
+      }),
+    );
   }
 
   /** The structured answer (with an `output` schema). */
   get object(): Promise<O | undefined> {
-    return this.result.then((r) => r.object);
+    return quiet(this.result.then((r) => r.object));
   }
 
   /** Every model call. */
   get steps(): Promise<ReadonlyArray<StepResult>> {
-    return this.result.then((r) => r.steps);
+    return quiet(this.result.then((r) => r.steps));
   }
 }
