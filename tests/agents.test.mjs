@@ -168,3 +168,39 @@ test('an agent step whose provider fails fails the run with the provider message
   assert.equal(run.status, 'failed');
   assert.match(run.error, /Invalid model parameters/);
 });
+
+test('a tool that needs approval suspends the workflow run; resuming runs it and the agent answers', async (t) => {
+  const s = await openaiServer(t, (body, i) =>
+    i === 0
+      ? { json: completion({ calls: [{ id: 'call_d', name: 'deploy', args: { version: 'v2' } }] }) }
+      : { json: completion({ text: `deployed: ${body.messages.at(-1).content}` }) },
+  );
+  const deployed = [];
+  const deploy = tool({
+    description: 'Deploys a version',
+    parameters: z.object({ version: z.string() }),
+    requiresApproval: true,
+    execute: ({ version }) => {
+      deployed.push(version);
+      return `ok ${version}`;
+    },
+  });
+  const agent = new Agent({ name: 'ops', model: chat(s.url), tools: { deploy } });
+  const wf = workflow('approve-tool').step('ops', agent).commit();
+  const db = `sqlite:${join(tempDir(t), 'runs.db')}`;
+  const engine = await Engine.open({ store: db, workflows: [wf] });
+  const run = await engine.start(wf, 'ship v2');
+  assert.equal(run.status, 'suspended', run.error);
+  assert.equal(run.suspended[0].path, 'ops');
+  assert.equal(run.suspended[0].payload.kind, 'tool-approval');
+  assert.equal(run.suspended[0].payload.pending[0].tool, 'deploy');
+  assert.deepEqual(deployed, []);
+
+  // Another engine on the same file resumes it: the model is not asked again for the first turn.
+  const other = await Engine.open({ store: db, workflows: [wf] });
+  const done = await other.resume(run.id, 'ops', { approved: true });
+  assert.equal(done.status, 'succeeded', done.error);
+  assert.equal(done.output, 'deployed: ok v2');
+  assert.deepEqual(deployed, ['v2']);
+  assert.equal(s.requests.length, 2);
+});
