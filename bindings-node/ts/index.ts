@@ -1,5 +1,12 @@
 /**
- * @miyabi/core — durable workflows for Node.js on the Miyabi Rust engine.
+ * @miyabi/core — durable workflows, models and agents for Node.js on the Miyabi Rust engine.
+ *
+ * ```ts
+ * import { streamText, Agent, tool } from '@miyabi/core';
+ *
+ * const result = streamText({ model: 'openai/gpt-4o', prompt: 'Tell me a story' });
+ * for await (const delta of result.textStream) process.stdout.write(delta);
+ * ```
  *
  * ```ts
  * import { workflow, Engine } from '@miyabi/core';
