@@ -835,7 +835,13 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeAgent = nativeBinding.NativeAgent
 module.exports.NativeEngine = nativeBinding.NativeEngine
+module.exports.NativeMemory = nativeBinding.NativeMemory
+module.exports.NativeModel = nativeBinding.NativeModel
 module.exports.NativeRun = nativeBinding.NativeRun
+module.exports.NativeStepCall = nativeBinding.NativeStepCall
+module.exports.NativeSteps = nativeBinding.NativeSteps
+module.exports.NativeStream = nativeBinding.NativeStream
 module.exports.NativeWorkflow = nativeBinding.NativeWorkflow
 module.exports.compileWorkflow = nativeBinding.compileWorkflow

@@ -9,6 +9,30 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** An agent: a model, instructions, tools (JS functions), optional memory. */
+export declare class NativeAgent {
+  /**
+   * Builds an agent. `dispatch` runs a JS tool: it gets the call and resolves with
+   * `{ok: true, value}` or `{ok: false, error}`.
+   */
+  static create(config: NativeAgentConfig, model: NativeModel, tools: Array<NativeToolDef>, dispatch: (call: NativeToolCall) => Promise<{ ok: true; value: unknown } | { ok: false; error: string }>, memory?: NativeMemory | undefined | null): NativeAgent
+  /** The agent's name. */
+  get name(): string
+  /** Runs the tool loop to an answer: the stream holds one `agent-response` part. */
+  generate(input: unknown): NativeStream
+  /**
+   * Runs the tool loop, streaming: `start-step`, text deltas (strings), `reasoning-delta`,
+   * `tool-call`, `tool-result`, `approval-required`, `finish-step`, and a `finish` part
+   * holding the whole response.
+   */
+  stream(input: unknown): NativeStream
+  /**
+   * Continues a generation that stopped for approval (`checkpoint` from its response) with
+   * the decisions (`{approved}` for all, or `{decisions: {<call id>: {approved, ...}}}`).
+   */
+  resume(checkpoint: unknown, decisions: unknown): NativeStream
+}
+
 /** An engine over a store: `memory` or `sqlite:<path>`. */
 export declare class NativeEngine {
   /**
@@ -39,6 +63,46 @@ export declare class NativeEngine {
    * `{type, runId, seq, at, ...}` with the fields of each event type.
    */
   events(runId: string, fromSeq: number, limit?: number | undefined | null): Array<Record<string, unknown>>
+}
+
+/** Agent memory: threads of messages and working memory, in SQLite. */
+export declare class NativeMemory {
+  /** Opens memory in a SQLite file (`memory` for a private in-memory database). */
+  static open(path: string): NativeMemory
+  /** A working-memory key (null if missing or expired). */
+  get(kind: string, id: string, key: string): Promise<unknown>
+  /** Writes a key, optionally expiring after `ttlMs`. */
+  set(kind: string, id: string, key: string, value: unknown, ttlMs?: number): Promise<void>
+  /** Merges a JSON merge patch into a key; returns the new value. */
+  merge(kind: string, id: string, key: string, patch: unknown): Promise<unknown>
+  /** Deletes a key; whether it existed. */
+  delete(kind: string, id: string, key: string): Promise<boolean>
+  /** The whole working-memory document. */
+  all(kind: string, id: string): Promise<Record<string, unknown>>
+  /** Deletes every key; how many there were. */
+  clear(kind: string, id: string): Promise<number>
+  /** The last `n` messages of a thread, oldest first (`{role, content}` as stored). */
+  lastMessages(thread: string, n: number): Promise<Array<Record<string, unknown>>>
+  /** Deletes a thread with its messages and working memory; whether it existed. */
+  deleteThread(thread: string): Promise<boolean>
+}
+
+/** A resolved model (or the reason it cannot be used, reported by every call). */
+export declare class NativeModel {
+  /**
+   * Resolves `"provider/model"`. A model that cannot be used (unknown provider, no key)
+   * is still returned; its calls fail with a `CONFIG` error saying what to set.
+   */
+  static create(spec: string, options?: NativeModelOptions | undefined | null): NativeModel
+  /** `"provider/model"` as given. */
+  get id(): string
+  /** One complete answer: the stream holds one `response` part. */
+  generate(request: NativeModelRequest): NativeStream
+  /**
+   * A streamed answer: text deltas (strings), `reasoning-delta`, `tool-input-start`,
+   * `tool-input-delta`, `tool-call` and finally `finish` parts.
+   */
+  stream(request: NativeModelRequest): NativeStream
 }
 
 /**
@@ -90,6 +154,13 @@ export declare class NativeRun {
    * this object throw `CONFLICT`.
    */
   close(): NativeRunInfo
+  /**
+   * Starts the Rust step of a `native` task at `path` on napi's tokio runtime. Await the
+   * call's `wait()`, then hand it back with `completeNative`.
+   */
+  native(path: string): NativeStepCall
+  /** Completes a native step with the result its call produced (after `wait()` settled). */
+  completeNative(call: NativeStepCall): void
   /** Commits a custom event from the step at `path`. */
   emit(path: string, name: string, data: unknown): void
   /** Reads a key of the run's shared state. */
@@ -100,6 +171,36 @@ export declare class NativeRun {
   state(): Record<string, unknown>
 }
 
+/** A Rust step running for a driven run (see `NativeRun.native`). */
+export declare class NativeStepCall {
+  /** The step's path. */
+  get path(): string
+  /** Settles when the step has finished (its result stays here for `completeNative`). */
+  wait(): Promise<void>
+  /** Stops the step (the run was cancelled or timed out). */
+  abort(): void
+}
+
+/** The Rust steps (agents) a workflow spec names by index (`{kind: "native", index}`). */
+export declare class NativeSteps {
+  /** An empty list. */
+  constructor()
+  /** Adds an agent; returns its index. */
+  addAgent(agent: NativeAgent): number
+}
+
+/**
+ * Parts produced by native async work (a model call, a stream, an agent generation, a native
+ * workflow step), pulled from JS in batches with `next()`. Cancelled by `cancel()` or when it is
+ * garbage-collected.
+ */
+export declare class NativeStream {
+  /** Waits for the next part, then returns it with every part already available. */
+  next(): Promise<NativeBatch>
+  /** Stops the work (an HTTP stream is closed); `next()` then reports the end. */
+  cancel(): void
+}
+
 /** A committed workflow definition (from a spec); register it with engines and start runs. */
 export declare class NativeWorkflow {
   /** The workflow id. */
@@ -108,8 +209,83 @@ export declare class NativeWorkflow {
   get fingerprint(): string
 }
 
-/** Validates a workflow spec (a plain object; see the facade's `workflow()`) and commits it. */
-export declare function compileWorkflow(spec: Record<string, unknown>): NativeWorkflow
+/**
+ * Validates a workflow spec (a plain object; see the facade's `workflow()`) and commits it.
+ * Native nodes name a step of `natives` by index.
+ */
+export declare function compileWorkflow(spec: Record<string, unknown>, natives?: NativeSteps | undefined | null): NativeWorkflow
+
+/** An agent's settings from JS. */
+export interface NativeAgentConfig {
+  /** Its name. */
+  name: string
+  /** The system message. */
+  instructions?: string
+  /** Most model calls per generation (default 8). */
+  maxSteps?: number
+  /** `auto`, `none`, `required` or a tool name. */
+  toolChoice?: string
+  /** Structured output: a JSON Schema the answer must follow. */
+  outputSchema?: Record<string, unknown>
+  /** Maximum output tokens per call. */
+  maxTokens?: number
+  /** Temperature. */
+  temperature?: number
+  /** Nucleus sampling. */
+  topP?: number
+  /** Top-k sampling. */
+  topK?: number
+  /** Stop sequences. */
+  stopSequences?: Array<string>
+  /** Seed. */
+  seed?: number
+  /** How many messages of a memory thread are read back (default 20). */
+  lastMessages?: number
+  /** Show the working memory to the model and give it a `remember` tool. */
+  workingMemory?: boolean
+}
+
+/** Some parts, pulled at once. */
+export interface NativeBatch {
+  /** The parts in order: a string is a text delta; anything else an object with a `type`. */
+  parts: Array<string | { type: string; [key: string]: unknown }>
+  /** The stream is over (after these parts). */
+  done: boolean
+  /** The stream failed (after these parts). */
+  error?: NativeError
+}
+
+/** An error of native async work, as data; the facade turns it into its error class. */
+export interface NativeError {
+  /**
+   * `PROVIDER`, `CONFIG`, `UNSUPPORTED`, `CANCELLED`, `INVALID_ARGUMENT`, `VALIDATION`,
+   * `MEMORY` or `ENGINE`.
+   */
+  code: string
+  /** The whole message (for a provider error it includes the provider's own message). */
+  message: string
+  /**
+   * For `PROVIDER`: `auth`, `rate-limited`, `context-length`, `invalid-request`,
+   * `content-filtered`, `server`, `network`, `timeout` or `decode`.
+   */
+  kind?: string
+  /** Provider id (`openai`, `anthropic`, ...). */
+  provider?: string
+  /** Model id. */
+  model?: string
+  /** HTTP status, when there was a response. */
+  status?: number
+  /** The provider's own error message. */
+  providerMessage?: string
+  /** The provider's error type or code. */
+  providerCode?: string
+  /** The provider's request id. */
+  requestId?: string
+  /** How long the provider asked to wait, in milliseconds. */
+  retryAfterMs?: number
+  /** Whether the same call may succeed if tried again. */
+  retryable: boolean
+}
 
 /** Which runs `list` returns. */
 export interface NativeListFilter {
@@ -123,6 +299,60 @@ export interface NativeListFilter {
   createdBefore?: number
   /** At most this many, newest first. */
   limit?: number
+}
+
+/**
+ * How to reach a model: what `"provider/model"` would take from the environment, given
+ * explicitly.
+ */
+export interface NativeModelOptions {
+  /** Base URL of the API (else `<PROVIDER>_BASE_URL`, else the catalogue's). */
+  baseUrl?: string
+  /** API key (else the provider's variable, e.g. `OPENAI_API_KEY`). */
+  apiKey?: string
+  /** Extra headers sent with every request. */
+  headers?: Record<string, string>
+  /** Protocol family, e.g. `openai-chat` (else the catalogue's). */
+  protocol?: string
+  /** Retries after the first attempt (default 2). */
+  maxRetries?: number
+  /** Timeout of a whole call, in milliseconds (default 15 minutes). */
+  timeoutMs?: number
+}
+
+/** A model request from JS. */
+export interface NativeModelRequest {
+  /**
+   * A prompt string, or messages (`{role, content}`; content a string or parts), or
+   * `{prompt?, messages?}`.
+   */
+  input: unknown
+  /** A system message, put first. */
+  system?: string
+  /** Tools the model may call: `{name, description?, parameters}` (a JSON Schema). */
+  tools?: Array<NativeToolSpec>
+  /** `auto`, `none`, `required` or a tool name. */
+  toolChoice?: string
+  /** Structured output: the answer must be JSON following this JSON Schema. */
+  responseSchema?: Record<string, unknown>
+  /** Maximum output tokens. */
+  maxTokens?: number
+  /** Temperature. */
+  temperature?: number
+  /** Nucleus sampling. */
+  topP?: number
+  /** Top-k sampling. */
+  topK?: number
+  /** Stop sequences. */
+  stopSequences?: Array<string>
+  /** Seed. */
+  seed?: number
+  /** Presence penalty. */
+  presencePenalty?: number
+  /** Frequency penalty. */
+  frequencyPenalty?: number
+  /** Provider-specific fields merged into the request body. */
+  providerOptions?: Record<string, unknown>
 }
 
 /** A run as stored: status, output or error, and its suspended paths. */
@@ -181,4 +411,50 @@ export interface NativeTask {
   eval?: string
   /** Wake time, ms since the epoch (sleep). */
   wakeAt?: number
+}
+
+/** What the facade's tool dispatcher gets for one call. */
+export interface NativeToolCall {
+  /** The tool's name. */
+  tool: string
+  /** The arguments (already checked against the tool's schema). */
+  args: Record<string, unknown>
+  /** The model's id for this call. */
+  toolCallId: string
+  /** The calling agent. */
+  agent: string
+  /** The workflow run, when the agent runs as a step. */
+  runId?: string
+  /** The step path, when the agent runs as a step. */
+  path?: string
+  /** `run:path:call` inside a workflow, the call id otherwise. */
+  idempotencyKey: string
+  /** The memory thread, if any. */
+  thread?: string
+  /** The memory resource, if any. */
+  resource?: string
+}
+
+/** A tool's definition from JS. */
+export interface NativeToolDef {
+  /** Its name (letters, digits, `_`, `-`). */
+  name: string
+  /** What it does, for the model. */
+  description?: string
+  /** JSON Schema of its arguments (an object schema). */
+  parameters: Record<string, unknown>
+  /** Every call needs a human's approval first. */
+  requiresApproval?: boolean
+  /** A call ends the loop; its result is the answer. */
+  isFinal?: boolean
+}
+
+/** A tool as the model sees it. */
+export interface NativeToolSpec {
+  /** Its name. */
+  name: string
+  /** What it does. */
+  description?: string
+  /** JSON Schema of its arguments (an object schema). */
+  parameters: Record<string, unknown>
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir, runNode } from './helpers.mjs';
+import { tempDir, runNode, recordedStream } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -44,4 +44,43 @@ test('examples-ts type-check, and the quickstart runs to completion', async (t) 
   assert.match(r.stdout, /run-suspended/);
   assert.match(r.stdout, /succeeded: \{[^}]*deployed: true/);
   assert.match(r.stdout, /succeeded: \{[^}]*by: 'ada'/);
+});
+
+test('the streaming chat example streams the recorded answer from a local replay when no key is set', async () => {
+  const env = { ...process.env };
+  delete env.OPENAI_API_KEY;
+  const r = await runNode(join(root, 'examples-ts', '.out', 'streaming-chat.js'), [], { env, timeoutMs: 30000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /no OPENAI_API_KEY: using a local replay of recorded openai\/gpt-4\.1-nano traffic from tests\/fixtures\/recorded/);
+  const { text } = await recordedStream();
+  assert.ok(r.stdout.includes(text), 'the whole recorded text is printed');
+  assert.match(r.stdout, /\[300 text deltas; 16 input \+ 300 output tokens; finish: stop\]/);
+});
+
+test('the demo runs the issue-resolution workflow with an agent step, suspends for review, and finishes with --yes', async (t) => {
+  const env = { ...process.env };
+  delete env.OPENAI_API_KEY;
+  const dir = tempDir(t);
+  const db = join(dir, 'demo.db');
+  const demo = join(root, 'examples-ts', '.out', 'demo.js');
+  const r = await runNode(demo, ['--yes', '--db', db], { env, timeoutMs: 60000 });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /no OPENAI_API_KEY: using a local replay of recorded openai\/gpt-4\.1-nano traffic from tests\/fixtures\/recorded/);
+  for (const step of ['intake', 'analyze', 'implement', 'review/fix/revise[1]', 'test', 'lint', 'security', 'code-review', 'deploy']) {
+    assert.match(r.stdout, new RegExp(`step-output +${step.replace(/[[\]/]/g, '\\$&')} `), step);
+  }
+  assert.match(r.stdout, /custom +analyze +agent-turn/);
+  assert.match(r.stdout, /run-suspended +code-review/);
+  assert.match(r.stdout, /Approve the deploy\? \[y\/n\] y \(--yes\)/);
+  assert.match(r.stdout, /succeeded\noutput: \{"deployed":true/);
+
+  // Without an answer (stdin closed) the run stays suspended; another process resumes it.
+  const left = await runNode(demo, ['--db', db], { env, timeoutMs: 60000 });
+  assert.equal(left.code, 0, left.stderr + left.stdout);
+  assert.match(left.stdout, /no answer on stdin: the run stays suspended/);
+  const id = /--resume (\S+)/.exec(left.stdout)?.[1];
+  assert.ok(id, left.stdout);
+  const resumed = await runNode(demo, ['--db', db, '--resume', id, '--yes'], { env, timeoutMs: 60000 });
+  assert.equal(resumed.code, 0, resumed.stderr + resumed.stdout);
+  assert.match(resumed.stdout, new RegExp(`run ${id} succeeded`));
 });

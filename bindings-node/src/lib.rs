@@ -8,11 +8,16 @@
 //! `REPLAY_DIVERGED`, `STORE`, `SHUTDOWN`, `ENGINE`, `INVALID_ARGUMENT`) that the facade turns
 //! into its error classes.
 
+mod agent;
+mod model;
 mod spec;
+mod stream;
+
+use std::sync::Arc;
 
 use futures::FutureExt;
 use miyabi::{
-    CommittedWorkflow, Engine, EngineError, EvalTask, ExternalRun, Run, RunFilter, RunStatus,
+    CommittedWorkflow, Engine, EngineError, EvalTask, ExternalRun, Run, RunFilter, RunStatus, Step,
     StepError, Task,
 };
 use napi_derive::napi;
@@ -246,11 +251,39 @@ impl NativeWorkflow {
     }
 }
 
+/// The Rust steps (agents) a workflow spec names by index (`{kind: "native", index}`).
+#[napi]
+#[derive(Default)]
+pub struct NativeSteps {
+    steps: Vec<Arc<dyn Step>>,
+}
+
+#[napi]
+impl NativeSteps {
+    /// An empty list.
+    #[napi(constructor)]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an agent; returns its index.
+    #[napi]
+    pub fn add_agent(&mut self, agent: &agent::NativeAgent) -> u32 {
+        self.steps.push(Arc::new(agent.agent.clone()));
+        u32::try_from(self.steps.len() - 1).unwrap_or(u32::MAX)
+    }
+}
+
 /// Validates a workflow spec (a plain object; see the facade's `workflow()`) and commits it.
-#[napi(ts_args_type = "spec: Record<string, unknown>")]
-pub fn compile_workflow(spec: Value) -> napi::Result<NativeWorkflow, String> {
+/// Native nodes name a step of `natives` by index.
+#[napi(ts_args_type = "spec: Record<string, unknown>, natives?: NativeSteps | undefined | null")]
+pub fn compile_workflow(
+    spec: Value,
+    natives: Option<&NativeSteps>,
+) -> napi::Result<NativeWorkflow, String> {
+    let steps = natives.map(|n| n.steps.as_slice()).unwrap_or(&[]);
     let wf = WorkflowSpec::from_value(spec)
-        .and_then(WorkflowSpec::commit)
+        .and_then(|s| s.commit(steps))
         .map_err(spec_err)?;
     Ok(NativeWorkflow { wf })
 }
@@ -618,6 +651,47 @@ impl NativeRun {
         Ok(run.outcome().into())
     }
 
+    /// Starts the Rust step of a `native` task at `path` on napi's tokio runtime. Await the
+    /// call's `wait()`, then hand it back with `completeNative`.
+    #[napi]
+    pub fn native(&mut self, path: String) -> napi::Result<NativeStepCall, String> {
+        let fut = self.open_mut()?.native(&path).ok_or_else(|| {
+            err(
+                "CONFLICT",
+                format!("no native step is waiting to start at `{path}`"),
+            )
+        })?;
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let out = Arc::clone(&slot);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = napi::bindgen_prelude::spawn(async move {
+            let r = fut.await;
+            if let Ok(mut s) = out.lock() {
+                *s = Some(r);
+            }
+            let _ = tx.send(());
+        });
+        Ok(NativeStepCall {
+            path,
+            slot,
+            done: tokio::sync::Mutex::new(Some(rx)),
+            task,
+        })
+    }
+
+    /// Completes a native step with the result its call produced (after `wait()` settled).
+    #[napi]
+    pub fn complete_native(&mut self, call: &NativeStepCall) -> napi::Result<(), String> {
+        let r = call
+            .slot
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .unwrap_or_else(|| Err(StepError::fatal("the native step did not finish")));
+        self.open_mut()?.complete(&call.path, r);
+        Ok(())
+    }
+
     /// Commits a custom event from the step at `path`.
     #[napi(ts_args_type = "path: string, name: string, data: unknown")]
     pub fn emit(&mut self, path: String, name: String, data: Value) -> napi::Result<(), String> {
@@ -643,6 +717,46 @@ impl NativeRun {
     #[napi(ts_return_type = "Record<string, unknown>")]
     pub fn state(&self) -> napi::Result<Value, String> {
         Ok(Value::Object(self.open()?.state_snapshot()))
+    }
+}
+
+/// A Rust step running for a driven run (see `NativeRun.native`).
+#[napi]
+pub struct NativeStepCall {
+    path: String,
+    slot: Arc<std::sync::Mutex<Option<Result<Value, StepError>>>>,
+    done: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[napi]
+impl NativeStepCall {
+    /// The step's path.
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    /// Settles when the step has finished (its result stays here for `completeNative`).
+    #[napi]
+    pub async fn wait(&self) -> napi::Result<()> {
+        let rx = self.done.lock().await.take();
+        if let Some(rx) = rx {
+            let _ = rx.await;
+        }
+        Ok(())
+    }
+
+    /// Stops the step (the run was cancelled or timed out).
+    #[napi]
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for NativeStepCall {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -6,9 +6,10 @@
 //! handle in its tasks. The facade numbers them in definition order, so the same definition
 //! gives the same handles — and the same fingerprint — in every process.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use miyabi::{CommittedWorkflow, Node, OnInterrupt, RetryPolicy, Workflow, WorkflowError};
+use miyabi::{CommittedWorkflow, Node, OnInterrupt, RetryPolicy, Step, Workflow, WorkflowError};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -162,6 +163,17 @@ pub enum NodeSpec {
         /// The nested workflow.
         workflow: Box<WorkflowSpec>,
     },
+    /// A Rust step (an agent) from the list given to `commit`, by index.
+    Native {
+        /// Its index in that list.
+        index: u32,
+        /// Retry policy.
+        #[serde(default)]
+        retry: Option<RetrySpec>,
+        /// Attempt timeout in milliseconds.
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
 }
 
 /// A retry policy.
@@ -181,6 +193,22 @@ pub struct RetrySpec {
     pub jitter: Option<bool>,
 }
 
+impl RetrySpec {
+    fn policy(&self) -> RetryPolicy {
+        let mut p = RetryPolicy::attempts(self.attempts);
+        if let Some(ms) = self.initial_delay_ms {
+            p = p.initial_delay(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.max_delay_ms {
+            p = p.max_delay(Duration::from_millis(ms));
+        }
+        if let Some(j) = self.jitter {
+            p = p.jitter(j);
+        }
+        p
+    }
+}
+
 /// A spec that cannot become a workflow.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -198,8 +226,8 @@ impl WorkflowSpec {
         serde_json::from_value(v).map_err(|e| SpecError::Shape(e.to_string()))
     }
 
-    /// Builds and commits the workflow.
-    pub fn commit(self) -> Result<CommittedWorkflow, SpecError> {
+    /// Builds and commits the workflow; `native` nodes name a step of `natives`.
+    pub fn commit(self, natives: &[Arc<dyn Step>]) -> Result<CommittedWorkflow, SpecError> {
         let mut wf = Workflow::new(self.id);
         if let Some(s) = self.input_schema {
             wf = wf.input_schema(s);
@@ -210,17 +238,23 @@ impl WorkflowSpec {
         if let Some(ms) = self.timeout_ms {
             wf = wf.timeout(Duration::from_millis(ms));
         }
-        Ok(items(wf, self.steps)?.commit()?)
+        Ok(items(wf, self.steps, natives)?.commit()?)
     }
 }
 
-fn items(mut wf: Workflow, items: Vec<ItemSpec>) -> Result<Workflow, SpecError> {
+fn items(
+    mut wf: Workflow,
+    items: Vec<ItemSpec>,
+    natives: &[Arc<dyn Step>],
+) -> Result<Workflow, SpecError> {
     for item in items {
         wf = match item {
-            ItemSpec::Step { id, node } => wf.then(id, node.build()?),
-            ItemSpec::Parallel { children, all } => wf.parallel_named(named(children)?, all),
+            ItemSpec::Step { id, node } => wf.then(id, node.build(natives)?),
+            ItemSpec::Parallel { children, all } => {
+                wf.parallel_named(named(children, natives)?, all)
+            }
             ItemSpec::Branch { id, selector, arms } => {
-                wf.branch_external(id, selector, named(arms)?)
+                wf.branch_external(id, selector, named(arms, natives)?)
             }
             ItemSpec::Loop {
                 id,
@@ -228,12 +262,12 @@ fn items(mut wf: Workflow, items: Vec<ItemSpec>) -> Result<Workflow, SpecError> 
                 condition,
                 until,
                 max_iterations,
-            } => wf.loop_external(id, body.build()?, condition, until, max_iterations),
+            } => wf.loop_external(id, body.build(natives)?, condition, until, max_iterations),
             ItemSpec::Foreach {
                 id,
                 body,
                 concurrency,
-            } => wf.foreach(id, body.build()?, concurrency),
+            } => wf.foreach(id, body.build(natives)?, concurrency),
             ItemSpec::Sleep { id, ms } => wf.sleep(id, Duration::from_millis(ms)),
             ItemSpec::SleepUntil { id, handle } => wf.sleep_until_external(id, handle),
             ItemSpec::Map { id, handle } => wf.map_external(id, handle),
@@ -242,15 +276,18 @@ fn items(mut wf: Workflow, items: Vec<ItemSpec>) -> Result<Workflow, SpecError> 
     Ok(wf)
 }
 
-fn named(nodes: Vec<NamedNode>) -> Result<Vec<(String, Node)>, SpecError> {
+fn named(
+    nodes: Vec<NamedNode>,
+    natives: &[Arc<dyn Step>],
+) -> Result<Vec<(String, Node)>, SpecError> {
     nodes
         .into_iter()
-        .map(|n| Ok((n.id, n.node.build()?)))
+        .map(|n| Ok((n.id, n.node.build(natives)?)))
         .collect()
 }
 
 impl NodeSpec {
-    fn build(self) -> Result<Node, SpecError> {
+    fn build(self, natives: &[Arc<dyn Step>]) -> Result<Node, SpecError> {
         match self {
             NodeSpec::Step {
                 handle,
@@ -263,17 +300,7 @@ impl NodeSpec {
             } => {
                 let mut n = Node::external(handle);
                 if let Some(r) = retry {
-                    let mut p = RetryPolicy::attempts(r.attempts);
-                    if let Some(ms) = r.initial_delay_ms {
-                        p = p.initial_delay(Duration::from_millis(ms));
-                    }
-                    if let Some(ms) = r.max_delay_ms {
-                        p = p.max_delay(Duration::from_millis(ms));
-                    }
-                    if let Some(j) = r.jitter {
-                        p = p.jitter(j);
-                    }
-                    n = n.retry(p);
+                    n = n.retry(r.policy());
                 }
                 if let Some(ms) = timeout_ms {
                     n = n.timeout(Duration::from_millis(ms));
@@ -301,9 +328,33 @@ impl NodeSpec {
             }
             NodeSpec::Fragment { steps } => {
                 // The fragment's own id is never used: its items live under the node's path.
-                Ok(Node::from(items(Workflow::new("fragment"), steps)?))
+                Ok(Node::from(items(
+                    Workflow::new("fragment"),
+                    steps,
+                    natives,
+                )?))
             }
-            NodeSpec::Workflow { workflow } => Ok(Node::from(workflow.commit()?)),
+            NodeSpec::Workflow { workflow } => Ok(Node::from(workflow.commit(natives)?)),
+            NodeSpec::Native {
+                index,
+                retry,
+                timeout_ms,
+            } => {
+                let step = natives.get(index as usize).ok_or_else(|| {
+                    SpecError::Shape(format!(
+                        "native step {index} is not in the list of native steps ({} given)",
+                        natives.len()
+                    ))
+                })?;
+                let mut n = Node::from_arc(Arc::clone(step));
+                if let Some(r) = retry {
+                    n = n.retry(r.policy());
+                }
+                if let Some(ms) = timeout_ms {
+                    n = n.timeout(Duration::from_millis(ms));
+                }
+                Ok(n)
+            }
         }
     }
 }
@@ -388,7 +439,7 @@ mod tests {
     fn a_spec_with_every_kind_runs_to_the_end() {
         let wf = WorkflowSpec::from_value(every_kind())
             .unwrap()
-            .commit()
+            .commit(&[])
             .unwrap();
         let engine = Engine::in_memory();
         let mut run = engine.start_external(&wf, json!(1)).unwrap();
@@ -421,16 +472,19 @@ mod tests {
     fn the_same_spec_gives_the_same_fingerprint_and_a_change_another() {
         let a = WorkflowSpec::from_value(every_kind())
             .unwrap()
-            .commit()
+            .commit(&[])
             .unwrap();
         let b = WorkflowSpec::from_value(every_kind())
             .unwrap()
-            .commit()
+            .commit(&[])
             .unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         let mut changed = every_kind();
         changed["steps"][0]["node"]["handle"] = json!(9);
-        let c = WorkflowSpec::from_value(changed).unwrap().commit().unwrap();
+        let c = WorkflowSpec::from_value(changed)
+            .unwrap()
+            .commit(&[])
+            .unwrap();
         assert_ne!(a.fingerprint(), c.fingerprint());
     }
 
@@ -443,7 +497,7 @@ mod tests {
             {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0, "nonIdempotent": "maybe"}}
         ]}))
         .unwrap()
-        .commit()
+        .commit(&[])
         .unwrap_err();
         assert!(e.to_string().contains("maybe"), "{e}");
         let e = WorkflowSpec::from_value(json!({"id": "x", "steps": [
@@ -451,7 +505,7 @@ mod tests {
             {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 1}}
         ]}))
         .unwrap()
-        .commit()
+        .commit(&[])
         .unwrap_err();
         assert!(matches!(
             e,

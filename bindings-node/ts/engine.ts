@@ -5,9 +5,10 @@
  * (`poll`), runs the JS functions they name, and hands each result back (`complete`) — every
  * call synchronous, committing to the store in the same call. No thread hop per step.
  */
-import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeTask, addon } from './native.js';
+import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeStepCall, type NativeTask, addon } from './native.js';
 import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, isEngineError, native } from './errors.js';
 import { parseSync } from './schema.js';
+import { storable } from './values.js';
 import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled } from './workflow.js';
 
 /** Where a run stands. */
@@ -162,27 +163,6 @@ function ms(t: number | Date | undefined): number | undefined {
   return t instanceof Date ? t.getTime() : t;
 }
 
-/** Whether storing `v` needs JSON's rules: a `toJSON` (Date), or objects that are not plain. */
-function needsJson(v: unknown, depth: number): boolean {
-  if (v === null || typeof v !== 'object' || depth > 64) return false;
-  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return true;
-  if (Array.isArray(v)) {
-    for (const x of v) if (needsJson(x, depth + 1)) return true;
-    return false;
-  }
-  const proto: unknown = Object.getPrototypeOf(v);
-  if (proto !== Object.prototype && proto !== null) return true;
-  for (const k in v) if (needsJson((v as Record<string, unknown>)[k], depth + 1)) return true;
-  return false;
-}
-
-/** A value as the engine stores it: JSON's rules for what is not plain data (a Date becomes its
- * ISO string, as with JSON.stringify), plain data as it is (no copy). */
-function storable(v: unknown): unknown {
-  if (v === undefined) return null;
-  return needsJson(v, 0) ? (JSON.parse(JSON.stringify(v)) as unknown) : v;
-}
-
 /** Thrown by `ctx.suspend` to end the step; the driver turns it into a suspension. */
 class Suspend {
   constructor(readonly payload: unknown) {}
@@ -264,6 +244,8 @@ class Driver {
   readonly #runSignal = (): AbortSignal => (this.#controller ??= new AbortController()).signal;
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #listeners = new Set<() => void>();
+  /** Rust steps in flight (aborted when the run stops here). */
+  readonly #calls = new Set<NativeStepCall>();
   readonly #onDone: () => void;
   #inflight = 0;
   #done = false;
@@ -390,6 +372,8 @@ class Driver {
 
   #finish(): void {
     this.#done = true;
+    for (const c of this.#calls) c.abort();
+    this.#calls.clear();
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
     this.#onDone();
@@ -443,13 +427,39 @@ class Driver {
           this.#signal();
         });
         return false;
+      case 'native':
+        return this.#native(t);
       default:
-        this.#complete(t.path, false, {
-          message: `step \`${t.path}\` is implemented in Rust (${t.kind}); it cannot run in a run driven from JavaScript`,
-          fatal: true,
-        });
+        this.#complete(t.path, false, { message: `unknown task kind \`${t.kind}\` at \`${t.path}\``, fatal: true });
         return true;
     }
+  }
+
+  /** Starts a Rust step (an agent) on the addon's tokio runtime and completes it when it ends. */
+  #native(t: NativeTask): boolean {
+    let call: NativeStepCall;
+    try {
+      call = this.#n.native(t.path);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    this.#inflight++;
+    this.#calls.add(call);
+    call.wait().then(
+      () =>
+        this.#settled(() => {
+          this.#calls.delete(call);
+          this.#n.completeNative(call);
+          this.#completions++;
+          this.#dirty = true;
+        }),
+      (e: unknown) =>
+        this.#settled(() => {
+          this.#calls.delete(call);
+          this.#complete(t.path, false, errorValue(e, true));
+        }),
+    );
+    return false;
   }
 
   /** Completes `path` with a value and polls in the same native call. */

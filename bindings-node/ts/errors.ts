@@ -18,6 +18,10 @@ export type ErrorCode =
   | 'CANCELLED'
   | 'TIMEOUT'
   | 'INVALID_ARGUMENT'
+  | 'PROVIDER'
+  | 'CONFIG'
+  | 'UNSUPPORTED'
+  | 'MEMORY'
   | 'ENGINE';
 
 /** Base class of every error this package throws. */
@@ -90,6 +94,106 @@ export class TimeoutError extends MiyabiError {
   }
 }
 
+/** What went wrong at the provider. */
+export type ProviderErrorKind =
+  | 'auth'
+  | 'rate-limited'
+  | 'context-length'
+  | 'invalid-request'
+  | 'content-filtered'
+  | 'server'
+  | 'network'
+  | 'timeout'
+  | 'decode';
+
+/** The details a `ProviderError` carries. */
+export interface ProviderErrorDetails {
+  readonly kind: ProviderErrorKind;
+  readonly provider?: string | undefined;
+  readonly model?: string | undefined;
+  readonly status?: number | undefined;
+  readonly providerMessage?: string | undefined;
+  readonly providerCode?: string | undefined;
+  readonly requestId?: string | undefined;
+  readonly retryAfter?: number | undefined;
+  readonly isRetryable?: boolean | undefined;
+}
+
+/**
+ * A model provider failed the call (after the model layer's own retries): HTTP status, the
+ * provider's id and its own message, and how long it asked to wait. Code `PROVIDER`.
+ */
+export class ProviderError extends MiyabiError {
+  /** What went wrong: `auth`, `rate-limited`, `server`, `timeout`, ... */
+  readonly kind: ProviderErrorKind;
+  /** Provider id, e.g. `openai`. */
+  readonly provider: string | undefined;
+  /** Model id, e.g. `gpt-4o`. */
+  readonly model: string | undefined;
+  /** HTTP status, when the provider answered. */
+  readonly status: number | undefined;
+  /** The provider's own error message. */
+  readonly providerMessage: string | undefined;
+  /** The provider's error type or code, e.g. `rate_limit_error`. */
+  readonly providerCode: string | undefined;
+  /** The provider's request id. */
+  readonly requestId: string | undefined;
+  /** How long the provider asked to wait before trying again, in milliseconds. */
+  readonly retryAfter: number | undefined;
+  /** Whether the same call may succeed later (rate limits, server errors, network failures). */
+  readonly isRetryable: boolean;
+
+  constructor(message: string, details: ProviderErrorDetails, options?: { cause?: unknown }) {
+    super('PROVIDER', message, options);
+    this.kind = details.kind;
+    this.provider = details.provider;
+    this.model = details.model;
+    this.status = details.status;
+    this.providerMessage = details.providerMessage;
+    this.providerCode = details.providerCode;
+    this.requestId = details.requestId;
+    this.retryAfter = details.retryAfter;
+    this.isRetryable = details.isRetryable ?? false;
+  }
+}
+
+/** An error of native async work as the addon reports it (data, not a thrown error). */
+export interface NativeErrorData {
+  readonly code: string;
+  readonly message: string;
+  readonly kind?: string | null | undefined;
+  readonly provider?: string | null | undefined;
+  readonly model?: string | null | undefined;
+  readonly status?: number | null | undefined;
+  readonly providerMessage?: string | null | undefined;
+  readonly providerCode?: string | null | undefined;
+  readonly requestId?: string | null | undefined;
+  readonly retryAfterMs?: number | null | undefined;
+  readonly retryable: boolean;
+}
+
+/** Turns an error reported as data by the addon into its class. */
+export function fromNativeError(e: NativeErrorData): MiyabiError {
+  const u = <T>(v: T | null | undefined): T | undefined => v ?? undefined;
+  if (e.code === 'PROVIDER') {
+    return new ProviderError(e.message, {
+      kind: (u(e.kind) ?? 'server') as ProviderErrorKind,
+      provider: u(e.provider),
+      model: u(e.model),
+      status: u(e.status),
+      providerMessage: u(e.providerMessage),
+      providerCode: u(e.providerCode),
+      requestId: u(e.requestId),
+      retryAfter: u(e.retryAfterMs),
+      isRetryable: e.retryable,
+    });
+  }
+  if (e.code === 'CANCELLED') return new CancelledError(e.message);
+  if (e.code === 'VALIDATION') return new ValidationError(e.message);
+  const code = CODES.has(e.code) ? (e.code as ErrorCode) : 'ENGINE';
+  return new MiyabiError(code, e.message);
+}
+
 /**
  * Throw it from a step to fail the step at once, without the retries its policy allows
  * (any other error is retryable).
@@ -115,6 +219,10 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'CANCELLED',
   'TIMEOUT',
   'INVALID_ARGUMENT',
+  'PROVIDER',
+  'CONFIG',
+  'UNSUPPORTED',
+  'MEMORY',
   'ENGINE',
 ]);
 

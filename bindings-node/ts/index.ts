@@ -1,5 +1,12 @@
 /**
- * @miyabi/core — durable workflows for Node.js on the Miyabi Rust engine.
+ * @miyabi/core — durable workflows, models and agents for Node.js on the Miyabi Rust engine.
+ *
+ * ```ts
+ * import { streamText, Agent, tool } from '@miyabi/core';
+ *
+ * const result = streamText({ model: 'openai/gpt-4o', prompt: 'Tell me a story' });
+ * for await (const delta of result.textStream) process.stdout.write(delta);
+ * ```
  *
  * ```ts
  * import { workflow, Engine } from '@miyabi/core';
@@ -41,6 +48,47 @@ export {
   type ListFilter,
   type EngineOptions,
 } from './engine.js';
+export {
+  model,
+  LanguageModel,
+  type ModelOptions,
+  type ModelLike,
+  type Protocol,
+  type Message,
+  type MessagePart,
+  type CallSettings,
+  type Prompt,
+} from './model.js';
+export { generateText, streamText, type TextOptions } from './generate.js';
+export {
+  Agent,
+  tool,
+  Memory,
+  WorkingMemory,
+  type Tool,
+  type ToolDefinition,
+  type ToolContext,
+  type AgentOptions,
+  type AgentInput,
+  type AgentCallOptions,
+} from './agent.js';
+export {
+  StreamTextResult,
+  AgentStreamResult,
+  type GenerateTextResult,
+  type AgentResult,
+  type StepResult,
+  type StopReason,
+  type AgentCheckpoint,
+} from './result.js';
+export {
+  type StreamPart,
+  type Usage,
+  type FinishReason,
+  type ToolCall,
+  type ToolResult,
+  type PendingApproval,
+} from './stream.js';
 export { jsonSchema, type SchemaLike, type InferInput, type InferOutput, type Json } from './schema.js';
 export {
   MiyabiError,
@@ -52,5 +100,8 @@ export {
   CancelledError,
   TimeoutError,
   FatalError,
+  ProviderError,
+  type ProviderErrorKind,
+  type ProviderErrorDetails,
   type ErrorCode,
 } from './errors.js';

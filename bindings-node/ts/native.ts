@@ -8,5 +8,13 @@ export type {
   NativeTask,
   NativeWorkflow,
   NativeListFilter,
+  NativeSteps,
+  NativeStepCall,
+  NativeStream,
+  NativeModel,
+  NativeModelRequest,
+  NativeAgent,
+  NativeMemory,
+  NativeToolCall,
 } from '../../native.cjs';
 export { addon };

@@ -114,3 +114,19 @@ function checked<O>(r: ValidateResult<O>, place: string): O {
   }
   return r.value;
 }
+
+/** The JSON Schema of the values a schema accepts (tool arguments: what the model must send),
+ * without a `$schema` key. */
+export function toInputJsonSchema(schema: SchemaLike): Record<string, unknown> {
+  const std = schema['~standard'];
+  let s: unknown;
+  if (std.jsonSchema !== undefined) s = std.jsonSchema.input({ target: 'draft-2020-12' });
+  else if (typeof schema.toJSONSchema === 'function') s = schema.toJSONSchema({ io: 'input', unrepresentable: 'any' });
+  if (s === null || typeof s !== 'object') {
+    throw new TypeError(
+      `a ${std.vendor} schema cannot be turned into JSON Schema: use zod 4, or wrap a JSON Schema with jsonSchema()`,
+    );
+  }
+  const { $schema: _, ...rest } = s as Record<string, unknown>;
+  return rest;
+}

@@ -6,7 +6,8 @@
  * gets the same numbers, and so the same fingerprint, in every process — which is what lets a
  * second process resume a run the first one suspended.
  */
-import { type NativeWorkflow, addon } from './native.js';
+import { type NativeSteps, type NativeWorkflow, addon } from './native.js';
+import { Agent } from './agent.js';
 import { native } from './errors.js';
 import { type SchemaLike, type InferInput, type InferOutput, toJsonSchema } from './schema.js';
 
@@ -110,7 +111,8 @@ export type StepLike<I = unknown> =
   | StepFn<I, unknown, unknown>
   | StepSpec<I, unknown, unknown>
   | StepDef<I, unknown, never>
-  | Workflow<I, unknown>;
+  | Workflow<I, unknown>
+  | Agent<unknown>;
 
 /** The output type of a step function, step object, step definition or nested workflow. */
 export type OutputOf<S> = S extends (ctx: never) => infer R
@@ -151,7 +153,8 @@ export type Handler =
 
 type NodeDef =
   | { readonly kind: 'step'; readonly fn: AnyFn; readonly options: StepOptions<unknown, unknown, unknown> }
-  | { readonly kind: 'workflow'; readonly workflow: Workflow<unknown, unknown> };
+  | { readonly kind: 'workflow'; readonly workflow: Workflow<unknown, unknown> }
+  | { readonly kind: 'native'; readonly agent: Agent<unknown>; readonly options: StepOptions<unknown, unknown, unknown> };
 
 type ItemDef =
   | { readonly kind: 'step'; readonly id: string; readonly node: NodeDef }
@@ -205,6 +208,7 @@ export function compiled(w: Workflow<never, unknown>): Compiled {
 }
 
 function nodeOf(s: StepLike<never>, options?: StepOptions<unknown, unknown, unknown>): NodeDef {
+  if (s instanceof Agent) return { kind: 'native', agent: s, options: options ?? {} };
   if (s instanceof Workflow) {
     if (options !== undefined) throw new TypeError('step options apply to steps, not to nested workflows');
     return { kind: 'workflow', workflow: s as Workflow<unknown, unknown> };
@@ -255,6 +259,7 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   step<O>(id: string, step: StepFn<C, O, unknown>, options?: StepOptions<C, O>): WorkflowBuilder<I, O>;
   step<O, R = unknown>(id: string, step: StepSpec<C, O, R>): WorkflowBuilder<I, O>;
   step<O>(id: string, step: StepDef<C, O, never> | Workflow<C, O>): WorkflowBuilder<I, O>;
+  step<O>(id: string, step: Agent<O>, options?: Pick<StepOptions, 'retry' | 'timeoutMs'>): WorkflowBuilder<I, O>;
   step(id: string, step: StepLike<C>, options?: StepOptions<C>): WorkflowBuilder<I, unknown> {
     return this.#with({ kind: 'step', id, node: nodeOf(step as StepLike<never>, options as StepOptions | undefined) });
   }
@@ -266,6 +271,7 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   then<O>(id: string, step: StepFn<C, O, unknown>, options?: StepOptions<C, O>): WorkflowBuilder<I, O>;
   then<O, R = unknown>(id: string, step: StepSpec<C, O, R>): WorkflowBuilder<I, O>;
   then<O>(id: string, step: StepDef<C, O, never> | Workflow<C, O>): WorkflowBuilder<I, O>;
+  then<O>(id: string, step: Agent<O>, options?: Pick<StepOptions, 'retry' | 'timeoutMs'>): WorkflowBuilder<I, O>;
   then(id: string, step: StepLike<C>, options?: StepOptions<C>): WorkflowBuilder<I, unknown> {
     return this.#with({ kind: 'step', id, node: nodeOf(step as StepLike<never>, options as StepOptions | undefined) });
   }
@@ -399,8 +405,9 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   /** Validates the definition (in the engine) and freezes it. Throws a `WorkflowDefinitionError`. */
   commit(): Workflow<I, C> {
     const handlers: Handler[] = [];
-    const spec = specOf(this.#def, handlers);
-    const nw = native(() => addon.compileWorkflow(spec));
+    const natives = new addon.NativeSteps();
+    const spec = specOf(this.#def, { handlers, natives });
+    const nw = native(() => addon.compileWorkflow(spec, natives));
     return new Workflow<I, C>({ def: this.#def, native: nw, handlers });
   }
 }
@@ -432,8 +439,14 @@ export function inputSchema(w: Workflow<never, unknown>): SchemaLike | undefined
   return compiled(w).def.input;
 }
 
-function specOf(def: Definition, handlers: Handler[]): Record<string, unknown> {
-  const spec: Record<string, unknown> = { id: def.id, steps: def.items.map((i) => itemSpec(i, handlers)) };
+/** What a spec collects: the JS functions and the Rust steps it names by number. */
+interface Tables {
+  readonly handlers: Handler[];
+  readonly natives: NativeSteps;
+}
+
+function specOf(def: Definition, t: Tables): Record<string, unknown> {
+  const spec: Record<string, unknown> = { id: def.id, steps: def.items.map((i) => itemSpec(i, t)) };
   if (def.input !== undefined) spec.inputSchema = toJsonSchema(def.input);
   if (def.output !== undefined) spec.outputSchema = toJsonSchema(def.output);
   if (def.timeoutMs !== undefined) spec.timeoutMs = def.timeoutMs;
@@ -445,15 +458,16 @@ function handle(handlers: Handler[], h: Handler): number {
   return handlers.length - 1;
 }
 
-function itemSpec(item: ItemDef, handlers: Handler[]): Record<string, unknown> {
+function itemSpec(item: ItemDef, t: Tables): Record<string, unknown> {
+  const handlers = t.handlers;
   switch (item.kind) {
     case 'step':
-      return { kind: 'step', id: item.id, node: nodeSpec(item.node, handlers) };
+      return { kind: 'step', id: item.id, node: nodeSpec(item.node, t) };
     case 'parallel':
       return {
         kind: 'parallel',
         all: item.all,
-        children: item.children.map(([id, n]) => ({ id, node: nodeSpec(n, handlers) })),
+        children: item.children.map(([id, n]) => ({ id, node: nodeSpec(n, t) })),
       };
     case 'branch': {
       const selector = handle(handlers, { kind: 'select', fn: item.selector });
@@ -461,16 +475,16 @@ function itemSpec(item: ItemDef, handlers: Handler[]): Record<string, unknown> {
         kind: 'branch',
         id: item.id,
         selector,
-        arms: item.arms.map(([id, n]) => ({ id, node: nodeSpec(n, handlers) })),
+        arms: item.arms.map(([id, n]) => ({ id, node: nodeSpec(n, t) })),
       };
     }
     case 'loop': {
-      const body = nodeSpec(item.body, handlers);
+      const body = nodeSpec(item.body, t);
       const condition = handle(handlers, { kind: 'condition', fn: item.condition });
       return { kind: 'loop', id: item.id, body, condition, until: item.until, maxIterations: item.max };
     }
     case 'foreach':
-      return { kind: 'foreach', id: item.id, body: nodeSpec(item.body, handlers), concurrency: item.concurrency };
+      return { kind: 'foreach', id: item.id, body: nodeSpec(item.body, t), concurrency: item.concurrency };
     case 'sleep':
       return { kind: 'sleep', id: item.id, ms: item.ms };
     case 'sleepUntil':
@@ -480,11 +494,18 @@ function itemSpec(item: ItemDef, handlers: Handler[]): Record<string, unknown> {
   }
 }
 
-function nodeSpec(node: NodeDef, handlers: Handler[]): Record<string, unknown> {
+function nodeSpec(node: NodeDef, t: Tables): Record<string, unknown> {
   if (node.kind === 'workflow') {
-    return { kind: 'workflow', workflow: specOf(compiled(node.workflow).def, handlers) };
+    return { kind: 'workflow', workflow: specOf(compiled(node.workflow).def, t) };
   }
   const o = node.options;
+  if (node.kind === 'native') {
+    const spec: Record<string, unknown> = { kind: 'native', index: t.natives.addAgent(node.agent.native) };
+    if (o.retry !== undefined) spec.retry = typeof o.retry === 'number' ? { attempts: o.retry } : { ...o.retry };
+    if (o.timeoutMs !== undefined) spec.timeoutMs = o.timeoutMs;
+    return spec;
+  }
+  const handlers = t.handlers;
   const h = handle(handlers, {
     kind: 'step',
     fn: node.fn as (ctx: StepContext<unknown, unknown>) => unknown,

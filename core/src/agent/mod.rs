@@ -410,6 +410,15 @@ impl AgentInput {
         }
     }
 
+    /// Reads an input from JSON the way an agent step reads its input: a string is the prompt;
+    /// an array is a list of messages (`{"role", "content"}` with text or content parts); an
+    /// object with `prompt` and/or `messages` (and optional `thread`, `resource`, `context`) is
+    /// taken apart; any other value is given to the model as JSON text. `agent` names the agent
+    /// in errors. Used by the language bindings.
+    pub fn from_json(agent: &str, value: Value) -> Result<Self, AgentError> {
+        run::step_input(agent, value)
+    }
+
     /// Uses a memory thread.
     pub fn thread(mut self, id: impl Into<String>) -> Self {
         self.thread = Some(id.into());
