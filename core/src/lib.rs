@@ -32,6 +32,7 @@
 //! ```
 
 pub mod agent;
+pub mod approval;
 mod error;
 pub mod memory;
 pub mod model;

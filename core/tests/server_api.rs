@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use miyabi::server::{Identity, ServerConfig, ServerHandle, serve};
+use miyabi::approval::{ApprovalGate, Approver};
+use miyabi::server::{ServerConfig, ServerHandle, serve};
 use miyabi::{CommittedWorkflow, Engine, StepContext, Workflow, step_fn};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -63,8 +64,8 @@ impl Fixture {
             engine.register(&wf);
         }
         let config = ServerConfig::new()
-            .token(TOKEN, Identity::new("alice").teams(["leads"]))
-            .token(BOB, Identity::new("bob"))
+            .token(TOKEN, Approver::new("alice").teams(["leads"]))
+            .token(BOB, Approver::new("bob"))
             .body_limit(64 * 1024)
             .poll_interval(Duration::from_millis(20));
         let server = serve(engine.clone(), config, Some("127.0.0.1:0".parse().unwrap()))
@@ -98,10 +99,26 @@ impl Fixture {
     }
 
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post_as(TOKEN, path, body).await
+    }
+
+    async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_as(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
             .post(self.url(path))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await
@@ -165,6 +182,21 @@ fn workflows(gate: Arc<Notify>) -> Vec<CommittedWorkflow> {
             .then("emit", emit)
             .commit()
             .unwrap(),
+        Workflow::new("gated")
+            .step("draft", echo())
+            .then(
+                "checks",
+                Workflow::new("checks").await_approval(
+                    "security",
+                    ApprovalGate::new()
+                        .title("Security review")
+                        .approvers(["alice", "team:ops"])
+                        .schema(json!({ "type": "object", "required": ["patch"] })),
+                ),
+            )
+            .then("ship", echo())
+            .commit()
+            .unwrap(),
         Workflow::new("shapes")
             .step("start", echo())
             .branch("route", |_v: &Value| "a", [("a", echo()), ("b", echo())])
@@ -209,6 +241,10 @@ async fn authentication_and_error_shapes() {
         ("post", "/api/runs/{id}/resume"),
         ("get", "/api/runs/{id}/events"),
         ("get", "/api/ws"),
+        ("get", "/api/approvals"),
+        ("get", "/api/approvals/{run}/{gate}"),
+        ("post", "/api/approvals/{run}/{gate}/decision"),
+        ("get", "/api/audit"),
     ] {
         assert!(
             doc["paths"][path][method].is_object(),
@@ -351,7 +387,7 @@ async fn workflows_are_listed_with_their_graphs() {
         .iter()
         .map(|w| w["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["approve", "greet", "shapes", "slow"]);
+    assert_eq!(ids, ["approve", "gated", "greet", "shapes", "slow"]);
     let (s, w) = f.get("/api/workflows/shapes").await;
     assert_eq!(s, 200);
     assert_eq!(
@@ -510,6 +546,97 @@ async fn runs_start_read_page_resume_and_cancel() {
             .len(),
         9
     );
+    f.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn approvals_inbox_decision_and_audit() {
+    let f = Fixture::new().await;
+    let (s, b) = f
+        .post(
+            "/api/workflows/gated/runs",
+            json!({ "input": { "patch": "v1" } }),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let run = b["id"].as_str().unwrap().to_string();
+    f.wait_status(&run, "suspended").await;
+    let gate_url = format!("/api/approvals/{run}/checks%2Fsecurity");
+    // Alice's inbox has the gate; Bob's (not an approver) does not, but he can list all.
+    let (s, b) = f.get("/api/approvals?status=pending").await;
+    assert_eq!(s, 200);
+    let inbox = b["approvals"].as_array().unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0]["gate"], "checks/security");
+    assert_eq!(inbox[0]["title"], "Security review");
+    let (_, b) = f.get_as(BOB, "/api/approvals").await;
+    assert_eq!(b["approvals"].as_array().unwrap().len(), 0);
+    let (_, b) = f
+        .get_as(BOB, &format!("/api/approvals?all=1&run={run}"))
+        .await;
+    assert_eq!(b["approvals"].as_array().unwrap().len(), 1);
+    let (s, b) = f.get("/api/approvals?status=bogus").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    // One gate, by its percent-encoded path.
+    let (s, b) = f.get(&gate_url).await;
+    assert_eq!(
+        (s, b["approval"]["status"].as_str()),
+        (200, Some("pending"))
+    );
+    let (s, b) = f.get(&format!("/api/approvals/{run}/nope")).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not-found")));
+    // Decisions: Bob may not; malformed or invalid bodies are refused; Alice edits and approves.
+    let decision = format!("{gate_url}/decision");
+    let (s, b) = f
+        .post_as(BOB, &decision, json!({ "action": "approve" }))
+        .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("forbidden")));
+    let (s, b) = f.post(&decision, json!({ "action": "maybe" })).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    let (s, b) = f
+        .post(
+            &decision,
+            json!({ "action": "approve", "data": { "no": "patch" } }),
+        )
+        .await;
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    let r = f
+        .http
+        .post(f.url(&decision))
+        .bearer_auth(TOKEN)
+        .body("{action")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (s, b) = f
+        .post(
+            &decision,
+            json!({ "action": "approve", "data": { "patch": "v2" }, "comment": "tightened" }),
+        )
+        .await;
+    assert_eq!(
+        (s, b["approval"]["status"].as_str()),
+        (200, Some("approved"))
+    );
+    let done = f.wait_status(&run, "succeeded").await;
+    assert_eq!(done["run"]["output"]["data"], json!({ "patch": "v2" }));
+    let (s, b) = f.post(&decision, json!({ "action": "reject" })).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("conflict")));
+    // The audit trail.
+    let (s, b) = f.get(&format!("/api/audit?run={run}")).await;
+    assert_eq!(s, 200);
+    let actions: Vec<&str> = b["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"requested"), "{actions:?}");
+    assert!(actions.contains(&"edited-and-approved"), "{actions:?}");
+    let (_, b) = f.get("/api/audit?actor=alice").await;
+    let by_alice = b["audit"].as_array().unwrap();
+    assert!(!by_alice.is_empty() && by_alice.iter().all(|r| r["actor"] == "alice"));
     f.server.shutdown().await.unwrap();
 }
 
@@ -703,7 +830,8 @@ async fn websocket_subscriptions_receive_run_list_changes_and_run_events() {
 
 #[tokio::test]
 async fn a_router_without_tokens_refuses_everyone_and_config_debug_hides_tokens() {
-    let config = ServerConfig::new().token(TOKEN, Identity::new("alice"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = ServerConfig::new().token(TOKEN, Approver::new("alice"));
     let shown = format!("{config:?}");
     assert!(shown.contains("alice") && !shown.contains(TOKEN));
     let err = ServerConfig::new()

@@ -1,2 +1,449 @@
-//! Placeholder.
-fn main() {}
+//! `miyabi`: serve the HTTP API over a run database, and inspect or cancel runs from a shell.
+//!
+//! ```text
+//! miyabi serve [--addr 127.0.0.1:7420]
+//! miyabi runs list [--workflow W] [--status S] [--limit N]
+//! miyabi runs show <id>
+//! miyabi runs cancel <id>
+//! miyabi approvals list [--all] [--as WHO]
+//! miyabi approve <run> <gate> --as WHO [--comment ..] [--edit file.json]
+//! miyabi reject <run> <gate> --as WHO [--comment ..]
+//! ```
+//!
+//! Every command takes `--db PATH` (default `$MIYABI_DB`, else `./miyabi.db`) and `--json`.
+//! See `docs/server.md`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use miyabi::approval::{Approval, ApprovalFilter, ApprovalStatus, Approver, Decision};
+use miyabi::server::{ServerConfig, serve};
+use miyabi::{Engine, Run, RunFilter, RunStatus, StepRecord};
+use serde_json::json;
+
+/// Command line of `miyabi`.
+#[derive(Parser)]
+#[command(
+    name = "miyabi",
+    version,
+    about = "Miyabi: serve and inspect durable workflow runs"
+)]
+struct Cli {
+    /// The run database (SQLite file).
+    #[arg(long, global = true, env = "MIYABI_DB", default_value = "./miyabi.db")]
+    db: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (tokens from MIYABI_TOKENS; one is generated and printed if unset).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = miyabi::server::DEFAULT_ADDR)]
+        addr: SocketAddr,
+    },
+    /// List, show or cancel runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// List approval gates.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Approve an approval gate (optionally with edited data).
+    Approve {
+        #[command(flatten)]
+        gate: GateArgs,
+        /// A JSON file with the edited data to approve instead of the data under review.
+        #[arg(long, value_name = "FILE")]
+        edit: Option<std::path::PathBuf>,
+    },
+    /// Reject an approval gate.
+    Reject {
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Pending gates (all of them, or those awaiting `--as`); `--all` lists every status.
+    List {
+        /// Gates of every status, not only pending ones.
+        #[arg(long)]
+        all: bool,
+        /// Only the inbox of this user (pending gates they may decide).
+        #[arg(long = "as", value_name = "WHO")]
+        who: Option<String>,
+        /// The user's teams (repeatable), for `--as`.
+        #[arg(long = "team", value_name = "TEAM")]
+        teams: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct GateArgs {
+    /// Run id.
+    run: String,
+    /// The gate's path in the run (`code-review`, `checks/security`).
+    gate: String,
+    /// Who decides (a user id listed in the gate's approvers).
+    #[arg(long = "as", value_name = "WHO")]
+    who: String,
+    /// The decider's teams (repeatable), for gates listing `team:<name>`.
+    #[arg(long = "team", value_name = "TEAM")]
+    teams: Vec<String>,
+    /// A comment for the audit trail.
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Runs, newest first.
+    List(ListArgs),
+    /// One run with its step records.
+    Show {
+        /// Run id.
+        id: String,
+    },
+    /// Cancel a run (a suspended one at once; one executing in another live process is
+    /// refused).
+    Cancel {
+        /// Run id.
+        id: String,
+    },
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Only runs of this workflow.
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Only runs with this status (running, suspended, succeeded, failed, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+/// A failure shown to the user.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Engine(#[from] miyabi::EngineError),
+    #[error(transparent)]
+    Server(#[from] miyabi::server::ServerError),
+    #[error(transparent)]
+    Approval(#[from] miyabi::approval::ApprovalError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&CliError::Runtime(e)),
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &CliError) -> ExitCode {
+    eprintln!("miyabi: error: {e}");
+    ExitCode::FAILURE
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let engine = Engine::sqlite(&cli.db)?;
+    match cli.command {
+        Command::Serve { addr } => {
+            let config = ServerConfig::from_env()?;
+            let server = serve(engine, config, Some(addr)).await?;
+            eprintln!(
+                "miyabi: serving {} on http://{}",
+                cli.db,
+                server.local_addr()
+            );
+            let stop = server.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.cancel();
+            });
+            server.wait().await?;
+            Ok(())
+        }
+        Command::Runs(RunsCommand::List(a)) => {
+            let status = a
+                .status
+                .as_deref()
+                .map(|s| {
+                    RunStatus::parse(s).ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "unknown status `{s}` (running, suspended, succeeded, failed, cancelled)"
+                        ))
+                    })
+                })
+                .transpose()?;
+            let runs = engine
+                .list(&RunFilter {
+                    workflow: a.workflow,
+                    status,
+                    limit: Some(a.limit),
+                    ..RunFilter::default()
+                })
+                .await?;
+            if cli.json {
+                println!("{}", json!({ "runs": runs }));
+            } else {
+                print_runs(&runs);
+            }
+            Ok(())
+        }
+        Command::Runs(RunsCommand::Show { id }) => {
+            let run = engine
+                .get(&id)
+                .await?
+                .ok_or_else(|| miyabi::EngineError::UnknownRun(id.clone()))?;
+            let mut steps = engine
+                .store()
+                .steps(&id)
+                .map_err(miyabi::EngineError::from)?;
+            steps.sort_by(|a, b| (a.updated_at, &a.path).cmp(&(b.updated_at, &b.path)));
+            if cli.json {
+                println!("{}", json!({ "run": run, "steps": steps }));
+            } else {
+                print_run(&run, &steps);
+            }
+            Ok(())
+        }
+        Command::Approvals(ApprovalsCommand::List { all, who, teams }) => {
+            let approvals = engine.approvals();
+            let list = match who {
+                Some(who) => approvals.inbox(&Approver::new(who).teams(teams))?,
+                None => approvals.list(&ApprovalFilter {
+                    status: (!all).then_some(ApprovalStatus::Pending),
+                    ..ApprovalFilter::default()
+                })?,
+            };
+            if cli.json {
+                println!("{}", json!({ "approvals": list }));
+            } else {
+                print_approvals(&list);
+            }
+            Ok(())
+        }
+        Command::Approve { gate, edit } => {
+            let mut decision = match edit {
+                Some(file) => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        CliError::Usage(format!("cannot read {}: {e}", file.display()))
+                    })?;
+                    let data: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                        CliError::Usage(format!("{} is not JSON: {e}", file.display()))
+                    })?;
+                    Decision::edit_and_approve(data)
+                }
+                None => Decision::approve(),
+            };
+            if let Some(c) = &gate.comment {
+                decision = decision.comment(c.clone());
+            }
+            decide(&engine, &gate, decision, cli.json).await
+        }
+        Command::Reject { gate } => {
+            let mut decision = Decision::reject();
+            if let Some(c) = &gate.comment {
+                decision = decision.comment(c.clone());
+            }
+            decide(&engine, &gate, decision, cli.json).await
+        }
+        Command::Runs(RunsCommand::Cancel { id }) => {
+            let run = engine.cancel(&id).await?;
+            if cli.json {
+                println!("{}", json!({ "run": run }));
+            } else {
+                println!("{} {}", run.id, run.status);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn decide(
+    engine: &Engine,
+    gate: &GateArgs,
+    decision: Decision,
+    json: bool,
+) -> Result<(), CliError> {
+    let who = Approver::new(gate.who.clone()).teams(gate.teams.clone());
+    let a = engine
+        .approvals()
+        .decide(&gate.run, &gate.gate, &who, decision)
+        .await?;
+    if json {
+        println!("{}", json!({ "approval": a }));
+    } else {
+        println!("{} {} {}", a.run_id, a.gate, a.status.as_str());
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for milliseconds since the Unix epoch.
+fn time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Prints rows as columns padded to their widest cell.
+fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+fn print_runs(runs: &[Run]) {
+    if runs.is_empty() {
+        println!("no runs");
+        return;
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.workflow.clone(),
+                r.status.to_string(),
+                time(r.created_at),
+                time(r.updated_at),
+            ]
+        })
+        .collect();
+    table(&["ID", "WORKFLOW", "STATUS", "CREATED", "UPDATED"], &rows);
+}
+
+fn print_approvals(list: &[Approval]) {
+    if list.is_empty() {
+        println!("no approvals");
+        return;
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|a| {
+            vec![
+                a.run_id.clone(),
+                a.gate.clone(),
+                a.status.as_str().to_string(),
+                a.title.clone(),
+                a.approvers.join(","),
+                time(a.created_at),
+            ]
+        })
+        .collect();
+    table(
+        &["RUN", "GATE", "STATUS", "TITLE", "APPROVERS", "CREATED"],
+        &rows,
+    );
+}
+
+fn print_run(run: &Run, steps: &[StepRecord]) {
+    println!("run       {}", run.id);
+    println!("workflow  {}", run.workflow);
+    println!("status    {}", run.status);
+    println!("created   {}", time(run.created_at));
+    println!("updated   {}", time(run.updated_at));
+    println!("input     {}", run.input);
+    if let Some(o) = &run.output {
+        println!("output    {o}");
+    }
+    if let Some(e) = &run.error {
+        println!("error     {e}");
+    }
+    for s in &run.suspended {
+        println!("waiting   {} {}", s.path, s.payload);
+    }
+    if !steps.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = steps
+            .iter()
+            .map(|s| {
+                let kind = serde_json::to_value(s.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let status = serde_json::to_value(s.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                vec![s.path.clone(), kind, status, s.attempt.to_string()]
+            })
+            .collect();
+        table(&["PATH", "KIND", "STATUS", "ATTEMPT"], &rows);
+    }
+}

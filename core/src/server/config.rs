@@ -5,36 +5,7 @@ use std::time::Duration;
 use ring::digest;
 
 use super::ServerError;
-
-/// Who a bearer token speaks for: an id and the teams it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    /// The identity's id (`alice`).
-    pub id: String,
-    /// Teams the identity belongs to (`leads`, `ops`).
-    #[serde(default)]
-    pub teams: Vec<String>,
-}
-
-impl Identity {
-    /// An identity without teams.
-    pub fn new(id: impl Into<String>) -> Self {
-        Self {
-            id: id.into(),
-            teams: Vec::new(),
-        }
-    }
-
-    /// Sets the identity's teams.
-    pub fn teams<I, T>(mut self, teams: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
-    {
-        self.teams = teams.into_iter().map(Into::into).collect();
-        self
-    }
-}
+use crate::approval::Approver;
 
 /// A token kept only as its SHA-256 digest, so the configuration never holds (or prints) it.
 #[derive(Clone)]
@@ -62,16 +33,17 @@ impl TokenDigest {
 /// How a server built by [`router`](super::router) or [`serve`](super::serve) behaves.
 ///
 /// ```
-/// use miyabi::server::{Identity, ServerConfig};
+/// use miyabi::approval::Approver;
+/// use miyabi::server::ServerConfig;
 /// let config = ServerConfig::new()
-///     .token("a-long-random-secret", Identity::new("alice").teams(["leads"]))
+///     .token("a-long-random-secret", Approver::new("alice").teams(["leads"]))
 ///     .cors(["http://localhost:5173"])
 ///     .body_limit(256 * 1024);
 /// assert!(!format!("{config:?}").contains("a-long-random-secret"));
 /// ```
 #[derive(Clone)]
 pub struct ServerConfig {
-    pub(crate) tokens: Vec<(TokenDigest, Identity)>,
+    pub(crate) tokens: Vec<(TokenDigest, Approver)>,
     pub(crate) cors: Option<Vec<String>>,
     pub(crate) body_limit: usize,
     pub(crate) poll: Duration,
@@ -151,13 +123,13 @@ impl ServerConfig {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string);
-            self = self.token(token.trim(), Identity::new(id).teams(teams));
+            self = self.token(token.trim(), Approver::new(id).teams(teams));
         }
         Ok(self)
     }
 
     /// Accepts `token` as a bearer token for `identity`.
-    pub fn token(mut self, token: impl AsRef<str>, identity: Identity) -> Self {
+    pub fn token(mut self, token: impl AsRef<str>, identity: Approver) -> Self {
         self.tokens
             .push((TokenDigest::of(token.as_ref()), identity));
         self
@@ -194,7 +166,7 @@ impl ServerConfig {
 
     /// The identity a presented token belongs to, comparing against every token in constant
     /// time.
-    pub(crate) fn identify(&self, presented: &str) -> Option<&Identity> {
+    pub(crate) fn identify(&self, presented: &str) -> Option<&Approver> {
         let d = TokenDigest::of(presented);
         let mut found = None;
         for (t, who) in &self.tokens {

@@ -139,6 +139,28 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<crate::approval::ApprovalError> for ApiError {
+    fn from(e: crate::approval::ApprovalError) -> Self {
+        use crate::approval::ApprovalError as A;
+        match e {
+            A::Engine(e) => e.into(),
+            e => {
+                let message = e.to_string();
+                match e.code() {
+                    "not-found" => Self::not_found(message),
+                    "forbidden" => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+                    "conflict" => Self::new(StatusCode::CONFLICT, "conflict", message),
+                    "validation" => Self::validation(message),
+                    _ => {
+                        tracing::error!(error = %message, "internal error");
+                        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl From<crate::error::StoreError> for ApiError {
     fn from(e: crate::error::StoreError) -> Self {
         EngineError::from(e).into()

@@ -6,11 +6,12 @@
 //! and a graceful shutdown.
 //!
 //! ```no_run
-//! use miyabi::server::{serve, Identity, ServerConfig};
+//! use miyabi::approval::Approver;
+//! use miyabi::server::{serve, ServerConfig};
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let engine = miyabi::Engine::sqlite("miyabi.db")?;
-//! let config = ServerConfig::new().token("a-long-random-secret", Identity::new("alice"));
+//! let config = ServerConfig::new().token("a-long-random-secret", Approver::new("alice"));
 //! let server = serve(engine, config, None).await?;
 //! println!("listening on {}", server.local_addr());
 //! server.shutdown().await?;
@@ -35,7 +36,7 @@ use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use config::{DEFAULT_BODY_LIMIT, Identity, ServerConfig, generate_token};
+pub use config::{DEFAULT_BODY_LIMIT, ServerConfig, generate_token};
 pub(crate) use error::ApiError;
 pub use error::ServerError;
 
@@ -158,7 +159,7 @@ pub async fn serve(
     };
     if !config.has_tokens() {
         let token = generate_token()?;
-        config = config.token(&token, Identity::new("admin"));
+        config = config.token(&token, crate::approval::Approver::new("admin"));
         // Printed once, on stderr only, for the operator; never through tracing.
         eprintln!("miyabi: no MIYABI_TOKENS configured; generated a token for `admin`:\n{token}");
     }

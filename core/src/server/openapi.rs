@@ -178,6 +178,76 @@ const ROUTES: &[Route] = &[
         ok: ("101", "Object"),
         errors: &[],
     },
+    Route {
+        method: "get",
+        path: "/api/approvals",
+        summary: "The caller's inbox: pending approval gates awaiting the token's identity; with all=1, every gate matching status and run",
+        auth: true,
+        params: &[],
+        query: &[
+            (
+                "status",
+                "string",
+                "pending, approved or rejected (with all=1)",
+            ),
+            (
+                "all",
+                "string",
+                "1: list gates of everyone instead of the inbox",
+            ),
+            ("run", "string", "Only gates of this run"),
+            (
+                "limit",
+                "integer",
+                "At most this many: default 50, at most 500",
+            ),
+        ],
+        body: None,
+        ok: ("200", "ApprovalList"),
+        errors: &["400", "422"],
+    },
+    Route {
+        method: "get",
+        path: "/api/approvals/{run}/{gate}",
+        summary: "One approval gate (the gate path percent-encoded in one segment: checks%2Fsecurity)",
+        auth: true,
+        params: &["run", "gate"],
+        query: &[],
+        body: None,
+        ok: ("200", "ApprovalEnvelope"),
+        errors: &["404"],
+    },
+    Route {
+        method: "post",
+        path: "/api/approvals/{run}/{gate}/decision",
+        summary: "Record the token identity's decision on a gate",
+        auth: true,
+        params: &["run", "gate"],
+        query: &[],
+        body: Some("Decision"),
+        ok: ("200", "ApprovalEnvelope"),
+        errors: &["400", "403", "404", "409", "413", "422"],
+    },
+    Route {
+        method: "get",
+        path: "/api/audit",
+        summary: "The approvals audit trail, oldest first",
+        auth: true,
+        params: &[],
+        query: &[
+            ("run", "string", "Only records of this run"),
+            ("gate", "string", "Only records of this gate (with run)"),
+            ("actor", "string", "Only records by this actor"),
+            (
+                "limit",
+                "integer",
+                "At most this many (default and maximum 500)",
+            ),
+        ],
+        body: None,
+        ok: ("200", "AuditList"),
+        errors: &["400"],
+    },
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -340,6 +410,39 @@ fn schemas() -> Value {
                 "attempt": { "type": "integer" }, "updated_at": { "type": "integer" }
             }
         },
+        "Approval": {
+            "type": "object",
+            "description": "An approval gate: request, votes, outcome (see docs/approvals.md)",
+            "properties": {
+                "run_id": { "type": "string" }, "workflow": { "type": "string" }, "gate": { "type": "string" },
+                "status": { "type": "string", "enum": ["pending", "approved", "rejected"] },
+                "title": { "type": "string" }, "summary": { "type": "string" }, "data": {},
+                "approvers": { "type": "array", "items": { "type": "string" } },
+                "votes": { "type": "array", "items": { "type": "object" } },
+                "output": {}, "deadline_at": { "type": ["integer", "null"] },
+                "created_at": { "type": "integer" }, "version": { "type": "integer" }
+            }
+        },
+        "ApprovalEnvelope": { "type": "object", "properties": { "approval": schema_ref("Approval") } },
+        "ApprovalList": { "type": "object", "properties": { "approvals": { "type": "array", "items": schema_ref("Approval") } } },
+        "Decision": {
+            "type": "object",
+            "required": ["action"],
+            "properties": {
+                "action": { "type": "string", "enum": ["approve", "reject"] },
+                "data": { "description": "Edited data (approve only), validated against the gate's schema" },
+                "comment": { "type": "string" }
+            }
+        },
+        "AuditRecord": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "integer" }, "run_id": { "type": "string" }, "gate": { "type": "string" },
+                "at": { "type": "integer" }, "actor": { "type": "string" }, "action": { "type": "string" },
+                "comment": { "type": ["string", "null"] }, "diff": {}, "data": {}
+            }
+        },
+        "AuditList": { "type": "object", "properties": { "audit": { "type": "array", "items": schema_ref("AuditRecord") } } },
         "RunDetail": {
             "type": "object",
             "properties": { "run": schema_ref("Run"), "steps": { "type": "array", "items": schema_ref("StepRecord") } }

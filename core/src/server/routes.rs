@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Identity, openapi, stream};
+use super::{ApiError, AppState, openapi, stream};
+use crate::approval::{ApprovalFilter, ApprovalStatus, Approver, AuditFilter, Decision};
 use crate::store::{RunFilter, RunStatus};
 
 /// Routes without authentication.
@@ -34,6 +35,10 @@ pub(crate) fn protected() -> Router<AppState> {
         .route("/api/runs/{id}/resume", post(resume_run))
         .route("/api/runs/{id}/events", get(stream::sse))
         .route("/api/ws", get(stream::ws))
+        .route("/api/approvals", get(list_approvals))
+        .route("/api/approvals/{run}/{gate}", get(get_approval))
+        .route("/api/approvals/{run}/{gate}/decision", post(decide))
+        .route("/api/audit", get(audit))
 }
 
 /// A JSON request body: malformed JSON is 400 `bad-request`, JSON of the wrong shape 422
@@ -78,7 +83,7 @@ async fn openapi_doc() -> Json<Value> {
     Json(openapi::document())
 }
 
-async fn me(Extension(who): Extension<Identity>) -> Json<Identity> {
+async fn me(Extension(who): Extension<Approver>) -> Json<Approver> {
     Json(who)
 }
 
@@ -198,7 +203,7 @@ async fn get_run(
 
 async fn cancel_run(
     State(s): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Extension(who): Extension<Approver>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let run = s.engine.cancel(&id).await?;
@@ -215,11 +220,112 @@ struct ResumeBody {
 
 async fn resume_run(
     State(s): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Extension(who): Extension<Approver>,
     Path(id): Path<String>,
     Body(body): Body<ResumeBody>,
 ) -> Result<Response, ApiError> {
     s.engine.spawn_resume(&id, &body.path, body.data)?;
     tracing::info!(run = %id, path = %body.path, by = %who.id, "run resumed");
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+/// `GET /api/approvals` query.
+#[derive(Deserialize)]
+struct ApprovalsQuery {
+    status: Option<String>,
+    all: Option<String>,
+    run: Option<String>,
+    limit: Option<usize>,
+}
+
+fn approval_status(s: Option<&str>) -> Result<Option<ApprovalStatus>, ApiError> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(st) => ApprovalStatus::parse(st).map(Some).ok_or_else(|| {
+            ApiError::validation(format!(
+                "unknown approval status `{st}` (pending, approved, rejected)"
+            ))
+        }),
+    }
+}
+
+/// The caller's inbox (pending gates awaiting them), or with `?all=1` every gate matching
+/// `status` and `run`.
+async fn list_approvals(
+    State(s): State<AppState>,
+    Extension(who): Extension<Approver>,
+    q: Result<Query<ApprovalsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let status = approval_status(q.status.as_deref())?;
+    let all = matches!(q.all.as_deref(), Some("1" | "true" | "yes"));
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let approvals = s.engine.approvals();
+    let list = if all {
+        approvals.list(&ApprovalFilter {
+            run_id: q.run.filter(|r| !r.is_empty()),
+            status,
+            limit: Some(limit),
+            ..ApprovalFilter::default()
+        })?
+    } else {
+        if status.is_some_and(|st| st != ApprovalStatus::Pending) {
+            return Err(ApiError::validation(
+                "the inbox holds pending gates only; add all=1 to list other statuses",
+            ));
+        }
+        let mut inbox = approvals.inbox(&who)?;
+        if let Some(run) = q.run.as_deref().filter(|r| !r.is_empty()) {
+            inbox.retain(|a| a.run_id == run);
+        }
+        inbox.truncate(limit);
+        inbox
+    };
+    Ok(Json(json!({ "approvals": list })))
+}
+
+async fn get_approval(
+    State(s): State<AppState>,
+    Path((run, gate)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let a = s.engine.approvals().get(&run, &gate)?;
+    Ok(Json(json!({ "approval": a })))
+}
+
+async fn decide(
+    State(s): State<AppState>,
+    Extension(who): Extension<Approver>,
+    Path((run, gate)): Path<(String, String)>,
+    Body(decision): Body<Decision>,
+) -> Result<Json<Value>, ApiError> {
+    let a = s
+        .engine
+        .approvals()
+        .decide(&run, &gate, &who, decision)
+        .await?;
+    Ok(Json(json!({ "approval": a })))
+}
+
+/// `GET /api/audit` query.
+#[derive(Deserialize)]
+struct AuditQuery {
+    run: Option<String>,
+    gate: Option<String>,
+    actor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let nonempty = |v: Option<String>| v.filter(|x| !x.is_empty());
+    let records = s.engine.approvals().audit(&AuditFilter {
+        run_id: nonempty(q.run),
+        gate: nonempty(q.gate),
+        actor: nonempty(q.actor),
+        limit: Some(q.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT)),
+    })?;
+    Ok(Json(json!({ "audit": records })))
 }

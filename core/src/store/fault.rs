@@ -123,4 +123,7 @@ impl Store for FaultInjectingStore {
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
         self.inner.renew(owner, lease_until)
     }
+    fn gates(&self) -> Option<&dyn super::GateStore> {
+        self.inner.gates()
+    }
 }

@@ -26,6 +26,7 @@ struct RunData {
 #[derive(Default)]
 pub struct MemoryStore {
     runs: Mutex<HashMap<String, RunData>>,
+    pub(super) gates: Mutex<super::memory_gates::GateData>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -64,6 +65,9 @@ impl Store for MemoryStore {
             data.state.insert(k, v);
         }
         data.events.extend(b.events);
+        if !b.gates.is_empty() {
+            self.gate_data().insert(b.gates);
+        }
         if let (Some(u), Some(r)) = (b.update, data.run.as_mut()) {
             r.status = u.status;
             r.output = u.output;
@@ -152,6 +156,10 @@ impl Store for MemoryStore {
         r.owner = Some(c.new_owner.to_string());
         r.lease_until = Some(c.lease_until);
         Ok(true)
+    }
+
+    fn gates(&self) -> Option<&dyn super::GateStore> {
+        Some(self)
     }
 
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {

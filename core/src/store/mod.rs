@@ -6,7 +6,9 @@
 
 mod fault;
 mod memory;
+mod memory_gates;
 mod sqlite;
+mod sqlite_gates;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -243,6 +245,8 @@ pub struct Batch {
     pub state: Vec<(String, Value)>,
     /// Events to append (their `seq` is already assigned).
     pub events: Vec<crate::workflow::RunEvent>,
+    /// Approval gates reached by the run (kept only by stores with [`Store::gates`]).
+    pub gates: Vec<crate::approval::NewGate>,
 }
 
 impl Batch {
@@ -253,6 +257,7 @@ impl Batch {
             && self.steps.is_empty()
             && self.state.is_empty()
             && self.events.is_empty()
+            && self.gates.is_empty()
     }
 }
 
@@ -319,6 +324,44 @@ pub trait Store: Send + Sync + 'static {
     fn claim(&self, claim: &Claim<'_>) -> Result<bool, StoreError>;
     /// Extends the lease of every running run of `owner`.
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError>;
+    /// The approval gates this store keeps ([`crate::approval`]); `None` for a store
+    /// without them (approval gates then fail with a clear error).
+    fn gates(&self) -> Option<&dyn GateStore> {
+        None
+    }
+}
+
+/// Storage of approval gates, their audit trail and their notification outbox.
+///
+/// Gates are created by a run's [`Batch`] (atomically with the suspension that reached
+/// them); every later change is a compare-and-set on the gate's version.
+pub trait GateStore: Send + Sync {
+    /// One gate.
+    fn gate(&self, run: &str, gate: &str) -> Result<Option<crate::approval::Approval>, StoreError>;
+    /// Gates matching a filter, newest first, with their deliveries.
+    fn list_gates(
+        &self,
+        filter: &crate::approval::ApprovalFilter,
+    ) -> Result<Vec<crate::approval::Approval>, StoreError>;
+    /// Applies `update` if the gate still has `update.expected_version`; returns whether it did.
+    fn update_gate(&self, update: &crate::approval::GateUpdate) -> Result<bool, StoreError>;
+    /// Audit records, oldest first.
+    fn audit(
+        &self,
+        filter: &crate::approval::AuditFilter,
+    ) -> Result<Vec<crate::approval::AuditRecord>, StoreError>;
+    /// Pending notifications due at `now`, oldest first.
+    fn due_deliveries(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::approval::Delivery>, StoreError>;
+    /// Stores a notification's new state, with an optional audit record.
+    fn update_delivery(
+        &self,
+        delivery: &crate::approval::Delivery,
+        audit: Option<&crate::approval::AuditRecord>,
+    ) -> Result<(), StoreError>;
 }
 
 pub(crate) fn now_ms() -> i64 {

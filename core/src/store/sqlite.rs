@@ -57,7 +57,45 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         PRIMARY KEY (run_id, key)
     ) WITHOUT ROWID;",
-    // 2: the unfiltered run listing (newest first, keyset paging) reads an index instead of
+    // 2: approval gates, their audit trail and notification outbox.
+    "CREATE TABLE gates (
+        run_id TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        status TEXT NOT NULL,
+        deadline_at INTEGER,
+        delivered INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (run_id, gate)
+    ) WITHOUT ROWID;
+    CREATE INDEX gates_by_status ON gates (status, created_at);
+    CREATE INDEX gates_by_deadline ON gates (deadline_at) WHERE status = 'pending';
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX audit_by_run ON audit (run_id, gate, id);
+    CREATE INDEX audit_by_actor ON audit (actor, id);
+    CREATE TABLE outbox (
+        run_id TEXT NOT NULL,
+        gate TEXT NOT NULL,
+        notifier TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL,
+        last_error TEXT,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (run_id, gate, notifier, event)
+    ) WITHOUT ROWID;
+    CREATE INDEX outbox_due ON outbox (next_at) WHERE status = 'pending';",
+    // 3: the unfiltered run listing (newest first, keyset paging) reads an index instead of
     // sorting the table.
     "CREATE INDEX runs_by_created ON runs (created_at, id);",
 ];
@@ -71,7 +109,7 @@ const MIGRATIONS: &[&str] = &[
 /// ```
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    path: String,
+    pub(super) path: String,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -141,7 +179,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A poisoned lock only means another thread panicked while holding it; the connection
         // itself is still consistent (SQLite rolls back unfinished transactions).
         self.conn
@@ -228,6 +266,9 @@ impl SqliteStore {
                 u.error,
                 u.updated_at
             ])?;
+        }
+        if !b.gates.is_empty() {
+            super::sqlite_gates::insert_gates(&tx, &b.gates)?;
         }
         tx.commit()
     }
@@ -502,6 +543,10 @@ impl Store for SqliteStore {
         .map_err(|e| map_err(&self.path, e))
     }
 
+    fn gates(&self) -> Option<&dyn super::GateStore> {
+        Some(self)
+    }
+
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.prepare_cached(
@@ -514,7 +559,7 @@ impl Store for SqliteStore {
 }
 
 /// Maps a SQLite error to the store's typed error, keeping SQLite's message.
-fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
+pub(super) fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
     let path = path.to_string();
     let message = e.to_string();
     match e.sqlite_error_code() {

@@ -242,6 +242,35 @@ impl Workflow {
         self
     }
 
+    /// Appends an approval gate: the run suspends until the gate is decided (see
+    /// [`crate::approval`]); the gate's output is the decision, with the reviewed data as
+    /// approved (possibly edited) under `data`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use miyabi::approval::{ApprovalGate, Escalate, Quorum};
+    /// use miyabi::{step_fn, StepContext, Workflow};
+    /// use serde_json::Value;
+    /// let codegen = step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
+    /// let deploy = step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
+    /// let workflow = Workflow::new("ship")
+    ///     .step("generate-code", codegen)
+    ///     .await_approval("code-review", ApprovalGate::new()
+    ///         .approvers(["alice", "team:leads"]).policy(Quorum(2))
+    ///         .deadline(Duration::from_secs(3 * 24 * 3600)).on_timeout(Escalate(["cto"])))
+    ///     .then("deploy", deploy)
+    ///     .commit()?;
+    /// # let _ = workflow;
+    /// # Ok::<(), miyabi::WorkflowError>(())
+    /// ```
+    pub fn await_approval(
+        self,
+        id: impl Into<String>,
+        gate: crate::approval::ApprovalGate,
+    ) -> Self {
+        self.then(id, Node::step(gate))
+    }
+
     /// Runs exactly one arm: the one `selector` names for the previous output. The arm gets
     /// the previous output as input; the branch's output is the arm's output. The choice is
     /// recorded, so a replay takes the same arm.

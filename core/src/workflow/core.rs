@@ -230,6 +230,20 @@ impl RunCore {
     /// the pending batch.
     fn collect(&mut self, now: i64) {
         let (steps, events) = self.machine.take_writes();
+        for s in &steps {
+            if s.status == StepStatus::Suspended
+                && let Some(p) = &s.payload
+                && let Some(g) = crate::approval::gate_from_suspension(
+                    &self.run_id,
+                    &self.workflow,
+                    &s.path,
+                    p,
+                    now,
+                )
+            {
+                self.pending.gates.push(g);
+            }
+        }
         self.pending.steps.extend(steps);
         self.pending.state.extend(self.state.take_dirty());
         if !events.is_empty() {

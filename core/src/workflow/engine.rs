@@ -76,6 +76,11 @@ pub(crate) struct Inner {
     always_replay: bool,
     durability: Durability,
     heartbeat: std::sync::OnceLock<()>,
+    /// The approvals worker (deadlines, decided gates, notifications): started once.
+    worker: std::sync::OnceLock<()>,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
+    worker_every: Duration,
+    pub(crate) public_url: String,
 }
 
 /// When the tokio driver commits a run's step records.
@@ -107,6 +112,8 @@ pub struct EngineBuilder {
     lease: Duration,
     always_replay: bool,
     durability: Durability,
+    worker_every: Duration,
+    public_url: String,
 }
 
 impl EngineBuilder {
@@ -143,6 +150,21 @@ impl EngineBuilder {
         self
     }
 
+    /// How often the approvals worker looks for passed deadlines, decided gates to hand to
+    /// their runs and notifications to send (default 1 s; it also wakes at once after a
+    /// change made in this process).
+    pub fn worker_interval(mut self, d: Duration) -> Self {
+        self.worker_every = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The dashboard's public address, used in notification links
+    /// (default `http://127.0.0.1:7420`).
+    pub fn public_url(mut self, url: impl Into<String>) -> Self {
+        self.public_url = url.into().trim_end_matches('/').to_string();
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         let pid = std::process::id();
@@ -158,6 +180,10 @@ impl EngineBuilder {
                 always_replay: self.always_replay,
                 durability: self.durability,
                 heartbeat: std::sync::OnceLock::new(),
+                worker: std::sync::OnceLock::new(),
+                wake: Arc::new(tokio::sync::Notify::new()),
+                worker_every: self.worker_every,
+                public_url: self.public_url,
             }),
         }
     }
@@ -225,6 +251,8 @@ impl Engine {
             lease: Duration::from_secs(30),
             always_replay: false,
             durability: Durability::default(),
+            worker_every: Duration::from_secs(1),
+            public_url: "http://127.0.0.1:7420".into(),
         }
     }
 
@@ -352,8 +380,11 @@ impl Engine {
 
     /// Gives resume data to a suspended path and drives the run until it finishes or
     /// suspends again. Works from any process on the same store.
+    ///
+    /// An approval gate ([`crate::approval::ApprovalGate`]) cannot be resumed this way: decide
+    /// it through [`Engine::approvals`], which keeps its audit trail.
     pub async fn resume(&self, run_id: &str, path: &str, data: Value) -> Result<Run, EngineError> {
-        let (core, actions) = self.prepare_resume(run_id, path, data)?;
+        let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
         let active = self.activate(&core);
         self.drive_from(core, active, actions).await
     }
@@ -367,7 +398,7 @@ impl Engine {
         path: &str,
         data: Value,
     ) -> Result<RunHandle, EngineError> {
-        let (core, actions) = self.prepare_resume(run_id, path, data)?;
+        let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
         let active = self.activate(&core);
         let id = run_id.to_string();
         let engine = self.clone();
@@ -382,6 +413,7 @@ impl Engine {
         run_id: &str,
         path: &str,
         data: Value,
+        gate: bool,
     ) -> Result<(RunCore, Vec<Action>), EngineError> {
         let record = self
             .inner
@@ -438,6 +470,24 @@ impl Engine {
             };
             core.release_suspended()?;
             return Err(err);
+        }
+        let is_gate = core
+            .suspensions()
+            .iter()
+            .any(|s| s.path == path && crate::approval::is_gate_payload(&s.payload));
+        if is_gate != gate {
+            core.release_suspended()?;
+            return Err(EngineError::InvalidState {
+                run: run_id.to_string(),
+                status: "suspended".into(),
+                operation: if is_gate {
+                    format!(
+                        "resume approval gate `{path}` directly (decide it through engine.approvals(), which keeps its audit trail)"
+                    )
+                } else {
+                    format!("decide `{path}`: it is not an approval gate")
+                },
+            });
         }
         if let Some(schema) = core.resume_schema_for(path)
             && let Err(e) = schema.validate(&data, &format!("step `{path}`"), "resume data")
@@ -721,6 +771,7 @@ impl Engine {
     }
 
     pub(crate) fn ensure_heartbeat(&self) {
+        self.start_worker();
         if self.inner.heartbeat.get().is_some() {
             return;
         }
@@ -744,6 +795,96 @@ impl Engine {
                 }
             }
         });
+    }
+
+    /// The approval gates of this engine's runs: inbox, decisions, audit trail.
+    ///
+    /// ```
+    /// use miyabi::approval::{ApprovalGate, Approver, Decision};
+    /// use miyabi::{step_fn, Engine, StepContext, Workflow};
+    /// use serde_json::{json, Value};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let draft = step_fn(|_ctx: StepContext, v: Value| async move { Ok(json!({"text": v})) });
+    /// let wf = Workflow::new("publish")
+    ///     .step("draft", draft)
+    ///     .await_approval("review", ApprovalGate::new().approvers(["alice"]))
+    ///     .commit()?;
+    /// let engine = Engine::in_memory();
+    /// let run = engine.start(&wf, json!("hello")).await?;
+    /// let alice = Approver::new("alice");
+    /// assert_eq!(engine.approvals().inbox(&alice)?.len(), 1);
+    /// engine.approvals().decide(&run.id, "review", &alice, Decision::approve()).await?;
+    /// let run = engine.wait(&run.id).await?;
+    /// assert_eq!(run.output.unwrap()["approved"], json!(true));
+    /// # Ok(()) }
+    /// ```
+    pub fn approvals(&self) -> crate::approval::Approvals {
+        self.start_worker();
+        crate::approval::Approvals::new(self.clone())
+    }
+
+    /// Wakes the approvals worker for an immediate pass.
+    pub(crate) fn wake_worker(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The dashboard's public address (for links).
+    pub(crate) fn public_url(&self) -> &str {
+        &self.inner.public_url
+    }
+
+    /// Starts the approvals worker, if it is not running: it applies passed deadlines (also
+    /// ones that passed while no process ran), hands decided gates to their runs (when their
+    /// workflow is registered here) and sends notifications from the outbox. Engines start it
+    /// by themselves when they start, resume or recover runs, or open [`Engine::approvals`];
+    /// it needs a tokio runtime and stops when the engine is dropped.
+    pub fn start_worker(&self) {
+        if self.inner.worker.get().is_some() || self.inner.store.gates().is_none() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.inner.worker.set(()).is_err() {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.worker_every;
+        let wake = Arc::clone(&self.inner.wake);
+        handle.spawn(async move {
+            loop {
+                // Holds the engine only during a pass: a dropped engine stops its worker.
+                {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let engine = Engine { inner };
+                    if let Err(e) = engine.approvals().tick().await {
+                        tracing::warn!(error = %e, "approvals worker pass failed");
+                    }
+                }
+                let _ = tokio::time::timeout(every, wake.notified()).await;
+            }
+        });
+    }
+
+    /// Claims a suspended run at an approval gate, commits the decision as the gate's resume
+    /// data and drives the run in the background.
+    pub(crate) fn resume_gate(
+        &self,
+        run_id: &str,
+        path: &str,
+        output: Value,
+    ) -> Result<(), EngineError> {
+        let (core, actions) = self.prepare_resume(run_id, path, output, true)?;
+        let active = self.activate(&core);
+        let engine = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.drive_from(core, active, actions).await {
+                tracing::error!(error = %e, "run resumed by an approval stopped");
+            }
+        });
+        Ok(())
     }
 
     async fn drive(&self, core: RunCore, active: Arc<Active>) -> Result<Run, EngineError> {

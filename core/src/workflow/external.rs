@@ -133,7 +133,7 @@ impl Engine {
         path: &str,
         data: Value,
     ) -> Result<ExternalRun, EngineError> {
-        let (core, actions) = self.prepare_resume(run_id, path, data)?;
+        let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
         Ok(self.external(core, actions))
     }
 

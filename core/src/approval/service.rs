@@ -1,0 +1,556 @@
+//! [`Approvals`]: the inbox, decisions with compare-and-set, deadlines, handing decisions to
+//! runs, and the notification outbox.
+
+use serde_json::json;
+
+use super::error::ApprovalError;
+use super::types::{
+    Approval, ApprovalFilter, ApprovalStatus, Approver, AuditFilter, AuditRecord, Decision,
+    DecisionAction, Delivery, DeliveryStatus, GateUpdate, OnTimeout, Policy, Vote,
+};
+use crate::error::EngineError;
+use crate::store::{GateStore, RunStatus, now_ms};
+use crate::workflow::{Engine, Schema};
+
+/// How many times a decision is retried when the gate changed between read and write.
+const CAS_ROUNDS: usize = 16;
+
+/// The actor of deadline outcomes.
+pub const DEADLINE_ACTOR: &str = "system:deadline";
+
+/// The approval gates of an engine's runs; from [`Engine::approvals`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Approvals {
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals").finish_non_exhaustive()
+    }
+}
+
+/// What one pass of the approvals worker did ([`Approvals::tick`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Gates whose deadline was applied.
+    pub expired: usize,
+    /// Decided gates handed to their runs.
+    pub delivered: usize,
+    /// Notifications sent successfully.
+    pub notified: usize,
+    /// Notification attempts that failed.
+    pub notify_failures: usize,
+}
+
+impl Approvals {
+    pub(crate) fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    fn store(&self) -> Result<&dyn GateStore, ApprovalError> {
+        self.engine
+            .store()
+            .gates()
+            .ok_or(ApprovalError::Unsupported)
+    }
+
+    /// One gate, with its votes, outcome and notification state.
+    pub fn get(&self, run_id: &str, gate: &str) -> Result<Approval, ApprovalError> {
+        self.store()?
+            .gate(run_id, gate)?
+            .ok_or_else(|| ApprovalError::NotFound {
+                run: run_id.to_string(),
+                gate: gate.to_string(),
+            })
+    }
+
+    /// Gates matching a filter, newest first.
+    pub fn list(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, ApprovalError> {
+        Ok(self.store()?.list_gates(filter)?)
+    }
+
+    /// The pending gates `who` may decide and has not voted on yet, newest first.
+    pub fn inbox(&self, who: &Approver) -> Result<Vec<Approval>, ApprovalError> {
+        let pending = self.store()?.list_gates(&ApprovalFilter {
+            status: Some(ApprovalStatus::Pending),
+            approver: Some(who.clone()),
+            ..ApprovalFilter::default()
+        })?;
+        Ok(pending.into_iter().filter(|a| a.awaits(who)).collect())
+    }
+
+    /// The audit trail, oldest first.
+    pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, ApprovalError> {
+        Ok(self.store()?.audit(filter)?)
+    }
+
+    /// Records `who`'s decision on a gate. When it decides the gate (by its policy), the
+    /// gate's output goes to the run, which continues in the background if its workflow is
+    /// registered with this engine (otherwise an engine that has it picks it up).
+    ///
+    /// Exactly one terminal decision wins, whatever the race (other approvers, retries, the
+    /// deadline): every change is a compare-and-set on the gate's version, and a decision on
+    /// a decided gate, or a second vote by the same user, is a [`ApprovalError::Conflict`].
+    pub async fn decide(
+        &self,
+        run_id: &str,
+        gate: &str,
+        who: &Approver,
+        decision: Decision,
+    ) -> Result<Approval, ApprovalError> {
+        let span = tracing::info_span!("approval.decide", run_id, gate, who = %who.id);
+        let _enter = span.enter();
+        let store = self.store()?;
+        for _ in 0..CAS_ROUNDS {
+            let a = self.get(run_id, gate)?;
+            if a.status != ApprovalStatus::Pending {
+                return Err(ApprovalError::Conflict {
+                    run: run_id.to_string(),
+                    gate: gate.to_string(),
+                    reason: decided_reason(&a),
+                });
+            }
+            let entries = who.entries(&a.approvers);
+            if entries.is_empty() {
+                return Err(ApprovalError::Forbidden {
+                    who: who.id.clone(),
+                    run: run_id.to_string(),
+                    gate: gate.to_string(),
+                    approvers: a.approvers.join(", "),
+                });
+            }
+            if a.votes.iter().any(|v| v.by == who.id) {
+                return Err(ApprovalError::Conflict {
+                    run: run_id.to_string(),
+                    gate: gate.to_string(),
+                    reason: format!("`{}` already voted on this gate", who.id),
+                });
+            }
+            let now = now_ms();
+            let mut next = a.clone();
+            next.version += 1;
+            next.deliveries.clear();
+            let mut diff = None;
+            if let Some(edited) = &decision.data {
+                if decision.action == DecisionAction::Reject {
+                    return Err(ApprovalError::BadDecision {
+                        run: run_id.to_string(),
+                        gate: gate.to_string(),
+                        reason: "a rejection cannot carry edited data".into(),
+                    });
+                }
+                if let Some(schema) = &a.schema {
+                    let schema =
+                        Schema::new(schema.clone()).map_err(|e| ApprovalError::BadDecision {
+                            run: run_id.to_string(),
+                            gate: gate.to_string(),
+                            reason: format!("the gate's schema does not compile: {e}"),
+                        })?;
+                    schema.validate(edited, &format!("gate `{gate}`"), "edited data")?;
+                }
+                let patch = json_patch::diff(&a.data, edited);
+                diff = serde_json::to_value(patch).ok();
+                next.data = edited.clone();
+            }
+            next.votes.push(Vote {
+                by: who.id.clone(),
+                action: decision.action,
+                comment: decision.comment.clone(),
+                edited: decision.data.is_some(),
+                entries: entries.iter().map(|e| e.to_string()).collect(),
+                at: now,
+            });
+            let mut audit = vec![AuditRecord {
+                id: 0,
+                run_id: run_id.to_string(),
+                gate: gate.to_string(),
+                at: now,
+                actor: who.id.clone(),
+                action: match decision.action {
+                    DecisionAction::Approve if decision.data.is_some() => "edited-and-approved",
+                    DecisionAction::Approve => "approved",
+                    DecisionAction::Reject => "rejected",
+                }
+                .into(),
+                comment: decision.comment.clone(),
+                diff,
+                data: None,
+            }];
+            let mut deliveries = Vec::new();
+            if let Some(status) = outcome(&next) {
+                finish(&mut next, status, now, false);
+                audit.push(decided_record(&next, now));
+                deliveries = notices(&next, "decided", now);
+            }
+            let update = GateUpdate {
+                expected_version: a.version,
+                approval: next.clone(),
+                audit,
+                deliveries,
+            };
+            if !store.update_gate(&update)? {
+                continue;
+            }
+            tracing::info!(status = next.status.as_str(), "approval recorded");
+            if next.status != ApprovalStatus::Pending
+                && let Err(e) = self.deliver(&next).await
+            {
+                tracing::warn!(error = %e, "decision recorded; handing it to the run failed (the worker retries)");
+            }
+            self.engine.wake_worker();
+            return self.get(run_id, gate);
+        }
+        Err(ApprovalError::Conflict {
+            run: run_id.to_string(),
+            gate: gate.to_string(),
+            reason: "the gate kept changing while deciding; try again".into(),
+        })
+    }
+
+    /// One pass of the approvals worker: applies passed deadlines, hands decided gates to
+    /// their runs, sends due notifications. The worker calls it periodically; call it
+    /// yourself to apply deadlines at once (e.g. in a CLI).
+    pub async fn tick(&self) -> Result<TickReport, ApprovalError> {
+        let store = self.store()?;
+        let mut report = TickReport::default();
+        let now = now_ms();
+        for a in store.list_gates(&ApprovalFilter {
+            deadline_before: Some(now),
+            ..ApprovalFilter::default()
+        })? {
+            if self.expire(a, now).await? {
+                report.expired += 1;
+            }
+        }
+        for a in store.list_gates(&ApprovalFilter {
+            undelivered: true,
+            ..ApprovalFilter::default()
+        })? {
+            if self.deliver(&a).await? {
+                report.delivered += 1;
+            }
+        }
+        for d in store.due_deliveries(now_ms(), 64)? {
+            match self.send(d).await? {
+                Some(true) => report.notified += 1,
+                Some(false) => report.notify_failures += 1,
+                None => {}
+            }
+        }
+        Ok(report)
+    }
+
+    /// Applies a gate's deadline outcome; returns whether this call applied it.
+    async fn expire(&self, a: Approval, now: i64) -> Result<bool, ApprovalError> {
+        let store = self.store()?;
+        let mut next = a.clone();
+        next.version += 1;
+        next.deliveries.clear();
+        let mut audit = Vec::new();
+        let deliveries;
+        match &a.on_timeout {
+            OnTimeout::Escalate(to) => {
+                for t in to {
+                    if !next.approvers.contains(t) {
+                        next.approvers.push(t.clone());
+                    }
+                }
+                next.escalated = true;
+                next.deadline_at = None;
+                audit.push(AuditRecord {
+                    id: 0,
+                    run_id: a.run_id.clone(),
+                    gate: a.gate.clone(),
+                    at: now,
+                    actor: DEADLINE_ACTOR.into(),
+                    action: "escalated".into(),
+                    comment: Some(format!("deadline passed; escalated to {}", to.join(", "))),
+                    diff: None,
+                    data: Some(json!({ "approvers": next.approvers })),
+                });
+                deliveries = notices(&next, "escalated", now);
+            }
+            outcome @ (OnTimeout::Approve | OnTimeout::Reject) => {
+                let (action, status) = if *outcome == OnTimeout::Approve {
+                    (DecisionAction::Approve, ApprovalStatus::Approved)
+                } else {
+                    (DecisionAction::Reject, ApprovalStatus::Rejected)
+                };
+                next.votes.push(Vote {
+                    by: DEADLINE_ACTOR.into(),
+                    action,
+                    comment: Some("deadline passed".into()),
+                    edited: false,
+                    entries: Vec::new(),
+                    at: now,
+                });
+                finish(&mut next, status, now, true);
+                audit.push(AuditRecord {
+                    id: 0,
+                    run_id: a.run_id.clone(),
+                    gate: a.gate.clone(),
+                    at: now,
+                    actor: DEADLINE_ACTOR.into(),
+                    action: "timed-out".into(),
+                    comment: Some(format!("deadline passed; {}", status.as_str())),
+                    diff: None,
+                    data: None,
+                });
+                audit.push(decided_record(&next, now));
+                deliveries = notices(&next, "decided", now);
+            }
+        }
+        let applied = store.update_gate(&GateUpdate {
+            expected_version: a.version,
+            approval: next.clone(),
+            audit,
+            deliveries,
+        })?;
+        if applied && next.status != ApprovalStatus::Pending {
+            self.deliver(&next).await?;
+        }
+        Ok(applied)
+    }
+
+    /// Hands a decided gate's output to its run; returns whether the gate is now delivered.
+    async fn deliver(&self, a: &Approval) -> Result<bool, ApprovalError> {
+        let Some(output) = a.output.clone() else {
+            return Ok(false);
+        };
+        if a.delivered {
+            return Ok(false);
+        }
+        let run = self.engine.store().run(&a.run_id)?;
+        let done = match run.map(|r| r.status) {
+            None => true,
+            Some(s) if s.is_terminal() => true,
+            Some(RunStatus::Suspended) => {
+                match self.engine.resume_gate(&a.run_id, &a.gate, output) {
+                    Ok(()) => true,
+                    // The gate was consumed already (a crash after the resume committed).
+                    Err(EngineError::NotSuspended { .. }) => true,
+                    Err(
+                        EngineError::UnknownWorkflow(_)
+                        | EngineError::DefinitionChanged { .. }
+                        | EngineError::InvalidState { .. },
+                    ) => false,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // Running elsewhere: delivered once the run suspends again.
+            Some(_) => false,
+        };
+        if !done {
+            return Ok(false);
+        }
+        let store = self.store()?;
+        for _ in 0..CAS_ROUNDS {
+            let Some(cur) = store.gate(&a.run_id, &a.gate)? else {
+                return Ok(false);
+            };
+            if cur.delivered {
+                return Ok(false);
+            }
+            let mut next = cur.clone();
+            next.delivered = true;
+            next.version += 1;
+            next.deliveries.clear();
+            if store.update_gate(&GateUpdate {
+                expected_version: cur.version,
+                approval: next,
+                audit: Vec::new(),
+                deliveries: Vec::new(),
+            })? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Sends one due notification; `None` when no notifier with its key exists in this
+    /// process (another process may send it).
+    async fn send(&self, mut d: Delivery) -> Result<Option<bool>, ApprovalError> {
+        let Some(notifier) = super::notify_registry::get(&d.notifier) else {
+            return Ok(None);
+        };
+        let store = self.store()?;
+        let Some(a) = store.gate(&d.run_id, &d.gate)? else {
+            return Ok(None);
+        };
+        let notice = notice_for(&a, &d.event, self.engine.public_url());
+        let span = tracing::info_span!("approval.notify", run_id = %d.run_id, gate = %d.gate, notifier = %d.notifier, event = %d.event);
+        let result = {
+            let _e = span.enter();
+            notifier.send(&notice).await
+        };
+        let now = now_ms();
+        d.attempts += 1;
+        d.updated_at = now;
+        let (ok, audit) = match result {
+            Ok(()) => {
+                d.status = DeliveryStatus::Delivered;
+                d.last_error = None;
+                (true, None)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let give_up = !e.is_retryable() || d.attempts >= super::notify::MAX_ATTEMPTS;
+                d.last_error = Some(msg.clone());
+                let audit = if give_up {
+                    d.status = DeliveryStatus::Failed;
+                    tracing::warn!(error = %msg, "notification failed for good");
+                    Some(AuditRecord {
+                        id: 0,
+                        run_id: d.run_id.clone(),
+                        gate: d.gate.clone(),
+                        at: now,
+                        actor: "system:notifier".into(),
+                        action: "notification-failed".into(),
+                        comment: Some(msg),
+                        diff: None,
+                        data: Some(json!({
+                            "notifier": d.notifier,
+                            "event": d.event,
+                            "attempts": d.attempts,
+                        })),
+                    })
+                } else {
+                    d.next_at =
+                        now + super::notify::retry_delay(d.attempts + 1, &e).as_millis() as i64;
+                    None
+                };
+                (false, audit)
+            }
+        };
+        store.update_delivery(&d, audit.as_ref())?;
+        Ok(Some(ok))
+    }
+}
+
+/// The notice a notifier sends for a gate event.
+fn notice_for(a: &Approval, event: &str, public_url: &str) -> super::notify::GateNotice {
+    use super::notify::{GateNotice, NoticeEvent};
+    let event = match event {
+        "escalated" => NoticeEvent::Escalated,
+        "decided" => NoticeEvent::Decided {
+            status: a.status.as_str().to_string(),
+            by: a.votes.iter().map(|v| v.by.clone()).collect(),
+        },
+        _ => NoticeEvent::Requested,
+    };
+    GateNotice {
+        run_id: a.run_id.clone(),
+        workflow: a.workflow.clone(),
+        gate: a.gate.clone(),
+        title: a.title.clone(),
+        summary: a.summary.clone(),
+        approvers: a.approvers.clone(),
+        deadline_at: a.deadline_at,
+        link: gate_link(public_url, &a.run_id, &a.gate),
+        links: a.links.clone(),
+        event,
+    }
+}
+
+/// The dashboard page of a gate: `<public url>/#/approvals/<run>/<gate, percent-encoded>`.
+pub fn gate_link(public_url: &str, run_id: &str, gate: &str) -> String {
+    let mut enc = String::with_capacity(gate.len());
+    for b in gate.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            enc.push(b as char);
+        } else {
+            enc.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!(
+        "{}/#/approvals/{run_id}/{enc}",
+        public_url.trim_end_matches('/')
+    )
+}
+
+/// Whether the votes decide the gate, and how.
+fn outcome(a: &Approval) -> Option<ApprovalStatus> {
+    if a.votes.iter().any(|v| v.action == DecisionAction::Reject) {
+        return Some(ApprovalStatus::Rejected);
+    }
+    let approvals: Vec<&Vote> = a
+        .votes
+        .iter()
+        .filter(|v| v.action == DecisionAction::Approve)
+        .collect();
+    let decided = match a.policy {
+        Policy::Any => !approvals.is_empty(),
+        Policy::Quorum(n) => approvals.len() >= n.max(1) as usize,
+        Policy::All => a
+            .approvers
+            .iter()
+            .all(|entry| approvals.iter().any(|v| v.entries.contains(entry))),
+    };
+    decided.then_some(ApprovalStatus::Approved)
+}
+
+/// Marks a gate decided and computes its output.
+fn finish(a: &mut Approval, status: ApprovalStatus, now: i64, timed_out: bool) {
+    a.status = status;
+    a.decided_at = Some(now);
+    let comment = a.votes.last().and_then(|v| v.comment.clone());
+    let decided_by: Vec<&str> = a
+        .votes
+        .iter()
+        .filter(|v| (status == ApprovalStatus::Approved) == (v.action == DecisionAction::Approve))
+        .map(|v| v.by.as_str())
+        .collect();
+    a.output = Some(json!({
+        "status": status.as_str(),
+        "approved": status == ApprovalStatus::Approved,
+        "data": a.data,
+        "comment": comment,
+        "decided_by": decided_by,
+        "votes": a.votes,
+        "timed_out": timed_out,
+    }));
+}
+
+fn decided_record(a: &Approval, now: i64) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        run_id: a.run_id.clone(),
+        gate: a.gate.clone(),
+        at: now,
+        actor: "system:engine".into(),
+        action: "decided".into(),
+        comment: Some(a.status.as_str().to_string()),
+        diff: None,
+        data: a.output.clone(),
+    }
+}
+
+fn notices(a: &Approval, event: &str, now: i64) -> Vec<Delivery> {
+    a.notify
+        .iter()
+        .map(|key| Delivery {
+            run_id: a.run_id.clone(),
+            gate: a.gate.clone(),
+            notifier: key.clone(),
+            event: event.to_string(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_at: now,
+            last_error: None,
+            updated_at: now,
+        })
+        .collect()
+}
+
+fn decided_reason(a: &Approval) -> String {
+    let by: Vec<&str> = a.votes.iter().map(|v| v.by.as_str()).collect();
+    format!(
+        "already {} (by {}){}",
+        a.status.as_str(),
+        by.join(", "),
+        a.decided_at
+            .map(|t| format!(" at {t} ms"))
+            .unwrap_or_default()
+    )
+}
