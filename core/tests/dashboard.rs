@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use miyabi::Engine;
-use miyabi::server::{Identity, ServerConfig, ServerHandle, serve};
+use miyabi::approval::Approver;
+use miyabi::server::{ServerConfig, ServerHandle, serve};
 use reqwest::StatusCode;
 use reqwest::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
@@ -19,7 +20,7 @@ async fn server() -> (tempfile::TempDir, ServerHandle, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::sqlite(dir.path().join("runs.db")).unwrap();
-    let config = ServerConfig::new().token(TOKEN, Identity::new("alice"));
+    let config = ServerConfig::new().token(TOKEN, Approver::new("alice"));
     let server = serve(engine, config, Some("127.0.0.1:0".parse().unwrap()))
         .await
         .unwrap();

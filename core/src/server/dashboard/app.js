@@ -4,7 +4,7 @@
 // Safety: every piece of data goes into the page with textContent or setAttribute (no HTML is
 // ever parsed from strings), external links must be http(s), and the page runs under a strict CSP.
 
-import { nodeStatuses, pathStatuses, renderGraph, STATUSES } from './graph.js';
+import { nodeStatuses, pathPattern, pathStatuses, renderGraph, STATUSES } from './graph.js';
 
 const TOKEN_KEY = 'miyabi.token';
 const RUN_STATUSES = ['running', 'suspended', 'succeeded', 'failed', 'cancelled'];
@@ -54,6 +54,16 @@ function append(parent, children) {
 function clear(e) {
   while (e.firstChild) e.firstChild.remove();
   return e;
+}
+
+/** Replaces an element's children (same child rules as h()). */
+function fill(e, ...children) {
+  return append(clear(e), children);
+}
+
+/** Appends children (same rules as h(): null and false are skipped, never shown). */
+function add(e, ...children) {
+  return append(e, children);
 }
 
 /** An internal hash link: `#/a/b` from raw segments, each percent-encoded. */
@@ -348,7 +358,7 @@ function renderSignIn(message) {
     showIdentity();
     render();
   });
-  clear(view).append(form);
+  fill(view, form);
   input.focus();
 }
 
@@ -397,7 +407,7 @@ async function render() {
       me = await api('/api/me');
       showIdentity();
     } catch (e) {
-      if (!(e instanceof ApiError && e.status === 401)) clear(view).append(errorBox(e));
+      if (!(e instanceof ApiError && e.status === 401)) fill(view, errorBox(e));
       return;
     }
   }
@@ -421,7 +431,7 @@ async function render() {
     }
   }
   if (!fn) {
-    clear(view).append(heading('Not found'), h('p', {}, 'No such page. ', h('a', { href: '#/runs', text: 'Go to the runs.' })));
+    fill(view, heading('Not found'), h('p', {}, 'No such page. ', h('a', { href: '#/runs', text: 'Go to the runs.' })));
     return;
   }
   const ctx = {
@@ -436,13 +446,13 @@ async function render() {
       };
     },
   };
-  clear(view).append(h('p', { class: 'muted', role: 'status', text: 'Loading…' }));
+  fill(view, h('p', { class: 'muted', role: 'status', text: 'Loading…' }));
   try {
     await fn(ctx);
   } catch (e) {
     if (ctx.stale()) return;
     if (e instanceof ApiError && e.status === 401) return;
-    clear(view).append(heading('Something went wrong'), errorBox(e));
+    fill(view, heading('Something went wrong'), errorBox(e));
   }
   if (!ctx.stale()) {
     const h1 = view.querySelector('h1');
@@ -514,20 +524,20 @@ async function runsView(ctx) {
   const empty = h('p', { class: 'muted empty', text: status ? `No ${status} runs.` : 'No runs yet.', hidden: runs.length > 0 });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
   if (cursor) {
-    pager.append(h('a', { href: q({}), text: '⇤ Newest' }));
+    add(pager, h('a', { href: q({}), text: '⇤ Newest' }));
     if (runsPaging.stack.length > 0) {
       const prev = runsPaging.stack[runsPaging.stack.length - 1];
       const a = h('a', { href: q({ cursor: prev }), text: '← Newer' });
       a.addEventListener('click', () => runsPaging.stack.pop());
-      pager.append(a);
+      add(pager, a);
     }
   }
   if (page.next_cursor) {
     const a = h('a', { href: q({ cursor: page.next_cursor }), text: 'Older →' });
     a.addEventListener('click', () => runsPaging.stack.push(cursor));
-    pager.append(a);
+    add(pager, a);
   }
-  clear(view).append(
+  fill(view,
     h('div', { class: 'title-row' }, heading(workflow ? `Runs of ${workflow}` : 'Runs'), h('span', { class: 'muted', text: 'updates live' })),
     filters,
     h('div', { class: 'card flush' }, tbl, empty),
@@ -575,6 +585,7 @@ async function runView(ctx) {
   const events = [];
   const seen = new Set();
   const header = h('div');
+  const ioBox = h('div');
   const graphBox = h('div', { class: 'graph-box' });
   const stepsBox = h('div', { class: 'steps' });
   const timeline = h('ol', { class: 'timeline', 'aria-label': 'Events, oldest first' });
@@ -615,7 +626,7 @@ async function runView(ctx) {
         })
       : null;
     const gates = (r.suspended || []).filter((s) => s && s.payload && s.payload.type === 'approval');
-    clear(header).append(
+    fill(header,
       h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), cancel),
       h(
         'dl',
@@ -638,21 +649,24 @@ async function runView(ctx) {
           )
         : null,
       r.error ? h('div', { class: 'error-box' }, h('strong', { text: 'Error: ' }), r.error) : null,
-      jsonDetails('Input', r.input),
-      r.output !== undefined && r.output !== null ? jsonDetails('Output', r.output, true) : null,
+    );
+    fill(
+      ioBox,
+      jsonDetails('Input', r.input, true),
+      r.output !== undefined && r.output !== null ? jsonDetails('Output', r.output, true) : h('p', { class: 'muted', text: 'No output yet.' }),
     );
   };
 
   const renderGraphBox = () => {
     clear(graphBox);
     if (!graph) {
-      graphBox.append(
+      add(graphBox,
         h('p', { class: 'muted' }, `The graph is not available: ${graphError ? graphError.message : 'unknown workflow'}.`),
       );
       return;
     }
     const statuses = nodeStatuses(graph, pathStatuses(detail.steps, events));
-    graphBox.append(
+    add(graphBox,
       h('div', { class: 'graph-scroll' }, renderGraph(graph, statuses, (n) => n.path && openStep(n.path))),
       h(
         'ul',
@@ -691,15 +705,23 @@ async function runView(ctx) {
   const renderSteps = () => {
     const open = new Set([...stepsBox.querySelectorAll('details[open]')].map((d) => d.dataset.path));
     clear(stepsBox);
-    const steps = detail.steps || [];
+    // In the graph's order (iterations of one node by time), then by time.
+    const patterns = graph ? (graph.nodes || []).filter((n) => n.path != null).map((n) => pathPattern(n.path)) : [];
+    const order = (p) => {
+      const i = patterns.findIndex((re) => re.test(p));
+      return i < 0 ? patterns.length : i;
+    };
+    const steps = [...(detail.steps || [])].sort(
+      (x, y) => order(x.path) - order(y.path) || (x.updated_at || 0) - (y.updated_at || 0) || String(x.path).localeCompare(String(y.path)),
+    );
     if (steps.length === 0) {
-      stepsBox.append(h('p', { class: 'muted', text: 'No step has a record yet.' }));
+      add(stepsBox, h('p', { class: 'muted', text: 'No step has a record yet.' }));
       return;
     }
     for (const s of steps) {
       const input = inputOf(s.path);
       const gate = s.payload && s.payload.type === 'approval';
-      stepsBox.append(
+      add(stepsBox,
         h(
           'details',
           { class: 'step', 'data-path': s.path, open: open.has(s.path) },
@@ -760,14 +782,15 @@ async function runView(ctx) {
   renderHeader();
   renderGraphBox();
   renderSteps();
-  clear(view).append(
+  fill(
+    view,
     header,
-    section('Graph', graphBox),
+    h('div', { class: 'columns' }, section('Graph', graphBox), section('Steps', stepsBox)),
     h(
       'div',
       { class: 'columns' },
-      section('Steps', stepsBox),
       section('Timeline', h('p', { class: 'muted small', text: 'Live: new events appear as they happen.' }), timelineEmpty, timeline),
+      section('Input and output', ioBox),
     ),
   );
 
@@ -779,7 +802,7 @@ async function runView(ctx) {
         seen.add(ev.seq);
         events.push(ev);
         timelineEmpty.hidden = true;
-        timeline.append(eventLine(ev));
+        add(timeline, eventLine(ev));
         if (ev.type === 'step-started' || ev.type === 'step-retrying') redrawGraph();
         else refresh();
       },
@@ -811,13 +834,13 @@ function timeoutText(t) {
 
 async function inboxView(ctx) {
   const all = ctx.params.get('all') === '1';
-  const load = async () => listOf(await api('/api/approvals', { query: all ? { all: 1 } : { status: 'pending' } }), 'approvals', 'items');
+  const load = async () => listOf(await api('/api/approvals', { query: all ? { all: 1 } : { status: 'pending' } }), 'approvals');
   let items = await load();
   if (ctx.stale()) return;
   const tbody = h('tbody');
   const empty = h('p', { class: 'muted empty' });
-  const fill = () => {
-    clear(tbody).append(
+  const fillRows = () => {
+    fill(tbody,
       items.map((a) =>
         h(
           'tr',
@@ -836,9 +859,9 @@ async function inboxView(ctx) {
     empty.textContent = all ? 'No approval gates yet.' : 'Nothing is waiting for you.';
     empty.hidden = items.length > 0;
   };
-  fill();
+  fillRows();
   const toggle = h('a', { href: all ? '#/approvals' : '#/approvals?all=1', text: all ? 'Show my inbox' : 'Show all gates' });
-  clear(view).append(
+  fill(view,
     h('div', { class: 'title-row' }, heading(all ? 'All approval gates' : 'Approval inbox'), toggle),
     h(
       'p',
@@ -863,7 +886,7 @@ async function inboxView(ctx) {
       const next = await load();
       if (ctx.stale()) return;
       items = next;
-      fill();
+      fillRows();
     } catch {
       /* the next change retries */
     }
@@ -879,8 +902,8 @@ async function gateView(ctx) {
     return body && body.approval ? body.approval : body;
   };
   const loadAudit = async () => {
-    const body = await api('/api/audit', { query: { run } });
-    return listOf(body, 'audit', 'records', 'entries').filter((r) => r.gate === gate);
+    const body = await api('/api/audit', { query: { run, gate } });
+    return listOf(body, 'audit').filter((r) => r.gate === gate);
   };
   let a = await loadGate();
   let audit = [];
@@ -898,9 +921,9 @@ async function gateView(ctx) {
   const statusBox = h('span', { id: 'gate-status' });
 
   const renderSide = () => {
-    clear(statusBox).append(pill(a.status, 'ap'));
+    fill(statusBox, pill(a.status, 'ap'));
     const votes = a.votes || [];
-    clear(votesBox).append(
+    fill(votesBox,
       votes.length === 0
         ? h('p', { class: 'muted', text: 'No votes yet.' })
         : table(
@@ -920,27 +943,26 @@ async function gateView(ctx) {
           ),
     );
     const ds = a.deliveries || [];
-    clear(deliveriesBox).append(
+    fill(deliveriesBox,
       ds.length === 0
         ? h('p', { class: 'muted', text: (a.notify || []).length ? 'No notification recorded yet.' : 'No notifier is configured for this gate.' })
         : table(
             'Notifications',
-            ['Notifier', 'Event', 'State', 'Attempts', 'Last error', 'Updated'],
+            ['Notifier', 'Event', 'State', 'Last error', 'Updated'],
             ds.map((d) =>
               h(
                 'tr',
                 {},
                 h('td', { class: 'mono', text: d.notifier }),
                 h('td', { text: d.event }),
-                h('td', {}, pill(d.status, 'dl')),
-                h('td', { text: d.attempts }),
+                h('td', {}, pill(d.status, 'dl'), h('span', { class: 'muted small', text: ` ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}` })),
                 h('td', { class: 'pre', text: d.last_error || '' }),
                 h('td', {}, time(d.updated_at)),
               ),
             ),
           ),
     );
-    clear(auditBox).append(
+    fill(auditBox,
       auditError
         ? errorBox(auditError)
         : audit.length === 0
@@ -976,6 +998,12 @@ async function gateView(ctx) {
     value: original,
   });
   const dataError = h('p', { id: 'data-error', class: 'field-error', role: 'alert' });
+  dataArea.addEventListener('input', () => {
+    if (dataArea.hasAttribute('aria-invalid')) {
+      dataError.textContent = '';
+      dataArea.removeAttribute('aria-invalid');
+    }
+  });
   const comment = h('textarea', { id: 'gate-comment', name: 'comment', rows: 3 });
   const result = h('div', { id: 'decision-result', role: 'status', 'aria-live': 'polite' });
   const buttons = [];
@@ -1018,7 +1046,7 @@ async function gateView(ctx) {
     } catch (e) {
       setBusy(false);
       if (!(e instanceof ApiError)) {
-        result.append(errorBox(e));
+        add(result, errorBox(e));
         return;
       }
       if (e.status === 422) {
@@ -1027,7 +1055,7 @@ async function gateView(ctx) {
         dataArea.setAttribute('aria-invalid', 'true');
         dataArea.focus();
       } else if (e.status === 409) {
-        result.append(h('div', { class: 'error-box conflict', role: 'alert' }, h('strong', { text: 'Already decided. ' }), e.message));
+        add(result, h('div', { class: 'error-box conflict', role: 'alert' }, h('strong', { text: 'Already decided. ' }), e.message));
         try {
           a = await loadGate();
           audit = await loadAudit();
@@ -1036,9 +1064,9 @@ async function gateView(ctx) {
         }
         if (!ctx.stale()) renderSide();
       } else if (e.status === 403) {
-        result.append(h('div', { class: 'error-box', role: 'alert' }, h('strong', { text: 'Not allowed. ' }), e.message));
+        add(result, h('div', { class: 'error-box', role: 'alert' }, h('strong', { text: 'Not allowed. ' }), e.message));
       } else {
-        result.append(errorBox(e));
+        add(result, errorBox(e));
       }
     }
   };
@@ -1098,7 +1126,7 @@ async function gateView(ctx) {
           result,
         );
 
-    clear(view).append(
+    fill(view,
       h(
         'div',
         { class: 'title-row' },
@@ -1127,7 +1155,8 @@ async function gateView(ctx) {
         a.escalated ? [h('dt', { text: 'Escalated' }), h('dd', { text: 'yes' })] : null,
       ),
       section(pendingNow ? 'Your decision' : 'Decision', form),
-      h('div', { class: 'columns' }, section('Votes', votesBox), section('Notifications', deliveriesBox)),
+      section('Votes', votesBox),
+      section('Notifications', deliveriesBox),
       section('Audit trail', auditBox),
     );
     renderSide();
@@ -1153,6 +1182,11 @@ async function gateView(ctx) {
     }
   }, 200);
   ctx.onCleanup(live.subscribe('runs', (r) => r && r.id === run && reload()));
+  // Notifications are sent in the background: look again while any is still pending.
+  const poll = setInterval(() => {
+    if ((a.deliveries || []).some((d) => d.status === 'pending')) reload();
+  }, 3000);
+  ctx.onCleanup(() => clearInterval(poll));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1161,7 +1195,7 @@ async function gateView(ctx) {
 async function auditView(ctx) {
   const run = ctx.params.get('run') || '';
   const actor = ctx.params.get('actor') || '';
-  const records = listOf(await api('/api/audit', { query: { run, actor } }), 'audit', 'records', 'entries');
+  const records = listOf(await api('/api/audit', { query: { run, actor } }), 'audit');
   if (ctx.stale()) return;
   const runInput = h('input', { id: 'audit-run', name: 'run', value: run, class: 'mono', placeholder: 'any run' });
   const actorInput = h('input', { id: 'audit-actor', name: 'actor', value: actor, placeholder: 'anyone' });
@@ -1180,7 +1214,7 @@ async function auditView(ctx) {
     if (actorInput.value.trim()) p.set('actor', actorInput.value.trim());
     location.hash = `#/audit${p.toString() ? `?${p}` : ''}`;
   });
-  clear(view).append(
+  fill(view,
     heading('Audit trail'),
     form,
     h(
