@@ -217,6 +217,7 @@ fn main() {
                 let p = format!("{prefix}-{name}");
                 let memory = rt.block_on(Memory::redis(&url, &p, options)).unwrap();
                 set_get(&rt, name, &memory, 10_000);
+                set_get_concurrent(&rt, name, &memory, 16, 20_000);
                 rt.block_on(async {
                     let client = redis::Client::open(url.as_str()).unwrap();
                     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -267,6 +268,38 @@ fn sqlite_floor(path: &std::path::Path, n: u32) -> f64 {
 
 /// `n` rounds of set + get of one small JSON value on 1,000 distinct keys; reports operations
 /// (a set or a get) per second, and the microseconds of one set + get.
+/// `clients` tasks doing set+get pairs at once on one `Memory` (one multiplexed connection,
+/// requests pipelined), as a server with concurrent requests uses it; `n` pairs in all.
+fn set_get_concurrent(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    memory: &Memory,
+    clients: u32,
+    n: u32,
+) {
+    let value = json!({"last_action": "deploy", "at": 1_700_000_000, "ok": true});
+    let t0 = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let wm = memory.resource(format!("bench-{c}"));
+            let value = value.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..n / clients {
+                    let k = format!("key-{}", i % 100);
+                    wm.set(&k, &value).await.unwrap();
+                    black_box(wm.get(&k).await.unwrap());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let ops = f64::from(2 * (n / clients) * clients) / t0.elapsed().as_secs_f64();
+    report(&format!("{name}_ops_{clients}_clients"), ops, "ops/s");
+}
+
 fn set_get(rt: &tokio::runtime::Runtime, name: &str, memory: &Memory, n: u32) {
     let wm = memory.resource("bench");
     let value = json!({"last_action": "deploy", "at": 1_700_000_000, "ok": true});

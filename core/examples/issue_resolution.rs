@@ -16,6 +16,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use futures::StreamExt;
+use miyabi::approval::{ApprovalGate, Approver, AuditFilter, Decision};
 use miyabi::{
     Engine, EventKind, OnInterrupt, RetryPolicy, RunStatus, StepContext, StepError, Workflow,
     step_fn,
@@ -98,22 +99,12 @@ fn issue_resolution() -> Result<miyabi::CommittedWorkflow, miyabi::WorkflowError
     })
     .retry(RetryPolicy::attempts(3).initial_delay(Duration::from_millis(200)));
 
-    // The human in the loop: suspend with a question, continue with the decision.
-    let code_review = step_fn(|ctx: StepContext, checks: Value| async move {
-        let Some(decision) = ctx.resume_data() else {
-            let title = ctx.state("title").unwrap_or_default();
-            return ctx.suspend(json!({
-                "question": format!("Deploy the fix for {title}?"),
-                "checks": checks,
-            }));
-        };
-        Ok(decision.clone())
-    })
-    .resume_schema(json!({
-        "type": "object",
-        "required": ["approved"],
-        "properties": { "approved": { "type": "boolean" }, "reviewer": { "type": "string" } }
-    }));
+    // The human in the loop: an approval gate. Its request shows the checks; its output is the
+    // decision, with the data as approved.
+    let code_review = ApprovalGate::new()
+        .title("Deploy the fix?")
+        .summary_from(|checks: &Value| format!("checks: {checks}"))
+        .approvers([reviewer()]);
 
     // Deploying is not idempotent: if the process dies mid-deploy, a human decides what next.
     let deploy = step_fn(|ctx: StepContext, decision: Value| async move {
@@ -141,7 +132,7 @@ fn issue_resolution() -> Result<miyabi::CommittedWorkflow, miyabi::WorkflowError
             [("deploy", ship), ("fix", fix.into())],
         )
         .parallel([("test", test), ("lint", lint), ("security", security)])
-        .then("code-review", code_review)
+        .await_approval("code-review", code_review)
         .then("deploy", deploy)
         .commit()
 }
@@ -204,14 +195,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
             None => Ok(()),
         };
     };
-    println!("\nrun {run_id} is suspended at `{}`:", suspension.path);
+    let gate = engine.approvals().get(&run_id, &suspension.path)?;
     println!(
-        "  {}",
-        suspension.payload["question"]
-            .as_str()
-            .unwrap_or("approve?")
+        "\nrun {run_id} waits at approval gate `{}`: {}",
+        gate.gate, gate.title
     );
-    println!("  checks: {}", suspension.payload["checks"]);
+    println!("  {}", gate.summary);
+    println!("  approvers: {}", gate.approvers.join(", "));
     println!("It is committed to {db}: this process may exit now, and any other can resume it:");
     println!("  cargo run -p miyabi --example issue_resolution -- --db {db} --resume {run_id}\n");
 
@@ -230,14 +220,29 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     };
 
-    let reviewer = std::env::var("USER").unwrap_or_else(|_| "you".into());
-    let decision = json!({ "approved": approved, "reviewer": reviewer });
-    let resumed = {
-        let (engine, run_id, path) = (engine.clone(), run_id.clone(), suspension.path.clone());
-        tokio::spawn(async move { engine.resume(&run_id, &path, decision).await })
+    let who = Approver::new(reviewer());
+    let decision = if approved {
+        Decision::approve().comment("approved from the demo")
+    } else {
+        Decision::reject().comment("rejected from the demo")
     };
+    engine
+        .approvals()
+        .decide(&run_id, &gate.gate, &who, decision)
+        .await?;
     follow(&engine, &run_id, next, true).await?;
-    let run = resumed.await??;
+    let run = engine.wait(&run_id).await?;
+    for record in engine.approvals().audit(&AuditFilter {
+        run_id: Some(run_id.clone()),
+        ..AuditFilter::default()
+    })? {
+        println!(
+            "  audit: {:<20} by {:<16} {}",
+            record.action,
+            record.actor,
+            record.comment.unwrap_or_default()
+        );
+    }
 
     let paths: Vec<String> = engine
         .store()
@@ -255,6 +260,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .into());
     }
     Ok(())
+}
+
+/// Who approves in the demo: the user running it.
+fn reviewer() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "you".into())
 }
 
 /// Prints the run's events from sequence number `from` until it suspends or finishes (with

@@ -182,7 +182,11 @@ async fn sse(subscribers: usize, events: usize) {
         last = last.max(at);
     }
     eprintln!("{complete}/{subscribers} subscribers received all {total} events");
-    figure("server.sse_subscribers_complete", complete as f64, "clients");
+    figure(
+        "server.sse_subscribers_complete",
+        complete as f64,
+        "clients",
+    );
     figure("server.sse_events_per_run", total as f64, "events");
     figure(
         "server.sse_fanout",
@@ -197,13 +201,72 @@ async fn sse(subscribers: usize, events: usize) {
     server.shutdown().await.unwrap();
 }
 
+/// Where one page's time goes: the store read, the engine's conversion, the JSON encoding.
+async fn profile(db: &str) {
+    let engine = Engine::sqlite(db).unwrap();
+    let filter = miyabi::RunFilter {
+        limit: Some(51),
+        ..Default::default()
+    };
+    let n = 2000;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(engine.store().list_runs(&filter).unwrap());
+    }
+    figure(
+        "server.profile.store_list_51",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64,
+        "us",
+    );
+    let t = Instant::now();
+    let mut summaries = Vec::new();
+    for _ in 0..n {
+        summaries = engine.store().list_run_summaries(&filter).unwrap();
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    figure("server.profile.store_summaries_51", us, "us");
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(serde_json::to_vec(&summaries).unwrap());
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    figure("server.profile.encode_summaries_51", us, "us");
+    let t = Instant::now();
+    let mut runs = Vec::new();
+    for _ in 0..n {
+        runs = engine.list(&filter).await.unwrap();
+    }
+    figure(
+        "server.profile.engine_list_51",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64,
+        "us",
+    );
+    let t = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes = serde_json::to_vec(&runs).unwrap().len();
+    }
+    figure(
+        "server.profile.encode_51",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64,
+        "us",
+    );
+    eprintln!("page bytes: {bytes}");
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["seed", db, n] => seed(db, n.parse().unwrap()),
         ["serve", db, addr] => serve_db(db, addr).await,
+        ["profile", db] => profile(db).await,
         ["sse", n, events] => sse(n.parse().unwrap(), events.parse().unwrap()).await,
         _ => {
             eprintln!(

@@ -48,7 +48,7 @@ pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
 pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{
     Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
-    RunStatus, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
+    RunStatus, RunSummary, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
 };
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{

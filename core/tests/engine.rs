@@ -1216,3 +1216,54 @@ async fn a_fail_fast_failure_returns_at_once_and_nothing_follows_run_finished() 
     let evs: Vec<RunEvent> = e.events(&run.id, 1).map(|e| e.unwrap()).collect().await;
     assert_eq!(evs.last().unwrap().type_name(), "run-finished");
 }
+
+#[tokio::test]
+async fn keyset_paging_lists_every_run_once_newest_first_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores: Vec<Arc<dyn Store>> = vec![
+        Arc::new(MemoryStore::new()),
+        Arc::new(SqliteStore::open(dir.path().join("page.db")).unwrap()),
+    ];
+    for store in stores {
+        let e = Engine::builder().store_arc(store).build();
+        let a = Workflow::new("a")
+            .step("s", constant(json!(1)))
+            .commit()
+            .unwrap();
+        let b = Workflow::new("b")
+            .step("s", constant(json!(2)))
+            .commit()
+            .unwrap();
+        for i in 0..7 {
+            e.start(if i % 2 == 0 { &a } else { &b }, json!(i))
+                .await
+                .unwrap();
+        }
+        let all = e.list(&RunFilter::default()).await.unwrap();
+        for (workflow, expected) in [(None, 7), (Some("a"), 4)] {
+            let mut seen = Vec::new();
+            let mut before = None;
+            loop {
+                let page = e
+                    .list(&RunFilter {
+                        workflow: workflow.map(str::to_string),
+                        before: before.clone(),
+                        limit: Some(3),
+                        ..RunFilter::default()
+                    })
+                    .await
+                    .unwrap();
+                let Some(last) = page.last() else { break };
+                before = Some((last.created_at, last.id.clone()));
+                seen.extend(page.into_iter().map(|r| r.id));
+            }
+            let want: Vec<String> = all
+                .iter()
+                .filter(|r| workflow.is_none_or(|w| r.workflow == w))
+                .map(|r| r.id.clone())
+                .collect();
+            assert_eq!(seen.len(), expected);
+            assert_eq!(seen, want);
+        }
+    }
+}

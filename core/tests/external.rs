@@ -206,3 +206,61 @@ async fn a_cancel_request_reaches_the_external_driver() {
     assert_eq!(cancel.await.unwrap().unwrap().status, RunStatus::Cancelled);
     assert_eq!(run.status(), RunStatus::Cancelled);
 }
+
+#[tokio::test]
+async fn an_approval_gate_in_a_run_driven_from_outside() {
+    use miyabi::approval::{ApprovalGate, ApprovalStatus, Approver, Decision};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::sqlite(dir.path().join("runs.db")).unwrap();
+    let wf = Workflow::new("ext-gate")
+        .step("inc", Node::external(1))
+        .await_approval("review", ApprovalGate::new().approvers(["alice"]))
+        .then(
+            "after",
+            Node::external(1).input_schema(json!({"type": "object"})),
+        )
+        .commit()
+        .unwrap();
+    engine.register(&wf);
+    let handle_after = |t: &Task| match t {
+        Task::Step { path, input, .. } if path == "after" => Ok(json!({"got": input["data"]})),
+        _ => handler(t),
+    };
+    let mut run = engine.start_external(&wf, json!(1)).unwrap();
+    let out = drive(&mut run, &handle_after).await;
+    assert_eq!(out.status, RunStatus::Suspended);
+    assert_eq!(out.suspended[0].path, "review");
+    drop(run);
+
+    let approvals = engine.approvals();
+    let gate = approvals
+        .decide(
+            &out.id,
+            "review",
+            &Approver::new("alice"),
+            Decision::edit_and_approve(json!(41)),
+        )
+        .await
+        .unwrap();
+    // The tokio driver cannot run this workflow's steps: the decision waits for its driver.
+    assert_eq!(gate.status, ApprovalStatus::Approved);
+    assert!(!gate.delivered);
+    assert_eq!(
+        engine.get(&out.id).await.unwrap().unwrap().status,
+        RunStatus::Suspended
+    );
+    let mut resumed = approvals
+        .resume_external(&out.id, "review")
+        .unwrap()
+        .unwrap();
+    let done = drive(&mut resumed, &handle_after).await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.output, Some(json!({"got": 41})));
+    assert!(approvals.get(&out.id, "review").unwrap().delivered);
+    assert!(
+        approvals
+            .resume_external(&out.id, "review")
+            .unwrap()
+            .is_none()
+    );
+}

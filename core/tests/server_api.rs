@@ -129,7 +129,7 @@ impl Fixture {
 
     /// Polls a run until it has `status`.
     async fn wait_status(&self, id: &str, status: &str) -> Value {
-        for _ in 0..500 {
+        for _ in 0..3000 {
             let (_, v) = self.get(&format!("/api/runs/{id}")).await;
             if v["run"]["status"] == status {
                 return v;
@@ -756,8 +756,6 @@ async fn websocket_subscriptions_receive_run_list_changes_and_run_events() {
         .unwrap();
     let ack = recv(&mut ws).await;
     assert_eq!(ack, json!({ "type": "subscribed", "target": "runs" }));
-    // Let the feed take its first look before the run exists.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let (_, b) = f
         .post("/api/workflows/approve/runs", json!({ "input": "ws" }))
         .await;
@@ -863,6 +861,38 @@ async fn a_router_without_tokens_refuses_everyone_and_config_debug_hides_tokens(
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // CORS is off unless configured; configured, a listed origin's preflight is answered.
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    let app = miyabi::server::router(
+        Engine::in_memory(),
+        ServerConfig::new()
+            .token(TOKEN, Approver::new("alice"))
+            .cors(["http://dash.local"]),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum_serve(listener, app).await });
+    let r = http
+        .request(reqwest::Method::OPTIONS, format!("http://{addr}/api/runs"))
+        .header("origin", "http://dash.local")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "http://dash.local"
+    );
+    let r = http
+        .get(format!("http://{addr}/api/runs"))
+        .header("origin", "http://evil.local")
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
 }
 
 type Ws =

@@ -313,6 +313,63 @@ impl Approvals {
         Ok(applied)
     }
 
+    /// For runs driven outside Rust (the Node binding): hands a decided gate's output to its
+    /// suspended run and returns the run for the caller to drive; `None` when there is nothing
+    /// to hand over (pending, delivered already, or the run moved on). The gate is marked
+    /// delivered once its output is committed to the run.
+    pub fn resume_external(
+        &self,
+        run_id: &str,
+        gate: &str,
+    ) -> Result<Option<crate::ExternalRun>, ApprovalError> {
+        let a = self.get(run_id, gate)?;
+        let Some(output) = a.output.clone() else {
+            return Ok(None);
+        };
+        if a.delivered {
+            return Ok(None);
+        }
+        let status = self.engine.store().run(run_id)?.map(|r| r.status);
+        let run = match status {
+            Some(RunStatus::Suspended) => {
+                match self.engine.resume_gate_external(run_id, gate, output) {
+                    Ok(run) => Some(run),
+                    Err(EngineError::NotSuspended { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Some(s) if !s.is_terminal() => return Ok(None),
+            _ => None,
+        };
+        self.mark_delivered(run_id, gate)?;
+        Ok(run)
+    }
+
+    fn mark_delivered(&self, run_id: &str, gate: &str) -> Result<bool, ApprovalError> {
+        let store = self.store()?;
+        for _ in 0..CAS_ROUNDS {
+            let Some(cur) = store.gate(run_id, gate)? else {
+                return Ok(false);
+            };
+            if cur.delivered {
+                return Ok(false);
+            }
+            let mut next = cur.clone();
+            next.delivered = true;
+            next.version += 1;
+            next.deliveries.clear();
+            if store.update_gate(&GateUpdate {
+                expected_version: cur.version,
+                approval: next,
+                audit: Vec::new(),
+                deliveries: Vec::new(),
+            })? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Hands a decided gate's output to its run; returns whether the gate is now delivered.
     async fn deliver(&self, a: &Approval) -> Result<bool, ApprovalError> {
         let Some(output) = a.output.clone() else {
@@ -344,28 +401,7 @@ impl Approvals {
         if !done {
             return Ok(false);
         }
-        let store = self.store()?;
-        for _ in 0..CAS_ROUNDS {
-            let Some(cur) = store.gate(&a.run_id, &a.gate)? else {
-                return Ok(false);
-            };
-            if cur.delivered {
-                return Ok(false);
-            }
-            let mut next = cur.clone();
-            next.delivered = true;
-            next.version += 1;
-            next.deliveries.clear();
-            if store.update_gate(&GateUpdate {
-                expected_version: cur.version,
-                approval: next,
-                audit: Vec::new(),
-                deliveries: Vec::new(),
-            })? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        self.mark_delivered(&a.run_id, &a.gate)
     }
 
     /// Sends one due notification; `None` when no notifier with its key exists in this

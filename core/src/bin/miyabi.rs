@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use miyabi::approval::{Approval, ApprovalFilter, ApprovalStatus, Approver, Decision};
 use miyabi::server::{ServerConfig, serve};
-use miyabi::{Engine, Run, RunFilter, RunStatus, StepRecord};
+use miyabi::{Engine, Run, RunFilter, RunStatus, RunSummary, StepRecord};
 use serde_json::json;
 
 /// Command line of `miyabi`.
@@ -206,13 +206,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 })
                 .transpose()?;
             let runs = engine
-                .list(&RunFilter {
+                .store()
+                .list_run_summaries(&RunFilter {
                     workflow: a.workflow,
                     status,
                     limit: Some(a.limit),
                     ..RunFilter::default()
                 })
-                .await?;
+                .map_err(miyabi::EngineError::from)?;
             if cli.json {
                 println!("{}", json!({ "runs": runs }));
             } else {
@@ -368,7 +369,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn print_runs(runs: &[Run]) {
+fn print_runs(runs: &[RunSummary]) {
     if runs.is_empty() {
         println!("no runs");
         return;

@@ -41,7 +41,6 @@ pub(crate) use error::ApiError;
 pub use error::ServerError;
 
 use crate::Engine;
-use crate::workflow::Run;
 
 /// The default address of [`serve`]: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";
@@ -52,7 +51,7 @@ pub(crate) struct Shared {
     /// Fired when the server shuts down: ends every stream.
     pub(crate) shutdown: CancellationToken,
     /// The run-list feed of WebSocket subscribers, while anyone listens.
-    pub(crate) runs_feed: Mutex<Option<tokio::sync::broadcast::Sender<Arc<Run>>>>,
+    pub(crate) runs_feed: Mutex<Option<tokio::sync::broadcast::Sender<Arc<crate::RunSummary>>>>,
 }
 
 pub(crate) type AppState = Arc<Shared>;

@@ -383,7 +383,7 @@ fn schemas() -> Value {
             "properties": {
                 "id": { "type": "string" },
                 "workflow": { "type": "string" },
-                "status": status,
+                "status": status.clone(),
                 "input": {},
                 "output": {},
                 "error": { "type": ["string", "null"] },
@@ -392,11 +392,22 @@ fn schemas() -> Value {
                 "updated_at": { "type": "integer" }
             }
         },
+        "RunSummary": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string" },
+                "workflow": { "type": "string" },
+                "status": status,
+                "error": { "type": ["string", "null"] },
+                "created_at": { "type": "integer" },
+                "updated_at": { "type": "integer" }
+            }
+        },
         "RunEnvelope": { "type": "object", "properties": { "run": schema_ref("Run") } },
         "RunPage": {
             "type": "object",
             "properties": {
-                "runs": { "type": "array", "items": schema_ref("Run") },
+                "runs": { "type": "array", "items": schema_ref("RunSummary") },
                 "next_cursor": { "type": ["string", "null"] }
             }
         },

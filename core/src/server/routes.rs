@@ -155,7 +155,7 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
 async fn list_runs(
     State(s): State<AppState>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
@@ -177,14 +177,24 @@ async fn list_runs(
         limit: Some(limit + 1),
         ..RunFilter::default()
     };
-    let mut runs = s.engine.list(&filter).await?;
+    let mut runs = s.engine.store().list_run_summaries(&filter)?;
     let next = if runs.len() > limit {
         runs.truncate(limit);
         runs.last().map(|r| encode_cursor(r.created_at, &r.id))
     } else {
         None
     };
-    Ok(Json(json!({ "runs": runs, "next_cursor": next })))
+    Ok(Json(RunPage {
+        runs,
+        next_cursor: next,
+    }))
+}
+
+/// A page of `GET /api/runs`, serialized straight into the response body.
+#[derive(serde::Serialize)]
+struct RunPage {
+    runs: Vec<crate::RunSummary>,
+    next_cursor: Option<String>,
 }
 
 async fn get_run(

@@ -17,7 +17,8 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::{ApiError, AppState};
 use crate::error::EngineError;
-use crate::workflow::{EventKind, Run, RunEvent};
+use crate::store::RunSummary;
+use crate::workflow::{EventKind, RunEvent};
 
 /// Sends `run`'s events from `next` on into `sink` (wrapped by `wrap`): the stored ones, then
 /// live ones while the run executes in this engine, and — while it is suspended or driven by
@@ -261,7 +262,7 @@ async fn handle_message(
     Some(json!({ "type": "subscribed", "target": target }))
 }
 
-type Feed = Option<broadcast::Sender<Arc<Run>>>;
+type Feed = Option<broadcast::Sender<Arc<RunSummary>>>;
 
 fn lock_feed(state: &AppState) -> std::sync::MutexGuard<'_, Feed> {
     state
@@ -271,25 +272,79 @@ fn lock_feed(state: &AppState) -> std::sync::MutexGuard<'_, Feed> {
 }
 
 /// Subscribes to the run-list feed, starting its poller if nobody listened before.
-fn runs_feed(state: &AppState) -> broadcast::Receiver<Arc<Run>> {
+fn runs_feed(state: &AppState) -> broadcast::Receiver<Arc<RunSummary>> {
     let mut feed = lock_feed(state);
     if let Some(tx) = feed.as_ref() {
         return tx.subscribe();
     }
     let (tx, rx) = broadcast::channel(1024);
     *feed = Some(tx.clone());
+    // The first look is taken before the subscription is acknowledged, so every run created
+    // after the acknowledgement is reported.
+    let known = snapshot(state, None);
     drop(feed);
-    tokio::spawn(poll_runs(Arc::clone(state), tx));
+    tokio::spawn(poll_runs(Arc::clone(state), tx, known));
     rx
 }
 
-/// Watches the store for run-list changes: new runs and status changes. Every tick it reads
-/// the newest runs and every running or suspended one (indexed reads); a run that changes was
-/// either new or non-terminal before, so nothing is missed. Stops when nobody listens.
-async fn poll_runs(state: AppState, tx: broadcast::Sender<Arc<Run>>) {
-    let key = |r: &Run| (r.status, r.updated_at);
-    let mut known: Option<HashMap<String, (crate::RunStatus, i64)>> = None;
+type Known = HashMap<String, (crate::RunStatus, i64)>;
+
+fn key(r: &RunSummary) -> (crate::RunStatus, i64) {
+    (r.status, r.updated_at)
+}
+
+/// The newest runs and every running or suspended one (indexed reads), plus the runs of
+/// `prev` that were not finished and left those lists (read one by one).
+fn snapshot(state: &AppState, prev: Option<&Known>) -> HashMap<String, RunSummary> {
+    let mut seen: HashMap<String, RunSummary> = HashMap::new();
+    let filters = [
+        crate::RunFilter {
+            limit: Some(200),
+            ..Default::default()
+        },
+        crate::RunFilter {
+            status: Some(crate::RunStatus::Running),
+            limit: Some(2000),
+            ..Default::default()
+        },
+        crate::RunFilter {
+            status: Some(crate::RunStatus::Suspended),
+            limit: Some(2000),
+            ..Default::default()
+        },
+    ];
+    for f in &filters {
+        if let Ok(runs) = state.engine.store().list_run_summaries(f) {
+            for r in runs {
+                seen.insert(r.id.clone(), r);
+            }
+        }
+    }
+    for (id, (status, _)) in prev.into_iter().flatten() {
+        if !status.is_terminal()
+            && !seen.contains_key(id)
+            && let Ok(Some(r)) = state.engine.store().run(id)
+        {
+            seen.insert(id.clone(), RunSummary::from(r));
+        }
+    }
+    seen
+}
+
+/// Watches the store for run-list changes: new runs and status changes. A run that changes
+/// was either new or not finished before, and [`snapshot`] reads both kinds, so nothing is
+/// missed. Stops when nobody listens.
+async fn poll_runs(
+    state: AppState,
+    tx: broadcast::Sender<Arc<RunSummary>>,
+    first: HashMap<String, RunSummary>,
+) {
+    let mut known: Known = first.values().map(|r| (r.id.clone(), key(r))).collect();
     loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(state.config.poll) => {}
+        }
         {
             let mut feed = lock_feed(&state);
             if tx.receiver_count() == 0 || state.shutdown.is_cancelled() {
@@ -297,53 +352,15 @@ async fn poll_runs(state: AppState, tx: broadcast::Sender<Arc<Run>>) {
                 return;
             }
         }
-        let mut seen: HashMap<String, Run> = HashMap::new();
-        let filters = [
-            crate::RunFilter {
-                limit: Some(200),
-                ..Default::default()
-            },
-            crate::RunFilter {
-                status: Some(crate::RunStatus::Running),
-                limit: Some(2000),
-                ..Default::default()
-            },
-            crate::RunFilter {
-                status: Some(crate::RunStatus::Suspended),
-                limit: Some(2000),
-                ..Default::default()
-            },
-        ];
-        for f in &filters {
-            if let Ok(runs) = state.engine.list(f).await {
-                for r in runs {
-                    seen.insert(r.id.clone(), r);
-                }
-            }
+        let seen = snapshot(&state, Some(&known));
+        let mut changed: Vec<&RunSummary> = seen
+            .values()
+            .filter(|r| known.get(&r.id) != Some(&key(r)))
+            .collect();
+        changed.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+        for r in changed {
+            let _ = tx.send(Arc::new(r.clone()));
         }
-        if let Some(prev) = &known {
-            // Non-terminal runs that left the lists: read them directly.
-            for (id, (status, _)) in prev {
-                if !status.is_terminal()
-                    && !seen.contains_key(id)
-                    && let Ok(Some(r)) = state.engine.get(id).await
-                {
-                    seen.insert(id.clone(), r);
-                }
-            }
-            let mut changed: Vec<&Run> = seen
-                .values()
-                .filter(|r| prev.get(&r.id) != Some(&key(r)))
-                .collect();
-            changed.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
-            for r in changed {
-                let _ = tx.send(Arc::new(r.clone()));
-            }
-        }
-        known = Some(seen.values().map(|r| (r.id.clone(), key(r))).collect());
-        tokio::select! {
-            _ = state.shutdown.cancelled() => {}
-            _ = tokio::time::sleep(state.config.poll) => {}
-        }
+        known = seen.values().map(|r| (r.id.clone(), key(r))).collect();
     }
 }

@@ -105,6 +105,9 @@ impl Store for FaultInjectingStore {
     fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
         self.inner.list_runs(f)
     }
+    fn list_run_summaries(&self, f: &RunFilter) -> Result<Vec<super::RunSummary>, StoreError> {
+        self.inner.list_run_summaries(f)
+    }
     fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
         self.inner.steps(run)
     }

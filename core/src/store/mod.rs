@@ -101,6 +101,36 @@ pub struct RunRecord {
     pub lease_until: Option<i64>,
 }
 
+/// A run without its input and output, as listings show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub id: String,
+    /// Workflow id.
+    pub workflow: String,
+    /// Current status.
+    pub status: RunStatus,
+    /// The run's error, once failed or cancelled.
+    pub error: Option<String>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at: i64,
+    /// Last status change, milliseconds since the Unix epoch.
+    pub updated_at: i64,
+}
+
+impl From<RunRecord> for RunSummary {
+    fn from(r: RunRecord) -> Self {
+        Self {
+            id: r.id,
+            workflow: r.workflow,
+            status: r.status,
+            error: r.error,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
 /// What a step record stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -306,6 +336,15 @@ pub trait Store: Send + Sync + 'static {
     fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// Lists runs, newest first.
     fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+    /// Lists runs without their input and output, newest first (for listings: the SQLite
+    /// store neither reads nor decodes the JSON columns).
+    fn list_run_summaries(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        Ok(self
+            .list_runs(filter)?
+            .into_iter()
+            .map(RunSummary::from)
+            .collect())
+    }
     /// All step records of a run.
     fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError>;
     /// The run's shared state.

@@ -8,7 +8,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::Value;
 
 use super::{
-    Batch, Claim, RecordKind, RunFilter, RunRecord, RunStatus, StepRecord, StepStatus, Store,
+    Batch, Claim, RecordKind, RunFilter, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus,
+    Store,
 };
 use crate::error::StoreError;
 use crate::workflow::RunEvent;
@@ -109,8 +110,15 @@ const MIGRATIONS: &[&str] = &[
 /// ```
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// Read-only connections for reads outside transactions (a file database in WAL mode:
+    /// readers never block the writer nor each other); empty for in-memory databases.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
     pub(super) path: String,
 }
+
+/// How many read-only connections a file database gets.
+const READERS: usize = 4;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,7 +133,25 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let shown = path.as_ref().display().to_string();
         let conn = Connection::open(path.as_ref()).map_err(|e| map_err(&shown, e))?;
-        Self::init(conn, shown)
+        let mut store = Self::init(conn, shown)?;
+        let wal = store
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .map_err(|e| map_err(&store.path, e))?;
+        if wal == "wal" {
+            for _ in 0..READERS {
+                let r = Connection::open_with_flags(
+                    path.as_ref(),
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| map_err(&store.path, e))?;
+                r.busy_timeout(Duration::from_secs(5))
+                    .map_err(|e| map_err(&store.path, e))?;
+                store.readers.push(Mutex::new(r));
+            }
+        }
+        Ok(store)
     }
 
     /// Opens a private in-memory SQLite database (for tests and benchmarks).
@@ -149,6 +175,8 @@ impl SqliteStore {
             .map_err(e)?;
         let store = Self {
             conn: Mutex::new(conn),
+            readers: Vec::new(),
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
             path,
         };
         store.migrate()?;
@@ -177,6 +205,28 @@ impl SqliteStore {
             tx.commit().map_err(e)?;
         }
         Ok(())
+    }
+
+    /// A connection for a read outside any transaction: a free reader (round robin), else
+    /// the writer when there are no readers.
+    pub(super) fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        if n == 0 {
+            return self.lock();
+        }
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(g) => return g,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[start % n]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -353,7 +403,7 @@ impl Store for SqliteStore {
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let raw = {
-            let conn = self.lock();
+            let conn = self.read();
             conn.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
                 .and_then(|mut s| s.query_row([id], raw_run).optional())
                 .map_err(|e| map_err(&self.path, e))?
@@ -362,40 +412,10 @@ impl Store for SqliteStore {
     }
 
     fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
-        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1=1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(w) = &f.workflow {
-            args.push(w.clone().into());
-            sql.push_str(&format!(" AND workflow = ?{}", args.len()));
-        }
-        if let Some(s) = f.status {
-            args.push(s.as_str().to_string().into());
-            sql.push_str(&format!(" AND status = ?{}", args.len()));
-        }
-        if let Some(t) = f.created_after {
-            args.push(t.into());
-            sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
-        }
-        if let Some(t) = f.created_before {
-            args.push(t.into());
-            sql.push_str(&format!(" AND created_at < ?{}", args.len()));
-        }
-        if let Some((t, id)) = &f.before {
-            args.push((*t).into());
-            args.push(id.clone().into());
-            let n = args.len();
-            sql.push_str(&format!(" AND (created_at, id) < (?{}, ?{n})", n - 1));
-        }
-        sql.push_str(" ORDER BY created_at DESC, id DESC");
-        // The limit is a parameter (-1: none), so one statement per filter shape is cached.
-        args.push(
-            f.limit
-                .map_or(-1, |l| l.min(i64::MAX as usize) as i64)
-                .into(),
-        );
-        sql.push_str(&format!(" LIMIT ?{}", args.len()));
+        let (tail, args) = filter_sql(f);
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs {tail}");
         let raws = {
-            let conn = self.lock();
+            let conn = self.read();
             let mut stmt = conn
                 .prepare_cached(&sql)
                 .map_err(|e| map_err(&self.path, e))?;
@@ -404,6 +424,48 @@ impl Store for SqliteStore {
                 .map_err(|e| map_err(&self.path, e))?
         };
         raws.into_iter().map(|r| self.decode_run(r)).collect()
+    }
+
+    fn list_run_summaries(&self, f: &RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        let (tail, args) = filter_sql(f);
+        let sql =
+            format!("SELECT id, workflow, status, error, created_at, updated_at FROM runs {tail}");
+        let conn = self.read();
+        let mut stmt = conn
+            .prepare_cached(&sql)
+            .map_err(|e| map_err(&self.path, e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| map_err(&self.path, e))?;
+        drop(stmt);
+        drop(conn);
+        rows.into_iter()
+            .map(|(id, workflow, status, error, created_at, updated_at)| {
+                let status = RunStatus::parse(&status).ok_or_else(|| StoreError::Decode {
+                    path: self.path.clone(),
+                    place: format!("runs[{id}]"),
+                    message: format!("unknown status `{status}`"),
+                })?;
+                Ok(RunSummary {
+                    id,
+                    workflow,
+                    status,
+                    error,
+                    created_at,
+                    updated_at,
+                })
+            })
+            .collect()
     }
 
     fn steps(&self, run: &str) -> Result<Vec<StepRecord>, StoreError> {
@@ -419,7 +481,7 @@ impl Store for SqliteStore {
             i64,
         );
         let raws: Vec<Raw> = {
-            let conn = self.lock();
+            let conn = self.read();
             conn.prepare_cached(
                 "SELECT path, kind, status, output, error, payload, resume, attempt, updated_at
                  FROM steps WHERE run_id = ?1",
@@ -469,7 +531,7 @@ impl Store for SqliteStore {
 
     fn state(&self, run: &str) -> Result<Vec<(String, Value)>, StoreError> {
         let raws: Vec<(String, String)> = {
-            let conn = self.lock();
+            let conn = self.read();
             conn.prepare_cached("SELECT key, value FROM run_state WHERE run_id = ?1")
                 .and_then(|mut s| {
                     s.query_map([run], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -487,7 +549,7 @@ impl Store for SqliteStore {
 
     fn events(&self, run: &str, from: u64, limit: usize) -> Result<Vec<RunEvent>, StoreError> {
         let raws: Vec<(i64, i64, String)> = {
-            let conn = self.lock();
+            let conn = self.read();
             conn.prepare_cached(
                 "SELECT seq, at, body FROM events WHERE run_id = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
             )
@@ -517,7 +579,7 @@ impl Store for SqliteStore {
     }
 
     fn last_seq(&self, run: &str) -> Result<u64, StoreError> {
-        let conn = self.lock();
+        let conn = self.read();
         conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1")
             .and_then(|mut s| s.query_row([run], |r| r.get::<_, i64>(0)))
             .map(|v| v as u64)
@@ -556,6 +618,43 @@ impl Store for SqliteStore {
         .map(|_| ())
         .map_err(|e| map_err(&self.path, e))
     }
+}
+
+/// The `WHERE ... ORDER BY ... LIMIT ...` of a run listing and its parameters. The limit is a
+/// parameter (-1: none), so one statement per filter shape is cached.
+fn filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("WHERE 1=1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(w) = &f.workflow {
+        args.push(w.clone().into());
+        sql.push_str(&format!(" AND workflow = ?{}", args.len()));
+    }
+    if let Some(s) = f.status {
+        args.push(s.as_str().to_string().into());
+        sql.push_str(&format!(" AND status = ?{}", args.len()));
+    }
+    if let Some(t) = f.created_after {
+        args.push(t.into());
+        sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
+    }
+    if let Some(t) = f.created_before {
+        args.push(t.into());
+        sql.push_str(&format!(" AND created_at < ?{}", args.len()));
+    }
+    if let Some((t, id)) = &f.before {
+        args.push((*t).into());
+        args.push(id.clone().into());
+        let n = args.len();
+        sql.push_str(&format!(" AND (created_at, id) < (?{}, ?{n})", n - 1));
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC");
+    args.push(
+        f.limit
+            .map_or(-1, |l| l.min(i64::MAX as usize) as i64)
+            .into(),
+    );
+    sql.push_str(&format!(" LIMIT ?{}", args.len()));
+    (sql, args)
 }
 
 /// Maps a SQLite error to the store's typed error, keeping SQLite's message.

@@ -639,6 +639,11 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
+    /// Whether some of its code runs outside Rust (its runs need an [`crate::ExternalRun`]).
+    pub(crate) fn is_external(&self) -> bool {
+        self.nodes.iter().any(|n| n.handle.is_some())
+    }
+
     pub(crate) fn node(&self, i: usize) -> &NodeDef {
         // Indices come from the builder and are always in range.
         &self.nodes[i]

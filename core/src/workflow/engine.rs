@@ -876,6 +876,16 @@ impl Engine {
         path: &str,
         output: Value,
     ) -> Result<(), EngineError> {
+        if let Some(record) = self.inner.store.run(run_id)?
+            && self.graph_for(&record)?.is_external()
+        {
+            // Its steps run outside Rust: its driver resumes it (`Approvals::resume_external`).
+            return Err(EngineError::InvalidState {
+                run: run_id.to_string(),
+                status: "driven outside Rust".into(),
+                operation: format!("resume gate `{path}` on the tokio driver"),
+            });
+        }
         let (core, actions) = self.prepare_resume(run_id, path, output, true)?;
         let active = self.activate(&core);
         let engine = self.clone();

@@ -137,6 +137,18 @@ impl Engine {
         Ok(self.external(core, actions))
     }
 
+    /// Resumes a run suspended at an approval gate with the gate's decision, for the caller
+    /// to drive (see [`crate::approval::Approvals::resume_external`]).
+    pub(crate) fn resume_gate_external(
+        &self,
+        run_id: &str,
+        path: &str,
+        output: Value,
+    ) -> Result<ExternalRun, EngineError> {
+        let (core, actions) = self.prepare_resume(run_id, path, output, true)?;
+        Ok(self.external(core, actions))
+    }
+
     /// Claims runs left running by a dead process (as [`Engine::recover`]) for the caller to
     /// drive.
     pub fn recover_external(&self) -> Result<Vec<ExternalRun>, EngineError> {
