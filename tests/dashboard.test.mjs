@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = process.env.MIYABI_CHROMIUM || '/usr/bin/chromium';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function hasCargo() {
@@ -189,6 +189,17 @@ test('dashboard: sign in, edit and approve a gate, run finishes with the edited 
   await page.getByRole('button', { name: 'Edit & approve' }).click();
   await fieldError.filter({ hasText: 'Not valid JSON' }).waitFor();
 
+  // A second tab on the same gate, without live updates (its WebSocket never reaches the
+  // server), so it still offers the decision after the first tab decided: its click gets 409.
+  const stale = await browser.newPage();
+  stale.on('pageerror', (e) => problems.push(`page error (second tab): ${e.message}`));
+  await stale.routeWebSocket(/\/api\/ws/, () => {});
+  await stale.goto(page.url());
+  // The token lives in the tab's sessionStorage: a new tab signs in again, then shows the page.
+  await stale.getByLabel('API token').fill(info.token);
+  await stale.getByRole('button', { name: 'Sign in' }).click();
+  await stale.getByRole('button', { name: 'Approve', exact: true }).waitFor();
+
   // The edit that goes through.
   const edited = { ...original, version: '1.4.1', replicas: 3 };
   await data.fill(JSON.stringify(edited, null, 2));
@@ -198,6 +209,12 @@ test('dashboard: sign in, edit and approve a gate, run finishes with the edited 
   await page.locator('#gate-status .pill', { hasText: 'approved' }).waitFor();
   await page.getByRole('row', { name: /alice.*approved.*yes/ }).first().waitFor();
   await page.getByRole('row', { name: /alice.*edited-and-approved/ }).first().waitFor();
+
+  // The stale tab: its approval conflicts, and it says who decided.
+  await stale.getByRole('button', { name: 'Approve', exact: true }).click();
+  await stale.locator('.conflict', { hasText: 'Already decided: approved by alice' }).waitFor();
+  await stale.locator('#gate-status .pill', { hasText: 'approved' }).waitFor();
+  await stale.close();
 
   // The process reports the run's output: the edited data.
   const finished = await ex.line((v) => 'finished' in v);

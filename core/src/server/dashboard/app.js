@@ -1055,14 +1055,30 @@ async function gateView(ctx) {
         dataArea.setAttribute('aria-invalid', 'true');
         dataArea.focus();
       } else if (e.status === 409) {
-        add(result, h('div', { class: 'error-box conflict', role: 'alert' }, h('strong', { text: 'Already decided. ' }), e.message));
+        // Decided meanwhile (by someone else, the deadline, or in another tab), or this
+        // identity already voted: show the gate as it is now, with who decided it.
         try {
           a = await loadGate();
           audit = await loadAudit();
         } catch {
           /* keep what is shown */
         }
-        if (!ctx.stale()) renderSide();
+        if (ctx.stale()) return;
+        const by = (a.votes || []).map((v) => v.by).join(', ');
+        const box =
+          a.status === 'pending'
+            ? h('div', { class: 'error-box conflict', role: 'alert' }, h('strong', { text: 'Conflict: ' }), e.message)
+            : h(
+                'div',
+                { class: 'error-box conflict', role: 'alert' },
+                h('strong', { text: 'Already decided: ' }),
+                `${a.status}${by ? ` by ${by}` : ''}. `,
+                h('span', { class: 'muted small', text: e.message }),
+              );
+        if (a.status === 'pending') {
+          add(result, box);
+          renderSide();
+        } else renderPage(box);
       } else if (e.status === 403) {
         add(result, h('div', { class: 'error-box', role: 'alert' }, h('strong', { text: 'Not allowed. ' }), e.message));
       } else {
@@ -1119,7 +1135,7 @@ async function gateView(ctx) {
       : h(
           'div',
           {},
-          notice ? h('div', { class: 'notice ok', role: 'status', text: notice }) : null,
+          notice instanceof Node ? notice : notice ? h('div', { class: 'notice ok', role: 'status', text: notice }) : null,
           h('p', {}, `This gate was ${a.status}`, a.decided_at ? [' at ', time(a.decided_at)] : null, '.'),
           jsonDetails('Data as decided', a.data, true),
           a.output !== undefined && a.output !== null ? jsonDetails('Gate output (what the next step receives)', a.output) : null,
