@@ -165,6 +165,38 @@ test('dashboard: sign in, edit and approve a gate, run finishes with the edited 
   await page.locator('#live.on').waitFor();
   await shot('runs.png');
 
+  // Live: a run started elsewhere appears on the open first page, without a reload.
+  const api = async (method, path, body) => {
+    const r = await fetch(`${info.url}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${info.token}` },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    assert.ok(r.ok, `${method} ${path}: ${r.status}`);
+    return r.json();
+  };
+  await page.evaluate(() => {
+    window.stillTheSamePage = true;
+  });
+  const started = await api('POST', '/api/workflows/report/runs', { input: { day: '2025-06-04' } });
+  await page.locator(`tr[data-run="${started.id}"] .pill`, { hasText: 'succeeded' }).waitFor();
+  assert.equal(await page.evaluate(() => window.stillTheSamePage), true);
+
+  // Paging with the API's cursor: 25 more runs make two pages of succeeded runs.
+  for (let i = 0; i < 25; i++) await api('POST', '/api/workflows/report/runs', { input: { day: `2025-07-${i + 1}` } });
+  await page.getByRole('navigation', { name: 'Filter runs by status' }).getByRole('link', { name: 'succeeded' }).click();
+  const rows = page.locator('table.runs tbody tr');
+  await page.getByRole('link', { name: 'Older →' }).waitFor();
+  assert.equal(await rows.count(), 25);
+  await page.getByRole('link', { name: 'Older →' }).click();
+  await page.getByRole('link', { name: '← Newer' }).waitFor();
+  const older = await rows.count();
+  assert.ok(older >= 3 && older < 25, `second page has ${older} rows`);
+  assert.equal(await page.locator('table.runs tbody tr .pill', { hasText: 'succeeded' }).count(), older);
+  await page.getByRole('link', { name: '← Newer' }).click();
+  await page.getByRole('link', { name: 'Older →' }).waitFor();
+  assert.equal(await rows.count(), 25);
+
   // The inbox, then the gate (the link has the notifications' form).
   await page.getByRole('link', { name: 'Approvals' }).click();
   await page.getByRole('heading', { name: 'Approval inbox' }).waitFor();
