@@ -19,6 +19,7 @@
 //! ```
 
 mod config;
+mod dashboard;
 mod error;
 mod openapi;
 mod routes;
@@ -79,6 +80,7 @@ fn router_with(engine: Engine, config: ServerConfig, shutdown: CancellationToken
     ));
     let mut app = routes::public()
         .merge(protected)
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::disable())

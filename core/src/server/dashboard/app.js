@@ -1,0 +1,1262 @@
+// The Miyabi dashboard: runs, run details with the workflow graph, the approval inbox and
+// gates, and the audit trail. Plain JavaScript, no framework, no build step.
+//
+// Safety: every piece of data goes into the page with textContent or setAttribute (no HTML is
+// ever parsed from strings), external links must be http(s), and the page runs under a strict CSP.
+
+import { nodeStatuses, pathPattern, pathStatuses, renderGraph, STATUSES } from './graph.js';
+
+const TOKEN_KEY = 'miyabi.token';
+const RUN_STATUSES = ['running', 'suspended', 'succeeded', 'failed', 'cancelled'];
+const PAGE_SIZE = 25;
+
+const view = document.getElementById('view');
+const whoEl = document.getElementById('who');
+const liveEl = document.getElementById('live');
+const signoutBtn = document.getElementById('signout');
+const toastEl = document.getElementById('toast');
+
+let token = sessionStorage.getItem(TOKEN_KEY) || '';
+let me = null;
+let cleanup = null; // the current view's teardown
+let generation = 0; // bumps on every navigation; stale async work checks it
+
+// ---------------------------------------------------------------------------------------
+// DOM helpers
+
+/**
+ * Creates an element. `props`: `class`, `text` (textContent), `on` ({event: fn}), any other
+ * key is set as an attribute (booleans add/omit it). Children: nodes, strings (as text),
+ * arrays, or null/undefined/false (skipped).
+ */
+function h(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'text') e.textContent = String(v);
+    else if (k === 'on') for (const [ev, fn] of Object.entries(v)) e.addEventListener(ev, fn);
+    else if (k === 'value') e.value = v;
+    else if (v === true) e.setAttribute(k, '');
+    else e.setAttribute(k, String(v));
+  }
+  append(e, children);
+  return e;
+}
+
+function append(parent, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    parent.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return parent;
+}
+
+function clear(e) {
+  while (e.firstChild) e.firstChild.remove();
+  return e;
+}
+
+/** Replaces an element's children (same child rules as h()). */
+function fill(e, ...children) {
+  return append(clear(e), children);
+}
+
+/** Appends children (same rules as h(): null and false are skipped, never shown). */
+function add(e, ...children) {
+  return append(e, children);
+}
+
+/** An internal hash link: `#/a/b` from raw segments, each percent-encoded. */
+function route(...segments) {
+  return `#/${segments.map((s) => encodeURIComponent(String(s))).join('/')}`;
+}
+
+function gateRoute(run, gate) {
+  return route('approvals', run, gate);
+}
+
+/** An external link's URL, only when it is http or https. */
+function safeUrl(u) {
+  try {
+    const url = new URL(String(u), location.href);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function pretty(v) {
+  if (v === undefined) return '';
+  try {
+    return JSON.stringify(v, null, 2);
+  } catch {
+    return String(v);
+  }
+}
+
+function jsonBlock(v, label) {
+  return h('pre', { class: 'json', tabindex: 0, 'aria-label': label || 'JSON' }, pretty(v));
+}
+
+/** A collapsible JSON value. */
+function jsonDetails(summary, v, open = false) {
+  return h('details', { class: 'json-details', open }, h('summary', { text: summary }), jsonBlock(v, summary));
+}
+
+function time(ms) {
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) return h('span', { class: 'muted', text: '—' });
+  const d = new Date(ms);
+  return h('time', {
+    datetime: d.toISOString(),
+    title: d.toISOString(),
+    text: d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' }),
+  });
+}
+
+function pill(status, kind = 'st') {
+  const s = String(status ?? 'unknown');
+  return h('span', { class: `pill ${kind}-${s.replace(/[^a-z-]/g, '')}`, text: s });
+}
+
+function heading(text, extra) {
+  return h('h1', { tabindex: -1 }, text, extra);
+}
+
+function section(title, ...content) {
+  const id = `sec-${title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
+  return h('section', { class: 'card', 'aria-labelledby': id }, h('h2', { id, text: title }), content);
+}
+
+function table(caption, headers, rows) {
+  return h(
+    'table',
+    {},
+    h('caption', { class: 'sr-only', text: caption }),
+    h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col', text: t })))),
+    h('tbody', {}, rows),
+  );
+}
+
+function toast(msg, kind = 'info') {
+  toastEl.textContent = msg;
+  toastEl.className = `toast show ${kind}`;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => {
+    toastEl.className = 'toast';
+  }, 4000);
+}
+
+function errorBox(err) {
+  return h('div', { class: 'error-box', role: 'alert' }, err instanceof ApiError ? err.describe() : String(err?.message || err));
+}
+
+function debounce(fn, ms) {
+  let t = null;
+  return (...args) => {
+    clearTimeout(t);
+    t = setTimeout(() => fn(...args), ms);
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// API
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = e.code || 'error';
+    this.body = body;
+    this.pointer = typeof e.pointer === 'string' ? e.pointer : pointerFrom(e.message);
+  }
+
+  describe() {
+    return `${this.message} (${this.status} ${this.code})`;
+  }
+}
+
+/** The JSON pointer named in a validation message (`... violates its schema at `/x`: ...`). */
+function pointerFrom(message) {
+  const m = /at `([^`]*)`/.exec(String(message || ''));
+  return m ? m[1] : null;
+}
+
+async function api(path, { method = 'GET', body, query } = {}) {
+  let url = path;
+  if (query) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') q.set(k, String(v));
+    const s = q.toString();
+    if (s) url += `?${s}`;
+  }
+  const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: 'no-store',
+    credentials: 'omit',
+  });
+  let data = null;
+  const text = await res.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { error: { code: 'bad-response', message: text.slice(0, 300) } };
+    }
+  }
+  if (res.status === 401) {
+    signOut('The server did not accept the token. Sign in again.');
+    throw new ApiError(401, data);
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+const enc = encodeURIComponent;
+
+// ---------------------------------------------------------------------------------------
+// Live updates: one WebSocket (`/api/ws?access_token=`), resubscribed after reconnects.
+
+const live = {
+  ws: null,
+  subs: new Map(), // target -> { handler, from }
+  retry: 0,
+  timer: null,
+
+  connect() {
+    if (!token || this.ws) return;
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${scheme}//${location.host}/api/ws?access_token=${enc(token)}`);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.retry = 0;
+      setLive(true);
+      for (const [target, s] of this.subs) this.send(target, s.from);
+    };
+    ws.onmessage = (m) => {
+      let msg;
+      try {
+        msg = JSON.parse(m.data);
+      } catch {
+        return;
+      }
+      if (msg.type === 'run') this.subs.get('runs')?.handler(msg.run);
+      else if (msg.type === 'event' && msg.event) {
+        const s = this.subs.get(msg.run);
+        if (s) {
+          s.from = Math.max(s.from || 1, (msg.event.seq || 0) + 1);
+          s.handler(msg.event);
+        }
+      }
+    };
+    ws.onclose = () => {
+      if (this.ws === ws) this.ws = null;
+      setLive(false);
+      if (!token) return;
+      const delay = Math.min(10000, 500 * 2 ** this.retry++);
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.connect(), delay);
+    };
+  },
+
+  send(target, from) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      const msg = { subscribe: target };
+      if (from) msg.from = from;
+      this.ws.send(JSON.stringify(msg));
+    }
+  },
+
+  subscribe(target, handler, from) {
+    this.subs.set(target, { handler, from });
+    this.connect();
+    this.send(target, from);
+    return () => this.unsubscribe(target, handler);
+  },
+
+  unsubscribe(target, handler) {
+    const s = this.subs.get(target);
+    if (!s || (handler && s.handler !== handler)) return;
+    this.subs.delete(target);
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ unsubscribe: target }));
+  },
+
+  close() {
+    clearTimeout(this.timer);
+    this.subs.clear();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
+    setLive(false);
+  },
+};
+
+function setLive(on) {
+  liveEl.textContent = on ? 'live' : 'offline';
+  liveEl.className = on ? 'live on' : 'live';
+}
+
+// ---------------------------------------------------------------------------------------
+// Session
+
+function signOut(message) {
+  token = '';
+  me = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  live.close();
+  whoEl.textContent = '';
+  signoutBtn.hidden = true;
+  renderSignIn(message);
+}
+
+function renderSignIn(message) {
+  generation++;
+  if (cleanup) cleanup();
+  cleanup = null;
+  const input = h('input', {
+    id: 'token',
+    name: 'token',
+    type: 'password',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    required: true,
+    'aria-describedby': 'token-help',
+  });
+  const err = h('p', { id: 'signin-error', class: 'field-error', role: 'alert' }, message || '');
+  const form = h(
+    'form',
+    { class: 'card signin' },
+    heading('Sign in'),
+    h('label', { for: 'token', text: 'API token' }),
+    input,
+    h('p', {
+      id: 'token-help',
+      class: 'help',
+      text: 'The token stays in this browser tab only (session storage) and is sent to this server as a bearer token.',
+    }),
+    err,
+    h('button', { type: 'submit', class: 'primary', text: 'Sign in' }),
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const t = input.value.trim();
+    if (!t) return;
+    token = t;
+    try {
+      me = await api('/api/me');
+    } catch (e) {
+      token = '';
+      err.textContent = e instanceof ApiError && e.status === 401 ? 'This token was not accepted.' : `Cannot reach the server: ${e.message}`;
+      input.focus();
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    showIdentity();
+    render();
+  });
+  fill(view, form);
+  input.focus();
+}
+
+function showIdentity() {
+  whoEl.textContent = me ? `${me.id}${me.teams && me.teams.length ? ` (${me.teams.join(', ')})` : ''}` : '';
+  signoutBtn.hidden = !me;
+}
+
+signoutBtn.addEventListener('click', () => signOut('Signed out.'));
+
+// ---------------------------------------------------------------------------------------
+// Router
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/runs';
+  const i = raw.indexOf('?');
+  const path = i < 0 ? raw : raw.slice(0, i);
+  const params = new URLSearchParams(i < 0 ? '' : raw.slice(i + 1));
+  return { path, params };
+}
+
+function decode(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+const ROUTES = [
+  [/^\/?$/, () => runsView],
+  [/^\/runs\/?$/, () => runsView],
+  [/^\/runs\/([^/]+)\/?$/, () => runView],
+  [/^\/approvals\/?$/, () => inboxView],
+  [/^\/approvals\/([^/]+)\/(.+)$/, () => gateView],
+  [/^\/audit\/?$/, () => auditView],
+];
+
+async function render() {
+  if (!token) {
+    renderSignIn();
+    return;
+  }
+  if (!me) {
+    try {
+      me = await api('/api/me');
+      showIdentity();
+    } catch (e) {
+      if (!(e instanceof ApiError && e.status === 401)) fill(view, errorBox(e));
+      return;
+    }
+  }
+  live.connect();
+  if (cleanup) cleanup();
+  cleanup = null;
+  const gen = ++generation;
+  const { path, params } = parseHash();
+  const area = path.split('/')[1] || 'runs';
+  for (const a of document.querySelectorAll('[data-nav]')) {
+    if (a.dataset.nav === area) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  let match = null;
+  let fn = null;
+  for (const [re, f] of ROUTES) {
+    match = re.exec(path);
+    if (match) {
+      fn = f();
+      break;
+    }
+  }
+  if (!fn) {
+    fill(view, heading('Not found'), h('p', {}, 'No such page. ', h('a', { href: '#/runs', text: 'Go to the runs.' })));
+    return;
+  }
+  const ctx = {
+    params,
+    args: match.slice(1).map(decode),
+    stale: () => gen !== generation,
+    onCleanup: (f) => {
+      const prev = cleanup;
+      cleanup = () => {
+        if (prev) prev();
+        f();
+      };
+    },
+  };
+  fill(view, h('p', { class: 'muted', role: 'status', text: 'Loading…' }));
+  try {
+    await fn(ctx);
+  } catch (e) {
+    if (ctx.stale()) return;
+    if (e instanceof ApiError && e.status === 401) return;
+    fill(view, heading('Something went wrong'), errorBox(e));
+  }
+  if (!ctx.stale()) {
+    const h1 = view.querySelector('h1');
+    if (h1) h1.focus({ preventScroll: true });
+    document.title = `${h1 ? h1.textContent : 'Dashboard'} · Miyabi`;
+  }
+}
+
+window.addEventListener('hashchange', render);
+
+// ---------------------------------------------------------------------------------------
+// Runs
+
+const runsPaging = { key: '', stack: [] };
+
+function runRow(r) {
+  return h(
+    'tr',
+    { 'data-run': r.id, 'data-created': r.created_at },
+    h('td', {}, h('a', { href: route('runs', r.id), class: 'mono', text: r.id })),
+    h('td', { text: r.workflow }),
+    h('td', { class: 'status' }, pill(r.status)),
+    h('td', {}, time(r.created_at)),
+    h('td', { class: 'updated' }, time(r.updated_at)),
+  );
+}
+
+async function runsView(ctx) {
+  const status = RUN_STATUSES.includes(ctx.params.get('status')) ? ctx.params.get('status') : '';
+  const cursor = ctx.params.get('cursor') || '';
+  const workflow = ctx.params.get('workflow') || '';
+  const key = `${status}|${workflow}`;
+  if (runsPaging.key !== key || !cursor) runsPaging.stack = [];
+  runsPaging.key = key;
+  const page = await api('/api/runs', { query: { status, cursor, workflow, limit: PAGE_SIZE } });
+  if (ctx.stale()) return;
+  const runs = page.runs || [];
+  const q = (extra) => {
+    const p = new URLSearchParams();
+    if (status) p.set('status', status);
+    if (workflow) p.set('workflow', workflow);
+    for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
+    const s = p.toString();
+    return `#/runs${s ? `?${s}` : ''}`;
+  };
+  const filters = h(
+    'nav',
+    { class: 'filters', 'aria-label': 'Filter runs by status' },
+    h(
+      'ul',
+      {},
+      ['', ...RUN_STATUSES].map((s) => {
+        const p = new URLSearchParams();
+        if (s) p.set('status', s);
+        if (workflow) p.set('workflow', workflow);
+        const href = `#/runs${p.toString() ? `?${p}` : ''}`;
+        return h('li', {}, h('a', { href, 'aria-current': s === status ? 'true' : null, text: s || 'all' }));
+      }),
+    ),
+  );
+  const tbody = h('tbody', {}, runs.map(runRow));
+  const tbl = h(
+    'table',
+    { class: 'runs' },
+    h('caption', { class: 'sr-only', text: 'Runs, newest first' }),
+    h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'Status', 'Created', 'Updated'].map((t) => h('th', { scope: 'col', text: t })))),
+    tbody,
+  );
+  const empty = h('p', { class: 'muted empty', text: status ? `No ${status} runs.` : 'No runs yet.', hidden: runs.length > 0 });
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  if (cursor) {
+    add(pager, h('a', { href: q({}), text: '⇤ Newest' }));
+    if (runsPaging.stack.length > 0) {
+      const prev = runsPaging.stack[runsPaging.stack.length - 1];
+      const a = h('a', { href: q({ cursor: prev }), text: '← Newer' });
+      a.addEventListener('click', () => runsPaging.stack.pop());
+      add(pager, a);
+    }
+  }
+  if (page.next_cursor) {
+    const a = h('a', { href: q({ cursor: page.next_cursor }), text: 'Older →' });
+    a.addEventListener('click', () => runsPaging.stack.push(cursor));
+    add(pager, a);
+  }
+  fill(view,
+    h('div', { class: 'title-row' }, heading(workflow ? `Runs of ${workflow}` : 'Runs'), h('span', { class: 'muted', text: 'updates live' })),
+    filters,
+    h('div', { class: 'card flush' }, tbl, empty),
+    pager,
+  );
+
+  // Live: update rows in place; on the first page, add new matching runs at the top.
+  const onRun = (r) => {
+    if (!r || !r.id) return;
+    const row = tbody.querySelector(`tr[data-run="${CSS.escape(r.id)}"]`);
+    if (row) {
+      row.replaceWith(runRow(r));
+      return;
+    }
+    if (cursor || (status && r.status !== status) || (workflow && r.workflow !== workflow)) return;
+    const first = tbody.firstElementChild;
+    const firstCreated = first ? Number(first.dataset.created || 0) : 0;
+    if (first && r.created_at < firstCreated) return;
+    const tr = runRow(r);
+    tr.classList.add('fresh');
+    tbody.prepend(tr);
+    empty.hidden = true;
+    while (tbody.children.length > PAGE_SIZE) tbody.lastElementChild.remove();
+  };
+  ctx.onCleanup(live.subscribe('runs', onRun));
+}
+
+// ---------------------------------------------------------------------------------------
+// Run detail
+
+async function runView(ctx) {
+  const [id] = ctx.args;
+  let detail = await api(`/api/runs/${enc(id)}`);
+  if (ctx.stale()) return;
+  let graph = null;
+  let graphError = null;
+  try {
+    const wf = await api(`/api/workflows/${enc(detail.run.workflow)}`);
+    graph = wf.graph;
+  } catch (e) {
+    graphError = e;
+  }
+  if (ctx.stale()) return;
+
+  const events = [];
+  const seen = new Set();
+  const header = h('div');
+  const ioBox = h('div');
+  const graphBox = h('div', { class: 'graph-box' });
+  const stepsBox = h('div', { class: 'steps' });
+  const timeline = h('ol', { class: 'timeline', 'aria-label': 'Events, oldest first' });
+  const timelineEmpty = h('p', { class: 'muted', text: 'No events yet.' });
+  const openStep = (path) => {
+    const d = stepsBox.querySelector(`details[data-path="${CSS.escape(path)}"]`);
+    if (d) {
+      d.open = true;
+      d.querySelector('summary').focus();
+      d.scrollIntoView({ block: 'nearest' });
+    }
+  };
+
+  const renderHeader = () => {
+    const r = detail.run;
+    const active = r.status === 'running' || r.status === 'suspended';
+    const cancel = active
+      ? h('button', {
+          type: 'button',
+          class: 'danger',
+          id: 'cancel-run',
+          text: 'Cancel run',
+          on: {
+            click: async (ev) => {
+              if (!window.confirm(`Cancel run ${r.id}?`)) return;
+              ev.target.disabled = true;
+              try {
+                const res = await api(`/api/runs/${enc(r.id)}/cancel`, { method: 'POST' });
+                if (res && res.run) detail.run = res.run;
+                toast('Run cancelled.');
+                refresh();
+              } catch (e) {
+                toast(e.message, 'error');
+                ev.target.disabled = false;
+              }
+            },
+          },
+        })
+      : null;
+    const gates = (r.suspended || []).filter((s) => s && s.payload && s.payload.type === 'approval');
+    fill(header,
+      h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), cancel),
+      h(
+        'dl',
+        { class: 'meta' },
+        h('dt', { text: 'Workflow' }),
+        h('dd', {}, h('a', { href: `#/runs?workflow=${enc(r.workflow)}`, text: r.workflow })),
+        h('dt', { text: 'Status' }),
+        h('dd', { id: 'run-status' }, pill(r.status)),
+        h('dt', { text: 'Created' }),
+        h('dd', {}, time(r.created_at)),
+        h('dt', { text: 'Updated' }),
+        h('dd', {}, time(r.updated_at)),
+      ),
+      gates.length
+        ? h(
+            'div',
+            { class: 'notice' },
+            'Waiting for approval: ',
+            gates.map((g, i) => [i ? ', ' : '', h('a', { href: gateRoute(r.id, g.path), text: g.payload.request?.title || g.path })]),
+          )
+        : null,
+      r.error ? h('div', { class: 'error-box' }, h('strong', { text: 'Error: ' }), r.error) : null,
+    );
+    fill(
+      ioBox,
+      jsonDetails('Input', r.input, true),
+      r.output !== undefined && r.output !== null ? jsonDetails('Output', r.output, true) : h('p', { class: 'muted', text: 'No output yet.' }),
+    );
+  };
+
+  const renderGraphBox = () => {
+    clear(graphBox);
+    if (!graph) {
+      add(graphBox,
+        h('p', { class: 'muted' }, `The graph is not available: ${graphError ? graphError.message : 'unknown workflow'}.`),
+      );
+      return;
+    }
+    const statuses = nodeStatuses(graph, pathStatuses(detail.steps, events));
+    add(graphBox,
+      h('div', { class: 'graph-scroll' }, renderGraph(graph, statuses, (n) => n.path && openStep(n.path))),
+      h(
+        'ul',
+        { class: 'legend', 'aria-label': 'Legend' },
+        STATUSES.map((s) => h('li', {}, h('span', { class: `swatch st-${s}`, 'aria-hidden': 'true' }), s)),
+      ),
+    );
+  };
+
+  // The input a step received, where the run's records tell it: the run's input for the
+  // first step, the previous step's output after a `next` edge, a branch's or parallel's
+  // input for its arms and children. Inside loops and foreach it is not recorded.
+  const inputOf = (path) => {
+    if (!graph) return undefined;
+    const nodes = graph.nodes || [];
+    const node = nodes.find((n) => n.path === path);
+    if (!node) return undefined;
+    const outputAt = (p) => (detail.steps || []).find((s) => s.path === p)?.output;
+    const inputOfNode = (n, depth) => {
+      if (depth > 50) return undefined;
+      const edge = (graph.edges || []).find((e) => e.to === n.id);
+      if (!edge) return n.parent == null ? { v: detail.run.input } : undefined;
+      const from = nodes.find((m) => m.id === edge.from);
+      if (!from) return undefined;
+      if (edge.kind === 'next') {
+        if (from.path == null || from.path.includes('[*]')) return undefined;
+        const v = outputAt(from.path);
+        return v === undefined ? undefined : { v };
+      }
+      if (from.kind === 'loop' || from.kind === 'foreach') return undefined;
+      return inputOfNode(from, depth + 1);
+    };
+    return inputOfNode(node, 0);
+  };
+
+  const renderSteps = () => {
+    const open = new Set([...stepsBox.querySelectorAll('details[open]')].map((d) => d.dataset.path));
+    clear(stepsBox);
+    // In the graph's order (iterations of one node by time), then by time.
+    const patterns = graph ? (graph.nodes || []).filter((n) => n.path != null).map((n) => pathPattern(n.path)) : [];
+    const order = (p) => {
+      const i = patterns.findIndex((re) => re.test(p));
+      return i < 0 ? patterns.length : i;
+    };
+    const steps = [...(detail.steps || [])].sort(
+      (x, y) => order(x.path) - order(y.path) || (x.updated_at || 0) - (y.updated_at || 0) || String(x.path).localeCompare(String(y.path)),
+    );
+    if (steps.length === 0) {
+      add(stepsBox, h('p', { class: 'muted', text: 'No step has a record yet.' }));
+      return;
+    }
+    for (const s of steps) {
+      const input = inputOf(s.path);
+      const gate = s.payload && s.payload.type === 'approval';
+      add(stepsBox,
+        h(
+          'details',
+          { class: 'step', 'data-path': s.path, open: open.has(s.path) },
+          h(
+            'summary',
+            {},
+            h('span', { class: 'mono', text: s.path }),
+            ' ',
+            pill(s.status),
+            h('span', { class: 'muted' }, ` ${s.kind || ''} · attempt ${s.attempt ?? '—'} · `, time(s.updated_at)),
+          ),
+          h(
+            'div',
+            { class: 'step-body' },
+            input ? jsonDetails('Input (the output it was given)', input.v, true) : h('p', { class: 'muted', text: 'Input: not recorded separately.' }),
+            s.output !== null && s.output !== undefined ? jsonDetails('Output', s.output, true) : null,
+            s.error ? h('div', { class: 'error-box' }, s.error) : null,
+            s.payload !== null && s.payload !== undefined ? jsonDetails('Suspended with', s.payload) : null,
+            s.resume !== null && s.resume !== undefined ? jsonDetails('Resume data', s.resume) : null,
+            gate ? h('p', {}, h('a', { href: gateRoute(detail.run.id, s.path), text: 'Open the approval gate' })) : null,
+          ),
+        ),
+      );
+    }
+  };
+
+  const eventLine = (ev) => {
+    const data = { ...ev };
+    for (const k of ['run_id', 'seq', 'at', 'type', 'path']) delete data[k];
+    const hasData = Object.keys(data).length > 0;
+    return h(
+      'li',
+      { class: `ev ev-${String(ev.type).replace(/[^a-z-]/g, '')}`, 'data-seq': ev.seq },
+      h('span', { class: 'seq mono', text: `#${ev.seq}` }),
+      ' ',
+      time(ev.at),
+      ' ',
+      h('strong', { text: ev.type }),
+      ev.path ? [' ', h('span', { class: 'mono', text: ev.path })] : null,
+      hasData ? jsonDetails('details', data) : null,
+    );
+  };
+
+  const refresh = debounce(async () => {
+    try {
+      const d = await api(`/api/runs/${enc(id)}`);
+      if (ctx.stale()) return;
+      detail = d;
+      renderHeader();
+      renderSteps();
+      renderGraphBox();
+    } catch (e) {
+      if (!ctx.stale()) toast(e.message, 'error');
+    }
+  }, 150);
+  const redrawGraph = debounce(renderGraphBox, 50);
+
+  renderHeader();
+  renderGraphBox();
+  renderSteps();
+  fill(
+    view,
+    header,
+    h('div', { class: 'columns' }, section('Graph', graphBox), section('Steps', stepsBox)),
+    h(
+      'div',
+      { class: 'columns' },
+      section('Timeline', h('p', { class: 'muted small', text: 'Live: new events appear as they happen.' }), timelineEmpty, timeline),
+      section('Input and output', ioBox),
+    ),
+  );
+
+  ctx.onCleanup(
+    live.subscribe(
+      id,
+      (ev) => {
+        if (ctx.stale() || seen.has(ev.seq)) return;
+        seen.add(ev.seq);
+        events.push(ev);
+        timelineEmpty.hidden = true;
+        add(timeline, eventLine(ev));
+        if (ev.type === 'step-started' || ev.type === 'step-retrying') redrawGraph();
+        else refresh();
+      },
+      1,
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Approvals
+
+function listOf(body, ...keys) {
+  if (Array.isArray(body)) return body;
+  for (const k of keys) if (body && Array.isArray(body[k])) return body[k];
+  return [];
+}
+
+function policyText(p) {
+  if (typeof p === 'string') return p;
+  if (p && typeof p === 'object' && 'quorum' in p) return `quorum of ${p.quorum}`;
+  return pretty(p);
+}
+
+function timeoutText(t) {
+  if (typeof t === 'string') return t;
+  if (t && typeof t === 'object' && Array.isArray(t.escalate)) return `escalate to ${t.escalate.join(', ')}`;
+  return pretty(t);
+}
+
+async function inboxView(ctx) {
+  const all = ctx.params.get('all') === '1';
+  const load = async () => listOf(await api('/api/approvals', { query: all ? { all: 1 } : { status: 'pending' } }), 'approvals');
+  let items = await load();
+  if (ctx.stale()) return;
+  const tbody = h('tbody');
+  const empty = h('p', { class: 'muted empty' });
+  const fillRows = () => {
+    fill(tbody,
+      items.map((a) =>
+        h(
+          'tr',
+          { 'data-run': a.run_id, 'data-gate': a.gate },
+          h('td', {}, h('a', { href: gateRoute(a.run_id, a.gate), text: a.title || a.gate })),
+          h('td', { text: a.workflow }),
+          h('td', {}, h('a', { href: route('runs', a.run_id), class: 'mono', text: a.run_id })),
+          h('td', { class: 'mono', text: a.gate }),
+          h('td', {}, pill(a.status, 'ap')),
+          h('td', { text: (a.approvers || []).join(', ') }),
+          h('td', {}, time(a.created_at)),
+          h('td', {}, time(a.deadline_at)),
+        ),
+      ),
+    );
+    empty.textContent = all ? 'No approval gates yet.' : 'Nothing is waiting for you.';
+    empty.hidden = items.length > 0;
+  };
+  fillRows();
+  const toggle = h('a', { href: all ? '#/approvals' : '#/approvals?all=1', text: all ? 'Show my inbox' : 'Show all gates' });
+  fill(view,
+    h('div', { class: 'title-row' }, heading(all ? 'All approval gates' : 'Approval inbox'), toggle),
+    h(
+      'p',
+      { class: 'muted' },
+      all ? 'Every gate, newest first.' : `Gates waiting for ${me ? me.id : 'you'} (directly or through a team), newest first.`,
+    ),
+    h(
+      'div',
+      { class: 'card flush' },
+      h(
+        'table',
+        {},
+        h('caption', { class: 'sr-only', text: all ? 'All approval gates' : 'Approval inbox' }),
+        h('thead', {}, h('tr', {}, ['Request', 'Workflow', 'Run', 'Gate', 'Status', 'Approvers', 'Requested', 'Deadline'].map((t) => h('th', { scope: 'col', text: t })))),
+        tbody,
+      ),
+      empty,
+    ),
+  );
+  const reload = debounce(async () => {
+    try {
+      const next = await load();
+      if (ctx.stale()) return;
+      items = next;
+      fillRows();
+    } catch {
+      /* the next change retries */
+    }
+  }, 200);
+  ctx.onCleanup(live.subscribe('runs', reload));
+}
+
+async function gateView(ctx) {
+  const [run, gate] = ctx.args;
+  const path = `/api/approvals/${enc(run)}/${enc(gate)}`;
+  const loadGate = async () => {
+    const body = await api(path);
+    return body && body.approval ? body.approval : body;
+  };
+  const loadAudit = async () => {
+    const body = await api('/api/audit', { query: { run, gate } });
+    return listOf(body, 'audit').filter((r) => r.gate === gate);
+  };
+  let a = await loadGate();
+  let audit = [];
+  let auditError = null;
+  try {
+    audit = await loadAudit();
+  } catch (e) {
+    auditError = e;
+  }
+  if (ctx.stale()) return;
+
+  const votesBox = h('div');
+  const deliveriesBox = h('div');
+  const auditBox = h('div');
+  const statusBox = h('span', { id: 'gate-status' });
+
+  const renderSide = () => {
+    fill(statusBox, pill(a.status, 'ap'));
+    const votes = a.votes || [];
+    fill(votesBox,
+      votes.length === 0
+        ? h('p', { class: 'muted', text: 'No votes yet.' })
+        : table(
+            'Votes',
+            ['By', 'Decision', 'Edited', 'Comment', 'When'],
+            votes.map((v) =>
+              h(
+                'tr',
+                {},
+                h('td', { text: v.by }),
+                h('td', {}, pill(v.action === 'approve' ? 'approved' : v.action === 'reject' ? 'rejected' : v.action, 'ap')),
+                h('td', { text: v.edited ? 'yes' : 'no' }),
+                h('td', { class: 'pre', text: v.comment || '' }),
+                h('td', {}, time(v.at)),
+              ),
+            ),
+          ),
+    );
+    const ds = a.deliveries || [];
+    fill(deliveriesBox,
+      ds.length === 0
+        ? h('p', { class: 'muted', text: (a.notify || []).length ? 'No notification recorded yet.' : 'No notifier is configured for this gate.' })
+        : table(
+            'Notifications',
+            ['Notifier', 'Event', 'State', 'Last error', 'Updated'],
+            ds.map((d) =>
+              h(
+                'tr',
+                {},
+                h('td', { class: 'mono', text: d.notifier }),
+                h('td', { text: d.event }),
+                h('td', {}, pill(d.status, 'dl'), h('span', { class: 'muted small', text: ` ${d.attempts} attempt${d.attempts === 1 ? '' : 's'}` })),
+                h('td', { class: 'pre', text: d.last_error || '' }),
+                h('td', {}, time(d.updated_at)),
+              ),
+            ),
+          ),
+    );
+    fill(auditBox,
+      auditError
+        ? errorBox(auditError)
+        : audit.length === 0
+          ? h('p', { class: 'muted', text: 'No audit records.' })
+          : table(
+              'Audit trail of this gate',
+              ['When', 'Actor', 'Action', 'Comment', 'Change'],
+              audit.map((r) =>
+                h(
+                  'tr',
+                  {},
+                  h('td', {}, time(r.at)),
+                  h('td', { text: r.actor }),
+                  h('td', { text: r.action }),
+                  h('td', { class: 'pre', text: r.comment || '' }),
+                  h('td', {}, r.diff ? jsonDetails('edit (JSON Patch)', r.diff) : r.data ? jsonDetails('details', r.data) : ''),
+                ),
+              ),
+            ),
+    );
+  };
+
+  const original = pretty(a.data);
+  const pending = a.status === 'pending';
+  const dataArea = h('textarea', {
+    id: 'gate-data',
+    name: 'data',
+    class: 'mono',
+    spellcheck: 'false',
+    rows: Math.min(30, Math.max(8, original.split('\n').length + 1)),
+    'aria-describedby': 'data-help data-error',
+    readonly: !pending,
+    value: original,
+  });
+  const dataError = h('p', { id: 'data-error', class: 'field-error', role: 'alert' });
+  dataArea.addEventListener('input', () => {
+    if (dataArea.hasAttribute('aria-invalid')) {
+      dataError.textContent = '';
+      dataArea.removeAttribute('aria-invalid');
+    }
+  });
+  const comment = h('textarea', { id: 'gate-comment', name: 'comment', rows: 3 });
+  const result = h('div', { id: 'decision-result', role: 'status', 'aria-live': 'polite' });
+  const buttons = [];
+  const setBusy = (busy) => {
+    for (const b of buttons) b.disabled = busy;
+  };
+  const clearErrors = () => {
+    dataError.textContent = '';
+    dataArea.removeAttribute('aria-invalid');
+    clear(result);
+  };
+
+  const decide = async (action, withData) => {
+    clearErrors();
+    const body = { action };
+    const c = comment.value.trim();
+    if (c) body.comment = c;
+    if (withData) {
+      try {
+        body.data = JSON.parse(dataArea.value);
+      } catch (e) {
+        dataError.textContent = `Not valid JSON: ${e.message}`;
+        dataArea.setAttribute('aria-invalid', 'true');
+        dataArea.focus();
+        return;
+      }
+    }
+    setBusy(true);
+    try {
+      await api(`${path}/decision`, { method: 'POST', body });
+      toast(action === 'approve' ? (withData ? 'Edited and approved.' : 'Approved.') : 'Rejected.');
+      a = await loadGate();
+      try {
+        audit = await loadAudit();
+      } catch (e) {
+        auditError = e;
+      }
+      if (ctx.stale()) return;
+      renderPage(action === 'approve' ? 'Your approval was recorded.' : 'Your rejection was recorded.');
+    } catch (e) {
+      setBusy(false);
+      if (!(e instanceof ApiError)) {
+        add(result, errorBox(e));
+        return;
+      }
+      if (e.status === 422) {
+        const where = e.pointer !== null && e.pointer !== undefined ? ` (at ${e.pointer === '' ? 'the whole value' : e.pointer})` : '';
+        dataError.textContent = `Rejected by the gate's schema${where}: ${e.message}`;
+        dataArea.setAttribute('aria-invalid', 'true');
+        dataArea.focus();
+      } else if (e.status === 409) {
+        // Decided meanwhile (by someone else, the deadline, or in another tab), or this
+        // identity already voted: show the gate as it is now, with who decided it.
+        try {
+          a = await loadGate();
+          audit = await loadAudit();
+        } catch {
+          /* keep what is shown */
+        }
+        if (ctx.stale()) return;
+        const by = (a.votes || []).map((v) => v.by).join(', ');
+        const box =
+          a.status === 'pending'
+            ? h('div', { class: 'error-box conflict', role: 'alert' }, h('strong', { text: 'Conflict: ' }), e.message)
+            : h(
+                'div',
+                { class: 'error-box conflict', role: 'alert' },
+                h('strong', { text: 'Already decided: ' }),
+                `${a.status}${by ? ` by ${by}` : ''}. `,
+                h('span', { class: 'muted small', text: e.message }),
+              );
+        if (a.status === 'pending') {
+          add(result, box);
+          renderSide();
+        } else renderPage(box);
+      } else if (e.status === 403) {
+        add(result, h('div', { class: 'error-box', role: 'alert' }, h('strong', { text: 'Not allowed. ' }), e.message));
+      } else {
+        add(result, errorBox(e));
+      }
+    }
+  };
+
+  const renderPage = (notice) => {
+    const pendingNow = a.status === 'pending';
+    const links = (a.links || [])
+      .map((l) => ({ label: l.label || l.url, url: safeUrl(l.url) }))
+      .filter((l) => l.url);
+    buttons.length = 0;
+    const btn = (text, cls, fn, id) => {
+      const b = h('button', { type: 'button', class: cls, id, text, on: { click: fn } });
+      buttons.push(b);
+      return b;
+    };
+    dataArea.readOnly = !pendingNow;
+    const form = pendingNow
+      ? h(
+          'form',
+          { class: 'decision', 'aria-label': 'Decision', on: { submit: (ev) => ev.preventDefault() } },
+          h('label', { for: 'gate-data', text: 'Data under review (JSON)' }),
+          h('p', {
+            id: 'data-help',
+            class: 'help',
+            text: 'Approve sends your decision on the data as requested; Edit & approve sends the data as edited here (checked against the gate’s schema).',
+          }),
+          dataArea,
+          dataError,
+          a.schema ? jsonDetails('Schema the data must satisfy', a.schema) : null,
+          h('label', { for: 'gate-comment', text: 'Comment (optional)' }),
+          comment,
+          h(
+            'div',
+            { class: 'buttons' },
+            btn('Approve', 'primary', () => decide('approve', false), 'approve'),
+            btn('Edit & approve', 'primary outline', () => decide('approve', true), 'edit-approve'),
+            btn('Reject', 'danger', () => decide('reject', false), 'reject'),
+            btn(
+              'Reset data',
+              'link',
+              () => {
+                dataArea.value = original;
+                clearErrors();
+              },
+              'reset-data',
+            ),
+          ),
+          result,
+        )
+      : h(
+          'div',
+          {},
+          notice instanceof Node ? notice : notice ? h('div', { class: 'notice ok', role: 'status', text: notice }) : null,
+          h('p', {}, `This gate was ${a.status}`, a.decided_at ? [' at ', time(a.decided_at)] : null, '.'),
+          jsonDetails('Data as decided', a.data, true),
+          a.output !== undefined && a.output !== null ? jsonDetails('Gate output (what the next step receives)', a.output) : null,
+          result,
+        );
+
+    fill(view,
+      h(
+        'div',
+        { class: 'title-row' },
+        heading(a.title || `Approve ${a.gate}`),
+        statusBox,
+      ),
+      a.summary ? h('p', { class: 'summary pre', text: a.summary }) : null,
+      links.length ? h('ul', { class: 'links', 'aria-label': 'Links' }, links.map((l) => h('li', {}, h('a', { href: l.url, rel: 'noopener noreferrer', target: '_blank', text: l.label })))) : null,
+      h(
+        'dl',
+        { class: 'meta' },
+        h('dt', { text: 'Workflow' }),
+        h('dd', { text: a.workflow }),
+        h('dt', { text: 'Run' }),
+        h('dd', {}, h('a', { href: route('runs', a.run_id), class: 'mono', text: a.run_id })),
+        h('dt', { text: 'Gate' }),
+        h('dd', { class: 'mono', text: a.gate }),
+        h('dt', { text: 'Approvers' }),
+        h('dd', { text: (a.approvers || []).join(', ') || '—' }),
+        h('dt', { text: 'Policy' }),
+        h('dd', { text: policyText(a.policy) }),
+        h('dt', { text: 'Requested' }),
+        h('dd', {}, time(a.created_at)),
+        h('dt', { text: 'Deadline' }),
+        h('dd', {}, a.deadline_at ? [time(a.deadline_at), ` (then ${timeoutText(a.on_timeout)})`] : 'none'),
+        a.escalated ? [h('dt', { text: 'Escalated' }), h('dd', { text: 'yes' })] : null,
+      ),
+      section(pendingNow ? 'Your decision' : 'Decision', form),
+      section('Votes', votesBox),
+      section('Notifications', deliveriesBox),
+      section('Audit trail', auditBox),
+    );
+    renderSide();
+  };
+  renderPage();
+
+  // Live: when the run changes (the gate decided elsewhere, the run moving on), refresh.
+  const reload = debounce(async () => {
+    try {
+      const next = await loadGate();
+      try {
+        audit = await loadAudit();
+      } catch {
+        /* keep the old trail */
+      }
+      if (ctx.stale()) return;
+      const changed = next.status !== a.status;
+      a = next;
+      if (changed) renderPage('This gate was decided.');
+      else renderSide();
+    } catch {
+      /* the next change retries */
+    }
+  }, 200);
+  ctx.onCleanup(live.subscribe('runs', (r) => r && r.id === run && reload()));
+  // Notifications are sent in the background: look again while any is still pending.
+  const poll = setInterval(() => {
+    if ((a.deliveries || []).some((d) => d.status === 'pending')) reload();
+  }, 3000);
+  ctx.onCleanup(() => clearInterval(poll));
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit
+
+async function auditView(ctx) {
+  const run = ctx.params.get('run') || '';
+  const actor = ctx.params.get('actor') || '';
+  const records = listOf(await api('/api/audit', { query: { run, actor } }), 'audit');
+  if (ctx.stale()) return;
+  const runInput = h('input', { id: 'audit-run', name: 'run', value: run, class: 'mono', placeholder: 'any run' });
+  const actorInput = h('input', { id: 'audit-actor', name: 'actor', value: actor, placeholder: 'anyone' });
+  const form = h(
+    'form',
+    { class: 'filters-form', role: 'search', 'aria-label': 'Filter the audit trail' },
+    h('div', { class: 'field' }, h('label', { for: 'audit-run', text: 'Run' }), runInput),
+    h('div', { class: 'field' }, h('label', { for: 'audit-actor', text: 'Actor' }), actorInput),
+    h('button', { type: 'submit', class: 'primary', text: 'Filter' }),
+    run || actor ? h('a', { href: '#/audit', text: 'Clear' }) : null,
+  );
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    if (runInput.value.trim()) p.set('run', runInput.value.trim());
+    if (actorInput.value.trim()) p.set('actor', actorInput.value.trim());
+    location.hash = `#/audit${p.toString() ? `?${p}` : ''}`;
+  });
+  fill(view,
+    heading('Audit trail'),
+    form,
+    h(
+      'div',
+      { class: 'card flush' },
+      records.length === 0
+        ? h('p', { class: 'muted empty', text: 'No audit records match.' })
+        : table(
+            'Audit records, oldest first',
+            ['When', 'Actor', 'Action', 'Run', 'Gate', 'Comment', 'Details'],
+            records.map((r) =>
+              h(
+                'tr',
+                {},
+                h('td', {}, time(r.at)),
+                h('td', {}, h('a', { href: `#/audit?actor=${enc(r.actor)}`, text: r.actor })),
+                h('td', { text: r.action }),
+                h('td', {}, h('a', { href: route('runs', r.run_id), class: 'mono', text: r.run_id })),
+                h('td', {}, h('a', { href: gateRoute(r.run_id, r.gate), class: 'mono', text: r.gate })),
+                h('td', { class: 'pre', text: r.comment || '' }),
+                h('td', {}, r.diff ? jsonDetails('edit (JSON Patch)', r.diff) : r.data ? jsonDetails('details', r.data) : ''),
+              ),
+            ),
+          ),
+    ),
+  );
+}
+
+render();
