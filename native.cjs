@@ -836,10 +836,12 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeAgent = nativeBinding.NativeAgent
+module.exports.NativeApprovalGate = nativeBinding.NativeApprovalGate
 module.exports.NativeEngine = nativeBinding.NativeEngine
 module.exports.NativeMemory = nativeBinding.NativeMemory
 module.exports.NativeModel = nativeBinding.NativeModel
 module.exports.NativeRun = nativeBinding.NativeRun
+module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.NativeStepCall = nativeBinding.NativeStepCall
 module.exports.NativeSteps = nativeBinding.NativeSteps
 module.exports.NativeStream = nativeBinding.NativeStream

@@ -33,8 +33,46 @@ export declare class NativeAgent {
   resume(checkpoint: unknown, decisions: unknown): NativeStream
 }
 
+/** An approval gate, built from the facade's options; added to a workflow as a native step. */
+export declare class NativeApprovalGate {
+  /**
+   * `{ title?, summary?, approvers?, policy?: 'any' | 'all' | { quorum }, deadlineMs?,
+   * onTimeout?: 'reject' | 'approve' | { escalate: [...] }, schema?, links?, notify? }`.
+   */
+  constructor(options: Record<string, unknown>)
+}
+
 /** An engine over a store: `memory` or `sqlite:<path>`. */
 export declare class NativeEngine {
+  /** One gate of a run. */
+  approvalGet(runId: string, gate: string): Record<string, unknown>
+  /** Gates matching `{ runId?, status?, approver?, undelivered?, limit? }`, newest first. */
+  approvalList(filter: Record<string, unknown>): Array<Record<string, unknown>>
+  /** The pending gates `who` (`{ id, teams? }`) may decide and has not voted on. */
+  approvalInbox(who: { id: string; teams?: string[] }): Array<Record<string, unknown>>
+  /**
+   * Records a decision (`{ action: 'approve' | 'reject', data?, comment? }`); resolves to
+   * `{ approval }` or `{ error: { code, message } }` (async calls cannot carry a code in a
+   * rejection). A run driven from JS is not resumed here: see `approvalResume`.
+   */
+  approvalDecide(runId: string, gate: string, who: { id: string; teams?: string[] }, decision: Record<string, unknown>): Promise<{ approval?: Record<string, unknown>; error?: { code: string; message: string } }>
+  /** Audit records matching `{ runId?, gate?, actor?, limit? }`, oldest first. */
+  approvalAudit(filter: Record<string, unknown>): Array<Record<string, unknown>>
+  /**
+   * Hands a decided gate's output to its suspended run and returns the run for the
+   * caller to drive; null when there is nothing to hand over.
+   */
+  approvalResume(runId: string, gate: string): NativeRun | null
+  /**
+   * One pass of the approvals worker (deadlines, notifications; runs driven from Rust are
+   * resumed); returns what it did.
+   */
+  approvalTick(): Promise<{ expired: number; delivered: number; notified: number; notifyFailures: number }>
+  /**
+   * Serves the HTTP API and dashboard on `host:port` (port 0: any free port), with
+   * `tokens` (`[{ token, id, teams? }]`; none: one is generated and printed to stderr).
+   */
+  serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }): Promise<NativeServer>
   /**
    * Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
    * missing).
@@ -171,6 +209,19 @@ export declare class NativeRun {
   state(): Record<string, unknown>
 }
 
+/** A running HTTP server (see `engine.serve`). */
+export declare class NativeServer {
+  /** `host:port` it listens on. */
+  get address(): string
+  /**
+   * Stops accepting connections and ends open streams.
+   *
+   * # Safety
+   * napi-rs requires `unsafe` for async methods taking `&mut self`; the facade calls it once.
+   */
+  close(): Promise<void>
+}
+
 /** A Rust step running for a driven run (see `NativeRun.native`). */
 export declare class NativeStepCall {
   /** The step's path. */
@@ -187,6 +238,8 @@ export declare class NativeSteps {
   constructor()
   /** Adds an agent; returns its index. */
   addAgent(agent: NativeAgent): number
+  /** Adds an approval gate; returns its index. */
+  addGate(gate: NativeApprovalGate): number
 }
 
 /**

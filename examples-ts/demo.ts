@@ -18,7 +18,7 @@
 import { createInterface } from 'node:readline/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { Agent, Engine, FatalError, model, workflow, type ModelLike, type RunEvent } from '@miyabi/core';
+import { Agent, Engine, FatalError, approvalGate, model, workflow, type ModelLike, type RunEvent } from '@miyabi/core';
 import { RECORDED_DIR, RECORDED_MODEL, startReplay, type Replay } from './replay.js';
 
 const args = process.argv.slice(2);
@@ -39,6 +39,8 @@ function fail(message: string): never {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Who approves in the demo: the user running it. */
+const reviewer = process.env.USER ?? 'you';
 
 // The model: the real one with a key, else the local replay of recorded traffic.
 let replay: Replay | undefined;
@@ -112,11 +114,12 @@ export const issueResolution = workflow('issue-resolution', { input: Issue })
       },
     },
   })
-  .then('code-review', {
-    resume: z.object({ approved: z.boolean(), reviewer: z.string().optional() }),
-    execute: ({ input, resumeData, suspend, state }) =>
-      resumeData ?? suspend({ question: `Deploy the fix for issue #${state.get<{ number: number }>('issue')?.number ?? '?'}?`, checks: input }),
-  })
+  // The human in the loop: an approval gate (durable; decided through engine.approvals, the
+  // HTTP API, the dashboard or the CLI; audited).
+  .awaitApproval(
+    'code-review',
+    approvalGate({ title: 'Deploy the fix?', summary: 'test, lint and security passed', approvers: [reviewer] }),
+  )
   .then('deploy', {
     nonIdempotent: 'suspend',
     execute: async ({ input, idempotencyKey }) => {
@@ -127,6 +130,15 @@ export const issueResolution = workflow('issue-resolution', { input: Issue })
     },
   })
   .commit();
+
+/** Waits until the run no longer runs (a decided gate continues it in the background). */
+async function untilSettled(engine: Engine, runId: string) {
+  for (;;) {
+    const r = await engine.get(runId);
+    if (r !== null && r.status !== 'running') return r;
+    await sleep(20);
+  }
+}
 
 function short(v: unknown): string {
   const s = JSON.stringify(v) ?? 'null';
@@ -223,10 +235,10 @@ try {
     console.log(`\nrun ${runId} is ${run?.status ?? 'missing'}, nothing to approve`);
     if (run?.error !== undefined) throw new FatalError(run.error);
   } else {
-    const payload = suspension.payload as { question?: string; checks?: unknown };
-    console.log(`\nrun ${runId} is suspended at \`${suspension.path}\`:`);
-    console.log(`  ${payload.question ?? 'approve?'}`);
-    console.log(`  checks: ${JSON.stringify(payload.checks)}`);
+    const gate = await engine.approvals.get(runId, suspension.path);
+    console.log(`\nrun ${runId} waits at approval gate \`${gate.gate}\`: ${gate.title}`);
+    console.log(`  ${gate.summary}; checks: ${short(gate.data)}`);
+    console.log(`  approvers: ${gate.approvers.join(', ')}`);
     console.log(`It is committed to ${db}: this process may exit now, and any other can resume it:`);
     console.log(`  npm run demo -- --db ${db} --resume ${runId}\n`);
 
@@ -240,11 +252,15 @@ try {
     if (approved === undefined) {
       console.log('\nno answer on stdin: the run stays suspended; resume it with the command above');
     } else {
-      const reviewer = process.env.USER ?? 'you';
-      const done = engine.resume(runId, suspension.path, { approved, reviewer });
-      await sleep(0);
+      await engine.approvals.decide(runId, gate.gate, { id: reviewer }, {
+        action: approved ? 'approve' : 'reject',
+        comment: approved ? 'approved from the demo' : 'rejected from the demo',
+      });
       await follow(engine, runId, next);
-      const finished = await done;
+      const finished = await untilSettled(engine, runId);
+      for (const r of await engine.approvals.audit({ runId })) {
+        console.log(`  audit: ${r.action.padEnd(20)} by ${r.actor.padEnd(16)} ${r.comment ?? ''}`);
+      }
       console.log(`\nrun ${runId} ${finished.status}`);
       console.log(`output: ${JSON.stringify(finished.output)}`);
       if (finished.status !== 'succeeded') throw new FatalError(finished.error ?? 'the run did not succeed');

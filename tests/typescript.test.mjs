@@ -72,6 +72,8 @@ test('the demo runs the issue-resolution workflow with an agent step, suspends f
   assert.match(r.stdout, /custom +analyze +agent-turn/);
   assert.match(r.stdout, /run-suspended +code-review/);
   assert.match(r.stdout, /Approve the deploy\? \[y\/n\] y \(--yes\)/);
+  assert.match(r.stdout, /waits at approval gate `code-review`/);
+  assert.match(r.stdout, /audit: approved +by \S+ +approved from the demo/);
   assert.match(r.stdout, /succeeded\noutput: \{"deployed":true/);
 
   // Without an answer (stdin closed) the run stays suspended; another process resumes it.

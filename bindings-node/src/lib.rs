@@ -9,6 +9,7 @@
 //! into its error classes.
 
 mod agent;
+mod approval;
 mod model;
 mod spec;
 mod stream;
@@ -270,6 +271,13 @@ impl NativeSteps {
     #[napi]
     pub fn add_agent(&mut self, agent: &agent::NativeAgent) -> u32 {
         self.steps.push(Arc::new(agent.agent.clone()));
+        u32::try_from(self.steps.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    /// Adds an approval gate; returns its index.
+    #[napi]
+    pub fn add_gate(&mut self, gate: &approval::NativeApprovalGate) -> u32 {
+        self.steps.push(Arc::new(gate.gate.clone()));
         u32::try_from(self.steps.len() - 1).unwrap_or(u32::MAX)
     }
 }

@@ -5,11 +5,34 @@
  * (`poll`), runs the JS functions they name, and hands each result back (`complete`) — every
  * call synchronous, committing to the store in the same call. No thread hop per step.
  */
-import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeStepCall, type NativeTask, addon } from './native.js';
+import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeServer, type NativeStepCall, type NativeTask, addon } from './native.js';
+import { Approvals } from './approval.js';
 import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, isEngineError, native } from './errors.js';
 import { parseSync } from './schema.js';
 import { storable } from './values.js';
 import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled } from './workflow.js';
+
+/** Options of `engine.serve`. */
+export interface ServeOptions {
+  /** Interface to bind (default `127.0.0.1`). */
+  readonly host?: string;
+  /** Port (default 7420; 0 picks a free one). */
+  readonly port?: number;
+  /** Bearer tokens and the identity each stands for. */
+  readonly tokens?: ReadonlyArray<{ readonly token: string; readonly id: string; readonly teams?: ReadonlyArray<string> }>;
+  /** Origins allowed by CORS (off by default). */
+  readonly cors?: ReadonlyArray<string>;
+}
+
+/** A running server from `engine.serve`. */
+export interface Server {
+  /** `host:port` it listens on. */
+  readonly address: string;
+  /** `http://host:port`. */
+  readonly url: string;
+  /** Stops it (open event streams end). */
+  close(): Promise<void>;
+}
 
 /** Where a run stands. */
 export type RunStatus = 'running' | 'suspended' | 'succeeded' | 'failed' | 'cancelled';
@@ -669,9 +692,93 @@ export class Engine {
   readonly #native: NativeEngine;
   readonly #byFingerprint = new Map<string, Compiled>();
   readonly #drivers = new Map<string, Driver>();
+  #worker: ReturnType<typeof setInterval> | undefined;
+  #workerBusy = false;
+  /** Approval gates of this engine's runs: inbox, decisions, audit trail. */
+  readonly approvals: Approvals;
 
   private constructor(n: NativeEngine) {
     this.#native = n;
+    this.approvals = new Approvals(n, {
+      resumeGate: (runId, gate) => this.#resumeGate(runId, gate),
+      startWorker: () => this.#startWorker(),
+    });
+  }
+
+  /**
+   * Hands a decided gate's output to its suspended run and drives the run here, if this
+   * engine has the run's workflow; otherwise an engine that has it picks it up.
+   */
+  #resumeGate(runId: string, gate: string): RunHandle<unknown> | undefined {
+    const rec = native(() => this.#native.get(runId));
+    if (rec === null || rec === undefined || rec.status !== 'suspended') return undefined;
+    const known = [...this.#byFingerprint.values()].some((c) => c.native.id === rec.workflow);
+    if (!known) return undefined;
+    const n = native(() => this.#native.approvalResume(runId, gate));
+    if (n === null || n === undefined) return undefined;
+    return this.#drive<unknown>(n);
+  }
+
+  /**
+   * The approvals worker: every second (never keeping the process alive) it applies passed
+   * deadlines, sends due notifications, and resumes decided gates of runs whose workflow is
+   * registered here (decisions taken by other processes, the CLI or the HTTP API).
+   */
+  #startWorker(): void {
+    if (this.#worker !== undefined) return;
+    this.#worker = setInterval(() => void this.#workerPass(), 1000);
+    this.#worker.unref();
+  }
+
+  async #workerPass(): Promise<void> {
+    if (this.#workerBusy) return;
+    this.#workerBusy = true;
+    try {
+      await this.#native.approvalTick();
+      for (const a of native(() => this.#native.approvalList({ undelivered: true }))) {
+        const h = this.#resumeGate(String(a.run_id), String(a.gate));
+        if (h !== undefined) await h.result.catch(() => undefined);
+      }
+    } catch {
+      // A failed pass is retried by the next one.
+    } finally {
+      this.#workerBusy = false;
+    }
+  }
+
+  /**
+   * Serves the HTTP API (`/api`, bearer tokens) and the dashboard (`/`) on `host:port`
+   * (default 127.0.0.1:7420; port 0 picks a free one). Without `tokens` (and without
+   * `MIYABI_TOKENS`), one token is generated for `admin` and printed once to stderr.
+   * Runs of workflows with JS steps are started from your code, not through the API.
+   */
+  async serve(options: ServeOptions = {}): Promise<Server> {
+    this.#startWorker();
+    const o: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] } = {};
+    if (options.host !== undefined) o.host = options.host;
+    if (options.port !== undefined) o.port = options.port;
+    if (options.tokens !== undefined) {
+      o.tokens = options.tokens.map((t) => (t.teams === undefined ? { token: t.token, id: t.id } : { token: t.token, id: t.id, teams: [...t.teams] }));
+    }
+    if (options.cors !== undefined) o.cors = [...options.cors];
+    let s: NativeServer;
+    try {
+      s = await this.#native.serve(o);
+    } catch (e) {
+      throw fromNative(e);
+    }
+    const address = s.address;
+    return {
+      address,
+      url: `http://${address}`,
+      close: () => s.close(),
+    };
+  }
+
+  /** Stops the approvals worker (the process exits by itself either way). */
+  close(): void {
+    if (this.#worker !== undefined) clearInterval(this.#worker);
+    this.#worker = undefined;
   }
 
   /** Opens an engine over a store. */
@@ -689,6 +796,7 @@ export class Engine {
 
   /** Registers a workflow, so that its runs can be resumed and recovered here (starting registers too). */
   register(wf: Workflow<never, unknown>): this {
+    this.#startWorker();
     const c = compiled(wf);
     if (!this.#byFingerprint.has(wf.fingerprint)) {
       this.#native.register(c.native);

@@ -7,6 +7,7 @@
 export type ErrorCode =
   | 'VALIDATION'
   | 'NOT_FOUND'
+  | 'FORBIDDEN'
   | 'CONFLICT'
   | 'NOT_SUSPENDED'
   | 'INVALID_WORKFLOW'
@@ -51,6 +52,13 @@ export class ValidationError extends MiyabiError {
 export class NotFoundError extends MiyabiError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('NOT_FOUND', message, options);
+  }
+}
+
+/** The user may not do this (for example decide a gate they are not an approver of). */
+export class ForbiddenError extends MiyabiError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('FORBIDDEN', message, options);
   }
 }
 
@@ -208,6 +216,7 @@ export class FatalError extends Error {
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'VALIDATION',
   'NOT_FOUND',
+  'FORBIDDEN',
   'CONFLICT',
   'NOT_SUSPENDED',
   'INVALID_WORKFLOW',
@@ -246,6 +255,8 @@ export function fromNative(e: unknown): Error {
       return new ValidationError(e.message, [], opts);
     case 'NOT_FOUND':
       return new NotFoundError(e.message, opts);
+    case 'FORBIDDEN':
+      return new ForbiddenError(e.message, opts);
     case 'CONFLICT':
     case 'NOT_SUSPENDED':
       return new ConflictError(code, e.message, opts);

@@ -16,5 +16,7 @@ export type {
   NativeAgent,
   NativeMemory,
   NativeToolCall,
+  NativeApprovalGate,
+  NativeServer,
 } from '../../native.cjs';
 export { addon };

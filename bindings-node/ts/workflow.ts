@@ -8,6 +8,7 @@
  */
 import { type NativeSteps, type NativeWorkflow, addon } from './native.js';
 import { Agent } from './agent.js';
+import { ApprovalGate, type GateOutput } from './approval.js';
 import { native } from './errors.js';
 import { type SchemaLike, type InferInput, type InferOutput, toJsonSchema } from './schema.js';
 
@@ -112,7 +113,8 @@ export type StepLike<I = unknown> =
   | StepSpec<I, unknown, unknown>
   | StepDef<I, unknown, never>
   | Workflow<I, unknown>
-  | Agent<unknown>;
+  | Agent<unknown>
+  | ApprovalGate;
 
 /** The output type of a step function, step object, step definition or nested workflow. */
 export type OutputOf<S> = S extends (ctx: never) => infer R
@@ -154,7 +156,7 @@ export type Handler =
 type NodeDef =
   | { readonly kind: 'step'; readonly fn: AnyFn; readonly options: StepOptions<unknown, unknown, unknown> }
   | { readonly kind: 'workflow'; readonly workflow: Workflow<unknown, unknown> }
-  | { readonly kind: 'native'; readonly agent: Agent<unknown>; readonly options: StepOptions<unknown, unknown, unknown> };
+  | { readonly kind: 'native'; readonly add: (natives: NativeSteps) => number; readonly options: StepOptions<unknown, unknown, unknown> };
 
 type ItemDef =
   | { readonly kind: 'step'; readonly id: string; readonly node: NodeDef }
@@ -208,7 +210,11 @@ export function compiled(w: Workflow<never, unknown>): Compiled {
 }
 
 function nodeOf(s: StepLike<never>, options?: StepOptions<unknown, unknown, unknown>): NodeDef {
-  if (s instanceof Agent) return { kind: 'native', agent: s, options: options ?? {} };
+  if (s instanceof Agent) return { kind: 'native', add: (n) => n.addAgent(s.native), options: options ?? {} };
+  if (s instanceof ApprovalGate) {
+    if (options !== undefined) throw new TypeError('step options do not apply to approval gates');
+    return { kind: 'native', add: (n) => n.addGate(s.native), options: {} };
+  }
   if (s instanceof Workflow) {
     if (options !== undefined) throw new TypeError('step options apply to steps, not to nested workflows');
     return { kind: 'workflow', workflow: s as Workflow<unknown, unknown> };
@@ -274,6 +280,15 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
   then<O>(id: string, step: Agent<O>, options?: Pick<StepOptions, 'retry' | 'timeoutMs'>): WorkflowBuilder<I, O>;
   then(id: string, step: StepLike<C>, options?: StepOptions<C>): WorkflowBuilder<I, unknown> {
     return this.#with({ kind: 'step', id, node: nodeOf(step as StepLike<never>, options as StepOptions | undefined) });
+  }
+
+  /**
+   * Appends an approval gate: the run suspends until people decide it (see
+   * `engine.approvals`); the gate's output is the decision, with the current value as
+   * approved (possibly edited) under `data`.
+   */
+  awaitApproval(id: string, gate: ApprovalGate): WorkflowBuilder<I, GateOutput<C>> {
+    return this.#with({ kind: 'step', id, node: nodeOf(gate) });
   }
 
   /**
@@ -500,7 +515,7 @@ function nodeSpec(node: NodeDef, t: Tables): Record<string, unknown> {
   }
   const o = node.options;
   if (node.kind === 'native') {
-    const spec: Record<string, unknown> = { kind: 'native', index: t.natives.addAgent(node.agent.native) };
+    const spec: Record<string, unknown> = { kind: 'native', index: node.add(t.natives) };
     if (o.retry !== undefined) spec.retry = typeof o.retry === 'number' ? { attempts: o.retry } : { ...o.retry };
     if (o.timeoutMs !== undefined) spec.timeoutMs = o.timeoutMs;
     return spec;
