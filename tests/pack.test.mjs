@@ -69,4 +69,9 @@ test('the packed package installs and works from ESM, CommonJS and TypeScript', 
     JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, types: ['node'] }, files: ['main.ts'] }),
   );
   sh(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], app);
+
+  // The `miyabi` command the package installs.
+  const bin = join(app, 'node_modules', '.bin', 'miyabi');
+  assert.equal(sh(bin, ['runs', 'list', '--db', join(app, 'cli.db'), '--json'], app, env).trim(), '[]');
+  assert.match(sh(bin, ['--help'], app, env), /approve <run> <gate> --as WHO/);
 });

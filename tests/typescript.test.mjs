@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir, runNode, recordedStream } from './helpers.mjs';
+import { tempDir, runNode, recordedStream, lastJson } from './helpers.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
@@ -55,6 +55,27 @@ test('the streaming chat example streams the recorded answer from a local replay
   const { text } = await recordedStream();
   assert.ok(r.stdout.includes(text), 'the whole recorded text is printed');
   assert.match(r.stdout, /\[300 text deltas; 16 input \+ 300 output tokens; finish: stop\]/);
+});
+
+test('the approval example: one process stops at the gate, another decides it and the run finishes there', async (t) => {
+  const db = join(tempDir(t), 'approval.db');
+  const script = join(root, 'examples-ts', '.out', 'approval.js');
+  const started = await runNode(script, ['start', db]);
+  assert.equal(started.code, 0, started.stderr);
+  const run = lastJson(started.stdout);
+  assert.deepEqual({ status: run.status, waiting: run.waiting }, { status: 'suspended', waiting: ['sign-off'] });
+  const inbox = await runNode(script, ['inbox', db, 'alice']);
+  assert.equal(inbox.code, 0, inbox.stderr);
+  const item = lastJson(inbox.stdout);
+  assert.equal(item.run, run.id);
+  assert.equal(item.title, 'Publish the release?');
+  const approved = await runNode(script, ['approve', db, run.id, 'alice', 'ship it']);
+  assert.equal(approved.code, 0, approved.stderr);
+  assert.deepEqual(lastJson(approved.stdout), {
+    gate: 'approved',
+    status: 'succeeded',
+    output: { published: 'v1.4.1', notes: ['fix: empty config (v1.4.1)'], by: ['alice'] },
+  });
 });
 
 test('the demo runs the issue-resolution workflow with an agent step, suspends for review, and finishes with --yes', async (t) => {
