@@ -1,7 +1,7 @@
 //! The SQLite store: one file, WAL, versioned migrations, one row per step path and per event.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -115,6 +115,66 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
     pub(super) path: String,
+    /// Copies the WAL into the database file in the background (file databases only).
+    checkpointer: Option<Checkpointer>,
+}
+
+/// A thread with its own connection that runs a passive WAL checkpoint every 100 ms, so that
+/// commits never pay for checkpoints (with `synchronous=NORMAL`, a checkpoint is the only
+/// write that waits for the disk). Stopped and joined when the store is dropped.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// `None` when the database cannot be opened for writing a second time (the writer then
+    /// checkpoints inline, as SQLite does by default).
+    fn start(path: &Path) -> Option<Self> {
+        let conn = Connection::open(path).ok()?;
+        conn.busy_timeout(Duration::from_secs(5)).ok()?;
+        let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("miyabi-sqlite-checkpoint".into())
+            .spawn(move || {
+                let (lock, cv) = &*flag;
+                loop {
+                    let guard = lock
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let (guard, _) = cv
+                        .wait_timeout_while(guard, Duration::from_millis(100), |stop| !*stop)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if *guard {
+                        return;
+                    }
+                    drop(guard);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "background WAL checkpoint failed");
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// How many read-only connections a file database gets.
@@ -138,6 +198,16 @@ impl SqliteStore {
             .lock()
             .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
             .map_err(|e| map_err(&store.path, e))?;
+        if wal == "wal" {
+            store.checkpointer = Checkpointer::start(path.as_ref());
+            if store.checkpointer.is_some() {
+                // The writer checkpoints only as a safety net, if the thread falls far behind.
+                store
+                    .lock()
+                    .execute_batch("PRAGMA wal_autocheckpoint=16384;")
+                    .map_err(|e| map_err(&store.path, e))?;
+            }
+        }
         if wal == "wal" {
             for _ in 0..READERS {
                 let r = Connection::open_with_flags(
@@ -178,6 +248,7 @@ impl SqliteStore {
             readers: Vec::new(),
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             path,
+            checkpointer: None,
         };
         store.migrate()?;
         Ok(store)
