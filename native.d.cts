@@ -80,8 +80,11 @@ export declare class NativeEngine {
   static open(store: string): NativeEngine
   /** Registers a definition, so that runs started elsewhere can be resumed or recovered here. */
   register(workflow: NativeWorkflow): void
-  /** Starts a run (committed before this returns) for the caller to drive. */
-  startRun(workflow: NativeWorkflow, input: unknown): NativeRun
+  /**
+   * Starts a run for the caller to drive: committed before this returns, or, with
+   * `deferred`, with the driver's first flush (one commit fewer per run).
+   */
+  startRun(workflow: NativeWorkflow, input: unknown, deferred?: boolean): NativeRun
   /** Gives resume data to a suspended path; the run is then the caller's to drive. */
   resumeRun(runId: string, path: string, data: unknown): NativeRun
   /** Claims the runs a dead process left running (registered workflows only). */

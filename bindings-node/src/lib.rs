@@ -327,16 +327,23 @@ impl NativeEngine {
         self.engine.register(&workflow.wf);
     }
 
-    /// Starts a run (committed before this returns) for the caller to drive.
-    #[napi(ts_args_type = "workflow: NativeWorkflow, input: unknown")]
+    /// Starts a run for the caller to drive: committed before this returns, or, with
+    /// `deferred`, with the driver's first flush (one commit fewer per run).
+    #[napi(ts_args_type = "workflow: NativeWorkflow, input: unknown, deferred?: boolean")]
     pub fn start_run(
         &self,
         workflow: &NativeWorkflow,
         input: Value,
+        deferred: Option<bool>,
     ) -> napi::Result<NativeRun, String> {
         // Inside the runtime, so that the engine's lease heartbeat can start.
         let run = napi::bindgen_prelude::within_runtime_if_available(|| {
-            self.engine.start_external(&workflow.wf, ints(input))
+            if deferred == Some(true) {
+                self.engine
+                    .start_external_deferred(&workflow.wf, ints(input))
+            } else {
+                self.engine.start_external(&workflow.wf, ints(input))
+            }
         })
         .map_err(engine_err)?;
         Ok(NativeRun::new(run, workflow.wf.fingerprint().to_string()))

@@ -808,7 +808,8 @@ export class Engine {
   /** Starts a run and drives it until it finishes or suspends. */
   start<I, O>(wf: Workflow<I, O>, input: I): Promise<Run<O>> {
     try {
-      const h = this.#spawn<I, O>(wf, input);
+      // The run's creation is committed with its first steps (before it waits for anything).
+      const h = this.#spawn<I, O>(wf, input, true);
       return h instanceof Promise ? h.then((x) => x.result) : h.result;
     } catch (e) {
       return Promise.reject(e);
@@ -821,20 +822,20 @@ export class Engine {
   }
 
   /** Validates the input (synchronously when the schema allows) and starts the run. */
-  #spawn<I, O>(wf: Workflow<I, O>, input: I): RunHandle<O> | Promise<RunHandle<O>> {
+  #spawn<I, O>(wf: Workflow<I, O>, input: I, deferred = false): RunHandle<O> | Promise<RunHandle<O>> {
     const w = wf as Workflow<never, unknown>;
     const c = compiled(w);
     if (!this.#byFingerprint.has(wf.fingerprint)) this.register(w);
     const schema = c.def.input;
-    if (schema === undefined) return this.#startParsed<O>(c, input);
+    if (schema === undefined) return this.#startParsed<O>(c, input, deferred);
     const p = parseSync(schema, input, `workflow \`${wf.id}\` input`);
-    return p instanceof Promise ? p.then((v) => this.#startParsed<O>(c, v)) : this.#startParsed<O>(c, p.value);
+    return p instanceof Promise ? p.then((v) => this.#startParsed<O>(c, v, deferred)) : this.#startParsed<O>(c, p.value, deferred);
   }
 
-  #startParsed<O>(c: Compiled, value: unknown): RunHandle<O> {
+  #startParsed<O>(c: Compiled, value: unknown, deferred: boolean): RunHandle<O> {
     let n: NativeRun;
     try {
-      n = this.#native.startRun(c.native, storable(value));
+      n = this.#native.startRun(c.native, storable(value), deferred);
     } catch (e) {
       throw fromNative(e);
     }

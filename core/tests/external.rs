@@ -264,3 +264,34 @@ async fn an_approval_gate_in_a_run_driven_from_outside() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_deferred_start_is_committed_with_the_first_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(SqliteStore::open(dir.path().join("runs.db")).unwrap());
+    let store = FaultInjectingStore::new(std::sync::Arc::clone(&inner));
+    let engine = Engine::builder().store(store).build();
+    let wf = Workflow::new("deferred")
+        .step("a", Node::external(1))
+        .then("b", Node::external(1))
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external_deferred(&wf, json!(1)).unwrap();
+    assert!(
+        inner.run(run.id()).unwrap().is_none(),
+        "not stored before its first flush"
+    );
+    let out = drive(&mut run, &handler).await;
+    assert_eq!(out.status, RunStatus::Succeeded);
+    assert_eq!(out.output, Some(json!(3)));
+    let stored = inner.run(&out.id).unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Succeeded);
+    let seqs: Vec<u64> = inner
+        .events(&out.id, 1, 100)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gaps");
+}

@@ -126,6 +126,18 @@ impl Engine {
         Ok(self.external(core, Vec::new()))
     }
 
+    /// Like [`Engine::start_external`], but the run's creation is committed with the run's
+    /// first [`ExternalRun::flush`] (as the tokio driver does): a driver that flushes before it
+    /// waits for anything saves a commit per run. Until then the run is not in the store.
+    pub fn start_external_deferred(
+        &self,
+        workflow: &CommittedWorkflow,
+        input: Value,
+    ) -> Result<ExternalRun, EngineError> {
+        let core = self.create(workflow, input)?;
+        Ok(self.external(core, Vec::new()))
+    }
+
     /// Resumes a suspended run (checks as in [`Engine::resume`]) for the caller to drive.
     pub fn resume_external(
         &self,
