@@ -1,6 +1,6 @@
 //! Approval gates on SQLite: the `gates`, `audit` and `outbox` tables.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::GateStore;
 use super::sqlite::{SqliteStore, map_err};
@@ -24,13 +24,13 @@ fn gate_doc(a: &Approval) -> rusqlite::Result<String> {
     to_json(&bare)
 }
 
-fn insert_audit(tx: &Transaction<'_>, r: &AuditRecord) -> rusqlite::Result<()> {
+fn insert_audit(tx: &rusqlite::Connection, r: &AuditRecord) -> rusqlite::Result<()> {
     tx.prepare_cached("INSERT INTO audit (run_id, gate, at, actor, doc) VALUES (?1,?2,?3,?4,?5)")?
         .execute(params![r.run_id, r.gate, r.at, r.actor, to_json(r)?])?;
     Ok(())
 }
 
-fn insert_delivery(tx: &Transaction<'_>, d: &Delivery) -> rusqlite::Result<()> {
+fn insert_delivery(tx: &rusqlite::Connection, d: &Delivery) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO outbox (run_id, gate, notifier, event, status, attempts, next_at,
          last_error, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
@@ -51,7 +51,7 @@ fn insert_delivery(tx: &Transaction<'_>, d: &Delivery) -> rusqlite::Result<()> {
 
 /// Inserts gates reached by a run, inside the run's batch transaction. A gate that exists
 /// already (a replayed suspension) is left as it is.
-pub(super) fn insert_gates(tx: &Transaction<'_>, gates: &[NewGate]) -> rusqlite::Result<()> {
+pub(super) fn insert_gates(tx: &rusqlite::Connection, gates: &[NewGate]) -> rusqlite::Result<()> {
     for g in gates {
         let a = &g.approval;
         let n = tx
