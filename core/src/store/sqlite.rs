@@ -403,7 +403,7 @@ impl SqliteStore {
             ])?;
         }
         if !b.gates.is_empty() {
-            super::sqlite_gates::insert_gates(&tx, &b.gates)?;
+            super::sqlite_gates::insert_gates(tx, &b.gates)?;
         }
         Ok(())
     }
