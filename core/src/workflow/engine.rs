@@ -817,7 +817,7 @@ impl Engine {
     /// assert_eq!(engine.approvals().inbox(&alice)?.len(), 1);
     /// engine.approvals().decide(&run.id, "review", &alice, Decision::approve()).await?;
     /// let run = engine.wait(&run.id).await?;
-    /// assert_eq!(run.output.unwrap()["approved"], json!(true));
+    /// assert_eq!(run.output.map(|o| o["approved"].clone()), Some(json!(true)));
     /// # Ok(()) }
     /// ```
     pub fn approvals(&self) -> crate::approval::Approvals {
