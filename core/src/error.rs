@@ -230,6 +230,19 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// The run's row names another owner than the committing engine: that engine lost its
+    /// claim (its lease expired and another engine took the run over), so its writes were
+    /// refused and nothing of the batch was committed.
+    #[error(
+        "run `{run}` is owned by {} now: this engine lost its claim on it and its writes were not committed",
+        owner.as_deref().map(|o| format!("`{o}`")).unwrap_or_else(|| "no engine".to_string())
+    )]
+    Fenced {
+        /// Run id.
+        run: String,
+        /// The owner the row names.
+        owner: Option<String>,
+    },
     /// Any other SQLite error.
     #[error("database `{path}`: {message}")]
     Other {

@@ -51,6 +51,15 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn commit(&self, run: &str, b: Batch) -> Result<(), StoreError> {
         let mut runs = self.lock();
+        if let Some(fence) = b.fence.as_deref().filter(|_| b.create.is_none())
+            && let Some(r) = runs.get(run).and_then(|d| d.run.as_ref())
+            && r.owner.as_deref() != Some(fence)
+        {
+            return Err(StoreError::Fenced {
+                run: run.to_string(),
+                owner: r.owner.clone(),
+            });
+        }
         let data = match runs.get_mut(run) {
             Some(d) => d,
             None => runs.entry(run.to_string()).or_default(),

@@ -277,6 +277,10 @@ pub struct Batch {
     pub events: Vec<crate::workflow::RunEvent>,
     /// Approval gates reached by the run (kept only by stores with [`Store::gates`]).
     pub gates: Vec<crate::approval::NewGate>,
+    /// When set (and the batch creates no run), the run's row must still name this owner, or
+    /// the store refuses the whole batch with [`StoreError::Fenced`]: an engine whose lease
+    /// lapsed while another engine took the run over cannot write into it any more.
+    pub fence: Option<std::sync::Arc<str>>,
 }
 
 impl Batch {

@@ -322,10 +322,19 @@ impl SqliteStore {
 
     /// One transaction; `BEGIN`/`COMMIT` are cached statements too (rusqlite's `transaction()`
     /// parses them anew every time, ~4% of a small commit's instructions).
-    fn write_batch(&self, conn: &mut Connection, run: &str, b: &Batch) -> rusqlite::Result<()> {
-        conn.prepare_cached("BEGIN")?.execute([])?;
-        let written = Self::write_rows(conn, run, b)
-            .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()));
+    ///
+    /// `BEGIN IMMEDIATE` takes the write lock first (waiting up to the busy timeout), so the
+    /// owner check below cannot go stale before the writes.
+    fn write_batch(&self, conn: &mut Connection, run: &str, b: &Batch) -> Result<(), StoreError> {
+        let e = |err| map_err(&self.path, err);
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map_err(e)?;
+        let written = self.check_fence(conn, run, b).and_then(|()| {
+            Self::write_rows(conn, run, b)
+                .and_then(|()| conn.prepare_cached("COMMIT")?.execute([]).map(|_| ()))
+                .map_err(e)
+        });
         if written.is_err() && !conn.is_autocommit() {
             // Nothing of a failed batch stays: roll back what it wrote.
             let _ = conn
@@ -333,6 +342,24 @@ impl SqliteStore {
                 .and_then(|mut s| s.execute([]));
         }
         written
+    }
+
+    /// Refuses the batch if the run's row names another owner than its fence.
+    fn check_fence(&self, conn: &Connection, run: &str, b: &Batch) -> Result<(), StoreError> {
+        let Some(fence) = b.fence.as_deref().filter(|_| b.create.is_none()) else {
+            return Ok(());
+        };
+        let owner: Option<Option<String>> = conn
+            .prepare_cached("SELECT owner FROM runs WHERE id = ?1")
+            .and_then(|mut s| s.query_row([run], |r| r.get(0)).optional())
+            .map_err(|err| map_err(&self.path, err))?;
+        match owner {
+            Some(o) if o.as_deref() != Some(fence) => Err(StoreError::Fenced {
+                run: run.to_string(),
+                owner: o,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn write_rows(tx: &Connection, run: &str, b: &Batch) -> rusqlite::Result<()> {
@@ -483,7 +510,6 @@ impl Store for SqliteStore {
         }
         let mut conn = self.lock();
         self.write_batch(&mut conn, run, &batch)
-            .map_err(|e| map_err(&self.path, e))
     }
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {

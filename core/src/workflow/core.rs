@@ -67,6 +67,8 @@ pub(crate) struct RunCore {
     pub(crate) status: Status,
     /// Writes produced and not yet committed (see [`RunCore::advance`]).
     pending: Batch,
+    /// The engine that claimed the run: every commit is fenced by it (see [`Batch::fence`]).
+    owner: Arc<str>,
 }
 
 impl RunCore {
@@ -125,6 +127,7 @@ impl RunCore {
             created_at: now,
             status: Status::Running,
             pending,
+            owner: owner.into(),
         })
     }
 
@@ -135,6 +138,7 @@ impl RunCore {
         record: &RunRecord,
         committed: RunStatus,
         live: Arc<Live>,
+        owner: &str,
     ) -> Result<Self, EngineError> {
         let steps = store.steps(&record.id)?;
         let state = store.state(&record.id)?;
@@ -152,6 +156,7 @@ impl RunCore {
             created_at: record.created_at,
             status: Status::Running,
             pending: Batch::default(),
+            owner: owner.into(),
         })
     }
 
@@ -256,10 +261,19 @@ impl RunCore {
     pub(crate) fn flush(&mut self) -> Result<(), EngineError> {
         self.collect(now_ms());
         if !self.pending.is_empty() {
-            let batch = std::mem::take(&mut self.pending);
+            let mut batch = std::mem::take(&mut self.pending);
+            batch.fence = Some(Arc::clone(&self.owner));
             // Events for live subscribers go out only after the commit succeeded.
             let live = self.live.watched().then(|| batch.events.clone());
-            self.store.commit(&self.run_id, batch)?;
+            self.store
+                .commit(&self.run_id, batch)
+                .map_err(|e| match e {
+                    crate::error::StoreError::Fenced { run, owner } => EngineError::Owned {
+                        run,
+                        owner: owner.unwrap_or_else(|| "no engine (released)".into()),
+                    },
+                    e => e.into(),
+                })?;
             for ev in live.iter().flatten() {
                 self.live.send(ev);
             }

@@ -455,6 +455,7 @@ impl Engine {
             &record,
             RunStatus::Suspended,
             live,
+            &self.inner.owner,
         )?;
         // Replay up to the suspension points (commits nothing new for a consistent store).
         let (actions, status) = core.poll()?;
@@ -575,6 +576,7 @@ impl Engine {
                     &record,
                     RunStatus::Running,
                     Arc::new(Live::default()),
+                    &self.inner.owner,
                 )?;
                 core.finish(RunStatus::Cancelled, "cancelled".into())?;
             }
@@ -727,6 +729,7 @@ impl Engine {
                 &r,
                 RunStatus::Running,
                 Arc::new(Live::default()),
+                &self.inner.owner,
             )?);
         }
         Ok(cores)
