@@ -72,11 +72,13 @@ pub(crate) struct RunCore {
 }
 
 impl RunCore {
-    /// Creates a new run; its row is written with the first [`RunCore::flush`].
+    /// Creates a new run; its row is written with the first [`RunCore::flush`]. `id` is the
+    /// run id and the time (ms) it encodes, which becomes the run's `created_at` (so that the
+    /// stores' creation order and id order agree).
     pub(crate) fn create(
         store: Arc<dyn Store>,
         graph: Arc<Graph>,
-        run_id: String,
+        id: (String, i64),
         input: Value,
         owner: &str,
         lease_until: i64,
@@ -84,7 +86,7 @@ impl RunCore {
         if let Some(s) = &graph.input_schema {
             s.validate(&input, &format!("workflow `{}`", graph.id), "input")?;
         }
-        let now = now_ms();
+        let (run_id, now) = id;
         let run_id: Arc<str> = run_id.into();
         let record = RunRecord {
             id: run_id.to_string(),

@@ -1335,10 +1335,13 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A UUID v7 run id: time-ordered, and increasing within this process even for runs created
-/// in the same millisecond (a 12-bit counter fills `rand_a`); random bits from a thread-local
-/// generator, so there is no system call per run.
-fn new_run_id() -> String {
+/// A UUID v7 run id and the time (ms) it encodes: time-ordered, and increasing within this
+/// process even for runs created in the same millisecond (a 12-bit counter fills `rand_a`;
+/// past 4,096 runs in one millisecond it borrows from the next); random bits from a
+/// thread-local generator, so there is no system call per run. The time becomes the run's
+/// `created_at`, so ordering runs by id orders them by creation time (the SQLite store's
+/// listings rely on it).
+fn new_run_id() -> (String, i64) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = (now_ms().max(0) as u64) << 12;
@@ -1355,7 +1358,8 @@ fn new_run_id() -> String {
     fastrand::fill(&mut rand[2..]);
     rand[0] = (counter >> 8) as u8;
     rand[1] = (counter & 0xff) as u8;
-    uuid::Builder::from_unix_timestamp_millis(ms, &rand)
+    let id = uuid::Builder::from_unix_timestamp_millis(ms, &rand)
         .into_uuid()
-        .to_string()
+        .to_string();
+    (id, ms as i64)
 }
