@@ -10,6 +10,8 @@ mod memory_gates;
 mod sqlite;
 mod sqlite_gates;
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -336,6 +338,17 @@ pub trait Store: Send + Sync + 'static {
     /// Commits a batch atomically: all of it or none of it. The batch is given by value so
     /// that a store keeping it in memory need not copy it.
     fn commit(&self, run: &str, batch: Batch) -> Result<(), StoreError>;
+    /// Commits the batches of several runs, each atomically and independently of the others
+    /// (one failing, say fenced, leaves the rest committed); the results are in the batches'
+    /// order. The engine calls it with the batches that queued while a commit was in progress
+    /// (group commit). The default commits them one by one; `SqliteStore` writes them in one
+    /// transaction, one savepoint per batch.
+    fn commit_group(&self, batches: Vec<(Arc<str>, Batch)>) -> Vec<Result<(), StoreError>> {
+        batches
+            .into_iter()
+            .map(|(run, b)| self.commit(&run, b))
+            .collect()
+    }
     /// Reads one run.
     fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// Lists runs, newest first.

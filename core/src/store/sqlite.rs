@@ -358,6 +358,51 @@ impl SqliteStore {
         written
     }
 
+    /// Several runs' batches in one transaction, each inside its own savepoint: a batch that
+    /// fails (fenced, a constraint) is rolled back to its savepoint and gets its error; the
+    /// others commit together. `None` when the transaction itself failed to begin or commit,
+    /// in which case nothing was written.
+    fn write_group(
+        &self,
+        conn: &mut Connection,
+        batches: &[(Arc<str>, Batch)],
+    ) -> Option<Vec<Result<(), StoreError>>> {
+        let exec = |conn: &Connection, sql: &str| {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([]))
+                .map(|_| ())
+        };
+        exec(conn, "BEGIN IMMEDIATE").ok()?;
+        let mut results = Vec::with_capacity(batches.len());
+        for (run, b) in batches {
+            if b.is_empty() {
+                results.push(Ok(()));
+                continue;
+            }
+            let r = exec(conn, "SAVEPOINT batch")
+                .map_err(|e| map_err(&self.path, e))
+                .and_then(|()| self.check_fence(conn, run, b))
+                .and_then(|()| Self::write_rows(conn, run, b).map_err(|e| map_err(&self.path, e)));
+            let closed = if r.is_ok() {
+                exec(conn, "RELEASE batch")
+            } else {
+                exec(conn, "ROLLBACK TO batch").and_then(|()| exec(conn, "RELEASE batch"))
+            };
+            if closed.is_err() {
+                let _ = exec(conn, "ROLLBACK");
+                return None;
+            }
+            results.push(r);
+        }
+        if exec(conn, "COMMIT").is_err() {
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            return None;
+        }
+        Some(results)
+    }
+
     /// Refuses the batch if the run's row names another owner than its fence.
     fn check_fence(&self, conn: &Connection, run: &str, b: &Batch) -> Result<(), StoreError> {
         let Some(fence) = b.fence.as_deref().filter(|_| b.create.is_none()) else {
@@ -544,6 +589,31 @@ impl Store for SqliteStore {
         }
         let mut conn = self.lock();
         self.write_batch(&mut conn, run, &batch)
+    }
+
+    fn commit_group(&self, batches: Vec<(Arc<str>, Batch)>) -> Vec<Result<(), StoreError>> {
+        if batches.len() < 2 {
+            return batches
+                .into_iter()
+                .map(|(run, b)| self.commit(&run, b))
+                .collect();
+        }
+        let mut conn = self.lock();
+        match self.write_group(&mut conn, &batches) {
+            Some(results) => results,
+            // The group's transaction could not begin or commit (nothing of it stayed):
+            // commit the batches one by one, so that each gets its own outcome.
+            None => batches
+                .iter()
+                .map(|(run, b)| {
+                    if b.is_empty() {
+                        Ok(())
+                    } else {
+                        self.write_batch(&mut conn, run, b)
+                    }
+                })
+                .collect(),
+        }
     }
 
     fn run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {

@@ -261,25 +261,71 @@ impl RunCore {
 
     /// Commits the pending batch (if any) and tells live subscribers.
     pub(crate) fn flush(&mut self) -> Result<(), EngineError> {
-        self.collect(now_ms());
-        if !self.pending.is_empty() {
-            let mut batch = std::mem::take(&mut self.pending);
-            batch.fence = Some(Arc::clone(&self.owner));
-            // Events for live subscribers go out only after the commit succeeded.
-            let live = self.live.watched().then(|| batch.events.clone());
-            self.store
-                .commit(&self.run_id, batch)
-                .map_err(|e| match e {
-                    crate::error::StoreError::Fenced { run, owner } => EngineError::Owned {
-                        run,
-                        owner: owner.unwrap_or_else(|| "no engine (released)".into()),
-                    },
-                    e => e.into(),
-                })?;
-            for ev in live.iter().flatten() {
-                self.live.send(ev);
-            }
+        if let Some((batch, live)) = self.take_batch() {
+            let r = self.store.commit(&self.run_id, batch);
+            self.committed(r, live)?;
         }
+        self.check_divergence()
+    }
+
+    /// [`RunCore::flush`] through the engine's group commit: when another run is committing,
+    /// this run's batch joins the next group and the task waits without holding its thread.
+    pub(crate) async fn flush_grouped(
+        &mut self,
+        group: &super::group::GroupCommit,
+    ) -> Result<(), EngineError> {
+        if let Some((batch, live)) = self.take_batch() {
+            let r = group.commit(&*self.store, &self.run_id, batch).await;
+            self.committed(r, live)?;
+        }
+        self.check_divergence()
+    }
+
+    /// [`RunCore::flush`] through the engine's group commit, blocking the thread (for
+    /// synchronous callers such as `Engine::spawn`).
+    pub(crate) fn flush_grouped_blocking(
+        &mut self,
+        group: &super::group::GroupCommit,
+    ) -> Result<(), EngineError> {
+        if let Some((batch, live)) = self.take_batch() {
+            let r = group.commit_blocking(&*self.store, &self.run_id, batch);
+            self.committed(r, live)?;
+        }
+        self.check_divergence()
+    }
+
+    /// The pending batch, fenced by this engine, and its events for live subscribers (which
+    /// go out only after the commit succeeded); `None` when there is nothing to commit.
+    fn take_batch(&mut self) -> Option<(Batch, Option<Vec<RunEvent>>)> {
+        self.collect(now_ms());
+        if self.pending.is_empty() {
+            return None;
+        }
+        let mut batch = std::mem::take(&mut self.pending);
+        batch.fence = Some(Arc::clone(&self.owner));
+        let live = self.live.watched().then(|| batch.events.clone());
+        Some((batch, live))
+    }
+
+    fn committed(
+        &self,
+        r: Result<(), crate::error::StoreError>,
+        live: Option<Vec<RunEvent>>,
+    ) -> Result<(), EngineError> {
+        r.map_err(|e| match e {
+            crate::error::StoreError::Fenced { run, owner } => EngineError::Owned {
+                run,
+                owner: owner.unwrap_or_else(|| "no engine (released)".into()),
+            },
+            e => e.into(),
+        })?;
+        for ev in live.iter().flatten() {
+            self.live.send(ev);
+        }
+        Ok(())
+    }
+
+    fn check_divergence(&self) -> Result<(), EngineError> {
         if let Some((path, detail)) = self.machine.divergence() {
             return Err(EngineError::ReplayDiverged {
                 run: self.run_id.to_string(),

@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     worker_every: Duration,
     pub(crate) public_url: String,
+    /// Batches of runs waiting while another run commits (see `group.rs`).
+    group: Arc<super::group::GroupCommit>,
 }
 
 /// When the tokio driver commits a run's step records.
@@ -184,6 +186,7 @@ impl EngineBuilder {
                 wake: Arc::new(tokio::sync::Notify::new()),
                 worker_every: self.worker_every,
                 public_url: self.public_url,
+                group: Arc::default(),
             }),
         }
     }
@@ -341,7 +344,7 @@ impl Engine {
         input: Value,
     ) -> Result<RunHandle, EngineError> {
         let mut core = self.create(workflow, input)?;
-        core.flush()?;
+        core.flush_grouped_blocking(&self.inner.group)?;
         let active = self.activate(&core);
         let id = core.run_id.to_string();
         let engine = self.clone();
@@ -918,6 +921,7 @@ impl Engine {
             first,
             self.inner.always_replay,
             self.inner.durability,
+            Arc::clone(&self.inner.group),
         )
         .instrument(span)
         .await;
@@ -937,6 +941,7 @@ async fn drive(
     first: Vec<Action>,
     always_replay: bool,
     coalesce: Durability,
+    group: Arc<super::group::GroupCommit>,
 ) -> Result<Run, EngineError> {
     let graph = Arc::clone(core.graph());
     let (emit_tx, mut emit_rx) = tokio::sync::mpsc::unbounded_channel::<Emitted>();
@@ -954,7 +959,7 @@ async fn drive(
             // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
             // and the machine must not be polled again. Tell them through their token.
             core.take_emitted(&mut emit_rx);
-            core.flush()?;
+            core.flush_grouped(&group).await?;
             active.cancel.cancel();
             drop(inflight);
             return Ok(outcome(&core));
@@ -990,7 +995,7 @@ async fn drive(
                     );
                     if non_idempotent || coalesce == Durability::EveryStep {
                         // Its start record must be durable before it runs.
-                        core.flush()?;
+                        core.flush_grouped(&group).await?;
                     }
                     let mut fut = run_step(
                         &graph,
@@ -1033,7 +1038,7 @@ async fn drive(
         if progressed && coalesce == Durability::Coalesced && !always_replay {
             continue;
         }
-        core.flush()?;
+        core.flush_grouped(&group).await?;
         if always_replay {
             core.rebuild()?;
         }

@@ -6,6 +6,7 @@ mod engine;
 mod event;
 mod external;
 mod graph;
+mod group;
 mod machine;
 mod schema;
 mod step;
