@@ -62,7 +62,7 @@ fn seed(db: &str, n: usize) {
             }),
             events: vec![
                 RunEvent {
-                    run_id: id.clone(),
+                    run_id: id.as_str().into(),
                     seq: 1,
                     at,
                     kind: EventKind::RunStarted {
@@ -71,7 +71,7 @@ fn seed(db: &str, n: usize) {
                     },
                 },
                 RunEvent {
-                    run_id: id.clone(),
+                    run_id: id.as_str().into(),
                     seq: 2,
                     at: at + 5,
                     kind: EventKind::RunFinished {

@@ -776,6 +776,7 @@ impl Store for SqliteStore {
             })
             .map_err(|e| map_err(&self.path, e))?
         };
+        let run_id: Arc<str> = run.into();
         raws.into_iter()
             .map(|(seq, at, body)| {
                 let kind = serde_json::from_str(&body).map_err(|e| StoreError::Decode {
@@ -784,7 +785,7 @@ impl Store for SqliteStore {
                     message: e.to_string(),
                 })?;
                 Ok(RunEvent {
-                    run_id: run.to_string(),
+                    run_id: Arc::clone(&run_id),
                     seq: seq as u64,
                     at,
                     kind,

@@ -102,7 +102,7 @@ impl RunCore {
             lease_until: Some(lease_until),
         };
         let started = RunEvent {
-            run_id: run_id.to_string(),
+            run_id: Arc::clone(&run_id),
             seq: 1,
             at: now,
             kind: EventKind::RunStarted {
@@ -343,7 +343,7 @@ impl RunCore {
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 RunEvent {
-                    run_id: self.run_id.to_string(),
+                    run_id: Arc::clone(&self.run_id),
                     seq,
                     at,
                     kind,
@@ -379,11 +379,8 @@ impl RunCore {
     }
 
     /// Moves the custom events steps emitted so far into the pending batch.
-    pub(crate) fn take_emitted(
-        &mut self,
-        rx: &mut tokio::sync::mpsc::UnboundedReceiver<super::step::Emitted>,
-    ) {
-        while let Ok(em) = rx.try_recv() {
+    pub(crate) fn take_emitted(&mut self, rx: &super::step::Emitter) {
+        while let Some(em) = rx.try_recv() {
             self.custom_pending(em.path, em.name, em.data);
         }
     }

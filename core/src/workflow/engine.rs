@@ -15,7 +15,7 @@ use super::builder::{CommittedWorkflow, Graph, NodeKind, SleepSpec};
 use super::core::{Live, RunCore, Suspension};
 use super::event::RunEvent;
 use super::machine::{Action, EvalKind, Status};
-use super::step::{Emitted, StepContext};
+use super::step::{Emitter, StepContext};
 use crate::error::{EngineError, StepError};
 use crate::store::{
     Claim, MemoryStore, RunFilter, RunRecord, RunStatus, SqliteStore, Store, now_ms,
@@ -605,7 +605,7 @@ impl Engine {
                 release: true,
             }),
             events: vec![RunEvent {
-                run_id: run_id.to_string(),
+                run_id: run_id.into(),
                 seq,
                 at: now,
                 kind: super::event::EventKind::RunFinished {
@@ -944,7 +944,7 @@ async fn drive(
     group: Arc<super::group::GroupCommit>,
 ) -> Result<Run, EngineError> {
     let graph = Arc::clone(core.graph());
-    let (emit_tx, mut emit_rx) = tokio::sync::mpsc::unbounded_channel::<Emitted>();
+    let emit = Emitter::default();
     let mut inflight: FuturesUnordered<futures::future::BoxFuture<'static, StepResult>> =
         FuturesUnordered::new();
     let deadline = graph.timeout.map(|t| {
@@ -958,7 +958,7 @@ async fn drive(
         if matches!(status, Status::Succeeded(_) | Status::Failed(_)) {
             // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
             // and the machine must not be polled again. Tell them through their token.
-            core.take_emitted(&mut emit_rx);
+            core.take_emitted(&emit);
             core.flush_grouped(&group).await?;
             active.cancel.cancel();
             drop(inflight);
@@ -1001,7 +1001,7 @@ async fn drive(
                         &graph,
                         &core,
                         &active.cancel,
-                        &emit_tx,
+                        &emit,
                         path,
                         node,
                         input,
@@ -1015,7 +1015,7 @@ async fn drive(
                         && let Some((p, r)) = (&mut fut).now_or_never()
                     {
                         // Events the step emitted come before its output.
-                        core.take_emitted(&mut emit_rx);
+                        core.take_emitted(&emit);
                         core.complete(&p, r);
                         progressed = true;
                         continue;
@@ -1082,11 +1082,11 @@ async fn drive(
                 core.finish(RunStatus::Failed, format!("run timed out after {t:?}"))?;
                 return Ok(outcome(&core));
             }
-            Some(em) = emit_rx.recv() => {
+            em = emit.recv() => {
                 core.custom(em.path, em.name, em.data)?;
             }
             Some((path, result)) = inflight.next() => {
-                core.take_emitted(&mut emit_rx);
+                core.take_emitted(&emit);
                 core.complete(&path, result);
                 // Take every other result that is already there, to commit them together.
                 while let Some(Some((p, r))) = inflight.next().now_or_never() {
@@ -1094,7 +1094,7 @@ async fn drive(
                 }
             }
         }
-        core.take_emitted(&mut emit_rx);
+        core.take_emitted(&emit);
     }
 }
 
@@ -1103,7 +1103,7 @@ pub(crate) fn run_step(
     graph: &Arc<Graph>,
     core: &RunCore,
     cancel: &CancellationToken,
-    emit: &tokio::sync::mpsc::UnboundedSender<Emitted>,
+    emit: &Emitter,
     path: String,
     node: usize,
     input: Value,

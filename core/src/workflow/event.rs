@@ -8,8 +8,8 @@ use crate::store::RunStatus;
 /// One event of a run, with its sequence number in the run's event log (from 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEvent {
-    /// The run.
-    pub run_id: String,
+    /// The run (shared by all of a run's events: no copy of the id per event).
+    pub run_id: std::sync::Arc<str>,
     /// Position in the run's event log, from 1, without gaps.
     pub seq: u64,
     /// Milliseconds since the Unix epoch.

@@ -100,8 +100,7 @@ pub struct ExternalRun {
     first: Vec<Action>,
     /// Native steps issued and not yet handed out, by path.
     native: Vec<(String, BoxFuture<'static, super::engine::StepResult>)>,
-    emit_rx: tokio::sync::mpsc::UnboundedReceiver<super::step::Emitted>,
-    emit_tx: tokio::sync::mpsc::UnboundedSender<super::step::Emitted>,
+    emit: super::step::Emitter,
 }
 
 impl std::fmt::Debug for ExternalRun {
@@ -173,15 +172,14 @@ impl Engine {
 
     fn external(&self, core: RunCore, first: Vec<Action>) -> ExternalRun {
         let active = self.activate(&core);
-        let (emit_tx, emit_rx) = tokio::sync::mpsc::unbounded_channel();
+        let emit = super::step::Emitter::default();
         ExternalRun {
             core,
             engine: self.clone(),
             active,
             first,
             native: Vec::new(),
-            emit_rx,
-            emit_tx,
+            emit,
         }
     }
 }
@@ -244,7 +242,7 @@ impl ExternalRun {
 
     /// Commits what [`ExternalRun::advance`] produced.
     pub fn flush(&mut self) -> Result<(), EngineError> {
-        self.core.take_emitted(&mut self.emit_rx);
+        self.core.take_emitted(&self.emit);
         self.core.flush()
     }
 
@@ -273,7 +271,7 @@ impl ExternalRun {
                         &graph,
                         &self.core,
                         &self.active.cancel,
-                        &self.emit_tx,
+                        &self.emit,
                         path.clone(),
                         node,
                         input,
