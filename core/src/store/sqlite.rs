@@ -1,7 +1,7 @@
 //! The SQLite store: one file, WAL, versioned migrations, one row per step path and per event.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
@@ -232,6 +232,7 @@ impl SqliteStore {
                 .map_err(|e| map_err(&store.path, e))?;
                 r.busy_timeout(Duration::from_secs(5))
                     .map_err(|e| map_err(&store.path, e))?;
+                r.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 store.readers.push(Mutex::new(r));
             }
         }
@@ -247,6 +248,7 @@ impl SqliteStore {
     fn init(conn: Connection, path: String) -> Result<Self, StoreError> {
         let e = |err| map_err(&path, err);
         conn.busy_timeout(Duration::from_secs(5)).map_err(e)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // WAL survives process crashes with synchronous=NORMAL: a commit is in the WAL file
         // before `commit` returns; only an OS crash or power loss can lose the last commits.
         let mode: String = conn
@@ -485,13 +487,22 @@ impl SqliteStore {
             )?
             .execute(params![run, k, v.to_string()])?;
         }
-        for ev in &b.events {
-            let body = serde_json::to_string(&ev.kind)
+        // One row per event, inserted up to EVENTS_PER_INSERT rows per statement (a
+        // statement's fixed cost is a good part of a small commit).
+        for chunk in b.events.chunks(EVENTS_PER_INSERT) {
+            let bodies = chunk
+                .iter()
+                .map(|ev| serde_json::to_string(&ev.kind))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-            tx.prepare_cached(
-                "INSERT INTO events (run_id, seq, at, body) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![run, ev.seq as i64, ev.at, body])?;
+            let seqs: Vec<i64> = chunk.iter().map(|ev| ev.seq as i64).collect();
+            let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(1 + 3 * chunk.len());
+            args.push(&run);
+            for ((ev, seq), body) in chunk.iter().zip(&seqs).zip(&bodies) {
+                args.extend([seq as &dyn rusqlite::ToSql, &ev.at, body]);
+            }
+            tx.prepare_cached(insert_events_sql(chunk.len()))?
+                .execute(args.as_slice())?;
         }
         if let Some(u) = b.update.as_ref().filter(|_| b.create.is_none()) {
             let sql = if u.release {
@@ -880,6 +891,34 @@ fn filter_sql(f: &RunFilter) -> (String, Vec<rusqlite::types::Value>) {
     (sql, args)
 }
 
+/// Prepared statements kept per connection (rusqlite's default of 16 is fewer than the
+/// writer uses: runs, steps, events by row count, state, updates, fencing, transactions and
+/// savepoints, gates, claims; an evicted statement is parsed again on its next use).
+const STATEMENT_CACHE: usize = 64;
+
+/// The most event rows one `INSERT` carries.
+const EVENTS_PER_INSERT: usize = 16;
+
+/// `INSERT INTO events … VALUES (?1, ?2, ?3, ?4), (?1, ?5, ?6, ?7), …` for `n` rows (1 ≤ n ≤
+/// [`EVENTS_PER_INSERT`]): the run id is bound once, then seq, at and body per row.
+fn insert_events_sql(n: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (1..=EVENTS_PER_INSERT)
+            .map(|n| {
+                let rows: Vec<String> = (0..n)
+                    .map(|i| format!("(?1, ?{}, ?{}, ?{})", 2 + 3 * i, 3 + 3 * i, 4 + 3 * i))
+                    .collect();
+                format!(
+                    "INSERT INTO events (run_id, seq, at, body) VALUES {}",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    });
+    all[n.clamp(1, EVENTS_PER_INSERT) - 1].as_str()
+}
+
 /// Maps a SQLite error to the store's typed error, keeping SQLite's message.
 pub(super) fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
     let path = path.to_string();
@@ -965,5 +1004,39 @@ mod tests {
         let p = plan(&store, &format!("SELECT id FROM runs {tail}"), &args);
         assert!(p.contains("PRIMARY KEY"), "{p}");
         assert!(!p.contains("TEMP B-TREE"), "{p}");
+    }
+
+    #[test]
+    fn a_batch_of_many_events_is_stored_one_row_each_in_order() {
+        use crate::workflow::{EventKind, RunEvent};
+        let store = SqliteStore::open_in_memory().unwrap();
+        let run: Arc<str> = "r".into();
+        let events: Vec<RunEvent> = (1..=40)
+            .map(|seq| RunEvent {
+                run_id: Arc::clone(&run),
+                seq,
+                at: seq as i64 * 10,
+                kind: EventKind::Custom {
+                    path: "p".into(),
+                    name: format!("e{seq}"),
+                    data: serde_json::json!(seq),
+                },
+            })
+            .collect();
+        let batch = Batch {
+            events: events.clone(),
+            ..Batch::default()
+        };
+        store.commit("r", batch).unwrap();
+        assert_eq!(store.events("r", 1, usize::MAX).unwrap(), events);
+        assert_eq!(store.events("r", 17, 2).unwrap(), events[16..18].to_vec());
+        assert_eq!(store.last_seq("r").unwrap(), 40);
+        let rows: i64 = store
+            .lock()
+            .query_row("SELECT count(*) FROM events WHERE run_id = 'r'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(rows, 40);
     }
 }
