@@ -71,6 +71,27 @@ pub(crate) struct RunCore {
     owner: Arc<str>,
 }
 
+/// Where a run stands after an advance, without the output or error (which stay in
+/// `RunCore::status`): what drivers branch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    Suspended,
+    Succeeded,
+    Failed,
+}
+
+impl Phase {
+    fn of(s: &Status) -> Self {
+        match s {
+            Status::Running => Phase::Running,
+            Status::Suspended(_) => Phase::Suspended,
+            Status::Succeeded(_) => Phase::Succeeded,
+            Status::Failed(_) => Phase::Failed,
+        }
+    }
+}
+
 impl RunCore {
     /// Creates a new run; its row is written with the first [`RunCore::flush`]. `id` is the
     /// run id and the time (ms) it encodes, which becomes the run's `created_at` (so that the
@@ -179,7 +200,7 @@ impl RunCore {
     }
 
     /// Advances the machine and commits what it produced in one batch.
-    pub(crate) fn poll(&mut self) -> Result<(Vec<Action>, Status), EngineError> {
+    pub(crate) fn poll(&mut self) -> Result<(Vec<Action>, Phase), EngineError> {
         let r = self.advance();
         self.flush()?;
         Ok(r)
@@ -189,7 +210,7 @@ impl RunCore {
     /// added to the pending batch, which [`RunCore::flush`] commits. A driver may advance
     /// several times (steps that finished without waiting) before it flushes; it must flush
     /// before it waits for anything and before it reports the run's status.
-    pub(crate) fn advance(&mut self) -> (Vec<Action>, Status) {
+    pub(crate) fn advance(&mut self) -> (Vec<Action>, Phase) {
         let now = now_ms();
         let status = self.machine.poll(now);
         let actions = self.machine.take_actions();
@@ -229,8 +250,9 @@ impl RunCore {
         }
         let stamped = self.stamp(events, now);
         self.pending.events.extend(stamped);
-        self.status = status.clone();
-        (actions, status)
+        let phase = Phase::of(&status);
+        self.status = status;
+        (actions, phase)
     }
 
     /// Moves what the machine produced since the last call (records, events, state) into

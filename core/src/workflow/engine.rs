@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::builder::{CommittedWorkflow, Graph, NodeKind, SleepSpec};
-use super::core::{Live, RunCore, Suspension};
+use super::core::{Live, Phase, RunCore, Suspension};
 use super::event::RunEvent;
 use super::machine::{Action, EvalKind, Status};
 use super::step::{Emitter, StepContext};
@@ -462,7 +462,7 @@ impl Engine {
         )?;
         // Replay up to the suspension points (commits nothing new for a consistent store).
         let (actions, status) = core.poll()?;
-        if !actions.is_empty() || !matches!(status, Status::Suspended(_)) {
+        if !actions.is_empty() || status != Phase::Suspended {
             // A resumed path that never ran (crash after resume): just continue the run.
             return Ok((core, actions));
         }
@@ -955,14 +955,14 @@ async fn drive(
     loop {
         let mut actions = std::mem::take(&mut pending_actions);
         let (more, status) = core.advance();
-        if matches!(status, Status::Succeeded(_) | Status::Failed(_)) {
+        if matches!(status, Phase::Succeeded | Phase::Failed) {
             // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
             // and the machine must not be polled again. Tell them through their token.
             core.take_emitted(&emit);
             core.flush_grouped(&group).await?;
             active.cancel.cancel();
             drop(inflight);
-            return Ok(outcome(&core));
+            return Ok(outcome_taken(&mut core));
         }
         actions.extend(more);
         // Commits are coalesced: steps that finish without waiting (their future is ready on
@@ -1046,8 +1046,8 @@ async fn drive(
             continue;
         }
         match status {
-            Status::Running => {}
-            _ if inflight.is_empty() => return Ok(outcome(&core)),
+            Phase::Running => {}
+            _ if inflight.is_empty() => return Ok(outcome_taken(&mut core)),
             _ => {}
         }
         if inflight.is_empty() {
@@ -1073,14 +1073,14 @@ async fn drive(
                 .await;
                 drop(inflight);
                 core.finish(RunStatus::Cancelled, "cancelled".into())?;
-                return Ok(outcome(&core));
+                return Ok(outcome_taken(&mut core));
             }
             _ = sleep_deadline => {
                 active.cancel.cancel();
                 drop(inflight);
                 let t = graph.timeout.unwrap_or_default();
                 core.finish(RunStatus::Failed, format!("run timed out after {t:?}"))?;
-                return Ok(outcome(&core));
+                return Ok(outcome_taken(&mut core));
             }
             em = emit.recv() => {
                 core.custom(em.path, em.name, em.data)?;
@@ -1197,6 +1197,30 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "unknown panic payload".into()
+    }
+}
+
+/// [`outcome`] for a driver that is done with the run: moves the input and the output out of
+/// the core instead of copying them.
+fn outcome_taken(core: &mut RunCore) -> Run {
+    let (output, error) = match std::mem::replace(&mut core.status, Status::Running) {
+        Status::Succeeded(v) => (Some(v), None),
+        Status::Failed(e) => (None, Some(e)),
+        s @ (Status::Running | Status::Suspended(_)) => {
+            core.status = s;
+            (None, None)
+        }
+    };
+    Run {
+        id: core.run_id.to_string(),
+        workflow: core.workflow.clone(),
+        status: core.committed,
+        input: std::mem::take(&mut core.input),
+        output,
+        error,
+        suspended: core.suspensions(),
+        created_at: core.created_at,
+        updated_at: now_ms(),
     }
 }
 
