@@ -63,10 +63,8 @@ impl GroupCommit {
         run: &Arc<str>,
         batch: Batch,
     ) -> Result<(), StoreError> {
-        if !self.busy.swap(true, Ordering::AcqRel) {
-            let r = store.commit(run, batch);
-            self.drain(store);
-            return r;
+        if self.take_lead() {
+            return self.commit_and_drain(store, run, batch);
         }
         let (tx, rx) = oneshot::channel();
         self.enqueue(store, run, batch, Reply::Task(tx));
@@ -82,14 +80,29 @@ impl GroupCommit {
         run: &Arc<str>,
         batch: Batch,
     ) -> Result<(), StoreError> {
-        if !self.busy.swap(true, Ordering::AcqRel) {
-            let r = store.commit(run, batch);
-            self.drain(store);
-            return r;
+        if self.take_lead() {
+            return self.commit_and_drain(store, run, batch);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.enqueue(store, run, batch, Reply::Thread(tx));
         rx.recv().unwrap_or_else(|_| Err(lost()))
+    }
+
+    /// Becomes the committer if nobody is committing.
+    fn take_lead(&self) -> bool {
+        !self.busy.swap(true, Ordering::AcqRel)
+    }
+
+    /// As the committer: commits this batch, then whatever queued meanwhile.
+    fn commit_and_drain(
+        &self,
+        store: &dyn Store,
+        run: &str,
+        batch: Batch,
+    ) -> Result<(), StoreError> {
+        let r = store.commit(run, batch);
+        self.drain(store);
+        r
     }
 
     fn enqueue(&self, store: &dyn Store, run: &Arc<str>, batch: Batch, done: Reply) {
@@ -100,7 +113,7 @@ impl GroupCommit {
         });
         // The committer may have emptied the queue and stepped down between the caller's
         // check and the push: then take over.
-        if !self.busy.swap(true, Ordering::AcqRel) {
+        if self.take_lead() {
             self.drain(store);
         }
     }
@@ -123,7 +136,7 @@ impl GroupCommit {
                 self.busy.store(false, Ordering::Release);
                 // A batch queued after the take whose owner saw `busy` still set: unless
                 // someone else has taken over meanwhile, write it too.
-                if self.jobs().is_empty() || self.busy.swap(true, Ordering::AcqRel) {
+                if self.jobs().is_empty() || !self.take_lead() {
                     return;
                 }
                 continue;
