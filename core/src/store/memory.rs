@@ -1,6 +1,9 @@
 //! An in-memory store for tests and ephemeral runs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Keys are engine-generated run ids and step paths: a fast non-keyed hash is enough.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;

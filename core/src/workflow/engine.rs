@@ -1,6 +1,8 @@
 //! The `Engine` and its tokio driver.
 
-use std::collections::HashMap;
+// Keys are run ids, workflow ids and fingerprints the engine and the application make: a fast
+// non-keyed hash is enough.
+use rustc_hash::FxHashMap as HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, UNIX_EPOCH};
@@ -174,9 +176,9 @@ impl EngineBuilder {
         Engine {
             inner: Arc::new(Inner {
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-                by_fingerprint: RwLock::new(HashMap::new()),
-                latest: RwLock::new(HashMap::new()),
-                active: Mutex::new(HashMap::new()),
+                by_fingerprint: RwLock::new(HashMap::default()),
+                latest: RwLock::new(HashMap::default()),
+                active: Mutex::new(HashMap::default()),
                 owner: format!("{}@{host}:{pid}", uuid::Uuid::now_v7().simple()),
                 lease: self.lease,
                 always_replay: self.always_replay,
