@@ -12,10 +12,33 @@ use super::{Batch, Claim, RunFilter, RunRecord, StepRecord, Store};
 use crate::error::StoreError;
 use crate::workflow::RunEvent;
 
+/// A step record keyed by its own path (so the set needs no second copy of the path).
+struct ByPath(StepRecord);
+
+impl std::hash::Hash for ByPath {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.path.as_str().hash(h);
+    }
+}
+
+impl PartialEq for ByPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.path == other.0.path
+    }
+}
+
+impl Eq for ByPath {}
+
+impl std::borrow::Borrow<str> for ByPath {
+    fn borrow(&self) -> &str {
+        &self.0.path
+    }
+}
+
 #[derive(Default)]
 struct RunData {
     run: Option<RunRecord>,
-    steps: HashMap<String, StepRecord>,
+    steps: rustc_hash::FxHashSet<ByPath>,
     state: BTreeMap<String, Value>,
     events: Vec<RunEvent>,
 }
@@ -70,13 +93,19 @@ impl Store for MemoryStore {
         if let Some(r) = b.create {
             data.run = Some(r);
         }
+        data.steps.reserve(b.steps.len());
         for s in b.steps {
-            data.steps.insert(s.path.clone(), s);
+            data.steps.replace(ByPath(s));
         }
         for (k, v) in b.state {
             data.state.insert(k, v);
         }
-        data.events.extend(b.events);
+        if data.events.is_empty() {
+            // The batch's vector becomes the log: no copy.
+            data.events = b.events;
+        } else {
+            data.events.extend(b.events);
+        }
         if !b.gates.is_empty() {
             self.gate_data().insert(b.gates);
         }
@@ -116,7 +145,7 @@ impl Store for MemoryStore {
         Ok(self
             .lock()
             .get(run)
-            .map(|d| d.steps.values().cloned().collect())
+            .map(|d| d.steps.iter().map(|s| s.0.clone()).collect())
             .unwrap_or_default())
     }
 

@@ -520,6 +520,7 @@ impl Workflow {
         }
         let root = b.fragment(None, self.items, "")?;
         let fingerprint = format!("{:016x}", fnv1a(b.desc.as_bytes()));
+        set_static_paths(&mut b.nodes, root);
         Ok(CommittedWorkflow {
             graph: Arc::new(Graph {
                 id,
@@ -625,6 +626,10 @@ pub(crate) struct NodeDef {
     pub kind: NodeKind,
     /// For user code run outside Rust: the driver's handle for it.
     pub handle: Option<u32>,
+    /// The node's full path in every run, when it is not under a loop or foreach (whose
+    /// iterations give it a different path each time): shared by every frame made for it, so
+    /// a run allocates no path for it. Set by [`set_static_paths`] when the graph is committed.
+    pub path: Option<Arc<str>>,
 }
 
 /// A committed workflow's graph: a flat arena of nodes.
@@ -674,7 +679,12 @@ impl GraphBuilder {
         if let Some(h) = handle {
             let _ = write!(self.desc, "handle={h};");
         }
-        self.nodes.push(NodeDef { seg, kind, handle });
+        self.nodes.push(NodeDef {
+            seg,
+            kind,
+            handle,
+            path: None,
+        });
         self.nodes.len() - 1
     }
 
@@ -932,6 +942,7 @@ impl GraphBuilder {
                         seg: n.seg.clone(),
                         kind: shift(&n.kind, off),
                         handle: n.handle,
+                        path: None,
                     });
                 }
                 // The nested paths must not collide with ours: claim them under `path`.
@@ -995,6 +1006,52 @@ fn shift(k: &NodeKind, off: usize) -> NodeKind {
             output_schema: output_schema.clone(),
         },
         other => other.clone(),
+    }
+}
+
+/// Gives every node that is not under a loop or foreach its full path (see [`NodeDef::path`]).
+/// The paths follow the machine's rules: a node with a segment adds it to its parent's path,
+/// one without shares it; loop and foreach bodies get an iteration index, so they and every
+/// node under them keep `None`. If some node had two parents (never, for a built graph), no
+/// node gets a path, and the machine joins every path as it goes.
+pub(crate) fn set_static_paths(nodes: &mut [NodeDef], root: usize) {
+    let children = |k: &NodeKind| -> Vec<usize> {
+        match k {
+            NodeKind::Seq(c) | NodeKind::Parallel { children: c, .. } => c.clone(),
+            NodeKind::Branch { arms, .. } => arms.iter().map(|(_, c)| *c).collect(),
+            NodeKind::Nested { body, .. } => vec![*body],
+            NodeKind::Loop { .. }
+            | NodeKind::ForEach { .. }
+            | NodeKind::Step(_)
+            | NodeKind::Sleep(_)
+            | NodeKind::Map(_) => Vec::new(),
+        }
+    };
+    let mut parents = vec![0u32; nodes.len()];
+    for n in nodes.iter() {
+        for c in children(&n.kind) {
+            match parents.get_mut(c) {
+                Some(p) => *p += 1,
+                None => return,
+            }
+        }
+    }
+    if parents.iter().any(|&p| p > 1) {
+        return;
+    }
+    let mut todo: Vec<(usize, Arc<str>)> = vec![(root, Arc::from(""))];
+    while let Some((i, prefix)) = todo.pop() {
+        let Some(n) = nodes.get_mut(i) else { continue };
+        let here: Arc<str> = match &n.seg {
+            Some(s) => join(&prefix, s).into(),
+            None => prefix,
+        };
+        n.path = Some(Arc::clone(&here));
+        todo.extend(
+            children(&n.kind)
+                .into_iter()
+                .map(|c| (c, Arc::clone(&here))),
+        );
     }
 }
 

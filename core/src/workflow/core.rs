@@ -101,16 +101,16 @@ impl RunCore {
         graph: Arc<Graph>,
         id: (String, i64),
         input: Value,
-        owner: &str,
+        owner: &Arc<str>,
         lease_until: i64,
     ) -> Result<Self, EngineError> {
         if let Some(s) = &graph.input_schema {
             s.validate(&input, &format!("workflow `{}`", graph.id), "input")?;
         }
-        let (run_id, now) = id;
-        let run_id: Arc<str> = run_id.into();
+        let (id, now) = id;
+        let run_id: Arc<str> = Arc::from(id.as_str());
         let record = RunRecord {
-            id: run_id.to_string(),
+            id,
             workflow: graph.id.clone(),
             fingerprint: graph.fingerprint.clone(),
             status: RunStatus::Running,
@@ -119,7 +119,7 @@ impl RunCore {
             error: None,
             created_at: now,
             updated_at: now,
-            owner: Some(owner.to_string()),
+            owner: Some(String::from(&**owner)),
             lease_until: Some(lease_until),
         };
         let started = RunEvent {
@@ -131,9 +131,13 @@ impl RunCore {
                 input: input.clone(),
             },
         };
+        // Room for the usual run's events (started, a start and an output per step,
+        // finished) without growing the vector on the way.
+        let mut events = Vec::with_capacity(8);
+        events.push(started);
         let pending = Batch {
             create: Some(record),
-            events: vec![started],
+            events,
             ..Batch::default()
         };
         let workflow = graph.id.clone();
@@ -150,7 +154,7 @@ impl RunCore {
             created_at: now,
             status: Status::Running,
             pending,
-            owner: owner.into(),
+            owner: Arc::clone(owner),
         })
     }
 
@@ -161,7 +165,7 @@ impl RunCore {
         record: &RunRecord,
         committed: RunStatus,
         live: Arc<Live>,
-        owner: &str,
+        owner: &Arc<str>,
     ) -> Result<Self, EngineError> {
         let steps = store.steps(&record.id)?;
         let state = store.state(&record.id)?;
@@ -179,7 +183,7 @@ impl RunCore {
             created_at: record.created_at,
             status: Status::Running,
             pending: Batch::default(),
-            owner: owner.into(),
+            owner: Arc::clone(owner),
         })
     }
 
@@ -211,11 +215,18 @@ impl RunCore {
     /// several times (steps that finished without waiting) before it flushes; it must flush
     /// before it waits for anything and before it reports the run's status.
     pub(crate) fn advance(&mut self) -> (Vec<Action>, Phase) {
+        let mut actions = Vec::new();
+        let phase = self.advance_into(&mut actions);
+        (actions, phase)
+    }
+
+    /// [`RunCore::advance`], appending the actions to `actions` (a driver reuses one buffer
+    /// for a whole run).
+    pub(crate) fn advance_into(&mut self, actions: &mut Vec<Action>) -> Phase {
         let now = now_ms();
         let status = self.machine.poll(now);
-        let actions = self.machine.take_actions();
+        self.machine.drain_actions(actions);
         self.collect(now);
-        let mut events = Vec::new();
         let target = match &status {
             Status::Running => RunStatus::Running,
             Status::Suspended(_) => RunStatus::Suspended,
@@ -229,14 +240,20 @@ impl RunCore {
                 _ => (None, None),
             };
             match &status {
-                Status::Suspended(paths) => events.push(EventKind::RunSuspended {
-                    paths: paths.clone(),
-                }),
-                Status::Succeeded(_) | Status::Failed(_) => events.push(EventKind::RunFinished {
-                    status: target,
-                    output: output.clone(),
-                    error: error.clone(),
-                }),
+                Status::Suspended(paths) => self.stamp(
+                    EventKind::RunSuspended {
+                        paths: paths.clone(),
+                    },
+                    now,
+                ),
+                Status::Succeeded(_) | Status::Failed(_) => self.stamp(
+                    EventKind::RunFinished {
+                        status: target,
+                        output: output.clone(),
+                        error: error.clone(),
+                    },
+                    now,
+                ),
                 Status::Running => {}
             }
             self.pending.update = Some(RunUpdate {
@@ -248,18 +265,17 @@ impl RunCore {
             });
             self.committed = target;
         }
-        let stamped = self.stamp(events, now);
-        self.pending.events.extend(stamped);
         let phase = Phase::of(&status);
         self.status = status;
-        (actions, phase)
+        phase
     }
 
     /// Moves what the machine produced since the last call (records, events, state) into
     /// the pending batch.
     fn collect(&mut self, now: i64) {
-        let (steps, events) = self.machine.take_writes();
-        for s in &steps {
+        let first = self.pending.steps.len();
+        self.machine.drain_records(&mut self.pending.steps);
+        for s in &self.pending.steps[first..] {
             if s.status == StepStatus::Suspended
                 && let Some(p) = &s.payload
                 && let Some(g) = crate::approval::gate_from_suspension(
@@ -273,12 +289,20 @@ impl RunCore {
                 self.pending.gates.push(g);
             }
         }
-        self.pending.steps.extend(steps);
-        self.pending.state.extend(self.state.take_dirty());
-        if !events.is_empty() {
-            let stamped = self.stamp(events, now);
-            self.pending.events.extend(stamped);
-        }
+        self.state.take_dirty_into(&mut self.pending.state);
+        let (run_id, next_seq) = (&self.run_id, &mut self.next_seq);
+        self.pending
+            .events
+            .extend(self.machine.drain_events().map(|kind| {
+                let seq = *next_seq;
+                *next_seq += 1;
+                RunEvent {
+                    run_id: Arc::clone(run_id),
+                    seq,
+                    at: now,
+                    kind,
+                }
+            }));
     }
 
     /// Commits the pending batch (if any) and tells live subscribers.
@@ -358,20 +382,16 @@ impl RunCore {
         Ok(())
     }
 
-    fn stamp(&mut self, kinds: Vec<EventKind>, at: i64) -> Vec<RunEvent> {
-        kinds
-            .into_iter()
-            .map(|kind| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                RunEvent {
-                    run_id: Arc::clone(&self.run_id),
-                    seq,
-                    at,
-                    kind,
-                }
-            })
-            .collect()
+    /// Adds an event to the pending batch with the run's next sequence number.
+    fn stamp(&mut self, kind: EventKind, at: i64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.events.push(RunEvent {
+            run_id: Arc::clone(&self.run_id),
+            seq,
+            at,
+            kind,
+        });
     }
 
     /// Hands back the result of an action.
@@ -391,8 +411,9 @@ impl RunCore {
         };
         let (_, kinds) = self.machine.take_writes();
         self.pending.steps.push(rec);
-        let stamped = self.stamp(kinds, now);
-        self.pending.events.extend(stamped);
+        for kind in kinds {
+            self.stamp(kind, now);
+        }
         self.flush()?;
         // The claim that preceded this set the row to running.
         self.committed = RunStatus::Running;
@@ -409,8 +430,7 @@ impl RunCore {
 
     /// Adds a custom event to the pending batch (committed with the next flush).
     pub(crate) fn custom_pending(&mut self, path: String, name: String, data: Value) {
-        let stamped = self.stamp(vec![EventKind::Custom { path, name, data }], now_ms());
-        self.pending.events.extend(stamped);
+        self.stamp(EventKind::Custom { path, name, data }, now_ms());
     }
 
     /// Commits a custom event.
@@ -420,9 +440,7 @@ impl RunCore {
         name: String,
         data: Value,
     ) -> Result<(), EngineError> {
-        let now = now_ms();
-        let stamped = self.stamp(vec![EventKind::Custom { path, name, data }], now);
-        self.pending.events.extend(stamped);
+        self.stamp(EventKind::Custom { path, name, data }, now_ms());
         self.flush()
     }
 
@@ -444,8 +462,9 @@ impl RunCore {
             updated_at: now,
             release: true,
         });
-        let stamped = self.stamp(kinds, now);
-        self.pending.events.extend(stamped);
+        for kind in kinds {
+            self.stamp(kind, now);
+        }
         self.committed = status;
         self.status = Status::Failed(error);
         self.flush()

@@ -72,8 +72,8 @@ pub(crate) struct Inner {
     /// Registered definitions by fingerprint, and the newest fingerprint per workflow id.
     by_fingerprint: RwLock<HashMap<String, Arc<Graph>>>,
     latest: RwLock<HashMap<String, String>>,
-    pub(crate) active: Mutex<HashMap<String, Arc<Active>>>,
-    owner: String,
+    pub(crate) active: Mutex<HashMap<Arc<str>, Arc<Active>>>,
+    owner: Arc<str>,
     lease: Duration,
     always_replay: bool,
     durability: Durability,
@@ -179,7 +179,7 @@ impl EngineBuilder {
                 by_fingerprint: RwLock::new(HashMap::default()),
                 latest: RwLock::new(HashMap::default()),
                 active: Mutex::new(HashMap::default()),
-                owner: format!("{}@{host}:{pid}", uuid::Uuid::now_v7().simple()),
+                owner: format!("{}@{host}:{pid}", uuid::Uuid::now_v7().simple()).into(),
                 lease: self.lease,
                 always_replay: self.always_replay,
                 durability: self.durability,
@@ -379,7 +379,7 @@ impl Engine {
             cancel: CancellationToken::new(),
             live: Arc::clone(&core.live),
         });
-        lock(&self.inner.active).insert(core.run_id.to_string(), Arc::clone(&a));
+        lock(&self.inner.active).insert(Arc::clone(&core.run_id), Arc::clone(&a));
         a
     }
 
@@ -543,7 +543,7 @@ impl Engine {
         // A run executing in another live engine is that engine's to cancel.
         if record.status == RunStatus::Running
             && let Some(owner) = record.owner.as_deref()
-            && owner != self.inner.owner
+            && owner != &*self.inner.owner
             && record.lease_until.is_some_and(|until| until >= now_ms())
             && !owner_is_dead(owner)
         {
@@ -700,12 +700,12 @@ impl Engine {
         })?;
         let mut cores = Vec::new();
         for r in running {
-            if lock(&self.inner.active).contains_key(&r.id) {
+            if lock(&self.inner.active).contains_key(r.id.as_str()) {
                 continue;
             }
             let claimable = match (&r.owner, r.lease_until) {
                 (None, _) => true,
-                (Some(o), _) if *o == self.inner.owner => true,
+                (Some(o), _) if o.as_str() == &*self.inner.owner => true,
                 (Some(_), Some(until)) if until < now => true,
                 (Some(o), _) => owner_is_dead(o),
             };
@@ -915,7 +915,7 @@ impl Engine {
         active: Arc<Active>,
         first: Vec<Action>,
     ) -> Result<Run, EngineError> {
-        let run_id = core.run_id.to_string();
+        let run_id = Arc::clone(&core.run_id);
         let span = tracing::info_span!("run", run_id = %run_id, workflow = %core.workflow);
         let result = drive(
             core,
@@ -927,12 +927,12 @@ impl Engine {
         )
         .instrument(span)
         .await;
-        lock(&self.inner.active).remove(&run_id);
+        lock(&self.inner.active).remove(&*run_id);
         result
     }
 }
 
-pub(crate) type StepResult = (String, Result<Value, StepError>);
+pub(crate) type StepResult = (Arc<str>, Result<Value, StepError>);
 
 /// How long a cancelled run waits for its in-flight steps to observe their token.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
@@ -947,16 +947,15 @@ async fn drive(
 ) -> Result<Run, EngineError> {
     let graph = Arc::clone(core.graph());
     let emit = Emitter::default();
-    let mut inflight: FuturesUnordered<futures::future::BoxFuture<'static, StepResult>> =
-        FuturesUnordered::new();
+    let mut inflight = Inflight::default();
     let deadline = graph.timeout.map(|t| {
         let elapsed = Duration::from_millis((now_ms() - core.created_at).max(0) as u64);
         tokio::time::Instant::now() + t.saturating_sub(elapsed)
     });
-    let mut pending_actions = first;
+    // One buffer for the whole run: the actions of each advance are appended and drained.
+    let mut actions = first;
     loop {
-        let mut actions = std::mem::take(&mut pending_actions);
-        let (more, status) = core.advance();
+        let status = core.advance_into(&mut actions);
         if matches!(status, Phase::Succeeded | Phase::Failed) {
             // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
             // and the machine must not be polled again. Tell them through their token.
@@ -966,12 +965,11 @@ async fn drive(
             drop(inflight);
             return Ok(outcome_taken(&mut core));
         }
-        actions.extend(more);
         // Commits are coalesced: steps that finish without waiting (their future is ready on
         // its first poll) are completed at once and their records join the pending batch.
         // Before the run waits for anything, the batch is committed.
         let mut progressed = false;
-        for a in actions {
+        for a in actions.drain(..) {
             match a {
                 Action::Eval {
                     path,
@@ -1100,13 +1098,36 @@ async fn drive(
     }
 }
 
+/// The driver's futures in flight (steps that waited, sleeps), made on first use: a run whose
+/// steps never wait does not pay for a `FuturesUnordered` (two allocations).
+#[derive(Default)]
+struct Inflight(Option<FuturesUnordered<futures::future::BoxFuture<'static, StepResult>>>);
+
+impl Inflight {
+    fn push(&mut self, f: futures::future::BoxFuture<'static, StepResult>) {
+        self.0.get_or_insert_with(FuturesUnordered::new).push(f);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    /// The next finished future; `None` at once when there is none in flight.
+    async fn next(&mut self) -> Option<StepResult> {
+        match &mut self.0 {
+            Some(f) => f.next().await,
+            None => None,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_step(
     graph: &Arc<Graph>,
     core: &RunCore,
     cancel: &CancellationToken,
     emit: &Emitter,
-    path: String,
+    path: Arc<str>,
     node: usize,
     input: Value,
     attempt: u32,
@@ -1118,10 +1139,17 @@ pub(crate) fn run_step(
     };
     let step = Arc::clone(&def.step);
     let timeout = def.timeout;
-    let token = cancel.child_token();
+    // A step with a timeout gets a token of its own (cancelled when it times out, without
+    // touching its siblings); any other step shares the run's token, which costs no allocation
+    // and no registration in the token tree per step.
+    let token = if timeout.is_some() {
+        cancel.child_token()
+    } else {
+        cancel.clone()
+    };
     let ctx = StepContext::new(
         Arc::clone(&core.run_id),
-        path.clone(),
+        Arc::clone(&path),
         attempt,
         resume,
         token.clone(),
@@ -1144,7 +1172,7 @@ pub(crate) fn run_step(
                     Err(_) => {
                         token.cancel();
                         return (
-                            path.clone(),
+                            Arc::clone(&path),
                             Err(StepError::retryable(format!(
                                 "step `{path}` timed out after {t:?}"
                             ))),

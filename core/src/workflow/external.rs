@@ -224,8 +224,7 @@ impl ExternalRun {
         let mut tasks = Vec::new();
         let mut actions = std::mem::take(&mut self.first);
         loop {
-            let (more, _status) = self.core.advance();
-            actions.extend(more);
+            self.core.advance_into(&mut actions);
             let mut evaluated = false;
             for a in actions.drain(..) {
                 if let Some(t) = self.task(a) {
@@ -259,7 +258,7 @@ impl ExternalRun {
                 delay,
             } => match graph.node(node).handle {
                 Some(handle) => Some(Task::Step {
-                    path,
+                    path: String::from(&*path),
                     handle,
                     input,
                     attempt,
@@ -272,15 +271,17 @@ impl ExternalRun {
                         &self.core,
                         &self.active.cancel,
                         &self.emit,
-                        path.clone(),
+                        Arc::clone(&path),
                         node,
                         input,
                         attempt,
                         resume,
                         delay,
                     );
-                    self.native.push((path.clone(), fut));
-                    Some(Task::Native { path })
+                    self.native.push((String::from(&*path), fut));
+                    Some(Task::Native {
+                        path: String::from(&*path),
+                    })
                 }
             },
             Action::Eval {
@@ -290,7 +291,7 @@ impl ExternalRun {
                 input,
             } => match graph.node(node).handle {
                 Some(handle) => Some(Task::Eval {
-                    path,
+                    path: String::from(&*path),
                     handle,
                     kind: match kind {
                         EvalKind::Select => EvalTask::Select,
@@ -306,7 +307,10 @@ impl ExternalRun {
                     None
                 }
             },
-            Action::Sleep { path, wake_at } => Some(Task::Sleep { path, wake_at }),
+            Action::Sleep { path, wake_at } => Some(Task::Sleep {
+                path: String::from(&*path),
+                wake_at,
+            }),
         }
     }
 

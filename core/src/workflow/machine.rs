@@ -34,7 +34,7 @@ pub(crate) enum EvalKind {
 pub(crate) enum Action {
     /// Execute the step at `node` once.
     Run {
-        path: String,
+        path: Arc<str>,
         node: usize,
         input: Value,
         attempt: u32,
@@ -44,13 +44,13 @@ pub(crate) enum Action {
     },
     /// Evaluate a selector, condition, map or wake-time function.
     Eval {
-        path: String,
+        path: Arc<str>,
         node: usize,
         kind: EvalKind,
         input: Value,
     },
     /// Wait until `wake_at` (ms since the epoch), then complete `path` with null.
-    Sleep { path: String, wake_at: i64 },
+    Sleep { path: Arc<str>, wake_at: i64 },
 }
 
 /// Where the run stands after a poll.
@@ -89,13 +89,13 @@ enum Poll {
 
 struct StepFrame {
     node: usize,
-    path: String,
+    path: Arc<str>,
     input: Option<Value>,
 }
 
 struct SeqFrame {
     node: usize,
-    prefix: String,
+    prefix: Arc<str>,
     idx: usize,
     cur: Option<Box<Frame>>,
     last: Option<Value>,
@@ -103,7 +103,7 @@ struct SeqFrame {
 
 struct ManyFrame {
     node: usize,
-    path: String,
+    path: Arc<str>,
     /// Inputs not yet handed to a child.
     inputs: Vec<Option<Value>>,
     children: Vec<Option<Box<Frame>>>,
@@ -117,14 +117,14 @@ struct ManyFrame {
 
 struct BranchFrame {
     node: usize,
-    path: String,
+    path: Arc<str>,
     input: Option<Value>,
     arm: Option<Box<Frame>>,
 }
 
 struct LoopFrame {
     node: usize,
-    path: String,
+    path: Arc<str>,
     iter: u32,
     input: Option<Value>,
     body: Option<Box<Frame>>,
@@ -133,13 +133,13 @@ struct LoopFrame {
 
 struct LeafFrame {
     node: usize,
-    path: String,
+    path: Arc<str>,
     input: Option<Value>,
 }
 
 struct NestedFrame {
     node: usize,
-    path: String,
+    path: Arc<str>,
     input: Option<Value>,
     inner: Option<Box<Frame>>,
 }
@@ -156,15 +156,15 @@ enum Frame {
     Nested(NestedFrame),
 }
 
-fn join(prefix: &str, seg: &str) -> String {
+fn join(prefix: &str, seg: &str) -> Arc<str> {
     if prefix.is_empty() {
-        seg.to_string()
+        seg.into()
     } else {
         let mut s = String::with_capacity(prefix.len() + 1 + seg.len());
         s.push_str(prefix);
         s.push('/');
         s.push_str(seg);
-        s
+        s.into()
     }
 }
 
@@ -175,8 +175,8 @@ pub(crate) struct Machine {
     records: HashMap<String, StepRecord>,
     /// Outputs of steps completed by this machine, not yet taken by their frame (their
     /// records went to `writes` only: a live run needs no second copy).
-    done: HashMap<String, Value>,
-    issued: HashMap<String, Issued>,
+    done: HashMap<Arc<str>, Value>,
+    issued: HashMap<Arc<str>, Issued>,
     /// Paths whose records were read during replay (None for a fresh run).
     replayed: Option<HashSet<String>>,
     actions: Vec<Action>,
@@ -184,7 +184,7 @@ pub(crate) struct Machine {
     events: Vec<EventKind>,
     suspended: Vec<String>,
     /// Suspended step paths and their nodes, as of the last poll.
-    suspended_nodes: HashMap<String, usize>,
+    suspended_nodes: HashMap<Arc<str>, usize>,
     diverged: Option<(String, String)>,
     now: i64,
 }
@@ -196,7 +196,7 @@ impl Machine {
         graph: Arc<Graph>,
         input: Value,
         records: Vec<StepRecord>,
-        issued: HashMap<String, Issued>,
+        issued: HashMap<Arc<str>, Issued>,
     ) -> Self {
         let replayed = if records.is_empty() {
             None
@@ -231,7 +231,7 @@ impl Machine {
     }
 
     /// Hands over the in-flight actions (to a rebuilt machine).
-    pub(crate) fn take_issued(&mut self) -> HashMap<String, Issued> {
+    pub(crate) fn take_issued(&mut self) -> HashMap<Arc<str>, Issued> {
         std::mem::take(&mut self.issued)
     }
 
@@ -300,6 +300,22 @@ impl Machine {
     /// Actions issued since the last call.
     pub(crate) fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
+    }
+
+    /// Appends the actions issued since the last call to `into` (this machine's buffer keeps
+    /// its capacity for the next ones).
+    pub(crate) fn drain_actions(&mut self, into: &mut Vec<Action>) {
+        into.append(&mut self.actions);
+    }
+
+    /// Appends the records produced since the last call to `into`.
+    pub(crate) fn drain_records(&mut self, into: &mut Vec<StepRecord>) {
+        into.append(&mut self.writes);
+    }
+
+    /// The events produced since the last call.
+    pub(crate) fn drain_events(&mut self) -> std::vec::Drain<'_, EventKind> {
+        self.events.drain(..)
     }
 
     /// Records and events produced since the last call, to commit.
@@ -384,9 +400,10 @@ impl Machine {
 
     fn frame(&self, node: usize, prefix: &str, input: Value) -> Frame {
         let n = self.graph.node(node);
-        let path = match &n.seg {
-            Some(s) => join(prefix, s),
-            None => prefix.to_string(),
+        let path: Arc<str> = match (&n.path, &n.seg) {
+            (Some(p), _) => Arc::clone(p),
+            (None, Some(s)) => join(prefix, s),
+            (None, None) => prefix.into(),
         };
         match &n.kind {
             NodeKind::Step(_) => Frame::Step(StepFrame {
@@ -473,9 +490,9 @@ impl Machine {
         }
     }
 
-    fn issue_eval(&mut self, path: &str, node: usize, kind: EvalKind, input: Value) {
+    fn issue_eval(&mut self, path: &Arc<str>, node: usize, kind: EvalKind, input: Value) {
         self.issued.insert(
-            path.to_string(),
+            Arc::clone(path),
             Issued {
                 node,
                 kind: IssuedKind::Eval(kind),
@@ -485,7 +502,7 @@ impl Machine {
             },
         );
         self.actions.push(Action::Eval {
-            path: path.to_string(),
+            path: Arc::clone(path),
             node,
             kind,
             input,
@@ -494,7 +511,7 @@ impl Machine {
 
     fn issue_step(
         &mut self,
-        path: &str,
+        path: &Arc<str>,
         node: usize,
         input: Value,
         attempt: u32,
@@ -507,7 +524,7 @@ impl Machine {
         };
         let keep = def.retry.max_attempts > attempt;
         self.issued.insert(
-            path.to_string(),
+            Arc::clone(path),
             Issued {
                 node,
                 kind: IssuedKind::Step,
@@ -525,11 +542,11 @@ impl Machine {
             self.put(r);
         }
         self.events.push(EventKind::StepStarted {
-            path: path.to_string(),
+            path: String::from(&**path),
             attempt,
         });
         self.actions.push(Action::Run {
-            path: path.to_string(),
+            path: Arc::clone(path),
             node,
             input,
             attempt,
@@ -553,13 +570,28 @@ impl Machine {
                 }
                 StepStatus::Suspended => match rec.resume {
                     Some(data) => {
-                        let input = s.input.clone().unwrap_or(Value::Null);
+                        // A frame hands its input to the step it issues (see below), so it
+                        // still holds it only if it met the suspension in the records, which
+                        // is how every resume starts: a resumed run is replayed in a new
+                        // machine. Anything else is an engine bug; fail the step, never run it
+                        // with a wrong input.
+                        let Some(input) = s.input.clone() else {
+                            return self.fail_record(
+                                &s.path,
+                                RecordKind::Step,
+                                rec.attempt,
+                                format!(
+                                    "engine error: the input of `{}` was not kept for its resume",
+                                    s.path
+                                ),
+                            );
+                        };
                         self.issue_step(&s.path, s.node, input, 1, Some(data), Duration::ZERO);
                         return Poll::Pending;
                     }
                     None => {
-                        self.suspended.push(s.path.clone());
-                        self.suspended_nodes.insert(s.path.clone(), s.node);
+                        self.suspended.push(String::from(&*s.path));
+                        self.suspended_nodes.insert(Arc::clone(&s.path), s.node);
                         return Poll::Suspended;
                     }
                 },
@@ -576,7 +608,10 @@ impl Machine {
         let NodeKind::Step(def) = &graph.node(s.node).kind else {
             return Poll::Failed(format!("`{}` is not a step", s.path));
         };
-        let input = s.input.clone().unwrap_or(Value::Null);
+        // The input moves to the step: a fresh step is issued once by its frame (a retry
+        // takes the copy its `Issued` keeps, and a suspended step is resumed in a new machine
+        // whose frame is built from the records), so nothing here needs it again.
+        let input = s.input.take().unwrap_or(Value::Null);
         if let Some(schema) = &def.input_schema
             && let Err(e) = schema.validate(&input, &format!("step `{}`", s.path), "input")
         {
@@ -591,10 +626,18 @@ impl Machine {
         let NodeKind::Step(def) = &graph.node(s.node).kind else {
             return Poll::Failed(format!("`{}` is not a step", s.path));
         };
-        let input = s.input.clone().unwrap_or(Value::Null);
         match def.non_idempotent {
             // An idempotent step's start is never recorded; treat a stray record as not run.
             None => {
+                // Met in the records of a replay, so the frame still holds its input.
+                let Some(input) = s.input.clone() else {
+                    return self.fail_record(
+                        &s.path,
+                        RecordKind::Step,
+                        rec.attempt,
+                        format!("engine error: the input of `{}` was not kept", s.path),
+                    );
+                };
                 self.issue_step(&s.path, s.node, input, rec.attempt, rec.resume, Duration::ZERO);
                 Poll::Pending
             }
@@ -617,11 +660,11 @@ impl Machine {
                 r.payload = Some(payload.clone());
                 self.put(r);
                 self.events.push(EventKind::StepSuspended {
-                    path: s.path.clone(),
+                    path: String::from(&*s.path),
                     payload,
                 });
-                self.suspended.push(s.path.clone());
-                self.suspended_nodes.insert(s.path.clone(), s.node);
+                self.suspended.push(String::from(&*s.path));
+                self.suspended_nodes.insert(Arc::clone(&s.path), s.node);
                 Poll::Suspended
             }
         }
@@ -802,7 +845,7 @@ impl Machine {
                     .to_string();
                 let Some((_, node)) = arms.iter().find(|(a, _)| *a == chosen) else {
                     self.diverged = Some((
-                        b.path.clone(),
+                        String::from(&*b.path),
                         format!(
                             "the records chose arm `{chosen}`, which the definition does not have"
                         ),
@@ -841,7 +884,7 @@ impl Machine {
                 }
             }
             if let Some(out) = &l.out {
-                let dpath = format!("{}#{}", l.path, l.iter);
+                let dpath: Arc<str> = format!("{}#{}", l.path, l.iter).into();
                 if self.issued.contains_key(&dpath) {
                     return Poll::Pending;
                 }
@@ -924,16 +967,16 @@ impl Machine {
         }
     }
 
-    fn start_sleep(&mut self, path: &str, node: usize, wake_at: i64) {
+    fn start_sleep(&mut self, path: &Arc<str>, node: usize, wake_at: i64) {
         let mut r = self.new_record(path, RecordKind::Sleep, StepStatus::Running);
         r.output = Some(json!({ "wake_at": wake_at }));
         self.put(r);
         self.issue_sleep(path, node, wake_at);
     }
 
-    fn issue_sleep(&mut self, path: &str, node: usize, wake_at: i64) {
+    fn issue_sleep(&mut self, path: &Arc<str>, node: usize, wake_at: i64) {
         self.issued.insert(
-            path.to_string(),
+            Arc::clone(path),
             Issued {
                 node,
                 kind: IssuedKind::Sleep,
@@ -943,7 +986,7 @@ impl Machine {
             },
         );
         self.actions.push(Action::Sleep {
-            path: path.to_string(),
+            path: Arc::clone(path),
             wake_at,
         });
     }
@@ -1006,7 +1049,7 @@ impl Machine {
     /// Takes the result of an action. Unknown paths (stale results) are ignored.
     pub(crate) fn complete(&mut self, path: &str, result: Result<Value, StepError>, now: i64) {
         self.now = now;
-        let Some(iss) = self.issued.remove(path) else {
+        let Some((key, iss)) = self.issued.remove_entry(path) else {
             return;
         };
         let graph = Arc::clone(&self.graph);
@@ -1037,7 +1080,7 @@ impl Machine {
                             path: path.to_string(),
                             output: v.clone(),
                         });
-                        self.done.insert(path.to_string(), v);
+                        self.done.insert(key, v);
                     }
                     Err(e) => match e.kind {
                         StepErrorKind::Suspend(payload) => {
@@ -1061,7 +1104,7 @@ impl Machine {
                                 error: msg,
                             });
                             let input = iss.input.unwrap_or(Value::Null);
-                            self.issue_step(path, iss.node, input, next, iss.resume, delay);
+                            self.issue_step(&key, iss.node, input, next, iss.resume, delay);
                         }
                         StepErrorKind::Retryable(msg) | StepErrorKind::Fatal(msg) => {
                             let error = if iss.attempt > 1 {
@@ -1077,7 +1120,7 @@ impl Machine {
                     },
                 }
             }
-            IssuedKind::Eval(kind) => self.complete_eval(path, iss.node, kind, result),
+            IssuedKind::Eval(kind) => self.complete_eval(&key, iss.node, kind, result),
             IssuedKind::Sleep => {
                 let wake = self
                     .records
@@ -1093,7 +1136,7 @@ impl Machine {
 
     fn complete_eval(
         &mut self,
-        path: &str,
+        path: &Arc<str>,
         node: usize,
         kind: EvalKind,
         result: Result<Value, StepError>,

@@ -100,6 +100,20 @@ impl RunState {
             .collect()
     }
 
+    /// [`RunState::take_dirty`], appended to `into` (no allocation when nothing changed).
+    pub(crate) fn take_dirty_into(&self, into: &mut Vec<(String, Value)>) {
+        let mut s = self.lock();
+        if s.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut s.dirty);
+        into.extend(
+            dirty
+                .into_iter()
+                .filter_map(|k| s.values.get(&k).cloned().map(|v| (k, v))),
+        );
+    }
+
     pub(crate) fn snapshot(&self) -> serde_json::Map<String, Value> {
         self.lock()
             .values
@@ -159,14 +173,19 @@ impl Emitter {
 
 /// What a step can see and do while it runs: run id and path, attempt, idempotency key,
 /// cancellation, shared run state, custom events, suspension and resume data.
+///
+/// Cloning it is cheap: shared parts are reference-counted (only resume data is copied).
 #[derive(Clone)]
 pub struct StepContext {
-    inner: Arc<CtxInner>,
+    inner: CtxInner,
 }
 
+// Held inline rather than behind an `Arc`: a context is made for every step execution, and one
+// allocation fewer per step is measurable on a 3-step run.
+#[derive(Clone)]
 struct CtxInner {
     run_id: Arc<str>,
-    path: String,
+    path: Arc<str>,
     attempt: u32,
     resume: Option<Value>,
     cancel: CancellationToken,
@@ -187,7 +206,7 @@ impl std::fmt::Debug for StepContext {
 impl StepContext {
     pub(crate) fn new(
         run_id: Arc<str>,
-        path: String,
+        path: Arc<str>,
         attempt: u32,
         resume: Option<Value>,
         cancel: CancellationToken,
@@ -195,7 +214,7 @@ impl StepContext {
         emitter: Option<Emitter>,
     ) -> Self {
         Self {
-            inner: Arc::new(CtxInner {
+            inner: CtxInner {
                 run_id,
                 path,
                 attempt,
@@ -203,7 +222,7 @@ impl StepContext {
                 cancel,
                 state,
                 emitter,
-            }),
+            },
         }
     }
 
@@ -252,7 +271,9 @@ impl StepContext {
         Err(StepError::suspend(payload))
     }
 
-    /// The token cancelled when the run is cancelled or the step times out.
+    /// The token cancelled when the run is cancelled or the step times out. Watch it; to
+    /// stop work of your own, take a `child_token()` of it: a step without a timeout shares
+    /// its run's token, so cancelling this one cancels the whole run.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.inner.cancel
     }
@@ -282,7 +303,7 @@ impl StepContext {
         if let Some(tx) = &self.inner.emitter {
             // Read by the run's driver; after it ends there is no one left to tell.
             tx.send(Emitted {
-                path: self.inner.path.clone(),
+                path: self.inner.path.to_string(),
                 name: name.to_string(),
                 data: data.into(),
             });
