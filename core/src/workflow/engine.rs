@@ -348,7 +348,7 @@ impl Engine {
         let mut core = self.create(workflow, input)?;
         core.flush_grouped_blocking(&self.inner.group)?;
         let active = self.activate(&core);
-        let id = core.run_id.to_string();
+        let id = String::from(&*core.run_id);
         let engine = self.clone();
         let join = tokio::spawn(async move { engine.drive(core, active).await });
         Ok(RunHandle { id, join })
@@ -917,8 +917,10 @@ impl Engine {
     ) -> Result<Run, EngineError> {
         let run_id = Arc::clone(&core.run_id);
         let span = tracing::info_span!("run", run_id = %run_id, workflow = %core.workflow);
+        // The core (about a kilobyte) lives in a box while it is driven, so that the driver's
+        // future state holds a pointer: moving that state no longer copies the core.
         let result = drive(
-            core,
+            Box::new(core),
             active,
             first,
             self.inner.always_replay,
@@ -938,7 +940,7 @@ pub(crate) type StepResult = (Arc<str>, Result<Value, StepError>);
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 async fn drive(
-    mut core: RunCore,
+    mut core: Box<RunCore>,
     active: Arc<Active>,
     first: Vec<Action>,
     always_replay: bool,
@@ -1242,7 +1244,7 @@ fn outcome_taken(core: &mut RunCore) -> Run {
         }
     };
     Run {
-        id: core.run_id.to_string(),
+        id: String::from(&*core.run_id),
         workflow: core.workflow.clone(),
         status: core.committed,
         input: std::mem::take(&mut core.input),
@@ -1263,7 +1265,7 @@ pub(crate) fn outcome(core: &RunCore) -> Run {
     };
     let status = core.committed;
     Run {
-        id: core.run_id.to_string(),
+        id: String::from(&*core.run_id),
         workflow: core.workflow.clone(),
         status,
         input: core.input.clone(),

@@ -350,6 +350,9 @@ impl Machine {
     }
 
     fn record_for(&mut self, path: &str, kind: RecordKind) -> Option<StepRecord> {
+        if self.records.is_empty() {
+            return None;
+        }
         let rec = self.records.get(path)?;
         if rec.kind != kind {
             if self.diverged.is_none() {
@@ -556,10 +559,14 @@ impl Machine {
     }
 
     fn adv_step(&mut self, s: &mut StepFrame) -> Poll {
-        if let Some(v) = self.done.remove(&s.path) {
+        // The emptiness checks skip hashing the path in the common case (a fresh step, with
+        // nothing done or in flight), which is most of a linear run's lookups.
+        if !self.done.is_empty()
+            && let Some(v) = self.done.remove(&s.path)
+        {
             return Poll::Done(v);
         }
-        if self.issued.contains_key(&s.path) {
+        if !self.issued.is_empty() && self.issued.contains_key(&s.path) {
             return Poll::Pending;
         }
         if let Some(rec) = self.record_for(&s.path, RecordKind::Step) {
@@ -1074,7 +1081,9 @@ impl Machine {
                         }
                         // A record read back later (e.g. a stray `running` start record of a
                         // non-idempotent step) must not shadow this result.
-                        self.records.remove(path);
+                        if !self.records.is_empty() {
+                            self.records.remove(path);
+                        }
                         self.writes.push(r);
                         self.events.push(EventKind::StepOutput {
                             path: path.to_string(),
