@@ -53,12 +53,13 @@ pub struct Suspension {
 
 pub(crate) struct RunCore {
     pub(crate) run_id: Arc<str>,
-    pub(crate) workflow: String,
     machine: Machine,
     store: Arc<dyn Store>,
     next_seq: u64,
     pub(crate) state: Arc<RunState>,
-    pub(crate) live: Arc<Live>,
+    /// The run's cancellation token and live subscribers, shared with the engine's table of
+    /// active runs (one allocation for both).
+    pub(crate) active: Arc<super::engine::Active>,
     pub(crate) input: Value,
     /// The status last committed to the run row.
     pub(crate) committed: RunStatus,
@@ -103,7 +104,7 @@ impl RunCore {
         input: Value,
         owner: &Arc<str>,
         lease_until: i64,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<Box<Self>, EngineError> {
         if let Some(s) = &graph.input_schema {
             s.validate(&input, &format!("workflow `{}`", graph.id), "input")?;
         }
@@ -140,22 +141,25 @@ impl RunCore {
             events,
             ..Batch::default()
         };
-        let workflow = graph.id.clone();
-        Ok(Self {
+        // Boxed: the core is about a kilobyte, and drivers move it around (into futures, into
+        // an `ExternalRun`); a box makes each move a pointer copy.
+        Ok(Box::new(Self {
             machine: Machine::new(graph, input.clone(), Vec::new(), Default::default()),
             run_id,
-            workflow,
             store,
             next_seq: 2,
             state: Arc::new(RunState::default()),
-            live: Arc::new(Live::default()),
+            active: Arc::new(super::engine::Active {
+                cancel: tokio_util::sync::CancellationToken::new(),
+                live: Live::default(),
+            }),
             input,
             committed: RunStatus::Running,
             created_at: now,
             status: Status::Running,
             pending,
             owner: Arc::clone(owner),
-        })
+        }))
     }
 
     /// Rebuilds a stored run from its records (replay).
@@ -164,27 +168,28 @@ impl RunCore {
         graph: Arc<Graph>,
         record: &RunRecord,
         committed: RunStatus,
-        live: Arc<Live>,
         owner: &Arc<str>,
-    ) -> Result<Self, EngineError> {
+    ) -> Result<Box<Self>, EngineError> {
         let steps = store.steps(&record.id)?;
         let state = store.state(&record.id)?;
         let next_seq = store.last_seq(&record.id)? + 1;
-        Ok(Self {
+        Ok(Box::new(Self {
             machine: Machine::new(graph, record.input.clone(), steps, Default::default()),
             run_id: record.id.as_str().into(),
-            workflow: record.workflow.clone(),
             store,
             next_seq,
             state: Arc::new(RunState::from_values(state)),
-            live,
+            active: Arc::new(super::engine::Active {
+                cancel: tokio_util::sync::CancellationToken::new(),
+                live: Live::default(),
+            }),
             input: record.input.clone(),
             committed,
             created_at: record.created_at,
             status: Status::Running,
             pending: Batch::default(),
             owner: Arc::clone(owner),
-        })
+        }))
     }
 
     /// Drops the in-memory machine and rebuilds it from the store, keeping actions in flight.
@@ -201,6 +206,11 @@ impl RunCore {
 
     pub(crate) fn graph(&self) -> &Arc<Graph> {
         self.machine.graph()
+    }
+
+    /// The run's workflow id.
+    pub(crate) fn workflow(&self) -> &str {
+        &self.machine.graph().id
     }
 
     /// Advances the machine and commits what it produced in one batch.
@@ -280,7 +290,7 @@ impl RunCore {
                 && let Some(p) = &s.payload
                 && let Some(g) = crate::approval::gate_from_suspension(
                     &self.run_id,
-                    &self.workflow,
+                    &self.machine.graph().id,
                     &s.path,
                     p,
                     now,
@@ -349,7 +359,7 @@ impl RunCore {
         }
         let mut batch = std::mem::take(&mut self.pending);
         batch.fence = Some(Arc::clone(&self.owner));
-        let live = self.live.watched().then(|| batch.events.clone());
+        let live = self.active.live.watched().then(|| batch.events.clone());
         Some((batch, live))
     }
 
@@ -366,7 +376,7 @@ impl RunCore {
             e => e.into(),
         })?;
         for ev in live.iter().flatten() {
-            self.live.send(ev);
+            self.active.live.send(ev);
         }
         Ok(())
     }

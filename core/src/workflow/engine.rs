@@ -64,7 +64,7 @@ impl Run {
 
 pub(crate) struct Active {
     pub(crate) cancel: CancellationToken,
-    pub(crate) live: Arc<Live>,
+    pub(crate) live: Live,
 }
 
 pub(crate) struct Inner {
@@ -358,7 +358,7 @@ impl Engine {
         &self,
         workflow: &CommittedWorkflow,
         input: Value,
-    ) -> Result<RunCore, EngineError> {
+    ) -> Result<Box<RunCore>, EngineError> {
         let g = &workflow.graph;
         if !read(&self.inner.by_fingerprint).contains_key(&g.fingerprint) {
             self.register(workflow);
@@ -375,10 +375,7 @@ impl Engine {
     }
 
     pub(crate) fn activate(&self, core: &RunCore) -> Arc<Active> {
-        let a = Arc::new(Active {
-            cancel: CancellationToken::new(),
-            live: Arc::clone(&core.live),
-        });
+        let a = Arc::clone(&core.active);
         lock(&self.inner.active).insert(Arc::clone(&core.run_id), Arc::clone(&a));
         a
     }
@@ -419,7 +416,7 @@ impl Engine {
         path: &str,
         data: Value,
         gate: bool,
-    ) -> Result<(RunCore, Vec<Action>), EngineError> {
+    ) -> Result<(Box<RunCore>, Vec<Action>), EngineError> {
         let record = self
             .inner
             .store
@@ -450,7 +447,6 @@ impl Engine {
         // The claim holds only while it is renewed: without the heartbeat, an engine that only
         // resumes runs would lose them to another engine's `recover` while still running them.
         self.ensure_heartbeat();
-        let live = Arc::new(Live::default());
         // Loaded as `Suspended`, its status before the claim: the replay below then commits no
         // second `run-suspended` event and does not drop the owner the claim just set (a run
         // left running without an owner could be taken over by another engine's `recover`).
@@ -459,7 +455,6 @@ impl Engine {
             graph,
             &record,
             RunStatus::Suspended,
-            live,
             &self.inner.owner,
         )?;
         // Replay up to the suspension points (commits nothing new for a consistent store).
@@ -580,7 +575,6 @@ impl Engine {
                     graph,
                     &record,
                     RunStatus::Running,
-                    Arc::new(Live::default()),
                     &self.inner.owner,
                 )?;
                 core.finish(RunStatus::Cancelled, "cancelled".into())?;
@@ -692,7 +686,7 @@ impl Engine {
 
     /// Claims every run left `running` by a dead process, an expired lease or an earlier
     /// failure of this engine, whose workflow is registered; returns their rebuilt cores.
-    pub(crate) fn claim_orphans(&self) -> Result<Vec<RunCore>, EngineError> {
+    pub(crate) fn claim_orphans(&self) -> Result<Vec<Box<RunCore>>, EngineError> {
         let now = now_ms();
         let running = self.inner.store.list_runs(&RunFilter {
             status: Some(RunStatus::Running),
@@ -733,7 +727,6 @@ impl Engine {
                 graph,
                 &r,
                 RunStatus::Running,
-                Arc::new(Live::default()),
                 &self.inner.owner,
             )?);
         }
@@ -905,22 +898,20 @@ impl Engine {
         Ok(())
     }
 
-    async fn drive(&self, core: RunCore, active: Arc<Active>) -> Result<Run, EngineError> {
+    async fn drive(&self, core: Box<RunCore>, active: Arc<Active>) -> Result<Run, EngineError> {
         self.drive_from(core, active, Vec::new()).await
     }
 
     async fn drive_from(
         &self,
-        core: RunCore,
+        core: Box<RunCore>,
         active: Arc<Active>,
         first: Vec<Action>,
     ) -> Result<Run, EngineError> {
         let run_id = Arc::clone(&core.run_id);
-        let span = tracing::info_span!("run", run_id = %run_id, workflow = %core.workflow);
-        // The core (about a kilobyte) lives in a box while it is driven, so that the driver's
-        // future state holds a pointer: moving that state no longer copies the core.
+        let span = tracing::info_span!("run", run_id = %run_id, workflow = %core.workflow());
         let result = drive(
-            Box::new(core),
+            core,
             active,
             first,
             self.inner.always_replay,
@@ -1154,7 +1145,7 @@ pub(crate) fn run_step(
         Arc::clone(&path),
         attempt,
         resume,
-        token.clone(),
+        token,
         Arc::clone(&core.state),
         Some(emit.clone()),
     );
@@ -1164,7 +1155,7 @@ pub(crate) fn run_step(
             if !delay.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = token.cancelled() => return (path, Err(StepError::fatal("cancelled"))),
+                    _ = ctx.cancellation().cancelled() => return (path, Err(StepError::fatal("cancelled"))),
                 }
             }
             let fut = AssertUnwindSafe(step.run(&ctx, input)).catch_unwind();
@@ -1172,7 +1163,8 @@ pub(crate) fn run_step(
                 Some(t) => match tokio::time::timeout(t, fut).await {
                     Ok(r) => r,
                     Err(_) => {
-                        token.cancel();
+                        // The step's own token (a child of the run's: see above).
+                        ctx.cancellation().cancel();
                         return (
                             Arc::clone(&path),
                             Err(StepError::retryable(format!(
@@ -1245,7 +1237,7 @@ fn outcome_taken(core: &mut RunCore) -> Run {
     };
     Run {
         id: String::from(&*core.run_id),
-        workflow: core.workflow.clone(),
+        workflow: core.workflow().to_owned(),
         status: core.committed,
         input: std::mem::take(&mut core.input),
         output,
@@ -1266,7 +1258,7 @@ pub(crate) fn outcome(core: &RunCore) -> Run {
     let status = core.committed;
     Run {
         id: String::from(&*core.run_id),
-        workflow: core.workflow.clone(),
+        workflow: core.workflow().to_owned(),
         status,
         input: core.input.clone(),
         output,

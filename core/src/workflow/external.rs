@@ -94,7 +94,7 @@ pub enum EvalTask {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct ExternalRun {
-    core: RunCore,
+    core: Box<RunCore>,
     engine: Engine,
     active: Arc<Active>,
     first: Vec<Action>,
@@ -170,7 +170,7 @@ impl Engine {
             .collect())
     }
 
-    fn external(&self, core: RunCore, first: Vec<Action>) -> ExternalRun {
+    fn external(&self, core: Box<RunCore>, first: Vec<Action>) -> ExternalRun {
         let active = self.activate(&core);
         let emit = super::step::Emitter::default();
         ExternalRun {

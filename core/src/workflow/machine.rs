@@ -97,7 +97,7 @@ struct SeqFrame {
     node: usize,
     prefix: Arc<str>,
     idx: usize,
-    cur: Option<Box<Frame>>,
+    cur: Option<Frame>,
     last: Option<Value>,
 }
 
@@ -106,7 +106,7 @@ struct ManyFrame {
     path: Arc<str>,
     /// Inputs not yet handed to a child.
     inputs: Vec<Option<Value>>,
-    children: Vec<Option<Box<Frame>>>,
+    children: Vec<Option<Frame>>,
     outputs: Vec<Option<Value>>,
     /// Indices of started, unfinished children.
     active: Vec<usize>,
@@ -119,7 +119,7 @@ struct BranchFrame {
     node: usize,
     path: Arc<str>,
     input: Option<Value>,
-    arm: Option<Box<Frame>>,
+    arm: Option<Frame>,
 }
 
 struct LoopFrame {
@@ -127,7 +127,7 @@ struct LoopFrame {
     path: Arc<str>,
     iter: u32,
     input: Option<Value>,
-    body: Option<Box<Frame>>,
+    body: Option<Frame>,
     out: Option<Value>,
 }
 
@@ -141,19 +141,22 @@ struct NestedFrame {
     node: usize,
     path: Arc<str>,
     input: Option<Value>,
-    inner: Option<Box<Frame>>,
+    inner: Option<Frame>,
 }
 
+/// A frame: small kinds (a step, a sleep, a map) are held inline by their parent, so a
+/// sequence of steps allocates nothing per step frame; the others are boxed (they hold child
+/// frames, and keep the enum small).
 enum Frame {
     Step(StepFrame),
-    Seq(SeqFrame),
-    Parallel(ManyFrame),
-    ForEach(ManyFrame),
-    Branch(BranchFrame),
-    Loop(LoopFrame),
+    Seq(Box<SeqFrame>),
+    Parallel(Box<ManyFrame>),
+    ForEach(Box<ManyFrame>),
+    Branch(Box<BranchFrame>),
+    Loop(Box<LoopFrame>),
     Sleep(LeafFrame),
     Map(LeafFrame),
-    Nested(NestedFrame),
+    Nested(Box<NestedFrame>),
 }
 
 fn join(prefix: &str, seg: &str) -> Arc<str> {
@@ -171,7 +174,7 @@ fn join(prefix: &str, seg: &str) -> Arc<str> {
 /// The state machine of one run.
 pub(crate) struct Machine {
     graph: Arc<Graph>,
-    root: Option<Box<Frame>>,
+    root: Option<Frame>,
     records: HashMap<String, StepRecord>,
     /// Outputs of steps completed by this machine, not yet taken by their frame (their
     /// records went to `writes` only: a live run needs no second copy).
@@ -222,7 +225,7 @@ impl Machine {
             diverged: None,
             now: 0,
         };
-        m.root = Some(Box::new(m.frame(root_node, "", input)));
+        m.root = Some(m.frame(root_node, "", input));
         m
     }
 
@@ -414,16 +417,16 @@ impl Machine {
                 path,
                 input: Some(input),
             }),
-            NodeKind::Seq(_) => Frame::Seq(SeqFrame {
+            NodeKind::Seq(_) => Frame::Seq(Box::new(SeqFrame {
                 node,
                 prefix: path,
                 idx: 0,
                 cur: None,
                 last: Some(input),
-            }),
+            })),
             NodeKind::Parallel { children, .. } => {
                 let n = children.len();
-                Frame::Parallel(ManyFrame {
+                Frame::Parallel(Box::new(ManyFrame {
                     node,
                     path,
                     inputs: vec![Some(input)],
@@ -433,9 +436,9 @@ impl Machine {
                     next: 0,
                     done: 0,
                     started: false,
-                })
+                }))
             }
-            NodeKind::ForEach { .. } => Frame::ForEach(ManyFrame {
+            NodeKind::ForEach { .. } => Frame::ForEach(Box::new(ManyFrame {
                 node,
                 path,
                 inputs: vec![Some(input)],
@@ -445,21 +448,21 @@ impl Machine {
                 next: 0,
                 done: 0,
                 started: false,
-            }),
-            NodeKind::Branch { .. } => Frame::Branch(BranchFrame {
+            })),
+            NodeKind::Branch { .. } => Frame::Branch(Box::new(BranchFrame {
                 node,
                 path,
                 input: Some(input),
                 arm: None,
-            }),
-            NodeKind::Loop { .. } => Frame::Loop(LoopFrame {
+            })),
+            NodeKind::Loop { .. } => Frame::Loop(Box::new(LoopFrame {
                 node,
                 path,
                 iter: 0,
                 input: Some(input),
                 body: None,
                 out: None,
-            }),
+            })),
             NodeKind::Sleep(_) => Frame::Sleep(LeafFrame {
                 node,
                 path,
@@ -470,12 +473,12 @@ impl Machine {
                 path,
                 input: Some(input),
             }),
-            NodeKind::Nested { .. } => Frame::Nested(NestedFrame {
+            NodeKind::Nested { .. } => Frame::Nested(Box::new(NestedFrame {
                 node,
                 path,
                 input: Some(input),
                 inner: None,
-            }),
+            })),
         }
     }
 
@@ -697,7 +700,7 @@ impl Machine {
                     return Poll::Done(s.last.take().unwrap_or(Value::Null));
                 }
                 let input = s.last.take().unwrap_or(Value::Null);
-                s.cur = Some(Box::new(self.frame(children[s.idx], &s.prefix, input)));
+                s.cur = Some(self.frame(children[s.idx], &s.prefix, input));
             }
             let Some(cur) = s.cur.as_mut() else {
                 continue;
@@ -790,12 +793,12 @@ impl Machine {
                 }
                 Poll::Pending => {
                     pending += 1;
-                    m.children[idx] = Some(Box::new(child));
+                    m.children[idx] = Some(child);
                     m.active.push(idx);
                 }
                 Poll::Suspended => {
                     suspended = true;
-                    m.children[idx] = Some(Box::new(child));
+                    m.children[idx] = Some(child);
                     m.active.push(idx);
                 }
                 Poll::Failed(e) if collect_all => {
@@ -860,7 +863,7 @@ impl Machine {
                     return Poll::Failed("replay diverged".into());
                 };
                 let input = b.input.take().unwrap_or(Value::Null);
-                let mut arm = Box::new(self.frame(*node, &b.path, input));
+                let mut arm = self.frame(*node, &b.path, input);
                 let p = self.adv(&mut arm);
                 b.arm = Some(arm);
                 p
@@ -928,11 +931,7 @@ impl Machine {
                 }
             }
             let input = l.input.take().unwrap_or(Value::Null);
-            l.body = Some(Box::new(self.frame(
-                *body,
-                &format!("{}[{}]", l.path, l.iter),
-                input,
-            )));
+            l.body = Some(self.frame(*body, &format!("{}[{}]", l.path, l.iter), input));
         }
     }
 
@@ -1035,7 +1034,7 @@ impl Machine {
             {
                 return Poll::Failed(e.to_string());
             }
-            n.inner = Some(Box::new(self.frame(*body, &n.path, input)));
+            n.inner = Some(self.frame(*body, &n.path, input));
         }
         let Some(inner) = n.inner.as_mut() else {
             return Poll::Failed("nested frame missing".into());
