@@ -43,8 +43,9 @@ fn seed(db: &str, n: usize) {
             RunStatus::Succeeded
         };
         let workflow = if i % 2 == 0 { "ingest" } else { "report" };
-        let input = json!({ "n": i, "source": "bench", "tags": ["a", "b"] });
-        let output = (status == RunStatus::Succeeded).then(|| json!({ "ok": true, "n": i }));
+        let input = std::sync::Arc::new(json!({ "n": i, "source": "bench", "tags": ["a", "b"] }));
+        let output = (status == RunStatus::Succeeded)
+            .then(|| std::sync::Arc::new(json!({ "ok": true, "n": i })));
         let error = (status == RunStatus::Failed).then(|| "boom".to_string());
         let batch = Batch {
             create: Some(RunRecord {

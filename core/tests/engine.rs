@@ -67,7 +67,7 @@ async fn step_outputs(e: &Engine, run: &str) -> Vec<(String, Value)> {
     let evs: Vec<RunEvent> = e.events(run, 1).map(|e| e.unwrap()).collect().await;
     evs.into_iter()
         .filter_map(|e| match e.kind {
-            EventKind::StepOutput { path, output } => Some((path, output)),
+            EventKind::StepOutput { path, output } => Some((path, Arc::unwrap_or_clone(output))),
             _ => None,
         })
         .collect()

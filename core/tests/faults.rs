@@ -119,7 +119,7 @@ fn records(store: &dyn Store, run: &str) -> BTreeMap<String, (RecordKind, StepSt
         .map(|s| {
             let out = match s.kind {
                 RecordKind::Sleep => Value::Null,
-                _ => s.output.unwrap_or(Value::Null),
+                _ => s.output.map_or(Value::Null, |v| (*v).clone()),
             };
             (s.path, (s.kind, s.status, out))
         })
@@ -149,7 +149,7 @@ fn the_run(store: &dyn Store, workflow: &str, input: &Value) -> Option<RunRecord
         })
         .unwrap()
         .into_iter()
-        .filter(|r| r.input == *input)
+        .filter(|r| *r.input == *input)
         .collect();
     assert!(runs.len() <= 1, "more than one run for {input}: {runs:?}");
     runs.into_iter().next()
@@ -334,7 +334,11 @@ async fn sweep(fault: Fault, new_engine: bool) {
         }
         assert!(recovered.len() <= 1, "{what}: {recovered:?}");
         assert_eq!(stored.status, RunStatus::Succeeded, "{what}: {stored:?}");
-        assert_eq!(stored.output.as_ref(), Some(&want.output), "{what}: output");
+        assert_eq!(
+            stored.output.as_deref(),
+            Some(&want.output),
+            "{what}: output"
+        );
         assert_eq!(stored.owner, None, "{what}");
         let got = records(inner.as_ref(), &stored.id);
         assert_eq!(

@@ -87,10 +87,10 @@ pub struct RunRecord {
     pub fingerprint: String,
     /// Current status.
     pub status: RunStatus,
-    /// The run's input.
-    pub input: Value,
-    /// The run's output, once succeeded.
-    pub output: Option<Value>,
+    /// The run's input (shared with the run's `run-started` event: no second copy).
+    pub input: Arc<Value>,
+    /// The run's output, once succeeded (shared with its `run-finished` event).
+    pub output: Option<Arc<Value>>,
     /// The run's error, once failed.
     pub error: Option<String>,
     /// Creation time, milliseconds since the Unix epoch.
@@ -220,8 +220,9 @@ pub struct StepRecord {
     pub kind: RecordKind,
     /// Where it stands.
     pub status: StepStatus,
-    /// The committed output (or the decision, for branch/loop/sleep records).
-    pub output: Option<Value>,
+    /// The committed output (or the decision, for branch/loop/sleep records), shared with
+    /// the `step-output` event that reported it.
+    pub output: Option<Arc<Value>>,
     /// The failure message.
     pub error: Option<String>,
     /// The suspension payload.
@@ -255,7 +256,7 @@ pub struct RunUpdate {
     /// New status.
     pub status: RunStatus,
     /// Output (when succeeded).
-    pub output: Option<Value>,
+    pub output: Option<Arc<Value>>,
     /// Error (when failed).
     pub error: Option<String>,
     /// Time of the change (ms).

@@ -455,7 +455,7 @@ impl SqliteStore {
                 r.fingerprint,
                 status.as_str(),
                 r.input.to_string(),
-                output.map(Value::to_string),
+                output.map(|v| v.to_string()),
                 error,
                 r.created_at,
                 updated_at,
@@ -473,7 +473,7 @@ impl SqliteStore {
                 s.path,
                 s.kind.as_str(),
                 s.status.as_str(),
-                s.output.as_ref().map(Value::to_string),
+                s.output.as_ref().map(|v| v.to_string()),
                 s.error,
                 s.payload.as_ref().map(Value::to_string),
                 s.resume.as_ref().map(Value::to_string),
@@ -514,7 +514,7 @@ impl SqliteStore {
             tx.prepare_cached(sql)?.execute(params![
                 run,
                 u.status.as_str(),
-                u.output.as_ref().map(Value::to_string),
+                u.output.as_ref().map(|v| v.to_string()),
                 u.error,
                 u.updated_at
             ])?;
@@ -544,10 +544,11 @@ impl SqliteStore {
             message: format!("unknown status `{}`", row.status),
         })?;
         Ok(RunRecord {
-            input: self
-                .decode_json(&place, Some(row.input))?
-                .unwrap_or(Value::Null),
-            output: self.decode_json(&place, row.output)?,
+            input: Arc::new(
+                self.decode_json(&place, Some(row.input))?
+                    .unwrap_or(Value::Null),
+            ),
+            output: self.decode_json(&place, row.output)?.map(Arc::new),
             id: row.id,
             workflow: row.workflow,
             fingerprint: row.fingerprint,
@@ -742,7 +743,7 @@ impl Store for SqliteStore {
                     Ok(StepRecord {
                         kind: RecordKind::parse(&kind).ok_or_else(|| bad("kind", &kind))?,
                         status: StepStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
-                        output: self.decode_json(&place, output)?,
+                        output: self.decode_json(&place, output)?.map(Arc::new),
                         error,
                         payload: self.decode_json(&place, payload)?,
                         resume: self.decode_json(&place, resume)?,

@@ -110,12 +110,14 @@ impl RunCore {
         }
         let (id, now) = id;
         let run_id: Arc<str> = Arc::from(id.as_str());
+        // The stored copy of the input, shared by the run's record and its first event.
+        let stored = Arc::new(input.clone());
         let record = RunRecord {
             id,
             workflow: graph.id.clone(),
             fingerprint: graph.fingerprint.clone(),
             status: RunStatus::Running,
-            input: input.clone(),
+            input: Arc::clone(&stored),
             output: None,
             error: None,
             created_at: now,
@@ -129,7 +131,7 @@ impl RunCore {
             at: now,
             kind: EventKind::RunStarted {
                 workflow: graph.id.clone(),
-                input: input.clone(),
+                input: stored,
             },
         };
         // Room for the usual run's events (started, a start and an output per step,
@@ -174,7 +176,7 @@ impl RunCore {
         let state = store.state(&record.id)?;
         let next_seq = store.last_seq(&record.id)? + 1;
         Ok(Box::new(Self {
-            machine: Machine::new(graph, record.input.clone(), steps, Default::default()),
+            machine: Machine::new(graph, (*record.input).clone(), steps, Default::default()),
             run_id: record.id.as_str().into(),
             store,
             next_seq,
@@ -183,7 +185,7 @@ impl RunCore {
                 cancel: tokio_util::sync::CancellationToken::new(),
                 live: Live::default(),
             }),
-            input: record.input.clone(),
+            input: (*record.input).clone(),
             committed,
             created_at: record.created_at,
             status: Status::Running,
@@ -245,7 +247,8 @@ impl RunCore {
         };
         if target != self.committed {
             let (output, error) = match &status {
-                Status::Succeeded(v) => (Some(v.clone()), None),
+                // One stored copy, shared by the run's row and its `run-finished` event.
+                Status::Succeeded(v) => (Some(Arc::new(v.clone())), None),
                 Status::Failed(e) => (None, Some(e.clone())),
                 _ => (None, None),
             };

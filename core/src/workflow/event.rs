@@ -1,6 +1,8 @@
 //! Run events: what subscribers see and what the store's event log keeps.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::store::RunStatus;
@@ -9,7 +11,7 @@ use crate::store::RunStatus;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEvent {
     /// The run (shared by all of a run's events: no copy of the id per event).
-    pub run_id: std::sync::Arc<str>,
+    pub run_id: Arc<str>,
     /// Position in the run's event log, from 1, without gaps.
     pub seq: u64,
     /// Milliseconds since the Unix epoch.
@@ -62,8 +64,8 @@ pub enum EventKind {
     RunStarted {
         /// Workflow id.
         workflow: String,
-        /// The run's input.
-        input: Value,
+        /// The run's input (shared with the run's record).
+        input: Arc<Value>,
     },
     /// A step began an attempt.
     StepStarted {
@@ -76,8 +78,8 @@ pub enum EventKind {
     StepOutput {
         /// Step path.
         path: String,
-        /// The output.
-        output: Value,
+        /// The output (shared with the step's record: cloning an event copies no output).
+        output: Arc<Value>,
     },
     /// A step suspended the run at its path.
     StepSuspended {
@@ -118,8 +120,8 @@ pub enum EventKind {
     RunFinished {
         /// Final status.
         status: RunStatus,
-        /// Output, when succeeded.
-        output: Option<Value>,
+        /// Output, when succeeded (shared with the run's record).
+        output: Option<Arc<Value>>,
         /// Error, when failed or cancelled.
         error: Option<String>,
     },

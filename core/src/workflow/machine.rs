@@ -574,7 +574,7 @@ impl Machine {
         }
         if let Some(rec) = self.record_for(&s.path, RecordKind::Step) {
             match rec.status {
-                StepStatus::Succeeded => return Poll::Done(rec.output.unwrap_or(Value::Null)),
+                StepStatus::Succeeded => return Poll::Done(owned(rec.output)),
                 StepStatus::Failed => {
                     return Poll::Failed(rec.error.unwrap_or_else(|| "step failed".into()));
                 }
@@ -975,7 +975,7 @@ impl Machine {
 
     fn start_sleep(&mut self, path: &Arc<str>, node: usize, wake_at: i64) {
         let mut r = self.new_record(path, RecordKind::Sleep, StepStatus::Running);
-        r.output = Some(json!({ "wake_at": wake_at }));
+        r.output = Some(Arc::new(json!({ "wake_at": wake_at })));
         self.put(r);
         self.issue_sleep(path, node, wake_at);
     }
@@ -1002,9 +1002,7 @@ impl Machine {
             return Poll::Pending;
         }
         match self.record_for(&m.path, RecordKind::Map) {
-            Some(rec) if rec.status == StepStatus::Succeeded => {
-                Poll::Done(rec.output.unwrap_or(Value::Null))
-            }
+            Some(rec) if rec.status == StepStatus::Succeeded => Poll::Done(owned(rec.output)),
             Some(rec) => Poll::Failed(rec.error.unwrap_or_else(|| "map failed".into())),
             None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
             None => {
@@ -1072,9 +1070,12 @@ impl Machine {
                             self.fail_record(path, RecordKind::Step, iss.attempt, e.to_string());
                             return;
                         }
+                        // One copy of the output for the store, shared by its record and its
+                        // event; the value itself goes on to the next step.
+                        let shared = Arc::new(v.clone());
                         let mut r = self.new_record(path, RecordKind::Step, StepStatus::Succeeded);
                         r.attempt = iss.attempt;
-                        r.output = Some(v.clone());
+                        r.output = Some(Arc::clone(&shared));
                         if let Some(seen) = &mut self.replayed {
                             seen.insert(r.path.clone());
                         }
@@ -1086,7 +1087,7 @@ impl Machine {
                         self.writes.push(r);
                         self.events.push(EventKind::StepOutput {
                             path: path.to_string(),
-                            output: v.clone(),
+                            output: shared,
                         });
                         self.done.insert(key, v);
                     }
@@ -1134,7 +1135,7 @@ impl Machine {
                     .records
                     .get(path)
                     .and_then(|r| r.output.clone())
-                    .unwrap_or(Value::Null);
+                    .unwrap_or_else(|| Arc::new(Value::Null));
                 let mut r = self.new_record(path, RecordKind::Sleep, StepStatus::Succeeded);
                 r.output = Some(wake);
                 self.put(r);
@@ -1184,7 +1185,7 @@ impl Machine {
                     return;
                 }
                 let mut r = self.new_record(path, rk, StepStatus::Succeeded);
-                r.output = Some(json!({ "arm": name }));
+                r.output = Some(Arc::new(json!({ "arm": name })));
                 self.put(r);
             }
             EvalKind::Condition => {
@@ -1201,12 +1202,12 @@ impl Machine {
                     return;
                 };
                 let mut r = self.new_record(path, rk, StepStatus::Succeeded);
-                r.output = Some(json!({ "continue": c != *until }));
+                r.output = Some(Arc::new(json!({ "continue": c != *until })));
                 self.put(r);
             }
             EvalKind::Map => {
                 let mut r = self.new_record(path, rk, StepStatus::Succeeded);
-                r.output = Some(v);
+                r.output = Some(Arc::new(v));
                 self.put(r);
             }
             EvalKind::WakeAt => {
@@ -1223,6 +1224,11 @@ impl Machine {
             }
         }
     }
+}
+
+/// A stored output as a value of its own (a copy when the store still shares it).
+fn owned(v: Option<Arc<Value>>) -> Value {
+    v.map_or(Value::Null, Arc::unwrap_or_clone)
 }
 
 fn kind_name(v: &Value) -> &'static str {
