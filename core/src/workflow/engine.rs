@@ -686,6 +686,8 @@ impl Engine {
 
     /// Claims every run left `running` by a dead process, an expired lease or an earlier
     /// failure of this engine, whose workflow is registered; returns their rebuilt cores.
+    // Boxed on purpose: each core is handed to its own driver, which keeps it boxed.
+    #[allow(clippy::vec_box)]
     pub(crate) fn claim_orphans(&self) -> Result<Vec<Box<RunCore>>, EngineError> {
         let now = now_ms();
         let running = self.inner.store.list_runs(&RunFilter {
