@@ -1267,3 +1267,55 @@ async fn keyset_paging_lists_every_run_once_newest_first_on_both_stores() {
         }
     }
 }
+
+/// A step's timeout cancels that step's own token only: a sibling without a timeout shares
+/// the run's token, which must not fire.
+#[tokio::test]
+async fn a_step_timeout_cancels_that_step_only() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let at = Arc::clone(&attempts);
+        let flaky = step_fn(move |ctx: StepContext, _v: Value| {
+            let at = Arc::clone(&at);
+            async move {
+                if at.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // The first attempt waits until its timeout cancels it.
+                    ctx.cancellation().cancelled().await;
+                    return Ok(json!("too late"));
+                }
+                Ok(json!("second attempt"))
+            }
+        })
+        .timeout(Duration::from_millis(30))
+        .retry(RetryPolicy::attempts(2).initial_delay(Duration::from_millis(1)));
+        let sibling_cancelled = Arc::new(AtomicBool::new(false));
+        let sc = Arc::clone(&sibling_cancelled);
+        let watcher = step_fn(move |ctx: StepContext, _v: Value| {
+            let sc = Arc::clone(&sc);
+            async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = ctx.cancellation().cancelled() => sc.store(true, Ordering::SeqCst),
+                }
+                Ok(json!("watched"))
+            }
+        });
+        let wf = Workflow::new("timeout-own-token")
+            .parallel([("flaky", flaky), ("watch", watcher)])
+            .commit()
+            .unwrap();
+        let run = e.start(&wf, json!(null)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+        assert_eq!(
+            run.output,
+            Some(json!({"flaky": "second attempt", "watch": "watched"}))
+        );
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        assert!(
+            !sibling_cancelled.load(Ordering::SeqCst),
+            "the timeout of `flaky` cancelled its sibling"
+        );
+    }
+}

@@ -1109,3 +1109,84 @@ impl Step for ExternalStep {
         )))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::workflow::step::{StepContext, step_fn};
+
+    fn echo() -> Node {
+        step_fn(|_: StepContext, v: Value| async move { Ok(v) })
+    }
+
+    /// Every node's static path, as `(segment, path)` for the nodes that have a segment.
+    fn paths(wf: &CommittedWorkflow) -> Vec<(String, Option<String>)> {
+        wf.graph
+            .nodes
+            .iter()
+            .filter_map(|n| Some((n.seg.clone()?, n.path.as_deref().map(str::to_string))))
+            .collect()
+    }
+
+    #[test]
+    fn nodes_outside_loops_get_their_run_paths_at_commit() {
+        let inner = Workflow::new("inner").step("x", echo()).commit().unwrap();
+        let wf = Workflow::new("w")
+            .step("a", echo())
+            .branch("b", |_: &Value| "ok", [("ok", echo()), ("no", echo())])
+            .parallel([("p1", echo()), ("p2", echo())])
+            .then("n", inner)
+            .dountil("l", echo(), |_: &Value| true, 3)
+            .foreach("f", echo(), 2)
+            .commit()
+            .unwrap();
+        let got = paths(&wf);
+        let want = |seg: &str, path: Option<&str>| (seg.to_string(), path.map(str::to_string));
+        for p in [
+            want("a", Some("a")),
+            want("b", Some("b")),
+            want("ok", Some("b/ok")),
+            want("no", Some("b/no")),
+            want("p1", Some("p1")),
+            want("p2", Some("p2")),
+            want("n", Some("n")),
+            want("x", Some("n/x")),
+            want("l", Some("l")),
+            want("f", Some("f")),
+        ] {
+            assert!(got.contains(&p), "{p:?} not in {got:?}");
+        }
+        // The root sequence has the empty path; loop and foreach bodies have none (their
+        // paths carry the iteration).
+        let root = wf.graph.node(wf.graph.root);
+        assert_eq!(root.path.as_deref(), Some(""));
+        for n in &wf.graph.nodes {
+            if let NodeKind::Loop { body, .. } | NodeKind::ForEach { body, .. } = &n.kind {
+                assert_eq!(wf.graph.node(*body).path, None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_with_two_parents_leaves_every_path_to_the_machine() {
+        let wf = Workflow::new("w").step("a", echo()).commit().unwrap();
+        let mut nodes: Vec<NodeDef> = wf.graph.nodes.clone();
+        let a = nodes
+            .iter()
+            .position(|n| n.seg.as_deref() == Some("a"))
+            .unwrap();
+        for n in &mut nodes {
+            n.path = None;
+        }
+        nodes.push(NodeDef {
+            seg: None,
+            kind: NodeKind::Seq(vec![a, a]),
+            handle: None,
+            path: None,
+        });
+        let root = nodes.len() - 1;
+        set_static_paths(&mut nodes, root);
+        assert!(nodes.iter().all(|n| n.path.is_none()));
+    }
+}
