@@ -12,6 +12,12 @@
 //   node.import.rss          RSS of that process after the import: MB (median of 5)
 // Each run's output is checked, so a failing run cannot pass for a fast one. Each figure is the
 // median of BENCH_REPEATS (5) batches of BENCH_RUNS_MEMORY (5000) or BENCH_RUNS_SQLITE (1000) runs.
+//
+// The peer: with BENCH_PEER=1 (after `bash bench/peer/setup.sh`), the same script then runs
+// @mastra/core's 3-step shapes (bench/peer/mastra.mjs: mastra.memory.3step, mastra.libsql.3step,
+// zod-typed steps like the `.zod` shapes here) in a child process, after ours and never at the
+// same time, and prints ratio lines: Mastra's figure divided by ours (ratio.node.*).
+//   BENCH_PEER=1 node bench/node.mjs
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +35,11 @@ const RUNS_SQLITE = int('BENCH_RUNS_SQLITE', 1000);
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
 const want = (name) => ONLY.length === 0 || ONLY.some((o) => name.includes(o));
 
-const emit = (bench, value, unit) => process.stdout.write(`${JSON.stringify({ bench, value, unit })}\n`);
+const figures = new Map();
+const emit = (bench, value, unit) => {
+  figures.set(bench, { bench, value, unit });
+  process.stdout.write(`${JSON.stringify({ bench, value, unit })}\n`);
+};
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const round = (x, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
@@ -91,4 +101,32 @@ if (want('node.import')) {
   process.stderr.write(`node.import: ${ms.map((x) => round(x, 1)).join(' / ')} ms, ${rss.map((x) => round(x, 1)).join(' / ')} MB\n`);
   emit('node.import.ms', round(median(ms), 1), 'ms');
   emit('node.import.rss', round(median(rss), 1), 'MB');
+}
+
+if (process.env.BENCH_PEER === '1') {
+  // Mastra's figures for the same shapes, measured now, on this machine, by the peer script.
+  const peer = new URL('./peer/mastra.mjs', import.meta.url);
+  const out = execFileSync(process.execPath, [peer.pathname], {
+    env: { ...process.env, PEER_ONLY: 'memory.3step,libsql.3step' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).toString();
+  const peerFigures = new Map();
+  for (const line of out.split('\n')) {
+    if (!line.trim().startsWith('{')) continue;
+    const j = JSON.parse(line);
+    peerFigures.set(j.bench, j);
+    process.stdout.write(`${line}\n`);
+  }
+  for (const [name, ours, theirs] of [
+    ['ratio.node.memory.3step', 'node.memory.3step.zod', 'mastra.memory.3step'],
+    ['ratio.node.sqlite.3step', 'node.sqlite.3step.zod', 'mastra.libsql.3step'],
+  ]) {
+    const a = figures.get(ours);
+    const b = peerFigures.get(theirs);
+    if (!a || !b || a.unit !== b.unit) {
+      process.stderr.write(`${name}: not computed (${ours} or ${theirs} missing)\n`);
+      continue;
+    }
+    emit(name, round(b.value / a.value, 1), 'x');
+  }
 }
