@@ -193,8 +193,11 @@ export declare class NativeRun {
    * Stops driving the run and returns it as it stands: the engine no longer counts it as
    * executing here (a later `cancel` or `resume` goes through the store). Later calls on
    * this object throw `CONFLICT`.
+   *
+   * With `withInput` false the returned `input` is null: a driver that started the run holds
+   * the input already, and converting it back to JS would be wasted work.
    */
-  close(): NativeRunInfo
+  close(withInput?: boolean | undefined | null): NativeRunInfo
   /**
    * Starts the Rust step of a `native` task at `path` on napi's tokio runtime. Await the
    * call's `wait()`, then hand it back with `completeNative`.

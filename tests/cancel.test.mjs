@@ -67,3 +67,35 @@ test('a run over its workflow timeout fails, and its steps see a TimeoutError', 
   assert.match(run.error, /timed out/);
   assert.equal(reason.code, 'TIMEOUT');
 });
+
+test('a cancel through the HTTP API reaches a run driven in JS: its next steps do not run', async (t) => {
+  const engine = await Engine.open();
+  const server = await engine.serve({ port: 0, tokens: [{ token: 'tok-ops', id: 'ops' }] });
+  t.after(async () => {
+    await server.close();
+    engine.close();
+  });
+  let started;
+  const running = new Promise((r) => (started = r));
+  let after = 0;
+  const wf = workflow('served-cancel')
+    .step('slow', () => {
+      started();
+      // Ends by itself: the driver reads the engine's cancellation request when it wakes.
+      return new Promise((r) => setTimeout(() => r({ done: true }), 300));
+    })
+    .then('after', () => ++after)
+    .commit();
+  const handle = await engine.spawn(wf, null);
+  await running;
+  const res = await fetch(`${server.url}/api/runs/${handle.id}/cancel`, {
+    method: 'POST',
+    headers: { authorization: 'Bearer tok-ops' },
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const body = await res.json();
+  assert.equal(body.run.status, 'cancelled');
+  const run = await handle.result;
+  assert.equal(run.status, 'cancelled');
+  assert.equal(after, 0);
+});

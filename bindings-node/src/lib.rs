@@ -657,13 +657,20 @@ impl NativeRun {
     /// Stops driving the run and returns it as it stands: the engine no longer counts it as
     /// executing here (a later `cancel` or `resume` goes through the store). Later calls on
     /// this object throw `CONFLICT`.
+    ///
+    /// With `withInput` false the returned `input` is null: a driver that started the run holds
+    /// the input already, and converting it back to JS would be wasted work.
     #[napi]
-    pub fn close(&mut self) -> napi::Result<NativeRunInfo, String> {
+    pub fn close(&mut self, with_input: Option<bool>) -> napi::Result<NativeRunInfo, String> {
         let run = self
             .run
             .take()
             .ok_or_else(|| err("CONFLICT", format!("run `{}` was closed", self.id)))?;
-        Ok(run.outcome().into())
+        let mut out = run.into_outcome();
+        if with_input == Some(false) {
+            out.input = Value::Null;
+        }
+        Ok(out.into())
     }
 
     /// Starts the Rust step of a `native` task at `path` on napi's tokio runtime. Await the

@@ -283,11 +283,17 @@ class Driver {
   /** Completions so far (to see whether any happened during a microtask turn). */
   #completions = 0;
 
-  constructor(n: NativeRun, c: Compiled, onDone: () => void) {
+  /** The run's input as this process gave it to `startRun` (`undefined`: read it back at the end). */
+  readonly #input: { readonly value: unknown } | undefined;
+  readonly #timeoutMs: number | undefined;
+
+  constructor(n: NativeRun, id: string, c: Compiled, onDone: () => void, input?: { readonly value: unknown }) {
     this.#n = n;
-    this.id = n.id;
+    this.id = id;
     this.#handlers = c.handlers;
+    this.#timeoutMs = c.def.timeoutMs;
     this.#onDone = onDone;
+    this.#input = input;
     this.result = this.#loop();
   }
 
@@ -304,16 +310,25 @@ class Driver {
   async #loop(): Promise<NativeRunInfo> {
     const n = this.#n;
     try {
-      const deadline = n.deadline();
+      // Only a workflow with a timeout has a deadline (the same definition: same fingerprint).
+      const deadline = this.#timeoutMs === undefined ? undefined : n.deadline();
       if (deadline !== null && deadline !== undefined) {
         this.#timer(deadline - Date.now(), () => this.#timedOut(deadline));
       }
+      // A cancellation asked for outside this driver (the engine's `cancel` from Rust, the
+      // server) is a flag in the engine: read it when the loop starts, after every wait, and
+      // every 64 turns of a burst of steps that finish without waiting, not on every turn.
+      let woke = true;
+      let turns = 0;
       for (;;) {
         if (this.#error !== undefined) throw fromNative(this.#error);
         if (this.#done) break;
-        if (n.cancelRequested()) {
-          this.cancel();
-          break;
+        if (woke || (++turns & 63) === 0) {
+          woke = false;
+          if (n.cancelRequested()) {
+            this.cancel();
+            break;
+          }
         }
         if (this.#dirty) {
           this.#dirty = false;
@@ -353,9 +368,12 @@ class Driver {
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
         });
+        woke = true;
       }
     } finally {
-      this.#final = native(() => n.close());
+      const input = this.#input;
+      this.#final = native(() => n.close(input === undefined));
+      if (input !== undefined) this.#final.input = input.value;
       this.#finish();
     }
     return this.#final;
@@ -834,12 +852,15 @@ export class Engine {
 
   #startParsed<O>(c: Compiled, value: unknown, deferred: boolean): RunHandle<O> {
     let n: NativeRun;
+    const stored = storable(value);
     try {
-      n = this.#native.startRun(c.native, storable(value), deferred);
+      n = this.#native.startRun(c.native, stored, deferred);
     } catch (e) {
       throw fromNative(e);
     }
-    return this.#drive<O>(n);
+    // The run's input is what was handed to the engine: the result reuses it instead of
+    // converting the stored copy back.
+    return this.#drive<O>(n, { value: stored });
   }
 
   /** Gives `data` to the suspended step at `path` and drives the run until it finishes or suspends again. Works from any process on the same store. */
@@ -854,14 +875,14 @@ export class Engine {
     return runs.map((n) => this.#drive<unknown>(n));
   }
 
-  #drive<O>(n: NativeRun): RunHandle<O> {
+  #drive<O>(n: NativeRun, input?: { readonly value: unknown }): RunHandle<O> {
     const c = this.#byFingerprint.get(n.fingerprint);
     if (c === undefined) {
       native(() => n.failRun(`no JavaScript functions are registered for fingerprint ${n.fingerprint}`));
       throw new MiyabiError('UNKNOWN_WORKFLOW', `run ${n.id}: its workflow definition (fingerprint ${n.fingerprint}) is not registered with this engine`);
     }
     const id = n.id;
-    const d = new Driver(n, c, () => this.#drivers.delete(id));
+    const d = new Driver(n, id, c, () => this.#drivers.delete(id), input);
     if (!d.done) this.#drivers.set(id, d);
     const result = d.result.then((r) => new Run<O>(this, info<O>(r)));
     return {

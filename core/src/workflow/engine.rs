@@ -1228,7 +1228,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// [`outcome`] for a driver that is done with the run: moves the input and the output out of
 /// the core instead of copying them.
-fn outcome_taken(core: &mut RunCore) -> Run {
+pub(crate) fn outcome_taken(core: &mut RunCore) -> Run {
     let (output, error) = match std::mem::replace(&mut core.status, Status::Running) {
         Status::Succeeded(v) => (Some(v), None),
         Status::Failed(e) => (None, Some(e)),

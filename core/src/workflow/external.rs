@@ -364,6 +364,12 @@ impl ExternalRun {
         outcome(&self.core)
     }
 
+    /// Stops driving the run and returns it as it stands, moving its input and output out
+    /// instead of copying them (what a driver calls once the run has settled).
+    pub fn into_outcome(mut self) -> Run {
+        super::engine::outcome_taken(&mut self.core)
+    }
+
     /// Whether the run finished or suspended (nothing left to drive).
     pub fn is_settled(&self) -> bool {
         !matches!(self.core.status, Status::Running)
