@@ -143,7 +143,7 @@ impl RunCore {
             events,
             ..Batch::default()
         };
-        // Boxed: the core is about a kilobyte, and drivers move it around (into futures, into
+        // Boxed: the core is close to a kilobyte, and drivers move it around (into futures, into
         // an `ExternalRun`); a box makes each move a pointer copy.
         Ok(Box::new(Self {
             machine: Machine::new(graph, input.clone(), Vec::new(), Default::default()),
@@ -151,10 +151,7 @@ impl RunCore {
             store,
             next_seq: 2,
             state: Arc::new(RunState::default()),
-            active: Arc::new(super::engine::Active {
-                cancel: tokio_util::sync::CancellationToken::new(),
-                live: Live::default(),
-            }),
+            active: super::engine::Active::new(),
             input,
             committed: RunStatus::Running,
             created_at: now,
@@ -181,10 +178,7 @@ impl RunCore {
             store,
             next_seq,
             state: Arc::new(RunState::from_values(state)),
-            active: Arc::new(super::engine::Active {
-                cancel: tokio_util::sync::CancellationToken::new(),
-                live: Live::default(),
-            }),
+            active: super::engine::Active::new(),
             input: (*record.input).clone(),
             committed,
             created_at: record.created_at,

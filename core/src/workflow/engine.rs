@@ -67,6 +67,16 @@ pub(crate) struct Active {
     pub(crate) live: Live,
 }
 
+impl Active {
+    /// A fresh token and no subscribers, for a run being created or loaded.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            cancel: CancellationToken::new(),
+            live: Live::default(),
+        })
+    }
+}
+
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
     /// Registered definitions by fingerprint, and the newest fingerprint per workflow id.
@@ -335,8 +345,8 @@ impl Engine {
         input: Value,
     ) -> Result<Run, EngineError> {
         let core = self.create(workflow, input)?;
-        let active = self.activate(&core);
-        self.drive(core, active).await
+        self.activate(&core);
+        self.drive(core).await
     }
 
     /// Starts a run in the background; the run is committed before this returns.
@@ -347,10 +357,10 @@ impl Engine {
     ) -> Result<RunHandle, EngineError> {
         let mut core = self.create(workflow, input)?;
         core.flush_grouped_blocking(&self.inner.group)?;
-        let active = self.activate(&core);
+        self.activate(&core);
         let id = String::from(&*core.run_id);
         let engine = self.clone();
-        let join = tokio::spawn(async move { engine.drive(core, active).await });
+        let join = tokio::spawn(async move { engine.drive(core).await });
         Ok(RunHandle { id, join })
     }
 
@@ -374,10 +384,9 @@ impl Engine {
         )
     }
 
-    pub(crate) fn activate(&self, core: &RunCore) -> Arc<Active> {
-        let a = Arc::clone(&core.active);
-        lock(&self.inner.active).insert(Arc::clone(&core.run_id), Arc::clone(&a));
-        a
+    /// Counts the run as executing here (for `cancel`, `events` and recovery).
+    pub(crate) fn activate(&self, core: &RunCore) {
+        lock(&self.inner.active).insert(Arc::clone(&core.run_id), Arc::clone(&core.active));
     }
 
     /// Gives resume data to a suspended path and drives the run until it finishes or
@@ -387,8 +396,8 @@ impl Engine {
     /// it through [`Engine::approvals`], which keeps its audit trail.
     pub async fn resume(&self, run_id: &str, path: &str, data: Value) -> Result<Run, EngineError> {
         let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
-        let active = self.activate(&core);
-        self.drive_from(core, active, actions).await
+        self.activate(&core);
+        self.drive_from(core, actions).await
     }
 
     /// Gives resume data to a suspended path and drives the run in the background. Errors
@@ -401,10 +410,10 @@ impl Engine {
         data: Value,
     ) -> Result<RunHandle, EngineError> {
         let (core, actions) = self.prepare_resume(run_id, path, data, false)?;
-        let active = self.activate(&core);
+        self.activate(&core);
         let id = run_id.to_string();
         let engine = self.clone();
-        let join = tokio::spawn(async move { engine.drive_from(core, active, actions).await });
+        let join = tokio::spawn(async move { engine.drive_from(core, actions).await });
         Ok(RunHandle { id, join })
     }
 
@@ -671,11 +680,11 @@ impl Engine {
         let cores = self.claim_orphans()?;
         let mut taken = Vec::with_capacity(cores.len());
         for core in cores {
-            let active = self.activate(&core);
+            self.activate(&core);
             let engine = self.clone();
             taken.push(core.run_id.to_string());
             tokio::spawn(async move {
-                if let Err(e) = engine.drive(core, active).await {
+                if let Err(e) = engine.drive(core).await {
                     tracing::error!(error = %e, "recovered run stopped");
                 }
             });
@@ -890,31 +899,25 @@ impl Engine {
             });
         }
         let (core, actions) = self.prepare_resume(run_id, path, output, true)?;
-        let active = self.activate(&core);
+        self.activate(&core);
         let engine = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = engine.drive_from(core, active, actions).await {
+            if let Err(e) = engine.drive_from(core, actions).await {
                 tracing::error!(error = %e, "run resumed by an approval stopped");
             }
         });
         Ok(())
     }
 
-    async fn drive(&self, core: Box<RunCore>, active: Arc<Active>) -> Result<Run, EngineError> {
-        self.drive_from(core, active, Vec::new()).await
+    async fn drive(&self, core: Box<RunCore>) -> Result<Run, EngineError> {
+        self.drive_from(core, Vec::new()).await
     }
 
-    async fn drive_from(
-        &self,
-        core: Box<RunCore>,
-        active: Arc<Active>,
-        first: Vec<Action>,
-    ) -> Result<Run, EngineError> {
+    async fn drive_from(&self, core: Box<RunCore>, first: Vec<Action>) -> Result<Run, EngineError> {
         let run_id = Arc::clone(&core.run_id);
         let span = tracing::info_span!("run", run_id = %run_id, workflow = %core.workflow());
         let result = drive(
             core,
-            active,
             first,
             self.inner.always_replay,
             self.inner.durability,
@@ -934,13 +937,13 @@ const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 async fn drive(
     mut core: Box<RunCore>,
-    active: Arc<Active>,
     first: Vec<Action>,
     always_replay: bool,
     coalesce: Durability,
     group: Arc<super::group::GroupCommit>,
 ) -> Result<Run, EngineError> {
     let graph = Arc::clone(core.graph());
+    let active = Arc::clone(&core.active);
     let emit = Emitter::default();
     let mut inflight = Inflight::default();
     let deadline = graph.timeout.map(|t| {
@@ -993,16 +996,7 @@ async fn drive(
                         core.flush_grouped(&group).await?;
                     }
                     let mut fut = run_step(
-                        &graph,
-                        &core,
-                        &active.cancel,
-                        &emit,
-                        path,
-                        node,
-                        input,
-                        attempt,
-                        resume,
-                        delay,
+                        &graph, &core, &emit, path, node, input, attempt, resume, delay,
                     );
                     if delay.is_zero()
                         && coalesce == Durability::Coalesced
@@ -1120,7 +1114,6 @@ impl Inflight {
 pub(crate) fn run_step(
     graph: &Arc<Graph>,
     core: &RunCore,
-    cancel: &CancellationToken,
     emit: &Emitter,
     path: Arc<str>,
     node: usize,
@@ -1137,6 +1130,7 @@ pub(crate) fn run_step(
     // A step with a timeout gets a token of its own (cancelled when it times out, without
     // touching its siblings); any other step shares the run's token, which costs no allocation
     // and no registration in the token tree per step.
+    let cancel = &core.active.cancel;
     let token = if timeout.is_some() {
         cancel.child_token()
     } else {

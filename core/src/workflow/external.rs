@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::builder::CommittedWorkflow;
 use super::core::RunCore;
-use super::engine::{Active, Engine, Run, lock, outcome, run_step};
+use super::engine::{Engine, Run, lock, outcome, run_step};
 use super::machine::{Action, EvalKind, Status};
 use crate::error::{EngineError, StepError};
 use crate::store::RunStatus;
@@ -96,7 +96,6 @@ pub enum EvalTask {
 pub struct ExternalRun {
     core: Box<RunCore>,
     engine: Engine,
-    active: Arc<Active>,
     first: Vec<Action>,
     /// Native steps issued and not yet handed out, by path.
     native: Vec<(String, BoxFuture<'static, super::engine::StepResult>)>,
@@ -171,12 +170,11 @@ impl Engine {
     }
 
     fn external(&self, core: Box<RunCore>, first: Vec<Action>) -> ExternalRun {
-        let active = self.activate(&core);
+        self.activate(&core);
         let emit = super::step::Emitter::default();
         ExternalRun {
             core,
             engine: self.clone(),
-            active,
             first,
             native: Vec::new(),
             emit,
@@ -198,7 +196,7 @@ impl ExternalRun {
     /// Whether someone called [`Engine::cancel`] for this run; the driver should then call
     /// [`ExternalRun::cancel`].
     pub fn cancel_requested(&self) -> bool {
-        self.active.cancel.is_cancelled()
+        self.core.active.cancel.is_cancelled()
     }
 
     /// The run's deadline (ms since the epoch) if its workflow has a timeout.
@@ -269,7 +267,6 @@ impl ExternalRun {
                     let fut = run_step(
                         &graph,
                         &self.core,
-                        &self.active.cancel,
                         &self.emit,
                         Arc::clone(&path),
                         node,
@@ -329,13 +326,13 @@ impl ExternalRun {
     /// Ends the run as cancelled (after [`ExternalRun::cancel_requested`], or on the driver's
     /// own decision); in-flight tasks' results are then ignored.
     pub fn cancel(&mut self) -> Result<(), EngineError> {
-        self.active.cancel.cancel();
+        self.core.active.cancel.cancel();
         self.core.finish(RunStatus::Cancelled, "cancelled".into())
     }
 
     /// Ends the run as failed with `error` (for example when its deadline passed).
     pub fn fail(&mut self, error: &str) -> Result<(), EngineError> {
-        self.active.cancel.cancel();
+        self.core.active.cancel.cancel();
         self.core.finish(RunStatus::Failed, error.to_string())
     }
 

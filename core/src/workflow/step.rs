@@ -89,15 +89,9 @@ impl RunState {
 
     /// The keys changed since the last call, with their values.
     pub(crate) fn take_dirty(&self) -> Vec<(String, Value)> {
-        let mut s = self.lock();
-        if s.dirty.is_empty() {
-            return Vec::new();
-        }
-        let dirty = std::mem::take(&mut s.dirty);
-        dirty
-            .into_iter()
-            .filter_map(|k| s.values.get(&k).cloned().map(|v| (k, v)))
-            .collect()
+        let mut out = Vec::new();
+        self.take_dirty_into(&mut out);
+        out
     }
 
     /// [`RunState::take_dirty`], appended to `into` (no allocation when nothing changed).
