@@ -1111,7 +1111,6 @@ impl Step for ExternalStep {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::workflow::step::{StepContext, step_fn};
@@ -1129,9 +1128,11 @@ mod tests {
             .collect()
     }
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn nodes_outside_loops_get_their_run_paths_at_commit() {
-        let inner = Workflow::new("inner").step("x", echo()).commit().unwrap();
+    fn nodes_outside_loops_get_their_run_paths_at_commit() -> TestResult {
+        let inner = Workflow::new("inner").step("x", echo()).commit()?;
         let wf = Workflow::new("w")
             .step("a", echo())
             .branch("b", |_: &Value| "ok", [("ok", echo()), ("no", echo())])
@@ -1139,8 +1140,7 @@ mod tests {
             .then("n", inner)
             .dountil("l", echo(), |_: &Value| true, 3)
             .foreach("f", echo(), 2)
-            .commit()
-            .unwrap();
+            .commit()?;
         let got = paths(&wf);
         let want = |seg: &str, path: Option<&str>| (seg.to_string(), path.map(str::to_string));
         for p in [
@@ -1166,16 +1166,17 @@ mod tests {
                 assert_eq!(wf.graph.node(*body).path, None);
             }
         }
+        Ok(())
     }
 
     #[test]
-    fn a_node_with_two_parents_leaves_every_path_to_the_machine() {
-        let wf = Workflow::new("w").step("a", echo()).commit().unwrap();
+    fn a_node_with_two_parents_leaves_every_path_to_the_machine() -> TestResult {
+        let wf = Workflow::new("w").step("a", echo()).commit()?;
         let mut nodes: Vec<NodeDef> = wf.graph.nodes.clone();
         let a = nodes
             .iter()
             .position(|n| n.seg.as_deref() == Some("a"))
-            .unwrap();
+            .ok_or("no node `a`")?;
         for n in &mut nodes {
             n.path = None;
         }
@@ -1188,5 +1189,6 @@ mod tests {
         let root = nodes.len() - 1;
         set_static_paths(&mut nodes, root);
         assert!(nodes.iter().all(|n| n.path.is_none()));
+        Ok(())
     }
 }
