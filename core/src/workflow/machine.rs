@@ -171,6 +171,65 @@ fn join(prefix: &str, seg: &str) -> Arc<str> {
     }
 }
 
+/// A map keyed by path that holds its first entry inline. A run that completes one step at a
+/// time has at most one path in flight and one output waiting for its frame, and then never
+/// hashes a path or allocates a table; a wider run (parallel, foreach) spills into the map.
+/// A key is in at most one of the two places.
+pub(crate) struct PathMap<V> {
+    first: Option<(Arc<str>, V)>,
+    rest: HashMap<Arc<str>, V>,
+}
+
+impl<V> Default for PathMap<V> {
+    fn default() -> Self {
+        Self {
+            first: None,
+            rest: HashMap::default(),
+        }
+    }
+}
+
+impl<V> PathMap<V> {
+    fn is_first(&self, path: &str) -> bool {
+        // Paths are shared `Arc`s, so the pointer check settles it almost always.
+        self.first
+            .as_ref()
+            .is_some_and(|(p, _)| std::ptr::eq(p.as_ptr(), path.as_ptr()) || &**p == path)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn contains_key(&self, path: &str) -> bool {
+        self.is_first(path) || (!self.rest.is_empty() && self.rest.contains_key(path))
+    }
+
+    fn insert(&mut self, path: Arc<str>, v: V) {
+        if self.is_first(&path) {
+            self.first = Some((path, v));
+        } else if self.first.is_none() && !self.rest.contains_key(&*path) {
+            self.first = Some((path, v));
+        } else {
+            self.rest.insert(path, v);
+        }
+    }
+
+    fn remove_entry(&mut self, path: &str) -> Option<(Arc<str>, V)> {
+        if self.is_first(path) {
+            return self.first.take();
+        }
+        if self.rest.is_empty() {
+            return None;
+        }
+        self.rest.remove_entry(path)
+    }
+
+    fn remove(&mut self, path: &str) -> Option<V> {
+        self.remove_entry(path).map(|(_, v)| v)
+    }
+}
+
 /// The state machine of one run.
 pub(crate) struct Machine {
     graph: Arc<Graph>,
@@ -178,8 +237,8 @@ pub(crate) struct Machine {
     records: HashMap<String, StepRecord>,
     /// Outputs of steps completed by this machine, not yet taken by their frame (their
     /// records went to `writes` only: a live run needs no second copy).
-    done: HashMap<Arc<str>, Value>,
-    issued: HashMap<Arc<str>, Issued>,
+    done: PathMap<Value>,
+    issued: PathMap<Issued>,
     /// Paths whose records were read during replay (None for a fresh run).
     replayed: Option<HashSet<String>>,
     actions: Vec<Action>,
@@ -199,7 +258,7 @@ impl Machine {
         graph: Arc<Graph>,
         input: Value,
         records: Vec<StepRecord>,
-        issued: HashMap<Arc<str>, Issued>,
+        issued: PathMap<Issued>,
     ) -> Self {
         let replayed = if records.is_empty() {
             None
@@ -214,7 +273,7 @@ impl Machine {
             graph,
             root: None,
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
-            done: HashMap::default(),
+            done: PathMap::default(),
             issued,
             replayed,
             actions: Vec::new(),
@@ -234,7 +293,7 @@ impl Machine {
     }
 
     /// Hands over the in-flight actions (to a rebuilt machine).
-    pub(crate) fn take_issued(&mut self) -> HashMap<Arc<str>, Issued> {
+    pub(crate) fn take_issued(&mut self) -> PathMap<Issued> {
         std::mem::take(&mut self.issued)
     }
 
@@ -562,14 +621,10 @@ impl Machine {
     }
 
     fn adv_step(&mut self, s: &mut StepFrame) -> Poll {
-        // The emptiness checks skip hashing the path in the common case (a fresh step, with
-        // nothing done or in flight), which is most of a linear run's lookups.
-        if !self.done.is_empty()
-            && let Some(v) = self.done.remove(&s.path)
-        {
+        if let Some(v) = self.done.remove(&s.path) {
             return Poll::Done(v);
         }
-        if !self.issued.is_empty() && self.issued.contains_key(&s.path) {
+        if self.issued.contains_key(&s.path) {
             return Poll::Pending;
         }
         if let Some(rec) = self.record_for(&s.path, RecordKind::Step) {
@@ -1239,5 +1294,39 @@ fn kind_name(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathMap;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_path_map_keeps_its_first_entry_inline_and_spills_the_rest() {
+        let mut m: PathMap<u32> = PathMap::default();
+        assert!(m.is_empty());
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a".into(), "b".into(), "c".into());
+        m.insert(Arc::clone(&a), 1);
+        m.insert(Arc::clone(&b), 2);
+        m.insert(Arc::clone(&c), 3);
+        // Found by pointer and by value alike.
+        assert!(m.contains_key(&a) && m.contains_key("b") && m.contains_key("c"));
+        assert!(!m.contains_key("d"));
+        m.insert(Arc::from("b"), 20);
+        assert_eq!(m.remove("a"), Some(1));
+        // With the inline slot free, a key that lives in the spill map is replaced there, not
+        // duplicated inline.
+        m.insert(Arc::from("c"), 30);
+        assert_eq!(m.remove("c"), Some(30));
+        assert_eq!(m.remove("c"), None);
+        assert_eq!(
+            m.remove_entry("b").map(|(k, v)| (k.to_string(), v)),
+            Some(("b".into(), 20))
+        );
+        assert!(m.is_empty());
+        m.insert(Arc::from("d"), 4);
+        assert_eq!(m.remove("d"), Some(4));
+        assert!(m.is_empty());
     }
 }
