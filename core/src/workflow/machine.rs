@@ -206,9 +206,9 @@ impl<V> PathMap<V> {
     }
 
     fn insert(&mut self, path: Arc<str>, v: V) {
-        if self.is_first(&path) {
-            self.first = Some((path, v));
-        } else if self.first.is_none() && !self.rest.contains_key(&*path) {
+        let inline = self.is_first(&path)
+            || (self.first.is_none() && (self.rest.is_empty() || !self.rest.contains_key(&*path)));
+        if inline {
             self.first = Some((path, v));
         } else {
             self.rest.insert(path, v);
