@@ -192,7 +192,8 @@ impl RunCore {
     pub(crate) fn rebuild(&mut self) -> Result<(), EngineError> {
         let steps = self.store.steps(&self.run_id)?;
         let issued = self.machine.take_issued();
-        let actions = self.machine.take_actions();
+        let mut actions = Vec::new();
+        self.machine.drain_actions(&mut actions);
         let graph = Arc::clone(self.machine.graph());
         self.machine = Machine::new(graph, self.input.clone(), steps, issued);
         // Actions issued by results handed back since the last poll are still to be done.
@@ -211,23 +212,17 @@ impl RunCore {
 
     /// Advances the machine and commits what it produced in one batch.
     pub(crate) fn poll(&mut self) -> Result<(Vec<Action>, Phase), EngineError> {
-        let r = self.advance();
-        self.flush()?;
-        Ok(r)
-    }
-
-    /// Advances the machine as far as it goes without outside results; what it produced is
-    /// added to the pending batch, which [`RunCore::flush`] commits. A driver may advance
-    /// several times (steps that finished without waiting) before it flushes; it must flush
-    /// before it waits for anything and before it reports the run's status.
-    pub(crate) fn advance(&mut self) -> (Vec<Action>, Phase) {
         let mut actions = Vec::new();
         let phase = self.advance_into(&mut actions);
-        (actions, phase)
+        self.flush()?;
+        Ok((actions, phase))
     }
 
-    /// [`RunCore::advance`], appending the actions to `actions` (a driver reuses one buffer
-    /// for a whole run).
+    /// Advances the machine as far as it goes without outside results, appending the actions
+    /// to `actions` (a driver reuses one buffer for a whole run); what it produced is added to
+    /// the pending batch, which [`RunCore::flush`] commits. A driver may advance several times
+    /// (steps that finished without waiting) before it flushes; it must flush before it waits
+    /// for anything and before it reports the run's status.
     pub(crate) fn advance_into(&mut self, actions: &mut Vec<Action>) -> Phase {
         let now = now_ms();
         let status = self.machine.poll(now);
@@ -461,7 +456,7 @@ impl RunCore {
             error: Some(error.clone()),
         });
         self.pending.steps.extend(steps);
-        self.pending.state.extend(self.state.take_dirty());
+        self.state.take_dirty_into(&mut self.pending.state);
         self.pending.update = Some(RunUpdate {
             status,
             output: None,

@@ -359,11 +359,6 @@ impl Machine {
         self.actions.extend(actions);
     }
 
-    /// Actions issued since the last call.
-    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
-        std::mem::take(&mut self.actions)
-    }
-
     /// Appends the actions issued since the last call to `into` (this machine's buffer keeps
     /// its capacity for the next ones).
     pub(crate) fn drain_actions(&mut self, into: &mut Vec<Action>) {

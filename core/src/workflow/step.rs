@@ -87,14 +87,8 @@ impl RunState {
         s.values.insert(key.to_string(), value);
     }
 
-    /// The keys changed since the last call, with their values.
-    pub(crate) fn take_dirty(&self) -> Vec<(String, Value)> {
-        let mut out = Vec::new();
-        self.take_dirty_into(&mut out);
-        out
-    }
-
-    /// [`RunState::take_dirty`], appended to `into` (no allocation when nothing changed).
+    /// Appends the keys changed since the last call, with their values, to `into` (no
+    /// allocation when nothing changed).
     pub(crate) fn take_dirty_into(&self, into: &mut Vec<(String, Value)>) {
         let mut s = self.lock();
         if s.dirty.is_empty() {
