@@ -1061,12 +1061,14 @@ async fn drive(
                 })
                 .await;
                 drop(inflight);
+                core.take_emitted(&emit);
                 core.finish(RunStatus::Cancelled, "cancelled".into())?;
                 return Ok(outcome_taken(&mut core));
             }
             _ = sleep_deadline => {
                 active.cancel.cancel();
                 drop(inflight);
+                core.take_emitted(&emit);
                 let t = graph.timeout.unwrap_or_default();
                 core.finish(RunStatus::Failed, format!("run timed out after {t:?}"))?;
                 return Ok(outcome_taken(&mut core));

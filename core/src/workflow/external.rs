@@ -221,6 +221,9 @@ impl ExternalRun {
     pub fn advance(&mut self) -> Result<Vec<Task>, EngineError> {
         let mut tasks = Vec::new();
         let mut actions = std::mem::take(&mut self.first);
+        // Events that native steps emitted before their results were handed back come before
+        // whatever those results produce (their `step-output`, the next steps, `run-finished`).
+        self.core.take_emitted(&self.emit);
         loop {
             self.core.advance_into(&mut actions);
             let mut evaluated = false;
@@ -313,6 +316,7 @@ impl ExternalRun {
 
     /// Hands back a task's result. For an eval, `Ok` holds the answer.
     pub fn complete(&mut self, path: &str, result: Result<Value, StepError>) {
+        self.core.take_emitted(&self.emit);
         self.core.complete(path, result);
     }
 
@@ -327,12 +331,14 @@ impl ExternalRun {
     /// own decision); in-flight tasks' results are then ignored.
     pub fn cancel(&mut self) -> Result<(), EngineError> {
         self.core.active.cancel.cancel();
+        self.core.take_emitted(&self.emit);
         self.core.finish(RunStatus::Cancelled, "cancelled".into())
     }
 
     /// Ends the run as failed with `error` (for example when its deadline passed).
     pub fn fail(&mut self, error: &str) -> Result<(), EngineError> {
         self.core.active.cancel.cancel();
+        self.core.take_emitted(&self.emit);
         self.core.finish(RunStatus::Failed, error.to_string())
     }
 
