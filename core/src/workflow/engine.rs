@@ -417,8 +417,10 @@ impl Engine {
         Ok(RunHandle { id, join })
     }
 
-    /// Claims a suspended run, checks the path and the resume data, and commits the data:
-    /// returns the run's core and the actions to start with.
+    /// Checks the path and the resume data against a suspended run, then claims it and
+    /// commits the data: returns the run's core and the actions to start with. A rejected
+    /// resume (unknown path, a gate resumed directly, data violating the step's resume schema)
+    /// is refused before the claim, so it changes nothing in the store.
     pub(crate) fn prepare_resume(
         &self,
         run_id: &str,
@@ -439,6 +441,21 @@ impl Engine {
             });
         }
         let graph = self.graph_for(&record)?;
+        // Validate on a replay that commits nothing: the run's row and records stay as they
+        // are when the resume is refused.
+        {
+            let mut probe = RunCore::load(
+                Arc::clone(&self.inner.store),
+                Arc::clone(&graph),
+                &record,
+                RunStatus::Suspended,
+                &self.inner.owner,
+            )?;
+            let mut actions = Vec::new();
+            if probe.advance_into(&mut actions) == Phase::Suspended && actions.is_empty() {
+                self.check_resume(&probe, run_id, path, &data, gate)?;
+            }
+        }
         let claimed = self.inner.store.claim(&Claim {
             run: run_id,
             status: RunStatus::Suspended,
@@ -459,6 +476,13 @@ impl Engine {
         // Loaded as `Suspended`, its status before the claim: the replay below then commits no
         // second `run-suspended` event and does not drop the owner the claim just set (a run
         // left running without an owner could be taken over by another engine's `recover`).
+        // Loaded again after the claim: another process may have resumed and re-suspended the
+        // run between the check above and the claim.
+        let record = self
+            .inner
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
         let mut core = RunCore::load(
             Arc::clone(&self.inner.store),
             graph,
@@ -472,21 +496,35 @@ impl Engine {
             // A resumed path that never ran (crash after resume): just continue the run.
             return Ok((core, actions));
         }
-        if !core.suspended_paths().iter().any(|p| p == path) {
-            let err = EngineError::NotSuspended {
+        if let Err(e) = self.check_resume(&core, run_id, path, &data, gate) {
+            // Only when the run changed between the check and the claim.
+            core.release_suspended()?;
+            return Err(e);
+        }
+        core.resume(path, data)?;
+        Ok((core, Vec::new()))
+    }
+
+    /// Whether `path` of a suspended run may be resumed with `data`: it is suspended, it is
+    /// (or is not, for `gate` false) an approval gate, and `data` satisfies its resume schema.
+    fn check_resume(
+        &self,
+        core: &RunCore,
+        run_id: &str,
+        path: &str,
+        data: &Value,
+        gate: bool,
+    ) -> Result<(), EngineError> {
+        let suspensions = core.suspensions();
+        let Some(suspension) = suspensions.iter().find(|s| s.path == path) else {
+            return Err(EngineError::NotSuspended {
                 run: run_id.to_string(),
                 path: path.to_string(),
                 suspended: core.suspended_paths().join(", "),
-            };
-            core.release_suspended()?;
-            return Err(err);
-        }
-        let is_gate = core
-            .suspensions()
-            .iter()
-            .any(|s| s.path == path && crate::approval::is_gate_payload(&s.payload));
+            });
+        };
+        let is_gate = crate::approval::is_gate_payload(&suspension.payload);
         if is_gate != gate {
-            core.release_suspended()?;
             return Err(EngineError::InvalidState {
                 run: run_id.to_string(),
                 status: "suspended".into(),
@@ -499,14 +537,10 @@ impl Engine {
                 },
             });
         }
-        if let Some(schema) = core.resume_schema_for(path)
-            && let Err(e) = schema.validate(&data, &format!("step `{path}`"), "resume data")
-        {
-            core.release_suspended()?;
-            return Err(e.into());
+        if let Some(schema) = core.resume_schema_for(path) {
+            schema.validate(data, &format!("step `{path}`"), "resume data")?;
         }
-        core.resume(path, data)?;
-        Ok((core, Vec::new()))
+        Ok(())
     }
 
     /// Cancels a run: in-flight steps see their cancellation token fire and the run is marked
