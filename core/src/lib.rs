@@ -47,8 +47,8 @@ pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, Work
 pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
 pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{
-    Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, RunFilter, RunRecord,
-    RunStatus, RunSummary, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
+    Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, Retention, RunFilter,
+    RunRecord, RunStatus, RunSummary, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
 };
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{

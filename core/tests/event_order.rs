@@ -1,5 +1,6 @@
 //! Every event of a run precedes its `run-finished`, and a step's own events precede its
 //! `step-output`, whichever driver runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use miyabi::{
     Engine, EventKind, ExternalRun, Node, RunEvent, RunStatus, StepContext, Task, Workflow, step_fn,

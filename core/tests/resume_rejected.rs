@@ -1,5 +1,6 @@
 //! A rejected resume changes nothing: the run's row (status, owner, `updated_at`), its step
 //! records and its events are exactly as they were, and a valid resume still works after it.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use miyabi::approval::ApprovalGate;
 use miyabi::{Engine, EngineError, Node, RunRecord, RunStatus, StepContext, Workflow, step_fn};

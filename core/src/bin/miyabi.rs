@@ -5,6 +5,7 @@
 //! miyabi runs list [--workflow W] [--status S] [--limit N]
 //! miyabi runs show <id>
 //! miyabi runs cancel <id>
+//! miyabi runs prune [--older-than 30d] [--keep-last N] [--workflow W]
 //! miyabi approvals list [--all] [--as WHO]
 //! miyabi approve <run> <gate> --as WHO [--comment ..] [--edit file.json]
 //! miyabi reject <run> <gate> --as WHO [--comment ..]
@@ -117,6 +118,23 @@ enum RunsCommand {
         /// Run id.
         id: String,
     },
+    /// Delete finished runs (succeeded, failed, cancelled) ended longer ago than
+    /// `--older-than` and, per workflow, beyond the newest `--keep-last`; running and
+    /// suspended runs are never deleted.
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// Delete finished runs that ended longer ago than this (`30d`, `12h`, `90m`).
+    #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+    older_than: Option<std::time::Duration>,
+    /// Per workflow, keep this many finished runs (the newest) and delete the rest.
+    #[arg(long, value_name = "N")]
+    keep_last: Option<usize>,
+    /// Only runs of this workflow.
+    #[arg(long)]
+    workflow: Option<String>,
 }
 
 #[derive(Args)]
@@ -278,6 +296,24 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 decision = decision.comment(c.clone());
             }
             decide(&engine, &gate, decision, cli.json).await
+        }
+        Command::Runs(RunsCommand::Prune(a)) => {
+            if a.older_than.is_none() && a.keep_last.is_none() {
+                return Err(CliError::Usage(
+                    "runs prune needs --older-than AGE and/or --keep-last N".into(),
+                ));
+            }
+            let mut rule = miyabi::Retention::default();
+            rule.max_age = a.older_than;
+            rule.keep_last = a.keep_last;
+            rule.workflow = a.workflow;
+            let deleted = engine.prune(&rule)?;
+            if cli.json {
+                println!("{}", json!({ "deleted": deleted }));
+            } else {
+                println!("deleted {deleted} finished run(s)");
+            }
+            Ok(())
         }
         Command::Runs(RunsCommand::Cancel { id }) => {
             let run = engine.cancel(&id).await?;

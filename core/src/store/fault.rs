@@ -126,6 +126,9 @@ impl Store for FaultInjectingStore {
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
         self.inner.renew(owner, lease_until)
     }
+    fn prune(&self, rule: &super::Retention, now: i64) -> Result<u64, StoreError> {
+        self.inner.prune(rule, now)
+    }
     fn gates(&self) -> Option<&dyn super::GateStore> {
         self.inner.gates()
     }

@@ -203,6 +203,44 @@ impl Store for MemoryStore {
         Some(self)
     }
 
+    fn prune(&self, rule: &super::Retention, now: i64) -> Result<u64, StoreError> {
+        if rule.is_empty() {
+            return Ok(0);
+        }
+        let cutoff = rule.cutoff(now);
+        let mut runs = self.lock();
+        // Finished runs by workflow, newest first (ids are UUID v7: creation order).
+        let mut finished: HashMap<&str, Vec<(&str, i64)>> = HashMap::default();
+        for d in runs.values() {
+            if let Some(r) = &d.run
+                && r.status.is_terminal()
+                && rule.workflow.as_deref().is_none_or(|w| w == r.workflow)
+            {
+                finished
+                    .entry(r.workflow.as_str())
+                    .or_default()
+                    .push((r.id.as_str(), r.updated_at));
+            }
+        }
+        let mut doomed: Vec<String> = Vec::new();
+        for list in finished.values_mut() {
+            list.sort_unstable_by(|a, b| b.0.cmp(a.0));
+            for (i, (id, ended)) in list.iter().enumerate() {
+                let too_many = rule.keep_last.is_some_and(|k| i >= k);
+                let too_old = cutoff.is_some_and(|c| *ended < c);
+                if too_many || too_old {
+                    doomed.push((*id).to_string());
+                }
+            }
+        }
+        for id in &doomed {
+            runs.remove(id.as_str());
+        }
+        drop(runs);
+        self.gate_data().remove_runs(&doomed);
+        Ok(doomed.len() as u64)
+    }
+
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
         for d in self.lock().values_mut() {
             if let Some(r) = d.run.as_mut()

@@ -30,6 +30,18 @@ fn key(d: &Delivery) -> DeliveryKey {
 }
 
 impl GateData {
+    /// Forgets the gates and pending notifications of deleted runs (the audit trail stays).
+    pub(super) fn remove_runs(&mut self, runs: &[String]) {
+        if runs.is_empty() {
+            return;
+        }
+        let doomed: std::collections::HashSet<&str> = runs.iter().map(String::as_str).collect();
+        self.gates
+            .retain(|(run, _), _| !doomed.contains(run.as_str()));
+        self.outbox
+            .retain(|(run, _, _, _), _| !doomed.contains(run.as_str()));
+    }
+
     pub(super) fn insert(&mut self, gates: Vec<NewGate>) {
         for g in gates {
             let k = (g.approval.run_id.clone(), g.approval.gate.clone());

@@ -330,6 +330,64 @@ impl RunFilter {
     }
 }
 
+/// Which finished runs to delete ([`crate::Engine::prune`], [`Store::prune`]): those that
+/// finished longer ago than `max_age`, and, per workflow, those beyond the newest
+/// `keep_last`. Only finished runs (succeeded, failed, cancelled) are ever deleted: a running
+/// or suspended run is kept whatever its age, so an approval can wait as long as it needs.
+///
+/// Deleting a run deletes its step records, events, state, approval gates and pending
+/// notifications; the approvals audit trail is kept.
+///
+/// ```
+/// use std::time::Duration;
+/// let rule = miyabi::Retention::older_than(Duration::from_secs(7 * 86_400)).keep_last(1_000);
+/// # let _ = rule;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retention {
+    /// Delete finished runs whose last change (their end) is older than this.
+    pub max_age: Option<std::time::Duration>,
+    /// Per workflow, keep at most this many finished runs (the newest by creation).
+    pub keep_last: Option<usize>,
+    /// Only runs of this workflow (all workflows when `None`).
+    pub workflow: Option<String>,
+}
+
+impl Retention {
+    /// Deletes finished runs that ended longer ago than `age`.
+    pub fn older_than(age: std::time::Duration) -> Self {
+        Self {
+            max_age: Some(age),
+            ..Self::default()
+        }
+    }
+
+    /// Keeps at most `n` finished runs per workflow, deleting older ones.
+    pub fn keep_last(mut self, n: usize) -> Self {
+        self.keep_last = Some(n);
+        self
+    }
+
+    /// Applies the rule to the runs of `workflow` only.
+    pub fn workflow(mut self, workflow: impl Into<String>) -> Self {
+        self.workflow = Some(workflow.into());
+        self
+    }
+
+    /// Whether the rule deletes anything at all (an age or a count is set).
+    pub fn is_empty(&self) -> bool {
+        self.max_age.is_none() && self.keep_last.is_none()
+    }
+
+    /// The cutoff in ms since the epoch for a rule applied at `now`: runs that ended before it
+    /// are deleted. `None` when there is no age limit, or when it reaches before the epoch.
+    pub(crate) fn cutoff(&self, now: i64) -> Option<i64> {
+        let age = i64::try_from(self.max_age?.as_millis()).ok()?;
+        now.checked_sub(age)
+    }
+}
+
 /// Durable storage for runs, step records, events and run state.
 ///
 /// Calls are synchronous on purpose: the embedded stores commit in microseconds, and the Node
@@ -381,6 +439,10 @@ pub trait Store: Send + Sync + 'static {
     fn claim(&self, claim: &Claim<'_>) -> Result<bool, StoreError>;
     /// Extends the lease of every running run of `owner`.
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError>;
+    /// Deletes the finished runs that `rule` selects at time `now` (ms since the epoch), with
+    /// everything stored for them but the approvals audit trail; returns how many runs it
+    /// deleted. Never deletes a running or suspended run.
+    fn prune(&self, rule: &Retention, now: i64) -> Result<u64, StoreError>;
     /// The approval gates this store keeps ([`crate::approval`]); `None` for a store
     /// without them (approval gates then fail with a clear error).
     fn gates(&self) -> Option<&dyn GateStore> {

@@ -837,6 +837,60 @@ impl Store for SqliteStore {
         Some(self)
     }
 
+    fn prune(&self, rule: &super::Retention, now: i64) -> Result<u64, StoreError> {
+        if rule.is_empty() {
+            return Ok(0);
+        }
+        let e = |err| map_err(&self.path, err);
+        // Finished runs, newest first per workflow (ids are UUID v7: creation order); those
+        // beyond `keep_last` or ended before the cutoff are deleted. -1 means "no limit".
+        let keep = rule
+            .keep_last
+            .map_or(-1, |k| i64::try_from(k).unwrap_or(i64::MAX));
+        let cutoff = rule.cutoff(now).unwrap_or(i64::MIN);
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(e)?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS prune_ids (id TEXT PRIMARY KEY NOT NULL) WITHOUT ROWID;
+             DELETE FROM temp.prune_ids;",
+        )
+        .map_err(e)?;
+        let selected = tx
+            .execute(
+                "INSERT INTO temp.prune_ids (id)
+                 SELECT id FROM (
+                     SELECT id, updated_at,
+                            ROW_NUMBER() OVER (PARTITION BY workflow ORDER BY id DESC) AS n
+                     FROM runs
+                     WHERE status IN ('succeeded', 'failed', 'cancelled')
+                       AND (?1 IS NULL OR workflow = ?1)
+                 )
+                 WHERE (?2 >= 0 AND n > ?2) OR updated_at < ?3",
+                params![rule.workflow, keep, cutoff],
+            )
+            .map_err(e)?;
+        let mut deleted = 0;
+        if selected > 0 {
+            for table in ["steps", "events", "run_state", "gates", "outbox"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE run_id IN (SELECT id FROM temp.prune_ids)"),
+                    [],
+                )
+                .map_err(e)?;
+            }
+            deleted = tx
+                .execute(
+                    "DELETE FROM runs WHERE id IN (SELECT id FROM temp.prune_ids)
+                     AND status IN ('succeeded', 'failed', 'cancelled')",
+                    [],
+                )
+                .map_err(e)?;
+            tx.execute("DELETE FROM temp.prune_ids", []).map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(deleted as u64)
+    }
+
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.prepare_cached(&format!(

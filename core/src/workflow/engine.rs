@@ -92,6 +92,9 @@ pub(crate) struct Inner {
     worker: std::sync::OnceLock<()>,
     pub(crate) wake: Arc<tokio::sync::Notify>,
     worker_every: Duration,
+    /// Finished runs the worker deletes, and how often it looks.
+    retention: Option<crate::store::Retention>,
+    retention_every: Duration,
     pub(crate) public_url: String,
     /// Batches of runs waiting while another run commits (see `group.rs`).
     group: Arc<super::group::GroupCommit>,
@@ -127,6 +130,8 @@ pub struct EngineBuilder {
     always_replay: bool,
     durability: Durability,
     worker_every: Duration,
+    retention: Option<crate::store::Retention>,
+    retention_every: Duration,
     public_url: String,
 }
 
@@ -172,6 +177,30 @@ impl EngineBuilder {
         self
     }
 
+    /// Deletes finished runs by `rule` in the background (see [`Engine::prune`]): the
+    /// engine's worker applies it once it starts (with the first run this engine creates)
+    /// and then every [`EngineBuilder::retention_interval`]. Running and suspended runs are
+    /// never deleted.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use miyabi::{Engine, Retention};
+    /// let engine = Engine::builder()
+    ///     .retention(Retention::older_than(Duration::from_secs(30 * 86_400)).keep_last(10_000))
+    ///     .build();
+    /// # let _ = engine;
+    /// ```
+    pub fn retention(mut self, rule: crate::store::Retention) -> Self {
+        self.retention = (!rule.is_empty()).then_some(rule);
+        self
+    }
+
+    /// How often the retention rule is applied (default 60 s).
+    pub fn retention_interval(mut self, d: Duration) -> Self {
+        self.retention_every = d.max(Duration::from_millis(1));
+        self
+    }
+
     /// The dashboard's public address, used in notification links
     /// (default `http://127.0.0.1:7420`).
     pub fn public_url(mut self, url: impl Into<String>) -> Self {
@@ -197,6 +226,8 @@ impl EngineBuilder {
                 worker: std::sync::OnceLock::new(),
                 wake: Arc::new(tokio::sync::Notify::new()),
                 worker_every: self.worker_every,
+                retention: self.retention,
+                retention_every: self.retention_every,
                 public_url: self.public_url,
                 group: Arc::default(),
             }),
@@ -267,6 +298,8 @@ impl Engine {
             always_replay: false,
             durability: Durability::default(),
             worker_every: Duration::from_secs(1),
+            retention: None,
+            retention_every: Duration::from_secs(60),
             public_url: "http://127.0.0.1:7420".into(),
         }
     }
@@ -374,6 +407,9 @@ impl Engine {
             self.register(workflow);
         }
         self.ensure_heartbeat();
+        if self.inner.retention.is_some() && self.inner.worker.get().is_none() {
+            self.start_worker();
+        }
         RunCore::create(
             Arc::clone(&self.inner.store),
             Arc::clone(g),
@@ -900,6 +936,7 @@ impl Engine {
         let every = self.inner.worker_every;
         let wake = Arc::clone(&self.inner.wake);
         handle.spawn(async move {
+            let mut next_prune = tokio::time::Instant::now();
             loop {
                 // Holds the engine only during a pass: a dropped engine stops its worker.
                 {
@@ -908,10 +945,38 @@ impl Engine {
                     if let Err(e) = engine.approvals().tick().await {
                         tracing::warn!(error = %e, "approvals worker pass failed");
                     }
+                    if let Some(rule) = &engine.inner.retention
+                        && tokio::time::Instant::now() >= next_prune
+                    {
+                        next_prune = tokio::time::Instant::now() + engine.inner.retention_every;
+                        match engine.prune(rule) {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                tracing::info!(deleted = n, "retention: finished runs deleted")
+                            }
+                            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+                        }
+                    }
                 }
                 let _ = tokio::time::timeout(every, wake.notified()).await;
             }
         });
+    }
+
+    /// Deletes the finished runs that `rule` selects, with their step records, events, state,
+    /// gates and pending notifications (the approvals audit trail is kept); returns how many
+    /// runs were deleted. Running and suspended runs are never deleted, whatever their age.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use miyabi::{Engine, Retention};
+    /// let engine = Engine::in_memory();
+    /// let deleted = engine.prune(&Retention::older_than(Duration::from_secs(86_400)).keep_last(100))?;
+    /// assert_eq!(deleted, 0);
+    /// # Ok::<(), miyabi::EngineError>(())
+    /// ```
+    pub fn prune(&self, rule: &crate::store::Retention) -> Result<u64, EngineError> {
+        Ok(self.inner.store.prune(rule, now_ms())?)
     }
 
     /// Claims a suspended run at an approval gate, commits the decision as the gate's resume
