@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 
 /// A Rust step that reports two turns while it works (as an agent step does).
 fn chatty() -> Node {
-    Node::from(step_fn(|ctx: StepContext, input: Value| async move {
+    step_fn(|ctx: StepContext, input: Value| async move {
         ctx.emit("agent-turn", json!({ "turn": 1 }));
         tokio::task::yield_now().await;
         ctx.emit("agent-turn", json!({ "turn": 2 }));
         Ok(json!({ "answer": input }))
-    }))
+    })
 }
 
 fn events(engine: &Engine, run: &str) -> Vec<RunEvent> {

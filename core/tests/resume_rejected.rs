@@ -7,7 +7,7 @@ use miyabi::{Engine, EngineError, Node, RunRecord, RunStatus, StepContext, Workf
 use serde_json::{Value, json};
 
 fn review() -> Node {
-    Node::from(step_fn(|ctx: StepContext, input: Value| async move {
+    (step_fn(|ctx: StepContext, input: Value| async move {
         match ctx.resume_data() {
             Some(d) => Ok(json!({ "input": input, "decision": d })),
             None => ctx.suspend(json!({ "question": "ok?" })),

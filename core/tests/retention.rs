@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use miyabi::approval::{ApprovalGate, Approver, AuditFilter, Decision};
 use miyabi::{
-    Engine, MemoryStore, Node, Retention, RunFilter, RunStatus, SqliteStore, StepContext, Store,
+    Engine, MemoryStore, Retention, RunFilter, RunStatus, SqliteStore, StepContext, Store,
     Workflow, step_fn,
 };
 use serde_json::{Value, json};
@@ -22,12 +22,12 @@ fn done() -> Workflow {
 fn waits() -> Workflow {
     Workflow::new("waits").step(
         "review",
-        Node::from(step_fn(|ctx: StepContext, v: Value| async move {
+        step_fn(|ctx: StepContext, v: Value| async move {
             match ctx.resume_data() {
                 Some(d) => Ok(json!({ "input": v, "decision": d })),
                 None => ctx.suspend(json!({ "question": "ok?" })),
             }
-        })),
+        }),
     )
 }
 

@@ -186,7 +186,7 @@ impl ApprovalGate {
                 self.approvers.clone()
             },
             policy: self.policy,
-            deadline_at: self.deadline.map(|d| now + d.as_millis() as i64),
+            deadline_at: self.deadline.map(|d| crate::store::ms_after(now, d)),
             on_timeout: self.on_timeout.clone(),
             notify: self.notifiers.iter().map(Notifier::key).collect(),
         }

@@ -452,8 +452,10 @@ impl Approvals {
                         })),
                     })
                 } else {
-                    d.next_at =
-                        now + super::notify::retry_delay(d.attempts + 1, &e).as_millis() as i64;
+                    d.next_at = crate::store::ms_after(
+                        now,
+                        super::notify::retry_delay(d.attempts.saturating_add(1), &e),
+                    );
                     None
                 };
                 (false, audit)

@@ -486,6 +486,17 @@ pub trait GateStore: Send + Sync {
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(millis)
         .unwrap_or(0)
+}
+
+/// `d` in whole milliseconds, saturating at `i64::MAX` (about 292 million years: a duration
+/// that long means "never", it is not an error to overflow into).
+pub(crate) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The time `d` after `at` (both in ms since the epoch), saturating instead of overflowing.
+pub(crate) fn ms_after(at: i64, d: std::time::Duration) -> i64 {
+    at.saturating_add(millis(d))
 }

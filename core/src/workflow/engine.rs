@@ -416,7 +416,7 @@ impl Engine {
             new_run_id(),
             input,
             &self.inner.owner,
-            now_ms() + self.inner.lease.as_millis() as i64,
+            crate::store::ms_after(now_ms(), self.inner.lease),
         )
     }
 
@@ -497,7 +497,7 @@ impl Engine {
             status: RunStatus::Suspended,
             owner: None,
             new_owner: &self.inner.owner,
-            lease_until: now_ms() + self.inner.lease.as_millis() as i64,
+            lease_until: crate::store::ms_after(now_ms(), self.inner.lease),
         })?;
         if !claimed {
             return Err(EngineError::InvalidState {
@@ -638,7 +638,7 @@ impl Engine {
             status: record.status,
             owner: record.owner.as_deref(),
             new_owner: &self.inner.owner,
-            lease_until: now_ms() + self.inner.lease.as_millis() as i64,
+            lease_until: crate::store::ms_after(now_ms(), self.inner.lease),
         })?;
         if !claimed {
             return Err(EngineError::InvalidState {
@@ -799,7 +799,7 @@ impl Engine {
                 status: RunStatus::Running,
                 owner: r.owner.as_deref(),
                 new_owner: &self.inner.owner,
-                lease_until: now + self.inner.lease.as_millis() as i64,
+                lease_until: crate::store::ms_after(now, self.inner.lease),
             })? {
                 continue;
             }
@@ -871,7 +871,7 @@ impl Engine {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(inner) = weak.upgrade() else { return };
-                let until = now_ms() + inner.lease.as_millis() as i64;
+                let until = crate::store::ms_after(now_ms(), inner.lease);
                 if let Err(e) = inner.store.renew(&inner.owner, until) {
                     tracing::warn!(error = %e, "lease renewal failed");
                 }
@@ -1046,9 +1046,11 @@ async fn drive(
     let emit = Emitter::default();
     let mut inflight = Inflight::default();
     let deadline = graph.timeout.map(|t| {
-        let elapsed = Duration::from_millis((now_ms() - core.created_at).max(0) as u64);
-        tokio::time::Instant::now() + t.saturating_sub(elapsed)
+        let elapsed = Duration::from_millis(now_ms().saturating_sub(core.created_at).max(0) as u64);
+        // A timeout too far away for the clock to represent is no deadline at all.
+        tokio::time::Instant::now().checked_add(t.saturating_sub(elapsed))
     });
+    let deadline = deadline.flatten();
     // One buffer for the whole run: the actions of each advance are appended and drained.
     let mut actions = first;
     loop {
@@ -1113,7 +1115,7 @@ async fn drive(
                 Action::Sleep { path, wake_at } => {
                     let cancel = active.cancel.clone();
                     inflight.push(Box::pin(async move {
-                        let wait = (wake_at - now_ms()).max(0) as u64;
+                        let wait = wake_at.saturating_sub(now_ms()).max(0) as u64;
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                             _ = cancel.cancelled() => {}
@@ -1298,7 +1300,7 @@ pub(crate) fn evaluate(
         (NodeKind::Map(f), EvalKind::Map) => Ok(f(input)),
         (NodeKind::Sleep(SleepSpec::Until(f)), EvalKind::WakeAt) => {
             let t = f(input);
-            let ms = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+            let ms = crate::store::millis(t.duration_since(UNIX_EPOCH).unwrap_or_default());
             Ok(Value::from(ms))
         }
         _ => Err(StepError::fatal(format!("`{path}`: nothing to evaluate"))),

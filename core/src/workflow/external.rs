@@ -204,7 +204,7 @@ impl ExternalRun {
         self.core
             .graph()
             .timeout
-            .map(|t| self.core.created_at + t.as_millis() as i64)
+            .map(|t| crate::store::ms_after(self.core.created_at, t))
     }
 
     /// Advances the run and commits what it produced; returns the tasks to do now. Rust-side

@@ -216,6 +216,9 @@ mod tests {
         fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
             self.inner.renew(owner, lease_until)
         }
+        fn prune(&self, rule: &crate::store::Retention, now: i64) -> Result<u64, StoreError> {
+            self.inner.prune(rule, now)
+        }
     }
 
     fn state_batch(key: &str) -> Batch {

@@ -1010,7 +1010,7 @@ impl Machine {
             None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
             None => match spec {
                 SleepSpec::For(d) => {
-                    let wake_at = self.now.saturating_add(d.as_millis() as i64);
+                    let wake_at = crate::store::ms_after(self.now, *d);
                     self.start_sleep(&s.path, s.node, wake_at);
                     Poll::Pending
                 }

@@ -368,7 +368,11 @@ impl RetryPolicy {
         } else {
             capped
         };
-        Duration::from_secs_f64(secs)
+        // `secs` is finite and at most `max_delay` (NaN from a bad multiplier became 0), but
+        // `max_delay` itself may be beyond what an f64 of seconds converts back exactly.
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
     }
 }
 
