@@ -34,7 +34,13 @@ fn engine_err(e: EngineError) -> napi::Error<String> {
     let code = match &e {
         EngineError::UnknownRun(_) => "NOT_FOUND",
         EngineError::Schema(_) => "VALIDATION",
-        EngineError::InvalidState { .. } | EngineError::Owned { .. } => "CONFLICT",
+        EngineError::NotResumable { .. }
+        | EngineError::Finished { .. }
+        | EngineError::Contended { .. }
+        | EngineError::GateNeedsDecision { .. }
+        | EngineError::NotAGate { .. }
+        | EngineError::DrivenOutsideRust { .. }
+        | EngineError::Owned { .. } => "CONFLICT",
         EngineError::NotSuspended { .. } => "NOT_SUSPENDED",
         EngineError::UnknownWorkflow(_) => "UNKNOWN_WORKFLOW",
         EngineError::DefinitionChanged { .. } => "DEFINITION_CHANGED",

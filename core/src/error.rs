@@ -266,15 +266,82 @@ pub enum EngineError {
     /// No run has this id.
     #[error("run `{0}` not found")]
     UnknownRun(String),
-    /// The run exists but is not in a state that allows the operation.
-    #[error("run `{run}` is {status}, cannot {operation}")]
-    InvalidState {
+    /// Only suspended runs can be resumed; this one is running or finished.
+    #[error("run `{run}` is {status}: only suspended runs can be resumed (`{path}`)")]
+    NotResumable {
         /// Run id.
         run: String,
-        /// Current status.
-        status: String,
+        /// Its status.
+        status: crate::store::RunStatus,
+        /// The path that was to be resumed.
+        path: String,
+    },
+    /// The run has finished (succeeded, failed or cancelled): there is nothing to cancel.
+    #[error("run `{run}` already finished ({status}): cannot cancel it")]
+    Finished {
+        /// Run id.
+        run: String,
+        /// Its final status.
+        status: crate::store::RunStatus,
+    },
+    /// The run changed state between this engine's read and its claim (another process
+    /// resumed, cancelled or recovered it meanwhile); nothing was written.
+    #[error("run `{run}` changed state while this engine tried to {operation}: try again")]
+    Contended {
+        /// Run id.
+        run: String,
+        /// What was attempted (`resume \`review\``, `cancel`).
+        operation: String,
+    },
+    /// The path is an approval gate: it is decided through
+    /// [`crate::Engine::approvals`] (which keeps the audit trail), not resumed.
+    #[error(
+        "`{path}` of run `{run}` is an approval gate: decide it through engine.approvals(), which keeps its audit trail"
+    )]
+    GateNeedsDecision {
+        /// Run id.
+        run: String,
+        /// The gate's path.
+        path: String,
+    },
+    /// A decision was given for a path that is not an approval gate.
+    #[error("`{path}` of run `{run}` is not an approval gate: resume it instead of deciding it")]
+    NotAGate {
+        /// Run id.
+        run: String,
+        /// The path.
+        path: String,
+    },
+    /// The run's steps are not Rust code (a workflow defined in JavaScript): only the driver
+    /// that has its code can continue it.
+    #[error(
+        "run `{run}` is driven outside Rust (its workflow `{workflow}` has steps in another language): the driver that has its code must {operation}"
+    )]
+    DrivenOutsideRust {
+        /// Run id.
+        run: String,
+        /// Workflow id.
+        workflow: String,
         /// What was attempted.
         operation: String,
+    },
+    /// The task driving the run ended abnormally (it panicked outside a step or was aborted).
+    #[error("the task driving run `{run}` ended abnormally: {reason}")]
+    Aborted {
+        /// Run id.
+        run: String,
+        /// The runtime's report.
+        reason: String,
+    },
+    /// An engine invariant does not hold: a bug in Miyabi, not in the workflow.
+    #[error(
+        "run `{run}`: engine invariant violated: {detail} (this is a Miyabi bug; please report it)"
+    )]
+    Invariant {
+        /// Run id.
+        run: String,
+        /// What does not hold.
+        detail: String,
     },
     /// The path is not suspended in this run.
     #[error("run `{run}` has no suspended step at path `{path}` (suspended paths: {suspended})")]
@@ -339,4 +406,187 @@ pub enum Error {
     /// A storage error.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The stable code of every error Miyabi reports, the same on every surface: `code()` of each
+/// error type, the `code` of errors thrown in Node (`MiyabiError.code`), the HTTP API's
+/// `{"error": {"code": ...}}` with [`ErrorCode::http_status`], and the CLI's messages.
+///
+/// Codes are `SCREAMING_SNAKE_CASE` strings ([`ErrorCode::as_str`]).
+///
+/// ```
+/// use miyabi::{EngineError, ErrorCode};
+/// let e = EngineError::UnknownRun("r1".into());
+/// assert_eq!(e.code(), ErrorCode::NotFound);
+/// assert_eq!(e.code().as_str(), "NOT_FOUND");
+/// assert_eq!(e.code().http_status(), 404);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// A value violates its schema, or a decision or argument is malformed.
+    Validation,
+    /// A bad argument (an option out of range, a value that cannot cross the binding).
+    InvalidArgument,
+    /// No run, gate or workflow run by that id.
+    NotFound,
+    /// The caller may not do this (not an approver of the gate).
+    Forbidden,
+    /// The run or gate is in a state that does not allow the operation.
+    Conflict,
+    /// The path given is not suspended in the run.
+    NotSuspended,
+    /// The workflow definition is invalid.
+    InvalidWorkflow,
+    /// The workflow is not registered with this engine.
+    UnknownWorkflow,
+    /// The run was started under another definition of its workflow.
+    DefinitionChanged,
+    /// Replaying the run's records diverged from its definition.
+    ReplayDiverged,
+    /// Storage failed (nothing committed before is lost).
+    Store,
+    /// The engine is shutting down.
+    Shutdown,
+    /// The operation was cancelled.
+    Cancelled,
+    /// The operation timed out.
+    Timeout,
+    /// A model provider answered with an error.
+    Provider,
+    /// Configuration is missing or wrong (an API key, a model id, a base URL).
+    Config,
+    /// The provider or store does not support this.
+    Unsupported,
+    /// Agent memory failed.
+    Memory,
+    /// Anything else inside the engine (an invariant, an aborted task).
+    Engine,
+}
+
+impl ErrorCode {
+    /// The code as sent on the wire: `NOT_FOUND`, `VALIDATION`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validation => "VALIDATION",
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::NotFound => "NOT_FOUND",
+            Self::Forbidden => "FORBIDDEN",
+            Self::Conflict => "CONFLICT",
+            Self::NotSuspended => "NOT_SUSPENDED",
+            Self::InvalidWorkflow => "INVALID_WORKFLOW",
+            Self::UnknownWorkflow => "UNKNOWN_WORKFLOW",
+            Self::DefinitionChanged => "DEFINITION_CHANGED",
+            Self::ReplayDiverged => "REPLAY_DIVERGED",
+            Self::Store => "STORE",
+            Self::Shutdown => "SHUTDOWN",
+            Self::Cancelled => "CANCELLED",
+            Self::Timeout => "TIMEOUT",
+            Self::Provider => "PROVIDER",
+            Self::Config => "CONFIG",
+            Self::Unsupported => "UNSUPPORTED",
+            Self::Memory => "MEMORY",
+            Self::Engine => "ENGINE",
+        }
+    }
+
+    /// The HTTP status the API answers with for this code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::Validation => 422,
+            Self::InvalidArgument | Self::InvalidWorkflow => 400,
+            Self::NotFound | Self::UnknownWorkflow => 404,
+            Self::Forbidden => 403,
+            Self::Conflict | Self::NotSuspended | Self::DefinitionChanged => 409,
+            Self::Cancelled => 499,
+            Self::Timeout => 504,
+            Self::Provider => 502,
+            Self::Unsupported => 501,
+            Self::Shutdown => 503,
+            Self::ReplayDiverged | Self::Store | Self::Config | Self::Memory | Self::Engine => 500,
+        }
+    }
+
+    /// Every code, for documentation and exhaustive tests.
+    pub const ALL: [ErrorCode; 19] = [
+        Self::Validation,
+        Self::InvalidArgument,
+        Self::NotFound,
+        Self::Forbidden,
+        Self::Conflict,
+        Self::NotSuspended,
+        Self::InvalidWorkflow,
+        Self::UnknownWorkflow,
+        Self::DefinitionChanged,
+        Self::ReplayDiverged,
+        Self::Store,
+        Self::Shutdown,
+        Self::Cancelled,
+        Self::Timeout,
+        Self::Provider,
+        Self::Config,
+        Self::Unsupported,
+        Self::Memory,
+        Self::Engine,
+    ];
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl WorkflowError {
+    /// Always [`ErrorCode::InvalidWorkflow`].
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidWorkflow
+    }
+}
+
+impl StoreError {
+    /// [`ErrorCode::Conflict`] for a fenced write (another engine owns the run), else
+    /// [`ErrorCode::Store`].
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Fenced { .. } => ErrorCode::Conflict,
+            _ => ErrorCode::Store,
+        }
+    }
+}
+
+impl EngineError {
+    /// The error's stable code (see [`ErrorCode`]).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Store(e) => e.code(),
+            Self::UnknownWorkflow(_) => ErrorCode::UnknownWorkflow,
+            Self::UnknownRun(_) => ErrorCode::NotFound,
+            Self::NotResumable { .. }
+            | Self::Finished { .. }
+            | Self::Contended { .. }
+            | Self::GateNeedsDecision { .. }
+            | Self::NotAGate { .. }
+            | Self::DrivenOutsideRust { .. }
+            | Self::Owned { .. } => ErrorCode::Conflict,
+            Self::NotSuspended { .. } => ErrorCode::NotSuspended,
+            Self::Schema(_) => ErrorCode::Validation,
+            Self::DefinitionChanged { .. } => ErrorCode::DefinitionChanged,
+            Self::ReplayDiverged { .. } => ErrorCode::ReplayDiverged,
+            Self::Shutdown => ErrorCode::Shutdown,
+            Self::Aborted { .. } | Self::Invariant { .. } => ErrorCode::Engine,
+        }
+    }
+}
+
+impl Error {
+    /// The error's stable code (see [`ErrorCode`]).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Workflow(e) => e.code(),
+            Self::Engine(e) => e.code(),
+            Self::Store(e) => e.code(),
+        }
+    }
 }

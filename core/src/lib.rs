@@ -43,7 +43,9 @@ pub mod tool;
 mod workflow;
 
 pub use agent::{Agent, AgentError, AgentInput, AgentResponse};
-pub use error::{EngineError, Error, SchemaViolation, StepError, StoreError, WorkflowError};
+pub use error::{
+    EngineError, Error, ErrorCode, SchemaViolation, StepError, StoreError, WorkflowError,
+};
 pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
 pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{

@@ -144,7 +144,10 @@ async fn a_gate_cannot_be_resumed_around_the_approvals_api() {
         .resume(&run.id, "code-review", json!({"approved": true}))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngineError::InvalidState { .. }), "{err}");
+    assert!(
+        matches!(err, EngineError::GateNeedsDecision { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("approvals"), "{err}");
     // The run is still suspended and decidable.
     let run2 = engine.get(&run.id).await.unwrap().unwrap();

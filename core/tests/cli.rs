@@ -121,7 +121,7 @@ async fn runs_list_show_and_cancel_without_the_workflow_code() {
     // Errors: a finished run, an unknown run, a bad status.
     let o = miyabi(&db, &["runs", "cancel", &done[0]]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot cancel"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already finished"));
     let o = miyabi(&db, &["runs", "show", "nope"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));

@@ -664,7 +664,10 @@ async fn cancel_stops_in_flight_steps_through_their_token() {
         );
         assert!(matches!(
             e.cancel(&run.id).await,
-            Err(EngineError::InvalidState { .. })
+            Err(EngineError::Finished {
+                status: RunStatus::Cancelled,
+                ..
+            })
         ));
     }
 }
@@ -917,7 +920,10 @@ async fn resume_checks_state_path_and_schema_without_losing_anything() {
         assert!(matches!(
             e.resume(&run.id, "approve", json!({"approved": true}))
                 .await,
-            Err(EngineError::InvalidState { .. })
+            Err(EngineError::NotResumable {
+                status: RunStatus::Succeeded,
+                ..
+            })
         ));
     }
 }

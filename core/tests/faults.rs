@@ -977,10 +977,10 @@ async fn resume_with_bad_input_is_a_typed_error_and_loses_nothing() {
 
     // A finished run is not suspended.
     match engine.resume(&id, "ask-b", json!(1)).await {
-        Err(e @ EngineError::InvalidState { .. }) => {
+        Err(e @ EngineError::NotResumable { .. }) => {
             assert!(e.to_string().contains("succeeded"), "{e}");
         }
-        other => panic!("expected InvalidState, got {other:?}"),
+        other => panic!("expected NotResumable, got {other:?}"),
     }
 }
 
@@ -995,10 +995,10 @@ async fn resume_of_a_cancelled_run_is_invalid_state() {
     let cancelled = engine.cancel(&run.id).await.unwrap();
     assert_eq!(cancelled.status, RunStatus::Cancelled);
     match engine.resume(&run.id, "ask", json!(1)).await {
-        Err(e @ EngineError::InvalidState { .. }) => {
+        Err(e @ EngineError::NotResumable { .. }) => {
             assert!(e.to_string().contains("cancelled"), "{e}");
         }
-        other => panic!("expected InvalidState, got {other:?}"),
+        other => panic!("expected NotResumable, got {other:?}"),
     }
     let got = engine.get(&run.id).await.unwrap().unwrap();
     assert_eq!(got.status, RunStatus::Cancelled);
@@ -1031,16 +1031,12 @@ async fn resume_of_a_running_run_is_invalid_state() {
     let handle = engine.spawn(&wf, json!("x")).unwrap();
     let id = handle.id().to_string();
     match engine.resume(&id, "wait", json!(1)).await {
-        Err(EngineError::InvalidState {
-            run,
-            status,
-            operation,
-        }) => {
+        Err(EngineError::NotResumable { run, status, path }) => {
             assert_eq!(run, id);
-            assert_eq!(status, "running");
-            assert!(operation.contains("wait"), "{operation}");
+            assert_eq!(status, RunStatus::Running);
+            assert_eq!(path, "wait");
         }
-        other => panic!("expected InvalidState, got {other:?}"),
+        other => panic!("expected NotResumable, got {other:?}"),
     }
     gate.notify_one();
     let run = handle.wait().await.unwrap();

@@ -390,7 +390,9 @@ impl Approvals {
                     Err(
                         EngineError::UnknownWorkflow(_)
                         | EngineError::DefinitionChanged { .. }
-                        | EngineError::InvalidState { .. },
+                        | EngineError::NotResumable { .. }
+                        | EngineError::Contended { .. }
+                        | EngineError::DrivenOutsideRust { .. },
                     ) => false,
                     Err(e) => return Err(e.into()),
                 }

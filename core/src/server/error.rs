@@ -124,7 +124,12 @@ impl From<EngineError> for ApiError {
             EngineError::UnknownRun(_) | EngineError::UnknownWorkflow(_) => {
                 Self::not_found(message)
             }
-            EngineError::InvalidState { .. }
+            EngineError::NotResumable { .. }
+            | EngineError::Finished { .. }
+            | EngineError::Contended { .. }
+            | EngineError::GateNeedsDecision { .. }
+            | EngineError::NotAGate { .. }
+            | EngineError::DrivenOutsideRust { .. }
             | EngineError::NotSuspended { .. }
             | EngineError::Owned { .. }
             | EngineError::DefinitionChanged { .. } => {

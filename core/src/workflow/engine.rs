@@ -280,10 +280,9 @@ impl RunHandle {
     pub async fn wait(self) -> Result<Run, EngineError> {
         match self.join.await {
             Ok(r) => r,
-            Err(e) => Err(EngineError::InvalidState {
+            Err(e) => Err(EngineError::Aborted {
                 run: self.id,
-                status: "aborted".into(),
-                operation: format!("wait ({e})"),
+                reason: e.to_string(),
             }),
         }
     }
@@ -470,10 +469,10 @@ impl Engine {
             .run(run_id)?
             .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
         if record.status != RunStatus::Suspended {
-            return Err(EngineError::InvalidState {
+            return Err(EngineError::NotResumable {
                 run: run_id.to_string(),
-                status: record.status.to_string(),
-                operation: format!("resume `{path}` (only suspended runs can be resumed)"),
+                status: record.status,
+                path: path.to_string(),
             });
         }
         let graph = self.graph_for(&record)?;
@@ -500,9 +499,8 @@ impl Engine {
             lease_until: crate::store::ms_after(now_ms(), self.inner.lease),
         })?;
         if !claimed {
-            return Err(EngineError::InvalidState {
+            return Err(EngineError::Contended {
                 run: run_id.to_string(),
-                status: "being resumed elsewhere".into(),
                 operation: format!("resume `{path}`"),
             });
         }
@@ -561,16 +559,11 @@ impl Engine {
         };
         let is_gate = crate::approval::is_gate_payload(&suspension.payload);
         if is_gate != gate {
-            return Err(EngineError::InvalidState {
-                run: run_id.to_string(),
-                status: "suspended".into(),
-                operation: if is_gate {
-                    format!(
-                        "resume approval gate `{path}` directly (decide it through engine.approvals(), which keeps its audit trail)"
-                    )
-                } else {
-                    format!("decide `{path}`: it is not an approval gate")
-                },
+            let (run, path) = (run_id.to_string(), path.to_string());
+            return Err(if is_gate {
+                EngineError::GateNeedsDecision { run, path }
+            } else {
+                EngineError::NotAGate { run, path }
             });
         }
         if let Some(schema) = core.resume_schema_for(path) {
@@ -608,10 +601,9 @@ impl Engine {
             .run(run_id)?
             .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
         if record.status.is_terminal() {
-            return Err(EngineError::InvalidState {
+            return Err(EngineError::Finished {
                 run: run_id.to_string(),
-                status: record.status.to_string(),
-                operation: "cancel".into(),
+                status: record.status,
             });
         }
         // A run executing in another live engine is that engine's to cancel.
@@ -641,10 +633,9 @@ impl Engine {
             lease_until: crate::store::ms_after(now_ms(), self.inner.lease),
         })?;
         if !claimed {
-            return Err(EngineError::InvalidState {
+            return Err(EngineError::Contended {
                 run: run_id.to_string(),
-                status: "changing".into(),
-                operation: "cancel (it changed state meanwhile; try again)".into(),
+                operation: "cancel".into(),
             });
         }
         match graph {
@@ -991,10 +982,10 @@ impl Engine {
             && self.graph_for(&record)?.is_external()
         {
             // Its steps run outside Rust: its driver resumes it (`Approvals::resume_external`).
-            return Err(EngineError::InvalidState {
+            return Err(EngineError::DrivenOutsideRust {
                 run: run_id.to_string(),
-                status: "driven outside Rust".into(),
-                operation: format!("resume gate `{path}` on the tokio driver"),
+                workflow: record.workflow,
+                operation: format!("resume gate `{path}`"),
             });
         }
         let (core, actions) = self.prepare_resume(run_id, path, output, true)?;
@@ -1141,10 +1132,9 @@ async fn drive(
             _ => {}
         }
         if inflight.is_empty() {
-            return Err(EngineError::InvalidState {
+            return Err(EngineError::Invariant {
                 run: core.run_id.to_string(),
-                status: "running with nothing to do".into(),
-                operation: "continue (engine bug: the machine issued no action)".into(),
+                detail: "the run is running but the machine issued no action".into(),
             });
         }
         let sleep_deadline = async {
