@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::error::{ErrorContext, ModelError, TimeoutKind, classify};
+use super::redact::Secrets;
 
 /// Timeouts and retry policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,11 +157,13 @@ impl HttpClient {
     }
 }
 
-/// Who is being called, for error messages and traces.
+/// Who is being called, for error messages and traces, and the secrets of the call, which are
+/// scrubbed from every error built here.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallSite<'a> {
     pub provider: &'a str,
     pub model: &'a str,
+    pub secrets: &'a Secrets,
 }
 
 impl CallSite<'_> {
@@ -169,7 +172,7 @@ impl CallSite<'_> {
             provider: self.provider.to_owned(),
             model: self.model.to_owned(),
             status,
-            message,
+            message: self.secrets.redact(&message).into_owned(),
             ..ErrorContext::default()
         })
     }
@@ -288,7 +291,7 @@ pub(crate) async fn send(
     loop {
         let err = match send_once(client, options, site, req, auth, parse_error, deadline).await {
             Ok(resp) => return Ok(resp),
-            Err(e) => e,
+            Err(e) => e.redacted(site.secrets),
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if !err.is_retryable() || attempt >= options.max_retries {
@@ -344,7 +347,7 @@ async fn send_once(
     } else {
         TimeoutKind::FirstByte
     };
-    tracing::debug!(provider = site.provider, model = site.model, url = %req.url, "model request");
+    tracing::debug!(provider = site.provider, model = site.model, url = %site.secrets.redact(&req.url), "model request");
     let resp = match tokio::time::timeout(wait, builder.send()).await {
         Err(_) => {
             return Err(site.timeout(
@@ -389,7 +392,8 @@ pub(crate) fn error_from_response(
     let parsed = parse_error(body);
     let message = parsed.message.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
-        let text = text.trim();
+        // Redact before cutting, so a secret cut in half cannot survive the cut.
+        let text = site.secrets.redact(text.trim()).into_owned();
         if text.is_empty() {
             format!("HTTP {status}")
         } else {
@@ -414,7 +418,7 @@ pub(crate) fn error_from_response(
         code,
         request_id: request_id(headers).or(parsed.request_id),
     };
-    classify(ctx, retry_after(headers).or(parsed.retry_after))
+    classify(ctx, retry_after(headers).or(parsed.retry_after)).redacted(site.secrets)
 }
 
 fn map_reqwest_error(site: CallSite<'_>, options: &HttpOptions, e: &reqwest::Error) -> ModelError {
