@@ -503,6 +503,20 @@ fn debug_of_builders_and_credentials_shows_no_secret() {
         assert_clean(&text, s, "ModelBuilder Debug");
     }
     assert!(text.contains("gw.invalid"), "{text}");
+    // A configuration error quoting the base URL hides its password.
+    let err = ModelBuilder::new("openai/gpt-4o")
+        .env(|_| None)
+        .api_key(OPENAI_KEY)
+        .base_url("ftp://user:ftp-pass-0123456789@gw.invalid/v1")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("is not http(s)"), "{err}");
+    assert_clean(
+        &format!("{err} {err:?}"),
+        "ftp-pass-0123456789",
+        "config error",
+    );
+
     let m = b.env(|_| None).build().unwrap();
     let text = format!("{m:?} {:?}", m.resolved());
     for s in [

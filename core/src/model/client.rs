@@ -283,8 +283,9 @@ impl ModelBuilder {
         };
         let base_url = fill_template(&template, env).map_err(|missing| {
             ModelError::Config(format!(
-                "provider {provider_id:?} needs {} set for its base URL {template} (or set {env_var} / ModelBuilder::base_url)",
-                missing.join(" and ")
+                "provider {provider_id:?} needs {} set for its base URL {} (or set {env_var} / ModelBuilder::base_url)",
+                missing.join(" and "),
+                redact_url(&template)
             ))
         })?;
         let mut base_url = base_url.trim_end_matches('/').to_owned();
@@ -306,7 +307,8 @@ impl ModelBuilder {
         }
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ModelError::Config(format!(
-                "provider {provider_id:?}: base URL {base_url:?} is not http(s)"
+                "provider {provider_id:?}: base URL {:?} is not http(s)",
+                redact_url(&base_url)
             )));
         }
 
