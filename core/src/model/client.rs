@@ -937,6 +937,15 @@ impl StreamState {
                     Ok(c) => c,
                     Err(e) => {
                         self.done = true;
+                        // The body broke off: calls still open stay unfinished (no
+                        // `ToolCallEnd`), the error says the stream ended early.
+                        let e = match e {
+                            ModelError::Network(mut c) => {
+                                c.message = format!("stream ended early: {}", c.message);
+                                ModelError::Network(c)
+                            }
+                            other => other,
+                        };
                         return Some(Err(
                             with_request_id(e, &self.request_id).redacted(&self.secrets)
                         ));

@@ -174,7 +174,30 @@ impl ToolCallAccumulator {
         });
     }
 
-    /// Ends every open call.
+    /// How many calls were started and not ended.
+    pub fn open_count(&self) -> usize {
+        self.calls.iter().filter(|c| !c.ended).count()
+    }
+
+    /// The error for a stream that ended before the provider finished (`missing` says what
+    /// never came, e.g. "a finish reason"). Unfinished calls are not ended: their arguments
+    /// may be cut anywhere, so no `ToolCallEnd` is emitted for them.
+    pub fn ended_early(&self, missing: &str) -> ModelError {
+        let open = self.open_count();
+        let calls = match open {
+            0 => String::new(),
+            1 => "; 1 tool call was cut off before its arguments were complete".to_owned(),
+            n => format!("; {n} tool calls were cut off before their arguments were complete"),
+        };
+        ModelError::decode(
+            "",
+            "",
+            format!("stream ended early, without {missing}{calls}"),
+        )
+    }
+
+    /// Ends every open call. Only for when the provider said the response (and so every call
+    /// in it) is complete.
     pub fn end_all(&mut self, out: &mut Vec<StreamEvent>) {
         for (i, c) in self.calls.iter_mut().enumerate() {
             Self::end_at(c, i, out);

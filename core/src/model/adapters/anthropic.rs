@@ -522,11 +522,7 @@ impl AnthState {
             return Ok(());
         }
         let Some(raw) = self.stop_reason.take() else {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without a stop reason",
-            ));
+            return Err(self.calls.ended_early("a stop reason"));
         };
         self.finished = true;
         self.calls.end_all(out);

@@ -489,14 +489,10 @@ impl StreamDecoder for BedrockDecoder {
                 "stream ended inside an event-stream frame",
             ));
         }
-        self.calls.end_all(out);
         let Some(raw) = self.stop.take() else {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without messageStop",
-            ));
+            return Err(self.calls.ended_early("messageStop"));
         };
+        self.calls.end_all(out);
         if let Some(u) = self.usage.take() {
             out.push(StreamEvent::Usage { usage: u });
         }

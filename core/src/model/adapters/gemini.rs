@@ -419,15 +419,13 @@ impl GeminiState {
             return Ok(());
         }
         self.ended = true;
+        // A streamed (Vertex `partialArgs`) call is complete at its terminal part, when the
+        // next call opens, or at the finish; a stream cut before any of those is an error.
+        let Some(raw) = self.finish.take() else {
+            return Err(self.calls.ended_early("a finishReason"));
+        };
         self.close_partial(out);
         self.calls.end_all(out);
-        let Some(raw) = self.finish.take() else {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without a finishReason",
-            ));
-        };
         if let Some(u) = self.usage.take() {
             out.push(StreamEvent::Usage { usage: u });
         }
