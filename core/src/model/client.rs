@@ -854,6 +854,7 @@ impl Model {
             done: false,
             pending_error: None,
             secrets: secrets.clone(),
+            pricing: r.info.as_ref().and_then(|m| m.pricing),
         };
         Ok(Box::pin(futures::stream::unfold(
             state,
@@ -911,6 +912,8 @@ struct StreamState {
     pending_error: Option<ModelError>,
     /// Scrubbed from every error of the stream.
     secrets: Secrets,
+    /// The model's prices: a `Cost` event follows every `Usage` event.
+    pricing: Option<super::catalog::Pricing>,
 }
 
 impl StreamState {
@@ -965,7 +968,17 @@ impl StreamState {
                 .scratch
                 .iter()
                 .any(|e| matches!(e, StreamEvent::Finish { .. }));
-            self.pending.extend(self.scratch.drain(..));
+            for ev in self.scratch.drain(..) {
+                // The same price `generate` puts on its response, after each usage report.
+                let cost = match (&ev, &self.pricing) {
+                    (StreamEvent::Usage { usage }, Some(p)) => p.cost(usage),
+                    _ => None,
+                };
+                self.pending.push_back(ev);
+                if let Some(usd) = cost {
+                    self.pending.push_back(StreamEvent::Cost { usd });
+                }
+            }
             if finished {
                 // The provider said it is done; do not wait for the socket to close.
                 self.done = true;

@@ -238,6 +238,7 @@ pub struct ResponseCollector {
     content: Vec<ContentPart>,
     calls: Vec<Option<ToolCall>>,
     usage: Usage,
+    cost_usd: Option<f64>,
     finish: Option<(FinishReason, Option<String>)>,
     id: Option<String>,
     model: Option<String>,
@@ -295,6 +296,7 @@ impl ResponseCollector {
                 self.content.push(ContentPart::ToolCall(call));
             }
             StreamEvent::Usage { usage } => self.usage = usage,
+            StreamEvent::Cost { usd } => self.cost_usd = Some(usd),
             StreamEvent::Finish { reason, raw } => self.finish = Some((reason, raw)),
             StreamEvent::ToolCallStart { .. }
             | StreamEvent::ToolCallDelta { .. }
@@ -315,7 +317,7 @@ impl ResponseCollector {
             finish_reason,
             raw_finish_reason,
             usage: self.usage,
-            cost_usd: None,
+            cost_usd: self.cost_usd,
             response_id: self.id,
             request_id: None,
             model: self.model,
