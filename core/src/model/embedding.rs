@@ -282,7 +282,7 @@ impl EmbeddingModel for Embedder {
                 .map_err(|e| e.redacted(self.inner.resolved.secrets()))?;
             out.vectors.extend(vectors);
             match used {
-                Some(n) => tokens = Some(tokens.unwrap_or(0) + n),
+                Some(n) => tokens = Some(tokens.unwrap_or(0).saturating_add(n)),
                 None => all_reported = false,
             }
             out.request_id = id.or(out.request_id);

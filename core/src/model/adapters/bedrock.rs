@@ -243,7 +243,9 @@ fn usage_of(u: &Value) -> Usage {
     let read = n(&u["cacheReadInputTokens"]);
     let write = n(&u["cacheWriteInputTokens"]);
     Usage {
-        input_tokens: n(&u["inputTokens"]) + read + write,
+        input_tokens: n(&u["inputTokens"])
+            .saturating_add(read)
+            .saturating_add(write),
         output_tokens: n(&u["outputTokens"]),
         cached_input_tokens: read,
         cache_write_tokens: write,

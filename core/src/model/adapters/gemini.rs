@@ -291,7 +291,7 @@ fn usage_of(u: &Value) -> Option<Usage> {
     let thoughts = n(&u["thoughtsTokenCount"]).unwrap_or(0);
     Some(Usage {
         input_tokens: prompt.unwrap_or(0),
-        output_tokens: cand.unwrap_or(0) + thoughts,
+        output_tokens: cand.unwrap_or(0).saturating_add(thoughts),
         cached_input_tokens: n(&u["cachedContentTokenCount"]).unwrap_or(0),
         cache_write_tokens: 0,
         reasoning_tokens: thoughts,
