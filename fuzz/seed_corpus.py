@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes seed corpora for the cargo-fuzz targets from the recorded fixtures in
-core/tests/fixtures (framed as on the wire, like the tests do).
+core/tests/fixtures (framed as on the wire, like the tests do), and retry hints.
 
     python3 fuzz/seed_corpus.py      # then: cargo +nightly fuzz run decoders corpus/decoders
 """
@@ -72,4 +72,11 @@ for idx, path, body in streams():
     else:
         write("sse", path, bytes([5]) + body)
     n += 1
+# retry_after: header values and Gemini error bodies (the recorded 429 and hostile values).
+HINTS = ["30", "0.5", "1e20", "-5", "NaN", "inf", "34.4s", "1e20s",
+         "Sun, 06 Nov 1994 08:49:37 GMT", "Fri, 31 Dec 9999 23:59:59 GMT"]
+for i, h in enumerate(HINTS):
+    write("retry_after", f"hint-{i}", h.encode())
+write("retry_after", "google-429-retry-info.json",
+      (FIX / "google" / "google-429-retry-info.json").read_bytes())
 print(f"{n} seed streams written under {os.path.relpath(ROOT / 'corpus')}")

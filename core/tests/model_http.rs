@@ -401,7 +401,7 @@ async fn stream_ending_without_finish_is_a_decode_error() {
             .await
             .unwrap_err();
         assert!(matches!(err, ModelError::Decode(_)), "{spec}: {err:?}");
-        assert!(err.to_string().contains("ended without"), "{err}");
+        assert!(err.to_string().contains("ended early, without"), "{err}");
     }
 }
 

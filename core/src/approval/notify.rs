@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::http::{error_chain, retry_after};
+use crate::model::redact::Secrets;
 
 /// Most delivery attempts the outbox makes for one notification (the first one included).
 pub const MAX_ATTEMPTS: u32 = 8;
@@ -305,8 +306,10 @@ struct Inner {
     /// The signing secret (generic webhooks only).
     secret: String,
     key: String,
-    /// Strings removed from error texts, longest first: the URL in its forms, the secret.
-    redact: Vec<String>,
+    /// What is scrubbed from error texts: the URL in its forms (whole), and, wherever any
+    /// 12-character run of them appears, the signing secret and the token-like parts of the
+    /// URL (long path segments, query values, a password).
+    redact: Secrets,
 }
 
 /// A configured notification destination: [`slack`], [`discord`] or [`webhook`].
@@ -353,21 +356,31 @@ impl Notifier {
     fn new(kind: Kind, url: String, secret: String) -> Self {
         let digest = ring::digest::digest(&ring::digest::SHA256, url.as_bytes());
         let key = format!("{}:{}", kind.name(), &hex_encode(digest.as_ref())[..16]);
-        let mut redact = vec![url.clone(), secret.clone()];
+        let mut redact = Secrets::new([secret.as_str()]).with_exact(&url);
         if let Ok(parsed) = reqwest::Url::parse(&url) {
-            redact.push(parsed.as_str().to_owned());
-            // The path and query are where webhook tokens live.
+            redact = redact.with_exact(parsed.as_str()).with_url(&url);
+            // The path and query are where webhook tokens live: Slack's and Discord's tokens
+            // are the last path segment.
             let path = parsed.path();
             if path.len() >= 8 {
-                redact.push(path.to_owned());
+                redact = redact.with_exact(path);
+            }
+            for segment in path.split('/').filter(|p| p.len() >= 16) {
+                redact = redact.with(segment);
             }
             if let Some(query) = parsed.query().filter(|q| q.len() >= 8) {
-                redact.push(query.to_owned());
+                redact = redact.with_exact(query);
+                for value in query
+                    .split('&')
+                    .filter_map(|p| p.split_once('=').map(|(_, v)| v))
+                {
+                    redact = redact.with(value);
+                }
+            }
+            if let Some(pw) = parsed.password() {
+                redact = redact.with(pw);
             }
         }
-        redact.retain(|s| !s.is_empty());
-        redact.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        redact.dedup();
         Notifier {
             inner: Arc::new(Inner {
                 kind,
@@ -478,13 +491,7 @@ impl Notifier {
     }
 
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.inner.redact {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "[redacted]");
-            }
-        }
-        out
+        self.inner.redact.redact(text).into_owned()
     }
 }
 

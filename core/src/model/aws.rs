@@ -71,6 +71,15 @@ impl AwsCredentials {
     pub fn has_session_token(&self) -> bool {
         self.session_token.is_some()
     }
+
+    /// The secret parts (secret access key, session token), to scrub from errors.
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        let mut out = vec![self.secret_access_key.expose().to_owned()];
+        if let Some(t) = &self.session_token {
+            out.push(t.expose().to_owned());
+        }
+        out
+    }
 }
 
 /// The region for a Bedrock call: `AWS_REGION`, then `AWS_DEFAULT_REGION`, then the region in a
@@ -121,6 +130,11 @@ impl SigV4Signer {
     /// The region requests are signed for.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The credentials requests are signed with.
+    pub(crate) fn credentials(&self) -> &AwsCredentials {
+        &self.credentials
     }
 
     /// The headers to add to a request so that it is signed at `time`: `authorization`,

@@ -15,6 +15,7 @@ use super::catalog::{Auth, Catalog, ModelInfo, Protocol, env_prefix, fill_templa
 use super::decode::{ResponseCollector, StreamDecoder, StructuredToolUnwrap};
 use super::error::ModelError;
 use super::http::{self, CallSite, HttpClient, HttpOptions};
+use super::redact::{Secrets, is_sensitive_name, redact_url};
 use super::types::{ApiKey, EventStream, ModelRequest, ModelResponse, StreamEvent};
 
 /// A language model: anything that answers a [`ModelRequest`]. Object-safe, so agents and the
@@ -69,7 +70,7 @@ impl fmt::Debug for ModelBuilder {
         f.debug_struct("ModelBuilder")
             .field("spec", &self.spec)
             .field("api_key", &self.api_key)
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.base_url.as_deref().map(redact_url))
             .field("protocol", &self.protocol)
             .finish_non_exhaustive()
     }
@@ -282,8 +283,9 @@ impl ModelBuilder {
         };
         let base_url = fill_template(&template, env).map_err(|missing| {
             ModelError::Config(format!(
-                "provider {provider_id:?} needs {} set for its base URL {template} (or set {env_var} / ModelBuilder::base_url)",
-                missing.join(" and ")
+                "provider {provider_id:?} needs {} set for its base URL {} (or set {env_var} / ModelBuilder::base_url)",
+                missing.join(" and "),
+                redact_url(&template)
             ))
         })?;
         let mut base_url = base_url.trim_end_matches('/').to_owned();
@@ -305,7 +307,8 @@ impl ModelBuilder {
         }
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
             return Err(ModelError::Config(format!(
-                "provider {provider_id:?}: base URL {base_url:?} is not http(s)"
+                "provider {provider_id:?}: base URL {:?} is not http(s)",
+                redact_url(&base_url)
             )));
         }
 
@@ -352,6 +355,7 @@ impl ModelBuilder {
                 "no API key for provider {provider_id:?}: {vars}, or pass ModelBuilder::api_key"
             )));
         }
+        let secrets = self.secrets(key.as_ref(), &base_url, signer.as_deref());
         let auth = if signer.is_some() {
             Auth::AwsSigV4
         } else if google.is_some() {
@@ -374,7 +378,41 @@ impl ModelBuilder {
             google,
             query,
             clock: self.clock.clone(),
+            secrets,
         })
+    }
+
+    /// Everything this model is configured with that must never be shown: the key, the values
+    /// of credential-like custom headers (`Authorization`, `x-api-key`, ...), AWS secret keys
+    /// and session tokens, and the secret parts of the base URL.
+    #[cfg(feature = "bedrock")]
+    fn secrets(
+        &self,
+        key: Option<&ApiKey>,
+        base_url: &str,
+        signer: Option<&super::aws::SigV4Signer>,
+    ) -> Secrets {
+        let mut values = self.plain_secrets(key);
+        if let Some(s) = signer {
+            values.extend(s.credentials().secret_values());
+        }
+        Secrets::new(values).with_url(base_url)
+    }
+
+    #[cfg(not(feature = "bedrock"))]
+    fn secrets(&self, key: Option<&ApiKey>, base_url: &str, _signer: Option<&NoSigner>) -> Secrets {
+        Secrets::new(self.plain_secrets(key)).with_url(base_url)
+    }
+
+    fn plain_secrets(&self, key: Option<&ApiKey>) -> Vec<String> {
+        let mut values: Vec<String> = key.map(|k| k.expose().to_owned()).into_iter().collect();
+        values.extend(
+            self.headers
+                .iter()
+                .filter(|(k, _)| is_sensitive_name(k))
+                .map(|(_, v)| v.clone()),
+        );
+        values
     }
 
     /// A service-account token source for a Vertex call without an access token.
@@ -487,6 +525,8 @@ pub struct Resolved {
     /// A query string added to every request URL (Azure's `api-version`).
     query: Option<String>,
     clock: Option<ClockFn>,
+    /// What is scrubbed from every error of this model.
+    secrets: Secrets,
 }
 
 /// Stands in for the SigV4 signer when the `bedrock` feature is off (never constructed).
@@ -500,7 +540,7 @@ impl fmt::Debug for Resolved {
             .field("provider", &self.provider)
             .field("model", &self.model)
             .field("protocol", &self.protocol)
-            .field("base_url", &self.base_url)
+            .field("base_url", &self.secrets.redact(&self.base_url))
             .field("auth", &self.auth)
             .field("key", &self.key)
             .field("signed", &self.signer.is_some())
@@ -513,6 +553,11 @@ impl Resolved {
     /// Whether a key will be sent.
     pub fn has_key(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// What is scrubbed from every error of this model.
+    pub(super) fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     fn target(&self) -> Target {
@@ -554,8 +599,11 @@ impl Resolved {
         for (k, v) in &self.headers {
             let n = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| ModelError::Config(format!("bad header name {k:?}")))?;
-            let v = HeaderValue::from_str(v)
+            let mut v = HeaderValue::from_str(v)
                 .map_err(|_| ModelError::Config(format!("bad value for header {k:?}")))?;
+            if is_sensitive_name(k) {
+                v.set_sensitive(true);
+            }
             out.push((n, v));
         }
         Ok(out)
@@ -570,20 +618,22 @@ impl Resolved {
         }
     }
 
-    /// The bearer header of a service-account access token, when Vertex calls use one.
+    /// The bearer header of a service-account access token, when Vertex calls use one; returns
+    /// the secrets of the call (this model's, plus that token).
     async fn add_google_token(
         &self,
         client: &HttpClient,
         options: &HttpOptions,
         headers: &mut Vec<(HeaderName, HeaderValue)>,
-    ) -> Result<(), ModelError> {
+    ) -> Result<Secrets, ModelError> {
         let Some(source) = &self.google else {
-            return Ok(());
+            return Ok(self.secrets.clone());
         };
         let now = self.clock.as_ref().map_or_else(SystemTime::now, |c| c());
         let site = CallSite {
             provider: &self.provider,
             model: &self.model,
+            secrets: &self.secrets,
         };
         let token = source.token(client, options, site, now).await?;
         let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
@@ -593,7 +643,7 @@ impl Resolved {
         })?;
         v.set_sensitive(true);
         headers.push((AUTHORIZATION, v));
-        Ok(())
+        Ok(self.secrets.with(token.expose()))
     }
 
     /// The SigV4 headers for one attempt of `req` (`None` when requests are not signed).
@@ -668,10 +718,11 @@ impl Model {
         adapter(self.inner.resolved.protocol)
     }
 
-    fn site(&self) -> CallSite<'_> {
+    fn site<'a>(&'a self, secrets: &'a Secrets) -> CallSite<'a> {
         CallSite {
             provider: &self.inner.resolved.provider,
             model: &self.inner.resolved.model,
+            secrets,
         }
     }
 
@@ -686,8 +737,30 @@ impl Model {
 impl LanguageModel for Model {
     async fn generate(&self, req: &ModelRequest) -> Result<ModelResponse, ModelError> {
         let r = &self.inner.resolved;
+        let mut secrets = r.secrets.clone();
+        self.generate_with(req, &mut secrets)
+            .await
+            .map_err(|e| e.redacted(&secrets))
+    }
+
+    async fn stream(&self, req: &ModelRequest) -> Result<EventStream, ModelError> {
+        let r = &self.inner.resolved;
+        let mut secrets = r.secrets.clone();
+        self.stream_with(req, &mut secrets)
+            .await
+            .map_err(|e| e.redacted(&secrets))
+    }
+}
+
+impl Model {
+    /// `generate`; `secrets` grows by the access token when one is fetched for the call.
+    async fn generate_with(
+        &self,
+        req: &ModelRequest,
+        secrets: &mut Secrets,
+    ) -> Result<ModelResponse, ModelError> {
+        let r = &self.inner.resolved;
         let opts = &self.inner.options;
-        let site = self.site();
         let adapter = self.adapter();
         let target = r.target();
         let mut wire = adapter
@@ -695,9 +768,11 @@ impl LanguageModel for Model {
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
         r.add_query(&mut wire);
         let mut auth = r.auth_headers()?;
-        r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
+        *secrets = r
+            .add_google_token(&self.inner.client, &self.inner.options, &mut auth)
             .await?;
-        let deadline = Instant::now() + opts.total_timeout;
+        let site = self.site(secrets);
+        let deadline = deadline_after(opts.total_timeout);
         let resp = http::send(
             &self.inner.client,
             opts,
@@ -728,7 +803,12 @@ impl LanguageModel for Model {
         Ok(out)
     }
 
-    async fn stream(&self, req: &ModelRequest) -> Result<EventStream, ModelError> {
+    /// `stream`; `secrets` grows by the access token when one is fetched for the call.
+    async fn stream_with(
+        &self,
+        req: &ModelRequest,
+        secrets: &mut Secrets,
+    ) -> Result<EventStream, ModelError> {
         let r = &self.inner.resolved;
         let opts = self.inner.options.clone();
         let adapter = self.adapter();
@@ -738,13 +818,14 @@ impl LanguageModel for Model {
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
         r.add_query(&mut wire);
         let mut auth = r.auth_headers()?;
-        r.add_google_token(&self.inner.client, &self.inner.options, &mut auth)
+        *secrets = r
+            .add_google_token(&self.inner.client, &self.inner.options, &mut auth)
             .await?;
-        let deadline = Instant::now() + opts.total_timeout;
+        let deadline = deadline_after(opts.total_timeout);
         let resp = http::send(
             &self.inner.client,
             &opts,
-            self.site(),
+            self.site(secrets),
             &wire,
             http::RequestAuth {
                 headers: &auth,
@@ -772,6 +853,8 @@ impl LanguageModel for Model {
             deadline,
             done: false,
             pending_error: None,
+            secrets: secrets.clone(),
+            pricing: r.info.as_ref().and_then(|m| m.pricing),
         };
         Ok(Box::pin(futures::stream::unfold(
             state,
@@ -781,6 +864,14 @@ impl LanguageModel for Model {
             },
         )))
     }
+}
+
+/// `now + after`, or a point far in the future when that cannot be represented.
+pub(crate) fn deadline_after(after: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 fn with_request_id(mut e: ModelError, id: &Option<String>) -> ModelError {
@@ -819,6 +910,10 @@ struct StreamState {
     deadline: Instant,
     done: bool,
     pending_error: Option<ModelError>,
+    /// Scrubbed from every error of the stream.
+    secrets: Secrets,
+    /// The model's prices: a `Cost` event follows every `Usage` event.
+    pricing: Option<super::catalog::Pricing>,
 }
 
 impl StreamState {
@@ -838,13 +933,25 @@ impl StreamState {
             let site = CallSite {
                 provider: &self.provider,
                 model: &self.model,
+                secrets: &self.secrets,
             };
             let chunk =
                 match http::next_chunk(&mut self.body, &self.options, site, self.deadline).await {
                     Ok(c) => c,
                     Err(e) => {
                         self.done = true;
-                        return Some(Err(with_request_id(e, &self.request_id)));
+                        // The body broke off: calls still open stay unfinished (no
+                        // `ToolCallEnd`), the error says the stream ended early.
+                        let e = match e {
+                            ModelError::Network(mut c) => {
+                                c.message = format!("stream ended early: {}", c.message);
+                                ModelError::Network(c)
+                            }
+                            other => other,
+                        };
+                        return Some(Err(
+                            with_request_id(e, &self.request_id).redacted(&self.secrets)
+                        ));
                     }
                 };
             let result = match &chunk {
@@ -861,7 +968,17 @@ impl StreamState {
                 .scratch
                 .iter()
                 .any(|e| matches!(e, StreamEvent::Finish { .. }));
-            self.pending.extend(self.scratch.drain(..));
+            for ev in self.scratch.drain(..) {
+                // The same price `generate` puts on its response, after each usage report.
+                let cost = match (&ev, &self.pricing) {
+                    (StreamEvent::Usage { usage }, Some(p)) => p.cost(usage),
+                    _ => None,
+                };
+                self.pending.push_back(ev);
+                if let Some(usd) = cost {
+                    self.pending.push_back(StreamEvent::Cost { usd });
+                }
+            }
             if finished {
                 // The provider said it is done; do not wait for the socket to close.
                 self.done = true;
@@ -869,7 +986,8 @@ impl StreamState {
             if let Err(e) = result {
                 self.done = true;
                 let e =
-                    with_request_id(e.with_target(&self.provider, &self.model), &self.request_id);
+                    with_request_id(e.with_target(&self.provider, &self.model), &self.request_id)
+                        .redacted(&self.secrets);
                 if self.pending.is_empty() {
                     return Some(Err(e));
                 }

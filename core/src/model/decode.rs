@@ -174,7 +174,30 @@ impl ToolCallAccumulator {
         });
     }
 
-    /// Ends every open call.
+    /// How many calls were started and not ended.
+    pub fn open_count(&self) -> usize {
+        self.calls.iter().filter(|c| !c.ended).count()
+    }
+
+    /// The error for a stream that ended before the provider finished (`missing` says what
+    /// never came, e.g. "a finish reason"). Unfinished calls are not ended: their arguments
+    /// may be cut anywhere, so no `ToolCallEnd` is emitted for them.
+    pub fn ended_early(&self, missing: &str) -> ModelError {
+        let open = self.open_count();
+        let calls = match open {
+            0 => String::new(),
+            1 => "; 1 tool call was cut off before its arguments were complete".to_owned(),
+            n => format!("; {n} tool calls were cut off before their arguments were complete"),
+        };
+        ModelError::decode(
+            "",
+            "",
+            format!("stream ended early, without {missing}{calls}"),
+        )
+    }
+
+    /// Ends every open call. Only for when the provider said the response (and so every call
+    /// in it) is complete.
     pub fn end_all(&mut self, out: &mut Vec<StreamEvent>) {
         for (i, c) in self.calls.iter_mut().enumerate() {
             Self::end_at(c, i, out);
@@ -215,6 +238,7 @@ pub struct ResponseCollector {
     content: Vec<ContentPart>,
     calls: Vec<Option<ToolCall>>,
     usage: Usage,
+    cost_usd: Option<f64>,
     finish: Option<(FinishReason, Option<String>)>,
     id: Option<String>,
     model: Option<String>,
@@ -272,6 +296,7 @@ impl ResponseCollector {
                 self.content.push(ContentPart::ToolCall(call));
             }
             StreamEvent::Usage { usage } => self.usage = usage,
+            StreamEvent::Cost { usd } => self.cost_usd = Some(usd),
             StreamEvent::Finish { reason, raw } => self.finish = Some((reason, raw)),
             StreamEvent::ToolCallStart { .. }
             | StreamEvent::ToolCallDelta { .. }
@@ -292,7 +317,7 @@ impl ResponseCollector {
             finish_reason,
             raw_finish_reason,
             usage: self.usage,
-            cost_usd: None,
+            cost_usd: self.cost_usd,
             response_id: self.id,
             request_id: None,
             model: self.model,

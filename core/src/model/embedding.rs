@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -231,12 +230,13 @@ impl Embedder {
         let site = CallSite {
             provider: &r.provider,
             model: &r.model,
+            secrets: r.secrets(),
         };
         let t = self.target();
         let mut wire = build(self.inner.family, &t, req, texts);
         r.add_query(&mut wire);
         let auth = r.auth_headers()?;
-        let deadline = Instant::now() + opts.total_timeout;
+        let deadline = super::client::deadline_after(opts.total_timeout);
         let resp = http::send(
             &self.inner.client,
             opts,
@@ -276,10 +276,13 @@ impl EmbeddingModel for Embedder {
         let mut tokens: Option<u64> = None;
         let mut all_reported = true;
         for texts in req.texts.chunks(self.inner.max_batch) {
-            let (vectors, used, id) = self.batch(req, texts).await?;
+            let (vectors, used, id) = self
+                .batch(req, texts)
+                .await
+                .map_err(|e| e.redacted(self.inner.resolved.secrets()))?;
             out.vectors.extend(vectors);
             match used {
-                Some(n) => tokens = Some(tokens.unwrap_or(0) + n),
+                Some(n) => tokens = Some(tokens.unwrap_or(0).saturating_add(n)),
                 None => all_reported = false,
             }
             out.request_id = id.or(out.request_id);

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::redact::Secrets;
+
 /// Where an error happened and what the provider said about it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorContext {
@@ -163,6 +165,35 @@ impl ModelError {
             message: message.into(),
             ..ErrorContext::default()
         }))
+    }
+
+    /// The error with every configured secret scrubbed from its texts (the provider's message
+    /// and code, the request id, configuration messages).
+    pub(crate) fn redacted(mut self, secrets: &Secrets) -> Self {
+        if secrets.is_empty() {
+            return self;
+        }
+        match &mut self {
+            Self::Auth(c)
+            | Self::ContextLength(c)
+            | Self::InvalidRequest(c)
+            | Self::ContentFiltered(c)
+            | Self::Server(c)
+            | Self::Network(c)
+            | Self::Decode(c)
+            | Self::RateLimited { ctx: c, .. }
+            | Self::Timeout { ctx: c, .. } => {
+                secrets.redact_in_place(&mut c.message);
+                if let Some(code) = &mut c.code {
+                    secrets.redact_in_place(code);
+                }
+                if let Some(id) = &mut c.request_id {
+                    secrets.redact_in_place(id);
+                }
+            }
+            Self::Config(m) | Self::Unsupported(m) => secrets.redact_in_place(m),
+        }
+        self
     }
 
     /// Fills in provider and model when a pure translator created the error without them.

@@ -28,6 +28,8 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const ASSERTION_LIFETIME: u64 = 3600;
 /// A cached token is renewed this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// Longest token lifetime believed (`expires_in` is capped to this).
+const MAX_TOKEN_LIFETIME: u64 = 86_400;
 
 #[derive(Deserialize)]
 struct KeyFile {
@@ -260,7 +262,13 @@ impl TokenSource {
             )],
             body: bytes::Bytes::from(body),
         };
-        let deadline = Instant::now() + options.total_timeout;
+        let deadline = super::client::deadline_after(options.total_timeout);
+        // The assertion is a credential too (it can be exchanged for tokens for an hour).
+        let secrets = site.secrets.with(&assertion);
+        let site = CallSite {
+            secrets: &secrets,
+            ..site
+        };
         let token_err = |e: ModelError| -> ModelError {
             match e {
                 ModelError::InvalidRequest(ctx) | ModelError::Auth(ctx) => {
@@ -286,7 +294,9 @@ impl TokenSource {
         )
         .await
         .map_err(token_err)?;
-        let body = http::read_body(resp, options, site, deadline).await?;
+        let body = http::read_body(resp, options, site, deadline)
+            .await
+            .map_err(|e| e.redacted(&secrets))?;
         let v: Value = serde_json::from_slice(&body).map_err(|e| {
             ModelError::decode(
                 site.provider,
@@ -301,9 +311,16 @@ impl TokenSource {
                 "token response has no access_token",
             ));
         };
-        let ttl = v["expires_in"].as_u64().unwrap_or(3600);
+        // A hostile or broken token server cannot make us overflow: the lifetime is capped at a
+        // day (Google's tokens live an hour).
+        let ttl = v["expires_in"]
+            .as_u64()
+            .unwrap_or(3600)
+            .min(MAX_TOKEN_LIFETIME);
         let token = ApiKey::new(token);
-        *cached = Some((token.clone(), Instant::now() + Duration::from_secs(ttl)));
+        let now = Instant::now();
+        let until = now.checked_add(Duration::from_secs(ttl)).unwrap_or(now);
+        *cached = Some((token.clone(), until));
         Ok(token)
     }
 }

@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::error::{ErrorContext, ModelError, TimeoutKind, classify};
+use super::redact::Secrets;
 
 /// Timeouts and retry policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +32,7 @@ pub struct HttpOptions {
     /// Longest backoff between attempts.
     pub max_backoff: Duration,
     /// Longest `retry-after` we are willing to wait; a longer one ends the call with the
-    /// rate-limit error (which carries the provider's value).
+    /// rate-limit error (which carries the provider's value, at most [`RETRY_AFTER_CAP`]).
     pub max_retry_after: Duration,
 }
 
@@ -156,11 +157,13 @@ impl HttpClient {
     }
 }
 
-/// Who is being called, for error messages and traces.
+/// Who is being called, for error messages and traces, and the secrets of the call, which are
+/// scrubbed from every error built here.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallSite<'a> {
     pub provider: &'a str,
     pub model: &'a str,
+    pub secrets: &'a Secrets,
 }
 
 impl CallSite<'_> {
@@ -169,7 +172,7 @@ impl CallSite<'_> {
             provider: self.provider.to_owned(),
             model: self.model.to_owned(),
             status,
-            message,
+            message: self.secrets.redact(&message).into_owned(),
             ..ErrorContext::default()
         })
     }
@@ -206,22 +209,63 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// The longest wait a provider's retry hint (`retry-after`, `retry-after-ms`, an HTTP date,
+/// Gemini's `RetryInfo.retryDelay`) is read as: a longer one (`retry-after: 1e20`, a date in the
+/// year 9999, `"1e20s"`) becomes one day. Whether the call then waits is
+/// [`HttpOptions::max_retry_after`]'s business (60 s by default; a longer hint ends the call with
+/// the rate-limit error carrying the hint).
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A number of seconds from a provider as a duration: negative and NaN values mean nothing
+/// (`None`); anything longer than [`RETRY_AFTER_CAP`], infinity included, is the cap.
+fn hint_secs(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).map_or(RETRY_AFTER_CAP, |d| d.min(RETRY_AFTER_CAP)))
+}
+
+/// A `retry-after` header value: seconds (`"30"`, `"1.5"`) or an IMF-fixdate
+/// (`"Wed, 21 Oct 2026 07:28:00 GMT"`, read against the system clock; a past date is zero).
+/// Never panics; `None` for anything else, negative or NaN; at most [`RETRY_AFTER_CAP`].
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return hint_secs(secs);
+    }
+    parse_http_date(value).map(|at| at.saturating_sub(unix_now()).min(RETRY_AFTER_CAP))
+}
+
+/// A `retry-after-ms` header value (milliseconds, OpenAI's and Azure's). Never panics; `None`
+/// for anything that is not a non-negative number; at most [`RETRY_AFTER_CAP`].
+pub fn parse_retry_after_ms(value: &str) -> Option<Duration> {
+    let ms = value.trim().parse::<f64>().ok()?;
+    hint_secs(ms / 1000.0)
+}
+
+/// A protobuf JSON duration such as Gemini's `RetryInfo.retryDelay` (`"34s"`, `"0.5s"`; the
+/// unit may be missing). Never
+/// panics; `None` for anything else, negative or NaN; at most [`RETRY_AFTER_CAP`].
+pub fn parse_retry_delay(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let secs = value
+        .strip_suffix('s')
+        .unwrap_or(value)
+        .parse::<f64>()
+        .ok()?;
+    hint_secs(secs)
+}
+
 /// `retry-after-ms`, or `retry-after` in seconds or as an HTTP date.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
+    if let Some(d) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
+        .and_then(parse_retry_after_ms)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(d);
     }
-    let value = headers.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
-    parse_http_date(value).map(|at| at.saturating_sub(unix_now()))
+    parse_retry_after(headers.get("retry-after")?.to_str().ok()?)
 }
 
 fn unix_now() -> Duration {
@@ -230,25 +274,36 @@ fn unix_now() -> Duration {
         .unwrap_or_default()
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into time since the epoch.
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into time since the epoch. Fields
+/// out of range are refused; a year after 9999 counts as 9999 (it only has to be "far away").
 fn parse_http_date(s: &str) -> Option<Duration> {
     let parts: Vec<&str> = s.split_whitespace().collect();
     if parts.len() != 6 || parts[5] != "GMT" {
         return None;
     }
     let day: i64 = parts[1].parse().ok()?;
+    if !(1..=31).contains(&day) {
+        return None;
+    }
     let month = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ]
     .iter()
     .position(|m| *m == parts[2])? as i64
         + 1;
-    let year: i64 = parts[3].parse().ok()?;
+    // Digits only: a huge year is still far away, not a parse failure.
+    if parts[3].is_empty() || !parts[3].bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i64 = parts[3].parse::<i64>().unwrap_or(i64::MAX).min(9999);
     let hms: Vec<i64> = parts[4]
         .split(':')
         .map(|x| x.parse().ok())
         .collect::<Option<_>>()?;
-    if hms.len() != 3 {
+    if hms.len() != 3 || !(0..24).contains(&hms[0]) || !(0..60).contains(&hms[1]) {
+        return None;
+    }
+    if !(0..=60).contains(&hms[2]) {
         return None;
     }
     // Days from civil date (Howard Hinnant's algorithm).
@@ -288,7 +343,7 @@ pub(crate) async fn send(
     loop {
         let err = match send_once(client, options, site, req, auth, parse_error, deadline).await {
             Ok(resp) => return Ok(resp),
-            Err(e) => e,
+            Err(e) => e.redacted(site.secrets),
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if !err.is_retryable() || attempt >= options.max_retries {
@@ -306,7 +361,7 @@ pub(crate) async fn send(
             provider = site.provider,
             model = site.model,
             attempt = attempt + 1,
-            delay_ms = delay.as_millis() as u64,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             status = err.status(),
             error = %err,
             "retrying model request"
@@ -344,7 +399,7 @@ async fn send_once(
     } else {
         TimeoutKind::FirstByte
     };
-    tracing::debug!(provider = site.provider, model = site.model, url = %req.url, "model request");
+    tracing::debug!(provider = site.provider, model = site.model, url = %site.secrets.redact(&req.url), "model request");
     let resp = match tokio::time::timeout(wait, builder.send()).await {
         Err(_) => {
             return Err(site.timeout(
@@ -389,7 +444,8 @@ pub(crate) fn error_from_response(
     let parsed = parse_error(body);
     let message = parsed.message.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
-        let text = text.trim();
+        // Redact before cutting, so a secret cut in half cannot survive the cut.
+        let text = site.secrets.redact(text.trim()).into_owned();
         if text.is_empty() {
             format!("HTTP {status}")
         } else {
@@ -414,7 +470,7 @@ pub(crate) fn error_from_response(
         code,
         request_id: request_id(headers).or(parsed.request_id),
     };
-    classify(ctx, retry_after(headers).or(parsed.retry_after))
+    classify(ctx, retry_after(headers).or(parsed.retry_after)).redacted(site.secrets)
 }
 
 fn map_reqwest_error(site: CallSite<'_>, options: &HttpOptions, e: &reqwest::Error) -> ModelError {

@@ -30,6 +30,7 @@ mod fallback;
 pub mod framing;
 pub mod gcp;
 pub mod http;
+pub(crate) mod redact;
 mod types;
 
 pub use catalog::{Auth, Capabilities, Catalog, ModelInfo, Pricing, Protocol, ProviderInfo};

@@ -523,6 +523,13 @@ pub enum StreamEvent {
         /// The usage.
         usage: Usage,
     },
+    /// The cost in USD of the usage so far, from the catalogue's prices: a [`Model`](super::Model)
+    /// whose prices are known sends one after each [`StreamEvent::Usage`] (the last one wins), so
+    /// [`collect_stream`](super::collect_stream) reports the same `cost_usd` as `generate`.
+    Cost {
+        /// The cost in USD.
+        usd: f64,
+    },
     /// Generation finished.
     Finish {
         /// Normalized reason.

@@ -316,7 +316,11 @@ impl AnthUsage {
         let read = self.cache_read_input_tokens.unwrap_or(0);
         let write = self.cache_creation_input_tokens.unwrap_or(0);
         Usage {
-            input_tokens: self.input_tokens.unwrap_or(0) + read + write,
+            input_tokens: self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(read)
+                .saturating_add(write),
             output_tokens: self.output_tokens.unwrap_or(0),
             cached_input_tokens: read,
             cache_write_tokens: write,
@@ -522,11 +526,7 @@ impl AnthState {
             return Ok(());
         }
         let Some(raw) = self.stop_reason.take() else {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without a stop reason",
-            ));
+            return Err(self.calls.ended_early("a stop reason"));
         };
         self.finished = true;
         self.calls.end_all(out);

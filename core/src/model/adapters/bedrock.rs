@@ -243,7 +243,9 @@ fn usage_of(u: &Value) -> Usage {
     let read = n(&u["cacheReadInputTokens"]);
     let write = n(&u["cacheWriteInputTokens"]);
     Usage {
-        input_tokens: n(&u["inputTokens"]) + read + write,
+        input_tokens: n(&u["inputTokens"])
+            .saturating_add(read)
+            .saturating_add(write),
         output_tokens: n(&u["outputTokens"]),
         cached_input_tokens: read,
         cache_write_tokens: write,
@@ -489,14 +491,10 @@ impl StreamDecoder for BedrockDecoder {
                 "stream ended inside an event-stream frame",
             ));
         }
-        self.calls.end_all(out);
         let Some(raw) = self.stop.take() else {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without messageStop",
-            ));
+            return Err(self.calls.ended_early("messageStop"));
         };
+        self.calls.end_all(out);
         if let Some(u) = self.usage.take() {
             out.push(StreamEvent::Usage { usage: u });
         }

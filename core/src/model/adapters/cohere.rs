@@ -255,7 +255,6 @@ struct CohereState {
 impl CohereState {
     /// `message-end` (stream) or the whole response: usage and finish.
     fn on_end(&mut self, end: &Value, out: &mut Vec<StreamEvent>) -> Result<(), ModelError> {
-        self.calls.end_all(out);
         let raw = end["finish_reason"]
             .as_str()
             .unwrap_or("COMPLETE")
@@ -265,8 +264,10 @@ impl CohereState {
                 .as_str()
                 .unwrap_or("generation failed")
                 .to_owned();
+            // A failed generation's calls may be cut anywhere: not ended.
             return Err(stream_error(msg, Some("ERROR".to_owned()), None));
         }
+        self.calls.end_all(out);
         self.finished = true;
         if end["usage"].is_object() {
             out.push(StreamEvent::Usage {
@@ -361,11 +362,7 @@ impl StreamDecoder for CohereDecoder {
         self.sse
             .finish(&mut |_name, data| state.on_event(data, out))?;
         if !state.finished {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without message-end",
-            ));
+            return Err(state.calls.ended_early("message-end"));
         }
         Ok(())
     }

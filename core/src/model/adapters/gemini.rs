@@ -291,7 +291,7 @@ fn usage_of(u: &Value) -> Option<Usage> {
     let thoughts = n(&u["thoughtsTokenCount"]).unwrap_or(0);
     Some(Usage {
         input_tokens: prompt.unwrap_or(0),
-        output_tokens: cand.unwrap_or(0) + thoughts,
+        output_tokens: cand.unwrap_or(0).saturating_add(thoughts),
         cached_input_tokens: n(&u["cachedContentTokenCount"]).unwrap_or(0),
         cache_write_tokens: 0,
         reasoning_tokens: thoughts,
@@ -419,15 +419,13 @@ impl GeminiState {
             return Ok(());
         }
         self.ended = true;
+        // A streamed (Vertex `partialArgs`) call is complete at its terminal part, when the
+        // next call opens, or at the finish; a stream cut before any of those is an error.
+        let Some(raw) = self.finish.take() else {
+            return Err(self.calls.ended_early("a finishReason"));
+        };
         self.close_partial(out);
         self.calls.end_all(out);
-        let Some(raw) = self.finish.take() else {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without a finishReason",
-            ));
-        };
         if let Some(u) = self.usage.take() {
             out.push(StreamEvent::Usage { usage: u });
         }

@@ -1,8 +1,6 @@
 //! Protocol adapters: pure translators from a [`ModelRequest`] to a [`WireRequest`] and from
 //! response bytes back to a [`ModelResponse`] or [`StreamEvent`](super::StreamEvent)s. They do no I/O.
 
-use std::time::Duration;
-
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -194,12 +192,7 @@ pub(crate) fn parse_common_error(body: &[u8]) -> ParsedError {
     if let Some(details) = err.get("details").and_then(Value::as_array) {
         for d in details {
             if let Some(delay) = d.get("retryDelay").and_then(Value::as_str) {
-                retry_after = delay
-                    .trim_end_matches('s')
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x >= 0.0)
-                    .map(Duration::from_secs_f64);
+                retry_after = super::http::parse_retry_delay(delay);
             }
         }
     }

@@ -216,7 +216,7 @@ impl OllamaState {
         if self.finished {
             Ok(())
         } else {
-            Err(ModelError::decode("", "", "stream ended without done:true"))
+            Err(self.calls.ended_early("done:true"))
         }
     }
 }

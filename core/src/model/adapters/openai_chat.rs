@@ -606,14 +606,12 @@ impl ChatState {
     }
 
     fn end(&mut self, out: &mut Vec<StreamEvent>) -> Result<(), ModelError> {
-        self.calls.end_all(out);
+        // Calls are complete only when the provider says so (a finish reason); a stream cut
+        // before that leaves them unfinished and is an error.
         let Some(raw) = self.finish.take() else {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without a finish reason",
-            ));
+            return Err(self.calls.ended_early("a finish reason"));
         };
+        self.calls.end_all(out);
         if let Some(u) = self.usage.take() {
             out.push(StreamEvent::Usage { usage: u });
         }

@@ -386,9 +386,10 @@ impl RespState {
                     .response
                     .and_then(|r| serde_json::from_str(r.get()).ok())
                     .unwrap_or(Value::Null);
-                self.calls.end_all(out);
                 self.finished = true;
                 if ev.kind == "response.failed" {
+                    // A failed response's calls may be cut anywhere: report the failure
+                    // without ending them.
                     if let Some(e) = self.error.take() {
                         return Err(e);
                     }
@@ -402,6 +403,7 @@ impl RespState {
                         None,
                     ));
                 }
+                self.calls.end_all(out);
                 out.push(StreamEvent::Usage {
                     usage: usage_of(&r["usage"]),
                 });
@@ -443,11 +445,7 @@ impl RespState {
             return Err(e);
         }
         if !self.finished {
-            return Err(ModelError::decode(
-                "",
-                "",
-                "stream ended without response.completed",
-            ));
+            return Err(self.calls.ended_early("response.completed"));
         }
         Ok(())
     }
