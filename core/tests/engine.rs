@@ -1090,6 +1090,74 @@ async fn a_tampered_record_stops_replay_naming_the_first_mismatch() {
     }
 }
 
+/// A suspended run of `a` → branch `b` → gate `g`, and the engine over its file.
+async fn suspended_after_a_branch(
+    dir: &tempfile::TempDir,
+    ran_a: Arc<AtomicUsize>,
+) -> (Engine, CommittedWorkflow, String) {
+    let e = engine(dir, false);
+    let wf = Workflow::new("tamper-branch")
+        .step("a", counted(json!(1), ran_a))
+        .branch("b", |_: &Value| "yes", [("yes", constant(json!(2)))])
+        .then("g", gate(Arc::new(AtomicUsize::new(0))))
+        .commit()
+        .unwrap();
+    let run = e.start(&wf, json!(null)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Suspended);
+    (e, wf, run.id)
+}
+
+fn tamper(dir: &tempfile::TempDir, sql: &str) {
+    let conn = rusqlite::Connection::open(dir.path().join("runs.db")).unwrap();
+    assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
+}
+
+#[tokio::test]
+async fn a_corrupt_decision_record_stops_replay_instead_of_being_read_as_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _wf, id) = suspended_after_a_branch(&dir, Arc::new(AtomicUsize::new(0))).await;
+    tamper(
+        &dir,
+        r#"UPDATE steps SET output = '{"choice":"yes"}' WHERE path = 'b'"#,
+    );
+    match e.resume(&id, "g", json!(1)).await {
+        Err(EngineError::ReplayDiverged { path, detail, .. }) => {
+            assert_eq!(path, "b");
+            assert!(
+                detail.contains(
+                    "the stored record is corrupt: a branch record without an `arm` name"
+                ),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_record_before_a_stored_one_stops_replay_without_running_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran_a = Arc::new(AtomicUsize::new(0));
+    let (e, _wf, id) = suspended_after_a_branch(&dir, Arc::clone(&ran_a)).await;
+    // The history now says the branch chose before `a` ran.
+    tamper(&dir, "DELETE FROM steps WHERE path = 'a'");
+    match e.resume(&id, "g", json!(1)).await {
+        Err(EngineError::ReplayDiverged { path, detail, .. }) => {
+            assert_eq!(path, "a");
+            assert!(
+                detail.contains("while the records go on with `b`"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        ran_a.load(Ordering::SeqCst),
+        1,
+        "`a` ran again on a diverged replay"
+    );
+}
+
 #[tokio::test]
 async fn in_memory_store_runs_the_same_workflows() {
     let e = Engine::in_memory();
