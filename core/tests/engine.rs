@@ -328,7 +328,9 @@ impl Fragment for Node {
     }
 }
 
-#[tokio::test]
+// The clock is paused: the sleeps take no real time, and the virtual time that passes shows
+// the driver waited for them.
+#[tokio::test(start_paused = true)]
 async fn sleep_map_and_nested_workflows() {
     for replay in MODES {
         let dir = tempfile::tempdir().unwrap();
@@ -355,10 +357,15 @@ async fn sleep_map_and_nested_workflows() {
             .then("sub", &inner)
             .commit()
             .unwrap();
-        let t0 = std::time::Instant::now();
+        let t0 = tokio::time::Instant::now();
         let run = e.start(&wf, json!(4)).await.unwrap();
         assert_eq!(run.output, Some(json!(10)), "{run:?}");
-        assert!(t0.elapsed() >= Duration::from_millis(20));
+        // 20 ms (`pause`) + about 10 ms (`until`, whose wake time is a wall-clock time).
+        assert!(
+            t0.elapsed() >= Duration::from_millis(20),
+            "{:?}",
+            t0.elapsed()
+        );
         let outs = step_outputs(&e, &run.id).await;
         assert!(outs.iter().any(|(p, _)| p == "sub/double"), "{outs:?}");
 
@@ -571,22 +578,16 @@ async fn retries_back_off_and_stop_on_fatal_errors() {
     }
 }
 
-#[tokio::test]
+// The clock is paused: the timeouts fire in virtual time, before the steps' long sleeps end,
+// without the test waiting for either.
+#[tokio::test(start_paused = true)]
 async fn step_and_run_timeouts() {
     for replay in MODES {
         let dir = tempfile::tempdir().unwrap();
         let e = engine(&dir, replay);
-        let saw_cancel = Arc::new(AtomicBool::new(false));
-        let s2 = Arc::clone(&saw_cancel);
-        let slow = step_fn(move |ctx: StepContext, _v: Value| {
-            let saw = Arc::clone(&s2);
-            async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                    _ = ctx.cancellation().cancelled() => { saw.store(true, Ordering::SeqCst); }
-                }
-                Ok(json!("late"))
-            }
+        let slow = step_fn(move |_ctx: StepContext, _v: Value| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(json!("late"))
         })
         .timeout(Duration::from_millis(30));
         let wf = Workflow::new("t").step("slow", slow).commit().unwrap();
@@ -1096,6 +1097,74 @@ async fn a_tampered_record_stops_replay_naming_the_first_mismatch() {
     }
 }
 
+/// A suspended run of `a` → branch `b` → gate `g`, and the engine over its file.
+async fn suspended_after_a_branch(
+    dir: &tempfile::TempDir,
+    ran_a: Arc<AtomicUsize>,
+) -> (Engine, CommittedWorkflow, String) {
+    let e = engine(dir, false);
+    let wf = Workflow::new("tamper-branch")
+        .step("a", counted(json!(1), ran_a))
+        .branch("b", |_: &Value| "yes", [("yes", constant(json!(2)))])
+        .then("g", gate(Arc::new(AtomicUsize::new(0))))
+        .commit()
+        .unwrap();
+    let run = e.start(&wf, json!(null)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Suspended);
+    (e, wf, run.id)
+}
+
+fn tamper(dir: &tempfile::TempDir, sql: &str) {
+    let conn = rusqlite::Connection::open(dir.path().join("runs.db")).unwrap();
+    assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
+}
+
+#[tokio::test]
+async fn a_corrupt_decision_record_stops_replay_instead_of_being_read_as_a_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (e, _wf, id) = suspended_after_a_branch(&dir, Arc::new(AtomicUsize::new(0))).await;
+    tamper(
+        &dir,
+        r#"UPDATE steps SET output = '{"choice":"yes"}' WHERE path = 'b'"#,
+    );
+    match e.resume(&id, "g", json!(1)).await {
+        Err(EngineError::ReplayDiverged { path, detail, .. }) => {
+            assert_eq!(path, "b");
+            assert!(
+                detail.contains(
+                    "the stored record is corrupt: a branch record without an `arm` name"
+                ),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_missing_record_before_a_stored_one_stops_replay_without_running_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran_a = Arc::new(AtomicUsize::new(0));
+    let (e, _wf, id) = suspended_after_a_branch(&dir, Arc::clone(&ran_a)).await;
+    // The history now says the branch chose before `a` ran.
+    tamper(&dir, "DELETE FROM steps WHERE path = 'a'");
+    match e.resume(&id, "g", json!(1)).await {
+        Err(EngineError::ReplayDiverged { path, detail, .. }) => {
+            assert_eq!(path, "a");
+            assert!(
+                detail.contains("while the records go on with `b`"),
+                "{detail}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        ran_a.load(Ordering::SeqCst),
+        1,
+        "`a` ran again on a diverged replay"
+    );
+}
+
 #[tokio::test]
 async fn in_memory_store_runs_the_same_workflows() {
     let e = Engine::in_memory();
@@ -1125,13 +1194,14 @@ async fn records_are_committed_before_the_run_waits_for_anything() {
             .store(SqliteStore::open(&db).unwrap())
             .durability(durability)
             .build();
-        // `look` awaits real time; by then `a` and `b` (pure computation) must be committed,
-        // as another process reading the file would see them.
+        // `look` waits (it yields once, as any step waiting for I/O would); by then `a` and `b`
+        // (pure computation) must be committed, as another process reading the file would see
+        // them.
         let db2 = db.clone();
         let look = step_fn(move |ctx: StepContext, _v: Value| {
             let db = db2.clone();
             async move {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::task::yield_now().await;
                 let other = SqliteStore::open(&db).unwrap();
                 let steps = other.steps(ctx.run_id()).unwrap();
                 let mut seen: Vec<String> = steps
@@ -1168,7 +1238,7 @@ async fn a_resumed_run_keeps_its_owner_and_logs_one_suspension() {
     let owner_seen = step_fn(move |ctx: StepContext, v: Value| {
         let db = db2.clone();
         async move {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::task::yield_now().await;
             let r = SqliteStore::open(&db)
                 .unwrap()
                 .run(ctx.run_id())
@@ -1196,13 +1266,22 @@ async fn a_resumed_run_keeps_its_owner_and_logs_one_suspension() {
     );
 }
 
-#[tokio::test]
+// The clock is paused: the 20 s guard below is virtual, so it fails at once (instead of
+// hanging) if `start` waits for the sibling, and costs nothing otherwise.
+#[tokio::test(start_paused = true)]
 async fn a_fail_fast_failure_returns_at_once_and_nothing_follows_run_finished() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(&dir, false);
-    let slow = step_fn(|ctx: StepContext, _v: Value| async move {
-        ctx.cancellation().cancelled().await;
-        Ok(json!("late"))
+    // Dropped when the sibling's future ends or is dropped: then it can write nothing more.
+    let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
+    let gone_tx = Arc::new(std::sync::Mutex::new(Some(gone_tx)));
+    let slow = step_fn(move |ctx: StepContext, _v: Value| {
+        let guard = gone_tx.lock().unwrap().take();
+        async move {
+            let _guard = guard;
+            ctx.cancellation().cancelled().await;
+            Ok(json!("late"))
+        }
     });
     let bad =
         step_fn(
@@ -1218,7 +1297,8 @@ async fn a_fail_fast_failure_returns_at_once_and_nothing_follows_run_finished() 
         .unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert!(run.error.unwrap().contains("step `bad` failed: broken"));
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Wait until the cancelled sibling is gone, then read the log.
+    let _ = gone_rx.await;
     let evs: Vec<RunEvent> = e.events(&run.id, 1).map(|e| e.unwrap()).collect().await;
     assert_eq!(evs.last().unwrap().type_name(), "run-finished");
 }
@@ -1275,8 +1355,9 @@ async fn keyset_paging_lists_every_run_once_newest_first_on_both_stores() {
 }
 
 /// A step's timeout cancels that step's own token only: a sibling without a timeout shares
-/// the run's token, which must not fire.
-#[tokio::test]
+/// the run's token, which must not fire. The clock is paused: the sibling's 200 ms watch and
+/// the 30 ms timeout run in virtual time, in that order, without real waiting.
+#[tokio::test(start_paused = true)]
 async fn a_step_timeout_cancels_that_step_only() {
     for replay in MODES {
         let dir = tempfile::tempdir().unwrap();

@@ -2,24 +2,21 @@
 //! over) cannot commit into it any more: its writes are refused whole.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use futures::StreamExt;
 use miyabi::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
+/// Waits for `path`'s step-started event: the engine sends it to subscribers once it is
+/// committed, so no polling of the store is needed.
 async fn wait_for_event(engine: &Engine, run: &str, path: &str) {
-    for _ in 0..500 {
-        let events = engine.store().events(run, 1, 1000).unwrap();
-        if events
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::StepStarted { path: p, .. } if p == path))
-        {
+    let mut events = std::pin::pin!(engine.events(run, 1));
+    while let Some(e) = events.next().await {
+        if matches!(&e.unwrap().kind, EventKind::StepStarted { path: p, .. } if p == path) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("`{path}` never started");
+    panic!("the run's events ended before `{path}` started");
 }
 
 #[tokio::test]

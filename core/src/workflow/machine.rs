@@ -53,6 +53,31 @@ pub(crate) enum Action {
     Sleep { path: Arc<str>, wake_at: i64 },
 }
 
+impl Action {
+    /// The path the action is for.
+    pub(crate) fn path(&self) -> &Arc<str> {
+        match self {
+            Action::Run { path, .. } | Action::Eval { path, .. } | Action::Sleep { path, .. } => {
+                path
+            }
+        }
+    }
+
+    /// What the action runs, for messages.
+    fn what(&self) -> &'static str {
+        match self {
+            Action::Run { .. } => "a step",
+            Action::Eval { kind, .. } => match kind {
+                EvalKind::Select => "a branch selector",
+                EvalKind::Condition => "a loop condition",
+                EvalKind::Map => "a map",
+                EvalKind::WakeAt => "a wake-time function",
+            },
+            Action::Sleep { .. } => "a sleep",
+        }
+    }
+}
+
 /// Where the run stands after a poll.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Status {
@@ -78,6 +103,8 @@ pub(crate) struct Issued {
     /// Kept only when a retry may need it again.
     input: Option<Value>,
     resume: Option<Value>,
+    /// For a sleep: its wake time (ms since the epoch), recorded again when it fires.
+    wake_at: i64,
 }
 
 enum Poll {
@@ -239,8 +266,9 @@ pub(crate) struct Machine {
     /// records went to `writes` only: a live run needs no second copy).
     done: PathMap<Value>,
     issued: PathMap<Issued>,
-    /// Paths whose records were read during replay (None for a fresh run).
-    replayed: Option<HashSet<String>>,
+    /// Paths of the stored records (those the machine was built with) not yet met by a
+    /// frame: empty for a fresh run, and empty again once a replay has met every record.
+    unseen: HashSet<String>,
     actions: Vec<Action>,
     writes: Vec<StepRecord>,
     events: Vec<EventKind>,
@@ -260,14 +288,7 @@ impl Machine {
         records: Vec<StepRecord>,
         issued: PathMap<Issued>,
     ) -> Self {
-        let replayed = if records.is_empty() {
-            None
-        } else {
-            Some(HashSet::with_capacity_and_hasher(
-                records.len(),
-                Default::default(),
-            ))
-        };
+        let unseen = records.iter().map(|r| r.path.clone()).collect();
         let root_node = graph.root;
         let mut m = Self {
             graph,
@@ -275,7 +296,7 @@ impl Machine {
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
             done: PathMap::default(),
             issued,
-            replayed,
+            unseen,
             actions: Vec::new(),
             writes: Vec::new(),
             events: Vec::new(),
@@ -308,6 +329,10 @@ impl Machine {
     }
 
     /// Advances as far as possible without outside results.
+    ///
+    /// A poll that finds a divergence from the stored records (see [`Machine::divergence`])
+    /// returns `Failed` and leaves nothing behind: the actions, records and events it produced
+    /// before it found the mismatch are dropped, so a diverged replay runs nothing.
     pub(crate) fn poll(&mut self, now: i64) -> Status {
         self.now = now;
         self.suspended.clear();
@@ -315,11 +340,15 @@ impl Machine {
         let Some(mut root) = self.root.take() else {
             return Status::Failed("run already finished".into());
         };
+        let marks = (self.actions.len(), self.writes.len(), self.events.len());
         let p = self.adv(&mut root);
+        if self.diverged.is_none() && !self.unseen.is_empty() && !matches!(p, Poll::Failed(_)) {
+            self.check_unreached(marks.0);
+        }
         if let Some((path, detail)) = &self.diverged {
-            return Status::Failed(format!(
-                "replay diverged from the stored records at `{path}`: {detail}"
-            ));
+            let msg = format!("replay diverged from the stored records at `{path}`: {detail}");
+            self.undo(marks);
+            return Status::Failed(msg);
         }
         match p {
             Poll::Done(v) => {
@@ -328,15 +357,6 @@ impl Machine {
                         s.validate(&v, &format!("workflow `{}`", self.graph.id), "output")
                 {
                     return Status::Failed(e.to_string());
-                }
-                if let Some(seen) = &self.replayed
-                    && let Some(orphan) = self.records.keys().filter(|k| !seen.contains(*k)).min()
-                {
-                    let detail = "a stored record that the definition does not produce".to_string();
-                    self.diverged = Some((orphan.clone(), detail.clone()));
-                    return Status::Failed(format!(
-                        "replay diverged from the stored records at `{orphan}`: {detail}"
-                    ));
                 }
                 Status::Succeeded(v)
             }
@@ -352,6 +372,55 @@ impl Machine {
                 Status::Running
             }
         }
+    }
+
+    /// After a poll of a replay: every stored record must have been met by now, unless its
+    /// path is in flight (a sleep or a non-idempotent step handed over by a previous
+    /// machine). A record is written only after everything before it in the run has its
+    /// record, so a poll that goes as far as it can without outside results meets them all;
+    /// one that is left means the definition took another way than the run did (a step
+    /// renamed, inserted or moved, a record the definition never produces). The mismatch is
+    /// named where the definition departs: the first action this poll issued for a path
+    /// without a record, or else the first record left over.
+    fn check_unreached(&mut self, first_action: usize) {
+        let mut left: Vec<&String> = self
+            .unseen
+            .iter()
+            .filter(|p| !self.issued.contains_key(p.as_str()))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        left.sort();
+        let more = match left.len() {
+            1 => String::new(),
+            2 => " and 1 more record".to_string(),
+            n => format!(" and {} more records", n - 1),
+        };
+        self.diverged = Some(match self.actions.get(first_action) {
+            Some(a) => (
+                String::from(&**a.path()),
+                format!(
+                    "the definition runs {} here, which has no record, while the records go on with `{}`{more}, which the definition has not reached",
+                    a.what(),
+                    left[0]
+                ),
+            ),
+            None => (
+                left[0].clone(),
+                "a stored record that the definition does not produce".to_string(),
+            ),
+        });
+    }
+
+    /// Drops what a diverged poll produced (`marks`: the lengths of the action, record and
+    /// event buffers when it began).
+    fn undo(&mut self, (actions, writes, events): (usize, usize, usize)) {
+        for a in self.actions.drain(actions..) {
+            self.issued.remove(a.path());
+        }
+        self.writes.truncate(writes);
+        self.events.truncate(events);
     }
 
     /// Puts back actions taken from a previous machine (see `RunCore::rebuild`).
@@ -399,37 +468,73 @@ impl Machine {
     }
 
     fn put(&mut self, rec: StepRecord) {
-        if let Some(seen) = &mut self.replayed {
-            seen.insert(rec.path.clone());
+        if !self.unseen.is_empty() {
+            self.unseen.remove(&rec.path);
         }
         self.writes.push(rec.clone());
         self.records.insert(rec.path.clone(), rec);
     }
 
+    /// The record at `path` of `kind`, if there is one. A record of another kind, or one this
+    /// engine cannot have written (see [`malformed`]), is a divergence: the machine stops
+    /// there rather than guess.
     fn record_for(&mut self, path: &str, kind: RecordKind) -> Option<StepRecord> {
         if self.records.is_empty() {
             return None;
         }
         let rec = self.records.get(path)?;
-        if rec.kind != kind {
+        let problem = if rec.kind != kind {
+            Some(format!(
+                "the definition has a {} here, the records a {}",
+                kind.as_str(),
+                rec.kind.as_str()
+            ))
+        } else {
+            malformed(rec).map(|why| format!("the stored record is corrupt: {why}"))
+        };
+        if let Some(detail) = problem {
             if self.diverged.is_none() {
-                self.diverged = Some((
-                    path.to_string(),
-                    format!(
-                        "the definition has a {} here, the records a {}",
-                        kind.as_str(),
-                        rec.kind.as_str()
-                    ),
-                ));
+                self.diverged = Some((path.to_string(), detail));
             }
             return None;
         }
-        if let Some(seen) = &mut self.replayed
-            && !seen.contains(path)
-        {
-            seen.insert(path.to_string());
+        let rec = rec.clone();
+        if !self.unseen.is_empty() {
+            self.unseen.remove(path);
         }
-        Some(rec.clone())
+        Some(rec)
+    }
+
+    /// Stops the replay at `path` (keeping the first divergence found).
+    fn diverge(&mut self, path: &str, detail: String) -> Poll {
+        if self.diverged.is_none() {
+            self.diverged = Some((path.to_string(), detail));
+        }
+        Poll::Failed("replay diverged".into())
+    }
+
+    /// A failed record as the failure it reports.
+    fn failure(&mut self, rec: StepRecord) -> Poll {
+        match rec.error {
+            Some(e) => Poll::Failed(e),
+            None => self.diverge(
+                &rec.path,
+                "the stored record is corrupt: a failed record without an error".into(),
+            ),
+        }
+    }
+
+    /// A record read back in a state or shape its frame does not handle (already refused by
+    /// [`malformed`] when it was read, so this is a second line of defence, never a default).
+    fn unexpected(&mut self, rec: &StepRecord) -> Poll {
+        let why = malformed(rec).unwrap_or_else(|| {
+            format!(
+                "a {} record cannot be {} here",
+                rec.kind.as_str(),
+                rec.status.as_str()
+            )
+        });
+        self.diverge(&rec.path, format!("the stored record is corrupt: {why}"))
     }
 
     fn new_record(&self, path: &str, kind: RecordKind, status: StepStatus) -> StepRecord {
@@ -559,6 +664,7 @@ impl Machine {
                 attempt: 1,
                 input: None,
                 resume: None,
+                wake_at: 0,
             },
         );
         self.actions.push(Action::Eval {
@@ -591,6 +697,7 @@ impl Machine {
                 attempt,
                 input: keep.then(|| input.clone()),
                 resume: if keep { resume.clone() } else { None },
+                wake_at: 0,
             },
         );
         if let Some(on) = def.non_idempotent {
@@ -624,10 +731,13 @@ impl Machine {
         }
         if let Some(rec) = self.record_for(&s.path, RecordKind::Step) {
             match rec.status {
-                StepStatus::Succeeded => return Poll::Done(owned(rec.output)),
-                StepStatus::Failed => {
-                    return Poll::Failed(rec.error.unwrap_or_else(|| "step failed".into()));
+                StepStatus::Succeeded => {
+                    return match rec.output {
+                        Some(v) => Poll::Done(Arc::unwrap_or_clone(v)),
+                        None => self.unexpected(&rec),
+                    };
                 }
+                StepStatus::Failed => return self.failure(rec),
                 StepStatus::Suspended => match rec.resume {
                     Some(data) => {
                         // A frame hands its input to the step it issues (see below), so it
@@ -897,20 +1007,14 @@ impl Machine {
         };
         match self.record_for(&b.path, RecordKind::Branch) {
             Some(rec) if rec.status == StepStatus::Succeeded => {
-                let chosen = rec
-                    .output
-                    .as_ref()
-                    .and_then(|o| o["arm"].as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                let Some((_, node)) = arms.iter().find(|(a, _)| *a == chosen) else {
-                    self.diverged = Some((
-                        String::from(&*b.path),
-                        format!(
-                            "the records chose arm `{chosen}`, which the definition does not have"
-                        ),
-                    ));
-                    return Poll::Failed("replay diverged".into());
+                let Some(chosen) = recorded_arm(&rec) else {
+                    return self.unexpected(&rec);
+                };
+                let Some((_, node)) = arms.iter().find(|(a, _)| a == chosen) else {
+                    let detail = format!(
+                        "the records chose arm `{chosen}`, which the definition does not have"
+                    );
+                    return self.diverge(&b.path, detail);
                 };
                 let input = b.input.take().unwrap_or(Value::Null);
                 let mut arm = self.frame(*node, &b.path, input);
@@ -918,7 +1022,8 @@ impl Machine {
                 b.arm = Some(arm);
                 p
             }
-            Some(rec) => Poll::Failed(rec.error.unwrap_or_else(|| "branch failed".into())),
+            Some(rec) if rec.status == StepStatus::Failed => self.failure(rec),
+            Some(rec) => self.unexpected(&rec),
             None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
             None => {
                 let input = b.input.clone().unwrap_or(Value::Null);
@@ -950,11 +1055,9 @@ impl Machine {
                 }
                 match self.record_for(&dpath, RecordKind::Loop) {
                     Some(rec) if rec.status == StepStatus::Succeeded => {
-                        let cont = rec
-                            .output
-                            .as_ref()
-                            .and_then(|o| o["continue"].as_bool())
-                            .unwrap_or(false);
+                        let Some(cont) = recorded_continue(&rec) else {
+                            return self.unexpected(&rec);
+                        };
                         if !cont {
                             return Poll::Done(l.out.take().unwrap_or(Value::Null));
                         }
@@ -967,9 +1070,8 @@ impl Machine {
                         }
                         l.input = l.out.take();
                     }
-                    Some(rec) => {
-                        return Poll::Failed(rec.error.unwrap_or_else(|| "loop failed".into()));
-                    }
+                    Some(rec) if rec.status == StepStatus::Failed => return self.failure(rec),
+                    Some(rec) => return self.unexpected(&rec),
                     None if self.diverged.is_some() => {
                         return Poll::Failed("replay diverged".into());
                     }
@@ -998,15 +1100,14 @@ impl Machine {
                 Poll::Done(s.input.take().unwrap_or(Value::Null))
             }
             Some(rec) if rec.status == StepStatus::Running => {
-                let wake_at = rec
-                    .output
-                    .as_ref()
-                    .and_then(|o| o["wake_at"].as_i64())
-                    .unwrap_or(self.now);
+                let Some(wake_at) = recorded_wake_at(&rec) else {
+                    return self.unexpected(&rec);
+                };
                 self.issue_sleep(&s.path, s.node, wake_at);
                 Poll::Pending
             }
-            Some(rec) => Poll::Failed(rec.error.unwrap_or_else(|| "sleep failed".into())),
+            Some(rec) if rec.status == StepStatus::Failed => self.failure(rec),
+            Some(rec) => self.unexpected(&rec),
             None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
             None => match spec {
                 SleepSpec::For(d) => {
@@ -1039,6 +1140,7 @@ impl Machine {
                 attempt: 1,
                 input: None,
                 resume: None,
+                wake_at,
             },
         );
         self.actions.push(Action::Sleep {
@@ -1052,8 +1154,12 @@ impl Machine {
             return Poll::Pending;
         }
         match self.record_for(&m.path, RecordKind::Map) {
-            Some(rec) if rec.status == StepStatus::Succeeded => Poll::Done(owned(rec.output)),
-            Some(rec) => Poll::Failed(rec.error.unwrap_or_else(|| "map failed".into())),
+            Some(rec) if rec.status == StepStatus::Succeeded => match rec.output {
+                Some(v) => Poll::Done(Arc::unwrap_or_clone(v)),
+                None => self.unexpected(&rec),
+            },
+            Some(rec) if rec.status == StepStatus::Failed => self.failure(rec),
+            Some(rec) => self.unexpected(&rec),
             None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
             None => {
                 let input = m.input.take().unwrap_or(Value::Null);
@@ -1126,8 +1232,8 @@ impl Machine {
                         let mut r = self.new_record(path, RecordKind::Step, StepStatus::Succeeded);
                         r.attempt = iss.attempt;
                         r.output = Some(Arc::clone(&shared));
-                        if let Some(seen) = &mut self.replayed {
-                            seen.insert(r.path.clone());
+                        if !self.unseen.is_empty() {
+                            self.unseen.remove(path);
                         }
                         // A record read back later (e.g. a stray `running` start record of a
                         // non-idempotent step) must not shadow this result.
@@ -1181,13 +1287,8 @@ impl Machine {
             }
             IssuedKind::Eval(kind) => self.complete_eval(&key, iss.node, kind, result),
             IssuedKind::Sleep => {
-                let wake = self
-                    .records
-                    .get(path)
-                    .and_then(|r| r.output.clone())
-                    .unwrap_or_else(|| Arc::new(Value::Null));
                 let mut r = self.new_record(path, RecordKind::Sleep, StepStatus::Succeeded);
-                r.output = Some(wake);
+                r.output = Some(Arc::new(json!({ "wake_at": iss.wake_at })));
                 self.put(r);
             }
         }
@@ -1276,9 +1377,81 @@ impl Machine {
     }
 }
 
-/// A stored output as a value of its own (a copy when the store still shares it).
-fn owned(v: Option<Arc<Value>>) -> Value {
-    v.map_or(Value::Null, Arc::unwrap_or_clone)
+/// The arm a branch record names (`{"arm": name}`).
+fn recorded_arm(rec: &StepRecord) -> Option<&str> {
+    rec.output.as_deref()?.get("arm")?.as_str()
+}
+
+/// A loop record's decision (`{"continue": bool}`).
+fn recorded_continue(rec: &StepRecord) -> Option<bool> {
+    rec.output.as_deref()?.get("continue")?.as_bool()
+}
+
+/// A sleep record's wake time (`{"wake_at": ms}`).
+fn recorded_wake_at(rec: &StepRecord) -> Option<i64> {
+    rec.output.as_deref()?.get("wake_at")?.as_i64()
+}
+
+/// What a stored output is, for messages (never the value itself: it is user data).
+fn describe(output: Option<&Value>) -> String {
+    match output {
+        None => "it has no output".into(),
+        Some(v) => format!("its output is {}", kind_name(v)),
+    }
+}
+
+/// Why a stored record cannot have been written by this engine, if it cannot: a status its
+/// kind never has, a failure without an error, a result with one, or a decision of the wrong
+/// shape. Replay refuses such a record instead of reading a default out of it.
+fn malformed(rec: &StepRecord) -> Option<String> {
+    use RecordKind as K;
+    use StepStatus as S;
+    let kind = rec.kind.as_str();
+    let status = rec.status.as_str();
+    if rec.attempt == 0 {
+        return Some(format!(
+            "a {kind} record with attempt 0 (attempts count from 1)"
+        ));
+    }
+    if rec.status == S::Failed {
+        return match (&rec.error, &rec.output) {
+            (None, _) => Some(format!("a failed {kind} record without an error")),
+            (Some(_), Some(_)) => Some(format!("a failed {kind} record with an output")),
+            (Some(_), None) => None,
+        };
+    }
+    if rec.error.is_some() {
+        return Some(format!("a {status} {kind} record with an error"));
+    }
+    let output = rec.output.as_deref();
+    match (rec.kind, rec.status) {
+        (K::Step | K::Map, S::Succeeded) if output.is_none() => {
+            Some(format!("a succeeded {kind} record without an output"))
+        }
+        (K::Step, S::Suspended) if rec.payload.is_none() => {
+            Some("a suspended step record without a suspension payload".into())
+        }
+        (K::Step, S::Succeeded | S::Suspended | S::Running) | (K::Map, S::Succeeded) => None,
+        (K::Branch, S::Succeeded) => recorded_arm(rec).is_none().then(|| {
+            format!(
+                "a branch record without an `arm` name ({})",
+                describe(output)
+            )
+        }),
+        (K::Loop, S::Succeeded) => recorded_continue(rec).is_none().then(|| {
+            format!(
+                "a loop decision record without a `continue` bool ({})",
+                describe(output)
+            )
+        }),
+        (K::Sleep, S::Succeeded | S::Running) => recorded_wake_at(rec).is_none().then(|| {
+            format!(
+                "a {status} sleep record without a `wake_at` time ({})",
+                describe(output)
+            )
+        }),
+        _ => Some(format!("a {kind} record cannot be {status}")),
+    }
 }
 
 fn kind_name(v: &Value) -> &'static str {
@@ -1325,3 +1498,8 @@ mod tests {
         assert!(m.is_empty());
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "machine_tests.rs"]
+mod machine_tests;
