@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use miyabi::{
-    CommittedWorkflow, Engine, EngineError, EvalTask, ExternalRun, Run, RunFilter, RunStatus, Step,
-    StepError, Task,
+    CommittedWorkflow, DecisionKind, Engine, EngineError, ExternalRun, Run, RunFilter, RunStatus,
+    Step, StepError, Task,
 };
 use napi_derive::napi;
 use serde_json::Value;
@@ -180,7 +180,9 @@ pub struct NativeTask {
     pub wake_at: Option<i64>,
 }
 
-fn task(t: Task) -> Option<NativeTask> {
+/// A task as the JS driver reads it. A task or decision this binding does not know (a newer
+/// engine) is an error, never a dropped task: a dropped task would leave the run hanging.
+fn task(t: Task) -> napi::Result<NativeTask, String> {
     let empty = |kind: &str, path: String| NativeTask {
         kind: kind.to_string(),
         path,
@@ -192,7 +194,7 @@ fn task(t: Task) -> Option<NativeTask> {
         eval: None,
         wake_at: None,
     };
-    Some(match t {
+    Ok(match t {
         Task::Step {
             path,
             handle,
@@ -209,7 +211,7 @@ fn task(t: Task) -> Option<NativeTask> {
             delay_ms: (delay_ms > 0).then(|| i64::try_from(delay_ms).unwrap_or(i64::MAX)),
             ..empty("step", path)
         },
-        Task::Eval {
+        Task::Decide {
             path,
             handle,
             kind,
@@ -219,10 +221,16 @@ fn task(t: Task) -> Option<NativeTask> {
             input: Some(input),
             eval: Some(
                 match kind {
-                    EvalTask::Select => "select",
-                    EvalTask::Condition => "condition",
-                    EvalTask::Map => "map",
-                    EvalTask::WakeAt => "wakeAt",
+                    DecisionKind::Branch => "select",
+                    DecisionKind::Loop => "condition",
+                    DecisionKind::Map => "map",
+                    DecisionKind::WakeTime => "wakeAt",
+                    other => {
+                        return Err(err(
+                            "ENGINE",
+                            format!("`{path}`: this binding cannot drive a {other:?} decision"),
+                        ));
+                    }
                 }
                 .to_string(),
             ),
@@ -233,7 +241,12 @@ fn task(t: Task) -> Option<NativeTask> {
             ..empty("sleep", path)
         },
         Task::Native { path } => empty("native", path),
-        _ => return None,
+        other => {
+            return Err(err(
+                "ENGINE",
+                format!("this binding cannot drive the task {other:?}"),
+            ));
+        }
     })
 }
 
@@ -551,7 +564,7 @@ impl NativeRun {
     #[napi]
     pub fn poll(&mut self) -> napi::Result<Vec<NativeTask>, String> {
         let tasks = self.open_mut()?.poll().map_err(engine_err)?;
-        Ok(tasks.into_iter().filter_map(task).collect())
+        tasks.into_iter().map(task).collect()
     }
 
     /// Hands back a task's result: `ok` with the value (for an eval, the answer), or a failure
@@ -593,7 +606,7 @@ impl NativeRun {
     #[napi]
     pub fn advance(&mut self) -> napi::Result<Vec<NativeTask>, String> {
         let tasks = self.open_mut()?.advance().map_err(engine_err)?;
-        Ok(tasks.into_iter().filter_map(task).collect())
+        tasks.into_iter().map(task).collect()
     }
 
     /// Commits what `advance` produced.

@@ -363,7 +363,7 @@ impl NodeSpec {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use miyabi::{Engine, EvalTask, RunStatus, StepError, Task};
+    use miyabi::{DecisionKind, Engine, RunStatus, StepError, Task};
     use serde_json::json;
 
     fn every_kind() -> Value {
@@ -404,9 +404,9 @@ mod tests {
                 handle: 2, input, ..
             } => Ok(json!(input.as_i64().unwrap() * 10)),
             Task::Step { handle: 5, .. } => Ok(json!("p")),
-            Task::Eval {
+            Task::Decide {
                 handle: 1,
-                kind: EvalTask::Select,
+                kind: DecisionKind::Branch,
                 input,
                 ..
             } => Ok(json!(if input.as_i64().unwrap() > 2 {
@@ -414,21 +414,21 @@ mod tests {
             } else {
                 "small"
             })),
-            Task::Eval {
+            Task::Decide {
                 handle: 3,
-                kind: EvalTask::Condition,
+                kind: DecisionKind::Loop,
                 input,
                 ..
             } => Ok(json!(input.as_i64().unwrap() >= 12)),
-            Task::Eval {
+            Task::Decide {
                 handle: 4,
-                kind: EvalTask::Map,
+                kind: DecisionKind::Map,
                 input,
                 ..
             } => Ok(json!([input, 0])),
-            Task::Eval {
+            Task::Decide {
                 handle: 6,
-                kind: EvalTask::WakeAt,
+                kind: DecisionKind::WakeTime,
                 ..
             } => Ok(json!(0)),
             other => panic!("unexpected task {other:?}"),
@@ -447,7 +447,7 @@ mod tests {
         while run.status() == RunStatus::Running {
             for t in run.poll().unwrap() {
                 match &t {
-                    Task::Step { path, handle, .. } | Task::Eval { path, handle, .. } => {
+                    Task::Step { path, handle, .. } | Task::Decide { path, handle, .. } => {
                         handles.push(*handle);
                         let r = answer(&t);
                         run.complete(path, r);

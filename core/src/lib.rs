@@ -54,7 +54,7 @@ pub use store::{
 };
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{
-    CommittedWorkflow, Durability, Engine, EngineBuilder, EvalTask, EventKind, ExternalRun, Node,
-    OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
+    CommittedWorkflow, DecisionKind, Durability, Engine, EngineBuilder, EventKind, ExternalRun,
+    Node, OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
     Suspension, Task, Workflow, step_fn,
 };

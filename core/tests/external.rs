@@ -10,7 +10,7 @@ async fn drive(run: &mut ExternalRun, handler: &dyn Fn(&Task) -> Result<Value, S
         let tasks = run.poll().unwrap();
         for t in tasks {
             match &t {
-                Task::Step { path, .. } | Task::Eval { path, .. } => {
+                Task::Step { path, .. } | Task::Decide { path, .. } => {
                     let r = handler(&t);
                     run.complete(path, r);
                 }
@@ -83,9 +83,9 @@ fn handler(t: &Task) -> Result<Value, StepError> {
         Task::Step {
             handle: 7, path, ..
         } => Err(StepError::retryable(format!("no resume at {path}"))),
-        Task::Eval {
+        Task::Decide {
             handle: 2,
-            kind: EvalTask::Select,
+            kind: DecisionKind::Branch,
             input,
             ..
         } => Ok(json!(if input.as_i64().unwrap() > 5 {
@@ -93,15 +93,15 @@ fn handler(t: &Task) -> Result<Value, StepError> {
         } else {
             "small"
         })),
-        Task::Eval {
+        Task::Decide {
             handle: 5,
-            kind: EvalTask::Condition,
+            kind: DecisionKind::Loop,
             input,
             ..
         } => Ok(json!(input.as_i64().unwrap() >= 3)),
-        Task::Eval {
+        Task::Decide {
             handle: 6,
-            kind: EvalTask::Map,
+            kind: DecisionKind::Map,
             input,
             ..
         } => Ok(json!({"n": input})),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::builder::CommittedWorkflow;
 use super::core::RunCore;
 use super::engine::{Engine, Run, lock, outcome, run_step};
-use super::machine::{Action, EvalKind, Status};
+use super::machine::{Action, DecisionKind, Status};
 use crate::error::{EngineError, StepError};
 use crate::store::RunStatus;
 
@@ -33,16 +33,16 @@ pub enum Task {
         /// Wait this long before running (retry backoff).
         delay_ms: u64,
     },
-    /// Evaluate external user code and complete `path` with its answer: the arm name (a
-    /// string) for a selector, a bool for a loop condition, the new value for a map, and the
+    /// Have external user code decide and complete `path` with its answer: the arm name (a
+    /// string) for a branch, a bool for a loop condition, the new value for a map, and the
     /// wake time in ms since the epoch for a `sleep_until`.
-    Eval {
+    Decide {
         /// Path the answer is recorded at.
         path: String,
         /// The function's handle.
         handle: u32,
         /// What kind of function it is.
-        kind: EvalTask,
+        kind: DecisionKind,
         /// Its input.
         input: Value,
     },
@@ -58,19 +58,6 @@ pub enum Task {
         /// Step path.
         path: String,
     },
-}
-
-/// What an [`Task::Eval`] evaluates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvalTask {
-    /// A branch selector (answer: arm name).
-    Select,
-    /// A loop condition (answer: bool).
-    Condition,
-    /// A map function (answer: any value).
-    Map,
-    /// A `sleep_until` function (answer: ms since the epoch).
-    WakeAt,
 }
 
 /// A run driven by the caller. Dropping it stops driving (the run stays `running` in the store,
@@ -284,21 +271,16 @@ impl ExternalRun {
                     })
                 }
             },
-            Action::Eval {
+            Action::Decide {
                 path,
                 node,
                 kind,
                 input,
             } => match graph.node(node).handle {
-                Some(handle) => Some(Task::Eval {
+                Some(handle) => Some(Task::Decide {
                     path: String::from(&*path),
                     handle,
-                    kind: match kind {
-                        EvalKind::Select => EvalTask::Select,
-                        EvalKind::Condition => EvalTask::Condition,
-                        EvalKind::Map => EvalTask::Map,
-                        EvalKind::WakeAt => EvalTask::WakeAt,
-                    },
+                    kind,
                     input,
                 }),
                 None => {

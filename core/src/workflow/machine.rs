@@ -16,17 +16,20 @@ use super::event::EventKind;
 use crate::error::{StepError, StepErrorKind};
 use crate::store::{RecordKind, StepRecord, StepStatus};
 
-/// What kind of user code an [`Action::Eval`] asks the driver to evaluate.
+/// A decision the run needs from user code (a [`crate::Task::Decide`] for a driver outside
+/// Rust): which arm a branch takes, whether a loop goes on, what a map makes of its input,
+/// when a `sleep_until` wakes. Its answer is recorded like a step's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EvalKind {
+#[non_exhaustive]
+pub enum DecisionKind {
     /// A branch selector: answer with the arm name (a JSON string).
-    Select,
-    /// A loop condition: answer with a JSON bool.
-    Condition,
+    Branch,
+    /// A loop condition: answer with a JSON bool (true: run another iteration).
+    Loop,
     /// A map function: answer with the mapped value.
     Map,
     /// A `sleep_until` function: answer with the wake time in ms since the epoch.
-    WakeAt,
+    WakeTime,
 }
 
 /// What the driver must do next.
@@ -42,11 +45,11 @@ pub(crate) enum Action {
         /// Wait this long first (retry backoff).
         delay: Duration,
     },
-    /// Evaluate a selector, condition, map or wake-time function.
-    Eval {
+    /// Have user code decide: a selector, condition, map or wake-time function.
+    Decide {
         path: Arc<str>,
         node: usize,
-        kind: EvalKind,
+        kind: DecisionKind,
         input: Value,
     },
     /// Wait until `wake_at` (ms since the epoch), then complete `path` with null.
@@ -57,7 +60,7 @@ impl Action {
     /// The path the action is for.
     pub(crate) fn path(&self) -> &Arc<str> {
         match self {
-            Action::Run { path, .. } | Action::Eval { path, .. } | Action::Sleep { path, .. } => {
+            Action::Run { path, .. } | Action::Decide { path, .. } | Action::Sleep { path, .. } => {
                 path
             }
         }
@@ -67,11 +70,11 @@ impl Action {
     fn what(&self) -> &'static str {
         match self {
             Action::Run { .. } => "a step",
-            Action::Eval { kind, .. } => match kind {
-                EvalKind::Select => "a branch selector",
-                EvalKind::Condition => "a loop condition",
-                EvalKind::Map => "a map",
-                EvalKind::WakeAt => "a wake-time function",
+            Action::Decide { kind, .. } => match kind {
+                DecisionKind::Branch => "a branch selector",
+                DecisionKind::Loop => "a loop condition",
+                DecisionKind::Map => "a map",
+                DecisionKind::WakeTime => "a wake-time function",
             },
             Action::Sleep { .. } => "a sleep",
         }
@@ -90,7 +93,7 @@ pub(crate) enum Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum IssuedKind {
     Step,
-    Eval(EvalKind),
+    Eval(DecisionKind),
     Sleep,
 }
 
@@ -655,7 +658,7 @@ impl Machine {
         }
     }
 
-    fn issue_eval(&mut self, path: &Arc<str>, node: usize, kind: EvalKind, input: Value) {
+    fn issue_eval(&mut self, path: &Arc<str>, node: usize, kind: DecisionKind, input: Value) {
         self.issued.insert(
             Arc::clone(path),
             Issued {
@@ -667,7 +670,7 @@ impl Machine {
                 wake_at: 0,
             },
         );
-        self.actions.push(Action::Eval {
+        self.actions.push(Action::Decide {
             path: Arc::clone(path),
             node,
             kind,
@@ -1027,7 +1030,7 @@ impl Machine {
             None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
             None => {
                 let input = b.input.clone().unwrap_or(Value::Null);
-                self.issue_eval(&b.path, b.node, EvalKind::Select, input);
+                self.issue_eval(&b.path, b.node, DecisionKind::Branch, input);
                 Poll::Pending
             }
         }
@@ -1077,7 +1080,7 @@ impl Machine {
                     }
                     None => {
                         let input = out.clone();
-                        self.issue_eval(&dpath, l.node, EvalKind::Condition, input);
+                        self.issue_eval(&dpath, l.node, DecisionKind::Loop, input);
                         return Poll::Pending;
                     }
                 }
@@ -1117,7 +1120,7 @@ impl Machine {
                 }
                 SleepSpec::Until(_) => {
                     let input = s.input.clone().unwrap_or(Value::Null);
-                    self.issue_eval(&s.path, s.node, EvalKind::WakeAt, input);
+                    self.issue_eval(&s.path, s.node, DecisionKind::WakeTime, input);
                     Poll::Pending
                 }
             },
@@ -1163,7 +1166,7 @@ impl Machine {
             None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
             None => {
                 let input = m.input.take().unwrap_or(Value::Null);
-                self.issue_eval(&m.path, m.node, EvalKind::Map, input);
+                self.issue_eval(&m.path, m.node, DecisionKind::Map, input);
                 Poll::Pending
             }
         }
@@ -1298,14 +1301,14 @@ impl Machine {
         &mut self,
         path: &Arc<str>,
         node: usize,
-        kind: EvalKind,
+        kind: DecisionKind,
         result: Result<Value, StepError>,
     ) {
         let rk = match kind {
-            EvalKind::Select => RecordKind::Branch,
-            EvalKind::Condition => RecordKind::Loop,
-            EvalKind::Map => RecordKind::Map,
-            EvalKind::WakeAt => RecordKind::Sleep,
+            DecisionKind::Branch => RecordKind::Branch,
+            DecisionKind::Loop => RecordKind::Loop,
+            DecisionKind::Map => RecordKind::Map,
+            DecisionKind::WakeTime => RecordKind::Sleep,
         };
         let v = match result {
             Ok(v) => v,
@@ -1316,7 +1319,7 @@ impl Machine {
         };
         let graph = Arc::clone(&self.graph);
         match kind {
-            EvalKind::Select => {
+            DecisionKind::Branch => {
                 let NodeKind::Branch { arms, .. } = &graph.node(node).kind else {
                     return;
                 };
@@ -1339,7 +1342,7 @@ impl Machine {
                 r.output = Some(Arc::new(json!({ "arm": name })));
                 self.put(r);
             }
-            EvalKind::Condition => {
+            DecisionKind::Loop => {
                 let NodeKind::Loop { until, .. } = &graph.node(node).kind else {
                     return;
                 };
@@ -1356,12 +1359,12 @@ impl Machine {
                 r.output = Some(Arc::new(json!({ "continue": c != *until })));
                 self.put(r);
             }
-            EvalKind::Map => {
+            DecisionKind::Map => {
                 let mut r = self.new_record(path, rk, StepStatus::Succeeded);
                 r.output = Some(Arc::new(v));
                 self.put(r);
             }
-            EvalKind::WakeAt => {
+            DecisionKind::WakeTime => {
                 let Some(wake_at) = v.as_i64() else {
                     self.fail_record(
                         path,

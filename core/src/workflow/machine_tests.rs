@@ -16,7 +16,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::{Action, EvalKind, Machine, Status};
+use super::{Action, DecisionKind, Machine, Status};
 use crate::error::StepError;
 use crate::store::{RecordKind, StepRecord, StepStatus};
 use crate::workflow::builder::{CommittedWorkflow, Graph, Node, OnInterrupt, Workflow};
@@ -175,7 +175,7 @@ impl Harness {
                     });
                     self.m.complete(&path, r, self.now);
                 }
-                Action::Eval {
+                Action::Decide {
                     path,
                     node,
                     kind,
@@ -253,12 +253,12 @@ fn describe(a: &Action) -> String {
             }
             s
         }
-        Action::Eval { path, kind, .. } => {
+        Action::Decide { path, kind, .. } => {
             let k = match kind {
-                EvalKind::Select => "select",
-                EvalKind::Condition => "condition",
-                EvalKind::Map => "map",
-                EvalKind::WakeAt => "wake-at",
+                DecisionKind::Branch => "select",
+                DecisionKind::Loop => "condition",
+                DecisionKind::Map => "map",
+                DecisionKind::WakeTime => "wake-at",
             };
             format!("{k} {path}")
         }

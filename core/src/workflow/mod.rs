@@ -15,6 +15,7 @@ pub use builder::{CommittedWorkflow, Node, OnInterrupt, Workflow};
 pub use core::Suspension;
 pub use engine::{Durability, Engine, EngineBuilder, Run, RunHandle};
 pub use event::{EventKind, RunEvent};
-pub use external::{EvalTask, ExternalRun, Task};
+pub use external::{ExternalRun, Task};
+pub use machine::DecisionKind;
 pub use schema::Schema;
 pub use step::{RetryPolicy, Step, StepContext, StepFn, step_fn};

@@ -70,7 +70,7 @@ pub(super) async fn drive(
         let mut progressed = false;
         for a in actions.drain(..) {
             match a {
-                Action::Eval {
+                Action::Decide {
                     path,
                     node,
                     kind,
@@ -290,16 +290,18 @@ pub(crate) fn run_step(
 pub(crate) fn evaluate(
     graph: &Graph,
     node: usize,
-    kind: EvalKind,
+    kind: DecisionKind,
     input: &Value,
     path: &str,
 ) -> Result<Value, StepError> {
     let n = graph.node(node);
     let r = std::panic::catch_unwind(AssertUnwindSafe(|| match (&n.kind, kind) {
-        (NodeKind::Branch { selector, .. }, EvalKind::Select) => Ok(Value::String(selector(input))),
-        (NodeKind::Loop { cond, .. }, EvalKind::Condition) => Ok(Value::Bool(cond(input))),
-        (NodeKind::Map(f), EvalKind::Map) => Ok(f(input)),
-        (NodeKind::Sleep(SleepSpec::Until(f)), EvalKind::WakeAt) => {
+        (NodeKind::Branch { selector, .. }, DecisionKind::Branch) => {
+            Ok(Value::String(selector(input)))
+        }
+        (NodeKind::Loop { cond, .. }, DecisionKind::Loop) => Ok(Value::Bool(cond(input))),
+        (NodeKind::Map(f), DecisionKind::Map) => Ok(f(input)),
+        (NodeKind::Sleep(SleepSpec::Until(f)), DecisionKind::WakeTime) => {
             let t = f(input);
             let ms = crate::store::millis(t.duration_since(UNIX_EPOCH).unwrap_or_default());
             Ok(Value::from(ms))

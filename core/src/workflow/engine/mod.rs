@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::builder::{CommittedWorkflow, Graph, NodeKind, SleepSpec};
 use super::core::{Live, Phase, RunCore, Suspension};
 use super::event::RunEvent;
-use super::machine::{Action, EvalKind, Status};
+use super::machine::{Action, DecisionKind, Status};
 use super::step::{Emitter, StepContext};
 use crate::error::{EngineError, StepError};
 use crate::store::{
