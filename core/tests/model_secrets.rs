@@ -16,7 +16,7 @@ use miyabi::model::aws::AwsCredentials;
 use miyabi::model::gcp::ServiceAccount;
 use miyabi::model::{
     HttpClient, HttpOptions, LanguageModel, Model, ModelBuilder, ModelError, ModelRequest,
-    Protocol, collect_stream,
+    Protocol, StreamEvent, collect_stream,
 };
 use model_support::{Reply, Server, fixture_dir};
 
@@ -234,6 +234,22 @@ async fn error_events_mid_stream_echoing_the_key_are_redacted() {
         err.to_string().contains("Overloaded for key [REDACTED"),
         "{err}"
     );
+
+    // With raw events on, the error event's payload goes out as a `Raw` event first: redacted.
+    let mut req = ModelRequest::user("hi");
+    req.include_raw_events = true;
+    let mut s = m.stream(&req).await.unwrap();
+    let mut raw = Vec::new();
+    while let Some(ev) = s.next().await {
+        if let Ok(StreamEvent::Raw { data, .. }) = ev {
+            raw.push(data.to_string());
+        }
+    }
+    assert_eq!(raw.len(), 2, "{raw:?}");
+    assert!(raw[1].contains("Overloaded for key [REDACTED"), "{raw:?}");
+    for r in &raw {
+        assert_clean(r, ANTHROPIC_KEY, "raw event");
+    }
 }
 
 #[tokio::test]
