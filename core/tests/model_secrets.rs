@@ -140,6 +140,28 @@ async fn openai_chat_401_echoing_the_key_is_redacted_in_generate_and_stream() {
 }
 
 #[tokio::test]
+async fn embeddings_401_echoing_the_key_is_redacted() {
+    use miyabi::model::EmbeddingModel;
+    let server = Server::start(vec![Reply::json(401, openai_401(OPENAI_KEY))]).await;
+    let e = ModelBuilder::new("openai/text-embedding-3-small")
+        .env(|_| None)
+        .api_key(OPENAI_KEY)
+        .base_url(format!("{}/v1", server.url))
+        .http_options(fast())
+        .build_embedding()
+        .unwrap();
+    let err = e.embed(&["hello"]).await.unwrap_err();
+    assert_described(
+        &err,
+        "openai",
+        "text-embedding-3-small",
+        401,
+        "Incorrect API key provided",
+    );
+    assert_error_clean(&err, OPENAI_KEY);
+}
+
+#[tokio::test]
 async fn anthropic_401_echoing_the_key_is_redacted() {
     let body = format!(
         r#"{{"type":"error","error":{{"type":"authentication_error","message":"invalid x-api-key: {ANTHROPIC_KEY}"}}}}"#
