@@ -16,7 +16,7 @@ use miyabi::model::aws::AwsCredentials;
 use miyabi::model::gcp::ServiceAccount;
 use miyabi::model::{
     HttpClient, HttpOptions, LanguageModel, Model, ModelBuilder, ModelError, ModelRequest,
-    Protocol, collect_stream,
+    Protocol, StreamEvent, collect_stream,
 };
 use model_support::{Reply, Server, fixture_dir};
 
@@ -140,6 +140,28 @@ async fn openai_chat_401_echoing_the_key_is_redacted_in_generate_and_stream() {
 }
 
 #[tokio::test]
+async fn embeddings_401_echoing_the_key_is_redacted() {
+    use miyabi::model::EmbeddingModel;
+    let server = Server::start(vec![Reply::json(401, openai_401(OPENAI_KEY))]).await;
+    let e = ModelBuilder::new("openai/text-embedding-3-small")
+        .env(|_| None)
+        .api_key(OPENAI_KEY)
+        .base_url(format!("{}/v1", server.url))
+        .http_options(fast())
+        .build_embedding()
+        .unwrap();
+    let err = e.embed(&["hello"]).await.unwrap_err();
+    assert_described(
+        &err,
+        "openai",
+        "text-embedding-3-small",
+        401,
+        "Incorrect API key provided",
+    );
+    assert_error_clean(&err, OPENAI_KEY);
+}
+
+#[tokio::test]
 async fn anthropic_401_echoing_the_key_is_redacted() {
     let body = format!(
         r#"{{"type":"error","error":{{"type":"authentication_error","message":"invalid x-api-key: {ANTHROPIC_KEY}"}}}}"#
@@ -234,6 +256,22 @@ async fn error_events_mid_stream_echoing_the_key_are_redacted() {
         err.to_string().contains("Overloaded for key [REDACTED"),
         "{err}"
     );
+
+    // With raw events on, the error event's payload goes out as a `Raw` event first: redacted.
+    let mut req = ModelRequest::user("hi");
+    req.include_raw_events = true;
+    let mut s = m.stream(&req).await.unwrap();
+    let mut raw = Vec::new();
+    while let Some(ev) = s.next().await {
+        if let Ok(StreamEvent::Raw { data, .. }) = ev {
+            raw.push(data.to_string());
+        }
+    }
+    assert_eq!(raw.len(), 2, "{raw:?}");
+    assert!(raw[1].contains("Overloaded for key [REDACTED"), "{raw:?}");
+    for r in &raw {
+        assert_clean(r, ANTHROPIC_KEY, "raw event");
+    }
 }
 
 #[tokio::test]

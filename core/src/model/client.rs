@@ -968,7 +968,11 @@ impl StreamState {
                 .scratch
                 .iter()
                 .any(|e| matches!(e, StreamEvent::Finish { .. }));
-            for ev in self.scratch.drain(..) {
+            for mut ev in self.scratch.drain(..) {
+                // Raw provider events (opt-in) may carry an echoed key, like error events.
+                if let StreamEvent::Raw { data, .. } = &mut ev {
+                    self.secrets.redact_json(data);
+                }
                 // The same price `generate` puts on its response, after each usage report.
                 let cost = match (&ev, &self.pricing) {
                     (StreamEvent::Usage { usage }, Some(p)) => p.cost(usage),

@@ -227,6 +227,26 @@ impl Secrets {
             *s = r;
         }
     }
+
+    /// Redacts every string (and object key) inside a JSON value, in place.
+    pub(crate) fn redact_json(&self, v: &mut serde_json::Value) {
+        if self.list.is_empty() {
+            return;
+        }
+        match v {
+            serde_json::Value::String(s) => self.redact_in_place(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|i| self.redact_json(i)),
+            serde_json::Value::Object(map) => {
+                let old = std::mem::take(map);
+                for (mut k, mut item) in old {
+                    self.redact_in_place(&mut k);
+                    self.redact_json(&mut item);
+                    map.insert(k, item);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
