@@ -96,6 +96,7 @@ test('every release target has its platform package under npm/, with the license
     assert.deepEqual([...manifest.files].sort(), ['LICENSE-APACHE', 'LICENSE-MIT', binary].sort(), `${manifest.name}'s files`);
     assert.deepEqual(manifest.os, [target.platform]);
     assert.deepEqual(manifest.cpu, [target.arch]);
+    if (target.platform === 'linux') assert.deepEqual(manifest.libc, [target.abi === 'musl' ? 'musl' : 'glibc']);
     assert.equal(manifest.license, pkg.license);
     for (const license of ['LICENSE-MIT', 'LICENSE-APACHE']) {
       assert.equal(readFileSync(join(dir, license), 'utf8'), readFileSync(join(root, license), 'utf8'), `npm/${target.platformArchABI}/${license} is the root's`);
