@@ -1,10 +1,12 @@
 // The published shape: `npm pack`, install the tarball into a fresh project, and use it from
 // ESM, from CommonJS and from TypeScript (tsc --noEmit). The platform binary is pointed to with
-// NAPI_RS_NATIVE_LIBRARY_PATH (published installs get it from the @miyabi/core-<platform> package).
+// NAPI_RS_NATIVE_LIBRARY_PATH here; published installs get it from the @miyabi/core-<platform>
+// package, which tests/registry.test.mjs publishes and installs through a loopback registry.
+// Also: every release target has its platform package under npm/, with the licenses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './helpers.mjs';
@@ -25,6 +27,8 @@ test('the packed package installs and works from ESM, CommonJS and TypeScript', 
   const files = packed[0].files.map((f) => f.path);
   assert.ok(files.includes('dist/esm/index.js') && files.includes('dist/cjs/index.js') && files.includes('native.cjs'), files.join(', '));
   assert.ok(!files.some((f) => f.startsWith('bindings-node/') || f.startsWith('tests/')), 'sources stay out of the package');
+  assert.ok(!files.some((f) => f.endsWith('.node')), 'binaries are in the platform packages, not in the main one');
+  for (const f of ['LICENSE-MIT', 'LICENSE-APACHE', 'README.md']) assert.ok(files.includes(f), `${f} in ${files.join(', ')}`);
 
   const app = join(dir, 'app');
   mkdirSync(app);
@@ -74,4 +78,28 @@ test('the packed package installs and works from ESM, CommonJS and TypeScript', 
   const bin = join(app, 'node_modules', '.bin', 'miyabi');
   assert.equal(sh(bin, ['runs', 'list', '--db', join(app, 'cli.db'), '--json'], app, env).trim(), '[]');
   assert.match(sh(bin, ['--help'], app, env), /approve <run> <gate> --as WHO/);
+});
+
+test('every release target has its platform package under npm/, with the licenses', async () => {
+  const { parseTriple } = await import('@napi-rs/cli');
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  const dirs = readdirSync(join(root, 'npm')).sort();
+  const targets = pkg.napi.targets.map((t) => parseTriple(t));
+  assert.deepEqual(targets.map((t) => t.platformArchABI).sort(), dirs, 'one npm/<platform> directory per napi target');
+  for (const target of targets) {
+    const dir = join(root, 'npm', target.platformArchABI);
+    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    const binary = `${pkg.napi.binaryName}.${target.platformArchABI}.node`;
+    assert.equal(manifest.name, `${pkg.napi.packageName}-${target.platformArchABI}`);
+    assert.equal(manifest.version, pkg.version, `${manifest.name}'s version`);
+    assert.equal(manifest.main, binary);
+    assert.deepEqual([...manifest.files].sort(), ['LICENSE-APACHE', 'LICENSE-MIT', binary].sort(), `${manifest.name}'s files`);
+    assert.deepEqual(manifest.os, [target.platform]);
+    assert.deepEqual(manifest.cpu, [target.arch]);
+    if (target.platform === 'linux') assert.deepEqual(manifest.libc, [target.abi === 'musl' ? 'musl' : 'glibc']);
+    assert.equal(manifest.license, pkg.license);
+    for (const license of ['LICENSE-MIT', 'LICENSE-APACHE']) {
+      assert.equal(readFileSync(join(dir, license), 'utf8'), readFileSync(join(root, license), 'utf8'), `npm/${target.platformArchABI}/${license} is the root's`);
+    }
+  }
 });
