@@ -268,6 +268,9 @@ impl Server {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
+                // Replies go out in small writes (head, chunk sizes, chunks): without NODELAY,
+                // Nagle's algorithm holds each one for the client's delayed ACK (~40 ms).
+                let _ = sock.set_nodelay(true);
                 let (seen, replies, counter) = (seen2.clone(), replies.clone(), counter.clone());
                 tokio::spawn(async move {
                     let _ = serve(sock, seen, replies, counter).await;
