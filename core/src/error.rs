@@ -463,6 +463,12 @@ pub enum ErrorCode {
     Memory,
     /// Anything else inside the engine (an invariant, an aborted task).
     Engine,
+    /// HTTP: no bearer token, or an unknown one.
+    Unauthorized,
+    /// HTTP: the route exists, the method does not.
+    MethodNotAllowed,
+    /// HTTP: the request body is over the server's limit.
+    PayloadTooLarge,
 }
 
 impl ErrorCode {
@@ -488,6 +494,9 @@ impl ErrorCode {
             Self::Unsupported => "UNSUPPORTED",
             Self::Memory => "MEMORY",
             Self::Engine => "ENGINE",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
         }
     }
 
@@ -498,6 +507,9 @@ impl ErrorCode {
             Self::InvalidArgument | Self::InvalidWorkflow => 400,
             Self::NotFound | Self::UnknownWorkflow => 404,
             Self::Forbidden => 403,
+            Self::Unauthorized => 401,
+            Self::MethodNotAllowed => 405,
+            Self::PayloadTooLarge => 413,
             Self::Conflict | Self::NotSuspended | Self::DefinitionChanged => 409,
             Self::Cancelled => 499,
             Self::Timeout => 504,
@@ -509,7 +521,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and exhaustive tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::Validation,
         Self::InvalidArgument,
         Self::NotFound,
@@ -529,6 +541,9 @@ impl ErrorCode {
         Self::Unsupported,
         Self::Memory,
         Self::Engine,
+        Self::Unauthorized,
+        Self::MethodNotAllowed,
+        Self::PayloadTooLarge,
     ];
 }
 

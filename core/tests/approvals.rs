@@ -132,7 +132,7 @@ async fn approve_continues_the_run_and_is_audited() {
         matches!(again, Err(ApprovalError::Conflict { .. })),
         "{again:?}"
     );
-    assert_eq!(again.unwrap_err().code(), "conflict");
+    assert_eq!(again.unwrap_err().code(), miyabi::ErrorCode::Conflict);
 }
 
 #[tokio::test]
@@ -188,7 +188,7 @@ async fn edit_and_approve_is_validated_and_recorded_as_a_diff() {
         )
         .await
         .unwrap_err();
-    assert_eq!(bad.code(), "validation");
+    assert_eq!(bad.code(), miyabi::ErrorCode::Validation);
     match &bad {
         ApprovalError::Invalid(v) => {
             assert_eq!(v.pointer, "/patch");
@@ -213,7 +213,7 @@ async fn edit_and_approve_is_validated_and_recorded_as_a_diff() {
         )
         .await
         .unwrap_err();
-    assert_eq!(reject_with_data.code(), "validation");
+    assert_eq!(reject_with_data.code(), miyabi::ErrorCode::Validation);
 
     approvals
         .decide(
@@ -264,7 +264,7 @@ async fn quorum_and_all_policies_with_teams() {
         .decide(&run.id, "code-review", &eve, Decision::approve())
         .await
         .unwrap_err();
-    assert_eq!(forbidden.code(), "forbidden");
+    assert_eq!(forbidden.code(), miyabi::ErrorCode::Forbidden);
     assert!(forbidden.to_string().contains("team:leads"), "{forbidden}");
 
     let one = ap
@@ -276,7 +276,7 @@ async fn quorum_and_all_policies_with_teams() {
         .decide(&run.id, "code-review", &alice, Decision::approve())
         .await
         .unwrap_err();
-    assert_eq!(twice.code(), "conflict");
+    assert_eq!(twice.code(), miyabi::ErrorCode::Conflict);
     assert_eq!(ap.inbox(&bob).unwrap().len(), 1);
     assert!(ap.inbox(&alice).unwrap().is_empty(), "alice already voted");
     let two = ap
@@ -357,7 +357,7 @@ async fn deadline_rejects_and_escalates() {
         )
         .await
         .unwrap_err();
-    assert_eq!(late.code(), "conflict");
+    assert_eq!(late.code(), miyabi::ErrorCode::Conflict);
 
     let esc = Workflow::new("esc")
         .await_approval(
@@ -530,7 +530,7 @@ async fn exactly_one_terminal_decision_under_races() {
             match t.await.unwrap() {
                 Ok(a) if a.status != ApprovalStatus::Pending => wins += 1,
                 Ok(_) => {}
-                Err(e) => assert_eq!(e.code(), "conflict", "{e}"),
+                Err(e) => assert_eq!(e.code(), miyabi::ErrorCode::Conflict, "{e}"),
             }
         }
         let ticked = ticker.await.unwrap().unwrap();

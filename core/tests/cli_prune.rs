@@ -51,7 +51,14 @@ async fn runs_prune_keeps_suspended_runs() {
     // A rule is required.
     let o = miyabi(&db, &["runs", "prune"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--keep-last"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--keep-last") && err.contains("[INVALID_ARGUMENT]"),
+        "{err}"
+    );
+    // Engine errors carry the code the HTTP API and Node report.
+    let o = miyabi(&db, &["runs", "cancel", "nope"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[NOT_FOUND]"));
     // A bad age names itself.
     let o = miyabi(&db, &["runs", "prune", "--older-than", "soon"]);
     assert!(!o.status.success());

@@ -255,7 +255,7 @@ async fn authentication_and_error_shapes() {
     let r = f.http.get(f.url("/api/runs")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(body["error"]["code"], "UNAUTHORIZED");
     let r = f
         .http
         .get(f.url("/api/runs"))
@@ -285,10 +285,10 @@ async fn authentication_and_error_shapes() {
     assert_eq!(r.json::<Value>().await.unwrap()["id"], "bob");
     // Unknown route, wrong method.
     let (s, b) = f.get("/api/nothing").await;
-    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not-found")));
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
     let (s, b) = f.post("/api/runs", json!({})).await;
     assert_eq!(s, 405);
-    assert_eq!(b["error"]["code"], "method-not-allowed");
+    assert_eq!(b["error"]["code"], "METHOD_NOT_ALLOWED");
     // Malformed JSON: 400; JSON of the wrong shape: 422.
     let r = f
         .http
@@ -302,16 +302,16 @@ async fn authentication_and_error_shapes() {
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
-        "bad-request"
+        "INVALID_ARGUMENT"
     );
     let (s, b) = f.post("/api/runs/x/resume", json!({ "data": 1 })).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("VALIDATION")));
     // Over the body limit (64 KiB here): 413, with and without a Content-Length.
     let big = json!({ "input": "x".repeat(100 * 1024) });
     let (s, b) = f.post("/api/workflows/greet/runs", big).await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
-        (413, Some("payload-too-large"))
+        (413, Some("PAYLOAD_TOO_LARGE"))
     );
     let chunks = futures::stream::iter(
         (0..100).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1024]))),
@@ -327,7 +327,7 @@ async fn authentication_and_error_shapes() {
     assert_eq!(r.status(), 413);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
-        "payload-too-large"
+        "PAYLOAD_TOO_LARGE"
     );
     // 404s.
     for path in [
@@ -338,7 +338,7 @@ async fn authentication_and_error_shapes() {
         let (s, b) = f.get(path).await;
         assert_eq!(
             (s, b["error"]["code"].as_str()),
-            (404, Some("not-found")),
+            (404, Some("NOT_FOUND")),
             "{path}"
         );
     }
@@ -346,7 +346,7 @@ async fn authentication_and_error_shapes() {
         let (s, b) = f.post(path, json!({})).await;
         assert_eq!(
             (s, b["error"]["code"].as_str()),
-            (404, Some("not-found")),
+            (404, Some("NOT_FOUND")),
             "{path}"
         );
     }
@@ -356,9 +356,12 @@ async fn authentication_and_error_shapes() {
     assert_eq!(s, 404);
     // Bad query values.
     let (s, b) = f.get("/api/runs?status=bogus").await;
-    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("VALIDATION")));
     let (s, b) = f.get("/api/runs?cursor=!!").await;
-    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("bad-request")));
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT"))
+    );
     let (s, _) = f.get("/api/runs?limit=abc").await;
     assert_eq!(s, 400);
     // A run started and read, so the logs have seen a full request cycle.
@@ -468,7 +471,11 @@ async fn runs_start_read_page_resume_and_cancel() {
             json!({ "path": "nowhere", "data": 1 }),
         )
         .await;
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("conflict")));
+    // The same code as the engine's error and a Node MiyabiError's.
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("NOT_SUSPENDED"))
+    );
     let (s, _) = f
         .post(
             &format!("/api/runs/{id}/resume"),
@@ -491,7 +498,7 @@ async fn runs_start_read_page_resume_and_cancel() {
     let (s, b) = f
         .post(&format!("/api/runs/{victim}/cancel"), json!({}))
         .await;
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("conflict")));
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("CONFLICT")));
     // Paging: 7 more runs, pages of 3, newest first, no duplicates.
     for i in 0..7 {
         let (_, b) = f
@@ -576,7 +583,7 @@ async fn approvals_inbox_decision_and_audit() {
         .await;
     assert_eq!(b["approvals"].as_array().unwrap().len(), 1);
     let (s, b) = f.get("/api/approvals?status=bogus").await;
-    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("VALIDATION")));
     // One gate, by its percent-encoded path.
     let (s, b) = f.get(&gate_url).await;
     assert_eq!(
@@ -584,22 +591,22 @@ async fn approvals_inbox_decision_and_audit() {
         (200, Some("pending"))
     );
     let (s, b) = f.get(&format!("/api/approvals/{run}/nope")).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("not-found")));
+    assert_eq!((s, b["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
     // Decisions: Bob may not; malformed or invalid bodies are refused; Alice edits and approves.
     let decision = format!("{gate_url}/decision");
     let (s, b) = f
         .post_as(BOB, &decision, json!({ "action": "approve" }))
         .await;
-    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("forbidden")));
+    assert_eq!((s, b["error"]["code"].as_str()), (403, Some("FORBIDDEN")));
     let (s, b) = f.post(&decision, json!({ "action": "maybe" })).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("VALIDATION")));
     let (s, b) = f
         .post(
             &decision,
             json!({ "action": "approve", "data": { "no": "patch" } }),
         )
         .await;
-    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("validation")));
+    assert_eq!((s, b["error"]["code"].as_str()), (422, Some("VALIDATION")));
     let r = f
         .http
         .post(f.url(&decision))
@@ -622,7 +629,7 @@ async fn approvals_inbox_decision_and_audit() {
     let done = f.wait_status(&run, "succeeded").await;
     assert_eq!(done["run"]["output"]["data"], json!({ "patch": "v2" }));
     let (s, b) = f.post(&decision, json!({ "action": "reject" })).await;
-    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("conflict")));
+    assert_eq!((s, b["error"]["code"].as_str()), (409, Some("CONFLICT")));
     // The audit trail.
     let (s, b) = f.get(&format!("/api/audit?run={run}")).await;
     assert_eq!(s, 200);
@@ -811,7 +818,7 @@ async fn websocket_subscriptions_receive_run_list_changes_and_run_events() {
     loop {
         let m = recv(&mut ws).await;
         if m["type"] == "error" {
-            assert_eq!(m["error"]["code"], "not-found");
+            assert_eq!(m["error"]["code"], "NOT_FOUND");
             break;
         }
     }
@@ -819,7 +826,7 @@ async fn websocket_subscriptions_receive_run_list_changes_and_run_events() {
     loop {
         let m = recv(&mut ws).await;
         if m["type"] == "error" {
-            assert_eq!(m["error"]["code"], "bad-request");
+            assert_eq!(m["error"]["code"], "INVALID_ARGUMENT");
             break;
         }
     }

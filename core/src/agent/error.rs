@@ -71,6 +71,18 @@ pub enum AgentError {
 }
 
 impl AgentError {
+    /// The error's stable code ([`crate::ErrorCode`]); a model failure keeps the model's.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            Self::Config { .. } => crate::ErrorCode::Config,
+            Self::Model { source, .. } => source.code(),
+            Self::StructuredOutput { .. } => crate::ErrorCode::Validation,
+            Self::Memory { .. } => crate::ErrorCode::Memory,
+            Self::BadInput { .. } | Self::BadResume { .. } => crate::ErrorCode::InvalidArgument,
+            Self::Cancelled { .. } => crate::ErrorCode::Cancelled,
+        }
+    }
+
     /// Whether retrying the same generation may succeed (a retryable model error).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Model { source, .. } if source.is_retryable())

@@ -61,15 +61,16 @@ pub enum ApprovalError {
 }
 
 impl ApprovalError {
-    /// A stable code: `not-found`, `forbidden`, `conflict`, `validation`, `store`, `engine`.
-    pub fn code(&self) -> &'static str {
+    /// The error's stable code ([`crate::ErrorCode`]); a store or engine failure keeps its own.
+    pub fn code(&self) -> crate::ErrorCode {
         match self {
-            Self::NotFound { .. } => "not-found",
-            Self::Forbidden { .. } => "forbidden",
-            Self::Conflict { .. } => "conflict",
-            Self::Invalid(_) | Self::BadDecision { .. } => "validation",
-            Self::Unsupported | Self::Store(_) => "store",
-            Self::Engine(_) => "engine",
+            Self::NotFound { .. } => crate::ErrorCode::NotFound,
+            Self::Forbidden { .. } => crate::ErrorCode::Forbidden,
+            Self::Conflict { .. } => crate::ErrorCode::Conflict,
+            Self::Invalid(_) | Self::BadDecision { .. } => crate::ErrorCode::Validation,
+            Self::Unsupported => crate::ErrorCode::Unsupported,
+            Self::Store(e) => e.code(),
+            Self::Engine(e) => e.code(),
         }
     }
 }

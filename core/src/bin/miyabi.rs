@@ -187,8 +187,20 @@ fn main() -> ExitCode {
     }
 }
 
+impl CliError {
+    /// The same code the HTTP API and the Node package report for this failure.
+    fn code(&self) -> miyabi::ErrorCode {
+        match self {
+            Self::Engine(e) => e.code(),
+            Self::Approval(e) => e.code(),
+            Self::Usage(_) => miyabi::ErrorCode::InvalidArgument,
+            Self::Server(_) | Self::Runtime(_) => miyabi::ErrorCode::Engine,
+        }
+    }
+}
+
 fn fail(e: &CliError) -> ExitCode {
-    eprintln!("miyabi: error: {e}");
+    eprintln!("miyabi: error [{}]: {e}", e.code());
     ExitCode::FAILURE
 }
 

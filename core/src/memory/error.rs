@@ -45,3 +45,15 @@ pub enum MemoryError {
     #[error("memory configuration: {0}")]
     Config(String),
 }
+
+impl MemoryError {
+    /// The error's stable code ([`crate::ErrorCode`]): `CONFIG`, `INVALID_ARGUMENT` for a value
+    /// over the size cap, else `MEMORY`.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            Self::Config(_) => crate::ErrorCode::Config,
+            Self::TooLarge { .. } => crate::ErrorCode::InvalidArgument,
+            _ => crate::ErrorCode::Memory,
+        }
+    }
+}

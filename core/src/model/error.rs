@@ -118,6 +118,17 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// The error's stable code ([`crate::ErrorCode`]): `CONFIG`, `UNSUPPORTED`, `TIMEOUT`, or
+    /// `PROVIDER` for everything the provider or the connection to it answered.
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            Self::Config(_) => crate::ErrorCode::Config,
+            Self::Unsupported(_) => crate::ErrorCode::Unsupported,
+            Self::Timeout { .. } => crate::ErrorCode::Timeout,
+            _ => crate::ErrorCode::Provider,
+        }
+    }
+
     /// Whether retrying the same request may succeed (rate limits, server errors, network
     /// failures, connect/first-byte timeouts).
     pub fn is_retryable(&self) -> bool {

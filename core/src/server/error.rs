@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::EngineError;
+use crate::error::{EngineError, ErrorCode};
 
 /// Starting or running the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,8 @@ pub enum ServerError {
 }
 
 /// An API error: an HTTP status, a stable code and a message, sent as
-/// `{"error": {"code": "...", "message": "..."}}`.
+/// `{"error": {"code": "...", "message": "..."}}`. The code is the crate's [`ErrorCode`],
+/// the same string the Node package and the CLI report.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
@@ -47,38 +48,38 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with `code`'s HTTP status.
+    pub(crate) fn of(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
-            code,
+            status: StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: code.as_str(),
             message: message.into(),
         }
     }
 
     pub(crate) fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Self::of(
+            ErrorCode::Unauthorized,
             "a valid bearer token is required (Authorization: Bearer <token>)",
         )
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", message)
+        Self::of(ErrorCode::NotFound, message)
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", message)
+        Self::of(ErrorCode::InvalidArgument, message)
     }
 
     pub(crate) fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation", message)
+        Self::of(ErrorCode::Validation, message)
     }
 
     pub(crate) fn too_large() -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
+        Self::of(
+            ErrorCode::PayloadTooLarge,
             "the request body is larger than the server's limit",
         )
     }
@@ -88,20 +89,33 @@ impl ApiError {
     pub(crate) fn for_status(status: StatusCode) -> Self {
         match status {
             StatusCode::NOT_FOUND => Self::not_found("no such route"),
-            StatusCode::METHOD_NOT_ALLOWED => Self::new(
-                status,
-                "method-not-allowed",
+            StatusCode::METHOD_NOT_ALLOWED => Self::of(
+                ErrorCode::MethodNotAllowed,
                 "method not allowed on this route",
             ),
             StatusCode::PAYLOAD_TOO_LARGE => Self::too_large(),
             StatusCode::UNAUTHORIZED => Self::unauthorized(),
-            s if s.is_server_error() => Self::new(s, "internal", "internal server error"),
-            s => Self::new(
-                s,
-                "bad-request",
-                s.canonical_reason().unwrap_or("bad request"),
-            ),
+            s if s.is_server_error() => Self {
+                status: s,
+                code: ErrorCode::Engine.as_str(),
+                message: "internal server error".into(),
+            },
+            s => Self {
+                status: s,
+                code: ErrorCode::InvalidArgument.as_str(),
+                message: s.canonical_reason().unwrap_or("bad request").into(),
+            },
         }
+    }
+
+    /// An error of the engine or the approvals API, by its code; server-side failures are
+    /// logged.
+    fn from_coded(code: ErrorCode, message: String) -> Self {
+        let e = Self::of(code, message);
+        if e.status.is_server_error() {
+            tracing::error!(error = %e.message, code = e.code, "internal error");
+        }
+        e
     }
 }
 
@@ -119,50 +133,13 @@ impl IntoResponse for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let message = e.to_string();
-        match e {
-            EngineError::UnknownRun(_) | EngineError::UnknownWorkflow(_) => {
-                Self::not_found(message)
-            }
-            EngineError::NotResumable { .. }
-            | EngineError::Finished { .. }
-            | EngineError::Contended { .. }
-            | EngineError::GateNeedsDecision { .. }
-            | EngineError::NotAGate { .. }
-            | EngineError::DrivenOutsideRust { .. }
-            | EngineError::NotSuspended { .. }
-            | EngineError::Owned { .. }
-            | EngineError::DefinitionChanged { .. } => {
-                Self::new(StatusCode::CONFLICT, "conflict", message)
-            }
-            EngineError::Schema(_) => Self::validation(message),
-            _ => {
-                tracing::error!(error = %message, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-            }
-        }
+        Self::from_coded(e.code(), e.to_string())
     }
 }
 
 impl From<crate::approval::ApprovalError> for ApiError {
     fn from(e: crate::approval::ApprovalError) -> Self {
-        use crate::approval::ApprovalError as A;
-        match e {
-            A::Engine(e) => e.into(),
-            e => {
-                let message = e.to_string();
-                match e.code() {
-                    "not-found" => Self::not_found(message),
-                    "forbidden" => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
-                    "conflict" => Self::new(StatusCode::CONFLICT, "conflict", message),
-                    "validation" => Self::validation(message),
-                    _ => {
-                        tracing::error!(error = %message, "internal error");
-                        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-                    }
-                }
-            }
-        }
+        Self::from_coded(e.code(), e.to_string())
     }
 }
 

@@ -256,14 +256,16 @@ fn schema_ref(name: &str) -> Value {
 
 fn error_response(status: &str) -> (String, Value) {
     let description = match status {
-        "400" => "bad-request: malformed JSON or query",
-        "401" => "unauthorized: missing or wrong bearer token",
-        "403" => "forbidden",
-        "404" => "not-found",
-        "409" => "conflict: the run is not in a state that allows this",
-        "413" => "payload-too-large",
-        "422" => "validation: the value does not match what is expected",
-        _ => "internal",
+        "400" => "INVALID_ARGUMENT: malformed JSON or query",
+        "401" => "UNAUTHORIZED: missing or wrong bearer token",
+        "403" => "FORBIDDEN",
+        "404" => "NOT_FOUND",
+        "409" => {
+            "CONFLICT / NOT_SUSPENDED / DEFINITION_CHANGED: the run is not in a state that allows this"
+        }
+        "413" => "PAYLOAD_TOO_LARGE",
+        "422" => "VALIDATION: the value does not match what is expected",
+        _ => "STORE / ENGINE",
     };
     (
         status.to_string(),
@@ -356,7 +358,7 @@ fn schemas() -> Value {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": { "type": "string", "enum": ["unauthorized", "forbidden", "not-found", "conflict", "validation", "payload-too-large", "bad-request", "method-not-allowed", "internal"] },
+                    "code": { "type": "string", "enum": crate::ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>() },
                     "message": { "type": "string" }
                 }
             } }

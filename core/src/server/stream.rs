@@ -127,7 +127,8 @@ pub(crate) async fn sse(
                     .data(data)
             }
             Err(e) => Event::default().event("error").data(
-                json!({ "error": { "code": "internal", "message": e.to_string() } }).to_string(),
+                json!({ "error": { "code": e.code().as_str(), "message": e.to_string() } })
+                    .to_string(),
             ),
         })
     });
@@ -198,7 +199,12 @@ async fn handle_message(
 ) -> Option<Value> {
     let msg: ClientMessage = match serde_json::from_str(text) {
         Ok(m) => m,
-        Err(e) => return Some(ws_error("bad-request", format!("malformed message: {e}"))),
+        Err(e) => {
+            return Some(ws_error(
+                crate::ErrorCode::InvalidArgument.as_str(),
+                format!("malformed message: {e}"),
+            ));
+        }
     };
     if let Some(target) = msg.unsubscribe {
         if let Some(h) = subs.remove(&target) {
@@ -208,7 +214,7 @@ async fn handle_message(
     }
     let Some(target) = msg.subscribe else {
         return Some(ws_error(
-            "bad-request",
+            crate::ErrorCode::InvalidArgument.as_str(),
             "expected {\"subscribe\": \"<run id>\" | \"runs\"} or {\"unsubscribe\": ...}",
         ));
     };
@@ -239,9 +245,12 @@ async fn handle_message(
         match state.engine.store().run(&target) {
             Ok(Some(_)) => {}
             Ok(None) => {
-                return Some(ws_error("not-found", format!("run `{target}` not found")));
+                return Some(ws_error(
+                    crate::ErrorCode::NotFound.as_str(),
+                    format!("run `{target}` not found"),
+                ));
             }
-            Err(e) => return Some(ws_error("internal", e.to_string())),
+            Err(e) => return Some(ws_error(e.code().as_str(), e.to_string())),
         }
         let run = target.clone();
         tokio::spawn(follow(
@@ -254,7 +263,7 @@ async fn handle_message(
                     let end = matches!(ev.kind, EventKind::RunFinished { .. });
                     json!({ "type": "event", "run": run, "event": ev, "end": end })
                 }
-                Err(e) => ws_error("internal", e.to_string()),
+                Err(e) => ws_error(e.code().as_str(), e.to_string()),
             },
         ))
     };

@@ -56,6 +56,18 @@ pub enum ToolError {
 }
 
 impl ToolError {
+    /// The error's stable code ([`crate::ErrorCode`]).
+    pub fn code(&self) -> crate::ErrorCode {
+        match self {
+            Self::BadDefinition { .. } => crate::ErrorCode::InvalidArgument,
+            Self::NotFound { .. } => crate::ErrorCode::NotFound,
+            Self::InvalidArguments { .. } => crate::ErrorCode::Validation,
+            Self::Failed { .. } => crate::ErrorCode::Engine,
+            Self::Declined { .. } => crate::ErrorCode::Forbidden,
+            Self::Cancelled { .. } => crate::ErrorCode::Cancelled,
+        }
+    }
+
     /// A failure of `tool` with `message` (for hand-written [`super::Tool`] implementations).
     pub fn failed(tool: &str, message: impl Into<String>) -> Self {
         Self::Failed {
