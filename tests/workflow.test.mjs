@@ -333,15 +333,28 @@ test('runs and foreach items run concurrently on the event loop, within their li
   assert.deepEqual(run.output, Array.from({ length: 12 }, (_, i) => i * 2));
   assert.equal(peak, 3, 'foreach ran three at a time');
 
+  // 100 runs whose step waits until all 100 steps are in flight at once: they can finish only
+  // if the runs are driven concurrently. (If they were not, the first step would wait for the
+  // others forever; `giveUp` then lets it go, and the peak shows what happened.)
+  let inFlight = 0;
+  let most = 0;
+  let allIn;
+  const together = new Promise((r) => (allIn = r));
+  let giveUpTimer;
+  const giveUp = new Promise((r) => (giveUpTimer = setTimeout(r, 10_000)));
   const slow = workflow('slow-many')
     .step('wait', async ({ input }) => {
-      await new Promise((r) => setTimeout(r, 20));
+      inFlight++;
+      most = Math.max(most, inFlight);
+      if (inFlight === 100) allIn();
+      await Promise.race([together, giveUp]);
+      inFlight--;
       return input;
     })
     .commit();
-  const started = Date.now();
   const handles = await Promise.all(Array.from({ length: 100 }, (_, i) => engine.spawn(slow, i)));
   const runs = await Promise.all(handles.map((h) => h.result));
+  clearTimeout(giveUpTimer);
   assert.deepEqual(runs.map((r) => r.output), Array.from({ length: 100 }, (_, i) => i));
-  assert.ok(Date.now() - started < 1500, `100 runs of a 20 ms step took ${Date.now() - started} ms: they ran concurrently`);
+  assert.equal(most, 100, 'the 100 runs had their steps in flight at the same time');
 });

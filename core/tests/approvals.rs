@@ -637,19 +637,7 @@ async fn notifications_go_out_from_the_outbox_and_failures_never_fail_the_run() 
             .notify(slack(format!("{}/services/T/B/x", broken.base))),
     );
     let run = engine.start(&wf, json!({"issue": "#8"})).await.unwrap();
-    let wait_for = |n: usize| {
-        let ok = &ok;
-        async move {
-            for _ in 0..500 {
-                if ok.requests().len() >= n {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            panic!("receiver got {} requests, wanted {n}", ok.requests().len());
-        }
-    };
-    wait_for(1).await;
+    ok.wait_for(1).await;
     let first = &ok.requests()[0];
     let body: Value = serde_json::from_slice(&first.body).unwrap();
     assert_eq!(body["type"], "approval.requested");
@@ -681,18 +669,23 @@ async fn notifications_go_out_from_the_outbox_and_failures_never_fail_the_run() 
         engine.wait(&run.id).await.unwrap().status,
         RunStatus::Succeeded
     );
-    wait_for(2).await;
+    ok.wait_for(2).await;
     let second: Value = serde_json::from_slice(&ok.requests()[1].body).unwrap();
     assert_eq!(second["type"], "approval.decided");
 
     // The broken Slack hook failed for good (400 is not retryable): recorded, run unharmed.
+    // The worker records each outcome after the receiver answered, so poll the gate until all
+    // four are recorded.
     let mut gate = engine.approvals().get(&run.id, "code-review").unwrap();
     for _ in 0..500 {
-        if gate
-            .deliveries
-            .iter()
-            .filter(|d| d.notifier.starts_with("slack:"))
-            .all(|d| d.status == DeliveryStatus::Failed)
+        let settled = |kind: &str, status: DeliveryStatus| {
+            gate.deliveries
+                .iter()
+                .filter(|d| d.notifier.starts_with(kind))
+                .all(|d| d.status == status)
+        };
+        if settled("slack:", DeliveryStatus::Failed)
+            && settled("webhook:", DeliveryStatus::Delivered)
             && gate.deliveries.len() == 4
         {
             break;

@@ -1,8 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Durability under SIGKILL.
 //!
-//! A child process (this test binary re-executed with `--exact child_worker` and the
-//! `MIYABI_CRASH_WORKER` variable set) runs workflows against a SQLite file and is SIGKILLed
+//! A child process (this test binary re-executed with `--ignored --exact
+//! helper_process::child_worker` and the `MIYABI_CRASH_WORKER` variable set) runs workflows against a SQLite file and is SIGKILLed
 //! at random moments. Each new child registers the workflow, calls `recover()`, starts the
 //! runs not started yet, waits for all of them and resumes the suspended ones (so kills also
 //! land inside `resume`); every other child runs in always-replay mode. Every step appends one line
@@ -10,7 +10,7 @@
 //! sees re-executions (at-least-once) while checking that every output is committed once.
 //!
 //! The non-idempotent tests kill the child while a `.non_idempotent(..)` step sleeps inside its
-//! body (signalled by a marker file) and check that recovery does not run it again.
+//! body (which it signals on its stdout) and check that recovery does not run it again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::OpenOptions;
@@ -28,7 +28,7 @@ const WORKER: &str = "MIYABI_CRASH_WORKER";
 const DB: &str = "MIYABI_CRASH_DB";
 const LOG: &str = "MIYABI_CRASH_LOG";
 const JOBS: &str = "MIYABI_CRASH_JOBS";
-const MARKER: &str = "MIYABI_CRASH_MARKER";
+const BLOCK: &str = "MIYABI_CRASH_BLOCK";
 const REPLAY: &str = "MIYABI_CRASH_ALWAYS_REPLAY";
 
 /// Kills needed across the whole SIGKILL test (of workers that were executing steps).
@@ -276,18 +276,17 @@ fn mixed(log: &Log, suspend: bool) -> CommittedWorkflow {
         .unwrap()
 }
 
-/// `before` → `charge` (non-idempotent) → `after`. With a marker, `charge` writes the marker
-/// and then sleeps until it is killed (unless it runs with resume data).
-fn nonidem(log: &Log, on: OnInterrupt, marker: Option<PathBuf>) -> CommittedWorkflow {
+/// `before` → `charge` (non-idempotent) → `after`. With `block`, `charge` prints
+/// `CHARGE-STARTED` and then waits until it is killed (unless it runs with resume data).
+fn nonidem(log: &Log, on: OnInterrupt, block: bool) -> CommittedWorkflow {
     let charge_log = log.clone();
     let charge = step_fn(move |ctx: StepContext, v: Value| {
         let log = charge_log.clone();
-        let marker = marker.clone();
         async move {
             log.record(&ctx);
-            if let (Some(m), None) = (&marker, ctx.resume_data()) {
-                std::fs::write(m, ctx.run_id()).unwrap();
-                tokio::time::sleep(Duration::from_secs(600)).await;
+            if block && ctx.resume_data().is_none() {
+                println!("CHARGE-STARTED");
+                std::future::pending::<()>().await;
             }
             Ok::<Value, StepError>(
                 json!({ "charged": v["amount"], "resumed_with": ctx.resume_data() }),
@@ -309,25 +308,33 @@ fn nonidem(log: &Log, on: OnInterrupt, marker: Option<PathBuf>) -> CommittedWork
 // ---------------------------------------------------------------------------------------------
 // The worker (child process)
 
-/// The child process's entry point; does nothing unless `MIYABI_CRASH_WORKER` is set.
-#[test]
-fn child_worker() {
-    let Ok(mode) = std::env::var(WORKER) else {
-        return;
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        match mode.as_str() {
-            "mixed" => worker_mixed().await,
-            "nonidem-fail" => worker_nonidem(OnInterrupt::Fail).await,
-            "nonidem-suspend" => worker_nonidem(OnInterrupt::Suspend).await,
-            other => panic!("unknown worker mode {other}"),
-        }
-    });
+/// The helper process's entry point: an ignored test that the tests below run in a child
+/// process (`--ignored --exact helper_process::child_worker`); not a test of its own.
+mod helper_process {
+    use super::*;
+
+    #[test]
+    #[ignore = "helper process entry point"]
+    fn child_worker() {
+        let Ok(mode) = std::env::var(WORKER) else {
+            panic!(
+                "a helper process entry point, run by the SIGKILL tests in a child process with {WORKER} set: not a test"
+            );
+        };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            match mode.as_str() {
+                "mixed" => worker_mixed().await,
+                "nonidem-fail" => worker_nonidem(OnInterrupt::Fail).await,
+                "nonidem-suspend" => worker_nonidem(OnInterrupt::Suspend).await,
+                other => panic!("unknown worker mode {other}"),
+            }
+        });
+    }
 }
 
 fn env_path(k: &str) -> PathBuf {
@@ -375,7 +382,7 @@ async fn worker_mixed() {
 
 async fn worker_nonidem(on: OnInterrupt) {
     let engine = Engine::sqlite(env_path(DB)).unwrap();
-    let wf = nonidem(&Log::file(&env_path(LOG)), on, Some(env_path(MARKER)));
+    let wf = nonidem(&Log::file(&env_path(LOG)), on, std::env::var(BLOCK).is_ok());
     let run = engine.start(&wf, json!({ "amount": 42 })).await;
     panic!("the non-idempotent step was meant to block until killed, but the run returned {run:?}");
 }
@@ -383,18 +390,24 @@ async fn worker_nonidem(on: OnInterrupt) {
 // ---------------------------------------------------------------------------------------------
 // The parent side
 
-fn spawn_worker(mode: &str, envs: &[(&str, &Path)], stderr: &Path) -> Child {
+fn spawn_worker(mode: &str, envs: &[(&str, &Path)], stderr: &Path, stdout: Stdio) -> Child {
     let err = OpenOptions::new()
         .create(true)
         .append(true)
         .open(stderr)
         .unwrap();
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_worker", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "helper_process::child_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(WORKER, mode)
         .envs(envs.iter().map(|(k, v)| (*k, *v)))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::from(err))
         .spawn()
         .unwrap()
@@ -511,6 +524,7 @@ fn crash_round(
                 (REPLAY, Path::new(replay)),
             ],
             &stderr,
+            Stdio::null(),
         );
         totals.lives += 1;
         let log_before = std::fs::metadata(&log).map_or(0, |m| m.len());
@@ -704,29 +718,30 @@ fn sigkill_at_random_moments() {
 // ---------------------------------------------------------------------------------------------
 // Non-idempotent steps
 
-/// Starts the non-idempotent workflow in a child, waits until `charge` is inside its body,
-/// SIGKILLs the child. Returns (db, log) paths.
+/// Starts the non-idempotent workflow in a child, waits until `charge` is inside its body
+/// (it says so on its stdout), SIGKILLs the child. Returns (db, log) paths.
 fn kill_inside_charge(dir: &Path, mode: &str) -> (PathBuf, PathBuf) {
+    use std::io::BufRead as _;
     let db = dir.join("nonidem.db");
     let log = dir.join("nonidem.log");
-    let marker = dir.join("charge-started");
     let stderr = dir.join("nonidem.stderr");
-    let mut child = spawn_worker(mode, &[(DB, &db), (LOG, &log), (MARKER, &marker)], &stderr);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !marker.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "worker exited ({status}) before the step started; stderr:\n{}",
-                tail(&stderr)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the step never started; stderr:\n{}",
-            tail(&stderr)
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let block = Path::new("1");
+    let mut child = spawn_worker(
+        mode,
+        &[(DB, &db), (LOG, &log), (BLOCK, block)],
+        &stderr,
+        Stdio::piped(),
+    );
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let started = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("CHARGE-STARTED"));
+    assert!(
+        started,
+        "worker exited before the step started; stderr:\n{}",
+        tail(&stderr)
+    );
     assert!(kill(&mut child, &stderr), "the worker was not killed");
     (db, log)
 }
@@ -769,7 +784,7 @@ async fn non_idempotent_fail_is_not_rerun_after_kill() {
     let (db, log) = kill_inside_charge(dir.path(), "nonidem-fail");
     let engine = Engine::sqlite(&db).unwrap();
     let run_id = interrupted_run(engine.store().as_ref());
-    engine.register(&nonidem(&Log::file(&log), OnInterrupt::Fail, None));
+    engine.register(&nonidem(&Log::file(&log), OnInterrupt::Fail, false));
     let recovered = engine.recover().await.unwrap();
     assert_eq!(recovered, std::slice::from_ref(&run_id));
     let run = engine.wait(&run_id).await.unwrap();
@@ -809,7 +824,7 @@ async fn non_idempotent_suspend_waits_for_a_human_after_kill() {
     let (db, log) = kill_inside_charge(dir.path(), "nonidem-suspend");
     let engine = Engine::sqlite(&db).unwrap();
     let run_id = interrupted_run(engine.store().as_ref());
-    engine.register(&nonidem(&Log::file(&log), OnInterrupt::Suspend, None));
+    engine.register(&nonidem(&Log::file(&log), OnInterrupt::Suspend, false));
     assert_eq!(
         engine.recover().await.unwrap(),
         std::slice::from_ref(&run_id)
@@ -827,7 +842,7 @@ async fn non_idempotent_suspend_waits_for_a_human_after_kill() {
     assert_eq!(count_execs(&log, "after"), 0);
     // Still suspended for a new engine over the same file.
     let engine = Engine::sqlite(&db).unwrap();
-    engine.register(&nonidem(&Log::file(&log), OnInterrupt::Suspend, None));
+    engine.register(&nonidem(&Log::file(&log), OnInterrupt::Suspend, false));
     assert!(engine.recover().await.unwrap().is_empty());
     let got = engine.get(&run_id).await.unwrap().unwrap();
     assert_eq!(got.status, RunStatus::Suspended);

@@ -1,18 +1,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Memory on a real Redis server: the same checks as on SQLite. The server's URL comes from
-//! `MIYABI_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`); without it, or without the
-//! `redis` feature, each test prints why it is skipped. Every test uses its own key prefix and
-//! deletes its keys afterwards.
+//! `MIYABI_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`). The tests that need the server
+//! are ignored (the runner's report says why); run them with `-- --include-ignored` where the
+//! variable is set (`.ci/run` does). Every test uses its own key prefix and deletes its keys
+//! afterwards.
 
 #[cfg(feature = "redis")]
 mod memory_support;
 
 #[cfg(not(feature = "redis"))]
 #[test]
+#[ignore = "needs the `redis` feature and Redis: set MIYABI_TEST_REDIS_URL"]
 fn redis_tests_need_the_redis_feature() {
-    eprintln!(
-        "skipped: memory_redis tests need `--features redis` (and MIYABI_TEST_REDIS_URL pointing at a Redis server)"
-    );
+    panic!("the memory_redis tests need `--features redis` and MIYABI_TEST_REDIS_URL");
 }
 
 #[cfg(feature = "redis")]
@@ -25,15 +25,13 @@ mod with_redis {
 
     static N: AtomicUsize = AtomicUsize::new(0);
 
-    fn url() -> Option<String> {
+    /// The server's URL; these tests are ignored unless asked for, and then need it.
+    fn url() -> String {
         match std::env::var("MIYABI_TEST_REDIS_URL") {
-            Ok(u) if !u.is_empty() => Some(u),
-            _ => {
-                eprintln!(
-                    "skipped: set MIYABI_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run the Redis memory tests"
-                );
-                None
-            }
+            Ok(u) if !u.is_empty() => u,
+            _ => panic!(
+                "needs Redis: set MIYABI_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to run the Redis memory tests"
+            ),
         }
     }
 
@@ -67,8 +65,9 @@ mod with_redis {
     macro_rules! redis_test {
         ($name:ident) => {
             #[tokio::test]
+            #[ignore = "needs Redis: set MIYABI_TEST_REDIS_URL"]
             async fn $name() {
-                let Some(url) = url() else { return };
+                let url = url();
                 let used = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
                 let (u, seen) = (url.clone(), used.clone());
                 let open = move |options: MemoryOptions| {
@@ -95,17 +94,18 @@ mod with_redis {
     redis_test!(threads);
 
     #[tokio::test]
+    #[ignore = "needs Redis: set MIYABI_TEST_REDIS_URL"]
     async fn working_memory_basics() {
-        let Some(url) = url() else { return };
+        let url = url();
         let p = prefix("basics");
         let memory = Memory::redis(&url, &p, MemoryOptions::new()).await.unwrap();
         memory_support::working_memory_basics(memory).await;
         cleanup(&url, &p).await;
     }
 
+    /// Needs no server: nothing listens on port 1.
     #[tokio::test]
     async fn bad_url_is_a_typed_error() {
-        let Some(_) = url() else { return };
         let err = Memory::redis("redis://127.0.0.1:1/0", "x", MemoryOptions::new())
             .await
             .unwrap_err();

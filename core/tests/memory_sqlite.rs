@@ -12,42 +12,51 @@ use serde_json::{Value, json};
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
-/// A fresh database file per call (kept until the process ends).
-fn open(options: MemoryOptions) -> impl std::future::Future<Output = Memory> {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let path = dir.join(format!("memory-{}.db", N.fetch_add(1, Ordering::SeqCst)));
-    async move { Memory::sqlite_with(path, options).unwrap() }
+/// Opens a fresh database file per call, in `dir` (removed when the test's `TempDir` drops).
+fn opener(dir: &tempfile::TempDir) -> impl Fn(MemoryOptions) -> std::future::Ready<Memory> + '_ {
+    move |options| {
+        let path = dir
+            .path()
+            .join(format!("memory-{}.db", N.fetch_add(1, Ordering::SeqCst)));
+        std::future::ready(Memory::sqlite_with(path, options).unwrap())
+    }
 }
 
 #[tokio::test]
 async fn working_memory_basics() {
-    memory_support::working_memory_basics(open(MemoryOptions::new()).await).await;
+    let dir = tempfile::tempdir().unwrap();
+    memory_support::working_memory_basics(opener(&dir)(MemoryOptions::new()).await).await;
     memory_support::working_memory_basics(Memory::in_memory().unwrap()).await;
 }
 
 #[tokio::test]
 async fn ttl() {
-    memory_support::ttl(open).await;
+    let dir = tempfile::tempdir().unwrap();
+    memory_support::ttl(opener(&dir)).await;
 }
 
 #[tokio::test]
 async fn lru_by_count() {
-    memory_support::lru_by_count(open).await;
+    let dir = tempfile::tempdir().unwrap();
+    memory_support::lru_by_count(opener(&dir)).await;
 }
 
 #[tokio::test]
 async fn lru_by_bytes() {
-    memory_support::lru_by_bytes(open).await;
+    let dir = tempfile::tempdir().unwrap();
+    memory_support::lru_by_bytes(opener(&dir)).await;
 }
 
 #[tokio::test]
 async fn expired_before_live() {
-    memory_support::expired_before_live(open).await;
+    let dir = tempfile::tempdir().unwrap();
+    memory_support::expired_before_live(opener(&dir)).await;
 }
 
 #[tokio::test]
 async fn threads() {
-    memory_support::threads(open).await;
+    let dir = tempfile::tempdir().unwrap();
+    memory_support::threads(opener(&dir)).await;
 }
 
 #[tokio::test]

@@ -127,16 +127,15 @@ impl Fixture {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Polls a run until it has `status`.
+    /// Waits until the run stops executing in this engine (it suspends or finishes), then
+    /// reads it over HTTP and checks it has `status`. Every run here is started, resumed or
+    /// handed its gate's decision by a request to this engine, which makes the run active
+    /// before it answers, so `Engine::wait` sees it.
     async fn wait_status(&self, id: &str, status: &str) -> Value {
-        for _ in 0..3000 {
-            let (_, v) = self.get(&format!("/api/runs/{id}")).await;
-            if v["run"]["status"] == status {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("run {id} never reached {status}");
+        let run = self.engine.wait(id).await.unwrap();
+        let (_, v) = self.get(&format!("/api/runs/{id}")).await;
+        assert_eq!(v["run"]["status"], status, "{run:?}");
+        v
     }
 }
 
@@ -679,14 +678,15 @@ async fn sse_replays_from_last_event_id_then_follows_live_until_finished() {
         .post("/api/workflows/slow/runs", json!({ "input": "x" }))
         .await;
     let id = b["id"].as_str().unwrap().to_string();
-    // Wait until the run is inside `wait` (its step-started event is stored).
-    let store = Arc::clone(f.engine.store());
-    for _ in 0..500 {
-        let evs = store.events(&id, 1, usize::MAX).unwrap();
-        if evs.iter().any(|e| e.path() == Some("wait")) {
-            break;
+    // Wait until the run is inside `wait` (its step-started event is committed; the engine
+    // sends events to subscribers only then).
+    {
+        let mut events = std::pin::pin!(f.engine.events(&id, 1));
+        while let Some(e) = events.next().await {
+            if e.unwrap().path() == Some("wait") {
+                break;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let r = f
         .http

@@ -42,6 +42,8 @@ pub fn reply(status: u16, body: &str) -> Reply {
 pub struct Receiver {
     pub base: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// How many requests were recorded so far (for [`Receiver::wait_for`]).
+    count: Arc<tokio::sync::watch::Sender<usize>>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -58,17 +60,20 @@ impl Receiver {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new((replies, Mutex::new(0usize)));
         let seen2 = seen.clone();
+        let count = Arc::new(tokio::sync::watch::channel(0usize).0);
+        let count2 = count.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                let (seen, script) = (seen2.clone(), script.clone());
+                let (seen, script, count) = (seen2.clone(), script.clone(), count2.clone());
                 tokio::spawn(async move {
-                    let _ = serve(sock, seen, script).await;
+                    let _ = serve(sock, seen, script, count).await;
                 });
             }
         });
         Receiver {
             base: format!("http://{addr}"),
             seen,
+            count,
             task,
         }
     }
@@ -76,12 +81,19 @@ impl Receiver {
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// Waits until at least `n` requests were recorded.
+    pub async fn wait_for(&self, n: usize) {
+        let mut rx = self.count.subscribe();
+        rx.wait_for(|c| *c >= n).await.unwrap();
+    }
 }
 
 async fn serve(
     mut sock: TcpStream,
     seen: Arc<Mutex<Vec<Seen>>>,
     script: Arc<(Vec<Reply>, Mutex<usize>)>,
+    count: Arc<tokio::sync::watch::Sender<usize>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -127,6 +139,7 @@ async fn serve(
             headers,
             body,
         });
+        count.send_modify(|c| *c += 1);
         let r = {
             let mut i = script.1.lock().unwrap();
             let r = script.0[(*i).min(script.0.len() - 1)].clone();
