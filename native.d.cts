@@ -233,12 +233,7 @@ export declare class NativeRun {
 export declare class NativeServer {
   /** `host:port` it listens on. */
   get address(): string
-  /**
-   * Stops accepting connections and ends open streams.
-   *
-   * # Safety
-   * napi-rs requires `unsafe` for async methods taking `&mut self`; the facade calls it once.
-   */
+  /** Stops accepting connections and ends open streams. Later calls do nothing. */
   close(): Promise<void>
 }
 
