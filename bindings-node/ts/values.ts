@@ -21,24 +21,40 @@ const MAX_DEPTH = 100;
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 /** Whether napi can take `v` as it is: plain objects and arrays of strings, booleans, finite
- * numbers and null (`undefined` only as an object's property, which JSON leaves out too). */
-function plain(v: unknown, depth: number): boolean {
-  if (typeof v !== 'object') {
-    return typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
-  }
-  if (v === null) return true;
+ * numbers and null (`undefined` only as an object's property, which JSON leaves out too). This
+ * runs on every value a step returns, so leaves are checked inline (`x - x === 0` holds exactly
+ * for finite numbers) and only objects cost a call. */
+function plain(v: unknown): boolean {
+  if (typeof v !== 'object') return typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && v - v === 0);
+  return v === null || plainObject(v, 0);
+}
+
+function plainObject(v: object, depth: number): boolean {
   if (depth > 64) return false;
   if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return false;
   if (Array.isArray(v)) {
     // Indexed, so that holes are seen (as undefined): JSON makes them null.
-    for (let i = 0; i < v.length; i++) if (!plain(v[i], depth + 1)) return false;
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      const t = typeof x;
+      if (t === 'object') {
+        if (x !== null && !plainObject(x as object, depth + 1)) return false;
+      } else if (t === 'number') {
+        if ((x as number) - (x as number) !== 0) return false;
+      } else if (t !== 'string' && t !== 'boolean') return false;
+    }
     return true;
   }
   const proto: unknown = Object.getPrototypeOf(v);
   if (proto !== Object.prototype && proto !== null) return false;
   for (const k in v) {
-    const x = (v as Record<string, unknown>)[k];
-    if (x !== undefined && !plain(x, depth + 1)) return false;
+    const x: unknown = (v as Record<string, unknown>)[k];
+    const t = typeof x;
+    if (t === 'object') {
+      if (x !== null && !plainObject(x as object, depth + 1)) return false;
+    } else if (t === 'number') {
+      if ((x as number) - (x as number) !== 0) return false;
+    } else if (t !== 'string' && t !== 'boolean' && t !== 'undefined') return false;
   }
   return true;
 }
@@ -128,7 +144,7 @@ function convert(v: unknown, key: string, root: string, at: Array<string | numbe
  * JSON cannot hold.
  */
 export function storable(v: unknown, root = 'value'): unknown {
-  if (plain(v, 0)) return v;
+  if (plain(v)) return v;
   const x = convert(v, '', root, [], []);
   return x === OMIT ? null : x;
 }
