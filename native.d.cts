@@ -82,11 +82,22 @@ export declare class NativeEngine {
   register(workflow: NativeWorkflow): void
   /**
    * Starts a run for the caller to drive: committed before this returns, or, with
-   * `deferred`, with the driver's first flush (one commit fewer per run).
+   * `deferred`, with the driver's first flush (one commit fewer per run). An input that
+   * violates the workflow's input schema is returned as a `NativeViolation` (no run).
    */
-  startRun(workflow: NativeWorkflow, input: unknown, deferred?: boolean): NativeRun
-  /** Gives resume data to a suspended path; the run is then the caller's to drive. */
-  resumeRun(runId: string, path: string, data: unknown): NativeRun
+  startRun(workflow: NativeWorkflow, input: unknown, deferred?: boolean): NativeRun | NativeViolation
+  /**
+   * Gives resume data to a suspended path; the run is then the caller's to drive. Data
+   * that violate the step's resume schema are returned as a `NativeViolation` (nothing
+   * changes).
+   */
+  resumeRun(runId: string, path: string, data: unknown): NativeRun | NativeViolation
+  /**
+   * The fingerprint of the definition a run was started with, if the run is suspended at
+   * `path` (so that the facade can parse resume data with that step's schema first); null
+   * otherwise (resuming then reports why).
+   */
+  suspendedFingerprint(runId: string, path: string): string | null
   /** Claims the runs a dead process left running (registered workflows only). */
   recoverRuns(): Array<NativeRun>
   /** Reads a run (null if there is none). */
@@ -112,7 +123,10 @@ export declare class NativeMemory {
   static open(path: string): NativeMemory
   /** A working-memory key (null if missing or expired). */
   get(kind: string, id: string, key: string): Promise<unknown>
-  /** Writes a key, optionally expiring after `ttlMs`. */
+  /**
+   * Writes a key, optionally expiring after `ttlMs` (finite and more than 0; anything else
+   * is an error naming it, never a panic).
+   */
   set(kind: string, id: string, key: string, value: unknown, ttlMs?: number): Promise<void>
   /** Merges a JSON merge patch into a key; returns the new value. */
   merge(kind: string, id: string, key: string, patch: unknown): Promise<unknown>
@@ -219,12 +233,7 @@ export declare class NativeRun {
 export declare class NativeServer {
   /** `host:port` it listens on. */
   get address(): string
-  /**
-   * Stops accepting connections and ends open streams.
-   *
-   * # Safety
-   * napi-rs requires `unsafe` for async methods taking `&mut self`; the facade calls it once.
-   */
+  /** Stops accepting connections and ends open streams. Later calls do nothing. */
   close(): Promise<void>
 }
 
@@ -266,6 +275,8 @@ export declare class NativeWorkflow {
   get id(): string
   /** The definition's fingerprint (a run records it; resuming needs the same definition). */
   get fingerprint(): string
+  /** The path template (`fix[*]/revise`) of every step whose function is JS, with its handle. */
+  stepPaths(): Array<NativeStepPath>
 }
 
 /**
@@ -375,7 +386,10 @@ export interface NativeModelOptions {
   protocol?: string
   /** Retries after the first attempt (default 2). */
   maxRetries?: number
-  /** Timeout of a whole call, in milliseconds (default 15 minutes). */
+  /**
+   * Timeout of a whole call, in milliseconds (default 15 minutes): finite and more than 0;
+   * anything else makes every call fail with a `CONFIG` error naming it (never a panic).
+   */
   timeoutMs?: number
 }
 
@@ -434,6 +448,14 @@ export interface NativeRunInfo {
   createdAt: number
   /** Last status change, ms since the epoch. */
   updatedAt: number
+}
+
+/** Where a JS step runs: its path template and its function's handle. */
+export interface NativeStepPath {
+  /** The path template (`[*]` for loop and foreach iterations). */
+  path: string
+  /** The function's handle. */
+  handle: number
 }
 
 /** A suspended path and what its step asked for. */
@@ -516,4 +538,20 @@ export interface NativeToolSpec {
   description?: string
   /** JSON Schema of its arguments (an object schema). */
   parameters: Record<string, unknown>
+}
+
+/**
+ * A value that violates a schema when a run starts or resumes: returned instead of a run, so
+ * that the facade's `ValidationError` can carry the violation as an issue (a thrown napi error
+ * carries only a code and a message).
+ */
+export interface NativeViolation {
+  /** `workflow `<id>`` or `step `<path>``. */
+  place: string
+  /** `input` or `resume data`. */
+  direction: string
+  /** JSON pointer to the offending value (`""`: the whole value). */
+  pointer: string
+  /** The validator's reason. */
+  reason: string
 }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
-import { generateText, streamText, model, ProviderError, MiyabiError } from '@miyabi/core';
+import { Agent, Memory, generateText, streamText, model, ProviderError, MiyabiError } from '@miyabi/core';
 import { openaiServer, textStream, completion, chunk } from './helpers.mjs';
 
 const chat = (url, extra = {}) => model('openai/gpt-4o', { baseURL: url, apiKey: 'test-key', protocol: 'openai-chat', ...extra });
@@ -210,4 +210,90 @@ test('abort signals cancel generateText; unawaited promises of a failed stream s
     for await (const _ of textStream);
   }, ProviderError);
   await new Promise((r) => setTimeout(r, 20));
+});
+
+/** The CONFIG error a model's call reports. */
+async function configError(m) {
+  const e = await generateText({ model: m, prompt: 'hi' }).then(
+    () => assert.fail('expected an error'),
+    (err) => err,
+  );
+  assert.ok(e instanceof MiyabiError, String(e));
+  assert.equal(e.code, 'CONFIG', e.message);
+  return e.message;
+}
+
+test('configuration errors name what a JS user writes, not Rust names', async (t) => {
+  const saved = { GROQ_API_KEY: process.env.GROQ_API_KEY, AZURE_RESOURCE_NAME: process.env.AZURE_RESOURCE_NAME, AZURE_BASE_URL: process.env.AZURE_BASE_URL };
+  t.after(() => {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  });
+  for (const k of Object.keys(saved)) delete process.env[k];
+
+  const noKey = await configError('groq/llama-3.3-70b-versatile');
+  assert.match(noKey, /GROQ_API_KEY, or pass `model\(spec, \{ apiKey \}\)`/);
+  const noUrl = await configError(model('azure/gpt-4o', { apiKey: 'k' }));
+  assert.match(noUrl, /AZURE_RESOURCE_NAME/);
+  assert.match(noUrl, /`model\(spec, \{ baseURL \}\)`/);
+  const unknown = await configError('nosuchprovider/x');
+  assert.match(unknown, /pass both `baseURL` and `protocol`: `model\(spec, \{ baseURL, protocol \}\)`/);
+  const noMemory = await new Agent({ name: 'w', model: model('openai/gpt-4o', { apiKey: 'k', baseURL: 'http://127.0.0.1:9/v1' }), workingMemory: true })
+    .generate('hi')
+    .then(
+      () => assert.fail('expected an error'),
+      (e) => e,
+    );
+  assert.match(noMemory.message, /`workingMemory: true` needs a `memory`/);
+  for (const m of [noKey, noUrl, unknown, noMemory.message]) {
+    assert.doesNotMatch(m, /ModelBuilder|::|working_memory/, m);
+  }
+});
+
+test('what the unknown-provider error says works: a custom endpoint with baseURL and protocol', async (t) => {
+  const s = await openaiServer(t, () => ({ json: completion({ text: 'local hello' }) }));
+  const r = await generateText({ model: model('my-llm/llama-3', { baseURL: s.url, protocol: 'openai-chat' }), prompt: 'hi' });
+  assert.equal(r.text, 'local hello');
+  assert.equal(s.requests[0].body.model, 'llama-3');
+});
+
+test('arguments napi cannot convert are MiyabiErrors in JS words', () => {
+  assert.throws(
+    () => model('openai/gpt-4o', { apiKey: 3 }),
+    (e) => e instanceof MiyabiError && e.code === 'INVALID_ARGUMENT' && e.message === '`apiKey`: expected a string, got Number 3',
+  );
+  assert.throws(
+    () => model('openai/gpt-4o', { headers: { 'x-n': 1 } }),
+    (e) => e instanceof MiyabiError && e.code === 'INVALID_ARGUMENT' && /^`headers`: expected a string/.test(e.message) && !/rust|Native/.test(e.message),
+  );
+});
+
+test('hostile numbers in model, agent and memory options are MiyabiErrors naming the option and the value', async () => {
+  for (const [value, shown] of [
+    [Number.NaN, 'NaN'],
+    [Number.POSITIVE_INFINITY, 'Infinity'],
+    [1e300, '1e+300'],
+    [-1, '-1'],
+    [0, '0'],
+  ]) {
+    assert.throws(
+      () => model('openai/gpt-4o', { apiKey: 'k', timeoutMs: value }),
+      (e) => e instanceof MiyabiError && e.code === 'INVALID_ARGUMENT' && e.message.startsWith("the `timeoutMs` of model('openai/gpt-4o') must be") && e.message.endsWith(`got ${shown}`),
+      shown,
+    );
+    await assert.rejects(
+      () => Memory.open().thread('t').set('k', 1, { ttlMs: value }),
+      (e) => e instanceof MiyabiError && e.code === 'INVALID_ARGUMENT' && e.message.startsWith('the `ttlMs` of a working-memory key must be') && e.message.endsWith(`got ${shown}`),
+      shown,
+    );
+  }
+  assert.throws(() => model('openai/gpt-4o', { maxRetries: -1 }), /the `maxRetries` of model\('openai\/gpt-4o'\) must be a whole number from 0 to 4294967295, got -1/);
+  assert.throws(() => new Agent({ name: 'a', model: 'openai/gpt-4o', maxSteps: 1.5 }), /the `maxSteps` of agent `a` must be a whole number from 0 to 4294967295, got 1.5/);
+  assert.throws(() => new Agent({ name: 'a', model: 'openai/gpt-4o', maxTokens: -1 }), /`maxTokens` must be a whole number from 0 to 4294967295, got -1/);
+  assert.throws(() => new Agent({ name: 'a', model: 'openai/gpt-4o', temperature: Number.NaN }), /`temperature` must be a finite number, got NaN/);
+  await assert.rejects(() => generateText({ model: 'openai/gpt-4o', prompt: 'x', topK: Number.POSITIVE_INFINITY }), /`topK` must be a whole number from 0 to 4294967295, got Infinity/);
+  // A valid TTL still works.
+  const wm = Memory.open().thread('t');
+  await wm.set('k', 1, { ttlMs: 60_000 });
+  assert.equal(await wm.get('k'), 1);
 });

@@ -49,3 +49,49 @@ test('a run whose process died mid-step is recovered by another process', async 
   // Recovery replays from the store: only the interrupted step runs again.
   assert.deepEqual(done.log, ['publish']);
 });
+
+test('resume data are parsed with the resume schema of the step at that path (foreach items, nested workflows), by any engine on the file', async (t) => {
+  const { z } = await import('zod');
+  const { ValidationError, workflow } = await import('@miyabi/core');
+  const db = join(tempDir(t), 'runs.db');
+  const ask = {
+    resume: z.object({ ok: z.boolean(), note: z.string().default('none') }),
+    execute: ({ input, resumeData, suspend }) => (resumeData ? { item: input, ...resumeData } : suspend({ item: input })),
+  };
+  const inner = workflow('inner').step('approve', ask).commit();
+  const define = () =>
+    workflow('many-asks')
+      .map('items', () => [1, 2])
+      .foreach('each', ask, { concurrency: 2 })
+      .then('nested', inner)
+      .commit();
+
+  const first = await Engine.open({ store: `sqlite:${db}`, workflows: [define()] });
+  const run = await first.start(define(), null);
+  assert.deepEqual(run.suspended.map((s) => s.path).sort(), ['each[0]', 'each[1]']);
+
+  // Another engine on the same file, with the same definition registered.
+  const second = await Engine.open({ store: `sqlite:${db}`, workflows: [define()] });
+  await assert.rejects(
+    () => second.resume(run.id, 'each[1]', { ok: 'yes' }),
+    (e) => e instanceof ValidationError && e.message.startsWith('step `each[1]` resume data violates its schema') && e.issues.map((i) => i.path.join('.')).join() === 'ok',
+  );
+  assert.equal((await second.get(run.id)).status, 'suspended');
+  await second.resume(run.id, 'each[0]', { ok: true });
+  const mid = await second.resume(run.id, 'each[1]', { ok: false, note: 'later' });
+  assert.deepEqual(mid.suspended.map((s) => s.path), ['nested/approve']);
+  await assert.rejects(
+    () => second.resume(run.id, 'nested/approve', {}),
+    (e) => e instanceof ValidationError && e.issues.map((i) => i.path.join('.')).join() === 'ok',
+  );
+  const done = await second.resume(run.id, 'nested/approve', { ok: true });
+  assert.equal(done.status, 'succeeded', done.error);
+  assert.deepEqual(done.output, {
+    item: [
+      { item: 1, ok: true, note: 'none' },
+      { item: 2, ok: false, note: 'later' },
+    ],
+    ok: true,
+    note: 'none',
+  });
+});

@@ -358,3 +358,94 @@ test('runs and foreach items run concurrently on the event loop, within their li
   assert.deepEqual(runs.map((r) => r.output), Array.from({ length: 100 }, (_, i) => i));
   assert.equal(most, 100, 'the 100 runs had their steps in flight at the same time');
 });
+
+test('hostile numbers in workflow options are WorkflowDefinitionErrors naming the option and the value', () => {
+  const one = () => workflow('h').step('a', () => 1);
+  const cases = [
+    [() => one().sleep('nap', Number.NaN), 'the duration of sleep `nap`', 'NaN'],
+    [() => one().sleep('nap', 1e300), 'the duration of sleep `nap`', '1e+300'],
+    [() => one().sleep('nap', -1), 'the duration of sleep `nap`', '-1'],
+    [() => workflow('h').step('a', () => 1, { timeoutMs: Number.POSITIVE_INFINITY }), 'the `timeoutMs` of step `a`', 'Infinity'],
+    [() => workflow('h').step('a', () => 1, { timeoutMs: 2 ** 53 }), 'the `timeoutMs` of step `a`', '9007199254740992'],
+    [() => workflow('h', { timeoutMs: Number.NaN }).step('a', () => 1), 'the `timeoutMs` of workflow `h`', 'NaN'],
+    [() => one().timeout(-5), 'the `timeoutMs` of workflow `h`', '-5'],
+    [() => workflow('h').step('a', () => 1, { retry: Number.NaN }), 'the `retry` of step `a`', 'NaN'],
+    [() => workflow('h').step('a', () => 1, { retry: { attempts: 2, initialDelayMs: 1e300 } }), 'the `retry.initialDelayMs` of step `a`', '1e+300'],
+    [() => workflow('h').step('a', () => 1, { retry: { attempts: 2, maxDelayMs: -1 } }), 'the `retry.maxDelayMs` of step `a`', '-1'],
+    [() => workflow('h').parallel({ p: { timeoutMs: Number.NaN, execute: () => 1 } }), 'the `timeoutMs` of step `p`', 'NaN'],
+    [() => one().dowhile('l', ({ input }) => input, () => false, { maxIterations: Number.POSITIVE_INFINITY }), 'the `maxIterations` of loop `l`', 'Infinity'],
+    [() => one().map('m', () => [1]).foreach('f', ({ input }) => input, { concurrency: 1.5 }), 'the `concurrency` of foreach `f`', '1.5'],
+  ];
+  for (const [build, option, value] of cases) {
+    assert.throws(
+      () => build().commit(),
+      (e) => {
+        assert.ok(e instanceof WorkflowDefinitionError, `${option}: ${e}`);
+        assert.equal(e.code, 'INVALID_WORKFLOW');
+        assert.ok(e.message.startsWith(`${option} must be a whole number`), e.message);
+        assert.ok(e.message.endsWith(`got ${value}`), e.message);
+        return true;
+      },
+    );
+  }
+  // In range, including the largest.
+  assert.equal(one().sleep('nap', Number.MAX_SAFE_INTEGER).commit().id, 'h');
+});
+
+test('delays longer than setTimeout can wait (2^31 - 1 ms) are waited in parts, not fired at once', async () => {
+  const warnings = [];
+  const onWarning = (w) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  try {
+    const engine = await Engine.open();
+    const long = 2 ** 31 + 5000; // about 24.9 days: Node would fire a plain setTimeout after 1 ms
+    let release;
+    const gate = new Promise((r) => {
+      release = r;
+    });
+    const wf = workflow('long-delays', { timeoutMs: long * 2 })
+      .step('wait', () => gate, { timeoutMs: long })
+      .sleep('nap', long)
+      .then('after', () => 'woke')
+      .commit();
+    const h = await engine.spawn(wf, null);
+    const seen = [];
+    for await (const e of h.events()) {
+      seen.push(`${e.type} ${e.path ?? ''}`.trim());
+      // The deadline and the step's timeout are armed once the step has started.
+      if (e.type === 'step-started' && e.path === 'wait') release(1);
+      // The sleep is armed before its step's output is committed.
+      if (e.type === 'step-output' && e.path === 'wait') break;
+    }
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(warnings, []);
+    assert.equal((await engine.get(h.id)).status, 'running', seen.join(', '));
+
+    const flaky = workflow('long-retry')
+      .step(
+        'flaky',
+        () => {
+          throw new Error('try again later');
+        },
+        { retry: { attempts: 2, initialDelayMs: long, maxDelayMs: long, jitter: false } },
+      )
+      .commit();
+    const r = await engine.spawn(flaky, null);
+    for await (const e of r.events()) {
+      if (e.type === 'step-retrying') {
+        assert.equal(e.delayMs, long);
+        break;
+      }
+    }
+    await new Promise((res) => setImmediate(res));
+    assert.deepEqual(warnings, []);
+    assert.equal((await engine.get(r.id)).status, 'running');
+
+    await engine.cancel(h.id);
+    await engine.cancel(r.id);
+    assert.equal((await h.result).status, 'cancelled');
+    assert.equal((await r.result).status, 'cancelled');
+  } finally {
+    process.off('warning', onWarning);
+  }
+});

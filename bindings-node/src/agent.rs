@@ -322,7 +322,10 @@ impl NativeAgent {
                 let cp = serde_json::from_value(checkpoint).map_err(|e| {
                     Box::new(NativeError::new(
                         "INVALID_ARGUMENT",
-                        format!("not a checkpoint: {e}"),
+                        format!(
+                            "not a checkpoint (pass the `checkpoint` of a response as it is): {}",
+                            crate::spec::serde_words(e.to_string())
+                        ),
                     ))
                 })?;
                 agent
@@ -460,6 +463,20 @@ pub struct NativeMemory {
     pub(crate) memory: Memory,
 }
 
+/// A TTL from JS milliseconds: finite, more than 0, and within what a `Duration` holds
+/// (`Duration::from_secs_f64` panics beyond it).
+fn ttl_of(ms: f64) -> napi::Result<Duration> {
+    let bad = || {
+        napi::Error::from_reason(format!(
+            "`ttlMs` must be a number of milliseconds more than 0 (omit it for no expiry), got {ms}"
+        ))
+    };
+    if !ms.is_finite() || ms <= 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| bad())
+}
+
 // Async napi methods reject with a plain status; the facade gives memory errors their class.
 fn mem_err(e: miyabi::MemoryError) -> napi::Error {
     napi::Error::from_reason(e.to_string())
@@ -496,7 +513,8 @@ impl NativeMemory {
         Ok(wm.get(&key).await.map_err(mem_err)?.unwrap_or(Value::Null))
     }
 
-    /// Writes a key, optionally expiring after `ttlMs`.
+    /// Writes a key, optionally expiring after `ttlMs` (finite and more than 0; anything else
+    /// is an error naming it, never a panic).
     #[napi(ts_args_type = "kind: string, id: string, key: string, value: unknown, ttlMs?: number")]
     pub async fn set(
         &self,
@@ -507,15 +525,13 @@ impl NativeMemory {
         ttl_ms: Option<f64>,
     ) -> napi::Result<()> {
         let wm = scope(&self.memory, &kind, id)?;
-        match ttl_ms.filter(|t| t.is_finite() && *t > 0.0) {
-            Some(ms) => wm
-                .set_with_ttl(
-                    &key,
-                    crate::ints(value),
-                    Duration::from_secs_f64(ms / 1000.0),
-                )
-                .await
-                .map_err(mem_err),
+        match ttl_ms {
+            Some(ms) => {
+                let ttl = ttl_of(ms)?;
+                wm.set_with_ttl(&key, crate::ints(value), ttl)
+                    .await
+                    .map_err(mem_err)
+            }
             None => wm.set(&key, crate::ints(value)).await.map_err(mem_err),
         }
     }
@@ -576,5 +592,20 @@ impl NativeMemory {
     #[napi]
     pub async fn delete_thread(&self, thread: String) -> napi::Result<bool> {
         self.memory.delete_thread(&thread).await.map_err(mem_err)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::ttl_of;
+
+    #[test]
+    fn hostile_ttls_are_errors_not_panics() {
+        for ms in [f64::NAN, f64::INFINITY, -5.0, 0.0, 1e300, f64::MAX] {
+            let e = ttl_of(ms).unwrap_err();
+            assert!(e.reason.contains("`ttlMs`"), "{}", e.reason);
+        }
+        assert_eq!(ttl_of(1500.0).unwrap().as_millis(), 1500);
     }
 }

@@ -186,7 +186,8 @@ struct AuditSpec {
 #[napi]
 pub struct NativeServer {
     addr: String,
-    handle: Option<miyabi::server::ServerHandle>,
+    /// Taken by the first `close`.
+    handle: std::sync::Mutex<Option<miyabi::server::ServerHandle>>,
 }
 
 #[napi]
@@ -197,13 +198,16 @@ impl NativeServer {
         self.addr.clone()
     }
 
-    /// Stops accepting connections and ends open streams.
-    ///
-    /// # Safety
-    /// napi-rs requires `unsafe` for async methods taking `&mut self`; the facade calls it once.
+    /// Stops accepting connections and ends open streams. Later calls do nothing.
     #[napi]
-    pub async unsafe fn close(&mut self) -> napi::Result<()> {
-        if let Some(h) = self.handle.take() {
+    pub async fn close(&self) -> napi::Result<()> {
+        // The lock is released before the wait: a concurrent `close` finds the slot empty.
+        let handle = self
+            .handle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = handle {
             h.shutdown()
                 .await
                 .map_err(|e| napi::Error::from_reason(e.to_string()))?;
@@ -401,7 +405,7 @@ impl NativeEngine {
             .map_err(|e| napi::Error::from_reason(e.to_string()))?;
         Ok(NativeServer {
             addr: handle.local_addr().to_string(),
-            handle: Some(handle),
+            handle: std::sync::Mutex::new(Some(handle)),
         })
     }
 }

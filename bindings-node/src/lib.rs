@@ -19,15 +19,73 @@ use std::sync::Arc;
 use futures::FutureExt;
 use miyabi::{
     CommittedWorkflow, DecisionKind, Engine, EngineError, ExternalRun, Run, RunFilter, RunStatus,
-    Step, StepError, Task,
+    SchemaViolation, Step, StepError, Task,
 };
+use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 use serde_json::Value;
 
 use crate::spec::{SpecError, WorkflowSpec};
 
 fn err(code: &str, message: impl ToString) -> napi::Error<String> {
-    napi::Error::new(code.to_string(), message)
+    napi::Error::new(code.to_string(), js_words(message.to_string()))
+}
+
+/// Rust names in messages of the core (written for Rust users), with what a JS user writes
+/// instead. Every message the binding hands to JS goes through this.
+const JS_WORDS: &[(&str, &str)] = &[
+    (
+        "or pass ModelBuilder::api_key",
+        "or pass `model(spec, { apiKey })`",
+    ),
+    (
+        "(or ModelBuilder::api_key)",
+        "(or `model(spec, { apiKey })`)",
+    ),
+    (
+        "or use ModelBuilder::base_url",
+        "or pass `model(spec, { baseURL })`",
+    ),
+    ("/ ModelBuilder::base_url", "/ `model(spec, { baseURL })`"),
+    (
+        "(or ModelBuilder::base_url)",
+        "(or `model(spec, { baseURL })`)",
+    ),
+    (
+        "for another endpoint use ModelBuilder::custom",
+        "for another endpoint pass both `baseURL` and `protocol`: `model(spec, { baseURL, protocol })`",
+    ),
+    (" (or ModelBuilder::aws_credentials)", ""),
+    (
+        "pass a tool and ToolChoice::Tool instead",
+        "pass a tool and `toolChoice: '<tool name>'` instead",
+    ),
+    ("sleep_until at", "sleepUntil at"),
+    ("a loop's max_iterations", "a loop's `maxIterations`"),
+    (
+        "working_memory(true) needs memory(..)",
+        "`workingMemory: true` needs a `memory` (new Agent({ memory, workingMemory: true }))",
+    ),
+    (
+        "has no Rust code: drive this run with ExternalRun",
+        "is a JavaScript function: start and resume this workflow's runs from JavaScript (engine.start, engine.resume), not through the HTTP API",
+    ),
+    ("serde_json::Number", "a finite number"),
+    ("serde_json::Value", "JSON"),
+];
+
+/// `message` with the Rust names of [`JS_WORDS`] replaced (no copy when there is none).
+pub(crate) fn js_words(message: String) -> String {
+    if !message.contains("::") && !message.contains('_') && !message.contains("ExternalRun") {
+        return message;
+    }
+    let mut out = message;
+    for (rust, js) in JS_WORDS {
+        if out.contains(rust) {
+            out = out.replace(rust, js);
+        }
+    }
+    out
 }
 
 fn engine_err(e: EngineError) -> napi::Error<String> {
@@ -52,15 +110,20 @@ fn engine_err(e: EngineError) -> napi::Error<String> {
     err(code, e)
 }
 
+/// The largest integer a JS number holds exactly (2^53 − 1). napi hands integers beyond it
+/// back to JS as BigInt, so a whole float beyond it stays a float.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
 /// JS numbers beyond 32 bits arrive as floats (`1795612677425.0`): store whole numbers as
-/// integers, as JSON from JS would have them (timestamps, ids, sleep-until times).
+/// integers, as JSON from JS would have them (timestamps, ids, sleep-until times), as long as
+/// they are safe integers (so that they come back to JS as numbers, not BigInts).
 fn ints(mut v: Value) -> Value {
     fn walk(v: &mut Value) {
         match v {
             Value::Number(n) if n.is_f64() => {
                 if let Some(f) = n.as_f64()
                     && f.fract() == 0.0
-                    && f.abs() <= 9_007_199_254_740_992.0
+                    && f.abs() <= MAX_SAFE_INTEGER
                 {
                     *v = Value::from(f as i64);
                 }
@@ -76,6 +139,43 @@ fn ints(mut v: Value) -> Value {
 
 fn spec_err(e: SpecError) -> napi::Error<String> {
     err("INVALID_WORKFLOW", e)
+}
+
+/// A value that violates a schema when a run starts or resumes: returned instead of a run, so
+/// that the facade's `ValidationError` can carry the violation as an issue (a thrown napi error
+/// carries only a code and a message).
+#[napi(object)]
+pub struct NativeViolation {
+    /// `workflow `<id>`` or `step `<path>``.
+    pub place: String,
+    /// `input` or `resume data`.
+    pub direction: String,
+    /// JSON pointer to the offending value (`""`: the whole value).
+    pub pointer: String,
+    /// The validator's reason.
+    pub reason: String,
+}
+
+impl From<SchemaViolation> for NativeViolation {
+    fn from(v: SchemaViolation) -> Self {
+        Self {
+            place: v.place,
+            direction: v.direction,
+            pointer: v.pointer,
+            reason: v.reason,
+        }
+    }
+}
+
+/// A started or resumed run, or the schema violation that stopped it.
+fn run_or_violation(
+    r: Result<NativeRun, EngineError>,
+) -> napi::Result<Either<NativeRun, NativeViolation>, String> {
+    match r {
+        Ok(run) => Ok(Either::A(run)),
+        Err(EngineError::Schema(v)) => Ok(Either::B(v.into())),
+        Err(e) => Err(engine_err(e)),
+    }
 }
 
 /// A suspended path and what its step asked for.
@@ -121,7 +221,7 @@ impl From<Run> for NativeRunInfo {
             status: r.status.as_str().to_string(),
             input: r.input,
             output: r.output,
-            error: r.error,
+            error: r.error.map(js_words),
             suspended: r
                 .suspended
                 .into_iter()
@@ -269,6 +369,35 @@ impl NativeWorkflow {
     pub fn fingerprint(&self) -> String {
         self.wf.fingerprint().to_string()
     }
+
+    /// The path template (`fix[*]/revise`) of every step whose function is JS, with its handle.
+    #[napi]
+    pub fn step_paths(&self) -> Vec<NativeStepPath> {
+        let graph = self.wf.graph();
+        let nodes = graph.get("nodes").and_then(Value::as_array);
+        nodes
+            .into_iter()
+            .flatten()
+            .filter(|n| n.get("kind").and_then(Value::as_str) == Some("step"))
+            .filter_map(|n| {
+                let path = n.get("path").and_then(Value::as_str)?;
+                let handle = n.get("external").and_then(Value::as_u64)?;
+                Some(NativeStepPath {
+                    path: path.to_owned(),
+                    handle: u32::try_from(handle).ok()?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Where a JS step runs: its path template and its function's handle.
+#[napi(object)]
+pub struct NativeStepPath {
+    /// The path template (`[*]` for loop and foreach iterations).
+    pub path: String,
+    /// The function's handle.
+    pub handle: u32,
 }
 
 /// The Rust steps (agents) a workflow spec names by index (`{kind: "native", index}`).
@@ -309,7 +438,8 @@ pub fn compile_workflow(
     natives: Option<&NativeSteps>,
 ) -> napi::Result<NativeWorkflow, String> {
     let steps = natives.map(|n| n.steps.as_slice()).unwrap_or(&[]);
-    let wf = WorkflowSpec::from_value(spec)
+    // Whole numbers beyond 32 bits (a 60-day sleep) arrive as floats: integers again first.
+    let wf = WorkflowSpec::from_value(ints(spec))
         .and_then(|s| s.commit(steps))
         .map_err(spec_err)?;
     Ok(NativeWorkflow { wf })
@@ -347,14 +477,15 @@ impl NativeEngine {
     }
 
     /// Starts a run for the caller to drive: committed before this returns, or, with
-    /// `deferred`, with the driver's first flush (one commit fewer per run).
+    /// `deferred`, with the driver's first flush (one commit fewer per run). An input that
+    /// violates the workflow's input schema is returned as a `NativeViolation` (no run).
     #[napi(ts_args_type = "workflow: NativeWorkflow, input: unknown, deferred?: boolean")]
     pub fn start_run(
         &self,
         workflow: &NativeWorkflow,
         input: Value,
         deferred: Option<bool>,
-    ) -> napi::Result<NativeRun, String> {
+    ) -> napi::Result<Either<NativeRun, NativeViolation>, String> {
         // Inside the runtime, so that the engine's lease heartbeat can start.
         let run = napi::bindgen_prelude::within_runtime_if_available(|| {
             if deferred == Some(true) {
@@ -363,24 +494,50 @@ impl NativeEngine {
             } else {
                 self.engine.start_external(&workflow.wf, ints(input))
             }
-        })
-        .map_err(engine_err)?;
-        Ok(NativeRun::new(run, workflow.wf.fingerprint().to_string()))
+        });
+        run_or_violation(run.map(|r| NativeRun::new(r, workflow.wf.fingerprint().to_string())))
     }
 
-    /// Gives resume data to a suspended path; the run is then the caller's to drive.
+    /// Gives resume data to a suspended path; the run is then the caller's to drive. Data
+    /// that violate the step's resume schema are returned as a `NativeViolation` (nothing
+    /// changes).
     #[napi(ts_args_type = "runId: string, path: string, data: unknown")]
     pub fn resume_run(
         &self,
         run_id: String,
         path: String,
         data: Value,
-    ) -> napi::Result<NativeRun, String> {
+    ) -> napi::Result<Either<NativeRun, NativeViolation>, String> {
         let run = napi::bindgen_prelude::within_runtime_if_available(|| {
             self.engine.resume_external(&run_id, &path, ints(data))
-        })
-        .map_err(engine_err)?;
-        self.driven(run)
+        });
+        match run {
+            Ok(run) => Ok(Either::A(self.driven(run)?)),
+            Err(e) => run_or_violation(Err(e)),
+        }
+    }
+
+    /// The fingerprint of the definition a run was started with, if the run is suspended at
+    /// `path` (so that the facade can parse resume data with that step's schema first); null
+    /// otherwise (resuming then reports why).
+    #[napi]
+    pub fn suspended_fingerprint(
+        &self,
+        run_id: String,
+        path: String,
+    ) -> napi::Result<Option<String>, String> {
+        let Some(run) = self.get_run(&run_id)? else {
+            return Ok(None);
+        };
+        if run.status != RunStatus::Suspended || !run.suspended.iter().any(|s| s.path == path) {
+            return Ok(None);
+        }
+        let record = self
+            .engine
+            .store()
+            .run(&run_id)
+            .map_err(|e| engine_err(e.into()))?;
+        Ok(record.map(|r| r.fingerprint))
     }
 
     /// Claims the runs a dead process left running (registered workflows only).
@@ -390,6 +547,14 @@ impl NativeEngine {
             napi::bindgen_prelude::within_runtime_if_available(|| self.engine.recover_external())
                 .map_err(engine_err)?;
         runs.into_iter().map(|run| self.driven(run)).collect()
+    }
+
+    /// Reads a run; the store is synchronous, so the future completes on its first poll.
+    fn get_run(&self, run_id: &str) -> napi::Result<Option<Run>, String> {
+        match self.engine.get(run_id).now_or_never() {
+            Some(r) => r.map_err(engine_err),
+            None => Err(err("ENGINE", "reading a run did not complete at once")),
+        }
     }
 
     /// Wraps a resumed or recovered run, with its definition's fingerprint from the store.
@@ -406,11 +571,7 @@ impl NativeEngine {
     /// Reads a run (null if there is none).
     #[napi]
     pub fn get(&self, run_id: String) -> napi::Result<Option<NativeRunInfo>, String> {
-        // The store is synchronous: the future completes on its first poll.
-        match self.engine.get(&run_id).now_or_never() {
-            Some(r) => Ok(r.map_err(engine_err)?.map(NativeRunInfo::from)),
-            None => Err(err("ENGINE", "reading a run did not complete at once")),
-        }
+        Ok(self.get_run(&run_id)?.map(NativeRunInfo::from))
     }
 
     /// Lists runs, newest first.
@@ -473,8 +634,11 @@ impl NativeEngine {
             .map_err(|e| engine_err(e.into()))?;
         evs.into_iter()
             .map(|ev| {
-                let v = serde_json::to_value(ev).map_err(|e| err("ENGINE", e))?;
-                Ok(camel_keys(v))
+                let mut v = camel_keys(serde_json::to_value(ev).map_err(|e| err("ENGINE", e))?);
+                if let Some(Value::String(e)) = v.get_mut("error") {
+                    *e = js_words(std::mem::take(e));
+                }
+                Ok(v)
             })
             .collect()
     }
@@ -814,5 +978,48 @@ mod tests {
             r#"{"at":1795612677425,"s":"1.0","xs":[1.5,2,-3000000000000000]}"#
         );
         assert!(ints(json!(1e300)).is_f64());
+        // 2^53 - 1 is the largest integer napi gives back to JS as a number (beyond: BigInt).
+        assert!(ints(json!(9_007_199_254_740_991.0_f64)).is_i64());
+        assert!(ints(json!(9_007_199_254_740_992.0_f64)).is_f64());
+        assert!(ints(json!(-9_007_199_254_740_992.0_f64)).is_f64());
+    }
+
+    #[test]
+    fn rust_names_become_what_js_users_write() {
+        use super::js_words;
+        let m = js_words(
+            "no API key for provider \"openai\": set OPENAI_API_KEY, or pass ModelBuilder::api_key"
+                .to_owned(),
+        );
+        assert_eq!(
+            m,
+            "no API key for provider \"openai\": set OPENAI_API_KEY, or pass `model(spec, { apiKey })`"
+        );
+        let m = js_words(
+            "provider \"x\" has no known base URL: set X_BASE_URL or use ModelBuilder::base_url"
+                .to_owned(),
+        );
+        assert!(m.ends_with("or pass `model(spec, { baseURL })`"), "{m}");
+        let m = js_words("unknown provider \"acme\" (the catalogue has 223 providers); for another endpoint use ModelBuilder::custom".to_owned());
+        assert!(m.contains("model(spec, { baseURL, protocol })"), "{m}");
+        let m = js_words("b: SigV4 signing needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ModelBuilder::aws_credentials)".to_owned());
+        assert!(m.ends_with("AWS_SECRET_ACCESS_KEY"), "{m}");
+        for m in [
+            "Failed to convert js number to serde_json::Number",
+            "a loop's max_iterations must be at least 1",
+            "step `a` (external handle 0) has no Rust code: drive this run with ExternalRun",
+            "sleep_until at `s` returned 1.5, not a time",
+        ] {
+            let out = js_words(m.to_owned());
+            assert!(
+                !out.contains("::")
+                    && !out.contains("_iterations")
+                    && !out.contains("ExternalRun")
+                    && !out.contains("sleep_until"),
+                "{out}"
+            );
+        }
+        let plain = "run `r` not found".to_owned();
+        assert_eq!(js_words(plain.clone()), plain);
     }
 }

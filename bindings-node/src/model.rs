@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use miyabi::model::{
-    FinishReason, HttpOptions, LanguageModel, Message, ModelBuilder, ModelRequest, ModelResponse,
-    Protocol, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolChoice, ToolSpec, Usage,
+    Catalog, FinishReason, HttpOptions, LanguageModel, Message, ModelBuilder, ModelRequest,
+    ModelResponse, Protocol, ResponseFormat, Sampling, StreamEvent, ToolCall, ToolChoice, ToolSpec,
+    Usage,
 };
 use miyabi::{AgentInput, ModelError};
 use napi_derive::napi;
@@ -32,7 +33,8 @@ pub struct NativeModelOptions {
     pub protocol: Option<String>,
     /// Retries after the first attempt (default 2).
     pub max_retries: Option<u32>,
-    /// Timeout of a whole call, in milliseconds (default 15 minutes).
+    /// Timeout of a whole call, in milliseconds (default 15 minutes): finite and more than 0;
+    /// anything else makes every call fail with a `CONFIG` error naming it (never a panic).
     pub timeout_ms: Option<f64>,
 }
 
@@ -54,19 +56,55 @@ impl NativeModel {
     }
 }
 
+/// A call timeout from JS milliseconds: finite, more than 0, and within what a `Duration`
+/// holds (`Duration::from_secs_f64` panics beyond it).
+fn timeout_of(ms: f64) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "`timeoutMs` must be a number of milliseconds more than 0 (omit it for the default of 15 minutes), got {ms}"
+        )
+    };
+    if !ms.is_finite() || ms <= 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| bad())
+}
+
 /// Builds a model from a spec and options; `Err` holds the configuration error's text.
+///
+/// A provider the catalogue does not know, given with both `baseURL` and `protocol`, is a
+/// custom endpoint (`ModelBuilder::custom`): a local server, a proxy, another vendor.
 fn build(spec: &str, o: NativeModelOptions) -> Result<Arc<dyn LanguageModel>, String> {
-    let mut b = ModelBuilder::new(spec);
-    if let Some(p) = &o.protocol {
-        let protocol = Protocol::parse(p).ok_or_else(|| {
+    let protocol = match &o.protocol {
+        None => None,
+        Some(p) => Some(Protocol::parse(p).ok_or_else(|| {
             let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
             format!("unknown protocol `{p}` (known: {})", known.join(", "))
-        })?;
-        b = b.protocol(protocol);
-    }
-    if let Some(u) = o.base_url {
-        b = b.base_url(u);
-    }
+        })?),
+    };
+    let custom = match (spec.split_once('/'), protocol, &o.base_url) {
+        (Some((provider, model)), Some(protocol), Some(url))
+            if !provider.is_empty()
+                && !model.is_empty()
+                && Catalog::embedded().provider(provider).is_none() =>
+        {
+            Some(ModelBuilder::custom(provider, model, protocol, url))
+        }
+        _ => None,
+    };
+    let mut b = match custom {
+        Some(b) => b,
+        None => {
+            let mut b = ModelBuilder::new(spec);
+            if let Some(p) = protocol {
+                b = b.protocol(p);
+            }
+            if let Some(u) = o.base_url {
+                b = b.base_url(u);
+            }
+            b
+        }
+    };
     if let Some(k) = o.api_key {
         b = b.api_key(k);
     }
@@ -78,14 +116,14 @@ fn build(spec: &str, o: NativeModelOptions) -> Result<Arc<dyn LanguageModel>, St
         if let Some(n) = o.max_retries {
             h.max_retries = n;
         }
-        if let Some(ms) = o.timeout_ms.filter(|ms| ms.is_finite() && *ms > 0.0) {
-            h.total_timeout = Duration::from_secs_f64(ms / 1000.0);
+        if let Some(ms) = o.timeout_ms {
+            h.total_timeout = timeout_of(ms)?;
         }
         b = b.http_options(h);
     }
     let m = b.build().map_err(|e| match e {
-        ModelError::Config(m) => m,
-        other => other.to_string(),
+        ModelError::Config(m) => crate::js_words(m),
+        other => crate::js_words(other.to_string()),
     })?;
     Ok(Arc::new(m))
 }
@@ -375,4 +413,54 @@ fn response_part(r: &ModelResponse) -> Value {
     m.insert("requestId".into(), json!(r.request_id));
     m.insert("modelId".into(), json!(r.model));
     Value::Object(m)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_timeouts_are_configuration_errors_not_panics() {
+        for ms in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -1.0,
+            0.0,
+            1e300,
+            f64::MAX,
+        ] {
+            let o = NativeModelOptions {
+                api_key: Some("k".into()),
+                timeout_ms: Some(ms),
+                ..NativeModelOptions::default()
+            };
+            let Err(e) = build("openai/gpt-4o", o) else {
+                panic!("{ms} was accepted");
+            };
+            assert!(e.contains("`timeoutMs`"), "{e}");
+        }
+        let o = NativeModelOptions {
+            api_key: Some("k".into()),
+            timeout_ms: Some(1500.0),
+            ..NativeModelOptions::default()
+        };
+        assert!(build("openai/gpt-4o", o).is_ok());
+    }
+
+    #[test]
+    fn an_unknown_provider_with_base_url_and_protocol_is_a_custom_endpoint() {
+        let o = NativeModelOptions {
+            base_url: Some("http://127.0.0.1:9/v1".into()),
+            protocol: Some("openai-chat".into()),
+            ..NativeModelOptions::default()
+        };
+        assert!(build("my-llm/llama-3", o).is_ok());
+        let Err(e) = build("my-llm/llama-3", NativeModelOptions::default()) else {
+            panic!("an unknown provider alone was accepted");
+        };
+        assert!(e.contains("model(spec, { baseURL, protocol })"), "{e}");
+        assert!(!e.contains("ModelBuilder"), "{e}");
+    }
 }

@@ -193,19 +193,36 @@ pub struct RetrySpec {
     pub jitter: Option<bool>,
 }
 
+/// The longest duration a spec may hold, in milliseconds: 2^53 − 1, the largest whole number a
+/// JS number holds exactly (about 285,000 years). Deadlines and wake times are milliseconds
+/// since the epoch in an `i64`: anything longer would overflow them.
+pub const MAX_MS: u64 = 9_007_199_254_740_991;
+
+/// A duration option in milliseconds, checked against [`MAX_MS`]; `what` names it for the
+/// message (`` `timeoutMs` of step `a` ``).
+fn millis(ms: u64, what: impl FnOnce() -> String) -> Result<Duration, SpecError> {
+    if ms > MAX_MS {
+        return Err(SpecError::Shape(format!(
+            "{} must be a whole number of milliseconds from 0 to {MAX_MS}, got {ms}",
+            what()
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
 impl RetrySpec {
-    fn policy(&self) -> RetryPolicy {
+    fn policy(&self, place: &str) -> Result<RetryPolicy, SpecError> {
         let mut p = RetryPolicy::attempts(self.attempts);
         if let Some(ms) = self.initial_delay_ms {
-            p = p.initial_delay(Duration::from_millis(ms));
+            p = p.initial_delay(millis(ms, || format!("`retry.initialDelayMs` of {place}"))?);
         }
         if let Some(ms) = self.max_delay_ms {
-            p = p.max_delay(Duration::from_millis(ms));
+            p = p.max_delay(millis(ms, || format!("`retry.maxDelayMs` of {place}"))?);
         }
         if let Some(j) = self.jitter {
             p = p.jitter(j);
         }
-        p
+        Ok(p)
     }
 }
 
@@ -220,15 +237,51 @@ pub enum SpecError {
     Workflow(#[from] WorkflowError),
 }
 
+/// serde's words for Rust types, with what a JS user calls them.
+const SERDE_WORDS: &[(&str, &str)] = &[
+    ("expected u64", "expected a whole number from 0 to 2^64 − 1"),
+    (
+        "expected usize",
+        "expected a whole number from 0 to 2^64 − 1",
+    ),
+    (
+        "expected u32",
+        "expected a whole number from 0 to 4294967295",
+    ),
+    ("floating point `", "number `"),
+    ("integer `", "number `"),
+    ("expected a sequence", "expected an array"),
+    ("invalid type: sequence", "invalid type: array"),
+    ("invalid type: map", "invalid type: object"),
+    ("unit value", "null"),
+];
+
+/// A serde message about a value from JS (a spec, a checkpoint) in JS words.
+pub(crate) fn serde_words(message: String) -> String {
+    let mut out = message;
+    for (rust, js) in SERDE_WORDS {
+        if out.contains(rust) {
+            out = out.replace(rust, js);
+        }
+    }
+    out
+}
+
 impl WorkflowSpec {
     /// Reads a spec from a JSON value.
     pub fn from_value(v: Value) -> Result<Self, SpecError> {
-        serde_json::from_value(v).map_err(|e| SpecError::Shape(e.to_string()))
+        serde_json::from_value(v).map_err(|e| SpecError::Shape(serde_words(e.to_string())))
     }
 
     /// Builds and commits the workflow; `native` nodes name a step of `natives`.
     pub fn commit(self, natives: &[Arc<dyn Step>]) -> Result<CommittedWorkflow, SpecError> {
-        let mut wf = Workflow::new(self.id);
+        if self.id.is_empty() {
+            return Err(SpecError::Shape(
+                "a workflow id must be a non-empty string".to_owned(),
+            ));
+        }
+        let id = self.id;
+        let mut wf = Workflow::new(id.clone());
         if let Some(s) = self.input_schema {
             wf = wf.input_schema(s);
         }
@@ -236,7 +289,7 @@ impl WorkflowSpec {
             wf = wf.output_schema(s);
         }
         if let Some(ms) = self.timeout_ms {
-            wf = wf.timeout(Duration::from_millis(ms));
+            wf = wf.timeout(millis(ms, || format!("`timeoutMs` of workflow `{id}`"))?);
         }
         Ok(items(wf, self.steps, natives)?.commit()?)
     }
@@ -249,7 +302,10 @@ fn items(
 ) -> Result<Workflow, SpecError> {
     for item in items {
         wf = match item {
-            ItemSpec::Step { id, node } => wf.then(id, node.build(natives)?),
+            ItemSpec::Step { id, node } => {
+                let n = node.build(natives, &format!("step `{id}`"))?;
+                wf.then(id, n)
+            }
             ItemSpec::Parallel { children, all } => {
                 wf.parallel_named(named(children, natives)?, all)
             }
@@ -262,13 +318,22 @@ fn items(
                 condition,
                 until,
                 max_iterations,
-            } => wf.loop_external(id, body.build(natives)?, condition, until, max_iterations),
+            } => {
+                let body = body.build(natives, &format!("loop `{id}`"))?;
+                wf.loop_external(id, body, condition, until, max_iterations)
+            }
             ItemSpec::Foreach {
                 id,
                 body,
                 concurrency,
-            } => wf.foreach(id, body.build(natives)?, concurrency),
-            ItemSpec::Sleep { id, ms } => wf.sleep(id, Duration::from_millis(ms)),
+            } => {
+                let body = body.build(natives, &format!("foreach `{id}`"))?;
+                wf.foreach(id, body, concurrency)
+            }
+            ItemSpec::Sleep { id, ms } => {
+                let d = millis(ms, || format!("the duration of sleep `{id}`"))?;
+                wf.sleep(id, d)
+            }
             ItemSpec::SleepUntil { id, handle } => wf.sleep_until_external(id, handle),
             ItemSpec::Map { id, handle } => wf.map_external(id, handle),
         };
@@ -282,12 +347,16 @@ fn named(
 ) -> Result<Vec<(String, Node)>, SpecError> {
     nodes
         .into_iter()
-        .map(|n| Ok((n.id, n.node.build(natives)?)))
+        .map(|n| {
+            let node = n.node.build(natives, &format!("step `{}`", n.id))?;
+            Ok((n.id, node))
+        })
         .collect()
 }
 
 impl NodeSpec {
-    fn build(self, natives: &[Arc<dyn Step>]) -> Result<Node, SpecError> {
+    /// The node; `place` names it in messages (`` step `a` ``).
+    fn build(self, natives: &[Arc<dyn Step>], place: &str) -> Result<Node, SpecError> {
         match self {
             NodeSpec::Step {
                 handle,
@@ -300,10 +369,10 @@ impl NodeSpec {
             } => {
                 let mut n = Node::external(handle);
                 if let Some(r) = retry {
-                    n = n.retry(r.policy());
+                    n = n.retry(r.policy(place)?);
                 }
                 if let Some(ms) = timeout_ms {
-                    n = n.timeout(Duration::from_millis(ms));
+                    n = n.timeout(millis(ms, || format!("`timeoutMs` of {place}"))?);
                 }
                 match non_idempotent.as_deref() {
                     None => {}
@@ -348,10 +417,10 @@ impl NodeSpec {
                 })?;
                 let mut n = Node::from_arc(Arc::clone(step));
                 if let Some(r) = retry {
-                    n = n.retry(r.policy());
+                    n = n.retry(r.policy(place)?);
                 }
                 if let Some(ms) = timeout_ms {
-                    n = n.timeout(Duration::from_millis(ms));
+                    n = n.timeout(millis(ms, || format!("`timeoutMs` of {place}"))?);
                 }
                 Ok(n)
             }
@@ -513,5 +582,78 @@ mod tests {
         ));
         let e = WorkflowSpec::from_value(json!({"id": "x", "steps": [], "extra": 1})).unwrap_err();
         assert!(e.to_string().contains("extra"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_workflow_id_is_rejected_even_nested() {
+        let e = WorkflowSpec::from_value(json!({"id": "", "steps": [
+            {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0}}
+        ]}))
+        .unwrap()
+        .commit(&[])
+        .unwrap_err();
+        assert!(e.to_string().contains("non-empty"), "{e}");
+        let e = WorkflowSpec::from_value(json!({"id": "outer", "steps": [
+            {"kind": "step", "id": "n", "node": {"kind": "workflow", "workflow": {"id": "", "steps": [
+                {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0}}
+            ]}}}
+        ]}))
+        .unwrap()
+        .commit(&[])
+        .unwrap_err();
+        assert!(e.to_string().contains("non-empty"), "{e}");
+    }
+
+    #[test]
+    fn durations_beyond_2_pow_53_ms_are_rejected_naming_the_option() {
+        let too_long = MAX_MS + 1;
+        for (spec, option) in [
+            (
+                json!({"id": "x", "timeoutMs": too_long, "steps": [
+                {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0}}]}),
+                "`timeoutMs` of workflow `x`",
+            ),
+            (
+                json!({"id": "x", "steps": [
+                {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0, "timeoutMs": u64::MAX}}]}),
+                "`timeoutMs` of step `a`",
+            ),
+            (
+                json!({"id": "x", "steps": [
+                {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0,
+                    "retry": {"attempts": 2, "initialDelayMs": too_long}}}]}),
+                "`retry.initialDelayMs` of step `a`",
+            ),
+            (
+                json!({"id": "x", "steps": [
+                {"kind": "step", "id": "a", "node": {"kind": "step", "handle": 0}},
+                {"kind": "sleep", "id": "nap", "ms": u64::MAX}]}),
+                "the duration of sleep `nap`",
+            ),
+        ] {
+            let e = WorkflowSpec::from_value(spec)
+                .unwrap()
+                .commit(&[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(option), "{e}");
+            assert!(e.contains("from 0 to 9007199254740991"), "{e}");
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_reported_in_js_words() {
+        for (timeout, shown) in [
+            (json!(1.5), "number `1.5`"),
+            (json!(-1), "number `-1`"),
+            (json!(1e300), "number `1e+300`"),
+        ] {
+            let e = WorkflowSpec::from_value(json!({"id": "x", "timeoutMs": timeout, "steps": []}))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(shown), "{e}");
+            assert!(e.contains("a whole number"), "{e}");
+            assert!(!e.contains("u64") && !e.contains("floating point"), "{e}");
+        }
     }
 }

@@ -51,10 +51,12 @@ pub struct NativeError {
 }
 
 impl NativeError {
+    /// An error with `code`; Rust names in `message` are replaced by what JS users write
+    /// (see [`crate::js_words`]).
     pub(crate) fn new(code: &str, message: impl ToString) -> Self {
         Self {
             code: code.to_owned(),
-            message: message.to_string(),
+            message: crate::js_words(message.to_string()),
             ..Self::default()
         }
     }
@@ -95,7 +97,7 @@ impl NativeError {
         let mut out = match e {
             AgentError::Model { source, .. } => {
                 let mut n = Self::from_model(source);
-                n.message = e.to_string();
+                n.message = crate::js_words(e.to_string());
                 return n;
             }
             AgentError::Config { .. } => Self::new("CONFIG", e),

@@ -8,9 +8,9 @@
 import { type NativeAgent, type NativeMemory, type NativeToolCall, addon } from './native.js';
 import { MiyabiError, native } from './errors.js';
 import { type InferOutput, type SchemaLike, parse, toInputJsonSchema, toJsonSchema } from './schema.js';
-import { type Message, type ModelLike, nativeModel } from './model.js';
+import { type Message, type ModelLike, U32, nativeModel, settings } from './model.js';
 import { type AgentCheckpoint, type AgentResult, AgentStreamResult, agentResult, single } from './result.js';
-import { storable } from './values.js';
+import { optionalWhole, storable, wholeNumber } from './values.js';
 
 /** What a tool's `execute` gets besides its arguments. */
 export interface ToolContext {
@@ -174,28 +174,26 @@ export class Agent<O = string> {
           thread: call.thread ?? undefined,
           resource: call.resource ?? undefined,
         });
-        return { ok: true, value: storable(out) };
+        return { ok: true, value: storable(out, 'result') };
       } catch (e) {
         return { ok: false, error: errorText(e) };
       }
     };
+    const count = { code: 'INVALID_ARGUMENT', max: U32 } as const;
+    const sampling = settings(options);
+    const config = {
+      name: options.name,
+      instructions: options.instructions,
+      maxSteps: optionalWhole(options.maxSteps, `the \`maxSteps\` of agent \`${options.name}\``, count),
+      toolChoice: options.toolChoice,
+      outputSchema: options.output === undefined ? undefined : toJsonSchema(options.output),
+      ...sampling,
+      lastMessages: optionalWhole(options.lastMessages, `the \`lastMessages\` of agent \`${options.name}\``, count),
+      workingMemory: options.workingMemory,
+    };
     this.native = native(() =>
       addon.NativeAgent.create(
-        {
-          name: options.name,
-          instructions: options.instructions,
-          maxSteps: options.maxSteps,
-          toolChoice: options.toolChoice,
-          outputSchema: options.output === undefined ? undefined : toJsonSchema(options.output),
-          temperature: options.temperature,
-          maxTokens: options.maxTokens,
-          topP: options.topP,
-          topK: options.topK,
-          stopSequences: options.stopSequences === undefined ? undefined : [...options.stopSequences],
-          seed: options.seed,
-          lastMessages: options.lastMessages,
-          workingMemory: options.workingMemory,
-        },
+        config,
         nativeModel(options.model),
         defs,
         dispatch,
@@ -206,13 +204,13 @@ export class Agent<O = string> {
 
   /** Runs the tool loop to an answer. Rejects with a `ProviderError` when the model's provider fails. */
   async generate(input: AgentInput, options: AgentCallOptions = {}): Promise<AgentResult<O>> {
-    const n = this.native.generate(storable(input));
+    const n = this.native.generate(storable(input, 'input'));
     return this.#parsed(agentResult<O>(await single(n, 'agent-response', options.abortSignal)));
   }
 
   /** Runs the tool loop, streaming text, tool calls and results, and step boundaries. */
   stream(input: AgentInput, options: AgentCallOptions = {}): AgentStreamResult<O> {
-    return new AgentStreamResult<O>(this.native.stream(storable(input)), options.abortSignal);
+    return new AgentStreamResult<O>(this.native.stream(storable(input, 'input')), options.abortSignal);
   }
 
   /**
@@ -221,7 +219,7 @@ export class Agent<O = string> {
    * `{ decisions: { [toolCallId]: { approved, reason?, arguments? } } }`.
    */
   async resume(checkpoint: AgentCheckpoint, decisions: unknown): Promise<AgentResult<O>> {
-    const n = this.native.resume(checkpoint, storable(decisions));
+    const n = this.native.resume(storable(checkpoint, 'checkpoint'), storable(decisions, 'decisions'));
     return this.#parsed(agentResult<O>(await single(n, 'agent-response')));
   }
 
@@ -253,12 +251,15 @@ export class WorkingMemory {
 
   /** Writes a key; with `ttlMs` it expires after that long. */
   async set(key: string, value: unknown, options: { readonly ttlMs?: number } = {}): Promise<void> {
-    await memoryCall(() => this.#m.set(this.#kind, this.#id, key, storable(value), options.ttlMs));
+    const stored = storable(value, 'value');
+    const ttlMs = optionalWhole(options.ttlMs, 'the `ttlMs` of a working-memory key', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds', hint: 'omit it for no expiry' });
+    await memoryCall(() => this.#m.set(this.#kind, this.#id, key, stored, ttlMs));
   }
 
   /** Merges a JSON merge patch (RFC 7386) into a key (created if missing); returns the new value. */
   async merge<T = unknown>(key: string, patch: unknown): Promise<T> {
-    return (await memoryCall(() => this.#m.merge(this.#kind, this.#id, key, storable(patch)))) as T;
+    const stored = storable(patch, 'patch');
+    return (await memoryCall(() => this.#m.merge(this.#kind, this.#id, key, stored))) as T;
   }
 
   /** Deletes a key; whether it existed. */
@@ -323,7 +324,8 @@ export class Memory {
 
   /** The last `n` messages of a thread, oldest first, as stored (`{ id, thread, message, createdAt, ... }`). */
   async lastMessages(thread: string, n = 20): Promise<Array<Record<string, unknown>>> {
-    return memoryCall(() => this.native.lastMessages(thread, n));
+    const count = wholeNumber(n, 'the number of messages of lastMessages()', { code: 'INVALID_ARGUMENT', max: U32 });
+    return memoryCall(() => this.native.lastMessages(thread, count));
   }
 
   /** Deletes a thread, its messages and its working memory; whether it existed. */

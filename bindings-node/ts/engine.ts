@@ -6,11 +6,12 @@
  * call synchronous, committing to the store in the same call. No thread hop per step.
  */
 import { type NativeEngine, type NativeRun, type NativeRunInfo, type NativeServer, type NativeStepCall, type NativeTask, addon } from './native.js';
+import type { NativeViolation } from '../../native.cjs';
 import { Approvals } from './approval.js';
-import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, isEngineError, native } from './errors.js';
-import { parseSync } from './schema.js';
-import { storable } from './values.js';
-import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled } from './workflow.js';
+import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, isEngineError, native, violationError } from './errors.js';
+import { parse, parseSync } from './schema.js';
+import { pathText, storable } from './values.js';
+import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled, resumeSchemaAt } from './workflow.js';
 
 /** Options of `engine.serve`. */
 export interface ServeOptions {
@@ -186,6 +187,12 @@ function ms(t: number | Date | undefined): number | undefined {
   return t instanceof Date ? t.getTime() : t;
 }
 
+/** The longest delay `setTimeout` waits as asked (2^31 − 1 ms). */
+const MAX_TIMEOUT = 2_147_483_647;
+
+/** The latest time a `Date` holds (ms since the epoch). */
+const MAX_DATE_MS = 8.64e15;
+
 /** Thrown by `ctx.suspend` to end the step; the driver turns it into a suspension. */
 class Suspend {
   constructor(readonly payload: unknown) {}
@@ -244,14 +251,20 @@ class Ctx implements StepContext<unknown, unknown> {
   get emit(): (name: string, data?: unknown) => void {
     const run = this.#run;
     const path = this.path;
-    return (name: string, data?: unknown): void => native(() => run.emit(path, name, storable(data)));
+    return (name: string, data?: unknown): void => {
+      const stored = storable(data, 'data');
+      native(() => run.emit(path, name, stored));
+    };
   }
 
   get state(): RunState {
     const run = this.#run;
     return {
       get: <T = unknown>(key: string): T | undefined => (native(() => run.getState(key)) ?? undefined) as T | undefined,
-      set: (key: string, value: unknown): void => native(() => run.setState(key, storable(value))),
+      set: (key: string, value: unknown): void => {
+        const stored = storable(value, pathText('state', [key]));
+        native(() => run.setState(key, stored));
+      },
     };
   }
 }
@@ -399,16 +412,26 @@ class Driver {
     for (const f of this.#listeners) f();
   }
 
-  #timer(delay: number, f: () => void): ReturnType<typeof setTimeout> {
-    const t = setTimeout(
-      () => {
+  /**
+   * Calls `f` after `delay` ms; returns what stops it. A delay longer than `setTimeout` can
+   * wait (2^31 − 1 ms, about 24.8 days: Node fires a longer one after 1 ms) waits in parts.
+   */
+  #timer(delay: number, f: () => void): () => void {
+    let t: ReturnType<typeof setTimeout>;
+    const arm = (left: number): void => {
+      const wait = Math.min(left, MAX_TIMEOUT);
+      t = setTimeout(() => {
         this.#timers.delete(t);
-        this.#guard(f);
-      },
-      Math.max(0, delay),
-    );
-    this.#timers.add(t);
-    return t;
+        if (left > MAX_TIMEOUT) arm(left - MAX_TIMEOUT);
+        else this.#guard(f);
+      }, wait);
+      this.#timers.add(t);
+    };
+    arm(delay > 0 ? delay : 0);
+    return () => {
+      clearTimeout(t);
+      this.#timers.delete(t);
+    };
   }
 
   #finish(): void {
@@ -505,12 +528,20 @@ class Driver {
 
   /** Completes `path` with a value and polls in the same native call. */
   #completeOk(path: string, value: unknown): void {
+    let stored: unknown;
+    try {
+      stored = storable(value, 'output');
+    } catch (e) {
+      // The value cannot become JSON (NaN, a function, a cycle, ...): the step fails.
+      this.#unstorable(path, 'output', e);
+      return;
+    }
     let more: NativeTask[];
     try {
-      more = this.#n.completeAndAdvance(path, storable(value));
+      more = this.#n.completeAndAdvance(path, stored);
     } catch (e) {
       if (isEngineError(e)) throw fromNative(e);
-      // The value cannot become JSON (a function, a symbol, NaN, a cycle): the step fails.
+      // napi refused the value (deeper or bigger than it converts): the step fails.
       this.#unstorable(path, 'output', e);
       return;
     }
@@ -520,8 +551,17 @@ class Driver {
 
   /** Completes `path` without polling (failures, suspensions, eval answers, sleeps). */
   #complete(path: string, ok: boolean, value: unknown): void {
+    let stored = value;
+    if (ok) {
+      try {
+        stored = storable(value, 'result');
+      } catch (e) {
+        this.#unstorable(path, 'result', e);
+        return;
+      }
+    }
     try {
-      this.#n.complete(path, ok, ok ? storable(value) : value);
+      this.#n.complete(path, ok, stored);
     } catch (e) {
       if (isEngineError(e)) throw fromNative(e);
       this.#unstorable(path, ok ? 'result' : 'error', e);
@@ -541,8 +581,15 @@ class Driver {
   #fail(path: string, e: unknown, fatal = false): void {
     if (this.#done) return;
     if (e instanceof Suspend) {
+      let payload: unknown;
       try {
-        this.#n.suspend(path, storable(e.payload));
+        payload = storable(e.payload, 'payload');
+      } catch (err) {
+        this.#unstorable(path, 'suspension payload', err);
+        return;
+      }
+      try {
+        this.#n.suspend(path, payload);
       } catch (err) {
         if (isEngineError(err)) throw fromNative(err);
         this.#unstorable(path, 'suspension payload', err);
@@ -622,11 +669,11 @@ class Driver {
     if (!isThenable(r)) return this.#ok(t.path, h, r);
     this.#inflight++;
     let settled = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopTimer: (() => void) | undefined;
     if (h.timeoutMs !== undefined && stepAbort !== undefined) {
       const ms = h.timeoutMs;
       const ctl = stepAbort;
-      timer = this.#timer(ms, () => {
+      stopTimer = this.#timer(ms, () => {
         if (settled) return;
         settled = true;
         const err = new TimeoutError(`step \`${t.path}\` timed out after ${ms} ms`);
@@ -638,10 +685,7 @@ class Driver {
       (v) => {
         if (settled) return;
         settled = true;
-        if (timer !== undefined) {
-          clearTimeout(timer);
-          this.#timers.delete(timer);
-        }
+        stopTimer?.();
         this.#inflight--;
         this.#guard(() => {
           if (this.#ok(t.path, h, v) || this.#done) this.#signal();
@@ -650,10 +694,7 @@ class Driver {
       (e: unknown) => {
         if (settled) return;
         settled = true;
-        if (timer !== undefined) {
-          clearTimeout(timer);
-          this.#timers.delete(timer);
-        }
+        stopTimer?.();
         this.#settled(() => this.#fail(t.path, e));
       },
     );
@@ -672,8 +713,15 @@ class Driver {
       let a: unknown;
       if (kind === 'select') a = String(v);
       else if (kind === 'condition') a = Boolean(v);
-      else if (kind === 'wakeAt') a = v instanceof Date ? v.getTime() : Number(v);
-      else a = v ?? null;
+      else if (kind === 'wakeAt') {
+        const at = v instanceof Date ? v.getTime() : Number(v);
+        if (!Number.isFinite(at) || Math.abs(at) > MAX_DATE_MS) {
+          const got = v instanceof Date ? 'an invalid Date' : typeof v === 'number' ? String(v) : `${typeof v} ${String(v)}`;
+          this.#fail(t.path, new FatalError(`the wake time of sleepUntil \`${t.path}\` must be a Date or a number of milliseconds since the epoch, got ${got}`), true);
+          return;
+        }
+        a = Math.ceil(at);
+      } else a = v ?? null;
       this.#complete(t.path, true, a);
     };
     const args = kind === 'select' || kind === 'condition' ? { output: t.input ?? null } : { input: t.input ?? null };
@@ -851,22 +899,37 @@ export class Engine {
   }
 
   #startParsed<O>(c: Compiled, value: unknown, deferred: boolean): RunHandle<O> {
-    let n: NativeRun;
-    const stored = storable(value);
+    let r: NativeRun | NativeViolation;
+    const stored = storable(value, 'input');
     try {
-      n = this.#native.startRun(c.native, stored, deferred);
+      r = this.#native.startRun(c.native, stored, deferred);
     } catch (e) {
       throw fromNative(e);
     }
+    if (!(r instanceof addon.NativeRun)) throw violationError(r, stored);
+    const n = r;
     // The run's input is what was handed to the engine: the result reuses it instead of
     // converting the stored copy back.
     return this.#drive<O>(n, { value: stored });
   }
 
-  /** Gives `data` to the suspended step at `path` and drives the run until it finishes or suspends again. Works from any process on the same store. */
+  /**
+   * Gives `data` to the suspended step at `path` and drives the run until it finishes or
+   * suspends again. Works from any process on the same store. With the step's `resume` schema
+   * registered here, the data are parsed with it first (defaults and transforms apply); data
+   * that violate it reject with a `ValidationError` whose `issues` say where, and the run stays
+   * suspended.
+   */
   async resume<O = unknown>(runId: string, path: string, data?: unknown): Promise<Run<O>> {
-    const n = native(() => this.#native.resumeRun(runId, path, storable(data)));
-    return this.#drive<O>(n).result;
+    let value = data;
+    const fp = native(() => this.#native.suspendedFingerprint(runId, path));
+    const c = fp === null || fp === undefined ? undefined : this.#byFingerprint.get(fp);
+    const schema = c === undefined ? undefined : resumeSchemaAt(c, path);
+    if (schema !== undefined) value = await parse(schema, data, `step \`${path}\` resume data`);
+    const stored = storable(value, 'resumeData');
+    const r = native(() => this.#native.resumeRun(runId, path, stored));
+    if (!(r instanceof addon.NativeRun)) throw violationError(r, stored);
+    return this.#drive<O>(r).result;
   }
 
   /** Takes over runs a dead process left running (of registered workflows) and drives them here. */

@@ -37,9 +37,12 @@ export class MiyabiError extends Error {
   }
 }
 
-/** A value does not match its schema (run input, step output, resume data). */
+/** A value does not match its schema (run input, step output, resume data), or is not valid
+ * JSON (NaN, a function, a cycle, ...: see "Values" in the README). */
 export class ValidationError extends MiyabiError {
-  /** What failed, as reported by the schema library (zod issues) when validated in JS. */
+  /** What failed: one issue per violation, each with its `path` inside the value and a
+   * `message` (the schema library's issues when validated in JS, such as zod's; the engine's
+   * violation when the engine's JSON Schema check failed). */
   readonly issues: ReadonlyArray<{ readonly message: string; readonly path?: ReadonlyArray<PropertyKey | { readonly key: PropertyKey }> }>;
 
   constructor(message: string, issues: ValidationError['issues'] = [], options?: { cause?: unknown }) {
@@ -180,6 +183,41 @@ export interface NativeErrorData {
   readonly retryable: boolean;
 }
 
+/** A schema violation as the engine reports it when a run starts or resumes. */
+export interface NativeViolationData {
+  readonly place: string;
+  readonly direction: string;
+  readonly pointer: string;
+  readonly reason: string;
+}
+
+/** The path (`['items', 2]`) a JSON pointer (`/items/2`) names in `value`. */
+export function pointerPath(pointer: string, value: unknown): Array<string | number> {
+  if (pointer === '') return [];
+  const path: Array<string | number> = [];
+  let cur: unknown = value;
+  for (const raw of pointer.split('/').slice(1)) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (Array.isArray(cur) && /^(0|[1-9]\d*)$/.test(seg)) {
+      const i = Number(seg);
+      path.push(i);
+      cur = cur[i];
+    } else {
+      path.push(seg);
+      cur = cur !== null && typeof cur === 'object' ? (cur as Record<string, unknown>)[seg] : undefined;
+    }
+  }
+  return path;
+}
+
+/** The `ValidationError` of a violation the engine found in `value`, with it as its issue. */
+export function violationError(v: NativeViolationData, value: unknown): ValidationError {
+  const path = pointerPath(v.pointer, value);
+  const at = path.map(String).join('.');
+  const message = `${v.place} ${v.direction} violates its schema: ${at === '' ? '' : `${at}: `}${v.reason}`;
+  return new ValidationError(message, [{ message: v.reason, path }]);
+}
+
 /** Turns an error reported as data by the addon into its class. */
 export function fromNativeError(e: NativeErrorData): MiyabiError {
   const u = <T>(v: T | null | undefined): T | undefined => v ?? undefined;
@@ -242,13 +280,45 @@ export function isEngineError(e: unknown): boolean {
   return typeof code === 'string' && CODES.has(code);
 }
 
+/** What JS calls the Rust types napi names when it cannot convert an argument. */
+function jsType(rust: string): string {
+  if (rust === 'String' || rust === '&str') return 'a string';
+  if (rust === 'bool') return 'a boolean';
+  if (rust === 'u32') return 'a whole number from 0 to 4294967295';
+  if (rust === 'i32') return 'a whole number from -2147483648 to 2147483647';
+  if (/^(u|i)(8|16|64|128|size)$/.test(rust)) return 'a whole number';
+  if (/^f(32|64)$/.test(rust)) return 'a number';
+  if (/^Vec</.test(rust)) return 'an array';
+  if (/Map</.test(rust)) return 'an object';
+  if (rust.startsWith('serde_json::')) return 'JSON';
+  if (/^Native[A-Z]\w*$/.test(rust)) return 'an object';
+  return `a ${rust}`;
+}
+
+/**
+ * napi's message when it cannot convert an argument (`Failed to convert JavaScript value
+ * \`Number 3 \` into rust type \`String\` on NativeModelOptions.apiKey`), in JS words
+ * (`` `apiKey`: expected a string, got Number 3 ``); undefined for any other message.
+ */
+export function conversionMessage(message: string): string | undefined {
+  const m = /^Failed to convert (?:JavaScript value `(.*?)\s*`|napi value (\S+)) into rust type `([^`]+)`(?: on \w+\.(\w+))?/.exec(message);
+  if (m === null) return undefined;
+  const got = (m[1] ?? m[2] ?? '').trim();
+  const field = m[4] === undefined ? '' : `\`${m[4]}\`: `;
+  return `${field}expected ${jsType(m[3] ?? '')}${got === '' ? '' : `, got ${got}`}`;
+}
+
 /** Turns an error thrown by the native addon (a plain Error with a `code`) into its class. */
 export function fromNative(e: unknown): Error {
   if (!(e instanceof Error)) return new MiyabiError('ENGINE', String(e));
   if (e instanceof MiyabiError) return e;
   const raw = (e as Error & { code?: unknown }).code;
   const code = typeof raw === 'string' && CODES.has(raw) ? (raw as ErrorCode) : undefined;
-  if (code === undefined) return e;
+  if (code === undefined) {
+    // napi refused an argument: say so in JS words.
+    const words = conversionMessage(e.message);
+    return words === undefined ? e : new MiyabiError('INVALID_ARGUMENT', words, { cause: e });
+  }
   const opts = { cause: e };
   switch (code) {
     case 'VALIDATION':

@@ -7,7 +7,7 @@ import { type CallSettings, type ModelLike, type Prompt, nativeModel, promptInpu
 import { type GenerateTextResult, StreamTextResult, modelResult, single } from './result.js';
 import { Agent, type Tool } from './agent.js';
 import { type SchemaLike, toInputJsonSchema } from './schema.js';
-import { storable } from './values.js';
+import { optionalFinite, storable } from './values.js';
 
 /** The options of `generateText` and `streamText`. */
 export type TextOptions = Prompt &
@@ -38,13 +38,13 @@ export type TextOptions = Prompt &
 
 function request(o: TextOptions): NativeModelRequest {
   return {
-    input: storable(promptInput(o)),
+    input: storable(promptInput(o), 'input'),
     system: o.system,
     toolChoice: o.toolChoice,
     responseSchema: o.output === undefined ? undefined : toInputJsonSchema(o.output),
-    presencePenalty: o.presencePenalty,
-    frequencyPenalty: o.frequencyPenalty,
-    providerOptions: o.providerOptions === undefined ? undefined : { ...o.providerOptions },
+    presencePenalty: optionalFinite(o.presencePenalty, '`presencePenalty`'),
+    frequencyPenalty: optionalFinite(o.frequencyPenalty, '`frequencyPenalty`'),
+    providerOptions: o.providerOptions === undefined ? undefined : (storable(o.providerOptions, 'providerOptions') as Record<string, unknown>),
     ...settings(o),
   };
 }

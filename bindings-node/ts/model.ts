@@ -4,6 +4,8 @@
  * `model(spec, { baseURL, apiKey, headers })` to give them explicitly.
  */
 import { type NativeModel, type NativeModelRequest, addon } from './native.js';
+import { native } from './errors.js';
+import { optionalFinite, optionalWhole } from './values.js';
 
 /** A protocol family of the model layer. */
 export type Protocol =
@@ -29,7 +31,8 @@ export interface ModelOptions {
   readonly protocol?: Protocol;
   /** Retries after the first attempt on rate limits, server errors and network failures (default 2). */
   readonly maxRetries?: number;
-  /** Timeout of a whole call in milliseconds (default 15 minutes). */
+  /** Timeout of a whole call in milliseconds (default 15 minutes): a whole number from 1 to
+   * 2^53 − 1 (NaN, Infinity or a negative number is a `MiyabiError`, code `INVALID_ARGUMENT`). */
   readonly timeoutMs?: number;
 }
 
@@ -57,14 +60,20 @@ export class LanguageModel {
  * ```
  */
 export function model(spec: string, options: ModelOptions = {}): LanguageModel {
-  const n = addon.NativeModel.create(spec, {
+  const where = `of model('${spec}')`;
+  const n = native(() => addon.NativeModel.create(spec, {
     baseUrl: options.baseURL,
     apiKey: options.apiKey,
     headers: options.headers === undefined ? undefined : { ...options.headers },
     protocol: options.protocol,
-    maxRetries: options.maxRetries,
-    timeoutMs: options.timeoutMs,
-  });
+    maxRetries: optionalWhole(options.maxRetries, `the \`maxRetries\` ${where}`, { code: 'INVALID_ARGUMENT', max: U32 }),
+    timeoutMs: optionalWhole(options.timeoutMs, `the \`timeoutMs\` ${where}`, {
+      code: 'INVALID_ARGUMENT',
+      min: 1,
+      unit: 'milliseconds',
+      hint: 'omit it for the default of 15 minutes',
+    }),
+  }));
   return new LanguageModel(spec, n);
 }
 
@@ -123,17 +132,21 @@ export function promptInput(p: Prompt): unknown {
   return input;
 }
 
-/** Sampling settings as the addon takes them. */
+/** The largest 32-bit unsigned integer (counts the addon takes as `u32`). */
+export const U32 = 4_294_967_295;
+
+/** Sampling settings as the addon takes them, checked (a `MiyabiError` naming a bad one). */
 export function settings(s: CallSettings): Pick<
   NativeModelRequest,
   'temperature' | 'maxTokens' | 'topP' | 'topK' | 'stopSequences' | 'seed'
 > {
+  const count = { code: 'INVALID_ARGUMENT', max: U32 } as const;
   return {
-    temperature: s.temperature,
-    maxTokens: s.maxTokens,
-    topP: s.topP,
-    topK: s.topK,
+    temperature: optionalFinite(s.temperature, '`temperature`'),
+    maxTokens: optionalWhole(s.maxTokens, '`maxTokens`', count),
+    topP: optionalFinite(s.topP, '`topP`'),
+    topK: optionalWhole(s.topK, '`topK`', count),
     stopSequences: s.stopSequences === undefined ? undefined : [...s.stopSequences],
-    seed: s.seed,
+    seed: optionalWhole(s.seed, '`seed`', { code: 'INVALID_ARGUMENT' }),
   };
 }

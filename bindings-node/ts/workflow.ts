@@ -9,7 +9,8 @@
 import { type NativeSteps, type NativeWorkflow, addon } from './native.js';
 import { Agent } from './agent.js';
 import { ApprovalGate, type GateOutput } from './approval.js';
-import { native } from './errors.js';
+import { WorkflowDefinitionError, native } from './errors.js';
+import { optionalWhole, wholeNumber } from './values.js';
 import { type SchemaLike, type InferInput, type InferOutput, toJsonSchema } from './schema.js';
 
 /** What a step function gets: its input, where it runs, and what it can do. */
@@ -440,6 +441,12 @@ export function workflow<S extends SchemaLike = SchemaLike<unknown, unknown>>(
   id: string,
   options?: { readonly input?: S; readonly timeoutMs?: number },
 ): WorkflowBuilder<InferInput<S>, InferOutput<S>> {
+  if (typeof id !== 'string' || id === '') {
+    throw new WorkflowDefinitionError(
+      'INVALID_WORKFLOW',
+      `a workflow id must be a non-empty string, got ${typeof id === 'string' ? "''" : String(id)}: workflow('my-workflow')`,
+    );
+  }
   return new WorkflowBuilder({
     id,
     input: options?.input,
@@ -447,6 +454,24 @@ export function workflow<S extends SchemaLike = SchemaLike<unknown, unknown>>(
     timeoutMs: options?.timeoutMs,
     items: [],
   });
+}
+
+/** Resume schemas of a committed workflow by path template (`fix[*]/revise`), built once. */
+const RESUME_SCHEMAS = new WeakMap<Compiled, ReadonlyMap<string, SchemaLike>>();
+
+/** The `resume` schema of the JS step at `path` (`fix[2]/revise`) of a committed workflow. */
+export function resumeSchemaAt(c: Compiled, path: string): SchemaLike | undefined {
+  let m = RESUME_SCHEMAS.get(c);
+  if (m === undefined) {
+    const byTemplate = new Map<string, SchemaLike>();
+    for (const s of c.native.stepPaths()) {
+      const h = c.handlers[s.handle];
+      if (h !== undefined && h.kind === 'step' && h.resume !== undefined) byTemplate.set(s.path, h.resume);
+    }
+    m = byTemplate;
+    RESUME_SCHEMAS.set(c, m);
+  }
+  return m.size === 0 ? undefined : m.get(path.replace(/\[\d+\]/g, '[*]'));
 }
 
 /** The input schema of a committed workflow (to parse the input in JS before starting). */
@@ -464,8 +489,29 @@ function specOf(def: Definition, t: Tables): Record<string, unknown> {
   const spec: Record<string, unknown> = { id: def.id, steps: def.items.map((i) => itemSpec(i, t)) };
   if (def.input !== undefined) spec.inputSchema = toJsonSchema(def.input);
   if (def.output !== undefined) spec.outputSchema = toJsonSchema(def.output);
-  if (def.timeoutMs !== undefined) spec.timeoutMs = def.timeoutMs;
+  if (def.timeoutMs !== undefined) {
+    spec.timeoutMs = wholeNumber(def.timeoutMs, `the \`timeoutMs\` of workflow \`${def.id}\``, MS_NO_TIMEOUT);
+  }
   return spec;
+}
+
+/** How a duration option is checked (a whole number of ms; Infinity is not "no timeout"). */
+const MS = { code: 'INVALID_WORKFLOW', unit: 'milliseconds' } as const;
+const MS_NO_TIMEOUT = { ...MS, hint: 'omit it for no timeout' } as const;
+
+/** A retry option as the spec takes it, checked. */
+function retrySpec(r: number | RetryOptions, where: string): Record<string, unknown> {
+  const counts = { code: 'INVALID_WORKFLOW', min: 0, max: 4_294_967_295 } as const;
+  if (typeof r === 'number') return { attempts: wholeNumber(r, `the \`retry\` of ${where}`, counts) };
+  if (r === null || typeof r !== 'object') {
+    throw new WorkflowDefinitionError('INVALID_WORKFLOW', `the \`retry\` of ${where} must be a number of attempts or { attempts, initialDelayMs?, maxDelayMs?, jitter? }, got ${String(r)}`);
+  }
+  const out: Record<string, unknown> = { ...r, attempts: wholeNumber(r.attempts, `the \`retry.attempts\` of ${where}`, counts) };
+  const initial = optionalWhole(r.initialDelayMs, `the \`retry.initialDelayMs\` of ${where}`, MS);
+  if (initial !== undefined) out.initialDelayMs = initial;
+  const max = optionalWhole(r.maxDelayMs, `the \`retry.maxDelayMs\` of ${where}`, MS);
+  if (max !== undefined) out.maxDelayMs = max;
+  return out;
 }
 
 function handle(handlers: Handler[], h: Handler): number {
@@ -477,12 +523,12 @@ function itemSpec(item: ItemDef, t: Tables): Record<string, unknown> {
   const handlers = t.handlers;
   switch (item.kind) {
     case 'step':
-      return { kind: 'step', id: item.id, node: nodeSpec(item.node, t) };
+      return { kind: 'step', id: item.id, node: nodeSpec(item.node, t, `step \`${item.id}\``) };
     case 'parallel':
       return {
         kind: 'parallel',
         all: item.all,
-        children: item.children.map(([id, n]) => ({ id, node: nodeSpec(n, t) })),
+        children: item.children.map(([id, n]) => ({ id, node: nodeSpec(n, t, `step \`${id}\``) })),
       };
     case 'branch': {
       const selector = handle(handlers, { kind: 'select', fn: item.selector });
@@ -490,18 +536,21 @@ function itemSpec(item: ItemDef, t: Tables): Record<string, unknown> {
         kind: 'branch',
         id: item.id,
         selector,
-        arms: item.arms.map(([id, n]) => ({ id, node: nodeSpec(n, t) })),
+        arms: item.arms.map(([id, n]) => ({ id, node: nodeSpec(n, t, `arm \`${id}\` of branch \`${item.id}\``) })),
       };
     }
     case 'loop': {
-      const body = nodeSpec(item.body, t);
+      const body = nodeSpec(item.body, t, `loop \`${item.id}\``);
       const condition = handle(handlers, { kind: 'condition', fn: item.condition });
-      return { kind: 'loop', id: item.id, body, condition, until: item.until, maxIterations: item.max };
+      const maxIterations = wholeNumber(item.max, `the \`maxIterations\` of loop \`${item.id}\``, { code: 'INVALID_WORKFLOW', min: 1, max: 4_294_967_295 });
+      return { kind: 'loop', id: item.id, body, condition, until: item.until, maxIterations };
     }
-    case 'foreach':
-      return { kind: 'foreach', id: item.id, body: nodeSpec(item.body, t), concurrency: item.concurrency };
+    case 'foreach': {
+      const concurrency = wholeNumber(item.concurrency, `the \`concurrency\` of foreach \`${item.id}\``, { code: 'INVALID_WORKFLOW', min: 1, max: 4_294_967_295 });
+      return { kind: 'foreach', id: item.id, body: nodeSpec(item.body, t, `foreach \`${item.id}\``), concurrency };
+    }
     case 'sleep':
-      return { kind: 'sleep', id: item.id, ms: item.ms };
+      return { kind: 'sleep', id: item.id, ms: wholeNumber(item.ms, `the duration of sleep \`${item.id}\``, MS) };
     case 'sleepUntil':
       return { kind: 'sleepUntil', id: item.id, handle: handle(handlers, { kind: 'wakeAt', fn: item.fn }) };
     case 'map':
@@ -509,28 +558,29 @@ function itemSpec(item: ItemDef, t: Tables): Record<string, unknown> {
   }
 }
 
-function nodeSpec(node: NodeDef, t: Tables): Record<string, unknown> {
+function nodeSpec(node: NodeDef, t: Tables, where: string): Record<string, unknown> {
   if (node.kind === 'workflow') {
     return { kind: 'workflow', workflow: specOf(compiled(node.workflow).def, t) };
   }
   const o = node.options;
   if (node.kind === 'native') {
     const spec: Record<string, unknown> = { kind: 'native', index: node.add(t.natives) };
-    if (o.retry !== undefined) spec.retry = typeof o.retry === 'number' ? { attempts: o.retry } : { ...o.retry };
-    if (o.timeoutMs !== undefined) spec.timeoutMs = o.timeoutMs;
+    if (o.retry !== undefined) spec.retry = retrySpec(o.retry, where);
+    if (o.timeoutMs !== undefined) spec.timeoutMs = wholeNumber(o.timeoutMs, `the \`timeoutMs\` of ${where}`, MS_NO_TIMEOUT);
     return spec;
   }
   const handlers = t.handlers;
+  const timeoutMs = optionalWhole(o.timeoutMs, `the \`timeoutMs\` of ${where}`, MS_NO_TIMEOUT);
   const h = handle(handlers, {
     kind: 'step',
     fn: node.fn as (ctx: StepContext<unknown, unknown>) => unknown,
-    timeoutMs: o.timeoutMs,
+    timeoutMs,
     output: o.output,
     resume: o.resume,
   });
   const spec: Record<string, unknown> = { kind: 'step', handle: h };
-  if (o.retry !== undefined) spec.retry = typeof o.retry === 'number' ? { attempts: o.retry } : { ...o.retry };
-  if (o.timeoutMs !== undefined) spec.timeoutMs = o.timeoutMs;
+  if (o.retry !== undefined) spec.retry = retrySpec(o.retry, where);
+  if (timeoutMs !== undefined) spec.timeoutMs = timeoutMs;
   if (o.nonIdempotent !== undefined) spec.nonIdempotent = o.nonIdempotent;
   if (o.input !== undefined) spec.inputSchema = toJsonSchema(o.input);
   if (o.output !== undefined) spec.outputSchema = toJsonSchema(o.output);
