@@ -14,14 +14,8 @@ use serde_json::Value;
 use crate::{NativeEngine, NativeRun, err, ints};
 
 fn approval_err(e: ApprovalError) -> napi::Error<String> {
-    let code = match &e {
-        ApprovalError::NotFound { .. } => "NOT_FOUND",
-        ApprovalError::Forbidden { .. } => "FORBIDDEN",
-        ApprovalError::Conflict { .. } => "CONFLICT",
-        ApprovalError::Invalid(_) | ApprovalError::BadDecision { .. } => "VALIDATION",
-        _ => "STORE",
-    };
-    err(code, e)
+    // An unknown run is NOT_FOUND and a store failure STORE, as for the engine's own calls.
+    err(e.code().as_str(), e)
 }
 
 fn error_value(code: &str, message: &str) -> Value {

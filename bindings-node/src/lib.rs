@@ -88,26 +88,10 @@ pub(crate) fn js_words(message: String) -> String {
     out
 }
 
+/// An engine error as thrown to JS: its code from the crate's one table (`ErrorCode`), the
+/// same the HTTP API and the CLI report.
 fn engine_err(e: EngineError) -> napi::Error<String> {
-    let code = match &e {
-        EngineError::UnknownRun(_) => "NOT_FOUND",
-        EngineError::Schema(_) => "VALIDATION",
-        EngineError::NotResumable { .. }
-        | EngineError::Finished { .. }
-        | EngineError::Contended { .. }
-        | EngineError::GateNeedsDecision { .. }
-        | EngineError::NotAGate { .. }
-        | EngineError::DrivenOutsideRust { .. }
-        | EngineError::Owned { .. } => "CONFLICT",
-        EngineError::NotSuspended { .. } => "NOT_SUSPENDED",
-        EngineError::UnknownWorkflow(_) => "UNKNOWN_WORKFLOW",
-        EngineError::DefinitionChanged { .. } => "DEFINITION_CHANGED",
-        EngineError::ReplayDiverged { .. } => "REPLAY_DIVERGED",
-        EngineError::Store(_) => "STORE",
-        EngineError::Shutdown => "SHUTDOWN",
-        _ => "ENGINE",
-    };
-    err(code, e)
+    err(e.code().as_str(), e)
 }
 
 /// The largest integer a JS number holds exactly (2^53 − 1). napi hands integers beyond it
@@ -967,6 +951,24 @@ impl Drop for NativeStepCall {
 
 #[cfg(test)]
 mod tests {
+    /// The facade's `ErrorCode` type and its set of known codes list exactly the crate's
+    /// table: one table for Rust, HTTP, the CLI and Node.
+    #[test]
+    fn the_ts_error_codes_are_the_crates() {
+        let ts = include_str!("../ts/errors.ts");
+        let union = &ts[ts.find("export type ErrorCode =").unwrap_or(0)..];
+        let union = &union[..union.find(';').unwrap_or(union.len())];
+        let set = &ts[ts.find("const CODES").unwrap_or(0)..];
+        let set = &set[..set.find("]);").unwrap_or(set.len())];
+        for part in [union, set] {
+            let mut listed: Vec<&str> = part.split('\'').skip(1).step_by(2).collect();
+            listed.sort_unstable();
+            let mut table: Vec<&str> = miyabi::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+            table.sort_unstable();
+            assert_eq!(listed, table);
+        }
+    }
+
     use super::ints;
     use serde_json::json;
 

@@ -62,11 +62,7 @@ impl NativeError {
     }
 
     pub(crate) fn from_model(e: &ModelError) -> Self {
-        let mut out = match e {
-            ModelError::Config(_) => Self::new("CONFIG", e),
-            ModelError::Unsupported(_) => Self::new("UNSUPPORTED", e),
-            _ => Self::new("PROVIDER", e),
-        };
+        let mut out = Self::new(e.code().as_str(), e);
         out.kind = match e {
             ModelError::Auth(_) => Some("auth"),
             ModelError::RateLimited { .. } => Some("rate-limited"),
@@ -100,14 +96,7 @@ impl NativeError {
                 n.message = crate::js_words(e.to_string());
                 return n;
             }
-            AgentError::Config { .. } => Self::new("CONFIG", e),
-            AgentError::StructuredOutput { .. } => Self::new("VALIDATION", e),
-            AgentError::Memory { .. } => Self::new("MEMORY", e),
-            AgentError::BadInput { .. } | AgentError::BadResume { .. } => {
-                Self::new("INVALID_ARGUMENT", e)
-            }
-            AgentError::Cancelled { .. } => Self::new("CANCELLED", e),
-            _ => Self::new("ENGINE", e),
+            _ => Self::new(e.code().as_str(), e),
         };
         out.retryable = e.is_retryable();
         out

@@ -23,7 +23,10 @@ export type ErrorCode =
   | 'CONFIG'
   | 'UNSUPPORTED'
   | 'MEMORY'
-  | 'ENGINE';
+  | 'ENGINE'
+  | 'UNAUTHORIZED'
+  | 'METHOD_NOT_ALLOWED'
+  | 'PAYLOAD_TOO_LARGE';
 
 /** Base class of every error this package throws. */
 export class MiyabiError extends Error {
@@ -271,6 +274,9 @@ const CODES: ReadonlySet<string> = new Set<ErrorCode>([
   'UNSUPPORTED',
   'MEMORY',
   'ENGINE',
+  'UNAUTHORIZED',
+  'METHOD_NOT_ALLOWED',
+  'PAYLOAD_TOO_LARGE',
 ]);
 
 /** Whether `e` was raised by the engine (it carries one of Miyabi's codes), rather than by napi

@@ -118,13 +118,13 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// The error's stable code ([`crate::ErrorCode`]): `CONFIG`, `UNSUPPORTED`, `TIMEOUT`, or
-    /// `PROVIDER` for everything the provider or the connection to it answered.
+    /// The error's stable code ([`crate::ErrorCode`]): `CONFIG`, `UNSUPPORTED`, or `PROVIDER`
+    /// for everything the provider or the connection to it answered (a timeout included: the
+    /// variant says which kind).
     pub fn code(&self) -> crate::ErrorCode {
         match self {
             Self::Config(_) => crate::ErrorCode::Config,
             Self::Unsupported(_) => crate::ErrorCode::Unsupported,
-            Self::Timeout { .. } => crate::ErrorCode::Timeout,
             _ => crate::ErrorCode::Provider,
         }
     }
