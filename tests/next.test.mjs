@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '@miyabi/core';
 import { freePort, replayServer, tempDir } from './helpers.mjs';
@@ -150,4 +151,19 @@ test('the Next.js example: next build, next start, its route handlers over HTTP'
     assert.equal(stored.status, 'succeeded');
     assert.equal(stored.output.title, 'Report: tides');
   });
+});
+
+test('without serverExternalPackages, next build fails as the README says', { timeout: 300_000 }, (t) => {
+  const app = prepareNextApp(t);
+  writeFileSync(join(app, 'next.config.example.mjs'), 'export default {};\n');
+  let out = '';
+  assert.throws(() => {
+    try {
+      execFileSync(process.execPath, [nextBin, 'build'], { cwd: app, env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' }, stdio: 'pipe', timeout: 240_000 });
+    } catch (e) {
+      out = `${e.stdout ?? ''}${e.stderr ?? ''}`;
+      throw e;
+    }
+  });
+  assert.match(out, /node addon\) is not placeable in ESM chunks/, out);
 });
