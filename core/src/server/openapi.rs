@@ -86,7 +86,7 @@ const ROUTES: &[Route] = &[
         query: &[],
         body: Some("StartRun"),
         ok: ("202", "RunId"),
-        errors: &["400", "404", "413", "422"],
+        errors: &["400", "404", "409", "413", "422"],
     },
     Route {
         method: "get",
@@ -260,7 +260,9 @@ fn error_response(status: &str) -> (String, Value) {
         "401" => "unauthorized: missing or wrong bearer token",
         "403" => "forbidden",
         "404" => "not-found",
-        "409" => "conflict: the run is not in a state that allows this",
+        "409" => {
+            "conflict: the run is not in a state that allows this, or its workflow's steps run outside Rust and this server has no driver for them"
+        }
         "413" => "payload-too-large",
         "422" => "validation: the value does not match what is expected",
         _ => "internal",
