@@ -151,6 +151,12 @@ impl ExternalDriver for TestDriver {
         }
         Ok(())
     }
+
+    async fn cancel(&self, run_id: String) -> Result<(), DriverError> {
+        self.calls.lock().unwrap().push(format!("cancel {run_id}"));
+        self.engine.cancel(&run_id).await.map_err(driver_err)?;
+        Ok(())
+    }
 }
 
 async fn post(http: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
@@ -356,6 +362,26 @@ async fn a_driver_gets_starts_resumes_and_decided_gates_of_external_runs() {
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.output.unwrap()["approved"], true);
 
+    // A cancellation goes to the driver too (a suspended run: cancelled in the store).
+    let (status, body) = post(
+        &http,
+        format!("{base}/api/workflows/ext/runs"),
+        json!({ "input": 6 }),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let to_cancel = body["id"].as_str().unwrap().to_string();
+    assert_eq!(settled.recv().await.unwrap().status, RunStatus::Suspended);
+    let (status, body) = post(
+        &http,
+        format!("{base}/api/runs/{to_cancel}/cancel"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["run"]["status"], "cancelled");
+    assert_eq!(last_call(), Some(format!("cancel {to_cancel}")));
+
     let calls = driver.calls.lock().unwrap().clone();
     assert_eq!(
         calls,
@@ -365,6 +391,8 @@ async fn a_driver_gets_starts_resumes_and_decided_gates_of_external_runs() {
             "start ext".to_string(),
             format!("resume {id} ask"),
             format!("deliver {gated_id} review"),
+            "start ext".to_string(),
+            format!("cancel {to_cancel}"),
         ]
     );
     server.shutdown().await.unwrap();

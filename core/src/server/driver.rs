@@ -5,8 +5,9 @@
 //! another runtime. A server that should start and resume such runs is given an
 //! [`ExternalDriver`] ([`ServerConfig::external_driver`](super::ServerConfig::external_driver));
 //! `engine.serve()` of `@miyabi/core` gives one that hands every request to the JS engine that
-//! serves, which drives the run like one it started itself. Without a driver, the routes
-//! refuse such requests with 409 before anything is written.
+//! serves, which drives the run like one it started itself (and cancels it at once when the API
+//! cancels it). Without a driver, the routes refuse to start or resume such runs with 409
+//! before anything is written.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -36,6 +37,11 @@ pub trait ExternalDriver: Send + Sync + 'static {
     /// once the decision is committed to the run, or at once when there is nothing to hand
     /// over.
     async fn deliver(&self, run_id: String, gate: String) -> Result<(), DriverError>;
+
+    /// Cancels run `run_id`: a run this driver drives stops at once (its steps see their
+    /// cancellation); any other run is cancelled through [`Engine::cancel`](crate::Engine::cancel).
+    /// Resolves once the cancellation is committed.
+    async fn cancel(&self, run_id: String) -> Result<(), DriverError>;
 }
 
 /// What kind of failure an [`ExternalDriver`] reports; decides the API's status code.

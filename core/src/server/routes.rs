@@ -240,7 +240,18 @@ async fn cancel_run(
     Extension(who): Extension<Approver>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let run = s.engine.cancel(&id).await?;
+    let run = match &s.config.driver {
+        // Its driver stops it at once (the engine's own cancellation would wait until the
+        // driver next looks at the run).
+        Some(driver) if external_workflow(&s, &id)?.is_some() => {
+            driver.cancel(id.clone()).await?;
+            s.engine
+                .get(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?
+        }
+        _ => s.engine.cancel(&id).await?,
+    };
     tracing::info!(run = %id, by = %who.id, "run cancelled");
     Ok(Json(json!({ "run": run })))
 }
