@@ -71,8 +71,11 @@ export declare class NativeEngine {
   /**
    * Serves the HTTP API and dashboard on `host:port` (port 0: any free port), with
    * `tokens` (`[{ token, id, teams? }]`; none: one is generated and printed to stderr).
+   * `driver` gets the API's requests for workflows with JS steps (start, resume, a decided
+   * gate to deliver, cancel) and resolves with `{ id }` once the run is committed and driven by the
+   * facade, or with `{ error: { code, message } }`.
    */
-  serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }): Promise<NativeServer>
+  serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>): Promise<NativeServer>
   /**
    * Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
    * missing).

@@ -1,39 +1,51 @@
-// The Next.js example (examples-ts/next-app): install the built package into it, type-check it,
-// `next build`, `next start` on a free loopback port with the agent's model pointed at a local
-// replay of recorded OpenAI traffic, then POST to the route handler and read the streamed text.
+// The Next.js example (examples-ts/next-app), as a user would build it: copied with the built
+// package installed (tests/support/next-harness.mjs), `next build` (which type-checks it), then
+// `next start` on a free loopback port, and real HTTP requests to its route handlers: the
+// agent's streamed answer (model pointed at a local replay of recorded OpenAI traffic) and a
+// workflow run's events as server-sent events, resumed with Last-Event-ID.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { freePort, replayServer } from './helpers.mjs';
+import { Engine } from '@miyabi/core';
+import { freePort, replayServer, tempDir } from './helpers.mjs';
+import { nextBin, prepareNextApp } from './support/next-harness.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const app = join(root, 'examples-ts', 'next-app');
-const next = join(root, 'node_modules', 'next', 'dist', 'bin', 'next');
-
-function run(args, opts = {}) {
-  try {
-    return execFileSync(process.execPath, args, { cwd: app, stdio: 'pipe', timeout: 300_000, ...opts }).toString();
-  } catch (e) {
-    assert.fail(`node ${args.join(' ')} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
-  }
+/** Parses a text/event-stream body into `{ id, event, data }` (data parsed as JSON). */
+function parseSse(text) {
+  return text
+    .split('\n\n')
+    .filter((b) => b !== '' && !b.startsWith(':'))
+    .map((block) => {
+      const ev = {};
+      for (const line of block.split('\n')) {
+        const i = line.indexOf(':');
+        ev[line.slice(0, i)] = line.slice(i + 1).replace(/^ /, '');
+      }
+      return { id: Number(ev.id), event: ev.event, data: JSON.parse(ev.data) };
+    });
 }
 
-test('the Next.js route handler streams an agent answer with toTextStreamResponse()', { timeout: 420_000 }, async (t) => {
+test('the Next.js example: next build, next start, its route handlers over HTTP', { timeout: 480_000 }, async (t) => {
+  const app = prepareNextApp(t);
   const env = { ...process.env, NEXT_TELEMETRY_DISABLED: '1' };
   delete env.OPENAI_API_KEY;
-  run([join(app, 'install-core.mjs')]);
-  run([join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app]);
-  rmSync(join(app, '.next'), { recursive: true, force: true });
-  run([next, 'build'], { env });
+  let build;
+  try {
+    build = execFileSync(process.execPath, [nextBin, 'build'], { cwd: app, env, stdio: 'pipe', timeout: 300_000 }).toString();
+  } catch (e) {
+    assert.fail(`next build failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+  }
+  // Next's own type check ran (the example sets no `typescript.ignoreBuildErrors`).
+  assert.match(build, /Finished TypeScript/, build);
 
+  const db = join(tempDir(t), 'runs.db');
   const replay = await replayServer(t);
   const port = await freePort();
-  const server = spawn(process.execPath, [next, 'start', '-p', String(port), '-H', '127.0.0.1'], {
+  const server = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
     cwd: app,
-    env: { ...env, MIYABI_REPLAY_BASE_URL: replay.url },
+    env: { ...env, MIYABI_REPLAY_BASE_URL: replay.url, MIYABI_DB: db },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -60,27 +72,98 @@ test('the Next.js route handler streams an agent answer with toTextStreamRespons
     }
   }
 
-  const res = await fetch(`${base}/api/chat`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ prompt: 'Invent a new holiday and describe its traditions.' }),
+  await t.test('POST /api/chat streams an agent answer with toTextStreamResponse()', async () => {
+    const res = await fetch(`${base}/api/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Invent a new holiday and describe its traditions.' }),
+    });
+    assert.equal(res.status, 200, log);
+    assert.equal(res.headers.get('content-type'), 'text/plain; charset=utf-8');
+    const decoder = new TextDecoder();
+    let text = '';
+    for await (const chunk of res.body) text += decoder.decode(chunk, { stream: true });
+    text += decoder.decode();
+    assert.equal(text, replay.text, 'the streamed body is the recorded answer');
+    assert.equal(replay.requests.length, 1);
+    const sent = replay.requests[0].body;
+    assert.equal(sent.stream, true);
+    assert.equal(sent.messages[0].role, 'system');
+    assert.equal(sent.messages.at(-1).content, 'Invent a new holiday and describe its traditions.');
+    assert.equal(sent.tools[0].function.name, 'clock');
   });
-  assert.equal(res.status, 200, log);
-  assert.equal(res.headers.get('content-type'), 'text/plain; charset=utf-8');
-  const decoder = new TextDecoder();
-  let text = '';
-  let chunks = 0;
-  for await (const chunk of res.body) {
-    chunks++;
-    text += decoder.decode(chunk, { stream: true });
-  }
-  text += decoder.decode();
-  assert.equal(text, replay.text, 'the streamed body is the recorded answer');
-  assert.ok(chunks >= 1);
-  assert.equal(replay.requests.length, 1);
-  const sent = replay.requests[0].body;
-  assert.equal(sent.stream, true);
-  assert.equal(sent.messages[0].role, 'system');
-  assert.equal(sent.messages.at(-1).content, 'Invent a new holiday and describe its traditions.');
-  assert.equal(sent.tools[0].function.name, 'clock');
+
+  await t.test('POST /api/runs starts a workflow run and streams its events with runEventsResponse()', async () => {
+    const bad = await fetch(`${base}/api/runs`, { method: 'POST', body: '{"topic": ""}', headers: { 'content-type': 'application/json' } });
+    assert.equal(bad.status, 400, 'the input schema is applied');
+    await bad.text();
+
+    const res = await fetch(`${base}/api/runs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ topic: 'tides' }),
+    });
+    assert.equal(res.status, 200, log);
+    assert.equal(res.headers.get('content-type'), 'text/event-stream');
+    const runId = res.headers.get('x-run-id');
+    assert.ok(runId);
+    const events = parseSse(await res.text());
+    assert.deepEqual(
+      events.map((e) => e.id),
+      events.map((_, i) => i + 1),
+      'ids are the seqs, from 1',
+    );
+    assert.equal(events[0].event, 'run-started');
+    assert.equal(events.at(-1).event, 'run-finished');
+    assert.equal(events.at(-1).data.status, 'succeeded');
+    assert.equal(events.at(-1).data.output.title, 'Report: tides');
+    assert.deepEqual(
+      events.filter((e) => e.event === 'custom').map((e) => e.data.data.title),
+      ['Background', 'Findings', 'Next steps'],
+    );
+    for (const e of events) {
+      assert.equal(e.event, e.data.type);
+      assert.equal(e.data.runId, runId);
+    }
+
+    // A reconnecting EventSource sends the last id it got: the stream goes on after it.
+    const again = await fetch(`${base}/api/runs/${runId}/events`, { headers: { 'last-event-id': '3' } });
+    assert.equal(again.status, 200);
+    const rest = parseSse(await again.text());
+    assert.deepEqual(
+      rest.map((e) => e.data),
+      events.slice(3).map((e) => e.data),
+    );
+    const nd = await fetch(`${base}/api/runs/${runId}/events?format=ndjson`);
+    assert.equal(nd.headers.get('content-type'), 'application/x-ndjson');
+    const lines = (await nd.text()).trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines,
+      events.map((e) => e.data),
+    );
+    const missing = await fetch(`${base}/api/runs/no-such-run/events`);
+    assert.equal(missing.status, 404);
+    await missing.text();
+
+    // The run is in the app's database.
+    const engine = await Engine.open({ store: `sqlite:${db}` });
+    const stored = await engine.get(runId);
+    assert.equal(stored.status, 'succeeded');
+    assert.equal(stored.output.title, 'Report: tides');
+  });
+});
+
+test('without serverExternalPackages, next build fails as the README says', { timeout: 300_000 }, (t) => {
+  const app = prepareNextApp(t);
+  writeFileSync(join(app, 'next.config.example.mjs'), 'export default {};\n');
+  let out = '';
+  assert.throws(() => {
+    try {
+      execFileSync(process.execPath, [nextBin, 'build'], { cwd: app, env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1' }, stdio: 'pipe', timeout: 240_000 });
+    } catch (e) {
+      out = `${e.stdout ?? ''}${e.stderr ?? ''}`;
+      throw e;
+    }
+  });
+  assert.match(out, /node addon\) is not placeable in ESM chunks/, out);
 });

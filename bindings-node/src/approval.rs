@@ -1,7 +1,14 @@
 //! Approval gates, the approvals API and the HTTP server, for the facade's
 //! `awaitApproval`, `engine.approvals` and `engine.serve`.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
+use miyabi::CommittedWorkflow;
+use miyabi::server::{DriverError, DriverErrorKind, ExternalDriver};
+use napi::bindgen_prelude::Promise;
+use napi::threadsafe_function::ThreadsafeFunction;
 
 use miyabi::approval::{
     ApprovalError, ApprovalFilter, ApprovalGate, ApprovalStatus, Approver, AuditFilter, Decision,
@@ -174,6 +181,103 @@ struct AuditSpec {
     gate: Option<String>,
     actor: Option<String>,
     limit: Option<u32>,
+}
+
+/// The facade's handler of the API's requests for workflows with JS steps. Weak: it does not
+/// keep the process alive (a server does not either).
+type ServeDispatch = ThreadsafeFunction<Value, Promise<Value>, Value, napi::Status, false, true>;
+
+/// Hands the HTTP API's starts, resumes and decided gates of workflows with JS steps to the JS
+/// engine that serves (`engine.serve()`), which drives those runs on the event loop like runs
+/// it started itself.
+struct JsDriver {
+    call: ServeDispatch,
+}
+
+impl JsDriver {
+    /// Sends `request` to the facade and waits for its answer.
+    async fn ask(&self, request: Value) -> Result<Value, DriverError> {
+        let lost = |e: napi::Error| {
+            DriverError::new(
+                DriverErrorKind::Internal,
+                format!("the JavaScript engine did not answer: {}", e.reason),
+            )
+        };
+        let answer = self
+            .call
+            .call_async_catch(request)
+            .await
+            .map_err(lost)?
+            .await
+            .map_err(lost)?;
+        match answer.get("error") {
+            None | Some(Value::Null) => Ok(answer),
+            Some(e) => {
+                let code = e.get("code").and_then(Value::as_str).unwrap_or("ENGINE");
+                let message = e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the JavaScript engine refused the request");
+                let kind = match code {
+                    "VALIDATION" | "INVALID_ARGUMENT" => DriverErrorKind::Validation,
+                    "NOT_FOUND" | "UNKNOWN_WORKFLOW" => DriverErrorKind::NotFound,
+                    "CONFLICT" | "NOT_SUSPENDED" | "DEFINITION_CHANGED" => {
+                        DriverErrorKind::Conflict
+                    }
+                    _ => DriverErrorKind::Internal,
+                };
+                Err(DriverError::new(kind, message))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ExternalDriver for JsDriver {
+    async fn start(
+        &self,
+        workflow: CommittedWorkflow,
+        input: Value,
+    ) -> Result<String, DriverError> {
+        let answer = self
+            .ask(serde_json::json!({
+                "kind": "start",
+                "workflow": workflow.id(),
+                "fingerprint": workflow.fingerprint(),
+                "input": input,
+            }))
+            .await?;
+        answer
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                DriverError::new(
+                    DriverErrorKind::Internal,
+                    "the JavaScript engine answered without a run id",
+                )
+            })
+    }
+
+    async fn resume(&self, run_id: String, path: String, data: Value) -> Result<(), DriverError> {
+        self.ask(
+            serde_json::json!({ "kind": "resume", "runId": run_id, "path": path, "data": data }),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn deliver(&self, run_id: String, gate: String) -> Result<(), DriverError> {
+        self.ask(serde_json::json!({ "kind": "deliver", "runId": run_id, "gate": gate }))
+            .await
+            .map(drop)
+    }
+
+    async fn cancel(&self, run_id: String) -> Result<(), DriverError> {
+        self.ask(serde_json::json!({ "kind": "cancel", "runId": run_id }))
+            .await
+            .map(drop)
+    }
 }
 
 /// A running HTTP server (see `engine.serve`).
@@ -358,10 +462,13 @@ impl NativeEngine {
 
     /// Serves the HTTP API and dashboard on `host:port` (port 0: any free port), with
     /// `tokens` (`[{ token, id, teams? }]`; none: one is generated and printed to stderr).
+    /// `driver` gets the API's requests for workflows with JS steps (start, resume, a decided
+    /// gate to deliver, cancel) and resolves with `{ id }` once the run is committed and driven by the
+    /// facade, or with `{ error: { code, message } }`.
     #[napi(
-        ts_args_type = "options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }"
+        ts_args_type = "options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>"
     )]
-    pub async fn serve(&self, options: Value) -> napi::Result<NativeServer> {
+    pub async fn serve(&self, options: Value, driver: ServeDispatch) -> napi::Result<NativeServer> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase", deny_unknown_fields)]
         struct TokenSpec {
@@ -390,6 +497,7 @@ impl NativeEngine {
         if !spec.cors.is_empty() {
             config = config.cors(spec.cors);
         }
+        config = config.external_driver(Arc::new(JsDriver { call: driver }));
         let host = spec.host.unwrap_or_else(|| "127.0.0.1".into());
         let addr: std::net::SocketAddr = format!("{host}:{}", spec.port.unwrap_or(7420))
             .parse()

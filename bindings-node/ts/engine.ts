@@ -25,6 +25,16 @@ export interface ServeOptions {
   readonly cors?: ReadonlyArray<string>;
 }
 
+/** What the HTTP API asks of the engine that serves, for a workflow with JS steps. */
+type ServeRequest =
+  | { readonly kind: 'start'; readonly workflow: string; readonly fingerprint: string; readonly input: unknown }
+  | { readonly kind: 'resume'; readonly runId: string; readonly path: string; readonly data: unknown }
+  | { readonly kind: 'deliver'; readonly runId: string; readonly gate: string }
+  | { readonly kind: 'cancel'; readonly runId: string };
+
+/** The run's id, or why the request was refused (`code`: a Miyabi error code). */
+type ServeAnswer = { readonly id: string; readonly error?: undefined } | { readonly id?: undefined; readonly error: { readonly code: string; readonly message: string } };
+
 /** A running server from `engine.serve`. */
 export interface Server {
   /** `host:port` it listens on. */
@@ -816,7 +826,10 @@ export class Engine {
    * Serves the HTTP API (`/api`, bearer tokens) and the dashboard (`/`) on `host:port`
    * (default 127.0.0.1:7420; port 0 picks a free one). Without `tokens` (and without
    * `MIYABI_TOKENS`), one token is generated for `admin` and printed once to stderr.
-   * Runs of workflows with JS steps are started from your code, not through the API.
+   * Runs of the workflows registered here that the API starts or resumes, and approval gates
+   * decided through it, are driven by this engine on this event loop, as if your code had
+   * called `spawn` or `resume` (the run's input goes through the workflow's input schema); a
+   * cancellation through the API is `engine.cancel`.
    */
   async serve(options: ServeOptions = {}): Promise<Server> {
     this.#startWorker();
@@ -829,7 +842,7 @@ export class Engine {
     if (options.cors !== undefined) o.cors = [...options.cors];
     let s: NativeServer;
     try {
-      s = await this.#native.serve(o);
+      s = await this.#native.serve(o, (request) => this.#serveRequest(request));
     } catch (e) {
       throw fromNative(e);
     }
@@ -839,6 +852,49 @@ export class Engine {
       url: `http://${address}`,
       close: () => s.close(),
     };
+  }
+
+  /**
+   * A request of the HTTP API (`serve`) for a workflow with JS steps: starts, resumes or
+   * continues (a decided gate) the run and drives it here, or cancels it (a run driven here
+   * stops at once). Resolves once the change is committed, with the run's id or with the
+   * error (never rejects: the server maps the code to an HTTP status).
+   */
+  async #serveRequest(r: ServeRequest): Promise<ServeAnswer> {
+    // Nobody here awaits a run the API started: its outcome is in the store (and its events).
+    const detached = (h: RunHandle<unknown>): ServeAnswer => {
+      void h.result.catch(() => undefined);
+      return { id: h.id };
+    };
+    try {
+      switch (r.kind) {
+        case 'start': {
+          const c = this.#byFingerprint.get(r.fingerprint);
+          if (c === undefined) {
+            return { error: { code: 'UNKNOWN_WORKFLOW', message: `workflow \`${r.workflow}\` (fingerprint ${r.fingerprint}) has no JavaScript functions registered with this engine` } };
+          }
+          const schema = c.def.input;
+          let value = r.input;
+          if (schema !== undefined) {
+            const p = parseSync(schema, r.input, `workflow \`${r.workflow}\` input`);
+            value = p instanceof Promise ? await p : p.value;
+          }
+          return detached(this.#startParsed<unknown>(c, value, false));
+        }
+        case 'resume':
+          return detached(this.#drive<unknown>(native(() => this.#native.resumeRun(r.runId, r.path, storable(r.data)))));
+        case 'deliver': {
+          const h = this.#resumeGate(r.runId, r.gate);
+          return h === undefined ? { id: r.runId } : detached(h);
+        }
+        case 'cancel':
+          await this.cancel(r.runId);
+          return { id: r.runId };
+      }
+    } catch (e) {
+      const code = e instanceof MiyabiError ? e.code : 'ENGINE';
+      return { error: { code, message: e instanceof Error ? e.message : String(e) } };
+    }
   }
 
   /** Stops the approvals worker (the process exits by itself either way). */

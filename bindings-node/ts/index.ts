@@ -50,6 +50,7 @@ export {
   type ServeOptions,
   type Server,
 } from './engine.js';
+export { runEventsResponse, type RunEventsFormat, type RunEventsResponseOptions } from './response.js';
 export {
   approvalGate,
   ApprovalGate,

@@ -1,10 +1,11 @@
 //! Server configuration: bearer tokens and their identities, CORS, the body limit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ring::digest;
 
-use super::ServerError;
+use super::{ExternalDriver, ServerError};
 use crate::approval::Approver;
 
 /// A token kept only as its SHA-256 digest, so the configuration never holds (or prints) it.
@@ -47,6 +48,8 @@ pub struct ServerConfig {
     pub(crate) cors: Option<Vec<String>>,
     pub(crate) body_limit: usize,
     pub(crate) poll: Duration,
+    /// Drives runs of workflows with steps outside Rust (none: such requests are refused).
+    pub(crate) driver: Option<Arc<dyn ExternalDriver>>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("identities", &who)
             .field("cors", &self.cors)
             .field("body_limit", &self.body_limit)
+            .field("external_driver", &self.driver.is_some())
             .finish()
     }
 }
@@ -79,6 +83,7 @@ impl ServerConfig {
             cors: None,
             body_limit: DEFAULT_BODY_LIMIT,
             poll: Duration::from_millis(500),
+            driver: None,
         }
     }
 
@@ -161,6 +166,16 @@ impl ServerConfig {
     /// the WebSocket run-list feed look at the store (default 500 ms).
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Hands runs of workflows whose steps run outside Rust (graphs with
+    /// [`Node::external`](crate::Node::external) nodes) to `driver`: starting them, resuming
+    /// them and delivering their approval decisions through the API. Without one, the API
+    /// refuses to start or resume such runs (409, before anything is written); see
+    /// [`ExternalDriver`].
+    pub fn external_driver(mut self, driver: Arc<dyn ExternalDriver>) -> Self {
+        self.driver = Some(driver);
         self
     }
 

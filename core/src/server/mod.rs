@@ -20,6 +20,7 @@
 
 mod config;
 mod dashboard;
+mod driver;
 mod error;
 mod openapi;
 mod routes;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use config::{DEFAULT_BODY_LIMIT, ServerConfig, generate_token};
+pub use driver::{DriverError, DriverErrorKind, ExternalDriver};
 pub(crate) use error::ApiError;
 pub use error::ServerError;
 

@@ -86,7 +86,7 @@ const ROUTES: &[Route] = &[
         query: &[],
         body: Some("StartRun"),
         ok: ("202", "RunId"),
-        errors: &["400", "404", "413", "422"],
+        errors: &["400", "404", "409", "413", "422"],
     },
     Route {
         method: "get",
@@ -261,7 +261,7 @@ fn error_response(status: &str) -> (String, Value) {
         "403" => "FORBIDDEN",
         "404" => "NOT_FOUND",
         "409" => {
-            "CONFLICT / NOT_SUSPENDED / DEFINITION_CHANGED: the run is not in a state that allows this"
+            "CONFLICT / NOT_SUSPENDED / DEFINITION_CHANGED: the run is not in a state that allows this, or its workflow's steps run outside Rust and this server has no driver for them"
         }
         "413" => "PAYLOAD_TOO_LARGE",
         "422" => "VALIDATION: the value does not match what is expected",

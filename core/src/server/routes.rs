@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, openapi, stream};
+use super::{ApiError, AppState, driver, openapi, stream};
 use crate::approval::{ApprovalFilter, ApprovalStatus, Approver, AuditFilter, Decision};
 use crate::store::{RunFilter, RunStatus};
 
@@ -121,9 +121,33 @@ async fn start_run(
         .engine
         .workflow(&id)
         .ok_or_else(|| ApiError::not_found(format!("workflow `{id}` is not registered")))?;
-    let handle = s.engine.spawn(&wf, body.input)?;
-    tracing::info!(run = %handle.id(), workflow = %id, "run started");
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": handle.id() }))).into_response())
+    let run_id = if wf.graph.is_external() {
+        // Its steps run outside Rust: the driver of the process that serves starts it (and
+        // parses the input the way that runtime does), or nobody does.
+        let driver = s
+            .config
+            .driver
+            .as_ref()
+            .ok_or_else(|| driver::no_driver(&id, "start a run"))?;
+        driver.start(wf, body.input).await?
+    } else {
+        s.engine.spawn(&wf, body.input)?.id().to_string()
+    };
+    tracing::info!(run = %run_id, workflow = %id, "run started");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": run_id }))).into_response())
+}
+
+/// The registered definition of a stored run, when its steps run outside Rust.
+fn external_workflow(s: &AppState, run_id: &str) -> Result<Option<String>, ApiError> {
+    let Some(record) = s.engine.store().run(run_id)? else {
+        return Ok(None);
+    };
+    // A definition that is not registered is reported by the engine's own call.
+    Ok(s.engine
+        .graph_for(&record)
+        .ok()
+        .filter(|g| g.is_external())
+        .map(|_| record.workflow))
 }
 
 /// `GET /api/runs` query.
@@ -216,7 +240,18 @@ async fn cancel_run(
     Extension(who): Extension<Approver>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let run = s.engine.cancel(&id).await?;
+    let run = match &s.config.driver {
+        // Its driver stops it at once (the engine's own cancellation would wait until the
+        // driver next looks at the run).
+        Some(driver) if external_workflow(&s, &id)?.is_some() => {
+            driver.cancel(id.clone()).await?;
+            s.engine
+                .get(&id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?
+        }
+        _ => s.engine.cancel(&id).await?,
+    };
     tracing::info!(run = %id, by = %who.id, "run cancelled");
     Ok(Json(json!({ "run": run })))
 }
@@ -234,7 +269,18 @@ async fn resume_run(
     Path(id): Path<String>,
     Body(body): Body<ResumeBody>,
 ) -> Result<Response, ApiError> {
-    s.engine.spawn_resume(&id, &body.path, body.data)?;
+    if let Some(workflow) = external_workflow(&s, &id)? {
+        let driver = s
+            .config
+            .driver
+            .as_ref()
+            .ok_or_else(|| driver::no_driver(&workflow, &format!("resume run `{id}`")))?;
+        driver
+            .resume(id.clone(), body.path.clone(), body.data)
+            .await?;
+    } else {
+        s.engine.spawn_resume(&id, &body.path, body.data)?;
+    }
     tracing::info!(run = %id, path = %body.path, by = %who.id, "run resumed");
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
@@ -308,11 +354,23 @@ async fn decide(
     Path((run, gate)): Path<(String, String)>,
     Body(decision): Body<Decision>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = s
-        .engine
-        .approvals()
-        .decide(&run, &gate, &who, decision)
-        .await?;
+    let approvals = s.engine.approvals();
+    let mut a = approvals.decide(&run, &gate, &who, decision).await?;
+    // A decided gate of a run whose steps run outside Rust: the engine could not continue the
+    // run; the driver of this process does it now (without a driver, the process that defines
+    // the workflow picks the decision up).
+    if a.status != ApprovalStatus::Pending
+        && !a.delivered
+        && let Some(driver) = &s.config.driver
+        && external_workflow(&s, &run)?.is_some()
+    {
+        match driver.deliver(run.clone(), gate.clone()).await {
+            Ok(()) => a = approvals.get(&run, &gate)?,
+            Err(e) => {
+                tracing::warn!(run = %run, gate = %gate, error = %e, "decision recorded; handing it to the run failed (the approvals worker retries)");
+            }
+        }
+    }
     Ok(Json(json!({ "approval": a })))
 }
 

@@ -364,7 +364,7 @@ impl Engine {
             })
     }
 
-    fn graph_for(&self, r: &RunRecord) -> Result<Arc<Graph>, EngineError> {
+    pub(crate) fn graph_for(&self, r: &RunRecord) -> Result<Arc<Graph>, EngineError> {
         if let Some(g) = read(&self.inner.by_fingerprint).get(&r.fingerprint) {
             return Ok(Arc::clone(g));
         }

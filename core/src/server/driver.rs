@@ -1,0 +1,105 @@
+//! Runs of workflows whose code runs outside Rust, started and resumed through the API.
+//!
+//! A workflow built with [`Node::external`](crate::Node::external) (what the Node binding
+//! builds for JS steps) cannot be driven by the engine's tokio driver: its steps live in
+//! another runtime. A server that should start and resume such runs is given an
+//! [`ExternalDriver`] ([`ServerConfig::external_driver`](super::ServerConfig::external_driver));
+//! `engine.serve()` of `@miyabi/core` gives one that hands every request to the JS engine that
+//! serves, which drives the run like one it started itself (and cancels it at once when the API
+//! cancels it). Without a driver, the routes refuse to start or resume such runs with 409
+//! before anything is written.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::ApiError;
+use crate::CommittedWorkflow;
+
+/// Starts, resumes and continues runs of workflows whose steps run outside Rust (graphs with
+/// [`Node::external`](crate::Node::external) nodes), on behalf of the HTTP API.
+///
+/// Each method does its checks and commits before it resolves (so that the API can answer
+/// with the outcome), then drives the run in the background.
+#[async_trait]
+pub trait ExternalDriver: Send + Sync + 'static {
+    /// Starts a run of `workflow` (the newest registered definition of its id) with `input`
+    /// and drives it; resolves to the run id once the run is committed.
+    async fn start(&self, workflow: CommittedWorkflow, input: Value)
+    -> Result<String, DriverError>;
+
+    /// Gives `data` to the suspended `path` of run `run_id` (with the checks of
+    /// [`Engine::resume`](crate::Engine::resume)) and drives the run; resolves once the resume
+    /// data is committed.
+    async fn resume(&self, run_id: String, path: String, data: Value) -> Result<(), DriverError>;
+
+    /// Hands the decided approval gate `gate` of run `run_id` to the run and drives it (see
+    /// [`Approvals::resume_external`](crate::approval::Approvals::resume_external)); resolves
+    /// once the decision is committed to the run, or at once when there is nothing to hand
+    /// over.
+    async fn deliver(&self, run_id: String, gate: String) -> Result<(), DriverError>;
+
+    /// Cancels run `run_id`: a run this driver drives stops at once (its steps see their
+    /// cancellation); any other run is cancelled through [`Engine::cancel`](crate::Engine::cancel).
+    /// Resolves once the cancellation is committed.
+    async fn cancel(&self, run_id: String) -> Result<(), DriverError>;
+}
+
+/// What kind of failure an [`ExternalDriver`] reports; decides the API's status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DriverErrorKind {
+    /// The input or the resume data was refused (422 `validation`).
+    Validation,
+    /// No such run, or no such workflow in the driver (404 `not-found`).
+    NotFound,
+    /// The run is not in a state that allows it (409 `conflict`).
+    Conflict,
+    /// Anything else (500 `internal`).
+    Internal,
+}
+
+/// A request an [`ExternalDriver`] refused or could not carry out.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    /// What kind of failure.
+    pub kind: DriverErrorKind,
+    /// What went wrong (sent to the API client: no secrets).
+    pub message: String,
+}
+
+impl DriverError {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: DriverErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DriverError> for ApiError {
+    fn from(e: DriverError) -> Self {
+        match e.kind {
+            DriverErrorKind::Validation => Self::validation(e.message),
+            DriverErrorKind::NotFound => Self::not_found(e.message),
+            DriverErrorKind::Conflict => Self::of(crate::ErrorCode::Conflict, e.message),
+            DriverErrorKind::Internal => {
+                tracing::error!(error = %e.message, "external driver failed");
+                Self::of(crate::ErrorCode::Engine, e.message)
+            }
+        }
+    }
+}
+
+/// The refusal of a server without a driver: 409, naming the workflow and why.
+pub(crate) fn no_driver(workflow: &str, what: &str) -> ApiError {
+    ApiError::of(
+        crate::ErrorCode::Conflict,
+        format!(
+            "cannot {what}: workflow `{workflow}` has steps that run outside Rust (JavaScript steps \
+             of @miyabi/core) and this server has no driver for them; use the server of the \
+             process that defines them (`engine.serve()` of @miyabi/core)"
+        ),
+    )
+}
