@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use miyabi::CommittedWorkflow;
-use miyabi::server::{DriverError, DriverErrorKind, ExternalDriver};
+use miyabi::ErrorCode;
+use miyabi::server::{DriverError, ExternalDriver};
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::ThreadsafeFunction;
 
@@ -199,7 +200,7 @@ impl JsDriver {
     async fn ask(&self, request: Value) -> Result<Value, DriverError> {
         let lost = |e: napi::Error| {
             DriverError::new(
-                DriverErrorKind::Internal,
+                ErrorCode::Engine,
                 format!("the JavaScript engine did not answer: {}", e.reason),
             )
         };
@@ -218,15 +219,10 @@ impl JsDriver {
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or("the JavaScript engine refused the request");
-                let kind = match code {
-                    "VALIDATION" | "INVALID_ARGUMENT" => DriverErrorKind::Validation,
-                    "NOT_FOUND" | "UNKNOWN_WORKFLOW" => DriverErrorKind::NotFound,
-                    "CONFLICT" | "NOT_SUSPENDED" | "DEFINITION_CHANGED" => {
-                        DriverErrorKind::Conflict
-                    }
-                    _ => DriverErrorKind::Internal,
-                };
-                Err(DriverError::new(kind, message))
+                // The facade answers with the codes of the same table.
+                let code = serde_json::from_value::<ErrorCode>(Value::String(code.to_owned()))
+                    .unwrap_or(ErrorCode::Engine);
+                Err(DriverError::new(code, message))
             }
         }
     }
@@ -253,7 +249,7 @@ impl ExternalDriver for JsDriver {
             .map(str::to_owned)
             .ok_or_else(|| {
                 DriverError::new(
-                    DriverErrorKind::Internal,
+                    ErrorCode::Engine,
                     "the JavaScript engine answered without a run id",
                 )
             })

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use miyabi::approval::{ApprovalGate, Approver};
-use miyabi::server::{DriverError, DriverErrorKind, ExternalDriver, ServerConfig, serve};
+use miyabi::server::{DriverError, ExternalDriver, ServerConfig, serve};
 use miyabi::{
     CommittedWorkflow, Engine, ExternalRun, Node, RunFilter, RunStatus, StepContext, StepError,
     Task, Workflow, step_fn,
@@ -86,15 +86,7 @@ impl TestDriver {
 }
 
 fn driver_err(e: miyabi::EngineError) -> DriverError {
-    let kind = match e {
-        miyabi::EngineError::Schema(_) => DriverErrorKind::Validation,
-        miyabi::EngineError::UnknownRun(_) => DriverErrorKind::NotFound,
-        miyabi::EngineError::NotSuspended { .. } | miyabi::EngineError::InvalidState { .. } => {
-            DriverErrorKind::Conflict
-        }
-        _ => DriverErrorKind::Internal,
-    };
-    DriverError::new(kind, e.to_string())
+    DriverError::from(e)
 }
 
 #[async_trait]
@@ -110,7 +102,7 @@ impl ExternalDriver for TestDriver {
             .push(format!("start {}", workflow.id()));
         if input == json!("refuse") {
             return Err(DriverError::new(
-                DriverErrorKind::Validation,
+                miyabi::ErrorCode::Validation,
                 "input refused by the driver",
             ));
         }
@@ -145,7 +137,7 @@ impl ExternalDriver for TestDriver {
             .engine
             .approvals()
             .resume_external(&run_id, &gate)
-            .map_err(|e| DriverError::new(DriverErrorKind::Internal, e.to_string()))?;
+            .map_err(|e| DriverError::new(miyabi::ErrorCode::Engine, e.to_string()))?;
         if let Some(run) = run {
             self.spawn(run);
         }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::ApiError;
-use crate::CommittedWorkflow;
+use crate::{CommittedWorkflow, ErrorCode};
 
 /// Starts, resumes and continues runs of workflows whose steps run outside Rust (graphs with
 /// [`Node::external`](crate::Node::external) nodes), on behalf of the HTTP API.
@@ -44,51 +44,39 @@ pub trait ExternalDriver: Send + Sync + 'static {
     async fn cancel(&self, run_id: String) -> Result<(), DriverError>;
 }
 
-/// What kind of failure an [`ExternalDriver`] reports; decides the API's status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DriverErrorKind {
-    /// The input or the resume data was refused (422 `validation`).
-    Validation,
-    /// No such run, or no such workflow in the driver (404 `not-found`).
-    NotFound,
-    /// The run is not in a state that allows it (409 `conflict`).
-    Conflict,
-    /// Anything else (500 `internal`).
-    Internal,
-}
-
-/// A request an [`ExternalDriver`] refused or could not carry out.
+/// A request an [`ExternalDriver`] refused or could not carry out. Its code (the crate's
+/// [`ErrorCode`], the same the engine's own errors carry) decides the API's status.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct DriverError {
     /// What kind of failure.
-    pub kind: DriverErrorKind,
+    pub code: ErrorCode,
     /// What went wrong (sent to the API client: no secrets).
     pub message: String,
 }
 
 impl DriverError {
-    /// A failure of `kind` with `message`.
-    pub fn new(kind: DriverErrorKind, message: impl Into<String>) -> Self {
+    /// A failure with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            kind,
+            code,
             message: message.into(),
         }
     }
 }
 
+impl From<crate::EngineError> for DriverError {
+    fn from(e: crate::EngineError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
 impl From<DriverError> for ApiError {
     fn from(e: DriverError) -> Self {
-        match e.kind {
-            DriverErrorKind::Validation => Self::validation(e.message),
-            DriverErrorKind::NotFound => Self::not_found(e.message),
-            DriverErrorKind::Conflict => Self::of(crate::ErrorCode::Conflict, e.message),
-            DriverErrorKind::Internal => {
-                tracing::error!(error = %e.message, "external driver failed");
-                Self::of(crate::ErrorCode::Engine, e.message)
-            }
+        if e.code.http_status() >= 500 {
+            tracing::error!(error = %e.message, code = e.code.as_str(), "external driver failed");
         }
+        Self::of(e.code, e.message)
     }
 }
 

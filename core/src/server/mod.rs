@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use config::{DEFAULT_BODY_LIMIT, ServerConfig, generate_token};
-pub use driver::{DriverError, DriverErrorKind, ExternalDriver};
+pub use driver::{DriverError, ExternalDriver};
 pub(crate) use error::ApiError;
 pub use error::ServerError;
 
