@@ -882,7 +882,8 @@ export class Engine {
           return detached(this.#startParsed<unknown>(c, value, false));
         }
         case 'resume':
-          return detached(this.#drive<unknown>(native(() => this.#native.resumeRun(r.runId, r.path, storable(r.data)))));
+          // The same checks as `engine.resume`: the step's resume schema, then the engine's.
+          return detached(await this.#resumed<unknown>(r.runId, r.path, r.data));
         case 'deliver': {
           const h = this.#resumeGate(r.runId, r.gate);
           return h === undefined ? { id: r.runId } : detached(h);
@@ -977,6 +978,11 @@ export class Engine {
    * suspended.
    */
   async resume<O = unknown>(runId: string, path: string, data?: unknown): Promise<Run<O>> {
+    return (await this.#resumed<O>(runId, path, data)).result;
+  }
+
+  /** Parses `data` with the step's resume schema, commits it, and drives the run here. */
+  async #resumed<O>(runId: string, path: string, data: unknown): Promise<RunHandle<O>> {
     let value = data;
     const fp = native(() => this.#native.suspendedFingerprint(runId, path));
     const c = fp === null || fp === undefined ? undefined : this.#byFingerprint.get(fp);
@@ -985,7 +991,7 @@ export class Engine {
     const stored = storable(value, 'resumeData');
     const r = native(() => this.#native.resumeRun(runId, path, stored));
     if (!(r instanceof addon.NativeRun)) throw violationError(r, stored);
-    return this.#drive<O>(r).result;
+    return this.#drive<O>(r);
   }
 
   /** Takes over runs a dead process left running (of registered workflows) and drives them here. */
