@@ -1,6 +1,7 @@
 //! Datasets: the case record from JSONL, CSV and YAML files and from code; bad files give
 //! errors naming file, line and field.
 #![cfg(feature = "eval")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::PathBuf;
 
@@ -8,12 +9,19 @@ use miyabi::eval::{Case, Dataset, EvalError};
 use serde_json::json;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/eval")
+        .join(name)
 }
 
 fn parse_err(e: EvalError) -> (String, u64, String, String) {
     match e {
-        EvalError::Parse { file, line, field, message } => (file, line, field, message),
+        EvalError::Parse {
+            file,
+            line,
+            field,
+            message,
+        } => (file, line, field, message),
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
@@ -47,32 +55,45 @@ fn jsonl_csv_and_yaml_load_the_same_cases() {
 
 #[test]
 fn built_in_code_rejects_duplicate_and_empty_ids() {
-    let ds = Dataset::from_cases("x", [Case::new("1", "a").expected("b").tag("t").cluster("c")])
-        .unwrap();
+    let ds = Dataset::from_cases(
+        "x",
+        [Case::new("1", "a").expected("b").tag("t").cluster("c")],
+    )
+    .unwrap();
     assert_eq!(ds.cases()[0].cluster.as_deref(), Some("c"));
     let dup = Dataset::from_cases("x", [Case::new("1", "a"), Case::new("1", "b")]).unwrap_err();
-    assert!(matches!(dup, EvalError::InvalidCase { ref id, .. } if id == "1"), "{dup}");
+    assert!(
+        matches!(dup, EvalError::InvalidCase { ref id, .. } if id == "1"),
+        "{dup}"
+    );
     let empty = Dataset::new("x").with_case(Case::new("", "a")).unwrap_err();
     assert!(empty.to_string().contains("empty"), "{empty}");
 }
 
 #[test]
 fn jsonl_errors_name_file_line_and_field() {
-    let (file, line, field, msg) =
-        parse_err(Dataset::from_jsonl_str("d.jsonl", "{\"id\":\"a\",\"input\":1}\n{bad\n").unwrap_err());
-    assert_eq!((file.as_str(), line, field.as_str()), ("d.jsonl", 2, "<record>"));
+    let (file, line, field, msg) = parse_err(
+        Dataset::from_jsonl_str("d.jsonl", "{\"id\":\"a\",\"input\":1}\n{bad\n").unwrap_err(),
+    );
+    assert_eq!(
+        (file.as_str(), line, field.as_str()),
+        ("d.jsonl", 2, "<record>")
+    );
     assert!(msg.contains("invalid JSON"), "{msg}");
 
-    let (_, line, field, _) =
-        parse_err(Dataset::from_jsonl_str("d.jsonl", "\n\n{\"id\":\"a\",\"input\":1,\"tags\":[1]}").unwrap_err());
+    let (_, line, field, _) = parse_err(
+        Dataset::from_jsonl_str("d.jsonl", "\n\n{\"id\":\"a\",\"input\":1,\"tags\":[1]}")
+            .unwrap_err(),
+    );
     assert_eq!((line, field.as_str()), (3, "tags[0]"));
 
     let (_, line, field, _) =
         parse_err(Dataset::from_jsonl_str("d.jsonl", "{\"id\":\"a\"}").unwrap_err());
     assert_eq!((line, field.as_str()), (1, "input"));
 
-    let (_, _, field, msg) =
-        parse_err(Dataset::from_jsonl_str("d.jsonl", "{\"id\":\"a\",\"input\":1,\"expect\":2}").unwrap_err());
+    let (_, _, field, msg) = parse_err(
+        Dataset::from_jsonl_str("d.jsonl", "{\"id\":\"a\",\"input\":1,\"expect\":2}").unwrap_err(),
+    );
     assert_eq!(field, "expect");
     assert!(msg.contains("unknown field"), "{msg}");
 
@@ -80,14 +101,23 @@ fn jsonl_errors_name_file_line_and_field() {
         parse_err(Dataset::from_jsonl_str("d.jsonl", "{\"id\":[1],\"input\":1}").unwrap_err());
     assert_eq!(field, "id");
 
-    let (_, _, field, _) =
-        parse_err(Dataset::from_jsonl_str("d.jsonl", "[1,2]").unwrap_err());
+    let (_, _, field, _) = parse_err(Dataset::from_jsonl_str("d.jsonl", "[1,2]").unwrap_err());
     assert_eq!(field, "<record>");
 
-    let dup = Dataset::from_jsonl_str("d.jsonl", "{\"id\":\"a\",\"input\":1}\n{\"id\":\"a\",\"input\":2}")
-        .unwrap_err();
+    let dup = Dataset::from_jsonl_str(
+        "d.jsonl",
+        "{\"id\":\"a\",\"input\":1}\n{\"id\":\"a\",\"input\":2}",
+    )
+    .unwrap_err();
     assert!(
-        matches!(dup, EvalError::DuplicateId { line: 2, first_line: 1, .. }),
+        matches!(
+            dup,
+            EvalError::DuplicateId {
+                line: 2,
+                first_line: 1,
+                ..
+            }
+        ),
         "{dup:?}"
     );
     assert!(dup.to_string().starts_with("d.jsonl:2: id:"), "{dup}");
@@ -103,7 +133,8 @@ fn csv_errors_name_line_and_field() {
     let (_, line, _, _) =
         parse_err(Dataset::from_csv_str("d.csv", "id,input\na,x\nb,y,z\n").unwrap_err());
     assert_eq!(line, 3);
-    let (_, line, field, _) = parse_err(Dataset::from_csv_str("d.csv", "id,prompt\na,x\n").unwrap_err());
+    let (_, line, field, _) =
+        parse_err(Dataset::from_csv_str("d.csv", "id,prompt\na,x\n").unwrap_err());
     assert_eq!((line, field.as_str()), (1, "input"));
     // Rows without an id are numbered.
     let ds = Dataset::from_csv_str("d.csv", "input\nx\ny\n").unwrap();

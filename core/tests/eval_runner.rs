@@ -2,6 +2,7 @@
 //! latency, errors and unscored samples counted apart, weights, gates, A/B comparison and
 //! the reports (JSON read back, JUnit parsed with quick-xml, Markdown).
 #![cfg(feature = "eval")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,12 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use miyabi::eval::metrics::{Contains, Exact, NumericDiff};
 use miyabi::eval::{
-    Case, Dataset, EvalError, EvalResults, Evaluator, Metric, Outcome, Sample, SCHEMA, Score,
+    Case, Dataset, EvalError, EvalResults, Evaluator, Metric, Outcome, SCHEMA, Sample, Score,
     Verdict, WorkflowTarget,
 };
 use miyabi::model::{
-    ContentPart, EventStream, FinishReason, LanguageModel, ModelError, ModelRequest,
-    ModelResponse, Usage,
+    ContentPart, EventStream, FinishReason, LanguageModel, ModelError, ModelRequest, ModelResponse,
+    Usage,
 };
 use miyabi::{Agent, Engine, Workflow, step_fn};
 use serde_json::{Value, json};
@@ -22,7 +23,11 @@ use serde_json::{Value, json};
 fn dataset(n: usize) -> Dataset {
     Dataset::from_cases(
         "numbers",
-        (0..n).map(|i| Case::new(format!("c{i}"), json!(i)).expected(json!(i * 2)).cluster(format!("g{}", i % 3))),
+        (0..n).map(|i| {
+            Case::new(format!("c{i}"), json!(i))
+                .expected(json!(i * 2))
+                .cluster(format!("g{}", i % 3))
+        }),
     )
     .unwrap()
 }
@@ -31,7 +36,11 @@ fn dataset(n: usize) -> Dataset {
 async fn closure_target_with_the_briefs_shape() {
     let target = |input: Value| async move {
         let text = input.as_str().unwrap_or_default().to_string();
-        Ok::<_, String>(json!(if text.contains("ship") { "deploy now" } else { "wait" }))
+        Ok::<_, String>(json!(if text.contains("ship") {
+            "deploy now"
+        } else {
+            "wait"
+        }))
     };
     let ds = Dataset::from_cases(
         "ops",
@@ -56,7 +65,13 @@ async fn closure_target_with_the_briefs_shape() {
     assert!(contains.pass_rate_ci.unwrap().contains(2.0 / 3.0));
     let c = results.samples.iter().find(|s| s.case_id == "c").unwrap();
     assert_eq!(c.scores["exact"].value, None);
-    assert!(c.scores["exact"].unscored.as_deref().unwrap().contains("no expected"));
+    assert!(
+        c.scores["exact"]
+            .unscored
+            .as_deref()
+            .unwrap()
+            .contains("no expected")
+    );
     assert!(results.passed(), "no gate, passes");
 }
 
@@ -75,7 +90,11 @@ async fn epochs_concurrency_latency_and_errors() {
             tokio::task::yield_now().await;
             f.fetch_sub(1, Ordering::SeqCst);
             let i = input.as_u64().unwrap();
-            if i == 3 { Err("model unavailable".to_string()) } else { Ok(json!(i * 2)) }
+            if i == 3 {
+                Err("model unavailable".to_string())
+            } else {
+                Ok(json!(i * 2))
+            }
         }
     };
     let ds = dataset(10);
@@ -90,8 +109,20 @@ async fn epochs_concurrency_latency_and_errors() {
     assert!(max_seen.load(Ordering::SeqCst) <= 3, "concurrency limit");
     assert_eq!(results.samples.len(), 20);
     // Ordered by case, then epoch.
-    assert_eq!((results.samples[0].case_id.as_str(), results.samples[0].epoch), ("c0", 0));
-    assert_eq!((results.samples[1].case_id.as_str(), results.samples[1].epoch), ("c0", 1));
+    assert_eq!(
+        (
+            results.samples[0].case_id.as_str(),
+            results.samples[0].epoch
+        ),
+        ("c0", 0)
+    );
+    assert_eq!(
+        (
+            results.samples[1].case_id.as_str(),
+            results.samples[1].epoch
+        ),
+        ("c0", 1)
+    );
     assert!(results.samples.iter().all(|s| s.latency_ms >= 0.0));
     // Case 3 failed twice: errors, not zeros.
     assert_eq!(results.errors, 2);
@@ -147,7 +178,10 @@ async fn weights_thresholds_and_gates() {
         .unwrap();
     // half: inputs 1..4 scored (0 unscored): 0.5, 1, 0.5, 1 → mean 0.75, pass rate 2/4.
     let half = results.metric("half").unwrap();
-    assert_eq!((half.mean, half.pass_rate, half.unscored), (Some(0.75), Some(0.5), 1));
+    assert_eq!(
+        (half.mean, half.pass_rate, half.unscored),
+        (Some(0.75), Some(0.5), 1)
+    );
     // Overall for input 1: (1·1 + 3·0.5) / 4 = 0.625; for input 0 only num scored: 1.
     let s1 = &results.samples[1];
     assert_eq!(s1.scores["overall"].value, Some(0.625));
@@ -155,7 +189,11 @@ async fn weights_thresholds_and_gates() {
     assert!(results.passed());
     assert_eq!(results.gates.len(), 2);
 
-    let failing = ev().gate_pass_rate("half", 0.6).evaluate(&target, &ds).await.unwrap();
+    let failing = ev()
+        .gate_pass_rate("half", 0.6)
+        .evaluate(&target, &ds)
+        .await
+        .unwrap();
     assert!(!failing.passed());
     assert_eq!(failing.gates[0].actual, Some(0.5));
 
@@ -198,11 +236,18 @@ impl LanguageModel for Fixed {
 async fn agent_and_workflow_targets() {
     let ds = Dataset::from_cases(
         "ops",
-        [Case::new("a", "what now?").expected("deploy"), Case::new("b", "and now?").expected("wait")],
+        [
+            Case::new("a", "what now?").expected("deploy"),
+            Case::new("b", "and now?").expected("wait"),
+        ],
     )
     .unwrap();
     let agent = Agent::new("ops").model(Arc::new(Fixed("deploy")) as Arc<dyn LanguageModel>);
-    let results = Evaluator::new().add_metric("exact", Exact::new()).evaluate(&agent, &ds).await.unwrap();
+    let results = Evaluator::new()
+        .add_metric("exact", Exact::new())
+        .evaluate(&agent, &ds)
+        .await
+        .unwrap();
     assert_eq!(results.samples[0].output, Some(json!("deploy")));
     assert_eq!(results.metric("exact").unwrap().mean, Some(0.5));
 
@@ -219,7 +264,11 @@ async fn agent_and_workflow_targets() {
     let engine = Engine::sqlite(dir.path().join("runs.db")).unwrap();
     let target = WorkflowTarget::new(engine, wf);
     let ds = Dataset::from_cases("shout", [Case::new("x", "deploy").expected("DEPLOY")]).unwrap();
-    let results = Evaluator::new().add_metric("exact", Exact::new()).evaluate(&target, &ds).await.unwrap();
+    let results = Evaluator::new()
+        .add_metric("exact", Exact::new())
+        .evaluate(&target, &ds)
+        .await
+        .unwrap();
     assert_eq!(results.metric("exact").unwrap().mean, Some(1.0));
 }
 
@@ -231,7 +280,11 @@ async fn compare_finds_a_regression_and_reports_it() {
     let a = |input: Value| async move { Ok::<_, String>(json!(input.as_u64().unwrap() * 2)) };
     let b = |input: Value| async move {
         let i = input.as_u64().unwrap();
-        Ok::<_, String>(json!(if i % 4 == 0 { i * 2 + 1 } else { i * 2 }))
+        Ok::<_, String>(json!(if i.is_multiple_of(4) {
+            i * 2 + 1
+        } else {
+            i * 2
+        }))
     };
     let ev = Evaluator::new()
         .add_metric("num", NumericDiff::within(0.0).unwrap())
@@ -243,7 +296,10 @@ async fn compare_finds_a_regression_and_reports_it() {
     assert_eq!(num.verdict, Verdict::Worse);
     let m = num.mcnemar.unwrap();
     assert_eq!((m.a_only, m.b_only), (15, 0));
-    assert_eq!((num.paired.wins, num.paired.losses, num.paired.ties), (0, 15, 45));
+    assert_eq!(
+        (num.paired.wins, num.paired.losses, num.paired.ties),
+        (0, 15, 45)
+    );
     assert_eq!(num.regressed.len(), 15);
     assert_eq!(num.regressed[0].case_id, "c0");
     assert!((num.paired.mean_diff + 0.25).abs() < 1e-12);
@@ -254,7 +310,10 @@ async fn compare_finds_a_regression_and_reports_it() {
     assert!(close.mcnemar.is_none());
     // Same runs against themselves: no difference.
     let same = Evaluator::compare(&ra, &ra).unwrap();
-    assert_eq!(same.metric("num").unwrap().verdict, Verdict::NoDetectableDifference);
+    assert_eq!(
+        same.metric("num").unwrap().verdict,
+        Verdict::NoDetectableDifference
+    );
     assert!(!same.has_significant_regression());
 
     // A stored baseline: the JSON report read back compares the same.
@@ -271,7 +330,10 @@ async fn compare_finds_a_regression_and_reports_it() {
 
     let other = Dataset::from_cases("x", [Case::new("zzz", 1)]).unwrap();
     let rz = ev.evaluate(&a, &other).await.unwrap();
-    assert!(matches!(Evaluator::compare(&ra, &rz), Err(EvalError::Compare(_))));
+    assert!(matches!(
+        Evaluator::compare(&ra, &rz),
+        Err(EvalError::Compare(_))
+    ));
 }
 
 #[tokio::test]
@@ -309,7 +371,10 @@ async fn json_junit_and_markdown_reports() {
     assert_eq!(v["samples"][1]["scores"]["exact"]["passed"], false);
     assert_eq!(EvalResults::from_json(&json).unwrap(), results);
     let other = json.replace("miyabi.eval/v1", "miyabi.eval/v9");
-    assert!(matches!(EvalResults::from_json(&other), Err(EvalError::Report(_))));
+    assert!(matches!(
+        EvalResults::from_json(&other),
+        Err(EvalError::Report(_))
+    ));
 
     // JUnit: well-formed XML; failures and errors apart.
     let xml = results.to_junit();
@@ -327,7 +392,11 @@ async fn json_junit_and_markdown_reports() {
                     e.attributes()
                         .map(|a| a.unwrap())
                         .find(|a| a.key.as_ref() == name)
-                        .map(|a| a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned())
+                        .map(|a| {
+                            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                .unwrap()
+                                .into_owned()
+                        })
                 };
                 match e.name().as_ref() {
                     "testsuite" => suites.push((
@@ -351,13 +420,25 @@ async fn json_junit_and_markdown_reports() {
     assert_eq!(suites.len(), 2);
     assert_eq!(suites[0].0, "suite<1> (r&d)");
     assert_eq!(
-        (suites[0].1.as_str(), suites[0].2.as_str(), suites[0].3.as_str(), suites[0].4.as_str()),
+        (
+            suites[0].1.as_str(),
+            suites[0].2.as_str(),
+            suites[0].3.as_str(),
+            suites[0].4.as_str()
+        ),
         ("4", "1", "1", "1")
     );
     assert_eq!(testcases, 5, "4 cases + 1 gate");
     assert_eq!(errors, vec!["backend <down> & \u{FFFD}".to_string()]);
-    assert_eq!(failures.len(), 2, "one metric failure, one gate: {failures:?}");
-    assert!(failures[1].contains("exact pass rate >= 0.9"), "{failures:?}");
+    assert_eq!(
+        failures.len(),
+        2,
+        "one metric failure, one gate: {failures:?}"
+    );
+    assert!(
+        failures[1].contains("exact pass rate >= 0.9"),
+        "{failures:?}"
+    );
     assert_eq!(skipped, 1);
 
     let md = results.to_markdown();

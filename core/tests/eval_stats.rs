@@ -1,6 +1,7 @@
 //! Statistics: known values, and the simulation the issue requires (coverage of the 95%
 //! intervals and the false-positive rate of the A/B verdict on synthetic paired experiments).
 #![cfg(feature = "eval")]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use miyabi::eval::Verdict;
 use miyabi::eval::stats::{
@@ -65,7 +66,11 @@ fn clustered_standard_error_by_hand() {
     // +1 and −1, G = 2: SE = √(2/1 · 2) / 4 = 0.5 — twice the naive √(1/3)/2 = 0.2887,
     // because the clusters are perfectly correlated inside.
     let xs = [1.0, 1.0, 0.0, 0.0];
-    close(clustered_std_error(&xs, &["a", "a", "b", "b"]).unwrap(), 0.5, 1e-12);
+    close(
+        clustered_std_error(&xs, &["a", "a", "b", "b"]).unwrap(),
+        0.5,
+        1e-12,
+    );
     // Every case its own cluster: CR1 = √(n/(n−1) · Σe²)/n = the naive SE.
     close(
         clustered_std_error(&xs, &["1", "2", "3", "4"]).unwrap(),
@@ -77,7 +82,9 @@ fn clustered_standard_error_by_hand() {
 
 #[test]
 fn bootstrap_is_seeded_and_sensible() {
-    let xs: Vec<f64> = (0..200).map(|i| if i % 4 == 0 { 0.0 } else { 1.0 }).collect();
+    let xs: Vec<f64> = (0..200)
+        .map(|i| if i % 4 == 0 { 0.0 } else { 1.0 })
+        .collect();
     let a = bootstrap_interval(&xs, 1000, 7).unwrap();
     let b = bootstrap_interval(&xs, 1000, 7).unwrap();
     assert_eq!(a, b, "same seed, same interval");
@@ -102,7 +109,13 @@ fn paired_counts_wins_losses_ties() {
 /// or hard for both) or a fresh draw, and B passes when it is < p_b. So P(A) = p_a,
 /// P(B) = p_b exactly, the items are positively correlated, and the true difference of the
 /// pass rates is p_b − p_a.
-fn experiment(rng: &mut fastrand::Rng, n: usize, p_a: f64, p_b: f64, rho: f64) -> (Vec<f64>, Vec<f64>) {
+fn experiment(
+    rng: &mut fastrand::Rng,
+    n: usize,
+    p_a: f64,
+    p_b: f64,
+    rho: f64,
+) -> (Vec<f64>, Vec<f64>) {
     let mut a = Vec::with_capacity(n);
     let mut b = Vec::with_capacity(n);
     for _ in 0..n {
@@ -115,8 +128,16 @@ fn experiment(rng: &mut fastrand::Rng, n: usize, p_a: f64, p_b: f64, rho: f64) -
 }
 
 fn discordant(a: &[f64], b: &[f64]) -> (usize, usize) {
-    let a_only = a.iter().zip(b).filter(|(x, y)| **x == 1.0 && **y == 0.0).count();
-    let b_only = a.iter().zip(b).filter(|(x, y)| **x == 0.0 && **y == 1.0).count();
+    let a_only = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| **x == 1.0 && **y == 0.0)
+        .count();
+    let b_only = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| **x == 0.0 && **y == 1.0)
+        .count();
     (a_only, b_only)
 }
 
@@ -161,7 +182,9 @@ fn simulated_ab_experiments_have_nominal_coverage_and_false_positive_rate() {
     let coverage = covered as f64 / total as f64;
     let fpr = false_positives as f64 / EXPERIMENTS as f64;
     let power = detected as f64 / EXPERIMENTS as f64;
-    eprintln!("CLT coverage {coverage:.4}, false-positive rate {fpr:.4}, power at +3 points {power:.4}");
+    eprintln!(
+        "CLT coverage {coverage:.4}, false-positive rate {fpr:.4}, power at +3 points {power:.4}"
+    );
     assert!((0.94..=0.96).contains(&coverage), "coverage {coverage}");
     assert!(fpr <= stats::ALPHA, "false-positive rate {fpr}");
     // Sanity: with 500 items and +3 points the test detects the improvement sometimes.

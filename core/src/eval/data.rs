@@ -155,8 +155,7 @@ impl Dataset {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        let format: fn(&str, &str) -> Result<Vec<(u64, Case)>, EvalError> = match ext.as_deref()
-        {
+        let format: Parser = match ext.as_deref() {
             Some("jsonl") | Some("ndjson") => parse_jsonl,
             Some("csv") => parse_csv,
             Some("yaml") | Some("yml") => parse_yaml,
@@ -199,6 +198,9 @@ impl Dataset {
         collect(file.to_string(), file, parse_yaml(file, text)?)
     }
 }
+
+/// A format parser: file name and text to cases with their lines.
+type Parser = fn(&str, &str) -> Result<Vec<(u64, Case)>, EvalError>;
 
 fn collect(name: String, file: &str, cases: Vec<(u64, Case)>) -> Result<Dataset, EvalError> {
     let mut seen: HashMap<String, u64> = HashMap::new();
@@ -354,7 +356,12 @@ fn parse_jsonl(file: &str, text: &str) -> Result<Vec<(u64, Case)>, EvalError> {
             continue;
         }
         let value: Value = serde_json::from_str(trimmed).map_err(|e| {
-            parse_err(file, line, "<record>", format!("invalid JSON at column {}: {e}", e.column()))
+            parse_err(
+                file,
+                line,
+                "<record>",
+                format!("invalid JSON at column {}: {e}", e.column()),
+            )
         })?;
         let Value::Object(obj) = value else {
             return Err(parse_err(
@@ -364,7 +371,10 @@ fn parse_jsonl(file: &str, text: &str) -> Result<Vec<(u64, Case)>, EvalError> {
                 format!("expected a JSON object, got {}", kind(&value)),
             ));
         };
-        out.push((line, case_from_object(file, line, obj, None, &BTreeMap::new())?));
+        out.push((
+            line,
+            case_from_object(file, line, obj, None, &BTreeMap::new())?,
+        ));
     }
     Ok(out)
 }
@@ -391,7 +401,12 @@ fn parse_csv(file: &str, text: &str) -> Result<Vec<(u64, Case)>, EvalError> {
         .map_err(|e| parse_err(file, 1, "<header>", e.to_string()))?
         .clone();
     if !headers.iter().any(|h| h == "input") {
-        return Err(parse_err(file, 1, "input", "the header has no `input` column"));
+        return Err(parse_err(
+            file,
+            1,
+            "input",
+            "the header has no `input` column",
+        ));
     }
     let mut out = Vec::new();
     for (row, record) in reader.records().enumerate() {
@@ -399,7 +414,10 @@ fn parse_csv(file: &str, text: &str) -> Result<Vec<(u64, Case)>, EvalError> {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
             parse_err(file, line, "<record>", e.to_string())
         })?;
-        let line = record.position().map(|p| p.line()).unwrap_or(row as u64 + 2);
+        let line = record
+            .position()
+            .map(|p| p.line())
+            .unwrap_or(row as u64 + 2);
         let mut obj = Map::new();
         let mut extra = Map::new();
         for (header, cell) in headers.iter().zip(record.iter()) {

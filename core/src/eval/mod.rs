@@ -46,3 +46,8 @@ pub use runner::{
 };
 pub use stats::{Interval, McNemar, Paired, Verdict};
 pub use target::{Target, TargetError, WorkflowTarget};
+
+/// The Rust examples of docs/evals.md, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/evals.md")]
+pub struct EvalsMd;

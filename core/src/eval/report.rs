@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
+use super::EvalError;
 use super::runner::{COMPARE_SCHEMA, Comparison, EvalResults, Gate, MetricSummary, SCHEMA};
 use super::stats::Interval;
-use super::EvalError;
 
 impl EvalResults {
     /// The results as pretty-printed JSON (schema `miyabi.eval/v1`, see docs/evals.md).
@@ -45,9 +45,9 @@ impl EvalResults {
             } else {
                 s.case_id.clone()
             };
-            let _ = write!(
+            let _ = writeln!(
                 cases,
-                "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.6}\">\n",
+                "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.6}\">",
                 xml(&name),
                 xml(&classname),
                 s.latency_ms / 1000.0
@@ -177,7 +177,11 @@ impl EvalResults {
             m,
             "## Eval `{}` — {}\n",
             md(&self.name),
-            if self.passed { "✅ passed" } else { "❌ failed" }
+            if self.passed {
+                "✅ passed"
+            } else {
+                "❌ failed"
+            }
         );
         let _ = writeln!(
             m,
@@ -187,7 +191,9 @@ impl EvalResults {
             self.epochs,
             self.errors
         );
-        m.push_str("| metric | mean ± SE | 95% CI | pass rate (95% Wilson) | scored | unscored |\n");
+        m.push_str(
+            "| metric | mean ± SE | 95% CI | pass rate (95% Wilson) | scored | unscored |\n",
+        );
         m.push_str("|---|---|---|---|---|---|\n");
         for s in self.metrics.iter().chain(self.overall.as_ref()) {
             summary_row(&mut m, s);
@@ -211,12 +217,18 @@ impl EvalResults {
             .iter()
             .filter_map(|s| {
                 if let Some(e) = &s.error {
-                    return Some(format!("- `{}` — error: {}", md(&s.case_id), md(first_line(e))));
+                    return Some(format!(
+                        "- `{}` — error: {}",
+                        md(&s.case_id),
+                        md(first_line(e))
+                    ));
                 }
                 let failed: Vec<String> = s
                     .scores
                     .iter()
-                    .filter(|(k, v)| k.as_str() != super::runner::OVERALL && v.passed == Some(false))
+                    .filter(|(k, v)| {
+                        k.as_str() != super::runner::OVERALL && v.passed == Some(false)
+                    })
                     .map(|(k, v)| format!("{} {:.3}", md(k), v.value.unwrap_or(0.0)))
                     .collect();
                 (!failed.is_empty())
@@ -271,7 +283,9 @@ impl Comparison {
             }
         );
         let _ = writeln!(m, "{} paired cases.\n", self.cases_compared);
-        m.push_str("| metric | A | B | Δ (B − A) | 95% CI of Δ | McNemar p | W / L / T | verdict |\n");
+        m.push_str(
+            "| metric | A | B | Δ (B − A) | 95% CI of Δ | McNemar p | W / L / T | verdict |\n",
+        );
         m.push_str("|---|---|---|---|---|---|---|---|\n");
         for c in &self.metrics {
             let p = &c.paired;
@@ -321,7 +335,12 @@ fn summary_row(m: &mut String, s: &MetricSummary) {
         _ => "—".into(),
     };
     let pass = match (s.pass_rate, s.pass_rate_ci) {
-        (Some(p), Some(ci)) => format!("{:.1}% ({:.1}–{:.1}%)", p * 100.0, ci.low * 100.0, ci.high * 100.0),
+        (Some(p), Some(ci)) => format!(
+            "{:.1}% ({:.1}–{:.1}%)",
+            p * 100.0,
+            ci.low * 100.0,
+            ci.high * 100.0
+        ),
         _ => "—".into(),
     };
     let _ = writeln!(
@@ -373,5 +392,7 @@ fn xml(s: &str) -> String {
 
 /// Escapes text for a Markdown table cell or inline code: pipes, backticks and newlines.
 fn md(s: &str) -> String {
-    s.replace('|', "\\|").replace('`', "'").replace(['\n', '\r'], " ")
+    s.replace('|', "\\|")
+        .replace('`', "'")
+        .replace(['\n', '\r'], " ")
 }

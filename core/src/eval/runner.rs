@@ -153,7 +153,9 @@ impl Evaluator {
     /// The weight of a metric in the weighted overall score (finite, > 0; default 1).
     pub fn weight(mut self, metric: &str, weight: f64) -> Self {
         if !(weight.is_finite() && weight > 0.0) {
-            self.fail(format!("weight {weight} of {metric:?} must be finite and > 0"));
+            self.fail(format!(
+                "weight {weight} of {metric:?} must be finite and > 0"
+            ));
         } else if let Some(e) = self.entry(metric) {
             e.weight = weight;
         }
@@ -163,7 +165,9 @@ impl Evaluator {
     /// The score at or above which a sample passes this metric (in [0, 1]; default 0.5).
     pub fn pass_threshold(mut self, metric: &str, threshold: f64) -> Self {
         if !(0.0..=1.0).contains(&threshold) {
-            self.fail(format!("pass threshold {threshold} of {metric:?} must be in [0, 1]"));
+            self.fail(format!(
+                "pass threshold {threshold} of {metric:?} must be in [0, 1]"
+            ));
         } else if let Some(e) = self.entry(metric) {
             e.pass_threshold = threshold;
         }
@@ -184,7 +188,9 @@ impl Evaluator {
     pub fn gate(mut self, metric: &str, gate: Gate) -> Self {
         let (Gate::MinMean(min) | Gate::MinPassRate(min)) = gate;
         if !(0.0..=1.0).contains(&min) {
-            self.fail(format!("gate minimum {min} of {metric:?} must be in [0, 1]"));
+            self.fail(format!(
+                "gate minimum {min} of {metric:?} must be in [0, 1]"
+            ));
         } else if let Some(e) = self.entry(metric) {
             e.gates.push(gate);
         }
@@ -195,7 +201,9 @@ impl Evaluator {
     /// default 0.5).
     pub fn overall_pass_threshold(mut self, threshold: f64) -> Self {
         if !(0.0..=1.0).contains(&threshold) {
-            self.fail(format!("overall pass threshold {threshold} must be in [0, 1]"));
+            self.fail(format!(
+                "overall pass threshold {threshold} must be in [0, 1]"
+            ));
         } else {
             self.overall_threshold = threshold;
         }
@@ -397,7 +405,9 @@ impl Evaluator {
         let b_ids: BTreeSet<&str> = b.samples.iter().map(|s| s.case_id.as_str()).collect();
         let common: Vec<&str> = a_ids.intersection(&b_ids).copied().collect();
         if common.is_empty() {
-            return Err(EvalError::Compare("the two runs have no case in common".into()));
+            return Err(EvalError::Compare(
+                "the two runs have no case in common".into(),
+            ));
         }
         let mut metrics = Vec::new();
         for ma in &a.metrics {
@@ -419,8 +429,16 @@ impl Evaluator {
             };
             let binary = xa.iter().chain(&xb).all(|v| *v == 0.0 || *v == 1.0);
             let mcnemar = binary.then(|| {
-                let a_only = xa.iter().zip(&xb).filter(|(x, y)| **x == 1.0 && **y == 0.0).count();
-                let b_only = xa.iter().zip(&xb).filter(|(x, y)| **x == 0.0 && **y == 1.0).count();
+                let a_only = xa
+                    .iter()
+                    .zip(&xb)
+                    .filter(|(x, y)| **x == 1.0 && **y == 0.0)
+                    .count();
+                let b_only = xa
+                    .iter()
+                    .zip(&xb)
+                    .filter(|(x, y)| **x == 0.0 && **y == 1.0)
+                    .count();
                 stats::mcnemar(a_only, b_only)
             });
             let verdict = match (&mcnemar, &paired.ci_bootstrap, &paired.ci_clt) {

@@ -48,8 +48,8 @@ where
 #[async_trait]
 impl Target for Agent {
     async fn call(&self, input: Value) -> Result<Value, TargetError> {
-        let input = AgentInput::from_json(self.name(), input)
-            .map_err(|e| TargetError(e.to_string()))?;
+        let input =
+            AgentInput::from_json(self.name(), input).map_err(|e| TargetError(e.to_string()))?;
         let response = self
             .generate(input)
             .await

@@ -12,7 +12,8 @@ fn number(v: &Value) -> Option<f64> {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse::<f64>().ok(),
         _ => None,
-    }.filter(|x| x.is_finite())
+    }
+    .filter(|x| x.is_finite())
 }
 
 /// How far the output number is from the expected one. With a tolerance

@@ -59,7 +59,9 @@ impl Bleu {
     /// Uses n-grams up to `n` (1..=8).
     pub fn max_n(mut self, n: usize) -> Result<Self, EvalError> {
         if !(1..=8).contains(&n) {
-            return Err(EvalError::Config(format!("BLEU max_n {n} must be in 1..=8")));
+            return Err(EvalError::Config(format!(
+                "BLEU max_n {n} must be in 1..=8"
+            )));
         }
         self.max_n = n;
         Ok(self)

@@ -138,10 +138,7 @@ impl Metric for Contains {
             }
         };
         let hay = fold(&sample.output_text());
-        let found: Vec<&String> = needles
-            .iter()
-            .filter(|n| hay.contains(&fold(n)))
-            .collect();
+        let found: Vec<&String> = needles.iter().filter(|n| hay.contains(&fold(n))).collect();
         let missing: Vec<&String> = needles.iter().filter(|n| !found.contains(n)).collect();
         let value = match self.mode {
             Mode::Any => {
@@ -233,7 +230,11 @@ impl Metric for Levenshtein {
         for r in &refs {
             let d = levenshtein(&out, r);
             let len = out.chars().count().max(r.chars().count());
-            let sim = if len == 0 { 1.0 } else { 1.0 - d as f64 / len as f64 };
+            let sim = if len == 0 {
+                1.0
+            } else {
+                1.0 - d as f64 / len as f64
+            };
             if best.is_none_or(|(b, _)| sim > b) {
                 best = Some((sim, d));
             }
