@@ -11,6 +11,7 @@ const USAGE = `usage: miyabi <command> [--db FILE] [--json]
   runs list [--workflow W] [--status S] [--limit N]
   runs show <id>
   runs cancel <id>
+  runs prune [--older-than 30d] [--keep-last N] [--workflow W]   delete finished runs (never suspended ones)
   approvals list [--all] [--as WHO [--team T]...]
   approve <run> <gate> --as WHO [--team T]... [--comment TEXT] [--edit FILE.json]
   reject <run> <gate> --as WHO [--team T]... [--comment TEXT]
@@ -33,6 +34,8 @@ try {
       workflow: { type: 'string' },
       status: { type: 'string' },
       limit: { type: 'string' },
+      'older-than': { type: 'string' },
+      'keep-last': { type: 'string' },
       all: { type: 'boolean', default: false },
       as: { type: 'string' },
       team: { type: 'string', multiple: true },
@@ -57,6 +60,13 @@ const when = (d) => (d instanceof Date ? d.toISOString() : typeof d === 'number'
 const who = () => {
   if (o.as === undefined) fail('--as WHO is required (the approver deciding)');
   return { id: o.as, teams: o.team ?? [] };
+};
+// `30d`, `12h`, `90m`, `45s`, `500ms`, `2w` (the units the Rust CLI's --older-than takes too).
+const UNITS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const age = (text) => {
+  const m = /^(\d+)\s*(ms|s|m|h|d|w)$/.exec(text.trim());
+  if (m === null) fail(`--older-than ${JSON.stringify(text)}: give a whole number and a unit (ms, s, m, h, d, w), e.g. 30d [INVALID_ARGUMENT]`);
+  return Number(m[1]) * UNITS[m[2]];
 };
 const runsTable = (runs) =>
   runs.length === 0 ? '(no runs)' : runs.map((r) => `${r.id}  ${r.status.padEnd(10)} ${r.workflow.padEnd(20)} ${when(r.createdAt)}`).join('\n');
@@ -86,6 +96,13 @@ try {
     const run = sub === 'show' ? await engine.get(id) : await engine.cancel(id);
     if (run === null) fail(`no run ${id} in ${db}`, 1);
     print(run, (r) => `${r.id}  ${r.status}  ${r.workflow}\ninput:  ${JSON.stringify(r.input)}\noutput: ${JSON.stringify(r.output ?? null)}${r.error ? `\nerror:  ${r.error}` : ''}`);
+  } else if (cmd === 'runs' && sub === 'prune') {
+    const rule = { workflow: o.workflow };
+    if (o['older-than'] !== undefined) rule.olderThanMs = age(o['older-than']);
+    if (o['keep-last'] !== undefined) rule.keepLast = Number(o['keep-last']);
+    if (rule.olderThanMs === undefined && rule.keepLast === undefined) fail('runs prune needs --older-than AGE and/or --keep-last N [INVALID_ARGUMENT]');
+    const deleted = engine.prune(rule);
+    print({ deleted }, (r) => `deleted ${r.deleted} finished run(s)`);
   } else if (cmd === 'approvals' && sub === 'list') {
     const gates = o.all || o.as === undefined ? await engine.approvals.list({ status: o.all ? undefined : 'pending' }) : await engine.approvals.inbox(who());
     print(gates, gatesTable);

@@ -1,5 +1,7 @@
 // runEventsResponse: a workflow run's events as a web Response (SSE and NDJSON), read back
-// through the Response body the way a route handler's client reads it.
+// through the Response body the way a route handler's client reads it. Tests that read live
+// events before letting the run go on have a timeout: it only turns a stream that never
+// delivers (a regression) into a failure instead of a hang.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -82,7 +84,7 @@ function gated(id, gate) {
     .commit();
 }
 
-test('SSE: id is the seq, event the type, data the event; live events arrive before the run ends', async () => {
+test('SSE: id is the seq, event the type, data the event; live events arrive before the run ends', { timeout: 60_000 }, async () => {
   const engine = await Engine.open();
   const gate = deferred();
   const run = await engine.spawn(gated('sse-live', gate), { n: 1 });
@@ -182,15 +184,20 @@ test('an unknown run is a 404 JSON error; an unknown format is a TypeError', asy
   await assert.rejects(runEventsResponse(engine, done.id, { format: 'xml' }), TypeError);
 });
 
-test('the client going away ends the stream while the run goes on', async () => {
+test('the client going away ends the stream while the run goes on', { timeout: 60_000 }, async () => {
   const engine = await Engine.open();
   const gate = deferred();
   const run = await engine.spawn(gated('disconnect', gate), { n: 2 });
 
-  // Through the request's signal (what a server does when the connection closes).
+  // Through the request's signal (what a server does when the connection closes), while the
+  // stream waits for the run's next event: a keep-alive comment after the last event shows
+  // that it waits.
   const client = new AbortController();
   const req = new Request('http://127.0.0.1/events', { signal: client.signal });
-  const a = await readUntil(await runEventsResponse(engine, run.id, { request: req }), (t) => t.includes('event: custom'));
+  const a = await readUntil(
+    await runEventsResponse(engine, run.id, { request: req, keepAliveMs: 20 }),
+    (t) => t.includes('event: custom') && t.lastIndexOf(': keep-alive') > t.indexOf('event: custom'),
+  );
   client.abort();
   const tail = await readRest(a);
   assert.ok(!tail.includes('run-finished'));
@@ -206,7 +213,7 @@ test('the client going away ends the stream while the run goes on', async () => 
   assert.deepEqual(done.output, { total: 30 });
 });
 
-test('SSE keep-alive comments while the run waits', async () => {
+test('SSE keep-alive comments while the run waits', { timeout: 60_000 }, async () => {
   const engine = await Engine.open();
   const gate = deferred();
   const run = await engine.spawn(gated('keep-alive', gate), { n: 0 });
@@ -220,7 +227,7 @@ test('SSE keep-alive comments while the run waits', async () => {
   );
 });
 
-test('a run driven by another engine on the same database is followed through the store', async (t) => {
+test('a run driven by another engine on the same database is followed through the store', { timeout: 60_000 }, async (t) => {
   const db = join(tempDir(t), 'runs.db');
   const driver = await Engine.open({ store: `sqlite:${db}` });
   const reader = await Engine.open({ store: `sqlite:${db}` });

@@ -601,6 +601,34 @@ impl NativeEngine {
         }
     }
 
+    /// Deletes finished runs that ended more than `olderThanMs` ago and, per workflow, those
+    /// beyond the newest `keepLast` (only `workflow`'s runs when given); never a running or
+    /// suspended run. Returns how many runs were deleted.
+    #[napi]
+    pub fn prune(
+        &self,
+        older_than_ms: Option<f64>,
+        keep_last: Option<f64>,
+        workflow: Option<String>,
+    ) -> napi::Result<f64, String> {
+        let mut rule = miyabi::Retention::default();
+        rule.max_age = older_than_ms
+            .map(|ms| whole("olderThanMs", ms).map(std::time::Duration::from_millis))
+            .transpose()?;
+        rule.keep_last = keep_last
+            .map(|n| whole("keepLast", n).map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+            .transpose()?;
+        rule.workflow = workflow;
+        if rule.is_empty() {
+            return Err(err(
+                "INVALID_ARGUMENT",
+                "prune needs `olderThanMs` and/or `keepLast`",
+            ));
+        }
+        let deleted = self.engine.prune(&rule).map_err(engine_err)?;
+        Ok(deleted as f64)
+    }
+
     /// Stored events of a run with `seq >= fromSeq`, at most `limit`, as plain objects:
     /// `{type, runId, seq, at, ...}` with the fields of each event type.
     #[napi(ts_return_type = "Array<Record<string, unknown>>")]
@@ -625,6 +653,18 @@ impl NativeEngine {
                 Ok(v)
             })
             .collect()
+    }
+}
+
+/// A whole, non-negative JS number up to 2^53 − 1, or an error naming the option.
+fn whole(what: &str, n: f64) -> napi::Result<u64, String> {
+    if n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE_INTEGER {
+        Ok(n as u64)
+    } else {
+        Err(err(
+            "INVALID_ARGUMENT",
+            format!("`{what}` must be a whole number of at least 0, not {n}"),
+        ))
     }
 }
 

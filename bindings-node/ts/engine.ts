@@ -10,7 +10,7 @@ import type { NativeViolation } from '../../native.cjs';
 import { Approvals } from './approval.js';
 import { CancelledError, ConflictError, FatalError, MiyabiError, TimeoutError, fromNative, isEngineError, native, violationError } from './errors.js';
 import { parse, parseSync } from './schema.js';
-import { pathText, storable } from './values.js';
+import { optionalWhole, pathText, storable, wholeNumber } from './values.js';
 import { type Compiled, type Handler, type RunState, type StepContext, type Workflow, compiled, resumeSchemaAt } from './workflow.js';
 
 /** Options of `engine.serve`. */
@@ -132,6 +132,24 @@ export interface EngineOptions {
   readonly store?: 'memory' | `sqlite:${string}`;
   /** Workflows to register now, so that their runs can be resumed and recovered. */
   readonly workflows?: ReadonlyArray<Workflow<never, unknown>>;
+  /**
+   * Deletes finished runs in the background by this rule (see `engine.prune`), once the
+   * engine's worker runs and then every `intervalMs` (default 60,000). Running and suspended
+   * runs are never deleted.
+   */
+  readonly retention?: Retention & { readonly intervalMs?: number };
+}
+
+/**
+ * Which finished runs `engine.prune` deletes: those that ended more than `olderThanMs` ago and,
+ * per workflow, those beyond the newest `keepLast` (only `workflow`'s runs when given). Running
+ * and suspended runs are never deleted, whatever their age. A run's step records, events, state,
+ * approval gates and pending notifications go with it; the approvals audit trail stays.
+ */
+export interface Retention {
+  readonly olderThanMs?: number;
+  readonly keepLast?: number;
+  readonly workflow?: string;
 }
 
 /** A finished or suspended run, with its event log. */
@@ -770,6 +788,7 @@ export class Engine {
   readonly #drivers = new Map<string, Driver>();
   #worker: ReturnType<typeof setInterval> | undefined;
   #workerBusy = false;
+  #retention: { readonly rule: Retention; readonly everyMs: number; next: number } | undefined;
   /** Approval gates of this engine's runs: inbox, decisions, audit trail. */
   readonly approvals: Approvals;
 
@@ -810,6 +829,11 @@ export class Engine {
     if (this.#workerBusy) return;
     this.#workerBusy = true;
     try {
+      const r = this.#retention;
+      if (r !== undefined && Date.now() >= r.next) {
+        r.next = Date.now() + r.everyMs;
+        this.prune(r.rule);
+      }
       await this.#native.approvalTick();
       for (const a of native(() => this.#native.approvalList({ undelivered: true }))) {
         const h = this.#resumeGate(String(a.run_id), String(a.gate));
@@ -913,8 +937,24 @@ export class Engine {
   static openSync(options: EngineOptions = {}): Engine {
     const n = native(() => addon.NativeEngine.open(options.store ?? 'memory'));
     const engine = new Engine(n);
+    if (options.retention !== undefined) {
+      const { intervalMs, ...rule } = options.retention;
+      checkRetention(rule);
+      const everyMs = wholeNumber(intervalMs ?? 60_000, '`retention.intervalMs`', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds' });
+      engine.#retention = { rule, everyMs, next: 0 };
+      engine.#startWorker();
+    }
     for (const w of options.workflows ?? []) engine.register(w);
     return engine;
+  }
+
+  /**
+   * Deletes finished runs by `rule` now and returns how many were deleted; running and
+   * suspended runs are never deleted. `engine.prune({ olderThanMs: 30 * 86_400_000, keepLast: 10_000 })`.
+   */
+  prune(rule: Retention): number {
+    checkRetention(rule);
+    return native(() => this.#native.prune(rule.olderThanMs, rule.keepLast, rule.workflow));
   }
 
   /** Registers a workflow, so that its runs can be resumed and recovered here (starting registers too). */
@@ -1077,5 +1117,14 @@ export class Engine {
       if (waiting === undefined || (d !== undefined && d.done && !changed)) return;
       await waiting;
     }
+  }
+}
+
+/** Checks a retention rule's numbers (whole, at least 0) and that it has one of them. */
+function checkRetention(rule: Retention): void {
+  optionalWhole(rule.olderThanMs, '`olderThanMs`', { code: 'INVALID_ARGUMENT', unit: 'milliseconds' });
+  optionalWhole(rule.keepLast, '`keepLast`', { code: 'INVALID_ARGUMENT' });
+  if (rule.olderThanMs === undefined && rule.keepLast === undefined) {
+    throw new MiyabiError('INVALID_ARGUMENT', 'a retention rule needs `olderThanMs` and/or `keepLast`');
   }
 }

@@ -167,11 +167,6 @@ export async function runEventsResponse(engine: Engine, runId: string, options: 
   const encoder = new TextEncoder();
   /** The read in progress (kept across pulls when a keep-alive comment went out meanwhile). */
   let pending: Promise<IteratorResult<RunEvent, void>> | undefined;
-  /** Settles when the client goes away, so that a pull waiting for the next event ends. */
-  const stopped = new Promise<'stopped'>((resolve) => {
-    if (stop.signal.aborted) resolve('stopped');
-    else stop.signal.addEventListener('abort', () => resolve('stopped'), { once: true });
-  });
   const finish = (): void => {
     for (const s of sources) s.removeEventListener('abort', onAbort);
     stop.abort();
@@ -182,12 +177,24 @@ export async function runEventsResponse(engine: Engine, runId: string, options: 
 
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      // A read in progress can reject (the store failed): the stream errors with it, but the
-      // rejection must not also go unhandled when the client left before it came.
-      pending ??= events.next();
-      pending.catch(() => undefined);
+      if (pending === undefined) {
+        pending = events.next();
+        // A read can reject (the store failed): the stream errors with it, but the rejection
+        // must not also go unhandled when the client left before it came.
+        pending.catch(() => undefined);
+      }
+      // Wait for the next event, the client going away, or the keep-alive time; the listener
+      // and the timer are this pull's only (nothing piles up on a long stream).
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const waits: Array<Promise<IteratorResult<RunEvent, void> | 'keep-alive' | 'stopped'>> = [pending, stopped];
+      let onStop: (() => void) | undefined;
+      const waits: Array<Promise<IteratorResult<RunEvent, void> | 'keep-alive' | 'stopped'>> = [
+        pending,
+        new Promise<'stopped'>((resolve) => {
+          onStop = () => resolve('stopped');
+          if (stop.signal.aborted) resolve('stopped');
+          else stop.signal.addEventListener('abort', onStop, { once: true });
+        }),
+      ];
       if (keepAlive > 0) {
         waits.push(
           new Promise<'keep-alive'>((resolve) => {
@@ -200,6 +207,7 @@ export async function runEventsResponse(engine: Engine, runId: string, options: 
         r = await Promise.race(waits);
       } finally {
         clearTimeout(timer);
+        if (onStop !== undefined) stop.signal.removeEventListener('abort', onStop);
       }
       if (r === 'keep-alive') {
         controller.enqueue(encoder.encode(': keep-alive\n\n'));

@@ -34,6 +34,8 @@
 pub mod agent;
 pub mod approval;
 mod error;
+#[cfg(feature = "eval")]
+pub mod eval;
 pub mod memory;
 pub mod model;
 #[cfg(feature = "server")]
