@@ -114,6 +114,12 @@ export declare class NativeEngine {
    */
   cancel(runId: string): NativeRunInfo | null
   /**
+   * Deletes finished runs that ended more than `olderThanMs` ago and, per workflow, those
+   * beyond the newest `keepLast` (only `workflow`'s runs when given); never a running or
+   * suspended run. Returns how many runs were deleted.
+   */
+  prune(olderThanMs?: number | undefined | null, keepLast?: number | undefined | null, workflow?: string | undefined | null): number
+  /**
    * Stored events of a run with `seq >= fromSeq`, at most `limit`, as plain objects:
    * `{type, runId, seq, at, ...}` with the fields of each event type.
    */

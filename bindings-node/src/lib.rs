@@ -17,9 +17,10 @@ mod stream;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use miyabi::external::{DecisionKind, ExternalRun, Task};
 use miyabi::{
-    CommittedWorkflow, DecisionKind, Engine, EngineError, ExternalRun, Run, RunFilter, RunStatus,
-    SchemaViolation, Step, StepError, Task,
+    CommittedWorkflow, Engine, EngineError, Run, RunFilter, RunStatus, SchemaViolation, Step,
+    StepError,
 };
 use napi::bindgen_prelude::Either;
 use napi_derive::napi;

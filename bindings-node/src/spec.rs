@@ -432,7 +432,8 @@ impl NodeSpec {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use miyabi::{DecisionKind, Engine, RunStatus, StepError, Task};
+    use miyabi::external::{DecisionKind, Task};
+    use miyabi::{Engine, RunStatus, StepError};
     use serde_json::json;
 
     fn every_kind() -> Value {

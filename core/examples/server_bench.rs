@@ -17,10 +17,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use miyabi::approval::Approver;
 use miyabi::server::{ServerConfig, serve};
-use miyabi::{
-    Batch, Engine, EventKind, RunEvent, RunRecord, RunStatus, SqliteStore, StepContext, Store,
-    Workflow, step_fn,
-};
+use miyabi::store::{Batch, RunRecord, Store};
+use miyabi::{Engine, EventKind, RunEvent, RunStatus, SqliteStore, StepContext, Workflow, step_fn};
 use serde_json::{Value, json};
 
 fn figure(name: &str, value: f64, unit: &str) {

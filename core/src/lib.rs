@@ -40,7 +40,7 @@ pub mod memory;
 pub mod model;
 #[cfg(feature = "server")]
 pub mod server;
-mod store;
+pub mod store;
 pub mod tool;
 mod workflow;
 
@@ -50,13 +50,21 @@ pub use error::{
 };
 pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
 pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
-pub use store::{
-    Batch, Claim, Fault, FaultInjectingStore, MemoryStore, RecordKind, Retention, RunFilter,
-    RunRecord, RunStatus, RunSummary, RunUpdate, SqliteStore, StepRecord, StepStatus, Store,
-};
+pub use store::{MemoryStore, Retention, RunFilter, RunStatus, SqliteStore};
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{
-    CommittedWorkflow, DecisionKind, Durability, Engine, EngineBuilder, EventKind, ExternalRun,
-    Node, OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
-    Suspension, Task, Workflow, step_fn,
+    CommittedWorkflow, Durability, Engine, EngineBuilder, EventKind, Node, OnInterrupt,
+    RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Workflow,
+    step_fn,
 };
+
+/// Driving runs from outside the tokio driver, for language bindings: an [`ExternalRun`]
+/// hands out [`Task`]s (steps to run, [`DecisionKind`]s to decide, sleeps) and takes their
+/// results back. The Node binding drives JavaScript steps this way.
+///
+/// [`ExternalRun`]: external::ExternalRun
+/// [`Task`]: external::Task
+/// [`DecisionKind`]: external::DecisionKind
+pub mod external {
+    pub use crate::workflow::{DecisionKind, ExternalRun, Task};
+}

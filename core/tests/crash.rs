@@ -21,6 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use miyabi::store::*;
 use miyabi::*;
 use serde_json::{Value, json};
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
+use miyabi::store::*;
 use miyabi::*;
 use serde_json::{Value, json};
 

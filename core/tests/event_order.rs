@@ -2,9 +2,8 @@
 //! `step-output`, whichever driver runs it.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use miyabi::{
-    Engine, EventKind, ExternalRun, Node, RunEvent, RunStatus, StepContext, Task, Workflow, step_fn,
-};
+use miyabi::external::{ExternalRun, Task};
+use miyabi::{Engine, EventKind, Node, RunEvent, RunStatus, StepContext, Workflow, step_fn};
 use serde_json::{Value, json};
 
 /// A Rust step that reports two turns while it works (as an agent step does).

@@ -1,6 +1,8 @@
 //! Driving runs from outside the tokio driver (as the Node binding does), on SQLite files.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use miyabi::external::*;
+use miyabi::store::*;
 use miyabi::*;
 use serde_json::{Value, json};
 

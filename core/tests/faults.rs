@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use miyabi::store::*;
 use miyabi::*;
 use serde_json::{Value, json};
 

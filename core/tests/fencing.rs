@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::StreamExt;
+use miyabi::store::*;
 use miyabi::*;
 use serde_json::{Value, json};
 use std::sync::Arc;

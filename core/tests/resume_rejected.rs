@@ -3,7 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use miyabi::approval::ApprovalGate;
-use miyabi::{Engine, EngineError, Node, RunRecord, RunStatus, StepContext, Workflow, step_fn};
+use miyabi::store::RunRecord;
+use miyabi::{Engine, EngineError, Node, RunStatus, StepContext, Workflow, step_fn};
 use serde_json::{Value, json};
 
 fn review() -> Node {

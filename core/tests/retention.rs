@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use miyabi::approval::{ApprovalGate, Approver, AuditFilter, Decision};
+use miyabi::store::Store;
 use miyabi::{
-    Engine, MemoryStore, Retention, RunFilter, RunStatus, SqliteStore, StepContext, Store,
-    Workflow, step_fn,
+    Engine, MemoryStore, Retention, RunFilter, RunStatus, SqliteStore, StepContext, Workflow,
+    step_fn,
 };
 use serde_json::{Value, json};
 

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use miyabi::approval::{ApprovalGate, Approver};
+use miyabi::external::{ExternalRun, Task};
 use miyabi::server::{DriverError, ExternalDriver, ServerConfig, serve};
 use miyabi::{
-    CommittedWorkflow, Engine, ExternalRun, Node, RunFilter, RunStatus, StepContext, StepError,
-    Task, Workflow, step_fn,
+    CommittedWorkflow, Engine, Node, RunFilter, RunStatus, StepContext, StepError, Workflow,
+    step_fn,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

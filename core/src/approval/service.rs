@@ -321,7 +321,7 @@ impl Approvals {
         &self,
         run_id: &str,
         gate: &str,
-    ) -> Result<Option<crate::ExternalRun>, ApprovalError> {
+    ) -> Result<Option<crate::external::ExternalRun>, ApprovalError> {
         let a = self.get(run_id, gate)?;
         let Some(output) = a.output.clone() else {
             return Ok(None);

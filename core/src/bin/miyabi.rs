@@ -20,7 +20,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use miyabi::approval::{Approval, ApprovalFilter, ApprovalStatus, Approver, Decision};
 use miyabi::server::{ServerConfig, serve};
-use miyabi::{Engine, Run, RunFilter, RunStatus, RunSummary, StepRecord};
+use miyabi::store::{RunSummary, StepRecord};
+use miyabi::{Engine, Run, RunFilter, RunStatus};
 use serde_json::json;
 
 /// Command line of `miyabi`.

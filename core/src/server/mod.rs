@@ -53,7 +53,8 @@ pub(crate) struct Shared {
     /// Fired when the server shuts down: ends every stream.
     pub(crate) shutdown: CancellationToken,
     /// The run-list feed of WebSocket subscribers, while anyone listens.
-    pub(crate) runs_feed: Mutex<Option<tokio::sync::broadcast::Sender<Arc<crate::RunSummary>>>>,
+    pub(crate) runs_feed:
+        Mutex<Option<tokio::sync::broadcast::Sender<Arc<crate::store::RunSummary>>>>,
 }
 
 pub(crate) type AppState = Arc<Shared>;

@@ -217,7 +217,7 @@ async fn list_runs(
 /// A page of `GET /api/runs`, serialized straight into the response body.
 #[derive(serde::Serialize)]
 struct RunPage {
-    runs: Vec<crate::RunSummary>,
+    runs: Vec<crate::store::RunSummary>,
     next_cursor: Option<String>,
 }
 

@@ -1,5 +1,9 @@
 //! Storage: the [`Store`] trait, its records, and the SQLite and in-memory stores.
 //!
+//! Applications pick a store ([`SqliteStore`], [`MemoryStore`], both also at the crate root)
+//! and read runs through [`crate::Engine`]; the rest of this module is for those who implement
+//! a [`Store`] of their own, and for tests ([`FaultInjectingStore`]).
+//!
 //! The store keeps one row per run, one row per executed step path, one row per event and one
 //! row per key of shared run state. The engine never rewrites a whole-run snapshot: every step
 //! transition is a small [`Batch`] committed atomically.

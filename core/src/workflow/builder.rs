@@ -84,7 +84,7 @@ impl Node {
     }
 
     /// A step executed outside Rust (by a driver such as the Node binding's), known by
-    /// `handle`. Such a run must be driven through [`crate::ExternalRun`].
+    /// `handle`. Such a run must be driven through [`crate::external::ExternalRun`].
     pub fn external(handle: u32) -> Self {
         Self::of(NodeSpec::Step(Arc::new(ExternalStep(handle))), Some(handle))
     }
@@ -644,7 +644,7 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    /// Whether some of its code runs outside Rust (its runs need an [`crate::ExternalRun`]).
+    /// Whether some of its code runs outside Rust (its runs need an [`crate::external::ExternalRun`]).
     pub(crate) fn is_external(&self) -> bool {
         self.nodes.iter().any(|n| n.handle.is_some())
     }

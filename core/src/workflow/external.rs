@@ -64,7 +64,8 @@ pub enum Task {
 /// and `recover` can take it over).
 ///
 /// ```
-/// use miyabi::{Engine, ExternalRun, Node, RunStatus, Task, Workflow};
+/// use miyabi::{Engine, Node, RunStatus, Workflow};
+/// use miyabi::external::{ExternalRun, Task};
 /// use serde_json::json;
 ///
 /// let wf = Workflow::new("ext").step("double", Node::external(7)).commit()?;

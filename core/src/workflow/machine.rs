@@ -16,7 +16,7 @@ use super::event::EventKind;
 use crate::error::{StepError, StepErrorKind};
 use crate::store::{RecordKind, StepRecord, StepStatus};
 
-/// A decision the run needs from user code (a [`crate::Task::Decide`] for a driver outside
+/// A decision the run needs from user code (a [`crate::external::Task::Decide`] for a driver outside
 /// Rust): which arm a branch takes, whether a loop goes on, what a map makes of its input,
 /// when a `sleep_until` wakes. Its answer is recorded like a step's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
