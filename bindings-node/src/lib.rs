@@ -16,7 +16,6 @@ mod stream;
 
 use std::sync::Arc;
 
-use futures::FutureExt;
 use miyabi::external::{DecisionKind, ExternalRun, Task};
 use miyabi::{
     CommittedWorkflow, Engine, EngineError, Run, RunFilter, RunStatus, SchemaViolation, Step,
@@ -534,12 +533,9 @@ impl NativeEngine {
         runs.into_iter().map(|run| self.driven(run)).collect()
     }
 
-    /// Reads a run; the store is synchronous, so the future completes on its first poll.
+    /// Reads a run (a synchronous store read).
     fn get_run(&self, run_id: &str) -> napi::Result<Option<Run>, String> {
-        match self.engine.get(run_id).now_or_never() {
-            Some(r) => r.map_err(engine_err),
-            None => Err(err("ENGINE", "reading a run did not complete at once")),
-        }
+        self.engine.get_sync(run_id).map_err(engine_err)
     }
 
     /// Wraps a resumed or recovered run, with its definition's fingerprint from the store.
@@ -578,14 +574,13 @@ impl NativeEngine {
             f.created_before = nf.created_before;
             f.limit = nf.limit.map(|l| l as usize);
         }
-        match self.engine.list(&f).now_or_never() {
-            Some(r) => Ok(r
-                .map_err(engine_err)?
-                .into_iter()
-                .map(NativeRunInfo::from)
-                .collect()),
-            None => Err(err("ENGINE", "listing runs did not complete at once")),
-        }
+        Ok(self
+            .engine
+            .list_sync(&f)
+            .map_err(engine_err)?
+            .into_iter()
+            .map(NativeRunInfo::from)
+            .collect())
     }
 
     /// Cancels a run that no driver in this process holds (suspended, or running elsewhere
@@ -593,12 +588,14 @@ impl NativeEngine {
     /// cancellation request (see `NativeRun.cancelRequested`) and returns null.
     #[napi]
     pub fn cancel(&self, run_id: String) -> napi::Result<Option<NativeRunInfo>, String> {
-        let fut = self.engine.cancel(&run_id);
-        // An active run's cancellation waits for its driver (a tokio timer): poll it once inside
-        // the runtime, which raises the request.
-        match napi::bindgen_prelude::within_runtime_if_available(|| fut.now_or_never()) {
-            Some(r) => Ok(Some(r.map_err(engine_err)?.into())),
-            None => Ok(None),
+        match self.engine.request_cancel(&run_id).map_err(engine_err)? {
+            miyabi::CancelRequest::Cancelled(run) => Ok(Some(run.into())),
+            // The driver that holds it commits the cancellation.
+            miyabi::CancelRequest::Requested => Ok(None),
+            _ => Err(err(
+                "ENGINE",
+                format!("run `{run_id}`: unknown cancellation outcome"),
+            )),
         }
     }
 

@@ -53,9 +53,9 @@ pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 pub use store::{MemoryStore, Retention, RunFilter, RunStatus, SqliteStore};
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{
-    CommittedWorkflow, Durability, Engine, EngineBuilder, EventKind, Node, OnInterrupt,
-    RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn, Suspension, Workflow,
-    step_fn,
+    CancelRequest, CommittedWorkflow, Durability, Engine, EngineBuilder, EventKind, Node,
+    OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
+    Suspension, Workflow, step_fn,
 };
 
 /// Driving runs from outside the tokio driver, for language bindings: an [`ExternalRun`]

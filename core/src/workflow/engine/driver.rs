@@ -106,6 +106,13 @@ pub(super) async fn drive(
                     {
                         // Events the step emitted come before its output.
                         core.take_emitted(&emit);
+                        if r.is_err() && active.cancel.is_cancelled() {
+                            // It failed because the run was cancelled (before this driver
+                            // waited on anything): the run ends cancelled, not failed.
+                            drop(inflight);
+                            core.finish(RunStatus::Cancelled, "cancelled".into())?;
+                            return Ok(outcome_taken(&mut core));
+                        }
                         core.complete(&p, r);
                         progressed = true;
                         continue;

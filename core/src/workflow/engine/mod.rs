@@ -273,6 +273,29 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What [`Engine::request_cancel`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CancelRequest {
+    /// The run was not executing in this engine: its cancellation is committed.
+    Cancelled(Run),
+    /// The run executes in this engine: its driver was told to stop and commits the
+    /// cancellation itself.
+    Requested,
+}
+
+impl CancelRequest {
+    fn into_run(self, run_id: &str) -> Result<Run, EngineError> {
+        match self {
+            Self::Cancelled(run) => Ok(run),
+            Self::Requested => Err(EngineError::Contended {
+                run: run_id.to_string(),
+                operation: "cancel".into(),
+            }),
+        }
+    }
+}
+
 /// A run started with [`Engine::spawn`]: wait for it or watch it.
 pub struct RunHandle {
     id: String,
@@ -587,22 +610,42 @@ impl Engine {
     /// executing in another live engine fails with [`EngineError::Owned`].
     pub async fn cancel(&self, run_id: &str) -> Result<Run, EngineError> {
         let active = lock(&self.inner.active).get(run_id).cloned();
-        if let Some(a) = active {
-            let mut rx = a.live.subscribe();
-            a.cancel.cancel();
-            // Wait for the driver to commit the cancellation.
-            loop {
-                if let Some(r) = self.inner.store.run(run_id)?
-                    && r.status.is_terminal()
-                {
-                    return Ok(Run::from_record(r, Vec::new()));
-                }
-                if let Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) =
-                    tokio::time::timeout(Duration::from_millis(50), rx.recv()).await
-                {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
+        let active = match active {
+            Some(a) => a,
+            None => match self.request_cancel(run_id)? {
+                CancelRequest::Cancelled(run) => return Ok(run),
+                // It started executing here meanwhile.
+                CancelRequest::Requested => match lock(&self.inner.active).get(run_id).cloned() {
+                    Some(a) => a,
+                    None => return self.request_cancel(run_id).and_then(|r| r.into_run(run_id)),
+                },
+            },
+        };
+        let mut rx = active.live.subscribe();
+        active.cancel.cancel();
+        // Wait for the driver to commit the cancellation.
+        loop {
+            if let Some(r) = self.inner.store.run(run_id)?
+                && r.status.is_terminal()
+            {
+                return Ok(Run::from_record(r, Vec::new()));
             }
+            if let Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) =
+                tokio::time::timeout(Duration::from_millis(50), rx.recv()).await
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// Cancels a run without waiting: a run executing in this engine is told to stop (its
+    /// driver commits the cancellation: [`CancelRequest::Requested`]); any other run's
+    /// cancellation is committed before this returns ([`CancelRequest::Cancelled`]), with the
+    /// errors of [`Engine::cancel`]. For drivers outside Rust, which cannot await.
+    pub fn request_cancel(&self, run_id: &str) -> Result<CancelRequest, EngineError> {
+        if let Some(a) = lock(&self.inner.active).get(run_id) {
+            a.cancel.cancel();
+            return Ok(CancelRequest::Requested);
         }
         let record = self
             .inner
@@ -660,8 +703,8 @@ impl Engine {
             }
             None => self.cancel_in_store(run_id)?,
         }
-        self.get(run_id)
-            .await?
+        self.get_sync(run_id)?
+            .map(CancelRequest::Cancelled)
             .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))
     }
 
@@ -697,6 +740,12 @@ impl Engine {
 
     /// Reads a run.
     pub async fn get(&self, run_id: &str) -> Result<Option<Run>, EngineError> {
+        self.get_sync(run_id)
+    }
+
+    /// [`Engine::get`] without `async`: the stores are synchronous (for drivers and bindings
+    /// that cannot await).
+    pub fn get_sync(&self, run_id: &str) -> Result<Option<Run>, EngineError> {
         let Some(r) = self.inner.store.run(run_id)? else {
             return Ok(None);
         };
@@ -722,6 +771,11 @@ impl Engine {
 
     /// Lists runs, newest first (suspension details are left out; use [`Engine::get`]).
     pub async fn list(&self, filter: &RunFilter) -> Result<Vec<Run>, EngineError> {
+        self.list_sync(filter)
+    }
+
+    /// [`Engine::list`] without `async` (see [`Engine::get_sync`]).
+    pub fn list_sync(&self, filter: &RunFilter) -> Result<Vec<Run>, EngineError> {
         Ok(self
             .inner
             .store
