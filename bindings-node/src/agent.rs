@@ -324,7 +324,7 @@ impl NativeAgent {
                         "INVALID_ARGUMENT",
                         format!(
                             "not a checkpoint (pass the `checkpoint` of a response as it is): {}",
-                            crate::spec::serde_words(e.to_string())
+                            crate::words::serde_words(e.to_string())
                         ),
                     ))
                 })?;

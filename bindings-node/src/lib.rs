@@ -11,8 +11,8 @@
 mod agent;
 mod approval;
 mod model;
-mod spec;
 mod stream;
+mod words;
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 use serde_json::Value;
 
-use crate::spec::{SpecError, WorkflowSpec};
+use miyabi::spec::{SpecError, WorkflowSpec};
 
 fn err(code: &str, message: impl ToString) -> napi::Error<String> {
     napi::Error::new(code.to_string(), js_words(message.to_string()))
@@ -122,7 +122,7 @@ fn ints(mut v: Value) -> Value {
 }
 
 fn spec_err(e: SpecError) -> napi::Error<String> {
-    err("INVALID_WORKFLOW", e)
+    err(e.code().as_str(), words::serde_words(e.to_string()))
 }
 
 /// A value that violates a schema when a run starts or resumes: returned instead of a run, so

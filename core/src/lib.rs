@@ -58,6 +58,12 @@ pub use workflow::{
     Suspension, Workflow, step_fn,
 };
 
+/// The language-neutral workflow format (workflows described as JSON data, with handles for
+/// the host language's functions), used by the Node binding.
+pub mod spec {
+    pub use crate::workflow::spec::*;
+}
+
 /// Driving runs from outside the tokio driver, for language bindings: an [`ExternalRun`]
 /// hands out [`Task`]s (steps to run, [`DecisionKind`]s to decide, sleeps) and takes their
 /// results back. The Node binding drives JavaScript steps this way.

@@ -18,7 +18,8 @@ pub(crate) type WakeFn = Arc<dyn Fn(&Value) -> SystemTime + Send + Sync>;
 
 /// What happens when a non-idempotent step was started but its result never committed (the
 /// process died in between): it is not re-run on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnInterrupt {
     /// The run fails with an error naming the step.
     #[default]

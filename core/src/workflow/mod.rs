@@ -9,6 +9,7 @@ mod graph;
 mod group;
 mod machine;
 mod schema;
+pub(crate) mod spec;
 mod step;
 
 pub use builder::{CommittedWorkflow, Node, OnInterrupt, Workflow};
