@@ -1,0 +1,10 @@
+//! # miyabi-code
+//!
+//! The coding agent for [Miyabi](https://docs.rs/miyabi): tools that let an [`miyabi::Agent`]
+//! work in a code repository — read, search and edit files confined to a workspace root, run
+//! commands in a sandbox under a `deny > ask > allow` permission policy, use git and git
+//! worktrees for parallel work, and see a ranked map of the repository's symbols.
+
+// -- workspace tools, git, repository map
+
+// -- shell, sandbox and permission policy
