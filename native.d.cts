@@ -78,9 +78,19 @@ export declare class NativeEngine {
   serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>): Promise<NativeServer>
   /**
    * Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
-   * missing).
+   * missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
+   * for the background retention pass (every `intervalMs`, default 60 000), and
+   * `workerIntervalMs` for the approvals worker (default 1000). The engine's worker (approval deadlines, notifications,
+   * retention; decided gates of JS workflows go to `onDecidedGate`) runs on the addon's
+   * threads from now on and logs its failures to stderr (`MIYABI_LOG`, default `warn`).
    */
-  static open(store: string): NativeEngine
+  static open(store: string, options?: { retention?: { olderThanMs?: number; keepLast?: number; workflow?: string; intervalMs?: number }; workerIntervalMs?: number }): NativeEngine
+  /**
+   * Where the engine's worker hands decided approval gates of JS workflows (the facade
+   * resumes and drives them if it has their workflow): `handoff({ runId, gate })`, called on
+   * the event loop. Weak: it does not keep the process alive. `null` removes it.
+   */
+  onDecidedGate(handoff: ((gate: { runId: string; gate: string }) => void) | null): void
   /** Registers a definition, so that runs started elsewhere can be resumed or recovered here. */
   register(workflow: NativeWorkflow): void
   /**

@@ -34,7 +34,10 @@ fn to_value<T: serde::Serialize>(v: &T) -> napi::Result<Value, String> {
     serde_json::to_value(v).map_err(|e| err("ENGINE", e))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, v: Value) -> napi::Result<T, String> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    what: &str,
+    v: Value,
+) -> napi::Result<T, String> {
     serde_json::from_value(ints(v)).map_err(|e| err("VALIDATION", format!("{what}: {e}")))
 }
 

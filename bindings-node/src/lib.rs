@@ -429,6 +429,55 @@ pub fn compile_workflow(
     Ok(NativeWorkflow { wf })
 }
 
+/// A JS function the engine's worker calls with `{ runId, gate }` (weak: it does not keep
+/// the process alive).
+type GateCallback = napi::threadsafe_function::ThreadsafeFunction<
+    Value,
+    napi::bindgen_prelude::Unknown<'static>,
+    Value,
+    napi::Status,
+    false,
+    true,
+>;
+
+/// A retention rule from its JS numbers (`olderThanMs`, `keepLast`, `workflow`).
+fn retention(
+    older_than_ms: Option<f64>,
+    keep_last: Option<f64>,
+    workflow: Option<String>,
+) -> napi::Result<miyabi::Retention, String> {
+    let mut rule = miyabi::Retention::default();
+    rule.max_age = older_than_ms
+        .map(|ms| whole("olderThanMs", ms).map(std::time::Duration::from_millis))
+        .transpose()?;
+    rule.keep_last = keep_last
+        .map(|n| whole("keepLast", n).map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+        .transpose()?;
+    rule.workflow = workflow;
+    if rule.is_empty() {
+        return Err(err(
+            "INVALID_ARGUMENT",
+            "a retention rule needs `olderThanMs` and/or `keepLast`",
+        ));
+    }
+    Ok(rule)
+}
+
+/// Sends the engine's log (its background worker's failures, above all) to stderr, once per
+/// process: `MIYABI_LOG` is the filter (`warn` when unset; `off` silences it).
+fn logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("MIYABI_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 /// An engine over a store: `memory` or `sqlite:<path>`.
 #[napi]
 pub struct NativeEngine {
@@ -438,20 +487,86 @@ pub struct NativeEngine {
 #[napi]
 impl NativeEngine {
     /// Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
-    /// missing).
-    #[napi(factory)]
-    pub fn open(store: String) -> napi::Result<Self, String> {
-        let engine = if store == "memory" {
-            Engine::in_memory()
+    /// missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
+    /// for the background retention pass (every `intervalMs`, default 60 000), and
+    /// `workerIntervalMs` for the approvals worker (default 1000). The engine's worker (approval deadlines, notifications,
+    /// retention; decided gates of JS workflows go to `onDecidedGate`) runs on the addon's
+    /// threads from now on and logs its failures to stderr (`MIYABI_LOG`, default `warn`).
+    #[napi(
+        factory,
+        ts_args_type = "store: string, options?: { retention?: { olderThanMs?: number; keepLast?: number; workflow?: string; intervalMs?: number }; workerIntervalMs?: number }"
+    )]
+    pub fn open(store: String, options: Option<Value>) -> napi::Result<Self, String> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct RetentionSpec {
+            older_than_ms: Option<f64>,
+            keep_last: Option<f64>,
+            workflow: Option<String>,
+            interval_ms: Option<f64>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct OpenSpec {
+            retention: Option<RetentionSpec>,
+            worker_interval_ms: Option<f64>,
+        }
+        let at_least_1 = |what: &str, ms: f64| match whole(what, ms)? {
+            0 => Err(err(
+                "INVALID_ARGUMENT",
+                format!("`{what}` must be at least 1 (milliseconds), not 0"),
+            )),
+            ms => Ok(std::time::Duration::from_millis(ms)),
+        };
+        logging();
+        let spec: OpenSpec = match options {
+            None | Some(Value::Null) => OpenSpec::default(),
+            Some(v) => approval::parse("engine options", v)?,
+        };
+        let mut builder = Engine::builder();
+        if store == "memory" {
         } else if let Some(path) = store.strip_prefix("sqlite:") {
-            Engine::sqlite(path).map_err(engine_err)?
+            let store = miyabi::SqliteStore::open(path).map_err(|e| engine_err(e.into()))?;
+            builder = builder.store(store);
         } else {
             return Err(err(
                 "INVALID_ARGUMENT",
                 format!("unknown store `{store}`: use `memory` or `sqlite:<path>`"),
             ));
-        };
+        }
+        if let Some(r) = spec.retention {
+            builder = builder.retention(retention(r.older_than_ms, r.keep_last, r.workflow)?);
+            if let Some(ms) = r.interval_ms {
+                builder = builder.retention_interval(at_least_1("retention.intervalMs", ms)?);
+            }
+        }
+        if let Some(ms) = spec.worker_interval_ms {
+            builder = builder.worker_interval(at_least_1("workerIntervalMs", ms)?);
+        }
+        let engine = builder.build();
+        // The worker runs on the addon's tokio runtime; it holds the engine weakly, so it stops
+        // once the JS engine is collected, and it never keeps the process alive.
+        napi::bindgen_prelude::within_runtime_if_available(|| engine.start_worker());
         Ok(Self { engine })
+    }
+
+    /// Where the engine's worker hands decided approval gates of JS workflows (the facade
+    /// resumes and drives them if it has their workflow): `handoff({ runId, gate })`, called on
+    /// the event loop. Weak: it does not keep the process alive. `null` removes it.
+    #[napi(ts_args_type = "handoff: ((gate: { runId: string; gate: string }) => void) | null")]
+    pub fn on_decided_gate(&self, handoff: Option<GateCallback>) {
+        self.engine.hand_external_gates_to(handoff.map(|f| {
+            let f = Arc::new(f);
+            Arc::new(move |run: &str, gate: &str| {
+                let status = f.call(
+                    serde_json::json!({ "runId": run, "gate": gate }),
+                    napi::threadsafe_function::ThreadsafeFunctionCallMode::NonBlocking,
+                );
+                if status != napi::Status::Ok {
+                    tracing::warn!(%run, %gate, ?status, "could not hand a decided gate to the JavaScript engine");
+                }
+            }) as miyabi::external::GateHandoff
+        }));
     }
 
     /// Registers a definition, so that runs started elsewhere can be resumed or recovered here.
@@ -609,20 +724,7 @@ impl NativeEngine {
         keep_last: Option<f64>,
         workflow: Option<String>,
     ) -> napi::Result<f64, String> {
-        let mut rule = miyabi::Retention::default();
-        rule.max_age = older_than_ms
-            .map(|ms| whole("olderThanMs", ms).map(std::time::Duration::from_millis))
-            .transpose()?;
-        rule.keep_last = keep_last
-            .map(|n| whole("keepLast", n).map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
-            .transpose()?;
-        rule.workflow = workflow;
-        if rule.is_empty() {
-            return Err(err(
-                "INVALID_ARGUMENT",
-                "prune needs `olderThanMs` and/or `keepLast`",
-            ));
-        }
+        let rule = retention(older_than_ms, keep_last, workflow)?;
         let deleted = self.engine.prune(&rule).map_err(engine_err)?;
         Ok(deleted as f64)
     }

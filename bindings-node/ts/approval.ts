@@ -279,7 +279,6 @@ export function decided(r: { approval?: Raw; error?: { code: string; message: st
 export interface ApprovalHooks {
   /** Resumes the run of a decided gate here if this engine has its workflow. */
   readonly resumeGate: (runId: string, gate: string) => { readonly result: Promise<unknown> } | undefined;
-  readonly startWorker: () => void;
 }
 
 /**
@@ -300,7 +299,6 @@ export class Approvals {
 
   /** The pending gates `who` may decide and has not voted on yet, newest first. */
   async inbox(who: Approver): Promise<Approval[]> {
-    this.#hooks.startWorker();
     return native(() => this.#n.approvalInbox(approverOf(who))).map(approvalOf);
   }
 
@@ -326,7 +324,6 @@ export class Approvals {
    * returned value, or follow `engine.events`); otherwise the engine that has it continues it.
    */
   async decide(runId: string, gate: string, who: Approver, decision: Decision): Promise<Approval> {
-    this.#hooks.startWorker();
     let r: { approval?: Record<string, unknown>; error?: { code: string; message: string } };
     try {
       r = await this.#n.approvalDecide(runId, gate, approverOf(who), decisionOf(decision));

@@ -138,6 +138,13 @@ export interface EngineOptions {
    * runs are never deleted.
    */
   readonly retention?: Retention & { readonly intervalMs?: number };
+  /**
+   * How often the engine's worker applies approval deadlines, sends due notifications and
+   * hands decided gates to their runs (default 1000 ms). The worker runs in Rust, never keeps
+   * the process alive, and logs a failed pass to stderr (`MIYABI_LOG`: `warn` by default,
+   * `off` to silence it).
+   */
+  readonly workerIntervalMs?: number;
 }
 
 /**
@@ -786,17 +793,22 @@ export class Engine {
   readonly #native: NativeEngine;
   readonly #byFingerprint = new Map<string, Compiled>();
   readonly #drivers = new Map<string, Driver>();
-  #worker: ReturnType<typeof setInterval> | undefined;
-  #workerBusy = false;
-  #retention: { readonly rule: Retention; readonly everyMs: number; next: number } | undefined;
   /** Approval gates of this engine's runs: inbox, decisions, audit trail. */
   readonly approvals: Approvals;
 
   private constructor(n: NativeEngine) {
     this.#native = n;
-    this.approvals = new Approvals(n, {
-      resumeGate: (runId, gate) => this.#resumeGate(runId, gate),
-      startWorker: () => this.#startWorker(),
+    this.approvals = new Approvals(n, { resumeGate: (runId, gate) => this.#resumeGate(runId, gate) });
+    // The engine's worker (in Rust: deadlines, notifications, retention) hands decided gates of
+    // JS workflows here, decisions taken by other processes, the CLI or the HTTP API included.
+    n.onDecidedGate(({ runId, gate }) => {
+      try {
+        const h = this.#resumeGate(runId, gate);
+        if (h !== undefined) void h.result.catch(() => undefined);
+      } catch (e) {
+        // The worker hands the gate again on its next pass.
+        process.emitWarning(`miyabi: resuming run ${runId} at gate \`${gate}\` failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
     });
   }
 
@@ -815,38 +827,6 @@ export class Engine {
   }
 
   /**
-   * The approvals worker: every second (never keeping the process alive) it applies passed
-   * deadlines, sends due notifications, and resumes decided gates of runs whose workflow is
-   * registered here (decisions taken by other processes, the CLI or the HTTP API).
-   */
-  #startWorker(): void {
-    if (this.#worker !== undefined) return;
-    this.#worker = setInterval(() => void this.#workerPass(), 1000);
-    this.#worker.unref();
-  }
-
-  async #workerPass(): Promise<void> {
-    if (this.#workerBusy) return;
-    this.#workerBusy = true;
-    try {
-      const r = this.#retention;
-      if (r !== undefined && Date.now() >= r.next) {
-        r.next = Date.now() + r.everyMs;
-        this.prune(r.rule);
-      }
-      await this.#native.approvalTick();
-      for (const a of native(() => this.#native.approvalList({ undelivered: true }))) {
-        const h = this.#resumeGate(String(a.run_id), String(a.gate));
-        if (h !== undefined) await h.result.catch(() => undefined);
-      }
-    } catch {
-      // A failed pass is retried by the next one.
-    } finally {
-      this.#workerBusy = false;
-    }
-  }
-
-  /**
    * Serves the HTTP API (`/api`, bearer tokens) and the dashboard (`/`) on `host:port`
    * (default 127.0.0.1:7420; port 0 picks a free one). Without `tokens` (and without
    * `MIYABI_TOKENS`), one token is generated for `admin` and printed once to stderr.
@@ -856,7 +836,6 @@ export class Engine {
    * cancellation through the API is `engine.cancel`.
    */
   async serve(options: ServeOptions = {}): Promise<Server> {
-    this.#startWorker();
     const o: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] } = {};
     if (options.host !== undefined) o.host = options.host;
     if (options.port !== undefined) o.port = options.port;
@@ -922,10 +901,12 @@ export class Engine {
     }
   }
 
-  /** Stops the approvals worker (the process exits by itself either way). */
+  /**
+   * Stops handing decided gates to this engine (its worker keeps applying deadlines and
+   * retention until the engine is collected; the process exits by itself either way).
+   */
   close(): void {
-    if (this.#worker !== undefined) clearInterval(this.#worker);
-    this.#worker = undefined;
+    this.#native.onDecidedGate(null);
   }
 
   /** Opens an engine over a store. */
@@ -935,15 +916,19 @@ export class Engine {
 
   /** Opens an engine over a store, synchronously. */
   static openSync(options: EngineOptions = {}): Engine {
-    const n = native(() => addon.NativeEngine.open(options.store ?? 'memory'));
-    const engine = new Engine(n);
+    const o: { retention?: Retention & { intervalMs?: number }; workerIntervalMs?: number } = {};
     if (options.retention !== undefined) {
       const { intervalMs, ...rule } = options.retention;
       checkRetention(rule);
-      const everyMs = wholeNumber(intervalMs ?? 60_000, '`retention.intervalMs`', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds' });
-      engine.#retention = { rule, everyMs, next: 0 };
-      engine.#startWorker();
+      o.retention = { ...rule };
+      if (intervalMs !== undefined) {
+        o.retention.intervalMs = wholeNumber(intervalMs, '`retention.intervalMs`', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds' });
+      }
     }
+    if (options.workerIntervalMs !== undefined) {
+      o.workerIntervalMs = wholeNumber(options.workerIntervalMs, '`workerIntervalMs`', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds' });
+    }
+    const engine = new Engine(native(() => addon.NativeEngine.open(options.store ?? 'memory', o)));
     for (const w of options.workflows ?? []) engine.register(w);
     return engine;
   }
@@ -959,7 +944,6 @@ export class Engine {
 
   /** Registers a workflow, so that its runs can be resumed and recovered here (starting registers too). */
   register(wf: Workflow<never, unknown>): this {
-    this.#startWorker();
     const c = compiled(wf);
     if (!this.#byFingerprint.has(wf.fingerprint)) {
       this.#native.register(c.native);

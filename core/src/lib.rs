@@ -72,5 +72,5 @@ pub mod spec {
 /// [`Task`]: external::Task
 /// [`DecisionKind`]: external::DecisionKind
 pub mod external {
-    pub use crate::workflow::{DecisionKind, ExternalRun, Task};
+    pub use crate::workflow::{DecisionKind, ExternalRun, GateHandoff, Task};
 }

@@ -235,6 +235,14 @@ async fn an_approval_gate_in_a_run_driven_from_outside() {
     drop(run);
 
     let approvals = engine.approvals();
+    // Where decided gates go: the Node binding installs its JS engine here.
+    let handed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let sink = std::sync::Arc::clone(&handed);
+    engine.hand_external_gates_to(Some(std::sync::Arc::new(move |run: &str, gate: &str| {
+        sink.lock()
+            .unwrap()
+            .push((run.to_string(), gate.to_string()));
+    })));
     let gate = approvals
         .decide(
             &out.id,
@@ -251,6 +259,13 @@ async fn an_approval_gate_in_a_run_driven_from_outside() {
         engine.get(&out.id).await.unwrap().unwrap().status,
         RunStatus::Suspended
     );
+    // The decision was handed to the installed handoff, and every worker pass hands it again
+    // until the run takes it.
+    let want = (out.id.clone(), "review".to_string());
+    assert_eq!(handed.lock().unwrap().first(), Some(&want));
+    handed.lock().unwrap().clear();
+    approvals.tick().await.unwrap();
+    assert_eq!(*handed.lock().unwrap(), vec![want.clone()]);
     let mut resumed = approvals
         .resume_external(&out.id, "review")
         .unwrap()
@@ -265,6 +280,10 @@ async fn an_approval_gate_in_a_run_driven_from_outside() {
             .unwrap()
             .is_none()
     );
+    // Delivered: no more handoffs.
+    handed.lock().unwrap().clear();
+    approvals.tick().await.unwrap();
+    assert!(handed.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

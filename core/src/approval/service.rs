@@ -387,12 +387,17 @@ impl Approvals {
                     Ok(()) => true,
                     // The gate was consumed already (a crash after the resume committed).
                     Err(EngineError::NotSuspended { .. }) => true,
+                    // Its steps run outside Rust: the installed handoff (the Node binding's
+                    // engine) resumes it, which marks the gate delivered.
+                    Err(EngineError::DrivenOutsideRust { .. }) => {
+                        self.engine.hand_off_gate(&a.run_id, &a.gate);
+                        false
+                    }
                     Err(
                         EngineError::UnknownWorkflow(_)
                         | EngineError::DefinitionChanged { .. }
                         | EngineError::NotResumable { .. }
-                        | EngineError::Contended { .. }
-                        | EngineError::DrivenOutsideRust { .. },
+                        | EngineError::Contended { .. },
                     ) => false,
                     Err(e) => return Err(e.into()),
                 }

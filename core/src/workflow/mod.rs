@@ -14,7 +14,7 @@ mod step;
 
 pub use builder::{CommittedWorkflow, Node, OnInterrupt, Workflow};
 pub use core::Suspension;
-pub use engine::{CancelRequest, Durability, Engine, EngineBuilder, Run, RunHandle};
+pub use engine::{CancelRequest, Durability, Engine, EngineBuilder, GateHandoff, Run, RunHandle};
 pub use event::{EventKind, RunEvent};
 pub use external::{ExternalRun, Task};
 pub use machine::DecisionKind;

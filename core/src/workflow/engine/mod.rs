@@ -105,9 +105,15 @@ pub(crate) struct Inner {
     retention: Option<crate::store::Retention>,
     retention_every: Duration,
     pub(crate) public_url: String,
+    /// Where the worker hands decided gates of runs whose steps run outside Rust.
+    pub(crate) gate_handoff: Mutex<Option<GateHandoff>>,
     /// Batches of runs waiting while another run commits (see `group.rs`).
     group: Arc<super::group::GroupCommit>,
 }
+
+/// A function that takes a decided approval gate of a run driven outside Rust: `(run_id, gate)`
+/// (see [`Engine::hand_external_gates_to`]).
+pub type GateHandoff = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// When the tokio driver commits a run's step records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,6 +244,7 @@ impl EngineBuilder {
                 retention: self.retention,
                 retention_every: self.retention_every,
                 public_url: self.public_url,
+                gate_handoff: Mutex::new(None),
                 group: Arc::default(),
             }),
         }

@@ -31,6 +31,38 @@ impl Engine {
         crate::approval::Approvals::new(self.clone())
     }
 
+    /// Sets where the approvals worker hands a decided gate of a run whose steps run outside
+    /// Rust (graphs with [`Node::external`](crate::Node::external) nodes), which the tokio
+    /// driver cannot continue: `handoff(run_id, gate)` should resume it with
+    /// [`Approvals::resume_external`](crate::approval::Approvals::resume_external) and drive
+    /// it. Called on every worker pass until the gate is delivered (a handoff that cannot
+    /// take the run, e.g. because its workflow is not registered in this process, just returns
+    /// and another process may take it). `None` removes the handoff. The Node binding installs
+    /// one that calls its JavaScript engine.
+    ///
+    /// ```
+    /// let engine = miyabi::Engine::in_memory();
+    /// engine.hand_external_gates_to(Some(std::sync::Arc::new(|run: &str, gate: &str| {
+    ///     println!("resume {run} at {gate}");
+    /// })));
+    /// ```
+    pub fn hand_external_gates_to(&self, handoff: Option<GateHandoff>) {
+        *lock(&self.inner.gate_handoff) = handoff;
+    }
+
+    /// Hands a decided gate of an externally driven run to the installed handoff; false when
+    /// there is none.
+    pub(crate) fn hand_off_gate(&self, run_id: &str, gate: &str) -> bool {
+        let handoff = lock(&self.inner.gate_handoff).clone();
+        match handoff {
+            Some(f) => {
+                f(run_id, gate);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Wakes the approvals worker for an immediate pass.
     pub(crate) fn wake_worker(&self) {
         self.inner.wake.notify_one();
