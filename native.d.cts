@@ -120,7 +120,8 @@ export declare class NativeEngine {
   /**
    * Cancels a run that no driver in this process holds (suspended, or running elsewhere
    * and left behind) and returns it. For a run driven here, it only raises the run's
-   * cancellation request (see `NativeRun.cancelRequested`) and returns null.
+   * cancellation request (its driver sees the run cancelled on its next advance) and
+   * returns null.
    */
   cancel(runId: string): NativeRunInfo | null
   /**
@@ -210,8 +211,17 @@ export declare class NativeRun {
   completeAndAdvance(path: string, value: unknown): Array<NativeTask>
   /** Completes `path` with `value`, then polls: one call instead of two on the hot path. */
   completeAndPoll(path: string, value: unknown): Array<NativeTask>
-  /** Whether someone asked the engine to cancel this run; the driver then calls `cancel`. */
-  cancelRequested(): boolean
+  /**
+   * The step attempt at `path` ran past its `timeoutMs`: the core fails it (its retry
+   * policy decides what follows) and returns the message to abort the step's work with;
+   * null if it already completed.
+   */
+  timeOut(path: string): string | null
+  /**
+   * The run's deadline passed: the core fails the run and returns the message to abort
+   * the steps in flight with; null if the run has no timeout or already ended.
+   */
+  timeOutRun(): string | null
   /** Ends the run as cancelled; results of tasks still in flight are then ignored. */
   cancel(): void
   /** Ends the run as failed with `error` (for example when its deadline passed). */
@@ -507,6 +517,11 @@ export interface NativeTask {
   resume?: unknown
   /** Wait this long before running (retry backoff; step; absent for no wait). */
   delayMs?: number
+  /**
+   * The attempt's timeout (step; absent for none): past it, the driver calls
+   * `NativeRun.timeOut(path)` and aborts the step with the message it returns.
+   */
+  timeoutMs?: number
   /** `select`, `condition`, `map` or `wakeAt` (eval). */
   eval?: string
   /** Wake time, ms since the epoch (sleep). */

@@ -258,6 +258,9 @@ pub struct NativeTask {
     pub resume: Option<Value>,
     /// Wait this long before running (retry backoff; step; absent for no wait).
     pub delay_ms: Option<i64>,
+    /// The attempt's timeout (step; absent for none): past it, the driver calls
+    /// `NativeRun.timeOut(path)` and aborts the step with the message it returns.
+    pub timeout_ms: Option<i64>,
     /// `select`, `condition`, `map` or `wakeAt` (eval).
     pub eval: Option<String>,
     /// Wake time, ms since the epoch (sleep).
@@ -275,6 +278,7 @@ fn task(t: Task) -> napi::Result<NativeTask, String> {
         attempt: None,
         resume: None,
         delay_ms: None,
+        timeout_ms: None,
         eval: None,
         wake_at: None,
     };
@@ -286,6 +290,7 @@ fn task(t: Task) -> napi::Result<NativeTask, String> {
             attempt,
             resume,
             delay_ms,
+            timeout_ms,
         } => NativeTask {
             handle: Some(handle),
             input: Some(input),
@@ -293,6 +298,7 @@ fn task(t: Task) -> napi::Result<NativeTask, String> {
             attempt: (attempt != 1).then_some(attempt),
             resume,
             delay_ms: (delay_ms > 0).then(|| i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+            timeout_ms: timeout_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             ..empty("step", path)
         },
         Task::Decide {
@@ -700,7 +706,8 @@ impl NativeEngine {
 
     /// Cancels a run that no driver in this process holds (suspended, or running elsewhere
     /// and left behind) and returns it. For a run driven here, it only raises the run's
-    /// cancellation request (see `NativeRun.cancelRequested`) and returns null.
+    /// cancellation request (its driver sees the run cancelled on its next advance) and
+    /// returns null.
     #[napi]
     pub fn cancel(&self, run_id: String) -> napi::Result<Option<NativeRunInfo>, String> {
         match self.engine.request_cancel(&run_id).map_err(engine_err)? {
@@ -925,10 +932,19 @@ impl NativeRun {
         self.poll()
     }
 
-    /// Whether someone asked the engine to cancel this run; the driver then calls `cancel`.
+    /// The step attempt at `path` ran past its `timeoutMs`: the core fails it (its retry
+    /// policy decides what follows) and returns the message to abort the step's work with;
+    /// null if it already completed.
     #[napi]
-    pub fn cancel_requested(&self) -> napi::Result<bool, String> {
-        Ok(self.open()?.cancel_requested())
+    pub fn time_out(&mut self, path: String) -> napi::Result<Option<String>, String> {
+        Ok(self.open_mut()?.time_out(&path))
+    }
+
+    /// The run's deadline passed: the core fails the run and returns the message to abort
+    /// the steps in flight with; null if the run has no timeout or already ended.
+    #[napi]
+    pub fn time_out_run(&mut self) -> napi::Result<Option<String>, String> {
+        self.open_mut()?.time_out_run().map_err(engine_err)
     }
 
     /// Ends the run as cancelled; results of tasks still in flight are then ignored.

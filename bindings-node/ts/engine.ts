@@ -225,8 +225,6 @@ function ms(t: number | Date | undefined): number | undefined {
 /** The longest delay `setTimeout` waits as asked (2^31 − 1 ms). */
 const MAX_TIMEOUT = 2_147_483_647;
 
-/** The latest time a `Date` holds (ms since the epoch). */
-const MAX_DATE_MS = 8.64e15;
 
 /** Thrown by `ctx.suspend` to end the step; the driver turns it into a suspension. */
 class Suspend {
@@ -333,13 +331,11 @@ class Driver {
 
   /** The run's input as this process gave it to `startRun` (`undefined`: read it back at the end). */
   readonly #input: { readonly value: unknown } | undefined;
-  readonly #timeoutMs: number | undefined;
 
   constructor(n: NativeRun, id: string, c: Compiled, onDone: () => void, input?: { readonly value: unknown }) {
     this.#n = n;
     this.id = id;
     this.#handlers = c.handlers;
-    this.#timeoutMs = c.def.timeoutMs;
     this.#onDone = onDone;
     this.#input = input;
     this.result = this.#loop();
@@ -358,26 +354,17 @@ class Driver {
   async #loop(): Promise<NativeRunInfo> {
     const n = this.#n;
     try {
-      // Only a workflow with a timeout has a deadline (the same definition: same fingerprint).
-      const deadline = this.#timeoutMs === undefined ? undefined : n.deadline();
+      // Only a workflow with a timeout has a deadline.
+      const deadline = n.deadline();
       if (deadline !== null && deadline !== undefined) {
-        this.#timer(deadline - Date.now(), () => this.#timedOut(deadline));
+        this.#timer(deadline - Date.now(), () => this.#timedOut());
       }
       // A cancellation asked for outside this driver (the engine's `cancel` from Rust, the
-      // server) is a flag in the engine: read it when the loop starts, after every wait, and
-      // every 64 turns of a burst of steps that finish without waiting, not on every turn.
-      let woke = true;
-      let turns = 0;
+      // server) is the core's business: an advance that finds it ends the run as cancelled
+      // and hands out nothing, and the loop stops on the status below.
       for (;;) {
         if (this.#error !== undefined) throw fromNative(this.#error);
         if (this.#done) break;
-        if (woke || (++turns & 63) === 0) {
-          woke = false;
-          if (n.cancelRequested()) {
-            this.cancel();
-            break;
-          }
-        }
         if (this.#dirty) {
           this.#dirty = false;
           let more: NativeTask[];
@@ -416,11 +403,12 @@ class Driver {
         await new Promise<void>((resolve) => {
           this.#wake = resolve;
         });
-        woke = true;
       }
     } finally {
       const input = this.#input;
       this.#final = native(() => n.close(input === undefined));
+      // Cancelled by the core (a request from elsewhere): steps still running see it.
+      if (this.#final.status === 'cancelled') this.#controller?.abort(new CancelledError());
       if (input !== undefined) this.#final.input = input.value;
       this.#finish();
     }
@@ -491,12 +479,13 @@ class Driver {
     return this.#final ?? this.#n.outcome();
   }
 
-  #timedOut(deadline: number): void {
+  /** The run's deadline passed: the core fails the run; steps in flight see why. */
+  #timedOut(): void {
     if (this.#done) return;
+    const message = native(() => this.#n.timeOutRun());
+    if (message === null || message === undefined) return;
     this.#done = true;
-    const message = `run timed out (deadline ${new Date(deadline).toISOString()})`;
     this.#controller?.abort(new TimeoutError(message));
-    native(() => this.#n.failRun(message));
     this.#signal();
   }
 
@@ -688,7 +677,8 @@ class Driver {
     }
     let signal = this.#runSignal;
     let stepAbort: AbortController | undefined;
-    if (h.timeoutMs !== undefined) {
+    const timeoutMs = t.timeoutMs ?? undefined;
+    if (timeoutMs !== undefined) {
       const step = new AbortController();
       stepAbort = step;
       let both: AbortSignal | undefined;
@@ -705,15 +695,19 @@ class Driver {
     this.#inflight++;
     let settled = false;
     let stopTimer: (() => void) | undefined;
-    if (h.timeoutMs !== undefined && stepAbort !== undefined) {
-      const ms = h.timeoutMs;
+    if (timeoutMs !== undefined && stepAbort !== undefined) {
       const ctl = stepAbort;
-      stopTimer = this.#timer(ms, () => {
+      stopTimer = this.#timer(timeoutMs, () => {
         if (settled) return;
         settled = true;
-        const err = new TimeoutError(`step \`${t.path}\` timed out after ${ms} ms`);
-        ctl.abort(err);
-        this.#settled(() => this.#fail(t.path, err));
+        // The core fails the attempt (its retry policy decides what follows).
+        this.#settled(() => {
+          const message = this.#n.timeOut(t.path);
+          if (message === null || message === undefined) return;
+          this.#completions++;
+          this.#dirty = true;
+          ctl.abort(new TimeoutError(message));
+        });
       });
     }
     r.then(
@@ -743,21 +737,12 @@ class Driver {
       return true;
     }
     const kind = t.eval;
+    // The answer goes to the core as it is (a Date as its milliseconds): the machine checks
+    // that a selector names an arm, a condition is a boolean and a wake time a time.
     const answer = (v: unknown): void => {
       if (this.#done) return;
-      let a: unknown;
-      if (kind === 'select') a = String(v);
-      else if (kind === 'condition') a = Boolean(v);
-      else if (kind === 'wakeAt') {
-        const at = v instanceof Date ? v.getTime() : Number(v);
-        if (!Number.isFinite(at) || Math.abs(at) > MAX_DATE_MS) {
-          const got = v instanceof Date ? 'an invalid Date' : typeof v === 'number' ? String(v) : `${typeof v} ${String(v)}`;
-          this.#fail(t.path, new FatalError(`the wake time of sleepUntil \`${t.path}\` must be a Date or a number of milliseconds since the epoch, got ${got}`), true);
-          return;
-        }
-        a = Math.ceil(at);
-      } else a = v ?? null;
-      this.#complete(t.path, true, a);
+      const a = v instanceof Date ? (Number.isNaN(v.getTime()) ? 'an invalid Date' : v.getTime()) : v;
+      this.#complete(t.path, true, a ?? null);
     };
     const args = kind === 'select' || kind === 'condition' ? { output: t.input ?? null } : { input: t.input ?? null };
     let r: unknown;

@@ -163,8 +163,8 @@ type ItemDef =
   | { readonly kind: 'step'; readonly id: string; readonly node: NodeDef }
   | { readonly kind: 'parallel'; readonly children: ReadonlyArray<readonly [string, NodeDef]>; readonly all: boolean }
   | { readonly kind: 'branch'; readonly id: string; readonly selector: AnyFn; readonly arms: ReadonlyArray<readonly [string, NodeDef]> }
-  | { readonly kind: 'loop'; readonly id: string; readonly body: NodeDef; readonly condition: AnyFn; readonly until: boolean; readonly max: number }
-  | { readonly kind: 'foreach'; readonly id: string; readonly body: NodeDef; readonly concurrency: number }
+  | { readonly kind: 'loop'; readonly id: string; readonly body: NodeDef; readonly condition: AnyFn; readonly until: boolean; readonly max: number | undefined }
+  | { readonly kind: 'foreach'; readonly id: string; readonly body: NodeDef; readonly concurrency: number | undefined }
   | { readonly kind: 'sleep'; readonly id: string; readonly ms: number }
   | { readonly kind: 'sleepUntil'; readonly id: string; readonly fn: AnyFn }
   | { readonly kind: 'map'; readonly id: string; readonly fn: AnyFn };
@@ -358,7 +358,7 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
       kind: 'foreach',
       id,
       body: nodeOf(body as StepLike<never>, Object.keys(stepOptions).length > 0 ? (stepOptions as StepOptions) : undefined),
-      concurrency: concurrency ?? 1,
+      concurrency,
     });
   }
 
@@ -389,7 +389,7 @@ export class WorkflowBuilder<I = unknown, C = unknown> {
       body: nodeOf(body as StepLike<never>),
       condition: condition as AnyFn,
       until,
-      max: max ?? 100,
+      max,
     });
   }
 
@@ -542,12 +542,13 @@ function itemSpec(item: ItemDef, t: Tables): Record<string, unknown> {
     case 'loop': {
       const body = nodeSpec(item.body, t, `loop \`${item.id}\``);
       const condition = handle(handlers, { kind: 'condition', fn: item.condition });
-      const maxIterations = wholeNumber(item.max, `the \`maxIterations\` of loop \`${item.id}\``, { code: 'INVALID_WORKFLOW', min: 1, max: 4_294_967_295 });
-      return { kind: 'loop', id: item.id, body, condition, until: item.until, maxIterations };
+      // Left out when not given: the core's default applies.
+      const maxIterations = optionalWhole(item.max, `the \`maxIterations\` of loop \`${item.id}\``, { code: 'INVALID_WORKFLOW', min: 1, max: 4_294_967_295 });
+      return { kind: 'loop', id: item.id, body, condition, until: item.until, ...(maxIterations === undefined ? {} : { maxIterations }) };
     }
     case 'foreach': {
-      const concurrency = wholeNumber(item.concurrency, `the \`concurrency\` of foreach \`${item.id}\``, { code: 'INVALID_WORKFLOW', min: 1, max: 4_294_967_295 });
-      return { kind: 'foreach', id: item.id, body: nodeSpec(item.body, t, `foreach \`${item.id}\``), concurrency };
+      const concurrency = optionalWhole(item.concurrency, `the \`concurrency\` of foreach \`${item.id}\``, { code: 'INVALID_WORKFLOW', min: 1, max: 4_294_967_295 });
+      return { kind: 'foreach', id: item.id, body: nodeSpec(item.body, t, `foreach \`${item.id}\``), ...(concurrency === undefined ? {} : { concurrency }) };
     }
     case 'sleep':
       return { kind: 'sleep', id: item.id, ms: wholeNumber(item.ms, `the duration of sleep \`${item.id}\``, MS) };

@@ -602,7 +602,7 @@ async fn step_and_run_timeouts() {
         assert!(
             run.error
                 .unwrap()
-                .contains("step `slow` timed out after 30ms")
+                .contains("step `slow` timed out after 30 ms")
         );
 
         let wf = Workflow::new("rt")

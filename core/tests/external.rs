@@ -316,3 +316,158 @@ async fn a_deferred_start_is_committed_with_the_first_flush() {
         .collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no gaps");
 }
+
+#[tokio::test]
+async fn the_core_times_out_an_external_step_with_the_tokio_drivers_error() {
+    let engine = Engine::in_memory();
+    let wf = Workflow::new("t")
+        .step(
+            "slow",
+            Node::external(1).timeout(std::time::Duration::from_millis(50)),
+        )
+        .then("quick", Node::external(1))
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&wf, json!(0)).unwrap();
+    let tasks = run.poll().unwrap();
+    assert!(
+        matches!(&tasks[..], [Task::Step { path, timeout_ms: Some(50), .. }] if path == "slow"),
+        "{tasks:?}"
+    );
+    // Only a step with a timeout in flight can time out.
+    assert_eq!(run.time_out("quick"), None);
+    let message = run.time_out("slow").unwrap();
+    assert_eq!(message, "step `slow` timed out after 50 ms");
+    // The timer lost the race a second time: nothing changes.
+    assert_eq!(run.time_out("slow"), None);
+    assert!(run.poll().unwrap().is_empty());
+    let out = run.outcome();
+    assert_eq!(out.status, RunStatus::Failed);
+    assert!(out.error.unwrap().contains(&message));
+}
+
+#[tokio::test]
+async fn the_core_fails_a_run_past_its_deadline_with_the_tokio_drivers_error() {
+    let engine = Engine::in_memory();
+    let wf = Workflow::new("t")
+        .step("s", Node::external(1))
+        .timeout(std::time::Duration::from_secs(30))
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&wf, json!(0)).unwrap();
+    assert!(run.deadline().is_some());
+    run.poll().unwrap();
+    assert_eq!(
+        run.time_out_run().unwrap().as_deref(),
+        Some("run timed out after 30 s")
+    );
+    assert_eq!(run.status(), RunStatus::Failed);
+    assert_eq!(run.time_out_run().unwrap(), None, "once");
+
+    let untimed = Workflow::new("u")
+        .step("s", Node::external(1))
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&untimed, json!(0)).unwrap();
+    assert_eq!(run.deadline(), None);
+    assert_eq!(run.time_out_run().unwrap(), None);
+    assert_eq!(run.status(), RunStatus::Running);
+}
+
+#[tokio::test]
+async fn the_core_applies_a_cancel_request_on_the_first_advance_after_a_flush() {
+    let engine = Engine::in_memory();
+    let wf = Workflow::new("c")
+        .step("s", Node::external(1))
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&wf, json!(0)).unwrap();
+    assert_eq!(run.poll().unwrap().len(), 1);
+    assert!(matches!(
+        engine.request_cancel(run.id()).unwrap(),
+        CancelRequest::Requested
+    ));
+    run.complete("s", Ok(json!(1)));
+    // The poll flushed: this advance looks at the flag, cancels, and hands out nothing.
+    assert!(run.advance().unwrap().is_empty());
+    assert_eq!(run.status(), RunStatus::Cancelled);
+    assert_eq!(
+        engine.get(run.id()).await.unwrap().unwrap().status,
+        RunStatus::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn a_burst_that_never_waits_still_sees_a_cancel_request() {
+    let engine = Engine::in_memory();
+    // A loop of steps that complete at once: the driver never flushes in between.
+    let wf = Workflow::new("burst")
+        .loop_external("l", Node::external(1), 2, false, 1000)
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&wf, json!(0)).unwrap();
+    let mut tasks = run.advance().unwrap();
+    engine.request_cancel(run.id()).unwrap();
+    let mut steps = 0;
+    while run.status() == RunStatus::Running {
+        for t in std::mem::take(&mut tasks) {
+            match t {
+                Task::Step { path, .. } => {
+                    steps += 1;
+                    run.complete(&path, Ok(json!(steps)));
+                }
+                Task::Decide { path, .. } => run.complete(&path, Ok(json!(true))),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        tasks = run.advance().unwrap();
+        assert!(steps < 1000, "the request was never seen");
+    }
+    assert_eq!(run.status(), RunStatus::Cancelled);
+    assert!(steps <= 64, "seen within 64 advances, after {steps} steps");
+}
+
+#[tokio::test]
+async fn decisions_from_outside_are_checked_by_the_machine() {
+    let engine = Engine::in_memory();
+    let answer = |kind_answer: Value| {
+        move |t: &Task| -> Result<Value, StepError> {
+            match t {
+                Task::Decide { .. } => Ok(kind_answer.clone()),
+                other => handler(other),
+            }
+        }
+    };
+    // A loop condition must be a boolean: no truthiness.
+    let looped = Workflow::new("l")
+        .loop_external("l", Node::external(1), 2, false, 10)
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&looped, json!(0)).unwrap();
+    let out = drive(&mut run, &answer(json!(1))).await;
+    assert_eq!(out.status, RunStatus::Failed);
+    assert!(out.error.unwrap().contains("not a bool"));
+
+    // A wake time: whole milliseconds, a fraction rounds up, anything else fails the run.
+    let sleepy = Workflow::new("s")
+        .sleep_until_external("nap", 3)
+        .commit()
+        .unwrap();
+    let mut run = engine.start_external(&sleepy, json!(0)).unwrap();
+    let out = drive(&mut run, &answer(json!(1.5))).await;
+    assert_eq!(out.status, RunStatus::Succeeded, "{out:?}");
+    let steps = engine.store().steps(&out.id).unwrap();
+    let nap = steps.iter().find(|s| &*s.path == "nap").unwrap();
+    assert_eq!(nap.output.as_deref().unwrap()["wake_at"], json!(2));
+    for bad in [json!("soon"), json!(1e300)] {
+        let mut run = engine.start_external(&sleepy, json!(0)).unwrap();
+        let out = drive(&mut run, &answer(bad.clone())).await;
+        assert_eq!(out.status, RunStatus::Failed, "{bad}");
+        assert!(
+            out.error
+                .unwrap()
+                .contains("must be a number of milliseconds since the epoch"),
+            "{bad}"
+        );
+    }
+}

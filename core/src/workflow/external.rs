@@ -32,6 +32,9 @@ pub enum Task {
         resume: Option<Value>,
         /// Wait this long before running (retry backoff).
         delay_ms: u64,
+        /// The attempt's timeout: if it has not completed this long after it started, the
+        /// driver calls [`ExternalRun::time_out`] and aborts it.
+        timeout_ms: Option<u64>,
     },
     /// Have external user code decide and complete `path` with its answer: the arm name (a
     /// string) for a branch, a bool for a loop condition, the new value for a map, and the
@@ -88,7 +91,18 @@ pub struct ExternalRun {
     /// Native steps issued and not yet handed out, by path.
     native: Vec<(String, BoxFuture<'static, super::engine::StepResult>)>,
     emit: super::step::Emitter,
+    /// External steps with a timeout, in flight: path and timeout.
+    timed: Vec<(String, std::time::Duration)>,
+    /// Look at the cancellation flag on the next advance (set at the start and by every
+    /// flush, i.e. before and after the driver waits).
+    check_cancel: bool,
+    /// Advances since the flag was last looked at.
+    advances: u32,
 }
+
+/// How many advances in a burst of steps that finish without waiting pass between two looks
+/// at the cancellation flag (a look is an atomic load; a flush always leads to one).
+const CANCEL_CHECK_EVERY: u32 = 64;
 
 impl std::fmt::Debug for ExternalRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +180,9 @@ impl Engine {
             first,
             native: Vec::new(),
             emit,
+            timed: Vec::new(),
+            check_cancel: true,
+            advances: 0,
         }
     }
 }
@@ -206,7 +223,22 @@ impl ExternalRun {
     /// Like [`ExternalRun::poll`] but without committing: a driver whose tasks finished
     /// without waiting may advance again at once, and must call [`ExternalRun::flush`] before
     /// it waits for anything (see [`crate::Durability::Coalesced`]).
+    ///
+    /// The core decides when to look at the cancellation flag ([`Engine::cancel`] from
+    /// another task, the server): on the first advance after a flush (the driver flushes
+    /// before it waits) and every 64 advances of a burst that never waits. When it is set,
+    /// the run is cancelled here, no tasks are returned and [`ExternalRun::status`] is
+    /// `Cancelled`: the driver aborts what it still has in flight and stops.
     pub fn advance(&mut self) -> Result<Vec<Task>, EngineError> {
+        self.advances += 1;
+        if self.check_cancel || self.advances >= CANCEL_CHECK_EVERY {
+            self.check_cancel = false;
+            self.advances = 0;
+            if self.cancel_requested() && self.core.committed == RunStatus::Running {
+                self.cancel()?;
+                return Ok(Vec::new());
+            }
+        }
         let mut tasks = Vec::new();
         let mut actions = std::mem::take(&mut self.first);
         // Events that native steps emitted before their results were handed back come before
@@ -230,6 +262,7 @@ impl ExternalRun {
 
     /// Commits what [`ExternalRun::advance`] produced.
     pub fn flush(&mut self) -> Result<(), EngineError> {
+        self.check_cancel = true;
         self.core.take_emitted(&self.emit);
         self.core.flush()
     }
@@ -246,14 +279,25 @@ impl ExternalRun {
                 resume,
                 delay,
             } => match graph.node(node).handle {
-                Some(handle) => Some(Task::Step {
-                    path: String::from(&*path),
-                    handle,
-                    input,
-                    attempt,
-                    resume,
-                    delay_ms: delay.as_millis() as u64,
-                }),
+                Some(handle) => {
+                    let timeout = match &graph.node(node).kind {
+                        super::builder::NodeKind::Step(def) => def.timeout,
+                        _ => None,
+                    };
+                    if let Some(t) = timeout {
+                        self.timed.push((String::from(&*path), t));
+                    }
+                    Some(Task::Step {
+                        path: String::from(&*path),
+                        handle,
+                        input,
+                        attempt,
+                        resume,
+                        delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        timeout_ms: timeout
+                            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                    })
+                }
                 None => {
                     let fut = run_step(
                         &graph,
@@ -299,8 +343,41 @@ impl ExternalRun {
 
     /// Hands back a task's result. For an eval, `Ok` holds the answer.
     pub fn complete(&mut self, path: &str, result: Result<Value, StepError>) {
+        if !self.timed.is_empty() {
+            self.timed.retain(|(p, _)| p != path);
+        }
         self.core.take_emitted(&self.emit);
         self.core.complete(path, result);
+    }
+
+    /// The attempt of the external step at `path` ran past its `timeout_ms`: completes it
+    /// with the timeout error (retryable, as in the tokio driver; the step's retry policy
+    /// decides) and returns its message, for the driver to abort the step's work with. `None`
+    /// when `path` is not an external step with a timeout in flight (already completed: the
+    /// timer lost the race; nothing changes).
+    pub fn time_out(&mut self, path: &str) -> Option<String> {
+        let i = self.timed.iter().position(|(p, _)| p == path)?;
+        let (path, t) = self.timed.swap_remove(i);
+        let err = super::engine::step_timed_out(&path, t);
+        let message = err.message().to_string();
+        self.core.take_emitted(&self.emit);
+        self.core.complete(&path, Err(err));
+        Some(message)
+    }
+
+    /// The run's deadline ([`ExternalRun::deadline`]) passed: ends the run as failed with the
+    /// same error as the tokio driver and returns it (`None` if the workflow has no timeout or
+    /// the run is not running any more).
+    pub fn time_out_run(&mut self) -> Result<Option<String>, EngineError> {
+        let Some(t) = self.core.graph().timeout else {
+            return Ok(None);
+        };
+        if self.core.committed != RunStatus::Running || self.is_settled() {
+            return Ok(None);
+        }
+        let message = super::engine::run_timed_out(t);
+        self.fail(&message)?;
+        Ok(Some(message))
     }
 
     /// The future of a [`Task::Native`] step (once); await it, then [`ExternalRun::complete`].

@@ -1365,12 +1365,21 @@ impl Machine {
                 self.put(r);
             }
             DecisionKind::WakeTime => {
-                let Some(wake_at) = v.as_i64() else {
+                // Milliseconds since the epoch; a fraction rounds up (never wake early), and a
+                // float beyond the dates a clock can show is no time at all.
+                let wake_at = v.as_i64().or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.is_finite() && f.abs() <= MAX_DATE_MS)
+                        .map(|f| f.ceil() as i64)
+                });
+                let Some(wake_at) = wake_at else {
                     self.fail_record(
                         path,
                         rk,
                         1,
-                        format!("sleep_until at `{path}` returned {v}, not a time"),
+                        format!(
+                            "the wake time of sleep_until `{path}` must be a number of milliseconds since the epoch, not {v}"
+                        ),
                     );
                     return;
                 };
@@ -1379,6 +1388,9 @@ impl Machine {
         }
     }
 }
+
+/// The largest time in ms since the epoch a date can hold (±8.64e15, as in ECMAScript).
+const MAX_DATE_MS: f64 = 8.64e15;
 
 /// The arm a branch record names (`{"arm": name}`).
 fn recorded_arm(rec: &StepRecord) -> Option<&str> {

@@ -29,6 +29,18 @@ use crate::error::{ErrorCode, WorkflowError};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// How many iterations a loop of the workflow format may run when its `maxIterations` is not
+/// given: one more fails the run.
+pub const DEFAULT_MAX_ITERATIONS: u32 = 100;
+
+fn default_max_iterations() -> u32 {
+    DEFAULT_MAX_ITERATIONS
+}
+
+fn default_concurrency() -> usize {
+    1
+}
+
 /// A whole workflow: id, schemas, run timeout and its items in order.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -92,7 +104,8 @@ pub enum ItemSpec {
         /// Loop until the condition holds (do-until) rather than while it holds.
         #[serde(default)]
         until: bool,
-        /// At most this many iterations.
+        /// At most this many iterations (default [`DEFAULT_MAX_ITERATIONS`]; more fails the run).
+        #[serde(default = "default_max_iterations")]
         max_iterations: u32,
     },
     /// The body runs once per element of the input array.
@@ -101,7 +114,8 @@ pub enum ItemSpec {
         id: String,
         /// The body.
         body: NodeSpec,
-        /// At most this many at a time.
+        /// At most this many at a time (default 1).
+        #[serde(default = "default_concurrency")]
         concurrency: usize,
     },
     /// A durable sleep for `ms` milliseconds.

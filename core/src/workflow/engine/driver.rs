@@ -177,7 +177,7 @@ pub(super) async fn drive(
                 drop(inflight);
                 core.take_emitted(&emit);
                 let t = graph.timeout.unwrap_or_default();
-                core.finish(RunStatus::Failed, format!("run timed out after {t:?}"))?;
+                core.finish(RunStatus::Failed, run_timed_out(t))?;
                 return Ok(outcome_taken(&mut core));
             }
             em = emit.recv() => {
@@ -272,12 +272,7 @@ pub(crate) fn run_step(
                     Err(_) => {
                         // The step's own token (a child of the run's: see above).
                         ctx.cancellation().cancel();
-                        return (
-                            Arc::clone(&path),
-                            Err(StepError::retryable(format!(
-                                "step `{path}` timed out after {t:?}"
-                            ))),
-                        );
+                        return (Arc::clone(&path), Err(step_timed_out(&path, t)));
                     }
                 },
                 None => fut.await,
@@ -292,6 +287,25 @@ pub(crate) fn run_step(
         }
         .instrument(span),
     )
+}
+
+/// The error of a step attempt that ran past its timeout (both drivers).
+pub(crate) fn step_timed_out(path: &str, t: Duration) -> StepError {
+    StepError::retryable(format!("step `{path}` timed out after {}", shown(t)))
+}
+
+/// The error of a run that ran past its workflow's timeout (both drivers).
+pub(crate) fn run_timed_out(t: Duration) -> String {
+    format!("run timed out after {}", shown(t))
+}
+
+/// A timeout as users wrote it: whole seconds as `5 s`, anything else in milliseconds.
+fn shown(t: Duration) -> String {
+    if t.subsec_millis() == 0 && t.as_secs() > 0 {
+        format!("{} s", t.as_secs())
+    } else {
+        format!("{} ms", t.as_millis())
+    }
 }
 
 pub(crate) fn evaluate(

@@ -28,7 +28,9 @@ mod events;
 mod lease;
 mod worker;
 
-pub(crate) use driver::{StepResult, evaluate, outcome, outcome_taken, run_step};
+pub(crate) use driver::{
+    StepResult, evaluate, outcome, outcome_taken, run_step, run_timed_out, step_timed_out,
+};
 
 use lease::{hostname, owner_is_dead};
 
