@@ -114,7 +114,32 @@ enum Poll {
     Done(Value),
     Pending,
     Suspended,
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why a frame failed.
+#[derive(Debug)]
+enum Failure {
+    /// The run fails with this error: a step's or a decision's, a schema violation, a limit.
+    /// A `collect_all` parallel or foreach keeps it as the child's output instead.
+    Run(String),
+    /// The records do not match the definition; `Machine::diverged` says where and why. Never
+    /// collected as a child's output.
+    Diverged,
+    /// A frame and the graph disagree: an engine bug, never the user's. Never collected.
+    Invariant(String),
+}
+
+impl Poll {
+    /// The run fails with `message`.
+    fn fail(message: impl Into<String>) -> Self {
+        Poll::Failed(Failure::Run(message.into()))
+    }
+
+    /// An engine invariant broke: `detail` says which.
+    fn invariant(detail: impl Into<String>) -> Self {
+        Poll::Failed(Failure::Invariant(detail.into()))
+    }
 }
 
 struct StepFrame {
@@ -363,7 +388,15 @@ impl Machine {
                 }
                 Status::Succeeded(v)
             }
-            Poll::Failed(m) => Status::Failed(m),
+            Poll::Failed(Failure::Run(m)) => Status::Failed(m),
+            // A divergence is reported above (with where and why); without one it is a bug.
+            Poll::Failed(Failure::Diverged) => Status::Failed(
+                "engine invariant: a frame reported a divergence that was not recorded".into(),
+            ),
+            Poll::Failed(Failure::Invariant(detail)) => {
+                tracing::error!(workflow = %self.graph.id, %detail, "engine invariant violated");
+                Status::Failed(format!("engine invariant violated: {detail}"))
+            }
             Poll::Suspended if self.issued.is_empty() => {
                 self.root = Some(root);
                 let mut paths = std::mem::take(&mut self.suspended);
@@ -513,13 +546,13 @@ impl Machine {
         if self.diverged.is_none() {
             self.diverged = Some((path.to_string(), detail));
         }
-        Poll::Failed("replay diverged".into())
+        Poll::Failed(Failure::Diverged)
     }
 
     /// A failed record as the failure it reports.
     fn failure(&mut self, rec: StepRecord) -> Poll {
         match rec.error {
-            Some(e) => Poll::Failed(e),
+            Some(e) => Poll::fail(e),
             None => self.diverge(
                 &rec.path,
                 "the stored record is corrupt: a failed record without an error".into(),
@@ -563,7 +596,7 @@ impl Machine {
             path: path.to_string(),
             error: error.clone(),
         });
-        Poll::Failed(error)
+        Poll::fail(error)
     }
 
     fn frame(&self, node: usize, prefix: &str, input: Value) -> Frame {
@@ -775,11 +808,11 @@ impl Machine {
             }
         }
         if self.diverged.is_some() {
-            return Poll::Failed("replay diverged".into());
+            return Poll::Failed(Failure::Diverged);
         }
         let graph = Arc::clone(&self.graph);
         let NodeKind::Step(def) = &graph.node(s.node).kind else {
-            return Poll::Failed(format!("`{}` is not a step", s.path));
+            return Poll::invariant(format!("`{}` is not a step", s.path));
         };
         // The input moves to the step: a fresh step is issued once by its frame (a retry
         // takes the copy its `Issued` keeps, and a suspended step is resumed in a new machine
@@ -797,7 +830,7 @@ impl Machine {
     fn interrupted(&mut self, s: &StepFrame, rec: StepRecord) -> Poll {
         let graph = Arc::clone(&self.graph);
         let NodeKind::Step(def) = &graph.node(s.node).kind else {
-            return Poll::Failed(format!("`{}` is not a step", s.path));
+            return Poll::invariant(format!("`{}` is not a step", s.path));
         };
         match def.non_idempotent {
             // An idempotent step's start is never recorded; treat a stray record as not run.
@@ -855,7 +888,7 @@ impl Machine {
     fn adv_seq(&mut self, s: &mut SeqFrame) -> Poll {
         let graph = Arc::clone(&self.graph);
         let NodeKind::Seq(children) = &graph.node(s.node).kind else {
-            return Poll::Failed("not a sequence".into());
+            return Poll::invariant("not a sequence");
         };
         loop {
             if s.cur.is_none() {
@@ -887,14 +920,14 @@ impl Machine {
                 collect_all,
             } => (Some(children), usize::MAX, *collect_all, 0),
             NodeKind::ForEach { body, concurrency } => (None, *concurrency, false, *body),
-            _ => return Poll::Failed("not a parallel or foreach".into()),
+            _ => return Poll::invariant("not a parallel or foreach"),
         };
         if !m.started {
             m.started = true;
             let input = m.inputs.pop().flatten().unwrap_or(Value::Null);
             if foreach {
                 let Value::Array(items) = input else {
-                    return Poll::Failed(format!(
+                    return Poll::fail(format!(
                         "foreach `{}` expects an array as input, got {}",
                         m.path,
                         kind_name(&input)
@@ -917,7 +950,7 @@ impl Machine {
             let idx = m.active[i];
             let step = match m.children[idx].as_mut() {
                 Some(c) => self.adv(c),
-                None => Poll::Failed("missing child".into()),
+                None => Poll::invariant("missing child"),
             };
             match step {
                 Poll::Done(v) => {
@@ -929,7 +962,7 @@ impl Machine {
                 }
                 Poll::Pending => pending += 1,
                 Poll::Suspended => suspended = true,
-                Poll::Failed(e) if collect_all => {
+                Poll::Failed(Failure::Run(e)) if collect_all => {
                     m.outputs[idx] = Some(json!({ "error": e }));
                     m.children[idx] = None;
                     m.done += 1;
@@ -964,7 +997,7 @@ impl Machine {
                     m.children[idx] = Some(child);
                     m.active.push(idx);
                 }
-                Poll::Failed(e) if collect_all => {
+                Poll::Failed(Failure::Run(e)) if collect_all => {
                     m.outputs[idx] = Some(json!({ "error": e }));
                     m.done += 1;
                 }
@@ -1006,7 +1039,7 @@ impl Machine {
         }
         let graph = Arc::clone(&self.graph);
         let NodeKind::Branch { arms, .. } = &graph.node(b.node).kind else {
-            return Poll::Failed("not a branch".into());
+            return Poll::invariant("not a branch");
         };
         match self.record_for(&b.path, RecordKind::Branch) {
             Some(rec) if rec.status == StepStatus::Succeeded => {
@@ -1027,7 +1060,7 @@ impl Machine {
             }
             Some(rec) if rec.status == StepStatus::Failed => self.failure(rec),
             Some(rec) => self.unexpected(&rec),
-            None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
+            None if self.diverged.is_some() => Poll::Failed(Failure::Diverged),
             None => {
                 let input = b.input.clone().unwrap_or(Value::Null);
                 self.issue_eval(&b.path, b.node, DecisionKind::Branch, input);
@@ -1039,7 +1072,7 @@ impl Machine {
     fn adv_loop(&mut self, l: &mut LoopFrame) -> Poll {
         let graph = Arc::clone(&self.graph);
         let NodeKind::Loop { body, max, .. } = &graph.node(l.node).kind else {
-            return Poll::Failed("not a loop".into());
+            return Poll::invariant("not a loop");
         };
         loop {
             if let Some(b) = l.body.as_mut() {
@@ -1066,7 +1099,7 @@ impl Machine {
                         }
                         l.iter += 1;
                         if l.iter >= *max {
-                            return Poll::Failed(format!(
+                            return Poll::fail(format!(
                                 "loop `{}` reached its limit of {max} iterations",
                                 l.path
                             ));
@@ -1076,7 +1109,7 @@ impl Machine {
                     Some(rec) if rec.status == StepStatus::Failed => return self.failure(rec),
                     Some(rec) => return self.unexpected(&rec),
                     None if self.diverged.is_some() => {
-                        return Poll::Failed("replay diverged".into());
+                        return Poll::Failed(Failure::Diverged);
                     }
                     None => {
                         let input = out.clone();
@@ -1096,7 +1129,7 @@ impl Machine {
         }
         let graph = Arc::clone(&self.graph);
         let NodeKind::Sleep(spec) = &graph.node(s.node).kind else {
-            return Poll::Failed("not a sleep".into());
+            return Poll::invariant("not a sleep");
         };
         match self.record_for(&s.path, RecordKind::Sleep) {
             Some(rec) if rec.status == StepStatus::Succeeded => {
@@ -1111,7 +1144,7 @@ impl Machine {
             }
             Some(rec) if rec.status == StepStatus::Failed => self.failure(rec),
             Some(rec) => self.unexpected(&rec),
-            None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
+            None if self.diverged.is_some() => Poll::Failed(Failure::Diverged),
             None => match spec {
                 SleepSpec::For(d) => {
                     let wake_at = crate::store::ms_after(self.now, *d);
@@ -1163,7 +1196,7 @@ impl Machine {
             },
             Some(rec) if rec.status == StepStatus::Failed => self.failure(rec),
             Some(rec) => self.unexpected(&rec),
-            None if self.diverged.is_some() => Poll::Failed("replay diverged".into()),
+            None if self.diverged.is_some() => Poll::Failed(Failure::Diverged),
             None => {
                 let input = m.input.take().unwrap_or(Value::Null);
                 self.issue_eval(&m.path, m.node, DecisionKind::Map, input);
@@ -1181,7 +1214,7 @@ impl Machine {
             output_schema,
         } = &graph.node(n.node).kind
         else {
-            return Poll::Failed("not a nested workflow".into());
+            return Poll::invariant("not a nested workflow");
         };
         let place = format!("nested workflow `{workflow}` at `{}`", n.path);
         if n.inner.is_none() {
@@ -1189,19 +1222,19 @@ impl Machine {
             if let Some(s) = input_schema
                 && let Err(e) = s.validate(&input, &place, "input")
             {
-                return Poll::Failed(e.to_string());
+                return Poll::fail(e.to_string());
             }
             n.inner = Some(self.frame(*body, &n.path, input));
         }
         let Some(inner) = n.inner.as_mut() else {
-            return Poll::Failed("nested frame missing".into());
+            return Poll::invariant("nested frame missing");
         };
         match self.adv(inner) {
             Poll::Done(v) => {
                 if let Some(s) = output_schema
                     && let Err(e) = s.validate(&v, &place, "output")
                 {
-                    return Poll::Failed(e.to_string());
+                    return Poll::fail(e.to_string());
                 }
                 Poll::Done(v)
             }

@@ -505,6 +505,27 @@ fn a_failed_parallel_child_fails_the_run_and_parallel_all_collects_it() {
 }
 
 #[test]
+fn parallel_all_collects_failures_but_never_a_divergence() {
+    let all = Workflow::new("w")
+        .parallel_all([("p", step()), ("q", step())])
+        .then("z", step())
+        .commit()
+        .unwrap();
+    let mut h = Harness::fresh(&all, json!({}));
+    succeeded(h.drive(&mut counting));
+    // A child's record that is corrupt (failed, without an error) is not a failure to collect
+    // as data: the replay stops there, naming it.
+    let records = with(&h.records(), "q", |r| {
+        r.status = StepStatus::Failed;
+        r.output = None;
+        r.error = None;
+    });
+    let (path, detail) = diverges(&all, json!({}), records);
+    assert_eq!(path, "q");
+    assert!(detail.contains("without an error"), "{detail}");
+}
+
+#[test]
 fn a_branch_records_its_choice_and_a_replay_keeps_it_whatever_the_selector_says_now() {
     let pick_yes = Arc::new(AtomicBool::new(true));
     let flag = Arc::clone(&pick_yes);
