@@ -33,6 +33,7 @@
 
 pub mod agent;
 pub mod approval;
+pub mod clock;
 mod error;
 #[cfg(feature = "eval")]
 pub mod eval;

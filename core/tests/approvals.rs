@@ -9,6 +9,7 @@ use miyabi::approval::{
     ApprovalError, ApprovalFilter, ApprovalGate, ApprovalStatus, Approver, AuditFilter, Decision,
     Escalate, OnTimeout, Policy, Quorum,
 };
+use miyabi::clock::ManualClock;
 use miyabi::{
     CommittedWorkflow, Engine, EngineError, RunStatus, SqliteStore, StepContext, Workflow, step_fn,
 };
@@ -332,17 +333,33 @@ async fn quorum_and_all_policies_with_teams() {
 
 #[tokio::test]
 async fn deadline_rejects_and_escalates() {
+    // A week-long deadline, on a clock the test moves: nothing sleeps.
     let dir = tempfile::tempdir().unwrap();
-    let engine = sqlite_engine(&dir);
+    let clock = ManualClock::starting_now();
+    let engine = Engine::builder()
+        .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+        .clock(clock.clone())
+        // Only the passes this test makes.
+        .worker_interval(Duration::from_secs(3600))
+        .build();
+    let week = Duration::from_secs(7 * 86_400);
     let wf = ship(
         ApprovalGate::new()
             .approvers(["alice"])
-            .deadline(Duration::from_millis(50))
+            .deadline(week)
             .on_timeout(OnTimeout::Reject),
     );
     let run = engine.start(&wf, json!({"issue": "#3"})).await.unwrap();
-    // The worker applies the deadline by itself.
-    let done = wait_status(&engine, &run.id, RunStatus::Succeeded).await;
+    clock.advance(week - Duration::from_secs(1));
+    assert_eq!(engine.approvals().tick().await.unwrap().expired, 0);
+    assert_eq!(
+        engine.get(&run.id).await.unwrap().unwrap().status,
+        RunStatus::Suspended
+    );
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(engine.approvals().tick().await.unwrap().expired, 1);
+    let done = engine.wait(&run.id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded);
     assert_eq!(done.output.unwrap()["deployed"], json!(false));
     let gate = engine.approvals().get(&run.id, "code-review").unwrap();
     assert_eq!(gate.status, ApprovalStatus::Rejected);
@@ -364,19 +381,17 @@ async fn deadline_rejects_and_escalates() {
             "gate",
             ApprovalGate::new()
                 .approvers(["alice"])
-                .deadline(Duration::from_millis(30))
+                .deadline(Duration::from_secs(3 * 86_400))
                 .on_timeout(Escalate(["cto"])),
         )
         .commit()
         .unwrap();
     let run = engine.start(&esc, json!("x")).await.unwrap();
     let cto = Approver::new("cto");
-    let mut tries = 0;
-    while engine.approvals().inbox(&cto).unwrap().is_empty() {
-        tries += 1;
-        assert!(tries < 500, "escalation never happened");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(engine.approvals().inbox(&cto).unwrap().is_empty());
+    clock.advance(Duration::from_secs(3 * 86_400 + 1));
+    assert_eq!(engine.approvals().tick().await.unwrap().expired, 1);
+    assert_eq!(engine.approvals().inbox(&cto).unwrap().len(), 1);
     let gate = engine.approvals().get(&run.id, "gate").unwrap();
     assert!(gate.escalated);
     assert_eq!(gate.approvers, ["alice", "cto"]);
@@ -418,17 +433,24 @@ async fn a_deadline_that_passed_while_no_process_ran_fires_at_the_next_start() {
             .deadline(Duration::from_millis(100))
             .on_timeout(OnTimeout::Approve),
     );
+    let clock = ManualClock::starting_now();
     let run_id = {
         let engine = Engine::builder()
             .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+            .clock(clock.clone())
             // This engine's worker would fire it itself: make it sleep through the deadline.
             .worker_interval(Duration::from_secs(3600))
             .build();
         let run = engine.start(&wf, json!({"issue": "#4"})).await.unwrap();
         run.id
     };
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let engine = sqlite_engine(&dir);
+    // No process runs while the deadline passes.
+    clock.advance(Duration::from_millis(150));
+    let engine = Engine::builder()
+        .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+        .clock(clock.clone())
+        .worker_interval(Duration::from_millis(20))
+        .build();
     engine.register(&wf);
     let report = engine.approvals().tick().await.unwrap();
     assert_eq!(report.expired, 1);

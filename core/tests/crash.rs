@@ -879,11 +879,29 @@ async fn non_idempotent_suspend_waits_for_a_human_after_kill() {
 /// An engine that only resumes runs (never starts or recovers one) keeps its claim on the run
 /// it drives: another engine's `recover()` must not take the run over while its step is still
 /// executing (which would execute the step twice).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// The engines' clock in this test: tokio's (paused) time, so that leases, their renewals and
+/// the step's own wait all move together, without real waiting.
+struct TokioClock {
+    start: tokio::time::Instant,
+    base_ms: i64,
+}
+
+impl miyabi::clock::Clock for TokioClock {
+    fn now_ms(&self) -> i64 {
+        self.base_ms + self.start.elapsed().as_millis() as i64
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn recover_does_not_take_a_resumed_run_from_a_live_engine() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("own.db")).unwrap());
     let log = dir.path().join("own.log");
+    let start = tokio::time::Instant::now();
+    let clock = move || TokioClock {
+        start,
+        base_ms: 1_800_000_000_000,
+    };
     // The step outlasts the lease more than twice: only renewals keep the claim.
     let lease = Duration::from_millis(1500);
     let slow = {
@@ -903,7 +921,10 @@ async fn recover_does_not_take_a_resumed_run_from_a_live_engine() {
         .commit()
         .unwrap();
     let id = {
-        let engine = Engine::builder().store_arc(Arc::clone(&store)).build();
+        let engine = Engine::builder()
+            .store_arc(Arc::clone(&store))
+            .clock(clock())
+            .build();
         let run = engine.start(&wf, json!(1)).await.unwrap();
         assert_eq!(run.status, RunStatus::Suspended);
         run.id
@@ -911,6 +932,7 @@ async fn recover_does_not_take_a_resumed_run_from_a_live_engine() {
     let resumer = Engine::builder()
         .store_arc(Arc::clone(&store))
         .lease(lease)
+        .clock(clock())
         .build();
     resumer.register(&wf);
     let resuming = {
@@ -920,6 +942,7 @@ async fn recover_does_not_take_a_resumed_run_from_a_live_engine() {
     let other = Engine::builder()
         .store_arc(Arc::clone(&store))
         .lease(lease)
+        .clock(clock())
         .build();
     other.register(&wf);
     let mut taken = Vec::new();

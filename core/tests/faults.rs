@@ -264,6 +264,7 @@ fn expect_fault(fault: Fault, err: &EngineError, n: usize) {
 /// the same engine), and check the finished run against an uninterrupted one.
 async fn sweep(fault: Fault, new_engine: bool) {
     let dir = tempfile::tempdir().unwrap();
+    let clock = miyabi::clock::ManualClock::starting_now();
     let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("faults.db")).unwrap());
     let commits = reference(&json!({ "case": 1 })).await.commits;
     assert!(commits > 10, "a run makes {commits} commits");
@@ -279,6 +280,7 @@ async fn sweep(fault: Fault, new_engine: bool) {
             .durability(Durability::EveryStep)
             .store_arc(Arc::clone(&faulty) as Arc<dyn Store>)
             .lease(Duration::from_millis(1))
+            .clock(clock.clone())
             .build();
         let result = engine.start(&wf, input.clone()).await;
         let err = match result {
@@ -298,10 +300,11 @@ async fn sweep(fault: Fault, new_engine: bool) {
         let recovered = if new_engine {
             drop(engine);
             // The failed engine's 1 ms lease must run out before another engine may claim.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            clock.advance(Duration::from_millis(10));
             let engine = Engine::builder()
                 .durability(Durability::EveryStep)
                 .store_arc(Arc::clone(&inner))
+                .clock(clock.clone())
                 .build();
             engine.register(&wf);
             let ids = engine.recover().await.unwrap();
@@ -408,6 +411,7 @@ async fn every_fault_at_every_commit_recovers_on_the_same_engine() {
 /// and nothing is duplicated or lost.
 async fn resume_sweep(fault: Fault) {
     let dir = tempfile::tempdir().unwrap();
+    let clock = miyabi::clock::ManualClock::starting_now();
     let inner: Arc<dyn Store> =
         Arc::new(SqliteStore::open(dir.path().join("resume-faults.db")).unwrap());
     let wf_for = |execs: &Execs| {
@@ -447,6 +451,7 @@ async fn resume_sweep(fault: Fault) {
             .durability(Durability::EveryStep)
             .store_arc(Arc::clone(&faulty) as Arc<dyn Store>)
             .lease(Duration::from_millis(1))
+            .clock(clock.clone())
             .build();
         let run = engine.start(&wf, json!(n)).await.unwrap();
         assert_eq!(run.status, RunStatus::Suspended);
@@ -458,10 +463,12 @@ async fn resume_sweep(fault: Fault) {
             .unwrap_err();
         expect_fault(fault, &err, n);
         drop(engine);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The failed engine's 1 ms lease must run out before another engine may claim.
+        clock.advance(Duration::from_millis(10));
         let engine = Engine::builder()
             .durability(Durability::EveryStep)
             .store_arc(Arc::clone(&inner))
+            .clock(clock.clone())
             .build();
         engine.register(&wf);
         for r in engine.recover().await.unwrap() {

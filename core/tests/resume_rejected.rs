@@ -53,12 +53,16 @@ async fn rejected_resumes_change_no_row() {
         .commit()
         .expect("commit");
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine = Engine::sqlite(dir.path().join("runs.db")).expect("engine");
+    let clock = miyabi::clock::ManualClock::starting_now();
+    let engine = Engine::builder()
+        .store(miyabi::SqliteStore::open(dir.path().join("runs.db")).expect("store"))
+        .clock(clock.clone())
+        .build();
     let run = engine.start(&wf, json!(1)).await.expect("start");
     assert_eq!(run.status, RunStatus::Suspended);
     let before = snapshot(&engine, &run.id);
     // Let the clock move, so a write would show in `updated_at`.
-    std::thread::sleep(std::time::Duration::from_millis(3));
+    clock.advance(std::time::Duration::from_secs(1));
 
     // A path that is not suspended.
     let e = engine
@@ -89,7 +93,7 @@ async fn rejected_resumes_change_no_row() {
     paths.sort();
     assert_eq!(paths, ["gate", "other"]);
     let before = snapshot(&engine, &run.id);
-    std::thread::sleep(std::time::Duration::from_millis(3));
+    clock.advance(std::time::Duration::from_secs(1));
     let e = engine
         .resume(&run.id, "gate", json!({ "approved": true }))
         .await;

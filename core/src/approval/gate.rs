@@ -301,7 +301,7 @@ impl Step for ApprovalGate {
         if let Some(decision) = ctx.resume_data() {
             return Ok(decision.clone());
         }
-        let req = self.request(ctx.path(), &input, crate::store::now_ms());
+        let req = self.request(ctx.path(), &input, ctx.now_ms());
         ctx.suspend(json!({ "type": GATE_TYPE, "request": req }))
     }
 }

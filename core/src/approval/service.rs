@@ -9,7 +9,7 @@ use super::types::{
     DecisionAction, Delivery, DeliveryStatus, GateUpdate, OnTimeout, Policy, Vote,
 };
 use crate::error::EngineError;
-use crate::store::{GateStore, RunStatus, now_ms};
+use crate::store::{GateStore, RunStatus};
 use crate::workflow::{Engine, Schema};
 
 /// How many times a decision is retried when the gate changed between read and write.
@@ -127,7 +127,7 @@ impl Approvals {
                     reason: format!("`{}` already voted on this gate", who.id),
                 });
             }
-            let now = now_ms();
+            let now = self.engine.now_ms();
             let mut next = a.clone();
             next.version += 1;
             next.deliveries.clear();
@@ -214,7 +214,7 @@ impl Approvals {
     pub async fn tick(&self) -> Result<TickReport, ApprovalError> {
         let store = self.store()?;
         let mut report = TickReport::default();
-        let now = now_ms();
+        let now = self.engine.now_ms();
         for a in store.list_gates(&ApprovalFilter {
             deadline_before: Some(now),
             ..ApprovalFilter::default()
@@ -231,7 +231,7 @@ impl Approvals {
                 report.delivered += 1;
             }
         }
-        for d in store.due_deliveries(now_ms(), 64)? {
+        for d in store.due_deliveries(self.engine.now_ms(), 64)? {
             match self.send(d).await? {
                 Some(true) => report.notified += 1,
                 Some(false) => report.notify_failures += 1,
@@ -427,7 +427,7 @@ impl Approvals {
             let _e = span.enter();
             notifier.send(&notice).await
         };
-        let now = now_ms();
+        let now = self.engine.now_ms();
         d.attempts += 1;
         d.updated_at = now;
         let (ok, audit) = match result {

@@ -14,7 +14,7 @@ use super::event::{EventKind, RunEvent};
 use super::machine::{Action, Machine, Status};
 use super::step::RunState;
 use crate::error::{EngineError, StepError};
-use crate::store::{Batch, RunRecord, RunStatus, RunUpdate, StepStatus, Store, now_ms};
+use crate::store::{Batch, RunRecord, RunStatus, RunUpdate, StepStatus, Store};
 
 /// Live subscribers of one active run; the channel is made on first subscription.
 #[derive(Default)]
@@ -70,6 +70,8 @@ pub(crate) struct RunCore {
     pending: Batch,
     /// The engine that claimed the run: every commit is fenced by it (see [`Batch::fence`]).
     owner: Arc<str>,
+    /// The engine's clock: every timestamp the run writes.
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
 }
 
 /// Where a run stands after an advance, without the output or error (which stay in
@@ -104,6 +106,7 @@ impl RunCore {
         input: Value,
         owner: &Arc<str>,
         lease_until: i64,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Box<Self>, EngineError> {
         if let Some(s) = &graph.input_schema {
             s.validate(&input, &format!("workflow `{}`", graph.id), "input")?;
@@ -158,6 +161,7 @@ impl RunCore {
             status: Status::Running,
             pending,
             owner: Arc::clone(owner),
+            clock,
         }))
     }
 
@@ -168,6 +172,7 @@ impl RunCore {
         record: &RunRecord,
         committed: RunStatus,
         owner: &Arc<str>,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<Box<Self>, EngineError> {
         let steps = store.steps(&record.id)?;
         let state = store.state(&record.id)?;
@@ -185,6 +190,7 @@ impl RunCore {
             status: Status::Running,
             pending: Batch::default(),
             owner: Arc::clone(owner),
+            clock,
         }))
     }
 
@@ -224,7 +230,7 @@ impl RunCore {
     /// (steps that finished without waiting) before it flushes; it must flush before it waits
     /// for anything and before it reports the run's status.
     pub(crate) fn advance_into(&mut self, actions: &mut Vec<Action>) -> Phase {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let status = self.machine.poll(now);
         self.machine.drain_actions(actions);
         self.collect(now);
@@ -345,7 +351,7 @@ impl RunCore {
     /// The pending batch, fenced by this engine, and its events for live subscribers (which
     /// go out only after the commit succeeded); `None` when there is nothing to commit.
     fn take_batch(&mut self) -> Option<(Batch, Option<Vec<RunEvent>>)> {
-        self.collect(now_ms());
+        self.collect(self.clock.now_ms());
         if self.pending.is_empty() {
             return None;
         }
@@ -398,12 +404,12 @@ impl RunCore {
 
     /// Hands back the result of an action.
     pub(crate) fn complete(&mut self, path: &str, result: Result<Value, StepError>) {
-        self.machine.complete(path, result, now_ms());
+        self.machine.complete(path, result, self.clock.now_ms());
     }
 
     /// Sets resume data on a suspended path and commits it (with the run back to running).
     pub(crate) fn resume(&mut self, path: &str, data: Value) -> Result<(), EngineError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let Some(rec) = self.machine.resume(path, data, now) else {
             return Err(EngineError::NotSuspended {
                 run: self.run_id.to_string(),
@@ -432,7 +438,7 @@ impl RunCore {
 
     /// Adds a custom event to the pending batch (committed with the next flush).
     pub(crate) fn custom_pending(&mut self, path: String, name: String, data: Value) {
-        self.stamp(EventKind::Custom { path, name, data }, now_ms());
+        self.stamp(EventKind::Custom { path, name, data }, self.clock.now_ms());
     }
 
     /// Commits a custom event.
@@ -442,13 +448,13 @@ impl RunCore {
         name: String,
         data: Value,
     ) -> Result<(), EngineError> {
-        self.stamp(EventKind::Custom { path, name, data }, now_ms());
+        self.stamp(EventKind::Custom { path, name, data }, self.clock.now_ms());
         self.flush()
     }
 
     /// Ends the run with `status` (cancelled or failed) and `error`, whatever is in flight.
     pub(crate) fn finish(&mut self, status: RunStatus, error: String) -> Result<(), EngineError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let (steps, mut kinds) = self.machine.take_writes();
         kinds.push(EventKind::RunFinished {
             status,
@@ -478,7 +484,7 @@ impl RunCore {
             status: RunStatus::Suspended,
             output: None,
             error: None,
-            updated_at: now_ms(),
+            updated_at: self.clock.now_ms(),
             release: true,
         });
         self.committed = RunStatus::Suspended;

@@ -178,6 +178,7 @@ struct CtxInner {
     cancel: CancellationToken,
     state: Arc<RunState>,
     emitter: Option<Emitter>,
+    clock: Option<Arc<dyn crate::clock::Clock>>,
 }
 
 impl std::fmt::Debug for StepContext {
@@ -199,6 +200,7 @@ impl StepContext {
         cancel: CancellationToken,
         state: Arc<RunState>,
         emitter: Option<Emitter>,
+        clock: Option<Arc<dyn crate::clock::Clock>>,
     ) -> Self {
         Self {
             inner: Arc::new(CtxInner {
@@ -209,7 +211,18 @@ impl StepContext {
                 cancel,
                 state,
                 emitter,
+                clock,
             }),
+        }
+    }
+
+    /// The time by the engine's clock (ms since the epoch; see
+    /// [`EngineBuilder::clock`](crate::EngineBuilder::clock)): what a step should use for
+    /// times it records, so that tests with a manual clock see them move with it.
+    pub fn now_ms(&self) -> i64 {
+        match &self.inner.clock {
+            Some(c) => c.now_ms(),
+            None => crate::store::now_ms(),
         }
     }
 

@@ -46,7 +46,9 @@ pub(super) async fn drive(
     let emit = Emitter::default();
     let mut inflight = Inflight::default();
     let deadline = graph.timeout.map(|t| {
-        let elapsed = Duration::from_millis(now_ms().saturating_sub(core.created_at).max(0) as u64);
+        let elapsed = Duration::from_millis(
+            core.clock.now_ms().saturating_sub(core.created_at).max(0) as u64,
+        );
         // A timeout too far away for the clock to represent is no deadline at all.
         tokio::time::Instant::now().checked_add(t.saturating_sub(elapsed))
     });
@@ -121,8 +123,8 @@ pub(super) async fn drive(
                 }
                 Action::Sleep { path, wake_at } => {
                     let cancel = active.cancel.clone();
+                    let wait = wake_at.saturating_sub(core.clock.now_ms()).max(0) as u64;
                     inflight.push(Box::pin(async move {
-                        let wait = wake_at.saturating_sub(now_ms()).max(0) as u64;
                         tokio::select! {
                             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                             _ = cancel.cancelled() => {}
@@ -255,6 +257,7 @@ pub(crate) fn run_step(
         token,
         Arc::clone(&core.state),
         Some(emit.clone()),
+        Some(Arc::clone(&core.clock)),
     );
     let span = tracing::info_span!("step", path = %path, attempt);
     Box::pin(
@@ -367,12 +370,12 @@ pub(crate) fn outcome_taken(core: &mut RunCore) -> Run {
         error,
         suspended: core.suspensions(),
         created_at: core.created_at,
-        updated_at: now_ms(),
+        updated_at: core.clock.now_ms(),
     }
 }
 
 pub(crate) fn outcome(core: &RunCore) -> Run {
-    let now = now_ms();
+    let now = core.clock.now_ms();
     let (output, error) = match &core.status {
         Status::Succeeded(v) => (Some(v.clone()), None),
         Status::Failed(e) => (None, Some(e.clone())),

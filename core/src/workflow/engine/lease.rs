@@ -27,7 +27,7 @@ impl Engine {
     // Boxed on purpose: each core is handed to its own driver, which keeps it boxed.
     #[allow(clippy::vec_box)]
     pub(crate) fn claim_orphans(&self) -> Result<Vec<Box<RunCore>>, EngineError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let running = self.inner.store.list_runs(&RunFilter {
             status: Some(RunStatus::Running),
             ..RunFilter::default()
@@ -68,6 +68,7 @@ impl Engine {
                 &r,
                 RunStatus::Running,
                 &self.inner.owner,
+                Arc::clone(&self.inner.clock),
             )?);
         }
         Ok(cores)
@@ -92,7 +93,7 @@ impl Engine {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(inner) = weak.upgrade() else { return };
-                let until = crate::store::ms_after(now_ms(), inner.lease);
+                let until = crate::store::ms_after(inner.clock.now_ms(), inner.lease);
                 if let Err(e) = inner.store.renew(&inner.owner, until) {
                     tracing::warn!(error = %e, "lease renewal failed");
                 }

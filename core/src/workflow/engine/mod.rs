@@ -19,9 +19,7 @@ use super::event::RunEvent;
 use super::machine::{Action, DecisionKind, Status};
 use super::step::{Emitter, StepContext};
 use crate::error::{EngineError, StepError};
-use crate::store::{
-    Claim, MemoryStore, RunFilter, RunRecord, RunStatus, SqliteStore, Store, now_ms,
-};
+use crate::store::{Claim, MemoryStore, RunFilter, RunRecord, RunStatus, SqliteStore, Store};
 
 mod driver;
 mod events;
@@ -109,6 +107,8 @@ pub(crate) struct Inner {
     pub(crate) public_url: String,
     /// Where the worker hands decided gates of runs whose steps run outside Rust.
     pub(crate) gate_handoff: Mutex<Option<GateHandoff>>,
+    /// Where the engine reads the time.
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// Batches of runs waiting while another run commits (see `group.rs`).
     group: Arc<super::group::GroupCommit>,
 }
@@ -150,9 +150,19 @@ pub struct EngineBuilder {
     retention: Option<crate::store::Retention>,
     retention_every: Duration,
     public_url: String,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl EngineBuilder {
+    /// Where the engine reads the time for what it writes and compares: run and record
+    /// timestamps, approval deadlines, leases, retention (default: the system clock). Tests
+    /// pass a [`ManualClock`](crate::clock::ManualClock) to move a week forward without
+    /// waiting. Timers (sleeps, timeouts, backoff) still wait on tokio's clock.
+    pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// The store for runs (default: in memory).
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
@@ -247,6 +257,7 @@ impl EngineBuilder {
                 retention_every: self.retention_every,
                 public_url: self.public_url,
                 gate_handoff: Mutex::new(None),
+                clock: self.clock,
                 group: Arc::default(),
             }),
         }
@@ -341,7 +352,13 @@ impl Engine {
             retention: None,
             retention_every: Duration::from_secs(60),
             public_url: "http://127.0.0.1:7420".into(),
+            clock: Arc::new(crate::clock::SystemClock),
         }
+    }
+
+    /// The time by this engine's clock (ms since the epoch).
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
     }
 
     /// An engine over an in-memory store.
@@ -450,13 +467,15 @@ impl Engine {
         if self.inner.retention.is_some() && self.inner.worker.get().is_none() {
             self.start_worker();
         }
+        let now = self.now_ms();
         RunCore::create(
             Arc::clone(&self.inner.store),
             Arc::clone(g),
-            new_run_id(),
+            new_run_id(now),
             input,
             &self.inner.owner,
-            crate::store::ms_after(now_ms(), self.inner.lease),
+            crate::store::ms_after(now, self.inner.lease),
+            Arc::clone(&self.inner.clock),
         )
     }
 
@@ -526,6 +545,7 @@ impl Engine {
                 &record,
                 RunStatus::Suspended,
                 &self.inner.owner,
+                Arc::clone(&self.inner.clock),
             )?;
             let mut actions = Vec::new();
             if probe.advance_into(&mut actions) == Phase::Suspended && actions.is_empty() {
@@ -537,7 +557,7 @@ impl Engine {
             status: RunStatus::Suspended,
             owner: None,
             new_owner: &self.inner.owner,
-            lease_until: crate::store::ms_after(now_ms(), self.inner.lease),
+            lease_until: crate::store::ms_after(self.now_ms(), self.inner.lease),
         })?;
         if !claimed {
             return Err(EngineError::Contended {
@@ -564,6 +584,7 @@ impl Engine {
             &record,
             RunStatus::Suspended,
             &self.inner.owner,
+            Arc::clone(&self.inner.clock),
         )?;
         // Replay up to the suspension points (commits nothing new for a consistent store).
         let (actions, status) = core.poll()?;
@@ -671,7 +692,9 @@ impl Engine {
         if record.status == RunStatus::Running
             && let Some(owner) = record.owner.as_deref()
             && owner != &*self.inner.owner
-            && record.lease_until.is_some_and(|until| until >= now_ms())
+            && record
+                .lease_until
+                .is_some_and(|until| until >= self.now_ms())
             && !owner_is_dead(owner)
         {
             return Err(EngineError::Owned {
@@ -691,7 +714,7 @@ impl Engine {
             status: record.status,
             owner: record.owner.as_deref(),
             new_owner: &self.inner.owner,
-            lease_until: crate::store::ms_after(now_ms(), self.inner.lease),
+            lease_until: crate::store::ms_after(self.now_ms(), self.inner.lease),
         })?;
         if !claimed {
             return Err(EngineError::Contended {
@@ -707,6 +730,7 @@ impl Engine {
                     &record,
                     RunStatus::Running,
                     &self.inner.owner,
+                    Arc::clone(&self.inner.clock),
                 )?;
                 core.finish(RunStatus::Cancelled, "cancelled".into())?;
             }
@@ -720,7 +744,7 @@ impl Engine {
     /// Commits the cancellation of a claimed run without its definition: the run row becomes
     /// `cancelled` (owner released) and `run-finished` is appended to its event log.
     fn cancel_in_store(&self, run_id: &str) -> Result<(), EngineError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let error = "cancelled".to_string();
         let seq = self.inner.store.last_seq(run_id)? + 1;
         let batch = crate::store::Batch {
@@ -851,10 +875,10 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// thread-local generator, so there is no system call per run. The time becomes the run's
 /// `created_at`, so ordering runs by id orders them by creation time (the SQLite store's
 /// listings rely on it).
-fn new_run_id() -> (String, i64) {
+fn new_run_id(now_ms: i64) -> (String, i64) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = (now_ms().max(0) as u64) << 12;
+    let now = (now_ms.max(0) as u64) << 12;
     let mut prev = LAST.load(Ordering::Relaxed);
     let stamp = loop {
         let next = if now > prev { now } else { prev + 1 };

@@ -132,7 +132,7 @@ impl Engine {
     /// # Ok::<(), miyabi::EngineError>(())
     /// ```
     pub fn prune(&self, rule: &crate::store::Retention) -> Result<u64, EngineError> {
-        Ok(self.inner.store.prune(rule, now_ms())?)
+        Ok(self.inner.store.prune(rule, self.now_ms())?)
     }
 
     /// Claims a suspended run at an approval gate, commits the decision as the gate's resume
