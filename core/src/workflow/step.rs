@@ -192,26 +192,25 @@ impl std::fmt::Debug for StepContext {
 }
 
 impl StepContext {
+    /// The context of one attempt of the step at `path` of `core`'s run.
     pub(crate) fn new(
-        run_id: Arc<str>,
+        core: &crate::workflow::core::RunCore,
         path: Arc<str>,
         attempt: u32,
         resume: Option<Value>,
         cancel: CancellationToken,
-        state: Arc<RunState>,
-        emitter: Option<Emitter>,
-        clock: Option<Arc<dyn crate::clock::Clock>>,
+        emitter: Emitter,
     ) -> Self {
         Self {
             inner: Arc::new(CtxInner {
-                run_id,
+                run_id: Arc::clone(&core.run_id),
                 path,
                 attempt,
                 resume,
                 cancel,
-                state,
-                emitter,
-                clock,
+                state: Arc::clone(&core.state),
+                emitter: Some(emitter),
+                clock: Some(Arc::clone(&core.clock)),
             }),
         }
     }

@@ -250,14 +250,12 @@ pub(crate) fn run_step(
         cancel.clone()
     };
     let ctx = StepContext::new(
-        Arc::clone(&core.run_id),
+        core,
         Arc::clone(&path),
         attempt,
         resume,
         token,
-        Arc::clone(&core.state),
-        Some(emit.clone()),
-        Some(Arc::clone(&core.clock)),
+        emit.clone(),
     );
     let span = tracing::info_span!("step", path = %path, attempt);
     Box::pin(
