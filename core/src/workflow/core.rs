@@ -74,27 +74,6 @@ pub(crate) struct RunCore {
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
 }
 
-/// Where a run stands after an advance, without the output or error (which stay in
-/// `RunCore::status`): what drivers branch on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Running,
-    Suspended,
-    Succeeded,
-    Failed,
-}
-
-impl Phase {
-    fn of(s: &Status) -> Self {
-        match s {
-            Status::Running => Phase::Running,
-            Status::Suspended(_) => Phase::Suspended,
-            Status::Succeeded(_) => Phase::Succeeded,
-            Status::Failed(_) => Phase::Failed,
-        }
-    }
-}
-
 impl RunCore {
     /// Creates a new run; its row is written with the first [`RunCore::flush`]. `id` is the
     /// run id and the time (ms) it encodes, which becomes the run's `created_at` (so that the
@@ -217,7 +196,7 @@ impl RunCore {
     }
 
     /// Advances the machine and commits what it produced in one batch.
-    pub(crate) fn poll(&mut self) -> Result<(Vec<Action>, Phase), EngineError> {
+    pub(crate) fn poll(&mut self) -> Result<(Vec<Action>, RunStatus), EngineError> {
         let mut actions = Vec::new();
         let phase = self.advance_into(&mut actions);
         self.flush()?;
@@ -229,17 +208,12 @@ impl RunCore {
     /// the pending batch, which [`RunCore::flush`] commits. A driver may advance several times
     /// (steps that finished without waiting) before it flushes; it must flush before it waits
     /// for anything and before it reports the run's status.
-    pub(crate) fn advance_into(&mut self, actions: &mut Vec<Action>) -> Phase {
+    pub(crate) fn advance_into(&mut self, actions: &mut Vec<Action>) -> RunStatus {
         let now = self.clock.now_ms();
         let status = self.machine.poll(now);
         self.machine.drain_actions(actions);
         self.collect(now);
-        let target = match &status {
-            Status::Running => RunStatus::Running,
-            Status::Suspended(_) => RunStatus::Suspended,
-            Status::Succeeded(_) => RunStatus::Succeeded,
-            Status::Failed(_) => RunStatus::Failed,
-        };
+        let target = status.run_status();
         if target != self.committed {
             let (output, error) = match &status {
                 // One stored copy, shared by the run's row and its `run-finished` event.
@@ -273,7 +247,7 @@ impl RunCore {
             });
             self.committed = target;
         }
-        let phase = Phase::of(&status);
+        let phase = status.run_status();
         self.status = status;
         phase
     }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::builder::{Graph, NodeKind, SleepSpec};
 use super::event::EventKind;
 use crate::error::{StepError, StepErrorKind};
-use crate::store::{RecordKind, StepRecord, StepStatus};
+use crate::store::{RecordKind, RunStatus, StepRecord, StepStatus};
 
 /// A decision the run needs from user code (a [`crate::external::Task::Decide`] for a driver outside
 /// Rust): which arm a branch takes, whether a loop goes on, what a map makes of its input,
@@ -88,6 +88,18 @@ pub(crate) enum Status {
     Suspended(Vec<String>),
     Succeeded(Value),
     Failed(String),
+}
+
+impl Status {
+    /// The stored status this amounts to (a run the machine sees never is `Cancelled`).
+    pub(crate) fn run_status(&self) -> RunStatus {
+        match self {
+            Status::Running => RunStatus::Running,
+            Status::Suspended(_) => RunStatus::Suspended,
+            Status::Succeeded(_) => RunStatus::Succeeded,
+            Status::Failed(_) => RunStatus::Failed,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,7 +57,7 @@ pub(super) async fn drive(
     let mut actions = first;
     loop {
         let status = core.advance_into(&mut actions);
-        if matches!(status, Phase::Succeeded | Phase::Failed) {
+        if matches!(status, RunStatus::Succeeded | RunStatus::Failed) {
             // Finished (say, a fail-fast failure): siblings still in flight no longer matter,
             // and the machine must not be polled again. Tell them through their token.
             core.take_emitted(&emit);
@@ -145,7 +145,7 @@ pub(super) async fn drive(
             continue;
         }
         match status {
-            Phase::Running => {}
+            RunStatus::Running => {}
             _ if inflight.is_empty() => return Ok(outcome_taken(&mut core)),
             _ => {}
         }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::builder::{CommittedWorkflow, Graph, NodeKind, SleepSpec};
-use super::core::{Live, Phase, RunCore, Suspension};
+use super::core::{Live, RunCore, Suspension};
 use super::event::RunEvent;
 use super::machine::{Action, DecisionKind, Status};
 use super::step::{Emitter, StepContext};
@@ -548,7 +548,7 @@ impl Engine {
                 Arc::clone(&self.inner.clock),
             )?;
             let mut actions = Vec::new();
-            if probe.advance_into(&mut actions) == Phase::Suspended && actions.is_empty() {
+            if probe.advance_into(&mut actions) == RunStatus::Suspended && actions.is_empty() {
                 self.check_resume(&probe, run_id, path, &data, gate)?;
             }
         }
@@ -588,7 +588,7 @@ impl Engine {
         )?;
         // Replay up to the suspension points (commits nothing new for a consistent store).
         let (actions, status) = core.poll()?;
-        if !actions.is_empty() || status != Phase::Suspended {
+        if !actions.is_empty() || status != RunStatus::Suspended {
             // A resumed path that never ran (crash after resume): just continue the run.
             return Ok((core, actions));
         }
