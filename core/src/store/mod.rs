@@ -8,6 +8,7 @@
 //! row per key of shared run state. The engine never rewrites a whole-run snapshot: every step
 //! transition is a small [`Batch`] committed atomically.
 
+#[cfg(feature = "testing")]
 mod fault;
 mod memory;
 mod memory_gates;
@@ -21,6 +22,7 @@ use serde_json::Value;
 
 use crate::error::StoreError;
 
+#[cfg(feature = "testing")]
 pub use fault::{Fault, FaultInjectingStore};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
