@@ -364,3 +364,49 @@ async fn serve_prints_a_generated_token_once_and_uses_configured_ones() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn other_commands_run_the_miyabi_program_of_that_name() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    // A `miyabi-hello` on PATH that reports its arguments and the database it was given.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let hello = bin.join("miyabi-hello");
+    std::fs::write(
+        &hello,
+        "#!/bin/sh\necho \"args: $*\"\necho \"db: $MIYABI_DB\"\nexit 3\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_miyabi"))
+        .args(["--db", db.to_str().unwrap(), "hello", "a b", "--flag"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("args: a b --flag"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("db: {}", db.display())),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(3), "its exit status is ours");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_miyabi"))
+        .args(["--db", db.to_str().unwrap(), "nope"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown command `nope`") && stderr.contains("miyabi-nope"),
+        "{stderr}"
+    );
+}

@@ -14,6 +14,7 @@
 //! Every command takes `--db PATH` (default `$MIYABI_DB`, else `./miyabi.db`) and `--json`.
 //! See `docs/server.md`.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -69,6 +70,11 @@ enum Command {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// Any other command `x` runs the program `miyabi-x` (next to this one, or on PATH) with
+    /// the remaining arguments, as git and cargo do: `miyabi mcp` is `miyabi-mcp`, `miyabi
+    /// code` is `miyabi-code` (each in its own crate, so this one stays small).
+    #[command(external_subcommand)]
+    External(Vec<OsString>),
 }
 
 #[derive(Subcommand)]
@@ -168,6 +174,9 @@ enum CliError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::External(args) = &cli.command {
+        return external(&cli, args);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -196,6 +205,44 @@ impl CliError {
             Self::Approval(e) => e.code(),
             Self::Usage(_) => miyabi::ErrorCode::InvalidArgument,
             Self::Server(_) | Self::Runtime(_) => miyabi::ErrorCode::Engine,
+        }
+    }
+}
+
+/// Runs `miyabi-<name>` for `miyabi <name> args...`, with `--db` passed on as `MIYABI_DB`;
+/// exits with its status.
+fn external(cli: &Cli, args: &[OsString]) -> ExitCode {
+    let Some((name, rest)) = args.split_first() else {
+        return ExitCode::FAILURE;
+    };
+    let program = format!("miyabi-{}", name.to_string_lossy());
+    // Next to this executable first (an install puts them together), then PATH.
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(&program)))
+        .filter(|p| p.is_file());
+    let mut cmd = std::process::Command::new(beside.as_deref().unwrap_or(program.as_ref()));
+    cmd.args(rest).env("MIYABI_DB", &cli.db);
+    if cli.json {
+        cmd.arg("--json");
+    }
+    match cmd.status() {
+        Ok(status) => match status.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            // Killed by a signal.
+            None => ExitCode::FAILURE,
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "miyabi: error [INVALID_ARGUMENT]: unknown command `{}`: no program `{program}` next to this one or on PATH (e.g. `cargo install {program}`)",
+                name.to_string_lossy()
+            );
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("miyabi: error [ENGINE]: cannot run `{program}`: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -328,6 +375,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        // Handled in `main` before the engine opens.
+        Command::External(_) => Err(CliError::Usage("an external command".into())),
         Command::Runs(RunsCommand::Cancel { id }) => {
             let run = engine.cancel(&id).await?;
             if cli.json {
