@@ -80,3 +80,25 @@ impl Clock for ManualClock {
         self.now.load(Ordering::SeqCst)
     }
 }
+
+/// The engine's clock as the engine holds it: the system clock is called directly (no
+/// allocation, no dynamic call on the hot path), any other through its trait object.
+#[derive(Clone, Default)]
+pub(crate) enum TimeSource {
+    /// [`SystemClock`].
+    #[default]
+    System,
+    /// A clock given to [`EngineBuilder::clock`](crate::EngineBuilder::clock).
+    Custom(Arc<dyn Clock>),
+}
+
+impl TimeSource {
+    /// The current time, ms since the epoch.
+    #[inline]
+    pub(crate) fn now_ms(&self) -> i64 {
+        match self {
+            TimeSource::System => crate::store::now_ms(),
+            TimeSource::Custom(c) => c.now_ms(),
+        }
+    }
+}

@@ -71,7 +71,7 @@ pub(crate) struct RunCore {
     /// The engine that claimed the run: every commit is fenced by it (see [`Batch::fence`]).
     owner: Arc<str>,
     /// The engine's clock: every timestamp the run writes.
-    pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    pub(crate) clock: crate::clock::TimeSource,
 }
 
 impl RunCore {
@@ -85,7 +85,7 @@ impl RunCore {
         input: Value,
         owner: &Arc<str>,
         lease_until: i64,
-        clock: Arc<dyn crate::clock::Clock>,
+        clock: crate::clock::TimeSource,
     ) -> Result<Box<Self>, EngineError> {
         if let Some(s) = &graph.input_schema {
             s.validate(&input, &format!("workflow `{}`", graph.id), "input")?;
@@ -151,7 +151,7 @@ impl RunCore {
         record: &RunRecord,
         committed: RunStatus,
         owner: &Arc<str>,
-        clock: Arc<dyn crate::clock::Clock>,
+        clock: crate::clock::TimeSource,
     ) -> Result<Box<Self>, EngineError> {
         let steps = store.steps(&record.id)?;
         let state = store.state(&record.id)?;

@@ -178,7 +178,7 @@ struct CtxInner {
     cancel: CancellationToken,
     state: Arc<RunState>,
     emitter: Option<Emitter>,
-    clock: Option<Arc<dyn crate::clock::Clock>>,
+    clock: crate::clock::TimeSource,
 }
 
 impl std::fmt::Debug for StepContext {
@@ -210,7 +210,7 @@ impl StepContext {
                 cancel,
                 state: Arc::clone(&core.state),
                 emitter: Some(emitter),
-                clock: Some(Arc::clone(&core.clock)),
+                clock: core.clock.clone(),
             }),
         }
     }
@@ -219,10 +219,7 @@ impl StepContext {
     /// [`EngineBuilder::clock`](crate::EngineBuilder::clock)): what a step should use for
     /// times it records, so that tests with a manual clock see them move with it.
     pub fn now_ms(&self) -> i64 {
-        match &self.inner.clock {
-            Some(c) => c.now_ms(),
-            None => crate::store::now_ms(),
-        }
+        self.inner.clock.now_ms()
     }
 
     /// The run's id.

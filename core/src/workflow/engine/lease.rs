@@ -68,7 +68,7 @@ impl Engine {
                 &r,
                 RunStatus::Running,
                 &self.inner.owner,
-                Arc::clone(&self.inner.clock),
+                self.inner.clock.clone(),
             )?);
         }
         Ok(cores)

@@ -108,7 +108,7 @@ pub(crate) struct Inner {
     /// Where the worker hands decided gates of runs whose steps run outside Rust.
     pub(crate) gate_handoff: Mutex<Option<GateHandoff>>,
     /// Where the engine reads the time.
-    pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    pub(crate) clock: crate::clock::TimeSource,
     /// Batches of runs waiting while another run commits (see `group.rs`).
     group: Arc<super::group::GroupCommit>,
 }
@@ -150,7 +150,7 @@ pub struct EngineBuilder {
     retention: Option<crate::store::Retention>,
     retention_every: Duration,
     public_url: String,
-    clock: Arc<dyn crate::clock::Clock>,
+    clock: crate::clock::TimeSource,
 }
 
 impl EngineBuilder {
@@ -159,7 +159,7 @@ impl EngineBuilder {
     /// pass a [`ManualClock`](crate::clock::ManualClock) to move a week forward without
     /// waiting. Timers (sleeps, timeouts, backoff) still wait on tokio's clock.
     pub fn clock(mut self, clock: impl crate::clock::Clock) -> Self {
-        self.clock = Arc::new(clock);
+        self.clock = crate::clock::TimeSource::Custom(Arc::new(clock));
         self
     }
 
@@ -352,7 +352,7 @@ impl Engine {
             retention: None,
             retention_every: Duration::from_secs(60),
             public_url: "http://127.0.0.1:7420".into(),
-            clock: Arc::new(crate::clock::SystemClock),
+            clock: crate::clock::TimeSource::System,
         }
     }
 
@@ -475,7 +475,7 @@ impl Engine {
             input,
             &self.inner.owner,
             crate::store::ms_after(now, self.inner.lease),
-            Arc::clone(&self.inner.clock),
+            self.inner.clock.clone(),
         )
     }
 
@@ -545,7 +545,7 @@ impl Engine {
                 &record,
                 RunStatus::Suspended,
                 &self.inner.owner,
-                Arc::clone(&self.inner.clock),
+                self.inner.clock.clone(),
             )?;
             let mut actions = Vec::new();
             if probe.advance_into(&mut actions) == RunStatus::Suspended && actions.is_empty() {
@@ -584,7 +584,7 @@ impl Engine {
             &record,
             RunStatus::Suspended,
             &self.inner.owner,
-            Arc::clone(&self.inner.clock),
+            self.inner.clock.clone(),
         )?;
         // Replay up to the suspension points (commits nothing new for a consistent store).
         let (actions, status) = core.poll()?;
@@ -730,7 +730,7 @@ impl Engine {
                     &record,
                     RunStatus::Running,
                     &self.inner.owner,
-                    Arc::clone(&self.inner.clock),
+                    self.inner.clock.clone(),
                 )?;
                 core.finish(RunStatus::Cancelled, "cancelled".into())?;
             }
