@@ -13,7 +13,7 @@ use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use super::adapters::{Adapter, Target, adapter};
 use super::catalog::{Auth, Catalog, ModelInfo, Protocol, env_prefix, fill_template};
 use super::decode::{ResponseCollector, StreamDecoder, StructuredToolUnwrap};
-use super::error::ModelError;
+use super::error::{ConfigError, HeaderKind, ModelError};
 use super::http::{self, CallSite, HttpClient, HttpOptions};
 use super::redact::{Secrets, is_sensitive_name, redact_url};
 use super::types::{ApiKey, EventStream, ModelRequest, ModelResponse, StreamEvent};
@@ -219,17 +219,12 @@ impl ModelBuilder {
 
     /// Resolves without building an HTTP client (discovery, tests).
     pub fn resolve(&self) -> Result<Resolved, ModelError> {
-        let (provider_id, model_id) = self.spec.split_once('/').ok_or_else(|| {
-            ModelError::Config(format!(
-                "model spec {:?} must be \"provider/model\"",
-                self.spec
-            ))
-        })?;
+        let bad_spec = || ConfigError::BadSpec {
+            spec: self.spec.clone(),
+        };
+        let (provider_id, model_id) = self.spec.split_once('/').ok_or_else(bad_spec)?;
         if provider_id.is_empty() || model_id.is_empty() {
-            return Err(ModelError::Config(format!(
-                "model spec {:?} must be \"provider/model\"",
-                self.spec
-            )));
+            return Err(bad_spec().into());
         }
         let env = &*self.env;
         let catalog = Catalog::embedded();
@@ -239,22 +234,20 @@ impl ModelBuilder {
             catalog.provider(provider_id)
         };
         if provider.is_none() && !self.custom {
-            let near: Vec<&str> = catalog
+            let similar: Vec<String> = catalog
                 .providers()
                 .iter()
                 .map(|p| p.id.as_str())
                 .filter(|id| id.contains(provider_id) || provider_id.contains(*id))
                 .take(5)
+                .map(str::to_owned)
                 .collect();
-            return Err(ModelError::Config(format!(
-                "unknown provider {provider_id:?} (the catalogue has {} providers{}); for another endpoint use ModelBuilder::custom",
-                catalog.providers().len(),
-                if near.is_empty() {
-                    String::new()
-                } else {
-                    format!(", similar: {}", near.join(", "))
-                }
-            )));
+            return Err(ConfigError::UnknownProvider {
+                provider: provider_id.to_owned(),
+                known: catalog.providers().len(),
+                similar,
+            }
+            .into());
         }
         let info: Option<ModelInfo> = provider.and_then(|p| p.model(model_id)).cloned();
         let protocol = self
@@ -273,21 +266,20 @@ impl ModelBuilder {
             .or_else(|| info.as_ref().and_then(|m| m.base_url_override.clone()))
             .or_else(|| provider.and_then(|p| p.base_url.clone()));
         let Some(template) = template else {
-            let why = provider
-                .and_then(|p| p.note.clone())
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default();
-            return Err(ModelError::Config(format!(
-                "provider {provider_id:?} has no known base URL{why}: set {env_var} or use ModelBuilder::base_url"
-            )));
+            return Err(ConfigError::MissingBaseUrl {
+                provider: provider_id.to_owned(),
+                env_var,
+                note: provider.and_then(|p| p.note.clone()),
+            }
+            .into());
         };
-        let base_url = fill_template(&template, env).map_err(|missing| {
-            ModelError::Config(format!(
-                "provider {provider_id:?} needs {} set for its base URL {} (or set {env_var} / ModelBuilder::base_url)",
-                missing.join(" and "),
-                redact_url(&template)
-            ))
-        })?;
+        let base_url =
+            fill_template(&template, env).map_err(|missing| ConfigError::BaseUrlNeedsEnv {
+                provider: provider_id.to_owned(),
+                missing: missing.into_iter().map(Into::into).collect(),
+                template: redact_url(&template),
+                env_var: env_var.clone(),
+            })?;
         let mut base_url = base_url.trim_end_matches('/').to_owned();
         let mut query = None;
         if let Some((deployment, api_version)) = &self.azure_deployment {
@@ -306,10 +298,11 @@ impl ModelBuilder {
             ));
         }
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(ModelError::Config(format!(
-                "provider {provider_id:?}: base URL {:?} is not http(s)",
-                redact_url(&base_url)
-            )));
+            return Err(ConfigError::BadBaseUrl {
+                provider: provider_id.to_owned(),
+                url: redact_url(&base_url),
+            }
+            .into());
         }
 
         // Auth: a protocol override for this model (e.g. Anthropic behind an OpenAI-compatible
@@ -340,20 +333,16 @@ impl ModelBuilder {
             && !self.custom
             && !is_loopback(&base_url)
         {
-            let mut vars = if key_env.is_empty() {
-                "no key variable is known".to_owned()
-            } else {
-                format!("set {}", key_env.join(" or "))
-            };
-            if wants_sigv4 && cfg!(feature = "bedrock") {
-                vars.push_str(", or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (SigV4)");
+            return Err(ConfigError::MissingKey {
+                provider: provider_id.to_owned(),
+                env_vars: key_env,
+                sigv4: wants_sigv4 && cfg!(feature = "bedrock"),
+                service_account: matches!(
+                    protocol,
+                    Protocol::VertexGemini | Protocol::VertexAnthropic
+                ),
             }
-            if matches!(protocol, Protocol::VertexGemini | Protocol::VertexAnthropic) {
-                vars.push_str(", or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file");
-            }
-            return Err(ModelError::Config(format!(
-                "no API key for provider {provider_id:?}: {vars}, or pass ModelBuilder::api_key"
-            )));
+            .into());
         }
         let secrets = self.secrets(key.as_ref(), &base_url, signer.as_deref());
         let auth = if signer.is_some() {
@@ -456,18 +445,18 @@ impl ModelBuilder {
             .or_else(|| AwsCredentials::from_env(env))
         else {
             if forced {
-                return Err(ModelError::Config(format!(
-                    "{}: SigV4 signing needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ModelBuilder::aws_credentials)",
-                    self.spec
-                )));
+                return Err(ConfigError::MissingAwsCredentials {
+                    spec: self.spec.clone(),
+                }
+                .into());
             }
             return Ok(None);
         };
         let Some(region) = region_for(env, base_url) else {
-            return Err(ModelError::Config(format!(
-                "{}: SigV4 signing needs a region: set AWS_REGION",
-                self.spec
-            )));
+            return Err(ConfigError::MissingAwsRegion {
+                spec: self.spec.clone(),
+            }
+            .into());
         };
         Ok(Some(Arc::new(SigV4Signer::new(
             credentials,
@@ -485,10 +474,10 @@ impl ModelBuilder {
         _base_url: &str,
     ) -> Result<Option<Arc<NoSigner>>, ModelError> {
         if *auth == Auth::AwsSigV4 {
-            return Err(ModelError::Config(format!(
-                "{}: SigV4 signing needs miyabi built with the `bedrock` feature",
-                self.spec
-            )));
+            return Err(ConfigError::SigV4Unavailable {
+                spec: self.spec.clone(),
+            }
+            .into());
         }
         Ok(None)
     }
@@ -572,11 +561,8 @@ impl Resolved {
     pub(super) fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, ModelError> {
         let mut out = Vec::new();
         if let Some(key) = &self.key {
-            let bad = || {
-                ModelError::Config(format!(
-                    "the API key for {} contains characters not allowed in a header",
-                    self.provider
-                ))
+            let bad = || ConfigError::KeyNotHeaderSafe {
+                provider: self.provider.clone(),
             };
             match &self.auth {
                 Auth::Bearer => {
@@ -587,7 +573,10 @@ impl Resolved {
                 }
                 Auth::Header(name) => {
                     let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                        ModelError::Config(format!("bad auth header name {name:?}"))
+                        ConfigError::BadHeaderName {
+                            name: name.clone(),
+                            kind: HeaderKind::Auth,
+                        }
                     })?;
                     let mut v = HeaderValue::from_str(key.expose()).map_err(|_| bad())?;
                     v.set_sensitive(true);
@@ -597,10 +586,15 @@ impl Resolved {
             }
         }
         for (k, v) in &self.headers {
-            let n = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| ModelError::Config(format!("bad header name {k:?}")))?;
-            let mut v = HeaderValue::from_str(v)
-                .map_err(|_| ModelError::Config(format!("bad value for header {k:?}")))?;
+            let n =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|_| ConfigError::BadHeaderName {
+                    name: k.clone(),
+                    kind: HeaderKind::Custom,
+                })?;
+            let mut v = HeaderValue::from_str(v).map_err(|_| ConfigError::BadHeaderValue {
+                name: k.clone(),
+                kind: HeaderKind::Custom,
+            })?;
             if is_sensitive_name(k) {
                 v.set_sensitive(true);
             }
@@ -636,11 +630,8 @@ impl Resolved {
             secrets: &self.secrets,
         };
         let token = source.token(client, options, site, now).await?;
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
-            ModelError::Config(
-                "the access token contains characters not allowed in a header".into(),
-            )
-        })?;
+        let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| ConfigError::TokenNotHeaderSafe)?;
         v.set_sensitive(true);
         headers.push((AUTHORIZATION, v));
         Ok(self.secrets.with(token.expose()))
@@ -659,10 +650,16 @@ impl Resolved {
             let signed = signer.sign("POST", &req.url, &headers, &req.body, now)?;
             let mut out = Vec::with_capacity(signed.len());
             for (k, v) in signed {
-                let n = HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| ModelError::Config(format!("bad signed header name {k:?}")))?;
-                let mut v = HeaderValue::from_str(&v)
-                    .map_err(|_| ModelError::Config(format!("bad value for signed header {k}")))?;
+                let n = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                    ConfigError::BadHeaderName {
+                        name: k.clone(),
+                        kind: HeaderKind::Signed,
+                    }
+                })?;
+                let mut v = HeaderValue::from_str(&v).map_err(|_| ConfigError::BadHeaderValue {
+                    name: k.clone(),
+                    kind: HeaderKind::Signed,
+                })?;
                 if n == AUTHORIZATION || n.as_str() == "x-amz-security-token" {
                     v.set_sensitive(true);
                 }

@@ -39,8 +39,9 @@ pub use decode::StreamDecoder;
 pub use embedding::{
     Embedder, EmbeddingInput, EmbeddingModel, EmbeddingRequest, Embeddings, embedding,
 };
-pub use error::{ErrorContext, ModelError, TimeoutKind};
+pub use error::{ConfigError, ErrorContext, HeaderKind, ModelError, TimeoutKind};
 pub use fallback::FallbackModel;
+pub use gcp::ServiceAccount;
 pub use http::{HttpClient, HttpOptions, WireRequest};
 pub use types::{
     ApiKey, ContentPart, EventStream, FinishReason, MediaSource, Message, ModelRequest,
