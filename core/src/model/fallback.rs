@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::client::LanguageModel;
+use super::call::LanguageModel;
 use super::error::{ConfigError, ModelError};
 use super::types::{EventStream, ModelRequest, ModelResponse};
 

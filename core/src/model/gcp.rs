@@ -265,7 +265,7 @@ impl TokenSource {
             )],
             body: bytes::Bytes::from(body),
         };
-        let deadline = super::client::deadline_after(options.total_timeout);
+        let deadline = super::call::deadline_after(options.total_timeout);
         // The assertion is a credential too (it can be exchanged for tokens for an hour).
         let secrets = site.secrets.with(&assertion);
         let site = CallSite {

@@ -19,10 +19,11 @@
 //! ```
 
 pub mod adapters;
+mod auth;
 #[cfg(feature = "bedrock")]
 pub mod aws;
+mod call;
 pub mod catalog;
-mod client;
 pub mod decode;
 mod embedding;
 mod error;
@@ -31,10 +32,11 @@ pub mod framing;
 pub mod gcp;
 pub mod http;
 pub(crate) mod redact;
+mod resolve;
 mod types;
 
+pub use call::{LanguageModel, Model, collect_stream};
 pub use catalog::{Auth, Capabilities, Catalog, ModelInfo, Pricing, Protocol, ProviderInfo};
-pub use client::{LanguageModel, Model, ModelBuilder, Resolved, collect_stream, model};
 pub use decode::StreamDecoder;
 pub use embedding::{
     Embedder, EmbeddingInput, EmbeddingModel, EmbeddingRequest, Embeddings, embedding,
@@ -43,6 +45,7 @@ pub use error::{ConfigError, ErrorContext, HeaderKind, ModelError, TimeoutKind};
 pub use fallback::FallbackModel;
 pub use gcp::ServiceAccount;
 pub use http::{HttpClient, HttpOptions, WireRequest};
+pub use resolve::{ModelBuilder, Resolved, model};
 pub use types::{
     ApiKey, ContentPart, EventStream, FinishReason, MediaSource, Message, ModelRequest,
     ModelResponse, ReasoningConfig, ResponseFormat, Role, Sampling, StreamEvent, ToolCall,
