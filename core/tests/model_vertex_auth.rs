@@ -8,10 +8,10 @@ mod model_support;
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use miyabi::model::gcp::{CLOUD_PLATFORM_SCOPE, ServiceAccount};
+use miyabi::model::internals::CLOUD_PLATFORM_SCOPE;
 use miyabi::model::{
     Auth, ConfigError, HttpClient, HttpOptions, LanguageModel, ModelBuilder, ModelError,
-    ModelRequest,
+    ModelRequest, ServiceAccount,
 };
 use model_support::{Reply, Server, fixture_dir, read_fixture};
 use serde_json::Value;
