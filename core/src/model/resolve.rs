@@ -257,7 +257,7 @@ impl ModelBuilder {
         let base_url =
             fill_template(&template, env).map_err(|missing| ConfigError::BaseUrlNeedsEnv {
                 provider: provider_id.to_owned(),
-                missing: missing.into_iter().map(Into::into).collect(),
+                missing,
                 template: redact_url(&template),
                 env_var: env_var.clone(),
             })?;
