@@ -540,3 +540,53 @@ pub(crate) fn classify(ctx: ErrorContext, retry_after: Option<Duration>) -> Mode
         _ => ModelError::InvalidRequest(ctx),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "sk-live-0123456789abcdefghij";
+
+    /// Configuration errors raised during a call (a request the HTTP library refuses, unusable
+    /// credentials) go through the same scrubbing as provider errors, in every text field.
+    #[test]
+    fn config_errors_are_scrubbed_in_every_field() {
+        let secrets = Secrets::new([KEY]);
+        let with_key = format!("for url http://h/v1?key={KEY}");
+        let errors = [
+            ConfigError::BadRequest {
+                provider: "openai".into(),
+                model: "gpt-4.1".into(),
+                reason: with_key.clone(),
+            },
+            ConfigError::GoogleCredentials {
+                reason: with_key.clone(),
+            },
+            ConfigError::AwsSigning {
+                reason: with_key.clone(),
+            },
+            ConfigError::BadSpec {
+                spec: format!("{KEY}/x"),
+            },
+            ConfigError::BadHeaderName {
+                name: KEY.into(),
+                kind: HeaderKind::Custom,
+            },
+            ConfigError::BaseUrlNeedsEnv {
+                provider: "p".into(),
+                missing: vec![KEY.into()],
+                template: with_key.clone(),
+                env_var: "P_BASE_URL".into(),
+            },
+        ];
+        for e in errors {
+            let before = ModelError::Config(e.clone());
+            assert!(before.to_string().contains(KEY), "{before}");
+            let after = before.redacted(&secrets);
+            let shown = format!("{after} {after:?}");
+            assert!(!shown.contains(KEY), "{shown}");
+            assert!(shown.contains("[REDACTED"), "{shown}");
+            assert_eq!(after.code(), crate::ErrorCode::Config);
+        }
+    }
+}
