@@ -122,7 +122,7 @@ fn build(spec: &str, o: NativeModelOptions) -> Result<Arc<dyn LanguageModel>, St
         b = b.http_options(h);
     }
     let m = b.build().map_err(|e| match e {
-        ModelError::Config(m) => crate::js_words(m),
+        ModelError::Config(c) => crate::js_words(c.to_string()),
         other => crate::js_words(other.to_string()),
     })?;
     Ok(Arc::new(m))

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use miyabi::model::adapters::decoder;
+use miyabi::model::internals::decoder;
 use miyabi::model::{
     Catalog, HttpOptions, LanguageModel, ModelBuilder, ModelRequest, Protocol, StreamEvent,
 };

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use miyabi::model::{ApiKey, Auth, Catalog, ModelBuilder, ModelError, Protocol};
+use miyabi::model::{ApiKey, Auth, Catalog, ConfigError, ModelBuilder, ModelError, Protocol};
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
     let map: HashMap<String, String> = pairs
@@ -60,7 +60,22 @@ fn every_provider_resolves_or_says_what_to_configure() {
                 "{spec} resolved without a key to {}",
                 r.base_url
             ),
-            Err(ModelError::Config(msg)) => {
+            Err(ModelError::Config(c)) => {
+                let msg = c.to_string();
+                // The variant says what is missing, the message names what to set.
+                match &c {
+                    ConfigError::MissingKey { env_vars, .. } => {
+                        assert_eq!(env_vars, &p.key_env, "{spec}: {msg}")
+                    }
+                    ConfigError::MissingBaseUrl { env_var, .. } => {
+                        assert_eq!(env_var, &p.base_url_env(), "{spec}: {msg}")
+                    }
+                    ConfigError::BaseUrlNeedsEnv { missing, .. } => assert!(
+                        missing.iter().all(|m| p.config_env.contains(m)),
+                        "{spec}: {msg}"
+                    ),
+                    other => panic!("{spec}: unexpected {other:?}"),
+                }
                 let names_something = p.key_env.iter().any(|k| msg.contains(k))
                     || p.config_env.iter().any(|k| msg.contains(k))
                     || msg.contains(&p.base_url_env());
@@ -105,8 +120,13 @@ fn every_provider_resolves_or_says_what_to_configure() {
                 assert!(Protocol::ALL.contains(&r.protocol));
                 resolved += 1;
             }
-            Err(ModelError::Config(msg)) => {
+            Err(ModelError::Config(c)) => {
+                let msg = c.to_string();
                 assert!(p.base_url.is_none(), "{spec}: {msg}");
+                assert!(
+                    matches!(&c, ConfigError::MissingBaseUrl { env_var, .. } if *env_var == p.base_url_env()),
+                    "{spec}: {c:?}"
+                );
                 assert!(msg.contains(&p.base_url_env()), "{spec}: {msg}");
                 needs_base.push(p.id.clone());
             }
@@ -247,7 +267,10 @@ fn templates_overrides_and_errors() {
         .env(env_of(&[]))
         .resolve()
         .unwrap_err();
-    assert!(matches!(err, ModelError::Config(_)));
+    assert!(
+        matches!(&err, ModelError::Config(ConfigError::BadSpec { spec }) if spec == "groq"),
+        "{err:?}"
+    );
 
     // A key passed explicitly wins and is never printed.
     let r = ModelBuilder::new("groq/x")

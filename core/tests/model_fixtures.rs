@@ -5,8 +5,7 @@
 
 mod model_support;
 
-use miyabi::model::adapters::{Target, adapter, decoder};
-use miyabi::model::decode::{ResponseCollector, decode_all};
+use miyabi::model::internals::{ResponseCollector, Target, adapter, decode_all, decoder};
 use miyabi::model::{ModelResponse, Protocol};
 use model_support::{assert_matches, expected, protocol_of, read_fixture, wire_body};
 use serde_json::Value;

@@ -13,9 +13,9 @@ mod model_support;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use miyabi::ModelError;
-use miyabi::model::adapters::bedrock::{EventMessage, EventStreamDecoder};
-use miyabi::model::adapters::decoder;
-use miyabi::model::framing::{FramingError, NdjsonDecoder, SseDecoder};
+use miyabi::model::internals::{
+    EventMessage, EventStreamDecoder, FramingError, NdjsonDecoder, SseDecoder, decoder,
+};
 use miyabi::model::{Protocol, StreamEvent};
 use model_support::{expected, fixture_dir, protocol_of, wire_body};
 

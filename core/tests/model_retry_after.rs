@@ -11,9 +11,8 @@ mod model_support;
 use std::time::Duration;
 
 use miyabi::approval::{GateNotice, NoticeEvent, NotifyError, retry_delay, webhook};
-use miyabi::model::adapters::adapter;
-use miyabi::model::http::{
-    RETRY_AFTER_CAP, parse_retry_after, parse_retry_after_ms, parse_retry_delay,
+use miyabi::model::internals::{
+    RETRY_AFTER_CAP, adapter, parse_retry_after, parse_retry_after_ms, parse_retry_delay,
 };
 use miyabi::model::{
     HttpOptions, LanguageModel, Model, ModelBuilder, ModelError, ModelRequest, Protocol,
@@ -394,7 +393,7 @@ async fn seeded_fuzz_of_retry_hints_over_loopback() {
 
 #[tokio::test]
 async fn hostile_token_counts_saturate_instead_of_overflowing() {
-    use miyabi::model::adapters::Target;
+    use miyabi::model::internals::Target;
     use miyabi::model::{EmbeddingModel, ModelResponse};
     const MAX: u64 = u64::MAX;
     let t = Target::default();

@@ -13,10 +13,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use futures::StreamExt;
 use miyabi::approval::{GateNotice, NoticeEvent, NotifyError, discord, slack, webhook};
 use miyabi::model::aws::AwsCredentials;
-use miyabi::model::gcp::ServiceAccount;
 use miyabi::model::{
     HttpClient, HttpOptions, LanguageModel, Model, ModelBuilder, ModelError, ModelRequest,
-    Protocol, StreamEvent, collect_stream,
+    Protocol, ServiceAccount, StreamEvent, collect_stream,
 };
 use model_support::{Reply, Server, fixture_dir};
 
@@ -395,7 +394,10 @@ async fn vertex_access_tokens_and_assertions_are_redacted() {
     let account = ServiceAccount::from_file(&key_path).unwrap();
     let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let assertion = account
-        .assertion(miyabi::model::gcp::CLOUD_PLATFORM_SCOPE, 1_700_000_000)
+        .assertion(
+            miyabi::model::internals::CLOUD_PLATFORM_SCOPE,
+            1_700_000_000,
+        )
         .unwrap();
     let token = "ya29.c.b0AXv0zTPretendAccessToken-0123456789abcdefghijklmnop";
     let server = Server::start(vec![

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use miyabi::model::aws::{AwsCredentials, SigV4Signer, region_for};
 use miyabi::model::{
-    Auth, HttpClient, HttpOptions, LanguageModel, ModelBuilder, ModelError, ModelRequest,
-    collect_stream,
+    Auth, ConfigError, HttpClient, HttpOptions, LanguageModel, ModelBuilder, ModelError,
+    ModelRequest, collect_stream,
 };
 use model_support::{Reply, Server, read_fixture};
 use serde_json::Value;
@@ -270,7 +270,13 @@ fn configuration_errors_say_what_to_set() {
         .resolve()
         .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ModelError::Config(_)), "{msg}");
+    assert!(
+        matches!(
+            &err,
+            ModelError::Config(ConfigError::MissingKey { sigv4: true, .. })
+        ),
+        "{msg}"
+    );
     assert!(
         msg.contains("AWS_BEARER_TOKEN_BEDROCK")
             && msg.contains("AWS_ACCESS_KEY_ID")
@@ -287,6 +293,10 @@ fn configuration_errors_say_what_to_set() {
         .base_url("http://localhost")
         .resolve()
         .unwrap_err();
+    assert!(
+        matches!(&err, ModelError::Config(ConfigError::MissingAwsRegion { spec }) if spec == MODEL),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("AWS_REGION"), "{err}");
     // Forced SigV4 without credentials.
     let err = ModelBuilder::new("openai/gpt-4.1")
@@ -294,6 +304,13 @@ fn configuration_errors_say_what_to_set() {
         .auth(Auth::AwsSigV4)
         .resolve()
         .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ModelError::Config(ConfigError::MissingAwsCredentials { spec }) if spec == "openai/gpt-4.1"
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
 

@@ -13,7 +13,7 @@ mod model_support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use miyabi::model::adapters::decoder;
+use miyabi::model::internals::decoder;
 use miyabi::model::{
     HttpOptions, LanguageModel, ModelBuilder, ModelError, ModelRequest, Protocol, StreamEvent,
     ToolCall, collect_stream,

@@ -8,9 +8,10 @@ mod model_support;
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use miyabi::model::gcp::{CLOUD_PLATFORM_SCOPE, ServiceAccount};
+use miyabi::model::internals::CLOUD_PLATFORM_SCOPE;
 use miyabi::model::{
-    Auth, HttpClient, HttpOptions, LanguageModel, ModelBuilder, ModelError, ModelRequest,
+    Auth, ConfigError, HttpClient, HttpOptions, LanguageModel, ModelBuilder, ModelError,
+    ModelRequest, ServiceAccount,
 };
 use model_support::{Reply, Server, fixture_dir, read_fixture};
 use serde_json::Value;
@@ -143,6 +144,27 @@ async fn a_rejected_assertion_is_an_auth_error_without_secrets() {
 }
 
 #[tokio::test]
+async fn a_token_that_cannot_be_a_header_is_a_config_error_without_the_token() {
+    let server = Server::start(vec![Reply::json(
+        200,
+        r#"{"access_token":"ya29.bad\ntoken-0123456789","expires_in":3599}"#,
+    )])
+    .await;
+    let m = vertex_model(&server, key_path());
+    let err = m.generate(&ModelRequest::user("hi")).await.unwrap_err();
+    assert!(
+        matches!(err, ModelError::Config(ConfigError::TokenNotHeaderSafe)),
+        "{err:?}"
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("ya29") && !shown.contains("token-0123"),
+        "{shown}"
+    );
+    assert_eq!(server.requests().len(), 1, "only the token exchange");
+}
+
+#[tokio::test]
 async fn access_token_variable_wins_over_the_key_file() {
     let server = Server::start(vec![Reply::json(
         200,
@@ -190,7 +212,7 @@ fn unusable_credentials_say_what_to_do() {
     .unwrap();
     assert!(matches!(
         ServiceAccount::from_file(&bad),
-        Err(ModelError::Config(_))
+        Err(ModelError::Config(ConfigError::GoogleCredentials { .. }))
     ));
     assert!(ServiceAccount::from_file(dir.path().join("missing.json")).is_err());
     // No token and no key file: the error names both ways.

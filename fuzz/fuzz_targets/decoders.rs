@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use miyabi::ModelError;
-use miyabi::model::adapters::decoder;
+use miyabi::model::internals::decoder;
 use miyabi::model::{Protocol, StreamEvent};
 
 fn run(protocol: Protocol, pieces: &[&[u8]]) -> (Vec<StreamEvent>, bool) {

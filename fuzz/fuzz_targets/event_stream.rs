@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use miyabi::model::adapters::bedrock::{EventMessage, EventStreamDecoder};
+use miyabi::model::internals::{EventMessage, EventStreamDecoder};
 
 fn run(pieces: &[&[u8]]) -> (Vec<EventMessage>, bool, bool) {
     let mut d = EventStreamDecoder::new();

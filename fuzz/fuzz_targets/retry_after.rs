@@ -7,9 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use miyabi::model::Protocol;
-use miyabi::model::adapters::adapter;
-use miyabi::model::http::{
-    RETRY_AFTER_CAP, parse_retry_after, parse_retry_after_ms, parse_retry_delay,
+use miyabi::model::internals::{
+    RETRY_AFTER_CAP, adapter, parse_retry_after, parse_retry_after_ms, parse_retry_delay,
 };
 
 /// `s` as a JSON string literal.

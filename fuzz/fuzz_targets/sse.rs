@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use miyabi::model::framing::{FramingError, NdjsonDecoder, SseDecoder};
+use miyabi::model::internals::{FramingError, NdjsonDecoder, SseDecoder};
 
 type Events = Vec<(Option<String>, String)>;
 

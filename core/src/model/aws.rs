@@ -15,7 +15,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
-use super::error::ModelError;
+use super::error::{ConfigError, ModelError};
 use super::types::ApiKey;
 
 /// AWS credentials: an access key pair and, for temporary credentials, a session token. The
@@ -150,14 +150,17 @@ impl SigV4Signer {
         time: SystemTime,
     ) -> Result<Vec<(String, String)>, ModelError> {
         let bad = |what: &str, e: &dyn std::error::Error| {
-            ModelError::Config(format!("cannot sign the request ({what}): {e}"))
+            ModelError::from(ConfigError::AwsSigning {
+                reason: format!("{what}: {e}"),
+            })
         };
         // aws-sigv4 requires a URI with a host; say so instead of letting it fail later.
         let parsed = reqwest::Url::parse(url).map_err(|e| bad("URL", &e))?;
         if parsed.host_str().is_none_or(str::is_empty) {
-            return Err(ModelError::Config(format!(
-                "cannot sign the request: URL {url:?} has no host"
-            )));
+            return Err(ConfigError::AwsSigning {
+                reason: format!("URL {url:?} has no host"),
+            }
+            .into());
         }
         let identity: Identity = aws_credential_types::Credentials::new(
             self.credentials.access_key_id.clone(),

@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 
 use super::adapters::{Target, adapter, merge_options, parse_json, to_body};
 use super::catalog::Protocol;
-use super::client::{ModelBuilder, Resolved};
 use super::error::ModelError;
 use super::http::{self, CallSite, HttpClient, HttpOptions, WireRequest};
+use super::resolve::{ModelBuilder, Resolved};
 use super::types::Usage;
 
 /// What the texts are for, where the provider distinguishes (Gemini `taskType`, Cohere
@@ -236,7 +236,7 @@ impl Embedder {
         let mut wire = build(self.inner.family, &t, req, texts);
         r.add_query(&mut wire);
         let auth = r.auth_headers()?;
-        let deadline = super::client::deadline_after(opts.total_timeout);
+        let deadline = super::call::deadline_after(opts.total_timeout);
         let resp = http::send(
             &self.inner.client,
             opts,

@@ -109,9 +109,9 @@ pub enum ModelError {
     #[error("decode error: {0}")]
     Decode(Box<ErrorContext>),
     /// The model or provider is not configured correctly (unknown provider, missing key or
-    /// base URL...). The message says exactly what to set.
+    /// base URL...). The [`ConfigError`] says exactly what to set.
     #[error("configuration error: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The request asks for something this provider or adapter cannot do.
     #[error("unsupported: {0}")]
     Unsupported(String),
@@ -202,7 +202,8 @@ impl ModelError {
                     secrets.redact_in_place(id);
                 }
             }
-            Self::Config(m) | Self::Unsupported(m) => secrets.redact_in_place(m),
+            Self::Config(c) => c.redact(secrets),
+            Self::Unsupported(m) => secrets.redact_in_place(m),
         }
         self
     }
@@ -229,6 +230,270 @@ impl ModelError {
             }
         }
         self
+    }
+}
+
+impl From<ConfigError> for ModelError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e)
+    }
+}
+
+/// Which header a [`ConfigError::BadHeaderName`] or [`ConfigError::BadHeaderValue`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderKind {
+    /// The header that carries the API key ([`Auth::Header`](super::Auth::Header)).
+    Auth,
+    /// A header added with [`ModelBuilder::header`](super::ModelBuilder::header).
+    Custom,
+    /// A header produced by AWS SigV4 signing.
+    Signed,
+}
+
+impl fmt::Display for HeaderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auth => "auth header",
+            Self::Custom => "header",
+            Self::Signed => "signed header",
+        })
+    }
+}
+
+/// What is wrong with a model's configuration ([`ModelError::Config`]). Each message says what
+/// to set and where; none contains a secret (the key, a header's value, a token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The model spec is not `"provider/model"` (no `/`, or an empty provider or model id).
+    #[error("model spec {spec:?} must be \"provider/model\"")]
+    BadSpec {
+        /// The spec as given.
+        spec: String,
+    },
+    /// The catalogue has no such provider.
+    #[error(
+        "unknown provider {provider:?} (the catalogue has {known} providers{}); for another endpoint use ModelBuilder::custom",
+        similar_list(similar)
+    )]
+    UnknownProvider {
+        /// The provider id as given.
+        provider: String,
+        /// How many providers the catalogue has.
+        known: usize,
+        /// Catalogue ids that contain the given one or are contained in it (at most five).
+        similar: Vec<String>,
+    },
+    /// The provider has no base URL in the catalogue and none was given.
+    #[error(
+        "provider {provider:?} has no known base URL{}: set {env_var} or use ModelBuilder::base_url",
+        note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+    )]
+    MissingBaseUrl {
+        /// The provider id.
+        provider: String,
+        /// The variable that sets it, e.g. `GITLAB_BASE_URL`.
+        env_var: String,
+        /// The catalogue's note on how the provider is reached, when it has one.
+        note: Option<String>,
+    },
+    /// The provider's base URL has placeholders filled from environment variables that are
+    /// not set.
+    #[error(
+        "provider {provider:?} needs {} set for its base URL {template} (or set {env_var} / ModelBuilder::base_url)",
+        missing.join(" and ")
+    )]
+    BaseUrlNeedsEnv {
+        /// The provider id.
+        provider: String,
+        /// The unset variables, e.g. `AZURE_RESOURCE_NAME`.
+        missing: Vec<String>,
+        /// The base URL template, with its secret parts redacted.
+        template: String,
+        /// The variable that sets the whole base URL instead.
+        env_var: String,
+    },
+    /// The base URL is not an `http://` or `https://` URL.
+    #[error("provider {provider:?}: base URL {url:?} is not http(s)")]
+    BadBaseUrl {
+        /// The provider id.
+        provider: String,
+        /// The base URL, with its secret parts redacted.
+        url: String,
+    },
+    /// No API key was given and none of the provider's variables is set.
+    #[error("no API key for provider {provider:?}: {}, or pass ModelBuilder::api_key", key_sources(env_vars, *sigv4, *service_account))]
+    MissingKey {
+        /// The provider id.
+        provider: String,
+        /// The variables any of which holds the key (empty when none is known).
+        env_vars: Vec<String>,
+        /// AWS access keys (SigV4 signing) would do instead.
+        sigv4: bool,
+        /// A Google service-account key file would do instead.
+        service_account: bool,
+    },
+    /// SigV4 signing was asked for but no AWS access keys are available.
+    #[error(
+        "{spec}: SigV4 signing needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or ModelBuilder::aws_credentials)"
+    )]
+    MissingAwsCredentials {
+        /// The model spec.
+        spec: String,
+    },
+    /// SigV4 signing needs a region and none was found.
+    #[error("{spec}: SigV4 signing needs a region: set AWS_REGION")]
+    MissingAwsRegion {
+        /// The model spec.
+        spec: String,
+    },
+    /// SigV4 signing was asked for in a build without the `bedrock` feature.
+    #[error("{spec}: SigV4 signing needs miyabi built with the `bedrock` feature")]
+    SigV4Unavailable {
+        /// The model spec.
+        spec: String,
+    },
+    /// A request could not be signed with AWS SigV4.
+    #[error("cannot sign the request: {reason}")]
+    AwsSigning {
+        /// Why, with the signer's own message.
+        reason: String,
+    },
+    /// A Google service-account key cannot be used (unreadable file, not a service-account
+    /// key, a private key that is not RSA...).
+    #[error("service-account credentials: {reason}")]
+    GoogleCredentials {
+        /// Why, with the underlying error's message.
+        reason: String,
+    },
+    /// The API key cannot be sent in a header.
+    #[error("the API key for {provider} contains characters not allowed in a header")]
+    KeyNotHeaderSafe {
+        /// The provider id.
+        provider: String,
+    },
+    /// A fetched access token cannot be sent in a header.
+    #[error("the access token contains characters not allowed in a header")]
+    TokenNotHeaderSafe,
+    /// A header name is not a valid HTTP header name.
+    #[error("bad {kind} name {name:?}")]
+    BadHeaderName {
+        /// The name as given.
+        name: String,
+        /// Which header.
+        kind: HeaderKind,
+    },
+    /// A header value is not a valid HTTP header value (the value is not shown: it may be a
+    /// credential).
+    #[error("bad value for {kind} {name:?}")]
+    BadHeaderValue {
+        /// The header's name.
+        name: String,
+        /// Which header.
+        kind: HeaderKind,
+    },
+    /// The HTTP client cannot be built.
+    #[error("cannot build the HTTP client: {reason}")]
+    HttpClient {
+        /// The HTTP library's message.
+        reason: String,
+    },
+    /// The HTTP library refused to build a request for this model (a URL it cannot use...).
+    #[error("{provider}/{model}: bad request: {reason}")]
+    BadRequest {
+        /// The provider id.
+        provider: String,
+        /// The model id.
+        model: String,
+        /// The HTTP library's message.
+        reason: String,
+    },
+    /// A [`FallbackModel`](super::FallbackModel) with no models was called.
+    #[error("empty fallback chain")]
+    EmptyFallbackChain,
+}
+
+fn similar_list(similar: &[String]) -> String {
+    if similar.is_empty() {
+        String::new()
+    } else {
+        format!(", similar: {}", similar.join(", "))
+    }
+}
+
+fn key_sources(env_vars: &[String], sigv4: bool, service_account: bool) -> String {
+    let mut out = if env_vars.is_empty() {
+        "no key variable is known".to_owned()
+    } else {
+        format!("set {}", env_vars.join(" or "))
+    };
+    if sigv4 {
+        out.push_str(", or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (SigV4)");
+    }
+    if service_account {
+        out.push_str(", or GOOGLE_APPLICATION_CREDENTIALS to a service-account key file");
+    }
+    out
+}
+
+impl ConfigError {
+    /// Scrubs every configured secret from the error's texts (all of them: a spec, a header
+    /// name or a provider id given by mistake may hold one too).
+    fn redact(&mut self, secrets: &Secrets) {
+        let mut fields: Vec<&mut String> = Vec::new();
+        match self {
+            Self::BadSpec { spec }
+            | Self::MissingAwsCredentials { spec }
+            | Self::MissingAwsRegion { spec }
+            | Self::SigV4Unavailable { spec } => fields.push(spec),
+            Self::AwsSigning { reason }
+            | Self::GoogleCredentials { reason }
+            | Self::HttpClient { reason } => fields.push(reason),
+            Self::BadHeaderName { name, .. } | Self::BadHeaderValue { name, .. } => {
+                fields.push(name)
+            }
+            Self::UnknownProvider {
+                provider, similar, ..
+            } => {
+                fields.push(provider);
+                fields.extend(similar.iter_mut());
+            }
+            Self::MissingBaseUrl {
+                provider,
+                env_var,
+                note,
+            } => {
+                fields.extend([provider, env_var]);
+                fields.extend(note.as_mut());
+            }
+            Self::BaseUrlNeedsEnv {
+                provider,
+                missing,
+                template,
+                env_var,
+            } => {
+                fields.extend([provider, template, env_var]);
+                fields.extend(missing.iter_mut());
+            }
+            Self::BadBaseUrl { provider, url } => fields.extend([provider, url]),
+            Self::MissingKey {
+                provider, env_vars, ..
+            } => {
+                fields.push(provider);
+                fields.extend(env_vars.iter_mut());
+            }
+            Self::KeyNotHeaderSafe { provider } => fields.push(provider),
+            Self::BadRequest {
+                provider,
+                model,
+                reason,
+            } => fields.extend([provider, model, reason]),
+            Self::TokenNotHeaderSafe | Self::EmptyFallbackChain => {}
+        }
+        for f in fields {
+            secrets.redact_in_place(f);
+        }
     }
 }
 
@@ -273,5 +538,55 @@ pub(crate) fn classify(ctx: ErrorContext, retry_after: Option<Duration>) -> Mode
             ModelError::Auth(ctx)
         }
         _ => ModelError::InvalidRequest(ctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "sk-live-0123456789abcdefghij";
+
+    /// Configuration errors raised during a call (a request the HTTP library refuses, unusable
+    /// credentials) go through the same scrubbing as provider errors, in every text field.
+    #[test]
+    fn config_errors_are_scrubbed_in_every_field() {
+        let secrets = Secrets::new([KEY]);
+        let with_key = format!("for url http://h/v1?key={KEY}");
+        let errors = [
+            ConfigError::BadRequest {
+                provider: "openai".into(),
+                model: "gpt-4.1".into(),
+                reason: with_key.clone(),
+            },
+            ConfigError::GoogleCredentials {
+                reason: with_key.clone(),
+            },
+            ConfigError::AwsSigning {
+                reason: with_key.clone(),
+            },
+            ConfigError::BadSpec {
+                spec: format!("{KEY}/x"),
+            },
+            ConfigError::BadHeaderName {
+                name: KEY.into(),
+                kind: HeaderKind::Custom,
+            },
+            ConfigError::BaseUrlNeedsEnv {
+                provider: "p".into(),
+                missing: vec![KEY.into()],
+                template: with_key.clone(),
+                env_var: "P_BASE_URL".into(),
+            },
+        ];
+        for e in errors {
+            let before = ModelError::Config(e.clone());
+            assert!(before.to_string().contains(KEY), "{before}");
+            let after = before.redacted(&secrets);
+            let shown = format!("{after} {after:?}");
+            assert!(!shown.contains(KEY), "{shown}");
+            assert!(shown.contains("[REDACTED"), "{shown}");
+            assert_eq!(after.code(), crate::ErrorCode::Config);
+        }
     }
 }

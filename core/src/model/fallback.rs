@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::client::LanguageModel;
-use super::error::ModelError;
+use super::call::LanguageModel;
+use super::error::{ConfigError, ModelError};
 use super::types::{EventStream, ModelRequest, ModelResponse};
 
 /// A chain of models tried in order: when one fails with a retryable error (rate limit, server
@@ -46,7 +46,7 @@ impl LanguageModel for FallbackModel {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| ModelError::Config("empty fallback chain".to_owned())))
+        Err(last.unwrap_or_else(|| ConfigError::EmptyFallbackChain.into()))
     }
 
     async fn stream(&self, req: &ModelRequest) -> Result<EventStream, ModelError> {
@@ -61,6 +61,6 @@ impl LanguageModel for FallbackModel {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| ModelError::Config("empty fallback chain".to_owned())))
+        Err(last.unwrap_or_else(|| ConfigError::EmptyFallbackChain.into()))
     }
 }

@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::error::{ErrorContext, ModelError};
+use super::error::{ConfigError, ErrorContext, ModelError};
 use super::http::{self, CallSite, HttpClient, HttpOptions, ParsedError, WireRequest};
 use super::types::ApiKey;
 
@@ -65,7 +65,10 @@ impl fmt::Debug for ServiceAccount {
 }
 
 fn config(msg: impl fmt::Display) -> ModelError {
-    ModelError::Config(format!("service-account credentials: {msg}"))
+    ConfigError::GoogleCredentials {
+        reason: msg.to_string(),
+    }
+    .into()
 }
 
 /// The DER bytes of the first PEM block (`PRIVATE KEY` = PKCS#8, `RSA PRIVATE KEY` = PKCS#1).
@@ -262,7 +265,7 @@ impl TokenSource {
             )],
             body: bytes::Bytes::from(body),
         };
-        let deadline = super::client::deadline_after(options.total_timeout);
+        let deadline = super::call::deadline_after(options.total_timeout);
         // The assertion is a credential too (it can be exchanged for tokens for an hour).
         let secrets = site.secrets.with(&assertion);
         let site = CallSite {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use super::error::{ErrorContext, ModelError, TimeoutKind, classify};
+use super::error::{ConfigError, ErrorContext, ModelError, TimeoutKind, classify};
 use super::redact::Secrets;
 
 /// Timeouts and retry policy.
@@ -129,9 +129,9 @@ impl HttpClient {
         for (host, addr) in overrides {
             builder = builder.resolve(host, *addr);
         }
-        let client = builder
-            .build()
-            .map_err(|e| ModelError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let client = builder.build().map_err(|e| ConfigError::HttpClient {
+            reason: error_chain(&e),
+        })?;
         Ok(Self { client })
     }
 
@@ -481,12 +481,12 @@ fn map_reqwest_error(site: CallSite<'_>, options: &HttpOptions, e: &reqwest::Err
         return site.timeout(TimeoutKind::FirstByte, options.first_byte_timeout);
     }
     if e.is_builder() {
-        return ModelError::Config(format!(
-            "{}/{}: bad request: {}",
-            site.provider,
-            site.model,
-            error_chain(e)
-        ));
+        return ConfigError::BadRequest {
+            provider: site.provider.to_owned(),
+            model: site.model.to_owned(),
+            reason: error_chain(e),
+        }
+        .into();
     }
     site.network(error_chain(e))
 }

@@ -18,32 +18,51 @@
 //! # Ok(()) }
 //! ```
 
-pub mod adapters;
+pub(crate) mod adapters;
+mod auth;
 #[cfg(feature = "bedrock")]
 pub mod aws;
+mod call;
 pub mod catalog;
-mod client;
-pub mod decode;
+pub(crate) mod decode;
 mod embedding;
 mod error;
 mod fallback;
-pub mod framing;
-pub mod gcp;
-pub mod http;
+pub(crate) mod framing;
+pub(crate) mod gcp;
+pub(crate) mod http;
 pub(crate) mod redact;
+mod resolve;
 mod types;
 
+pub use call::{LanguageModel, Model, collect_stream};
 pub use catalog::{Auth, Capabilities, Catalog, ModelInfo, Pricing, Protocol, ProviderInfo};
-pub use client::{LanguageModel, Model, ModelBuilder, Resolved, collect_stream, model};
-pub use decode::StreamDecoder;
 pub use embedding::{
     Embedder, EmbeddingInput, EmbeddingModel, EmbeddingRequest, Embeddings, embedding,
 };
-pub use error::{ErrorContext, ModelError, TimeoutKind};
+pub use error::{ConfigError, ErrorContext, HeaderKind, ModelError, TimeoutKind};
 pub use fallback::FallbackModel;
-pub use http::{HttpClient, HttpOptions, WireRequest};
+pub use gcp::ServiceAccount;
+pub use http::{HttpClient, HttpOptions};
+pub use resolve::{ModelBuilder, Resolved, model};
 pub use types::{
     ApiKey, ContentPart, EventStream, FinishReason, MediaSource, Message, ModelRequest,
     ModelResponse, ReasoningConfig, ResponseFormat, Role, Sampling, StreamEvent, ToolCall,
     ToolChoice, ToolResult, ToolSpec, Usage,
 };
+
+/// The layer's internals, for the crate's own tests, its benchmarks and the fuzz targets in
+/// `fuzz/` (protocol adapters and stream decoders driven directly, the framing decoders, the
+/// retry-hint parsers). Not part of the API: anything here may change or go without notice.
+#[doc(hidden)]
+pub mod internals {
+    pub use super::adapters::bedrock::{EventMessage, EventStreamDecoder};
+    pub use super::adapters::{Adapter, Target, adapter, decoder};
+    pub use super::decode::{ResponseCollector, StreamDecoder, decode_all};
+    pub use super::framing::{FramingError, NdjsonDecoder, SseDecoder};
+    pub use super::gcp::CLOUD_PLATFORM_SCOPE;
+    pub use super::http::{
+        ParsedError, RETRY_AFTER_CAP, WireRequest, parse_retry_after, parse_retry_after_ms,
+        parse_retry_delay,
+    };
+}
