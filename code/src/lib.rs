@@ -8,3 +8,4 @@
 // -- workspace tools, git, repository map
 
 // -- shell, sandbox and permission policy
+pub mod policy;
