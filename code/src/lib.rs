@@ -9,3 +9,4 @@
 
 // -- shell, sandbox and permission policy
 pub mod policy;
+pub mod shell;
