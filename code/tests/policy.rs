@@ -177,6 +177,16 @@ fn words_known_only_at_run_time() {
         Reason::Rule { possibly: true, .. }
     ));
     assert_eq!(p.check_command("git push $REMOTE").verdict, Verdict::Deny);
+    // An unquoted empty expansion vanishes: `git push $X` may be exactly `git push`.
+    let exact = Policy::new().allow("git:*").unwrap().deny("git push").unwrap();
+    assert_eq!(exact.check_command("git push $X").verdict, Verdict::Ask);
+    assert_eq!(exact.check_command("git push x").verdict, Verdict::Allow);
+    // Too many words known only at run time: unresolved.
+    let d = Policy::new()
+        .allow("echo:*")
+        .unwrap()
+        .check_command("echo $a $b $c $d $e $f $g");
+    assert_eq!(d.verdict, Verdict::Ask);
 }
 
 #[test]

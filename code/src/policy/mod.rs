@@ -580,37 +580,29 @@ impl Policy {
 
     fn judge(&self, cmd: &parse::FoundCommand) -> Option<PartDecision> {
         let mut best: Option<(Verdict, &Rule, bool)> = None;
+        let mut too_dynamic = false;
         for form in &cmd.forms {
-            let line = joined(form);
-            let name = form
-                .first()
-                .and_then(|w| match w {
-                    parse::Word::Static(s) => Some(s.as_str()),
-                    parse::Word::Dynamic(_) => None,
-                })
-                .unwrap_or_default();
-            let by_base = if name.contains('/') {
-                let mut f = form.clone();
-                f[0] = parse::Word::Static(parse::basename(name).to_owned());
-                Some(joined(&f))
-            } else {
-                None
+            let Some(variants) = variants(form) else {
+                too_dynamic = true;
+                continue;
             };
             for r in &self.commands {
                 // Deny and ask rules also see `/usr/bin/rm` as `rm`; an allow rule must name the
                 // program as written.
-                let mut subjects = vec![&line];
-                if r.rule.verdict != Verdict::Allow
-                    && !r.pattern.names_path()
-                    && let Some(b) = &by_base
-                {
-                    subjects.push(b);
-                }
-                let certain = subjects.iter().any(|s| r.pattern.matches_certainly(s));
+                let base_too = r.rule.verdict != Verdict::Allow && !r.pattern.names_path();
+                let hit = |v: &Variant, f: &dyn Fn(&[char]) -> bool| {
+                    f(&v.written) || (base_too && v.base.as_deref().is_some_and(f))
+                };
+                // Certain: whatever the dynamic words turn out to be, vanishing ones included.
+                let certain = variants
+                    .iter()
+                    .all(|v| hit(v, &|s| r.pattern.matches_certainly(s)));
                 let (verdict, possibly) = if certain {
                     (r.rule.verdict, false)
                 } else if r.rule.verdict != Verdict::Allow
-                    && subjects.iter().any(|s| r.pattern.matches_possibly(s))
+                    && variants
+                        .iter()
+                        .any(|v| hit(v, &|s| r.pattern.matches_possibly(s)))
                 {
                     (Verdict::Ask, true)
                 } else {
@@ -620,6 +612,17 @@ impl Policy {
                     best = Some((verdict, &r.rule, possibly));
                 }
             }
+        }
+        if too_dynamic && best.is_none_or(|(v, _, _)| v < Verdict::Ask) {
+            return Some(PartDecision {
+                command: cmd.text.clone(),
+                verdict: Verdict::Ask,
+                reason: Reason::Unresolved {
+                    why: format!(
+                        "more than {MAX_DYNAMIC_WORDS} words are only known at run time"
+                    ),
+                },
+            });
         }
         match best {
             Some((verdict, rule, possibly)) => Some(PartDecision {
@@ -794,14 +797,70 @@ impl From<Policy> for SharedPolicy {
     }
 }
 
-fn joined(words: &[parse::Word]) -> Vec<char> {
+/// How many words of one command may be only known at run time before the command counts as
+/// unresolved (each may vanish when empty, so a command has 2^n readings).
+const MAX_DYNAMIC_WORDS: usize = 6;
+
+/// One reading of a command: its words joined, and with the program's base name when it was
+/// named by a path.
+struct Variant {
+    written: Vec<char>,
+    base: Option<Vec<char>>,
+}
+
+/// Every reading of a command: each dynamic word present (as an opaque token) or vanished (an
+/// unquoted empty expansion). `None` when there are too many dynamic words.
+fn variants(form: &[parse::Word]) -> Option<Vec<Variant>> {
+    let dynamic: Vec<usize> = form
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, w)| matches!(w, parse::Word::Dynamic(_)))
+        .map(|(i, _)| i)
+        .collect();
+    if dynamic.len() > MAX_DYNAMIC_WORDS {
+        return None;
+    }
+    let name = match form.first() {
+        Some(parse::Word::Static(s)) => s.as_str(),
+        _ => "",
+    };
+    let base = name
+        .contains('/')
+        .then(|| parse::basename(name).to_owned());
+    let mut out = Vec::with_capacity(1 << dynamic.len());
+    for mask in 0u32..(1u32 << dynamic.len()) {
+        let kept: Vec<&parse::Word> = form
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                dynamic
+                    .iter()
+                    .position(|d| d == i)
+                    .is_none_or(|bit| mask & (1 << bit) == 0)
+            })
+            .map(|(_, w)| w)
+            .collect();
+        let written = joined(kept.iter().copied());
+        let base = base.as_ref().map(|b| {
+            let renamed = parse::Word::Static(b.clone());
+            joined(std::iter::once(&renamed).chain(kept.iter().skip(1).copied()))
+        });
+        out.push(Variant { written, base });
+    }
+    Some(out)
+}
+
+fn joined<'w>(words: impl Iterator<Item = &'w parse::Word>) -> Vec<char> {
     let mut out = Vec::new();
-    for (i, w) in words.iter().enumerate() {
+    for (i, w) in words.enumerate() {
         if i > 0 {
             out.push(' ');
         }
         match w {
-            parse::Word::Static(s) => out.extend(s.chars().map(|c| if c == DYNAMIC { ' ' } else { c })),
+            parse::Word::Static(s) => {
+                out.extend(s.chars().map(|c| if c == DYNAMIC { ' ' } else { c }))
+            }
             parse::Word::Dynamic(_) => out.push(DYNAMIC),
         }
     }
