@@ -36,7 +36,11 @@ fn patterns() {
     assert_eq!(v("cargo testx"), Verdict::Ask, "`:*` needs a word boundary");
     assert_eq!(v("cargo build"), Verdict::Ask, "the default is ask");
     assert_eq!(v("git status"), Verdict::Allow);
-    assert_eq!(v("git status --short"), Verdict::Ask, "exact patterns match exactly");
+    assert_eq!(
+        v("git status --short"),
+        Verdict::Ask,
+        "exact patterns match exactly"
+    );
     assert_eq!(v("git push origin main"), Verdict::Ask);
     assert_eq!(v("rm -rf /"), Verdict::Deny);
     assert_eq!(v("rm -rf"), Verdict::Deny);
@@ -56,7 +60,10 @@ fn deny_beats_ask_beats_allow_for_one_command() {
     assert_eq!(p.check_command("git push").verdict, Verdict::Ask);
     assert_eq!(p.check_command("git push --force").verdict, Verdict::Deny);
     // Global options do not hide the subcommand.
-    assert_eq!(p.check_command("git -C . push --force").verdict, Verdict::Deny);
+    assert_eq!(
+        p.check_command("git -C . push --force").verdict,
+        Verdict::Deny
+    );
     assert_eq!(p.check_command("git -c a.b=c push").verdict, Verdict::Ask);
 }
 
@@ -178,7 +185,11 @@ fn words_known_only_at_run_time() {
     ));
     assert_eq!(p.check_command("git push $REMOTE").verdict, Verdict::Deny);
     // An unquoted empty expansion vanishes: `git push $X` may be exactly `git push`.
-    let exact = Policy::new().allow("git:*").unwrap().deny("git push").unwrap();
+    let exact = Policy::new()
+        .allow("git:*")
+        .unwrap()
+        .deny("git push")
+        .unwrap();
     assert_eq!(exact.check_command("git push $X").verdict, Verdict::Ask);
     assert_eq!(exact.check_command("git push x").verdict, Verdict::Allow);
     // Too many words known only at run time: unresolved.
@@ -195,14 +206,23 @@ fn allow_rules_name_the_program_as_written() {
     assert_eq!(p.check_command("/tmp/evil/ls").verdict, Verdict::Ask);
     assert_eq!(p.check_command("/usr/bin/rm x").verdict, Verdict::Deny);
     let p = Policy::new().allow("./scripts/test:*").unwrap();
-    assert_eq!(p.check_command("./scripts/test --all").verdict, Verdict::Allow);
+    assert_eq!(
+        p.check_command("./scripts/test --all").verdict,
+        Verdict::Allow
+    );
 }
 
 #[test]
 fn defaults_and_empty_lines() {
-    let p = Policy::new().default_command(Verdict::Allow).deny("rm:*").unwrap();
+    let p = Policy::new()
+        .default_command(Verdict::Allow)
+        .deny("rm:*")
+        .unwrap();
     assert_eq!(p.check_command("cargo build").verdict, Verdict::Allow);
-    assert_eq!(p.check_command("cargo build && rm x").verdict, Verdict::Deny);
+    assert_eq!(
+        p.check_command("cargo build && rm x").verdict,
+        Verdict::Deny
+    );
     assert_eq!(p.check_command("").verdict, Verdict::Allow);
     assert!(Policy::new().allow("   ").is_err());
 }
@@ -222,14 +242,20 @@ fn recommended_rules() {
     ] {
         assert_eq!(p.check_command(line).verdict, Verdict::Deny, "{line}");
     }
-    assert_eq!(p.check_command("ls -la && git status").verdict, Verdict::Allow);
+    assert_eq!(
+        p.check_command("ls -la && git status").verdict,
+        Verdict::Allow
+    );
     assert_eq!(p.check_command("git push").verdict, Verdict::Ask);
     assert_eq!(p.check_command("rm -rf target").verdict, Verdict::Ask);
     assert_eq!(
         p.check_edit(Path::new(".git/hooks/pre-commit")).verdict,
         Verdict::Deny
     );
-    assert_eq!(p.check_edit(Path::new("src/lib.rs")).verdict, Verdict::Allow);
+    assert_eq!(
+        p.check_edit(Path::new("src/lib.rs")).verdict,
+        Verdict::Allow
+    );
 }
 
 #[test]
@@ -266,8 +292,14 @@ deny = ["**/*.pem", ".env"]
             .contains("deny rule `rm -rf*` (from .miyabi/permissions.toml)"),
         "{d}"
     );
-    assert_eq!(p.check_edit(Path::new("src/a/b.rs")).verdict, Verdict::Allow);
-    assert_eq!(p.check_edit(Path::new("src/keys/k.pem")).verdict, Verdict::Deny);
+    assert_eq!(
+        p.check_edit(Path::new("src/a/b.rs")).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(
+        p.check_edit(Path::new("src/keys/k.pem")).verdict,
+        Verdict::Deny
+    );
     assert_eq!(p.check_edit(Path::new(".env")).verdict, Verdict::Deny);
     assert_eq!(p.check_edit(Path::new("Cargo.toml")).verdict, Verdict::Ask);
     assert_eq!(
@@ -279,8 +311,13 @@ deny = ["**/*.pem", ".env"]
     // Round trip through to_toml.
     let again = Policy::from_toml(&p.to_toml(), path).unwrap();
     assert_eq!(
-        again.command_rules().map(|r| r.pattern.clone()).collect::<Vec<_>>(),
-        p.command_rules().map(|r| r.pattern.clone()).collect::<Vec<_>>()
+        again
+            .command_rules()
+            .map(|r| r.pattern.clone())
+            .collect::<Vec<_>>(),
+        p.command_rules()
+            .map(|r| r.pattern.clone())
+            .collect::<Vec<_>>()
     );
     assert_eq!(again.check_command("cargo build").verdict, Verdict::Deny);
 
@@ -289,7 +326,10 @@ deny = ["**/*.pem", ".env"]
     let file = dir.path().join("permissions.toml");
     std::fs::write(&file, text).unwrap();
     assert_eq!(
-        Policy::load(&file).unwrap().check_command("git status").verdict,
+        Policy::load(&file)
+            .unwrap()
+            .check_command("git status")
+            .verdict,
         Verdict::Allow
     );
 }
@@ -306,7 +346,10 @@ fn bad_files_name_what_is_wrong() {
     let e = Policy::from_toml("[commands]\ndefault = \"maybe\"\n", path).unwrap_err();
     assert!(e.to_string().contains("p.toml"), "{e}");
     let e = Policy::load(Path::new("/nonexistent/permissions.toml")).unwrap_err();
-    assert!(e.to_string().contains("/nonexistent/permissions.toml"), "{e}");
+    assert!(
+        e.to_string().contains("/nonexistent/permissions.toml"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -322,7 +365,10 @@ fn always_answers_become_rules() {
     assert_eq!(added.len(), 1);
     assert_eq!(added[0].verdict, Verdict::Allow);
     assert_eq!(added[0].source, RuleSource::Approval);
-    assert_eq!(shared.check_command("cargo test -p y").verdict, Verdict::Allow);
+    assert_eq!(
+        shared.check_command("cargo test -p y").verdict,
+        Verdict::Allow
+    );
 
     // Per-call decisions; a declined "always" denies.
     shared
@@ -357,7 +403,16 @@ fn hostile_input_does_not_panic() {
     // Past the nesting limit the rest is unresolved: still never allowed.
     let too_deep = Policy::new().allow("*").unwrap();
     assert_eq!(too_deep.check_command(&nest(11)).verdict, Verdict::Ask);
-    for junk in ["\0", "\"", "'", "$(", "`", "<<", "\u{ffff}\u{0}$'\\x", "a\0b"] {
+    for junk in [
+        "\0",
+        "\"",
+        "'",
+        "$(",
+        "`",
+        "<<",
+        "\u{ffff}\u{0}$'\\x",
+        "a\0b",
+    ] {
         assert_ne!(p.check_command(junk).verdict, Verdict::Allow, "{junk:?}");
     }
 }

@@ -136,7 +136,11 @@ fn node_strategy() -> impl Strategy<Value = Node> {
     ];
     leaf.prop_recursive(4, 24, 2, |inner| {
         prop_oneof![
-            (inner.clone(), prop::sample::select(&["&&", "||", ";", "|"][..]), inner.clone())
+            (
+                inner.clone(),
+                prop::sample::select(&["&&", "||", ";", "|"][..]),
+                inner.clone()
+            )
                 .prop_map(|(a, op, b)| Node::Bin(Box::new(a), op, Box::new(b))),
             inner.clone().prop_map(|n| Node::Subshell(Box::new(n))),
             inner.clone().prop_map(|n| Node::Group(Box::new(n))),
@@ -165,7 +169,11 @@ fn rules_strategy() -> impl Strategy<Value = Vec<(Verdict, String)>> {
             p
         });
     let pattern = prop_oneof![20 => pattern, 1 => Just("*".to_owned())];
-    let verdict = prop_oneof![Just(Verdict::Allow), Just(Verdict::Ask), Just(Verdict::Deny)];
+    let verdict = prop_oneof![
+        Just(Verdict::Allow),
+        Just(Verdict::Ask),
+        Just(Verdict::Deny)
+    ];
     prop::collection::vec((verdict, pattern), 0..7)
 }
 
@@ -251,7 +259,11 @@ fn simple_runs(s: &Simple) -> Run {
             Arg::Var => W::Dyn,
         });
     }
-    let lit = |v: &[&str]| v.iter().map(|s| W::Lit((*s).to_owned())).collect::<Vec<_>>();
+    let lit = |v: &[&str]| {
+        v.iter()
+            .map(|s| W::Lit((*s).to_owned()))
+            .collect::<Vec<_>>()
+    };
     let forms = match s.wrap {
         Wrap::None => vec![inner],
         Wrap::Sudo => vec![[lit(&["sudo"]), inner.clone()].concat(), inner],
@@ -377,7 +389,13 @@ fn oracle(rules: &[(Verdict, String)], default: Verdict, node: &Node) -> Verdict
     let mut vocab: Vec<String> = vec![String::new()];
     let words: Vec<String> = rules
         .iter()
-        .flat_map(|(_, p)| p.trim_end_matches(":*").trim_end_matches('*').split(' ').map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|(_, p)| {
+            p.trim_end_matches(":*")
+                .trim_end_matches('*')
+                .split(' ')
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .filter(|w| !w.is_empty())
         .collect();
     for a in &words {
@@ -475,7 +493,10 @@ fn the_oracle_can_disagree() {
             name: "rm".into(),
             name_quote: Quote::Single,
             by_path: true,
-            args: vec![Arg::Lit("-rf".into(), Quote::Double), Arg::Lit("/".into(), Quote::Bare)],
+            args: vec![
+                Arg::Lit("-rf".into(), Quote::Double),
+                Arg::Lit("/".into(), Quote::Bare),
+            ],
             wrap: Wrap::Sudo,
         })))),
     );

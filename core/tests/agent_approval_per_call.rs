@@ -56,7 +56,9 @@ async fn approval_is_decided_per_call_from_the_arguments() {
         ]),
         text("done"),
     ]);
-    let agent = Agent::new("cleaner").model(model.clone()).tool(Delete { ran: ran.clone() });
+    let agent = Agent::new("cleaner")
+        .model(model.clone())
+        .tool(Delete { ran: ran.clone() });
 
     let r = agent.generate("clean up").await.unwrap();
     assert_eq!(r.stop, StopReason::ApprovalRequired);

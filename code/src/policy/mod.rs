@@ -264,8 +264,7 @@ impl CommandDecision {
 
 fn is_subcommand(w: &str) -> bool {
     !w.is_empty()
-        && w
-            .chars()
+        && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !w.starts_with('-')
 }
@@ -330,16 +329,50 @@ impl Policy {
     pub fn recommended() -> Self {
         let mut p = Self::new();
         let allow = [
-            "ls:*", "cat:*", "head:*", "tail:*", "wc:*", "pwd", "echo:*", "true", "false",
-            "grep:*", "rg:*", "which:*", "file:*", "stat:*", "diff:*", "sort:*", "uniq:*",
-            "git status:*", "git diff:*", "git log:*", "git show:*", "git branch", "git rev-parse:*",
+            "ls:*",
+            "cat:*",
+            "head:*",
+            "tail:*",
+            "wc:*",
+            "pwd",
+            "echo:*",
+            "true",
+            "false",
+            "grep:*",
+            "rg:*",
+            "which:*",
+            "file:*",
+            "stat:*",
+            "diff:*",
+            "sort:*",
+            "uniq:*",
+            "git status:*",
+            "git diff:*",
+            "git log:*",
+            "git show:*",
+            "git branch",
+            "git rev-parse:*",
         ];
         let ask = ["git push*", "sudo*", "curl:*", "wget:*"];
         let deny = [
-            "rm -rf /", "rm -fr /", "rm -rf /*", "rm -fr /*", "rm -rf / *", "rm -fr / *",
-            "rm -rf ~", "rm -fr ~", "rm -rf ~/", "rm -fr ~/", "rm -rf ~/*", "rm -fr ~/*",
-            "rm -r -f /", "rm -f -r /", "rm -rf --no-preserve-root*", "rm -fr --no-preserve-root*",
-            "rm --no-preserve-root*", "mkfs*",
+            "rm -rf /",
+            "rm -fr /",
+            "rm -rf /*",
+            "rm -fr /*",
+            "rm -rf / *",
+            "rm -fr / *",
+            "rm -rf ~",
+            "rm -fr ~",
+            "rm -rf ~/",
+            "rm -fr ~/",
+            "rm -rf ~/*",
+            "rm -fr ~/*",
+            "rm -r -f /",
+            "rm -f -r /",
+            "rm -rf --no-preserve-root*",
+            "rm -fr --no-preserve-root*",
+            "rm --no-preserve-root*",
+            "mkfs*",
         ];
         for (verdict, list) in [
             (Verdict::Allow, &allow[..]),
@@ -618,9 +651,7 @@ impl Policy {
                 command: cmd.text.clone(),
                 verdict: Verdict::Ask,
                 reason: Reason::Unresolved {
-                    why: format!(
-                        "more than {MAX_DYNAMIC_WORDS} words are only known at run time"
-                    ),
+                    why: format!("more than {MAX_DYNAMIC_WORDS} words are only known at run time"),
                 },
             });
         }
@@ -825,9 +856,7 @@ fn variants(form: &[parse::Word]) -> Option<Vec<Variant>> {
         Some(parse::Word::Static(s)) => s.as_str(),
         _ => "",
     };
-    let base = name
-        .contains('/')
-        .then(|| parse::basename(name).to_owned());
+    let base = name.contains('/').then(|| parse::basename(name).to_owned());
     let mut out = Vec::with_capacity(1 << dynamic.len());
     for mask in 0u32..(1u32 << dynamic.len()) {
         let kept: Vec<&parse::Word> = form

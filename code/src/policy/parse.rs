@@ -193,8 +193,7 @@ impl Walker<'_, '_> {
         let mut explicit_only = false;
         let mut scripts: Vec<String> = Vec::new();
         let mut execs: Vec<Vec<Word>> = Vec::new();
-        loop {
-            let Some(cur) = forms.last() else { break };
+        while let Some(cur) = forms.last() {
             let base = basename(cur.first().and_then(Word::as_static).unwrap_or_default());
             match unwrap(base, &cur[1..]) {
                 Unwrapped::Nothing => break,
@@ -385,7 +384,9 @@ fn unwrap(name: &str, args: &[Word]) -> Unwrapped {
         "sudo" => {
             let rest = skip_options(
                 args,
-                &["-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-T", "-U", "-R"],
+                &[
+                    "-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-T", "-U", "-R",
+                ],
                 &[
                     "user",
                     "group",
@@ -405,7 +406,9 @@ fn unwrap(name: &str, args: &[Word]) -> Unwrapped {
                     .iter()
                     .any(|a| matches!(st(a), "-s" | "-i" | "--shell" | "--login"));
                 if shell {
-                    return Opaque("`sudo` starts a shell that reads its commands from input".into());
+                    return Opaque(
+                        "`sudo` starts a shell that reads its commands from input".into(),
+                    );
                 }
                 return Nothing;
             }
@@ -416,7 +419,10 @@ fn unwrap(name: &str, args: &[Word]) -> Unwrapped {
             let mut i = 0;
             while i < args.len() {
                 let a = st(&args[i]);
-                if matches!(a, "-S" | "--split-string") || a.starts_with("--split-string=") || (a.starts_with("-S") && a.len() > 2) {
+                if matches!(a, "-S" | "--split-string")
+                    || a.starts_with("--split-string=")
+                    || (a.starts_with("-S") && a.len() > 2)
+                {
                     return Opaque("`env -S` splits a string into a command".into());
                 }
                 if a == "--" {
@@ -448,7 +454,16 @@ fn unwrap(name: &str, args: &[Word]) -> Unwrapped {
             let rest = skip_options(
                 args,
                 &["-I", "-L", "-n", "-P", "-s", "-E", "-d", "-a"],
-                &["arg-file", "delimiter", "max-lines", "max-args", "max-procs", "max-chars", "replace", "eof"],
+                &[
+                    "arg-file",
+                    "delimiter",
+                    "max-lines",
+                    "max-args",
+                    "max-procs",
+                    "max-chars",
+                    "replace",
+                    "eof",
+                ],
             );
             let mut inner = if rest.is_empty() {
                 vec![Word::Static("echo".into())]
@@ -468,9 +483,18 @@ fn unwrap(name: &str, args: &[Word]) -> Unwrapped {
         }
         "exec" => Inner(skip_options(args, &["-a"], &[]).to_vec()),
         "time" => Inner(skip_options(args, &["-f", "-o"], &["format", "output"]).to_vec()),
-        "stdbuf" => Inner(skip_options(args, &["-i", "-o", "-e"], &["input", "output", "error"]).to_vec()),
+        "stdbuf" => {
+            Inner(skip_options(args, &["-i", "-o", "-e"], &["input", "output", "error"]).to_vec())
+        }
         "setsid" => Inner(skip_options(args, &[], &[]).to_vec()),
-        "ionice" => Inner(skip_options(args, &["-c", "-n", "-p", "-P", "-u"], &["class", "classdata", "pid", "pgid", "uid"]).to_vec()),
+        "ionice" => Inner(
+            skip_options(
+                args,
+                &["-c", "-n", "-p", "-P", "-u"],
+                &["class", "classdata", "pid", "pgid", "uid"],
+            )
+            .to_vec(),
+        ),
         "timeout" => {
             let rest = skip_options(args, &["-s", "-k"], &["signal", "kill-after"]);
             // The duration, then the command.
@@ -481,7 +505,11 @@ fn unwrap(name: &str, args: &[Word]) -> Unwrapped {
             Inner(rest.get(1..).unwrap_or_default().to_vec())
         }
         "watch" => {
-            let rest = skip_options(args, &["-n", "-d", "-q"], &["interval", "differences", "equexit"]);
+            let rest = skip_options(
+                args,
+                &["-n", "-d", "-q"],
+                &["interval", "differences", "equexit"],
+            );
             if rest.is_empty() {
                 return Nothing;
             }
@@ -513,7 +541,11 @@ fn unwrap(name: &str, args: &[Word]) -> Unwrapped {
                 }
                 i += 1;
             }
-            if execs.is_empty() { Nothing } else { Execs(execs) }
+            if execs.is_empty() {
+                Nothing
+            } else {
+                Execs(execs)
+            }
         }
         "git" => git_canonical(args),
         _ => Nothing,
@@ -766,8 +798,14 @@ mod tests {
     fn finds_commands_everywhere() {
         assert_eq!(names("a && b || c; d | e"), ["a", "b", "c", "d", "e"]);
         assert_eq!(names("(a; { b; })"), ["a", "b"]);
-        assert_eq!(names("echo $(rm -rf /) `ls`"), ["echo $(rm -rf /) `ls`", "rm -rf /", "ls"]);
-        assert_eq!(names("diff <(ls a) <(ls b)"), ["diff <(ls a) <(ls b)", "ls a", "ls b"]);
+        assert_eq!(
+            names("echo $(rm -rf /) `ls`"),
+            ["echo $(rm -rf /) `ls`", "rm -rf /", "ls"]
+        );
+        assert_eq!(
+            names("diff <(ls a) <(ls b)"),
+            ["diff <(ls a) <(ls b)", "ls a", "ls b"]
+        );
         assert_eq!(names("X=1 Y=2 cargo test"), ["cargo test"]);
         assert_eq!(names("'r'\"m\" -rf /"), ["rm -rf /"]);
         assert_eq!(names("\\rm -rf /"), ["rm -rf /"]);
@@ -782,13 +820,24 @@ mod tests {
         assert_eq!(names("timeout 5 rm x"), ["rm x"]);
         assert_eq!(names("xargs -n1 rm"), ["rm <arguments from input>"]);
         assert_eq!(names("bash -lc 'a && b'"), ["bash -lc a && b", "a", "b"]);
-        assert_eq!(names("find . -exec rm {} \\;"), ["find . -exec rm {} ;", "rm {}"]);
+        assert_eq!(
+            names("find . -exec rm {} \\;"),
+            ["find . -exec rm {} ;", "rm {}"]
+        );
         assert_eq!(names("git -C /x -c a=b push"), ["git push"]);
     }
 
     #[test]
     fn unresolved_things() {
-        for line in ["$X foo", "eval ls", "echo x | bash", "bash -c \"$S\"", "PATH=/tmp ls", "if (", "{a,b} x"] {
+        for line in [
+            "$X foo",
+            "eval ls",
+            "echo x | bash",
+            "bash -c \"$S\"",
+            "PATH=/tmp ls",
+            "if (",
+            "{a,b} x",
+        ] {
             assert!(!analyse(line).unresolved.is_empty(), "{line}");
         }
         for line in ["ls -la", "cargo test -- --nocapture", "X=1 ls"] {

@@ -45,7 +45,10 @@ impl CommandPattern {
                 if prefix.is_empty() {
                     vec!["*".chars().collect()]
                 } else {
-                    vec![prefix.chars().collect(), format!("{prefix} *").chars().collect()]
+                    vec![
+                        prefix.chars().collect(),
+                        format!("{prefix} *").chars().collect(),
+                    ]
                 }
             }
             None => vec![text.chars().collect()],
@@ -142,6 +145,7 @@ fn globs_intersect(pattern: &[char], subject: &[char]) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

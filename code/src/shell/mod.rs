@@ -301,10 +301,12 @@ impl ShellTool {
         cfg.workspace = root;
         let mut writable = Vec::new();
         for w in &cfg.writable {
-            writable.push(std::fs::canonicalize(w).map_err(|e| ShellError::BadWorkspace {
-                path: w.clone(),
-                reason: format!("a writable directory: {e}"),
-            })?);
+            writable.push(
+                std::fs::canonicalize(w).map_err(|e| ShellError::BadWorkspace {
+                    path: w.clone(),
+                    reason: format!("a writable directory: {e}"),
+                })?,
+            );
         }
         cfg.writable = writable;
         let description = format!(
@@ -373,9 +375,7 @@ impl ShellTool {
             });
         }
         let cfg = &self.inner.cfg;
-        let timeout = timeout
-            .unwrap_or(cfg.default_timeout)
-            .min(cfg.max_timeout);
+        let timeout = timeout.unwrap_or(cfg.default_timeout).min(cfg.max_timeout);
         let (mut cmd, sandbox_name) = self.command(command).await?;
         cmd.env_clear()
             .envs(cfg.environment())
@@ -454,7 +454,9 @@ impl ShellTool {
         let probe = self
             .inner
             .probe
-            .get_or_init(|| probe_bwrap(&cfg.bwrap, sandbox::bwrap_args(&layout), cfg.environment()))
+            .get_or_init(|| {
+                probe_bwrap(&cfg.bwrap, sandbox::bwrap_args(&layout), cfg.environment())
+            })
             .await;
         if let Err(reason) = probe {
             if cfg.unsandboxed_fallback {
@@ -644,10 +646,7 @@ impl Tool for ShellTool {
         if out.timed_out
             && let Some(obj) = v.as_object_mut()
         {
-            obj.insert(
-                "note".into(),
-                json!("the command timed out and was killed"),
-            );
+            obj.insert("note".into(), json!("the command timed out and was killed"));
         }
         Ok(v)
     }
@@ -661,5 +660,5 @@ pub fn from_workspace(cfg: ShellConfig) -> Result<ShellTool, ShellError> {
     if file.exists() {
         policy.merge_file(&file)?;
     }
-    Ok(ShellTool::new(cfg, policy)?)
+    ShellTool::new(cfg, policy)
 }
