@@ -619,6 +619,8 @@ impl Policy {
                 too_dynamic = true;
                 continue;
             };
+            // Without dynamic words "may match" is "matches".
+            let dynamic = form.iter().any(|w| matches!(w, parse::Word::Dynamic(_)));
             for r in &self.commands {
                 // Deny and ask rules also see `/usr/bin/rm` as `rm`; an allow rule must name the
                 // program as written.
@@ -633,6 +635,7 @@ impl Policy {
                 let (verdict, possibly) = if certain {
                     (r.rule.verdict, false)
                 } else if r.rule.verdict != Verdict::Allow
+                    && dynamic
                     && variants
                         .iter()
                         .any(|v| hit(v, &|s| r.pattern.matches_possibly(s)))
