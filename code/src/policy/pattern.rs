@@ -77,7 +77,9 @@ impl CommandPattern {
 
     /// Matches for some value of the dynamic tokens in `line`.
     pub(crate) fn matches_possibly(&self, line: &[char]) -> bool {
-        self.globs.iter().any(|g| globs_intersect(g, line))
+        self.globs
+            .iter()
+            .any(|g| prefixes_agree(g, line) && globs_intersect(g, line))
     }
 }
 
@@ -109,39 +111,51 @@ fn glob_match(pattern: &[char], subject: &[char]) -> bool {
     pattern[p..].iter().all(|&c| c == '*')
 }
 
+/// The literal starts of `pattern` (up to its first `*`) and `subject` (up to its first dynamic
+/// token) agree where both are literal: a cheap test that rules out most rules before
+/// [`globs_intersect`].
+fn prefixes_agree(pattern: &[char], subject: &[char]) -> bool {
+    pattern
+        .iter()
+        .zip(subject)
+        .take_while(|(p, s)| **p != '*' && **s != DYNAMIC)
+        .all(|(p, s)| p == s)
+}
+
 /// Whether some string matches both `pattern` (`*` wildcards) and `subject` (where [`DYNAMIC`]
 /// stands for any string).
 fn globs_intersect(pattern: &[char], subject: &[char]) -> bool {
     let (n, m) = (pattern.len(), subject.len());
     // reach[i][j]: the prefixes pattern[..i] and subject[..j] can describe a common string
     // (with a wildcard possibly still open at either end).
-    let mut reach = vec![vec![false; m + 1]; n + 1];
-    reach[0][0] = true;
+    let w = m + 1;
+    let mut reach = vec![false; (n + 1) * w];
+    reach[0] = true;
     for i in 0..=n {
         for j in 0..=m {
-            if !reach[i][j] {
+            if !reach[i * w + j] {
                 continue;
             }
             let pw = i < n && pattern[i] == '*';
             let sw = j < m && subject[j] == DYNAMIC;
             if pw {
-                reach[i + 1][j] = true;
+                reach[(i + 1) * w + j] = true;
                 if j < m {
-                    reach[i][j + 1] = true;
+                    reach[i * w + j + 1] = true;
                 }
             }
             if sw {
-                reach[i][j + 1] = true;
+                reach[i * w + j + 1] = true;
                 if i < n {
-                    reach[i + 1][j] = true;
+                    reach[(i + 1) * w + j] = true;
                 }
             }
             if i < n && j < m && !pw && !sw && pattern[i] == subject[j] {
-                reach[i + 1][j + 1] = true;
+                reach[(i + 1) * w + j + 1] = true;
             }
         }
     }
-    reach[n][m]
+    reach[n * w + m]
 }
 
 #[cfg(test)]
