@@ -62,6 +62,15 @@ async fn the_environment_is_an_allowlist() {
             );
         }
     }
+    // The configuration's Debug output names variables but shows no value.
+    let cfg = ShellConfig::new(ws.path())
+        .inherit_from(parent)
+        .set_env("DEPLOY_KEY", "set-secret");
+    let shown = format!("{cfg:?}");
+    assert!(shown.contains("DEPLOY_KEY"), "{shown}");
+    for secret in ["sk-secret-value", "ghp_secret", "set-secret"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
     // Named explicitly, a token is passed.
     let t = ShellTool::new(
         ShellConfig::new(ws.path())

@@ -98,8 +98,8 @@ pub enum ShellError {
     Policy(#[from] crate::policy::PolicyError),
 }
 
-/// The shell tool's configuration.
-#[derive(Clone, Debug)]
+/// The shell tool's configuration. Its `Debug` output shows variable names, never values.
+#[derive(Clone)]
 pub struct ShellConfig {
     workspace: PathBuf,
     sandbox: SandboxMode,
@@ -113,6 +113,25 @@ pub struct ShellConfig {
     env_allow: Vec<String>,
     env_set: BTreeMap<String, String>,
     env_source: Option<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for ShellConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellConfig")
+            .field("workspace", &self.workspace)
+            .field("sandbox", &self.sandbox)
+            .field("allow_git_writes", &self.allow_git_writes)
+            .field("writable", &self.writable)
+            .field("unsandboxed_fallback", &self.unsandboxed_fallback)
+            .field("bwrap", &self.bwrap)
+            .field("default_timeout", &self.default_timeout)
+            .field("max_timeout", &self.max_timeout)
+            .field("max_output", &self.max_output)
+            .field("env_allow", &self.env_allow)
+            .field("env_set", &self.env_set.keys().collect::<Vec<_>>())
+            .field("env_source", &self.env_source.as_ref().map(BTreeMap::len))
+            .finish()
+    }
 }
 
 impl ShellConfig {
