@@ -268,3 +268,58 @@ async fn from_workspace_reads_the_permission_file() {
     let e = miyabi_code::shell::from_workspace(ShellConfig::new(ws.path())).unwrap_err();
     assert!(e.to_string().contains("permissions.toml"), "{e}");
 }
+
+/// An asked command inside a workflow: the run suspends in its SQLite file; a new engine (another
+/// process, days later) resumes it with the human's decision and the command runs then.
+#[tokio::test]
+async fn an_asked_command_suspends_a_durable_run_until_approved() {
+    use miyabi::{Engine, RunStatus, Workflow};
+
+    let ws = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let db = db.path().join("runs.db");
+    let wf_for = |model: std::sync::Arc<Scripted>| {
+        let shell = ShellTool::new(
+            ShellConfig::new(ws.path()),
+            Policy::new().allow("ls:*").unwrap(),
+        )
+        .unwrap();
+        let agent = Agent::new("coder").model(model).tool(shell);
+        Workflow::new("fix").step("code", agent).commit().unwrap()
+    };
+
+    let first = Scripted::new(vec![calls(&[(
+        "c1",
+        "shell",
+        json!({"command": "ls && touch fixed.txt"}),
+    )])]);
+    let run_id = {
+        let engine = Engine::sqlite(&db).unwrap();
+        let run = engine.start(&wf_for(first), json!("fix it")).await.unwrap();
+        assert_eq!(run.status, RunStatus::Suspended);
+        let payload = &run.suspended[0].payload;
+        assert_eq!(payload["kind"], "tool-approval");
+        assert_eq!(
+            payload["pending"][0]["arguments"]["command"],
+            "ls && touch fixed.txt"
+        );
+        run.id
+    };
+    assert!(
+        !ws.path().join("fixed.txt").exists(),
+        "nothing ran before the approval"
+    );
+
+    let second = Scripted::new(vec![text("Fixed.")]);
+    let engine = Engine::sqlite(&db).unwrap();
+    engine.register(&wf_for(second.clone()));
+    let run = engine
+        .resume(&run_id, "code", json!({"approved": true}))
+        .await
+        .unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(run.output, Some(json!("Fixed.")));
+    assert!(ws.path().join("fixed.txt").exists());
+    let result = &last_tool_results(&second.requests()[0])[0];
+    assert_eq!(result.content["exit_code"], json!(0));
+}
