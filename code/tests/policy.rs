@@ -102,6 +102,16 @@ fn every_sub_command_counts() {
         "ls && echo ok; (true | { echo $(echo `rm -rf /`); })",
         "cat <<EOF\n$(rm -rf /)\nEOF",
         "eval 'rm -rf /'",
+        "rm -rf / &",
+        "ls > >(rm -rf /)",
+        "case x in x) rm -rf /;; esac",
+        "X=$(rm -rf /)",
+        "export Y=\"$(rm -rf /)\"",
+        "watch rm -rf /",
+        "command rm -rf /",
+        "exec rm -rf /",
+        "nice -n 5 rm -rf /",
+        "time rm -rf /",
     ] {
         let d = policy().check_command(line);
         assert_eq!(d.verdict, Verdict::Deny, "{line}: {d:?}");
