@@ -1,5 +1,5 @@
 //! The shell tool: runs a bash command in the workspace, in a bubblewrap sandbox, under a
-//! [`Policy`](crate::policy::Policy).
+//! [`Policy`].
 //!
 //! - **Policy.** Before anything runs, the command line is judged by the policy (every command
 //!   in it, see [`crate::policy`]). `deny` refuses the call with an error that names the rule;
