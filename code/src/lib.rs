@@ -8,3 +8,5 @@
 // -- workspace tools, git, repository map
 
 // -- shell, sandbox and permission policy
+pub mod policy;
+pub mod shell;

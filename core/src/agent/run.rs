@@ -411,7 +411,7 @@ impl Agent {
                 p.results[i] = refuse(e);
                 continue;
             }
-            if !tool.tool.requires_approval() {
+            if !tool.tool.approval(&call.arguments) {
                 jobs.push((i, tool, call.arguments.clone()));
                 continue;
             }

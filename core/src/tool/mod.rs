@@ -139,6 +139,16 @@ pub trait Tool: Send + Sync {
         false
     }
 
+    /// Whether a human must approve THIS call, given its arguments (already checked against
+    /// [`Tool::parameters`]). The agent loop asks this for every call; the default is
+    /// [`Tool::requires_approval`], so a tool that does not override it behaves as before. A
+    /// tool whose risk depends on its arguments (a shell command under a permission policy)
+    /// overrides it.
+    fn approval(&self, args: &Value) -> bool {
+        let _ = args;
+        self.requires_approval()
+    }
+
     /// Whether a call of this tool ends the agent's loop, its result becoming the answer.
     fn is_final(&self) -> bool {
         false
