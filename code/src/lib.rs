@@ -6,5 +6,7 @@
 //! worktrees for parallel work, and see a ranked map of the repository's symbols.
 
 // -- workspace tools, git, repository map
+pub mod workspace;
+pub use workspace::{Limits, Workspace, WorkspaceError};
 
 // -- shell, sandbox and permission policy
