@@ -6,7 +6,9 @@
 //! worktrees for parallel work, and see a ranked map of the repository's symbols.
 
 // -- workspace tools, git, repository map
+pub mod git;
 pub mod workspace;
+pub use git::{Git, GitError, Worktrees};
 pub use workspace::{Limits, Workspace, WorkspaceError};
 
 // -- shell, sandbox and permission policy
