@@ -10,8 +10,17 @@ use miyabi_code::{Git, Workspace};
 use serde_json::json;
 
 fn sh(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -27,7 +36,11 @@ fn repo() -> tempfile::TempDir {
     dir
 }
 
-async fn call(tools: &[std::sync::Arc<dyn Tool>], name: &str, args: serde_json::Value) -> Result<String, String> {
+async fn call(
+    tools: &[std::sync::Arc<dyn Tool>],
+    name: &str,
+    args: serde_json::Value,
+) -> Result<String, String> {
     let t = tools.iter().find(|t| t.name() == name).unwrap();
     t.call(&ToolContext::detached("test", "c1"), args)
         .await
@@ -62,7 +75,12 @@ fn conventional_commit_messages_are_validated() {
         assert!(err.to_string().contains(why), "{bad:?}: {err}");
     }
     let long = format!("fix: {}", "x".repeat(100));
-    assert!(validate_commit_message(&long).unwrap_err().to_string().contains("at most 100"));
+    assert!(
+        validate_commit_message(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 100")
+    );
 }
 
 #[tokio::test]
@@ -76,7 +94,10 @@ async fn status_diff_add_commit_and_branch() {
     let status = git.status().await.unwrap();
     assert_eq!(status, "## main\n M a.txt\n?? b.txt\n");
     let diff = git.diff(false, &[]).await.unwrap();
-    assert!(diff.contains("--- a/a.txt\n+++ b/a.txt\n@@ -1 +1,2 @@\n one\n+two\n"), "{diff}");
+    assert!(
+        diff.contains("--- a/a.txt\n+++ b/a.txt\n@@ -1 +1,2 @@\n one\n+two\n"),
+        "{diff}"
+    );
 
     git.add(&["a.txt".into()]).await.unwrap();
     assert_eq!(git.status().await.unwrap(), "## main\nM  a.txt\n?? b.txt\n");
@@ -87,12 +108,21 @@ async fn status_diff_add_commit_and_branch() {
     assert_eq!(sh(p, &["rev-list", "--count", "HEAD"]).trim(), "1");
     let id = git.commit("feat(a): add a second line").await.unwrap();
     assert_eq!(id, sh(p, &["rev-parse", "HEAD"]).trim());
-    assert_eq!(sh(p, &["log", "-1", "--format=%s"]).trim(), "feat(a): add a second line");
+    assert_eq!(
+        sh(p, &["log", "-1", "--format=%s"]).trim(),
+        "feat(a): add a second line"
+    );
 
-    assert_eq!(git.branch(Some("topic"), true).await.unwrap(), "created branch `topic` and switched to it");
+    assert_eq!(
+        git.branch(Some("topic"), true).await.unwrap(),
+        "created branch `topic` and switched to it"
+    );
     assert_eq!(sh(p, &["branch", "--show-current"]).trim(), "topic");
     let list = git.branch(None, false).await.unwrap();
-    assert!(list.contains("  main\n") && list.contains("* topic\n"), "{list}");
+    assert!(
+        list.contains("  main\n") && list.contains("* topic\n"),
+        "{list}"
+    );
     assert!(git.branch(Some("--delete"), false).await.is_err());
     assert!(git.branch(Some("bad..name"), false).await.is_err());
 }
@@ -116,16 +146,40 @@ async fn git_tools_through_json() {
     let ws = Workspace::new(p).unwrap();
     let tools = Git::for_workspace(&ws).tools();
     let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
-    assert_eq!(names, ["git_status", "git_diff", "git_add", "git_commit", "git_branch"]);
+    assert_eq!(
+        names,
+        [
+            "git_status",
+            "git_diff",
+            "git_add",
+            "git_commit",
+            "git_branch"
+        ]
+    );
     for t in &tools {
         assert_eq!(t.parameters()["type"], "object", "{}", t.name());
     }
-    assert_eq!(call(&tools, "git_diff", json!({})).await.unwrap(), "[diff: nothing]\n");
+    assert_eq!(
+        call(&tools, "git_diff", json!({})).await.unwrap(),
+        "[diff: nothing]\n"
+    );
     ws.write_file("c.txt", "c\n").unwrap();
-    assert_eq!(call(&tools, "git_add", json!({"paths": ["c.txt"]})).await.unwrap(), "## main\nA  c.txt\n");
-    let err = call(&tools, "git_commit", json!({"message": "add c"})).await.unwrap_err();
+    assert_eq!(
+        call(&tools, "git_add", json!({"paths": ["c.txt"]}))
+            .await
+            .unwrap(),
+        "## main\nA  c.txt\n"
+    );
+    let err = call(&tools, "git_commit", json!({"message": "add c"}))
+        .await
+        .unwrap_err();
     assert!(err.contains("not a Conventional Commits message"), "{err}");
-    let out = call(&tools, "git_commit", json!({"message": "feat: add c"})).await.unwrap();
+    let out = call(&tools, "git_commit", json!({"message": "feat: add c"}))
+        .await
+        .unwrap();
     assert!(out.starts_with("committed "), "{out}");
-    assert_eq!(call(&tools, "git_status", json!({})).await.unwrap(), "## main\n");
+    assert_eq!(
+        call(&tools, "git_status", json!({})).await.unwrap(),
+        "## main\n"
+    );
 }

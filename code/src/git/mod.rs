@@ -109,10 +109,7 @@ pub fn validate_commit_message(message: &str) -> Result<(), GitError> {
             let Some(scope) = rest.strip_suffix(')') else {
                 return bad(format!("the scope in `{prefix}` is not closed by `)`"));
             };
-            if scope.trim().is_empty()
-                || scope.trim() != scope
-                || scope.contains(['(', ')'])
-            {
+            if scope.trim().is_empty() || scope.trim() != scope || scope.contains(['(', ')']) {
                 return bad(format!("the scope `{scope}` is empty or malformed"));
             }
             (kind, Some(scope))
@@ -133,7 +130,11 @@ pub fn validate_commit_message(message: &str) -> Result<(), GitError> {
 
 /// Runs `git -C dir args…` with a plain environment for scripts (no pager, no prompts,
 /// C locale); returns stdout, or [`GitError::Failed`] with stderr.
-pub(crate) async fn git_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String, GitError> {
+pub(crate) async fn git_in(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<String, GitError> {
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("-C")
         .arg(dir)
@@ -307,10 +308,7 @@ impl Git {
                     .resolve(p, false)
                     .map_err(|e| GitError::Refused(e.to_string()))?;
                 let rel = full.strip_prefix(self.ws.root()).unwrap_or(&full);
-                Ok(format!(
-                    ":(literal){}",
-                    crate::workspace::display_rel(rel)
-                ))
+                Ok(format!(":(literal){}", crate::workspace::display_rel(rel)))
             })
             .collect()
     }
@@ -416,7 +414,11 @@ fn tools(git: &Git) -> Vec<Arc<dyn Tool>> {
          with type one of feat, fix, docs, style, refactor, perf, test, build, ci, chore, revert.",
         move |_ctx: ToolContext, a: CommitArgs| {
             let g = g.clone();
-            async move { g.commit(&a.message).await.map(|id| format!("committed {id}")) }
+            async move {
+                g.commit(&a.message)
+                    .await
+                    .map(|id| format!("committed {id}"))
+            }
         },
     );
     let g = git.clone();
@@ -440,6 +442,9 @@ fn tools(git: &Git) -> Vec<Arc<dyn Tool>> {
 /// The directory git keeps the repository's shared data in (`.git` of the main checkout,
 /// also for a worktree), absolute.
 pub(crate) fn common_dir(repo: &Path) -> Result<PathBuf, GitError> {
-    let out = git_sync(repo, &["rev-parse", "--path-format=absolute", "--git-common-dir"])?;
+    let out = git_sync(
+        repo,
+        &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+    )?;
     Ok(PathBuf::from(out.trim()))
 }

@@ -377,7 +377,12 @@ impl Worktrees {
     /// step resumed after a suspension continues where it was); otherwise an existing one is
     /// removed first and the branch reset to the base (a step re-run after a crash starts
     /// clean). The registry entry is written before git makes the worktree.
-    pub async fn create(&self, run_id: &str, path: &str, reuse: bool) -> Result<Worktree, GitError> {
+    pub async fn create(
+        &self,
+        run_id: &str,
+        path: &str,
+        reuse: bool,
+    ) -> Result<Worktree, GitError> {
         let (run_id, path) = (run_id.to_owned(), path.to_owned());
         self.blocking(move |me| me.create_blocking(&run_id, &path, reuse))
             .await
@@ -407,7 +412,11 @@ impl Worktrees {
         }
         let base = git_sync(
             &self.inner.repo,
-            &["rev-parse", "--verify", &format!("{}^{{commit}}", self.inner.base)],
+            &[
+                "rev-parse",
+                "--verify",
+                &format!("{}^{{commit}}", self.inner.base),
+            ],
         )?
         .trim()
         .to_owned();
@@ -446,7 +455,11 @@ impl Worktrees {
             .await
     }
 
-    fn finish_blocking(&self, entry: &WorktreeEntry, output: Value) -> Result<ChildResult, GitError> {
+    fn finish_blocking(
+        &self,
+        entry: &WorktreeEntry,
+        output: Value,
+    ) -> Result<ChildResult, GitError> {
         let dir = &entry.dir;
         git_sync(dir, &["add", "-A"])?;
         let staged = git_sync(dir, &["diff", "--cached", "--name-only"])?;
@@ -551,7 +564,11 @@ impl Worktrees {
 
     /// Removes every worktree of a run (after it finished or was cancelled); deletes their
     /// branches too with `delete_branches`. Returns how many were removed.
-    pub async fn cleanup_run(&self, run_id: &str, delete_branches: bool) -> Result<usize, GitError> {
+    pub async fn cleanup_run(
+        &self,
+        run_id: &str,
+        delete_branches: bool,
+    ) -> Result<usize, GitError> {
         let run_id = run_id.to_owned();
         self.blocking(move |me| {
             let mut n = 0;
@@ -598,9 +615,12 @@ impl Worktrees {
                     Some(_) => None,
                 };
                 if let Some(reason) = reason {
-                    let unchanged = git_sync(&me.inner.repo, &["rev-parse", "--verify", "--quiet", &e.branch])
-                        .map(|sha| sha.trim() == e.base)
-                        .unwrap_or(true);
+                    let unchanged = git_sync(
+                        &me.inner.repo,
+                        &["rev-parse", "--verify", "--quiet", &e.branch],
+                    )
+                    .map(|sha| sha.trim() == e.base)
+                    .unwrap_or(true);
                     me.remove_blocking(&e, unchanged)?;
                     removed.push(RemovedWorktree {
                         run_id: e.run_id,
@@ -627,7 +647,11 @@ impl Worktrees {
                 {
                     let _lock = me.inner.lock.lock().unwrap_or_else(|p| p.into_inner());
                     let s = p.display().to_string();
-                    if git_sync(&me.inner.repo, &["worktree", "remove", "--force", "--force", &s]).is_err()
+                    if git_sync(
+                        &me.inner.repo,
+                        &["worktree", "remove", "--force", "--force", &s],
+                    )
+                    .is_err()
                         && p.exists()
                     {
                         let _ = std::fs::remove_dir_all(&p);
@@ -703,7 +727,12 @@ impl Worktrees {
     /// made from the base in a worktree of its own (removed afterwards). A child whose branch
     /// conflicts with what was merged before it is left out and reported with its conflicting
     /// files; the merge goes on with the next.
-    pub async fn merge(&self, run_id: &str, path: &str, children: &[ChildResult]) -> Result<MergeReport, GitError> {
+    pub async fn merge(
+        &self,
+        run_id: &str,
+        path: &str,
+        children: &[ChildResult],
+    ) -> Result<MergeReport, GitError> {
         let wt = self.create(run_id, path, false).await?;
         let mut guard = Guard {
             trees: self.clone(),
@@ -718,7 +747,11 @@ impl Worktrees {
         Ok(report)
     }
 
-    fn merge_blocking(&self, entry: &WorktreeEntry, children: &[ChildResult]) -> Result<MergeReport, GitError> {
+    fn merge_blocking(
+        &self,
+        entry: &WorktreeEntry,
+        children: &[ChildResult],
+    ) -> Result<MergeReport, GitError> {
         let dir = &entry.dir;
         let mut merged = Vec::new();
         let mut conflicts = Vec::new();
@@ -729,13 +762,25 @@ impl Worktrees {
                 continue;
             }
             let msg = format!("chore: merge step `{}`", c.path);
-            match self.git_author(dir, &["merge", "--no-ff", "--no-edit", "--no-verify", "-m", &msg, &c.branch]) {
+            match self.git_author(
+                dir,
+                &[
+                    "merge",
+                    "--no-ff",
+                    "--no-edit",
+                    "--no-verify",
+                    "-m",
+                    &msg,
+                    &c.branch,
+                ],
+            ) {
                 Ok(_) => merged.push(c.path.clone()),
                 Err(GitError::Failed { .. }) => {
-                    let files: Vec<String> = git_sync(dir, &["diff", "--name-only", "--diff-filter=U"])?
-                        .lines()
-                        .map(str::to_owned)
-                        .collect();
+                    let files: Vec<String> =
+                        git_sync(dir, &["diff", "--name-only", "--diff-filter=U"])?
+                            .lines()
+                            .map(str::to_owned)
+                            .collect();
                     let _ = git_sync(dir, &["merge", "--abort"]);
                     conflicts.push(MergeConflict {
                         path: c.path.clone(),
@@ -782,7 +827,11 @@ impl Worktrees {
                     .into_iter()
                     .map(serde_json::from_value::<ChildResult>)
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| StepError::fatal(format!("the merge step's input is not a list of worktree step results: {e}")))?;
+                    .map_err(|e| {
+                        StepError::fatal(format!(
+                            "the merge step's input is not a list of worktree step results: {e}"
+                        ))
+                    })?;
                 let report = trees
                     .merge(ctx.run_id(), ctx.path(), &children)
                     .await
@@ -795,10 +844,12 @@ impl Worktrees {
 
 fn read_entry(path: &Path) -> Result<Option<WorktreeEntry>, GitError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| GitError::Registry {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| GitError::Registry {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(GitError::Registry {
             path: path.display().to_string(),
