@@ -7,8 +7,11 @@
 
 // -- workspace tools, git, repository map
 pub mod git;
+pub mod instructions;
+pub mod repomap;
 pub mod workspace;
 pub use git::{Git, GitError, Worktrees};
+pub use repomap::{RepoIndex, RepoMap, RepoMapError};
 pub use workspace::{Limits, Workspace, WorkspaceError};
 
 // -- shell, sandbox and permission policy
