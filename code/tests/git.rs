@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Git tools through the public API, on real repositories made in temporary directories.
 
 use std::fs;

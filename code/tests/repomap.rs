@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! The repository map through the public API: symbols of Rust, TypeScript, TSX, JavaScript and
 //! Python files, ranking by references, the token budget, find_symbol, and re-indexing.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Project instructions (AGENTS.md, CLAUDE.md) collected into a system-prompt section.
 
 use std::fs;

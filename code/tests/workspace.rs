@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Workspace tools through the public API: reading, listing, searching, editing and patching
 //! files, confinement to the root, result sizes, and the tools as `miyabi::Tool`s.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! The workspace, git and repository-map tools used by a real `miyabi::Agent`, driven by a
 //! scripted model: the agent greps, reads, edits, escapes nothing, and the model sees each
 //! tool's result (errors included).

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! Worktrees for parallel children, through the public workflow API: isolation, the merge
 //! report, cleanup on completion, failure, cancellation and suspension, and the start-up sweep
 //! after a SIGKILL (the child process is this test binary re-run with `--ignored --exact
