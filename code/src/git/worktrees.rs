@@ -138,13 +138,15 @@ pub struct RemovedWorktree {
 /// # async fn demo(engine: Engine) -> Result<(), Box<dyn std::error::Error>> {
 /// let trees = Worktrees::new("/path/to/repo")?;
 /// trees.cleanup_orphans(&engine).await?; // at start-up, before `engine.recover()`
-/// let child = trees.step(|_ctx: StepContext, wt, _input: Value| async move {
-///     let ws = wt.workspace().map_err(|e| miyabi::StepError::fatal(e.to_string()))?;
-///     ws.write_file("notes.txt", "done\n").map_err(|e| miyabi::StepError::fatal(e.to_string()))?;
-///     Ok(json!("ok"))
-/// });
+/// let child = || {
+///     trees.step(|_ctx: StepContext, wt, _input: Value| async move {
+///         let ws = wt.workspace().map_err(|e| miyabi::StepError::fatal(e.to_string()))?;
+///         ws.write_file("notes.txt", "done\n").map_err(|e| miyabi::StepError::fatal(e.to_string()))?;
+///         Ok(json!("ok"))
+///     })
+/// };
 /// let wf = Workflow::new("fan-out")
-///     .parallel([("a", child.clone()), ("b", child)])
+///     .parallel([("a", child()), ("b", child())])
 ///     .step("merge", trees.merge_step())
 ///     .commit()?;
 /// # let _ = wf; Ok(()) }
