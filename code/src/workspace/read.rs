@@ -25,7 +25,8 @@ impl Workspace {
         limit: Option<usize>,
     ) -> Result<String, WorkspaceError> {
         let r = self.resolve_inner(path, false)?;
-        let meta = std::fs::metadata(&r.full).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+        let mut file = std::fs::File::open(&r.full).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+        let meta = file.metadata().map_err(|e| WorkspaceError::io(&r.rel, &e))?;
         if meta.is_dir() {
             return Err(WorkspaceError::IsDirectory {
                 path: r.rel,
@@ -35,19 +36,29 @@ impl Workspace {
         let limits = self.limits();
         let first = offset.unwrap_or(1).max(1);
         let count = limit.unwrap_or(limits.read_lines).max(1);
-        let mut file = std::fs::File::open(&r.full).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
         let size = meta.len();
 
-        let mut head = vec![0u8; SNIFF.min(size as usize)];
-        let got = read_up_to(&mut file, &mut head).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
-        head.truncate(got);
-        if head.contains(&0) {
+        // A file small enough is read in one go (one read call, its size known); a larger one
+        // is sniffed, then streamed.
+        let mut head = if size <= WHOLE_FILE {
+            let mut all = Vec::with_capacity(size as usize + 1);
+            file.read_to_end(&mut all)
+                .map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+            all
+        } else {
+            let mut head = vec![0u8; SNIFF];
+            let got =
+                read_up_to(&mut file, &mut head).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+            head.truncate(got);
+            head
+        };
+        if head[..head.len().min(SNIFF)].contains(&0) {
             return Ok(format!(
                 "[`{}` is a binary file ({size} bytes); not shown]",
                 r.rel
             ));
         }
-        if size == 0 {
+        if head.is_empty() {
             return Ok(format!("[`{}` is empty]", r.rel));
         }
 
@@ -68,9 +79,7 @@ impl Workspace {
 
         let total: Option<usize>;
         if size <= WHOLE_FILE {
-            let mut bytes = head;
-            file.read_to_end(&mut bytes)
-                .map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+            let bytes = std::mem::take(&mut head);
             let text = String::from_utf8_lossy(&bytes);
             let mut n = 0usize;
             for (i, line) in text.split_inclusive('\n').enumerate() {
