@@ -127,20 +127,31 @@ fn bench_grep() {
         assert_eq!(rg_lines, 500);
         let mut mine = Vec::new();
         let mut theirs = Vec::new();
+        let (mut my_cpu, mut rg_cpu) = (0.0, 0.0);
         for _ in 0..repeats() {
+            let (c0, _) = cpu_ms();
             let start = Instant::now();
             let out = ws.grep_blocking(pattern, &GrepOptions::new()).unwrap();
             mine.push(start.elapsed().as_secs_f64() * 1e3);
+            let (c1, k1) = cpu_ms();
             assert!(!out.is_empty());
             theirs.push(rg(dir.path(), pattern).0);
+            let (_, k2) = cpu_ms();
+            my_cpu += c1 - c0;
+            rg_cpu += k2 - k1;
         }
         note(format!(
-            "grep {name}: ours {mine:.1?} ms, rg {theirs:.1?} ms"
+            "grep {name}: ours {mine:.1?} ms, rg {theirs:.1?} ms; CPU ours {my_cpu} ms, rg {rg_cpu} ms"
         ));
         let (m, r) = (median(mine), median(theirs));
         emit(&format!("code.grep.50k.{name}.ms"), round(m, 1), "ms");
         emit(&format!("code.grep.50k.{name}.rg.ms"), round(r, 1), "ms");
         emit(&format!("code.grep.50k.{name}.ratio"), round(m / r, 2), "x");
+        emit(
+            &format!("code.grep.50k.{name}.cpu_ratio"),
+            round(my_cpu / f64::max(rg_cpu, 1.0), 2),
+            "x",
+        );
     }
 }
 

@@ -26,7 +26,9 @@ impl Workspace {
     ) -> Result<String, WorkspaceError> {
         let r = self.resolve_inner(path, false)?;
         let mut file = std::fs::File::open(&r.full).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
-        let meta = file.metadata().map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| WorkspaceError::io(&r.rel, &e))?;
         if meta.is_dir() {
             return Err(WorkspaceError::IsDirectory {
                 path: r.rel,
