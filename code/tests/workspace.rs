@@ -68,6 +68,15 @@ fn read_file_numbers_lines_and_takes_ranges() {
         part.contains("[showed lines 2-3 of 4; read on with offset=4]"),
         "{part}"
     );
+    // Hostile ranges do not overflow.
+    let tail = ws
+        .read_file("src/main.rs", Some(4), Some(usize::MAX))
+        .unwrap();
+    assert_eq!(tail, "     4\t}\n[showed lines 4-4 of 4]\n");
+    let far = ws
+        .read_file("src/main.rs", Some(usize::MAX), Some(usize::MAX))
+        .unwrap();
+    assert!(far.contains("is past its end"), "{far}");
     let past = ws.read_file("src/main.rs", Some(10), None).unwrap();
     assert!(
         past.contains("has 4 lines; offset 10 is past its end"),

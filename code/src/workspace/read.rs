@@ -38,6 +38,7 @@ impl Workspace {
         let limits = self.limits();
         let first = offset.unwrap_or(1).max(1);
         let count = limit.unwrap_or(limits.read_lines).max(1);
+        let end = first.saturating_add(count);
         let size = meta.len();
 
         // A file small enough is read in one go (one read call, its size known); a larger one
@@ -86,7 +87,7 @@ impl Workspace {
             let mut n = 0usize;
             for (i, line) in text.split_inclusive('\n').enumerate() {
                 n = i + 1;
-                if n < first || n >= first + count || cut_for_size {
+                if n < first || n >= end || cut_for_size {
                     continue;
                 }
                 if emit(n, line, &mut out) {
@@ -113,7 +114,7 @@ impl Workspace {
                 if n < first {
                     continue;
                 }
-                if n >= first + count || cut_for_size {
+                if n >= end || cut_for_size {
                     break;
                 }
                 if emit(n, &String::from_utf8_lossy(&buf), &mut out) {

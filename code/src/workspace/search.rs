@@ -208,8 +208,8 @@ impl Workspace {
             let matcher = matcher.clone();
             let mut searcher = SearcherBuilder::new()
                 .line_number(true)
-                .before_context(opts.context)
-                .after_context(opts.context)
+                .before_context(opts.context.min(20))
+                .after_context(opts.context.min(20))
                 .binary_detection(BinaryDetection::quit(0))
                 .build();
             let root = &root;
