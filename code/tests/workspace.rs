@@ -3,7 +3,6 @@
 //! files, confinement to the root, result sizes, and the tools as `miyabi::Tool`s.
 
 use std::fs;
-use std::path::Path;
 
 use miyabi::{Tool, ToolContext};
 use miyabi_code::workspace::{GrepOptions, Todo, TodoStatus};
@@ -677,5 +676,4 @@ async fn every_tool_has_an_object_schema_and_reads_through_json() {
     assert_eq!(out, "src/app.ts\n");
     let out = call(&ws, "list_dir", json!({"path": "src"})).await.unwrap();
     assert_eq!(out, "app.ts\nmain.rs\nnested/\n");
-    let _ = Path::new("unused");
 }

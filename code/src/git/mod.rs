@@ -104,7 +104,7 @@ pub fn validate_commit_message(message: &str) -> Result<(), GitError> {
         return bad("the description starts with extra spaces".into());
     }
     let prefix = prefix.strip_suffix('!').unwrap_or(prefix);
-    let (kind, scope) = match prefix.split_once('(') {
+    let kind = match prefix.split_once('(') {
         Some((kind, rest)) => {
             let Some(scope) = rest.strip_suffix(')') else {
                 return bad(format!("the scope in `{prefix}` is not closed by `)`"));
@@ -112,11 +112,10 @@ pub fn validate_commit_message(message: &str) -> Result<(), GitError> {
             if scope.trim().is_empty() || scope.trim() != scope || scope.contains(['(', ')']) {
                 return bad(format!("the scope `{scope}` is empty or malformed"));
             }
-            (kind, Some(scope))
+            kind
         }
-        None => (prefix, None),
+        None => prefix,
     };
-    let _ = scope;
     if !CONVENTIONAL_TYPES.contains(&kind) {
         return bad(format!("`{kind}` is not a known type"));
     }
