@@ -337,6 +337,42 @@ async fn grep_results_are_capped_with_a_note() {
     assert!(out.starts_with("f00.txt:1:needle 0 0\n"), "{out}");
 }
 
+#[tokio::test]
+async fn listings_are_capped_by_count_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        fs::write(
+            dir.path().join(format!("{}{i:02}.txt", "n".repeat(40))),
+            "x",
+        )
+        .unwrap();
+    }
+    let by_count = Workspace::with_limits(dir.path(), Limits::new().entries(10)).unwrap();
+    let out = by_count.list_dir(".", None).unwrap();
+    assert_eq!(out.lines().count(), 11);
+    assert!(
+        out.ends_with("[40 more entries not shown; list a subdirectory or use glob]\n"),
+        "{out}"
+    );
+    let out = by_count.glob("*.txt", None).await.unwrap();
+    assert!(
+        out.ends_with("[40 more paths not shown; narrow the pattern or the directory]\n"),
+        "{out}"
+    );
+    let by_bytes = Workspace::with_limits(dir.path(), Limits::new().output_bytes(470)).unwrap();
+    let out = by_bytes.list_dir(".", None).unwrap();
+    assert_eq!(out.lines().count(), 11, "{out}");
+    assert!(
+        out.ends_with("[40 more entries not shown; list a subdirectory or use glob]\n"),
+        "{out}"
+    );
+    let out = by_bytes.glob("*.txt", None).await.unwrap();
+    assert!(
+        out.ends_with("[40 more paths not shown; narrow the pattern or the directory]\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn write_file_creates_directories() {
     let dir = tree();

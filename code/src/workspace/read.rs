@@ -206,10 +206,17 @@ impl Workspace {
         if lines.is_empty() {
             let _ = writeln!(out, "[`{}` is empty]", r.rel);
         }
+        let max_bytes = self.limits().output_bytes;
+        let mut shown = 0usize;
         for l in &lines {
+            if out.len() + l.len() + 1 > max_bytes {
+                break;
+            }
             out.push_str(l);
             out.push('\n');
+            shown += 1;
         }
+        let more = more + (lines.len() - shown);
         if more > 0 {
             let _ = writeln!(
                 out,

@@ -332,15 +332,21 @@ impl Workspace {
         if files.is_empty() {
             let _ = writeln!(out, "[no paths match `{pattern}`]");
         }
+        let max_bytes = self.limits().output_bytes;
+        let mut shown = 0usize;
         for f in files.iter().take(max) {
+            if out.len() + f.len() + 1 > max_bytes {
+                break;
+            }
             out.push_str(f);
             out.push('\n');
+            shown += 1;
         }
-        if files.len() > max {
+        if files.len() > shown {
             let _ = writeln!(
                 out,
                 "[{} more paths not shown; narrow the pattern or the directory]",
-                files.len() - max
+                files.len() - shown
             );
         }
         Ok(out)
