@@ -410,3 +410,67 @@ async fn sigkill_leaves_no_stray_worktree_after_recovery() {
     assert!(trees.cleanup_orphans(&engine).await.unwrap().is_empty());
     assert_eq!(sh(&repo, &["status", "--porcelain"]), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_removes_worktrees_of_unknown_and_finished_runs_and_unregistered_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path());
+    let trees = Worktrees::new(&repo).unwrap();
+    let engine = Engine::in_memory();
+
+    // A finished run, and a worktree made for it by hand (as if its cleanup never ran).
+    let wf = Workflow::new("noop")
+        .step(
+            "s",
+            miyabi::step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) }),
+        )
+        .commit()
+        .unwrap();
+    let done = engine.start(&wf, json!(1)).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let finished = trees.create(&done.id, "s", false).await.unwrap();
+    // A run the store does not know.
+    let unknown = trees.create("no-such-run", "child", false).await.unwrap();
+    fs::write(unknown.dir().join("work.txt"), "unsaved").unwrap();
+    // A worktree under the worktree directory with no registry entry.
+    let stray = trees.create("another-run", "x", false).await.unwrap();
+    let registry = fs::read_dir(repo.join(".git/miyabi/worktrees"))
+        .unwrap()
+        .count();
+    assert_eq!(registry, 3);
+    for run in fs::read_dir(repo.join(".git/miyabi/worktrees")).unwrap() {
+        let run = run.unwrap().path();
+        for f in fs::read_dir(&run).unwrap() {
+            let f = f.unwrap().path();
+            let text = fs::read_to_string(&f).unwrap();
+            if text.contains("another-run") {
+                fs::remove_file(&f).unwrap();
+            }
+        }
+    }
+    assert_eq!(trees.list().unwrap().len(), 2);
+    assert_eq!(extra_worktrees(&repo).len(), 3);
+
+    let mut removed = trees.cleanup_orphans(&engine).await.unwrap();
+    removed.sort_by(|a, b| a.dir.cmp(&b.dir));
+    let mut reasons: Vec<String> = removed.iter().map(|r| r.reason.clone()).collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "it has no registry entry",
+            "its run does not exist",
+            "its run is succeeded"
+        ]
+    );
+    assert!(!finished.dir().exists() && !unknown.dir().exists() && !stray.dir().exists());
+    assert_eq!(extra_worktrees(&repo), Vec::<String>::new());
+    assert!(trees.list().unwrap().is_empty());
+    // Registered worktrees' branches without a commit of their own are deleted with them; the
+    // unregistered one's branch is kept (nothing says where it started).
+    assert_eq!(
+        sh(&repo, &["branch", "--list", "miyabi/*"]).lines().count(),
+        1,
+        "only the unregistered one's branch is left"
+    );
+}
