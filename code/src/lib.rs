@@ -6,6 +6,13 @@
 //! worktrees for parallel work, and see a ranked map of the repository's symbols.
 
 // -- workspace tools, git, repository map
+pub mod git;
+pub mod instructions;
+pub mod repomap;
+pub mod workspace;
+pub use git::{Git, GitError, Worktrees};
+pub use repomap::{RepoIndex, RepoMap, RepoMapError};
+pub use workspace::{Limits, Workspace, WorkspaceError};
 
 // -- shell, sandbox and permission policy
 pub mod policy;
