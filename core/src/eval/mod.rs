@@ -28,8 +28,10 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod data;
 mod error;
+pub mod judge;
 mod metric;
 pub mod metrics;
 mod report;
@@ -37,6 +39,7 @@ mod runner;
 pub mod stats;
 mod target;
 
+pub use cache::{CachedAnswer, JudgeCache};
 pub use data::{Case, Dataset};
 pub use error::EvalError;
 pub use metric::{Metric, Outcome, Sample, Score, value_text};
@@ -44,8 +47,9 @@ pub use runner::{
     COMPARE_SCHEMA, Comparison, EvalResults, Evaluator, Gate, GateResult, MetricComparison,
     MetricSummary, OVERALL, RegressedCase, SCHEMA, SampleResult, SampleScore,
 };
+pub use judge::{Judge, JudgeMetric, PairwiseJudge};
 pub use stats::{Interval, McNemar, Paired, Verdict};
-pub use target::{Target, TargetError, WorkflowTarget};
+pub use target::{Target, TargetError, TargetOutput, Trace, WorkflowTarget};
 
 /// The Rust examples of docs/evals.md, run as doc tests.
 #[cfg(doctest)]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::metric::{Metric, Outcome, Sample};
 use super::stats::{self, Interval, McNemar, Paired, Verdict};
-use super::target::Target;
+use super::target::{Target, Trace};
 use super::{Case, Dataset, EvalError};
 
 /// The schema tag of a JSON results document.
@@ -326,7 +326,7 @@ impl Evaluator {
         epoch: u32,
     ) -> SampleResult {
         let start = Instant::now();
-        let out = target.call(case.input.clone()).await;
+        let out = target.run(case.input.clone()).await;
         let latency = start.elapsed();
         let mut sample = SampleResult {
             case_id: case.id.clone(),
@@ -336,23 +336,27 @@ impl Evaluator {
             latency_ms: latency.as_secs_f64() * 1000.0,
             output: None,
             error: None,
+            trace: None,
             scores: BTreeMap::new(),
         };
-        let output = match out {
-            Ok(o) => o,
+        let (output, trace) = match out {
+            Ok(o) => (o.output, o.trace),
             Err(e) => {
                 sample.error = Some(e.0);
                 return sample;
             }
         };
-        let view = Sample {
-            case,
-            output: &output,
-            epoch,
-            latency,
-        };
-        let outcomes =
-            futures::future::join_all(self.entries.iter().map(|e| e.metric.score(&view))).await;
+        let mut view = Sample::new(case, &output)
+            .with_epoch(epoch)
+            .with_latency(latency);
+        if let Some(t) = &trace {
+            view = view.with_trace(t);
+        }
+        let outcomes = futures::future::join_all(self.entries.iter().map(|e| async move {
+            let view = view.with_metric(&e.name);
+            e.metric.score(&view).await
+        }))
+        .await;
         let (mut wsum, mut wtot, mut any) = (0.0, 0.0, false);
         for (e, outcome) in self.entries.iter().zip(outcomes) {
             let s = SampleScore::from_outcome(outcome, e.pass_threshold);
@@ -379,6 +383,7 @@ impl Evaluator {
             );
         }
         sample.output = Some(output);
+        sample.trace = trace;
         sample
     }
 
@@ -638,6 +643,9 @@ pub struct SampleResult {
     /// The target's error (the sample is then not scored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the target did (tool calls, turns, tokens, cost), when it reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Trace>,
     /// Per metric name.
     pub scores: BTreeMap<String, SampleScore>,
 }

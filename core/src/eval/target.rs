@@ -4,9 +4,77 @@ use std::fmt;
 use std::future::Future;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Agent, AgentInput, CommittedWorkflow, Engine, RunStatus};
+use crate::model::{ToolCall, Usage};
+use crate::{Agent, AgentInput, AgentResponse, CommittedWorkflow, Engine, RunStatus};
+
+/// What a target did to produce its output: the tool calls it made (in order), how many model
+/// calls (turns) it took, the tokens and the cost. An [`Agent`] target reports it; agent-aware
+/// metrics ([`metrics::ToolCalls`](super::metrics::ToolCalls), ...) read it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// Every tool call, in the order made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Model calls made (an agent's turns).
+    pub turns: usize,
+    /// Tokens used over all model calls, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Cost in USD over all model calls, when every call had a price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Why the target stopped (an agent's stop reason, e.g. `done`, `max_steps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+}
+
+impl Trace {
+    /// The trace of an agent's generation: its tool calls over all turns, its turn count,
+    /// usage, cost and stop reason.
+    pub fn from_agent_response(response: &AgentResponse) -> Self {
+        // `StopReason` serialises as `{"kind": "done", ...}`.
+        let stop = serde_json::to_value(&response.stop)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(Value::as_str).map(str::to_owned));
+        Self {
+            tool_calls: response
+                .turns
+                .iter()
+                .flat_map(|t| t.tool_calls.iter().cloned())
+                .collect(),
+            turns: response.turns.len(),
+            usage: Some(response.usage),
+            cost_usd: response.cost_usd,
+            stop,
+        }
+    }
+
+    /// The names of the tools called, in order.
+    pub fn tool_names(&self) -> Vec<&str> {
+        self.tool_calls.iter().map(|c| c.name.as_str()).collect()
+    }
+}
+
+/// A target's output with its [`Trace`], when it has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetOutput {
+    /// The output the metrics score.
+    pub output: Value,
+    /// What the target did.
+    pub trace: Option<Trace>,
+}
+
+impl From<Value> for TargetOutput {
+    fn from(output: Value) -> Self {
+        Self {
+            output,
+            trace: None,
+        }
+    }
+}
 
 /// A target's failure (the model call failed, the run failed...). Such a sample is an
 /// *error* in the results, apart from metric failures.
@@ -28,6 +96,12 @@ impl TargetError {
 pub trait Target: Send + Sync {
     /// Produces the output for one input.
     async fn call(&self, input: Value) -> Result<Value, TargetError>;
+
+    /// Produces the output and, when the target can say, its [`Trace`]. The evaluator calls
+    /// this; the default is [`call`](Self::call) without a trace.
+    async fn run(&self, input: Value) -> Result<TargetOutput, TargetError> {
+        self.call(input).await.map(TargetOutput::from)
+    }
 }
 
 #[async_trait]
@@ -55,6 +129,20 @@ impl Target for Agent {
             .await
             .map_err(|e| TargetError(e.to_string()))?;
         Ok(response.object.unwrap_or(Value::String(response.text)))
+    }
+
+    async fn run(&self, input: Value) -> Result<TargetOutput, TargetError> {
+        let input =
+            AgentInput::from_json(self.name(), input).map_err(|e| TargetError(e.to_string()))?;
+        let response = self
+            .generate(input)
+            .await
+            .map_err(|e| TargetError(e.to_string()))?;
+        let trace = Trace::from_agent_response(&response);
+        Ok(TargetOutput {
+            output: response.object.unwrap_or(Value::String(response.text)),
+            trace: Some(trace),
+        })
     }
 }
 
