@@ -176,6 +176,14 @@ impl Outcome {
         }
     }
 
+    /// Applies `f` to the score, when scored.
+    pub fn map_score(self, f: impl FnOnce(Score) -> Score) -> Self {
+        match self {
+            Self::Scored(s) => Self::Scored(f(s)),
+            other => other,
+        }
+    }
+
     /// The score, when scored.
     pub fn score(&self) -> Option<&Score> {
         match self {

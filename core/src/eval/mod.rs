@@ -45,7 +45,7 @@ pub use error::EvalError;
 pub use metric::{Metric, Outcome, Sample, Score, value_text};
 pub use runner::{
     COMPARE_SCHEMA, Comparison, EvalResults, Evaluator, Gate, GateResult, MetricComparison,
-    MetricSummary, OVERALL, RegressedCase, SCHEMA, SampleResult, SampleScore,
+    MetricSummary, OVERALL, RegressedCase, SCHEMA, SampleResult, SampleScore, UsageSummary,
 };
 pub use judge::{Judge, JudgeMetric, PairwiseJudge};
 pub use stats::{Interval, McNemar, Paired, Verdict};

@@ -282,6 +282,7 @@ impl Evaluator {
             overall: None,
             gates: Vec::new(),
             passed: false,
+            usage: UsageSummary::of(&samples),
             samples,
         };
         for e in &self.entries {
@@ -737,6 +738,9 @@ pub struct EvalResults {
     pub gates: Vec<GateResult>,
     /// Whether every gate held.
     pub passed: bool,
+    /// Turns, tool calls, tokens and cost over the samples whose target reported a trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageSummary>,
     /// Every case × epoch, in dataset order.
     pub samples: Vec<SampleResult>,
 }
@@ -752,6 +756,56 @@ impl EvalResults {
     /// A metric's summary by name.
     pub fn metric(&self, name: &str) -> Option<&MetricSummary> {
         self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+/// What the targets used, over the samples that reported a [`Trace`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageSummary {
+    /// Samples with a trace.
+    pub samples: usize,
+    /// Model calls (turns).
+    pub turns: usize,
+    /// Tool calls.
+    pub tool_calls: usize,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Total cost in USD over the samples whose cost is known.
+    pub cost_usd: Option<f64>,
+    /// Samples whose cost is known.
+    pub priced_samples: usize,
+    /// Mean cost per priced sample.
+    pub mean_cost_usd: Option<f64>,
+}
+
+impl UsageSummary {
+    fn of(samples: &[SampleResult]) -> Option<Self> {
+        let traced: Vec<&Trace> = samples.iter().filter_map(|s| s.trace.as_ref()).collect();
+        if traced.is_empty() {
+            return None;
+        }
+        let costs: Vec<f64> = traced.iter().filter_map(|t| t.cost_usd).collect();
+        let total: f64 = costs.iter().sum();
+        Some(Self {
+            samples: traced.len(),
+            turns: traced.iter().map(|t| t.turns).sum(),
+            tool_calls: traced.iter().map(|t| t.tool_calls.len()).sum(),
+            input_tokens: traced
+                .iter()
+                .filter_map(|t| t.usage)
+                .map(|u| u.input_tokens)
+                .sum(),
+            output_tokens: traced
+                .iter()
+                .filter_map(|t| t.usage)
+                .map(|u| u.output_tokens)
+                .sum(),
+            cost_usd: (!costs.is_empty()).then_some(total),
+            priced_samples: costs.len(),
+            mean_cost_usd: (!costs.is_empty()).then(|| total / costs.len() as f64),
+        })
     }
 }
 
