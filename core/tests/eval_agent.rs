@@ -30,7 +30,11 @@ async fn agent_server() -> Replay {
             .to_string();
         let tool_msgs = msgs.iter().filter(|m| m["role"] == "tool").count();
         let reply = match (prompt.as_str(), tool_msgs) {
-            ("weather", 0) => tool_calls(&[("c1", "search", json!({"query": "weather paris", "limit": 3}))]),
+            ("weather", 0) => tool_calls(&[(
+                "c1",
+                "search",
+                json!({"query": "weather paris", "limit": 3}),
+            )]),
             ("math", 0) => tool_calls(&[
                 ("c1", "calc", json!({"expr": "2+2"})),
                 ("c2", "search", json!({"query": "four"})),
@@ -83,7 +87,10 @@ async fn tool_call_metrics_read_the_agents_trace() {
 
     let results = Evaluator::new()
         .add_metric("tools", ToolCalls::from_case())
-        .add_metric("tools_exact", ToolCalls::from_case().measure(ToolScore::Exact))
+        .add_metric(
+            "tools_exact",
+            ToolCalls::from_case().measure(ToolScore::Exact),
+        )
         .add_metric("order", Trajectory::from_case())
         .add_metric("order_exact", Trajectory::from_case().exact())
         .add_metric("steps", StepBudget::at_most(2))
@@ -135,7 +142,11 @@ async fn tool_call_metrics_read_the_agents_trace() {
     assert_eq!(v("direct", "latency").value, Some(1.0));
 
     // The trace is kept in the results and summed.
-    let math_sample = results.samples.iter().find(|s| s.case_id == "math").unwrap();
+    let math_sample = results
+        .samples
+        .iter()
+        .find(|s| s.case_id == "math")
+        .unwrap();
     assert_eq!(math_sample.trace.as_ref().unwrap().turns, 3);
     let usage = results.usage.as_ref().unwrap();
     assert_eq!((usage.samples, usage.turns, usage.tool_calls), (3, 6, 4));
@@ -165,7 +176,13 @@ async fn argument_mismatch_and_explicit_expectations() {
             )])
             .ignore_arguments(),
         )
-        .add_metric("nested", ToolCalls::expect([ExpectedCall::with_arguments("search", json!({"limit": 3.0}))]))
+        .add_metric(
+            "nested",
+            ToolCalls::expect([ExpectedCall::with_arguments(
+                "search",
+                json!({"limit": 3.0}),
+            )]),
+        )
         .add_metric("order", Trajectory::expect(["calc", "search"]))
         .evaluate(&agent, &dataset)
         .await
@@ -173,7 +190,11 @@ async fn argument_mismatch_and_explicit_expectations() {
     let s = &results.samples[0].scores;
     assert_eq!(s["wrong_args"].value, Some(0.0));
     assert_eq!(s["names_only"].value, Some(1.0));
-    assert_eq!(s["nested"].value, Some(1.0), "3 and 3.0 are the same number");
+    assert_eq!(
+        s["nested"].value,
+        Some(1.0),
+        "3 and 3.0 are the same number"
+    );
     assert_eq!(s["order"].value, Some(0.5));
 }
 
@@ -254,7 +275,10 @@ async fn embedding_similarity_through_the_model_layer() {
     assert!((best.value().unwrap() - 0.8).abs() < 1e-6);
     assert_eq!(best.score().unwrap().metadata["reference"], json!(1));
     // A zero vector cannot be compared: unscored.
-    assert!(matches!(score(json!("cat"), "???").await, Outcome::Unscored { .. }));
+    assert!(matches!(
+        score(json!("cat"), "???").await,
+        Outcome::Unscored { .. }
+    ));
     // One request per sample: output and references together.
     let last = server.requests().pop().unwrap();
     assert_eq!(last.body["input"], json!(["???", "cat"]));
@@ -262,14 +286,19 @@ async fn embedding_similarity_through_the_model_layer() {
     let before = server.calls();
     let case = Case::new("c", "q");
     let out = json!("cat");
-    assert!(matches!(metric.score(&Sample::new(&case, &out)).await, Outcome::Unscored { .. }));
+    assert!(matches!(
+        metric.score(&Sample::new(&case, &out)).await,
+        Outcome::Unscored { .. }
+    ));
     assert_eq!(server.calls(), before);
 
     let failing = Replay::start(|_, _| (401, json!({"error": {"message": "no key"}}))).await;
     let metric = EmbeddingSimilarity::new(failing.embedder("embed-1"));
     let case = Case::new("c", "q").expected("cat");
     match metric.score(&Sample::new(&case, &out)).await {
-        Outcome::Unscored { reason } => assert!(reason.contains("embedding call failed"), "{reason}"),
+        Outcome::Unscored { reason } => {
+            assert!(reason.contains("embedding call failed"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }

@@ -26,7 +26,10 @@ async fn judge_server() -> Replay {
         let answer = if user.contains("GARBAGE") {
             completion("I think this output is quite good overall.", "stop")
         } else if user.contains("REFUSE") {
-            completion(r#"{"refused": true, "reason": "I cannot judge this"}"#, "stop")
+            completion(
+                r#"{"refused": true, "reason": "I cannot judge this"}"#,
+                "stop",
+            )
         } else if user.contains("FILTERED") {
             completion("", "content_filter")
         } else if user.contains("HUGE") {
@@ -51,7 +54,10 @@ async fn judge_server() -> Replay {
                 })
                 .collect();
             completion(
-                &format!("```json\n{}\n```", json!({"verdicts": verdicts, "reason": "summary"})),
+                &format!(
+                    "```json\n{}\n```",
+                    json!({"verdicts": verdicts, "reason": "summary"})
+                ),
                 "stop",
             )
         } else {
@@ -140,14 +146,20 @@ async fn verdict_judges_score_the_share_of_passing_statements() {
         JudgeMetric::toxicity(&judge),
     ] {
         let outcome = metric.score(&Sample::new(&case, &out)).await;
-        let score = outcome.score().unwrap_or_else(|| panic!("{}: {outcome:?}", metric.kind()));
+        let score = outcome
+            .score()
+            .unwrap_or_else(|| panic!("{}: {outcome:?}", metric.kind()));
         // (2 yes + ½ unsure) / 4 statements.
         assert_eq!(score.value(), 0.625, "{}", metric.kind());
         assert_eq!(score.metadata["statements"], json!(4));
         assert_eq!(score.metadata["no"], json!(1));
     }
     let reqs = server.requests();
-    assert!(reqs[0].text_of("user").contains("The tower is in Paris.\n---\nIt is 330 m tall."));
+    assert!(
+        reqs[0]
+            .text_of("user")
+            .contains("The tower is in Paris.\n---\nIt is 330 m tall.")
+    );
     assert!(reqs[2].text_of("user").contains("REFERENCE:\nParis"));
 
     // An empty output: no statements. Relevancy of nothing is 0; toxicity of nothing is 1.
@@ -221,9 +233,15 @@ async fn a_failing_judge_model_is_unscored_not_zero() {
     let judge = Judge::from_model(server.model("judge-1"));
     let case = Case::new("c", "q");
     let out = json!("a");
-    match JudgeMetric::rubric(&judge, "x").score(&Sample::new(&case, &out)).await {
+    match JudgeMetric::rubric(&judge, "x")
+        .score(&Sample::new(&case, &out))
+        .await
+    {
         Outcome::Unscored { reason } => {
-            assert!(reason.contains("the judge model replay/judge-1 failed"), "{reason}")
+            assert!(
+                reason.contains("the judge model replay/judge-1 failed"),
+                "{reason}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -244,15 +262,27 @@ async fn the_prompt_can_be_overridden_and_is_checked() {
     // The replay answers 1 when it cannot find the rubric's "OUTPUT:" section: 1 on 0..10.
     assert_eq!(outcome.value(), Some(0.1));
     let user = server.requests()[0].text_of("user");
-    assert_eq!(user, "Rate good good for concise between 0 and 10. Question: why?");
-    assert!(server.requests()[0].text_of("system").contains("from 0 to 10"));
+    assert_eq!(
+        user,
+        "Rate good good for concise between 0 and 10. Question: why?"
+    );
+    assert!(
+        server.requests()[0]
+            .text_of("system")
+            .contains("from 0 to 10")
+    );
 
     let err = JudgeMetric::rubric(&judge, "x")
         .prompt("Rate {{outptu}}")
         .unwrap_err();
     assert!(matches!(err, EvalError::Config(_)));
-    assert!(err.to_string().contains("unknown placeholder {{outptu}}"), "{err}");
-    let err = JudgeMetric::rubric(&judge, "x").prompt("Rate it").unwrap_err();
+    assert!(
+        err.to_string().contains("unknown placeholder {{outptu}}"),
+        "{err}"
+    );
+    let err = JudgeMetric::rubric(&judge, "x")
+        .prompt("Rate it")
+        .unwrap_err();
     assert!(err.to_string().contains("must contain {{output}}"), "{err}");
     assert!(JudgeMetric::toxicity(&judge).scale(0.0, 1.0).is_err());
     assert!(JudgeMetric::rubric(&judge, "x").scale(5.0, 1.0).is_err());
@@ -295,8 +325,14 @@ async fn the_cache_file_spares_the_judge_on_a_rerun() {
         assert_eq!(a.scores["rubric"].value, b.scores["rubric"].value);
         assert_eq!(a.scores["rubric"].unscored, b.scores["rubric"].unscored);
     }
-    assert_eq!(second.samples[0].scores["rubric"].metadata["judge_cached"], json!(true));
-    assert_eq!(first.samples[0].scores["rubric"].metadata["judge_cached"], json!(false));
+    assert_eq!(
+        second.samples[0].scores["rubric"].metadata["judge_cached"],
+        json!(true)
+    );
+    assert_eq!(
+        first.samples[0].scores["rubric"].metadata["judge_cached"],
+        json!(false)
+    );
     // The garbled answer is cached too and still unscored.
     assert!(second.samples[2].scores["rubric"].unscored.is_some());
 
@@ -323,12 +359,33 @@ async fn the_cache_file_spares_the_judge_on_a_rerun() {
 async fn the_pairwise_judge_asks_both_orders() {
     // Prefers the output with more "good"; ties when equal. A biased judge always says "A".
     let fair = Replay::start(|_, body| {
-        let user = body["messages"][1]["content"].as_str().unwrap_or("").to_string();
-        let a = user.split("OUTPUT A:\n").nth(1).unwrap().split("\n\nOUTPUT B:").next().unwrap();
+        let user = body["messages"][1]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let a = user
+            .split("OUTPUT A:\n")
+            .nth(1)
+            .unwrap()
+            .split("\n\nOUTPUT B:")
+            .next()
+            .unwrap();
         let b = user.split("OUTPUT B:\n").nth(1).unwrap();
         let (ca, cb) = (a.matches("good").count(), b.matches("good").count());
-        let p = if ca > cb { "A" } else if cb > ca { "B" } else { "tie" };
-        (200, completion(&json!({"preferred": p, "reason": "more good"}).to_string(), "stop"))
+        let p = if ca > cb {
+            "A"
+        } else if cb > ca {
+            "B"
+        } else {
+            "tie"
+        };
+        (
+            200,
+            completion(
+                &json!({"preferred": p, "reason": "more good"}).to_string(),
+                "stop",
+            ),
+        )
     })
     .await;
     let judge = Judge::from_model(fair.model("judge-1"));
@@ -340,10 +397,17 @@ async fn the_pairwise_judge_asks_both_orders() {
         .unwrap();
     assert_eq!(v.preferred, Preference::B);
     assert_eq!(fair.calls(), 2);
-    assert!(fair.requests()[0].text_of("user").contains("better (more good)?"));
+    assert!(
+        fair.requests()[0]
+            .text_of("user")
+            .contains("better (more good)?")
+    );
 
     let biased = Replay::start(|_, _| {
-        (200, completion(r#"{"preferred": "A", "reason": "first is best"}"#, "stop"))
+        (
+            200,
+            completion(r#"{"preferred": "A", "reason": "first is best"}"#, "stop"),
+        )
     })
     .await;
     let judge = Judge::from_model(biased.model("judge-1"));
@@ -353,8 +417,13 @@ async fn the_pairwise_judge_asks_both_orders() {
         .unwrap();
     assert_eq!(v.preferred, Preference::Tie, "position bias is cancelled");
 
-    let broken =
-        Replay::start(|_, _| (200, completion(r#"{"preferred": "C", "reason": "?"}"#, "stop"))).await;
+    let broken = Replay::start(|_, _| {
+        (
+            200,
+            completion(r#"{"preferred": "C", "reason": "?"}"#, "stop"),
+        )
+    })
+    .await;
     let judge = Judge::from_model(broken.model("judge-1"));
     let err = PairwiseJudge::new(&judge)
         .compare(&case, &json!("x"), &json!("y"), 0)

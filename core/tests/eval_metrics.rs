@@ -2,7 +2,6 @@
 #![cfg(feature = "eval")]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-
 use miyabi::eval::metrics::{
     Bleu, Contains, Exact, JsonDiff, JsonSchema, Levenshtein, NumericDiff, Regex, RougeL,
     ValidJson, levenshtein, tokenize,

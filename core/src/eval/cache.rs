@@ -98,11 +98,7 @@ impl JudgeCache {
     pub fn key(model_id: &str, request: &ModelRequest, epoch: u32) -> String {
         let doc = json!({ "v": 1, "model": model_id, "request": request, "epoch": epoch });
         let digest = ring::digest::digest(&ring::digest::SHA256, doc.to_string().as_bytes());
-        digest
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The answer stored under `key`.
@@ -141,7 +137,9 @@ impl JudgeCache {
     /// How many answers are stored.
     pub fn len(&self) -> Result<usize, EvalError> {
         self.conn()
-            .query_row("SELECT COUNT(*) FROM judge_cache", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT COUNT(*) FROM judge_cache", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n.max(0) as usize)
             .map_err(|e| self.error(e))
     }

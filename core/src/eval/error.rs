@@ -81,6 +81,15 @@ pub enum EvalError {
         /// What was wrong.
         message: String,
     },
+    /// A suite file is invalid (bad YAML/JSON, a missing or unknown field, an unknown
+    /// metric type or parameter, a model that cannot be built).
+    #[error("suite {file}: {message}")]
+    Suite {
+        /// The suite file.
+        file: String,
+        /// What was wrong (the line, or the metric by position and name).
+        message: String,
+    },
     /// The judge cache (a SQLite file) failed.
     #[error("judge cache {path}: {message}")]
     Cache {

@@ -126,11 +126,13 @@ impl Judge {
     fn request(&self, system: &str, user: String, schema: Option<Value>) -> ModelRequest {
         ModelRequest {
             messages: vec![Message::system(system), Message::user(user)],
-            response_format: schema.filter(|_| self.structured).map(|schema| ResponseFormat {
-                name: "judgement".into(),
-                schema,
-                strict: false,
-            }),
+            response_format: schema
+                .filter(|_| self.structured)
+                .map(|schema| ResponseFormat {
+                    name: "judgement".into(),
+                    schema,
+                    strict: false,
+                }),
             sampling: Sampling {
                 temperature: self.temperature,
                 max_tokens: self.max_tokens,
@@ -432,8 +434,7 @@ impl JudgeMetric {
                 .collect::<Vec<_>>()
                 .join("\n---\n"),
             Some(Value::Null) | None => {
-                if matches!(self.kind, Kind::Faithfulness | Kind::Hallucination)
-                    && needs("context")
+                if matches!(self.kind, Kind::Faithfulness | Kind::Hallucination) && needs("context")
                 {
                     return Err("the case has no context".into());
                 }
@@ -481,7 +482,10 @@ impl JudgeMetric {
         }
         let v = parse_json_answer(&answer.text)?;
         if v.get("refused").and_then(Value::as_bool) == Some(true) {
-            let why = v.get("reason").and_then(Value::as_str).unwrap_or("no reason given");
+            let why = v
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
             return Err(format!("the judge refused: {why}"));
         }
         let reason = v

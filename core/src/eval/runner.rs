@@ -75,6 +75,59 @@ pub struct Evaluator {
     seed: u64,
     overall_threshold: f64,
     config_error: Option<String>,
+    progress: Option<ProgressFn>,
+}
+
+type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How far an evaluation has got, reported after every sample to the function given to
+/// [`Evaluator::on_progress`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Samples (case × epoch) finished.
+    pub done: usize,
+    /// Samples in all.
+    pub total: usize,
+    /// Finished samples whose target failed.
+    pub errors: usize,
+    /// Finished samples whose weighted overall score passed.
+    pub passed: usize,
+    /// Time since the evaluation started.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// The share of scored samples that passed so far.
+    pub fn pass_rate(&self) -> Option<f64> {
+        let scored = self.done.saturating_sub(self.errors);
+        (scored > 0).then(|| self.passed as f64 / scored as f64)
+    }
+
+    /// The expected time left, from the mean time per finished sample.
+    pub fn eta(&self) -> Option<Duration> {
+        (self.done > 0).then(|| {
+            self.elapsed
+                .mul_f64((self.total.saturating_sub(self.done)) as f64 / self.done as f64)
+        })
+    }
+
+    /// One line for a terminal: `12/40 samples, pass rate 75.0%, 1 error, ETA 5s`.
+    pub fn line(&self) -> String {
+        let rate = self
+            .pass_rate()
+            .map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0));
+        let eta = self.eta().map_or_else(
+            || "-".to_string(),
+            |d| format!("{:.0}s", d.as_secs_f64().ceil()),
+        );
+        format!(
+            "{}/{} samples, pass rate {rate}, {} error{}, ETA {eta}",
+            self.done,
+            self.total,
+            self.errors,
+            if self.errors == 1 { "" } else { "s" }
+        )
+    }
 }
 
 impl Default for Evaluator {
@@ -109,7 +162,15 @@ impl Evaluator {
             seed: SEED,
             overall_threshold: 0.5,
             config_error: None,
+            progress: None,
         }
+    }
+
+    /// Calls `f` after every finished sample with how far the evaluation has got (for a
+    /// progress line on a terminal).
+    pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
     }
 
     fn fail(&mut self, msg: String) {
@@ -259,12 +320,30 @@ impl Evaluator {
             .iter()
             .enumerate()
             .flat_map(|(i, _)| (0..self.epochs).map(move |e| (i, e)));
+        let total = dataset.len() * self.epochs as usize;
+        let mut seen = Progress {
+            done: 0,
+            total,
+            errors: 0,
+            passed: 0,
+            elapsed: Duration::ZERO,
+        };
         let mut samples: Vec<(usize, SampleResult)> = futures::stream::iter(jobs)
             .map(|(i, epoch)| {
                 let case = &dataset.cases()[i];
                 async move { (i, self.run_one(target, case, epoch).await) }
             })
             .buffer_unordered(self.concurrency)
+            .inspect(|(_, s)| {
+                if let Some(f) = &self.progress {
+                    seen.done += 1;
+                    seen.errors += usize::from(s.error.is_some());
+                    seen.passed +=
+                        usize::from(s.scores.get(OVERALL).and_then(|x| x.passed) == Some(true));
+                    seen.elapsed = clock.elapsed();
+                    f(&seen);
+                }
+            })
             .collect()
             .await;
         samples.sort_by_key(|(i, s)| (*i, s.epoch));

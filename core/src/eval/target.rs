@@ -187,3 +187,163 @@ impl Target for WorkflowTarget {
         }
     }
 }
+
+/// A language model called once per case: the input (as text) goes into a prompt template
+/// (`{{input}}`, default the input itself) as the user message, after an optional system
+/// message; the answer's text is the output and the call's usage and cost are its trace.
+#[derive(Clone)]
+pub struct ModelTarget {
+    model: std::sync::Arc<dyn crate::LanguageModel>,
+    system: Option<String>,
+    template: String,
+    sampling: crate::model::Sampling,
+}
+
+impl fmt::Debug for ModelTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelTarget")
+            .field("system", &self.system)
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModelTarget {
+    /// Calls `model`.
+    pub fn new(model: std::sync::Arc<dyn crate::LanguageModel>) -> Self {
+        Self {
+            model,
+            system: None,
+            template: "{{input}}".into(),
+            sampling: crate::model::Sampling::default(),
+        }
+    }
+
+    /// A system message.
+    pub fn system(mut self, text: impl Into<String>) -> Self {
+        self.system = Some(text.into());
+        self
+    }
+
+    /// The user message's template; `{{input}}` is replaced by the case's input as text.
+    pub fn prompt(mut self, template: impl Into<String>) -> Self {
+        self.template = template.into();
+        self
+    }
+
+    /// Sampling settings.
+    pub fn sampling(mut self, sampling: crate::model::Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+}
+
+#[async_trait]
+impl Target for ModelTarget {
+    async fn call(&self, input: Value) -> Result<Value, TargetError> {
+        self.run(input).await.map(|o| o.output)
+    }
+
+    async fn run(&self, input: Value) -> Result<TargetOutput, TargetError> {
+        let user = self
+            .template
+            .replace("{{input}}", &super::metric::value_text(&input));
+        let mut req = crate::model::ModelRequest::user(user);
+        if let Some(s) = &self.system {
+            req = req.with_system(s.clone());
+        }
+        req.sampling = self.sampling.clone();
+        let response = self
+            .model
+            .generate(&req)
+            .await
+            .map_err(|e| TargetError(e.to_string()))?;
+        Ok(TargetOutput {
+            output: Value::String(response.text()),
+            trace: Some(Trace {
+                tool_calls: response.tool_calls().into_iter().cloned().collect(),
+                turns: 1,
+                usage: Some(response.usage),
+                cost_usd: response.cost_usd,
+                stop: None,
+            }),
+        })
+    }
+}
+
+/// An external program run once per case: the input as JSON on its standard input, its
+/// standard output the output (parsed as JSON when it is JSON, else the text without the
+/// trailing newline). A nonzero exit is a target error with the end of its standard error.
+#[derive(Debug, Clone)]
+pub struct CommandTarget {
+    argv: Vec<String>,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl CommandTarget {
+    /// Runs `argv[0]` with the other arguments (no shell). Fails on an empty `argv`.
+    pub fn new(argv: Vec<String>) -> Result<Self, super::EvalError> {
+        if argv.first().is_none_or(|p| p.is_empty()) {
+            return Err(super::EvalError::Config(
+                "a command target needs a program".into(),
+            ));
+        }
+        Ok(Self { argv, dir: None })
+    }
+
+    /// The working directory.
+    pub fn current_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+}
+
+#[async_trait]
+impl Target for CommandTarget {
+    async fn call(&self, input: Value) -> Result<Value, TargetError> {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(d) = &self.dir {
+            cmd.current_dir(d);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| TargetError(format!("cannot start {:?}: {e}", self.argv[0])))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let bytes = input.to_string().into_bytes();
+            // A program that does not read its input may close stdin early: not an error.
+            let _ = stdin.write_all(&bytes).await;
+            let _ = stdin.shutdown().await;
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| TargetError(format!("{:?}: {e}", self.argv[0])))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: String = err
+                .chars()
+                .rev()
+                .take(500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(TargetError(format!(
+                "{:?} exited with {}: {}",
+                self.argv[0],
+                out.status,
+                tail.trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
+    }
+}

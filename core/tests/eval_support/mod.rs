@@ -109,7 +109,9 @@ pub fn embeddings(vectors: &[Vec<f32>]) -> Value {
 
 impl Replay {
     /// Starts a server answering every request with `handler(path, body)`.
-    pub async fn start(handler: impl Fn(&str, &Value) -> (u16, Value) + Send + Sync + 'static) -> Self {
+    pub async fn start(
+        handler: impl Fn(&str, &Value) -> (u16, Value) + Send + Sync + 'static,
+    ) -> Self {
         let handler: Handler = Arc::new(handler);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -202,8 +204,8 @@ async fn serve(
             }
             buf.extend_from_slice(&tmp[..n]);
         }
-        let body: Value = serde_json::from_slice(&buf[body_start..body_start + len])
-            .unwrap_or(Value::Null);
+        let body: Value =
+            serde_json::from_slice(&buf[body_start..body_start + len]).unwrap_or(Value::Null);
         buf.drain(..body_start + len);
         seen.lock().unwrap().push(Seen {
             path: path.clone(),

@@ -18,7 +18,9 @@ pub const EXPECTED_TRAJECTORY: &str = "expected_trajectory";
 
 fn trace<'a>(sample: &Sample<'a>) -> Result<&'a Trace, Outcome> {
     sample.trace.ok_or_else(|| {
-        Outcome::unscored("the target reported no trace (tool calls, turns, usage): only agent targets do")
+        Outcome::unscored(
+            "the target reported no trace (tool calls, turns, usage): only agent targets do",
+        )
     })
 }
 
@@ -226,7 +228,11 @@ impl Metric for ToolCalls {
         let reason = if missing.is_empty() && unexpected.is_empty() {
             "every expected tool call was made, nothing else".to_string()
         } else {
-            format!("missing: [{}]; unexpected: [{}]", missing.join(", "), unexpected.join(", "))
+            format!(
+                "missing: [{}]; unexpected: [{}]",
+                missing.join(", "),
+                unexpected.join(", ")
+            )
         };
         match Score::new(value) {
             Ok(s) => s

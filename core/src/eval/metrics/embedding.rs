@@ -20,7 +20,8 @@ pub struct EmbeddingSimilarity {
 
 impl std::fmt::Debug for EmbeddingSimilarity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddingSimilarity").finish_non_exhaustive()
+        f.debug_struct("EmbeddingSimilarity")
+            .finish_non_exhaustive()
     }
 }
 
