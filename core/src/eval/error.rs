@@ -90,6 +90,9 @@ pub enum EvalError {
         /// What was wrong (the line, or the metric by position and name).
         message: String,
     },
+    /// A durable eval run failed on the engine (store error, a run that did not succeed).
+    #[error("eval run: {0}")]
+    Engine(String),
     /// The judge cache (a SQLite file) failed.
     #[error("judge cache {path}: {message}")]
     Cache {

@@ -32,6 +32,7 @@ mod cache;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod data;
+mod durable;
 mod error;
 mod html;
 pub mod judge;
@@ -45,6 +46,7 @@ mod target;
 
 pub use cache::{CachedAnswer, JudgeCache};
 pub use data::{Case, Dataset};
+pub use durable::DurableEval;
 pub use error::EvalError;
 pub use judge::{Judge, JudgeMetric, PairwiseJudge};
 pub use metric::{Metric, Outcome, Sample, Score, value_text};

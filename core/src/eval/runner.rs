@@ -307,12 +307,7 @@ impl Evaluator {
         target: &T,
         dataset: &Dataset,
     ) -> Result<EvalResults, EvalError> {
-        if let Some(e) = &self.config_error {
-            return Err(EvalError::Config(e.clone()));
-        }
-        if self.entries.is_empty() {
-            return Err(EvalError::Config("the evaluator has no metric".into()));
-        }
+        self.check()?;
         let started_at = unix_ms();
         let clock = Instant::now();
         let jobs = dataset
@@ -348,14 +343,53 @@ impl Evaluator {
             .await;
         samples.sort_by_key(|(i, s)| (*i, s.epoch));
         let samples: Vec<SampleResult> = samples.into_iter().map(|(_, s)| s).collect();
+        Ok(self.assemble(
+            &dataset.name,
+            dataset.len(),
+            samples,
+            started_at,
+            clock.elapsed().as_secs_f64() * 1000.0,
+        ))
+    }
+
+    /// Checks the configuration (what [`evaluate`](Self::evaluate) refuses).
+    pub(crate) fn check(&self) -> Result<(), EvalError> {
+        if let Some(e) = &self.config_error {
+            return Err(EvalError::Config(e.clone()));
+        }
+        if self.entries.is_empty() {
+            return Err(EvalError::Config("the evaluator has no metric".into()));
+        }
+        Ok(())
+    }
+
+    /// The evaluator's name.
+    pub(crate) fn eval_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configured concurrency and epochs.
+    pub(crate) fn shape(&self) -> (usize, u32) {
+        (self.concurrency, self.epochs)
+    }
+
+    /// Summarises finished samples (in dataset order) into results: statistics, gates.
+    pub(crate) fn assemble(
+        &self,
+        dataset: &str,
+        cases: usize,
+        samples: Vec<SampleResult>,
+        started_at: i64,
+        duration_ms: f64,
+    ) -> EvalResults {
         let mut results = EvalResults {
             schema: SCHEMA.into(),
             name: self.name.clone(),
-            dataset: dataset.name.clone(),
+            dataset: dataset.to_string(),
             started_at_ms: started_at,
-            duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
+            duration_ms,
             epochs: self.epochs,
-            cases: dataset.len(),
+            cases,
             errors: samples.iter().filter(|s| s.error.is_some()).count(),
             metrics: Vec::new(),
             overall: None,
@@ -396,10 +430,10 @@ impl Evaluator {
             self.seed,
         ));
         results.passed = results.gates.iter().all(|g| g.passed);
-        Ok(results)
+        results
     }
 
-    async fn run_one<T: Target + ?Sized>(
+    pub(crate) async fn run_one<T: Target + ?Sized>(
         &self,
         target: &T,
         case: &Case,
@@ -569,7 +603,7 @@ impl Evaluator {
 /// The name of the weighted overall score in [`SampleResult::scores`].
 pub const OVERALL: &str = "overall";
 
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
