@@ -130,6 +130,40 @@ fn run_writes_every_report_and_exits_by_the_gates() {
 }
 
 #[test]
+fn a_durable_run_is_stored_in_the_run_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_dataset(d);
+    suite(d, "good.yaml", false, 0.9, "");
+    let o = miyabi(
+        d,
+        &[
+            "--db",
+            "runs.db",
+            "eval",
+            "run",
+            "good.yaml",
+            "--durable",
+            "--json",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["metrics"][0]["mean"], 1.0);
+    let o = miyabi(d, &["--db", "runs.db", "runs", "list", "--json"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["workflow"], "eval.deploys");
+    assert_eq!(runs[0]["status"], "succeeded");
+    // Without --durable nothing is written to a database.
+    let o = miyabi(d, &["--db", "other.db", "eval", "run", "good.yaml"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(!d.join("other.db").exists());
+}
+
+#[test]
 fn bad_suites_and_missing_files_exit_1_naming_what_was_wrong() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -189,7 +189,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&CliError::Runtime(e)),
     };
     if let Command::Eval(cmd) = cli.command {
-        return ExitCode::from(rt.block_on(miyabi::eval::cli::run(cmd, cli.json)));
+        return ExitCode::from(rt.block_on(miyabi::eval::cli::run(cmd, &cli.db, cli.json)));
     }
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,6 +49,11 @@ pub struct RunArgs {
     /// Progress on standard error even when it is not a terminal.
     #[arg(long)]
     pub progress: bool,
+    /// Run as a durable run in the `--db` database (one step per case × epoch): a run of this
+    /// suite left unfinished by a killed process is resumed without re-running the samples
+    /// it committed.
+    #[arg(long)]
+    pub durable: bool,
 }
 
 /// Arguments of `miyabi eval compare`.
@@ -90,11 +95,11 @@ fn read_results(path: &Path) -> Result<EvalResults, EvalError> {
     EvalResults::from_json(&text).map_err(|e| EvalError::Report(format!("{}: {e}", path.display())))
 }
 
-/// Runs `miyabi eval ...` and returns the process exit code. `json` prints JSON on standard
-/// output instead of Markdown.
-pub async fn run(cmd: EvalCommand, json: bool) -> u8 {
+/// Runs `miyabi eval ...` and returns the process exit code. `db` is the run database of
+/// `--durable` runs; `json` prints JSON on standard output instead of Markdown.
+pub async fn run(cmd: EvalCommand, db: &str, json: bool) -> u8 {
     let outcome = match cmd {
-        EvalCommand::Run(a) => run_suite(a, json).await,
+        EvalCommand::Run(a) => run_suite(a, db, json).await,
         EvalCommand::Compare(a) => compare(a, json),
     };
     match outcome {
@@ -107,7 +112,7 @@ pub async fn run(cmd: EvalCommand, json: bool) -> u8 {
     }
 }
 
-async fn run_suite(a: RunArgs, json: bool) -> Result<bool, EvalError> {
+async fn run_suite(a: RunArgs, db: &str, json: bool) -> Result<bool, EvalError> {
     let mut suite = Suite::load(&a.suite)?;
     if let Some(b) = &a.baseline {
         suite.baseline = Some(read_results(b)?);
@@ -125,7 +130,13 @@ async fn run_suite(a: RunArgs, json: bool) -> Result<bool, EvalError> {
             }
         });
     }
-    let outcome: SuiteOutcome = suite.run().await?;
+    let outcome: SuiteOutcome = if a.durable {
+        let engine = crate::Engine::sqlite(db)
+            .map_err(|e| EvalError::Engine(format!("run database {db}: {e}")))?;
+        suite.run_durable(&engine).await?
+    } else {
+        suite.run().await?
+    };
     let r = &outcome.results;
     let c = outcome.comparison.as_ref();
     if let Some(p) = &a.output {

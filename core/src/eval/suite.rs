@@ -415,6 +415,35 @@ impl Suite {
     }
 }
 
+impl Suite {
+    /// Runs the suite as a durable eval run on `engine` ([`DurableEval`](super::DurableEval)):
+    /// an unfinished run of this suite left by a dead process is finished (without re-running
+    /// its committed samples) instead of starting a new one.
+    pub async fn run_durable(mut self, engine: &crate::Engine) -> Result<SuiteOutcome, EvalError> {
+        let ev = self
+            .evaluator
+            .take()
+            .ok_or_else(|| EvalError::Config("the suite has no evaluator".into()))?;
+        let durable = super::DurableEval::new(engine, ev, Arc::clone(&self.target))?;
+        let recovered = durable.recover().await?;
+        let results = match recovered.first() {
+            Some(id) => durable.wait(id).await?,
+            None => {
+                let id = durable.spawn(&self.dataset)?;
+                durable.wait(&id).await?
+            }
+        };
+        let comparison = match &self.baseline {
+            Some(b) => Some(Evaluator::compare(b, &results)?),
+            None => None,
+        };
+        Ok(SuiteOutcome {
+            results,
+            comparison,
+        })
+    }
+}
+
 struct ArcMetric(Arc<dyn Metric>);
 
 #[async_trait::async_trait]
