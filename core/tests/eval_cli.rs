@@ -36,8 +36,8 @@ fn text(o: &Output) -> String {
 /// Twelve cases: "ship N" expects deploy, "undo N" expects rollback.
 fn write_dataset(dir: &Path) {
     let mut lines = String::new();
-    for i in 0..12 {
-        let (input, expected) = if i % 2 == 0 {
+    for i in 0..12u32 {
+        let (input, expected) = if i.is_multiple_of(2) {
             (format!("ship {i}"), "deploy")
         } else {
             (format!("undo {i}"), "rollback")

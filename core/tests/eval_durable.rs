@@ -31,7 +31,7 @@ fn dataset() -> Dataset {
     Dataset::from_cases(
         "numbers",
         (0..CASES).map(|i| {
-            Case::new(format!("c{i}"), json!(i)).expected(if i % 3 == 0 { "fizz" } else { "none" })
+            Case::new(format!("c{i}"), json!(i)).expected(if i.is_multiple_of(3) { "fizz" } else { "none" })
         }),
     )
     .unwrap()
@@ -66,7 +66,7 @@ fn target(log: Option<PathBuf>, block: bool) -> Arc<dyn Target> {
                 std::io::stdout().flush().unwrap();
                 std::future::pending::<()>().await;
             }
-            Ok::<_, String>(json!(if i % 3 == 0 { "fizz" } else { "none" }))
+            Ok::<_, String>(json!(if i.is_multiple_of(3) { "fizz" } else { "none" }))
         }
     })
 }
