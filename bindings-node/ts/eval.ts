@@ -84,8 +84,8 @@ export interface MetricSpec<I = unknown, O = unknown, E = unknown> {
 }
 
 /** Something with `generate(input)` returning an agent result (an `Agent`). */
-export interface AgentLike {
-  generate(input: any): Promise<{
+export interface AgentLike<I = unknown> {
+  generate(input: I): Promise<{
     readonly text: string;
     readonly object?: unknown;
     readonly toolCalls: ReadonlyArray<{ readonly toolCallId: string; readonly toolName: string; readonly input: unknown }>;
@@ -107,7 +107,7 @@ export interface EvaluateOptions<I = unknown, O = unknown, E = unknown> {
   /** Validates every case's input first (zod or any Standard Schema); a bad case is refused, naming its id. */
   readonly input?: SchemaLike<unknown, I>;
   /** A function of the input, or an agent. A throw is an error sample, never a 0. */
-  readonly target: ((input: I) => O | Promise<O>) | AgentLike;
+  readonly target: ((input: I) => O | Promise<O>) | AgentLike<I>;
   /** Metrics by name. */
   readonly metrics: Record<string, MetricFn<I, O, E> | MetricSpec<I, O, E>>;
   /** Gates: a metric's minimum mean and/or pass rate. */
@@ -271,8 +271,8 @@ function toScore(r: MetricResult, threshold: number): SampleScore {
   };
 }
 
-function isAgent(t: unknown): t is AgentLike {
-  return typeof t === 'object' && t !== null && typeof (t as AgentLike).generate === 'function';
+function isAgent<I>(t: unknown): t is AgentLike<I> {
+  return typeof t === 'object' && t !== null && typeof (t as AgentLike<I>).generate === 'function';
 }
 
 function message(e: unknown): string {
@@ -392,7 +392,7 @@ export async function evaluate<I = unknown, O = unknown, E = unknown>(
     let output: O;
     let trace: EvalTrace | undefined;
     try {
-      if (isAgent(options.target)) {
+      if (isAgent<I>(options.target)) {
         const r = await options.target.generate(c.input);
         output = (r.object !== undefined && r.object !== null ? r.object : r.text) as O;
         trace = {
