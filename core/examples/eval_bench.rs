@@ -20,7 +20,7 @@ fn dataset(n: usize) -> Result<Dataset, miyabi::eval::EvalError> {
         "bench",
         (0..n).map(|i| {
             Case::new(format!("c{i}"), json!(format!("question {i}")))
-                .expected(if i % 2 == 0 { "yes" } else { "no" })
+                .expected(if i.is_multiple_of(2) { "yes" } else { "no" })
         }),
     )
 }
@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|s| s.rsplit(' ').next())
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        Ok::<_, std::convert::Infallible>(json!(if n % 3 == 0 { "yes" } else { "no" }))
+        Ok::<_, std::convert::Infallible>(json!(if n.is_multiple_of(3) { "yes" } else { "no" }))
     };
     let big = dataset(10_000)?;
     // Warm-up.

@@ -31,7 +31,11 @@ fn dataset() -> Dataset {
     Dataset::from_cases(
         "numbers",
         (0..CASES).map(|i| {
-            Case::new(format!("c{i}"), json!(i)).expected(if i.is_multiple_of(3) { "fizz" } else { "none" })
+            Case::new(format!("c{i}"), json!(i)).expected(if i.is_multiple_of(3) {
+                "fizz"
+            } else {
+                "none"
+            })
         }),
     )
     .unwrap()
