@@ -357,3 +357,62 @@ async fn a_judge_suite_uses_the_cache_file_on_a_rerun() {
         true
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_target_with_a_response_cache_replays_on_a_rerun() {
+    let server = Replay::start(|_, body| {
+        let user = body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let answer = if user.contains("ship") {
+            "deploy"
+        } else {
+            "rollback"
+        };
+        (200, completion(answer, "stop"))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    write_dataset(&d);
+    let yaml = format!(
+        "name: modelled\ndataset: cases.jsonl\ntarget:\n  model: replay/agent-1\n  base_url: {}\n  protocol: openai-chat\n  system: Answer deploy or rollback.\n  prompt: \"Request: {{{{input}}}}\"\n  cache: .cache/responses.db\nmetrics:\n  - type: exact\n    gate: {{ pass_rate: 1.0 }}\n  - {{ type: latency, max_ms: 600000 }}\n",
+        server.url
+    );
+    std::fs::write(d.join("modelled.yaml"), yaml).unwrap();
+    let run = || {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || miyabi(&d, &["eval", "run", "modelled.yaml", "--json"]))
+    };
+    let o = run().await.unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(server.calls(), 12);
+    assert!(
+        server.requests()[0]
+            .text_of("user")
+            .starts_with("Request: ")
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["samples"][0]["trace"]["turns"], 1);
+    assert!(r["samples"][0].get("cached").is_none());
+    let o = run().await.unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        server.calls(),
+        12,
+        "the rerun is answered from the response cache"
+    );
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["samples"][0]["cached"], true);
+    assert!(
+        r["samples"][0]["scores"]["latency"]["unscored"]
+            .as_str()
+            .unwrap()
+            .contains("cached sample")
+    );
+}

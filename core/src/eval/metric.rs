@@ -28,6 +28,9 @@ pub struct Sample<'a> {
     pub trace: Option<&'a Trace>,
     /// The name the metric being run was added under (`""` outside an evaluator).
     pub metric: &'a str,
+    /// Whether a model the target called answered from a cache (latency and cost are then
+    /// not the target's).
+    pub cached: bool,
 }
 
 impl<'a> Sample<'a> {
@@ -41,7 +44,14 @@ impl<'a> Sample<'a> {
             latency: Duration::ZERO,
             trace: None,
             metric: "",
+            cached: false,
         }
+    }
+
+    /// Marks the sample as answered (at least in part) from a response cache.
+    pub fn with_cached(mut self, cached: bool) -> Self {
+        self.cached = cached;
+        self
     }
 
     /// Sets the epoch.

@@ -39,6 +39,7 @@ pub mod judge;
 mod metric;
 pub mod metrics;
 mod report;
+mod response_cache;
 mod runner;
 pub mod stats;
 pub mod suite;
@@ -50,6 +51,7 @@ pub use durable::DurableEval;
 pub use error::EvalError;
 pub use judge::{Judge, JudgeMetric, PairwiseJudge};
 pub use metric::{Metric, Outcome, Sample, Score, value_text};
+pub use response_cache::{CachedModel, ResponseCache};
 pub use runner::{
     COMPARE_SCHEMA, Comparison, EvalResults, Evaluator, Gate, GateResult, MetricComparison,
     MetricSummary, OVERALL, Progress, RegressedCase, SCHEMA, SampleResult, SampleScore,

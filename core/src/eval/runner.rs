@@ -440,7 +440,19 @@ impl Evaluator {
         epoch: u32,
     ) -> SampleResult {
         let start = Instant::now();
-        let out = target.run(case.input.clone()).await;
+        let scope = super::response_cache::SampleScope {
+            epoch,
+            cached: std::cell::Cell::new(false),
+        };
+        let (out, cached) = super::response_cache::SAMPLE
+            .scope(scope, async {
+                let out = target.run(case.input.clone()).await;
+                let cached = super::response_cache::SAMPLE
+                    .try_with(|s| s.cached.get())
+                    .unwrap_or(false);
+                (out, cached)
+            })
+            .await;
         let latency = start.elapsed();
         let mut sample = SampleResult {
             case_id: case.id.clone(),
@@ -451,6 +463,7 @@ impl Evaluator {
             output: None,
             error: None,
             trace: None,
+            cached,
             scores: BTreeMap::new(),
         };
         let (output, trace) = match out {
@@ -462,7 +475,8 @@ impl Evaluator {
         };
         let mut view = Sample::new(case, &output)
             .with_epoch(epoch)
-            .with_latency(latency);
+            .with_latency(latency)
+            .with_cached(cached);
         if let Some(t) = &trace {
             view = view.with_trace(t);
         }
@@ -760,6 +774,10 @@ pub struct SampleResult {
     /// What the target did (tool calls, turns, tokens, cost), when it reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<Trace>,
+    /// Whether a model the target called answered from a [`ResponseCache`](super::ResponseCache)
+    /// (its latency and cost are then not the target's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     /// Per metric name.
     pub scores: BTreeMap<String, SampleScore>,
 }

@@ -118,6 +118,10 @@ pub struct TargetSpec {
     /// The model's temperature.
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// A response cache file (relative to the suite file) for the model's answers, keyed by
+    /// the request and the epoch: a re-run replays them (and flags the samples cached).
+    #[serde(default)]
+    pub cache: Option<String>,
 }
 
 /// A gate in a suite: a minimum mean and/or pass rate.
@@ -456,10 +460,11 @@ impl Metric for ArcMetric {
 fn build_target(path: &Path, dir: &Path, t: &TargetSpec) -> Result<Arc<dyn Target>, EvalError> {
     match (&t.command, &t.model) {
         (Some(argv), None) => {
-            if t.system.is_some() || t.prompt.is_some() || t.base_url.is_some() {
+            if t.system.is_some() || t.prompt.is_some() || t.base_url.is_some() || t.cache.is_some()
+            {
                 return Err(suite_err(
                     path,
-                    "target: `system`, `prompt` and `base_url` go with `model`, not `command`",
+                    "target: `system`, `prompt`, `base_url` and `cache` go with `model`, not `command`",
                 ));
             }
             Ok(Arc::new(
@@ -476,10 +481,25 @@ fn build_target(path: &Path, dir: &Path, t: &TargetSpec) -> Result<Arc<dyn Targe
                 api_key_env: t.api_key_env.clone(),
                 cache: None,
             };
-            let m: Arc<dyn LanguageModel> = Arc::new(
+            let mut m: Arc<dyn LanguageModel> = Arc::new(
                 spec.language_model()
                     .map_err(|e| suite_err(path, format!("target: {e}")))?,
             );
+            if let Some(c) = &t.cache {
+                let p = PathBuf::from(c);
+                let p = if p.is_absolute() { p } else { dir.join(p) };
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| EvalError::Io {
+                        path: parent.to_path_buf(),
+                        source: e,
+                    })?;
+                }
+                m = Arc::new(super::CachedModel::new(
+                    m,
+                    model.clone(),
+                    super::ResponseCache::open(p)?,
+                ));
+            }
             let mut target = ModelTarget::new(m);
             if let Some(s) = &t.system {
                 target = target.system(s.clone());

@@ -407,7 +407,8 @@ impl Metric for TokenBudget {
 }
 
 /// 1 when the target cost at most `max_usd`, else 0; metadata `cost_usd`. Unscored when the
-/// cost is unknown (a model without a price in the catalogue).
+/// cost is unknown (a model without a price in the catalogue) or the sample was answered from
+/// a response cache.
 #[derive(Debug, Clone, Copy)]
 pub struct CostBudget {
     max_usd: f64,
@@ -433,6 +434,11 @@ impl Metric for CostBudget {
             Ok(t) => t,
             Err(o) => return o,
         };
+        if sample.cached {
+            return Outcome::unscored(
+                "a cached sample: the cost is not the target's (answered from the response cache)",
+            );
+        }
         let Some(cost) = trace.cost_usd else {
             return Outcome::unscored("the cost is unknown (no price for the model)");
         };
@@ -443,7 +449,8 @@ impl Metric for CostBudget {
     }
 }
 
-/// 1 when the target answered within `max`, else 0; metadata `latency_ms`. Needs no trace.
+/// 1 when the target answered within `max`, else 0; metadata `latency_ms`. Needs no trace;
+/// unscored on a sample answered from a response cache.
 #[derive(Debug, Clone, Copy)]
 pub struct LatencyBudget {
     max: Duration,
@@ -459,6 +466,11 @@ impl LatencyBudget {
 #[async_trait]
 impl Metric for LatencyBudget {
     async fn score(&self, sample: &Sample<'_>) -> Outcome {
+        if sample.cached {
+            return Outcome::unscored(
+                "a cached sample: the latency is not the target's (answered from the response cache)",
+            );
+        }
         let ms = sample.latency.as_secs_f64() * 1000.0;
         Score::pass_fail(sample.latency <= self.max)
             .with_reason(format!(
