@@ -105,10 +105,11 @@ impl Progress {
 
     /// The expected time left, from the mean time per finished sample.
     pub fn eta(&self) -> Option<Duration> {
-        (self.done > 0).then(|| {
-            self.elapsed
-                .mul_f64((self.total.saturating_sub(self.done)) as f64 / self.done as f64)
-        })
+        if self.done == 0 {
+            return None;
+        }
+        let left = self.total.saturating_sub(self.done) as f64 / self.done as f64;
+        Duration::try_from_secs_f64(self.elapsed.as_secs_f64() * left).ok()
     }
 
     /// One line for a terminal: `12/40 samples, pass rate 75.0%, 1 error, ETA 5s`.
