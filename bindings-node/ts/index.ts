@@ -130,3 +130,18 @@ export {
   type ProviderErrorDetails,
   type ErrorCode,
 } from './errors.js';
+export {
+  evaluate,
+  metrics,
+  type EvalCase,
+  type EvalSample,
+  type EvalTrace,
+  type EvalResults,
+  type EvaluateOptions,
+  type MetricFn,
+  type MetricResult,
+  type MetricSpec,
+  type MetricSummary,
+  type SampleResult,
+  type SampleScore,
+} from './eval.js';

@@ -2,8 +2,6 @@
 #![cfg(feature = "eval")]
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::time::Duration;
-
 use miyabi::eval::metrics::{
     Bleu, Contains, Exact, JsonDiff, JsonSchema, Levenshtein, NumericDiff, Regex, RougeL,
     ValidJson, levenshtein, tokenize,
@@ -12,12 +10,7 @@ use miyabi::eval::{Case, Metric, Outcome, Sample, Score};
 use serde_json::{Value, json};
 
 async fn run(metric: &dyn Metric, case: &Case, output: Value) -> Outcome {
-    let sample = Sample {
-        case,
-        output: &output,
-        epoch: 0,
-        latency: Duration::ZERO,
-    };
+    let sample = Sample::new(case, &output);
     metric.score(&sample).await
 }
 

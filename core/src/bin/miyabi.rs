@@ -9,6 +9,8 @@
 //! miyabi approvals list [--all] [--as WHO]
 //! miyabi approve <run> <gate> --as WHO [--comment ..] [--edit file.json]
 //! miyabi reject <run> <gate> --as WHO [--comment ..]
+//! miyabi eval run <suite.yaml> [--output r.json] [--junit r.xml] [--markdown r.md] [--html r.html]
+//! miyabi eval compare <a.json> <b.json>
 //! ```
 //!
 //! Every command takes `--db PATH` (default `$MIYABI_DB`, else `./miyabi.db`) and `--json`.
@@ -70,6 +72,10 @@ enum Command {
         #[command(flatten)]
         gate: GateArgs,
     },
+    /// Run an evaluation suite or compare two results (exit 0 pass, 100 gate failed, 1 error;
+    /// see docs/evals.md).
+    #[command(subcommand)]
+    Eval(miyabi::eval::cli::EvalCommand),
     /// Any other command `x` runs the program `miyabi-x` (next to this one, or on PATH) with
     /// the remaining arguments, as git and cargo do: `miyabi mcp` is `miyabi-mcp`, `miyabi
     /// code` is `miyabi-code` (each in its own crate, so this one stays small).
@@ -191,6 +197,9 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&CliError::Runtime(e)),
     };
+    if let Command::Eval(cmd) = cli.command {
+        return ExitCode::from(rt.block_on(miyabi::eval::cli::run(cmd, &cli.db, cli.json)));
+    }
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
@@ -375,6 +384,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Eval(_) => Err(CliError::Usage("`eval` runs without a run database".into())),
         // Handled in `main` before the engine opens.
         Command::External(_) => Err(CliError::Usage("an external command".into())),
         Command::Runs(RunsCommand::Cancel { id }) => {

@@ -68,4 +68,37 @@ pub enum EvalError {
     /// A JSON report could not be read back (bad JSON, unknown schema version).
     #[error("invalid report: {0}")]
     Report(String),
+    /// A judge's answer could not be used (unparseable, out of scale, a refusal, the model
+    /// call failed). As a metric outcome this is an *unscored* sample with this message.
+    #[error("judge metric {metric:?}, case {case_id:?} (epoch {epoch}): {message}")]
+    Judge {
+        /// The metric's name.
+        metric: String,
+        /// The case.
+        case_id: String,
+        /// The epoch.
+        epoch: u32,
+        /// What was wrong.
+        message: String,
+    },
+    /// A suite file is invalid (bad YAML/JSON, a missing or unknown field, an unknown
+    /// metric type or parameter, a model that cannot be built).
+    #[error("suite {file}: {message}")]
+    Suite {
+        /// The suite file.
+        file: String,
+        /// What was wrong (the line, or the metric by position and name).
+        message: String,
+    },
+    /// A durable eval run failed on the engine (store error, a run that did not succeed).
+    #[error("eval run: {0}")]
+    Engine(String),
+    /// The judge cache (a SQLite file) failed.
+    #[error("judge cache {path}: {message}")]
+    Cache {
+        /// The cache file.
+        path: String,
+        /// The SQLite error.
+        message: String,
+    },
 }

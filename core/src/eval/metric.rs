@@ -7,11 +7,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::target::Trace;
 use super::{Case, EvalError};
 
-/// What a metric sees: the case, the target's output, the epoch (repeat) and the target's
-/// latency for this sample.
+/// What a metric sees: the case, the target's output, the epoch (repeat), the target's
+/// latency, what the target did to get there (its [`Trace`], for agents) and the name the
+/// metric was added under (for messages).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Sample<'a> {
     /// The case.
     pub case: &'a Case,
@@ -21,9 +24,69 @@ pub struct Sample<'a> {
     pub epoch: u32,
     /// How long the target took.
     pub latency: Duration,
+    /// What the target did (tool calls, turns, tokens, cost), when it reports it (agents do).
+    pub trace: Option<&'a Trace>,
+    /// The name the metric being run was added under (`""` outside an evaluator).
+    pub metric: &'a str,
+    /// Whether a model the target called answered from a cache (latency and cost are then
+    /// not the target's).
+    pub cached: bool,
 }
 
-impl Sample<'_> {
+impl<'a> Sample<'a> {
+    /// A sample of epoch 0, zero latency, no trace and no metric name; the `with_*` methods
+    /// set the rest.
+    pub fn new(case: &'a Case, output: &'a Value) -> Self {
+        Self {
+            case,
+            output,
+            epoch: 0,
+            latency: Duration::ZERO,
+            trace: None,
+            metric: "",
+            cached: false,
+        }
+    }
+
+    /// Marks the sample as answered (at least in part) from a response cache.
+    pub fn with_cached(mut self, cached: bool) -> Self {
+        self.cached = cached;
+        self
+    }
+
+    /// Sets the epoch.
+    pub fn with_epoch(mut self, epoch: u32) -> Self {
+        self.epoch = epoch;
+        self
+    }
+
+    /// Sets the latency.
+    pub fn with_latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// Sets the trace.
+    pub fn with_trace(mut self, trace: &'a Trace) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// Sets the metric name.
+    pub fn with_metric(mut self, metric: &'a str) -> Self {
+        self.metric = metric;
+        self
+    }
+
+    /// The metric's name for messages: the name it was added under, or `fallback`.
+    pub fn metric_name<'b>(&'b self, fallback: &'b str) -> &'b str {
+        if self.metric.is_empty() {
+            fallback
+        } else {
+            self.metric
+        }
+    }
+
     /// The output as text: a JSON string's content, anything else as compact JSON.
     pub fn output_text(&self) -> String {
         value_text(self.output)
@@ -120,6 +183,14 @@ impl Outcome {
         match Score::new(value) {
             Ok(s) => Self::Scored(s.with_reason(reason)),
             Err(e) => Self::unscored(e.to_string()),
+        }
+    }
+
+    /// Applies `f` to the score, when scored.
+    pub fn map_score(self, f: impl FnOnce(Score) -> Score) -> Self {
+        match self {
+            Self::Scored(s) => Self::Scored(f(s)),
+            other => other,
         }
     }
 

@@ -28,24 +28,40 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod data;
+mod durable;
 mod error;
+mod html;
+pub mod judge;
 mod metric;
 pub mod metrics;
 mod report;
+mod response_cache;
 mod runner;
 pub mod stats;
+pub mod suite;
 mod target;
 
+pub use cache::{CachedAnswer, JudgeCache};
 pub use data::{Case, Dataset};
+pub use durable::DurableEval;
 pub use error::EvalError;
+pub use judge::{Judge, JudgeMetric, PairwiseJudge};
 pub use metric::{Metric, Outcome, Sample, Score, value_text};
+pub use response_cache::{CachedModel, ResponseCache};
 pub use runner::{
     COMPARE_SCHEMA, Comparison, EvalResults, Evaluator, Gate, GateResult, MetricComparison,
-    MetricSummary, OVERALL, RegressedCase, SCHEMA, SampleResult, SampleScore,
+    MetricSummary, OVERALL, Progress, RegressedCase, SCHEMA, SampleResult, SampleScore,
+    UsageSummary,
 };
 pub use stats::{Interval, McNemar, Paired, Verdict};
-pub use target::{Target, TargetError, WorkflowTarget};
+pub use suite::{Suite, SuiteOutcome};
+pub use target::{
+    CommandTarget, ModelTarget, Target, TargetError, TargetOutput, Trace, WorkflowTarget,
+};
 
 /// The Rust examples of docs/evals.md, run as doc tests.
 #[cfg(doctest)]

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::metric::{Metric, Outcome, Sample};
 use super::stats::{self, Interval, McNemar, Paired, Verdict};
-use super::target::Target;
+use super::target::{Target, Trace};
 use super::{Case, Dataset, EvalError};
 
 /// The schema tag of a JSON results document.
@@ -75,6 +75,60 @@ pub struct Evaluator {
     seed: u64,
     overall_threshold: f64,
     config_error: Option<String>,
+    progress: Option<ProgressFn>,
+}
+
+type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// How far an evaluation has got, reported after every sample to the function given to
+/// [`Evaluator::on_progress`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Samples (case × epoch) finished.
+    pub done: usize,
+    /// Samples in all.
+    pub total: usize,
+    /// Finished samples whose target failed.
+    pub errors: usize,
+    /// Finished samples whose weighted overall score passed.
+    pub passed: usize,
+    /// Time since the evaluation started.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// The share of scored samples that passed so far.
+    pub fn pass_rate(&self) -> Option<f64> {
+        let scored = self.done.saturating_sub(self.errors);
+        (scored > 0).then(|| self.passed as f64 / scored as f64)
+    }
+
+    /// The expected time left, from the mean time per finished sample.
+    pub fn eta(&self) -> Option<Duration> {
+        if self.done == 0 {
+            return None;
+        }
+        let left = self.total.saturating_sub(self.done) as f64 / self.done as f64;
+        Duration::try_from_secs_f64(self.elapsed.as_secs_f64() * left).ok()
+    }
+
+    /// One line for a terminal: `12/40 samples, pass rate 75.0%, 1 error, ETA 5s`.
+    pub fn line(&self) -> String {
+        let rate = self
+            .pass_rate()
+            .map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0));
+        let eta = self.eta().map_or_else(
+            || "-".to_string(),
+            |d| format!("{:.0}s", d.as_secs_f64().ceil()),
+        );
+        format!(
+            "{}/{} samples, pass rate {rate}, {} error{}, ETA {eta}",
+            self.done,
+            self.total,
+            self.errors,
+            if self.errors == 1 { "" } else { "s" }
+        )
+    }
 }
 
 impl Default for Evaluator {
@@ -109,7 +163,15 @@ impl Evaluator {
             seed: SEED,
             overall_threshold: 0.5,
             config_error: None,
+            progress: None,
         }
+    }
+
+    /// Calls `f` after every finished sample with how far the evaluation has got (for a
+    /// progress line on a terminal).
+    pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
     }
 
     fn fail(&mut self, msg: String) {
@@ -246,12 +308,7 @@ impl Evaluator {
         target: &T,
         dataset: &Dataset,
     ) -> Result<EvalResults, EvalError> {
-        if let Some(e) = &self.config_error {
-            return Err(EvalError::Config(e.clone()));
-        }
-        if self.entries.is_empty() {
-            return Err(EvalError::Config("the evaluator has no metric".into()));
-        }
+        self.check()?;
         let started_at = unix_ms();
         let clock = Instant::now();
         let jobs = dataset
@@ -259,29 +316,87 @@ impl Evaluator {
             .iter()
             .enumerate()
             .flat_map(|(i, _)| (0..self.epochs).map(move |e| (i, e)));
+        let total = dataset.len() * self.epochs as usize;
+        let mut seen = Progress {
+            done: 0,
+            total,
+            errors: 0,
+            passed: 0,
+            elapsed: Duration::ZERO,
+        };
         let mut samples: Vec<(usize, SampleResult)> = futures::stream::iter(jobs)
             .map(|(i, epoch)| {
                 let case = &dataset.cases()[i];
                 async move { (i, self.run_one(target, case, epoch).await) }
             })
             .buffer_unordered(self.concurrency)
+            .inspect(|(_, s)| {
+                if let Some(f) = &self.progress {
+                    seen.done += 1;
+                    seen.errors += usize::from(s.error.is_some());
+                    seen.passed +=
+                        usize::from(s.scores.get(OVERALL).and_then(|x| x.passed) == Some(true));
+                    seen.elapsed = clock.elapsed();
+                    f(&seen);
+                }
+            })
             .collect()
             .await;
         samples.sort_by_key(|(i, s)| (*i, s.epoch));
         let samples: Vec<SampleResult> = samples.into_iter().map(|(_, s)| s).collect();
+        Ok(self.assemble(
+            &dataset.name,
+            dataset.len(),
+            samples,
+            started_at,
+            clock.elapsed().as_secs_f64() * 1000.0,
+        ))
+    }
+
+    /// Checks the configuration (what [`evaluate`](Self::evaluate) refuses).
+    pub(crate) fn check(&self) -> Result<(), EvalError> {
+        if let Some(e) = &self.config_error {
+            return Err(EvalError::Config(e.clone()));
+        }
+        if self.entries.is_empty() {
+            return Err(EvalError::Config("the evaluator has no metric".into()));
+        }
+        Ok(())
+    }
+
+    /// The evaluator's name.
+    pub(crate) fn eval_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The configured concurrency and epochs.
+    pub(crate) fn shape(&self) -> (usize, u32) {
+        (self.concurrency, self.epochs)
+    }
+
+    /// Summarises finished samples (in dataset order) into results: statistics, gates.
+    pub(crate) fn assemble(
+        &self,
+        dataset: &str,
+        cases: usize,
+        samples: Vec<SampleResult>,
+        started_at: i64,
+        duration_ms: f64,
+    ) -> EvalResults {
         let mut results = EvalResults {
             schema: SCHEMA.into(),
             name: self.name.clone(),
-            dataset: dataset.name.clone(),
+            dataset: dataset.to_string(),
             started_at_ms: started_at,
-            duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
+            duration_ms,
             epochs: self.epochs,
-            cases: dataset.len(),
+            cases,
             errors: samples.iter().filter(|s| s.error.is_some()).count(),
             metrics: Vec::new(),
             overall: None,
             gates: Vec::new(),
             passed: false,
+            usage: UsageSummary::of(&samples),
             samples,
         };
         for e in &self.entries {
@@ -316,17 +431,29 @@ impl Evaluator {
             self.seed,
         ));
         results.passed = results.gates.iter().all(|g| g.passed);
-        Ok(results)
+        results
     }
 
-    async fn run_one<T: Target + ?Sized>(
+    pub(crate) async fn run_one<T: Target + ?Sized>(
         &self,
         target: &T,
         case: &Case,
         epoch: u32,
     ) -> SampleResult {
         let start = Instant::now();
-        let out = target.call(case.input.clone()).await;
+        let scope = super::response_cache::SampleScope {
+            epoch,
+            cached: std::cell::Cell::new(false),
+        };
+        let (out, cached) = super::response_cache::SAMPLE
+            .scope(scope, async {
+                let out = target.run(case.input.clone()).await;
+                let cached = super::response_cache::SAMPLE
+                    .try_with(|s| s.cached.get())
+                    .unwrap_or(false);
+                (out, cached)
+            })
+            .await;
         let latency = start.elapsed();
         let mut sample = SampleResult {
             case_id: case.id.clone(),
@@ -336,23 +463,29 @@ impl Evaluator {
             latency_ms: latency.as_secs_f64() * 1000.0,
             output: None,
             error: None,
+            trace: None,
+            cached,
             scores: BTreeMap::new(),
         };
-        let output = match out {
-            Ok(o) => o,
+        let (output, trace) = match out {
+            Ok(o) => (o.output, o.trace),
             Err(e) => {
                 sample.error = Some(e.0);
                 return sample;
             }
         };
-        let view = Sample {
-            case,
-            output: &output,
-            epoch,
-            latency,
-        };
-        let outcomes =
-            futures::future::join_all(self.entries.iter().map(|e| e.metric.score(&view))).await;
+        let mut view = Sample::new(case, &output)
+            .with_epoch(epoch)
+            .with_latency(latency)
+            .with_cached(cached);
+        if let Some(t) = &trace {
+            view = view.with_trace(t);
+        }
+        let outcomes = futures::future::join_all(self.entries.iter().map(|e| async move {
+            let view = view.with_metric(&e.name);
+            e.metric.score(&view).await
+        }))
+        .await;
         let (mut wsum, mut wtot, mut any) = (0.0, 0.0, false);
         for (e, outcome) in self.entries.iter().zip(outcomes) {
             let s = SampleScore::from_outcome(outcome, e.pass_threshold);
@@ -379,6 +512,7 @@ impl Evaluator {
             );
         }
         sample.output = Some(output);
+        sample.trace = trace;
         sample
     }
 
@@ -484,7 +618,7 @@ impl Evaluator {
 /// The name of the weighted overall score in [`SampleResult::scores`].
 pub const OVERALL: &str = "overall";
 
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -638,6 +772,13 @@ pub struct SampleResult {
     /// The target's error (the sample is then not scored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the target did (tool calls, turns, tokens, cost), when it reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Trace>,
+    /// Whether a model the target called answered from a [`ResponseCache`](super::ResponseCache)
+    /// (its latency and cost are then not the target's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     /// Per metric name.
     pub scores: BTreeMap<String, SampleScore>,
 }
@@ -729,6 +870,9 @@ pub struct EvalResults {
     pub gates: Vec<GateResult>,
     /// Whether every gate held.
     pub passed: bool,
+    /// Turns, tool calls, tokens and cost over the samples whose target reported a trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageSummary>,
     /// Every case × epoch, in dataset order.
     pub samples: Vec<SampleResult>,
 }
@@ -744,6 +888,56 @@ impl EvalResults {
     /// A metric's summary by name.
     pub fn metric(&self, name: &str) -> Option<&MetricSummary> {
         self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+/// What the targets used, over the samples that reported a [`Trace`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageSummary {
+    /// Samples with a trace.
+    pub samples: usize,
+    /// Model calls (turns).
+    pub turns: usize,
+    /// Tool calls.
+    pub tool_calls: usize,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Total cost in USD over the samples whose cost is known.
+    pub cost_usd: Option<f64>,
+    /// Samples whose cost is known.
+    pub priced_samples: usize,
+    /// Mean cost per priced sample.
+    pub mean_cost_usd: Option<f64>,
+}
+
+impl UsageSummary {
+    fn of(samples: &[SampleResult]) -> Option<Self> {
+        let traced: Vec<&Trace> = samples.iter().filter_map(|s| s.trace.as_ref()).collect();
+        if traced.is_empty() {
+            return None;
+        }
+        let costs: Vec<f64> = traced.iter().filter_map(|t| t.cost_usd).collect();
+        let total: f64 = costs.iter().sum();
+        Some(Self {
+            samples: traced.len(),
+            turns: traced.iter().map(|t| t.turns).sum(),
+            tool_calls: traced.iter().map(|t| t.tool_calls.len()).sum(),
+            input_tokens: traced
+                .iter()
+                .filter_map(|t| t.usage)
+                .map(|u| u.input_tokens)
+                .sum(),
+            output_tokens: traced
+                .iter()
+                .filter_map(|t| t.usage)
+                .map(|u| u.output_tokens)
+                .sum(),
+            cost_usd: (!costs.is_empty()).then_some(total),
+            priced_samples: costs.len(),
+            mean_cost_usd: (!costs.is_empty()).then(|| total / costs.len() as f64),
+        })
     }
 }
 

@@ -2,11 +2,18 @@
 //! reason) when a sample cannot be scored — for example a reference-based metric on a case
 //! without `expected`.
 
+mod agent;
+mod embedding;
 mod json;
 mod numeric;
 mod overlap;
 mod text;
 
+pub use agent::{
+    CostBudget, EXPECTED_TOOLS, EXPECTED_TRAJECTORY, ExpectedCall, LatencyBudget, StepBudget,
+    TokenBudget, ToolCalls, ToolScore, Trajectory, json_contains,
+};
+pub use embedding::{EmbeddingSimilarity, cosine};
 pub use json::{JsonDiff, JsonSchema, ValidJson};
 pub use numeric::NumericDiff;
 pub use overlap::{Bleu, RougeL, tokenize};

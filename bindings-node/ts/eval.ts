@@ -1,0 +1,519 @@
+/**
+ * `evaluate()`: run a target (a function or an `Agent`) over cases, score every output with
+ * metrics written as JS functions, and summarise with the statistics of `miyabi::eval` (mean,
+ * standard error, 95% CLT and bootstrap intervals, pass rate with a Wilson interval) and
+ * gates. The results are a `miyabi.eval/v1` document — the same JSON the Rust evaluator and
+ * `miyabi eval run` write — so `miyabi eval compare a.json b.json` compares runs made from JS
+ * and from Rust alike.
+ *
+ * ```ts
+ * import { evaluate, metrics } from '@miyabi/core';
+ * const results = await evaluate({
+ *   data: [{ id: '1', input: 'ship it', expected: 'deploy' }],
+ *   target: async (input) => (String(input).includes('ship') ? 'deploy' : 'wait'),
+ *   metrics: { exact: metrics.exact(), short: ({ output }) => (String(output).length < 20 ? 1 : 0) },
+ *   gates: { exact: { passRate: 0.9 } },
+ * });
+ * ```
+ */
+import type { SchemaLike } from './schema.js';
+import { parse } from './schema.js';
+
+/** One case. */
+export interface EvalCase<I = unknown, E = unknown> {
+  /** Unique within the data. */
+  readonly id: string;
+  /** What the target is given. */
+  readonly input: I;
+  /** The reference output. */
+  readonly expected?: E;
+  /** Context (retrieved documents, ...). */
+  readonly context?: unknown;
+  /** Free metadata. */
+  readonly metadata?: Record<string, unknown>;
+  /** Tags. */
+  readonly tags?: ReadonlyArray<string>;
+  /** The cluster, for clustered standard errors (not computed by the JS evaluator). */
+  readonly cluster?: string;
+}
+
+/** What the target did, when it is an agent: tool calls, turns, tokens, cost. */
+export interface EvalTrace {
+  readonly tool_calls: ReadonlyArray<{ readonly id: string; readonly name: string; readonly arguments: unknown }>;
+  readonly turns: number;
+  readonly usage?: { readonly input_tokens: number; readonly output_tokens: number };
+  readonly cost_usd?: number;
+  readonly stop?: string;
+}
+
+/** What a metric sees. */
+export interface EvalSample<I = unknown, O = unknown, E = unknown> {
+  readonly case: EvalCase<I, E>;
+  readonly output: O;
+  readonly epoch: number;
+  readonly latencyMs: number;
+  readonly trace?: EvalTrace;
+  /** The name the metric was added under. */
+  readonly metric: string;
+}
+
+/**
+ * What a metric returns: a score in [0, 1] (a number, or with a reason and metadata), or
+ * `{ unscored: reason }` when it cannot score the sample. An unscored sample is never 0: it is
+ * left out of the statistics and counted apart. A score outside [0, 1], NaN, or a metric that
+ * throws makes the sample unscored with the reason.
+ */
+export type MetricResult =
+  | number
+  | boolean
+  | { readonly score: number; readonly reason?: string; readonly metadata?: Record<string, unknown> }
+  | { readonly unscored: string };
+
+/** A metric: a JS function of the sample. */
+export type MetricFn<I = unknown, O = unknown, E = unknown> = (
+  sample: EvalSample<I, O, E>,
+) => MetricResult | Promise<MetricResult>;
+
+/** A metric with its weight (in the overall score) and per-sample pass threshold. */
+export interface MetricSpec<I = unknown, O = unknown, E = unknown> {
+  readonly score: MetricFn<I, O, E>;
+  /** Weight in the overall score (> 0; default 1). */
+  readonly weight?: number;
+  /** A sample passes when its score is at least this (default 0.5). */
+  readonly threshold?: number;
+}
+
+/** Something with `generate(input)` returning an agent result (an `Agent`). */
+export interface AgentLike<I = unknown> {
+  generate(input: I): Promise<{
+    readonly text: string;
+    readonly object?: unknown;
+    readonly toolCalls: ReadonlyArray<{ readonly toolCallId: string; readonly toolName: string; readonly input: unknown }>;
+    readonly steps: ReadonlyArray<unknown>;
+    readonly usage: { readonly inputTokens: number; readonly outputTokens: number };
+    readonly costUsd: number | null;
+    readonly stopReason?: string;
+  }>;
+}
+
+/** Options of {@link evaluate}. */
+export interface EvaluateOptions<I = unknown, O = unknown, E = unknown> {
+  /** A name for the evaluation (default `eval`). */
+  readonly name?: string;
+  /** The dataset's name (default `data`). */
+  readonly dataset?: string;
+  /** The cases. */
+  readonly data: ReadonlyArray<EvalCase<I, E>>;
+  /** Validates every case's input first (zod or any Standard Schema); a bad case is refused, naming its id. */
+  readonly input?: SchemaLike<unknown, I>;
+  /** A function of the input, or an agent. A throw is an error sample, never a 0. */
+  readonly target: ((input: I) => O | Promise<O>) | AgentLike<I>;
+  /** Metrics by name. */
+  readonly metrics: Record<string, MetricFn<I, O, E> | MetricSpec<I, O, E>>;
+  /** Gates: a metric's minimum mean and/or pass rate. */
+  readonly gates?: Record<string, { readonly mean?: number; readonly passRate?: number }>;
+  /** Repeats per case (default 1). */
+  readonly epochs?: number;
+  /** Samples run at once (default 8). */
+  readonly concurrency?: number;
+  /** Bootstrap resamples (default 2000; 0 turns it off) and seed. */
+  readonly bootstrap?: { readonly resamples?: number; readonly seed?: number };
+  /** Called after every sample. */
+  readonly onProgress?: (p: { done: number; total: number; errors: number }) => void;
+}
+
+/** A 95% interval. */
+export interface Interval {
+  readonly low: number;
+  readonly high: number;
+}
+
+/** One metric's outcome on one sample (`value: null` when unscored). */
+export interface SampleScore {
+  readonly value: number | null;
+  readonly passed: boolean | null;
+  readonly reason?: string;
+  readonly metadata?: Record<string, unknown>;
+  readonly unscored?: string;
+}
+
+/** One case × epoch. */
+export interface SampleResult {
+  readonly case_id: string;
+  readonly epoch: number;
+  readonly cluster?: string;
+  readonly tags?: ReadonlyArray<string>;
+  readonly latency_ms: number;
+  readonly output?: unknown;
+  readonly error?: string;
+  readonly trace?: EvalTrace;
+  readonly scores: Record<string, SampleScore>;
+}
+
+/** A metric's statistics over the cases (each case's score is its mean over epochs). */
+export interface MetricSummary {
+  readonly name: string;
+  readonly weight: number;
+  readonly pass_threshold: number;
+  readonly scored: number;
+  readonly unscored: number;
+  readonly errored: number;
+  readonly cases: number;
+  readonly mean: number | null;
+  readonly std_error: number | null;
+  readonly ci_clt: Interval | null;
+  readonly ci_bootstrap: Interval | null;
+  readonly clustered_std_error: number | null;
+  readonly clusters: number | null;
+  readonly passes: number;
+  readonly pass_rate: number | null;
+  readonly pass_rate_ci: Interval | null;
+}
+
+/** The results: a `miyabi.eval/v1` document (see docs/evals.md). */
+export interface EvalResults {
+  readonly schema: 'miyabi.eval/v1';
+  readonly name: string;
+  readonly dataset: string;
+  readonly started_at_ms: number;
+  readonly duration_ms: number;
+  readonly epochs: number;
+  readonly cases: number;
+  readonly errors: number;
+  readonly metrics: ReadonlyArray<MetricSummary>;
+  readonly overall: MetricSummary | null;
+  readonly gates: ReadonlyArray<{
+    readonly metric: string;
+    readonly gate: { readonly kind: 'min_mean' | 'min_pass_rate'; readonly min: number };
+    readonly actual: number | null;
+    readonly passed: boolean;
+  }>;
+  readonly passed: boolean;
+  readonly samples: ReadonlyArray<SampleResult>;
+}
+
+const Z95 = 1.959963984540054;
+
+function mean(xs: number[]): number | null {
+  return xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+function stdError(xs: number[]): number | null {
+  if (xs.length < 2) return null;
+  const m = mean(xs) as number;
+  const ss = xs.reduce((a, x) => a + (x - m) * (x - m), 0);
+  return Math.sqrt(ss / (xs.length - 1)) / Math.sqrt(xs.length);
+}
+
+function quantile(sorted: number[], q: number): number {
+  const pos = q * (sorted.length - 1);
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+/** A small seeded generator (mulberry32), so bootstrap intervals are reproducible. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function bootstrap(xs: number[], resamples: number, seed: number): Interval | null {
+  if (xs.length < 2 || resamples === 0) return null;
+  const next = rng(seed);
+  const means: number[] = new Array(resamples);
+  for (let r = 0; r < resamples; r++) {
+    let s = 0;
+    for (let i = 0; i < xs.length; i++) s += xs[Math.floor(next() * xs.length)]!;
+    means[r] = s / xs.length;
+  }
+  means.sort((a, b) => a - b);
+  return { low: quantile(means, 0.025), high: quantile(means, 0.975) };
+}
+
+function wilson(k: number, n: number): Interval | null {
+  if (n === 0) return null;
+  const p = k / n;
+  const z2 = Z95 * Z95;
+  const denom = 1 + z2 / n;
+  const centre = (p + z2 / (2 * n)) / denom;
+  const half = (Z95 * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / denom;
+  return { low: Math.max(0, centre - half), high: Math.min(1, centre + half) };
+}
+
+function toScore(r: MetricResult, threshold: number): SampleScore {
+  const bad = (why: string): SampleScore => ({ value: null, passed: null, unscored: why });
+  let value: number;
+  let reason: string | undefined;
+  let metadata: Record<string, unknown> | undefined;
+  if (typeof r === 'boolean') value = r ? 1 : 0;
+  else if (typeof r === 'number') value = r;
+  else if (r !== null && typeof r === 'object' && 'unscored' in r) return bad(String(r.unscored));
+  else if (r !== null && typeof r === 'object' && 'score' in r) {
+    value = r.score;
+    reason = r.reason;
+    metadata = r.metadata;
+  } else return bad(`the metric returned ${JSON.stringify(r)}, not a score`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
+    return bad(`invalid score ${value}: a score is a finite number in [0, 1]`);
+  }
+  return {
+    value,
+    passed: value >= threshold,
+    ...(reason !== undefined ? { reason } : {}),
+    ...(metadata !== undefined ? { metadata } : {}),
+  };
+}
+
+function isAgent<I>(t: unknown): t is AgentLike<I> {
+  return typeof t === 'object' && t !== null && typeof (t as AgentLike<I>).generate === 'function';
+}
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function summarize(samples: SampleResult[], name: string, weight: number, threshold: number, resamples: number, seed: number): MetricSummary {
+  let scored = 0;
+  let unscored = 0;
+  let errored = 0;
+  const acc = new Map<string, { sum: number; n: number }>();
+  for (const s of samples) {
+    if (s.error !== undefined) {
+      errored++;
+      continue;
+    }
+    const v = s.scores[name]?.value;
+    if (v === null || v === undefined) {
+      unscored++;
+      continue;
+    }
+    scored++;
+    const e = acc.get(s.case_id) ?? { sum: 0, n: 0 };
+    e.sum += v;
+    e.n++;
+    acc.set(s.case_id, e);
+  }
+  const values = [...acc.values()].map((e) => e.sum / e.n);
+  const m = mean(values);
+  const se = stdError(values);
+  const passes = values.filter((v) => v >= threshold).length;
+  return {
+    name,
+    weight,
+    pass_threshold: threshold,
+    scored,
+    unscored,
+    errored,
+    cases: values.length,
+    mean: m,
+    std_error: se,
+    ci_clt: m !== null && se !== null ? { low: m - Z95 * se, high: m + Z95 * se } : null,
+    ci_bootstrap: bootstrap(values, resamples, seed),
+    clustered_std_error: null,
+    clusters: null,
+    passes,
+    pass_rate: values.length ? passes / values.length : null,
+    pass_rate_ci: wilson(passes, values.length),
+  };
+}
+
+/**
+ * Runs `target` on every case × epoch (at most `concurrency` at once), scores each output
+ * with every metric, and returns a `miyabi.eval/v1` results document. Throws (a `TypeError`
+ * naming what is wrong) on a configuration mistake or an input the `input` schema refuses;
+ * a target that throws is an error sample, a metric that throws an unscored one.
+ */
+export async function evaluate<I = unknown, O = unknown, E = unknown>(
+  options: EvaluateOptions<I, O, E>,
+): Promise<EvalResults> {
+  const epochs = options.epochs ?? 1;
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isInteger(epochs) || epochs < 1) throw new TypeError(`evaluate: epochs must be an integer ≥ 1, got ${epochs}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`evaluate: concurrency must be an integer ≥ 1, got ${concurrency}`);
+  const entries = Object.entries(options.metrics).map(([name, m]) => {
+    const spec: MetricSpec<I, O, E> = typeof m === 'function' ? { score: m } : m;
+    const weight = spec.weight ?? 1;
+    const threshold = spec.threshold ?? 0.5;
+    if (typeof spec.score !== 'function') throw new TypeError(`evaluate: metric "${name}" has no score function`);
+    if (!(Number.isFinite(weight) && weight > 0)) throw new TypeError(`evaluate: weight ${weight} of "${name}" must be finite and > 0`);
+    if (!(threshold >= 0 && threshold <= 1)) throw new TypeError(`evaluate: threshold ${threshold} of "${name}" must be in [0, 1]`);
+    return { name, score: spec.score, weight, threshold };
+  });
+  if (entries.length === 0) throw new TypeError('evaluate: no metric');
+  for (const gate of Object.keys(options.gates ?? {})) {
+    if (!entries.some((e) => e.name === gate)) throw new TypeError(`evaluate: a gate on "${gate}", which is not a metric`);
+  }
+  const ids = new Set<string>();
+  const cases: EvalCase<I, E>[] = [];
+  for (const c of options.data) {
+    if (typeof c.id !== 'string' || c.id === '') throw new TypeError(`evaluate: a case without an id: ${JSON.stringify(c)}`);
+    if (ids.has(c.id)) throw new TypeError(`evaluate: duplicate case id "${c.id}"`);
+    ids.add(c.id);
+    cases.push(options.input ? { ...c, input: await parse(options.input, c.input, `case "${c.id}" input`) } : c);
+  }
+  const resamples = options.bootstrap?.resamples ?? 2000;
+  const seed = options.bootstrap?.seed ?? 0x6d697961;
+  const started = Date.now();
+  const t0 = performance.now();
+  const jobs: Array<[number, number]> = [];
+  cases.forEach((_, i) => {
+    for (let e = 0; e < epochs; e++) jobs.push([i, e]);
+  });
+  const results: SampleResult[] = new Array(jobs.length);
+  let done = 0;
+  let errors = 0;
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const j = next++;
+      if (j >= jobs.length) return;
+      const [i, epoch] = jobs[j]!;
+      results[j] = await runOne(cases[i]!, epoch);
+      done++;
+      if (results[j]!.error !== undefined) errors++;
+      options.onProgress?.({ done, total: jobs.length, errors });
+    }
+  };
+  const runOne = async (c: EvalCase<I, E>, epoch: number): Promise<SampleResult> => {
+    const base = {
+      case_id: c.id,
+      epoch,
+      ...(c.cluster !== undefined ? { cluster: c.cluster } : {}),
+      ...(c.tags && c.tags.length ? { tags: [...c.tags] } : {}),
+    };
+    const start = performance.now();
+    let output: O;
+    let trace: EvalTrace | undefined;
+    try {
+      if (isAgent<I>(options.target)) {
+        const r = await options.target.generate(c.input);
+        output = (r.object !== undefined && r.object !== null ? r.object : r.text) as O;
+        trace = {
+          tool_calls: r.toolCalls.map((t) => ({ id: t.toolCallId, name: t.toolName, arguments: t.input })),
+          turns: r.steps.length,
+          usage: { input_tokens: r.usage.inputTokens, output_tokens: r.usage.outputTokens },
+          ...(r.costUsd !== null ? { cost_usd: r.costUsd } : {}),
+          ...(r.stopReason ? { stop: r.stopReason } : {}),
+        };
+      } else {
+        output = await (options.target as (input: I) => O | Promise<O>)(c.input);
+      }
+    } catch (e) {
+      return { ...base, latency_ms: performance.now() - start, error: message(e), scores: {} };
+    }
+    const latencyMs = performance.now() - start;
+    const scores: Record<string, SampleScore> = {};
+    let wsum = 0;
+    let wtot = 0;
+    await Promise.all(
+      entries.map(async (m) => {
+        let s: SampleScore;
+        try {
+          const sample: EvalSample<I, O, E> = { case: c, output, epoch, latencyMs, metric: m.name, ...(trace ? { trace } : {}) };
+          s = toScore(await m.score(sample), m.threshold);
+        } catch (e) {
+          s = { value: null, passed: null, unscored: `metric "${m.name}" threw on case "${c.id}": ${message(e)}` };
+        }
+        scores[m.name] = s;
+      }),
+    );
+    for (const m of entries) {
+      const v = scores[m.name]!.value;
+      if (v !== null) {
+        wsum += m.weight * v;
+        wtot += m.weight;
+      }
+    }
+    scores.overall = wtot > 0
+      ? toScore({ score: Math.min(1, Math.max(0, wsum / wtot)), reason: 'weighted mean of the scored metrics' }, 0.5)
+      : { value: null, passed: null, unscored: 'no metric scored this sample' };
+    return { ...base, latency_ms: latencyMs, output, ...(trace ? { trace } : {}), scores };
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
+  const metrics = entries.map((e) => summarize(results, e.name, e.weight, e.threshold, resamples, seed));
+  const gates: Array<EvalResults['gates'][number]> = [];
+  for (const [metric, g] of Object.entries(options.gates ?? {})) {
+    const s = metrics.find((m) => m.name === metric)!;
+    if (g.mean !== undefined) gates.push({ metric, gate: { kind: 'min_mean', min: g.mean }, actual: s.mean, passed: s.mean !== null && s.mean >= g.mean });
+    if (g.passRate !== undefined) {
+      gates.push({ metric, gate: { kind: 'min_pass_rate', min: g.passRate }, actual: s.pass_rate, passed: s.pass_rate !== null && s.pass_rate >= g.passRate });
+    }
+  }
+  return {
+    schema: 'miyabi.eval/v1',
+    name: options.name ?? 'eval',
+    dataset: options.dataset ?? 'data',
+    started_at_ms: started,
+    duration_ms: performance.now() - t0,
+    epochs,
+    cases: cases.length,
+    errors: results.filter((s) => s.error !== undefined).length,
+    metrics,
+    overall: summarize(results, 'overall', 1, 0.5, resamples, seed),
+    gates,
+    passed: gates.every((g) => g.passed),
+    samples: results,
+  };
+}
+
+function text(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/** Built-in deterministic metrics as functions (the Rust evaluator has the full set). */
+export const metrics = {
+  /** 1 when the output equals `expected` (strings as text, optionally trimmed / case-insensitive; other values structurally). */
+  exact(opts: { trim?: boolean; ignoreCase?: boolean } = {}): MetricFn {
+    const norm = (s: string) => {
+      const t = opts.trim ? s.trim() : s;
+      return opts.ignoreCase ? t.toLowerCase() : t;
+    };
+    return ({ case: c, output }) => {
+      if (c.expected === undefined || c.expected === null) return { unscored: 'the case has no expected value' };
+      if (typeof c.expected === 'string' && typeof output === 'string') return norm(c.expected) === norm(output);
+      return JSON.stringify(c.expected) === JSON.stringify(output);
+    };
+  },
+  /** Any of the strings (or, without strings, the expected text) appears in the output, case-insensitively. */
+  contains(needles?: ReadonlyArray<string>): MetricFn {
+    return ({ case: c, output }) => {
+      const list = needles ?? (c.expected === undefined || c.expected === null ? [] : [text(c.expected)]);
+      if (list.length === 0) return { unscored: 'no string to look for and no expected value' };
+      const hay = text(output).toLowerCase();
+      return list.some((n) => hay.includes(n.toLowerCase()));
+    };
+  },
+  /** 1 when the output text matches the pattern. */
+  regex(pattern: RegExp): MetricFn {
+    return ({ output }) => pattern.test(text(output));
+  },
+  /** Tool-call F1 against the expected tool names (given, or the case's `metadata.expected_tools`). Needs an agent target. */
+  toolCalls(expected?: ReadonlyArray<string>): MetricFn {
+    return ({ case: c, trace }) => {
+      if (!trace) return { unscored: 'the target reported no trace (tool calls, turns, usage): only agent targets do' };
+      const want = expected ?? (c.metadata?.expected_tools as string[] | undefined);
+      if (!Array.isArray(want)) return { unscored: 'the case has no metadata "expected_tools" and the metric was given no expected calls' };
+      const used = new Array(trace.tool_calls.length).fill(false);
+      let matched = 0;
+      for (const w of want) {
+        const i = trace.tool_calls.findIndex((t, k) => !used[k] && t.name === w);
+        if (i >= 0) {
+          used[i] = true;
+          matched++;
+        }
+      }
+      const made = trace.tool_calls.length;
+      const precision = made === 0 ? (want.length === 0 ? 1 : 0) : matched / made;
+      const recall = want.length === 0 ? 1 : matched / want.length;
+      const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+      return { score: f1, reason: `${matched} of ${want.length} expected calls made, ${made} made`, metadata: { precision, recall, f1 } };
+    };
+  },
+};
