@@ -5,6 +5,8 @@
 //! commands in a sandbox under a `deny > ask > allow` permission policy, use git and git
 //! worktrees for parallel work, and see a ranked map of the repository's symbols.
 
+pub mod agent;
+
 // -- workspace tools, git, repository map
 pub mod git;
 pub mod instructions;

@@ -1,0 +1,367 @@
+//! `miyabi-code` (also `miyabi code`): the coding agent in the terminal.
+//!
+//! ```text
+//! miyabi code "fix the failing test"            # runs to the end, streaming; exit 0 on success
+//! miyabi code --json "fix the failing test"     # one JSON event per line
+//! miyabi code                                   # interactive: type requests; /diff, /exit
+//! miyabi code --resume                          # continue the last session (or --resume ID)
+//! ```
+//!
+//! The model comes from `--model provider/model` (or `MIYABI_CODE_MODEL`); sessions are threads
+//! in `<workspace>/.miyabi/sessions.db`. See docs/coding.md.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use futures::StreamExt;
+use miyabi::agent::{AgentCheckpoint, AgentEvent, AgentResponse, StopReason};
+use miyabi::{AgentInput, Memory};
+use miyabi_code::agent::{CodingAgent, CodingOptions};
+use miyabi_code::shell::SandboxMode;
+use serde_json::{Value, json};
+
+/// Command line of `miyabi-code`.
+#[derive(Parser)]
+#[command(name = "miyabi-code", version, about = "Miyabi's coding agent")]
+struct Cli {
+    /// The task; without one, an interactive session.
+    task: Option<String>,
+    /// The model, `provider/model` from the catalogue (any provider with tool calls).
+    #[arg(long, env = "MIYABI_CODE_MODEL", default_value = "openai/gpt-4.1")]
+    model: String,
+    /// The workspace (a git repository).
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// The shell's sandbox: read-only, workspace-write or full-access.
+    #[arg(long, default_value = "workspace-write")]
+    sandbox: String,
+    /// One JSON event per line on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Approve every command the policy would ask about (the policy's denials still hold).
+    #[arg(long)]
+    yes: bool,
+    /// Continue a session: its id, or the last one without.
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    resume: Option<String>,
+    /// Model calls per request.
+    #[arg(long, default_value_t = 40)]
+    max_steps: usize,
+}
+
+/// Why the command failed.
+#[derive(Debug, thiserror::Error)]
+enum CodeError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Agent(#[from] miyabi::AgentError),
+    #[error(transparent)]
+    Setup(#[from] miyabi_code::agent::CodingAgentError),
+    #[error("sessions: {0}")]
+    Memory(#[from] miyabi::MemoryError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MIYABI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("miyabi code: error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("miyabi code: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where a terminal session writes: human text or JSON lines.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn event(&self, e: &AgentEvent) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
+            }
+            return;
+        }
+        match e {
+            AgentEvent::TextDelta { text, .. } => {
+                print!("{text}");
+                let _ = std::io::stdout().flush();
+            }
+            AgentEvent::ToolCall { call, .. } => {
+                println!("\n→ {} {}", call.name, short(&call.arguments));
+            }
+            AgentEvent::ToolResult { result, .. } => {
+                let text = result.content.to_string();
+                let mark = if result.is_error { "✗" } else { "✓" };
+                println!("  {mark} {}", first_lines(&text, 12));
+            }
+            _ => {}
+        }
+    }
+
+    fn note(&self, kind: &str, data: Value) {
+        if self.json {
+            let mut v = json!({ "type": kind });
+            if let (Some(m), Value::Object(d)) = (v.as_object_mut(), data) {
+                m.extend(d);
+            }
+            println!("{v}");
+        } else if let Some(text) = data.get("text").and_then(Value::as_str) {
+            println!("{text}");
+        }
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    let s = s.trim_matches('"').replace("\\n", "\n");
+    let lines: Vec<&str> = s.lines().collect();
+    if lines.len() > n {
+        format!(
+            "{}\n  … ({} more lines)",
+            lines[..n].join("\n  "),
+            lines.len() - n
+        )
+    } else {
+        lines.join("\n  ")
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
+    let sandbox = match cli.sandbox.as_str() {
+        "read-only" => SandboxMode::ReadOnly,
+        "workspace-write" => SandboxMode::WorkspaceWrite,
+        "full-access" => SandboxMode::FullAccess,
+        other => {
+            return Err(CodeError::Usage(format!(
+                "--sandbox `{other}`: use read-only, workspace-write or full-access"
+            )));
+        }
+    };
+    let root = std::fs::canonicalize(&cli.workspace)?;
+    let state = root.join(".miyabi");
+    std::fs::create_dir_all(&state)?;
+    let memory = Memory::sqlite(state.join("sessions.db"))?;
+    let options = CodingOptions {
+        sandbox,
+        max_steps: cli.max_steps,
+        ..CodingOptions::default()
+    };
+    let coder = CodingAgent::new(&root, cli.model.as_str(), options)?.with_memory(memory);
+    let session = match cli.resume.as_deref() {
+        Some("") => std::fs::read_to_string(state.join("last-session"))
+            .map(|s| s.trim().to_string())
+            .map_err(|_| CodeError::Usage("no session to resume in this workspace".into()))?,
+        Some(id) => id.to_string(),
+        None => format!(
+            "s-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ),
+    };
+    std::fs::write(state.join("last-session"), &session)?;
+    let out = Out { json: cli.json };
+    out.note(
+        "session",
+        json!({ "session": session, "workspace": root, "model": cli.model,
+                "text": format!("session {session} in {}", root.display()) }),
+    );
+    match cli.task {
+        Some(task) => {
+            let ok = request(&coder, &session, &task, &out, cli.yes).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        None => interactive(&coder, &session, &out, cli.yes, &root).await,
+    }
+}
+
+/// One request to the end: streamed, approvals asked (or given with `--yes`). True when the
+/// agent finished with an answer.
+async fn request(
+    coder: &CodingAgent,
+    session: &str,
+    task: &str,
+    out: &Out,
+    yes: bool,
+) -> Result<bool, CodeError> {
+    let mut stream = coder
+        .agent()
+        .stream(AgentInput::prompt(task).thread(session));
+    let mut response: Option<AgentResponse> = None;
+    while let Some(e) = stream.next().await {
+        match e? {
+            AgentEvent::Finish { response: r } => response = Some(*r),
+            other => out.event(&other),
+        }
+    }
+    let mut response =
+        response.ok_or_else(|| CodeError::Usage("the agent stopped without an answer".into()))?;
+    while response.stop == StopReason::ApprovalRequired {
+        let Some(checkpoint) = response.checkpoint.clone() else {
+            break;
+        };
+        let decisions = decide(&response, out, yes)?;
+        if let Some(d) = &decisions.1 {
+            let _ = coder.shell().policy().remember(d);
+        }
+        let seen = response.turns.len();
+        response = resume(coder, checkpoint, &decisions.0, out, seen).await?;
+    }
+    let ok = !matches!(response.stop, StopReason::ApprovalRequired);
+    out.note(
+        "done",
+        json!({ "stop": response.stop, "text": if out.json { response.text.clone() } else { String::new() },
+                "usage": response.usage, "cost_usd": response.cost_usd }),
+    );
+    Ok(ok)
+}
+
+async fn resume(
+    coder: &CodingAgent,
+    checkpoint: AgentCheckpoint,
+    decisions: &Value,
+    out: &Out,
+    seen: usize,
+) -> Result<AgentResponse, CodeError> {
+    let r = coder.agent().resume(checkpoint, decisions).await?;
+    // The turns before `seen` were shown already, the last of them up to its approval.
+    for t in r.turns.iter().skip(seen.saturating_sub(1)) {
+        let shown = t.index + 1 < seen;
+        if shown {
+            continue;
+        }
+        let calls = if t.index + 1 == seen {
+            &[][..]
+        } else {
+            &t.tool_calls[..]
+        };
+        for c in calls {
+            out.event(&AgentEvent::ToolCall {
+                turn: t.index,
+                call: c.clone(),
+            });
+        }
+        for res in &t.tool_results {
+            out.event(&AgentEvent::ToolResult {
+                turn: t.index,
+                result: res.clone(),
+            });
+        }
+    }
+    if !out.json {
+        println!("{}", r.text);
+    }
+    Ok(r)
+}
+
+/// The decisions for the pending calls: `--yes`, else a prompt on the terminal (y / n / a =
+/// always for this pattern); with neither, declined. Returns the decisions and, for "always",
+/// the decision that carries the rule.
+fn decide(r: &AgentResponse, out: &Out, yes: bool) -> Result<(Value, Option<Value>), CodeError> {
+    let mut decisions = serde_json::Map::new();
+    let mut always = None;
+    for p in &r.pending {
+        out.note(
+            "approval",
+            json!({ "call_id": p.call_id, "tool": p.tool, "arguments": p.arguments,
+                    "text": format!("? {} {} — allow? [y]es / [n]o / [a]lways", p.tool, short(&p.arguments)) }),
+        );
+        let answer = if yes {
+            "y".to_string()
+        } else if out.json {
+            "n".to_string()
+        } else {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim().to_lowercase()
+        };
+        let approved = answer.starts_with('y') || answer.starts_with('a');
+        let mut d = json!({ "approved": approved });
+        if answer.starts_with('a')
+            && let Some(cmd) = p.arguments.get("command").and_then(Value::as_str)
+        {
+            let pattern = format!("{}*", cmd.split_whitespace().next().unwrap_or(cmd));
+            d["always"] = json!(pattern);
+            always = Some(d.clone());
+        }
+        decisions.insert(p.call_id.clone(), d);
+    }
+    Ok((json!({ "decisions": decisions }), always))
+}
+
+async fn interactive(
+    coder: &CodingAgent,
+    session: &str,
+    out: &Out,
+    yes: bool,
+    root: &Path,
+) -> Result<ExitCode, CodeError> {
+    let stdin = std::io::stdin();
+    loop {
+        if !out.json {
+            print!("\n› ");
+            let _ = std::io::stdout().flush();
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => return Ok(ExitCode::SUCCESS),
+            "/diff" => {
+                let git =
+                    miyabi_code::Git::new(root).map_err(|e| CodeError::Usage(e.to_string()))?;
+                let d = git
+                    .diff(false, &[])
+                    .await
+                    .map_err(|e| CodeError::Usage(e.to_string()))?;
+                println!("{d}");
+            }
+            "/help" => println!("requests in plain words; /diff, /exit"),
+            task => {
+                request(coder, session, task, out, yes).await?;
+            }
+        }
+    }
+}
