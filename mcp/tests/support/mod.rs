@@ -1,0 +1,133 @@
+//! Shared helpers: where the official peers are, starting server-everything, a scripted model.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use miyabi::model::{
+    ContentPart, EventStream, FinishReason, LanguageModel, ModelError, ModelRequest, ModelResponse,
+    StreamEvent, Usage,
+};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// server-everything's entry point, or `None` (with the reason printed) when node_modules
+/// lacks it or node is missing.
+pub fn everything() -> Option<PathBuf> {
+    let entry = root().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !entry.exists() {
+        println!(
+            "SKIPPED: {} is missing (run `npm ci` at the repository root)",
+            entry.display()
+        );
+        return None;
+    }
+    if std::process::Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_err()
+    {
+        println!("SKIPPED: `node` is not installed");
+        return None;
+    }
+    Some(entry)
+}
+
+/// server-everything in Streamable HTTP mode on a free loopback port; killed on drop.
+pub struct HttpEverything {
+    pub url: String,
+    child: tokio::process::Child,
+}
+
+impl Drop for HttpEverything {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl HttpEverything {
+    pub async fn start(entry: &PathBuf) -> Self {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut child = tokio::process::Command::new("node")
+            .arg(entry)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // It says on stderr when it listens.
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("server-everything exited before listening");
+            if line.contains("listening on port") {
+                break;
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            child,
+        }
+    }
+}
+
+/// A model that answers every request with a fixed text and records the requests.
+#[derive(Default)]
+pub struct Fixed {
+    pub answer: String,
+    pub seen: Mutex<Vec<ModelRequest>>,
+}
+
+impl Fixed {
+    pub fn new(answer: &str) -> Arc<Self> {
+        Arc::new(Self {
+            answer: answer.to_owned(),
+            seen: Mutex::default(),
+        })
+    }
+}
+
+#[async_trait]
+impl LanguageModel for Fixed {
+    async fn generate(&self, req: &ModelRequest) -> Result<ModelResponse, ModelError> {
+        self.seen.lock().unwrap().push(req.clone());
+        Ok(ModelResponse {
+            content: vec![ContentPart::text(&self.answer)],
+            finish_reason: FinishReason::Stop,
+            raw_finish_reason: None,
+            usage: Usage::default(),
+            cost_usd: None,
+            response_id: None,
+            request_id: None,
+            model: Some("fixed".into()),
+        })
+    }
+
+    async fn stream(&self, req: &ModelRequest) -> Result<EventStream, ModelError> {
+        let r = self.generate(req).await?;
+        let events = vec![
+            StreamEvent::TextDelta { text: r.text() },
+            StreamEvent::Finish {
+                reason: FinishReason::Stop,
+                raw: None,
+            },
+        ];
+        Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
+    }
+}
