@@ -131,3 +131,108 @@ impl LanguageModel for Fixed {
         Ok(Box::pin(futures::stream::iter(events.into_iter().map(Ok))))
     }
 }
+
+/// A loopback server speaking the OpenAI chat-completions protocol that replays scripted
+/// answers in order and records the requests: the model of agent tests.
+pub struct ReplayModel {
+    pub url: String,
+    pub seen: Arc<Mutex<Vec<serde_json::Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ReplayModel {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ReplayModel {
+    pub async fn start(replies: Vec<serde_json::Value>) -> Self {
+        use axum::extract::State;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+        type St = (
+            Arc<Mutex<Vec<serde_json::Value>>>,
+            Arc<Mutex<std::collections::VecDeque<serde_json::Value>>>,
+        );
+        let state: St = (Arc::clone(&seen), Arc::new(Mutex::new(replies.into())));
+        let app = axum::Router::new()
+            .route(
+                "/v1/chat/completions",
+                axum::routing::post(
+                    |State((seen, replies)): State<St>, body: axum::Json<serde_json::Value>| async move {
+                        seen.lock().unwrap().push(body.0);
+                        let reply = replies.lock().unwrap().pop_front();
+                        match reply {
+                            Some(r) => (axum::http::StatusCode::OK, axum::Json(r)),
+                            None => (
+                                axum::http::StatusCode::BAD_REQUEST,
+                                axum::Json(serde_json::json!({"error": {"message": "script exhausted", "type": "invalid_request_error"}})),
+                            ),
+                        }
+                    },
+                ),
+            )
+            .with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { url, seen, task }
+    }
+
+    pub fn model(&self) -> miyabi::model::Model {
+        miyabi::model::ModelBuilder::custom(
+            "loopback",
+            "gpt-test",
+            miyabi::model::Protocol::OpenAiChat,
+            &self.url,
+        )
+        .build()
+        .unwrap()
+    }
+
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A chat-completions answer calling tools `(id, name, arguments)`.
+pub fn tool_calls(calls: &[(&str, &str, serde_json::Value)]) -> serde_json::Value {
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|(id, name, args)| {
+            serde_json::json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}})
+        })
+        .collect();
+    serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-test",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+    })
+}
+
+/// A chat-completions text answer.
+pub fn answer(text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": "chatcmpl-2", "object": "chat.completion", "model": "gpt-test",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+    })
+}
+
+/// The tool messages of a chat-completions request, by call id.
+pub fn tool_messages(req: &serde_json::Value) -> Vec<(String, String)> {
+    req["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap_or_default().to_owned(),
+                m["content"].as_str().map(str::to_owned).unwrap_or_else(|| m["content"].to_string()),
+            )
+        })
+        .collect()
+}
