@@ -11,13 +11,16 @@
 //!
 //! See `docs/mcp.md`.
 
+pub mod cli;
 pub mod client;
 mod error;
+pub mod server;
 
 pub use client::{
     ApprovalPolicy, CallOptions, ElicitationAnswer, ElicitationHandler, ElicitationRequest,
     McpAgentTool, McpClient, McpClientBuilder, Progress, elicitation_fn,
 };
 pub use error::{McpClientError, McpServerError};
+pub use server::{McpServer, McpServerBuilder};
 /// The MCP SDK this crate is built on (its model types appear in the client's results).
 pub use rmcp;
