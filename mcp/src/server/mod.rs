@@ -413,20 +413,32 @@ impl McpServer {
         let token = ctx.meta.get_progress_token();
         let mut events = Box::pin(engine.events(&run_id, 1));
         let mut done = 0u32;
+        // Paths already reported (each finished step once, whatever the order events come in).
+        let mut reported = std::collections::HashSet::new();
+        let peer = ctx.peer.clone();
+        let notify = |done: u32, path: String| {
+            let peer = peer.clone();
+            let token = token.clone();
+            async move {
+                if let Some(token) = token
+                    && let Ok(p) = serde_json::from_value(json!({
+                        "progressToken": token,
+                        "progress": done,
+                        "message": format!("step `{path}` finished"),
+                    }))
+                {
+                    let _ = peer.notify_progress(p).await;
+                }
+            }
+        };
         let follow = async {
             while let Some(ev) = events.next().await {
                 let Ok(ev) = ev else { break };
-                if let EventKind::StepOutput { path, .. } = &ev.kind {
+                if let EventKind::StepOutput { path, .. } = &ev.kind
+                    && reported.insert(path.to_string())
+                {
                     done += 1;
-                    if let Some(token) = &token
-                        && let Ok(p) = serde_json::from_value(json!({
-                            "progressToken": token,
-                            "progress": done,
-                            "message": format!("step `{path}` finished"),
-                        }))
-                    {
-                        let _ = ctx.peer.notify_progress(p).await;
-                    }
+                    notify(done, path.to_string()).await;
                 }
             }
         };
@@ -446,6 +458,18 @@ impl McpServer {
                 _ => return tool_failure(format!("run {run_id}: {e}")),
             },
         };
+        // Steps that finished after the live stream ended (or before it began) are reported
+        // from the log, so every progress notification precedes the result.
+        if let Ok(all) = engine.store().events(&run_id, 1, usize::MAX) {
+            for ev in all {
+                if let EventKind::StepOutput { path, .. } = &ev.kind
+                    && reported.insert(path.to_string())
+                {
+                    done += 1;
+                    notify(done, path.to_string()).await;
+                }
+            }
+        }
         let v = run_result(&run, engine);
         text_result(&v, Some(v.clone()), run.status == RunStatus::Failed)
     }
