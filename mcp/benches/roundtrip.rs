@@ -49,12 +49,18 @@ fn server() -> McpServer {
 
 async fn measure(name: &str, client: &McpClient, n: usize) {
     for _ in 0..n / 10 {
-        client.call_tool("echo", json!({"message": "hi"})).await.unwrap();
+        client
+            .call_tool("echo", json!({"message": "hi"}))
+            .await
+            .unwrap();
     }
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let r = client.call_tool("echo", json!({"message": "hi"})).await.unwrap();
+        let r = client
+            .call_tool("echo", json!({"message": "hi"}))
+            .await
+            .unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e6);
         assert_ne!(r.is_error, Some(true));
     }

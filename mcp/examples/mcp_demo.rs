@@ -29,8 +29,14 @@ fn greet() -> miyabi::CommittedWorkflow {
     let step = |suffix: &'static str| {
         step_fn(move |_ctx: StepContext, v: Value| async move {
             let text = v.get("text").and_then(Value::as_str).map(str::to_owned);
-            let name = v.get("name").and_then(Value::as_str).unwrap_or("?").to_owned();
-            Ok::<_, StepError>(json!({"name": name, "text": format!("{}{suffix}", text.unwrap_or_default())}))
+            let name = v
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned();
+            Ok::<_, StepError>(
+                json!({"name": name, "text": format!("{}{suffix}", text.unwrap_or_default())}),
+            )
         })
     };
     Workflow::new("greet")
@@ -44,7 +50,11 @@ fn greet() -> miyabi::CommittedWorkflow {
         .then(
             "name",
             step_fn(|_ctx: StepContext, v: Value| async move {
-                Ok::<_, StepError>(json!(format!("{}{}!", v["text"].as_str().unwrap_or_default(), v["name"].as_str().unwrap_or_default())))
+                Ok::<_, StepError>(json!(format!(
+                    "{}{}!",
+                    v["text"].as_str().unwrap_or_default(),
+                    v["name"].as_str().unwrap_or_default()
+                )))
             }),
         )
         .commit()
@@ -79,7 +89,10 @@ fn release() -> miyabi::CommittedWorkflow {
 async fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let args = McpArgs { db: cli.db.clone(), ..cli.mcp };
+    let args = McpArgs {
+        db: cli.db.clone(),
+        ..cli.mcp
+    };
     let engine = match Engine::sqlite(&args.db) {
         Ok(e) => e,
         Err(e) => {

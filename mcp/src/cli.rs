@@ -26,7 +26,12 @@ pub struct McpArgs {
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = miyabi::server::DEFAULT_ADDR)]
     pub http: Option<SocketAddr>,
     /// Over stdio, who the MCP client acts as for approvals (its inbox, its decisions).
-    #[arg(long = "as", value_name = "WHO", env = "MIYABI_MCP_AS", default_value = "mcp")]
+    #[arg(
+        long = "as",
+        value_name = "WHO",
+        env = "MIYABI_MCP_AS",
+        default_value = "mcp"
+    )]
     pub who: String,
     /// The `--as` user's teams (repeatable), for gates listing `team:<name>`.
     #[arg(long = "team", value_name = "TEAM")]
@@ -76,13 +81,12 @@ pub async fn run(args: McpArgs) -> Result<(), McpServerError> {
 pub async fn serve(server: McpServer, args: &McpArgs) -> Result<(), McpServerError> {
     match args.http {
         None => {
-            let running = server
-                .serve(rmcp::transport::stdio())
-                .await
-                .map_err(|e| McpServerError::Transport {
+            let running = server.serve(rmcp::transport::stdio()).await.map_err(|e| {
+                McpServerError::Transport {
                     transport: "stdio",
                     message: e.to_string(),
-                })?;
+                }
+            })?;
             running
                 .waiting()
                 .await

@@ -21,6 +21,6 @@ pub use client::{
     McpAgentTool, McpClient, McpClientBuilder, Progress, elicitation_fn,
 };
 pub use error::{McpClientError, McpServerError};
-pub use server::{McpServer, McpServerBuilder};
 /// The MCP SDK this crate is built on (its model types appear in the client's results).
 pub use rmcp;
+pub use server::{McpServer, McpServerBuilder};

@@ -31,9 +31,16 @@ async fn agent_calls_mcp_tools_and_progress_reaches_the_run() {
     let tools = client.agent_tools().await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name()).collect();
     assert!(names.contains(&"everything_get-sum"), "{names:?}");
-    let sum = tools.iter().find(|t| t.name() == "everything_get-sum").unwrap();
+    let sum = tools
+        .iter()
+        .find(|t| t.name() == "everything_get-sum")
+        .unwrap();
     assert!(!sum.requires_approval(), "get-sum is read-only");
-    assert_eq!(sum.parameters()["properties"]["a"]["type"], "number", "the schema as given");
+    assert_eq!(
+        sum.parameters()["properties"]["a"]["type"],
+        "number",
+        "the schema as given"
+    );
     let gzip = tools
         .iter()
         .find(|t| t.name() == "everything_gzip-file-as-resource")
@@ -53,7 +60,10 @@ async fn agent_calls_mcp_tools_and_progress_reaches_the_run() {
     ])
     .await;
     let agent = Agent::new("helper").model(model.model()).tools(tools);
-    let wf = Workflow::new("mcp-agent").step("ask", agent).commit().unwrap();
+    let wf = Workflow::new("mcp-agent")
+        .step("ask", agent)
+        .commit()
+        .unwrap();
     let engine = Engine::in_memory();
     let run = engine.start(&wf, json!("add 2 and 40")).await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
@@ -78,9 +88,9 @@ async fn agent_calls_mcp_tools_and_progress_reaches_the_run() {
     let progress: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Custom { name, data, path, .. } if name == "mcp-progress" => {
-                Some((path.to_string(), data.clone()))
-            }
+            EventKind::Custom {
+                name, data, path, ..
+            } if name == "mcp-progress" => Some((path.to_string(), data.clone())),
             _ => None,
         })
         .collect();
@@ -116,7 +126,10 @@ async fn a_tool_that_is_not_read_only_waits_for_approval() {
     assert_eq!(run.status, RunStatus::Suspended);
     let payload = &run.suspended[0].payload;
     assert_eq!(payload["kind"], "tool-approval");
-    assert_eq!(payload["pending"][0]["tool"], "everything_gzip-file-as-resource");
+    assert_eq!(
+        payload["pending"][0]["tool"],
+        "everything_gzip-file-as-resource"
+    );
     assert_eq!(model.requests().len(), 1);
 
     let run = engine

@@ -46,7 +46,12 @@ async fn a_crash_is_a_typed_error_and_the_next_call_reconnects() {
     let Some(client) = crashy().await else {
         return;
     };
-    let first = text(&client.call_tool("echo", json!({"message": "a"})).await.unwrap());
+    let first = text(
+        &client
+            .call_tool("echo", json!({"message": "a"}))
+            .await
+            .unwrap(),
+    );
     let e = client.call_tool("crash", json!({})).await.unwrap_err();
     match &e {
         McpClientError::Disconnected {
@@ -58,7 +63,12 @@ async fn a_crash_is_a_typed_error_and_the_next_call_reconnects() {
         other => panic!("expected a disconnection, got {other}"),
     }
     assert!(e.to_string().contains("crashy") && e.to_string().contains("crash"));
-    let second = text(&client.call_tool("echo", json!({"message": "b"})).await.unwrap());
+    let second = text(
+        &client
+            .call_tool("echo", json!({"message": "b"}))
+            .await
+            .unwrap(),
+    );
     assert_eq!(client.connections(), 2, "reconnected once");
     let pid = |s: &str| s.rsplit(' ').next().unwrap().to_owned();
     assert_ne!(pid(&first), pid(&second), "a new server process answered");
@@ -114,7 +124,10 @@ async fn a_hang_times_out_and_garbage_is_survived() {
         Ok(r) => assert_eq!(text(&r), "after garbage"),
         Err(e) => assert_eq!(e.server(), "crashy"),
     }
-    let r = client.call_tool("echo", json!({"message": "ok"})).await.unwrap();
+    let r = client
+        .call_tool("echo", json!({"message": "ok"}))
+        .await
+        .unwrap();
     assert!(text(&r).starts_with("ok from "));
     // Cancelling the step's token cancels the tool call of an agent.
     let tools = client.agent_tools().await.unwrap();

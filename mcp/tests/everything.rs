@@ -100,7 +100,10 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
     called.insert("get-sum");
 
     let r = client
-        .call_tool("get-annotated-message", json!({"messageType": "error", "includeImage": true}))
+        .call_tool(
+            "get-annotated-message",
+            json!({"messageType": "error", "includeImage": true}),
+        )
         .await
         .unwrap();
     let content = serde_json::to_value(&r.content).unwrap();
@@ -129,11 +132,17 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
     called.insert("get-resource-links");
 
     let r = client
-        .call_tool("get-resource-reference", json!({"resourceType": "Text", "resourceId": 3}))
+        .call_tool(
+            "get-resource-reference",
+            json!({"resourceType": "Text", "resourceId": 3}),
+        )
         .await
         .unwrap();
     assert!(
-        serde_json::to_value(&r.content).unwrap().to_string().contains("resource"),
+        serde_json::to_value(&r.content)
+            .unwrap()
+            .to_string()
+            .contains("resource"),
         "an embedded resource"
     );
     called.insert("get-resource-reference");
@@ -162,7 +171,12 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
         .await
         .unwrap();
     assert_ne!(r.is_error, Some(true), "{:?}", r.content);
-    assert!(serde_json::to_value(&r.content).unwrap().to_string().contains("hello.txt.gz"));
+    assert!(
+        serde_json::to_value(&r.content)
+            .unwrap()
+            .to_string()
+            .contains("hello.txt.gz")
+    );
     called.insert("gzip-file-as-resource");
 
     for toggle in ["toggle-simulated-logging", "toggle-subscriber-updates"] {
@@ -195,7 +209,10 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
 
     // Sampling: answered by the client's Miyabi model.
     let r = client
-        .call_tool("trigger-sampling-request", json!({"prompt": "say hi", "maxTokens": 20}))
+        .call_tool(
+            "trigger-sampling-request",
+            json!({"prompt": "say hi", "maxTokens": 20}),
+        )
         .await
         .unwrap();
     assert!(text_of(&r).contains("sampled by miyabi"), "{}", text_of(&r));
@@ -215,7 +232,11 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
         )
         .await
         .unwrap();
-    assert!(text_of(&r).to_lowercase().contains("decline"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).to_lowercase().contains("decline"),
+        "{}",
+        text_of(&r)
+    );
     called.insert("trigger-url-elicitation");
     assert!(asked.lock().unwrap().len() >= 2);
 
@@ -223,7 +244,10 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
     // a typed error naming the server and the tool.
     if names.contains("simulate-research-query") {
         let r = client
-            .call_tool("simulate-research-query", json!({"topic": "durable agents"}))
+            .call_tool(
+                "simulate-research-query",
+                json!({"topic": "durable agents"}),
+            )
             .await;
         match r {
             Err(McpClientError::Remote {
@@ -240,12 +264,17 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
 
     let offered: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let missing: Vec<_> = offered.difference(&called).collect();
-    assert!(missing.is_empty(), "tools offered but not called: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "tools offered but not called: {missing:?}"
+    );
 
     // An unknown tool: a typed error, not a crash.
     let e = client.call_tool("no-such-tool", json!({})).await;
     match e {
-        Err(McpClientError::Remote { server, operation, .. }) => {
+        Err(McpClientError::Remote {
+            server, operation, ..
+        }) => {
             assert_eq!(server, "everything");
             assert_eq!(operation, "tools/call no-such-tool");
         }
@@ -264,13 +293,21 @@ async fn exercise(client: McpClient, asked: Arc<Mutex<Vec<String>>>) {
     let prompts = client.list_prompts().await.unwrap();
     let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
     assert!(names.contains(&"simple-prompt"), "{names:?}");
-    let p = client.get_prompt("simple-prompt", Value::Null).await.unwrap();
+    let p = client
+        .get_prompt("simple-prompt", Value::Null)
+        .await
+        .unwrap();
     assert!(!p.messages.is_empty());
     let p = client
         .get_prompt("args-prompt", json!({"city": "Kyoto", "state": "Kansai"}))
         .await
         .unwrap();
-    assert!(serde_json::to_value(&p.messages).unwrap().to_string().contains("Kyoto"));
+    assert!(
+        serde_json::to_value(&p.messages)
+            .unwrap()
+            .to_string()
+            .contains("Kyoto")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,7 +368,9 @@ async fn timeout_and_cancellation_cancel_the_request() {
         .await
         .unwrap_err();
     match &e {
-        McpClientError::Timeout { server, operation, .. } => {
+        McpClientError::Timeout {
+            server, operation, ..
+        } => {
             assert_eq!(server, "everything");
             assert_eq!(operation, "tools/call trigger-long-running-operation");
         }
@@ -354,7 +393,10 @@ async fn timeout_and_cancellation_cancel_the_request() {
         .unwrap_err();
     assert!(matches!(e, McpClientError::Cancelled { .. }), "{e}");
     // The connection is still good.
-    let r = client.call_tool("echo", json!({"message": "still here"})).await.unwrap();
+    let r = client
+        .call_tool("echo", json!({"message": "still here"}))
+        .await
+        .unwrap();
     assert_eq!(text_of(&r), "Echo: still here");
     assert_eq!(client.connections(), 1);
 }

@@ -25,7 +25,9 @@ const BOB: &str = "bob-token-1234567";
 fn greet() -> CommittedWorkflow {
     let add = |s: &'static str| {
         step_fn(move |_c: StepContext, v: Value| async move {
-            Ok::<_, StepError>(json!({"name": v["name"], "text": format!("{}{s}", v["text"].as_str().unwrap_or_default())}))
+            Ok::<_, StepError>(
+                json!({"name": v["name"], "text": format!("{}{s}", v["text"].as_str().unwrap_or_default())}),
+            )
         })
     };
     Workflow::new("greet")
@@ -47,12 +49,19 @@ fn release() -> CommittedWorkflow {
         .input_schema(json!({"type": "string"}))
         .step(
             "build",
-            step_fn(|_c: StepContext, v: Value| async move { Ok::<_, StepError>(json!({"version": v})) }),
+            step_fn(|_c: StepContext, v: Value| async move {
+                Ok::<_, StepError>(json!({"version": v}))
+            }),
         )
-        .await_approval("review", ApprovalGate::new().title("Ship it?").approvers(["alice"]))
+        .await_approval(
+            "review",
+            ApprovalGate::new().title("Ship it?").approvers(["alice"]),
+        )
         .then(
             "deploy",
-            step_fn(|_c: StepContext, v: Value| async move { Ok::<_, StepError>(json!({"deployed": v})) }),
+            step_fn(|_c: StepContext, v: Value| async move {
+                Ok::<_, StepError>(json!({"deployed": v}))
+            }),
         )
         .commit()
         .unwrap()
@@ -77,11 +86,9 @@ impl Http {
             .build();
         engine.register(&greet());
         engine.register(&release());
-        let shout = tool_fn(
-            "shout",
-            "Upper-cases a text",
-            |_ctx, a: Shout| async move { Ok::<_, String>(a.text.to_uppercase()) },
-        );
+        let shout = tool_fn("shout", "Upper-cases a text", |_ctx, a: Shout| async move {
+            Ok::<_, String>(a.text.to_uppercase())
+        });
         let model = support::ReplayModel::start(vec![support::answer("I am the helper.")]).await;
         let helper = Agent::new("helper").model(model.model());
         std::mem::forget(model); // served for the whole test process
@@ -137,7 +144,14 @@ async fn workflows_approvals_and_runs_over_streamable_http() {
         .iter()
         .map(|t| t.name.to_string())
         .collect();
-    for t in ["run_greet", "run_release", "agent_helper", "shout", "approvals_list", "approvals_decide"] {
+    for t in [
+        "run_greet",
+        "run_release",
+        "agent_helper",
+        "shout",
+        "approvals_list",
+        "approvals_decide",
+    ] {
         assert!(tools.contains(&t.to_owned()), "{t} in {tools:?}");
     }
     let greet_tool = alice
@@ -147,7 +161,11 @@ async fn workflows_approvals_and_runs_over_streamable_http() {
         .into_iter()
         .find(|t| t.name == "run_greet")
         .unwrap();
-    assert_eq!(greet_tool.input_schema["required"], json!(["name"]), "the workflow's schema");
+    assert_eq!(
+        greet_tool.input_schema["required"],
+        json!(["name"]),
+        "the workflow's schema"
+    );
 
     // A workflow to completion, with a progress notification per step.
     let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
@@ -174,13 +192,19 @@ async fn workflows_approvals_and_runs_over_streamable_http() {
     );
 
     // Invalid input: the engine's schema violation comes back as a tool error.
-    let r = alice.call_tool("run_greet", json!({"nom": "x"})).await.unwrap();
+    let r = alice
+        .call_tool("run_greet", json!({"nom": "x"}))
+        .await
+        .unwrap();
     assert_eq!(r.is_error, Some(true));
     assert_eq!(structured(&r)["error"]["code"], "VALIDATION");
 
     // The run as a resource, and its events.
     let id = run["runId"].as_str().unwrap().to_owned();
-    let res = alice.read_resource(&format!("miyabi://runs/{id}")).await.unwrap();
+    let res = alice
+        .read_resource(&format!("miyabi://runs/{id}"))
+        .await
+        .unwrap();
     let body = serde_json::to_value(&res.contents).unwrap();
     let record: Value = serde_json::from_str(body[0]["text"].as_str().unwrap()).unwrap();
     assert_eq!(record["status"], "succeeded");
@@ -191,19 +215,32 @@ async fn workflows_approvals_and_runs_over_streamable_http() {
     let body = serde_json::to_value(&res.contents).unwrap();
     assert!(body[0]["text"].as_str().unwrap().contains("run-finished"));
     let listed = alice.list_resources().await.unwrap();
-    assert!(listed.iter().any(|r| r.uri == format!("miyabi://runs/{id}")));
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.uri == format!("miyabi://runs/{id}"))
+    );
     assert_eq!(alice.list_resource_templates().await.unwrap().len(), 2);
     let e = alice.read_resource("miyabi://runs/nope").await.unwrap_err();
     assert!(e.to_string().contains("no run `nope`"), "{e}");
 
     // A workflow that suspends at an approval gate says what it waits for.
-    let r = alice.call_tool("run_release", json!({"input": "1.2.0"})).await.unwrap();
+    let r = alice
+        .call_tool("run_release", json!({"input": "1.2.0"}))
+        .await
+        .unwrap();
     let run = structured(&r);
     assert_eq!(run["status"], "suspended");
     assert_eq!(run["waitingFor"][0]["path"], "review");
     assert_eq!(run["waitingFor"][0]["kind"], "approval");
-    assert_eq!(run["waitingFor"][0]["approval"]["approvers"], json!(["alice"]));
-    assert_eq!(run["waitingFor"][0]["decideWith"]["tool"], "approvals_decide");
+    assert_eq!(
+        run["waitingFor"][0]["approval"]["approvers"],
+        json!(["alice"])
+    );
+    assert_eq!(
+        run["waitingFor"][0]["decideWith"]["tool"],
+        "approvals_decide"
+    );
     let rid = run["runId"].as_str().unwrap().to_owned();
 
     // Bob's inbox is empty; Bob may not decide (the gate's policy), Alice may.
@@ -211,13 +248,21 @@ async fn workflows_approvals_and_runs_over_streamable_http() {
     let r = bob.call_tool("approvals_list", json!({})).await.unwrap();
     assert_eq!(structured(&r)["approvals"], json!([]));
     let r = bob
-        .call_tool("approvals_decide", json!({"run": rid, "gate": "review", "action": "approve"}))
+        .call_tool(
+            "approvals_decide",
+            json!({"run": rid, "gate": "review", "action": "approve"}),
+        )
         .await
         .unwrap();
     assert_eq!(r.is_error, Some(true));
     assert_eq!(structured(&r)["error"]["code"], "FORBIDDEN");
     let r = alice.call_tool("approvals_list", json!({})).await.unwrap();
-    assert_eq!(structured(&r)["approvals"][0]["run_id"], rid, "{}", structured(&r));
+    assert_eq!(
+        structured(&r)["approvals"][0]["run_id"],
+        rid,
+        "{}",
+        structured(&r)
+    );
     let r = alice
         .call_tool(
             "approvals_decide",
@@ -238,14 +283,31 @@ async fn workflows_approvals_and_runs_over_streamable_http() {
             ..Default::default()
         })
         .unwrap();
-    assert!(audit.iter().any(|a| serde_json::to_value(a).unwrap().to_string().contains("alice")));
+    assert!(audit.iter().any(|a| {
+        serde_json::to_value(a)
+            .unwrap()
+            .to_string()
+            .contains("alice")
+    }));
 
     // A plain tool and an agent.
-    let r = alice.call_tool("shout", json!({"text": "hi"})).await.unwrap();
+    let r = alice
+        .call_tool("shout", json!({"text": "hi"}))
+        .await
+        .unwrap();
     assert_eq!(serde_json::to_value(&r.content).unwrap()[0]["text"], "HI");
-    let r = alice.call_tool("shout", json!({"txt": "hi"})).await.unwrap_err();
-    assert!(r.to_string().contains("invalid arguments for `shout`"), "{r}");
-    let r = alice.call_tool("agent_helper", json!({"prompt": "who are you?"})).await.unwrap();
+    let r = alice
+        .call_tool("shout", json!({"txt": "hi"}))
+        .await
+        .unwrap_err();
+    assert!(
+        r.to_string().contains("invalid arguments for `shout`"),
+        "{r}"
+    );
+    let r = alice
+        .call_tool("agent_helper", json!({"prompt": "who are you?"}))
+        .await
+        .unwrap();
     assert_eq!(structured(&r)["text"], "I am the helper.");
 
     // Ends the MCP sessions (their event streams), then the server.
@@ -275,16 +337,28 @@ async fn the_endpoint_needs_a_token_and_refuses_foreign_origins() {
         r.send()
     };
     assert_eq!(post(None, None).await.unwrap().status(), 401);
-    assert_eq!(post(Some("wrong-token-000"), None).await.unwrap().status(), 401);
     assert_eq!(
-        post(Some(ALICE), Some("http://evil.example")).await.unwrap().status(),
+        post(Some("wrong-token-000"), None).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        post(Some(ALICE), Some("http://evil.example"))
+            .await
+            .unwrap()
+            .status(),
         403,
         "a browser page from another origin (DNS rebinding) is refused"
     );
     assert_eq!(post(Some(ALICE), None).await.unwrap().status(), 200);
     // A client without the token cannot connect at all.
-    let e = McpClient::http("miyabi", &server.url).connect().await.unwrap_err();
-    assert!(matches!(e, miyabi_mcp::McpClientError::Connect { .. }), "{e}");
+    let e = McpClient::http("miyabi", &server.url)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, miyabi_mcp::McpClientError::Connect { .. }),
+        "{e}"
+    );
     assert!(!e.to_string().contains(ALICE));
 }
 
@@ -309,7 +383,10 @@ async fn approvals_over_stdio_through_the_binary() {
         .await
         .unwrap();
     let r = bob
-        .call_tool("approvals_decide", json!({"run": run.id, "gate": "review", "action": "reject"}))
+        .call_tool(
+            "approvals_decide",
+            json!({"run": run.id, "gate": "review", "action": "reject"}),
+        )
         .await
         .unwrap();
     assert_eq!(structured(&r)["error"]["code"], "FORBIDDEN");
@@ -323,17 +400,35 @@ async fn approvals_over_stdio_through_the_binary() {
         .await
         .unwrap();
     let r = alice.call_tool("approvals_list", json!({})).await.unwrap();
-    assert_eq!(structured(&r)["approvals"][0]["gate"], "review", "{}", structured(&r));
+    assert_eq!(
+        structured(&r)["approvals"][0]["gate"],
+        "review",
+        "{}",
+        structured(&r)
+    );
     let res = alice
         .read_resource(&format!("miyabi://runs/{}", run.id))
         .await
         .unwrap();
-    assert!(serde_json::to_value(&res.contents).unwrap().to_string().contains("suspended"));
+    assert!(
+        serde_json::to_value(&res.contents)
+            .unwrap()
+            .to_string()
+            .contains("suspended")
+    );
     let r = alice
-        .call_tool("approvals_decide", json!({"run": run.id, "gate": "review", "action": "approve"}))
+        .call_tool(
+            "approvals_decide",
+            json!({"run": run.id, "gate": "review", "action": "approve"}),
+        )
         .await
         .unwrap();
-    assert_eq!(structured(&r)["approval"]["status"], "approved", "{}", structured(&r));
+    assert_eq!(
+        structured(&r)["approval"]["status"],
+        "approved",
+        "{}",
+        structured(&r)
+    );
     // The binary registers no workflows: the decision waits in the database until an engine
     // that has the workflow hands it to the run (its approvals worker, or a tick).
     engine.approvals().tick().await.unwrap();

@@ -6,7 +6,11 @@ use miyabi_mcp::cli::{McpArgs, init_logging, run};
 
 /// Command line of `miyabi-mcp`.
 #[derive(Parser)]
-#[command(name = "miyabi-mcp", version, about = "Serve Miyabi runs and approvals over MCP")]
+#[command(
+    name = "miyabi-mcp",
+    version,
+    about = "Serve Miyabi runs and approvals over MCP"
+)]
 struct Cli {
     /// The run database (SQLite file).
     #[arg(long, env = "MIYABI_DB", default_value = "./miyabi.db")]
@@ -19,7 +23,10 @@ struct Cli {
 async fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let args = McpArgs { db: cli.db, ..cli.mcp };
+    let args = McpArgs {
+        db: cli.db,
+        ..cli.mcp
+    };
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

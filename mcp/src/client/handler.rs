@@ -12,9 +12,9 @@ use rmcp::model::{
     ElicitRequestParams, ElicitResult, ElicitationAction, ErrorData, Implementation,
     JsonRpcMessage, ProgressNotificationParam, ProgressToken, ServerNotification, Tool as McpTool,
 };
+use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
-use rmcp::service::{NotificationContext, RequestContext, RoleClient};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -62,8 +62,9 @@ impl Shared {
         let early: Vec<Progress> = {
             let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
             p.routes.insert(token.clone(), Arc::clone(&f));
-            let (mine, rest): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut p.orphans).into_iter().partition(|(t, _)| *t == token);
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut p.orphans)
+                .into_iter()
+                .partition(|(t, _)| *t == token);
             p.orphans = rest;
             mine.into_iter().map(|(_, pr)| pr).collect()
         };

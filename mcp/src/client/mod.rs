@@ -80,7 +80,10 @@ impl std::fmt::Debug for Transport {
             Self::Http { url, headers } => f
                 .debug_struct("Http")
                 .field("url", url)
-                .field("headers", &headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+                .field(
+                    "headers",
+                    &headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                )
                 .finish(),
         }
     }
@@ -412,7 +415,12 @@ impl McpClient {
             old.cancellation_token().cancel();
             tracing::info!(server = %self.inner.name, "MCP connection lost; reconnecting");
         }
-        *self.inner.shared.tools.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self
+            .inner
+            .shared
+            .tools
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         let service = Arc::new(self.open().await?);
         self.inner
             .connects

@@ -226,7 +226,9 @@ fn run_result(run: &miyabi::Run, engine: &Engine) -> Value {
 }
 
 fn object_arg<'a>(args: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    args.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    args.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 impl McpServer {
@@ -585,9 +587,9 @@ impl McpServer {
     }
 
     async fn read(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
-        let rest = uri.strip_prefix("miyabi://runs/").ok_or_else(|| {
-            ErrorData::resource_not_found(format!("no resource `{uri}`"), None)
-        })?;
+        let rest = uri
+            .strip_prefix("miyabi://runs/")
+            .ok_or_else(|| ErrorData::resource_not_found(format!("no resource `{uri}`"), None))?;
         let (id, events) = match rest.strip_suffix("/events") {
             Some(id) => (id, true),
             None => (rest, false),
@@ -691,6 +693,8 @@ impl ServerHandler for McpServer {
         request: ReadResourceRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.read(&request.uri).await.map(ReadResourceResponse::from)
+        self.read(&request.uri)
+            .await
+            .map(ReadResourceResponse::from)
     }
 }

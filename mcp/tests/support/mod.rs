@@ -231,7 +231,10 @@ pub fn tool_messages(req: &serde_json::Value) -> Vec<(String, String)> {
         .map(|m| {
             (
                 m["tool_call_id"].as_str().unwrap_or_default().to_owned(),
-                m["content"].as_str().map(str::to_owned).unwrap_or_else(|| m["content"].to_string()),
+                m["content"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| m["content"].to_string()),
             )
         })
         .collect()
