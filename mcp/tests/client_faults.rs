@@ -139,3 +139,33 @@ async fn a_hang_times_out_and_garbage_is_survived() {
     let e = call.await.unwrap_err();
     assert!(matches!(e, ToolError::Cancelled { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn secrets_stay_out_of_debug_output_and_errors() {
+    let secret = "s3cr3t-value-never-shown";
+    let b = McpClient::stdio("local", "definitely-not-a-command-miyabi")
+        .env("API_KEY", secret)
+        .timeout(Duration::from_secs(5));
+    assert!(!format!("{b:?}").contains(secret));
+    let e = b.connect().await.unwrap_err();
+    assert!(matches!(e, McpClientError::Connect { .. }), "{e}");
+    assert!(e.to_string().contains("local"), "{e}");
+    assert!(!e.to_string().contains(secret));
+
+    let h = McpClient::http("remote", "http://127.0.0.1:9/mcp")
+        .header("Authorization", format!("Bearer {secret}"));
+    assert!(!format!("{h:?}").contains(secret));
+    let built = h.build().unwrap();
+    assert!(!format!("{built:?}").contains(secret));
+    let e = McpClient::http("remote", "http://127.0.0.1:9/mcp")
+        .header("Authorization", format!("Bearer {secret}\n"))
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, McpClientError::Config { .. }));
+    assert!(!e.to_string().contains(secret), "{e}");
+    let e = McpClient::http("remote", "ftp://x").build().unwrap_err();
+    assert!(
+        e.to_string().contains("not an http:// or https:// URL"),
+        "{e}"
+    );
+}
