@@ -596,10 +596,10 @@ impl McpClient {
 
     async fn forget(&self, service: &Arc<Service>) {
         let mut conn = self.inner.conn.lock().await;
-        if conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, service)) {
-            if let Some(old) = conn.take() {
-                old.cancellation_token().cancel();
-            }
+        if conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, service))
+            && let Some(old) = conn.take()
+        {
+            old.cancellation_token().cancel();
         }
     }
 
