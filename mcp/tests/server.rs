@@ -436,3 +436,57 @@ async fn approvals_over_stdio_through_the_binary() {
     assert_eq!(done.status, RunStatus::Succeeded, "{:?}", done.error);
     assert!(done.output.unwrap()["deployed"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_call_cancels_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Http::start(&dir).await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let s = Arc::clone(&started);
+    let slow = Workflow::new("slow")
+        .step(
+            "wait",
+            step_fn(move |ctx: StepContext, _v: Value| {
+                let s = Arc::clone(&s);
+                async move {
+                    s.notify_one();
+                    ctx.cancellation().cancelled().await;
+                    Err::<Value, _>(StepError::fatal("cancelled"))
+                }
+            }),
+        )
+        .commit()
+        .unwrap();
+    server.engine.register(&slow);
+    let alice = server.client(ALICE).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let call = alice.call_tool_with(
+        "run_slow",
+        json!({}),
+        CallOptions {
+            cancel: Some(cancel.clone()),
+            ..CallOptions::default()
+        },
+    );
+    let (r, ()) = tokio::join!(call, async {
+        started.notified().await;
+        cancel.cancel();
+    });
+    assert!(
+        matches!(r, Err(miyabi_mcp::McpClientError::Cancelled { .. })),
+        "{r:?}"
+    );
+    // The server was told (`notifications/cancelled`) and cancelled the run.
+    let runs = server
+        .engine
+        .list(&miyabi::RunFilter {
+            workflow: Some("slow".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let run = server.engine.wait(&runs[0].id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Cancelled);
+    server.stop.cancel();
+    server.handle.unwrap().shutdown().await.unwrap();
+}
