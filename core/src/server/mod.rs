@@ -183,6 +183,11 @@ pub async fn serve(
     tracing::info!(addr = %local, "miyabi server listening");
     let task = tokio::spawn(
         async move {
+            // No Nagle delay: a streamed response (SSE, a Streamable HTTP MCP answer) is
+            // written in small pieces, and waiting for the peer's delayed ACK cost 40 ms each.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await
