@@ -9,10 +9,9 @@
 //!     .connect()
 //!     .await?;
 //! let tools = everything.agent_tools().await?; // `everything_echo`, `everything_get-sum`, ...
-//! let agent = miyabi::Agent::builder("helper")
+//! let agent = miyabi::Agent::new("helper")
 //!     .model("openai/gpt-4o-mini")
-//!     .tools(tools)
-//!     .build()?;
+//!     .tools(tools);
 //! # let _ = agent; Ok(()) }
 //! ```
 
