@@ -450,6 +450,7 @@ impl Agent {
                 resource: st.resource.clone(),
                 memory: wm.clone(),
                 cancel: env.cancel.child_token(),
+                step: env.step.clone(),
             };
             let span = tracing::info_span!("tool", tool = %call.name, call_id = %call.id);
             async move {

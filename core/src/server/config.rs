@@ -50,6 +50,7 @@ pub struct ServerConfig {
     pub(crate) poll: Duration,
     /// Drives runs of workflows with steps outside Rust (none: such requests are refused).
     pub(crate) driver: Option<Arc<dyn ExternalDriver>>,
+    pub(crate) extra: Option<axum::Router>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -61,6 +62,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("cors", &self.cors)
             .field("body_limit", &self.body_limit)
             .field("external_driver", &self.driver.is_some())
+            .field("protected_routes", &self.extra.is_some())
             .finish()
     }
 }
@@ -84,6 +86,7 @@ impl ServerConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             poll: Duration::from_millis(500),
             driver: None,
+            extra: None,
         }
     }
 
@@ -181,6 +184,18 @@ impl ServerConfig {
 
     /// The identity a presented token belongs to, comparing against every token in constant
     /// time.
+    /// Serves `routes` next to the API, behind the same bearer authentication: a request
+    /// without a valid token gets 401, and a handler finds the caller's
+    /// [`Approver`] in the request's extensions. For endpoints that live outside this crate,
+    /// such as the MCP endpoint of `miyabi-mcp`. The routes must not overlap the API's.
+    pub fn protected_routes(mut self, routes: axum::Router) -> Self {
+        self.extra = Some(match self.extra.take() {
+            Some(r) => r.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
     pub(crate) fn identify(&self, presented: &str) -> Option<&Approver> {
         let d = TokenDigest::of(presented);
         let mut found = None;

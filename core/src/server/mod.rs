@@ -71,6 +71,7 @@ pub fn router(engine: Engine, config: ServerConfig) -> Router {
 fn router_with(engine: Engine, config: ServerConfig, shutdown: CancellationToken) -> Router {
     let limit = config.body_limit;
     let cors = config.cors.clone();
+    let extra = config.extra.clone();
     let state: AppState = Arc::new(Shared {
         engine,
         config,
@@ -85,7 +86,11 @@ fn router_with(engine: Engine, config: ServerConfig, shutdown: CancellationToken
         .merge(protected)
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
-        .with_state(state)
+        .with_state(Arc::clone(&state));
+    if let Some(extra) = extra {
+        app = app.merge(extra.route_layer(middleware::from_fn_with_state(state, authenticate)));
+    }
+    let mut app = app
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(limit))
         .layer(middleware::map_response(json_errors))
@@ -178,6 +183,11 @@ pub async fn serve(
     tracing::info!(addr = %local, "miyabi server listening");
     let task = tokio::spawn(
         async move {
+            // No Nagle delay: a streamed response (SSE, a Streamable HTTP MCP answer) is
+            // written in small pieces, and waiting for the peer's delayed ACK cost 40 ms each.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await

@@ -50,6 +50,8 @@ pub struct ToolContext {
     pub(crate) resource: Option<String>,
     pub(crate) memory: Option<WorkingMemory>,
     pub(crate) cancel: CancellationToken,
+    /// The agent's step, when it runs in a workflow: where [`ToolContext::emit`] writes.
+    pub(crate) step: Option<crate::workflow::StepContext>,
 }
 
 impl ToolContext {
@@ -64,6 +66,7 @@ impl ToolContext {
             resource: None,
             memory: None,
             cancel: CancellationToken::new(),
+            step: None,
         }
     }
 
@@ -115,6 +118,19 @@ impl ToolContext {
     /// Cancelled when the run is cancelled or the step times out.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// Emits a custom event to the run's event stream and log under the agent step's path
+    /// (as [`crate::StepContext::emit`]), for progress a tool reports while it runs. Returns
+    /// whether there was a run to tell: outside a workflow the event is dropped.
+    pub fn emit(&self, name: &str, data: impl Into<Value>) -> bool {
+        match &self.step {
+            Some(step) => {
+                step.emit(name, data);
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -1,0 +1,37 @@
+//! `miyabi-mcp`: the same as `miyabi mcp` (serve a run database over MCP, on stdio or
+//! Streamable HTTP), as a binary of its own.
+
+use clap::Parser;
+use miyabi_mcp::cli::{McpArgs, init_logging, run};
+
+/// Command line of `miyabi-mcp`.
+#[derive(Parser)]
+#[command(
+    name = "miyabi-mcp",
+    version,
+    about = "Serve Miyabi runs and approvals over MCP"
+)]
+struct Cli {
+    /// The run database (SQLite file).
+    #[arg(long, env = "MIYABI_DB", default_value = "./miyabi.db")]
+    db: String,
+    #[command(flatten)]
+    mcp: McpArgs,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let args = McpArgs {
+        db: cli.db,
+        ..cli.mcp
+    };
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("miyabi-mcp: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
