@@ -2,8 +2,9 @@
 //! Claude Desktop, Codex, Cursor, the MCP Inspector) or on Streamable HTTP (`--http`, mounted
 //! in the HTTP API under its bearer tokens).
 //!
-//! The `miyabi` CLI flattens [`McpArgs`] into its `mcp` subcommand, sets [`McpArgs::db`] from
-//! its global `--db`, and calls [`run`].
+//! `miyabi mcp ...` runs the `miyabi-mcp` program (this crate's binary, found next to `miyabi`
+//! or on PATH) with `--db` passed as `MIYABI_DB`; an application can flatten [`McpArgs`] into
+//! its own command line, set [`McpArgs::db`] and call [`run`].
 
 use std::net::SocketAddr;
 
@@ -18,7 +19,7 @@ use crate::server::http::{self, HttpOptions};
 /// Arguments of `miyabi mcp`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct McpArgs {
-    /// The run database (set by the caller from the CLI's global `--db`).
+    /// The run database (set by the caller: `miyabi-mcp` takes `--db` / `MIYABI_DB`).
     #[arg(skip = String::from("./miyabi.db"))]
     pub db: String,
     /// Serve Streamable HTTP at this address (with the HTTP API, tokens from MIYABI_TOKENS)
