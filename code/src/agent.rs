@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use miyabi::model::{LanguageModel, Message, ModelRequest, Role};
 use miyabi::{Agent, Memory, Tool};
 
 use crate::instructions::Instructions;
@@ -24,6 +25,111 @@ pub enum CodingAgentError {
     /// The permission policy file is invalid.
     #[error("permissions: {0}")]
     Policy(#[from] crate::policy::PolicyError),
+    /// The session's memory failed.
+    #[error("session memory: {0}")]
+    Memory(#[from] miyabi::MemoryError),
+    /// The model that writes a compaction's summary failed.
+    #[error("compaction summary: {0}")]
+    Summary(#[from] miyabi::ModelError),
+}
+
+/// What [`compact`] did to a session's thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compaction {
+    /// Messages replaced by the summary.
+    pub replaced: usize,
+    /// Messages kept as they were (the most recent requests).
+    pub kept: usize,
+    /// The estimated tokens of the thread before and after.
+    pub tokens_before: u64,
+    /// See `tokens_before`.
+    pub tokens_after: u64,
+}
+
+/// A rough token count of messages (4 characters a token, as the repository map counts).
+pub fn estimate_tokens(messages: &[Message]) -> u64 {
+    let chars: usize = messages
+        .iter()
+        .map(|m| serde_json::to_string(m).map(|s| s.len()).unwrap_or(0))
+        .sum();
+    (chars / 4) as u64
+}
+
+/// The text a compaction's summary message starts with (so that it reads as what it is, and a
+/// later compaction can fold it in).
+pub const SUMMARY_HEADING: &str =
+    "Summary of the earlier conversation in this session (compacted):";
+
+/// Compacts the session `thread` of `memory` when its history passes `threshold` (a share of
+/// `context_window` tokens, e.g. 0.8): the messages before the last `keep_requests` user
+/// requests are summarised by `model`, and the thread is rewritten as the summary followed by
+/// those requests and everything after them, so that a resumed session sees the same history
+/// the compaction left. Returns `None` when the thread is below the threshold or too short to
+/// compact.
+pub async fn compact(
+    memory: &Memory,
+    thread: &str,
+    model: &dyn LanguageModel,
+    context_window: u64,
+    threshold: f64,
+    keep_requests: usize,
+) -> Result<Option<Compaction>, CodingAgentError> {
+    let stored = memory.last_messages(thread, usize::MAX >> 1).await?;
+    let messages: Vec<Message> = stored.iter().map(|m| m.message.clone()).collect();
+    let before = estimate_tokens(&messages);
+    if (before as f64) < context_window as f64 * threshold {
+        return Ok(None);
+    }
+    // Cut at a user request, so no tool result is kept without the call it answers.
+    let requests: Vec<usize> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == Role::User)
+        .map(|(i, _)| i)
+        .collect();
+    let Some(&cut) = requests.iter().rev().nth(keep_requests.max(1) - 1) else {
+        return Ok(None);
+    };
+    if cut == 0 {
+        return Ok(None);
+    }
+    let (old, recent) = messages.split_at(cut);
+    let transcript = old
+        .iter()
+        .map(|m| {
+            format!(
+                "{:?}: {}",
+                m.role,
+                serde_json::to_string(&m.content).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let request = ModelRequest {
+        messages: vec![
+            Message::system(
+                "Summarise this coding session for the agent that continues it: the user's goals, \
+             what was found, every file changed and how, commands run and their outcome, \
+             decisions and open problems. Be specific (paths, names); no preamble.",
+            ),
+            Message::user(transcript),
+        ],
+        ..ModelRequest::default()
+    };
+    let summary = model.generate(&request).await?.text();
+    let mut rewritten = vec![Message::user(format!("{SUMMARY_HEADING}\n\n{summary}"))];
+    rewritten.extend_from_slice(recent);
+    let resource = stored.first().and_then(|m| m.resource.clone());
+    memory.delete_thread(thread).await?;
+    memory
+        .append(thread, resource.as_deref(), &rewritten)
+        .await?;
+    Ok(Some(Compaction {
+        replaced: old.len(),
+        kept: recent.len(),
+        tokens_before: before,
+        tokens_after: estimate_tokens(&rewritten),
+    }))
 }
 
 /// What the coding agent is told before any request (the project's own instructions and the

@@ -180,7 +180,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
         max_steps: cli.max_steps,
         ..CodingOptions::default()
     };
-    let coder = CodingAgent::new(&root, cli.model.as_str(), options)?.with_memory(memory);
+    let coder = CodingAgent::new(&root, cli.model.as_str(), options)?.with_memory(memory.clone());
     let session = match cli.resume.as_deref() {
         Some("") => std::fs::read_to_string(state.join("last-session"))
             .map(|s| s.trim().to_string())
@@ -196,6 +196,16 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
     };
     std::fs::write(state.join("last-session"), &session)?;
     let out = Out { json: cli.json };
+    // Long sessions: past 80% of the model's context window (from the catalogue), the older
+    // requests are summarised before the next one (`/compact` does it at once).
+    let window = miyabi::model::Catalog::embedded()
+        .lookup(&cli.model)
+        .and_then(|(_, m)| m.and_then(|m| m.context_window));
+    let session_ctx = Session {
+        memory,
+        model: cli.model.clone(),
+        window,
+    };
     out.note(
         "session",
         json!({ "session": session, "workspace": root, "model": cli.model,
@@ -203,6 +213,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
     );
     match cli.task {
         Some(task) => {
+            session_ctx.compact(&session, &out, 0.8).await?;
             let ok = request(&coder, &session, &task, &out, cli.yes).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -210,7 +221,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
                 ExitCode::FAILURE
             })
         }
-        None => interactive(&coder, &session, &out, cli.yes, &root).await,
+        None => interactive(&coder, &session, &session_ctx, &out, cli.yes, &root).await,
     }
 }
 
@@ -328,9 +339,40 @@ fn decide(r: &AgentResponse, out: &Out, yes: bool) -> Result<(Value, Option<Valu
     Ok((json!({ "decisions": decisions }), always))
 }
 
+/// What compaction needs: the session's memory, the model and its context window.
+struct Session {
+    memory: Memory,
+    model: String,
+    window: Option<u64>,
+}
+
+impl Session {
+    /// Compacts the session's thread when it passes `threshold` of the context window (0: now).
+    async fn compact(&self, session: &str, out: &Out, threshold: f64) -> Result<(), CodeError> {
+        let window = self.window.unwrap_or(128_000);
+        if self.window.is_none() && threshold > 0.0 {
+            return Ok(());
+        }
+        let model =
+            miyabi::model(&self.model).map_err(miyabi_code::agent::CodingAgentError::from)?;
+        if let Some(c) =
+            miyabi_code::agent::compact(&self.memory, session, &model, window, threshold, 2).await?
+        {
+            out.note(
+                "compaction",
+                json!({ "replaced": c.replaced, "kept": c.kept, "tokens_before": c.tokens_before,
+                        "tokens_after": c.tokens_after,
+                        "text": format!("(compacted {} earlier messages: ~{} → ~{} tokens)", c.replaced, c.tokens_before, c.tokens_after) }),
+            );
+        }
+        Ok(())
+    }
+}
+
 async fn interactive(
     coder: &CodingAgent,
     session: &str,
+    ctx: &Session,
     out: &Out,
     yes: bool,
     root: &Path,
@@ -358,8 +400,10 @@ async fn interactive(
                     .map_err(|e| CodeError::Usage(e.to_string()))?;
                 println!("{d}");
             }
-            "/help" => println!("requests in plain words; /diff, /exit"),
+            "/compact" => ctx.compact(session, out, 0.0).await?,
+            "/help" => println!("requests in plain words; /diff, /compact, /exit"),
             task => {
+                ctx.compact(session, out, 0.8).await?;
                 request(coder, session, task, out, yes).await?;
             }
         }
