@@ -13,10 +13,12 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use futures::StreamExt;
 use miyabi::agent::{AgentCheckpoint, AgentEvent, AgentResponse, StopReason};
+use miyabi::model::LanguageModel;
 use miyabi::{AgentInput, Memory};
 use miyabi_code::agent::{CodingAgent, CodingOptions};
 use miyabi_code::shell::SandboxMode;
@@ -180,7 +182,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
         max_steps: cli.max_steps,
         ..CodingOptions::default()
     };
-    let coder = CodingAgent::new(&root, cli.model.as_str(), options)?.with_memory(memory.clone());
+    // One model for the agent and for compaction summaries.
+    let model: Arc<dyn LanguageModel> =
+        Arc::new(miyabi::model(&cli.model).map_err(miyabi_code::agent::CodingAgentError::from)?);
+    let coder = CodingAgent::new(&root, Arc::clone(&model), options)?.with_memory(memory.clone());
     let session = match cli.resume.as_deref() {
         Some("") => std::fs::read_to_string(state.join("last-session"))
             .map(|s| s.trim().to_string())
@@ -203,7 +208,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
         .and_then(|(_, m)| m.and_then(|m| m.context_window));
     let session_ctx = Session {
         memory,
-        model: cli.model.clone(),
+        model,
         window,
     };
     out.note(
@@ -276,10 +281,6 @@ async fn resume(
     let r = coder.agent().resume(checkpoint, decisions).await?;
     // The turns before `seen` were shown already, the last of them up to its approval.
     for t in r.turns.iter().skip(seen.saturating_sub(1)) {
-        let shown = t.index + 1 < seen;
-        if shown {
-            continue;
-        }
         let calls = if t.index + 1 == seen {
             &[][..]
         } else {
@@ -342,7 +343,7 @@ fn decide(r: &AgentResponse, out: &Out, yes: bool) -> Result<(Value, Option<Valu
 /// What compaction needs: the session's memory, the model and its context window.
 struct Session {
     memory: Memory,
-    model: String,
+    model: Arc<dyn LanguageModel>,
     window: Option<u64>,
 }
 
@@ -353,10 +354,15 @@ impl Session {
         if self.window.is_none() && threshold > 0.0 {
             return Ok(());
         }
-        let model =
-            miyabi::model(&self.model).map_err(miyabi_code::agent::CodingAgentError::from)?;
-        if let Some(c) =
-            miyabi_code::agent::compact(&self.memory, session, &model, window, threshold, 2).await?
+        if let Some(c) = miyabi_code::agent::compact(
+            &self.memory,
+            session,
+            self.model.as_ref(),
+            window,
+            threshold,
+            2,
+        )
+        .await?
         {
             out.note(
                 "compaction",

@@ -11,18 +11,92 @@ use serde_json::{Value, json};
 use super::EvalError;
 use crate::model::ModelRequest;
 
+/// A SQLite file (or an in-memory database) holding one cache table: what the judge cache and
+/// the response cache share. Clones share the connection.
+#[derive(Clone)]
+pub(crate) struct CacheDb {
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
+}
+
+impl CacheDb {
+    /// Opens (creating when needed) the file at `path` (`None`: in memory) with `schema`.
+    pub(crate) fn open(path: Option<&Path>, schema: &str) -> Result<Self, EvalError> {
+        let db = |conn| Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.map(Path::to_path_buf),
+        };
+        let shown = || path.map_or_else(|| ":memory:".into(), |p| p.display().to_string());
+        let err = |e: rusqlite::Error| EvalError::Cache {
+            path: shown(),
+            message: e.to_string(),
+        };
+        let conn = match path {
+            Some(p) => {
+                let conn = Connection::open(p).map_err(err)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(err)?;
+                conn.execute_batch("PRAGMA journal_mode=WAL;")
+                    .map_err(err)?;
+                conn
+            }
+            None => Connection::open_in_memory().map_err(err)?,
+        };
+        conn.execute_batch(schema).map_err(err)?;
+        Ok(db(conn))
+    }
+
+    /// The file, when not in memory.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a SQLite connection half-written in a
+        // way that matters here (each statement is atomic), so a poisoned lock is reused.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn error(&self, e: impl std::fmt::Display) -> EvalError {
+        EvalError::Cache {
+            path: self
+                .path
+                .as_ref()
+                .map_or_else(|| ":memory:".into(), |p| p.display().to_string()),
+            message: e.to_string(),
+        }
+    }
+
+    /// How many rows `table` holds.
+    pub(crate) fn count(&self, table: &str) -> Result<usize, EvalError> {
+        self.conn()
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n.max(0) as usize)
+            .map_err(|e| self.error(e))
+    }
+}
+
+/// The key of a model call in either cache: the SHA-256 (hex) of the model id, the request and
+/// the epoch.
+pub(crate) fn call_key(model_id: &str, request: &ModelRequest, epoch: u32) -> String {
+    let doc = json!({ "v": 1, "model": model_id, "request": request, "epoch": epoch });
+    let digest = ring::digest::digest(&ring::digest::SHA256, doc.to_string().as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A cache of judge answers in a SQLite file (or in memory). Cheap to clone: clones share the
 /// connection. Only the answer text is stored, never a key or a header.
 #[derive(Clone)]
 pub struct JudgeCache {
-    conn: Arc<Mutex<Connection>>,
-    path: Option<PathBuf>,
+    db: CacheDb,
 }
 
 impl std::fmt::Debug for JudgeCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JudgeCache")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish_non_exhaustive()
     }
 }
@@ -47,63 +121,27 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS judge_cache (
 impl JudgeCache {
     /// Opens (creating when needed) the cache file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, EvalError> {
-        let path = path.as_ref().to_path_buf();
-        let err = |e: rusqlite::Error| EvalError::Cache {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL;")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: Some(path),
+            db: CacheDb::open(Some(path.as_ref()), SCHEMA)?,
         })
     }
 
     /// A cache that lives as long as this value (and its clones).
     pub fn in_memory() -> Result<Self, EvalError> {
-        let err = |e: rusqlite::Error| EvalError::Cache {
-            path: ":memory:".into(),
-            message: e.to_string(),
-        };
-        let conn = Connection::open_in_memory().map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: None,
+            db: CacheDb::open(None, SCHEMA)?,
         })
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a SQLite connection half-written in a
-        // way that matters here (each statement is atomic), so a poisoned lock is reused.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn error(&self, e: rusqlite::Error) -> EvalError {
-        EvalError::Cache {
-            path: self
-                .path
-                .as_ref()
-                .map_or_else(|| ":memory:".into(), |p| p.display().to_string()),
-            message: e.to_string(),
-        }
     }
 
     /// The key of a judge call: the SHA-256 (hex) of the model id, the request and the epoch.
     pub fn key(model_id: &str, request: &ModelRequest, epoch: u32) -> String {
-        let doc = json!({ "v": 1, "model": model_id, "request": request, "epoch": epoch });
-        let digest = ring::digest::digest(&ring::digest::SHA256, doc.to_string().as_bytes());
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        call_key(model_id, request, epoch)
     }
 
     /// The answer stored under `key`.
     pub fn get(&self, key: &str) -> Result<Option<CachedAnswer>, EvalError> {
-        self.conn()
+        self.db
+            .conn()
             .query_row(
                 "SELECT answer, finish_reason FROM judge_cache WHERE key = ?1",
                 params![key],
@@ -115,33 +153,26 @@ impl JudgeCache {
                 },
             )
             .optional()
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.db.error(e))
     }
 
     /// Stores an answer under `key` (replacing any).
     pub fn put(&self, key: &str, model_id: &str, answer: &CachedAnswer) -> Result<(), EvalError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        self.conn()
+        let now = super::runner::unix_ms();
+        self.db
+            .conn()
             .execute(
                 "INSERT OR REPLACE INTO judge_cache (key, model, answer, finish_reason, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![key, model_id, answer.text, answer.finish_reason, now],
             )
             .map(|_| ())
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.db.error(e))
     }
 
     /// How many answers are stored.
     pub fn len(&self) -> Result<usize, EvalError> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM judge_cache", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n.max(0) as usize)
-            .map_err(|e| self.error(e))
+        self.db.count("judge_cache")
     }
 
     /// Whether nothing is stored.

@@ -6,14 +6,14 @@
 //! it (its latency and cost are not the target's).
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
+use rusqlite::{OptionalExtension, params};
 
 use super::EvalError;
+use super::cache::{CacheDb, call_key};
 use crate::model::{
     ContentPart, EventStream, LanguageModel, ModelError, ModelRequest, ModelResponse, StreamEvent,
 };
@@ -32,14 +32,13 @@ tokio::task_local! {
 /// A cache of model responses in a SQLite file (or in memory). Clones share the connection.
 #[derive(Clone)]
 pub struct ResponseCache {
-    conn: Arc<Mutex<Connection>>,
-    path: Option<PathBuf>,
+    db: CacheDb,
 }
 
 impl std::fmt::Debug for ResponseCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseCache")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .finish_non_exhaustive()
     }
 }
@@ -54,63 +53,27 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS response_cache (
 impl ResponseCache {
     /// Opens (creating when needed) the cache file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, EvalError> {
-        let path = path.as_ref().to_path_buf();
-        let err = |e: rusqlite::Error| EvalError::Cache {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        };
-        let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode=WAL;")
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: Some(path),
+            db: CacheDb::open(Some(path.as_ref()), SCHEMA)?,
         })
     }
 
     /// A cache that lives as long as this value (and its clones).
     pub fn in_memory() -> Result<Self, EvalError> {
-        let conn = Connection::open_in_memory().map_err(|e| EvalError::Cache {
-            path: ":memory:".into(),
-            message: e.to_string(),
-        })?;
-        conn.execute_batch(SCHEMA).map_err(|e| EvalError::Cache {
-            path: ":memory:".into(),
-            message: e.to_string(),
-        })?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path: None,
+            db: CacheDb::open(None, SCHEMA)?,
         })
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn error(&self, e: impl std::fmt::Display) -> EvalError {
-        EvalError::Cache {
-            path: self
-                .path
-                .as_ref()
-                .map_or_else(|| ":memory:".into(), |p| p.display().to_string()),
-            message: e.to_string(),
-        }
     }
 
     /// The key of a call: the SHA-256 (hex) of the model id, the request and the epoch.
     pub fn key(model_id: &str, request: &ModelRequest, epoch: u32) -> String {
-        let doc = json!({ "v": 1, "model": model_id, "request": request, "epoch": epoch });
-        let digest = ring::digest::digest(&ring::digest::SHA256, doc.to_string().as_bytes());
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        call_key(model_id, request, epoch)
     }
 
     /// The response stored under `key`.
     pub fn get(&self, key: &str) -> Result<Option<ModelResponse>, EvalError> {
         let text: Option<String> = self
+            .db
             .conn()
             .query_row(
                 "SELECT response FROM response_cache WHERE key = ?1",
@@ -118,8 +81,8 @@ impl ResponseCache {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| self.error(e))?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| self.error(e)))
+            .map_err(|e| self.db.error(e))?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| self.db.error(e)))
             .transpose()
     }
 
@@ -130,26 +93,22 @@ impl ResponseCache {
         model_id: &str,
         response: &ModelResponse,
     ) -> Result<(), EvalError> {
-        let text = serde_json::to_string(response).map_err(|e| self.error(e))?;
+        let text = serde_json::to_string(response).map_err(|e| self.db.error(e))?;
         let now = super::runner::unix_ms();
-        self.conn()
+        self.db
+            .conn()
             .execute(
                 "INSERT OR REPLACE INTO response_cache (key, model, response, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![key, model_id, text, now],
             )
             .map(|_| ())
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.db.error(e))
     }
 
     /// How many responses are stored.
     pub fn len(&self) -> Result<usize, EvalError> {
-        self.conn()
-            .query_row("SELECT COUNT(*) FROM response_cache", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n.max(0) as usize)
-            .map_err(|e| self.error(e))
+        self.db.count("response_cache")
     }
 
     /// Whether nothing is stored.

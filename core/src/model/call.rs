@@ -116,30 +116,32 @@ impl LanguageModel for Model {
 }
 
 impl Model {
-    /// `generate`; `secrets` grows by the access token when one is fetched for the call.
-    async fn generate_with(
+    /// Builds the wire request (streamed or not), adds its authentication and sends it (with
+    /// the HTTP layer's retries); returns the response, the call's deadline and the target.
+    /// `secrets` grows by the access token when one is fetched for the call.
+    async fn send(
         &self,
         req: &ModelRequest,
+        stream: bool,
         secrets: &mut Secrets,
-    ) -> Result<ModelResponse, ModelError> {
+    ) -> Result<(reqwest::Response, Instant, super::adapters::Target), ModelError> {
         let r = &self.inner.resolved;
         let opts = &self.inner.options;
         let adapter = self.adapter();
         let target = r.target();
         let mut wire = adapter
-            .build(&target, req, false)
+            .build(&target, req, stream)
             .map_err(|e| e.with_target(&r.provider, &r.model))?;
         r.add_query(&mut wire);
         let mut auth = r.auth_headers()?;
         *secrets = r
-            .add_google_token(&self.inner.client, &self.inner.options, &mut auth)
+            .add_google_token(&self.inner.client, opts, &mut auth)
             .await?;
-        let site = self.site(secrets);
         let deadline = deadline_after(opts.total_timeout);
         let resp = http::send(
             &self.inner.client,
             opts,
-            site,
+            self.site(secrets),
             &wire,
             http::RequestAuth {
                 headers: &auth,
@@ -152,6 +154,20 @@ impl Model {
             deadline,
         )
         .await?;
+        Ok((resp, deadline, target))
+    }
+
+    /// `generate`; `secrets` grows by the access token when one is fetched for the call.
+    async fn generate_with(
+        &self,
+        req: &ModelRequest,
+        secrets: &mut Secrets,
+    ) -> Result<ModelResponse, ModelError> {
+        let r = &self.inner.resolved;
+        let opts = &self.inner.options;
+        let adapter = self.adapter();
+        let (resp, deadline, target) = self.send(req, false, secrets).await?;
+        let site = self.site(secrets);
         let request_id = http::request_id(resp.headers());
         let body = http::read_body(resp, opts, site, deadline).await?;
         let mut out = adapter
@@ -175,32 +191,7 @@ impl Model {
         let r = &self.inner.resolved;
         let opts = self.inner.options.clone();
         let adapter = self.adapter();
-        let target = r.target();
-        let mut wire = adapter
-            .build(&target, req, true)
-            .map_err(|e| e.with_target(&r.provider, &r.model))?;
-        r.add_query(&mut wire);
-        let mut auth = r.auth_headers()?;
-        *secrets = r
-            .add_google_token(&self.inner.client, &self.inner.options, &mut auth)
-            .await?;
-        let deadline = deadline_after(opts.total_timeout);
-        let resp = http::send(
-            &self.inner.client,
-            &opts,
-            self.site(secrets),
-            &wire,
-            http::RequestAuth {
-                headers: &auth,
-                sign: r
-                    .signer
-                    .is_some()
-                    .then_some(&(|w: &http::WireRequest| r.sign_headers(w)) as _),
-            },
-            adapter.parse_error(),
-            deadline,
-        )
-        .await?;
+        let (resp, deadline, target) = self.send(req, true, secrets).await?;
         let request_id = http::request_id(resp.headers());
         let state = StreamState {
             body: Box::pin(resp.bytes_stream()),
