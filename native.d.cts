@@ -27,6 +27,11 @@ export declare class NativeAgent {
    */
   stream(input: unknown): NativeStream
   /**
+   * `resume`, streaming like `stream`: the decided calls' `tool-result` parts first, then the
+   * rest of the tool loop, and a `finish` part holding the whole response.
+   */
+  resumeStream(checkpoint: unknown, decisions: unknown): NativeStream
+  /**
    * Continues a generation that stopped for approval (`checkpoint` from its response) with
    * the decisions (`{approved}` for all, or `{decisions: {<call id>: {approved, ...}}}`).
    */

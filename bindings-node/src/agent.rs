@@ -292,19 +292,37 @@ impl NativeAgent {
                     return;
                 }
             };
-            let mut events = agent.stream(input);
-            while let Some(ev) = events.next().await {
-                let item = match ev {
-                    Ok(ev) => match event_part(ev) {
-                        Some(p) => Item::Part(p),
-                        None => continue,
-                    },
-                    Err(e) => Item::Fail(NativeError::from_agent(&e)),
-                };
-                if send(&tx, item).await.is_err() {
+            forward(agent.stream(input), &tx).await;
+        })
+    }
+
+    /// `resume`, streaming like `stream`: the decided calls' `tool-result` parts first, then the
+    /// rest of the tool loop, and a `finish` part holding the whole response.
+    #[napi(ts_args_type = "checkpoint: unknown, decisions: unknown")]
+    pub fn resume_stream(&self, checkpoint: Value, decisions: Value) -> NativeStream {
+        let agent = self.agent.clone();
+        let model_error = self.model_error.clone();
+        NativeStream::spawn(|tx| async move {
+            if let Some(e) = model_error {
+                let _ = tx.send(Item::Fail(e)).await;
+                return;
+            }
+            let cp = match serde_json::from_value(checkpoint) {
+                Ok(cp) => cp,
+                Err(e) => {
+                    let _ = tx
+                        .send(Item::Fail(NativeError::new(
+                            "INVALID_ARGUMENT",
+                            format!(
+                                "not a checkpoint (pass the `checkpoint` of a response as it is): {}",
+                                crate::words::serde_words(e.to_string())
+                            ),
+                        )))
+                        .await;
                     return;
                 }
-            }
+            };
+            forward(agent.resume_stream(cp, decisions), &tx).await;
         })
     }
 
@@ -356,6 +374,22 @@ impl NativeAgent {
 
 async fn send(tx: &Sink, item: Item) -> Result<(), ()> {
     tx.send(item).await.map_err(|_| ())
+}
+
+/// Sends an agent stream's events as parts until it ends or the JS side stops reading.
+async fn forward(mut events: miyabi::agent::AgentStream, tx: &Sink) {
+    while let Some(ev) = events.next().await {
+        let item = match ev {
+            Ok(ev) => match event_part(ev) {
+                Some(p) => Item::Part(p),
+                None => continue,
+            },
+            Err(e) => Item::Fail(NativeError::from_agent(&e)),
+        };
+        if send(tx, item).await.is_err() {
+            return;
+        }
+    }
 }
 
 fn kebab(s: &str) -> String {

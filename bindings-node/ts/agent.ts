@@ -223,6 +223,17 @@ export class Agent<O = string> {
     return this.#parsed(agentResult<O>(await single(n, 'agent-response')));
   }
 
+  /**
+   * `resume`, streaming like `stream`: the decided calls' results first, then the rest of the
+   * tool loop. For chat routes, see `agentChatResponse`.
+   */
+  resumeStream(checkpoint: AgentCheckpoint, decisions: unknown, options: AgentCallOptions = {}): AgentStreamResult<O> {
+    return new AgentStreamResult<O>(
+      this.native.resumeStream(storable(checkpoint, 'checkpoint'), storable(decisions, 'decisions')),
+      options.abortSignal,
+    );
+  }
+
   async #parsed(r: AgentResult<O>): Promise<AgentResult<O>> {
     if (this.#output === undefined || r.object === undefined) return r;
     const object = await parse(this.#output, r.object, `agent \`${this.name}\` output`);

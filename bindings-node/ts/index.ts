@@ -50,6 +50,25 @@ export {
   type ServeOptions,
   type Server,
 } from './engine.js';
+export {
+  agentChatResponse,
+  fromUIMessages,
+  keyValueApprovalStore,
+  memoryApprovalStore,
+  toUIMessageStream,
+  toUIMessageStreamResponse,
+  uiMessageChunks,
+  uiMessageStreamToSSE,
+  UI_MESSAGE_STREAM_HEADERS,
+  type AgentChatOptions,
+  type ApprovalStore,
+  type KeyValueLike,
+  type UIMessageChunk,
+  type UIMessageLike,
+  type UIMessagePartLike,
+  type UIMessageStreamOptions,
+  type UIStreamSource,
+} from './ui.js';
 export { runEventsResponse, type RunEventsFormat, type RunEventsResponseOptions } from './response.js';
 export {
   approvalGate,

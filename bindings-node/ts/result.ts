@@ -2,6 +2,7 @@
  * Results of model calls and agent generations: the final values (`GenerateTextResult`,
  * `AgentResult`) and the streaming one (`StreamTextResult`).
  */
+import { toUIMessageStream, toUIMessageStreamResponse, type UIMessageChunk, type UIMessageStreamOptions } from './ui.js';
 import type { NativeStream } from './native.js';
 import {
   type FinishReason,
@@ -299,6 +300,22 @@ export class StreamTextResult<O = string> {
       statusText: init?.statusText ?? '',
       headers: textHeaders(init),
     });
+  }
+
+  /**
+   * The stream in the AI SDK's UI message stream protocol: a `ReadableStream` of chunks
+   * (`text-delta`, `tool-input-available`, `tool-output-available`, `tool-approval-request`, ...).
+   */
+  toUIMessageStream(options: UIMessageStreamOptions = {}): ReadableStream<UIMessageChunk> {
+    return toUIMessageStream(this, options);
+  }
+
+  /**
+   * A `Response` in the AI SDK's UI message stream protocol (server-sent events with
+   * `x-vercel-ai-ui-message-stream: v1`): `useChat` from `@ai-sdk/react` reads it unchanged.
+   */
+  toUIMessageStreamResponse(options: UIMessageStreamOptions & ResponseInit = {}): Response {
+    return toUIMessageStreamResponse(this, options);
   }
 
   /** Waits until the stream is over (rejects with its error). */

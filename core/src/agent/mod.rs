@@ -357,14 +357,41 @@ impl Agent {
     /// the generation. The generation runs in a task of the current tokio runtime, so call this
     /// from inside one.
     pub fn stream(&self, input: impl Into<AgentInput>) -> AgentStream {
+        self.spawn_stream(Start::Input(input.into()))
+    }
+
+    /// [`Agent::resume`], streaming like [`Agent::stream`]: the approved calls' results come
+    /// first (as tool-result events), then the rest of the tool loop. Bad decisions end the
+    /// stream with the error [`Agent::resume`] would return.
+    ///
+    /// ```no_run
+    /// # async fn demo(agent: miyabi::Agent, checkpoint: miyabi::agent::AgentCheckpoint) {
+    /// let mut events = agent.resume_stream(checkpoint, serde_json::json!({ "approved": true }));
+    /// while let Some(event) = events.next().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn resume_stream(&self, checkpoint: AgentCheckpoint, decisions: Value) -> AgentStream {
+        self.spawn_stream(Start::Resume(Box::new(checkpoint), decisions))
+    }
+
+    fn spawn_stream(&self, start: Start) -> AgentStream {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let agent = self.clone();
-        let input = input.into();
         let task = tokio::spawn(async move {
             let env = run::Env::detached();
-            let result = match agent.start_state(input, &env).await {
-                Ok(state) => agent.drive(state, Some(&tx), &env, None).await,
-                Err(e) => Err(e),
+            let result = match start {
+                Start::Input(input) => match agent.start_state(input, &env).await {
+                    Ok(state) => agent.drive(state, Some(&tx), &env, None).await,
+                    Err(e) => Err(e),
+                },
+                Start::Resume(checkpoint, decisions) => {
+                    match run::Decisions::parse(&agent.name, &decisions) {
+                        Ok(d) => agent.drive(*checkpoint, Some(&tx), &env, Some(d)).await,
+                        Err(e) => Err(e),
+                    }
+                }
             };
             let _ = match result {
                 Ok(response) => tx.send(Ok(AgentEvent::Finish {
@@ -375,6 +402,12 @@ impl Agent {
         });
         AgentStream { rx, task }
     }
+}
+
+/// Where a streamed generation starts.
+enum Start {
+    Input(AgentInput),
+    Resume(Box<AgentCheckpoint>, Value),
 }
 
 /// The input of a generation: a prompt or messages, plus memory ids and a request context.
