@@ -2,14 +2,48 @@
 // package installed (tests/support/next-harness.mjs), `next build` (which type-checks it), then
 // `next start` on a free loopback port, and real HTTP requests to its route handlers: the
 // agent's streamed answer (model pointed at a local replay of recorded OpenAI traffic) and a
-// workflow run's events as server-sent events, resumed with Last-Event-ID.
+// workflow run's events as server-sent events, resumed with Last-Event-ID. Then, in Chromium
+// (playwright-core driving /usr/bin/chromium; skipped with the reason when it is missing), the
+// pages built on @miyabi/react and @ai-sdk/react: a workflow run followed live through its
+// approval card, and a chat whose tool needs approval, with each useChat.
+
+const CHROMIUM = process.env.MIYABI_CHROMIUM || '/usr/bin/chromium';
+
+/**
+ * The model behind the app's routes: the support agent (it offers a `refund` tool) is scripted —
+ * a refund call, then an answer quoting the tool's result —, every other request replays the
+ * recorded OpenAI traffic.
+ */
+async function modelServer(t) {
+  const rec = await recordedStream();
+  const sse = rec.lines.map((l) => `data: ${l}\n\n`).join('') + 'data: [DONE]\n\n';
+  let calls = 0;
+  const s = await openaiServer(t, (body) => {
+    if ((body?.tools ?? []).some((x) => x.function.name === 'refund')) {
+      const last = body.messages.at(-1);
+      if (last.role === 'tool') return { sse: textStream(['Done: ', String(last.content), '.']) };
+      const args = JSON.stringify({ order: 'A-17', amount: 25 });
+      return {
+        sse: [
+          chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: `call_${++calls}`, type: 'function', function: { name: 'refund', arguments: args } }] }),
+          chunk({}, 'tool_calls'),
+        ],
+      };
+    }
+    return body?.stream === true
+      ? { raw: sse, headers: { 'content-type': 'text/event-stream' } }
+      : { raw: rec.whole, headers: { 'content-type': 'application/json' } };
+  });
+  return { ...s, text: rec.text };
+}
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Engine } from '@miyabi/core';
-import { freePort, replayServer, tempDir } from './helpers.mjs';
+import { chunk, freePort, openaiServer, recordedStream, tempDir, textStream } from './helpers.mjs';
 import { nextBin, prepareNextApp } from './support/next-harness.mjs';
 
 /** Parses a text/event-stream body into `{ id, event, data }` (data parsed as JSON). */
@@ -41,7 +75,7 @@ test('the Next.js example: next build, next start, its route handlers over HTTP'
   assert.match(build, /Finished TypeScript/, build);
 
   const db = join(tempDir(t), 'runs.db');
-  const replay = await replayServer(t);
+  const replay = await modelServer(t);
   const port = await freePort();
   const server = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
     cwd: app,
@@ -150,6 +184,81 @@ test('the Next.js example: next build, next start, its route handlers over HTTP'
     const stored = await engine.get(runId);
     assert.equal(stored.status, 'succeeded');
     assert.equal(stored.output.title, 'Report: tides');
+  });
+
+  await t.test('in Chromium: the pages on @miyabi/react and @ai-sdk/react', async (t) => {
+    if (!existsSync(CHROMIUM)) {
+      t.skip(`${CHROMIUM} is missing (apt-get install chromium): the browser part did not run`);
+      return;
+    }
+    const { chromium } = await import('playwright-core');
+    const profile = mkdtempSync(join(tmpdir(), 'miyabi-chromium-'));
+    const shots = process.env.MIYABI_WEB_SCREENSHOTS ? resolve(process.env.MIYABI_WEB_SCREENSHOTS) : undefined;
+    if (shots !== undefined) mkdirSync(shots, { recursive: true });
+    const browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      viewport: { width: 1100, height: 760 },
+      colorScheme: 'light',
+    });
+    t.after(async () => {
+      await browser.close();
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5 });
+    });
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+
+    await t.test('a workflow page: start, steps appear live, edit and approve the gate, the result shows', async () => {
+      await page.goto(`${base}/workflow`);
+      await page.fill('[data-testid=change]', 'Fix the login bug');
+      await page.click('[data-testid=start]');
+      const card = page.locator('[data-miyabi=approval-card]');
+      await card.waitFor({ timeout: 30_000 });
+      assert.equal(await card.locator('[data-miyabi=approval-title]').textContent(), 'Ship this change?');
+      // The timeline shows the plan done and the gate waiting, from the run's live events.
+      await page.locator('[data-miyabi=timeline-step][data-path=plan][data-status=succeeded]').waitFor({ timeout: 30_000 });
+      await page.locator('[data-miyabi=timeline-step][data-path=review][data-status=suspended]').waitFor({ timeout: 30_000 });
+      const data = JSON.parse(await card.locator('[data-miyabi=approval-data]').inputValue());
+      assert.deepEqual(data.steps, ['build', 'test', 'deploy']);
+      await card.locator('[data-miyabi=approval-data]').fill(JSON.stringify({ ...data, steps: ['build', 'deploy'] }));
+      if (shots !== undefined) await page.screenshot({ path: join(shots, 'web-workflow-gate.png') });
+      await card.locator('[data-miyabi=approve]').click();
+      const output = page.locator('[data-testid=run-output]');
+      await output.waitFor({ timeout: 30_000 });
+      const result = JSON.parse(await output.textContent());
+      assert.equal(result.shipped, true);
+      assert.deepEqual(result.plan.steps, ['build', 'deploy'], 'the edited plan went on');
+      assert.equal(await page.locator('[data-testid=run-status]').textContent(), 'succeeded');
+      await page.locator('[data-miyabi=timeline-step][data-path=apply][data-status=succeeded]').waitFor();
+      if (shots !== undefined) await page.screenshot({ path: join(shots, 'web-workflow-done.png') });
+    });
+
+    for (const [path, name] of [
+      ['/assistant', '@miyabi/react'],
+      ['/ai-sdk', '@ai-sdk/react'],
+    ]) {
+      await t.test(`a chat with useChat from ${name}: type, see the approval request, approve, see the result`, async () => {
+        await page.goto(`${base}${path}`);
+        await page.fill('[data-testid=chat-input]', 'Please refund order A-17');
+        await page.press('[data-testid=chat-input]', 'Enter');
+        const approve = page.locator('[data-testid=approve-tool]');
+        await approve.waitFor({ timeout: 30_000 });
+        const call = (await page.locator('[data-part=tool] code').textContent()).split(' ');
+        assert.equal(call[0], 'refund');
+        assert.deepEqual(JSON.parse(call.slice(1).join(' ')), { order: 'A-17', amount: 25 });
+        if (shots !== undefined && path === '/assistant') await page.screenshot({ path: join(shots, 'web-chat-approval.png') });
+        await approve.click();
+        await page.locator('[data-testid=tool-output]').waitFor({ timeout: 30_000 });
+        assert.equal(await page.locator('[data-testid=tool-output]').textContent(), 'refunded 25 on order A-17');
+        await page.getByText('Done: refunded 25 on order A-17.').waitFor({ timeout: 30_000 });
+        // One assistant message: the answer continued the message that asked for approval.
+        assert.equal(await page.locator('li[data-role=assistant]').count(), 1);
+        if (shots !== undefined && path === '/assistant') await page.screenshot({ path: join(shots, 'web-chat-done.png') });
+      });
+    }
+    assert.deepEqual(errors, [], 'no errors in the pages');
   });
 });
 

@@ -34,6 +34,11 @@ export function prepareNextApp(t) {
   if (binaries.length === 0) throw new Error('no native addon next to package.json: run `npm run build` (or build:debug) first');
   for (const b of binaries) symlinkSync(join(root, b), join(core, b));
 
+  // @miyabi/react as installed from a package (built by `npm run build:ts`).
+  const react = join(dir, 'node_modules', '@miyabi', 'react');
+  mkdirSync(react, { recursive: true });
+  for (const f of ['package.json', 'dist']) cpSync(join(root, 'packages', 'react', f), join(react, f), { recursive: true });
+
   renameSync(join(dir, 'next.config.mjs'), join(dir, 'next.config.example.mjs'));
   writeFileSync(
     join(dir, 'next.config.mjs'),
