@@ -43,6 +43,8 @@ pub mod model;
 pub mod server;
 pub mod store;
 pub mod tool;
+#[cfg(feature = "server")]
+pub mod web;
 mod workflow;
 
 pub use agent::{Agent, AgentError, AgentInput, AgentResponse};

@@ -975,7 +975,7 @@ fn insert_events_sql(n: usize) -> &'static str {
 }
 
 /// Maps a SQLite error to the store's typed error, keeping SQLite's message.
-pub(super) fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
+pub(crate) fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
     let path = path.to_string();
     let message = e.to_string();
     match e.sqlite_error_code() {
