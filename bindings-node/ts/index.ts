@@ -69,6 +69,15 @@ export {
   type UIMessageStreamOptions,
   type UIStreamSource,
 } from './ui.js';
+export {
+  createMcpServer,
+  mcpTools,
+  type McpClientLike,
+  type McpServerLike,
+  type McpServerOptions,
+  type McpToolInfo,
+  type McpToolsOptions,
+} from './mcp.js';
 export { runEventsResponse, type RunEventsFormat, type RunEventsResponseOptions } from './response.js';
 export {
   approvalGate,
