@@ -19,3 +19,6 @@ pub use workspace::{Limits, Workspace, WorkspaceError};
 // -- shell, sandbox and permission policy
 pub mod policy;
 pub mod shell;
+
+// -- benchmark harnesses (SWE-bench-style instances, an AgentBench-style shell environment)
+pub mod harness;

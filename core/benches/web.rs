@@ -99,6 +99,10 @@ async fn model(State(m): State<Mode>) -> axum::response::Response {
 async fn serve(app: Router) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
+    // Without TCP_NODELAY, small SSE writes wait for delayed ACKs (~40 ms on Linux).
+    let l = axum::serve::ListenerExt::tap_io(l, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     url
 }

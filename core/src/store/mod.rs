@@ -26,6 +26,7 @@ use crate::error::StoreError;
 pub use fault::{Fault, FaultInjectingStore};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+#[cfg(feature = "server")]
 pub(crate) use sqlite::map_err as sqlite_error;
 
 /// Where a run stands.

@@ -43,7 +43,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         users: Arc::new(users),
     };
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    // TCP_NODELAY: streamed events go out at once instead of waiting for delayed ACKs.
+    let listener =
+        axum::serve::ListenerExt::tap_io(tokio::net::TcpListener::bind(&addr).await?, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     eprintln!("listening on http://{addr}");
     axum::serve(listener, router(state)).await?;
     Ok(())
