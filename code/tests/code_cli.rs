@@ -284,3 +284,160 @@ fn miyabi_code_refuses_an_unknown_sandbox_mode() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sandbox `none`"));
 }
+
+/// The session id the CLI printed (`session <id> in <dir>`), from its first stdout line.
+fn session_of(first_line: &str) -> String {
+    first_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_request_waiting_for_approval_survives_the_terminal_and_resumes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    failing_repo(repo);
+    let (url, seen) = scripted_model(vec![
+        tool_call("c1", "shell", json!({"command": "sh calc.sh 2 3"})),
+        text("calc.sh 2 3 prints -1."),
+    ]);
+    // Without --yes the policy's "ask" for `sh` waits for a human on the terminal...
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miyabi-code"))
+        .args(["--model", "deepseek/deepseek-chat", "--workspace"])
+        .arg(repo)
+        .arg("what does calc.sh print for 2 3?")
+        .env("DEEPSEEK_BASE_URL", &url)
+        .env("DEEPSEEK_API_KEY", "sk-test-not-a-secret")
+        .env_remove("MIYABI_CODE_MODEL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let session = session_of(&lines.next().unwrap().unwrap());
+    assert!(session.starts_with("s-"), "{session}");
+    for line in lines.by_ref() {
+        if line.unwrap().contains("allow?") {
+            break;
+        }
+    }
+    // ...and the terminal goes away while it waits.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pending = repo.join(".miyabi/pending").join(format!("{session}.json"));
+    assert!(pending.exists(), "the waiting request is on disk");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // `--resume` finds it, asks again (here: --yes), runs the command and finishes the request.
+    let out = Command::new(env!("CARGO_BIN_EXE_miyabi-code"))
+        .args([
+            "--json",
+            "--yes",
+            "--resume",
+            "--model",
+            "deepseek/deepseek-chat",
+            "--workspace",
+        ])
+        .arg(repo)
+        .env("DEEPSEEK_BASE_URL", &url)
+        .env("DEEPSEEK_API_KEY", "sk-test-not-a-secret")
+        .env_remove("MIYABI_CODE_MODEL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["session"], session.as_str());
+    assert!(events.iter().any(|e| e["type"] == "resumed"), "{stdout}");
+    let result = events
+        .iter()
+        .find(|e| e["type"] == "tool_result")
+        .expect("the approved command ran");
+    assert!(
+        result["result"]["content"].to_string().contains("-1"),
+        "{result}"
+    );
+    assert!(events.iter().any(|e| e["type"] == "done"));
+    assert!(!pending.exists(), "done: nothing waits any more");
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "the first turn was not asked again");
+}
+
+#[test]
+fn undo_takes_back_the_last_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    failing_repo(repo);
+    let (url, _) = scripted_model(vec![
+        tool_call(
+            "c1",
+            "edit",
+            json!({"path": "calc.sh", "old_string": "$(($1 - $2))", "new_string": "$(($1 + $2))"}),
+        ),
+        tool_call(
+            "c2",
+            "write_file",
+            json!({"path": "NOTES.md", "content": "calc fixed\n"}),
+        ),
+        text("Fixed and noted."),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miyabi-code"))
+        .args([
+            "--json",
+            "--yes",
+            "--model",
+            "deepseek/deepseek-chat",
+            "--workspace",
+        ])
+        .arg(repo)
+        .env("DEEPSEEK_BASE_URL", &url)
+        .env("DEEPSEEK_API_KEY", "sk-test-not-a-secret")
+        .env_remove("MIYABI_CODE_MODEL")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"fix calc and take a note\n/undo\n/undo\n/undo\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let undos: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["type"] == "undo")
+        .collect();
+    assert_eq!(undos.len(), 3);
+    assert_eq!(
+        undos[0]["files"],
+        json!(["NOTES.md"]),
+        "the newest edit first"
+    );
+    assert_eq!(undos[1]["files"], json!(["calc.sh"]));
+    assert_eq!(undos[2]["text"], "nothing to undo");
+    assert!(
+        !repo.join("NOTES.md").exists(),
+        "a file the edit created is removed"
+    );
+    assert_eq!(
+        git(repo, &["status", "--porcelain"]),
+        "",
+        "calc.sh is as it was"
+    );
+}

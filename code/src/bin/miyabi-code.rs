@@ -210,16 +210,26 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
         memory,
         model,
         window,
+        state: state.clone(),
     };
     out.note(
         "session",
         json!({ "session": session, "workspace": root, "model": cli.model,
                 "text": format!("session {session} in {}", root.display()) }),
     );
+    // A request of this session that waited for approval when the terminal went away: ask
+    // again and go on from where it stopped.
+    if let Some(waiting) = session_ctx.load_pending(&session)? {
+        out.note(
+            "resumed",
+            json!({ "text": format!("session {session} waits for {} approval(s)", waiting.pending.len()) }),
+        );
+        finish(&coder, &session_ctx, &session, waiting, &out, cli.yes).await?;
+    }
     match cli.task {
         Some(task) => {
             session_ctx.compact(&session, &out, 0.8).await?;
-            let ok = request(&coder, &session, &task, &out, cli.yes).await?;
+            let ok = request(&coder, &session_ctx, &session, &task, &out, cli.yes).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -234,6 +244,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CodeError> {
 /// agent finished with an answer.
 async fn request(
     coder: &CodingAgent,
+    ctx: &Session,
     session: &str,
     task: &str,
     out: &Out,
@@ -249,12 +260,27 @@ async fn request(
             other => out.event(&other),
         }
     }
-    let mut response =
+    let response =
         response.ok_or_else(|| CodeError::Usage("the agent stopped without an answer".into()))?;
+    finish(coder, ctx, session, response, out, yes).await
+}
+
+/// Takes a response through its approvals to the end. While it waits for a decision its
+/// checkpoint is on disk (`.miyabi/pending/<session>.json`), so a terminal that goes away loses
+/// nothing: `--resume` asks again.
+async fn finish(
+    coder: &CodingAgent,
+    ctx: &Session,
+    session: &str,
+    mut response: AgentResponse,
+    out: &Out,
+    yes: bool,
+) -> Result<bool, CodeError> {
     while response.stop == StopReason::ApprovalRequired {
         let Some(checkpoint) = response.checkpoint.clone() else {
             break;
         };
+        ctx.save_pending(session, &response)?;
         let decisions = decide(&response, out, yes)?;
         if let Some(d) = &decisions.1 {
             let _ = coder.shell().policy().remember(d);
@@ -262,6 +288,7 @@ async fn request(
         let seen = response.turns.len();
         response = resume(coder, checkpoint, &decisions.0, out, seen).await?;
     }
+    ctx.clear_pending(session)?;
     let ok = !matches!(response.stop, StopReason::ApprovalRequired);
     out.note(
         "done",
@@ -340,14 +367,64 @@ fn decide(r: &AgentResponse, out: &Out, yes: bool) -> Result<(Value, Option<Valu
     Ok((json!({ "decisions": decisions }), always))
 }
 
-/// What compaction needs: the session's memory, the model and its context window.
+/// What compaction needs: the session's memory, the model and its context window; and where
+/// a request waiting for approval keeps its checkpoint.
 struct Session {
     memory: Memory,
     model: Arc<dyn LanguageModel>,
     window: Option<u64>,
+    state: PathBuf,
 }
 
 impl Session {
+    fn pending_path(&self, session: &str) -> PathBuf {
+        let safe: String = session
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.state.join("pending").join(format!("{safe}.json"))
+    }
+
+    /// Keeps a response waiting for approval (written to a temporary file, then renamed).
+    fn save_pending(&self, session: &str, response: &AgentResponse) -> Result<(), CodeError> {
+        let path = self.pending_path(session);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec(response)
+            .map_err(|e| CodeError::Usage(format!("cannot save the pending approval: {e}")))?;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+
+    /// The response of this session that waits for approval, if any.
+    fn load_pending(&self, session: &str) -> Result<Option<AgentResponse>, CodeError> {
+        let path = self.pending_path(session);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                CodeError::Usage(format!("{}: not a pending approval: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn clear_pending(&self, session: &str) -> Result<(), CodeError> {
+        match std::fs::remove_file(self.pending_path(session)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Compacts the session's thread when it passes `threshold` of the context window (0: now).
     async fn compact(&self, session: &str, out: &Out, threshold: f64) -> Result<(), CodeError> {
         let window = self.window.unwrap_or(128_000);
@@ -407,10 +484,22 @@ async fn interactive(
                 println!("{d}");
             }
             "/compact" => ctx.compact(session, out, 0.0).await?,
-            "/help" => println!("requests in plain words; /diff, /compact, /exit"),
+            "/undo" => match coder
+                .workspace()
+                .undo()
+                .map_err(|e| CodeError::Usage(e.to_string()))?
+            {
+                Some(u) => out.note(
+                    "undo",
+                    json!({ "what": u.what, "files": u.files,
+                            "text": format!("undid {} ({})", u.what, u.files.join(", ")) }),
+                ),
+                None => out.note("undo", json!({ "files": [], "text": "nothing to undo" })),
+            },
+            "/help" => println!("requests in plain words; /diff, /undo, /compact, /exit"),
             task => {
                 ctx.compact(session, out, 0.8).await?;
-                request(coder, session, task, out, yes).await?;
+                request(coder, ctx, session, task, out, yes).await?;
             }
         }
     }

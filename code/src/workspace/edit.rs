@@ -40,6 +40,29 @@ pub struct PatchOutcome {
     pub changes: Vec<String>,
 }
 
+/// How many edits [`Workspace::undo`] can take back.
+const JOURNAL: usize = 100;
+
+/// One edit as the journal keeps it: what it was and every file's content before it.
+pub(crate) struct Change {
+    what: String,
+    /// (absolute path, path as shown, content before; `None`: the file did not exist).
+    files: Vec<(std::path::PathBuf, String, Option<Vec<u8>>)>,
+}
+
+/// What [`Workspace::undo`] took back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoOutcome {
+    /// The edit, as it was described (`edit src/lib.rs`, `write_file notes.md`, `apply_patch …`).
+    pub what: String,
+    /// The files restored (or removed, when the edit had created them).
+    pub files: Vec<String>,
+}
+
+fn before(full: &Path) -> Option<Vec<u8>> {
+    std::fs::read(full).ok()
+}
+
 /// The unified diff of `old` → `new` for `rel`.
 pub(crate) fn unified(rel: &str, old: &str, new: &str) -> String {
     similar::TextDiff::from_lines(old, new)
@@ -67,7 +90,12 @@ impl Workspace {
         if let Some(parent) = r.full.parent() {
             std::fs::create_dir_all(parent).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
         }
+        let old = before(&r.full);
         std::fs::write(&r.full, content).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+        self.record(
+            format!("write_file {}", r.rel),
+            vec![(r.full.clone(), r.rel.clone(), old)],
+        );
         let lines = content.lines().count();
         Ok(format!(
             "{} `{}` ({} bytes, {lines} lines)",
@@ -115,6 +143,14 @@ impl Workspace {
         }
         let updated = text.replace(old, new);
         std::fs::write(&r.full, &updated).map_err(|e| WorkspaceError::io(&r.rel, &e))?;
+        self.record(
+            format!("edit {}", r.rel),
+            vec![(
+                r.full.clone(),
+                r.rel.clone(),
+                Some(text.clone().into_bytes()),
+            )],
+        );
         let diff = unified(&r.rel, &text, &updated);
         Ok(EditOutcome {
             path: r.rel,
@@ -285,6 +321,21 @@ impl Workspace {
                 }
             }
         }
+        let saved: Vec<(std::path::PathBuf, String, Option<Vec<u8>>)> = plan
+            .iter()
+            .map(|p| {
+                let full = match p {
+                    Planned::Write { full, .. } | Planned::Remove { full } => full.clone(),
+                };
+                let shown = full
+                    .strip_prefix(self.root())
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_else(|_| full.display().to_string());
+                let old = before(&full);
+                (full, shown, old)
+            })
+            .collect();
+        self.record(format!("apply_patch ({})", changes.join(", ")), saved);
         for step in plan {
             match step {
                 Planned::Write { full, text } => {
@@ -302,6 +353,58 @@ impl Workspace {
             }
         }
         Ok(PatchOutcome { changes })
+    }
+
+    fn record(&self, what: String, files: Vec<(std::path::PathBuf, String, Option<Vec<u8>>)>) {
+        let mut j = self
+            .inner
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        j.push(Change { what, files });
+        if j.len() > JOURNAL {
+            j.remove(0);
+        }
+    }
+
+    /// Takes back the last edit made through this workspace's tools (`write_file`, `edit`,
+    /// `apply_patch`; not shell commands): every file it touched gets its content from before,
+    /// and a file it created is removed. `None` when there is nothing to undo. The journal keeps
+    /// the last 100 edits of this process.
+    pub fn undo(&self) -> Result<Option<UndoOutcome>, WorkspaceError> {
+        let change = self
+            .inner
+            .journal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let Some(change) = change else {
+            return Ok(None);
+        };
+        let mut files = Vec::new();
+        // Newest first, so a file written twice in one patch ends as it was before it.
+        for (full, shown, old) in change.files.into_iter().rev() {
+            match old {
+                Some(bytes) => {
+                    if let Some(parent) = full.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| WorkspaceError::io(&shown, &e))?;
+                    }
+                    std::fs::write(&full, bytes).map_err(|e| WorkspaceError::io(&shown, &e))?;
+                }
+                None => match std::fs::remove_file(&full) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(WorkspaceError::io(&shown, &e)),
+                },
+            }
+            files.push(shown);
+        }
+        files.reverse();
+        Ok(Some(UndoOutcome {
+            what: change.what,
+            files,
+        }))
     }
 
     /// A whole file as UTF-8 text, within [`super::Limits::edit_bytes`].

@@ -27,7 +27,7 @@ mod tools;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use edit::{EditOutcome, PATCH_FORMAT, PatchOutcome};
+pub use edit::{EditOutcome, PATCH_FORMAT, PatchOutcome, UndoOutcome};
 pub use error::WorkspaceError;
 pub use search::GrepOptions;
 pub use todo::{Todo, TodoStatus};
@@ -128,6 +128,8 @@ struct Inner {
     given: PathBuf,
     limits: Limits,
     todos: Mutex<Vec<Todo>>,
+    /// The edits made through this workspace, newest last, for [`Workspace::undo`].
+    journal: Mutex<Vec<edit::Change>>,
 }
 
 impl std::fmt::Debug for Workspace {
@@ -177,6 +179,7 @@ impl Workspace {
                 given,
                 limits,
                 todos: Mutex::new(Vec::new()),
+                journal: Mutex::new(Vec::new()),
             }),
         })
     }
