@@ -713,3 +713,53 @@ async fn every_tool_has_an_object_schema_and_reads_through_json() {
     let out = call(&ws, "list_dir", json!({"path": "src"})).await.unwrap();
     assert_eq!(out, "app.ts\nmain.rs\nnested/\n");
 }
+
+#[test]
+fn undo_takes_back_each_edit_newest_first() {
+    let dir = tree();
+    let ws = Workspace::new(dir.path()).unwrap();
+    let main_before = fs::read_to_string(dir.path().join("src/main.rs")).unwrap();
+    let readme_before = fs::read_to_string(dir.path().join("README.md")).unwrap();
+    assert_eq!(ws.undo().unwrap(), None, "nothing yet");
+
+    ws.edit(
+        "src/main.rs",
+        "let answer = 42;",
+        "let answer = 41 + 1;",
+        false,
+    )
+    .unwrap();
+    ws.write_file("notes/new.txt", "hello\n").unwrap();
+    // One patch: a modification, a new file and a deletion, undone together.
+    ws.apply_patch(
+        "--- a/src/main.rs\n+++ b/src/main.rs\n@@ -1,3 +1,3 @@\n fn main() {\n-    let answer = 41 + 1;\n+    let answer = 40 + 2;\n     println!(\"{answer}\");\n--- /dev/null\n+++ b/docs/new.md\n@@ -0,0 +1 @@\n+# New\n--- a/README.md\n+++ /dev/null\n@@ -1 +0,0 @@\n-# demo\n",
+    )
+    .unwrap();
+    assert!(!dir.path().join("README.md").exists());
+
+    let u = ws.undo().unwrap().unwrap();
+    assert!(u.what.starts_with("apply_patch"), "{u:?}");
+    assert_eq!(u.files, ["src/main.rs", "docs/new.md", "README.md"]);
+    assert_eq!(
+        fs::read_to_string(dir.path().join("README.md")).unwrap(),
+        readme_before
+    );
+    assert!(!dir.path().join("docs/new.md").exists());
+    assert!(
+        fs::read_to_string(dir.path().join("src/main.rs"))
+            .unwrap()
+            .contains("41 + 1")
+    );
+
+    let u = ws.undo().unwrap().unwrap();
+    assert_eq!(u.files, ["notes/new.txt"]);
+    assert!(!dir.path().join("notes/new.txt").exists());
+
+    let u = ws.undo().unwrap().unwrap();
+    assert_eq!(u.what, "edit src/main.rs");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("src/main.rs")).unwrap(),
+        main_before
+    );
+    assert_eq!(ws.undo().unwrap(), None);
+}
