@@ -47,6 +47,16 @@ export declare class NativeApprovalGate {
   constructor(options: Record<string, unknown>)
 }
 
+/** An embedding model (or the reason it cannot be used, reported by every call). */
+export declare class NativeEmbeddingModel {
+  /** Resolves `"provider/model"` as an embedding model. */
+  static create(spec: string, options?: NativeModelOptions | undefined | null): NativeEmbeddingModel
+  /** `"provider/model"` as given. */
+  get id(): string
+  /** Embeds texts: one `embeddings` part (`{vectors, usage, costUsd}`). */
+  embed(texts: Array<string>, options?: NativeEmbedOptions | undefined | null): NativeStream
+}
+
 /** An engine over a store: `memory` or `sqlite:<path>`. */
 export declare class NativeEngine {
   /** One gate of a run. */
@@ -167,6 +177,19 @@ export declare class NativeMemory {
   deleteThread(thread: string): Promise<boolean>
 }
 
+/** A metric of `miyabi::eval` that needs a model: an LLM judge or embedding similarity. */
+export declare class NativeMetric {
+  /** The cosine similarity of the output's and the expected answer's embeddings, in [0, 1]. */
+  static embeddingSimilarity(model: NativeEmbeddingModel): NativeMetric
+  /**
+   * An LLM judge. `kind`: `rubric`, `factuality`, `answer-relevancy`, `faithfulness`,
+   * `hallucination` or `toxicity`.
+   */
+  static judge(kind: string, model: NativeModel, options?: NativeJudgeOptions | undefined | null): NativeMetric
+  /** Scores one sample: one `judge-score` part (`{score, reason}` or `{unscored}`). */
+  score(sample: unknown): NativeStream
+}
+
 /** A resolved model (or the reason it cannot be used, reported by every call). */
 export declare class NativeModel {
   /**
@@ -183,6 +206,14 @@ export declare class NativeModel {
    * `tool-input-delta`, `tool-call` and finally `finish` parts.
    */
   stream(request: NativeModelRequest): NativeStream
+}
+
+/** The A/B judge: which of two outputs for a case is better (asked in both orders). */
+export declare class NativePairwiseJudge {
+  /** A pairwise judge on `model`, with what "better" means. */
+  static create(model: NativeModel, options?: NativeJudgeOptions | undefined | null): NativePairwiseJudge
+  /** Compares outputs `a` and `b` of `testCase`: one `pairwise` part (`{preferred, reason, cached}`). */
+  compare(testCase: unknown, a: unknown, b: unknown, epoch?: number): NativeStream
 }
 
 /**
@@ -314,6 +345,12 @@ export declare class NativeWorkflow {
 }
 
 /**
+ * Paired A/B comparison of two `miyabi.eval/v1` results documents (B against A): the same as
+ * `miyabi eval compare`.
+ */
+export declare function compareEvalResults(a: unknown, b: unknown): unknown
+
+/**
  * Validates a workflow spec (a plain object; see the facade's `workflow()`) and commits it.
  * Native nodes name a step of `natives` by index.
  */
@@ -359,6 +396,14 @@ export interface NativeBatch {
   error?: NativeError
 }
 
+/** Options of one embedding call. */
+export interface NativeEmbedOptions {
+  /** Output dimensions, where the model supports choosing them. */
+  dimensions?: number
+  /** `document` (default) or `query`. */
+  inputType?: string
+}
+
 /** An error of native async work, as data; the facade turns it into its error class. */
 export interface NativeError {
   /**
@@ -389,6 +434,23 @@ export interface NativeError {
   retryAfterMs?: number
   /** Whether the same call may succeed if tried again. */
   retryable: boolean
+}
+
+/** Settings of a judge. */
+export interface NativeJudgeOptions {
+  /** For `rubric`: what is judged. */
+  criteria?: string
+  /** For `rubric`: the scale (default 1–5). */
+  min?: number
+  max?: number
+  /** A prompt template of one's own (`{{input}}`, `{{output}}`, `{{expected}}`, `{{context}}`, `{{criteria}}`). */
+  prompt?: string
+  /** A SQLite file caching the judge's answers (a cached question is not asked again). */
+  cache?: string
+  /** Sampling temperature (default 0). */
+  temperature?: number
+  /** Ask the provider for structured output (default true). */
+  structuredOutput?: boolean
 }
 
 /** Which runs `list` returns. */

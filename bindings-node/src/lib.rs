@@ -10,6 +10,7 @@
 
 mod agent;
 mod approval;
+mod eval;
 mod model;
 mod stream;
 mod words;

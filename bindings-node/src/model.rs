@@ -75,6 +75,28 @@ fn timeout_of(ms: f64) -> Result<Duration, String> {
 /// A provider the catalogue does not know, given with both `baseURL` and `protocol`, is a
 /// custom endpoint (`ModelBuilder::custom`): a local server, a proxy, another vendor.
 fn build(spec: &str, o: NativeModelOptions) -> Result<Arc<dyn LanguageModel>, String> {
+    let m = builder(spec, o)?.build().map_err(config_words)?;
+    Ok(Arc::new(m))
+}
+
+/// Builds an embedding model the same way.
+pub(crate) fn build_embedding(
+    spec: &str,
+    o: NativeModelOptions,
+) -> Result<Arc<dyn miyabi::EmbeddingModel>, String> {
+    let m = builder(spec, o)?.build_embedding().map_err(config_words)?;
+    Ok(Arc::new(m))
+}
+
+fn config_words(e: ModelError) -> String {
+    match e {
+        ModelError::Config(c) => crate::js_words(c.to_string()),
+        other => crate::js_words(other.to_string()),
+    }
+}
+
+/// The model builder for a spec and options.
+fn builder(spec: &str, o: NativeModelOptions) -> Result<ModelBuilder, String> {
     let protocol = match &o.protocol {
         None => None,
         Some(p) => Some(Protocol::parse(p).ok_or_else(|| {
@@ -121,11 +143,7 @@ fn build(spec: &str, o: NativeModelOptions) -> Result<Arc<dyn LanguageModel>, St
         }
         b = b.http_options(h);
     }
-    let m = b.build().map_err(|e| match e {
-        ModelError::Config(c) => crate::js_words(c.to_string()),
-        other => crate::js_words(other.to_string()),
-    })?;
-    Ok(Arc::new(m))
+    Ok(b)
 }
 
 #[napi]

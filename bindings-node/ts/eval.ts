@@ -16,6 +16,11 @@
  * });
  * ```
  */
+import { type EmbeddingModelLike, nativeEmbeddingModel } from './embed.js';
+import { MiyabiError } from './errors.js';
+import { type ModelLike, nativeModel } from './model.js';
+import { addon, type NativeMetric } from './native.js';
+import { single } from './result.js';
 import type { SchemaLike } from './schema.js';
 import { parse } from './schema.js';
 
@@ -517,3 +522,148 @@ export const metrics = {
     };
   },
 };
+
+/** Settings of an LLM judge. */
+export interface JudgeOptions {
+  /** A SQLite file caching the judge's answers: a question already asked (same model, prompt, epoch) is not asked again. */
+  readonly cache?: string;
+  /** Sampling temperature (default 0). */
+  readonly temperature?: number;
+  /** Ask the provider for structured output with the answer's schema (default true). */
+  readonly structuredOutput?: boolean;
+  /** A prompt template of your own (`{{input}}`, `{{output}}`, `{{expected}}`, `{{context}}`, `{{criteria}}`). */
+  readonly prompt?: string;
+}
+
+/** A metric computed in Rust (judges, embedding similarity) as a JS metric function. */
+function nativeMetric(n: NativeMetric): MetricFn {
+  return async (s) => {
+    const p = await single(
+      n.score({
+        case: {
+          id: s.case.id,
+          input: s.case.input ?? null,
+          ...(s.case.expected === undefined ? {} : { expected: s.case.expected }),
+          ...(s.case.context === undefined ? {} : { context: s.case.context }),
+          ...(s.case.metadata === undefined ? {} : { metadata: s.case.metadata }),
+        },
+        output: s.output ?? null,
+        epoch: s.epoch,
+        ...(s.trace === undefined ? {} : { trace: s.trace }),
+      }),
+      'judge-score',
+    );
+    if (typeof p.unscored === 'string') return { unscored: p.unscored };
+    return {
+      score: p.score as number,
+      ...(typeof p.reason === 'string' ? { reason: p.reason } : {}),
+      ...(p.metadata !== null && typeof p.metadata === 'object' ? { metadata: p.metadata as Record<string, unknown> } : {}),
+    };
+  };
+}
+
+function judge(kind: string, model: ModelLike, options: JudgeOptions & { criteria?: string; scale?: { min: number; max: number } }): MetricFn {
+  return nativeMetric(
+    addon.NativeMetric.judge(kind, nativeModel(model), {
+      criteria: options.criteria,
+      min: options.scale?.min,
+      max: options.scale?.max,
+      prompt: options.prompt,
+      cache: options.cache,
+      temperature: options.temperature,
+      structuredOutput: options.structuredOutput,
+    }),
+  );
+}
+
+/**
+ * LLM judges — the Rust judges' prompts, answer parsing and cache. An answer that cannot be
+ * parsed, or a refusal, leaves the sample unscored with a reason (never 0).
+ *
+ * ```ts
+ * metrics: { helpful: judges.rubric('openai/gpt-4.1-mini', 'answers the question asked, concisely') }
+ * ```
+ */
+export const judges = {
+  /** G-Eval style: the output against criteria, on a scale (default 1–5), normalised to [0, 1]. */
+  rubric(model: ModelLike, criteria: string, options: JudgeOptions & { readonly scale?: { min: number; max: number } } = {}): MetricFn {
+    if (typeof criteria !== 'string' || criteria.trim() === '') {
+      throw new MiyabiError('INVALID_ARGUMENT', 'judges.rubric needs criteria: what a good output does');
+    }
+    return judge('rubric', model, { ...options, criteria });
+  },
+  /** The output's statements checked against `expected`. */
+  factuality(model: ModelLike, options: JudgeOptions = {}): MetricFn {
+    return judge('factuality', model, options);
+  },
+  /** The output's statements checked for relevance to the input. */
+  answerRelevancy(model: ModelLike, options: JudgeOptions = {}): MetricFn {
+    return judge('answer-relevancy', model, options);
+  },
+  /** The output's statements checked against the case's `context`. */
+  faithfulness(model: ModelLike, options: JudgeOptions = {}): MetricFn {
+    return judge('faithfulness', model, options);
+  },
+  /** 1 when the output contradicts nothing in the `context` (statements that do lower it). */
+  hallucination(model: ModelLike, options: JudgeOptions = {}): MetricFn {
+    return judge('hallucination', model, options);
+  },
+  /** 1 when no statement of the output is toxic. */
+  toxicity(model: ModelLike, options: JudgeOptions = {}): MetricFn {
+    return judge('toxicity', model, options);
+  },
+  /**
+   * The A/B judge: which of two outputs for a case is better, asked in both orders (a
+   * preference counts only when both agree, else `tie`).
+   */
+  pairwise(model: ModelLike, options: JudgeOptions & { readonly criteria?: string } = {}): PairwiseJudge {
+    const n = addon.NativePairwiseJudge.create(nativeModel(model), {
+      criteria: options.criteria,
+      cache: options.cache,
+      temperature: options.temperature,
+      structuredOutput: options.structuredOutput,
+    });
+    return {
+      async compare(c, a, b, epoch = 0) {
+        const p = await single(n.compare({ id: c.id, input: c.input ?? null, ...(c.expected === undefined ? {} : { expected: c.expected }) }, a ?? null, b ?? null, epoch), 'pairwise');
+        return { preferred: p.preferred as 'a' | 'b' | 'tie', reason: p.reason as string, cached: p.cached as boolean };
+      },
+    };
+  },
+};
+
+/** A pairwise judge (`judges.pairwise`). */
+export interface PairwiseJudge {
+  compare(testCase: EvalCase, a: unknown, b: unknown, epoch?: number): Promise<{ preferred: 'a' | 'b' | 'tie'; reason: string; cached: boolean }>;
+}
+
+/** The cosine similarity of the output's and the expected answer's embeddings, clamped to [0, 1] (computed in Rust). */
+export function embeddingSimilarity(model: EmbeddingModelLike): MetricFn {
+  return nativeMetric(addon.NativeMetric.embeddingSimilarity(nativeEmbeddingModel(model)));
+}
+
+/** A paired A/B comparison of results B against results A (`compareResults`): the `miyabi.eval-compare` document `miyabi eval compare` writes. */
+export interface Comparison {
+  readonly schema: string;
+  readonly metrics: ReadonlyArray<{
+    readonly metric: string;
+    readonly verdict: 'better' | 'worse' | 'no_detectable_difference';
+    readonly [key: string]: unknown;
+  }>;
+  readonly [key: string]: unknown;
+}
+
+/**
+ * Paired A/B comparison of two results (from `evaluate`, or read from `miyabi eval run` JSON):
+ * per metric the mean difference B − A with paired-bootstrap and CLT intervals, McNemar's test
+ * for pass/fail metrics, win/loss/tie counts, a verdict, and the cases that regressed.
+ */
+export function compareResults(a: EvalResults, b: EvalResults): Comparison {
+  try {
+    return addon.compareEvalResults(a, b) as Comparison;
+  } catch (e) {
+    const m = e instanceof Error ? e.message : String(e);
+    const i = m.indexOf(': ');
+    throw new MiyabiError(m.startsWith('ENGINE: ') ? 'ENGINE' : 'INVALID_ARGUMENT', i > 0 ? m.slice(i + 2) : m);
+  }
+}

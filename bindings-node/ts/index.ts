@@ -159,8 +159,14 @@ export {
   type ErrorCode,
 } from './errors.js';
 export {
+  compareResults,
+  embeddingSimilarity,
   evaluate,
+  judges,
   metrics,
+  type Comparison,
+  type JudgeOptions,
+  type PairwiseJudge,
   type EvalCase,
   type EvalSample,
   type EvalTrace,
@@ -173,3 +179,13 @@ export {
   type SampleResult,
   type SampleScore,
 } from './eval.js';
+export {
+  cosineSimilarity,
+  embed,
+  embedMany,
+  embeddingModel,
+  EmbeddingModel,
+  type EmbeddingModelLike,
+  type EmbeddingUsage,
+  type EmbedOptions,
+} from './embed.js';

@@ -18,5 +18,7 @@ export type {
   NativeToolCall,
   NativeApprovalGate,
   NativeServer,
+  NativeEmbeddingModel,
+  NativeMetric,
 } from '../../native.cjs';
 export { addon };
