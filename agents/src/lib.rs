@@ -35,6 +35,8 @@ use serde_json::Value;
 pub mod business;
 pub mod coding;
 pub mod commands;
+#[cfg(feature = "github")]
+pub mod github;
 pub mod labels;
 pub mod plan;
 pub mod replay;
