@@ -38,6 +38,8 @@ pub mod commands;
 #[cfg(feature = "github")]
 pub mod github;
 pub mod labels;
+#[cfg(feature = "github")]
+pub mod pipeline;
 pub mod plan;
 pub mod replay;
 
@@ -234,4 +236,40 @@ pub fn catalog() -> Vec<PresetInfo> {
         info::<b::AnalyticsPlan>("analytics", "AnalyticsAgent", "business", &business_input(b::ANALYTICS), &[]),
         info::<b::YouTubePlan>("youtube", "YouTubeAgent", "business", &business_input(b::YOUTUBE), &[]),
     ]
+}
+
+/// A preset by its name (`issue`, `market-research`...; see [`catalog`]), for programs that
+/// pick one at run time. Presets that work on a repository (`codegen`, `review`, `pr`,
+/// `deployment`) use `root` and its commands; `refresher` an in-memory engine.
+pub fn preset_by_name(name: &str, root: &std::path::Path) -> Result<Agent, AgentsError> {
+    let commands = || RepoCommands::load(root).map_err(|e| AgentsError::Instructions(e.to_string()));
+    Ok(match name {
+        "coordinator" => coordinator(),
+        "issue" => issue(),
+        "codegen" => codegen(root, coding::CodegenOptions::default())?,
+        "review" => review(root, commands()?)?,
+        "pr" => pr(root)?,
+        "deployment" => deployment(root, commands()?, false),
+        "refresher" => refresher(miyabi::Engine::in_memory()),
+        "entrepreneur" => entrepreneur(),
+        "self-analysis" => self_analysis(),
+        "market-research" => market_research(),
+        "persona" => persona(),
+        "product-concept" => product_concept(),
+        "product-design" => product_design(),
+        "content-creation" => content_creation(),
+        "funnel-design" => funnel_design(),
+        "sns-strategy" => sns_strategy(),
+        "marketing" => marketing(),
+        "sales" => sales(),
+        "crm" => crm(),
+        "analytics" => analytics(),
+        "youtube" => youtube(),
+        other => {
+            return Err(AgentsError::Instructions(format!(
+                "no preset named `{other}` (known: {})",
+                catalog().iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    })
 }

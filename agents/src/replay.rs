@@ -5,7 +5,9 @@
 //! system message (a preset's instructions begin `You are the <Agent> of Miyabi`), and the reply
 //! is picked by how many assistant messages the request already holds — so the answer depends
 //! only on the conversation, not on the order requests arrive in: agents running in parallel,
-//! or a pipeline restarted after a crash, get the same answers.
+//! or a pipeline restarted after a crash, get the same answers. A key `"<Agent>|<needle>"`
+//! applies to that agent's conversations whose first user message contains the needle (two
+//! tasks of the same agent, or a review after a fix), before the plain `"<Agent>"` key.
 //!
 //! ```json
 //! {"IssueAgent": [{"calls": [{"name": "label_set", "arguments": {}}]},
@@ -155,8 +157,8 @@ impl Drop for ReplayServer {
     }
 }
 
-/// Which agent a request is for, and its reply index.
-fn route(body: &Value) -> (Option<String>, usize) {
+/// Which agent a request is for, its first user message, and its reply index.
+fn route(body: &Value) -> (Option<String>, String, usize) {
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let system = messages
         .iter()
@@ -171,7 +173,29 @@ fn route(body: &Value) -> (Option<String>, usize) {
         (!name.is_empty()).then_some(name)
     });
     let turn = messages.iter().filter(|m| m["role"] == "assistant").count();
-    (agent, turn)
+    let first_user = messages
+        .iter()
+        .find(|m| m["role"] == "user")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    (agent, first_user, turn)
+}
+
+/// The replies for a request: `"<Agent>|<needle>"` when the first user message contains the
+/// needle (the first such key in order), else `"<Agent>"`.
+fn replies<'a>(script: &'a Script, agent: &str, first_user: &str) -> Option<&'a Vec<Reply>> {
+    let prefix = format!("{agent}|");
+    script
+        .iter()
+        .find(|(k, _)| {
+            k.strip_prefix(&prefix)
+                .is_some_and(|needle| first_user.contains(needle))
+        })
+        .map(|(_, v)| v)
+        .or_else(|| script.get(agent))
 }
 
 fn render(reply: &Reply, turn: usize, stream: bool) -> String {
@@ -236,13 +260,13 @@ fn serve(mut sock: TcpStream, script: &Script, log: &Mutex<Vec<Value>>) {
     let end = (head_end + 4 + len).min(buf.len());
     let body: Value = serde_json::from_slice(&buf[head_end + 4..end]).unwrap_or(Value::Null);
     let stream = body["stream"] == true;
-    let (agent, turn) = route(&body);
+    let (agent, first_user, turn) = route(&body);
     if let Ok(mut l) = log.lock() {
         l.push(body);
     }
     let reply = agent
         .as_ref()
-        .and_then(|a| script.get(a))
+        .and_then(|a| replies(script, a, &first_user))
         .and_then(|r| r.get(turn));
     let (status, ctype, payload) = match reply {
         Some(r) => (
