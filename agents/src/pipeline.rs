@@ -176,16 +176,24 @@ where
         .collect();
     let dir = common.join("miyabi").join("checks").join(safe);
     let dir_s = dir.display().to_string();
-    if dir.exists() {
-        let _ = git(repo, &["worktree", "remove", "--force", &dir_s]).await;
-        let _ = std::fs::remove_dir_all(&dir);
+    {
+        // git's worktree bookkeeping is not safe against concurrent adds and prunes.
+        let _admin = WORKTREE_ADMIN.lock().await;
+        if dir.exists() {
+            let _ = git(repo, &["worktree", "remove", "--force", &dir_s]).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            let _ = git(repo, &["worktree", "prune"]).await;
+        }
+        git(repo, &["worktree", "add", "--quiet", "--detach", &dir_s, rev]).await?;
     }
-    let _ = git(repo, &["worktree", "prune"]).await;
-    git(repo, &["worktree", "add", "--quiet", "--detach", &dir_s, rev]).await?;
     let result = f(dir.clone()).await;
+    let _admin = WORKTREE_ADMIN.lock().await;
     let _ = git(repo, &["worktree", "remove", "--force", &dir_s]).await;
     result
 }
+
+/// Serialises this process's `git worktree` add/remove/prune of checks.
+static WORKTREE_ADMIN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn issue_text(issue: &Value) -> String {
     let mut s = format!(

@@ -1,0 +1,159 @@
+//! The issue-resolution pipeline end to end, as the `miyabi-run` program: the demo repository
+//! (a failing test and an issue), the replayed model of the demo, a loopback server answering
+//! like GitHub's API and a bare repository as `origin`. The run ends with the test fixed, lint
+//! clean, one squashed commit on `miyabi/issue-7` pushed, and one draft PR request with the
+//! expected title and body. Killed at a random point and started again, it finishes without a
+//! second PR.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use support::fake_github::{self, FakeGitHub};
+
+const TOKEN: &str = "ghp_e2e_token_never_printed";
+const TITLE: &str = "fix(calc): add the arguments instead of subtracting them";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git").args(args).current_dir(dir).output().unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    origin: PathBuf,
+    deploy: PathBuf,
+    db: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, deploy) = (dir.path().join("repo"), dir.path().join("deploy"));
+    let ok = Command::new("sh")
+        .arg(root().join("demo/make-repo.sh"))
+        .arg(&repo)
+        .arg(&deploy)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let origin = dir.path().join("origin.git");
+    git(dir.path(), &["init", "-q", "--bare", origin.to_str().unwrap()]);
+    git(&repo, &["remote", "add", "origin", origin.to_str().unwrap()]);
+    git(&repo, &["push", "-q", "origin", "main"]);
+    let failing = Command::new("sh").arg("test.sh").current_dir(&repo).output().unwrap();
+    assert!(!failing.status.success(), "the test fails before the run");
+    Setup { db: dir.path().join("runs.db"), _dir: dir, repo, origin, deploy }
+}
+
+fn command(s: &Setup, gh: &FakeGitHub, from_file: bool) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_miyabi-run"));
+    c.args(["issue-resolution", "--repo"])
+        .arg(&s.repo)
+        .args(["--issue", "7", "--github-repo", "acme/calc", "--yes", "--json", "--db"])
+        .arg(&s.db)
+        .arg("--replay")
+        .arg(root().join("demo/replay.json"))
+        .env("GITHUB_API_URL", &gh.url)
+        .env("GITHUB_TOKEN", TOKEN)
+        .env_remove("MIYABI_DB")
+        .env_remove("MIYABI_AGENTS_MODEL")
+        .stdin(Stdio::null());
+    if from_file {
+        c.arg("--issue-file").arg(s.repo.join("ISSUE.md"));
+    }
+    c
+}
+
+fn check_result(s: &Setup, gh: &FakeGitHub, out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN), "the token was printed");
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(result["status"], "succeeded", "{result}");
+    let output = &result["output"];
+    assert_eq!(output["review"]["score"], 93, "after one fix round");
+    assert_eq!(output["deploy"]["healthy"], true, "{output}");
+
+    // One draft PR, with the PRAgent's title and a body closing the issue.
+    let pulls = gh.pulls();
+    assert_eq!(pulls.len(), 1, "exactly one PR: {pulls:?}");
+    let pr = &pulls[0];
+    assert_eq!(pr["title"], TITLE);
+    assert_eq!(pr["draft"], true);
+    assert_eq!(pr["head"]["ref"], "miyabi/issue-7");
+    assert_eq!(pr["base"]["ref"], "main");
+    let body = pr["body"].as_str().unwrap();
+    assert!(body.contains("Closes #7") && body.contains("## Testing"), "{body}");
+    let posts = gh.requests().iter().filter(|r| r.0 == "POST" && r.1.ends_with("/pulls")).count();
+    assert_eq!(posts, 1, "one PR request");
+    assert!(gh.requests().iter().all(|r| r.3.as_deref() == Some(&format!("Bearer {TOKEN}")[..])));
+
+    // The issue's labels: IssueAgent's, then state:reviewing.
+    let labels = gh.state.lock().unwrap().labels.get(&7).cloned().unwrap();
+    assert!(labels.contains(&"type:bug".to_string()) && labels.contains(&"state:reviewing".to_string()), "{labels:?}");
+
+    // The branch was pushed: one Conventional Commits commit on main, the test fixed, lint clean.
+    let tip = git(&s.origin, &["rev-parse", "miyabi/issue-7"]);
+    assert_eq!(git(&s.origin, &["log", "-1", "--format=%s", &tip]), TITLE);
+    assert_eq!(git(&s.origin, &["rev-parse", &format!("{tip}^")]), git(&s.repo, &["rev-parse", "main"]));
+    let check = s.repo.parent().unwrap().join("check");
+    git(&s.repo, &["worktree", "add", "-q", "--detach", check.to_str().unwrap(), &tip]);
+    for script in ["test.sh", "lint.sh"] {
+        let o = Command::new("sh").arg(script).current_dir(&check).output().unwrap();
+        assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stdout));
+    }
+    git(&s.repo, &["worktree", "remove", "--force", check.to_str().unwrap()]);
+    // main is untouched, no worktree or task branch is left behind.
+    assert!(!Command::new("sh").arg("test.sh").current_dir(&s.repo).status().unwrap().success());
+    assert_eq!(git(&s.repo, &["worktree", "list"]).lines().count(), 1);
+    assert_eq!(git(&s.repo, &["branch", "--list", "miyabi/*"]).trim(), "miyabi/issue-7");
+    // Deployed.
+    let deployed = Command::new("sh").arg(s.deploy.join("calc.sh")).args(["2", "3"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&deployed.stdout).trim(), "5");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pipeline_fixes_the_issue_and_opens_one_draft_pr() {
+    let s = setup();
+    let gh = fake_github::start(vec![7], 0).await;
+    let out = tokio::task::spawn_blocking({
+        let mut c = command(&s, &gh, true);
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    check_result(&s, &gh, &out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_a_random_point_and_restarted_it_finishes_without_a_second_pr() {
+    let s = setup();
+    let gh = fake_github::start(vec![7], 3).await;
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
+    let delay = Duration::from_millis(u64::from(nanos % 4000));
+    eprintln!("killing the first process after {delay:?}");
+    let mut first = command(&s, &gh, false).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    tokio::time::sleep(delay).await;
+    first.kill().unwrap(); // SIGKILL
+    let _ = first.wait();
+    let out = tokio::task::spawn_blocking({
+        let mut c = command(&s, &gh, false);
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    check_result(&s, &gh, &out);
+    // The issue was read from GitHub with its comments.
+    assert!(gh.requests().iter().any(|r| r.0 == "GET" && r.1 == "/repos/acme/calc/issues/7/comments"));
+}

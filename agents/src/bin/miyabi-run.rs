@@ -284,8 +284,21 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
             RunStatus::Suspended => {
                 let Some(s) = run.suspended.first() else { continue };
                 if s.path != "approval" {
-                    println!("run {run_id} waits at `{}`: {}", s.path, s.payload);
-                    return Ok(false);
+                    // A step with outside effects (deploy) was interrupted by a crash: a human
+                    // says whether to run it again.
+                    println!("\nrun {run_id} waits at `{}`: {}", s.path, short(&s.payload));
+                    let again = if a.yes {
+                        println!("running `{}` again (--yes)", s.path);
+                        true
+                    } else {
+                        ask(&format!("Run `{}` again? [y/n] ", s.path)).await? == Some(true)
+                    };
+                    if !again {
+                        println!("the run stays suspended; run the same command again to continue it");
+                        return Ok(false);
+                    }
+                    engine.resume(&run_id, &s.path, json!({"rerun": true})).await?;
+                    continue;
                 }
                 let gate = engine.approvals().get(&run_id, &s.path)?;
                 println!("\napproval gate: {} — {}", gate.title, gate.summary);
@@ -347,6 +360,10 @@ async fn follow(engine: &Engine, run_id: &str, mut from: u64) -> Result<u64, Err
         if let EventKind::Custom { name, data, .. } = &event.kind
             && name == "plan-run"
             && let Some(child) = data["run"].as_str()
+            && FOLLOWED
+                .lock()
+                .map(|mut f| f.insert(child.to_owned()))
+                .unwrap_or(false)
         {
             tokio::spawn(follow_child(engine.clone(), child.to_owned()));
         }
@@ -360,6 +377,10 @@ async fn follow(engine: &Engine, run_id: &str, mut from: u64) -> Result<u64, Err
     }
     Ok(from)
 }
+
+/// The child runs already followed.
+static FOLLOWED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 async fn follow_child(engine: Engine, run_id: String) {
     let mut from = 1;
