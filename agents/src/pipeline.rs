@@ -807,7 +807,17 @@ pub async fn deploy_with_rollback(commands: &RepoCommands, dir: &Path) -> coding
             health.as_ref().map(|h| h.output.trim().to_owned()).unwrap_or_default()
         )
     } else {
-        format!("deployed: {}", deploy.output.trim())
+        let out = deploy.output.trim();
+        let health = if health.as_ref().is_some_and(|h| h.skipped) {
+            "no health check configured"
+        } else {
+            "health check passed"
+        };
+        if out.is_empty() {
+            format!("deployed; {health}")
+        } else {
+            format!("deployed ({out}); {health}")
+        }
     };
     if !deploy.passed || !healthy {
         let rb = run_check(commands, "rollback", dir).await;
