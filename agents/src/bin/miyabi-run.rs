@@ -46,7 +46,7 @@ struct ModelArgs {
     #[arg(long, env = "MIYABI_AGENTS_MODEL")]
     model: Option<String>,
     /// Answer from a replay script (JSON: replies per agent) instead of calling a provider.
-    #[arg(long)]
+    #[arg(long, env = "MIYABI_RUN_REPLAY")]
     replay: Option<PathBuf>,
 }
 
