@@ -54,7 +54,9 @@ pub enum Priority {
 }
 
 /// How bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Cosmetic or minor.
@@ -309,9 +311,7 @@ pub fn run_checks_tool(root: &Path, commands: RepoCommands) -> Arc<dyn Tool> {
                 let mut out = Vec::new();
                 for n in names {
                     if !["test", "lint", "security"].contains(&n.as_str()) {
-                        return Err(format!(
-                            "unknown check `{n}` (known: test, lint, security)"
-                        ));
+                        return Err(format!("unknown check `{n}` (known: test, lint, security)"));
                     }
                     out.push(run_check(&commands, &n, &root).await);
                 }
@@ -493,7 +493,9 @@ pub fn pr(root: impl AsRef<Path>) -> Result<Agent, AgentsError> {
         .into_iter()
         .filter(|t| matches!(t.name(), "git_status" | "git_diff"))
         .collect();
-    Ok(preset::<PullRequestDraft>("pr", PR).tools(tools).max_steps(4))
+    Ok(preset::<PullRequestDraft>("pr", PR)
+        .tools(tools)
+        .max_steps(4))
 }
 
 /// DeploymentAgent over `root` with the repository's `deploy`, `health` and `rollback`

@@ -26,13 +26,25 @@ const fn l(name: &'static str, color: &'static str, description: &'static str) -
 /// `effort:`, `area:`, `special:`.
 pub const LABELS: &[Label] = &[
     // type (8)
-    l("type:bug", "d73a4a", "Something does not work as documented"),
+    l(
+        "type:bug",
+        "d73a4a",
+        "Something does not work as documented",
+    ),
     l("type:feature", "a2eeef", "New functionality"),
-    l("type:refactor", "cfd3d7", "Code change that neither fixes a bug nor adds a feature"),
+    l(
+        "type:refactor",
+        "cfd3d7",
+        "Code change that neither fixes a bug nor adds a feature",
+    ),
     l("type:docs", "0075ca", "Documentation only"),
     l("type:test", "bfd4f2", "Tests only"),
     l("type:chore", "ededed", "Build, tooling, dependencies"),
-    l("type:security", "b60205", "A vulnerability or a hardening change"),
+    l(
+        "type:security",
+        "b60205",
+        "A vulnerability or a hardening change",
+    ),
     l("type:performance", "fbca04", "Speed or resource use"),
     // priority (4)
     l("priority:P0-critical", "b60205", "Drop everything"),
@@ -40,17 +52,41 @@ pub const LABELS: &[Label] = &[
     l("priority:P2-medium", "fbca04", "Planned"),
     l("priority:P3-low", "0e8a16", "When there is time"),
     // severity (4)
-    l("severity:critical", "b60205", "Data loss, security breach or outage"),
-    l("severity:high", "d93f0b", "A main feature is broken, no workaround"),
+    l(
+        "severity:critical",
+        "b60205",
+        "Data loss, security breach or outage",
+    ),
+    l(
+        "severity:high",
+        "d93f0b",
+        "A main feature is broken, no workaround",
+    ),
     l("severity:medium", "fbca04", "Broken with a workaround"),
     l("severity:low", "0e8a16", "Cosmetic or minor"),
     // state (8)
     l("state:pending", "ededed", "Not triaged yet"),
     l("state:analyzing", "c5def5", "IssueAgent is analysing it"),
-    l("state:planning", "c5def5", "CoordinatorAgent is planning it"),
-    l("state:implementing", "1d76db", "CodeGenAgent is implementing it"),
-    l("state:reviewing", "5319e7", "ReviewAgent is reviewing the change"),
-    l("state:awaiting-approval", "f9d0c4", "Waits for a human at an approval gate"),
+    l(
+        "state:planning",
+        "c5def5",
+        "CoordinatorAgent is planning it",
+    ),
+    l(
+        "state:implementing",
+        "1d76db",
+        "CodeGenAgent is implementing it",
+    ),
+    l(
+        "state:reviewing",
+        "5319e7",
+        "ReviewAgent is reviewing the change",
+    ),
+    l(
+        "state:awaiting-approval",
+        "f9d0c4",
+        "Waits for a human at an approval gate",
+    ),
     l("state:done", "0e8a16", "Resolved"),
     l("state:blocked", "b60205", "Cannot go on without help"),
     // agent (7)
@@ -85,7 +121,11 @@ pub const LABELS: &[Label] = &[
     l("special:help-wanted", "008672", "Extra attention is needed"),
     l("special:duplicate", "cfd3d7", "Already reported"),
     l("special:wontfix", "ffffff", "Will not be worked on"),
-    l("special:breaking-change", "b60205", "Changes a public interface incompatibly"),
+    l(
+        "special:breaking-change",
+        "b60205",
+        "Changes a public interface incompatibly",
+    ),
 ];
 
 /// Whether `name` is in [`LABELS`].

@@ -99,7 +99,9 @@ struct DefaultModel {
 
 impl std::fmt::Debug for DefaultModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DefaultModel").field("spec", &self.spec).finish()
+        f.debug_struct("DefaultModel")
+            .field("spec", &self.spec)
+            .finish()
     }
 }
 
@@ -112,9 +114,7 @@ impl DefaultModel {
                     .map_err(|e| e.to_string())
             })
             .as_ref()
-            .map_err(|e| {
-                ModelError::Unsupported(format!("the default model `{}`: {e}", self.spec))
-            })
+            .map_err(|e| ModelError::Unsupported(format!("the default model `{}`: {e}", self.spec)))
     }
 }
 
@@ -202,7 +202,13 @@ pub fn catalog() -> Vec<PresetInfo> {
         "shell",
     ];
     vec![
-        info::<Plan>("coordinator", "CoordinatorAgent", "coding", c::COORDINATOR, &["list_agents"]),
+        info::<Plan>(
+            "coordinator",
+            "CoordinatorAgent",
+            "coding",
+            c::COORDINATOR,
+            &["list_agents"],
+        ),
         info::<IssueAnalysis>("issue", "IssueAgent", "coding", c::ISSUE, &["label_set"]),
         info::<CodeChange>("codegen", "CodeGenAgent", "coding", c::CODEGEN, ws),
         info::<Review>(
@@ -212,7 +218,13 @@ pub fn catalog() -> Vec<PresetInfo> {
             c::REVIEW,
             &["run_checks", "git_status", "git_diff", "read_file", "grep"],
         ),
-        info::<PullRequestDraft>("pr", "PRAgent", "coding", c::PR, &["git_status", "git_diff"]),
+        info::<PullRequestDraft>(
+            "pr",
+            "PRAgent",
+            "coding",
+            c::PR,
+            &["git_status", "git_diff"],
+        ),
         info::<DeployReport>(
             "deployment",
             "DeploymentAgent",
@@ -220,21 +232,105 @@ pub fn catalog() -> Vec<PresetInfo> {
             c::DEPLOYMENT,
             &["deploy", "health_check", "rollback"],
         ),
-        info::<RefreshReport>("refresher", "RefresherAgent", "coding", c::REFRESHER, &["list_runs"]),
-        info::<b::BusinessPlan>("entrepreneur", "AIEntrepreneurAgent", "business", &business_input(b::ENTREPRENEUR), &[]),
-        info::<b::SelfAnalysis>("self-analysis", "SelfAnalysisAgent", "business", &business_input(b::SELF_ANALYSIS), &[]),
-        info::<b::MarketResearch>("market-research", "MarketResearchAgent", "business", &business_input(b::MARKET_RESEARCH), &[]),
-        info::<b::Personas>("persona", "PersonaAgent", "business", &business_input(b::PERSONA), &[]),
-        info::<b::ProductConcept>("product-concept", "ProductConceptAgent", "business", &business_input(b::PRODUCT_CONCEPT), &[]),
-        info::<b::ProductDesign>("product-design", "ProductDesignAgent", "business", &business_input(b::PRODUCT_DESIGN), &[]),
-        info::<b::ContentPlan>("content-creation", "ContentCreationAgent", "business", &business_input(b::CONTENT_CREATION), &[]),
-        info::<b::Funnel>("funnel-design", "FunnelDesignAgent", "business", &business_input(b::FUNNEL_DESIGN), &[]),
-        info::<b::SnsStrategy>("sns-strategy", "SNSStrategyAgent", "business", &business_input(b::SNS_STRATEGY), &[]),
-        info::<b::MarketingPlan>("marketing", "MarketingAgent", "business", &business_input(b::MARKETING), &[]),
-        info::<b::SalesProcess>("sales", "SalesAgent", "business", &business_input(b::SALES), &[]),
+        info::<RefreshReport>(
+            "refresher",
+            "RefresherAgent",
+            "coding",
+            c::REFRESHER,
+            &["list_runs"],
+        ),
+        info::<b::BusinessPlan>(
+            "entrepreneur",
+            "AIEntrepreneurAgent",
+            "business",
+            &business_input(b::ENTREPRENEUR),
+            &[],
+        ),
+        info::<b::SelfAnalysis>(
+            "self-analysis",
+            "SelfAnalysisAgent",
+            "business",
+            &business_input(b::SELF_ANALYSIS),
+            &[],
+        ),
+        info::<b::MarketResearch>(
+            "market-research",
+            "MarketResearchAgent",
+            "business",
+            &business_input(b::MARKET_RESEARCH),
+            &[],
+        ),
+        info::<b::Personas>(
+            "persona",
+            "PersonaAgent",
+            "business",
+            &business_input(b::PERSONA),
+            &[],
+        ),
+        info::<b::ProductConcept>(
+            "product-concept",
+            "ProductConceptAgent",
+            "business",
+            &business_input(b::PRODUCT_CONCEPT),
+            &[],
+        ),
+        info::<b::ProductDesign>(
+            "product-design",
+            "ProductDesignAgent",
+            "business",
+            &business_input(b::PRODUCT_DESIGN),
+            &[],
+        ),
+        info::<b::ContentPlan>(
+            "content-creation",
+            "ContentCreationAgent",
+            "business",
+            &business_input(b::CONTENT_CREATION),
+            &[],
+        ),
+        info::<b::Funnel>(
+            "funnel-design",
+            "FunnelDesignAgent",
+            "business",
+            &business_input(b::FUNNEL_DESIGN),
+            &[],
+        ),
+        info::<b::SnsStrategy>(
+            "sns-strategy",
+            "SNSStrategyAgent",
+            "business",
+            &business_input(b::SNS_STRATEGY),
+            &[],
+        ),
+        info::<b::MarketingPlan>(
+            "marketing",
+            "MarketingAgent",
+            "business",
+            &business_input(b::MARKETING),
+            &[],
+        ),
+        info::<b::SalesProcess>(
+            "sales",
+            "SalesAgent",
+            "business",
+            &business_input(b::SALES),
+            &[],
+        ),
         info::<b::CrmPlan>("crm", "CRMAgent", "business", &business_input(b::CRM), &[]),
-        info::<b::AnalyticsPlan>("analytics", "AnalyticsAgent", "business", &business_input(b::ANALYTICS), &[]),
-        info::<b::YouTubePlan>("youtube", "YouTubeAgent", "business", &business_input(b::YOUTUBE), &[]),
+        info::<b::AnalyticsPlan>(
+            "analytics",
+            "AnalyticsAgent",
+            "business",
+            &business_input(b::ANALYTICS),
+            &[],
+        ),
+        info::<b::YouTubePlan>(
+            "youtube",
+            "YouTubeAgent",
+            "business",
+            &business_input(b::YOUTUBE),
+            &[],
+        ),
     ]
 }
 
@@ -242,7 +338,8 @@ pub fn catalog() -> Vec<PresetInfo> {
 /// pick one at run time. Presets that work on a repository (`codegen`, `review`, `pr`,
 /// `deployment`) use `root` and its commands; `refresher` an in-memory engine.
 pub fn preset_by_name(name: &str, root: &std::path::Path) -> Result<Agent, AgentsError> {
-    let commands = || RepoCommands::load(root).map_err(|e| AgentsError::Instructions(e.to_string()));
+    let commands =
+        || RepoCommands::load(root).map_err(|e| AgentsError::Instructions(e.to_string()));
     Ok(match name {
         "coordinator" => coordinator(),
         "issue" => issue(),
@@ -268,7 +365,11 @@ pub fn preset_by_name(name: &str, root: &std::path::Path) -> Result<Agent, Agent
         other => {
             return Err(AgentsError::Instructions(format!(
                 "no preset named `{other}` (known: {})",
-                catalog().iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                catalog()
+                    .iter()
+                    .map(|p| p.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     })

@@ -98,7 +98,10 @@ pub enum PipelineError {
 impl PipelineConfig {
     /// The configuration for `repo` with `model`: its commands from `.miyabi/pipeline.toml`
     /// or the Cargo/npm defaults, its current branch as the base, no GitHub.
-    pub fn new(repo: impl AsRef<Path>, model: Arc<dyn LanguageModel>) -> Result<Self, PipelineError> {
+    pub fn new(
+        repo: impl AsRef<Path>,
+        model: Arc<dyn LanguageModel>,
+    ) -> Result<Self, PipelineError> {
         let repo = crate::commands::absolute(repo.as_ref());
         let commands = RepoCommands::load(&repo)?;
         let out = std::process::Command::new("git")
@@ -152,9 +155,9 @@ pub fn branch_of(issue: u64) -> String {
 }
 
 fn issue_number(issue: &Value) -> Result<u64, StepError> {
-    issue["number"]
-        .as_u64()
-        .ok_or_else(|| StepError::fatal("the input's `issue.number` is missing or not a whole number"))
+    issue["number"].as_u64().ok_or_else(|| {
+        StepError::fatal("the input's `issue.number` is missing or not a whole number")
+    })
 }
 
 /// A checkout of `rev` in a worktree of its own under the repository's git directory, for
@@ -172,7 +175,13 @@ where
     };
     let safe: String = key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let dir = common.join("miyabi").join("checks").join(safe);
     let dir_s = dir.display().to_string();
@@ -184,7 +193,11 @@ where
             let _ = std::fs::remove_dir_all(&dir);
             let _ = git(repo, &["worktree", "prune"]).await;
         }
-        git(repo, &["worktree", "add", "--quiet", "--detach", &dir_s, rev]).await?;
+        git(
+            repo,
+            &["worktree", "add", "--quiet", "--detach", &dir_s, rev],
+        )
+        .await?;
     }
     let result = f(dir.clone()).await;
     let _admin = WORKTREE_ADMIN.lock().await;
@@ -239,7 +252,11 @@ pub fn issue_resolution(
             if let Some(gh) = &c.github {
                 let mut labels: Vec<String> = issue["labels"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|l| l.as_str().map(str::to_owned))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 for l in analysis["labels"].as_array().into_iter().flatten() {
                     if let Some(l) = l.as_str()
@@ -329,13 +346,16 @@ pub fn issue_resolution(
                 return Err(StepError::fatal(format!(
                     "the plan's run {child} is {}: {}",
                     run.status,
-                    run.error.unwrap_or_else(|| "it waits for a decision".into())
+                    run.error
+                        .unwrap_or_else(|| "it waits for a decision".into())
                 )));
             }
             let commit = git(&c.repo, &["rev-parse", &branch]).await?;
             let files = git(&c.repo, &["diff", "--name-only", &base, &commit]).await?;
-            Ok(json!({"branch": branch, "base": base, "commit": commit, "plan_run": child,
-                      "files": files.lines().collect::<Vec<_>>(), "tasks": run.output}))
+            Ok(
+                json!({"branch": branch, "base": base, "commit": commit, "plan_run": child,
+                      "files": files.lines().collect::<Vec<_>>(), "tasks": run.output}),
+            )
         }
     });
 
@@ -351,10 +371,13 @@ pub fn issue_resolution(
                 .create(ctx.run_id(), ctx.path(), false)
                 .await
                 .map_err(|e| StepError::fatal(e.to_string()))?;
-            let agent = coding::codegen(wt.dir(), CodegenOptions {
-                sandbox: c.sandbox,
-                ..CodegenOptions::default()
-            })
+            let agent = coding::codegen(
+                wt.dir(),
+                CodegenOptions {
+                    sandbox: c.sandbox,
+                    ..CodegenOptions::default()
+                },
+            )
             .map_err(|e| StepError::fatal(e.to_string()))?
             .model(Arc::clone(&c.model));
             let prompt = json!({"task": "Fix every finding of the review, then stop.",
@@ -376,7 +399,10 @@ pub fn issue_resolution(
     });
     let fix_round = Workflow::new("round")
         .step("revise", revise)
-        .then("advance", advance_node(Arc::clone(&cfg), trees.clone(), None))
+        .then(
+            "advance",
+            advance_node(Arc::clone(&cfg), trees.clone(), None),
+        )
         .then("review", review_step());
     let fix = Workflow::new("fix").dountil(
         "rounds",
@@ -411,7 +437,10 @@ pub fn issue_resolution(
             .map(|n| format!("{n}: {}", checks[*n]["output"].as_str().unwrap_or("")))
             .collect();
         if !failed.is_empty() {
-            return Err(StepError::fatal(format!("checks failed — {}", failed.join("; "))));
+            return Err(StepError::fatal(format!(
+                "checks failed — {}",
+                failed.join("; ")
+            )));
         }
         let review = ctx.state("miyabi.review").unwrap_or(Value::Null);
         Ok(json!({"checks": checks, "review": review}))
@@ -447,8 +476,10 @@ pub fn issue_resolution(
         let c = Arc::clone(&c);
         async move {
             if decision["approved"] != true {
-                return Ok(json!({"skipped": "the change was rejected at the approval gate",
-                                 "comment": decision["comment"]}));
+                return Ok(
+                    json!({"skipped": "the change was rejected at the approval gate",
+                                 "comment": decision["comment"]}),
+                );
             }
             let issue = ctx.state(ISSUE).unwrap_or(Value::Null);
             let n = issue_number(&issue)?;
@@ -486,8 +517,10 @@ pub fn issue_resolution(
             let body = draft["body"].as_str().unwrap_or("").to_owned();
             let commit = squash(&c.repo, &branch, &base, &title, &body).await?;
             let Some(gh) = &c.github else {
-                return Ok(json!({"title": title, "body": body, "branch": branch, "commit": commit,
-                                 "opened": false, "reason": "no GitHub repository configured"}));
+                return Ok(
+                    json!({"title": title, "body": body, "branch": branch, "commit": commit,
+                                 "opened": false, "reason": "no GitHub repository configured"}),
+                );
             };
             gh.client
                 .push(&c.repo, &gh.remote, &branch)
@@ -502,17 +535,22 @@ pub fn issue_resolution(
                 Some(pr) => pr,
                 None => gh
                     .client
-                    .create_draft_pull(&gh.repo, &NewPullRequest {
-                        title: title.clone(),
-                        body: body.clone(),
-                        head: branch.clone(),
-                        base: c.base.clone(),
-                    })
+                    .create_draft_pull(
+                        &gh.repo,
+                        &NewPullRequest {
+                            title: title.clone(),
+                            body: body.clone(),
+                            head: branch.clone(),
+                            base: c.base.clone(),
+                        },
+                    )
                     .await
                     .map_err(|e| StepError::retryable(e.to_string()))?,
             };
-            Ok(json!({"title": title, "body": body, "branch": branch, "commit": commit,
-                      "opened": true, "number": pr.number, "url": pr.html_url}))
+            Ok(
+                json!({"title": title, "body": body, "branch": branch, "commit": commit,
+                      "opened": true, "number": pr.number, "url": pr.html_url}),
+            )
         }
     })
     .retry(miyabi::RetryPolicy::attempts(3));
@@ -523,9 +561,15 @@ pub fn issue_resolution(
         let c = Arc::clone(&c);
         async move {
             if pr.get("skipped").is_some() || c.commands.deploy.is_none() {
-                let why = if pr.get("skipped").is_some() { "rejected at the approval gate" } else { "no deploy command is configured" };
-                return Ok(json!({"pr": pr, "deploy": {"environment": "none", "deployed": false,
-                    "healthy": false, "rolled_back": false, "summary": why}}));
+                let why = if pr.get("skipped").is_some() {
+                    "rejected at the approval gate"
+                } else {
+                    "no deploy command is configured"
+                };
+                return Ok(
+                    json!({"pr": pr, "deploy": {"environment": "none", "deployed": false,
+                    "healthy": false, "rolled_back": false, "summary": why}}),
+                );
             }
             let issue = ctx.state(ISSUE).unwrap_or(Value::Null);
             let branch = branch_of(issue_number(&issue)?);
@@ -562,17 +606,30 @@ pub fn issue_resolution(
             }
             // The tasks' and merges' branches are folded into the issue's branch: delete them.
             let mut runs = vec![ctx.run_id().to_owned()];
-            if let Some(child) = ctx.state(PLAN_RUN).and_then(|v| v.as_str().map(str::to_owned)) {
+            if let Some(child) = ctx
+                .state(PLAN_RUN)
+                .and_then(|v| v.as_str().map(str::to_owned))
+            {
                 runs.push(child);
             }
-            let refs = git(&c.repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/miyabi/"]).await?;
+            let refs = git(
+                &c.repo,
+                &[
+                    "for-each-ref",
+                    "--format=%(refname:short)",
+                    "refs/heads/miyabi/",
+                ],
+            )
+            .await?;
             for r in refs.lines() {
                 if runs.iter().any(|id| r.starts_with(&format!("miyabi/{id}"))) {
                     let _ = git(&c.repo, &["branch", "-D", r]).await;
                 }
             }
-            Ok(json!({"issue": n, "branch": branch_of(n), "review": ctx.state("miyabi.review"),
-                      "pr": v["pr"], "deploy": v["deploy"]}))
+            Ok(
+                json!({"issue": n, "branch": branch_of(n), "review": ctx.state("miyabi.review"),
+                      "pr": v["pr"], "deploy": v["deploy"]}),
+            )
         }
     });
 
@@ -588,7 +645,7 @@ pub fn issue_resolution(
         .branch(
             "quality",
             |v: &Value| if score(v) >= REVIEW_THRESHOLD { "ship" } else { "fix" },
-            [("ship", Node::from(ship)), ("fix", Node::from(fix))],
+            [("ship", ship), ("fix", Node::from(fix))],
         )
         .parallel([("test", check("test")), ("lint", check("lint")), ("security", check("security"))])
         .then("verdict", verdict)
@@ -626,7 +683,8 @@ fn review_node(c: Arc<PipelineConfig>) -> Node {
                     let agent = coding::review(&dir, c.commands.clone())
                         .map_err(|e| StepError::fatal(e.to_string()))?
                         .model(Arc::clone(&c.model));
-                    let prompt = json!({"issue": issue_text(&issue), "diff": diff, "checks": checks});
+                    let prompt =
+                        json!({"issue": issue_text(&issue), "diff": diff, "checks": checks});
                     let out = agent.run(&ctx, prompt).await?;
                     Ok((checks, out))
                 }
@@ -658,7 +716,8 @@ fn advance_node(c: Arc<PipelineConfig>, trees: Worktrees, branch: Option<String>
     step_fn(move |ctx: StepContext, input: Value| {
         let (c, trees, branch) = (Arc::clone(&c), trees.clone(), branch.clone());
         async move {
-            let items: Vec<Value> = if input.get("branch").is_some() && input.get("path").is_some() {
+            let items: Vec<Value> = if input.get("branch").is_some() && input.get("path").is_some()
+            {
                 vec![input]
             } else {
                 match input {
@@ -711,21 +770,31 @@ pub fn plan_workflow(
     let mut wf = Workflow::new(format!("plan-{parent_run}"));
     let mut any = false;
     for (k, level) in levels.iter().enumerate() {
-        let tasks: Vec<&Task> = level.iter().filter(|t| t.agent == TaskAgent::Codegen).collect();
+        let tasks: Vec<&Task> = level
+            .iter()
+            .filter(|t| t.agent == TaskAgent::Codegen)
+            .collect();
         if tasks.is_empty() {
             continue;
         }
         any = true;
         let mut children = Vec::new();
         for task in tasks {
-            let (c, task_v, issue) = (Arc::clone(c), serde_json::to_value(task).unwrap_or_default(), issue.clone());
+            let (c, task_v, issue) = (
+                Arc::clone(c),
+                serde_json::to_value(task).unwrap_or_default(),
+                issue.clone(),
+            );
             let node = trees.step(move |ctx: StepContext, wt, _input: Value| {
                 let (c, task, issue) = (Arc::clone(&c), task_v.clone(), issue.clone());
                 async move {
-                    let agent = coding::codegen(wt.dir(), CodegenOptions {
-                        sandbox: c.sandbox,
-                        ..CodegenOptions::default()
-                    })
+                    let agent = coding::codegen(
+                        wt.dir(),
+                        CodegenOptions {
+                            sandbox: c.sandbox,
+                            ..CodegenOptions::default()
+                        },
+                    )
                     .map_err(|e| StepError::fatal(e.to_string()))?
                     .model(Arc::clone(&c.model));
                     agent
@@ -736,7 +805,13 @@ pub fn plan_workflow(
             let id: String = task
                 .id
                 .chars()
-                .map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' { ch } else { '-' })
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+                        ch
+                    } else {
+                        '-'
+                    }
+                })
                 .collect();
             children.push((format!("task-{id}"), node));
         }
@@ -761,7 +836,9 @@ async fn squash(
     body: &str,
 ) -> Result<String, StepError> {
     let tip = git(repo, &["rev-parse", branch]).await?;
-    let parent = git(repo, &["rev-parse", &format!("{tip}^")]).await.unwrap_or_default();
+    let parent = git(repo, &["rev-parse", &format!("{tip}^")])
+        .await
+        .unwrap_or_default();
     let subject = git(repo, &["log", "-1", "--format=%s", &tip]).await?;
     if parent == base && subject == title {
         return Ok(tip);
@@ -804,7 +881,10 @@ pub async fn deploy_with_rollback(commands: &RepoCommands, dir: &Path) -> coding
     } else if !healthy {
         format!(
             "health check failed: {}",
-            health.as_ref().map(|h| h.output.trim().to_owned()).unwrap_or_default()
+            health
+                .as_ref()
+                .map(|h| h.output.trim().to_owned())
+                .unwrap_or_default()
         )
     } else {
         let out = deploy.output.trim();
@@ -822,7 +902,11 @@ pub async fn deploy_with_rollback(commands: &RepoCommands, dir: &Path) -> coding
     if !deploy.passed || !healthy {
         let rb = run_check(commands, "rollback", dir).await;
         rolled_back = rb.passed;
-        summary.push_str(if rb.passed { "; rolled back" } else { "; ROLLBACK FAILED or not configured" });
+        summary.push_str(if rb.passed {
+            "; rolled back"
+        } else {
+            "; ROLLBACK FAILED or not configured"
+        });
     }
     coding::DeployReport {
         environment: "default".into(),

@@ -134,17 +134,14 @@ impl ReplayServer {
 
     /// A model that calls this server.
     pub fn model(&self) -> Result<Arc<dyn LanguageModel>, ReplayError> {
-        let m = ModelBuilder::custom("replay", "scripted", Protocol::OpenAiChat, &self.url)
-            .build()?;
+        let m =
+            ModelBuilder::custom("replay", "scripted", Protocol::OpenAiChat, &self.url).build()?;
         Ok(Arc::new(m))
     }
 
     /// The request bodies received so far.
     pub fn requests(&self) -> Vec<Value> {
-        self.requests
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 

@@ -18,7 +18,11 @@ fn every_preset_has_a_suite_that_loads_and_matches_its_schema() {
     for p in miyabi_agents::catalog() {
         let path = evals().join(format!("{}.json", p.name));
         let suite = Suite::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(suite.dataset.cases().len() >= 3, "{}: a handful of cases", p.name);
+        assert!(
+            suite.dataset.cases().len() >= 3,
+            "{}: a handful of cases",
+            p.name
+        );
         let raw: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         if let Some(schema) = raw["metrics"]
             .as_array()
@@ -26,7 +30,11 @@ fn every_preset_has_a_suite_that_loads_and_matches_its_schema() {
             .iter()
             .find(|m| m["type"] == "json_schema")
         {
-            assert_eq!(schema["schema"], p.output_schema, "{}: the suite's schema is stale", p.name);
+            assert_eq!(
+                schema["schema"], p.output_schema,
+                "{}: the suite's schema is stale",
+                p.name
+            );
         }
     }
 }
@@ -44,11 +52,14 @@ async fn the_issue_suite_runs_through_miyabi_run() {
         json!([{"json": {"kind": kind, "priority": "P2", "severity": "medium", "labels": [label],
                          "summary": "s", "affected_files": [], "acceptance": []}}])
     };
-    let script = replay_file(dir.path(), json!({
-        "IssueAgent|crashes": answer("bug", "type:bug"),
-        "IssueAgent|CSV export": answer("feature", "type:feature"),
-        "IssueAgent|password": answer("security", "type:security"),
-    }));
+    let script = replay_file(
+        dir.path(),
+        json!({
+            "IssueAgent|crashes": answer("bug", "type:bug"),
+            "IssueAgent|CSV export": answer("feature", "type:feature"),
+            "IssueAgent|password": answer("security", "type:security"),
+        }),
+    );
     let mut suite = Suite::load(evals().join("issue.json")).unwrap();
     suite.target = Arc::new(
         CommandTarget::new(vec![
@@ -69,22 +80,36 @@ async fn the_issue_suite_runs_through_miyabi_run() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_codegen_suite_checks_the_repository_after_the_change() {
     let dir = tempfile::tempdir().unwrap();
-    let script = replay_file(dir.path(), json!({
-        "CodeGenAgent": [
-            {"calls": [{"name": "edit", "arguments": {"path": "calc.sh", "old_string": "$(($1 - $2))", "new_string": "$(($1 + $2))"}}]},
-            {"json": {"summary": "adds", "files_changed": ["calc.sh"], "tests_changed": false}}
-        ]
-    }));
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_miyabi-run")).parent().unwrap().to_owned();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let script = replay_file(
+        dir.path(),
+        json!({
+            "CodeGenAgent": [
+                {"calls": [{"name": "edit", "arguments": {"path": "calc.sh", "old_string": "$(($1 - $2))", "new_string": "$(($1 + $2))"}}]},
+                {"json": {"summary": "adds", "files_changed": ["calc.sh"], "tests_changed": false}}
+            ]
+        }),
+    );
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_miyabi-run"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     // The suite's own target (sh repo-target.sh codegen), with the binary on PATH and the replay.
     let mut suite = Suite::load(evals().join("codegen.json")).unwrap();
     suite.target = Arc::new(
-        CommandTarget::new(vec!["sh".into(), "-c".into(), format!(
-            "PATH='{path}' MIYABI_RUN_REPLAY='{}' sh '{}' codegen",
-            script.display(),
-            evals().join("repo-target.sh").display()
-        )])
+        CommandTarget::new(vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "PATH='{path}' MIYABI_RUN_REPLAY='{}' sh '{}' codegen",
+                script.display(),
+                evals().join("repo-target.sh").display()
+            ),
+        ])
         .unwrap(),
     );
     let outcome = suite.run().await.unwrap();

@@ -40,7 +40,11 @@ async fn reads_an_issue_and_every_page_of_its_comments() {
     assert_eq!(pages.len(), 2);
     assert_eq!(pages[1]["page"], "2");
     // Every request carried the token; the rate limit was noted.
-    assert!(gh.requests().iter().all(|r| r.3.as_deref() == Some(&format!("Bearer {TOKEN}")[..])));
+    assert!(
+        gh.requests()
+            .iter()
+            .all(|r| r.3.as_deref() == Some(&format!("Bearer {TOKEN}")[..]))
+    );
     assert_eq!(client.rate_limit().remaining, Some(4996));
     assert!(!format!("{client:?}").contains(TOKEN));
 }
@@ -62,24 +66,37 @@ async fn a_secondary_rate_limit_is_waited_out_and_retried() {
     gh.state.lock().unwrap().secondary_limit_next = Some("POST /repos/acme/calc/pulls".into());
     let client = GitHub::new(&gh.url, Some(TOKEN.into())).unwrap();
     let pr = client
-        .create_draft_pull(&repo(), &NewPullRequest {
-            title: "fix: add".into(),
-            body: "Closes #7".into(),
-            head: "miyabi/issue-7".into(),
-            base: "main".into(),
-        })
+        .create_draft_pull(
+            &repo(),
+            &NewPullRequest {
+                title: "fix: add".into(),
+                body: "Closes #7".into(),
+                head: "miyabi/issue-7".into(),
+                base: "main".into(),
+            },
+        )
         .await
         .unwrap();
     assert!(pr.draft);
-    let posts = gh.requests().into_iter().filter(|r| r.0 == "POST" && r.1.ends_with("/pulls")).count();
+    let posts = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.0 == "POST" && r.1.ends_with("/pulls"))
+        .count();
     assert_eq!(posts, 2, "one limited, one retried");
     assert_eq!(gh.pulls().len(), 1);
 
     // With no retries allowed the limit is an error saying how long to wait.
-    gh.state.lock().unwrap().secondary_limit_next = Some("GET /repos/acme/calc/issues/7/comments".into());
-    let strict = GitHub::new(&gh.url, Some(TOKEN.into())).unwrap().max_retries(0);
+    gh.state.lock().unwrap().secondary_limit_next =
+        Some("GET /repos/acme/calc/issues/7/comments".into());
+    let strict = GitHub::new(&gh.url, Some(TOKEN.into()))
+        .unwrap()
+        .max_retries(0);
     let err = strict.comments(&repo(), 7).await.unwrap_err();
-    assert!(matches!(err, GitHubError::RateLimited { wait_secs: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, GitHubError::RateLimited { wait_secs: 1, .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,17 +105,39 @@ async fn writes_comments_labels_branches_and_reads_check_runs() {
     let client = GitHub::new(&gh.url, Some(TOKEN.into())).unwrap();
     let c = client.comment(&repo(), 7, "On it.").await.unwrap();
     assert_eq!(c.body, "On it.");
-    let set = client.set_labels(&repo(), 7, &["type:bug".into(), "state:implementing".into()]).await.unwrap();
+    let set = client
+        .set_labels(
+            &repo(),
+            7,
+            &["type:bug".into(), "state:implementing".into()],
+        )
+        .await
+        .unwrap();
     assert_eq!(set, ["type:bug", "state:implementing"]);
     assert_eq!(client.issue(&repo(), 7).await.unwrap().labels.len(), 2);
-    client.create_branch(&repo(), "miyabi/issue-7", "abc123").await.unwrap();
-    client.create_branch(&repo(), "miyabi/issue-7", "abc123").await.unwrap();
-    let err = client.create_branch(&repo(), "miyabi/issue-7", "def456").await.unwrap_err();
+    client
+        .create_branch(&repo(), "miyabi/issue-7", "abc123")
+        .await
+        .unwrap();
+    client
+        .create_branch(&repo(), "miyabi/issue-7", "abc123")
+        .await
+        .unwrap();
+    let err = client
+        .create_branch(&repo(), "miyabi/issue-7", "def456")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("another commit"), "{err}");
     let runs = client.check_runs(&repo(), "abc123").await.unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].conclusion.as_deref(), Some("success"));
-    assert!(client.find_pull(&repo(), "miyabi/issue-7").await.unwrap().is_none());
+    assert!(
+        client
+            .find_pull(&repo(), "miyabi/issue-7")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -111,20 +150,48 @@ async fn push_sends_a_branch_to_a_remote() {
         String::from_utf8_lossy(&o.stdout).trim().to_owned()
     };
     std::fs::create_dir_all(&work).unwrap();
-    git(dir.path(), &["init", "-q", "--bare", remote.to_str().unwrap()]);
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", remote.to_str().unwrap()],
+    );
     git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["-c", "user.email=a@b", "-c", "user.name=A", "commit", "-q", "--allow-empty", "-m", "init"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.email=a@b",
+            "-c",
+            "user.name=A",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "init",
+        ],
+    );
     git(&work, &["branch", "miyabi/issue-7"]);
     let client = GitHub::new("http://127.0.0.1:9", Some(TOKEN.into())).unwrap();
-    client.push(&work, remote.to_str().unwrap(), "miyabi/issue-7").await.unwrap();
-    assert_eq!(git(&remote, &["rev-parse", "miyabi/issue-7"]), git(&work, &["rev-parse", "HEAD"]));
-    let err = client.push(&work, "/nonexistent/remote", "miyabi/issue-7").await.unwrap_err();
+    client
+        .push(&work, remote.to_str().unwrap(), "miyabi/issue-7")
+        .await
+        .unwrap();
+    assert_eq!(
+        git(&remote, &["rev-parse", "miyabi/issue-7"]),
+        git(&work, &["rev-parse", "HEAD"])
+    );
+    let err = client
+        .push(&work, "/nonexistent/remote", "miyabi/issue-7")
+        .await
+        .unwrap_err();
     assert!(matches!(err, GitHubError::Push(_)));
 }
 
 fn echo_workflow() -> miyabi::CommittedWorkflow {
     Workflow::new("triage")
-        .step("echo", step_fn(|_c: StepContext, v: Value| async move { Ok(v) }))
+        .step(
+            "echo",
+            step_fn(|_c: StepContext, v: Value| async move { Ok(v) }),
+        )
         .commit()
         .unwrap()
 }
@@ -144,7 +211,9 @@ fn delivery(body: &Value, id: &str, event: &str, signature: Option<String>) -> R
 async fn send(app: &axum::Router, req: Request<Body>) -> (u16, Value) {
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
@@ -159,13 +228,35 @@ async fn the_webhook_verifies_signatures_rejects_replays_and_starts_workflows() 
     );
     let opened = json!({"action": "opened", "issue": {"number": 7, "title": "calc adds wrong", "body": "b", "labels": [{"name": "type:bug"}]},
                         "repository": {"full_name": "acme/calc"}, "sender": {"login": "octocat"}});
-    let sig = |b: &Value| Some(webhook::sign(secret.as_bytes(), &serde_json::to_vec(b).unwrap()));
+    let sig = |b: &Value| {
+        Some(webhook::sign(
+            secret.as_bytes(),
+            &serde_json::to_vec(b).unwrap(),
+        ))
+    };
 
     // No signature, a wrong one, one made with another secret: 401, nothing started.
-    assert_eq!(send(&app, delivery(&opened, "d0", "issues", None)).await.0, 401);
-    assert_eq!(send(&app, delivery(&opened, "d0", "issues", Some("sha256=00".into()))).await.0, 401);
-    let other = Some(webhook::sign(b"other", &serde_json::to_vec(&opened).unwrap()));
-    assert_eq!(send(&app, delivery(&opened, "d0", "issues", other)).await.0, 401);
+    assert_eq!(
+        send(&app, delivery(&opened, "d0", "issues", None)).await.0,
+        401
+    );
+    assert_eq!(
+        send(
+            &app,
+            delivery(&opened, "d0", "issues", Some("sha256=00".into()))
+        )
+        .await
+        .0,
+        401
+    );
+    let other = Some(webhook::sign(
+        b"other",
+        &serde_json::to_vec(&opened).unwrap(),
+    ));
+    assert_eq!(
+        send(&app, delivery(&opened, "d0", "issues", other)).await.0,
+        401
+    );
     assert!(engine.list(&Default::default()).await.unwrap().is_empty());
 
     // Signed: a run starts with the issue.
@@ -193,7 +284,12 @@ async fn the_webhook_verifies_signatures_rejects_replays_and_starts_workflows() 
     // A tampered body with the old signature: 401.
     let mut tampered = labeled.clone();
     tampered["issue"]["number"] = json!(8);
-    assert_eq!(send(&app, delivery(&tampered, "d4", "issues", sig(&labeled))).await.0, 401);
+    assert_eq!(
+        send(&app, delivery(&tampered, "d4", "issues", sig(&labeled)))
+            .await
+            .0,
+        401
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -215,5 +311,10 @@ async fn comments_start_workflows_and_replays_are_rejected_after_a_restart() {
     let (status, body) = send(&make(), delivery(&c, "e1", "issue_comment", sig.clone())).await;
     assert_eq!(status, 202, "{body}");
     // A new receiver on the same database still knows the delivery.
-    assert_eq!(send(&make(), delivery(&c, "e1", "issue_comment", sig)).await.0, 409);
+    assert_eq!(
+        send(&make(), delivery(&c, "e1", "issue_comment", sig))
+            .await
+            .0,
+        409
+    );
 }

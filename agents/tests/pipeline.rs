@@ -23,8 +23,16 @@ fn root() -> PathBuf {
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git").args(args).current_dir(dir).output().unwrap();
-    assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
@@ -47,19 +55,43 @@ fn setup() -> Setup {
         .unwrap();
     assert!(ok.success());
     let origin = dir.path().join("origin.git");
-    git(dir.path(), &["init", "-q", "--bare", origin.to_str().unwrap()]);
-    git(&repo, &["remote", "add", "origin", origin.to_str().unwrap()]);
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", origin.to_str().unwrap()],
+    );
+    git(
+        &repo,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
     git(&repo, &["push", "-q", "origin", "main"]);
-    let failing = Command::new("sh").arg("test.sh").current_dir(&repo).output().unwrap();
+    let failing = Command::new("sh")
+        .arg("test.sh")
+        .current_dir(&repo)
+        .output()
+        .unwrap();
     assert!(!failing.status.success(), "the test fails before the run");
-    Setup { db: dir.path().join("runs.db"), _dir: dir, repo, origin, deploy }
+    Setup {
+        db: dir.path().join("runs.db"),
+        _dir: dir,
+        repo,
+        origin,
+        deploy,
+    }
 }
 
 fn command(s: &Setup, gh: &FakeGitHub, from_file: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_miyabi-run"));
     c.args(["issue-resolution", "--repo"])
         .arg(&s.repo)
-        .args(["--issue", "7", "--github-repo", "acme/calc", "--yes", "--json", "--db"])
+        .args([
+            "--issue",
+            "7",
+            "--github-repo",
+            "acme/calc",
+            "--yes",
+            "--json",
+            "--db",
+        ])
         .arg(&s.db)
         .arg("--replay")
         .arg(root().join("demo/replay.json"))
@@ -77,8 +109,15 @@ fn command(s: &Setup, gh: &FakeGitHub, from_file: bool) -> Command {
 fn check_result(s: &Setup, gh: &FakeGitHub, out: &Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
-    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN), "the token was printed");
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        !stdout.contains(TOKEN) && !stderr.contains(TOKEN),
+        "the token was printed"
+    );
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(result["status"], "succeeded", "{result}");
     let output = &result["output"];
@@ -94,32 +133,84 @@ fn check_result(s: &Setup, gh: &FakeGitHub, out: &Output) {
     assert_eq!(pr["head"]["ref"], "miyabi/issue-7");
     assert_eq!(pr["base"]["ref"], "main");
     let body = pr["body"].as_str().unwrap();
-    assert!(body.contains("Closes #7") && body.contains("## Testing"), "{body}");
-    let posts = gh.requests().iter().filter(|r| r.0 == "POST" && r.1.ends_with("/pulls")).count();
+    assert!(
+        body.contains("Closes #7") && body.contains("## Testing"),
+        "{body}"
+    );
+    let posts = gh
+        .requests()
+        .iter()
+        .filter(|r| r.0 == "POST" && r.1.ends_with("/pulls"))
+        .count();
     assert_eq!(posts, 1, "one PR request");
-    assert!(gh.requests().iter().all(|r| r.3.as_deref() == Some(&format!("Bearer {TOKEN}")[..])));
+    assert!(
+        gh.requests()
+            .iter()
+            .all(|r| r.3.as_deref() == Some(&format!("Bearer {TOKEN}")[..]))
+    );
 
     // The issue's labels: IssueAgent's, then state:reviewing.
     let labels = gh.state.lock().unwrap().labels.get(&7).cloned().unwrap();
-    assert!(labels.contains(&"type:bug".to_string()) && labels.contains(&"state:reviewing".to_string()), "{labels:?}");
+    assert!(
+        labels.contains(&"type:bug".to_string()) && labels.contains(&"state:reviewing".to_string()),
+        "{labels:?}"
+    );
 
     // The branch was pushed: one Conventional Commits commit on main, the test fixed, lint clean.
     let tip = git(&s.origin, &["rev-parse", "miyabi/issue-7"]);
     assert_eq!(git(&s.origin, &["log", "-1", "--format=%s", &tip]), TITLE);
-    assert_eq!(git(&s.origin, &["rev-parse", &format!("{tip}^")]), git(&s.repo, &["rev-parse", "main"]));
+    assert_eq!(
+        git(&s.origin, &["rev-parse", &format!("{tip}^")]),
+        git(&s.repo, &["rev-parse", "main"])
+    );
     let check = s.repo.parent().unwrap().join("check");
-    git(&s.repo, &["worktree", "add", "-q", "--detach", check.to_str().unwrap(), &tip]);
+    git(
+        &s.repo,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "--detach",
+            check.to_str().unwrap(),
+            &tip,
+        ],
+    );
     for script in ["test.sh", "lint.sh"] {
-        let o = Command::new("sh").arg(script).current_dir(&check).output().unwrap();
-        assert!(o.status.success(), "{script}: {}", String::from_utf8_lossy(&o.stdout));
+        let o = Command::new("sh")
+            .arg(script)
+            .current_dir(&check)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
     }
-    git(&s.repo, &["worktree", "remove", "--force", check.to_str().unwrap()]);
+    git(
+        &s.repo,
+        &["worktree", "remove", "--force", check.to_str().unwrap()],
+    );
     // main is untouched, no worktree or task branch is left behind.
-    assert!(!Command::new("sh").arg("test.sh").current_dir(&s.repo).status().unwrap().success());
+    assert!(
+        !Command::new("sh")
+            .arg("test.sh")
+            .current_dir(&s.repo)
+            .status()
+            .unwrap()
+            .success()
+    );
     assert_eq!(git(&s.repo, &["worktree", "list"]).lines().count(), 1);
-    assert_eq!(git(&s.repo, &["branch", "--list", "miyabi/*"]).trim(), "miyabi/issue-7");
+    assert_eq!(
+        git(&s.repo, &["branch", "--list", "miyabi/*"]).trim(),
+        "miyabi/issue-7"
+    );
     // Deployed.
-    let deployed = Command::new("sh").arg(s.deploy.join("calc.sh")).args(["2", "3"]).output().unwrap();
+    let deployed = Command::new("sh")
+        .arg(s.deploy.join("calc.sh"))
+        .args(["2", "3"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&deployed.stdout).trim(), "5");
 }
 
@@ -140,10 +231,17 @@ async fn the_pipeline_fixes_the_issue_and_opens_one_draft_pr() {
 async fn killed_at_a_random_point_and_restarted_it_finishes_without_a_second_pr() {
     let s = setup();
     let gh = fake_github::start(vec![7], 3).await;
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     let delay = Duration::from_millis(u64::from(nanos % 4000));
     eprintln!("killing the first process after {delay:?}");
-    let mut first = command(&s, &gh, false).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = command(&s, &gh, false)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     tokio::time::sleep(delay).await;
     first.kill().unwrap(); // SIGKILL
     let _ = first.wait();
@@ -155,5 +253,9 @@ async fn killed_at_a_random_point_and_restarted_it_finishes_without_a_second_pr(
     .unwrap();
     check_result(&s, &gh, &out);
     // The issue was read from GitHub with its comments.
-    assert!(gh.requests().iter().any(|r| r.0 == "GET" && r.1 == "/repos/acme/calc/issues/7/comments"));
+    assert!(
+        gh.requests()
+            .iter()
+            .any(|r| r.0 == "GET" && r.1 == "/repos/acme/calc/issues/7/comments")
+    );
 }

@@ -11,7 +11,7 @@ use miyabi::approval::{Approver, Decision};
 use miyabi::{Agent, Engine, RunStatus};
 use miyabi_agents::business::{self, BusinessOptions};
 use miyabi_agents::coding::CodegenOptions;
-use miyabi_agents::replay::{Reply, ReplayServer, Script};
+use miyabi_agents::replay::{ReplayServer, Reply, Script};
 use miyabi_agents::*;
 use serde_json::{Value, json};
 use support::samples;
@@ -60,8 +60,16 @@ async fn run(
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn small_repo() -> tempfile::TempDir {
@@ -82,7 +90,10 @@ async fn issue_agent_reads_the_label_set_and_classifies() {
     let (obj, called, server) = run(
         issue(),
         "IssueAgent",
-        vec![Reply::call("label_set", json!({})), Reply::Json(samples::issue_analysis())],
+        vec![
+            Reply::call("label_set", json!({})),
+            Reply::Json(samples::issue_analysis()),
+        ],
         "calc.sh 2 3 prints -1, expected 5",
     )
     .await;
@@ -122,7 +133,10 @@ async fn coordinator_plans_a_dag_in_levels() {
     let (obj, called, _s) = run(
         coordinator(),
         "CoordinatorAgent",
-        vec![Reply::call("list_agents", json!({})), Reply::Json(samples::plan())],
+        vec![
+            Reply::call("list_agents", json!({})),
+            Reply::Json(samples::plan()),
+        ],
         "issue #7",
     )
     .await;
@@ -142,7 +156,10 @@ fn a_plan_with_a_cycle_or_an_unknown_dependency_is_refused() {
     p.tasks[0].depends_on = vec!["check".into()];
     assert!(matches!(p.levels(), Err(PlanError::Cycle(ids)) if ids.contains(&"fix".to_string())));
     p.tasks[0].depends_on = vec!["nope".into()];
-    assert!(matches!(p.levels(), Err(PlanError::UnknownDependency { .. })));
+    assert!(matches!(
+        p.levels(),
+        Err(PlanError::UnknownDependency { .. })
+    ));
     p.tasks.clear();
     assert_eq!(p.levels(), Err(PlanError::Empty));
 }
@@ -167,10 +184,17 @@ async fn codegen_edits_the_worktree_with_workspace_tools() {
     for t in ["read_file", "edit", "grep", "shell", "git_diff", "repo_map"] {
         assert!(tools.contains(&t.to_string()), "{t} offered: {tools:?}");
     }
-    assert!(!tools.contains(&"git_commit".to_string()), "committing is the pipeline's job");
+    assert!(
+        !tools.contains(&"git_commit".to_string()),
+        "committing is the pipeline's job"
+    );
     let c: CodeChange = serde_json::from_value(obj).unwrap();
     assert_eq!(c.files_changed, ["calc.sh"]);
-    let ok = Command::new("sh").arg("test.sh").current_dir(repo.path()).status().unwrap();
+    let ok = Command::new("sh")
+        .arg("test.sh")
+        .current_dir(repo.path())
+        .status()
+        .unwrap();
     assert!(ok.success(), "the edit landed in the repository");
 }
 
@@ -197,8 +221,15 @@ async fn review_runs_the_configured_checks_and_scores() {
     assert_eq!(r.score, 40);
     // The check results the model saw: test failed, lint passed, security not configured.
     let seen = server.requests()[1].to_string();
-    assert!(seen.contains(r#"\"name\":\"test\",\"passed\":false"#) || seen.contains("\\\"passed\\\":false"), "{seen}");
-    assert!(seen.contains("no `security` command is configured"), "{seen}");
+    assert!(
+        seen.contains(r#"\"name\":\"test\",\"passed\":false"#)
+            || seen.contains("\\\"passed\\\":false"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("no `security` command is configured"),
+        "{seen}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,7 +237,10 @@ async fn review_score_above_100_is_refused_by_the_schema() {
     let repo = small_repo();
     let server = ReplayServer::start(script(
         "ReviewAgent",
-        vec![Reply::Json(samples::review(140)), Reply::Json(samples::review(90))],
+        vec![
+            Reply::Json(samples::review(140)),
+            Reply::Json(samples::review(90)),
+        ],
     ))
     .unwrap();
     let answer = review(repo.path(), RepoCommands::default())
@@ -215,7 +249,11 @@ async fn review_score_above_100_is_refused_by_the_schema() {
         .generate("x")
         .await
         .unwrap();
-    assert_eq!(answer.object.unwrap()["score"], 90, "the repair call's answer");
+    assert_eq!(
+        answer.object.unwrap()["score"],
+        90,
+        "the repair call's answer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -224,7 +262,10 @@ async fn pr_agent_writes_a_conventional_commits_title() {
     let (obj, called, _s) = run(
         pr(repo.path()).unwrap(),
         "PRAgent",
-        vec![Reply::call("git_status", json!({})), Reply::Json(samples::pr_draft())],
+        vec![
+            Reply::call("git_status", json!({})),
+            Reply::Json(samples::pr_draft()),
+        ],
         "issue 7, branch miyabi/issue-7",
     )
     .await;
@@ -234,11 +275,22 @@ async fn pr_agent_writes_a_conventional_commits_title() {
     // A title that is not Conventional Commits is refused (then repaired).
     let server = ReplayServer::start(script(
         "PRAgent",
-        vec![Reply::Json(json!({"title": "Fixed it", "body": "b"})), Reply::Json(samples::pr_draft())],
+        vec![
+            Reply::Json(json!({"title": "Fixed it", "body": "b"})),
+            Reply::Json(samples::pr_draft()),
+        ],
     ))
     .unwrap();
-    let a = pr(repo.path()).unwrap().model(server.model().unwrap()).generate("x").await.unwrap();
-    assert_eq!(a.object.unwrap()["title"], "fix(calc): add instead of subtracting");
+    let a = pr(repo.path())
+        .unwrap()
+        .model(server.model().unwrap())
+        .generate("x")
+        .await
+        .unwrap();
+    assert_eq!(
+        a.object.unwrap()["title"],
+        "fix(calc): add instead of subtracting"
+    );
     assert_eq!(server.requests().len(), 2);
 }
 
@@ -266,11 +318,24 @@ async fn deployment_deploys_checks_health_and_rolls_back() {
     assert_eq!(called, ["deploy", "health_check", "rollback"]);
     let r: DeployReport = serde_json::from_value(obj).unwrap();
     assert!(r.rolled_back);
-    assert_eq!(std::fs::read_to_string(dir.path().join("deployed")).unwrap().trim(), "v1");
-    assert!(server.requests()[2].to_string().contains("\\\"passed\\\":false"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("deployed"))
+            .unwrap()
+            .trim(),
+        "v1"
+    );
+    assert!(
+        server.requests()[2]
+            .to_string()
+            .contains("\\\"passed\\\":false")
+    );
 
     // In production, the deploy call waits for a human.
-    let server = ReplayServer::start(script("DeploymentAgent", vec![Reply::call("deploy", json!({}))])).unwrap();
+    let server = ReplayServer::start(script(
+        "DeploymentAgent",
+        vec![Reply::call("deploy", json!({}))],
+    ))
+    .unwrap();
     let a = deployment(dir.path(), commands, true)
         .model(server.model().unwrap())
         .generate("deploy to production")
@@ -278,14 +343,23 @@ async fn deployment_deploys_checks_health_and_rolls_back() {
         .unwrap();
     assert_eq!(a.stop, miyabi::agent::StopReason::ApprovalRequired);
     assert_eq!(a.pending[0].tool, "deploy");
-    assert_eq!(std::fs::read_to_string(dir.path().join("deployed")).unwrap().trim(), "v1", "not deployed");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("deployed"))
+            .unwrap()
+            .trim(),
+        "v1",
+        "not deployed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresher_lists_runs_and_decides_updates() {
     let engine = Engine::in_memory();
     let wf = miyabi::Workflow::new("issue-resolution")
-        .step("x", miyabi::step_fn(|_c: miyabi::StepContext, v: Value| async move { Ok(v) }))
+        .step(
+            "x",
+            miyabi::step_fn(|_c: miyabi::StepContext, v: Value| async move { Ok(v) }),
+        )
         .commit()
         .unwrap();
     engine.start(&wf, json!({"issue": 7})).await.unwrap();
@@ -293,7 +367,10 @@ async fn refresher_lists_runs_and_decides_updates() {
         refresher(engine),
         "RefresherAgent",
         vec![
-            Reply::call("list_runs", json!({"workflow": "issue-resolution", "status": "succeeded"})),
+            Reply::call(
+                "list_runs",
+                json!({"workflow": "issue-resolution", "status": "succeeded"}),
+            ),
             Reply::Json(samples::refresh_report()),
         ],
         "issues: #7 (state:implementing)",
@@ -314,7 +391,11 @@ async fn every_business_preset_answers_in_its_schema() {
         ("persona", "PersonaAgent", persona()),
         ("product-concept", "ProductConceptAgent", product_concept()),
         ("product-design", "ProductDesignAgent", product_design()),
-        ("content-creation", "ContentCreationAgent", content_creation()),
+        (
+            "content-creation",
+            "ContentCreationAgent",
+            content_creation(),
+        ),
         ("funnel-design", "FunnelDesignAgent", funnel_design()),
         ("sns-strategy", "SNSStrategyAgent", sns_strategy()),
         ("marketing", "MarketingAgent", marketing()),
@@ -325,15 +406,34 @@ async fn every_business_preset_answers_in_its_schema() {
     ];
     for (name, marker, agent) in presets {
         assert_eq!(agent.name(), name);
-        let (obj, _, server) = run(agent, marker, vec![Reply::Json(samples::business(name))], "a tea shop for developers").await;
+        let (obj, _, server) = run(
+            agent,
+            marker,
+            vec![Reply::Json(samples::business(name))],
+            "a tea shop for developers",
+        )
+        .await;
         assert_eq!(obj, samples::business(name));
-        assert!(server.requests()[0]["response_format"].is_object(), "{name} sends its schema");
+        assert!(
+            server.requests()[0]["response_format"].is_object(),
+            "{name} sends its schema"
+        );
     }
     // Two personas are too few: the schema says 3 to 5.
     let mut two = samples::business("persona");
     two["personas"].as_array_mut().unwrap().truncate(2);
-    let server = ReplayServer::start(script("PersonaAgent", vec![Reply::Json(two.clone()), Reply::Json(two)])).unwrap();
-    assert!(persona().model(server.model().unwrap()).generate("x").await.is_err());
+    let server = ReplayServer::start(script(
+        "PersonaAgent",
+        vec![Reply::Json(two.clone()), Reply::Json(two)],
+    ))
+    .unwrap();
+    assert!(
+        persona()
+            .model(server.model().unwrap())
+            .generate("x")
+            .await
+            .is_err()
+    );
 }
 
 #[test]
@@ -342,7 +442,12 @@ fn the_catalog_lists_21_presets_with_schemas() {
     assert_eq!(c.len(), 21);
     assert_eq!(c.iter().filter(|p| p.group == "coding").count(), 7);
     for p in &c {
-        assert!(p.instructions.starts_with(&format!("You are the {} of Miyabi", p.agent)), "{}", p.name);
+        assert!(
+            p.instructions
+                .starts_with(&format!("You are the {} of Miyabi", p.agent)),
+            "{}",
+            p.name
+        );
         assert_eq!(p.output_schema["type"], "object", "{}", p.name);
     }
 }
@@ -350,12 +455,19 @@ fn the_catalog_lists_21_presets_with_schemas() {
 fn business_script() -> Script {
     let mut s = Script::new();
     for (stage, marker) in [
-        ("entrepreneur", "AIEntrepreneurAgent"), ("self-analysis", "SelfAnalysisAgent"),
-        ("market-research", "MarketResearchAgent"), ("persona", "PersonaAgent"),
-        ("product-concept", "ProductConceptAgent"), ("product-design", "ProductDesignAgent"),
-        ("content-creation", "ContentCreationAgent"), ("funnel-design", "FunnelDesignAgent"),
-        ("sns-strategy", "SNSStrategyAgent"), ("marketing", "MarketingAgent"), ("sales", "SalesAgent"),
-        ("crm", "CRMAgent"), ("analytics", "AnalyticsAgent"),
+        ("entrepreneur", "AIEntrepreneurAgent"),
+        ("self-analysis", "SelfAnalysisAgent"),
+        ("market-research", "MarketResearchAgent"),
+        ("persona", "PersonaAgent"),
+        ("product-concept", "ProductConceptAgent"),
+        ("product-design", "ProductDesignAgent"),
+        ("content-creation", "ContentCreationAgent"),
+        ("funnel-design", "FunnelDesignAgent"),
+        ("sns-strategy", "SNSStrategyAgent"),
+        ("marketing", "MarketingAgent"),
+        ("sales", "SalesAgent"),
+        ("crm", "CRMAgent"),
+        ("analytics", "AnalyticsAgent"),
     ] {
         s.insert(marker.into(), vec![Reply::Json(samples::business(stage))]);
     }
@@ -373,7 +485,10 @@ async fn the_business_pipeline_passes_outputs_on_and_lets_the_founder_edit() {
         approvers: vec!["founder".into()],
     })
     .unwrap();
-    let run = engine.start(&wf, json!("A tea subscription for developers")).await.unwrap();
+    let run = engine
+        .start(&wf, json!("A tea subscription for developers"))
+        .await
+        .unwrap();
     assert_eq!(run.status, RunStatus::Suspended);
     assert_eq!(run.suspended[0].path, "review-persona");
     // The founder renames a persona.
@@ -381,7 +496,12 @@ async fn the_business_pipeline_passes_outputs_on_and_lets_the_founder_edit() {
     edited["personas"][0]["name"] = json!("Founder's Aki");
     engine
         .approvals()
-        .decide(&run.id, "review-persona", &Approver::new("founder"), Decision::edit_and_approve(edited))
+        .decide(
+            &run.id,
+            "review-persona",
+            &Approver::new("founder"),
+            Decision::edit_and_approve(edited),
+        )
         .await
         .unwrap();
     let run = engine.wait(&run.id).await.unwrap();
@@ -392,9 +512,23 @@ async fn the_business_pipeline_passes_outputs_on_and_lets_the_founder_edit() {
     assert_eq!(out["analytics"], samples::business("analytics"));
     // Every stage saw the previous ones; the stage after the gate saw the edit.
     let reqs = server.requests();
-    let concept = reqs.iter().find(|r| r.to_string().contains("You are the ProductConceptAgent")).unwrap().to_string();
-    assert!(concept.contains("Founder's Aki") && concept.contains("TeaCo"), "{concept}");
-    let analytics_req = reqs.iter().find(|r| r.to_string().contains("You are the AnalyticsAgent")).unwrap().to_string();
-    assert!(analytics_req.contains("ltv_target_usd"), "crm's output reached analytics");
+    let concept = reqs
+        .iter()
+        .find(|r| r.to_string().contains("You are the ProductConceptAgent"))
+        .unwrap()
+        .to_string();
+    assert!(
+        concept.contains("Founder's Aki") && concept.contains("TeaCo"),
+        "{concept}"
+    );
+    let analytics_req = reqs
+        .iter()
+        .find(|r| r.to_string().contains("You are the AnalyticsAgent"))
+        .unwrap()
+        .to_string();
+    assert!(
+        analytics_req.contains("ltv_target_usd"),
+        "crm's output reached analytics"
+    );
     let _ = Arc::new(());
 }

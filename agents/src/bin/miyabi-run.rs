@@ -23,7 +23,10 @@ use miyabi_agents::replay::{ReplayServer, load_script};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(name = "miyabi run", about = "Runs Miyabi's provided workflows and agent presets")]
+#[command(
+    name = "miyabi run",
+    about = "Runs Miyabi's provided workflows and agent presets"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -258,17 +261,28 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
         .find(|r| matches!(r.status, RunStatus::Running | RunStatus::Suspended));
     let run_id = match (unfinished, mine.first()) {
         (Some(r), _) => {
-            let how = if recovered.contains(&r.id) { "taken over after a crash" } else { "continued" };
+            let how = if recovered.contains(&r.id) {
+                "taken over after a crash"
+            } else {
+                "continued"
+            };
             println!("run {} for issue #{number}: {how} ({})", r.id, r.status);
             r.id.clone()
         }
         (None, Some(r)) if r.status == RunStatus::Succeeded && !a.again => {
-            println!("issue #{number} was resolved by run {} (--again starts a new run)", r.id);
+            println!(
+                "issue #{number} was resolved by run {} (--again starts a new run)",
+                r.id
+            );
             return report(&engine, &r.id, a.json).await;
         }
         _ => {
             let h = engine.spawn(&workflow, json!({"issue": issue}))?;
-            println!("run {} started: issue #{number} {}", h.id(), issue["title"].as_str().unwrap_or(""));
+            println!(
+                "run {} started: issue #{number} {}",
+                h.id(),
+                issue["title"].as_str().unwrap_or("")
+            );
             h.id().to_owned()
         }
     };
@@ -282,11 +296,17 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
         match run.status {
             RunStatus::Running => continue,
             RunStatus::Suspended => {
-                let Some(s) = run.suspended.first() else { continue };
+                let Some(s) = run.suspended.first() else {
+                    continue;
+                };
                 if s.path != "approval" {
                     // A step with outside effects (deploy) was interrupted by a crash: a human
                     // says whether to run it again.
-                    println!("\nrun {run_id} waits at `{}`: {}", s.path, short(&s.payload));
+                    println!(
+                        "\nrun {run_id} waits at `{}`: {}",
+                        s.path,
+                        short(&s.payload)
+                    );
                     let again = if a.yes {
                         println!("running `{}` again (--yes)", s.path);
                         true
@@ -294,10 +314,14 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
                         ask(&format!("Run `{}` again? [y/n] ", s.path)).await? == Some(true)
                     };
                     if !again {
-                        println!("the run stays suspended; run the same command again to continue it");
+                        println!(
+                            "the run stays suspended; run the same command again to continue it"
+                        );
                         return Ok(false);
                     }
-                    engine.resume(&run_id, &s.path, json!({"rerun": true})).await?;
+                    engine
+                        .resume(&run_id, &s.path, json!({"rerun": true}))
+                        .await?;
                     continue;
                 }
                 let gate = engine.approvals().get(&run_id, &s.path)?;
@@ -309,14 +333,23 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
                     match ask("Approve? [y/n] ").await? {
                         Some(b) => b,
                         None => {
-                            println!("no answer: the run stays suspended; run the same command again to continue it");
+                            println!(
+                                "no answer: the run stays suspended; run the same command again to continue it"
+                            );
                             return Ok(false);
                         }
                     }
                 };
                 let who = Approver::new(config.approvers.first().cloned().unwrap_or_default());
-                let decision = if approve { Decision::approve() } else { Decision::reject() };
-                engine.approvals().decide(&run_id, &s.path, &who, decision).await?;
+                let decision = if approve {
+                    Decision::approve()
+                } else {
+                    Decision::reject()
+                };
+                engine
+                    .approvals()
+                    .decide(&run_id, &s.path, &who, decision)
+                    .await?;
             }
             _ => return report(&engine, &run_id, a.json).await,
         }
@@ -327,7 +360,10 @@ async fn report(engine: &Engine, run_id: &str, as_json: bool) -> Result<bool, Er
     let run = engine.wait(run_id).await?;
     let ok = run.status == RunStatus::Succeeded;
     if as_json {
-        println!("{}", json!({"run": run.id, "status": run.status.to_string(), "output": run.output, "error": run.error}));
+        println!(
+            "{}",
+            json!({"run": run.id, "status": run.status.to_string(), "output": run.output, "error": run.error})
+        );
         return Ok(ok);
     }
     println!("\nrun {} {}", run.id, run.status);
@@ -336,11 +372,26 @@ async fn report(engine: &Engine, run_id: &str, as_json: bool) -> Result<bool, Er
         println!("  review  {}/100", out["review"]["score"]);
         let pr = &out["pr"];
         if pr["opened"] == true {
-            println!("  PR      #{} {} ({})", pr["number"], pr["title"].as_str().unwrap_or(""), pr["url"].as_str().unwrap_or(""));
+            println!(
+                "  PR      #{} {} ({})",
+                pr["number"],
+                pr["title"].as_str().unwrap_or(""),
+                pr["url"].as_str().unwrap_or("")
+            );
         } else {
-            println!("  PR      {} — {}", pr["title"].as_str().unwrap_or("not opened"), pr["reason"].as_str().or(pr["skipped"].as_str()).unwrap_or(""));
+            println!(
+                "  PR      {} — {}",
+                pr["title"].as_str().unwrap_or("not opened"),
+                pr["reason"]
+                    .as_str()
+                    .or(pr["skipped"].as_str())
+                    .unwrap_or("")
+            );
         }
-        println!("  deploy  {}", out["deploy"]["summary"].as_str().unwrap_or("-"));
+        println!(
+            "  deploy  {}",
+            out["deploy"]["summary"].as_str().unwrap_or("-")
+        );
     }
     if let Some(e) = &run.error {
         println!("  error   {e}");
@@ -394,7 +445,8 @@ async fn follow_child(engine: Engine, run_id: String) {
                 println!("  plan › {:<14} {line}", event.type_name());
             }
         }
-        let running = matches!(engine.get(&run_id).await, Ok(Some(r)) if r.status == RunStatus::Running);
+        let running =
+            matches!(engine.get(&run_id).await, Ok(Some(r)) if r.status == RunStatus::Running);
         if !running {
             return;
         }
@@ -407,20 +459,33 @@ async fn follow_child(engine: Engine, run_id: String) {
 /// How an event is shown, if at all.
 fn line(kind: &EventKind) -> Option<String> {
     Some(match kind {
-        EventKind::StepStarted { path, attempt } if *attempt > 1 => format!("{path} (attempt {attempt})"),
+        EventKind::StepStarted { path, attempt } if *attempt > 1 => {
+            format!("{path} (attempt {attempt})")
+        }
         EventKind::StepStarted { path, .. } => path.clone(),
         EventKind::StepOutput { path, output } => format!("{path:<30}{}", short(output)),
         EventKind::StepFailed { path, error } => format!("{path:<30}{error}"),
         EventKind::Custom { path, name, data } if name == "agent-turn" => {
-            let calls: Vec<String> = data["turn"]["tool_calls"].as_array().into_iter().flatten()
-                .filter_map(|c| c["name"].as_str().map(str::to_owned)).collect();
+            let calls: Vec<String> = data["turn"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect();
             if calls.is_empty() {
                 return None;
             }
-            format!("{path:<30}{} calls {}", data["agent"].as_str().unwrap_or("agent"), calls.join(", "))
+            format!(
+                "{path:<30}{} calls {}",
+                data["agent"].as_str().unwrap_or("agent"),
+                calls.join(", ")
+            )
         }
         EventKind::Custom { path, name, data } if name == "plan-run" => {
-            format!("{path:<30}the plan runs as run {}", data["run"].as_str().unwrap_or("?"))
+            format!(
+                "{path:<30}the plan runs as run {}",
+                data["run"].as_str().unwrap_or("?")
+            )
         }
         EventKind::Custom { path, name, data } => format!("{path:<30}{name} {}", short(data)),
         EventKind::RunSuspended { paths } => paths.join(", "),
@@ -443,7 +508,9 @@ async fn ask(question: &str) -> Result<Option<bool>, Error> {
         std::io::stdout().flush()?;
         let line = tokio::task::spawn_blocking(|| {
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map(|n| (n > 0).then_some(line))
+            std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| (n > 0).then_some(line))
         })
         .await??;
         if !std::io::stdin().is_terminal() {

@@ -333,7 +333,11 @@ impl GitHub {
                 wait_secs: secs,
             });
         }
-        tracing::info!(request = what, wait_secs = secs, "GitHub rate limit: waiting");
+        tracing::info!(
+            request = what,
+            wait_secs = secs,
+            "GitHub rate limit: waiting"
+        );
         tokio::time::sleep(Duration::from_secs(secs)).await;
         Ok(())
     }
@@ -506,7 +510,11 @@ impl GitHub {
     ) -> Result<Vec<String>, GitHubError> {
         let path = format!("/repos/{repo}/issues/{number}/labels");
         let (_, v) = self
-            .send(Method::PUT, &self.url(&path), Some(&json!({"labels": labels})))
+            .send(
+                Method::PUT,
+                &self.url(&path),
+                Some(&json!({"labels": labels})),
+            )
             .await?;
         let labels: Vec<IssueLabel> = decode(&path, v)?;
         Ok(labels.into_iter().map(|l| l.name).collect())
@@ -563,7 +571,9 @@ impl GitHub {
     ) -> Result<PullRequest, GitHubError> {
         let path = format!("/repos/{repo}/pulls");
         let body = json!({"title": pr.title, "body": pr.body, "head": pr.head, "base": pr.base, "draft": true});
-        let (_, v) = self.send(Method::POST, &self.url(&path), Some(&body)).await?;
+        let (_, v) = self
+            .send(Method::POST, &self.url(&path), Some(&body))
+            .await?;
         decode(&path, v)
     }
 
@@ -575,7 +585,11 @@ impl GitHub {
     ) -> Result<Vec<CheckRun>, GitHubError> {
         self.get_all(
             &format!("/repos/{repo}/commits/{git_ref}/check-runs"),
-            |mut v| v.get_mut("check_runs").map(Value::take).unwrap_or(Value::Null),
+            |mut v| {
+                v.get_mut("check_runs")
+                    .map(Value::take)
+                    .unwrap_or(Value::Null)
+            },
         )
         .await
     }
@@ -601,7 +615,10 @@ impl GitHub {
                 base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{}", t.0));
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", format!("Authorization: Basic {basic}"));
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    format!("Authorization: Basic {basic}"),
+                );
         }
         let out = cmd
             .output()
@@ -662,7 +679,10 @@ impl GitHub {
                 move |_c: ToolContext, a: CommentArgs| {
                     let (g, r) = (g2.clone(), r2.clone());
                     async move {
-                        let c = g.comment(&r, a.number, &a.body).await.map_err(|e| e.to_string())?;
+                        let c = g
+                            .comment(&r, a.number, &a.body)
+                            .await
+                            .map_err(|e| e.to_string())?;
                         Ok::<_, String>(json!({"id": c.id}))
                     }
                 },
@@ -676,7 +696,10 @@ impl GitHub {
                         if let Some(bad) = a.labels.iter().find(|l| !crate::labels::is_label(l)) {
                             return Err(format!("`{bad}` is not in the label set"));
                         }
-                        let set = g.set_labels(&r, a.number, &a.labels).await.map_err(|e| e.to_string())?;
+                        let set = g
+                            .set_labels(&r, a.number, &a.labels)
+                            .await
+                            .map_err(|e| e.to_string())?;
                         Ok::<_, String>(json!({"labels": set}))
                     }
                 },

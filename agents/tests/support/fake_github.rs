@@ -56,7 +56,10 @@ fn issue_json(n: u64, labels: &[String]) -> Value {
 
 fn limited(s: &Shared, what: &str) -> Option<Response> {
     let mut f = s.lock().unwrap();
-    if f.secondary_limit_next.as_deref().is_some_and(|p| what.starts_with(p)) {
+    if f.secondary_limit_next
+        .as_deref()
+        .is_some_and(|p| what.starts_with(p))
+    {
         f.secondary_limit_next = None;
         return Some(
             (
@@ -72,11 +75,22 @@ fn limited(s: &Shared, what: &str) -> Option<Response> {
 }
 
 fn log(s: &Shared, method: &str, path: String, body: Value, h: &HeaderMap) {
-    let auth = h.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    s.lock().unwrap().requests.push((method.to_owned(), path, body, auth));
+    let auth = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    s.lock()
+        .unwrap()
+        .requests
+        .push((method.to_owned(), path, body, auth));
 }
 
-fn with_limits(s: &Shared, status: StatusCode, extra: Vec<(String, String)>, body: Value) -> Response {
+fn with_limits(
+    s: &Shared,
+    status: StatusCode,
+    extra: Vec<(String, String)>,
+    body: Value,
+) -> Response {
     let remaining = {
         let mut f = s.lock().unwrap();
         f.remaining = f.remaining.saturating_sub(1);
@@ -85,10 +99,16 @@ fn with_limits(s: &Shared, status: StatusCode, extra: Vec<(String, String)>, bod
     let mut r = (status, Json(body)).into_response();
     let h = r.headers_mut();
     h.insert("x-ratelimit-limit", "5000".parse().unwrap());
-    h.insert("x-ratelimit-remaining", remaining.to_string().parse().unwrap());
+    h.insert(
+        "x-ratelimit-remaining",
+        remaining.to_string().parse().unwrap(),
+    );
     h.insert("x-ratelimit-reset", "4102444800".parse().unwrap());
     for (k, v) in extra {
-        h.insert(axum::http::HeaderName::try_from(k).unwrap(), v.parse().unwrap());
+        h.insert(
+            axum::http::HeaderName::try_from(k).unwrap(),
+            v.parse().unwrap(),
+        );
     }
     r
 }
@@ -98,11 +118,16 @@ fn not_found() -> Value {
 }
 
 pub async fn start(issue_numbers: Vec<u64>, comments_on_7: usize) -> FakeGitHub {
-    let mut fake = Fake { remaining: 4999, ..Fake::default() };
+    let mut fake = Fake {
+        remaining: 4999,
+        ..Fake::default()
+    };
     let mut cs = Vec::new();
     for i in 0..comments_on_7 {
-        cs.push(json!({"id": i + 1, "body": format!("comment {i}"), "user": {"login": "octocat"},
-                       "created_at": "2026-12-01T10:00:00Z"}));
+        cs.push(
+            json!({"id": i + 1, "body": format!("comment {i}"), "user": {"login": "octocat"},
+                       "created_at": "2026-12-01T10:00:00Z"}),
+        );
     }
     fake.comments.insert(7, cs);
     let state: Shared = Arc::new(Mutex::new(fake));

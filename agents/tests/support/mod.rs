@@ -1,3 +1,3 @@
-pub mod samples;
 #[cfg(feature = "github")]
 pub mod fake_github;
+pub mod samples;
