@@ -100,6 +100,42 @@ async fn a_secondary_rate_limit_is_waited_out_and_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_used_up_primary_limit_waits_for_its_reset_or_says_how_long() {
+    let gh = fake_github::start(vec![7], 0).await;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    {
+        let mut f = gh.state.lock().unwrap();
+        f.remaining = 1; // the next answer says 0 are left
+        f.reset = Some(now() + 3600);
+    }
+    let client = GitHub::new(&gh.url, Some(TOKEN.into()))
+        .unwrap()
+        .max_wait(std::time::Duration::from_secs(60));
+    client.issue(&repo(), 7).await.unwrap();
+    assert_eq!(client.rate_limit().remaining, Some(0));
+    // The reset is an hour away, more than the client may wait: no request is sent.
+    let sent = gh.requests().len();
+    let err = client.issue(&repo(), 7).await.unwrap_err();
+    assert!(
+        matches!(err, GitHubError::RateLimited { wait_secs, .. } if wait_secs > 60),
+        "{err:?}"
+    );
+    assert_eq!(gh.requests().len(), sent);
+    // A reset one second away is waited for, then the request goes.
+    gh.state.lock().unwrap().reset = Some(now() + 1);
+    let fresh = GitHub::new(&gh.url, Some(TOKEN.into())).unwrap();
+    fresh.issue(&repo(), 7).await.unwrap();
+    assert_eq!(fresh.rate_limit().remaining, Some(0));
+    fresh.issue(&repo(), 7).await.unwrap();
+    assert_eq!(gh.requests().len(), sent + 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn writes_comments_labels_branches_and_reads_check_runs() {
     let gh = fake_github::start(vec![7], 0).await;
     let client = GitHub::new(&gh.url, Some(TOKEN.into())).unwrap();

@@ -196,8 +196,9 @@ fn check_result(s: &Setup, gh: &FakeGitHub, out: &Output) {
         !Command::new("sh")
             .arg("test.sh")
             .current_dir(&s.repo)
-            .status()
+            .output()
             .unwrap()
+            .status
             .success()
     );
     assert_eq!(git(&s.repo, &["worktree", "list"]).lines().count(), 1);
@@ -225,6 +226,23 @@ async fn the_pipeline_fixes_the_issue_and_opens_one_draft_pr() {
     .await
     .unwrap();
     check_result(&s, &gh, &out);
+
+    // A second command for the same issue prints the finished run; with --again a new run goes
+    // through every stage again and finds the PR it opened instead of opening another.
+    let again = tokio::task::spawn_blocking({
+        let mut c = command(&s, &gh, true);
+        c.arg("--again");
+        move || c.output().unwrap()
+    })
+    .await
+    .unwrap();
+    check_result(&s, &gh, &again);
+    let finds = gh
+        .requests()
+        .iter()
+        .filter(|r| r.0 == "GET" && r.1 == "/repos/acme/calc/pulls")
+        .count();
+    assert_eq!(finds, 2, "each run looked for the branch's PR first");
 }
 
 #[tokio::test(flavor = "multi_thread")]

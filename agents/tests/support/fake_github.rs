@@ -23,6 +23,8 @@ pub struct Fake {
     /// The next request whose "METHOD /path" starts with this answers 403 + retry-after: 1.
     pub secondary_limit_next: Option<String>,
     pub remaining: u64,
+    /// `x-ratelimit-reset` to send (default: far in the future).
+    pub reset: Option<u64>,
 }
 
 pub type Shared = Arc<Mutex<Fake>>;
@@ -91,10 +93,10 @@ fn with_limits(
     extra: Vec<(String, String)>,
     body: Value,
 ) -> Response {
-    let remaining = {
+    let (remaining, reset) = {
         let mut f = s.lock().unwrap();
         f.remaining = f.remaining.saturating_sub(1);
-        f.remaining
+        (f.remaining, f.reset.unwrap_or(4_102_444_800))
     };
     let mut r = (status, Json(body)).into_response();
     let h = r.headers_mut();
@@ -103,7 +105,7 @@ fn with_limits(
         "x-ratelimit-remaining",
         remaining.to_string().parse().unwrap(),
     );
-    h.insert("x-ratelimit-reset", "4102444800".parse().unwrap());
+    h.insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
     for (k, v) in extra {
         h.insert(
             axum::http::HeaderName::try_from(k).unwrap(),
