@@ -118,3 +118,18 @@ async fn the_codegen_suite_checks_the_repository_after_the_change() {
         assert_eq!(s.output.as_ref().unwrap()["test_passed"], true);
     }
 }
+
+#[test]
+fn presets_json_is_the_catalog() {
+    // agents/presets.json: the presets as data for other languages (`miyabi run presets`).
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        file,
+        serde_json::to_value(miyabi_agents::catalog()).unwrap(),
+        "regenerate with: miyabi run presets > agents/presets.json"
+    );
+}
