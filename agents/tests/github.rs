@@ -222,6 +222,55 @@ async fn push_sends_a_branch_to_a_remote() {
     assert!(matches!(err, GitHubError::Push(_)));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn refresher_reports_are_applied_as_labels_and_comments() {
+    use miyabi_agents::{RefreshReport, StatusUpdate};
+    let gh = fake_github::start(vec![7], 0).await;
+    let client = GitHub::new(&gh.url, Some(TOKEN.into())).unwrap();
+    client
+        .set_labels(
+            &repo(),
+            7,
+            &[
+                "type:bug".into(),
+                "state:implementing".into(),
+                "effort:large".into(),
+            ],
+        )
+        .await
+        .unwrap();
+    let report = RefreshReport {
+        updates: vec![StatusUpdate {
+            issue: 7,
+            state: "state:done".into(),
+            add_labels: vec!["phase:maintenance".into()],
+            remove_labels: vec!["effort:large".into()],
+            comment: Some("Resolved by PR #100.".into()),
+        }],
+    };
+    let applied = client.apply_refresh(&repo(), &report).await.unwrap();
+    assert_eq!(
+        applied,
+        vec![(
+            7,
+            vec![
+                "type:bug".to_string(),
+                "phase:maintenance".into(),
+                "state:done".into()
+            ]
+        )]
+    );
+    let comments = client.comments(&repo(), 7).await.unwrap();
+    assert_eq!(comments.last().unwrap().body, "Resolved by PR #100.");
+    // A label outside the set is refused before anything is sent.
+    let mut bad = report.clone();
+    bad.updates[0].add_labels = vec!["wontfix-please".into()];
+    let sent = gh.requests().len();
+    let err = client.apply_refresh(&repo(), &bad).await.unwrap_err();
+    assert!(err.to_string().contains("wontfix-please"), "{err}");
+    assert_eq!(gh.requests().len(), sent);
+}
+
 fn echo_workflow() -> miyabi::CommittedWorkflow {
     Workflow::new("triage")
         .step(

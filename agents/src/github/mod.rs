@@ -708,6 +708,53 @@ impl GitHub {
     }
 }
 
+impl GitHub {
+    /// Applies RefresherAgent's report to `repo`: for each update, the issue's labels become its
+    /// current ones minus `remove_labels` and every other `state:` label, plus `add_labels` and
+    /// the update's state label; its comment (if any) is posted. Labels outside the label set are
+    /// refused before anything is sent. Returns the labels each issue ended with.
+    pub async fn apply_refresh(
+        &self,
+        repo: &RepoRef,
+        report: &crate::coding::RefreshReport,
+    ) -> Result<Vec<(u64, Vec<String>)>, GitHubError> {
+        for u in &report.updates {
+            let all = u
+                .add_labels
+                .iter()
+                .chain(&u.remove_labels)
+                .chain([&u.state]);
+            if let Some(bad) = all.into_iter().find(|l| !crate::labels::is_label(l)) {
+                return Err(GitHubError::Invalid(format!(
+                    "issue #{}: `{bad}` is not in the label set",
+                    u.issue
+                )));
+            }
+        }
+        let mut out = Vec::new();
+        for u in &report.updates {
+            let current = self.issue(repo, u.issue).await?;
+            let mut labels: Vec<String> = current
+                .labels
+                .into_iter()
+                .map(|l| l.name)
+                .filter(|l| !u.remove_labels.contains(l) && !l.starts_with("state:"))
+                .collect();
+            for l in u.add_labels.iter().chain([&u.state]) {
+                if !labels.contains(l) {
+                    labels.push(l.clone());
+                }
+            }
+            let set = self.set_labels(repo, u.issue, &labels).await?;
+            if let Some(c) = u.comment.as_deref().filter(|c| !c.trim().is_empty()) {
+                self.comment(repo, u.issue, c).await?;
+            }
+            out.push((u.issue, set));
+        }
+        Ok(out)
+    }
+}
+
 fn decode<T: DeserializeOwned>(what: &str, v: Value) -> Result<T, GitHubError> {
     serde_json::from_value(v).map_err(|e| GitHubError::Decode {
         what: what.to_owned(),
