@@ -277,3 +277,88 @@ async fn killed_at_a_random_point_and_restarted_it_finishes_without_a_second_pr(
             .any(|r| r.0 == "GET" && r.1 == "/repos/acme/calc/issues/7/comments")
     );
 }
+
+/// The same pipeline from Rust, started by a signed `issues.labeled` webhook delivery: the run
+/// suspends at the approval gate, a reviewer approves, and the draft PR is opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_labeled_issue_starts_the_pipeline_from_rust_through_the_webhook() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use miyabi::approval::{Approver, Decision};
+    use miyabi::{Engine, RunStatus};
+    use miyabi_agents::github::webhook::{self, WebhookConfig};
+    use miyabi_agents::github::{GitHub, RepoRef};
+    use miyabi_agents::pipeline::{self, GitHubTarget, PipelineConfig};
+    use miyabi_agents::replay::{ReplayServer, load_script};
+    use tower::ServiceExt;
+
+    let s = setup();
+    let gh = fake_github::start(vec![7], 0).await;
+    let model =
+        ReplayServer::start(load_script(&root().join("demo/replay.json")).unwrap()).unwrap();
+    let mut config = PipelineConfig::new(&s.repo, model.model().unwrap()).unwrap();
+    config.approvers = vec!["alice".into()];
+    config.github = Some(GitHubTarget {
+        client: GitHub::new(&gh.url, Some(TOKEN.into())).unwrap(),
+        repo: RepoRef::parse("acme/calc").unwrap(),
+        remote: "origin".into(),
+    });
+    let engine = Engine::sqlite(&s.db).unwrap();
+    let workflow = pipeline::issue_resolution(&engine, config).unwrap();
+    let app = webhook::router(
+        WebhookConfig::new(engine.clone(), "hook-secret")
+            .on_issue_labeled("agent:codegen", workflow),
+    );
+    let event = serde_json::json!({
+        "action": "labeled", "label": {"name": "agent:codegen"},
+        "issue": {"number": 7, "title": "calc.sh subtracts instead of adding",
+                  "body": "`sh calc.sh 2 3` prints -1; it should print 5.", "labels": [{"name": "agent:codegen"}]},
+        "repository": {"full_name": "acme/calc"}, "sender": {"login": "octocat"}});
+    let body = serde_json::to_vec(&event).unwrap();
+    let req = Request::post(webhook::PATH)
+        .header("x-github-event", "issues")
+        .header("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+        .header("x-hub-signature-256", webhook::sign(b"hook-secret", &body))
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let answer: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let run_id = answer["runs"][0].as_str().unwrap().to_owned();
+
+    let run = engine.wait(&run_id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Suspended, "{:?}", run.error);
+    assert_eq!(run.suspended[0].path, "approval");
+    assert!(gh.pulls().is_empty(), "no PR before the approval");
+    engine
+        .approvals()
+        .decide(
+            &run_id,
+            "approval",
+            &Approver::new("alice"),
+            Decision::approve(),
+        )
+        .await
+        .unwrap();
+    let run = engine.wait(&run_id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let out = run.output.unwrap();
+    assert_eq!(out["pr"]["opened"], true, "{out}");
+    let pulls = gh.pulls();
+    assert_eq!(pulls.len(), 1);
+    assert_eq!(pulls[0]["title"], TITLE);
+    // The labels that started it are kept, IssueAgent's added, the state moved on.
+    let labels = gh.state.lock().unwrap().labels.get(&7).cloned().unwrap();
+    for l in ["agent:codegen", "type:bug", "state:reviewing"] {
+        assert!(labels.contains(&l.to_string()), "{labels:?}");
+    }
+    assert_eq!(
+        git(&s.origin, &["log", "-1", "--format=%s", "miyabi/issue-7"]),
+        TITLE
+    );
+}
