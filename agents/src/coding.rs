@@ -413,6 +413,10 @@ pub struct CodegenOptions {
     pub max_steps: usize,
     /// Tokens of repository map in the instructions (default 1024; 0 for none).
     pub map_tokens: usize,
+    /// Commands the shell runs without asking, on top of the recommended policy and the
+    /// repository's `.miyabi/permissions.toml` (the pipeline adds the repository's configured
+    /// test, lint and security commands: see [`CodegenOptions::allow_commands`]).
+    pub allow: Vec<String>,
 }
 
 impl Default for CodegenOptions {
@@ -421,7 +425,25 @@ impl Default for CodegenOptions {
             sandbox: SandboxMode::WorkspaceWrite,
             max_steps: 30,
             map_tokens: 1024,
+            allow: Vec::new(),
         }
+    }
+}
+
+impl CodegenOptions {
+    /// Lets the shell run the repository's configured `test`, `lint` and `security` commands
+    /// (with any further arguments) without asking: they are the repository's own, configured
+    /// in `.miyabi/pipeline.toml` or its Cargo/npm defaults. Every other command keeps the
+    /// policy's verdict (unknown commands ask, and an agent in a workflow then waits for a
+    /// human).
+    pub fn allow_commands(mut self, commands: &RepoCommands) -> Self {
+        for name in ["test", "lint", "security"] {
+            if let Some(argv) = commands.get(name).filter(|a| !a.is_empty()) {
+                let line = argv.join(" ");
+                self.allow.push(format!("{line}:*"));
+            }
+        }
+        self
     }
 }
 
@@ -431,8 +453,17 @@ impl Default for CodegenOptions {
 /// permission policy, and git_status / git_diff (committing is the pipeline's job).
 pub fn codegen(root: impl AsRef<Path>, options: CodegenOptions) -> Result<Agent, AgentsError> {
     let workspace = Workspace::new(root.as_ref())?;
-    let shell = miyabi_code::shell::from_workspace(
+    let mut policy = miyabi_code::policy::Policy::recommended();
+    let file = workspace.root().join(".miyabi").join("permissions.toml");
+    if file.exists() {
+        policy.merge_file(&file)?;
+    }
+    for pattern in &options.allow {
+        policy = policy.allow(pattern)?;
+    }
+    let shell = miyabi_code::shell::ShellTool::new(
         ShellConfig::new(workspace.root()).sandbox(options.sandbox),
+        policy,
     )?;
     let mut tools: Vec<Arc<dyn Tool>> = workspace.tools();
     tools.extend(

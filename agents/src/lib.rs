@@ -79,6 +79,9 @@ pub enum AgentsError {
     /// The shell tool could not be built.
     #[error("shell: {0}")]
     Shell(#[from] miyabi_code::shell::ShellError),
+    /// The shell's permission policy is invalid (a bad pattern, a bad permissions file).
+    #[error("permissions: {0}")]
+    Policy(#[from] miyabi_code::policy::PolicyError),
     /// The repository's instructions could not be read.
     #[error("instructions: {0}")]
     Instructions(String),

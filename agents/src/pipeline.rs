@@ -376,7 +376,8 @@ pub fn issue_resolution(
                 CodegenOptions {
                     sandbox: c.sandbox,
                     ..CodegenOptions::default()
-                },
+                }
+                .allow_commands(&c.commands),
             )
             .map_err(|e| StepError::fatal(e.to_string()))?
             .model(Arc::clone(&c.model));
@@ -793,7 +794,8 @@ pub fn plan_workflow(
                         CodegenOptions {
                             sandbox: c.sandbox,
                             ..CodegenOptions::default()
-                        },
+                        }
+                        .allow_commands(&c.commands),
                     )
                     .map_err(|e| StepError::fatal(e.to_string()))?
                     .model(Arc::clone(&c.model));

@@ -532,3 +532,47 @@ async fn the_business_pipeline_passes_outputs_on_and_lets_the_founder_edit() {
     );
     let _ = Arc::new(());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codegen_runs_the_repositorys_configured_checks_without_asking() {
+    let repo = small_repo();
+    let commands = RepoCommands {
+        test: Some(vec!["sh".into(), "test.sh".into()]),
+        ..RepoCommands::default()
+    };
+    let script = || {
+        vec![
+            Reply::call("shell", json!({"command": "sh test.sh"})),
+            Reply::Json(samples::code_change()),
+        ]
+    };
+    // With the configured test command allowed, the shell runs it (the test fails: calc.sh
+    // subtracts) and the answer comes back.
+    let allowed = codegen(
+        repo.path(),
+        CodegenOptions::default().allow_commands(&commands),
+    )
+    .unwrap();
+    let (obj, called, server) = run(allowed, "CodeGenAgent", script(), "run the tests").await;
+    assert_eq!(called, ["shell"]);
+    assert_eq!(obj, samples::code_change());
+    let result = server.requests()[1].to_string();
+    assert!(
+        result.contains(r#"\"exit_code\":1"#),
+        "the test ran and failed: {result}"
+    );
+    // Without it, the same call waits for a human.
+    let server = ReplayServer::start(script_for("CodeGenAgent", script())).unwrap();
+    let a = codegen(repo.path(), CodegenOptions::default())
+        .unwrap()
+        .model(server.model().unwrap())
+        .generate("run the tests")
+        .await
+        .unwrap();
+    assert_eq!(a.stop, miyabi::agent::StopReason::ApprovalRequired);
+    assert_eq!(a.pending[0].tool, "shell");
+}
+
+fn script_for(agent: &str, replies: Vec<Reply>) -> Script {
+    script(agent, replies)
+}
