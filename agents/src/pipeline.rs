@@ -191,11 +191,13 @@ where
         if dir.exists() {
             let _ = git(repo, &["worktree", "remove", "--force", &dir_s]).await;
             let _ = std::fs::remove_dir_all(&dir);
-            let _ = git(repo, &["worktree", "prune"]).await;
         }
+        // --force: a crash may have left the path registered with its directory gone.
         git(
             repo,
-            &["worktree", "add", "--quiet", "--detach", &dir_s, rev],
+            &[
+                "worktree", "add", "--force", "--quiet", "--detach", &dir_s, rev,
+            ],
         )
         .await?;
     }

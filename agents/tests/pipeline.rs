@@ -253,7 +253,7 @@ async fn killed_at_a_random_point_and_restarted_it_finishes_without_a_second_pr(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    let delay = Duration::from_millis(u64::from(nanos % 4000));
+    let delay = Duration::from_millis(u64::from(nanos % 1500));
     eprintln!("killing the first process after {delay:?}");
     let mut first = command(&s, &gh, false)
         .stdout(Stdio::null())
