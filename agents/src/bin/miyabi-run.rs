@@ -74,7 +74,7 @@ struct IssueArgs {
     /// The branch to start from and target (default: the current branch).
     #[arg(long)]
     base: Option<String>,
-    /// The run database (default: MIYABI_DB, else <repo>/.miyabi/runs.db).
+    /// The run database (default: MIYABI_DB, else `<repo>/.miyabi/runs.db`).
     #[arg(long, env = "MIYABI_DB")]
     db: Option<PathBuf>,
     /// Approve at the approval gate without asking.
