@@ -362,3 +362,83 @@ async fn a_labeled_issue_starts_the_pipeline_from_rust_through_the_webhook() {
         TITLE
     );
 }
+
+/// `miyabi run business`: 13 stages on the replayed model; at the founder's gate after
+/// `persona` the founder edits the plan in $EDITOR, and the edit is what the run keeps.
+#[test]
+fn the_business_pipeline_runs_as_a_program_and_the_founder_edits_a_stage() {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut script = serde_json::Map::new();
+    for (stage, agent) in [
+        ("entrepreneur", "AIEntrepreneurAgent"),
+        ("self-analysis", "SelfAnalysisAgent"),
+        ("market-research", "MarketResearchAgent"),
+        ("persona", "PersonaAgent"),
+        ("product-concept", "ProductConceptAgent"),
+        ("product-design", "ProductDesignAgent"),
+        ("content-creation", "ContentCreationAgent"),
+        ("funnel-design", "FunnelDesignAgent"),
+        ("sns-strategy", "SNSStrategyAgent"),
+        ("marketing", "MarketingAgent"),
+        ("sales", "SalesAgent"),
+        ("crm", "CRMAgent"),
+        ("analytics", "AnalyticsAgent"),
+    ] {
+        script.insert(
+            agent.into(),
+            serde_json::json!([{"json": support::samples::business(stage)}]),
+        );
+    }
+    let replay = dir.path().join("business.json");
+    std::fs::write(&replay, Value::Object(script).to_string()).unwrap();
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/\"Aki\"/\"Founder Aki\"/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_miyabi-run"))
+        .args([
+            "business",
+            "--brief",
+            "A tea subscription for developers",
+            "--gate-after",
+            "persona",
+            "--json",
+        ])
+        .arg("--db")
+        .arg(dir.path().join("b.db"))
+        .arg("--replay")
+        .arg(&replay)
+        .env("EDITOR", &editor)
+        .env_remove("MIYABI_DB")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"e\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let plan = &result["output"];
+    assert_eq!(plan["brief"], "A tea subscription for developers");
+    assert_eq!(
+        plan["persona"]["personas"][0]["name"], "Founder Aki",
+        "{plan}"
+    );
+    assert_eq!(plan["analytics"], support::samples::business("analytics"));
+    assert_eq!(
+        plan.as_object().unwrap().len(),
+        14,
+        "the brief and 13 stages"
+    );
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! miyabi run issue-resolution --repo <path> --issue <N> [--github-repo owner/name]
 //! miyabi run issue-resolution --repo <path> --issue-file issue.md [--issue <N>]
+//! miyabi run business --brief "..." [--gate-after persona]   # the 13-stage business pipeline
 //! miyabi run agent <preset> < input.json          # one preset; the input as JSON on stdin
 //! miyabi run presets                              # the 21 presets as JSON
 //! ```
@@ -39,6 +40,9 @@ enum Cmd {
     IssueResolution(IssueArgs),
     /// Runs one preset on the JSON input read from stdin; prints its answer as JSON.
     Agent(AgentArgs),
+    /// The business pipeline: 13 stages from the founder's brief to analytics, with founder
+    /// review gates (approve, edit in $EDITOR, or reject).
+    Business(BusinessArgs),
     /// Prints the 21 presets (instructions, tools, output schemas) as JSON.
     Presets,
 }
@@ -91,6 +95,27 @@ struct IssueArgs {
 }
 
 #[derive(Args)]
+struct BusinessArgs {
+    /// The founder's brief: text, or @file to read it from a file.
+    #[arg(long)]
+    brief: String,
+    /// Stages after which the founder reviews the plan (default: product-concept).
+    #[arg(long = "gate-after")]
+    gate_after: Vec<String>,
+    /// The run database.
+    #[arg(long, env = "MIYABI_DB", default_value = "miyabi-business.db")]
+    db: PathBuf,
+    /// Approve every review without asking.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
 struct AgentArgs {
     /// The preset (`miyabi run presets` lists them).
     name: String,
@@ -109,6 +134,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::IssueResolution(a) => issue_resolution(a).await,
         Cmd::Agent(a) => agent(a).await,
+        Cmd::Business(a) => business(a).await,
         Cmd::Presets => serde_json::to_string_pretty(&miyabi_agents::catalog())
             .map(|s| {
                 println!("{s}");
@@ -150,6 +176,123 @@ async fn agent(a: AgentArgs) -> Result<bool, Error> {
     let answer = agent.generate(prompt).await?;
     println!("{}", answer.object.unwrap_or(Value::String(answer.text)));
     Ok(true)
+}
+
+async fn business(a: BusinessArgs) -> Result<bool, Error> {
+    use miyabi_agents::business::{BusinessOptions, business_pipeline};
+    let (m, _server) = model(&a.model)?;
+    let brief = match a.brief.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("--brief @{path}: {e}"))?,
+        None => a.brief.clone(),
+    };
+    let founder = std::env::var("USER").unwrap_or_else(|_| "founder".into());
+    let workflow = business_pipeline(BusinessOptions {
+        model: Some(m),
+        gates_after: (!a.gate_after.is_empty()).then(|| a.gate_after.clone()),
+        approvers: vec![founder.clone()],
+    })?;
+    let engine = Engine::sqlite(&a.db)?;
+    engine.register(&workflow);
+    engine.recover().await?;
+    let run_id = engine
+        .spawn(&workflow, Value::String(brief))?
+        .id()
+        .to_owned();
+    println!(
+        "run {run_id} started (business-pipeline, {})",
+        a.db.display()
+    );
+    let mut from = 1;
+    loop {
+        from = follow(&engine, &run_id, from).await?;
+        let Some(run) = engine.get(&run_id).await? else {
+            return Err(format!("run {run_id} vanished").into());
+        };
+        match run.status {
+            RunStatus::Running => continue,
+            RunStatus::Suspended => {
+                let Some(s) = run.suspended.first() else {
+                    continue;
+                };
+                let gate = engine.approvals().get(&run_id, &s.path)?;
+                println!("\n{} — {}", gate.title, gate.summary);
+                let who = Approver::new(founder.clone());
+                let decision = if a.yes {
+                    println!("approved (--yes)");
+                    Decision::approve()
+                } else {
+                    match ask_edit("Approve, edit or reject? [y/e/n] ").await? {
+                        None => {
+                            println!("no answer: the run stays suspended in {}", a.db.display());
+                            return Ok(false);
+                        }
+                        Some('y') => Decision::approve(),
+                        Some('e') => Decision::edit_and_approve(edit(&gate.data)?),
+                        Some(_) => Decision::reject().comment("rejected by the founder"),
+                    }
+                };
+                engine
+                    .approvals()
+                    .decide(&run_id, &s.path, &who, decision)
+                    .await?;
+            }
+            _ => {
+                let run = engine.wait(&run_id).await?;
+                if a.json {
+                    println!(
+                        "{}",
+                        json!({"run": run.id, "status": run.status.to_string(), "output": run.output, "error": run.error})
+                    );
+                } else {
+                    println!("\nrun {} {}", run.id, run.status);
+                    if let Some(e) = &run.error {
+                        println!("  error   {e}");
+                    }
+                    if let Some(plan) = &run.output {
+                        println!("{}", serde_json::to_string_pretty(plan)?);
+                    }
+                }
+                return Ok(run.status == RunStatus::Succeeded);
+            }
+        }
+    }
+}
+
+/// Opens `data` as JSON in `$EDITOR` (default `vi`) and reads it back.
+fn edit(data: &Value) -> Result<Value, Error> {
+    let dir = std::env::temp_dir().join(format!("miyabi-edit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("stage.json");
+    std::fs::write(&file, serde_json::to_string_pretty(data)?)?;
+    let editor = std::env::var("EDITOR").unwrap_or_else(|_| "vi".into());
+    let status = std::process::Command::new(&editor).arg(&file).status()?;
+    if !status.success() {
+        return Err(format!("{editor} exited with {status}").into());
+    }
+    let text = std::fs::read_to_string(&file)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(serde_json::from_str(&text).map_err(|e| format!("the edited plan is not JSON: {e}"))?)
+}
+
+async fn ask_edit(question: &str) -> Result<Option<char>, Error> {
+    loop {
+        print!("{question}");
+        std::io::stdout().flush()?;
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| (n > 0).then_some(line))
+        })
+        .await??;
+        match line.as_deref().map(str::trim) {
+            None => return Ok(None),
+            Some("y" | "yes") => return Ok(Some('y')),
+            Some("e" | "edit") => return Ok(Some('e')),
+            Some("n" | "no") => return Ok(Some('n')),
+            Some(_) => println!("please answer y, e or n"),
+        }
+    }
 }
 
 /// `owner/name` from a GitHub remote URL.
