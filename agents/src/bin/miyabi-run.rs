@@ -194,14 +194,32 @@ async fn business(a: BusinessArgs) -> Result<bool, Error> {
     let engine = Engine::sqlite(&a.db)?;
     engine.register(&workflow);
     engine.recover().await?;
-    let run_id = engine
-        .spawn(&workflow, Value::String(brief))?
-        .id()
-        .to_owned();
-    println!(
-        "run {run_id} started (business-pipeline, {})",
-        a.db.display()
-    );
+    // An unfinished run for the same brief (left waiting for the founder) is continued.
+    let unfinished = engine
+        .list(&RunFilter {
+            workflow: Some(workflow.id().to_owned()),
+            ..RunFilter::default()
+        })
+        .await?
+        .into_iter()
+        .find(|r| {
+            r.input == Value::String(brief.clone())
+                && matches!(r.status, RunStatus::Running | RunStatus::Suspended)
+        });
+    let run_id = match unfinished {
+        Some(r) => {
+            println!("run {} continued ({})", r.id, r.status);
+            r.id
+        }
+        None => {
+            let id = engine
+                .spawn(&workflow, Value::String(brief))?
+                .id()
+                .to_owned();
+            println!("run {id} started (business-pipeline, {})", a.db.display());
+            id
+        }
+    };
     let mut from = 1;
     loop {
         from = follow(&engine, &run_id, from).await?;
@@ -223,7 +241,10 @@ async fn business(a: BusinessArgs) -> Result<bool, Error> {
                 } else {
                     match ask_edit("Approve, edit or reject? [y/e/n] ").await? {
                         None => {
-                            println!("no answer: the run stays suspended in {}", a.db.display());
+                            println!(
+                                "no answer: the run stays suspended in {}; the same command continues it",
+                                a.db.display()
+                            );
                             return Ok(false);
                         }
                         Some('y') => Decision::approve(),
