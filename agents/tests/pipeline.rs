@@ -400,8 +400,9 @@ fn the_business_pipeline_runs_as_a_program_and_the_founder_edits_a_stage() {
     )
     .unwrap();
     std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_miyabi-run"))
-        .args([
+    let business = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_miyabi-run"));
+        c.args([
             "business",
             "--brief",
             "A tea subscription for developers",
@@ -414,7 +415,15 @@ fn the_business_pipeline_runs_as_a_program_and_the_founder_edits_a_stage() {
         .arg("--replay")
         .arg(&replay)
         .env("EDITOR", &editor)
-        .env_remove("MIYABI_DB")
+        .env_remove("MIYABI_DB");
+        c
+    };
+    // No answer at the gate: the run stays suspended.
+    let first = business().stdin(Stdio::null()).output().unwrap();
+    assert!(!first.status.success());
+    assert!(String::from_utf8_lossy(&first.stdout).contains("stays suspended"));
+    // The same command continues it, and the founder edits the personas.
+    let mut child = business()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -428,6 +437,7 @@ fn the_business_pipeline_runs_as_a_program_and_the_founder_edits_a_stage() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(stdout.contains("continued (suspended)"), "{stdout}");
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let plan = &result["output"];
     assert_eq!(plan["brief"], "A tea subscription for developers");
