@@ -5,7 +5,6 @@
 mod support;
 
 use std::process::Command;
-use std::sync::Arc;
 
 use miyabi::approval::{Approver, Decision};
 use miyabi::{Agent, Engine, RunStatus};
@@ -530,7 +529,6 @@ async fn the_business_pipeline_passes_outputs_on_and_lets_the_founder_edit() {
         analytics_req.contains("ltv_target_usd"),
         "crm's output reached analytics"
     );
-    let _ = Arc::new(());
 }
 
 #[tokio::test(flavor = "multi_thread")]
