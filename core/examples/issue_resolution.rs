@@ -1,4 +1,7 @@
-//! The issue-resolution workflow from Miyabi's brief, with local steps (no network, no model):
+//! The issue-resolution workflow from Miyabi's brief, with stand-in local steps (no network, no
+//! model), to show the engine alone. The real pipeline, with the agents' presets, git worktrees
+//! and GitHub, is `miyabi run issue-resolution` of the crate `miyabi-agents` (`./scripts/demo`,
+//! docs/agents21.md). This one:
 //! analyze → implement → review (deploy | fix loop) → test ∥ lint ∥ security → human approval →
 //! deploy, stored in a SQLite file.
 //!

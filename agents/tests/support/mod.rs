@@ -1,0 +1,3 @@
+#[cfg(feature = "github")]
+pub mod fake_github;
+pub mod samples;
