@@ -179,6 +179,7 @@ export {
   type SampleResult,
   type SampleScore,
 } from './eval.js';
+export { preset, presets, type PresetData, type PresetName, type PresetOptions } from './presets.js';
 export {
   cosineSimilarity,
   embed,
