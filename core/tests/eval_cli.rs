@@ -206,6 +206,20 @@ fn bad_suites_and_missing_files_exit_1_naming_what_was_wrong() {
         text(&o)
     );
 
+    // A finite number too large for a duration is an error, not a panic.
+    std::fs::write(
+        d.join("huge.yaml"),
+        "dataset: cases.jsonl\ntarget: { command: [\"cat\"] }\nmetrics:\n  - { type: latency, max_ms: 1e300 }\n",
+    )
+    .unwrap();
+    let o = miyabi(d, &["eval", "run", "huge.yaml"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("too large for a duration"),
+        "{}",
+        text(&o)
+    );
+
     std::fs::write(d.join("yaml.yaml"), "dataset: [unclosed\n").unwrap();
     let o = miyabi(d, &["eval", "run", "yaml.yaml"]);
     assert_eq!(code(&o), 1);

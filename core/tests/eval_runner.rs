@@ -447,3 +447,17 @@ async fn json_junit_and_markdown_reports() {
     assert!(md.contains("`err` — error: backend <down>"), "{md}");
     assert!(md.contains("`bad \"one\"` — exact 0.000"), "{md}");
 }
+
+#[test]
+fn a_hostile_latency_in_a_results_file_does_not_panic() {
+    let s: miyabi::eval::SampleResult = serde_json::from_value(serde_json::json!({
+        "case_id": "c", "epoch": 0, "latency_ms": 1e300, "scores": {}
+    }))
+    .unwrap();
+    assert_eq!(s.latency(), std::time::Duration::MAX);
+    let neg: miyabi::eval::SampleResult = serde_json::from_value(serde_json::json!({
+        "case_id": "c", "epoch": 0, "latency_ms": -5.0, "scores": {}
+    }))
+    .unwrap();
+    assert_eq!(neg.latency(), std::time::Duration::ZERO);
+}

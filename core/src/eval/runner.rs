@@ -784,9 +784,10 @@ pub struct SampleResult {
 }
 
 impl SampleResult {
-    /// The target's latency.
+    /// The target's latency (a negative or NaN `latency_ms` is 0; one too large for a
+    /// `Duration`, as a hostile results file may hold, is `Duration::MAX`).
     pub fn latency(&self) -> Duration {
-        Duration::from_secs_f64(self.latency_ms.max(0.0) / 1000.0)
+        Duration::try_from_secs_f64(self.latency_ms.max(0.0) / 1000.0).unwrap_or(Duration::MAX)
     }
 }
 

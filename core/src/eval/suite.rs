@@ -774,7 +774,9 @@ fn build_metric(
             if !(ms.is_finite() && ms >= 0.0) {
                 return Err("`max_ms` must be a finite number ≥ 0".into());
             }
-            Arc::new(LatencyBudget::at_most(Duration::from_secs_f64(ms / 1000.0)))
+            let max = Duration::try_from_secs_f64(ms / 1000.0)
+                .map_err(|_| format!("`max_ms` {ms} is too large for a duration"))?;
+            Arc::new(LatencyBudget::at_most(max))
         }
         "rubric" | "factuality" | "answer_relevancy" | "faithfulness" | "hallucination"
         | "toxicity" => {
