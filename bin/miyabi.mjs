@@ -4,7 +4,7 @@
 // the application that registered a workflow continues its runs.
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { Engine } from '../dist/esm/index.js';
+import { Engine, compareResults } from '../dist/esm/index.js';
 
 const USAGE = `usage: miyabi <command> [--db FILE] [--json]
   serve [--host 127.0.0.1] [--port 7420]      the HTTP API and dashboard (tokens: MIYABI_TOKENS, or one printed)
@@ -15,6 +15,7 @@ const USAGE = `usage: miyabi <command> [--db FILE] [--json]
   approvals list [--all] [--as WHO [--team T]...]
   approve <run> <gate> --as WHO [--team T]... [--comment TEXT] [--edit FILE.json]
   reject <run> <gate> --as WHO [--team T]... [--comment TEXT]
+  eval compare <a.json> <b.json>               paired A/B of two eval results (exit 100 on a significant regression)
 --db defaults to $MIYABI_DB, else ./miyabi.db`;
 
 function fail(message, code = 2) {
@@ -53,9 +54,35 @@ if (o.help || args.length === 0) {
   process.exit(o.help ? 0 : 2);
 }
 
+const print = (value, table) => process.stdout.write(o.json ? `${JSON.stringify(value)}\n` : `${table(value)}\n`);
+
+// Commands without a database.
+if (args[0] === 'eval') {
+  if (args[1] !== 'compare' || args.length !== 4) fail(`eval compare needs <a.json> <b.json> (eval run is in the Rust CLI)\n${USAGE}`);
+  const read = (path) => {
+    try {
+      return JSON.parse(readFileSync(path, 'utf8'));
+    } catch (e) {
+      fail(`${path}: ${e.message}`, 1);
+    }
+  };
+  let c;
+  try {
+    c = compareResults(read(args[2]), read(args[3]));
+  } catch (e) {
+    fail(`${e.message}${e.code ? ` [${e.code}]` : ''}`, 1);
+  }
+  const pct = (x) => (x === null || x === undefined ? '—' : `${(100 * x).toFixed(1)}`);
+  print(c, (r) =>
+    [`${r.a} → ${r.b}: ${r.cases_compared} paired cases`]
+      .concat(r.metrics.map((m) => `${m.metric.padEnd(16)} ${m.verdict.padEnd(25)} Δ ${pct(m.paired?.mean_diff)} pts  95% CI [${pct(m.paired?.ci_bootstrap?.low ?? m.paired?.ci_clt?.low)}, ${pct(m.paired?.ci_bootstrap?.high ?? m.paired?.ci_clt?.high)}]${(m.regressed ?? []).length ? `  regressed: ${m.regressed.map((x) => x.case_id).join(', ')}` : ''}`))
+      .join('\n'),
+  );
+  process.exit(c.metrics.some((m) => m.verdict === 'worse') ? 100 : 0);
+}
+
 const db = o.db ?? process.env.MIYABI_DB ?? './miyabi.db';
 const engine = await Engine.open({ store: `sqlite:${db}` });
-const print = (value, table) => process.stdout.write(o.json ? `${JSON.stringify(value)}\n` : `${table(value)}\n`);
 const when = (d) => (d instanceof Date ? d.toISOString() : typeof d === 'number' ? new Date(d).toISOString() : '');
 const who = () => {
   if (o.as === undefined) fail('--as WHO is required (the approver deciding)');

@@ -19,7 +19,8 @@ import {
   metrics,
   model,
 } from '@miyabi/core';
-import { completion, openaiServer, tempDir } from './helpers.mjs';
+import { writeFileSync, existsSync } from 'node:fs';
+import { completion, openaiServer, runNode, tempDir } from './helpers.mjs';
 
 /** A loopback embeddings server: each text's vector is [length, count of 'a', 1]. */
 async function embeddingsServer(t) {
@@ -135,4 +136,21 @@ test('embedding similarity as a metric, and compareResults between two runs', as
   const back = compareResults(b, a);
   assert.equal(back.metrics.find((m) => m.metric === 'exact').verdict, 'worse');
   assert.throws(() => compareResults({ schema: 'nope' }, b), /not a miyabi\.eval\/v1 document/);
+
+  // The npm package's `miyabi eval compare`: exit 0 when B is not worse, 100 on a significant
+  // regression, 1 on a file it cannot read; no database is created.
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.json'), JSON.stringify(a));
+  writeFileSync(join(dir, 'b.json'), JSON.stringify(b));
+  const bin = new URL('../bin/miyabi.mjs', import.meta.url).pathname;
+  const better = await runNode(bin, ['eval', 'compare', 'a.json', 'b.json'], { cwd: dir });
+  assert.equal(better.code, 0, better.stderr);
+  assert.match(better.stdout, /exact\s+better/);
+  const worse = await runNode(bin, ['eval', 'compare', 'b.json', 'a.json', '--json'], { cwd: dir });
+  assert.equal(worse.code, 100, worse.stderr);
+  assert.equal(JSON.parse(worse.stdout).metrics[0].verdict, 'worse');
+  const missing = await runNode(bin, ['eval', 'compare', 'a.json', 'nope.json'], { cwd: dir });
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /nope\.json/);
+  assert.equal(existsSync(join(dir, 'miyabi.db')), false);
 });
