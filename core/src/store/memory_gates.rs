@@ -172,4 +172,9 @@ impl GateStore for MemoryStore {
         }
         Ok(())
     }
+
+    fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.gate_data().push_audit(record.clone());
+        Ok(())
+    }
 }

@@ -487,6 +487,10 @@ pub trait GateStore: Send + Sync {
         delivery: &crate::approval::Delivery,
         audit: Option<&crate::approval::AuditRecord>,
     ) -> Result<(), StoreError>;
+    /// Appends one audit record that belongs to no gate change: an action on a run through
+    /// the API (start, cancel, resume) or its refusal. `record.gate` is empty for run-level
+    /// actions and `record.run_id` empty when no run is concerned (a refused start).
+    fn append_audit(&self, record: &crate::approval::AuditRecord) -> Result<(), StoreError>;
 }
 
 #[inline]

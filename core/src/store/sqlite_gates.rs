@@ -342,4 +342,9 @@ impl GateStore for SqliteStore {
         };
         write(&mut conn).map_err(|e| map_err(&self.path, e))
     }
+
+    fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let conn = self.lock();
+        insert_audit(&conn, record).map_err(|e| map_err(&self.path, e))
+    }
 }
