@@ -273,7 +273,10 @@ async fn authentication_and_error_shapes() {
     // The right token, and the identity behind it.
     let (s, me) = f.get("/api/me").await;
     assert_eq!(s, 200);
-    assert_eq!(me, json!({ "id": "alice", "teams": ["leads"] }));
+    assert_eq!(
+        me,
+        json!({ "id": "alice", "teams": ["leads"], "roles": ["admin"], "workflows": ["*"] })
+    );
     let r = f
         .http
         .get(f.url("/api/me"))

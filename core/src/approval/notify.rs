@@ -497,7 +497,7 @@ impl Notifier {
 
 /// The client all notifiers share: rustls with the `ring` provider (installed explicitly, as in
 /// `model::http`), a 10 s timeout per attempt, no redirects.
-fn http_client() -> Result<&'static reqwest::Client, String> {
+pub(crate) fn http_client() -> Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
