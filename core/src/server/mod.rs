@@ -156,7 +156,8 @@ impl ServerHandle {
 /// Serves the API on `addr` ([`DEFAULT_ADDR`], loopback, when `None`).
 ///
 /// When `config` has no token, one random token is generated for the identity `admin` and
-/// printed once to stderr (never logged).
+/// printed once to stderr (never logged). A configuration that gives the same token to two
+/// identities is refused ([`ServerConfig::validate`]).
 pub async fn serve(
     engine: Engine,
     mut config: ServerConfig,
@@ -168,6 +169,7 @@ pub async fn serve(
             .parse()
             .map_err(|e: std::net::AddrParseError| ServerError::Task(e.to_string()))?,
     };
+    config.validate()?;
     if !config.has_tokens() {
         let token = generate_token()?;
         config = config.token(&token, crate::approval::Approver::new("admin"));
