@@ -129,9 +129,7 @@ impl Fixture {
     }
 
     async fn audit(&self) -> Vec<Value> {
-        let (s, body) = self
-            .call("GET", "/api/audit", Some(ADMIN_ALL), None)
-            .await;
+        let (s, body) = self.call("GET", "/api/audit", Some(ADMIN_ALL), None).await;
         assert_eq!(s, 200, "{body}");
         let v: Value = serde_json::from_str(&body).unwrap();
         v["audit"].as_array().unwrap().clone()
@@ -221,9 +219,7 @@ async fn every_route_role_and_scope() {
                 let body = match route.path {
                     "/api/workflows/{id}/runs" => Some(json!({ "input": 2 })),
                     "/api/runs/{id}/resume" => Some(json!({ "path": "ask", "data": 3 })),
-                    "/api/approvals/{run}/{gate}/decision" => {
-                        Some(json!({ "action": "approve" }))
-                    }
+                    "/api/approvals/{run}/{gate}/decision" => Some(json!({ "action": "approve" })),
                     _ => None,
                 };
                 let token = token_of(role);
@@ -267,7 +263,11 @@ async fn every_route_role_and_scope() {
                 }
                 // Without a token, every route but the public ones is 401.
                 let (status, _) = f.call(route.method, &path, None, None).await;
-                let want = if matches!(kind, Kind::Public) { 200 } else { 401 };
+                let want = if matches!(kind, Kind::Public) {
+                    200
+                } else {
+                    401
+                };
                 assert_eq!(status, want, "{what} without a token");
             }
         }
@@ -312,11 +312,21 @@ async fn every_route_role_and_scope() {
     }
     let text = String::from_utf8_lossy(&bytes);
     for role in ROLES {
-        assert!(!text.contains(&token_of(role)), "a token reached the database");
+        assert!(
+            !text.contains(&token_of(role)),
+            "a token reached the database"
+        );
     }
 }
 
-async fn check_ws(f: &Fixture, token: &str, permitted: bool, run: &str, in_scope: bool, what: &str) {
+async fn check_ws(
+    f: &Fixture,
+    token: &str,
+    permitted: bool,
+    run: &str,
+    in_scope: bool,
+    what: &str,
+) {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = format!("{}/api/ws", f.base.replace("http://", "ws://"));
     let mut req = url.into_client_request().unwrap();
@@ -512,7 +522,12 @@ async fn jwt_checks(f: &Fixture, s: &Signer, kid: &str) {
     assert_eq!(st, 404);
     let viewer = sign(s, kid, claims(json!({ "roles": "viewer" })));
     let (st, _) = f
-        .call("POST", "/api/workflows/billing.ask/runs", Some(&viewer), None)
+        .call(
+            "POST",
+            "/api/workflows/billing.ask/runs",
+            Some(&viewer),
+            None,
+        )
         .await;
     assert_eq!(st, 403);
     // Refused: wrong issuer, wrong audience, expired, not yet valid, no subject, another
@@ -533,11 +548,11 @@ async fn jwt_checks(f: &Fixture, s: &Signer, kid: &str) {
     assert_eq!(st, 401, "signed by another key");
     let good = sign(s, kid, claims(json!({})));
     let parts: Vec<&str> = good.split('.').collect();
-    let forged_payload = b64(
-        serde_json::to_string(&claims(json!({ "roles": ["admin"], "workflows": ["*"] })))
-            .unwrap()
-            .as_bytes(),
-    );
+    let forged_payload = b64(serde_json::to_string(&claims(
+        json!({ "roles": ["admin"], "workflows": ["*"] }),
+    ))
+    .unwrap()
+    .as_bytes());
     let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
     let (st, _) = me(forged).await;
     assert_eq!(st, 401, "tampered payload");
@@ -545,7 +560,9 @@ async fn jwt_checks(f: &Fixture, s: &Signer, kid: &str) {
     let none = format!(
         "{}.{}.",
         b64(br#"{"alg":"none","typ":"JWT"}"#),
-        b64(serde_json::to_string(&claims(json!({}))).unwrap().as_bytes())
+        b64(serde_json::to_string(&claims(json!({})))
+            .unwrap()
+            .as_bytes())
     );
     let (st, _) = me(none).await;
     assert_eq!(st, 401);
@@ -630,7 +647,10 @@ async fn tokens_roles_and_scopes_from_the_environment_formats() {
         me("alice-token-123456").await,
         json!({ "id": "alice", "teams": ["leads"], "roles": ["operator", "approver"], "workflows": ["*"] })
     );
-    assert_eq!(me("bob-token-1234567").await["workflows"], json!(["billing.*"]));
+    assert_eq!(
+        me("bob-token-1234567").await["workflows"],
+        json!(["billing.*"])
+    );
     // An entry without roles is an admin (as before roles existed).
     assert_eq!(me("carl-token-123456").await["roles"], json!(["admin"]));
     // The bearer scheme is case-insensitive.
@@ -670,8 +690,14 @@ async fn tokens_roles_and_scopes_from_the_environment_formats() {
     assert!(err.to_string().contains("MIYABI_ROLES `zed`"), "{err}");
     // The same token for two identities through the builder: `serve` refuses to start.
     let config = ServerConfig::new()
-        .identity("dup-token-12345678", Identity::new("x").roles([Role::Viewer]))
-        .identity("dup-token-12345678", Identity::new("y").roles([Role::Admin]));
+        .identity(
+            "dup-token-12345678",
+            Identity::new("x").roles([Role::Viewer]),
+        )
+        .identity(
+            "dup-token-12345678",
+            Identity::new("y").roles([Role::Admin]),
+        );
     let err = config.validate().unwrap_err();
     assert!(matches!(err, ServerError::DuplicateToken { .. }), "{err}");
     assert!(!err.to_string().contains("dup-token"));
@@ -692,7 +718,10 @@ async fn an_access_file_gives_identities_without_holding_secrets() {
     let erin = std::env::var(var).unwrap();
     let digest = {
         let d = ring::digest::digest(&ring::digest::SHA256, b"fay-token-123456789");
-        d.as_ref().iter().map(|b| format!("{b:02x}")).collect::<String>()
+        d.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     };
     let file = dir.path().join("access.toml");
     std::fs::write(
@@ -721,9 +750,7 @@ jwks_file = "jwks.json"
     .unwrap();
     let config = ServerConfig::new().access_file(&file).unwrap();
     let f = Fixture::new(config).await;
-    let (st, text) = f
-        .call("GET", "/api/me", Some(&erin), None)
-        .await;
+    let (st, text) = f.call("GET", "/api/me", Some(&erin), None).await;
     assert_eq!(st, 200);
     assert!(text.contains("\"approver\""), "{text}");
     let (st, text) = f
@@ -732,17 +759,31 @@ jwks_file = "jwks.json"
     assert_eq!(st, 200);
     assert!(text.contains("ops.*"), "{text}");
     let (st, _) = f
-        .call("GET", "/api/me", Some(&sign(&s, "kf", claims(json!({})))), None)
+        .call(
+            "GET",
+            "/api/me",
+            Some(&sign(&s, "kf", claims(json!({})))),
+            None,
+        )
         .await;
     assert_eq!(st, 200, "the JWKS path is relative to the file");
     f.server.shutdown().await.unwrap();
     // Mistakes name the file and the identity.
     std::fs::write(&file, "[[identity]]\nid = \"gus\"\nroles = [\"viewer\"]\n").unwrap();
-    let err = ServerConfig::new().access_file(&file).unwrap_err().to_string();
-    assert!(err.contains("access.toml") && err.contains("`gus`"), "{err}");
+    let err = ServerConfig::new()
+        .access_file(&file)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("access.toml") && err.contains("`gus`"),
+        "{err}"
+    );
     assert!(err.contains("token_env or token_sha256"), "{err}");
     std::fs::write(&file, "[[identity]]\nid = \"gus\"\nrole = [\"viewer\"]\n").unwrap();
-    let err = ServerConfig::new().access_file(&file).unwrap_err().to_string();
+    let err = ServerConfig::new()
+        .access_file(&file)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("malformed access file"), "{err}");
 }
 
@@ -750,12 +791,13 @@ jwks_file = "jwks.json"
 async fn mounted_routes_need_an_operator_of_every_workflow() {
     let mounted = axum::Router::new().route(
         "/mounted",
-        axum::routing::get(
-            |axum::Extension(who): axum::Extension<Approver>| async move { who.id },
-        ),
+        axum::routing::get(|axum::Extension(who): axum::Extension<Approver>| async move { who.id }),
     );
     let config = scoped_config()
-        .identity("ops-all-token-1234", Identity::new("oper").roles([Role::Operator]))
+        .identity(
+            "ops-all-token-1234",
+            Identity::new("oper").roles([Role::Operator]),
+        )
         .protected_routes(mounted);
     let f = Fixture::new(config).await;
     for (token, want) in [

@@ -1,7 +1,7 @@
 //! `miyabi`: serve the HTTP API over a run database, and inspect or cancel runs from a shell.
 //!
 //! ```text
-//! miyabi serve [--addr 127.0.0.1:7420]
+//! miyabi serve [--addr 127.0.0.1:7420] [--access access.toml]
 //! miyabi runs list [--workflow W] [--status S] [--limit N]
 //! miyabi runs show <id>
 //! miyabi runs cancel <id>
@@ -47,11 +47,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API (tokens from MIYABI_TOKENS; one is generated and printed if unset).
+    /// Serve the HTTP API (identities from --access, MIYABI_TOKENS/MIYABI_ROLES/MIYABI_SCOPES
+    /// and MIYABI_JWT_*; one admin token is generated and printed if none is configured).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = miyabi::server::DEFAULT_ADDR)]
         addr: SocketAddr,
+        /// An access file (TOML: identities, roles, scopes, JWT; docs/server.md).
+        #[arg(long, env = "MIYABI_ACCESS_FILE")]
+        access: Option<std::path::PathBuf>,
     },
     /// List, show or cancel runs.
     #[command(subcommand)]
@@ -264,8 +268,14 @@ fn fail(e: &CliError) -> ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     let engine = Engine::sqlite(&cli.db)?;
     match cli.command {
-        Command::Serve { addr } => {
-            let config = ServerConfig::from_env()?;
+        Command::Serve { addr, access } => {
+            let mut config = ServerConfig::from_env()?;
+            // from_env read MIYABI_ACCESS_FILE already; --access adds a file given on the line.
+            if let Some(path) = access
+                && std::env::var_os("MIYABI_ACCESS_FILE").is_none_or(|v| v != path.as_os_str())
+            {
+                config = config.access_file(&path)?;
+            }
             let server = serve(engine, config, Some(addr)).await?;
             eprintln!(
                 "miyabi: serving {} on http://{}",

@@ -277,7 +277,10 @@ pub(crate) fn parse_assignments(
             continue;
         }
         let (id, list) = entry.split_once('=').ok_or_else(|| {
-            access_error(format!("{var} entry {}", n + 1), "expected `id=value,value`")
+            access_error(
+                format!("{var} entry {}", n + 1),
+                "expected `id=value,value`",
+            )
         })?;
         let id = id.trim();
         if id.is_empty() {
@@ -341,9 +344,8 @@ impl AccessFile {
         let place = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| access_error(&place, format!("cannot read the access file: {e}")))?;
-        let mut file: AccessFile = toml::from_str(&text).map_err(|e| {
-            access_error(&place, format!("malformed access file: {}", e.message()))
-        })?;
+        let mut file: AccessFile = toml::from_str(&text)
+            .map_err(|e| access_error(&place, format!("malformed access file: {}", e.message())))?;
         if let Some(jwt) = file.jwt.as_mut()
             && let Some(JwksSource::File(f)) = jwt.jwks.as_mut()
             && f.is_relative()
@@ -621,10 +623,7 @@ impl JwtVerifier {
 
     /// The key for a token header (fetching the JWKS URL when the key is unknown and the last
     /// fetch is old enough).
-    async fn key(
-        &self,
-        kid: Option<&str>,
-    ) -> Result<Option<jsonwebtoken::jwk::Jwk>, JwtRefusal> {
+    async fn key(&self, kid: Option<&str>) -> Result<Option<jsonwebtoken::jwk::Jwk>, JwtRefusal> {
         let find = |set: &jsonwebtoken::jwk::JwkSet| -> Option<jsonwebtoken::jwk::Jwk> {
             match kid {
                 Some(k) => set.find(k).cloned(),
@@ -639,9 +638,9 @@ impl JwtVerifier {
         let Some(JwksSource::Url(url)) = &self.config.jwks else {
             return Ok(None);
         };
-        let due = keys.fetched.is_none_or(|t| {
-            t.elapsed() >= Duration::from_secs(self.config.refresh_secs)
-        });
+        let due = keys
+            .fetched
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.config.refresh_secs));
         if !due {
             return Ok(None);
         }
@@ -674,8 +673,8 @@ impl JwtVerifier {
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         v.validate_nbf = true;
         v.leeway = self.config.leeway_secs;
-        let data =
-            decode::<serde_json::Map<String, Value>>(token, &key, &v).map_err(JwtRefusal::Invalid)?;
+        let data = decode::<serde_json::Map<String, Value>>(token, &key, &v)
+            .map_err(JwtRefusal::Invalid)?;
         let claims = data.claims;
         let id = claims
             .get(&self.config.id_claim)

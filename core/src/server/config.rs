@@ -236,7 +236,10 @@ impl ServerConfig {
             let place = format!("MIYABI_ROLES `{id}`");
             let set = super::access::parse_roles(&place, &names)?;
             let mut found = false;
-            for (_, who) in self.tokens[first..].iter_mut().filter(|(_, w)| w.id() == id) {
+            for (_, who) in self.tokens[first..]
+                .iter_mut()
+                .filter(|(_, w)| w.id() == id)
+            {
                 who.roles = set.clone();
                 found = true;
             }
@@ -249,7 +252,10 @@ impl ServerConfig {
         }
         for (id, patterns) in scopes {
             let mut found = false;
-            for (_, who) in self.tokens[first..].iter_mut().filter(|(_, w)| w.id() == id) {
+            for (_, who) in self.tokens[first..]
+                .iter_mut()
+                .filter(|(_, w)| w.id() == id)
+            {
                 who.scope = Scope::workflows(patterns.clone());
                 found = true;
             }

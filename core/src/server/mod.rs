@@ -40,10 +40,10 @@ use tracing::Instrument;
 
 pub use access::{Identity, JwksSource, JwtConfig, Permission, Role, Scope};
 pub use config::{DEFAULT_BODY_LIMIT, ServerConfig, generate_token};
-pub use routes::{API_ROUTES, RouteInfo};
 pub use driver::{DriverError, ExternalDriver};
 pub(crate) use error::ApiError;
 pub use error::ServerError;
+pub use routes::{API_ROUTES, RouteInfo};
 
 use crate::Engine;
 
@@ -285,9 +285,16 @@ async fn guard(
     } else {
         let roles: Vec<&str> = info.permission.roles().iter().map(|r| r.as_str()).collect();
         let why = if info.permission == Permission::Mounted && !who.scope.is_all() {
-            format!("`{}` is limited to some workflows; this endpoint needs every workflow in scope", who.id())
+            format!(
+                "`{}` is limited to some workflows; this endpoint needs every workflow in scope",
+                who.id()
+            )
         } else {
-            format!("`{}` lacks the role this needs ({})", who.id(), roles.join(" or "))
+            format!(
+                "`{}` lacks the role this needs ({})",
+                who.id(),
+                roles.join(" or ")
+            )
         };
         ApiError::forbidden(why).into_response()
     };
@@ -306,7 +313,10 @@ fn record(
     res: &Response,
 ) {
     let Some(gates) = state.engine.store().gates() else {
-        tracing::warn!(action, "this store keeps no audit trail; action not recorded");
+        tracing::warn!(
+            action,
+            "this store keeps no audit trail; action not recorded"
+        );
         return;
     };
     let param = |name: &str| {
@@ -330,7 +340,10 @@ fn record(
                 .unwrap_or_default(),
             param("id"),
         ),
-        _ => (param("run").or_else(|| param("id")).unwrap_or_default(), None),
+        _ => (
+            param("run").or_else(|| param("id")).unwrap_or_default(),
+            None,
+        ),
     };
     let mut data = serde_json::json!({ "outcome": outcome, "status": status.as_u16() });
     if let Some(w) = workflow {
@@ -343,7 +356,10 @@ fn record(
         at: state.engine.now_ms(),
         actor: who.id().to_string(),
         action: action.to_string(),
-        comment: res.extensions().get::<error::ErrorNote>().map(|n| n.0.clone()),
+        comment: res
+            .extensions()
+            .get::<error::ErrorNote>()
+            .map(|n| n.0.clone()),
         diff: None,
         data: Some(data),
     };

@@ -78,7 +78,12 @@ pub const API_ROUTES: &[RouteInfo] = &[
     route("GET", "/api/runs/{id}/events", Permission::Read, None),
     route("GET", "/api/ws", Permission::Read, None),
     route("GET", "/api/approvals", Permission::Inbox, None),
-    route("GET", "/api/approvals/{run}/{gate}", Permission::Inbox, None),
+    route(
+        "GET",
+        "/api/approvals/{run}/{gate}",
+        Permission::Inbox,
+        None,
+    ),
     route(
         "POST",
         "/api/approvals/{run}/{gate}/decision",
@@ -510,7 +515,11 @@ async fn list_approvals(
         let mut list = approvals.list(&ApprovalFilter {
             run_id: q.run.filter(|r| !r.is_empty()),
             status,
-            limit: if who.scope.is_all() { Some(limit) } else { None },
+            limit: if who.scope.is_all() {
+                Some(limit)
+            } else {
+                None
+            },
             ..ApprovalFilter::default()
         })?;
         list.retain(|a| who.scope.allows(&a.workflow));
@@ -576,7 +585,9 @@ async fn decide(
 ) -> Result<Json<Value>, ApiError> {
     let approvals = s.engine.approvals();
     gate_in_scope(&s, &who, &run, &gate)?;
-    let mut a = approvals.decide(&run, &gate, &who.approver, decision).await?;
+    let mut a = approvals
+        .decide(&run, &gate, &who.approver, decision)
+        .await?;
     // A decided gate of a run whose steps run outside Rust: the engine could not continue the
     // run; the driver of this process does it now (without a driver, the process that defines
     // the workflow picks the decision up).
@@ -616,7 +627,11 @@ async fn audit(
         run_id: nonempty(q.run),
         gate: nonempty(q.gate),
         actor: nonempty(q.actor),
-        limit: if who.scope.is_all() { Some(limit) } else { None },
+        limit: if who.scope.is_all() {
+            Some(limit)
+        } else {
+            None
+        },
     })?;
     if !who.scope.is_all() {
         // Records of runs in scope only (and of refused starts of workflows in scope).

@@ -150,12 +150,27 @@ function errorBox(err) {
   return h('div', { class: 'error-box', role: 'alert' }, err instanceof ApiError ? err.describe() : String(err?.message || err));
 }
 
-function debounce(fn, ms) {
+// A trailing debounce with a maximum wait: a burst of calls runs `fn` `ms` after the last
+// call, but never later than `maxWait` after the first call of the burst, so a steady stream
+// of calls (a busy run's events every 100 ms) still refreshes instead of starving.
+function debounce(fn, ms, maxWait = Infinity) {
   let t = null;
+  let first = 0;
   return (...args) => {
+    const now = Date.now();
+    if (t === null) first = now;
     clearTimeout(t);
-    t = setTimeout(() => fn(...args), ms);
+    const wait = Math.max(0, Math.min(ms, first + maxWait - now));
+    t = setTimeout(() => {
+      t = null;
+      fn(...args);
+    }, wait);
   };
+}
+
+// Whether the signed-in identity may start, cancel and resume runs.
+function canOperate() {
+  return !!me && Array.isArray(me.roles) && me.roles.some((r) => r === 'operator' || r === 'admin');
 }
 
 // ---------------------------------------------------------------------------------------
@@ -602,7 +617,7 @@ async function runView(ctx) {
   const renderHeader = () => {
     const r = detail.run;
     const active = r.status === 'running' || r.status === 'suspended';
-    const cancel = active
+    const cancel = active && canOperate()
       ? h('button', {
           type: 'button',
           class: 'danger',
@@ -776,7 +791,7 @@ async function runView(ctx) {
     } catch (e) {
       if (!ctx.stale()) toast(e.message, 'error');
     }
-  }, 150);
+  }, 150, 500);
   const redrawGraph = debounce(renderGraphBox, 50);
 
   renderHeader();
