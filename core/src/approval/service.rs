@@ -188,6 +188,7 @@ impl Approvals {
                 approval: next.clone(),
                 audit,
                 deliveries,
+                before_deadline: Some(now),
             };
             if !store.update_gate(&update)? {
                 continue;
@@ -306,6 +307,7 @@ impl Approvals {
             approval: next.clone(),
             audit,
             deliveries,
+            before_deadline: None,
         })?;
         if applied && next.status != ApprovalStatus::Pending {
             self.deliver(&next).await?;
@@ -363,6 +365,7 @@ impl Approvals {
                 approval: next,
                 audit: Vec::new(),
                 deliveries: Vec::new(),
+                before_deadline: None,
             })? {
                 return Ok(true);
             }

@@ -119,7 +119,11 @@ impl GateStore for MemoryStore {
         let mut g = self.gate_data();
         let k = (u.approval.run_id.clone(), u.approval.gate.clone());
         match g.gates.get(&k) {
-            Some(a) if a.version == u.expected_version => {}
+            Some(a)
+                if a.version == u.expected_version
+                    && u
+                        .before_deadline
+                        .is_none_or(|t| a.deadline_at.is_none_or(|d| d > t)) => {}
             _ => return Ok(false),
         }
         let mut next = u.approval.clone();

@@ -225,7 +225,8 @@ impl GateStore for SqliteStore {
             let n = tx
                 .prepare_cached(
                     "UPDATE gates SET status = ?3, deadline_at = ?4, delivered = ?5, version = ?6,
-                     doc = ?7 WHERE run_id = ?1 AND gate = ?2 AND version = ?8",
+                     doc = ?7 WHERE run_id = ?1 AND gate = ?2 AND version = ?8
+                     AND (?9 IS NULL OR deadline_at IS NULL OR deadline_at > ?9)",
                 )?
                 .execute(params![
                     a.run_id,
@@ -239,7 +240,8 @@ impl GateStore for SqliteStore {
                     a.delivered,
                     a.version as i64,
                     gate_doc(a)?,
-                    u.expected_version as i64
+                    u.expected_version as i64,
+                    u.before_deadline
                 ])?;
             if n == 0 {
                 return Ok(false);
