@@ -816,3 +816,44 @@ async fn mounted_routes_need_an_operator_of_every_workflow() {
     assert!(Permission::Mounted.roles().contains(&Role::Operator));
     f.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn cancelling_through_the_api_closes_the_runs_gates_at_once() {
+    let f = Fixture::new(scoped_config()).await;
+    let run = f.suspended("billing.gate").await;
+    let (s, text) = f
+        .call(
+            "POST",
+            &format!("/api/runs/{run}/cancel"),
+            Some(&token_of("operator")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{text}");
+    let (s, text) = f
+        .call(
+            "GET",
+            &format!("/api/approvals/{run}/gate"),
+            Some(&token_of("viewer")),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["approval"]["status"], "closed");
+    let (s, text) = f
+        .call(
+            "POST",
+            &format!("/api/approvals/{run}/gate/decision"),
+            Some(&token_of("approver")),
+            Some(json!({ "action": "approve" })),
+        )
+        .await;
+    assert_eq!(s, 409, "{text}");
+    assert!(text.contains("closed"), "{text}");
+    let (_, text) = f
+        .call("GET", "/api/approvals", Some(&token_of("approver")), None)
+        .await;
+    assert!(!text.contains(&run), "{text}");
+    f.server.shutdown().await.unwrap();
+}

@@ -399,6 +399,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::External(_) => Err(CliError::Usage("an external command".into())),
         Command::Runs(RunsCommand::Cancel { id }) => {
             let run = engine.cancel(&id).await?;
+            // Its open gates close now: they leave inboxes and their notifiers say so.
+            engine.approvals().close_run(&id).await?;
             if cli.json {
                 println!("{}", json!({ "run": run }));
             } else {

@@ -439,6 +439,10 @@ async fn cancel_run(
         }
         _ => s.engine.cancel(&id).await?,
     };
+    // Its open gates close now (the approvals worker would do it at its next pass).
+    if let Err(e) = s.engine.approvals().close_run(&id).await {
+        tracing::warn!(run = %id, error = %e, "run cancelled; closing its gates failed (the worker retries)");
+    }
     tracing::info!(run = %id, by = %who.id(), "run cancelled");
     Ok(Json(json!({ "run": run })))
 }
@@ -487,7 +491,7 @@ fn approval_status(s: Option<&str>) -> Result<Option<ApprovalStatus>, ApiError> 
         None | Some("") => Ok(None),
         Some(st) => ApprovalStatus::parse(st).map(Some).ok_or_else(|| {
             ApiError::validation(format!(
-                "unknown approval status `{st}` (pending, approved, rejected)"
+                "unknown approval status `{st}` (pending, approved, rejected, closed)"
             ))
         }),
     }

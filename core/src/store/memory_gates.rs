@@ -121,8 +121,7 @@ impl GateStore for MemoryStore {
         match g.gates.get(&k) {
             Some(a)
                 if a.version == u.expected_version
-                    && u
-                        .before_deadline
+                    && u.before_deadline
                         .is_none_or(|t| a.deadline_at.is_none_or(|d| d > t)) => {}
             _ => return Ok(false),
         }
