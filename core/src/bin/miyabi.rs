@@ -50,9 +50,10 @@ enum Command {
     /// Serve the HTTP API (identities from --access, MIYABI_TOKENS/MIYABI_ROLES/MIYABI_SCOPES
     /// and MIYABI_JWT_*; one admin token is generated and printed if none is configured).
     Serve {
-        /// Address to listen on.
+        /// Address to listen on: `host:port` (a name such as `localhost:7420` is resolved;
+        /// a host alone gets port 7420).
         #[arg(long, default_value = miyabi::server::DEFAULT_ADDR)]
-        addr: SocketAddr,
+        addr: String,
         /// An access file (TOML: identities, roles, scopes, JWT; docs/server.md).
         #[arg(long, env = "MIYABI_ACCESS_FILE")]
         access: Option<std::path::PathBuf>,
@@ -265,10 +266,39 @@ fn fail(e: &CliError) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// `host:port` (or a host alone, on port 7420) to the first address it resolves to.
+async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let with_port = if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:7420")
+    };
+    tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot resolve --addr `{addr}`: {e}")))?
+        .next()
+        .ok_or_else(|| CliError::Usage(format!("--addr `{addr}` resolves to no address")))
+}
+
 async fn run(cli: Cli) -> Result<(), CliError> {
+    // Only `serve` may create the database; every other command reads or changes runs that
+    // must exist already, so a mistyped --db is an error naming the path, not a new file.
+    if !matches!(cli.command, Command::Serve { .. }) && !std::path::Path::new(&cli.db).exists() {
+        return Err(CliError::Usage(format!(
+            "no database at `{}` (give --db PATH or set MIYABI_DB)",
+            cli.db
+        )));
+    }
     let engine = Engine::sqlite(&cli.db)?;
     match cli.command {
         Command::Serve { addr, access } => {
+            let addr = resolve(&addr).await?;
             let mut config = ServerConfig::from_env()?;
             // from_env read MIYABI_ACCESS_FILE already; --access adds a file given on the line.
             if let Some(path) = access
@@ -312,7 +342,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 })
                 .map_err(miyabi::EngineError::from)?;
             if cli.json {
-                println!("{}", json!({ "runs": runs }));
+                println!("{}", rfc3339_times(json!({ "runs": runs })));
             } else {
                 print_runs(&runs);
             }
@@ -329,7 +359,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(miyabi::EngineError::from)?;
             steps.sort_by(|a, b| (a.updated_at, &a.path).cmp(&(b.updated_at, &b.path)));
             if cli.json {
-                println!("{}", json!({ "run": run, "steps": steps }));
+                println!("{}", rfc3339_times(json!({ "run": run, "steps": steps })));
             } else {
                 print_run(&run, &steps);
             }
@@ -345,7 +375,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 })?,
             };
             if cli.json {
-                println!("{}", json!({ "approvals": list }));
+                println!("{}", rfc3339_times(json!({ "approvals": list })));
             } else {
                 print_approvals(&list);
             }
@@ -402,7 +432,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             // Its open gates close now: they leave inboxes and their notifiers say so.
             engine.approvals().close_run(&id).await?;
             if cli.json {
-                println!("{}", json!({ "run": run }));
+                println!("{}", rfc3339_times(json!({ "run": run })));
             } else {
                 println!("{} {}", run.id, run.status);
             }
@@ -422,12 +452,82 @@ async fn decide(
         .approvals()
         .decide(&gate.run, &gate.gate, &who, decision)
         .await?;
+    let needed = votes_needed(&a);
     if json {
-        println!("{}", json!({ "approval": a }));
+        println!(
+            "{}",
+            rfc3339_times(json!({ "approval": a, "votes_needed": needed }))
+        );
+    } else if a.status == ApprovalStatus::Pending {
+        println!(
+            "{} {} pending: {}",
+            a.run_id,
+            a.gate,
+            match needed {
+                1 => "1 more approval needed".to_string(),
+                n => format!("{n} more approvals needed"),
+            }
+        );
     } else {
         println!("{} {} {}", a.run_id, a.gate, a.status.as_str());
     }
     Ok(())
+}
+
+/// How many more approvals the gate's policy needs (0 once decided).
+fn votes_needed(a: &Approval) -> usize {
+    use miyabi::approval::{DecisionAction, Policy};
+    if a.status != ApprovalStatus::Pending {
+        return 0;
+    }
+    let approvals: Vec<_> = a
+        .votes
+        .iter()
+        .filter(|v| v.action == DecisionAction::Approve)
+        .collect();
+    match a.policy {
+        Policy::Any => usize::from(approvals.is_empty()),
+        Policy::Quorum(n) => (n.max(1) as usize).saturating_sub(approvals.len()),
+        Policy::All => a
+            .approvers
+            .iter()
+            .filter(|entry| !approvals.iter().any(|v| v.entries.contains(entry)))
+            .count(),
+    }
+}
+
+/// The JSON output with every time (`at` and `*_at` fields, ms since the epoch) as RFC 3339.
+fn rfc3339_times(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, x) in map.iter_mut() {
+                    if (k == "at" || k.ends_with("_at"))
+                        && let Some(ms) = x.as_i64()
+                    {
+                        *x = serde_json::Value::String(rfc3339(ms));
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+/// RFC 3339 (UTC, milliseconds) for milliseconds since the Unix epoch.
+fn rfc3339(ms: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 async fn shutdown_signal() {
@@ -445,7 +545,7 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) for milliseconds since the Unix epoch.
+/// RFC 3339 to the second (UTC) for milliseconds since the Unix epoch, for tables.
 fn time(ms: i64) -> String {
     ::time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
@@ -453,8 +553,13 @@ fn time(ms: i64) -> String {
             t.format(&::time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .map(|s| s.replacen('T', " ", 1).trim_end_matches('Z').to_string())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// A JSON value for a terminal: pretty-printed, continuation lines indented by `indent`.
+fn pretty(v: &serde_json::Value, indent: usize) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    text.replace('\n', &format!("\n{}", " ".repeat(indent)))
 }
 
 /// Prints rows as columns padded to their widest cell.
@@ -529,15 +634,15 @@ fn print_run(run: &Run, steps: &[StepRecord]) {
     println!("status    {}", run.status);
     println!("created   {}", time(run.created_at));
     println!("updated   {}", time(run.updated_at));
-    println!("input     {}", run.input);
+    println!("input     {}", pretty(&run.input, 10));
     if let Some(o) = &run.output {
-        println!("output    {o}");
+        println!("output    {}", pretty(o, 10));
     }
     if let Some(e) = &run.error {
         println!("error     {e}");
     }
     for s in &run.suspended {
-        println!("waiting   {} {}", s.path, s.payload);
+        println!("waiting   {} {}", s.path, pretty(&s.payload, 10));
     }
     if !steps.is_empty() {
         println!();
