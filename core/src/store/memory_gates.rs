@@ -152,6 +152,27 @@ impl GateStore for MemoryStore {
         })
     }
 
+    fn audit_newest(
+        &self,
+        f: &AuditFilter,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let g = self.gate_data();
+        let it = g
+            .audit
+            .iter()
+            .rev()
+            .filter(|r| before.is_none_or(|b| r.id < b))
+            .filter(|r| f.run_id.as_ref().is_none_or(|x| *x == r.run_id))
+            .filter(|r| f.gate.as_ref().is_none_or(|x| *x == r.gate))
+            .filter(|r| f.actor.as_ref().is_none_or(|x| *x == r.actor))
+            .cloned();
+        Ok(match f.limit {
+            Some(l) => it.take(l).collect(),
+            None => it.collect(),
+        })
+    }
+
     fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         let g = self.gate_data();
         let mut due: Vec<Delivery> = g

@@ -475,6 +475,14 @@ pub trait GateStore: Send + Sync {
         &self,
         filter: &crate::approval::AuditFilter,
     ) -> Result<Vec<crate::approval::AuditRecord>, StoreError>;
+    /// Audit records matching `filter`, **newest first**, only those with an id below
+    /// `before` when given (keyset paging: pass the last record's id of a page to get the
+    /// next), at most `filter.limit`.
+    fn audit_newest(
+        &self,
+        filter: &crate::approval::AuditFilter,
+        before: Option<i64>,
+    ) -> Result<Vec<crate::approval::AuditRecord>, StoreError>;
     /// Pending notifications due at `now`, oldest first.
     fn due_deliveries(
         &self,
