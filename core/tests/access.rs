@@ -128,11 +128,27 @@ impl Fixture {
         (status, text)
     }
 
+    /// The whole audit trail, through the API's pages (newest first).
     async fn audit(&self) -> Vec<Value> {
-        let (s, body) = self.call("GET", "/api/audit", Some(ADMIN_ALL), None).await;
-        assert_eq!(s, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        v["audit"].as_array().unwrap().clone()
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (s, body) = self
+                .call(
+                    "GET",
+                    &format!("/api/audit?limit=500&cursor={cursor}"),
+                    Some(ADMIN_ALL),
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            out.extend(v["audit"].as_array().unwrap().iter().cloned());
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => return out,
+            }
+        }
     }
 }
 

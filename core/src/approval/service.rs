@@ -160,6 +160,16 @@ impl Approvals {
         Ok(self.store()?.audit(filter)?)
     }
 
+    /// The audit trail newest first: records with an id below `before` (the last id of the
+    /// previous page), at most `filter.limit`.
+    pub fn audit_newest(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, ApprovalError> {
+        Ok(self.store()?.audit_newest(filter, before)?)
+    }
+
     /// Records `who`'s decision on a gate. When it decides the gate (by its policy), the
     /// gate's output goes to the run, which continues in the background if its workflow is
     /// registered with this engine (otherwise an engine that has it picks it up).

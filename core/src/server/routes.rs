@@ -286,6 +286,29 @@ struct ListQuery {
     status: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// Search: a run id (or its prefix), or text in the run's input or output.
+    q: Option<String>,
+    /// Created at or after (RFC 3339 or ms since the epoch).
+    from: Option<String>,
+    /// Created before (RFC 3339 or ms since the epoch).
+    to: Option<String>,
+}
+
+/// A time in a query: RFC 3339 or milliseconds since the epoch.
+fn query_time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map(|t| Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
+        .map_err(|_| {
+            ApiError::validation(format!(
+                "`{name}` must be an RFC 3339 time or milliseconds since the epoch, not `{v}`"
+            ))
+        })
 }
 
 /// Default and largest page sizes of `GET /api/runs`.
@@ -341,8 +364,12 @@ async fn list_runs(
         status,
         before,
         limit: Some(limit + 1),
-        ..RunFilter::default()
+        created_after: query_time("from", q.from.as_deref())?,
+        created_before: query_time("to", q.to.as_deref())?,
     };
+    if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        return search_runs(&s, &who, filter, text, limit).map(Json);
+    }
     if who.scope.is_all() || filter.workflow.is_some() {
         let mut runs = s.engine.store().list_run_summaries(&filter)?;
         let next = if runs.len() > limit {
@@ -397,6 +424,77 @@ async fn list_runs(
         next_cursor: next,
     }))
 }
+
+/// `GET /api/runs?q=`: the run with that id, else runs whose id starts with it or whose input
+/// or output holds it (case-insensitive), newest first, within the filter and the caller's
+/// scope. Walks at most [`SEARCH_SCAN`] runs per request; a short page then carries a cursor
+/// that continues the walk.
+fn search_runs(
+    s: &AppState,
+    who: &Identity,
+    mut filter: RunFilter,
+    text: &str,
+    limit: usize,
+) -> Result<RunPage, ApiError> {
+    if filter.before.is_none()
+        && let Some(r) = s.engine.store().run(text)?
+        && who.scope.allows(&r.workflow)
+        && filter.matches(&r)
+    {
+        return Ok(RunPage {
+            runs: vec![crate::store::RunSummary::from(r)],
+            next_cursor: None,
+        });
+    }
+    let needle = text.to_lowercase();
+    let hit = |r: &crate::store::RunRecord| {
+        r.id.starts_with(text)
+            || r.input.to_string().to_lowercase().contains(&needle)
+            || r.output
+                .as_ref()
+                .is_some_and(|o| o.to_string().to_lowercase().contains(&needle))
+    };
+    const BATCH: usize = 200;
+    filter.limit = Some(BATCH);
+    let mut runs = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let batch = s.engine.store().list_runs(&filter)?;
+        let full = batch.len() == BATCH;
+        let mut last = None;
+        for r in batch {
+            scanned += 1;
+            last = Some((r.created_at, r.id.clone()));
+            if who.scope.allows(&r.workflow) && hit(&r) {
+                runs.push(crate::store::RunSummary::from(r));
+                if runs.len() == limit {
+                    let next = last.as_ref().map(|(t, id)| encode_cursor(*t, id));
+                    return Ok(RunPage {
+                        runs,
+                        next_cursor: next,
+                    });
+                }
+            }
+        }
+        if !full {
+            return Ok(RunPage {
+                runs,
+                next_cursor: None,
+            });
+        }
+        if scanned >= SEARCH_SCAN {
+            let next = last.as_ref().map(|(t, id)| encode_cursor(*t, id));
+            return Ok(RunPage {
+                runs,
+                next_cursor: next,
+            });
+        }
+        filter.before = last;
+    }
+}
+
+/// The most runs one search request reads.
+pub(crate) const SEARCH_SCAN: usize = 10_000;
 
 /// A page of `GET /api/runs`, serialized straight into the response body.
 #[derive(serde::Serialize)]
@@ -484,6 +582,7 @@ struct ApprovalsQuery {
     all: Option<String>,
     run: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 fn approval_status(s: Option<&str>) -> Result<Option<ApprovalStatus>, ApiError> {
@@ -519,15 +618,9 @@ async fn list_approvals(
         let mut list = approvals.list(&ApprovalFilter {
             run_id: q.run.filter(|r| !r.is_empty()),
             status,
-            limit: if who.scope.is_all() {
-                Some(limit)
-            } else {
-                None
-            },
             ..ApprovalFilter::default()
         })?;
         list.retain(|a| who.scope.allows(&a.workflow));
-        list.truncate(limit);
         list
     } else {
         if status.is_some_and(|st| st != ApprovalStatus::Pending) {
@@ -540,10 +633,28 @@ async fn list_approvals(
             inbox.retain(|a| a.run_id == run);
         }
         inbox.retain(|a| who.scope.allows(&a.workflow));
-        inbox.truncate(limit);
         inbox
     };
-    Ok(Json(json!({ "approvals": list })))
+    // Newest first, in a total order, paged by the last gate's key.
+    let key = |a: &crate::approval::Approval| (a.created_at, a.run_id.clone(), a.gate.clone());
+    let mut list = list;
+    list.sort_by(|a, b| key(b).cmp(&key(a)));
+    if let Some(c) = q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        let (t, rest) = decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
+        let (run, gate) = rest
+            .split_once('/')
+            .ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
+        let after = (t, run.to_string(), gate.to_string());
+        list.retain(|a| key(a) < after);
+    }
+    let next = if list.len() > limit {
+        list.truncate(limit);
+        list.last()
+            .map(|a| encode_cursor(a.created_at, &format!("{}/{}", a.run_id, a.gate)))
+    } else {
+        None
+    };
+    Ok(Json(json!({ "approvals": list, "next_cursor": next })))
 }
 
 /// A gate the caller may see: in scope, and (for an identity that may not read runs) naming
@@ -617,8 +728,12 @@ struct AuditQuery {
     gate: Option<String>,
     actor: Option<String>,
     limit: Option<usize>,
+    cursor: Option<String>,
+    order: Option<String>,
 }
 
+/// The audit trail: newest first, paged by `cursor` (`next_cursor` of the previous page);
+/// `order=oldest` lists oldest first (one page of `limit`).
 async fn audit(
     State(s): State<AppState>,
     Extension(who): Caller,
@@ -626,38 +741,95 @@ async fn audit(
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let nonempty = |v: Option<String>| v.filter(|x| !x.is_empty());
-    let limit = q.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
-    let mut records = s.engine.approvals().audit(&AuditFilter {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let oldest = match q.order.as_deref() {
+        None | Some("" | "newest") => false,
+        Some("oldest") => true,
+        Some(o) => {
+            return Err(ApiError::validation(format!(
+                "unknown order `{o}` (newest, oldest)"
+            )));
+        }
+    };
+    let mut before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            decode_cursor(c)
+                .map(|(id, _)| id)
+                .ok_or_else(|| ApiError::bad_request("invalid cursor"))?,
+        ),
+    };
+    let mut filter = AuditFilter {
         run_id: nonempty(q.run),
         gate: nonempty(q.gate),
         actor: nonempty(q.actor),
-        limit: if who.scope.is_all() {
-            Some(limit)
-        } else {
-            None
-        },
-    })?;
-    if !who.scope.is_all() {
-        // Records of runs in scope only (and of refused starts of workflows in scope).
-        let mut workflows: std::collections::HashMap<String, Option<String>> =
-            std::collections::HashMap::new();
-        let store = s.engine.store();
-        records.retain(|r| {
-            let workflow = if r.run_id.is_empty() {
-                r.data
-                    .as_ref()
-                    .and_then(|d| d.get("workflow"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            } else {
-                workflows
-                    .entry(r.run_id.clone())
-                    .or_insert_with(|| store.run(&r.run_id).ok().flatten().map(|r| r.workflow))
-                    .clone()
-            };
-            workflow.is_some_and(|w| who.scope.allows(&w))
-        });
-        records.truncate(limit);
+        limit: Some(limit + 1),
+    };
+    if oldest {
+        filter.limit = Some(limit);
+        let mut records = s.engine.approvals().audit(&filter)?;
+        let mut cache = std::collections::HashMap::new();
+        records.retain(|r| audit_in_scope(&s, &who, r, &mut cache));
+        return Ok(Json(json!({ "audit": records, "next_cursor": null })));
     }
-    Ok(Json(json!({ "audit": records })))
+    let mut cache = std::collections::HashMap::new();
+    let mut records = Vec::new();
+    // A scoped identity's page skips records out of scope: read batches until it is full.
+    const SCAN_BATCHES: usize = 20;
+    for _ in 0..SCAN_BATCHES {
+        let batch = s.engine.approvals().audit_newest(&filter, before)?;
+        let full = batch.len() == limit + 1;
+        before = batch.last().map(|r| r.id);
+        for r in batch {
+            if audit_in_scope(&s, &who, &r, &mut cache) {
+                records.push(r);
+            }
+        }
+        if records.len() > limit || !full {
+            break;
+        }
+    }
+    let next = if records.len() > limit {
+        records.truncate(limit);
+        records.last().map(|r| encode_cursor(r.id, "audit"))
+    } else if who.scope.is_all() {
+        None
+    } else {
+        // The walk stopped before the end: continue from where it stopped.
+        before.map(|b| encode_cursor(b, "audit"))
+    };
+    Ok(Json(json!({ "audit": records, "next_cursor": next })))
+}
+
+/// Whether an audit record is about a run in the caller's scope (refused starts: their
+/// workflow). Records of deleted runs are in scope of unscoped identities only.
+fn audit_in_scope(
+    s: &AppState,
+    who: &Identity,
+    r: &crate::approval::AuditRecord,
+    cache: &mut std::collections::HashMap<String, Option<String>>,
+) -> bool {
+    if who.scope.is_all() {
+        return true;
+    }
+    let workflow = if r.run_id.is_empty() {
+        r.data
+            .as_ref()
+            .and_then(|d| d.get("workflow"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    } else {
+        cache
+            .entry(r.run_id.clone())
+            .or_insert_with(|| {
+                s.engine
+                    .store()
+                    .run(&r.run_id)
+                    .ok()
+                    .flatten()
+                    .map(|r| r.workflow)
+            })
+            .clone()
+    };
+    workflow.is_some_and(|w| who.scope.allows(&w))
 }
