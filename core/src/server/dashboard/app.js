@@ -499,20 +499,52 @@ async function runsView(ctx) {
   const status = RUN_STATUSES.includes(ctx.params.get('status')) ? ctx.params.get('status') : '';
   const cursor = ctx.params.get('cursor') || '';
   const workflow = ctx.params.get('workflow') || '';
-  const key = `${status}|${workflow}`;
+  const search = ctx.params.get('q') || '';
+  const from = ctx.params.get('from') || '';
+  const to = ctx.params.get('to') || '';
+  const key = `${status}|${workflow}|${search}|${from}|${to}`;
   if (runsPaging.key !== key || !cursor) runsPaging.stack = [];
   runsPaging.key = key;
-  const page = await api('/api/runs', { query: { status, cursor, workflow, limit: PAGE_SIZE } });
+  // datetime-local values are local times: the API takes RFC 3339.
+  const iso = (v) => (v ? new Date(v).toISOString() : '');
+  const page = await api('/api/runs', {
+    query: { status, cursor, workflow, q: search, from: iso(from), to: iso(to), limit: PAGE_SIZE },
+  });
   if (ctx.stale()) return;
   const runs = page.runs || [];
   const q = (extra) => {
     const p = new URLSearchParams();
     if (status) p.set('status', status);
     if (workflow) p.set('workflow', workflow);
+    if (search) p.set('q', search);
+    if (from) p.set('from', from);
+    if (to) p.set('to', to);
     for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
     const s = p.toString();
     return `#/runs${s ? `?${s}` : ''}`;
   };
+  const searchInput = h('input', { id: 'runs-q', name: 'q', type: 'search', value: search, placeholder: 'run id, or text in input/output' });
+  const fromInput = h('input', { id: 'runs-from', name: 'from', type: 'datetime-local', value: from });
+  const toInput = h('input', { id: 'runs-to', name: 'to', type: 'datetime-local', value: to });
+  const searchForm = h(
+    'form',
+    { class: 'filters-form', role: 'search', 'aria-label': 'Search runs' },
+    h('div', { class: 'field' }, h('label', { for: 'runs-q', text: 'Search' }), searchInput),
+    h('div', { class: 'field' }, h('label', { for: 'runs-from', text: 'Created from' }), fromInput),
+    h('div', { class: 'field' }, h('label', { for: 'runs-to', text: 'to' }), toInput),
+    h('button', { type: 'submit', class: 'primary', text: 'Search' }),
+    search || from || to ? h('a', { href: workflow ? `#/runs?workflow=${enc(workflow)}` : '#/runs', text: 'Clear' }) : null,
+  );
+  searchForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    if (status) p.set('status', status);
+    if (workflow) p.set('workflow', workflow);
+    if (searchInput.value.trim()) p.set('q', searchInput.value.trim());
+    if (fromInput.value) p.set('from', fromInput.value);
+    if (toInput.value) p.set('to', toInput.value);
+    location.hash = `#/runs${p.toString() ? `?${p}` : ''}`;
+  });
   const filters = h(
     'nav',
     { class: 'filters', 'aria-label': 'Filter runs by status' },
@@ -536,7 +568,11 @@ async function runsView(ctx) {
     h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'Status', 'Created', 'Updated'].map((t) => h('th', { scope: 'col', text: t })))),
     tbody,
   );
-  const empty = h('p', { class: 'muted empty', text: status ? `No ${status} runs.` : 'No runs yet.', hidden: runs.length > 0 });
+  const empty = h('p', {
+    class: 'muted empty',
+    text: search || from || to ? 'No runs match.' : status ? `No ${status} runs.` : 'No runs yet.',
+    hidden: runs.length > 0,
+  });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
   if (cursor) {
     add(pager, h('a', { href: q({}), text: '⇤ Newest' }));
@@ -554,6 +590,7 @@ async function runsView(ctx) {
   }
   fill(view,
     h('div', { class: 'title-row' }, heading(workflow ? `Runs of ${workflow}` : 'Runs'), h('span', { class: 'muted', text: 'updates live' })),
+    searchForm,
     filters,
     h('div', { class: 'card flush' }, tbl, empty),
     pager,
@@ -849,9 +886,25 @@ function timeoutText(t) {
 
 async function inboxView(ctx) {
   const all = ctx.params.get('all') === '1';
-  const load = async () => listOf(await api('/api/approvals', { query: all ? { all: 1 } : { status: 'pending' } }), 'approvals');
+  const cursor = ctx.params.get('cursor') || '';
+  let nextCursor = null;
+  const load = async () => {
+    const page = await api('/api/approvals', { query: all ? { all: 1, cursor, limit: PAGE_SIZE } : { status: 'pending', cursor, limit: PAGE_SIZE } });
+    nextCursor = page.next_cursor || null;
+    return listOf(page, 'approvals');
+  };
   let items = await load();
   if (ctx.stale()) return;
+  const base = all ? '#/approvals?all=1' : '#/approvals';
+  const sep = all ? '&' : '?';
+  const inboxPager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  const fillPager = () => {
+    fill(inboxPager,
+      cursor ? h('a', { href: base, text: '⇤ Newest' }) : null,
+      nextCursor ? h('a', { href: `${base}${sep}cursor=${enc(nextCursor)}`, text: 'Older →' }) : null,
+    );
+  };
+  fillPager();
   const tbody = h('tbody');
   const empty = h('p', { class: 'muted empty' });
   const fillRows = () => {
@@ -895,6 +948,7 @@ async function inboxView(ctx) {
       ),
       empty,
     ),
+    inboxPager,
   );
   const reload = debounce(async () => {
     try {
@@ -902,6 +956,7 @@ async function inboxView(ctx) {
       if (ctx.stale()) return;
       items = next;
       fillRows();
+      fillPager();
     } catch {
       /* the next change retries */
     }
@@ -917,7 +972,7 @@ async function gateView(ctx) {
     return body && body.approval ? body.approval : body;
   };
   const loadAudit = async () => {
-    const body = await api('/api/audit', { query: { run, gate } });
+    const body = await api('/api/audit', { query: { run, gate, order: 'oldest', limit: 500 } });
     return listOf(body, 'audit').filter((r) => r.gate === gate);
   };
   let a = await loadGate();
@@ -1226,8 +1281,23 @@ async function gateView(ctx) {
 async function auditView(ctx) {
   const run = ctx.params.get('run') || '';
   const actor = ctx.params.get('actor') || '';
-  const records = listOf(await api('/api/audit', { query: { run, actor } }), 'audit');
+  const cursor = ctx.params.get('cursor') || '';
+  const page = await api('/api/audit', { query: { run, actor, cursor, limit: PAGE_SIZE } });
+  const records = listOf(page, 'audit');
   if (ctx.stale()) return;
+  const here = (extra) => {
+    const p = new URLSearchParams();
+    if (run) p.set('run', run);
+    if (actor) p.set('actor', actor);
+    for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
+    return `#/audit${p.toString() ? `?${p}` : ''}`;
+  };
+  const auditPager = h(
+    'nav',
+    { class: 'pager', 'aria-label': 'Pages' },
+    cursor ? h('a', { href: here({}), text: '⇤ Newest' }) : null,
+    page.next_cursor ? h('a', { href: here({ cursor: page.next_cursor }), text: 'Older →' }) : null,
+  );
   const runInput = h('input', { id: 'audit-run', name: 'run', value: run, class: 'mono', placeholder: 'any run' });
   const actorInput = h('input', { id: 'audit-actor', name: 'actor', value: actor, placeholder: 'anyone' });
   const form = h(
@@ -1254,7 +1324,7 @@ async function auditView(ctx) {
       records.length === 0
         ? h('p', { class: 'muted empty', text: 'No audit records match.' })
         : table(
-            'Audit records, oldest first',
+            'Audit records, newest first',
             ['When', 'Actor', 'Action', 'Run', 'Gate', 'Comment', 'Details'],
             records.map((r) =>
               h(
@@ -1271,6 +1341,7 @@ async function auditView(ctx) {
             ),
           ),
     ),
+    auditPager,
   );
 }
 
