@@ -181,6 +181,8 @@ fn expected(method: &str, path: &str) -> Option<(&'static [&'static str], Kind)>
         ("GET", "/api/me") => (ANY, Kind::List),
         ("GET", "/api/workflows") => (READ, Kind::List),
         ("GET", "/api/workflows/{id}") => (READ, Kind::Resource(200)),
+        ("GET", "/api/workflows/{id}/stats") => (READ, Kind::Resource(200)),
+        ("POST", "/api/runs/{id}/rerun") => (OPERATE, Kind::Resource(202)),
         ("POST", "/api/workflows/{id}/runs") => (OPERATE, Kind::Resource(202)),
         ("GET", "/api/runs") => (READ, Kind::List),
         ("GET", "/api/runs/{id}") => (READ, Kind::Resource(200)),
@@ -235,6 +237,7 @@ async fn every_route_role_and_scope() {
                 let body = match route.path {
                     "/api/workflows/{id}/runs" => Some(json!({ "input": 2 })),
                     "/api/runs/{id}/resume" => Some(json!({ "path": "ask", "data": 3 })),
+                    "/api/runs/{id}/rerun" => Some(json!({})),
                     "/api/approvals/{run}/{gate}/decision" => Some(json!({ "action": "approve" })),
                     _ => None,
                 };
@@ -301,6 +304,12 @@ async fn every_route_role_and_scope() {
     assert!(find("run.cancel", "operator", "not-found"));
     assert!(find("run.start", "approver", "denied"));
     assert!(find("run.resume", "admin", "ok"));
+    assert!(find("run.rerun", "viewer", "denied"));
+    let rerun = audit
+        .iter()
+        .find(|r| r["action"] == "run.rerun" && r["data"]["outcome"] == "ok")
+        .unwrap();
+    assert!(rerun["data"]["started"].is_string());
     assert!(find("gate.decide", "operator", "denied"));
     assert!(find("gate.decide", "approver", "ok"));
     let started = audit

@@ -227,3 +227,73 @@ async fn runs_are_found_by_id_and_by_input_or_output_text_within_a_time_range() 
     assert_eq!(s, 422, "{v}");
     f.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn workflow_stats_and_reruns() {
+    let f = Fixture::new().await;
+    let wf = Workflow::new("flaky")
+        .step(
+            "work",
+            step_fn(|_c: StepContext, v: Value| async move {
+                if v["fail"] == json!(true) {
+                    return Err(miyabi::StepError::fatal("asked to fail"));
+                }
+                Ok(v)
+            }),
+        )
+        .commit()
+        .unwrap();
+    f.engine.register(&wf);
+    let mut last = String::new();
+    for i in 0..4 {
+        last = f
+            .engine
+            .start(&wf, json!({ "fail": i == 3, "n": i }))
+            .await
+            .unwrap()
+            .id;
+    }
+    let (s, v) = f.get("/api/workflows/flaky/stats").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["runs"], 4);
+    assert_eq!(v["by_status"]["succeeded"], 3);
+    assert_eq!(v["by_status"]["failed"], 1);
+    assert_eq!(v["success_rate"], json!(0.75));
+    assert!(v["p50_ms"].as_i64().unwrap() >= 0);
+    assert!(v["p95_ms"].as_i64().unwrap() >= v["p50_ms"].as_i64().unwrap());
+    assert_eq!(v["recent"][0]["id"], json!(last));
+    let (s, _) = f.get("/api/workflows/nope/stats").await;
+    assert_eq!(s, 404);
+    // Rerun the failed run with the same input (fails again), then with an edited one.
+    let post = |path: String, body: Value| {
+        let http = f.http.clone();
+        let url = format!("{}{path}", f.base);
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = post(format!("/api/runs/{last}/rerun"), json!({})).await;
+    assert_eq!(s, 202, "{v}");
+    let again = f.engine.wait(v["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(again.status.as_str(), "failed");
+    assert_eq!(again.input, json!({ "fail": true, "n": 3 }));
+    let (s, v) = post(
+        format!("/api/runs/{last}/rerun"),
+        json!({ "input": { "fail": false, "n": 3 } }),
+    )
+    .await;
+    assert_eq!(s, 202, "{v}");
+    let fixed = f.engine.wait(v["id"].as_str().unwrap()).await.unwrap();
+    assert_eq!(fixed.status.as_str(), "succeeded");
+    let (s, _) = post("/api/runs/nope/rerun".into(), json!({})).await;
+    assert_eq!(s, 404);
+    f.server.shutdown().await.unwrap();
+}

@@ -349,6 +349,11 @@ fn record(
     if let Some(w) = workflow {
         data["workflow"] = serde_json::Value::String(w);
     }
+    if action == "run.rerun"
+        && let Some(started) = res.extensions().get::<routes::StartedRun>()
+    {
+        data["started"] = serde_json::Value::String(started.0.clone());
+    }
     let rec = crate::approval::AuditRecord {
         id: 0,
         run_id,

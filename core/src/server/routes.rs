@@ -55,6 +55,7 @@ pub const API_ROUTES: &[RouteInfo] = &[
     route("GET", "/api/me", Permission::Authenticated, None),
     route("GET", "/api/workflows", Permission::Read, None),
     route("GET", "/api/workflows/{id}", Permission::Read, None),
+    route("GET", "/api/workflows/{id}/stats", Permission::Read, None),
     route(
         "POST",
         "/api/workflows/{id}/runs",
@@ -74,6 +75,12 @@ pub const API_ROUTES: &[RouteInfo] = &[
         "/api/runs/{id}/resume",
         Permission::Operate,
         Some("run.resume"),
+    ),
+    route(
+        "POST",
+        "/api/runs/{id}/rerun",
+        Permission::Operate,
+        Some("run.rerun"),
     ),
     route("GET", "/api/runs/{id}/events", Permission::Read, None),
     route("GET", "/api/ws", Permission::Read, None),
@@ -101,11 +108,13 @@ fn handler(r: &RouteInfo) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/me") => get(me),
         ("GET", "/api/workflows") => get(list_workflows),
         ("GET", "/api/workflows/{id}") => get(get_workflow),
+        ("GET", "/api/workflows/{id}/stats") => get(workflow_stats),
         ("POST", "/api/workflows/{id}/runs") => post(start_run),
         ("GET", "/api/runs") => get(list_runs),
         ("GET", "/api/runs/{id}") => get(get_run),
         ("POST", "/api/runs/{id}/cancel") => post(cancel_run),
         ("POST", "/api/runs/{id}/resume") => post(resume_run),
+        ("POST", "/api/runs/{id}/rerun") => post(rerun),
         ("GET", "/api/runs/{id}/events") => get(stream::sse),
         ("GET", "/api/ws") => get(stream::ws),
         ("GET", "/api/approvals") => get(list_approvals),
@@ -239,6 +248,125 @@ async fn get_workflow(
 struct StartBody {
     #[serde(default)]
     input: Value,
+}
+
+/// How many of a workflow's newest runs its statistics cover.
+pub(crate) const STATS_RUNS: usize = 500;
+
+/// `GET /api/workflows/{id}/stats`: over the newest [`STATS_RUNS`] runs of the workflow (the
+/// runs in the store, whether or not the workflow is registered here): counts by status, the
+/// success rate among finished runs, p50/p95 of finished runs' durations (created to last
+/// change), and the 10 newest runs.
+async fn workflow_stats(
+    State(s): State<AppState>,
+    Extension(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !who.scope.allows(&id) {
+        return Err(ApiError::not_found(format!(
+            "workflow `{id}` is not registered"
+        )));
+    }
+    let runs = s.engine.store().list_run_summaries(&RunFilter {
+        workflow: Some(id.clone()),
+        limit: Some(STATS_RUNS),
+        ..RunFilter::default()
+    })?;
+    if runs.is_empty() && s.engine.workflow(&id).is_none() {
+        return Err(ApiError::not_found(format!(
+            "workflow `{id}` is not registered"
+        )));
+    }
+    let mut by_status = serde_json::Map::new();
+    for st in [
+        RunStatus::Running,
+        RunStatus::Suspended,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ] {
+        let n = runs.iter().filter(|r| r.status == st).count();
+        by_status.insert(st.as_str().to_string(), json!(n));
+    }
+    let finished: Vec<&crate::store::RunSummary> =
+        runs.iter().filter(|r| r.status.is_terminal()).collect();
+    let succeeded = finished
+        .iter()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .count();
+    let mut durations: Vec<i64> = finished
+        .iter()
+        .map(|r| (r.updated_at - r.created_at).max(0))
+        .collect();
+    durations.sort_unstable();
+    // Nearest-rank percentile.
+    let pct = |p: usize| -> Option<i64> {
+        if durations.is_empty() {
+            return None;
+        }
+        let rank = (p * durations.len()).div_ceil(100).max(1);
+        durations.get(rank - 1).copied()
+    };
+    let success_rate = if finished.is_empty() {
+        Value::Null
+    } else {
+        json!(succeeded as f64 / finished.len() as f64)
+    };
+    let recent: Vec<&crate::store::RunSummary> = runs.iter().take(10).collect();
+    Ok(Json(json!({
+        "workflow": id,
+        "runs": runs.len(),
+        "by_status": by_status,
+        "finished": finished.len(),
+        "success_rate": success_rate,
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "recent": recent,
+    })))
+}
+
+/// `POST /api/runs/{id}/rerun` body: the input of the new run (the old run's when absent).
+#[derive(Deserialize)]
+struct RerunBody {
+    input: Option<Value>,
+}
+
+/// `POST /api/runs/{id}/rerun`: a new run of the run's workflow (its newest registered
+/// definition) with the same input, or an edited one.
+async fn rerun(
+    State(s): State<AppState>,
+    Extension(who): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<RerunBody>,
+) -> Result<Response, ApiError> {
+    let old = run_in_scope(&s, &who, &id)?;
+    let input = match body.input {
+        Some(v) => v,
+        None => (*old.input).clone(),
+    };
+    let wf = s.engine.workflow(&old.workflow).ok_or_else(|| {
+        ApiError::of(
+            crate::ErrorCode::UnknownWorkflow,
+            format!(
+                "workflow `{}` of run `{id}` is not registered with this server",
+                old.workflow
+            ),
+        )
+    })?;
+    let run_id = if wf.graph.is_external() {
+        let driver = s
+            .config
+            .driver
+            .as_ref()
+            .ok_or_else(|| driver::no_driver(&old.workflow, "rerun a run"))?;
+        driver.start(wf, input).await?
+    } else {
+        s.engine.spawn(&wf, input)?.id().to_string()
+    };
+    tracing::info!(run = %run_id, of = %id, by = %who.id(), "run re-run");
+    let mut res = (StatusCode::ACCEPTED, Json(json!({ "id": run_id }))).into_response();
+    res.extensions_mut().insert(StartedRun(run_id));
+    Ok(res)
 }
 
 async fn start_run(
