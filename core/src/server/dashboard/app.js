@@ -410,6 +410,8 @@ const ROUTES = [
   [/^\/approvals\/?$/, () => inboxView],
   [/^\/approvals\/([^/]+)\/(.+)$/, () => gateView],
   [/^\/audit\/?$/, () => auditView],
+  [/^\/workflows\/?$/, () => workflowsView],
+  [/^\/workflows\/([^/]+)\/?$/, () => workflowView],
 ];
 
 async function render() {
@@ -678,8 +680,54 @@ async function runView(ctx) {
         })
       : null;
     const gates = (r.suspended || []).filter((s) => s && s.payload && s.payload.type === 'approval');
+    const rerunBox = h('div', { class: 'rerun', hidden: true });
+    const rerun = canOperate() && (r.status === 'failed' || r.status === 'succeeded' || r.status === 'cancelled')
+      ? h('button', {
+          type: 'button',
+          id: 'rerun-run',
+          text: 'Rerun…',
+          on: {
+            click: () => {
+              const input = h('textarea', { id: 'rerun-input', class: 'mono', rows: 8, 'aria-label': 'Input of the new run' });
+              input.value = pretty(r.input);
+              const start = h('button', {
+                type: 'button',
+                class: 'primary',
+                id: 'rerun-start',
+                text: 'Start a new run',
+                on: {
+                  click: async (ev) => {
+                    let value;
+                    try {
+                      value = JSON.parse(input.value);
+                    } catch (e) {
+                      toast(`The input is not JSON: ${e.message}`, 'error');
+                      return;
+                    }
+                    if (!window.confirm(`Start a new run of ${r.workflow} with this input?`)) return;
+                    ev.target.disabled = true;
+                    try {
+                      const res = await api(`/api/runs/${enc(r.id)}/rerun`, { method: 'POST', body: { input: value } });
+                      toast('New run started.');
+                      location.hash = route('runs', res.id);
+                    } catch (e) {
+                      toast(e.message, 'error');
+                      ev.target.disabled = false;
+                    }
+                  },
+                },
+              });
+              const close = h('button', { type: 'button', text: 'Close', on: { click: () => { rerunBox.hidden = true; } } });
+              fill(rerunBox, h('label', { for: 'rerun-input', text: 'Input (the same, or edit it)' }), input, h('div', { class: 'actions' }, start, close));
+              rerunBox.hidden = false;
+              input.focus();
+            },
+          },
+        })
+      : null;
     fill(header,
-      h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), cancel),
+      h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), h('div', { class: 'actions' }, rerun, cancel)),
+      rerunBox,
       h(
         'dl',
         { class: 'meta' },
@@ -1342,6 +1390,157 @@ async function auditView(ctx) {
           ),
     ),
     auditPager,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Workflows
+
+function duration(ms) {
+  if (typeof ms !== 'number') return '—';
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${(ms / 60000).toFixed(1)} min`;
+}
+
+function rate(r) {
+  return typeof r === 'number' ? `${Math.round(r * 1000) / 10}%` : '—';
+}
+
+async function workflowsView(ctx) {
+  const list = listOf(await api('/api/workflows'), 'workflows');
+  const stats = await Promise.all(list.map((w) => api(`/api/workflows/${enc(w.id)}/stats`).catch(() => null)));
+  if (ctx.stale()) return;
+  fill(view,
+    heading('Workflows'),
+    h(
+      'div',
+      { class: 'card flush' },
+      list.length === 0
+        ? h('p', { class: 'muted empty', text: 'No workflows are registered with this server.' })
+        : table(
+            'Workflows with their newest 500 runs',
+            ['Workflow', 'Runs', 'Success rate', 'p50', 'p95', 'Failed', 'Running'],
+            list.map((w, i) => {
+              const s = stats[i] || {};
+              const by = s.by_status || {};
+              return h(
+                'tr',
+                { 'data-workflow': w.id },
+                h('td', {}, h('a', { href: route('workflows', w.id), text: w.id })),
+                h('td', { text: s.runs ?? '—' }),
+                h('td', { class: 'success-rate', text: rate(s.success_rate) }),
+                h('td', { text: duration(s.p50_ms) }),
+                h('td', { text: duration(s.p95_ms) }),
+                h('td', {}, h('a', { href: `#/runs?workflow=${enc(w.id)}&status=failed`, text: by.failed ?? 0 })),
+                h('td', { text: (by.running ?? 0) + (by.suspended ?? 0) }),
+              );
+            }),
+          ),
+    ),
+  );
+}
+
+/** Form fields for an input schema: one per top-level property of an object schema whose type
+ * is a string, number, integer or boolean; otherwise one JSON text area. */
+function inputForm(schema) {
+  const props = schema && schema.type === 'object' && schema.properties && typeof schema.properties === 'object' ? schema.properties : null;
+  const simple = props && Object.values(props).every((p) => p && ['string', 'number', 'integer', 'boolean'].includes(p.type));
+  if (!simple) {
+    const area = h('textarea', { id: 'start-input', class: 'mono', rows: 6, 'aria-label': 'Input (JSON)' });
+    area.value = 'null';
+    return {
+      fields: [h('label', { for: 'start-input', text: 'Input (JSON)' }), area],
+      value: () => JSON.parse(area.value),
+    };
+  }
+  const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+  const inputs = Object.entries(props).map(([name, p]) => {
+    const id = `start-${name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const attrs = { id, name, required: required.has(name) };
+    let input;
+    if (p.type === 'boolean') input = h('input', { ...attrs, type: 'checkbox' });
+    else if (Array.isArray(p.enum)) input = h('select', attrs, p.enum.map((v) => h('option', { value: v, text: v })));
+    else input = h('input', { ...attrs, type: p.type === 'string' ? 'text' : 'number', step: p.type === 'integer' ? '1' : 'any' });
+    if (p.default !== undefined && p.type !== 'boolean') input.value = p.default;
+    if (p.default === true && p.type === 'boolean') input.checked = true;
+    return { name, p, input, field: h('div', { class: 'field' }, h('label', { for: id, text: `${name}${required.has(name) ? ' *' : ''}` }), input, p.description ? h('small', { class: 'muted', text: p.description }) : null) };
+  });
+  return {
+    fields: inputs.map((i) => i.field),
+    value: () => {
+      const out = {};
+      for (const { name, p, input } of inputs) {
+        if (p.type === 'boolean') out[name] = input.checked;
+        else if (input.value === '' && !required.has(name)) continue;
+        else if (p.type === 'string') out[name] = input.value;
+        else out[name] = Number(input.value);
+      }
+      return out;
+    },
+  };
+}
+
+async function workflowView(ctx) {
+  const [id] = ctx.args;
+  const [wf, stats] = await Promise.all([api(`/api/workflows/${enc(id)}`), api(`/api/workflows/${enc(id)}/stats`)]);
+  if (ctx.stale()) return;
+  const graph = wf.graph;
+  const by = stats.by_status || {};
+  const summary = h(
+    'dl',
+    { class: 'meta', id: 'workflow-stats' },
+    h('dt', { text: 'Runs (newest 500)' }),
+    h('dd', { text: stats.runs }),
+    h('dt', { text: 'Success rate' }),
+    h('dd', { class: 'success-rate', text: rate(stats.success_rate) }),
+    h('dt', { text: 'Duration p50 / p95' }),
+    h('dd', { text: `${duration(stats.p50_ms)} / ${duration(stats.p95_ms)}` }),
+    h('dt', { text: 'By status' }),
+    h('dd', {}, Object.entries(by).map(([s, n]) => [pill(s), ` ${n} `])),
+  );
+  const recent = (stats.recent || []).map(runRow);
+  let start = null;
+  if (canOperate()) {
+    const form = inputForm(graph && graph.input_schema);
+    const submit = h('button', { type: 'submit', class: 'primary', id: 'start-run', text: 'Start run' });
+    start = h('form', { class: 'start-form', 'aria-label': `Start a run of ${id}` }, form.fields, h('div', { class: 'actions' }, submit));
+    start.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      let input;
+      try {
+        input = form.value();
+      } catch (e) {
+        toast(`The input is not JSON: ${e.message}`, 'error');
+        return;
+      }
+      if (!window.confirm(`Start a run of ${id}?`)) return;
+      submit.disabled = true;
+      try {
+        const res = await api(`/api/workflows/${enc(id)}/runs`, { method: 'POST', body: { input } });
+        toast('Run started.');
+        location.hash = route('runs', res.id);
+      } catch (e) {
+        toast(e.message, 'error');
+        submit.disabled = false;
+      }
+    });
+  }
+  fill(view,
+    h('div', { class: 'title-row' }, heading('Workflow ', h('span', { class: 'mono', text: id })), h('a', { href: `#/runs?workflow=${enc(id)}`, text: 'All its runs' })),
+    section('Statistics', summary),
+    h(
+      'div',
+      { class: 'columns' },
+      section('Graph', graph ? h('div', { class: 'graph-scroll' }, renderGraph(graph, new Map(), null)) : h('p', { class: 'muted', text: 'No graph.' })),
+      start ? section('Start a run', start) : null,
+    ),
+    section(
+      'Recent runs',
+      recent.length
+        ? h('table', { class: 'runs' }, h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'Status', 'Created', 'Updated'].map((t) => h('th', { scope: 'col', text: t })))), h('tbody', {}, recent))
+        : h('p', { class: 'muted', text: 'No runs yet.' }),
+    ),
   );
 }
 
