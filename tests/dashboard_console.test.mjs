@@ -183,8 +183,15 @@ test('dashboard console: workflows, start form, rerun, search, a busy run that n
   await page.waitForFunction(() => document.querySelectorAll('details.step .pill.st-succeeded').length >= 5);
   const now = await api('GET', `/api/runs/${busy.id}`);
   assert.equal(now.run.status, 'running', 'the panel updated only once the run had finished');
+  // The Gantt chart has a bar per started step; the event filters hide step events.
+  await page.waitForFunction(() => document.querySelectorAll('svg.gantt g.gantt-row').length >= 5);
   await shot('run-busy.png');
   await page.locator('#run-status .pill', { hasText: 'succeeded' }).waitFor();
+  await page.locator('svg.gantt g.gantt-row[data-path="tick[119]"].st-succeeded').waitFor();
+  await page.getByLabel('steps').uncheck();
+  assert.equal(await page.locator('.timeline li[data-group="steps"]:visible').count(), 0);
+  assert.ok((await page.locator('.timeline li[data-group="run"]:visible').count()) >= 2);
+  await page.getByLabel('steps').check();
 
   // A viewer sees the same pages without actions.
   await page.getByRole('button', { name: 'Sign out' }).click();

@@ -4,7 +4,7 @@
 // Safety: every piece of data goes into the page with textContent or setAttribute (no HTML is
 // ever parsed from strings), external links must be http(s), and the page runs under a strict CSP.
 
-import { nodeStatuses, pathPattern, pathStatuses, renderGraph, STATUSES } from './graph.js';
+import { nodeStatuses, pathPattern, pathStatuses, renderGantt, renderGraph, STATUSES, stepSpans } from './graph.js';
 
 const TOKEN_KEY = 'miyabi.token';
 const RUN_STATUSES = ['running', 'suspended', 'succeeded', 'failed', 'cancelled'];
@@ -879,17 +879,71 @@ async function runView(ctx) {
   }, 150, 500);
   const redrawGraph = debounce(renderGraphBox, 50);
 
+  // Step durations (a Gantt chart) and each step's failed attempts, from the events.
+  const ganttBox = h('div', { class: 'gantt-box' });
+  const renderGantt_ = () => {
+    const spans = stepSpans(events);
+    if (spans.length === 0) {
+      fill(ganttBox, h('p', { class: 'muted', text: 'No step has started yet.' }));
+      return;
+    }
+    const failures = spans.flatMap((s) => s.errors.map((e) => ({ path: s.path, ...e })));
+    fill(ganttBox,
+      h('div', { class: 'graph-scroll' }, renderGantt(spans, Date.now())),
+      failures.length
+        ? h(
+            'ul',
+            { class: 'attempts', 'aria-label': 'Failed attempts' },
+            failures.map((f) => h('li', {}, h('span', { class: 'mono', text: f.path }), ` attempt ${f.attempt}: `, h('span', { class: 'error-text', text: f.error }))),
+          )
+        : null,
+    );
+  };
+  const redrawGantt = debounce(renderGantt_, 100, 500);
+
+  // Event filters and following the newest event.
+  const EVENT_GROUPS = { steps: /^step-/, custom: /^custom$/, run: /^run-/ };
+  const shown = new Set(Object.keys(EVENT_GROUPS));
+  const groupOf = (type) => Object.keys(EVENT_GROUPS).find((g) => EVENT_GROUPS[g].test(type)) || 'run';
+  const applyFilter = (li) => {
+    li.hidden = !shown.has(li.dataset.group);
+  };
+  const follow = h('input', { type: 'checkbox', id: 'timeline-follow', checked: true });
+  const filterBar = h(
+    'div',
+    { class: 'event-filters', role: 'group', 'aria-label': 'Event filters' },
+    Object.keys(EVENT_GROUPS).map((g) => {
+      const box = h('input', { type: 'checkbox', id: `ev-${g}`, checked: true });
+      box.addEventListener('change', () => {
+        if (box.checked) shown.add(g);
+        else shown.delete(g);
+        for (const li of timeline.children) applyFilter(li);
+      });
+      return h('label', { for: `ev-${g}` }, box, ` ${g} `);
+    }),
+    h('label', { for: 'timeline-follow' }, follow, ' follow new events'),
+  );
+  const appendEvent = (ev) => {
+    const li = eventLine(ev);
+    li.dataset.group = groupOf(ev.type);
+    applyFilter(li);
+    add(timeline, li);
+    if (follow.checked) timeline.scrollTop = timeline.scrollHeight;
+  };
+
   renderHeader();
   renderGraphBox();
   renderSteps();
+  renderGantt_();
   fill(
     view,
     header,
     h('div', { class: 'columns' }, section('Graph', graphBox), section('Steps', stepsBox)),
+    section('Durations', ganttBox),
     h(
       'div',
       { class: 'columns' },
-      section('Timeline', h('p', { class: 'muted small', text: 'Live: new events appear as they happen.' }), timelineEmpty, timeline),
+      section('Timeline', h('p', { class: 'muted small', text: 'Live: new events appear as they happen.' }), filterBar, timelineEmpty, timeline),
       section('Input and output', ioBox),
     ),
   );
@@ -902,7 +956,8 @@ async function runView(ctx) {
         seen.add(ev.seq);
         events.push(ev);
         timelineEmpty.hidden = true;
-        add(timeline, eventLine(ev));
+        appendEvent(ev);
+        redrawGantt();
         if (ev.type === 'step-started' || ev.type === 'step-retrying') redrawGraph();
         else refresh();
       },
