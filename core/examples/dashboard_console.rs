@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Workflows: `orders` (an input schema with a string, an integer and a boolean; outputs a
-//! receipt), `busy` (a foreach over its input array, one item at a time, each taking 100 ms:
-//! a run that produces a step event about every 100 ms) and `report` (a few finished runs, one
+//! receipt), `busy` (a foreach over its input array, one item at a time, each taking 100 ms
+//! with a progress event every 20 ms: a run whose events never pause) and `report` (a few finished runs, one
 //! failed). Two identities: `alice` (admin) and `vic` (viewer). Prints one JSON line:
 //!
 //! ```json
@@ -58,9 +58,13 @@ async fn main() -> Result<(), BoxError> {
     let busy = Workflow::new("busy")
         .foreach(
             "tick",
-            step_fn(|_ctx: StepContext, v: Value| async move {
-                // The work of one item: a step event about every 100 ms for the whole run.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            step_fn(|ctx: StepContext, v: Value| async move {
+                // The work of one item: 100 ms with a progress event every 20 ms, so the run
+                // produces events far more often than any trailing debounce waits.
+                for part in 0..5 {
+                    ctx.emit("progress", json!({ "item": v, "part": part }));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Ok::<_, StepError>(json!({ "done": v }))
             }),
             1,

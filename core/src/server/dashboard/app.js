@@ -653,6 +653,8 @@ async function runView(ctx) {
     }
   };
 
+  // Kept across header redraws (a live refresh must not close an open rerun form).
+  const rerunBox = h('div', { class: 'rerun', hidden: true });
   const renderHeader = () => {
     const r = detail.run;
     const active = r.status === 'running' || r.status === 'suspended';
@@ -680,7 +682,6 @@ async function runView(ctx) {
         })
       : null;
     const gates = (r.suspended || []).filter((s) => s && s.payload && s.payload.type === 'approval');
-    const rerunBox = h('div', { class: 'rerun', hidden: true });
     const rerun = canOperate() && (r.status === 'failed' || r.status === 'succeeded' || r.status === 'cancelled')
       ? h('button', {
           type: 'button',
