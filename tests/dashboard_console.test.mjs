@@ -173,7 +173,7 @@ test('dashboard console: workflows, start form, rerun, search, a busy run that n
   await page.locator(`tr[data-run="${first}"]`).waitFor();
   assert.equal(await page.locator('table.runs tbody tr').count(), 2);
 
-  // A busy run: a step event about every 100 ms for 6 s. Its steps panel must show finished
+  // A busy run: an event about every 20 ms for 6 s. Its steps panel must show finished
   // items while the run is still running (a trailing debounce longer than the gap between
   // events never fired until the run ended).
   const items = Array.from({ length: 60 }, (_, i) => i);
