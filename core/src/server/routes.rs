@@ -766,7 +766,7 @@ async fn list_approvals(
     // Newest first, in a total order, paged by the last gate's key.
     let key = |a: &crate::approval::Approval| (a.created_at, a.run_id.clone(), a.gate.clone());
     let mut list = list;
-    list.sort_by(|a, b| key(b).cmp(&key(a)));
+    list.sort_by_key(|a| std::cmp::Reverse(key(a)));
     if let Some(c) = q.cursor.as_deref().filter(|c| !c.is_empty()) {
         let (t, rest) = decode_cursor(c).ok_or_else(|| ApiError::bad_request("invalid cursor"))?;
         let (run, gate) = rest
