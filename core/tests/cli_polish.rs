@@ -154,3 +154,75 @@ fn serve_accepts_a_host_name() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-host.invalid"));
 }
+
+#[tokio::test]
+async fn cancel_and_prune_from_the_cli_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let (waiting, done) = {
+        let engine = Engine::sqlite(&db).unwrap();
+        let ask = step_fn(|ctx: StepContext, _v: Value| async move {
+            ctx.suspend::<Value>(json!({ "question": "?" }))
+        });
+        let wf = Workflow::new("ask").step("ask", ask).commit().unwrap();
+        let echo = step_fn(|_c: StepContext, v: Value| async move { Ok(v) });
+        let quick = Workflow::new("quick").step("x", echo).commit().unwrap();
+        let done = engine.start(&quick, json!(1)).await.unwrap().id;
+        (engine.start(&wf, json!(1)).await.unwrap().id, done)
+    };
+    let as_user = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_miyabi"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .env("USER", "tess")
+            .env_remove("MIYABI_DB")
+            .output()
+            .unwrap()
+    };
+    stdout(&as_user(&["runs", "cancel", &waiting]));
+    assert!(!as_user(&["runs", "cancel", &waiting]).status.success());
+    stdout(&as_user(&[
+        "runs",
+        "prune",
+        "--keep-last",
+        "0",
+        "--workflow",
+        "quick",
+    ]));
+    let engine = Engine::sqlite(&db).unwrap();
+    let trail = engine
+        .approvals()
+        .audit(&miyabi::approval::AuditFilter {
+            actor: Some("cli:tess".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let actions: Vec<(String, String, String)> = trail
+        .iter()
+        .map(|r| {
+            (
+                r.action.clone(),
+                r.run_id.clone(),
+                r.data.as_ref().unwrap()["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("run.cancel".to_string(), waiting.clone(), "ok".to_string()),
+            (
+                "run.cancel".to_string(),
+                waiting.clone(),
+                "failed".to_string()
+            ),
+            ("runs.prune".to_string(), String::new(), "ok".to_string()),
+        ]
+    );
+    assert_eq!(trail[2].data.as_ref().unwrap()["deleted"], 1);
+    assert!(engine.get(&done).await.unwrap().is_none());
+}

@@ -417,6 +417,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             rule.keep_last = a.keep_last;
             rule.workflow = a.workflow;
             let deleted = engine.prune(&rule)?;
+            record(
+                &engine,
+                "runs.prune",
+                "",
+                json!({
+                    "outcome": "ok",
+                    "deleted": deleted,
+                    "older_than_ms": a.older_than.map(|d| d.as_millis() as u64),
+                    "keep_last": a.keep_last,
+                    "workflow": rule.workflow,
+                }),
+            );
             if cli.json {
                 println!("{}", json!({ "deleted": deleted }));
             } else {
@@ -428,7 +440,19 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         // Handled in `main` before the engine opens.
         Command::External(_) => Err(CliError::Usage("an external command".into())),
         Command::Runs(RunsCommand::Cancel { id }) => {
-            let run = engine.cancel(&id).await?;
+            let run = match engine.cancel(&id).await {
+                Ok(run) => run,
+                Err(e) => {
+                    record(
+                        &engine,
+                        "run.cancel",
+                        &id,
+                        json!({ "outcome": "failed", "error": e.to_string() }),
+                    );
+                    return Err(e.into());
+                }
+            };
+            record(&engine, "run.cancel", &id, json!({ "outcome": "ok" }));
             // Its open gates close now: they leave inboxes and their notifiers say so.
             engine.approvals().close_run(&id).await?;
             if cli.json {
@@ -438,6 +462,34 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+/// Records a state change made from the command line in the audit trail, as
+/// `cli:<OS user>` (the database has no other notion of who runs the command).
+fn record(engine: &Engine, action: &str, run: &str, data: serde_json::Value) {
+    let Some(gates) = engine.store().gates() else {
+        return;
+    };
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let rec = miyabi::approval::AuditRecord {
+        id: 0,
+        run_id: run.to_string(),
+        gate: String::new(),
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        actor: format!("cli:{user}"),
+        action: action.to_string(),
+        comment: None,
+        diff: None,
+        data: Some(data),
+    };
+    if let Err(e) = gates.append_audit(&rec) {
+        eprintln!("miyabi: warning: cannot record `{action}` in the audit trail: {e}");
     }
 }
 
