@@ -352,7 +352,10 @@ async fn serve_prints_a_generated_token_once_and_uses_configured_ones() {
         .json()
         .await
         .unwrap();
-    assert_eq!(me, json!({ "id": "ops", "teams": ["leads"] }));
+    assert_eq!(
+        me,
+        json!({ "id": "ops", "teams": ["leads"], "roles": ["admin"], "workflows": ["*"] })
+    );
     // The server cancels too, without the workflow's code.
     let r = http
         .post(format!("http://{addr}/api/runs/{waiting}/cancel"))

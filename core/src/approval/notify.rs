@@ -87,6 +87,8 @@ pub enum NoticeEvent {
     Requested,
     /// The gate is still waiting and has been escalated (reminder, wider audience).
     Escalated,
+    /// The gate was closed without a decision: its run was cancelled or failed.
+    Closed,
     /// The gate was decided.
     Decided {
         /// `"approved"` or `"rejected"`.
@@ -103,6 +105,7 @@ impl NoticeEvent {
             NoticeEvent::Requested => "requested",
             NoticeEvent::Escalated => "escalated",
             NoticeEvent::Decided { .. } => "decided",
+            NoticeEvent::Closed => "closed",
         }
     }
 
@@ -111,6 +114,7 @@ impl NoticeEvent {
         match self {
             NoticeEvent::Requested => "Approval requested".to_owned(),
             NoticeEvent::Escalated => "Approval escalated".to_owned(),
+            NoticeEvent::Closed => "Closed: the run ended without a decision".to_owned(),
             NoticeEvent::Decided { status, by } => {
                 let what = match status.as_str() {
                     "approved" => "Approved".to_owned(),
@@ -129,6 +133,7 @@ impl NoticeEvent {
     fn color(&self) -> u32 {
         match self {
             NoticeEvent::Requested | NoticeEvent::Escalated => COLOR_PENDING,
+            NoticeEvent::Closed => COLOR_OTHER,
             NoticeEvent::Decided { status, .. } => match status.as_str() {
                 "approved" => COLOR_APPROVED,
                 "rejected" => COLOR_REJECTED,
@@ -421,6 +426,7 @@ impl Notifier {
                         NoticeEvent::Requested => "approval.requested",
                         NoticeEvent::Escalated => "approval.escalated",
                         NoticeEvent::Decided { .. } => "approval.decided",
+                        NoticeEvent::Closed => "approval.closed",
                     },
                     notice,
                     sent_at: now_ms,
@@ -497,7 +503,7 @@ impl Notifier {
 
 /// The client all notifiers share: rustls with the `ring` provider (installed explicitly, as in
 /// `model::http`), a 10 s timeout per attempt, no redirects.
-fn http_client() -> Result<&'static reqwest::Client, String> {
+pub(crate) fn http_client() -> Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {

@@ -41,6 +41,8 @@ pub struct TickReport {
     pub notified: usize,
     /// Notification attempts that failed.
     pub notify_failures: usize,
+    /// Pending gates closed because their run ended.
+    pub closed: usize,
 }
 
 impl Approvals {
@@ -70,19 +72,102 @@ impl Approvals {
         Ok(self.store()?.list_gates(filter)?)
     }
 
-    /// The pending gates `who` may decide and has not voted on yet, newest first.
+    /// The pending gates `who` may decide and has not voted on yet, newest first. Gates of
+    /// runs that ended (cancelled, failed) are left out even before the worker closes them.
     pub fn inbox(&self, who: &Approver) -> Result<Vec<Approval>, ApprovalError> {
         let pending = self.store()?.list_gates(&ApprovalFilter {
             status: Some(ApprovalStatus::Pending),
             approver: Some(who.clone()),
             ..ApprovalFilter::default()
         })?;
-        Ok(pending.into_iter().filter(|a| a.awaits(who)).collect())
+        let mut out = Vec::new();
+        for a in pending {
+            if a.awaits(who) && self.run_ended(&a.run_id)?.is_none() {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The run's status when it ended without finishing its gates (terminal, or gone).
+    fn run_ended(&self, run_id: &str) -> Result<Option<String>, ApprovalError> {
+        Ok(match self.engine.store().run(run_id)? {
+            None => Some("deleted".into()),
+            Some(r) if r.status.is_terminal() => Some(r.status.as_str().to_string()),
+            Some(_) => None,
+        })
+    }
+
+    /// Closes the pending gates of a run that ended (cancelled, failed): they leave inboxes,
+    /// refuse later decisions (409, naming why), and their notifiers send a `closed` notice.
+    /// Returns how many this call closed. The approvals worker does it for every ended run;
+    /// the server calls it at once after a cancellation.
+    pub async fn close_run(&self, run_id: &str) -> Result<usize, ApprovalError> {
+        match self.run_ended(run_id)? {
+            Some(status) => self.close_gates(run_id, status).await,
+            None => Ok(0),
+        }
+    }
+
+    async fn close_gates(&self, run_id: &str, status: String) -> Result<usize, ApprovalError> {
+        let store = self.store()?;
+        let mut closed = 0;
+        for a in store.list_gates(&ApprovalFilter {
+            run_id: Some(run_id.to_string()),
+            status: Some(ApprovalStatus::Pending),
+            ..ApprovalFilter::default()
+        })? {
+            let now = self.engine.now_ms();
+            let mut next = a.clone();
+            next.version += 1;
+            next.deliveries.clear();
+            next.status = ApprovalStatus::Closed;
+            next.decided_at = Some(now);
+            next.deadline_at = None;
+            // Nothing to hand to the run.
+            next.delivered = true;
+            let reason = format!("the run is {status}");
+            let audit = vec![AuditRecord {
+                id: 0,
+                run_id: a.run_id.clone(),
+                gate: a.gate.clone(),
+                at: now,
+                actor: "system:engine".into(),
+                action: "closed".into(),
+                comment: Some(reason.clone()),
+                diff: None,
+                data: Some(json!({ "run_status": status })),
+            }];
+            if store.update_gate(&GateUpdate {
+                expected_version: a.version,
+                approval: next.clone(),
+                audit,
+                deliveries: notices(&next, "closed", now),
+                before_deadline: None,
+            })? {
+                closed += 1;
+                tracing::info!(run = %run_id, gate = %a.gate, %reason, "gate closed");
+            }
+        }
+        if closed > 0 {
+            self.engine.wake_worker();
+        }
+        Ok(closed)
     }
 
     /// The audit trail, oldest first.
     pub fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, ApprovalError> {
         Ok(self.store()?.audit(filter)?)
+    }
+
+    /// The audit trail newest first: records with an id below `before` (the last id of the
+    /// previous page), at most `filter.limit`.
+    pub fn audit_newest(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, ApprovalError> {
+        Ok(self.store()?.audit_newest(filter, before)?)
     }
 
     /// Records `who`'s decision on a gate. When it decides the gate (by its policy), the
@@ -104,12 +189,27 @@ impl Approvals {
         let store = self.store()?;
         for _ in 0..CAS_ROUNDS {
             let a = self.get(run_id, gate)?;
+            if a.status == ApprovalStatus::Pending
+                && let Some(status) = self.run_ended(run_id)?
+            {
+                // The run ended (cancelled, failed) and the worker has not closed its gates
+                // yet: close them now, and refuse.
+                self.close_gates(run_id, status).await?;
+                continue;
+            }
             if a.status != ApprovalStatus::Pending {
                 return Err(ApprovalError::Conflict {
                     run: run_id.to_string(),
                     gate: gate.to_string(),
                     reason: decided_reason(&a),
                 });
+            }
+            let now = self.engine.now_ms();
+            if a.deadline_at.is_some_and(|d| d <= now) {
+                // Past the deadline, before the worker applied it: apply it now (a rejection,
+                // an approval or an escalation), then look again.
+                self.expire(a, now).await?;
+                continue;
             }
             let entries = who.entries(&a.approvers);
             if entries.is_empty() {
@@ -127,7 +227,6 @@ impl Approvals {
                     reason: format!("`{}` already voted on this gate", who.id),
                 });
             }
-            let now = self.engine.now_ms();
             let mut next = a.clone();
             next.version += 1;
             next.deliveries.clear();
@@ -188,6 +287,7 @@ impl Approvals {
                 approval: next.clone(),
                 audit,
                 deliveries,
+                before_deadline: Some(now),
             };
             if !store.update_gate(&update)? {
                 continue;
@@ -222,6 +322,19 @@ impl Approvals {
             if self.expire(a, now).await? {
                 report.expired += 1;
             }
+        }
+        // Gates of runs that ended without them (cancelled, failed) are closed.
+        let mut ended = std::collections::HashSet::new();
+        for a in store.list_gates(&ApprovalFilter {
+            status: Some(ApprovalStatus::Pending),
+            ..ApprovalFilter::default()
+        })? {
+            if !ended.contains(&a.run_id) && self.run_ended(&a.run_id)?.is_some() {
+                ended.insert(a.run_id.clone());
+            }
+        }
+        for run in ended {
+            report.closed += self.close_run(&run).await?;
         }
         for a in store.list_gates(&ApprovalFilter {
             undelivered: true,
@@ -306,6 +419,7 @@ impl Approvals {
             approval: next.clone(),
             audit,
             deliveries,
+            before_deadline: None,
         })?;
         if applied && next.status != ApprovalStatus::Pending {
             self.deliver(&next).await?;
@@ -363,6 +477,7 @@ impl Approvals {
                 approval: next,
                 audit: Vec::new(),
                 deliveries: Vec::new(),
+                before_deadline: None,
             })? {
                 return Ok(true);
             }
@@ -478,6 +593,7 @@ fn notice_for(a: &Approval, event: &str, public_url: &str) -> super::notify::Gat
     use super::notify::{GateNotice, NoticeEvent};
     let event = match event {
         "escalated" => NoticeEvent::Escalated,
+        "closed" => NoticeEvent::Closed,
         "decided" => NoticeEvent::Decided {
             status: a.status.as_str().to_string(),
             by: a.votes.iter().map(|v| v.by.clone()).collect(),
@@ -493,7 +609,13 @@ fn notice_for(a: &Approval, event: &str, public_url: &str) -> super::notify::Gat
         approvers: a.approvers.clone(),
         deadline_at: a.deadline_at,
         link: gate_link(public_url, &a.run_id, &a.gate),
-        links: a.links.clone(),
+        // Only http(s) links reach a notification, as only those reach the dashboard.
+        links: a
+            .links
+            .iter()
+            .filter(|l| is_web_url(&l.url))
+            .cloned()
+            .collect(),
         event,
     }
 }
@@ -512,6 +634,11 @@ pub fn gate_link(public_url: &str, run_id: &str, gate: &str) -> String {
         "{}/#/approvals/{run_id}/{enc}",
         public_url.trim_end_matches('/')
     )
+}
+
+/// Whether `url` is an absolute http or https URL (not `javascript:`, `data:`, ...).
+pub(crate) fn is_web_url(url: &str) -> bool {
+    reqwest::Url::parse(url.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 /// Whether the votes decide the gate, and how.
@@ -589,13 +716,39 @@ fn notices(a: &Approval, event: &str, now: i64) -> Vec<Delivery> {
 }
 
 fn decided_reason(a: &Approval) -> String {
+    if a.status == ApprovalStatus::Closed {
+        return format!(
+            "the gate is closed: its run ended without it{}",
+            a.decided_at
+                .map(|t| format!(" at {}", rfc3339(t)))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(v) = a.votes.iter().find(|v| v.by == DEADLINE_ACTOR) {
+        return format!(
+            "the deadline passed at {}; the gate was {} by its deadline",
+            rfc3339(v.at),
+            a.status.as_str()
+        );
+    }
     let by: Vec<&str> = a.votes.iter().map(|v| v.by.as_str()).collect();
     format!(
         "already {} (by {}){}",
         a.status.as_str(),
         by.join(", "),
         a.decided_at
-            .map(|t| format!(" at {t} ms"))
+            .map(|t| format!(" at {}", rfc3339(t)))
             .unwrap_or_default()
     )
+}
+
+/// A time in ms since the epoch as RFC 3339 (UTC).
+fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000);
+    t.ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms"))
 }

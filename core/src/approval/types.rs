@@ -69,15 +69,19 @@ pub enum ApprovalStatus {
     Approved,
     /// Rejected (by an approver or by its deadline).
     Rejected,
+    /// Closed without a decision: its run was cancelled or failed. It leaves inboxes and
+    /// takes no decision.
+    Closed,
 }
 
 impl ApprovalStatus {
-    /// `pending`, `approved` or `rejected`.
+    /// `pending`, `approved`, `rejected` or `closed`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::Closed => "closed",
         }
     }
 
@@ -87,6 +91,7 @@ impl ApprovalStatus {
             "pending" => Some(Self::Pending),
             "approved" => Some(Self::Approved),
             "rejected" => Some(Self::Rejected),
+            "closed" => Some(Self::Closed),
             _ => None,
         }
     }
@@ -439,4 +444,8 @@ pub struct GateUpdate {
     pub audit: Vec<AuditRecord>,
     /// Notifications to add (ignored when the same one exists).
     pub deliveries: Vec<Delivery>,
+    /// `Some(t)`: apply only if the stored gate has no deadline or a deadline after `t` (ms),
+    /// checked in the same transaction as the version, so a decision made after the deadline
+    /// never lands, whether or not the deadline worker has run.
+    pub before_deadline: Option<i64>,
 }

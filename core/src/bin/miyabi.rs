@@ -1,7 +1,7 @@
 //! `miyabi`: serve the HTTP API over a run database, and inspect or cancel runs from a shell.
 //!
 //! ```text
-//! miyabi serve [--addr 127.0.0.1:7420]
+//! miyabi serve [--addr 127.0.0.1:7420] [--access access.toml]
 //! miyabi runs list [--workflow W] [--status S] [--limit N]
 //! miyabi runs show <id>
 //! miyabi runs cancel <id>
@@ -47,11 +47,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API (tokens from MIYABI_TOKENS; one is generated and printed if unset).
+    /// Serve the HTTP API (identities from --access, MIYABI_TOKENS/MIYABI_ROLES/MIYABI_SCOPES
+    /// and MIYABI_JWT_*; one admin token is generated and printed if none is configured).
     Serve {
-        /// Address to listen on.
+        /// Address to listen on: `host:port` (a name such as `localhost:7420` is resolved;
+        /// a host alone gets port 7420).
         #[arg(long, default_value = miyabi::server::DEFAULT_ADDR)]
-        addr: SocketAddr,
+        addr: String,
+        /// An access file (TOML: identities, roles, scopes, JWT; docs/server.md).
+        #[arg(long, env = "MIYABI_ACCESS_FILE")]
+        access: Option<std::path::PathBuf>,
     },
     /// List, show or cancel runs.
     #[command(subcommand)]
@@ -261,11 +266,46 @@ fn fail(e: &CliError) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// `host:port` (or a host alone, on port 7420) to the first address it resolves to.
+async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let with_port = if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:7420")
+    };
+    tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot resolve --addr `{addr}`: {e}")))?
+        .next()
+        .ok_or_else(|| CliError::Usage(format!("--addr `{addr}` resolves to no address")))
+}
+
 async fn run(cli: Cli) -> Result<(), CliError> {
+    // Only `serve` may create the database; every other command reads or changes runs that
+    // must exist already, so a mistyped --db is an error naming the path, not a new file.
+    if !matches!(cli.command, Command::Serve { .. }) && !std::path::Path::new(&cli.db).exists() {
+        return Err(CliError::Usage(format!(
+            "no database at `{}` (give --db PATH or set MIYABI_DB)",
+            cli.db
+        )));
+    }
     let engine = Engine::sqlite(&cli.db)?;
     match cli.command {
-        Command::Serve { addr } => {
-            let config = ServerConfig::from_env()?;
+        Command::Serve { addr, access } => {
+            let addr = resolve(&addr).await?;
+            let mut config = ServerConfig::from_env()?;
+            // from_env read MIYABI_ACCESS_FILE already; --access adds a file given on the line.
+            if let Some(path) = access
+                && std::env::var_os("MIYABI_ACCESS_FILE").is_none_or(|v| v != path.as_os_str())
+            {
+                config = config.access_file(&path)?;
+            }
             let server = serve(engine, config, Some(addr)).await?;
             eprintln!(
                 "miyabi: serving {} on http://{}",
@@ -302,7 +342,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 })
                 .map_err(miyabi::EngineError::from)?;
             if cli.json {
-                println!("{}", json!({ "runs": runs }));
+                println!("{}", rfc3339_times(json!({ "runs": runs })));
             } else {
                 print_runs(&runs);
             }
@@ -319,7 +359,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(miyabi::EngineError::from)?;
             steps.sort_by(|a, b| (a.updated_at, &a.path).cmp(&(b.updated_at, &b.path)));
             if cli.json {
-                println!("{}", json!({ "run": run, "steps": steps }));
+                println!("{}", rfc3339_times(json!({ "run": run, "steps": steps })));
             } else {
                 print_run(&run, &steps);
             }
@@ -335,7 +375,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 })?,
             };
             if cli.json {
-                println!("{}", json!({ "approvals": list }));
+                println!("{}", rfc3339_times(json!({ "approvals": list })));
             } else {
                 print_approvals(&list);
             }
@@ -377,6 +417,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             rule.keep_last = a.keep_last;
             rule.workflow = a.workflow;
             let deleted = engine.prune(&rule)?;
+            record(
+                &engine,
+                "runs.prune",
+                "",
+                json!({
+                    "outcome": "ok",
+                    "deleted": deleted,
+                    "older_than_ms": a.older_than.map(|d| d.as_millis() as u64),
+                    "keep_last": a.keep_last,
+                    "workflow": rule.workflow,
+                }),
+            );
             if cli.json {
                 println!("{}", json!({ "deleted": deleted }));
             } else {
@@ -388,14 +440,56 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         // Handled in `main` before the engine opens.
         Command::External(_) => Err(CliError::Usage("an external command".into())),
         Command::Runs(RunsCommand::Cancel { id }) => {
-            let run = engine.cancel(&id).await?;
+            let run = match engine.cancel(&id).await {
+                Ok(run) => run,
+                Err(e) => {
+                    record(
+                        &engine,
+                        "run.cancel",
+                        &id,
+                        json!({ "outcome": "failed", "error": e.to_string() }),
+                    );
+                    return Err(e.into());
+                }
+            };
+            record(&engine, "run.cancel", &id, json!({ "outcome": "ok" }));
+            // Its open gates close now: they leave inboxes and their notifiers say so.
+            engine.approvals().close_run(&id).await?;
             if cli.json {
-                println!("{}", json!({ "run": run }));
+                println!("{}", rfc3339_times(json!({ "run": run })));
             } else {
                 println!("{} {}", run.id, run.status);
             }
             Ok(())
         }
+    }
+}
+
+/// Records a state change made from the command line in the audit trail, as
+/// `cli:<OS user>` (the database has no other notion of who runs the command).
+fn record(engine: &Engine, action: &str, run: &str, data: serde_json::Value) {
+    let Some(gates) = engine.store().gates() else {
+        return;
+    };
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let rec = miyabi::approval::AuditRecord {
+        id: 0,
+        run_id: run.to_string(),
+        gate: String::new(),
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        actor: format!("cli:{user}"),
+        action: action.to_string(),
+        comment: None,
+        diff: None,
+        data: Some(data),
+    };
+    if let Err(e) = gates.append_audit(&rec) {
+        eprintln!("miyabi: warning: cannot record `{action}` in the audit trail: {e}");
     }
 }
 
@@ -410,12 +504,82 @@ async fn decide(
         .approvals()
         .decide(&gate.run, &gate.gate, &who, decision)
         .await?;
+    let needed = votes_needed(&a);
     if json {
-        println!("{}", json!({ "approval": a }));
+        println!(
+            "{}",
+            rfc3339_times(json!({ "approval": a, "votes_needed": needed }))
+        );
+    } else if a.status == ApprovalStatus::Pending {
+        println!(
+            "{} {} pending: {}",
+            a.run_id,
+            a.gate,
+            match needed {
+                1 => "1 more approval needed".to_string(),
+                n => format!("{n} more approvals needed"),
+            }
+        );
     } else {
         println!("{} {} {}", a.run_id, a.gate, a.status.as_str());
     }
     Ok(())
+}
+
+/// How many more approvals the gate's policy needs (0 once decided).
+fn votes_needed(a: &Approval) -> usize {
+    use miyabi::approval::{DecisionAction, Policy};
+    if a.status != ApprovalStatus::Pending {
+        return 0;
+    }
+    let approvals: Vec<_> = a
+        .votes
+        .iter()
+        .filter(|v| v.action == DecisionAction::Approve)
+        .collect();
+    match a.policy {
+        Policy::Any => usize::from(approvals.is_empty()),
+        Policy::Quorum(n) => (n.max(1) as usize).saturating_sub(approvals.len()),
+        Policy::All => a
+            .approvers
+            .iter()
+            .filter(|entry| !approvals.iter().any(|v| v.entries.contains(entry)))
+            .count(),
+    }
+}
+
+/// The JSON output with every time (`at` and `*_at` fields, ms since the epoch) as RFC 3339.
+fn rfc3339_times(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, x) in map.iter_mut() {
+                    if (k == "at" || k.ends_with("_at"))
+                        && let Some(ms) = x.as_i64()
+                    {
+                        *x = serde_json::Value::String(rfc3339(ms));
+                    } else {
+                        walk(x);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
+/// RFC 3339 (UTC, milliseconds) for milliseconds since the Unix epoch.
+fn rfc3339(ms: i64) -> String {
+    ::time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 async fn shutdown_signal() {
@@ -433,7 +597,7 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// `YYYY-MM-DD HH:MM:SS` (UTC) for milliseconds since the Unix epoch.
+/// RFC 3339 to the second (UTC) for milliseconds since the Unix epoch, for tables.
 fn time(ms: i64) -> String {
     ::time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
@@ -441,8 +605,13 @@ fn time(ms: i64) -> String {
             t.format(&::time::format_description::well_known::Rfc3339)
                 .ok()
         })
-        .map(|s| s.replacen('T', " ", 1).trim_end_matches('Z').to_string())
         .unwrap_or_else(|| ms.to_string())
+}
+
+/// A JSON value for a terminal: pretty-printed, continuation lines indented by `indent`.
+fn pretty(v: &serde_json::Value, indent: usize) -> String {
+    let text = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
+    text.replace('\n', &format!("\n{}", " ".repeat(indent)))
 }
 
 /// Prints rows as columns padded to their widest cell.
@@ -517,15 +686,15 @@ fn print_run(run: &Run, steps: &[StepRecord]) {
     println!("status    {}", run.status);
     println!("created   {}", time(run.created_at));
     println!("updated   {}", time(run.updated_at));
-    println!("input     {}", run.input);
+    println!("input     {}", pretty(&run.input, 10));
     if let Some(o) = &run.output {
-        println!("output    {o}");
+        println!("output    {}", pretty(o, 10));
     }
     if let Some(e) = &run.error {
         println!("error     {e}");
     }
     for s in &run.suspended {
-        println!("waiting   {} {}", s.path, s.payload);
+        println!("waiting   {} {}", s.path, pretty(&s.payload, 10));
     }
     if !steps.is_empty() {
         println!();

@@ -29,6 +29,23 @@ pub enum ServerError {
         /// What is wrong (never the token itself).
         reason: String,
     },
+    /// The access configuration (an access file, `MIYABI_ROLES`, `MIYABI_SCOPES`, a JWT
+    /// configuration or its JWKS) is wrong.
+    #[error("access configuration ({place}): {reason}")]
+    Access {
+        /// Where: a file, a variable and entry, a setting.
+        place: String,
+        /// What is wrong (never a token).
+        reason: String,
+    },
+    /// The same token is configured for two identities.
+    #[error("the same token is configured for two identities, `{first}` and `{second}`")]
+    DuplicateToken {
+        /// One identity.
+        first: String,
+        /// The other.
+        second: String,
+    },
     /// The system's random generator failed.
     #[error("cannot generate a token: the system random generator failed")]
     Random,
@@ -36,6 +53,10 @@ pub enum ServerError {
     #[error("server task ended abnormally: {0}")]
     Task(String),
 }
+
+/// The message of an error response, kept in the response's extensions for the audit trail.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorNote(pub(crate) String);
 
 /// An API error: an HTTP status, a stable code and a message, sent as
 /// `{"error": {"code": "...", "message": "..."}}`. The code is the crate's [`ErrorCode`],
@@ -63,6 +84,10 @@ impl ApiError {
             ErrorCode::Unauthorized,
             "a valid bearer token is required (Authorization: Bearer <token>)",
         )
+    }
+
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
+        Self::of(ErrorCode::Forbidden, message)
     }
 
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
@@ -123,6 +148,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut r = (self.status, body.to_string()).into_response();
+        // For the audit trail of the request (never holds a token).
+        r.extensions_mut().insert(ErrorNote(self.message));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod config;
 mod dashboard;
 mod driver;
@@ -30,17 +31,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use access::{Identity, JwksSource, JwtConfig, Permission, Role, Scope};
 pub use config::{DEFAULT_BODY_LIMIT, ServerConfig, generate_token};
 pub use driver::{DriverError, ExternalDriver};
 pub(crate) use error::ApiError;
 pub use error::ServerError;
+pub use routes::{API_ROUTES, RouteInfo};
 
 use crate::Engine;
 
@@ -78,17 +81,18 @@ fn router_with(engine: Engine, config: ServerConfig, shutdown: CancellationToken
         shutdown,
         runs_feed: Mutex::new(None),
     });
-    let protected = routes::protected().route_layer(middleware::from_fn_with_state(
-        Arc::clone(&state),
-        authenticate,
-    ));
-    let mut app = routes::public()
-        .merge(protected)
+    let mut app = routes::api(&state)
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(Arc::clone(&state));
     if let Some(extra) = extra {
-        app = app.merge(extra.route_layer(middleware::from_fn_with_state(state, authenticate)));
+        let mounted = RouteInfo {
+            method: "*",
+            path: "*",
+            permission: Permission::Mounted,
+            action: None,
+        };
+        app = app.merge(extra.route_layer(middleware::from_fn_with_state((state, mounted), guard)));
     }
     let mut app = app
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -152,7 +156,8 @@ impl ServerHandle {
 /// Serves the API on `addr` ([`DEFAULT_ADDR`], loopback, when `None`).
 ///
 /// When `config` has no token, one random token is generated for the identity `admin` and
-/// printed once to stderr (never logged).
+/// printed once to stderr (never logged). A configuration that gives the same token to two
+/// identities is refused ([`ServerConfig::validate`]).
 pub async fn serve(
     engine: Engine,
     mut config: ServerConfig,
@@ -164,6 +169,7 @@ pub async fn serve(
             .parse()
             .map_err(|e: std::net::AddrParseError| ServerError::Task(e.to_string()))?,
     };
+    config.validate()?;
     if !config.has_tokens() {
         let token = generate_token()?;
         config = config.token(&token, crate::approval::Approver::new("admin"));
@@ -201,37 +207,170 @@ pub async fn serve(
     })
 }
 
-/// The identity behind a request's bearer token (in the request's extensions).
-async fn authenticate(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// The bearer token of a request: the `Authorization` header (scheme case-insensitive), or
+/// `?access_token=` on the two routes a browser cannot give headers.
+fn presented_token(req: &Request) -> Option<String> {
     let from_header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            let v = v.trim_start();
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_string())
         })
-        .map(|t| t.trim().to_string());
-    // Browsers cannot set headers on EventSource or WebSocket: those two routes also take
-    // `?access_token=`. The query string is never logged.
-    let token = from_header.or_else(|| {
+        .filter(|t| !t.is_empty());
+    // The query string is never logged.
+    from_header.or_else(|| {
         let path = req.uri().path();
         (path == "/api/ws" || path.ends_with("/events"))
             .then(|| query_param(req.uri().query(), "access_token"))
             .flatten()
-    });
-    let who = token
-        .as_deref()
-        .and_then(|t| state.config.identify(t))
-        .cloned()
-        .ok_or_else(ApiError::unauthorized)?;
-    tracing::Span::current().record("identity", who.id.as_str());
-    req.extensions_mut().insert(who);
-    Ok(next.run(req).await)
+    })
+}
+
+/// The identity behind a token: a static token, else a JWT when an issuer is configured.
+async fn identify(state: &AppState, token: &str) -> Option<Identity> {
+    if let Some(who) = state.config.identify(token) {
+        return Some(who.clone());
+    }
+    let verifier = state.config.jwt.as_ref()?;
+    if !access::looks_like_jwt(token) {
+        return None;
+    }
+    match verifier.verify(token).await {
+        Ok(who) => Some(who),
+        Err(e) => {
+            tracing::debug!(reason = %e, "JWT refused");
+            None
+        }
+    }
+}
+
+/// Every route but the public ones: authenticates the caller (401), checks the route's
+/// permission against its roles (403), puts the [`Identity`] and its [`Approver`] in the
+/// request's extensions, and records requests to routes that change state in the audit
+/// trail with their outcome (refusals included).
+///
+/// [`Approver`]: crate::approval::Approver
+async fn guard(
+    State((state, info)): State<(AppState, RouteInfo)>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let token = presented_token(&req);
+    let who = match token.as_deref() {
+        Some(t) => identify(&state, t).await,
+        None => None,
+    };
+    let who = who.ok_or_else(ApiError::unauthorized)?;
+    tracing::Span::current().record("identity", who.id());
+    let (mut parts, body) = req.into_parts();
+    let params: Vec<(String, String)> =
+        match axum::extract::RawPathParams::from_request_parts(&mut parts, &()).await {
+            Ok(p) => p
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+    let who = Arc::new(who);
+    let res = if who.may(info.permission) {
+        let mut req = Request::from_parts(parts, body);
+        req.extensions_mut().insert(Arc::clone(&who));
+        req.extensions_mut().insert(who.approver.clone());
+        next.run(req).await
+    } else {
+        let roles: Vec<&str> = info.permission.roles().iter().map(|r| r.as_str()).collect();
+        let why = if info.permission == Permission::Mounted && !who.scope.is_all() {
+            format!(
+                "`{}` is limited to some workflows; this endpoint needs every workflow in scope",
+                who.id()
+            )
+        } else {
+            format!(
+                "`{}` lacks the role this needs ({})",
+                who.id(),
+                roles.join(" or ")
+            )
+        };
+        ApiError::forbidden(why).into_response()
+    };
+    if let Some(action) = info.action {
+        record(&state, &who, action, &params, &res);
+    }
+    Ok(res)
+}
+
+/// Writes the audit record of a request that changes state.
+fn record(
+    state: &AppState,
+    who: &Identity,
+    action: &str,
+    params: &[(String, String)],
+    res: &Response,
+) {
+    let Some(gates) = state.engine.store().gates() else {
+        tracing::warn!(
+            action,
+            "this store keeps no audit trail; action not recorded"
+        );
+        return;
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let status = res.status();
+    let outcome = match status.as_u16() {
+        200..=299 => "ok",
+        403 => "denied",
+        404 => "not-found",
+        _ => "failed",
+    };
+    let (run_id, workflow) = match action {
+        "run.start" => (
+            res.extensions()
+                .get::<routes::StartedRun>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            param("id"),
+        ),
+        _ => (
+            param("run").or_else(|| param("id")).unwrap_or_default(),
+            None,
+        ),
+    };
+    let mut data = serde_json::json!({ "outcome": outcome, "status": status.as_u16() });
+    if let Some(w) = workflow {
+        data["workflow"] = serde_json::Value::String(w);
+    }
+    if action == "run.rerun"
+        && let Some(started) = res.extensions().get::<routes::StartedRun>()
+    {
+        data["started"] = serde_json::Value::String(started.0.clone());
+    }
+    let rec = crate::approval::AuditRecord {
+        id: 0,
+        run_id,
+        gate: param("gate").unwrap_or_default(),
+        at: state.engine.now_ms(),
+        actor: who.id().to_string(),
+        action: action.to_string(),
+        comment: res
+            .extensions()
+            .get::<error::ErrorNote>()
+            .map(|n| n.0.clone()),
+        diff: None,
+        data: Some(data),
+    };
+    if let Err(e) = gates.append_audit(&rec) {
+        tracing::error!(error = %e, action, "cannot record an action in the audit trail");
+    }
 }
 
 pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {

@@ -78,6 +78,28 @@ const ROUTES: &[Route] = &[
         errors: &["404"],
     },
     Route {
+        method: "get",
+        path: "/api/workflows/{id}/stats",
+        summary: "Statistics of a workflow's newest 500 runs: counts by status, success rate, p50/p95 duration, the 10 newest runs",
+        auth: true,
+        params: &["id"],
+        query: &[],
+        body: None,
+        ok: ("200", "Object"),
+        errors: &["404"],
+    },
+    Route {
+        method: "post",
+        path: "/api/runs/{id}/rerun",
+        summary: "Start a new run of the run's workflow with the same input, or `input` from the body",
+        auth: true,
+        params: &["id"],
+        query: &[],
+        body: Some("Object"),
+        ok: ("202", "RunId"),
+        errors: &["400", "404", "409", "413", "422"],
+    },
+    Route {
         method: "post",
         path: "/api/workflows/{id}/runs",
         summary: "Start a run in the background",
@@ -103,6 +125,21 @@ const ROUTES: &[Route] = &[
             ),
             ("limit", "integer", "Page size: default 50, at most 500"),
             ("cursor", "string", "`next_cursor` of the previous page"),
+            (
+                "q",
+                "string",
+                "Search: a run id, an id prefix, or text in the input or output",
+            ),
+            (
+                "from",
+                "string",
+                "Created at or after (RFC 3339 or ms since the epoch)",
+            ),
+            (
+                "to",
+                "string",
+                "Created before (RFC 3339 or ms since the epoch)",
+            ),
         ],
         body: None,
         ok: ("200", "RunPage"),
@@ -188,7 +225,7 @@ const ROUTES: &[Route] = &[
             (
                 "status",
                 "string",
-                "pending, approved or rejected (with all=1)",
+                "pending, approved, rejected or closed (with all=1)",
             ),
             (
                 "all",
@@ -196,11 +233,8 @@ const ROUTES: &[Route] = &[
                 "1: list gates of everyone instead of the inbox",
             ),
             ("run", "string", "Only gates of this run"),
-            (
-                "limit",
-                "integer",
-                "At most this many: default 50, at most 500",
-            ),
+            ("limit", "integer", "Page size: default 50, at most 500"),
+            ("cursor", "string", "`next_cursor` of the previous page"),
         ],
         body: None,
         ok: ("200", "ApprovalList"),
@@ -231,17 +265,19 @@ const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/api/audit",
-        summary: "The approvals audit trail, oldest first",
+        summary: "The audit trail (gates and API actions), newest first, one page at a time",
         auth: true,
         params: &[],
         query: &[
             ("run", "string", "Only records of this run"),
             ("gate", "string", "Only records of this gate (with run)"),
             ("actor", "string", "Only records by this actor"),
+            ("limit", "integer", "Page size: default 50, at most 500"),
+            ("cursor", "string", "`next_cursor` of the previous page"),
             (
-                "limit",
-                "integer",
-                "At most this many (default and maximum 500)",
+                "order",
+                "string",
+                "newest (default) or oldest (the oldest `limit` records, one page)",
             ),
         ],
         body: None,
@@ -258,8 +294,10 @@ fn error_response(status: &str) -> (String, Value) {
     let description = match status {
         "400" => "INVALID_ARGUMENT: malformed JSON or query",
         "401" => "UNAUTHORIZED: missing or wrong bearer token",
-        "403" => "FORBIDDEN",
-        "404" => "NOT_FOUND",
+        "403" => {
+            "FORBIDDEN: the identity lacks the role this needs, or is not an approver of the gate"
+        }
+        "404" => "NOT_FOUND (also anything outside the identity's workflow scope)",
         "409" => {
             "CONFLICT / NOT_SUSPENDED / DEFINITION_CHANGED: the run is not in a state that allows this, or its workflow's steps run outside Rust and this server has no driver for them"
         }
@@ -302,6 +340,10 @@ pub(crate) fn document() -> Value {
         let mut errors: Vec<&str> = r.errors.to_vec();
         if r.auth {
             errors.push("401");
+            // Every authenticated route checks the caller's roles (docs/server.md).
+            if !errors.contains(&"403") {
+                errors.push("403");
+            }
         }
         errors.push("500");
         for e in errors {
@@ -365,7 +407,12 @@ fn schemas() -> Value {
         },
         "Identity": {
             "type": "object",
-            "properties": { "id": { "type": "string" }, "teams": { "type": "array", "items": { "type": "string" } } }
+            "properties": {
+                "id": { "type": "string" },
+                "teams": { "type": "array", "items": { "type": "string" } },
+                "roles": { "type": "array", "items": { "type": "string", "enum": ["viewer", "operator", "approver", "admin"] } },
+                "workflows": { "type": "array", "items": { "type": "string" }, "description": "Workflow id patterns in scope; [\"*\"] for every workflow" }
+            }
         },
         "Workflow": {
             "type": "object",
@@ -437,7 +484,7 @@ fn schemas() -> Value {
             }
         },
         "ApprovalEnvelope": { "type": "object", "properties": { "approval": schema_ref("Approval") } },
-        "ApprovalList": { "type": "object", "properties": { "approvals": { "type": "array", "items": schema_ref("Approval") } } },
+        "ApprovalList": { "type": "object", "properties": { "approvals": { "type": "array", "items": schema_ref("Approval") }, "next_cursor": { "type": ["string", "null"] } } },
         "Decision": {
             "type": "object",
             "required": ["action"],
@@ -455,7 +502,7 @@ fn schemas() -> Value {
                 "comment": { "type": ["string", "null"] }, "diff": {}, "data": {}
             }
         },
-        "AuditList": { "type": "object", "properties": { "audit": { "type": "array", "items": schema_ref("AuditRecord") } } },
+        "AuditList": { "type": "object", "properties": { "audit": { "type": "array", "items": schema_ref("AuditRecord") }, "next_cursor": { "type": ["string", "null"] } } },
         "RunDetail": {
             "type": "object",
             "properties": { "run": schema_ref("Run"), "steps": { "type": "array", "items": schema_ref("StepRecord") } }

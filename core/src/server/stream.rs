@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use super::access::Identity;
 use super::{ApiError, AppState};
 use crate::error::EngineError;
 use crate::store::RunSummary;
@@ -101,6 +103,7 @@ pub(crate) struct FromQuery {
 /// `event:` = its type. Resumes after `Last-Event-ID` (or from `?from=`).
 pub(crate) async fn sse(
     State(state): State<AppState>,
+    Extension(who): Extension<Arc<Identity>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     q: Result<Query<FromQuery>, axum::extract::rejection::QueryRejection>,
@@ -112,9 +115,7 @@ pub(crate) async fn sse(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|last| last + 1);
     let from = from_header.or(from_query).unwrap_or(1).max(1);
-    if state.engine.store().run(&id)?.is_none() {
-        return Err(ApiError::not_found(format!("run `{id}` not found")));
-    }
+    super::routes::run_in_scope(&state, &who, &id)?;
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(follow(state, id, from, tx, |r| r));
     let stream = receiver_stream(rx).map(|r| -> Result<Event, Infallible> {
@@ -142,8 +143,12 @@ fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl Stream<Item
 }
 
 /// `GET /api/ws`: the dashboard WebSocket (protocol in `docs/server.md`).
-pub(crate) async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| dashboard(state, socket))
+pub(crate) async fn ws(
+    State(state): State<AppState>,
+    Extension(who): Extension<Arc<Identity>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| dashboard(state, who, socket))
 }
 
 /// A client message: `{"subscribe": "<run id>" | "runs", "from": n}` or
@@ -155,7 +160,7 @@ struct ClientMessage {
     from: Option<u64>,
 }
 
-async fn dashboard(state: AppState, mut socket: WebSocket) {
+async fn dashboard(state: AppState, who: Arc<Identity>, mut socket: WebSocket) {
     let (out_tx, mut out_rx) = mpsc::channel::<Value>(1024);
     let mut subs: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let shutdown = state.shutdown.clone();
@@ -173,7 +178,7 @@ async fn dashboard(state: AppState, mut socket: WebSocket) {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue,
                 };
-                let reply = handle_message(&state, &text, &out_tx, &mut subs).await;
+                let reply = handle_message(&state, &who, &text, &out_tx, &mut subs).await;
                 if let Some(reply) = reply
                     && socket.send(Message::Text(reply.to_string().into())).await.is_err()
                 {
@@ -193,6 +198,7 @@ fn ws_error(code: &str, message: impl Into<String>) -> Value {
 
 async fn handle_message(
     state: &AppState,
+    who: &Arc<Identity>,
     text: &str,
     out: &mpsc::Sender<Value>,
     subs: &mut HashMap<String, tokio::task::JoinHandle<()>>,
@@ -224,9 +230,11 @@ async fn handle_message(
     let out = out.clone();
     let handle = if target == "runs" {
         let mut rx = runs_feed(state);
+        let who = Arc::clone(who);
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
+                    Ok(run) if !who.scope.allows(&run.workflow) => continue,
                     Ok(run) => {
                         if out
                             .send(json!({ "type": "run", "run": &*run }))
@@ -243,8 +251,8 @@ async fn handle_message(
         })
     } else {
         match state.engine.store().run(&target) {
-            Ok(Some(_)) => {}
-            Ok(None) => {
+            Ok(Some(r)) if who.scope.allows(&r.workflow) => {}
+            Ok(_) => {
                 return Some(ws_error(
                     crate::ErrorCode::NotFound.as_str(),
                     format!("run `{target}` not found"),

@@ -119,7 +119,10 @@ impl GateStore for MemoryStore {
         let mut g = self.gate_data();
         let k = (u.approval.run_id.clone(), u.approval.gate.clone());
         match g.gates.get(&k) {
-            Some(a) if a.version == u.expected_version => {}
+            Some(a)
+                if a.version == u.expected_version
+                    && u.before_deadline
+                        .is_none_or(|t| a.deadline_at.is_none_or(|d| d > t)) => {}
             _ => return Ok(false),
         }
         let mut next = u.approval.clone();
@@ -139,6 +142,27 @@ impl GateStore for MemoryStore {
         let it = g
             .audit
             .iter()
+            .filter(|r| f.run_id.as_ref().is_none_or(|x| *x == r.run_id))
+            .filter(|r| f.gate.as_ref().is_none_or(|x| *x == r.gate))
+            .filter(|r| f.actor.as_ref().is_none_or(|x| *x == r.actor))
+            .cloned();
+        Ok(match f.limit {
+            Some(l) => it.take(l).collect(),
+            None => it.collect(),
+        })
+    }
+
+    fn audit_newest(
+        &self,
+        f: &AuditFilter,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let g = self.gate_data();
+        let it = g
+            .audit
+            .iter()
+            .rev()
+            .filter(|r| before.is_none_or(|b| r.id < b))
             .filter(|r| f.run_id.as_ref().is_none_or(|x| *x == r.run_id))
             .filter(|r| f.gate.as_ref().is_none_or(|x| *x == r.gate))
             .filter(|r| f.actor.as_ref().is_none_or(|x| *x == r.actor))
@@ -170,6 +194,11 @@ impl GateStore for MemoryStore {
         if let Some(r) = audit {
             g.push_audit(r.clone());
         }
+        Ok(())
+    }
+
+    fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.gate_data().push_audit(record.clone());
         Ok(())
     }
 }

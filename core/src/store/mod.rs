@@ -477,6 +477,14 @@ pub trait GateStore: Send + Sync {
         &self,
         filter: &crate::approval::AuditFilter,
     ) -> Result<Vec<crate::approval::AuditRecord>, StoreError>;
+    /// Audit records matching `filter`, **newest first**, only those with an id below
+    /// `before` when given (keyset paging: pass the last record's id of a page to get the
+    /// next), at most `filter.limit`.
+    fn audit_newest(
+        &self,
+        filter: &crate::approval::AuditFilter,
+        before: Option<i64>,
+    ) -> Result<Vec<crate::approval::AuditRecord>, StoreError>;
     /// Pending notifications due at `now`, oldest first.
     fn due_deliveries(
         &self,
@@ -489,6 +497,10 @@ pub trait GateStore: Send + Sync {
         delivery: &crate::approval::Delivery,
         audit: Option<&crate::approval::AuditRecord>,
     ) -> Result<(), StoreError>;
+    /// Appends one audit record that belongs to no gate change: an action on a run through
+    /// the API (start, cancel, resume) or its refusal. `record.gate` is empty for run-level
+    /// actions and `record.run_id` empty when no run is concerned (a refused start).
+    fn append_audit(&self, record: &crate::approval::AuditRecord) -> Result<(), StoreError>;
 }
 
 #[inline]

@@ -202,10 +202,40 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Creates an empty database file with mode 0600 when none exists (before SQLite creates it
+/// with the process's umask, typically world-readable). An existing file is left as it is.
+fn create_owner_only(path: &Path) -> std::io::Result<()> {
+    let name = path.as_os_str();
+    if name.is_empty() || name == ":memory:" || path.to_string_lossy().starts_with("file:") {
+        return Ok(());
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A missing directory and the like: SQLite reports it with its own words.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) a database file and applies pending migrations.
+    ///
+    /// A new database file is created readable and writable by its owner only (0600 on
+    /// Unix); SQLite gives its WAL and shared-memory files the same permissions.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let shown = path.as_ref().display().to_string();
+        create_owner_only(path.as_ref()).map_err(|e| StoreError::Open {
+            path: shown.clone(),
+            message: format!("cannot create the file: {e}"),
+        })?;
         let conn = Connection::open(path.as_ref()).map_err(|e| map_err(&shown, e))?;
         let mut store = Self::init(conn, shown)?;
         let wal = store

@@ -155,6 +155,65 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    fn audit_query(
+        &self,
+        f: &AuditFilter,
+        before: Option<i64>,
+        newest_first: bool,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut sql = String::from("SELECT id, doc FROM audit WHERE 1=1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(r) = &f.run_id {
+            args.push(r.clone().into());
+            sql.push_str(&format!(" AND run_id = ?{}", args.len()));
+        }
+        if let Some(g) = &f.gate {
+            args.push(g.clone().into());
+            sql.push_str(&format!(" AND gate = ?{}", args.len()));
+        }
+        if let Some(a) = &f.actor {
+            args.push(a.clone().into());
+            sql.push_str(&format!(" AND actor = ?{}", args.len()));
+        }
+        if let Some(b) = before {
+            args.push(b.into());
+            sql.push_str(&format!(" AND id < ?{}", args.len()));
+        }
+        sql.push_str(if newest_first {
+            " ORDER BY id DESC"
+        } else {
+            " ORDER BY id"
+        });
+        if let Some(l) = f.limit {
+            sql.push_str(&format!(" LIMIT {l}"));
+        }
+        let rows: Vec<(i64, String)> = {
+            let conn = self.lock();
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map(rusqlite::params_from_iter(args), |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|e| map_err(&self.path, e))?
+        };
+        rows.into_iter()
+            .map(|(id, doc)| {
+                let mut r: AuditRecord =
+                    serde_json::from_str(&doc).map_err(|e| StoreError::Decode {
+                        path: self.path.clone(),
+                        place: format!("audit[{id}]"),
+                        message: e.to_string(),
+                    })?;
+                r.id = id;
+                Ok(r)
+            })
+            .collect()
+    }
+}
+
 impl GateStore for SqliteStore {
     fn gate(&self, run: &str, gate: &str) -> Result<Option<Approval>, StoreError> {
         let doc: Option<String> = {
@@ -225,7 +284,8 @@ impl GateStore for SqliteStore {
             let n = tx
                 .prepare_cached(
                     "UPDATE gates SET status = ?3, deadline_at = ?4, delivered = ?5, version = ?6,
-                     doc = ?7 WHERE run_id = ?1 AND gate = ?2 AND version = ?8",
+                     doc = ?7 WHERE run_id = ?1 AND gate = ?2 AND version = ?8
+                     AND (?9 IS NULL OR deadline_at IS NULL OR deadline_at > ?9)",
                 )?
                 .execute(params![
                     a.run_id,
@@ -239,7 +299,8 @@ impl GateStore for SqliteStore {
                     a.delivered,
                     a.version as i64,
                     gate_doc(a)?,
-                    u.expected_version as i64
+                    u.expected_version as i64,
+                    u.before_deadline
                 ])?;
             if n == 0 {
                 return Ok(false);
@@ -257,47 +318,15 @@ impl GateStore for SqliteStore {
     }
 
     fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut sql = String::from("SELECT id, doc FROM audit WHERE 1=1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(r) = &f.run_id {
-            args.push(r.clone().into());
-            sql.push_str(&format!(" AND run_id = ?{}", args.len()));
-        }
-        if let Some(g) = &f.gate {
-            args.push(g.clone().into());
-            sql.push_str(&format!(" AND gate = ?{}", args.len()));
-        }
-        if let Some(a) = &f.actor {
-            args.push(a.clone().into());
-            sql.push_str(&format!(" AND actor = ?{}", args.len()));
-        }
-        sql.push_str(" ORDER BY id");
-        if let Some(l) = f.limit {
-            sql.push_str(&format!(" LIMIT {l}"));
-        }
-        let rows: Vec<(i64, String)> = {
-            let conn = self.lock();
-            conn.prepare_cached(&sql)
-                .and_then(|mut s| {
-                    s.query_map(rusqlite::params_from_iter(args), |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(|e| map_err(&self.path, e))?
-        };
-        rows.into_iter()
-            .map(|(id, doc)| {
-                let mut r: AuditRecord =
-                    serde_json::from_str(&doc).map_err(|e| StoreError::Decode {
-                        path: self.path.clone(),
-                        place: format!("audit[{id}]"),
-                        message: e.to_string(),
-                    })?;
-                r.id = id;
-                Ok(r)
-            })
-            .collect()
+        self.audit_query(f, None, false)
+    }
+
+    fn audit_newest(
+        &self,
+        f: &AuditFilter,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit_query(f, before, true)
     }
 
     fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
@@ -341,5 +370,10 @@ impl GateStore for SqliteStore {
             tx.commit()
         };
         write(&mut conn).map_err(|e| map_err(&self.path, e))
+    }
+
+    fn append_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let conn = self.lock();
+        insert_audit(&conn, record).map_err(|e| map_err(&self.path, e))
     }
 }

@@ -85,6 +85,11 @@ pub fn router(server: McpServer, opts: HttpOptions) -> axum::Router {
 /// `config` with the MCP endpoint mounted at [`MCP_PATH`] under the HTTP API's bearer
 /// authentication: serve it with `miyabi::server::serve` or `miyabi::server::router`.
 ///
+/// The API's access control applies: only identities with the operator or admin role and every
+/// workflow in scope reach the endpoint (`miyabi::server::Permission::Mounted`; others get
+/// 403), since the MCP tools apply no workflow scope of their own. Approval tools still decide
+/// only gates that name the caller.
+///
 /// Open MCP sessions hold an event stream each: cancel [`HttpOptions::shutdown`] before
 /// `ServerHandle::shutdown`, or the graceful shutdown waits for the clients to leave.
 ///

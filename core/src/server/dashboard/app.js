@@ -4,7 +4,7 @@
 // Safety: every piece of data goes into the page with textContent or setAttribute (no HTML is
 // ever parsed from strings), external links must be http(s), and the page runs under a strict CSP.
 
-import { nodeStatuses, pathPattern, pathStatuses, renderGraph, STATUSES } from './graph.js';
+import { nodeStatuses, pathPattern, pathStatuses, renderGantt, renderGraph, STATUSES, stepSpans } from './graph.js';
 
 const TOKEN_KEY = 'miyabi.token';
 const RUN_STATUSES = ['running', 'suspended', 'succeeded', 'failed', 'cancelled'];
@@ -150,12 +150,27 @@ function errorBox(err) {
   return h('div', { class: 'error-box', role: 'alert' }, err instanceof ApiError ? err.describe() : String(err?.message || err));
 }
 
-function debounce(fn, ms) {
+// A trailing debounce with a maximum wait: a burst of calls runs `fn` `ms` after the last
+// call, but never later than `maxWait` after the first call of the burst, so a steady stream
+// of calls (a busy run's events every 100 ms) still refreshes instead of starving.
+function debounce(fn, ms, maxWait = Infinity) {
   let t = null;
+  let first = 0;
   return (...args) => {
+    const now = Date.now();
+    if (t === null) first = now;
     clearTimeout(t);
-    t = setTimeout(() => fn(...args), ms);
+    const wait = Math.max(0, Math.min(ms, first + maxWait - now));
+    t = setTimeout(() => {
+      t = null;
+      fn(...args);
+    }, wait);
   };
+}
+
+// Whether the signed-in identity may start, cancel and resume runs.
+function canOperate() {
+  return !!me && Array.isArray(me.roles) && me.roles.some((r) => r === 'operator' || r === 'admin');
 }
 
 // ---------------------------------------------------------------------------------------
@@ -395,6 +410,8 @@ const ROUTES = [
   [/^\/approvals\/?$/, () => inboxView],
   [/^\/approvals\/([^/]+)\/(.+)$/, () => gateView],
   [/^\/audit\/?$/, () => auditView],
+  [/^\/workflows\/?$/, () => workflowsView],
+  [/^\/workflows\/([^/]+)\/?$/, () => workflowView],
 ];
 
 async function render() {
@@ -484,20 +501,52 @@ async function runsView(ctx) {
   const status = RUN_STATUSES.includes(ctx.params.get('status')) ? ctx.params.get('status') : '';
   const cursor = ctx.params.get('cursor') || '';
   const workflow = ctx.params.get('workflow') || '';
-  const key = `${status}|${workflow}`;
+  const search = ctx.params.get('q') || '';
+  const from = ctx.params.get('from') || '';
+  const to = ctx.params.get('to') || '';
+  const key = `${status}|${workflow}|${search}|${from}|${to}`;
   if (runsPaging.key !== key || !cursor) runsPaging.stack = [];
   runsPaging.key = key;
-  const page = await api('/api/runs', { query: { status, cursor, workflow, limit: PAGE_SIZE } });
+  // datetime-local values are local times: the API takes RFC 3339.
+  const iso = (v) => (v ? new Date(v).toISOString() : '');
+  const page = await api('/api/runs', {
+    query: { status, cursor, workflow, q: search, from: iso(from), to: iso(to), limit: PAGE_SIZE },
+  });
   if (ctx.stale()) return;
   const runs = page.runs || [];
   const q = (extra) => {
     const p = new URLSearchParams();
     if (status) p.set('status', status);
     if (workflow) p.set('workflow', workflow);
+    if (search) p.set('q', search);
+    if (from) p.set('from', from);
+    if (to) p.set('to', to);
     for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
     const s = p.toString();
     return `#/runs${s ? `?${s}` : ''}`;
   };
+  const searchInput = h('input', { id: 'runs-q', name: 'q', type: 'search', value: search, placeholder: 'run id, or text in input/output' });
+  const fromInput = h('input', { id: 'runs-from', name: 'from', type: 'datetime-local', value: from });
+  const toInput = h('input', { id: 'runs-to', name: 'to', type: 'datetime-local', value: to });
+  const searchForm = h(
+    'form',
+    { class: 'filters-form', role: 'search', 'aria-label': 'Search runs' },
+    h('div', { class: 'field' }, h('label', { for: 'runs-q', text: 'Search' }), searchInput),
+    h('div', { class: 'field' }, h('label', { for: 'runs-from', text: 'Created from' }), fromInput),
+    h('div', { class: 'field' }, h('label', { for: 'runs-to', text: 'to' }), toInput),
+    h('button', { type: 'submit', class: 'primary', text: 'Search' }),
+    search || from || to ? h('a', { href: workflow ? `#/runs?workflow=${enc(workflow)}` : '#/runs', text: 'Clear' }) : null,
+  );
+  searchForm.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    if (status) p.set('status', status);
+    if (workflow) p.set('workflow', workflow);
+    if (searchInput.value.trim()) p.set('q', searchInput.value.trim());
+    if (fromInput.value) p.set('from', fromInput.value);
+    if (toInput.value) p.set('to', toInput.value);
+    location.hash = `#/runs${p.toString() ? `?${p}` : ''}`;
+  });
   const filters = h(
     'nav',
     { class: 'filters', 'aria-label': 'Filter runs by status' },
@@ -521,7 +570,11 @@ async function runsView(ctx) {
     h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'Status', 'Created', 'Updated'].map((t) => h('th', { scope: 'col', text: t })))),
     tbody,
   );
-  const empty = h('p', { class: 'muted empty', text: status ? `No ${status} runs.` : 'No runs yet.', hidden: runs.length > 0 });
+  const empty = h('p', {
+    class: 'muted empty',
+    text: search || from || to ? 'No runs match.' : status ? `No ${status} runs.` : 'No runs yet.',
+    hidden: runs.length > 0,
+  });
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
   if (cursor) {
     add(pager, h('a', { href: q({}), text: '⇤ Newest' }));
@@ -539,6 +592,7 @@ async function runsView(ctx) {
   }
   fill(view,
     h('div', { class: 'title-row' }, heading(workflow ? `Runs of ${workflow}` : 'Runs'), h('span', { class: 'muted', text: 'updates live' })),
+    searchForm,
     filters,
     h('div', { class: 'card flush' }, tbl, empty),
     pager,
@@ -599,10 +653,12 @@ async function runView(ctx) {
     }
   };
 
+  // Kept across header redraws (a live refresh must not close an open rerun form).
+  const rerunBox = h('div', { class: 'rerun', hidden: true });
   const renderHeader = () => {
     const r = detail.run;
     const active = r.status === 'running' || r.status === 'suspended';
-    const cancel = active
+    const cancel = active && canOperate()
       ? h('button', {
           type: 'button',
           class: 'danger',
@@ -626,8 +682,53 @@ async function runView(ctx) {
         })
       : null;
     const gates = (r.suspended || []).filter((s) => s && s.payload && s.payload.type === 'approval');
+    const rerun = canOperate() && (r.status === 'failed' || r.status === 'succeeded' || r.status === 'cancelled')
+      ? h('button', {
+          type: 'button',
+          id: 'rerun-run',
+          text: 'Rerun…',
+          on: {
+            click: () => {
+              const input = h('textarea', { id: 'rerun-input', class: 'mono', rows: 8, 'aria-label': 'Input of the new run' });
+              input.value = pretty(r.input);
+              const start = h('button', {
+                type: 'button',
+                class: 'primary',
+                id: 'rerun-start',
+                text: 'Start a new run',
+                on: {
+                  click: async (ev) => {
+                    let value;
+                    try {
+                      value = JSON.parse(input.value);
+                    } catch (e) {
+                      toast(`The input is not JSON: ${e.message}`, 'error');
+                      return;
+                    }
+                    if (!window.confirm(`Start a new run of ${r.workflow} with this input?`)) return;
+                    ev.target.disabled = true;
+                    try {
+                      const res = await api(`/api/runs/${enc(r.id)}/rerun`, { method: 'POST', body: { input: value } });
+                      toast('New run started.');
+                      location.hash = route('runs', res.id);
+                    } catch (e) {
+                      toast(e.message, 'error');
+                      ev.target.disabled = false;
+                    }
+                  },
+                },
+              });
+              const close = h('button', { type: 'button', text: 'Close', on: { click: () => { rerunBox.hidden = true; } } });
+              fill(rerunBox, h('label', { for: 'rerun-input', text: 'Input (the same, or edit it)' }), input, h('div', { class: 'actions' }, start, close));
+              rerunBox.hidden = false;
+              input.focus();
+            },
+          },
+        })
+      : null;
     fill(header,
-      h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), cancel),
+      h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), h('div', { class: 'actions' }, rerun, cancel)),
+      rerunBox,
       h(
         'dl',
         { class: 'meta' },
@@ -776,20 +877,74 @@ async function runView(ctx) {
     } catch (e) {
       if (!ctx.stale()) toast(e.message, 'error');
     }
-  }, 150);
+  }, 150, 500);
   const redrawGraph = debounce(renderGraphBox, 50);
+
+  // Step durations (a Gantt chart) and each step's failed attempts, from the events.
+  const ganttBox = h('div', { class: 'gantt-box' });
+  const renderGantt_ = () => {
+    const spans = stepSpans(events);
+    if (spans.length === 0) {
+      fill(ganttBox, h('p', { class: 'muted', text: 'No step has started yet.' }));
+      return;
+    }
+    const failures = spans.flatMap((s) => s.errors.map((e) => ({ path: s.path, ...e })));
+    fill(ganttBox,
+      h('div', { class: 'graph-scroll' }, renderGantt(spans, Date.now())),
+      failures.length
+        ? h(
+            'ul',
+            { class: 'attempts', 'aria-label': 'Failed attempts' },
+            failures.map((f) => h('li', {}, h('span', { class: 'mono', text: f.path }), ` attempt ${f.attempt}: `, h('span', { class: 'error-text', text: f.error }))),
+          )
+        : null,
+    );
+  };
+  const redrawGantt = debounce(renderGantt_, 100, 500);
+
+  // Event filters and following the newest event.
+  const EVENT_GROUPS = { steps: /^step-/, custom: /^custom$/, run: /^run-/ };
+  const shown = new Set(Object.keys(EVENT_GROUPS));
+  const groupOf = (type) => Object.keys(EVENT_GROUPS).find((g) => EVENT_GROUPS[g].test(type)) || 'run';
+  const applyFilter = (li) => {
+    li.hidden = !shown.has(li.dataset.group);
+  };
+  const follow = h('input', { type: 'checkbox', id: 'timeline-follow', checked: true });
+  const filterBar = h(
+    'div',
+    { class: 'event-filters', role: 'group', 'aria-label': 'Event filters' },
+    Object.keys(EVENT_GROUPS).map((g) => {
+      const box = h('input', { type: 'checkbox', id: `ev-${g}`, checked: true });
+      box.addEventListener('change', () => {
+        if (box.checked) shown.add(g);
+        else shown.delete(g);
+        for (const li of timeline.children) applyFilter(li);
+      });
+      return h('label', { for: `ev-${g}` }, box, ` ${g} `);
+    }),
+    h('label', { for: 'timeline-follow' }, follow, ' follow new events'),
+  );
+  const appendEvent = (ev) => {
+    const li = eventLine(ev);
+    li.dataset.group = groupOf(ev.type);
+    applyFilter(li);
+    add(timeline, li);
+    if (follow.checked) timeline.scrollTop = timeline.scrollHeight;
+  };
 
   renderHeader();
   renderGraphBox();
   renderSteps();
+  renderGantt_();
   fill(
     view,
     header,
     h('div', { class: 'columns' }, section('Graph', graphBox), section('Steps', stepsBox)),
+    section('Durations', ganttBox),
     h(
       'div',
       { class: 'columns' },
-      section('Timeline', h('p', { class: 'muted small', text: 'Live: new events appear as they happen.' }), timelineEmpty, timeline),
+      section('Timeline', h('p', { class: 'muted small', text: 'Live: new events appear as they happen.' }), filterBar, timelineEmpty, timeline),
       section('Input and output', ioBox),
     ),
   );
@@ -802,7 +957,8 @@ async function runView(ctx) {
         seen.add(ev.seq);
         events.push(ev);
         timelineEmpty.hidden = true;
-        add(timeline, eventLine(ev));
+        appendEvent(ev);
+        redrawGantt();
         if (ev.type === 'step-started' || ev.type === 'step-retrying') redrawGraph();
         else refresh();
       },
@@ -834,9 +990,25 @@ function timeoutText(t) {
 
 async function inboxView(ctx) {
   const all = ctx.params.get('all') === '1';
-  const load = async () => listOf(await api('/api/approvals', { query: all ? { all: 1 } : { status: 'pending' } }), 'approvals');
+  const cursor = ctx.params.get('cursor') || '';
+  let nextCursor = null;
+  const load = async () => {
+    const page = await api('/api/approvals', { query: all ? { all: 1, cursor, limit: PAGE_SIZE } : { status: 'pending', cursor, limit: PAGE_SIZE } });
+    nextCursor = page.next_cursor || null;
+    return listOf(page, 'approvals');
+  };
   let items = await load();
   if (ctx.stale()) return;
+  const base = all ? '#/approvals?all=1' : '#/approvals';
+  const sep = all ? '&' : '?';
+  const inboxPager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  const fillPager = () => {
+    fill(inboxPager,
+      cursor ? h('a', { href: base, text: '⇤ Newest' }) : null,
+      nextCursor ? h('a', { href: `${base}${sep}cursor=${enc(nextCursor)}`, text: 'Older →' }) : null,
+    );
+  };
+  fillPager();
   const tbody = h('tbody');
   const empty = h('p', { class: 'muted empty' });
   const fillRows = () => {
@@ -880,6 +1052,7 @@ async function inboxView(ctx) {
       ),
       empty,
     ),
+    inboxPager,
   );
   const reload = debounce(async () => {
     try {
@@ -887,6 +1060,7 @@ async function inboxView(ctx) {
       if (ctx.stale()) return;
       items = next;
       fillRows();
+      fillPager();
     } catch {
       /* the next change retries */
     }
@@ -902,7 +1076,7 @@ async function gateView(ctx) {
     return body && body.approval ? body.approval : body;
   };
   const loadAudit = async () => {
-    const body = await api('/api/audit', { query: { run, gate } });
+    const body = await api('/api/audit', { query: { run, gate, order: 'oldest', limit: 500 } });
     return listOf(body, 'audit').filter((r) => r.gate === gate);
   };
   let a = await loadGate();
@@ -1211,8 +1385,23 @@ async function gateView(ctx) {
 async function auditView(ctx) {
   const run = ctx.params.get('run') || '';
   const actor = ctx.params.get('actor') || '';
-  const records = listOf(await api('/api/audit', { query: { run, actor } }), 'audit');
+  const cursor = ctx.params.get('cursor') || '';
+  const page = await api('/api/audit', { query: { run, actor, cursor, limit: PAGE_SIZE } });
+  const records = listOf(page, 'audit');
   if (ctx.stale()) return;
+  const here = (extra) => {
+    const p = new URLSearchParams();
+    if (run) p.set('run', run);
+    if (actor) p.set('actor', actor);
+    for (const [k, v] of Object.entries(extra)) if (v) p.set(k, v);
+    return `#/audit${p.toString() ? `?${p}` : ''}`;
+  };
+  const auditPager = h(
+    'nav',
+    { class: 'pager', 'aria-label': 'Pages' },
+    cursor ? h('a', { href: here({}), text: '⇤ Newest' }) : null,
+    page.next_cursor ? h('a', { href: here({ cursor: page.next_cursor }), text: 'Older →' }) : null,
+  );
   const runInput = h('input', { id: 'audit-run', name: 'run', value: run, class: 'mono', placeholder: 'any run' });
   const actorInput = h('input', { id: 'audit-actor', name: 'actor', value: actor, placeholder: 'anyone' });
   const form = h(
@@ -1239,7 +1428,7 @@ async function auditView(ctx) {
       records.length === 0
         ? h('p', { class: 'muted empty', text: 'No audit records match.' })
         : table(
-            'Audit records, oldest first',
+            'Audit records, newest first',
             ['When', 'Actor', 'Action', 'Run', 'Gate', 'Comment', 'Details'],
             records.map((r) =>
               h(
@@ -1255,6 +1444,158 @@ async function auditView(ctx) {
               ),
             ),
           ),
+    ),
+    auditPager,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Workflows
+
+function duration(ms) {
+  if (typeof ms !== 'number') return '—';
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${(ms / 60000).toFixed(1)} min`;
+}
+
+function rate(r) {
+  return typeof r === 'number' ? `${Math.round(r * 1000) / 10}%` : '—';
+}
+
+async function workflowsView(ctx) {
+  const list = listOf(await api('/api/workflows'), 'workflows');
+  const stats = await Promise.all(list.map((w) => api(`/api/workflows/${enc(w.id)}/stats`).catch(() => null)));
+  if (ctx.stale()) return;
+  fill(view,
+    heading('Workflows'),
+    h(
+      'div',
+      { class: 'card flush' },
+      list.length === 0
+        ? h('p', { class: 'muted empty', text: 'No workflows are registered with this server.' })
+        : table(
+            'Workflows with their newest 500 runs',
+            ['Workflow', 'Runs', 'Success rate', 'p50', 'p95', 'Failed', 'Running'],
+            list.map((w, i) => {
+              const s = stats[i] || {};
+              const by = s.by_status || {};
+              return h(
+                'tr',
+                { 'data-workflow': w.id },
+                h('td', {}, h('a', { href: route('workflows', w.id), text: w.id })),
+                h('td', { text: s.runs ?? '—' }),
+                h('td', { class: 'success-rate', text: rate(s.success_rate) }),
+                h('td', { text: duration(s.p50_ms) }),
+                h('td', { text: duration(s.p95_ms) }),
+                h('td', {}, h('a', { href: `#/runs?workflow=${enc(w.id)}&status=failed`, text: by.failed ?? 0 })),
+                h('td', { text: (by.running ?? 0) + (by.suspended ?? 0) }),
+              );
+            }),
+          ),
+    ),
+  );
+}
+
+/** Form fields for an input schema: one per top-level property of an object schema whose type
+ * is a string, number, integer or boolean; otherwise one JSON text area. */
+function inputForm(schema) {
+  const props = schema && schema.type === 'object' && schema.properties && typeof schema.properties === 'object' ? schema.properties : null;
+  const simple = props && Object.values(props).every((p) => p && ['string', 'number', 'integer', 'boolean'].includes(p.type));
+  if (!simple) {
+    const area = h('textarea', { id: 'start-input', class: 'mono', rows: 6, 'aria-label': 'Input (JSON)' });
+    area.value = 'null';
+    return {
+      fields: [h('label', { for: 'start-input', text: 'Input (JSON)' }), area],
+      value: () => JSON.parse(area.value),
+    };
+  }
+  const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+  const inputs = Object.entries(props).map(([name, p]) => {
+    const id = `start-${name.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    const attrs = { id, name, required: required.has(name) };
+    let input;
+    if (p.type === 'boolean') input = h('input', { ...attrs, type: 'checkbox' });
+    else if (Array.isArray(p.enum)) input = h('select', attrs, p.enum.map((v) => h('option', { value: v, text: v })));
+    else input = h('input', { ...attrs, type: p.type === 'string' ? 'text' : 'number', step: p.type === 'integer' ? '1' : 'any' });
+    if (p.default !== undefined && p.type !== 'boolean') input.value = p.default;
+    if (p.default === true && p.type === 'boolean') input.checked = true;
+    return { name, p, input, field: h('div', { class: 'field' }, h('label', { for: id, text: `${name}${required.has(name) ? ' *' : ''}` }), input, p.description ? h('small', { class: 'muted', text: p.description }) : null) };
+  });
+  return {
+    fields: inputs.map((i) => i.field),
+    value: () => {
+      const out = {};
+      for (const { name, p, input } of inputs) {
+        if (p.type === 'boolean') out[name] = input.checked;
+        else if (input.value === '' && !required.has(name)) continue;
+        else if (p.type === 'string') out[name] = input.value;
+        else out[name] = Number(input.value);
+      }
+      return out;
+    },
+  };
+}
+
+async function workflowView(ctx) {
+  const [id] = ctx.args;
+  const [wf, stats] = await Promise.all([api(`/api/workflows/${enc(id)}`), api(`/api/workflows/${enc(id)}/stats`)]);
+  if (ctx.stale()) return;
+  const graph = wf.graph;
+  const by = stats.by_status || {};
+  const summary = h(
+    'dl',
+    { class: 'meta', id: 'workflow-stats' },
+    h('dt', { text: 'Runs (newest 500)' }),
+    h('dd', { text: stats.runs }),
+    h('dt', { text: 'Success rate' }),
+    h('dd', { class: 'success-rate', text: rate(stats.success_rate) }),
+    h('dt', { text: 'Duration p50 / p95' }),
+    h('dd', { text: `${duration(stats.p50_ms)} / ${duration(stats.p95_ms)}` }),
+    h('dt', { text: 'By status' }),
+    h('dd', {}, Object.entries(by).map(([s, n]) => [pill(s), ` ${n} `])),
+  );
+  const recent = (stats.recent || []).map(runRow);
+  let start = null;
+  if (canOperate()) {
+    const form = inputForm(graph && graph.input_schema);
+    const submit = h('button', { type: 'submit', class: 'primary', id: 'start-run', text: 'Start run' });
+    start = h('form', { class: 'start-form', 'aria-label': `Start a run of ${id}` }, form.fields, h('div', { class: 'actions' }, submit));
+    start.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      let input;
+      try {
+        input = form.value();
+      } catch (e) {
+        toast(`The input is not JSON: ${e.message}`, 'error');
+        return;
+      }
+      if (!window.confirm(`Start a run of ${id}?`)) return;
+      submit.disabled = true;
+      try {
+        const res = await api(`/api/workflows/${enc(id)}/runs`, { method: 'POST', body: { input } });
+        toast('Run started.');
+        location.hash = route('runs', res.id);
+      } catch (e) {
+        toast(e.message, 'error');
+        submit.disabled = false;
+      }
+    });
+  }
+  fill(view,
+    h('div', { class: 'title-row' }, heading('Workflow ', h('span', { class: 'mono', text: id })), h('a', { href: `#/runs?workflow=${enc(id)}`, text: 'All its runs' })),
+    section('Statistics', summary),
+    h(
+      'div',
+      { class: 'columns' },
+      section('Graph', graph ? h('div', { class: 'graph-scroll' }, renderGraph(graph, new Map(), null)) : h('p', { class: 'muted', text: 'No graph.' })),
+      start ? section('Start a run', start) : null,
+    ),
+    section(
+      'Recent runs',
+      recent.length
+        ? h('table', { class: 'runs' }, h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'Status', 'Created', 'Updated'].map((t) => h('th', { scope: 'col', text: t })))), h('tbody', {}, recent))
+        : h('p', { class: 'muted', text: 'No runs yet.' }),
     ),
   );
 }

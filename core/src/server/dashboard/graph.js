@@ -304,3 +304,73 @@ export function renderGraph(graph, statuses, onSelect) {
   }
   return svg;
 }
+
+/**
+ * Step durations from a run's events, one row per step path: from its first `step-started`
+ * to its last `step-output` / `step-failed` / `step-suspended` (still open while it runs),
+ * with its attempts and the error of each failed attempt.
+ */
+export function stepSpans(events) {
+  const rows = new Map();
+  for (const ev of events) {
+    if (!ev || !ev.path) continue;
+    let r = rows.get(ev.path);
+    if (ev.type === 'step-started') {
+      if (!r) {
+        r = { path: ev.path, start: ev.at, end: null, status: 'running', attempts: 0, errors: [] };
+        rows.set(ev.path, r);
+      }
+      r.attempts = Math.max(r.attempts, ev.attempt || 1);
+      r.status = 'running';
+      r.end = null;
+      continue;
+    }
+    if (!r) continue;
+    if (ev.type === 'step-output') {
+      r.end = ev.at;
+      r.status = 'succeeded';
+    } else if (ev.type === 'step-suspended') {
+      r.end = ev.at;
+      r.status = 'suspended';
+    } else if (ev.type === 'step-failed') {
+      r.end = ev.at;
+      r.status = 'failed';
+      r.errors.push({ attempt: r.attempts, error: ev.error });
+    } else if (ev.type === 'step-retrying') {
+      r.errors.push({ attempt: Math.max(1, (ev.attempt || 2) - 1), error: ev.error });
+    }
+  }
+  return [...rows.values()];
+}
+
+/** The spans as a Gantt chart (SVG): a bar per step on one time axis; `now` ends open bars. */
+export function renderGantt(spans, now) {
+  const LABEL = 200;
+  const W = 760;
+  const ROW = 20;
+  const t0 = Math.min(...spans.map((s) => s.start));
+  const t1 = Math.max(t0 + 1, ...spans.map((s) => s.end ?? now));
+  const x = (t) => LABEL + ((t - t0) / (t1 - t0)) * (W - LABEL - 8);
+  const svg = el('svg', {
+    class: 'gantt',
+    viewBox: `0 0 ${W} ${spans.length * ROW + 4}`,
+    width: W,
+    height: spans.length * ROW + 4,
+    role: 'img',
+    'aria-label': `Step durations, ${spans.length} steps`,
+  });
+  spans.forEach((s, i) => {
+    const y = i * ROW + 2;
+    const g = el('g', { class: `gantt-row st-${s.status}`, 'data-path': s.path });
+    g.append(el('text', { x: 0, y: y + 14, class: 'gantt-label' }, s.path));
+    const x0 = x(s.start);
+    const w = Math.max(2, x(s.end ?? now) - x0);
+    const bar = el('rect', { x: x0, y: y + 3, width: w, height: ROW - 6, rx: 3, class: 'bar' });
+    const ms = (s.end ?? now) - s.start;
+    const tip = el('title', {}, `${s.path}: ${s.status}, ${ms} ms, attempt ${s.attempts}${s.errors.length ? `; ${s.errors.length} failed attempt(s)` : ''}`);
+    bar.append(tip);
+    g.append(bar);
+    svg.append(g);
+  });
+  return svg;
+}
