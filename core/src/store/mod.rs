@@ -447,14 +447,15 @@ pub trait Store: Send + Sync + 'static {
     /// Takes ownership of a run if it matches the claim's conditions; sets status `running`.
     /// Returns whether the claim succeeded.
     fn claim(&self, claim: &Claim<'_>) -> Result<bool, StoreError>;
-    /// Claims for `new_owner` up to `limit` running runs of the given workflows that have no
+    /// Claims for `new_owner` up to `limit` running runs of the given definitions
+    /// (fingerprints) that have no
     /// owner (enqueued, or released) or whose lease ended before `now`, and returns them as
     /// claimed (oldest first). The default lists running runs and claims them one by one with
     /// [`Store::claim`]; `PostgresStore` claims them in one statement with `FOR UPDATE SKIP
     /// LOCKED`, so workers polling together never wait on each other's rows.
     fn claim_lapsed(
         &self,
-        workflows: &[String],
+        fingerprints: &[String],
         new_owner: &str,
         now: i64,
         lease_until: i64,
@@ -471,7 +472,7 @@ pub trait Store: Send + Sync + 'static {
                 break;
             }
             let lapsed = r.owner.is_none() || r.lease_until.is_some_and(|t| t < now);
-            if !lapsed || !workflows.contains(&r.workflow) {
+            if !lapsed || !fingerprints.contains(&r.fingerprint) {
                 continue;
             }
             if self.claim(&Claim {

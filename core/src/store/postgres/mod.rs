@@ -428,7 +428,8 @@ fn write_batch(
         gates::insert_gates(tx, label, &b.gates)?;
     }
     if notify {
-        tx.execute(&st.notify, &[&channel, &"run"]).map_err(e)?;
+        tx.execute(&st.notify, &[&channel, &format!("run {run}")])
+            .map_err(e)?;
     }
     Ok(())
 }
@@ -904,13 +905,13 @@ impl Store for PostgresStore {
 
     fn claim_lapsed(
         &self,
-        workflows: &[String],
+        fingerprints: &[String],
         new_owner: &str,
         now: i64,
         lease_until: i64,
         limit: usize,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        if workflows.is_empty() || limit == 0 {
+        if fingerprints.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         let rows = self.rows(
@@ -918,7 +919,7 @@ impl Store for PostgresStore {
                 "UPDATE runs r SET owner = $1, lease_until = $2
                  FROM (SELECT id FROM runs
                        WHERE status = 'running' AND (owner IS NULL OR lease_until < $3)
-                         AND workflow = ANY($4)
+                         AND fingerprint = ANY($4)
                        ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) c
                  WHERE r.id = c.id
                  RETURNING {}",
@@ -932,7 +933,7 @@ impl Store for PostgresStore {
                 Box::new(new_owner.to_string()),
                 Box::new(lease_until),
                 Box::new(now),
-                Box::new(workflows.to_vec()),
+                Box::new(fingerprints.to_vec()),
                 Box::new(i64::try_from(limit).unwrap_or(i64::MAX)),
             ],
         )?;
@@ -983,7 +984,7 @@ impl Store for PostgresStore {
                          FROM runs
                          WHERE status IN ('succeeded', 'failed', 'cancelled')
                            AND ($1::text IS NULL OR workflow = $1)
-                       ) x WHERE ($2 >= 0 AND n > $2) OR updated_at < $3
+                       ) x WHERE ($2::bigint >= 0 AND n > $2::bigint) OR updated_at < $3::bigint
                      ),
                      s AS (DELETE FROM steps WHERE run_id IN (SELECT id FROM doomed)),
                      e AS (DELETE FROM events WHERE run_id IN (SELECT id FROM doomed)),

@@ -16,6 +16,8 @@ impl Engine {
                 if let Err(e) = engine.drive(core).await {
                     tracing::error!(error = %e, "recovered run stopped");
                 }
+                // A slot under `max_active` is free again.
+                engine.inner.work_wake.notify_one();
             });
         }
         self.ensure_heartbeat();
@@ -28,13 +30,60 @@ impl Engine {
     #[allow(clippy::vec_box)]
     pub(crate) fn claim_orphans(&self) -> Result<Vec<Box<RunCore>>, EngineError> {
         let now = self.now_ms();
+        let lease_until = crate::store::ms_after(now, self.inner.lease);
+        // Room under this engine's limit of runs executing at once.
+        let mut room = match self.inner.max_active {
+            Some(max) => max.saturating_sub(lock(&self.inner.active).len()),
+            None => usize::MAX,
+        };
+        if room == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cores = Vec::new();
+        // Runs nobody owns (enqueued) or whose lease lapsed: one claim for all of them (on
+        // Postgres with `FOR UPDATE SKIP LOCKED`, so workers polling together do not queue).
+        let fingerprints: Vec<String> = read(&self.inner.by_fingerprint).keys().cloned().collect();
+        let lapsed = self.inner.store.claim_lapsed(
+            &fingerprints,
+            &self.inner.owner,
+            now,
+            lease_until,
+            room,
+        )?;
+        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for r in lapsed {
+            room = room.saturating_sub(1);
+            taken.insert(r.id.clone());
+            let graph = match self.graph_for(&r) {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(run = %r.id, error = %e, "cannot recover run");
+                    continue;
+                }
+            };
+            cores.push(RunCore::load(
+                Arc::clone(&self.inner.store),
+                graph,
+                &r,
+                RunStatus::Running,
+                &self.inner.owner,
+                self.inner.clock.clone(),
+            )?);
+        }
+        if room == 0 {
+            return Ok(cores);
+        }
+        // Runs of a dead process on this host (no need to wait for its lease), and runs this
+        // engine claimed before but does not execute (an earlier failure).
         let running = self.inner.store.list_runs(&RunFilter {
             status: Some(RunStatus::Running),
             ..RunFilter::default()
         })?;
-        let mut cores = Vec::new();
         for r in running {
-            if lock(&self.inner.active).contains_key(r.id.as_str()) {
+            if room == 0 {
+                break;
+            }
+            if taken.contains(&r.id) || lock(&self.inner.active).contains_key(r.id.as_str()) {
                 continue;
             }
             let claimable = match (&r.owner, r.lease_until) {
@@ -58,10 +107,11 @@ impl Engine {
                 status: RunStatus::Running,
                 owner: r.owner.as_deref(),
                 new_owner: &self.inner.owner,
-                lease_until: crate::store::ms_after(now, self.inner.lease),
+                lease_until,
             })? {
                 continue;
             }
+            room = room.saturating_sub(1);
             cores.push(RunCore::load(
                 Arc::clone(&self.inner.store),
                 graph,
@@ -72,6 +122,44 @@ impl Engine {
             )?);
         }
         Ok(cores)
+    }
+
+    /// Works as one of several worker processes on a shared store: takes over runs that no
+    /// engine executes (enqueued with [`Engine::enqueue`], released, or left by a worker whose
+    /// lease lapsed or whose process died) for the workflows registered here, and drives them,
+    /// at most [`EngineBuilder::max_active`] at once. Wakes when the store reports new work
+    /// (Postgres: `LISTEN`/`NOTIFY`), when one of its runs ends, and every `poll` as the safety
+    /// net. Decided approval gates, deadlines and notifications are handled by the engine's
+    /// worker as in any engine. Runs until the future is dropped.
+    ///
+    /// ```no_run
+    /// # async fn f(engine: miyabi::Engine) -> Result<(), miyabi::EngineError> {
+    /// engine.work(std::time::Duration::from_secs(2)).await
+    /// # }
+    /// ```
+    pub async fn work(&self, poll: Duration) -> Result<(), EngineError> {
+        let store_wake = self.inner.store.wakeups();
+        self.ensure_heartbeat();
+        loop {
+            match self.recover().await {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "worker pass failed"),
+            }
+            let local = Arc::clone(&self.inner.work_wake);
+            tokio::select! {
+                _ = local.notified() => {}
+                _ = async {
+                    match &store_wake {
+                        Some(w) => w.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // Work elsewhere (a decided gate): the approvals worker looks too.
+                    self.wake_worker();
+                }
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
     }
 
     pub(crate) fn ensure_heartbeat(&self) {

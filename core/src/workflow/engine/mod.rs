@@ -111,6 +111,10 @@ pub(crate) struct Inner {
     pub(crate) clock: crate::clock::TimeSource,
     /// Batches of runs waiting while another run commits (see `group.rs`).
     group: Arc<super::group::GroupCommit>,
+    /// At most this many runs taken over by `recover`/`work` execute here at once.
+    max_active: Option<usize>,
+    /// Wakes `Engine::work` when one of its runs ends.
+    work_wake: Arc<tokio::sync::Notify>,
 }
 
 /// A function that takes a decided approval gate of a run driven outside Rust: `(run_id, gate)`
@@ -151,9 +155,19 @@ pub struct EngineBuilder {
     retention_every: Duration,
     public_url: String,
     clock: crate::clock::TimeSource,
+    max_active: Option<usize>,
 }
 
 impl EngineBuilder {
+    /// At most `n` runs execute in this engine at once when it takes runs over
+    /// ([`Engine::recover`], [`Engine::work`]); the rest stay in the store for other workers
+    /// (default: no limit). With several worker processes on one store this spreads the runs
+    /// between them and bounds each one's load.
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = Some(n.max(1));
+        self
+    }
+
     /// Where the engine reads the time for what it writes and compares: run and record
     /// timestamps, approval deadlines, leases, retention (default: the system clock). Tests
     /// pass a [`ManualClock`](crate::clock::ManualClock) to move a week forward without
@@ -259,6 +273,8 @@ impl EngineBuilder {
                 gate_handoff: Mutex::new(None),
                 clock: self.clock,
                 group: Arc::default(),
+                max_active: self.max_active,
+                work_wake: Arc::new(tokio::sync::Notify::new()),
             }),
         }
     }
@@ -353,6 +369,7 @@ impl Engine {
             retention_every: Duration::from_secs(60),
             public_url: "http://127.0.0.1:7420".into(),
             clock: crate::clock::TimeSource::System,
+            max_active: None,
         }
     }
 
@@ -369,6 +386,46 @@ impl Engine {
     /// An engine over a SQLite file (created if missing).
     pub fn sqlite(path: impl AsRef<std::path::Path>) -> Result<Self, EngineError> {
         Ok(Self::builder().store(SqliteStore::open(path)?).build())
+    }
+
+    /// An engine over a Postgres database (`postgres://user:password@host:port/database`, the
+    /// tables in the schema `miyabi`), shared with other engine processes: see
+    /// [`Engine::work`] and docs/scaling.md. Use [`crate::PostgresStore::builder`] with
+    /// [`EngineBuilder::store`] for another schema or pool size.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str) -> Result<Self, EngineError> {
+        Ok(Self::builder()
+            .store(crate::store::PostgresStore::open(url)?)
+            .build())
+    }
+
+    /// Creates a run without executing it here: it is committed with no owner, for a worker
+    /// ([`Engine::work`], in this or another process) to take and drive. The mode of a web
+    /// process that only enqueues. Returns the run id.
+    pub fn enqueue(
+        &self,
+        workflow: &CommittedWorkflow,
+        input: Value,
+    ) -> Result<String, EngineError> {
+        let g = &workflow.graph;
+        if !read(&self.inner.by_fingerprint).contains_key(&g.fingerprint) {
+            self.register(workflow);
+        }
+        let now = self.now_ms();
+        let mut core = RunCore::create(
+            Arc::clone(&self.inner.store),
+            Arc::clone(g),
+            new_run_id(now),
+            input,
+            &self.inner.owner,
+            crate::store::ms_after(now, self.inner.lease),
+            self.inner.clock.clone(),
+        )?;
+        core.disown();
+        core.flush_grouped_blocking(&self.inner.group)?;
+        // A worker in this process (if any) looks at once.
+        self.inner.work_wake.notify_one();
+        Ok(String::from(&*core.run_id))
     }
 
     /// The engine's store.
