@@ -13,7 +13,8 @@
 //! miyabi eval compare <a.json> <b.json>
 //! ```
 //!
-//! Every command takes `--db PATH` (default `$MIYABI_DB`, else `./miyabi.db`) and `--json`.
+//! Every command takes `--db PATH` or `--db postgres://…` (default `$MIYABI_DB`, else
+//! `./miyabi.db`) and `--json`.
 //! See `docs/server.md`.
 
 use std::ffi::OsString;
@@ -35,7 +36,7 @@ use serde_json::json;
     about = "Miyabi: serve and inspect durable workflow runs"
 )]
 struct Cli {
-    /// The run database (SQLite file).
+    /// The run database: a SQLite file, or a Postgres URL (`postgres://user@host:port/db`).
     #[arg(long, global = true, env = "MIYABI_DB", default_value = "./miyabi.db")]
     db: String,
     /// Print JSON instead of tables.
@@ -262,14 +263,14 @@ fn fail(e: &CliError) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let engine = Engine::sqlite(&cli.db)?;
+    let engine = Engine::open(&cli.db)?;
     match cli.command {
         Command::Serve { addr } => {
             let config = ServerConfig::from_env()?;
             let server = serve(engine, config, Some(addr)).await?;
             eprintln!(
                 "miyabi: serving {} on http://{}",
-                cli.db,
+                miyabi::store::shown_location(&cli.db),
                 server.local_addr()
             );
             let stop = server.shutdown_token();

@@ -565,3 +565,27 @@ pub(crate) fn millis(d: std::time::Duration) -> i64 {
 pub(crate) fn ms_after(at: i64, d: std::time::Duration) -> i64 {
     at.saturating_add(millis(d))
 }
+
+/// Whether `db` is a Postgres URL (`postgres://` or `postgresql://`) rather than a file path.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `db` as messages may show it: a Postgres URL without its password and query, a file path
+/// as it is.
+pub fn shown_location(db: &str) -> String {
+    if !is_postgres_url(db) {
+        return db.to_string();
+    }
+    let Some((scheme, rest)) = db.split_once("://") else {
+        return db.to_string();
+    };
+    let rest = rest.split('?').next().unwrap_or("");
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => format!("{scheme}://{rest}"),
+    }
+}

@@ -158,19 +158,10 @@ impl std::fmt::Debug for PostgresStore {
 
 /// The URL without its password (for messages).
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "postgres (unparsed URL)".into();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{host}")
-                .split('?')
-                .next()
-                .unwrap_or("")
-                .to_string()
-        }
-        None => format!("{scheme}://{}", rest.split('?').next().unwrap_or("")),
+    if super::is_postgres_url(url) {
+        super::shown_location(url)
+    } else {
+        "postgres (unparsed URL)".into()
     }
 }
 
@@ -1069,6 +1060,7 @@ mod tests {
             "postgres://app@db.internal:5432/runs"
         );
         assert_eq!(redact("postgres://db/runs"), "postgres://db/runs");
+        assert_eq!(redact("mysql://u:p@h/d"), "postgres (unparsed URL)");
         assert!(!redact("postgres://a:p%40ss@h/d").contains("p%40ss"));
     }
 }

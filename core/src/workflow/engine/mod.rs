@@ -388,6 +388,23 @@ impl Engine {
         Ok(Self::builder().store(SqliteStore::open(path)?).build())
     }
 
+    /// An engine over the database `db` names: a Postgres URL (`postgres://…` or
+    /// `postgresql://…`, with the `postgres` feature) or a SQLite file path. What the CLI's
+    /// `--db` and the server accept.
+    pub fn open(db: &str) -> Result<Self, EngineError> {
+        if crate::store::is_postgres_url(db) {
+            #[cfg(feature = "postgres")]
+            return Self::postgres(db);
+            #[cfg(not(feature = "postgres"))]
+            return Err(EngineError::Store(crate::error::StoreError::Open {
+                path: crate::store::shown_location(db),
+                message: "this build of miyabi has no Postgres support (cargo feature `postgres`)"
+                    .into(),
+            }));
+        }
+        Self::sqlite(db)
+    }
+
     /// An engine over a Postgres database (`postgres://user:password@host:port/database`, the
     /// tables in the schema `miyabi`), shared with other engine processes: see
     /// [`Engine::work`] and docs/scaling.md. Use [`crate::PostgresStore::builder`] with
