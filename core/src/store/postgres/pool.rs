@@ -19,6 +19,14 @@ use crate::error::StoreError;
 
 type Job = Box<dyn FnOnce(&mut Conn) + Send>;
 
+/// Limits on every connection of the store. A process that stalls inside a transaction (a
+/// SIGSTOP, a long GC-like pause, a broken network) would otherwise hold its row locks for as
+/// long as it stalls, and workers waiting on them with it: the server ends such a session
+/// after 5 s idle in a transaction (rolling it back), and a statement waits at most 5 s for a
+/// lock (then fails as busy, and is retried on a later pass).
+const SESSION_LIMITS: &str =
+    "SET idle_in_transaction_session_timeout = '5s'; SET lock_timeout = '5s';";
+
 /// One connection with its prepared statements, reconnected on the next job after it broke.
 pub(super) struct Conn {
     config: postgres::Config,
@@ -52,7 +60,10 @@ impl Conn {
                     message: e.to_string(),
                 })?;
             client
-                .batch_execute(&format!("SET search_path TO {}", self.search_path))
+                .batch_execute(&format!(
+                    "SET search_path TO {}; {SESSION_LIMITS}",
+                    self.search_path
+                ))
                 .map_err(|e| map_err(&self.label, &e))?;
             self.client = Some(client);
         }

@@ -29,6 +29,9 @@ impl Engine {
     // Boxed on purpose: each core is handed to its own driver, which keeps it boxed.
     #[allow(clippy::vec_box)]
     pub(crate) fn claim_orphans(&self) -> Result<Vec<Box<RunCore>>, EngineError> {
+        // No other claim of this engine is between its claim and its activation meanwhile:
+        // a run of ours that is not active is one nobody here drives.
+        let _claiming = lock(&self.inner.claims);
         let now = self.now_ms();
         let lease_until = crate::store::ms_after(now, self.inner.lease);
         // Room under this engine's limit of runs executing at once.
@@ -61,24 +64,41 @@ impl Engine {
                     continue;
                 }
             };
-            cores.push(RunCore::load(
+            // A run that cannot be loaded stays claimed by this engine and is tried again on a
+            // later pass (it is not active here); the runs already loaded are driven.
+            let core = match RunCore::load(
                 Arc::clone(&self.inner.store),
                 graph,
                 &r,
                 RunStatus::Running,
                 &self.inner.owner,
                 self.inner.clock.clone(),
-            )?);
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(run = %r.id, error = %e, "cannot load a claimed run");
+                    continue;
+                }
+            };
+            self.activate(&core);
+            cores.push(core);
         }
         if room == 0 {
             return Ok(cores);
         }
         // Runs of a dead process on this host (no need to wait for its lease), and runs this
         // engine claimed before but does not execute (an earlier failure).
-        let running = self.inner.store.list_runs(&RunFilter {
+        let running = match self.inner.store.list_runs(&RunFilter {
             status: Some(RunStatus::Running),
             ..RunFilter::default()
-        })?;
+        }) {
+            Ok(r) => r,
+            Err(e) if !cores.is_empty() => {
+                tracing::warn!(error = %e, "cannot list running runs");
+                return Ok(cores);
+            }
+            Err(e) => return Err(e.into()),
+        };
         for r in running {
             if room == 0 {
                 break;
@@ -86,11 +106,12 @@ impl Engine {
             if taken.contains(&r.id) || lock(&self.inner.active).contains_key(r.id.as_str()) {
                 continue;
             }
-            let claimable = match (&r.owner, r.lease_until) {
-                (None, _) => true,
-                (Some(o), _) if o.as_str() == &*self.inner.owner => true,
-                (Some(_), Some(until)) if until < now => true,
-                (Some(o), _) => owner_is_dead(o),
+            // (Unowned and lapsed runs were `claim_lapsed`'s: those left are taken by another
+            // engine since.)
+            let claimable = match &r.owner {
+                None => false,
+                Some(o) if o.as_str() == &*self.inner.owner => true,
+                Some(o) => r.lease_until.is_some_and(|u| u >= now) && owner_is_dead(o),
             };
             if !claimable {
                 continue;
@@ -102,24 +123,40 @@ impl Engine {
                     continue;
                 }
             };
-            if !self.inner.store.claim(&Claim {
+            match self.inner.store.claim(&Claim {
                 run: &r.id,
                 status: RunStatus::Running,
                 owner: r.owner.as_deref(),
                 new_owner: &self.inner.owner,
                 lease_until,
-            })? {
-                continue;
+            }) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) if !cores.is_empty() => {
+                    tracing::warn!(error = %e, "cannot claim a run");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
             }
             room = room.saturating_sub(1);
-            cores.push(RunCore::load(
+            // A run that cannot be loaded stays claimed by this engine and is tried again on a
+            // later pass (it is not active here); the runs already loaded are driven.
+            let core = match RunCore::load(
                 Arc::clone(&self.inner.store),
                 graph,
                 &r,
                 RunStatus::Running,
                 &self.inner.owner,
                 self.inner.clock.clone(),
-            )?);
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(run = %r.id, error = %e, "cannot load a claimed run");
+                    continue;
+                }
+            };
+            self.activate(&core);
+            cores.push(core);
         }
         Ok(cores)
     }

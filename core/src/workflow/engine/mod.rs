@@ -115,6 +115,9 @@ pub(crate) struct Inner {
     max_active: Option<usize>,
     /// Wakes `Engine::work` when one of its runs ends.
     work_wake: Arc<tokio::sync::Notify>,
+    /// Held from a claim of a run until the run is in `active`, so that `recover` never
+    /// takes a run this engine is about to drive for one it left behind (and drives it twice).
+    pub(crate) claims: Mutex<()>,
 }
 
 /// A function that takes a decided approval gate of a run driven outside Rust: `(run_id, gate)`
@@ -275,6 +278,7 @@ impl EngineBuilder {
                 group: Arc::default(),
                 max_active: self.max_active,
                 work_wake: Arc::new(tokio::sync::Notify::new()),
+                claims: Mutex::new(()),
             }),
         }
     }
@@ -520,8 +524,13 @@ impl Engine {
         input: Value,
     ) -> Result<RunHandle, EngineError> {
         let mut core = self.create(workflow, input)?;
-        core.flush_grouped_blocking(&self.inner.group)?;
+        // Active before its row exists: a concurrent `recover` in this engine must never see
+        // the run as one of ours that nobody drives.
         self.activate(&core);
+        if let Err(e) = core.flush_grouped_blocking(&self.inner.group) {
+            lock(&self.inner.active).remove(&*core.run_id);
+            return Err(e);
+        }
         let id = String::from(&*core.run_id);
         let engine = self.clone();
         let join = tokio::spawn(async move { engine.drive(core).await });
@@ -626,6 +635,8 @@ impl Engine {
                 self.check_resume(&probe, run_id, path, &data, gate)?;
             }
         }
+        // Until the run is active here (below), `recover` in this engine must not take it.
+        let _claiming = lock(&self.inner.claims);
         let claimed = self.inner.store.claim(&Claim {
             run: run_id,
             status: RunStatus::Suspended,
@@ -664,6 +675,7 @@ impl Engine {
         let (actions, status) = core.poll()?;
         if !actions.is_empty() || status != RunStatus::Suspended {
             // A resumed path that never ran (crash after resume): just continue the run.
+            self.activate(&core);
             return Ok((core, actions));
         }
         if let Err(e) = self.check_resume(&core, run_id, path, &data, gate) {
@@ -672,6 +684,7 @@ impl Engine {
             return Err(e);
         }
         core.resume(path, data)?;
+        self.activate(&core);
         Ok((core, Vec::new()))
     }
 
@@ -783,6 +796,7 @@ impl Engine {
             Err(EngineError::UnknownWorkflow(_) | EngineError::DefinitionChanged { .. }) => None,
             Err(e) => return Err(e),
         };
+        let _claiming = lock(&self.inner.claims);
         let claimed = self.inner.store.claim(&Claim {
             run: run_id,
             status: record.status,
