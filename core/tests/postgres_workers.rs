@@ -10,6 +10,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The tests of this file run one at a time: each starts several worker processes, and on a
+/// small machine running them together would starve the workers' lease heartbeats.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn url() -> Option<String> {
     match std::env::var("MIYABI_TEST_POSTGRES_URL") {
         Ok(u) if !u.is_empty() => Some(u),
@@ -161,6 +169,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[test]
 fn chaos_sigkilled_workers_lose_no_run_and_repeat_no_effect() {
     let Some(url) = url() else { return };
+    let _serial = serial();
     let runs: i64 = std::env::var("MIYABI_CHAOS_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -311,6 +320,7 @@ fn chaos_sigkilled_workers_lose_no_run_and_repeat_no_effect() {
 #[test]
 fn a_zombie_worker_that_wakes_after_its_lease_writes_nothing() {
     let Some(url) = url() else { return };
+    let _serial = serial();
     let schema = fresh_schema(&url, "zombie");
     let args = [
         "--lease-ms",
@@ -393,8 +403,11 @@ fn a_zombie_worker_that_wakes_after_its_lease_writes_nothing() {
 #[test]
 fn timers_and_deadlines_fire_once_across_three_workers() {
     let Some(url) = url() else { return };
+    let _serial = serial();
     let schema = fresh_schema(&url, "timers");
-    let args = ["--lease-ms", "2000", "--poll-ms", "200", "--sleep-ms", "1500"];
+    // A lease long enough that no run changes hands on a loaded machine: then a step after a
+    // timer that ran twice would be the timer firing twice.
+    let args = ["--lease-ms", "10000", "--poll-ms", "200", "--sleep-ms", "1500"];
     let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&url, &schema, &args)).collect();
     enqueue(&url, &schema, &["--workflow", "timers", "--runs", "30", "--sleep-ms", "1500"]);
     enqueue(&url, &schema, &["--workflow", "deadline", "--runs", "10", "--sleep-ms", "1500"]);
