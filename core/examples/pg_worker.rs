@@ -85,7 +85,11 @@ fn args() -> Result<Args, String> {
 
 /// Effects go through a thread with its own synchronous connection (the synchronous client
 /// must not run inside the tokio runtime); steps wait for the answer without blocking it.
-type Effect = (String, Vec<String>, tokio::sync::oneshot::Sender<Result<(), String>>);
+type Effect = (
+    String,
+    Vec<String>,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
 
 fn effects(url: &str, schema: &str) -> Result<mpsc::Sender<Effect>, String> {
     let (tx, rx) = mpsc::channel::<Effect>();
@@ -121,7 +125,10 @@ fn effects(url: &str, schema: &str) -> Result<mpsc::Sender<Effect>, String> {
                 .iter()
                 .map(|s| s as &(dyn postgres::types::ToSql + Sync))
                 .collect();
-            let r = client.execute(&sql, &p).map(|_| ()).map_err(|e| e.to_string());
+            let r = client
+                .execute(&sql, &p)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             let _ = reply.send(r);
         }
     });
@@ -131,7 +138,11 @@ fn effects(url: &str, schema: &str) -> Result<mpsc::Sender<Effect>, String> {
     Ok(tx)
 }
 
-async fn effect(fx: &mpsc::Sender<Effect>, sql: &str, params: Vec<String>) -> Result<(), StepError> {
+async fn effect(
+    fx: &mpsc::Sender<Effect>,
+    sql: &str,
+    params: Vec<String>,
+) -> Result<(), StepError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     fx.send((sql.to_string(), params, tx))
         .map_err(|_| StepError::retryable("the effects thread stopped"))?;
@@ -174,7 +185,12 @@ fn workflows(a: &Args, fx: &mpsc::Sender<Effect>, me: &str) -> Vec<miyabi::Commi
                 effect(
                     &fx,
                     "INSERT INTO fired (run_id, what, worker, data) VALUES ($1, $2, $3, $4)",
-                    vec![ctx.run_id().to_string(), what.to_string(), me, v.to_string()],
+                    vec![
+                        ctx.run_id().to_string(),
+                        what.to_string(),
+                        me,
+                        v.to_string(),
+                    ],
                 )
                 .await?;
                 Ok(v)

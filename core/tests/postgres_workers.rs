@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn url() -> Option<String> {
@@ -153,7 +155,11 @@ fn count(c: &mut postgres::Client, sql: &str) -> i64 {
 fn wait_until(what: &str, mut done: impl FnMut() -> bool, report: impl Fn() -> String) {
     let guard = Instant::now() + Duration::from_secs(600);
     while !done() {
-        assert!(Instant::now() < guard, "hung waiting for {what}: {}", report());
+        assert!(
+            Instant::now() < guard,
+            "hung waiting for {what}: {}",
+            report()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -193,7 +199,14 @@ fn chaos_sigkilled_workers_lose_no_run_and_repeat_no_effect() {
     enqueue(
         &url,
         &schema,
-        &["--workflow", "chain", "--runs", &runs.to_string(), "--steps", "5"],
+        &[
+            "--workflow",
+            "chain",
+            "--runs",
+            &runs.to_string(),
+            "--steps",
+            "5",
+        ],
     );
     for _ in 0..3 {
         workers.push(Worker::start(&url, &schema, &worker_args));
@@ -260,7 +273,10 @@ fn chaos_sigkilled_workers_lose_no_run_and_repeat_no_effect() {
 
     // Every run completed with every step's output.
     assert_eq!(
-        count(&mut db, "SELECT count(*) FROM runs WHERE status = 'succeeded'"),
+        count(
+            &mut db,
+            "SELECT count(*) FROM runs WHERE status = 'succeeded'"
+        ),
         runs
     );
     assert_eq!(
@@ -272,7 +288,10 @@ fn chaos_sigkilled_workers_lose_no_run_and_repeat_no_effect() {
     );
     // Each step's record and output event committed exactly once.
     assert_eq!(
-        count(&mut db, "SELECT count(*) FROM steps WHERE status = 'succeeded'"),
+        count(
+            &mut db,
+            "SELECT count(*) FROM steps WHERE status = 'succeeded'"
+        ),
         runs * steps
     );
     assert_eq!(
@@ -341,16 +360,28 @@ fn a_zombie_worker_that_wakes_after_its_lease_writes_nothing() {
     enqueue(
         &url,
         &schema,
-        &["--workflow", "chain", "--runs", "20", "--steps", "3", "--step-ms", "400"],
+        &[
+            "--workflow",
+            "chain",
+            "--runs",
+            "20",
+            "--steps",
+            "3",
+            "--step-ms",
+            "400",
+        ],
     );
     // The zombie takes every run (the only worker), and has a first step in flight.
     wait_until(
         "the first worker to claim the runs",
         || {
-            count(&mut client(&url), &format!(
-                "SELECT count(*) FROM \"{schema}\".runs WHERE owner = '{}'",
-                zombie.owner
-            )) == 20
+            count(
+                &mut client(&url),
+                &format!(
+                    "SELECT count(*) FROM \"{schema}\".runs WHERE owner = '{}'",
+                    zombie.owner
+                ),
+            ) == 20
         },
         || String::new(),
     );
@@ -358,9 +389,12 @@ fn a_zombie_worker_that_wakes_after_its_lease_writes_nothing() {
     let rescuer = Worker::start(&url, &schema, &args);
     wait_until(
         "the second worker to finish the runs",
-        || count(&mut client(&url), &format!(
-            "SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'"
-        )) == 20,
+        || {
+            count(
+                &mut client(&url),
+                &format!("SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'"),
+            ) == 20
+        },
         || rescuer.stderr.lock().unwrap().join("\n"),
     );
     let snapshot = |db: &mut postgres::Client| {
@@ -368,11 +402,21 @@ fn a_zombie_worker_that_wakes_after_its_lease_writes_nothing() {
             count(db, "SELECT count(*) FROM steps"),
             count(db, "SELECT count(*) FROM events"),
             count(db, "SELECT count(*) FROM ledger"),
-            count(db, "SELECT count(*) FROM runs WHERE status = 'succeeded' AND owner IS NULL"),
+            count(
+                db,
+                "SELECT count(*) FROM runs WHERE status = 'succeeded' AND owner IS NULL",
+            ),
             db.query("SELECT id, output, updated_at FROM runs ORDER BY id", &[])
                 .unwrap()
                 .iter()
-                .map(|r| format!("{}:{:?}:{}", r.get::<_, String>(0), r.get::<_, Option<String>>(1), r.get::<_, i64>(2)))
+                .map(|r| {
+                    format!(
+                        "{}:{:?}:{}",
+                        r.get::<_, String>(0),
+                        r.get::<_, Option<String>>(1),
+                        r.get::<_, i64>(2)
+                    )
+                })
                 .collect::<Vec<_>>(),
         )
     };
@@ -407,18 +451,45 @@ fn timers_and_deadlines_fire_once_across_three_workers() {
     let schema = fresh_schema(&url, "timers");
     // A lease long enough that no run changes hands on a loaded machine: then a step after a
     // timer that ran twice would be the timer firing twice.
-    let args = ["--lease-ms", "10000", "--poll-ms", "200", "--sleep-ms", "1500"];
-    let workers: Vec<Worker> = (0..3).map(|_| Worker::start(&url, &schema, &args)).collect();
-    enqueue(&url, &schema, &["--workflow", "timers", "--runs", "30", "--sleep-ms", "1500"]);
-    enqueue(&url, &schema, &["--workflow", "deadline", "--runs", "10", "--sleep-ms", "1500"]);
+    let args = [
+        "--lease-ms",
+        "10000",
+        "--poll-ms",
+        "200",
+        "--sleep-ms",
+        "1500",
+    ];
+    let workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start(&url, &schema, &args))
+        .collect();
+    enqueue(
+        &url,
+        &schema,
+        &["--workflow", "timers", "--runs", "30", "--sleep-ms", "1500"],
+    );
+    enqueue(
+        &url,
+        &schema,
+        &[
+            "--workflow",
+            "deadline",
+            "--runs",
+            "10",
+            "--sleep-ms",
+            "1500",
+        ],
+    );
     let mut db = client(&url);
     db.batch_execute(&format!("SET search_path TO \"{schema}\""))
         .unwrap();
     wait_until(
         "every run to finish",
-        || count(&mut client(&url), &format!(
-            "SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'"
-        )) == 40,
+        || {
+            count(
+                &mut client(&url),
+                &format!("SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'"),
+            ) == 40
+        },
         || {
             workers
                 .iter()
@@ -429,14 +500,29 @@ fn timers_and_deadlines_fire_once_across_three_workers() {
     );
     // Each sleep's next step ran once, each deadline was applied once and its outcome
     // reached the run once.
-    assert_eq!(count(&mut db, "SELECT count(*) FROM fired WHERE what = 'timer'"), 30);
     assert_eq!(
-        count(&mut db, "SELECT count(DISTINCT run_id) FROM fired WHERE what = 'timer'"),
+        count(&mut db, "SELECT count(*) FROM fired WHERE what = 'timer'"),
         30
     );
-    assert_eq!(count(&mut db, "SELECT count(*) FROM fired WHERE what = 'deadline'"), 10);
     assert_eq!(
-        count(&mut db, "SELECT count(DISTINCT run_id) FROM fired WHERE what = 'deadline'"),
+        count(
+            &mut db,
+            "SELECT count(DISTINCT run_id) FROM fired WHERE what = 'timer'"
+        ),
+        30
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM fired WHERE what = 'deadline'"
+        ),
+        10
+    );
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(DISTINCT run_id) FROM fired WHERE what = 'deadline'"
+        ),
         10
     );
     assert_eq!(
@@ -447,11 +533,17 @@ fn timers_and_deadlines_fire_once_across_three_workers() {
         10
     );
     assert_eq!(
-        count(&mut db, "SELECT count(*) FROM audit WHERE doc::jsonb->>'action' = 'timed-out'"),
+        count(
+            &mut db,
+            "SELECT count(*) FROM audit WHERE doc::jsonb->>'action' = 'timed-out'"
+        ),
         10
     );
     assert_eq!(
-        count(&mut db, "SELECT count(*) FROM gates WHERE status = 'rejected' AND delivered"),
+        count(
+            &mut db,
+            "SELECT count(*) FROM gates WHERE status = 'rejected' AND delivered"
+        ),
         10
     );
     // The timers were spread over the workers (each fired by the run's owner).

@@ -282,15 +282,16 @@ fn claims_are_conditional(s: &dyn Store) {
     let r = s.run(&id).unwrap().unwrap();
     assert_eq!((r.owner.as_deref(), r.lease_until), (Some("b"), Some(99)));
     assert!(!claim(RunStatus::Running, Some("a"), "c"), "a lost it");
-    assert!(!s
-        .claim(&Claim {
+    assert!(
+        !s.claim(&Claim {
             run: "missing",
             status: RunStatus::Running,
             owner: None,
             new_owner: "x",
             lease_until: 1,
         })
-        .unwrap());
+        .unwrap()
+    );
     // A suspended, released run is claimed with no owner, and becomes running.
     s.commit(
         &id,
@@ -348,15 +349,16 @@ fn fenced_batches_write_nothing(s: &dyn Store) {
         },
     )
     .unwrap();
-    assert!(s
-        .claim(&Claim {
+    assert!(
+        s.claim(&Claim {
             run: &id,
             status: RunStatus::Running,
             owner: Some("old"),
             new_owner: "new",
             lease_until: 1,
         })
-        .unwrap());
+        .unwrap()
+    );
     let err = s
         .commit(
             &id,
@@ -387,7 +389,10 @@ fn fenced_batches_write_nothing(s: &dyn Store) {
     assert!(s.state(&id).unwrap().is_empty());
     assert_eq!(s.last_seq(&id).unwrap(), 2);
     let r = s.run(&id).unwrap().unwrap();
-    assert_eq!((r.status, r.owner.as_deref()), (RunStatus::Running, Some("new")));
+    assert_eq!(
+        (r.status, r.owner.as_deref()),
+        (RunStatus::Running, Some("new"))
+    );
     // The new owner writes; after it releases the run, any fenced write is refused.
     finish(s, &id, RunStatus::Succeeded, 4);
     let err = s
@@ -400,7 +405,10 @@ fn fenced_batches_write_nothing(s: &dyn Store) {
             },
         )
         .unwrap_err();
-    assert!(matches!(err, miyabi::StoreError::Fenced { owner: None, .. }), "{err}");
+    assert!(
+        matches!(err, miyabi::StoreError::Fenced { owner: None, .. }),
+        "{err}"
+    );
 }
 
 fn a_group_commits_each_batch_on_its_own(s: &dyn Store) {
@@ -482,9 +490,19 @@ fn lapsed_and_unowned_runs_are_claimed_once(s: &dyn Store) {
         vec![lapsed.as_str()]
     );
     assert_eq!(second[0].lease_until, Some(now + 30_000));
-    assert!(s.claim_lapsed(&fps, "w3", now, now + 30_000, 10).unwrap().is_empty());
-    assert_eq!(s.run(&unowned).unwrap().unwrap().owner.as_deref(), Some("w1"));
-    assert_eq!(s.run(&live).unwrap().unwrap().owner.as_deref(), Some("alive"));
+    assert!(
+        s.claim_lapsed(&fps, "w3", now, now + 30_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.run(&unowned).unwrap().unwrap().owner.as_deref(),
+        Some("w1")
+    );
+    assert_eq!(
+        s.run(&live).unwrap().unwrap().owner.as_deref(),
+        Some("alive")
+    );
     assert_eq!(s.run(&other_wf).unwrap().unwrap().owner, None);
     assert!(s.claim_lapsed(&[], "w3", now, now, 10).unwrap().is_empty());
 }
@@ -530,7 +548,12 @@ fn listings_filter_and_page_newest_first(s: &dyn Store) {
             status: Some(RunStatus::Succeeded),
             ..Default::default()
         }),
-        vec![ids[9].clone(), ids[6].clone(), ids[3].clone(), ids[0].clone()]
+        vec![
+            ids[9].clone(),
+            ids[6].clone(),
+            ids[3].clone(),
+            ids[0].clone()
+        ]
     );
     assert_eq!(
         list(RunFilter {
@@ -569,11 +592,13 @@ fn listings_filter_and_page_newest_first(s: &dyn Store) {
         seen.extend(page.into_iter().map(|r| r.id));
     }
     assert_eq!(seen, newest_first);
-    assert!(list(RunFilter {
-        workflow: Some("none".into()),
-        ..Default::default()
-    })
-    .is_empty());
+    assert!(
+        list(RunFilter {
+            workflow: Some("none".into()),
+            ..Default::default()
+        })
+        .is_empty()
+    );
 }
 
 fn prune_deletes_only_finished_runs_and_their_rows(s: &dyn Store) {
@@ -758,13 +783,14 @@ fn gates_audit_and_outbox(s: &dyn Store) {
         })
         .unwrap();
     assert_eq!(undelivered.len(), 1);
-    assert!(g
-        .list_gates(&ApprovalFilter {
+    assert!(
+        g.list_gates(&ApprovalFilter {
             deadline_before: Some(600),
             ..Default::default()
         })
         .unwrap()
-        .is_empty());
+        .is_empty()
+    );
     // The audit trail, oldest first, filtered.
     let trail = g.audit(&AuditFilter::default()).unwrap();
     assert_eq!(
@@ -806,13 +832,17 @@ fn gates_audit_and_outbox(s: &dyn Store) {
     sent.status = DeliveryStatus::Delivered;
     sent.attempts = 1;
     sent.updated_at = 401;
-    g.update_delivery(&sent, Some(&audit(&id, "review", 401, "system:notifier", "notified")))
-        .unwrap();
+    g.update_delivery(
+        &sent,
+        Some(&audit(&id, "review", 401, "system:notifier", "notified")),
+    )
+    .unwrap();
     let got = g.gate(&id, "review").unwrap().unwrap();
-    assert!(got
-        .deliveries
-        .iter()
-        .any(|d| d.status == DeliveryStatus::Delivered && d.attempts == 1));
+    assert!(
+        got.deliveries
+            .iter()
+            .any(|d| d.status == DeliveryStatus::Delivered && d.attempts == 1)
+    );
     assert_eq!(g.audit(&AuditFilter::default()).unwrap().len(), 4);
     // Pruning the finished run deletes its gates and outbox, keeps the audit trail.
     finish(s, &id, RunStatus::Succeeded, 1_700_000_000_100);
@@ -961,7 +991,14 @@ mod postgres_only {
             .open()
             .unwrap_err();
         assert!(
-            matches!(err, miyabi::StoreError::TooNew { found: 99, supported: 2, .. }),
+            matches!(
+                err,
+                miyabi::StoreError::TooNew {
+                    found: 99,
+                    supported: 2,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -1013,10 +1050,20 @@ mod postgres_only {
         let second = b.gates().unwrap().due_deliveries(1_000, 10).unwrap();
         assert_eq!((first.len(), second.len()), (1, 1));
         assert_ne!(first[0].notifier, second[0].notifier);
-        assert!(b.gates().unwrap().due_deliveries(1_000, 10).unwrap().is_empty());
+        assert!(
+            b.gates()
+                .unwrap()
+                .due_deliveries(1_000, 10)
+                .unwrap()
+                .is_empty()
+        );
         // Once the claim's lease has passed (a worker died while sending), it is due again.
         assert_eq!(
-            a.gates().unwrap().due_deliveries(1_000 + 60_001, 10).unwrap().len(),
+            a.gates()
+                .unwrap()
+                .due_deliveries(1_000 + 60_001, 10)
+                .unwrap()
+                .len(),
             2
         );
     }
@@ -1050,7 +1097,8 @@ mod postgres_only {
         let id = run_id(1_700_000_000_001, 22);
         create(&web, &id, "wf", 1_700_000_000_001, Some("e"));
         let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
-        c.batch_execute(&format!("LISTEN \"miyabi_{schema}\"")).unwrap();
+        c.batch_execute(&format!("LISTEN \"miyabi_{schema}\""))
+            .unwrap();
         let id = run_id(1_700_000_000_002, 22);
         create(&web, &id, "wf", 1_700_000_000_002, Some("e"));
         let enqueued = run_id(1_700_000_000_003, 22);

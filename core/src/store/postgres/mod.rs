@@ -89,12 +89,13 @@ impl PostgresStoreBuilder {
     /// Connects, creates the schema if needed and applies pending migrations.
     pub fn open(self) -> Result<PostgresStore, StoreError> {
         let shown = redact(&self.url);
-        let config: postgres::Config = self.url.parse().map_err(|e: postgres::Error| {
-            StoreError::Open {
-                path: shown.clone(),
-                message: format!("not a valid Postgres URL: {e}"),
-            }
-        })?;
+        let config: postgres::Config =
+            self.url
+                .parse()
+                .map_err(|e: postgres::Error| StoreError::Open {
+                    path: shown.clone(),
+                    message: format!("not a valid Postgres URL: {e}"),
+                })?;
         if self.schema.is_empty()
             || self.schema.len() > 63
             || !self
@@ -221,9 +222,11 @@ pub(super) fn map_err(label: &str, e: &postgres::Error) -> StoreError {
 const RUN_COLUMNS: &str = "id, workflow, fingerprint, status, input, output, error, created_at, updated_at, owner, lease_until";
 
 const SQL_FENCE: &str = "SELECT owner FROM runs WHERE id = $1 FOR UPDATE";
-const SQL_INSERT_RUN: &str = "INSERT INTO runs (id, workflow, fingerprint, status, input, output, error,
+const SQL_INSERT_RUN: &str =
+    "INSERT INTO runs (id, workflow, fingerprint, status, input, output, error,
      created_at, updated_at, owner, lease_until) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)";
-const SQL_STEPS: &str = "INSERT INTO steps (run_id, path, kind, status, output, error, payload, resume,
+const SQL_STEPS: &str =
+    "INSERT INTO steps (run_id, path, kind, status, output, error, payload, resume,
      attempt, updated_at)
      SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                               $7::text[], $8::text[], $9::bigint[], $10::bigint[])
@@ -237,7 +240,8 @@ const SQL_EVENTS: &str = "INSERT INTO events (run_id, seq, at, body)
      SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[])";
 const SQL_UPDATE: &str =
     "UPDATE runs SET status = $2, output = $3, error = $4, updated_at = $5 WHERE id = $1";
-const SQL_UPDATE_RELEASE: &str = "UPDATE runs SET status = $2, output = $3, error = $4, updated_at = $5,
+const SQL_UPDATE_RELEASE: &str =
+    "UPDATE runs SET status = $2, output = $3, error = $4, updated_at = $5,
      owner = NULL, lease_until = NULL WHERE id = $1";
 const SQL_NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
@@ -366,8 +370,8 @@ fn write_batch(
         tx.execute(
             &st.steps,
             &[
-                &run, &paths, &kinds, &statuses, &outputs, &errors, &payloads, &resumes,
-                &attempts, &updated,
+                &run, &paths, &kinds, &statuses, &outputs, &errors, &payloads, &resumes, &attempts,
+                &updated,
             ],
         )
         .map_err(e)?;
@@ -493,9 +497,7 @@ fn filter_sql(f: &RunFilter) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
 }
 
 fn params(args: &[Box<dyn ToSql + Sync + Send>]) -> Vec<&(dyn ToSql + Sync)> {
-    args.iter()
-        .map(|a| &**a as &(dyn ToSql + Sync))
-        .collect()
+    args.iter().map(|a| &**a as &(dyn ToSql + Sync)).collect()
 }
 
 impl PostgresStore {
@@ -805,7 +807,8 @@ impl Store for PostgresStore {
                     error: r.try_get(4).map_err(d)?,
                     payload: self.decode_json(&place, r.try_get(5).map_err(d)?)?,
                     resume: self.decode_json(&place, r.try_get(6).map_err(d)?)?,
-                    attempt: u32::try_from(attempt).map_err(|_| bad("attempt", &attempt.to_string()))?,
+                    attempt: u32::try_from(attempt)
+                        .map_err(|_| bad("attempt", &attempt.to_string()))?,
                     updated_at: r.try_get(8).map_err(d)?,
                     path,
                 })

@@ -52,13 +52,10 @@ impl Conn {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.statements.clear();
             self.client = None;
-            let mut client = self
-                .config
-                .connect(NoTls)
-                .map_err(|e| StoreError::Open {
-                    path: self.label.to_string(),
-                    message: e.to_string(),
-                })?;
+            let mut client = self.config.connect(NoTls).map_err(|e| StoreError::Open {
+                path: self.label.to_string(),
+                message: e.to_string(),
+            })?;
             client
                 .batch_execute(&format!(
                     "SET search_path TO {}; {SESSION_LIMITS}",
@@ -121,7 +118,8 @@ impl Pool {
                 .spawn(move || {
                     loop {
                         let job = {
-                            let guard = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let guard =
+                                rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                             guard.recv()
                         };
                         let Ok(job) = job else { return };
