@@ -383,7 +383,7 @@ fn a_zombie_worker_that_wakes_after_its_lease_writes_nothing() {
                 ),
             ) == 20
         },
-        || String::new(),
+        String::new,
     );
     zombie.signal("-STOP");
     let rescuer = Worker::start(&url, &schema, &args);
