@@ -16,6 +16,8 @@
 //! - `deadline`: an approval gate nobody decides, with a deadline of `--sleep-ms` (rejected
 //!   when it passes), then a step that records what it received (`fired`).
 //!
+//! `--no-effects` leaves the ledger out (steps only wait: the benchmark's I/O-bound steps).
+//!
 //! A worker prints `ready <owner>` once it works; errors (such as a run this worker lost to
 //! another, whose writes were refused) go to stderr.
 
@@ -39,6 +41,7 @@ struct Args {
     lease_ms: u64,
     poll_ms: u64,
     max_active: usize,
+    effects: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -54,6 +57,7 @@ fn args() -> Result<Args, String> {
         lease_ms: 2000,
         poll_ms: 500,
         max_active: 64,
+        effects: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -70,6 +74,7 @@ fn args() -> Result<Args, String> {
             "--lease-ms" => a.lease_ms = num(v()?)?,
             "--poll-ms" => a.poll_ms = num(v()?)?,
             "--max-active" => a.max_active = num(v()?)? as usize,
+            "--no-effects" => a.effects = false,
             "work" | "enqueue" => a.mode = k,
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -154,11 +159,14 @@ async fn effect(
 fn workflows(a: &Args, fx: &mpsc::Sender<Effect>, me: &str) -> Vec<miyabi::CommittedWorkflow> {
     let mut chain = Workflow::new("chain");
     for i in 0..a.steps {
-        let (fx, me, ms) = (fx.clone(), me.to_string(), a.step_ms);
+        let (fx, me, ms, effects) = (fx.clone(), me.to_string(), a.step_ms, a.effects);
         let node = step_fn(move |ctx: StepContext, v: Value| {
             let (fx, me) = (fx.clone(), me.clone());
             async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
+                if !effects {
+                    return Ok(json!({ "n": v["n"].as_i64().unwrap_or(0) + 1 }));
+                }
                 let key = format!("{}/{}", ctx.run_id(), ctx.path());
                 effect(
                     &fx,

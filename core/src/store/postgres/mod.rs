@@ -948,7 +948,13 @@ impl Store for PostgresStore {
         self.pool.call(move |c| {
             let label = Arc::clone(&c.label);
             let (client, st) = c.prepared(
-                "UPDATE runs SET lease_until = $2 WHERE owner = $1 AND status = 'running'",
+                // Rows locked right now (the owner committing, another engine claiming) are
+                // skipped rather than waited for: no lock order to get wrong against group
+                // commits (which lock several runs), and the next renewal comes within a third
+                // of the lease.
+                "UPDATE runs SET lease_until = $2 WHERE id IN (
+                   SELECT id FROM runs WHERE owner = $1 AND status = 'running'
+                   ORDER BY id FOR UPDATE SKIP LOCKED)",
             )?;
             client
                 .execute(&st, &[&owner, &lease_until])
