@@ -571,12 +571,10 @@ pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
-/// `db` as messages may show it: a Postgres URL without its password and query, a file path
-/// as it is.
+/// `db` as messages may show it: a URL without its password and query, a file path as it is.
 pub fn shown_location(db: &str) -> String {
-    if !is_postgres_url(db) {
-        return db.to_string();
-    }
+    // Any URL (`scheme://user:password@host/...`), not only Postgres': a mistyped scheme must
+    // not show its password either.
     let Some((scheme, rest)) = db.split_once("://") else {
         return db.to_string();
     };
