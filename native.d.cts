@@ -42,7 +42,7 @@ export declare class NativeApprovalGate {
   constructor(options: Record<string, unknown>)
 }
 
-/** An engine over a store: `memory` or `sqlite:<path>`. */
+/** An engine over a store: `memory`, `sqlite:<path>` or a Postgres URL. */
 export declare class NativeEngine {
   /** One gate of a run. */
   approvalGet(runId: string, gate: string): Record<string, unknown>
@@ -77,8 +77,9 @@ export declare class NativeEngine {
    */
   serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>): Promise<NativeServer>
   /**
-   * Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
-   * missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
+   * Opens an engine; `store` is `memory`, `sqlite:<path>` (the file is created if
+   * missing) or `postgres://user:password@host:port/database` (tables in the schema
+   * `miyabi`, created if missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
    * for the background retention pass (every `intervalMs`, default 60 000), and
    * `workerIntervalMs` for the approvals worker (default 1000). The engine's worker (approval deadlines, notifications,
    * retention; decided gates of JS workflows go to `onDecidedGate`) runs on the addon's

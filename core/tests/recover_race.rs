@@ -67,3 +67,45 @@ async fn recover_during_resume_and_spawn_drives_each_run_once() {
         "a resumed run's next step ran more than once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_does_not_take_a_run_this_engine_drives_when_its_lease_lapsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = miyabi::clock::ManualClock::starting_now();
+    let engine = Engine::builder()
+        .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+        .clock(clock.clone())
+        .lease(std::time::Duration::from_secs(30))
+        .build();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::clone(&release);
+    let slow = step_fn(move |_ctx: StepContext, v: Value| {
+        let (counter, gate) = (Arc::clone(&counter), Arc::clone(&gate));
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            gate.notified().await;
+            Ok(v)
+        }
+    });
+    let wf = Workflow::new("slow").step("slow", slow).commit().unwrap();
+    engine.register(&wf);
+    let handle = engine.spawn(&wf, json!(1)).unwrap();
+    let id = handle.id().to_string();
+    while runs.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    // The lease lapses (a host too loaded for the heartbeat): the run is still driven here.
+    clock.advance(std::time::Duration::from_secs(60));
+    let taken = engine.recover().await.unwrap();
+    assert!(
+        taken.is_empty(),
+        "recover took {taken:?}, which this engine drives"
+    );
+    release.notify_one();
+    let run = handle.wait().await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.id, id);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran twice");
+}

@@ -55,8 +55,13 @@ impl Engine {
         )?;
         let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
         for r in lapsed {
-            room = room.saturating_sub(1);
             taken.insert(r.id.clone());
+            if lock(&self.inner.active).contains_key(r.id.as_str()) {
+                // Ours and driven here: its lease lapsed before a renewal reached it (a loaded
+                // host). The claim renewed it; a second driver would run its steps twice.
+                continue;
+            }
+            room = room.saturating_sub(1);
             let graph = match self.graph_for(&r) {
                 Ok(g) => g,
                 Err(e) => {
