@@ -3,6 +3,10 @@
 //! runs) and timers/deadlines with three workers. Needs `MIYABI_TEST_POSTGRES_URL`; without it
 //! each test prints why it skips. `MIYABI_CHAOS_RUNS` sets the chaos test's run count (default
 //! 1,000).
+//!
+//! The workers are `target/<profile>/examples/pg_worker`: `cargo test` builds it with the
+//! examples, but `cargo test --test postgres_workers` alone does not rebuild it, so after a
+//! change run `cargo build -p miyabi --features postgres --example pg_worker` first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
