@@ -485,7 +485,7 @@ fn logging() {
     });
 }
 
-/// An engine over a store: `memory` or `sqlite:<path>`.
+/// An engine over a store: `memory`, `sqlite:<path>` or a Postgres URL.
 #[napi]
 pub struct NativeEngine {
     engine: Engine,
@@ -493,8 +493,9 @@ pub struct NativeEngine {
 
 #[napi]
 impl NativeEngine {
-    /// Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
-    /// missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
+    /// Opens an engine; `store` is `memory`, `sqlite:<path>` (the file is created if
+    /// missing) or `postgres://user:password@host:port/database` (tables in the schema
+    /// `miyabi`, created if missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
     /// for the background retention pass (every `intervalMs`, default 60 000), and
     /// `workerIntervalMs` for the approvals worker (default 1000). The engine's worker (approval deadlines, notifications,
     /// retention; decided gates of JS workflows go to `onDecidedGate`) runs on the addon's
@@ -535,10 +536,18 @@ impl NativeEngine {
         } else if let Some(path) = store.strip_prefix("sqlite:") {
             let store = miyabi::SqliteStore::open(path).map_err(|e| engine_err(e.into()))?;
             builder = builder.store(store);
+        } else if miyabi::store::is_postgres_url(&store) {
+            // Shared with other processes (docs/scaling.md); its calls go to the store's own
+            // connection threads, so the JS thread waits one database round trip per call.
+            let store = miyabi::PostgresStore::open(&store).map_err(|e| engine_err(e.into()))?;
+            builder = builder.store(store);
         } else {
             return Err(err(
                 "INVALID_ARGUMENT",
-                format!("unknown store `{store}`: use `memory` or `sqlite:<path>`"),
+                format!(
+                    "unknown store `{}`: use `memory`, `sqlite:<path>` or `postgres://…`",
+                    miyabi::store::shown_location(&store)
+                ),
             ));
         }
         if let Some(r) = spec.retention {

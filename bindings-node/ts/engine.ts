@@ -128,8 +128,12 @@ export interface ListFilter {
 
 /** Options of `Engine.open`. */
 export interface EngineOptions {
-  /** `'memory'` (default) or `'sqlite:<path>'` (created if missing; durable across processes). */
-  readonly store?: 'memory' | `sqlite:${string}`;
+  /**
+   * `'memory'` (default), `'sqlite:<path>'` (created if missing; durable across processes) or
+   * `'postgres://user:password@host:port/database'` (shared by several processes; tables in the
+   * schema `miyabi`; each store call waits one database round trip).
+   */
+  readonly store?: 'memory' | `sqlite:${string}` | `postgres://${string}` | `postgresql://${string}`;
   /** Workflows to register now, so that their runs can be resumed and recovered. */
   readonly workflows?: ReadonlyArray<Workflow<never, unknown>>;
   /**

@@ -53,6 +53,8 @@ pub use error::{
 };
 pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
 pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
+#[cfg(feature = "postgres")]
+pub use store::PostgresStore;
 pub use store::{MemoryStore, Retention, RunFilter, RunStatus, SqliteStore};
 pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 pub use workflow::{

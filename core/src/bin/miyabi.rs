@@ -13,7 +13,8 @@
 //! miyabi eval compare <a.json> <b.json>
 //! ```
 //!
-//! Every command takes `--db PATH` (default `$MIYABI_DB`, else `./miyabi.db`) and `--json`.
+//! Every command takes `--db PATH` or `--db postgres://…` (default `$MIYABI_DB`, else
+//! `./miyabi.db`) and `--json`.
 //! See `docs/server.md`.
 
 use std::ffi::OsString;
@@ -35,7 +36,7 @@ use serde_json::json;
     about = "Miyabi: serve and inspect durable workflow runs"
 )]
 struct Cli {
-    /// The run database (SQLite file).
+    /// The run database: a SQLite file, or a Postgres URL (`postgres://user@host:port/db`).
     #[arg(long, global = true, env = "MIYABI_DB", default_value = "./miyabi.db")]
     db: String,
     /// Print JSON instead of tables.
@@ -288,14 +289,18 @@ async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     // Only `serve` may create the database; every other command reads or changes runs that
-    // must exist already, so a mistyped --db is an error naming the path, not a new file.
-    if !matches!(cli.command, Command::Serve { .. }) && !std::path::Path::new(&cli.db).exists() {
+    // must exist already, so a mistyped --db is an error naming the path, not a new file. A
+    // Postgres URL is a server's database: it is checked by connecting.
+    if !matches!(cli.command, Command::Serve { .. })
+        && !miyabi::store::is_postgres_url(&cli.db)
+        && !std::path::Path::new(&cli.db).exists()
+    {
         return Err(CliError::Usage(format!(
             "no database at `{}` (give --db PATH or set MIYABI_DB)",
             cli.db
         )));
     }
-    let engine = Engine::sqlite(&cli.db)?;
+    let engine = Engine::open(&cli.db)?;
     match cli.command {
         Command::Serve { addr, access } => {
             let addr = resolve(&addr).await?;
@@ -309,7 +314,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let server = serve(engine, config, Some(addr)).await?;
             eprintln!(
                 "miyabi: serving {} on http://{}",
-                cli.db,
+                miyabi::store::shown_location(&cli.db),
                 server.local_addr()
             );
             let stop = server.shutdown_token();

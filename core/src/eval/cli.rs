@@ -131,8 +131,12 @@ async fn run_suite(a: RunArgs, db: &str, json: bool) -> Result<bool, EvalError> 
         });
     }
     let outcome: SuiteOutcome = if a.durable {
-        let engine = crate::Engine::sqlite(db)
-            .map_err(|e| EvalError::Engine(format!("run database {db}: {e}")))?;
+        let engine = crate::Engine::open(db).map_err(|e| {
+            EvalError::Engine(format!(
+                "run database {}: {e}",
+                crate::store::shown_location(db)
+            ))
+        })?;
         suite.run_durable(&engine).await?
     } else {
         suite.run().await?

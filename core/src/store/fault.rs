@@ -127,6 +127,20 @@ impl Store for FaultInjectingStore {
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError> {
         self.inner.renew(owner, lease_until)
     }
+    fn claim_lapsed(
+        &self,
+        fingerprints: &[String],
+        new_owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<super::RunRecord>, StoreError> {
+        self.inner
+            .claim_lapsed(fingerprints, new_owner, now, lease_until, limit)
+    }
+    fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.inner.wakeups()
+    }
     fn prune(&self, rule: &super::Retention, now: i64) -> Result<u64, StoreError> {
         self.inner.prune(rule, now)
     }

@@ -12,6 +12,8 @@
 mod fault;
 mod memory;
 mod memory_gates;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 mod sqlite_gates;
 
@@ -25,6 +27,8 @@ use crate::error::StoreError;
 #[cfg(feature = "testing")]
 pub use fault::{Fault, FaultInjectingStore};
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, PostgresStoreBuilder};
 pub use sqlite::SqliteStore;
 #[cfg(feature = "server")]
 pub(crate) use sqlite::map_err as sqlite_error;
@@ -445,6 +449,54 @@ pub trait Store: Send + Sync + 'static {
     /// Takes ownership of a run if it matches the claim's conditions; sets status `running`.
     /// Returns whether the claim succeeded.
     fn claim(&self, claim: &Claim<'_>) -> Result<bool, StoreError>;
+    /// Claims for `new_owner` up to `limit` running runs of the given definitions
+    /// (fingerprints) that have no
+    /// owner (enqueued, or released) or whose lease ended before `now`, and returns them as
+    /// claimed (oldest first). The default lists running runs and claims them one by one with
+    /// [`Store::claim`]; `PostgresStore` claims them in one statement with `FOR UPDATE SKIP
+    /// LOCKED`, so workers polling together never wait on each other's rows.
+    fn claim_lapsed(
+        &self,
+        fingerprints: &[String],
+        new_owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let mut running = self.list_runs(&RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        })?;
+        running.reverse();
+        let mut out = Vec::new();
+        for mut r in running {
+            if out.len() >= limit {
+                break;
+            }
+            let lapsed = r.owner.is_none() || r.lease_until.is_some_and(|t| t < now);
+            if !lapsed || !fingerprints.contains(&r.fingerprint) {
+                continue;
+            }
+            if self.claim(&Claim {
+                run: &r.id,
+                status: RunStatus::Running,
+                owner: r.owner.as_deref(),
+                new_owner,
+                lease_until,
+            })? {
+                r.owner = Some(new_owner.to_string());
+                r.lease_until = Some(lease_until);
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+    /// A wake-up that fires when another process adds work to the store (an enqueued run, a
+    /// decided approval gate), for idle workers ([`crate::Engine::work`]); `None` when the
+    /// store cannot tell (workers then poll). `PostgresStore` uses `LISTEN`/`NOTIFY`.
+    fn wakeups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
     /// Extends the lease of every running run of `owner`.
     fn renew(&self, owner: &str, lease_until: i64) -> Result<(), StoreError>;
     /// Deletes the finished runs that `rule` selects at time `now` (ms since the epoch), with
@@ -526,4 +578,26 @@ pub(crate) fn millis(d: std::time::Duration) -> i64 {
 /// The time `d` after `at` (both in ms since the epoch), saturating instead of overflowing.
 pub(crate) fn ms_after(at: i64, d: std::time::Duration) -> i64 {
     at.saturating_add(millis(d))
+}
+
+/// Whether `db` is a Postgres URL (`postgres://` or `postgresql://`) rather than a file path.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// `db` as messages may show it: a URL without its password and query, a file path as it is.
+pub fn shown_location(db: &str) -> String {
+    // Any URL (`scheme://user:password@host/...`), not only Postgres': a mistyped scheme must
+    // not show its password either.
+    let Some((scheme, rest)) = db.split_once("://") else {
+        return db.to_string();
+    };
+    let rest = rest.split('?').next().unwrap_or("");
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => format!("{scheme}://{rest}"),
+    }
 }

@@ -144,6 +144,14 @@ impl RunCore {
         }))
     }
 
+    /// Leaves the run to be created without an owner (enqueued for any worker).
+    pub(crate) fn disown(&mut self) {
+        if let Some(r) = self.pending.create.as_mut() {
+            r.owner = None;
+            r.lease_until = None;
+        }
+    }
+
     /// Rebuilds a stored run from its records (replay).
     pub(crate) fn load(
         store: Arc<dyn Store>,

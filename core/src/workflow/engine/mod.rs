@@ -111,6 +111,13 @@ pub(crate) struct Inner {
     pub(crate) clock: crate::clock::TimeSource,
     /// Batches of runs waiting while another run commits (see `group.rs`).
     group: Arc<super::group::GroupCommit>,
+    /// At most this many runs taken over by `recover`/`work` execute here at once.
+    max_active: Option<usize>,
+    /// Wakes `Engine::work` when one of its runs ends.
+    work_wake: Arc<tokio::sync::Notify>,
+    /// Held from a claim of a run until the run is in `active`, so that `recover` never
+    /// takes a run this engine is about to drive for one it left behind (and drives it twice).
+    pub(crate) claims: Mutex<()>,
 }
 
 /// A function that takes a decided approval gate of a run driven outside Rust: `(run_id, gate)`
@@ -151,9 +158,19 @@ pub struct EngineBuilder {
     retention_every: Duration,
     public_url: String,
     clock: crate::clock::TimeSource,
+    max_active: Option<usize>,
 }
 
 impl EngineBuilder {
+    /// At most `n` runs execute in this engine at once when it takes runs over
+    /// ([`Engine::recover`], [`Engine::work`]); the rest stay in the store for other workers
+    /// (default: no limit). With several worker processes on one store this spreads the runs
+    /// between them and bounds each one's load.
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = Some(n.max(1));
+        self
+    }
+
     /// Where the engine reads the time for what it writes and compares: run and record
     /// timestamps, approval deadlines, leases, retention (default: the system clock). Tests
     /// pass a [`ManualClock`](crate::clock::ManualClock) to move a week forward without
@@ -259,6 +276,9 @@ impl EngineBuilder {
                 gate_handoff: Mutex::new(None),
                 clock: self.clock,
                 group: Arc::default(),
+                max_active: self.max_active,
+                work_wake: Arc::new(tokio::sync::Notify::new()),
+                claims: Mutex::new(()),
             }),
         }
     }
@@ -353,6 +373,7 @@ impl Engine {
             retention_every: Duration::from_secs(60),
             public_url: "http://127.0.0.1:7420".into(),
             clock: crate::clock::TimeSource::System,
+            max_active: None,
         }
     }
 
@@ -369,6 +390,63 @@ impl Engine {
     /// An engine over a SQLite file (created if missing).
     pub fn sqlite(path: impl AsRef<std::path::Path>) -> Result<Self, EngineError> {
         Ok(Self::builder().store(SqliteStore::open(path)?).build())
+    }
+
+    /// An engine over the database `db` names: a Postgres URL (`postgres://…` or
+    /// `postgresql://…`, with the `postgres` feature) or a SQLite file path. What the CLI's
+    /// `--db` and the server accept.
+    pub fn open(db: &str) -> Result<Self, EngineError> {
+        if crate::store::is_postgres_url(db) {
+            #[cfg(feature = "postgres")]
+            return Self::postgres(db);
+            #[cfg(not(feature = "postgres"))]
+            return Err(EngineError::Store(crate::error::StoreError::Open {
+                path: crate::store::shown_location(db),
+                message: "this build of miyabi has no Postgres support (cargo feature `postgres`)"
+                    .into(),
+            }));
+        }
+        Self::sqlite(db)
+    }
+
+    /// An engine over a Postgres database (`postgres://user:password@host:port/database`, the
+    /// tables in the schema `miyabi`), shared with other engine processes: see
+    /// [`Engine::work`] and docs/scaling.md. Use [`crate::PostgresStore::builder`] with
+    /// [`EngineBuilder::store`] for another schema or pool size.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str) -> Result<Self, EngineError> {
+        Ok(Self::builder()
+            .store(crate::store::PostgresStore::open(url)?)
+            .build())
+    }
+
+    /// Creates a run without executing it here: it is committed with no owner, for a worker
+    /// ([`Engine::work`], in this or another process) to take and drive. The mode of a web
+    /// process that only enqueues. Returns the run id.
+    pub fn enqueue(
+        &self,
+        workflow: &CommittedWorkflow,
+        input: Value,
+    ) -> Result<String, EngineError> {
+        let g = &workflow.graph;
+        if !read(&self.inner.by_fingerprint).contains_key(&g.fingerprint) {
+            self.register(workflow);
+        }
+        let now = self.now_ms();
+        let mut core = RunCore::create(
+            Arc::clone(&self.inner.store),
+            Arc::clone(g),
+            new_run_id(now),
+            input,
+            &self.inner.owner,
+            crate::store::ms_after(now, self.inner.lease),
+            self.inner.clock.clone(),
+        )?;
+        core.disown();
+        core.flush_grouped_blocking(&self.inner.group)?;
+        // A worker in this process (if any) looks at once.
+        self.inner.work_wake.notify_one();
+        Ok(String::from(&*core.run_id))
     }
 
     /// The engine's store.
@@ -446,8 +524,13 @@ impl Engine {
         input: Value,
     ) -> Result<RunHandle, EngineError> {
         let mut core = self.create(workflow, input)?;
-        core.flush_grouped_blocking(&self.inner.group)?;
+        // Active before its row exists: a concurrent `recover` in this engine must never see
+        // the run as one of ours that nobody drives.
         self.activate(&core);
+        if let Err(e) = core.flush_grouped_blocking(&self.inner.group) {
+            lock(&self.inner.active).remove(&*core.run_id);
+            return Err(e);
+        }
         let id = String::from(&*core.run_id);
         let engine = self.clone();
         let join = tokio::spawn(async move { engine.drive(core).await });
@@ -552,6 +635,8 @@ impl Engine {
                 self.check_resume(&probe, run_id, path, &data, gate)?;
             }
         }
+        // Until the run is active here (below), `recover` in this engine must not take it.
+        let _claiming = lock(&self.inner.claims);
         let claimed = self.inner.store.claim(&Claim {
             run: run_id,
             status: RunStatus::Suspended,
@@ -590,6 +675,7 @@ impl Engine {
         let (actions, status) = core.poll()?;
         if !actions.is_empty() || status != RunStatus::Suspended {
             // A resumed path that never ran (crash after resume): just continue the run.
+            self.activate(&core);
             return Ok((core, actions));
         }
         if let Err(e) = self.check_resume(&core, run_id, path, &data, gate) {
@@ -598,6 +684,7 @@ impl Engine {
             return Err(e);
         }
         core.resume(path, data)?;
+        self.activate(&core);
         Ok((core, Vec::new()))
     }
 
@@ -709,6 +796,7 @@ impl Engine {
             Err(EngineError::UnknownWorkflow(_) | EngineError::DefinitionChanged { .. }) => None,
             Err(e) => return Err(e),
         };
+        let _claiming = lock(&self.inner.claims);
         let claimed = self.inner.store.claim(&Claim {
             run: run_id,
             status: record.status,

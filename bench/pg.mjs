@@ -1,0 +1,153 @@
+// Postgres benchmark (issue 17): durable runs on Postgres (loopback) against the same on SQLite
+// and against Mastra's Postgres store (@mastra/pg), then throughput with 1, 2 and 4 worker
+// processes on I/O-bound steps. One JSON line per figure ({"bench", "value", "unit"}).
+//
+//   cargo build -p miyabi --features postgres --examples [--release]
+//   bash bench/peer/setup.sh            # @mastra/core, @mastra/pg (scratch folder)
+//   MIYABI_TEST_POSTGRES_URL=postgres://miyabi@127.0.0.1:55432/postgres node bench/pg.mjs
+//
+// Environment: PG_BENCH_RUNS (3-step runs per store, default 500; 100-step: a tenth),
+// PG_BENCH_TP_RUNS (runs per throughput figure, default 600), MASTRA_DIR (default
+// /tmp/miyabi-peer), PG_BENCH_PROFILE (release or debug: which build of the examples to use;
+// default: release if built, else debug). Needs `psql` for the database's counters.
+
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const URL_ = process.env.MIYABI_TEST_POSTGRES_URL;
+if (!URL_) {
+  console.error('set MIYABI_TEST_POSTGRES_URL (a throw-away database: schemas are created and dropped)');
+  process.exit(2);
+}
+const RUNS = Number.parseInt(process.env.PG_BENCH_RUNS || '500', 10);
+const TP_RUNS = Number.parseInt(process.env.PG_BENCH_TP_RUNS || '600', 10);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const profile =
+  process.env.PG_BENCH_PROFILE ||
+  (fs.existsSync(path.join(root, 'target/release/examples/pg_worker')) ? 'release' : 'debug');
+const bin = (name) => {
+  const p = path.join(root, 'target', profile, 'examples', name);
+  if (!fs.existsSync(p)) throw new Error(`${p} is missing: cargo build -p miyabi --features postgres --examples`);
+  return p;
+};
+
+function emit(bench, value, unit, extra = {}) {
+  process.stdout.write(JSON.stringify({ bench, value: Math.round(value * 100) / 100, unit, ...extra }) + '\n');
+}
+
+const psql = (sql) =>
+  execFileSync('psql', [URL_, '-XAtqc', sql], {
+    encoding: 'utf8',
+    env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' },
+  }).trim();
+const xactCommits = () => Number(psql('SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()'));
+
+const ONLY_TP = process.env.PG_BENCH_ONLY_THROUGHPUT === '1';
+if (!ONLY_TP) await latency();
+async function latency() {
+// --- 1. Miyabi on Postgres and SQLite (the Rust example prints its own JSON lines) -----------
+process.stderr.write(`miyabi (${profile} build): 3-step and 100-step runs on Postgres and SQLite\n`);
+process.stdout.write(execFileSync(bin('pg_bench'), [URL_, String(RUNS)], { encoding: 'utf8' }));
+
+// --- 2. Mastra on Postgres (@mastra/pg) ------------------------------------------------------
+const MASTRA_DIR = path.resolve(process.env.MASTRA_DIR || '/tmp/miyabi-peer');
+async function importPkg(name, subpath = '.') {
+  const pkgRoot = path.join(MASTRA_DIR, 'node_modules', ...name.split('/'));
+  const pj = JSON.parse(fs.readFileSync(path.join(pkgRoot, 'package.json'), 'utf8'));
+  const pick = (e) =>
+    typeof e === 'string' ? e : e && (pick(e.import) || pick(e.node) || pick(e.default));
+  const target = pick(pj.exports?.[subpath]) || (subpath === '.' ? pj.module || pj.main : null);
+  if (!target) throw new Error(`cannot resolve ${name} ${subpath}`);
+  return import(pathToFileURL(path.join(pkgRoot, target)).href);
+}
+
+async function mastra() {
+  if (!fs.existsSync(path.join(MASTRA_DIR, 'node_modules/@mastra/pg'))) {
+    process.stderr.write(`mastra: @mastra/pg not installed in ${MASTRA_DIR} (bash bench/peer/setup.sh): skipped\n`);
+    return;
+  }
+  process.env.MASTRA_TELEMETRY_DISABLED ??= '1';
+  const [{ createWorkflow, createStep }, { Mastra }, { PostgresStore }, { z }] = await Promise.all([
+    importPkg('@mastra/core', './workflows'),
+    importPkg('@mastra/core', '.'),
+    importPkg('@mastra/pg'),
+    importPkg('zod'),
+  ]);
+  const Num = z.object({ n: z.number().int() });
+  const addOne = (id) =>
+    createStep({ id, inputSchema: Num, outputSchema: Num, execute: async ({ inputData }) => ({ n: inputData.n + 1 }) });
+  const linear = (id, n) => {
+    let w = createWorkflow({ id, inputSchema: Num, outputSchema: Num });
+    for (let i = 0; i < n; i++) w = w.then(addOne(`add-${i}`));
+    return w.commit();
+  };
+  psql('DROP SCHEMA IF EXISTS mastra_bench CASCADE; CREATE SCHEMA mastra_bench');
+  const storage = new PostgresStore({ id: 'miyabi-pg-bench', connectionString: URL_, schemaName: 'mastra_bench' });
+  const m = new Mastra({ workflows: { three: linear('linear-3', 3), hundred: linear('linear-100', 100) }, storage, logger: false });
+  const runs = async (wf, steps, count) => {
+    const t = process.hrtime.bigint();
+    for (let i = 0; i < count; i++) {
+      const run = await wf.createRun();
+      const res = await run.start({ inputData: { n: i } });
+      if (res?.status !== 'success' || res.result?.n !== i + steps) throw new Error(`mastra run ${i}: ${res?.status}`);
+    }
+    return Number(process.hrtime.bigint() - t) / count;
+  };
+  const three = m.getWorkflow('three');
+  const hundred = m.getWorkflow('hundred');
+  await runs(three, 3, Math.max(1, RUNS / 10));
+  emit('mastra.postgres.3step', (await runs(three, 3, RUNS)) / 1e3, 'us/run');
+  emit('mastra.postgres.100step', (await runs(hundred, 100, Math.max(10, RUNS / 10))) / 1e6, 'ms/run');
+  await storage.close?.();
+}
+await mastra();
+}
+
+// --- 3. Throughput: 1, 2, 4 worker processes, 3 steps of 10 ms each ------------------------
+// With PG_BENCH_ASYNC_COMMIT=1 the workers' sessions use `synchronous_commit = off` (a commit
+// does not wait for the WAL flush), to show the workers' own scaling where the disk's flush
+// rate would otherwise bound every figure.
+const ASYNC = process.env.PG_BENCH_ASYNC_COMMIT === '1';
+const WORKER_URL = ASYNC
+  ? URL_ + (URL_.includes('?') ? '&' : '?') + 'options=-c%20synchronous_commit%3Doff'
+  : URL_;
+const TP = ASYNC ? 'postgres_async_commit' : 'postgres';
+function startWorker(schema) {
+  const child = spawn(
+    bin('pg_worker'),
+    ['--url', WORKER_URL, '--schema', schema, '--steps', '3', '--step-ms', '10', '--max-active', '256', '--poll-ms', '500', '--no-effects', 'work'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  return new Promise((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.once('line', (l) => (l.startsWith('ready ') ? resolve(child) : reject(new Error(l))));
+    child.once('exit', (c) => reject(new Error(`worker exited ${c}`)));
+  });
+}
+
+for (const workers of [1, 2, 4]) {
+  const schema = `tp_${workers}`;
+  psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  // The schema and its tables, then the runs, all enqueued before any worker starts.
+  execFileSync(bin('pg_worker'), ['--url', URL_, '--schema', schema, '--steps', '3', 'enqueue', '--workflow', 'chain', '--runs', String(TP_RUNS)]);
+  const x0 = xactCommits();
+  const t0 = process.hrtime.bigint();
+  const procs = await Promise.all(Array.from({ length: workers }, () => startWorker(schema)));
+  for (;;) {
+    const left = Number(psql(`SELECT count(*) FROM ${schema}.runs WHERE status <> 'succeeded'`));
+    if (left === 0) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const xacts = xactCommits() - x0;
+  for (const p of procs) p.kill('SIGKILL');
+  const steps = Number(psql(`SELECT count(*) FROM ${schema}.steps WHERE status = 'succeeded'`));
+  if (steps !== TP_RUNS * 3) throw new Error(`throughput ${workers}: ${steps} step records`);
+  emit(`miyabi.${TP}.workers${workers}.runs_per_s`, TP_RUNS / secs, 'runs/s', { runs: TP_RUNS, steps_per_run: 3, step_ms: 10 });
+  emit(`miyabi.${TP}.workers${workers}.steps_per_s`, (TP_RUNS * 3) / secs, 'steps/s');
+  emit(`miyabi.${TP}.workers${workers}.xact_commit_per_s`, xacts / secs, 'xact/s');
+  psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+}

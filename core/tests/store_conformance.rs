@@ -1,0 +1,1178 @@
+//! The store conformance suite: the same tests against every first-party store (in memory,
+//! SQLite, Postgres). The Postgres ones need `MIYABI_TEST_POSTGRES_URL` (and the `postgres`
+//! feature); without it they print why they skip and pass. Each Postgres test has its own
+//! schema, so the tests run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use miyabi::approval::{
+    Approval, ApprovalFilter, ApprovalStatus, AuditFilter, AuditRecord, Delivery, DeliveryStatus,
+    GateUpdate, NewGate,
+};
+use miyabi::store::*;
+use miyabi::{EventKind, RunEvent};
+use serde_json::{Value, json};
+
+/// A UUID v7 run id for a creation time (`n` keeps ids of one millisecond apart).
+fn run_id(at: i64, n: u8) -> String {
+    uuid::Builder::from_unix_timestamp_millis(at as u64, &[n; 10])
+        .into_uuid()
+        .to_string()
+}
+
+fn record(id: &str, workflow: &str, at: i64, owner: Option<&str>) -> RunRecord {
+    RunRecord {
+        id: id.into(),
+        workflow: workflow.into(),
+        fingerprint: format!("fp-{workflow}"),
+        status: RunStatus::Running,
+        input: Arc::new(json!({"in": id})),
+        output: None,
+        error: None,
+        created_at: at,
+        updated_at: at,
+        owner: owner.map(str::to_string),
+        lease_until: owner.map(|_| at + 30_000),
+    }
+}
+
+fn event(run: &str, seq: u64, name: &str) -> RunEvent {
+    RunEvent {
+        run_id: run.into(),
+        seq,
+        at: seq as i64 * 10,
+        kind: EventKind::Custom {
+            path: "p".into(),
+            name: name.into(),
+            data: json!(seq),
+        },
+    }
+}
+
+fn step(path: &str, status: StepStatus, output: Option<Value>, at: i64) -> StepRecord {
+    StepRecord {
+        path: path.into(),
+        kind: RecordKind::Step,
+        status,
+        output: output.map(Arc::new),
+        error: None,
+        payload: None,
+        resume: None,
+        attempt: 1,
+        updated_at: at,
+    }
+}
+
+/// Creates a run owned by `owner` (one commit, with its first event).
+fn create(s: &dyn Store, id: &str, workflow: &str, at: i64, owner: Option<&str>) {
+    s.commit(
+        id,
+        Batch {
+            create: Some(record(id, workflow, at, owner)),
+            events: vec![event(id, 1, "started")],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+}
+
+fn finish(s: &dyn Store, id: &str, status: RunStatus, at: i64) {
+    s.commit(
+        id,
+        Batch {
+            update: Some(RunUpdate {
+                status,
+                output: (status == RunStatus::Succeeded).then(|| Arc::new(json!("done"))),
+                error: (status != RunStatus::Succeeded).then(|| "stopped".to_string()),
+                updated_at: at,
+                release: true,
+            }),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+}
+
+fn sorted_steps(s: &dyn Store, run: &str) -> Vec<StepRecord> {
+    let mut v = s.steps(run).unwrap();
+    v.sort_by(|a, b| a.path.cmp(&b.path));
+    v
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests, each against a fresh store.
+
+fn runs_round_trip(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 1);
+    create(s, &id, "wf", 1_700_000_000_000, Some("engine-a"));
+    let r = s.run(&id).unwrap().unwrap();
+    assert_eq!(r, record(&id, "wf", 1_700_000_000_000, Some("engine-a")));
+    assert!(s.run("missing").unwrap().is_none());
+    // A status change without release keeps the owner; with release drops it.
+    s.commit(
+        &id,
+        Batch {
+            update: Some(RunUpdate {
+                status: RunStatus::Suspended,
+                output: None,
+                error: None,
+                updated_at: 1_700_000_000_500,
+                release: false,
+            }),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    let r = s.run(&id).unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Suspended);
+    assert_eq!(r.owner.as_deref(), Some("engine-a"));
+    finish(s, &id, RunStatus::Succeeded, 1_700_000_001_000);
+    let r = s.run(&id).unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(r.output.as_deref(), Some(&json!("done")));
+    assert_eq!(r.updated_at, 1_700_000_001_000);
+    assert_eq!((r.owner, r.lease_until), (None, None));
+    // Values keep their JSON exactly (unicode, nesting, big integers).
+    let id2 = run_id(1_700_000_000_001, 2);
+    let mut rec = record(&id2, "wf", 1_700_000_000_001, None);
+    rec.input = Arc::new(json!({"ü": ["😀", 9007199254740991i64, -0.5, null, {"a": {}}]}));
+    s.commit(
+        &id2,
+        Batch {
+            create: Some(rec.clone()),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.run(&id2).unwrap().unwrap(), rec);
+}
+
+fn a_run_created_and_finished_in_one_commit_is_stored_finished(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 3);
+    s.commit(
+        &id,
+        Batch {
+            create: Some(record(&id, "wf", 1_700_000_000_000, Some("e"))),
+            update: Some(RunUpdate {
+                status: RunStatus::Succeeded,
+                output: Some(Arc::new(json!(42))),
+                error: None,
+                updated_at: 1_700_000_000_010,
+                release: true,
+            }),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    let r = s.run(&id).unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Succeeded);
+    assert_eq!(r.output.as_deref(), Some(&json!(42)));
+    assert_eq!(r.owner, None);
+}
+
+fn steps_are_one_row_per_path(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 4);
+    create(s, &id, "wf", 1_700_000_000_000, Some("e"));
+    s.commit(
+        &id,
+        Batch {
+            steps: vec![
+                step("a", StepStatus::Running, None, 1),
+                step("b", StepStatus::Succeeded, Some(json!({"b": 1})), 2),
+            ],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    let mut suspended = step("a", StepStatus::Suspended, None, 3);
+    suspended.payload = Some(json!({"ask": "why"}));
+    suspended.resume = Some(json!({"because": true}));
+    suspended.attempt = 3;
+    suspended.error = Some("first try failed".into());
+    let mut branch = step("c", StepStatus::Succeeded, Some(json!({"arm": "x"})), 4);
+    branch.kind = RecordKind::Branch;
+    s.commit(
+        &id,
+        Batch {
+            steps: vec![suspended.clone(), branch.clone()],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        sorted_steps(s, &id),
+        vec![
+            suspended,
+            step("b", StepStatus::Succeeded, Some(json!({"b": 1})), 2),
+            branch
+        ]
+    );
+    assert!(s.steps("other").unwrap().is_empty());
+}
+
+fn events_are_kept_in_order_and_read_by_range(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 5);
+    create(s, &id, "wf", 1_700_000_000_000, Some("e"));
+    let events: Vec<RunEvent> = (2..=41).map(|n| event(&id, n, &format!("e{n}"))).collect();
+    for chunk in events.chunks(13) {
+        s.commit(
+            &id,
+            Batch {
+                events: chunk.to_vec(),
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+    }
+    let all = s.events(&id, 2, usize::MAX).unwrap();
+    assert_eq!(all, events);
+    assert_eq!(s.events(&id, 17, 3).unwrap(), events[15..18].to_vec());
+    assert_eq!(s.events(&id, 1, 1).unwrap()[0].seq, 1);
+    assert!(s.events(&id, 42, 10).unwrap().is_empty());
+    assert_eq!(s.last_seq(&id).unwrap(), 41);
+    assert_eq!(s.last_seq("none").unwrap(), 0);
+    assert_eq!(s.events(&id, 41, 5).unwrap()[0], events[39]);
+}
+
+fn state_keys_are_set_and_overwritten(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 6);
+    create(s, &id, "wf", 1_700_000_000_000, Some("e"));
+    s.commit(
+        &id,
+        Batch {
+            state: vec![("a".into(), json!(1)), ("b".into(), json!({"x": [1]}))],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    s.commit(
+        &id,
+        Batch {
+            state: vec![("a".into(), json!("two"))],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    let mut st = s.state(&id).unwrap();
+    st.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        st,
+        vec![("a".into(), json!("two")), ("b".into(), json!({"x": [1]}))]
+    );
+}
+
+fn claims_are_conditional(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 7);
+    create(s, &id, "wf", 1_700_000_000_000, Some("a"));
+    let claim = |status, owner, new_owner| {
+        s.claim(&Claim {
+            run: &id,
+            status,
+            owner,
+            new_owner,
+            lease_until: 99,
+        })
+        .unwrap()
+    };
+    assert!(!claim(RunStatus::Running, Some("x"), "b"), "wrong owner");
+    assert!(!claim(RunStatus::Suspended, Some("a"), "b"), "wrong status");
+    assert!(!claim(RunStatus::Running, None, "b"), "it has an owner");
+    assert!(claim(RunStatus::Running, Some("a"), "b"));
+    let r = s.run(&id).unwrap().unwrap();
+    assert_eq!((r.owner.as_deref(), r.lease_until), (Some("b"), Some(99)));
+    assert!(!claim(RunStatus::Running, Some("a"), "c"), "a lost it");
+    assert!(
+        !s.claim(&Claim {
+            run: "missing",
+            status: RunStatus::Running,
+            owner: None,
+            new_owner: "x",
+            lease_until: 1,
+        })
+        .unwrap()
+    );
+    // A suspended, released run is claimed with no owner, and becomes running.
+    s.commit(
+        &id,
+        Batch {
+            update: Some(RunUpdate {
+                status: RunStatus::Suspended,
+                output: None,
+                error: None,
+                updated_at: 5,
+                release: true,
+            }),
+            fence: Some("b".into()),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    assert!(claim(RunStatus::Suspended, None, "d"));
+    let r = s.run(&id).unwrap().unwrap();
+    assert_eq!(r.status, RunStatus::Running);
+    assert_eq!(r.owner.as_deref(), Some("d"));
+}
+
+fn renew_extends_only_the_owners_running_runs(s: &dyn Store) {
+    let (a, b, c) = (
+        run_id(1_700_000_000_000, 8),
+        run_id(1_700_000_000_001, 8),
+        run_id(1_700_000_000_002, 8),
+    );
+    create(s, &a, "wf", 1_700_000_000_000, Some("me"));
+    create(s, &b, "wf", 1_700_000_000_001, Some("other"));
+    create(s, &c, "wf", 1_700_000_000_002, Some("me"));
+    finish(s, &c, RunStatus::Failed, 1_700_000_000_003);
+    s.renew("me", 5_000_000_000_000).unwrap();
+    assert_eq!(
+        s.run(&a).unwrap().unwrap().lease_until,
+        Some(5_000_000_000_000)
+    );
+    assert_eq!(
+        s.run(&b).unwrap().unwrap().lease_until,
+        Some(1_700_000_030_001)
+    );
+    assert_eq!(s.run(&c).unwrap().unwrap().lease_until, None);
+}
+
+fn fenced_batches_write_nothing(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 9);
+    create(s, &id, "wf", 1_700_000_000_000, Some("old"));
+    s.commit(
+        &id,
+        Batch {
+            steps: vec![step("a", StepStatus::Succeeded, Some(json!(1)), 1)],
+            events: vec![event(&id, 2, "a")],
+            fence: Some("old".into()),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        s.claim(&Claim {
+            run: &id,
+            status: RunStatus::Running,
+            owner: Some("old"),
+            new_owner: "new",
+            lease_until: 1,
+        })
+        .unwrap()
+    );
+    let err = s
+        .commit(
+            &id,
+            Batch {
+                steps: vec![step("b", StepStatus::Succeeded, Some(json!(2)), 2)],
+                state: vec![("k".into(), json!(1))],
+                events: vec![event(&id, 3, "b")],
+                update: Some(RunUpdate {
+                    status: RunStatus::Succeeded,
+                    output: Some(Arc::new(json!("zombie"))),
+                    error: None,
+                    updated_at: 3,
+                    release: true,
+                }),
+                fence: Some("old".into()),
+                ..Batch::default()
+            },
+        )
+        .unwrap_err();
+    match err {
+        miyabi::StoreError::Fenced { run, owner } => {
+            assert_eq!(run, id);
+            assert_eq!(owner.as_deref(), Some("new"));
+        }
+        other => panic!("expected Fenced, got {other}"),
+    }
+    assert_eq!(s.steps(&id).unwrap().len(), 1);
+    assert!(s.state(&id).unwrap().is_empty());
+    assert_eq!(s.last_seq(&id).unwrap(), 2);
+    let r = s.run(&id).unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.owner.as_deref()),
+        (RunStatus::Running, Some("new"))
+    );
+    // The new owner writes; after it releases the run, any fenced write is refused.
+    finish(s, &id, RunStatus::Succeeded, 4);
+    let err = s
+        .commit(
+            &id,
+            Batch {
+                events: vec![event(&id, 3, "late")],
+                fence: Some("new".into()),
+                ..Batch::default()
+            },
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, miyabi::StoreError::Fenced { owner: None, .. }),
+        "{err}"
+    );
+}
+
+fn a_group_commits_each_batch_on_its_own(s: &dyn Store) {
+    let ids: Vec<String> = (0..3).map(|i| run_id(1_700_000_000_000 + i, 10)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        create(s, id, "wf", 1_700_000_000_000 + i as i64, Some("me"));
+    }
+    s.claim(&Claim {
+        run: &ids[1],
+        status: RunStatus::Running,
+        owner: Some("me"),
+        new_owner: "thief",
+        lease_until: 1,
+    })
+    .unwrap();
+    let batches = ids
+        .iter()
+        .map(|id| {
+            (
+                Arc::<str>::from(id.as_str()),
+                Batch {
+                    steps: vec![step("s", StepStatus::Succeeded, Some(json!(id)), 1)],
+                    events: vec![event(id, 2, "s")],
+                    fence: Some("me".into()),
+                    ..Batch::default()
+                },
+            )
+        })
+        .collect();
+    let results = s.commit_group(batches);
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(miyabi::StoreError::Fenced { .. })));
+    assert_eq!(s.steps(&ids[0]).unwrap().len(), 1);
+    assert!(s.steps(&ids[1]).unwrap().is_empty());
+    assert_eq!(s.steps(&ids[2]).unwrap().len(), 1);
+    assert_eq!(s.last_seq(&ids[1]).unwrap(), 1);
+}
+
+fn lapsed_and_unowned_runs_are_claimed_once(s: &dyn Store) {
+    let now = 1_700_000_100_000;
+    let unowned = run_id(now - 5, 11);
+    let lapsed = run_id(now - 4, 11);
+    let live = run_id(now - 3, 11);
+    let other_wf = run_id(now - 2, 11);
+    let done = run_id(now - 1, 11);
+    create(s, &unowned, "wf", now - 5, None);
+    let mut r = record(&lapsed, "wf", now - 4, Some("dead"));
+    r.lease_until = Some(now - 1);
+    s.commit(
+        &lapsed,
+        Batch {
+            create: Some(r),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    let mut r = record(&live, "wf", now - 3, Some("alive"));
+    r.lease_until = Some(now + 10_000);
+    s.commit(
+        &live,
+        Batch {
+            create: Some(r),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    create(s, &other_wf, "other", now - 2, None);
+    create(s, &done, "wf", now - 1, None);
+    finish(s, &done, RunStatus::Succeeded, now);
+    let fps = vec!["fp-wf".to_string()];
+    let first = s.claim_lapsed(&fps, "w1", now, now + 30_000, 1).unwrap();
+    assert_eq!(first.len(), 1, "the limit holds");
+    assert_eq!(first[0].id, unowned, "oldest first");
+    assert_eq!(first[0].owner.as_deref(), Some("w1"));
+    let second = s.claim_lapsed(&fps, "w2", now, now + 30_000, 10).unwrap();
+    assert_eq!(
+        second.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec![lapsed.as_str()]
+    );
+    assert_eq!(second[0].lease_until, Some(now + 30_000));
+    assert!(
+        s.claim_lapsed(&fps, "w3", now, now + 30_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.run(&unowned).unwrap().unwrap().owner.as_deref(),
+        Some("w1")
+    );
+    assert_eq!(
+        s.run(&live).unwrap().unwrap().owner.as_deref(),
+        Some("alive")
+    );
+    assert_eq!(s.run(&other_wf).unwrap().unwrap().owner, None);
+    assert!(s.claim_lapsed(&[], "w3", now, now, 10).unwrap().is_empty());
+}
+
+fn listings_filter_and_page_newest_first(s: &dyn Store) {
+    let base = 1_700_000_000_000;
+    let mut ids = Vec::new();
+    for i in 0..10i64 {
+        let id = run_id(base + i * 1000, 12);
+        let wf = if i % 2 == 0 { "even" } else { "odd" };
+        create(s, &id, wf, base + i * 1000, Some("e"));
+        if i % 3 == 0 {
+            finish(s, &id, RunStatus::Succeeded, base + i * 1000 + 1);
+        }
+        ids.push(id);
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    let list = |f: RunFilter| -> Vec<String> {
+        let runs = s.list_runs(&f).unwrap();
+        let sums = s.list_run_summaries(&f).unwrap();
+        let a: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+        let b: Vec<String> = sums.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(a, b, "summaries list the same runs");
+        for (r, sm) in runs.iter().zip(&sums) {
+            assert_eq!(RunSummary::from(r.clone()), *sm);
+        }
+        a
+    };
+    assert_eq!(list(RunFilter::default()), newest_first);
+    assert_eq!(
+        list(RunFilter {
+            workflow: Some("odd".into()),
+            ..Default::default()
+        }),
+        newest_first
+            .iter()
+            .filter(|id| ids.iter().position(|x| x == *id).unwrap() % 2 == 1)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        list(RunFilter {
+            status: Some(RunStatus::Succeeded),
+            ..Default::default()
+        }),
+        vec![
+            ids[9].clone(),
+            ids[6].clone(),
+            ids[3].clone(),
+            ids[0].clone()
+        ]
+    );
+    assert_eq!(
+        list(RunFilter {
+            status: Some(RunStatus::Running),
+            workflow: Some("even".into()),
+            limit: Some(2),
+            ..Default::default()
+        }),
+        vec![ids[8].clone(), ids[4].clone()]
+    );
+    assert_eq!(
+        list(RunFilter {
+            created_after: Some(base + 3000),
+            created_before: Some(base + 6000),
+            ..Default::default()
+        }),
+        vec![ids[5].clone(), ids[4].clone(), ids[3].clone()]
+    );
+    // Keyset paging: pages of 3 follow each other without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s
+            .list_runs(&RunFilter {
+                before: before.clone(),
+                limit: Some(3),
+                ..Default::default()
+            })
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 3);
+        let last = page.last().unwrap();
+        before = Some((last.created_at, last.id.clone()));
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, newest_first);
+    assert!(
+        list(RunFilter {
+            workflow: Some("none".into()),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+}
+
+fn prune_deletes_only_finished_runs_and_their_rows(s: &dyn Store) {
+    let base = 1_700_000_000_000;
+    let mut ids = Vec::new();
+    for i in 0..6i64 {
+        let id = run_id(base + i, 13);
+        create(s, &id, "wf", base + i, Some("e"));
+        s.commit(
+            &id,
+            Batch {
+                steps: vec![step("a", StepStatus::Succeeded, Some(json!(i)), 1)],
+                state: vec![("k".into(), json!(i))],
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        if i < 4 {
+            finish(s, &id, RunStatus::Succeeded, base + 10 + i);
+        }
+        ids.push(id);
+    }
+    // Keep the newest 2 finished: ids[0], ids[1] go.
+    let n = s
+        .prune(&Retention::default().keep_last(2), base + 100)
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(s.run(&ids[0]).unwrap().is_none());
+    assert!(s.steps(&ids[0]).unwrap().is_empty());
+    assert!(s.state(&ids[1]).unwrap().is_empty());
+    assert_eq!(s.last_seq(&ids[1]).unwrap(), 0);
+    assert!(s.run(&ids[2]).unwrap().is_some());
+    // By age: everything finished before the cutoff goes; running runs stay.
+    let n = s
+        .prune(
+            &Retention::older_than(std::time::Duration::from_millis(50)),
+            base + 10_000,
+        )
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(s.run(&ids[3]).unwrap().is_none());
+    assert!(s.run(&ids[4]).unwrap().is_some());
+    assert_eq!(s.steps(&ids[5]).unwrap().len(), 1);
+    assert_eq!(s.prune(&Retention::default(), base).unwrap(), 0);
+}
+
+fn approval(run: &str, gate: &str, at: i64, deadline: Option<i64>) -> Approval {
+    serde_json::from_value(json!({
+        "run_id": run, "workflow": "wf", "gate": gate, "status": "pending",
+        "title": "Ship it?", "summary": "a change", "data": {"diff": "+1"},
+        "approvers": ["alice", "team:leads"], "policy": "any",
+        "deadline_at": deadline, "on_timeout": "reject", "created_at": at, "version": 1
+    }))
+    .unwrap()
+}
+
+fn audit(run: &str, gate: &str, at: i64, actor: &str, action: &str) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        run_id: run.into(),
+        gate: gate.into(),
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        comment: None,
+        diff: None,
+        data: None,
+    }
+}
+
+fn delivery(run: &str, gate: &str, notifier: &str, next_at: i64) -> Delivery {
+    Delivery {
+        run_id: run.into(),
+        gate: gate.into(),
+        notifier: notifier.into(),
+        event: "requested".into(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_at,
+        last_error: None,
+        updated_at: next_at,
+    }
+}
+
+fn gates_audit_and_outbox(s: &dyn Store) {
+    let g = s.gates().expect("first-party stores keep gates");
+    let id = run_id(1_700_000_000_000, 14);
+    create(s, &id, "wf", 1_700_000_000_000, Some("e"));
+    let a = approval(&id, "review", 100, Some(500));
+    let b = approval(&id, "legal", 200, None);
+    s.commit(
+        &id,
+        Batch {
+            gates: vec![
+                NewGate {
+                    approval: a.clone(),
+                    audit: audit(&id, "review", 100, "system", "requested"),
+                    deliveries: vec![delivery(&id, "review", "slack", 100)],
+                },
+                NewGate {
+                    approval: b.clone(),
+                    audit: audit(&id, "legal", 200, "system", "requested"),
+                    deliveries: vec![],
+                },
+            ],
+            fence: Some("e".into()),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    // A replayed suspension does not create the gate again.
+    s.commit(
+        &id,
+        Batch {
+            gates: vec![NewGate {
+                approval: approval(&id, "review", 999, None),
+                audit: audit(&id, "review", 999, "system", "requested"),
+                deliveries: vec![],
+            }],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    let got = g.gate(&id, "review").unwrap().unwrap();
+    assert_eq!(got.created_at, 100);
+    assert_eq!(got.deliveries, vec![delivery(&id, "review", "slack", 100)]);
+    assert!(g.gate(&id, "nope").unwrap().is_none());
+    let listed = g.list_gates(&ApprovalFilter::default()).unwrap();
+    assert_eq!(
+        listed.iter().map(|a| a.gate.as_str()).collect::<Vec<_>>(),
+        vec!["legal", "review"],
+        "newest first"
+    );
+    let due = g
+        .list_gates(&ApprovalFilter {
+            deadline_before: Some(600),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].gate, "review");
+    let for_bob = g
+        .list_gates(&ApprovalFilter {
+            approver: Some(miyabi::approval::Approver::new("bob")),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(for_bob.is_empty());
+    let for_alice = g
+        .list_gates(&ApprovalFilter {
+            approver: Some(miyabi::approval::Approver::new("alice")),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(for_alice.len(), 1);
+    // Compare-and-set: a stale version changes nothing.
+    let mut decided = a.clone();
+    decided.status = ApprovalStatus::Approved;
+    decided.version = 2;
+    decided.output = Some(json!({"approved": true}));
+    let update = GateUpdate {
+        expected_version: 1,
+        approval: decided.clone(),
+        audit: vec![audit(&id, "review", 300, "alice", "approved")],
+        deliveries: vec![{
+            let mut d = delivery(&id, "review", "slack", 300);
+            d.event = "decided".into();
+            d
+        }],
+        before_deadline: None,
+    };
+    assert!(g.update_gate(&update).unwrap());
+    assert!(!g.update_gate(&update).unwrap(), "version 1 is gone");
+    let got = g.gate(&id, "review").unwrap().unwrap();
+    assert_eq!(got.status, ApprovalStatus::Approved);
+    assert_eq!(got.version, 2);
+    assert_eq!(got.deliveries.len(), 2);
+    let undelivered = g
+        .list_gates(&ApprovalFilter {
+            undelivered: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(undelivered.len(), 1);
+    assert!(
+        g.list_gates(&ApprovalFilter {
+            deadline_before: Some(600),
+            ..Default::default()
+        })
+        .unwrap()
+        .is_empty()
+    );
+    // The audit trail, oldest first, filtered.
+    let trail = g.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(
+        trail.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+        vec!["requested", "requested", "approved"]
+    );
+    assert!(trail.windows(2).all(|w| w[0].id < w[1].id));
+    let alice = g
+        .audit(&AuditFilter {
+            actor: Some("alice".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(
+        g.audit(&AuditFilter {
+            run_id: Some(id.clone()),
+            gate: Some("legal".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        1
+    );
+    assert_eq!(
+        g.audit(&AuditFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .unwrap()
+        .len(),
+        2
+    );
+    // The outbox: due notifications, then their new state.
+    let due = g.due_deliveries(400, 10).unwrap();
+    assert_eq!(due.len(), 2);
+    assert!(g.due_deliveries(50, 10).unwrap().is_empty());
+    let mut sent = due[0].clone();
+    sent.status = DeliveryStatus::Delivered;
+    sent.attempts = 1;
+    sent.updated_at = 401;
+    g.update_delivery(
+        &sent,
+        Some(&audit(&id, "review", 401, "system:notifier", "notified")),
+    )
+    .unwrap();
+    let got = g.gate(&id, "review").unwrap().unwrap();
+    assert!(
+        got.deliveries
+            .iter()
+            .any(|d| d.status == DeliveryStatus::Delivered && d.attempts == 1)
+    );
+    assert_eq!(g.audit(&AuditFilter::default()).unwrap().len(), 4);
+    // Pruning the finished run deletes its gates and outbox, keeps the audit trail.
+    finish(s, &id, RunStatus::Succeeded, 1_700_000_000_100);
+    assert_eq!(
+        s.prune(&Retention::default().keep_last(0), 1_700_000_000_200)
+            .unwrap(),
+        1
+    );
+    assert!(g.gate(&id, "review").unwrap().is_none());
+    assert!(g.due_deliveries(i64::MAX, 10).unwrap().is_empty());
+    assert_eq!(g.audit(&AuditFilter::default()).unwrap().len(), 4);
+}
+
+fn audit_pages_newest_first_appends_and_deadlines_hold(s: &dyn Store) {
+    let g = s.gates().expect("first-party stores keep gates");
+    let id = run_id(1_700_000_000_000, 15);
+    create(s, &id, "wf", 1_700_000_000_000, Some("e"));
+    // Audit records outside a gate change (a refused start, a cancel).
+    for (i, actor) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        g.append_audit(&audit(&id, "", 1_000 + i as i64, actor, "cancel"))
+            .unwrap();
+    }
+    let f = AuditFilter {
+        run_id: Some(id.clone()),
+        limit: Some(2),
+        ..AuditFilter::default()
+    };
+    let first = g.audit_newest(&f, None).unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>(),
+        ["e", "d"]
+    );
+    let next = g.audit_newest(&f, Some(first[1].id)).unwrap();
+    assert_eq!(
+        next.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>(),
+        ["c", "b"]
+    );
+    assert!(next[0].id < first[1].id);
+    let oldest = g.audit(&AuditFilter { run_id: Some(id.clone()), ..AuditFilter::default() }).unwrap();
+    assert_eq!(oldest.first().unwrap().actor, "a", "audit() stays oldest first");
+
+    // A decision is applied only before the gate's deadline, in the same compare-and-set.
+    let a = approval(&id, "review", 100, Some(500));
+    s.commit(
+        &id,
+        Batch {
+            gates: vec![NewGate {
+                approval: a.clone(),
+                audit: audit(&id, "review", 100, "system", "requested"),
+                deliveries: vec![],
+            }],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    let mut decided = a.clone();
+    decided.status = ApprovalStatus::Approved;
+    decided.version = 2;
+    let late = GateUpdate {
+        expected_version: 1,
+        approval: decided.clone(),
+        audit: vec![],
+        deliveries: vec![],
+        before_deadline: Some(600),
+    };
+    assert!(!g.update_gate(&late).unwrap(), "past the deadline: refused");
+    assert_eq!(g.gate(&id, "review").unwrap().unwrap().status, ApprovalStatus::Pending);
+    let in_time = GateUpdate {
+        before_deadline: Some(400),
+        ..late
+    };
+    assert!(g.update_gate(&in_time).unwrap());
+    assert_eq!(g.gate(&id, "review").unwrap().unwrap().status, ApprovalStatus::Approved);
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[test] fn $name() { super::$name(&miyabi::MemoryStore::new()); } )*
+        }
+        mod sqlite {
+            $( #[test] fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = miyabi::SqliteStore::open(dir.path().join("runs.db")).unwrap();
+                super::$name(&store);
+            } )*
+        }
+        mod postgres {
+            $( #[test] fn $name() {
+                let Some(store) = super::pg::fresh(stringify!($name)) else { return };
+                super::$name(&*store);
+            } )*
+        }
+    };
+}
+
+conformance!(
+    runs_round_trip,
+    a_run_created_and_finished_in_one_commit_is_stored_finished,
+    steps_are_one_row_per_path,
+    events_are_kept_in_order_and_read_by_range,
+    state_keys_are_set_and_overwritten,
+    claims_are_conditional,
+    renew_extends_only_the_owners_running_runs,
+    fenced_batches_write_nothing,
+    a_group_commits_each_batch_on_its_own,
+    lapsed_and_unowned_runs_are_claimed_once,
+    listings_filter_and_page_newest_first,
+    prune_deletes_only_finished_runs_and_their_rows,
+    gates_audit_and_outbox,
+    audit_pages_newest_first_appends_and_deadlines_hold,
+);
+
+/// A fresh Postgres store per test (its own schema), or `None` (with the reason printed)
+/// when no server is configured.
+mod pg {
+    use miyabi::store::Store;
+
+    #[cfg(feature = "postgres")]
+    pub fn url() -> Option<String> {
+        match std::env::var("MIYABI_TEST_POSTGRES_URL") {
+            Ok(u) if !u.is_empty() => Some(u),
+            _ => {
+                eprintln!("skipped: MIYABI_TEST_POSTGRES_URL not set");
+                None
+            }
+        }
+    }
+
+    /// A schema name unique to this test and process, dropped first if it exists.
+    #[cfg(feature = "postgres")]
+    pub fn schema(test: &str) -> String {
+        let mut name: String = format!("t{}_{test}", std::process::id());
+        name.truncate(63);
+        let mut c = postgres::Client::connect(&url().unwrap(), postgres::NoTls).unwrap();
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+            .unwrap();
+        name
+    }
+
+    #[cfg(feature = "postgres")]
+    pub fn fresh(test: &str) -> Option<Box<dyn Store>> {
+        let url = url()?;
+        let store = miyabi::PostgresStore::builder(url)
+            .schema(schema(test))
+            .connections(2)
+            .open()
+            .unwrap();
+        Some(Box::new(store))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub fn fresh(_test: &str) -> Option<Box<dyn Store>> {
+        eprintln!("skipped: built without the `postgres` feature");
+        None
+    }
+}
+
+/// Postgres only: migrations from an empty schema and from the previous version, the
+/// outbox claimed by one caller at a time, wake-ups through LISTEN/NOTIFY.
+#[cfg(feature = "postgres")]
+mod postgres_only {
+    use super::*;
+
+    #[test]
+    fn migrations_from_empty_and_from_the_previous_version() {
+        let Some(url) = pg::url() else { return };
+        let schema = pg::schema("migrations");
+        let fresh = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .open()
+            .unwrap();
+        assert_eq!(fresh.schema_version().unwrap(), 2);
+        drop(fresh);
+        // Opening again finds nothing to do.
+        let again = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .open()
+            .unwrap();
+        assert_eq!(again.schema_version().unwrap(), 2);
+        drop(again);
+
+        let schema = pg::schema("migrations_prev");
+        let old = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .migrate_to(1)
+            .open()
+            .unwrap();
+        assert_eq!(old.schema_version().unwrap(), 1);
+        let id = run_id(1_700_000_000_000, 20);
+        create(&old, &id, "wf", 1_700_000_000_000, Some("e"));
+        drop(old);
+        let new = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .open()
+            .unwrap();
+        assert_eq!(new.schema_version().unwrap(), 2);
+        assert_eq!(new.run(&id).unwrap().unwrap().workflow, "wf");
+        assert!(new.gates().unwrap().gate(&id, "x").unwrap().is_none());
+
+        // A schema from a newer build is refused, naming both versions.
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        c.batch_execute(&format!(
+            "UPDATE \"{schema}\".schema_version SET version = 99"
+        ))
+        .unwrap();
+        let err = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .open()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                miyabi::StoreError::TooNew {
+                    found: 99,
+                    supported: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_bad_url_or_schema_is_refused_without_showing_the_password() {
+        let err = miyabi::PostgresStore::builder("postgres://u:hunter2@127.0.0.1:1/db")
+            .schema("bad-name;")
+            .open()
+            .unwrap_err();
+        assert!(err.to_string().contains("bad-name;"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = miyabi::PostgresStore::open("postgres://u:hunter2@127.0.0.1:1/db").unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+
+    #[test]
+    fn a_due_notification_is_handed_to_one_caller_at_a_time() {
+        let Some(url) = pg::url() else { return };
+        let schema = pg::schema("outbox_claim");
+        let a = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .outbox_lease(std::time::Duration::from_secs(60))
+            .open()
+            .unwrap();
+        let b = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .open()
+            .unwrap();
+        let id = run_id(1_700_000_000_000, 21);
+        create(&a, &id, "wf", 1_700_000_000_000, Some("e"));
+        a.commit(
+            &id,
+            Batch {
+                gates: vec![NewGate {
+                    approval: approval(&id, "review", 100, None),
+                    audit: audit(&id, "review", 100, "system", "requested"),
+                    deliveries: vec![
+                        delivery(&id, "review", "slack", 100),
+                        delivery(&id, "review", "discord", 100),
+                    ],
+                }],
+                ..Batch::default()
+            },
+        )
+        .unwrap();
+        let first = a.gates().unwrap().due_deliveries(1_000, 1).unwrap();
+        let second = b.gates().unwrap().due_deliveries(1_000, 10).unwrap();
+        assert_eq!((first.len(), second.len()), (1, 1));
+        assert_ne!(first[0].notifier, second[0].notifier);
+        assert!(
+            b.gates()
+                .unwrap()
+                .due_deliveries(1_000, 10)
+                .unwrap()
+                .is_empty()
+        );
+        // Once the claim's lease has passed (a worker died while sending), it is due again.
+        assert_eq!(
+            a.gates()
+                .unwrap()
+                .due_deliveries(1_000 + 60_001, 10)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn an_enqueued_run_wakes_listening_workers() {
+        let Some(url) = pg::url() else { return };
+        let schema = pg::schema("notify");
+        let worker = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .open()
+            .unwrap();
+        let web = miyabi::PostgresStore::builder(&url)
+            .schema(&schema)
+            .open()
+            .unwrap();
+        let wake = worker.wakeups().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // The listener's first wake-up (it looks once after connecting).
+            wake.notified().await;
+            let id = run_id(1_700_000_000_000, 22);
+            create(&web, &id, "wf", 1_700_000_000_000, None);
+            wake.notified().await;
+        });
+        // A run created with an owner is that owner's: no wake-up is sent for it (checked
+        // through the listener's own connection: nothing queued).
+        let id = run_id(1_700_000_000_001, 22);
+        create(&web, &id, "wf", 1_700_000_000_001, Some("e"));
+        let mut c = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        c.batch_execute(&format!("LISTEN \"miyabi_{schema}\""))
+            .unwrap();
+        let id = run_id(1_700_000_000_002, 22);
+        create(&web, &id, "wf", 1_700_000_000_002, Some("e"));
+        let enqueued = run_id(1_700_000_000_003, 22);
+        create(&web, &enqueued, "wf", 1_700_000_000_003, None);
+        let mut n = c.notifications();
+        let mut it = n.timeout_iter(std::time::Duration::from_secs(30));
+        let first = ::postgres::fallible_iterator::FallibleIterator::next(&mut it)
+            .unwrap()
+            .expect("a notification for the enqueued run");
+        let got = vec![first.payload().to_string()];
+        assert_eq!(got, vec![format!("run {enqueued}")]);
+    }
+}
