@@ -1,0 +1,32 @@
+//! Leptos components for Miyabi.
+//!
+//! - [`MiyabiWorkflow`]: a workflow's run, rendered on the server (its status, steps and the
+//!   gate it waits at), then followed live in the browser over the run's server-sent events,
+//!   with a form to start a run, approval buttons with the data under review (editable), and an
+//!   `on_complete` callback. [`MastraWorkflow`] is the same component under the name of the
+//!   brief's example.
+//!
+//! The components talk to Miyabi's HTTP API (`miyabi::server::router`, mounted next to the
+//! app's pages; see [`MiyabiApi`]); on the server they read runs from the engine given with
+//! `provide_engine` (feature `ssr`). Enable exactly one of the features `ssr` (the server) and
+//! `hydrate` (the browser's wasm bundle). See `docs/web.md` of the repository.
+
+mod model;
+mod workflow;
+
+#[cfg(feature = "hydrate")]
+mod client;
+#[cfg(feature = "ssr")]
+mod server;
+
+pub use model::{
+    ApprovalRequest, MiyabiApi, RunResult, RunView, StepView, Waiting, encode_segment,
+};
+#[cfg(feature = "ssr")]
+pub use server::{MiyabiEngine, provide_engine};
+pub use workflow::{MastraWorkflow, MiyabiWorkflow};
+
+#[cfg(all(feature = "ssr", feature = "hydrate"))]
+compile_error!(
+    "miyabi-leptos: the features `ssr` and `hydrate` must not be enabled together (build the server with `ssr`, the wasm bundle with `hydrate`)"
+);
