@@ -82,7 +82,7 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
 
   // Before any script: the page without a run is server-rendered with the start form.
   const first = await (await fetch(`${url}/`)).text();
-  assert.match(first, /<section class="miyabi-workflow" data-workflow="publish"/);
+  assert.match(first, /<section data-workflow="publish"/);
   assert.match(first, /Start a run/);
   assert.match(first, /No run yet\./);
   assert.match(first, /miyabi_leptos_app\.js/);
@@ -91,7 +91,7 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
   assert.equal(none.status, 200);
   assert.match(await none.text(), /No run yet\./);
   // The API is mounted next to the page, behind authentication: no session cookie, no token.
-  assert.equal((await fetch(`${url}/api/runs`)).status, 401);
+  assert.equal((await fetch(`${url}/miyabi/api/runs`)).status, 401);
 
   const profile = mkdtempSync(join(tmpdir(), 'miyabi-chromium-'));
   defer(() => rmSync(profile, { recursive: true, force: true, maxRetries: 5 }));
@@ -148,8 +148,8 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
 
   // The suspended run is rendered on the server: status, steps, the gate and its data.
   const html = await (await fetch(`${url}/?run=${runId}`)).text();
-  assert.match(html, /class="miyabi-run" data-status="suspended"/);
-  assert.match(html, /data-path="draft" data-status="succeeded"/);
+  assert.match(html, /data-status="suspended" class="miyabi-run"/);
+  assert.match(html, /data-path="draft" data-status="succeeded" class="miyabi-step"/);
   assert.match(html, /data-gate="review"/);
   assert.match(html, /Review the draft/);
   assert.match(html, /Notes on Leptos/);
@@ -196,8 +196,8 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
 
   // And the finished run renders on the server with its output.
   const done = await (await fetch(`${url}/?run=${runId}`)).text();
-  assert.match(done, /class="miyabi-run" data-status="succeeded"/);
-  assert.match(done, /data-path="publish" data-status="succeeded"/);
+  assert.match(done, /data-status="succeeded" class="miyabi-run"/);
+  assert.match(done, /data-path="publish" data-status="succeeded" class="miyabi-step"/);
   assert.match(done, /Leptos, edited by the test/);
   assert.doesNotMatch(done, /data-gate="review"/);
 

@@ -4,11 +4,13 @@
 //! `hydrate`, built to wasm by `scripts/build-leptos`).
 
 use leptos::prelude::*;
-use miyabi_leptos::{MiyabiWorkflow, RunResult};
+use miyabi_leptos::{MiyabiApi, MiyabiWorkflow, RunResult};
 
 /// The page.
 #[component]
 pub fn App() -> impl IntoView {
+    // Where main.rs mounts Miyabi's router; the components find the API here.
+    provide_context(MiyabiApi::new("/miyabi/api"));
     let run = run_in_url();
     let (completed, set_completed) = signal(None::<RunResult>);
     view! {

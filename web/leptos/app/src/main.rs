@@ -1,5 +1,6 @@
 //! The example's server: the Leptos page (rendered with the runs read from the engine) and
-//! Miyabi's API router on one axum app, with a workflow that has an approval gate.
+//! Miyabi's API router (under `/miyabi`: the API at `/miyabi/api`, the dashboard at
+//! `/miyabi/`) on one axum app, with a workflow that has an approval gate.
 //!
 //! Environment: `MIYABI_DB` (SQLite file, default `miyabi-leptos.db`), `MIYABI_ADDR` (default
 //! `127.0.0.1:3000`; port 0 picks a free one), `LEPTOS_SITE_ROOT` (the directory with `pkg/`
@@ -106,6 +107,8 @@ async fn session_to_token(
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    // Leptos spawns the page's resources on tokio.
+    any_spawner::Executor::init_tokio()?;
     let db = std::env::var("MIYABI_DB").unwrap_or_else(|_| "miyabi-leptos.db".to_string());
     let addr = std::env::var("MIYABI_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_string());
     let site_root =
@@ -156,7 +159,8 @@ async fn main() -> Result<(), BoxError> {
             "/pkg",
             tower_http::services::ServeDir::new(format!("{site_root}/pkg")),
         )
-        .merge(api);
+        // The API (and Miyabi's dashboard, which it serves at its root) under /miyabi.
+        .nest("/miyabi", api);
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let url = format!("http://{}", listener.local_addr()?);

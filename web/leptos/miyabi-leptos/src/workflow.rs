@@ -34,7 +34,7 @@ pub fn MiyabiWorkflow(
     #[prop(optional_no_strip, into)]
     run: Option<String>,
     /// The start form's first input (JSON; `{}` by default).
-    #[prop(optional_no_strip)]
+    #[prop(optional)]
     input: Option<Value>,
     /// Called with the run's result when it finishes while the page is open.
     #[prop(optional, into)]
@@ -43,7 +43,7 @@ pub fn MiyabiWorkflow(
     #[prop(optional, into)]
     on_start: Option<Callback<String>>,
     /// Where the API is; else the `MiyabiApi` in context, else `/api` on this origin.
-    #[prop(optional_no_strip)]
+    #[prop(optional)]
     api: Option<MiyabiApi>,
 ) -> impl IntoView {
     let api = api
@@ -60,6 +60,7 @@ pub fn MiyabiWorkflow(
         live,
         error,
         on_complete,
+        #[cfg(feature = "hydrate")]
         follower: StoredValue::new_local(None),
     };
 
@@ -79,6 +80,8 @@ pub fn MiyabiWorkflow(
             }
         }
     });
+    // Unmounted: close the event stream.
+    #[cfg(feature = "hydrate")]
     on_cleanup({
         let follower = live_run.follower;
         move || {
@@ -319,10 +322,9 @@ struct Live {
     live: RwSignal<Option<RunView>>,
     error: RwSignal<Option<String>>,
     on_complete: Option<Callback<RunResult>>,
+    /// The open event stream (browser only: an `EventSource` lives on the page's thread).
     #[cfg(feature = "hydrate")]
     follower: StoredValue<Option<crate::client::Follower>, LocalStorage>,
-    #[cfg(not(feature = "hydrate"))]
-    follower: StoredValue<Option<()>, LocalStorage>,
 }
 
 /// The initial load: the run from the engine (server) or the API (browser).
@@ -471,7 +473,7 @@ impl Live {
 
     #[cfg(not(feature = "hydrate"))]
     fn follow(&self, _id: String, _from: u64) {
+        // Nothing to follow while rendering on the server.
         let _ = (&self.live, &self.error, &self.on_complete);
-        self.follower.set_value(None);
     }
 }
