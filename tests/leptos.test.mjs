@@ -108,7 +108,7 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
   const watch = (page) => {
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('console', (m) => {
-      if (m.type() === 'error' && !/status of 422/.test(m.text())) problems.push(`console: ${m.text()}`);
+      if (m.type() === 'error' && !/status of 422/.test(m.text())) problems.push(`console: ${m.text()} (${m.location().url})`);
     });
   };
   const page = browser.pages()[0] ?? (await browser.newPage());

@@ -87,6 +87,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <title>"Miyabi × Leptos"</title>
+                // No favicon request.
+                <link rel="icon" href="data:," />
                 <style>{STYLE}</style>
                 <HydrationScripts options />
             </head>
