@@ -171,8 +171,9 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
   await refusal.filter({ hasText: /title/ }).waitFor();
   assert.equal(await page.locator('.miyabi-run[data-status="suspended"]').count(), 1);
 
-  // Edit and approve.
+  // Edit (which clears the refusal) and approve.
   await data.fill(JSON.stringify({ ...draft, title: 'Leptos, edited by the test' }, null, 2));
+  await page.locator('section.miyabi-workflow > p.miyabi-error[hidden]').waitFor({ state: 'attached' });
   await gate.getByLabel('Comment').fill('ship it');
   if (shots !== undefined) await page.screenshot({ path: join(shots, 'leptos-gate.png'), fullPage: true });
   await gate.getByRole('button', { name: 'Approve' }).click();

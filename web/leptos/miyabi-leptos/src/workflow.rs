@@ -283,7 +283,11 @@ fn gate_card(
                     name="data"
                     rows="8"
                     prop:value=move || text.get()
-                    on:input:target=move |ev| text.set(ev.target().value())
+                    on:input:target=move |ev| {
+                        // A refusal was about the data as it was.
+                        error.set(None);
+                        text.set(ev.target().value());
+                    }
                 >
                     {text.get_untracked()}
                 </textarea>
