@@ -227,10 +227,15 @@ impl RunView {
             .flatten()
         {
             // Branch, loop, map and sleep records are decisions, not steps to show.
-            if s.get("kind").and_then(Value::as_str).is_some_and(|k| k != "step") {
+            if s.get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k != "step")
+            {
                 continue;
             }
-            let Some(path) = text(s, "path") else { continue };
+            let Some(path) = text(s, "path") else {
+                continue;
+            };
             view.steps.push(StepView {
                 path,
                 status: text(s, "status").unwrap_or_default(),
@@ -289,7 +294,10 @@ impl RunView {
             .get("path")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let need_path = || path.clone().ok_or(format!("the `{kind}` event has no `path`"));
+        let need_path = || {
+            path.clone()
+                .ok_or(format!("the `{kind}` event has no `path`"))
+        };
         match kind {
             "run-started" => {
                 self.status = "running".to_string();
@@ -358,6 +366,7 @@ impl RunView {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -46,15 +46,15 @@ pub fn MiyabiWorkflow(
     #[prop(optional)]
     api: Option<MiyabiApi>,
 ) -> impl IntoView {
-    let api = api
-        .or_else(use_context::<MiyabiApi>)
-        .unwrap_or_default();
+    let api = api.or_else(use_context::<MiyabiApi>).unwrap_or_default();
     let initial = OnceResource::new(load(api.clone(), run.clone()));
     // The run as events made it; `None` until the first change after the initial render.
     let live: RwSignal<Option<RunView>> = RwSignal::new(None);
     let error: RwSignal<Option<String>> = RwSignal::new(None);
     let busy = RwSignal::new(false);
-    let input_text = RwSignal::new(pretty(&input.unwrap_or_else(|| Value::Object(Default::default()))));
+    let input_text = RwSignal::new(pretty(
+        &input.unwrap_or_else(|| Value::Object(Default::default())),
+    ));
     let live_run = Live {
         api: api.clone(),
         live,
