@@ -33,7 +33,7 @@ function cleanups(t) {
 }
 
 /** Starts the app's server on a free loopback port with a fresh SQLite file; resolves with its URL. */
-function startServer(dir, defer) {
+function startServer(dir, defer, env = {}) {
   const child = spawn(SERVER, [], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: {
@@ -41,6 +41,7 @@ function startServer(dir, defer) {
       MIYABI_DB: join(dir, 'runs.db'),
       MIYABI_ADDR: '127.0.0.1:0',
       LEPTOS_SITE_ROOT: SITE,
+      ...env,
     },
   });
   let out = '';
@@ -63,17 +64,47 @@ function startServer(dir, defer) {
   });
 }
 
+/** Why the browser tests cannot run here, if they cannot. */
+function missing() {
+  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (apt-get install chromium): the Leptos browser test did not run`;
+  if (!existsSync(SERVER) || !existsSync(WASM)) {
+    return 'the Leptos app is not built (run scripts/build-leptos; scripts/test does): the Leptos browser test did not run';
+  }
+  return undefined;
+}
+
+/** Chromium with a fresh profile; every page error and console error is collected. */
+async function launch(defer) {
+  const { chromium } = await import('playwright-core');
+  const profile = mkdtempSync(join(tmpdir(), 'miyabi-chromium-'));
+  defer(() => rmSync(profile, { recursive: true, force: true, maxRetries: 5 }));
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1100, height: 900 },
+    colorScheme: 'light',
+  });
+  defer(() => browser.close());
+  browser.setDefaultTimeout(0);
+  const problems = [];
+  const watch = (page) => {
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/status of 422/.test(m.text())) problems.push(`console: ${m.text()} (${m.location().url})`);
+    });
+    return page;
+  };
+  return { browser, problems, watch };
+}
+
 // No time limits: every wait is for something the page shows, however long the machine takes.
 test('leptos: server-rendered run, live steps, edited approval, on_complete', async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} is missing (apt-get install chromium): the Leptos browser test did not run`);
+  const why = missing();
+  if (why !== undefined) {
+    t.skip(why);
     return;
   }
-  if (!existsSync(SERVER) || !existsSync(WASM)) {
-    t.skip('the Leptos app is not built (run scripts/build-leptos; scripts/test does): the Leptos browser test did not run');
-    return;
-  }
-  const { chromium } = await import('playwright-core');
   const defer = cleanups(t);
   const dir = mkdtempSync(join(tmpdir(), 'miyabi-leptos-'));
   defer(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
@@ -93,24 +124,7 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
   // The API is mounted next to the page, behind authentication: no session cookie, no token.
   assert.equal((await fetch(`${url}/miyabi/api/runs`)).status, 401);
 
-  const profile = mkdtempSync(join(tmpdir(), 'miyabi-chromium-'));
-  defer(() => rmSync(profile, { recursive: true, force: true, maxRetries: 5 }));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1100, height: 900 },
-    colorScheme: 'light',
-  });
-  defer(() => browser.close());
-  browser.setDefaultTimeout(0);
-  const problems = [];
-  const watch = (page) => {
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/status of 422/.test(m.text())) problems.push(`console: ${m.text()} (${m.location().url})`);
-    });
-  };
+  const { browser, problems, watch } = await launch(defer);
   const page = browser.pages()[0] ?? (await browser.newPage());
   watch(page);
   await page.goto(`${url}/`);
@@ -201,6 +215,104 @@ test('leptos: server-rendered run, live steps, edited approval, on_complete', as
   assert.match(done, /data-path="publish" data-status="succeeded" class="miyabi-step"/);
   assert.match(done, /Leptos, edited by the test/);
   assert.doesNotMatch(done, /data-gate="review"/);
+
+  assert.deepEqual(problems, []);
+});
+
+/**
+ * A loopback server speaking OpenAI Chat Completions with a streamed answer: the first two
+ * deltas at once, the rest only when `release()` is called (so the test sees the answer arrive
+ * in parts). Requests are kept in `requests`.
+ */
+async function streamingModel(defer) {
+  const { createServer } = await import('node:http');
+  const requests = [];
+  let release;
+  const released = new Promise((res) => (release = res));
+  const chunk = (delta, finish = null) =>
+    `data: ${JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 0, model: 'llama-3.1-8b-instant', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+  const server = createServer(async (req, res) => {
+    let text = '';
+    for await (const c of req) text += c;
+    requests.push({ url: req.url, headers: req.headers, body: JSON.parse(text) });
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(chunk({ role: 'assistant', content: 'Durable runs ' }));
+    res.write(chunk({ content: 'survive restarts' }));
+    await released;
+    res.write(chunk({ content: ', and Leptos renders them.' }));
+    res.write(chunk({}, 'stop'));
+    res.end('data: [DONE]\n\n');
+  });
+  await new Promise((res) => server.listen(0, '127.0.0.1', res));
+  defer(() => new Promise((res) => server.close(res)));
+  return { url: `http://127.0.0.1:${server.address().port}/v1`, requests, release };
+}
+
+test('leptos: <MiyabiChat> streams the agent answer (UI message stream) into the page', async (t) => {
+  const why = missing();
+  if (why !== undefined) {
+    t.skip(why);
+    return;
+  }
+  const defer = cleanups(t);
+  const dir = mkdtempSync(join(tmpdir(), 'miyabi-leptos-'));
+  defer(() => rmSync(dir, { recursive: true, force: true, maxRetries: 5 }));
+  const model = await streamingModel(defer);
+  const url = await startServer(dir, defer, {
+    // Groq's API is OpenAI Chat Completions: the mock stands in for it.
+    MIYABI_CHAT_MODEL: 'groq/llama-3.1-8b-instant',
+    GROQ_BASE_URL: model.url,
+    GROQ_API_KEY: 'gsk-test-leptos-chat',
+  });
+  // The agent route is the app's: without its session cookie, nothing reaches the model.
+  const refused = await fetch(`${url}/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"messages":[]}' });
+  assert.equal(refused.status, 401);
+  assert.equal(model.requests.length, 0);
+
+  const { browser, problems, watch } = await launch(defer);
+  const page = watch(browser.pages()[0] ?? (await browser.newPage()));
+  await page.goto(`${url}/`);
+  await page.locator('body[data-hydrated="true"]').waitFor();
+  await page.getByLabel('Message').fill('Why durable workflows?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const user = page.locator('.miyabi-message[data-role="user"]');
+  await user.filter({ hasText: 'Why durable workflows?' }).waitFor();
+  const answer = page.locator('.miyabi-message[data-role="assistant"]');
+  // The first part is on the page while the model still holds the rest back.
+  await answer.filter({ hasText: 'Durable runs survive restarts' }).waitFor();
+  assert.doesNotMatch(await answer.textContent(), /Leptos renders/);
+  assert.equal(await page.getByRole('button', { name: 'Send' }).isDisabled(), true);
+  model.release();
+  await answer.filter({ hasText: 'Durable runs survive restarts, and Leptos renders them.' }).waitFor();
+  await page.locator('.miyabi-chat-form button:not([disabled])').waitFor();
+
+  // What the model was asked: the agent's instructions and the user's message, with the key.
+  assert.equal(model.requests.length, 1);
+  const sent = model.requests[0];
+  assert.equal(sent.headers.authorization, 'Bearer gsk-test-leptos-chat');
+  assert.equal(sent.body.stream, true);
+  const roles = sent.body.messages.map((m) => m.role);
+  assert.deepEqual(roles, ['system', 'user']);
+  assert.match(JSON.stringify(sent.body.messages[1]), /Why durable workflows\?/);
+
+  // The route's answer is the UI message stream: check the chunks directly too.
+  const cookie = (await fetch(`${url}/`)).headers.get('set-cookie').split(';')[0];
+  const direct = await fetch(`${url}/chat`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', cookie },
+    body: JSON.stringify({ messages: [{ role: 'user', text: 'again' }] }),
+  });
+  assert.equal(direct.headers.get('content-type'), 'text/event-stream');
+  assert.equal(direct.headers.get('x-vercel-ai-ui-message-stream'), 'v1');
+  const events = (await direct.text()).split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+  assert.equal(events.at(-1), '[DONE]');
+  const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+  assert.deepEqual(
+    chunks.map((c) => c.type),
+    ['start', 'start-step', 'text-start', 'text-delta', 'text-delta', 'text-delta', 'text-end', 'finish-step', 'finish'],
+  );
+  assert.equal(chunks.filter((c) => c.type === 'text-delta').map((c) => c.delta).join(''), 'Durable runs survive restarts, and Leptos renders them.');
+  assert.equal(chunks.at(-1).finishReason, 'stop');
 
   assert.deepEqual(problems, []);
 });

@@ -4,7 +4,7 @@
 //! `hydrate`, built to wasm by `scripts/build-leptos`).
 
 use leptos::prelude::*;
-use miyabi_leptos::{MiyabiApi, MiyabiWorkflow, RunResult};
+use miyabi_leptos::{MiyabiApi, MiyabiChat, MiyabiWorkflow, RunResult};
 
 /// The page.
 #[component]
@@ -37,6 +37,8 @@ pub fn App() -> impl IntoView {
                         })
                 }}
             </p>
+            <h2>"Ask the assistant"</h2>
+            <MiyabiChat endpoint="/chat" placeholder="Ask about the post" />
         </main>
     }
 }
@@ -119,6 +121,11 @@ textarea { width: 100%; font-family: ui-monospace, monospace; font-size: 0.85rem
 button { margin-right: .5rem; padding: .4rem .9rem; }
 .miyabi-output { background: #f4f6f8; padding: .75rem; border-radius: 6px; }
 #completed { font-weight: 600; color: #05603a; }
+.miyabi-messages { padding-left: 0; list-style: none; }
+.miyabi-message { margin: .35rem 0; padding: .5rem .75rem; border-radius: 8px; white-space: pre-wrap; }
+.miyabi-message[data-role=user] { background: #e8f0fe; }
+.miyabi-message[data-role=assistant] { background: #f4f6f8; }
+.miyabi-chat-form input { width: 70%; padding: .4rem; }
 ";
 
 /// The browser's entry point, called by the hydration script.

@@ -2,6 +2,10 @@
 //! Miyabi's API router (under `/miyabi`: the API at `/miyabi/api`, the dashboard at
 //! `/miyabi/`) on one axum app, with a workflow that has an approval gate.
 //!
+//! `/chat` is the agent route of the page's `<MiyabiChat>` (model `MIYABI_CHAT_MODEL`, default
+//! `openai/gpt-4o-mini`, configured from the environment like any Miyabi model:
+//! `OPENAI_API_KEY`, `OPENAI_BASE_URL`).
+//!
 //! Environment: `MIYABI_DB` (SQLite file, default `miyabi-leptos.db`), `MIYABI_ADDR` (default
 //! `127.0.0.1:3000`; port 0 picks a free one), `LEPTOS_SITE_ROOT` (the directory with `pkg/`
 //! that `scripts/build-leptos` writes, default `target/leptos/site`). Prints one JSON line
@@ -12,19 +16,27 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use futures::StreamExt;
 use leptos::config::LeptosOptions;
 use miyabi::approval::{ApprovalGate, Approver};
 use miyabi::server::{ServerConfig, generate_token, router};
-use miyabi::{CommittedWorkflow, Engine, StepContext, StepError, Workflow, step_fn};
+use miyabi::{Agent, CommittedWorkflow, Engine, StepContext, StepError, Workflow, step_fn};
+use miyabi_leptos::ChatMessage;
 use miyabi_leptos_app::shell;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What `<MiyabiChat>` sends.
+#[derive(serde::Deserialize)]
+struct ChatRequest {
+    messages: Vec<ChatMessage>,
+}
 
 /// The example's workflow: write a draft, wait for an editor's approval (the draft is the data
 /// under review, editable), then publish what was approved.
@@ -80,6 +92,16 @@ fn publish_workflow() -> Result<CommittedWorkflow, BoxError> {
     Ok(workflow)
 }
 
+/// Whether the request carries the session cookie the page set.
+fn signed_in(headers: &HeaderMap, session: &str) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|c| c.trim() == format!("miyabi_session={session}"))
+}
+
 /// The app's sign-in, reduced to one cookie: a request that carries the session cookie the
 /// page set is let through to the API as the editor (its bearer token added here, so no token
 /// ever reaches the browser). A real app maps its own session to an `Approver`'s token here.
@@ -89,14 +111,7 @@ async fn session_to_token(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let signed_in = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|c| c.trim() == format!("miyabi_session={session}"));
-    if signed_in
+    if signed_in(req.headers(), &session)
         && !req.headers().contains_key(header::AUTHORIZATION)
         && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
     {
@@ -153,8 +168,39 @@ async fn main() -> Result<(), BoxError> {
             }
         }
     };
+    // The chat's agent route: the conversation in, the answer out as the UI message stream.
+    let chat = {
+        let agent = Agent::new("assistant")
+            .model(
+                std::env::var("MIYABI_CHAT_MODEL")
+                    .unwrap_or_else(|_| "openai/gpt-4o-mini".to_string()),
+            )
+            .instructions("You help editors write short blog posts. Answer briefly.");
+        let session = session.clone();
+        move |headers: HeaderMap, axum::Json(body): axum::Json<ChatRequest>| {
+            let agent = agent.clone();
+            let session = session.clone();
+            async move {
+                if !signed_in(&headers, &session) {
+                    return Response::builder()
+                        .status(StatusCode::UNAUTHORIZED)
+                        .body(Body::from("sign in first"))
+                        .unwrap_or_default();
+                }
+                let events = miyabi_leptos::chat_events(&agent, &body.messages)
+                    .map(Ok::<_, std::convert::Infallible>);
+                Response::builder()
+                    .header(header::CONTENT_TYPE, "text/event-stream")
+                    .header(header::CACHE_CONTROL, "no-cache")
+                    .header("x-vercel-ai-ui-message-stream", "v1")
+                    .body(Body::from_stream(events))
+                    .unwrap_or_default()
+            }
+        }
+    };
     let app = Router::new()
         .route("/", get(page))
+        .route("/chat", axum::routing::post(chat))
         .nest_service(
             "/pkg",
             tower_http::services::ServeDir::new(format!("{site_root}/pkg")),

@@ -160,3 +160,67 @@ pub(crate) fn follow(
         _listener: listener,
     })
 }
+
+/// POSTs `body` (JSON) to `url` and calls `on_data` with the `data:` of each server-sent event
+/// of the answer as it arrives (events are split on the bytes `\n\n`, so a character cut between
+/// two reads is never decoded in halves).
+pub(crate) async fn post_events(
+    url: &str,
+    body: &Value,
+    mut on_data: impl FnMut(&str),
+) -> Result<(), Failure> {
+    let what = format!("POST {url}");
+    let init = RequestInit::new();
+    init.set_method("POST");
+    let headers = Headers::new().map_err(|e| js_error(&what, e))?;
+    headers
+        .set("content-type", "application/json")
+        .map_err(|e| js_error(&what, e))?;
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&body.to_string()));
+    let req = Request::new_with_str_and_init(url, &init).map_err(|e| js_error(&what, e))?;
+    let window = web_sys::window().ok_or("no window: the component runs outside a browser")?;
+    let resp: Response = JsFuture::from(window.fetch_with_request(&req))
+        .await
+        .map_err(|e| js_error(&what, e))?
+        .dyn_into()
+        .map_err(|e| js_error(&what, e))?;
+    if !resp.ok() {
+        return Err(Failure {
+            status: resp.status(),
+            message: format!("{what}: status {}", resp.status()),
+        });
+    }
+    let stream = resp
+        .body()
+        .ok_or(format!("{what}: the answer has no body"))?;
+    let reader: web_sys::ReadableStreamDefaultReader = stream
+        .get_reader()
+        .dyn_into()
+        .map_err(|e| js_error(&what, e.into()))?;
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| js_error(&what, e))?;
+        let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))
+            .map_err(|e| js_error(&what, e))?
+            .as_bool()
+            .unwrap_or(true);
+        if done {
+            return Ok(());
+        }
+        let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
+            .map_err(|e| js_error(&what, e))?;
+        pending.extend(js_sys::Uint8Array::new(&value).to_vec());
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = pending.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&event);
+            for line in text.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    on_data(data.trim_start());
+                }
+            }
+        }
+    }
+}

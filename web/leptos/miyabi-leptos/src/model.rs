@@ -149,6 +149,16 @@ pub struct ApprovalRequest {
     pub approvers: Vec<String>,
 }
 
+/// One message of a [`crate::MiyabiChat`] conversation, as the chat sends it to its agent route
+/// (`{"messages": [{"role": "user" | "assistant", "text": "..."}]}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The message's text.
+    pub text: String,
+}
+
 /// How a run ended: what `on_complete` receives.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
