@@ -3,7 +3,7 @@
 // platform (`npm run artifacts` = `napi artifacts`, which puts the built addon into
 // npm/linux-x64-gnu; `npm publish`, whose prepublishOnly `napi pre-publish` publishes the platform
 // package and gives the main package its optionalDependencies); then, in empty folders,
-// `npm install @miyabi/core zod` (only @miyabi/* from the loopback registry, everything else from
+// `npm install @miyabi/core zod` (only @miyabi/* — core and react — from the loopback registry, everything else from
 // npm's cache) runs the README's Node quickstart as ESM and as CommonJS, and a copy of the Next.js
 // example is built, started and asked to run a workflow. Nothing points the package at its binary
 // (no NAPI_RS_NATIVE_LIBRARY_PATH): the binary comes from the optional dependency, as for a user.
@@ -171,6 +171,13 @@ async function publish(dir, registry) {
   const out = sh('npm', ['publish'], stage, cleanEnv({ npm_config_userconfig: userconfig }));
   assert.match(out, new RegExp(`\\+ @miyabi/core-${PLATFORM}@${version.replace(/\./g, '\\.')}`), out);
   assert.match(out, new RegExp(`\\+ @miyabi/core@${version.replace(/\./g, '\\.')}`), out);
+
+  // @miyabi/react, built by `npm run build:ts` into packages/react/dist.
+  const react = join(dir, 'stage-react');
+  for (const f of ['package.json', 'dist']) cpSync(join(root, 'packages', 'react', f), join(react, f), { recursive: true });
+  for (const f of LICENSES) cpSync(join(root, f), join(react, f));
+  const reactOut = sh('npm', ['publish'], react, cleanEnv({ npm_config_userconfig: userconfig }));
+  assert.match(reactOut, /\+ @miyabi\/react@/, reactOut);
 }
 
 /** The README's ```ts block under "## Quickstart (Node ...", with a last line printing the result. */
@@ -302,8 +309,8 @@ test('@miyabi/core installs from a registry and works without NAPI_RS_NATIVE_LIB
          return Response.json({ status: run.status, output: run.output });
        }\n`,
     );
-    const deps = ['next', 'react', 'react-dom', 'zod', 'typescript', '@types/react', '@types/node'].map((d) => `${d}@${devVersion(d)}`);
-    sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '@miyabi/core', ...deps], app);
+    const deps = ['next', 'react', 'react-dom', 'zod', 'typescript', '@types/react', '@types/node', 'ai', '@ai-sdk/react'].map((d) => `${d}@${devVersion(d)}`);
+    sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '@miyabi/core', '@miyabi/react', ...deps], app);
 
     const env = cleanEnv({ NEXT_TELEMETRY_DISABLED: '1' });
     const next = join(app, 'node_modules', 'next', 'dist', 'bin', 'next');
