@@ -882,8 +882,17 @@ fn audit_pages_newest_first_appends_and_deadlines_hold(s: &dyn Store) {
         ["c", "b"]
     );
     assert!(next[0].id < first[1].id);
-    let oldest = g.audit(&AuditFilter { run_id: Some(id.clone()), ..AuditFilter::default() }).unwrap();
-    assert_eq!(oldest.first().unwrap().actor, "a", "audit() stays oldest first");
+    let oldest = g
+        .audit(&AuditFilter {
+            run_id: Some(id.clone()),
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    assert_eq!(
+        oldest.first().unwrap().actor,
+        "a",
+        "audit() stays oldest first"
+    );
 
     // A decision is applied only before the gate's deadline, in the same compare-and-set.
     let a = approval(&id, "review", 100, Some(500));
@@ -910,13 +919,19 @@ fn audit_pages_newest_first_appends_and_deadlines_hold(s: &dyn Store) {
         before_deadline: Some(600),
     };
     assert!(!g.update_gate(&late).unwrap(), "past the deadline: refused");
-    assert_eq!(g.gate(&id, "review").unwrap().unwrap().status, ApprovalStatus::Pending);
+    assert_eq!(
+        g.gate(&id, "review").unwrap().unwrap().status,
+        ApprovalStatus::Pending
+    );
     let in_time = GateUpdate {
         before_deadline: Some(400),
         ..late
     };
     assert!(g.update_gate(&in_time).unwrap());
-    assert_eq!(g.gate(&id, "review").unwrap().unwrap().status, ApprovalStatus::Approved);
+    assert_eq!(
+        g.gate(&id, "review").unwrap().unwrap().status,
+        ApprovalStatus::Approved
+    );
 }
 
 macro_rules! conformance {

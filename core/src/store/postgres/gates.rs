@@ -285,7 +285,6 @@ impl GateStore for PostgresStore {
         })
     }
 
-
     /// Due notifications, each claimed for this caller: its `next_at` moves one outbox lease
     /// ahead in the same statement, so another worker does not take it while it is sent.
     fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
@@ -376,7 +375,11 @@ impl PostgresStore {
             args.push(Box::new(b));
             sql.push_str(&format!(" AND id < ${}", args.len()));
         }
-        sql.push_str(if newest { " ORDER BY id DESC" } else { " ORDER BY id" });
+        sql.push_str(if newest {
+            " ORDER BY id DESC"
+        } else {
+            " ORDER BY id"
+        });
         if let Some(l) = f.limit {
             args.push(Box::new(i64::try_from(l).unwrap_or(i64::MAX)));
             sql.push_str(&format!(" LIMIT ${}", args.len()));
