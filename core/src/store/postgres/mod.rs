@@ -118,7 +118,7 @@ impl PostgresStoreBuilder {
             pool,
             label,
             schema: self.schema.clone(),
-            channel: format!("miyabi_{}", self.schema),
+            channel: channel_for(&self.schema),
             config,
             wake: OnceLock::new(),
             outbox_lease_ms: super::millis(self.outbox_lease),
@@ -1071,5 +1071,38 @@ mod tests {
         assert_eq!(redact("postgres://db/runs"), "postgres://db/runs");
         assert_eq!(redact("mysql://u:p@h/d"), "postgres (unparsed URL)");
         assert!(!redact("postgres://a:p%40ss@h/d").contains("p%40ss"));
+    }
+}
+
+/// The `LISTEN`/`NOTIFY` channel of a schema: `miyabi_<schema>`, or — past Postgres' 63-byte
+/// limit on names — its first 38 bytes and a stable hash of the whole (every process on the
+/// schema computes the same channel).
+fn channel_for(schema: &str) -> String {
+    let full = format!("miyabi_{schema}");
+    if full.len() <= 63 {
+        return full;
+    }
+    // FNV-1a, 64 bits: stable across processes and builds (unlike the std hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in schema.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Schema names are ASCII (checked when the store opens), so any byte index is a boundary.
+    format!("miyabi_{}_{h:016x}", &schema[..38])
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::channel_for;
+
+    #[test]
+    fn channels_fit_postgres_names_and_stay_distinct() {
+        assert_eq!(channel_for("public"), "miyabi_public");
+        let a = channel_for(&format!("{}_a", "x".repeat(60)));
+        let b = channel_for(&format!("{}_b", "x".repeat(60)));
+        assert!(a.len() <= 63, "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a, channel_for(&format!("{}_a", "x".repeat(60))));
     }
 }
