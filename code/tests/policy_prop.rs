@@ -264,7 +264,9 @@ fn simple_runs(s: &Simple) -> Run {
             .map(|s| W::Lit((*s).to_owned()))
             .collect::<Vec<_>>()
     };
-    let forms = match s.wrap {
+    // The policy also reads `git <global options> cmd ...` as `git cmd ...` (its canonical form).
+    let git = git_canonical(&inner);
+    let mut forms = match s.wrap {
         Wrap::None => vec![inner],
         Wrap::Sudo => vec![[lit(&["sudo"]), inner.clone()].concat(), inner],
         Wrap::Env => vec![[lit(&["env", "A=2"]), inner.clone()].concat(), inner],
@@ -275,7 +277,35 @@ fn simple_runs(s: &Simple) -> Run {
             vec![[lit(&["xargs"]), inner].concat(), with_input]
         }
     };
+    forms.extend(git);
     Run::Forms(forms)
+}
+
+/// `git` with leading global options (`--x`, `-C d`, `-c k=v`, `-p`...) as `git` and the rest,
+/// as the policy reads it; dynamic words stop the skipping.
+fn git_canonical(inner: &[W]) -> Option<Vec<W>> {
+    match inner.first() {
+        Some(W::Lit(n)) if n == "git" || n.ends_with("/git") => {}
+        _ => return None,
+    }
+    let args = &inner[1..];
+    let mut i = 0;
+    while i < args.len() {
+        let W::Lit(a) = &args[i] else { break };
+        match a.as_str() {
+            "-C" | "-c" | "--git-dir" | "--work-tree" | "--namespace" | "--config-env"
+            | "--super-prefix" => i += 2,
+            "--exec-path" | "-p" | "-P" => i += 1,
+            _ if a.starts_with("--") && a.len() > 2 => i += 1,
+            _ => break,
+        }
+    }
+    if i == 0 || i >= args.len() {
+        return None;
+    }
+    let mut canon = vec![W::Lit("git".into())];
+    canon.extend_from_slice(&args[i..]);
+    Some(canon)
 }
 
 /// Every command the node runs; `bash -c` itself adds a command judged only by explicit rules.
