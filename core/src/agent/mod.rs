@@ -366,6 +366,7 @@ impl Agent {
     ///
     /// ```no_run
     /// # async fn demo(agent: miyabi::Agent, checkpoint: miyabi::agent::AgentCheckpoint) {
+    /// use futures::StreamExt;
     /// let mut events = agent.resume_stream(checkpoint, serde_json::json!({ "approved": true }));
     /// while let Some(event) = events.next().await {
     ///     println!("{event:?}");
