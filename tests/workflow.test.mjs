@@ -218,7 +218,8 @@ test('definition errors and engine errors carry stable codes', async () => {
   const run = await engine.start(wf, null);
   await assert.rejects(() => engine.resume(run.id, 'a', 1), (e) => e instanceof ConflictError && e.code === 'CONFLICT');
   await assert.rejects(() => engine.cancel(run.id), (e) => e instanceof ConflictError);
-  assert.throws(() => Engine.openSync({ store: 'postgres://x' }), (e) => e instanceof MiyabiError && e.code === 'INVALID_ARGUMENT');
+  // A Postgres URL is a valid store; an unreachable server is a STORE error naming the location.
+  assert.throws(() => Engine.openSync({ store: 'postgres://x' }), (e) => e instanceof MiyabiError && e.code === 'STORE' && /postgres:\/\/@x/.test(e.message));
 });
 
 test('a parallel child that suspends keeps its siblings results; resume finishes the run', async () => {
