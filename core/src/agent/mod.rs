@@ -32,6 +32,7 @@
 //! ```
 
 mod error;
+mod machine;
 mod run;
 mod step;
 

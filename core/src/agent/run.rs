@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::machine::{Action, Job, Machine};
 use super::{
-    Agent, AgentCheckpoint, AgentError, AgentEvent, AgentInput, AgentResponse, AgentTurn,
-    InstructionContext, Instructions, PendingApproval, StopReason, TurnKind,
+    Agent, AgentCheckpoint, AgentError, AgentEvent, AgentInput, AgentResponse, InstructionContext,
+    Instructions, PendingApproval, StopReason,
 };
 use crate::memory::{StoredMessage, WorkingMemory};
 use crate::model::decode::ResponseCollector;
@@ -19,8 +20,8 @@ use crate::model::{
     LanguageModel, Message, ModelError, ModelRequest, ModelResponse, ResponseFormat, Role,
     StreamEvent, ToolCall, ToolChoice, ToolResult, Usage,
 };
-use crate::tool::{CompiledTool, ToolContext, ToolError};
-use crate::workflow::{Schema, StepContext};
+use crate::tool::{ToolContext, ToolError};
+use crate::workflow::StepContext;
 
 /// How long a step's per-turn checkpoint is kept at most.
 const PROGRESS_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
@@ -136,7 +137,7 @@ impl Decisions {
         Ok(out)
     }
 
-    fn for_call(&self, id: &str) -> Option<&Decision> {
+    pub(super) fn for_call(&self, id: &str) -> Option<&Decision> {
         self.per_call.get(id).or(self.all.as_ref())
     }
 }
@@ -147,24 +148,6 @@ fn add_usage(total: &mut Usage, u: &Usage) {
     total.cached_input_tokens += u.cached_input_tokens;
     total.cache_write_tokens += u.cache_write_tokens;
     total.reasoning_tokens += u.reasoning_tokens;
-}
-
-/// Parses an answer as JSON (allowing a Markdown code fence around it) and checks it.
-fn parse_structured(text: &str, schema: &Schema) -> Result<Value, String> {
-    let mut t = text.trim();
-    if let Some(rest) = t.strip_prefix("```") {
-        let rest = rest.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
-        t = rest.strip_suffix("```").unwrap_or(rest).trim();
-    }
-    let v: Value = serde_json::from_str(t).map_err(|e| format!("the answer is not JSON: {e}"))?;
-    schema.check(&v).map_err(|(pointer, reason)| {
-        if pointer.is_empty() {
-            reason
-        } else {
-            format!("at `{pointer}`: {reason}")
-        }
-    })?;
-    Ok(v)
 }
 
 /// Drops leading messages that cannot start a conversation (tool results whose calls were cut
@@ -252,10 +235,6 @@ impl Agent {
             repaired: false,
             pending: None,
         })
-    }
-
-    fn find_tool(&self, name: &str) -> Option<&CompiledTool> {
-        self.tools.iter().find(|t| t.spec.name == name)
     }
 
     async fn request(&self, st: &AgentCheckpoint, env: &Env) -> Result<ModelRequest, AgentError> {
@@ -370,77 +349,23 @@ impl Agent {
         }
     }
 
-    /// Runs the calls of a pending turn that can run now; fills results and the list of calls
-    /// still waiting for a human.
-    async fn run_calls(
+    /// Runs the jobs of an [`Action::RunTools`] concurrently. Tools see a cancellation
+    /// through their own token and may finish cleanly; the engine drops the step after its
+    /// grace period if one does not.
+    async fn run_jobs(
         &self,
-        p: &mut PendingTurn,
-        decisions: Option<&Decisions>,
+        jobs: Vec<Job>,
         st: &AgentCheckpoint,
         env: &Env,
-        turn: usize,
-        sink: Option<&Sink>,
-    ) -> Result<(), AgentError> {
-        let mut awaiting = Vec::new();
-        let mut jobs: Vec<(usize, &CompiledTool, Value)> = Vec::new();
-        for (i, call) in p.calls.iter().enumerate() {
-            if p.results[i].is_some() {
-                continue;
-            }
-            let refuse = |e: ToolError| {
-                Some(ToolResult {
-                    call_id: call.id.clone(),
-                    name: call.name.clone(),
-                    content: Value::String(e.to_string()),
-                    is_error: true,
-                })
-            };
-            let Some(tool) = self.find_tool(&call.name) else {
-                p.results[i] = refuse(ToolError::NotFound {
-                    tool: call.name.clone(),
-                    available: self
-                        .tools
-                        .iter()
-                        .map(|t| t.spec.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-                continue;
-            };
-            if let Err(e) = tool.validate(&call.arguments) {
-                p.results[i] = refuse(e);
-                continue;
-            }
-            if !tool.tool.approval(&call.arguments) {
-                jobs.push((i, tool, call.arguments.clone()));
-                continue;
-            }
-            match decisions.and_then(|d| d.for_call(&call.id)) {
-                None => awaiting.push(PendingApproval {
-                    call_id: call.id.clone(),
-                    tool: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                    description: tool.spec.description.clone().unwrap_or_default(),
-                }),
-                Some(Decision::Decline { reason }) => {
-                    tracing::info!(tool = %call.name, call_id = %call.id, "tool call declined");
-                    p.results[i] = refuse(ToolError::Declined {
-                        tool: call.name.clone(),
-                        reason: reason.clone(),
-                    });
-                }
-                Some(Decision::Approve { arguments }) => {
-                    let args = arguments.clone().unwrap_or_else(|| call.arguments.clone());
-                    match tool.validate(&args) {
-                        Ok(()) => jobs.push((i, tool, args)),
-                        Err(e) => p.results[i] = refuse(e),
-                    }
-                }
-            }
-        }
+    ) -> Result<Vec<(usize, Result<Value, ToolError>)>, AgentError> {
+        let calls = st
+            .pending
+            .as_ref()
+            .map(|p| p.calls.as_slice())
+            .unwrap_or_default();
         let wm = self.working(st.thread.as_deref(), st.resource.as_deref());
-        let futures = jobs.into_iter().map(|(i, tool, args)| {
-            let call = &p.calls[i];
+        let futures = jobs.into_iter().filter_map(|job| {
+            let (call, tool) = (calls.get(job.call)?, self.tools.get(job.tool)?);
             let ctx = ToolContext {
                 agent: self.name.clone(),
                 call_id: call.id.clone(),
@@ -453,46 +378,24 @@ impl Agent {
                 step: env.step.clone(),
             };
             let span = tracing::info_span!("tool", tool = %call.name, call_id = %call.id);
-            async move {
-                let out = tool.invoke(&ctx, args).await;
-                if let Err(e) = &out {
-                    tracing::debug!(error = %e, "tool call failed; the error goes back to the model");
+            Some(
+                async move {
+                    let out = tool.invoke(&ctx, job.arguments).await;
+                    if let Err(e) = &out {
+                        tracing::debug!(error = %e, "tool call failed; the error goes back to the model");
+                    }
+                    (job.call, out)
                 }
-                (i, out)
-            }
-            .instrument(span)
+                .instrument(span),
+            )
         });
-        // Tools see the cancellation through their own token and may finish cleanly; the
-        // engine drops the step after its grace period if one does not.
         let done = futures::future::join_all(futures).await;
         if env.cancel.is_cancelled() {
             return Err(AgentError::Cancelled {
                 agent: self.name.to_string(),
             });
         }
-        for (i, out) in done {
-            let call = &p.calls[i];
-            let (content, is_error) = match out {
-                Ok(v) => (v, false),
-                Err(e) => (Value::String(e.to_string()), true),
-            };
-            p.results[i] = Some(ToolResult {
-                call_id: call.id.clone(),
-                name: call.name.clone(),
-                content,
-                is_error,
-            });
-        }
-        if let Some(tx) = sink {
-            for r in p.results.iter().flatten() {
-                let _ = tx.send(Ok(AgentEvent::ToolResult {
-                    turn,
-                    result: r.clone(),
-                }));
-            }
-        }
-        p.awaiting = awaiting;
-        Ok(())
+        Ok(done)
     }
 
     /// Runs the loop from a state until it finishes or waits for approval.
@@ -504,12 +407,6 @@ impl Agent {
         decisions: Option<Decisions>,
     ) -> Result<AgentResponse, AgentError> {
         let model = self.check()?;
-        if st.agent != *self.name {
-            return Err(AgentError::BadResume {
-                agent: self.name.to_string(),
-                message: format!("the checkpoint belongs to agent `{}`", st.agent),
-            });
-        }
         let span = tracing::info_span!(
             "agent",
             agent = %self.name,
@@ -521,150 +418,85 @@ impl Agent {
             .await
     }
 
+    /// The driver: executes what the [`Machine`] decides and reports the outcomes back. It
+    /// owns the effects (model calls, tools, progress saves, events, memory), never a rule.
     async fn drive_inner(
         &self,
         model: &dyn LanguageModel,
         mut st: AgentCheckpoint,
         sink: Option<&Sink>,
         env: &Env,
-        mut decisions: Option<Decisions>,
+        decisions: Option<Decisions>,
     ) -> Result<AgentResponse, AgentError> {
-        if decisions.is_some() && st.pending.is_none() {
-            return Err(AgentError::BadResume {
-                agent: self.name.to_string(),
-                message: "no tool call is waiting for approval".into(),
-            });
-        }
-        let mut next_kind =
-            if st.messages.last().is_some_and(|m| m.role == Role::User) && st.repaired {
-                TurnKind::Repair
-            } else {
-                TurnKind::Model
-            };
+        let machine = Machine::new(self);
+        let mut action = machine.start(&mut st, decisions.as_ref())?;
         loop {
-            self.save_progress(&st, env).await?;
-            if let Some(mut pending) = st.pending.take() {
-                let turn = st.turns.len().saturating_sub(1);
-                let d = decisions.take();
-                self.run_calls(&mut pending, d.as_ref(), &st, env, turn, sink)
-                    .await?;
-                if !pending.awaiting.is_empty() {
-                    let awaiting = pending.awaiting.clone();
-                    st.pending = Some(pending);
+            action = match action {
+                Action::CallModel { turn, kind } => {
+                    self.save_progress(&st, env).await?;
+                    if let Some(tx) = sink {
+                        let _ = tx.send(Ok(AgentEvent::TurnStart { turn }));
+                    }
+                    let req = self.request(&st, env).await?;
+                    let resp = self.call_model(model, &req, turn, sink, env).await?;
+                    tracing::debug!(
+                        turn,
+                        tool_calls = resp.tool_calls().len(),
+                        input_tokens = resp.usage.input_tokens,
+                        output_tokens = resp.usage.output_tokens,
+                        "agent turn"
+                    );
+                    let next = machine.answered(&mut st, kind, &resp);
+                    if let (Some(tx), Some(p)) = (sink, &st.pending) {
+                        for call in &p.calls {
+                            let _ = tx.send(Ok(AgentEvent::ToolCall {
+                                turn,
+                                call: call.clone(),
+                            }));
+                        }
+                    }
+                    if st.pending.is_none() {
+                        self.turn_finished(&st, turn, sink, env);
+                    }
+                    next?
+                }
+                Action::RunTools { turn, jobs } => {
+                    self.save_progress(&st, env).await?;
+                    let outcomes = self.run_jobs(jobs, &st, env).await?;
+                    let next = machine.tools_ran(&mut st, outcomes);
+                    if let Some(tx) = sink {
+                        let results = match &st.pending {
+                            Some(p) => p.results.iter().flatten().cloned().collect(),
+                            None => st
+                                .turns
+                                .get(turn)
+                                .map(|t| t.tool_results.clone())
+                                .unwrap_or_default(),
+                        };
+                        for result in results {
+                            let _ = tx.send(Ok(AgentEvent::ToolResult { turn, result }));
+                        }
+                    }
+                    if st.pending.is_none() {
+                        self.turn_finished(&st, turn, sink, env);
+                    }
+                    next
+                }
+                Action::AwaitApproval { pending } => {
                     // The calls that ran are part of the state a resume continues from.
                     self.save_progress(&st, env).await?;
-                    tracing::info!(pending = awaiting.len(), "agent waits for tool approval");
+                    tracing::info!(pending = pending.len(), "agent waits for tool approval");
                     if let Some(tx) = sink {
                         let _ = tx.send(Ok(AgentEvent::ApprovalRequired {
-                            pending: awaiting.clone(),
+                            pending: pending.clone(),
                         }));
                     }
-                    return Ok(self.respond(st, StopReason::ApprovalRequired, None, awaiting));
+                    return Ok(self.respond(st, StopReason::ApprovalRequired, None, pending));
                 }
-                let results: Vec<ToolResult> = pending.results.into_iter().flatten().collect();
-                let final_call = pending
-                    .calls
-                    .iter()
-                    .zip(&results)
-                    .find(|(c, r)| {
-                        !r.is_error && self.find_tool(&c.name).is_some_and(|t| t.tool.is_final())
-                    })
-                    .map(|(c, r)| (c.name.clone(), r.content.clone()));
-                st.messages.push(Message::tool_results(results.clone()));
-                if let Some(t) = st.turns.get_mut(turn) {
-                    t.tool_results = results;
+                Action::Finish { stop, object } => {
+                    return self.finish(st, stop, object, env).await;
                 }
-                self.turn_finished(&st, turn, sink, env);
-                if let Some((tool, value)) = final_call {
-                    return self
-                        .finish(st, StopReason::FinalTool { tool }, Some(value), env)
-                        .await;
-                }
-                if let Some(stop) = &self.stop_when
-                    && st.turns.get(turn).is_some_and(|t| stop(t))
-                {
-                    return self.finish(st, StopReason::Predicate, None, env).await;
-                }
-                continue;
-            }
-
-            let model_turns = st
-                .turns
-                .iter()
-                .filter(|t| t.kind == TurnKind::Model)
-                .count();
-            if next_kind == TurnKind::Model && model_turns >= self.max_steps {
-                return self.finish(st, StopReason::MaxSteps, None, env).await;
-            }
-            let turn = st.turns.len();
-            if let Some(tx) = sink {
-                let _ = tx.send(Ok(AgentEvent::TurnStart { turn }));
-            }
-            let req = self.request(&st, env).await?;
-            let resp = self.call_model(model, &req, turn, sink, env).await?;
-            let calls: Vec<ToolCall> = resp.tool_calls().into_iter().cloned().collect();
-            tracing::debug!(
-                turn,
-                tool_calls = calls.len(),
-                input_tokens = resp.usage.input_tokens,
-                output_tokens = resp.usage.output_tokens,
-                "agent turn"
-            );
-            st.turns.push(AgentTurn {
-                index: turn,
-                kind: next_kind,
-                text: resp.text(),
-                reasoning: resp.reasoning(),
-                tool_calls: calls.clone(),
-                tool_results: Vec::new(),
-                usage: resp.usage,
-                cost_usd: resp.cost_usd,
-                finish_reason: resp.finish_reason,
-            });
-            st.messages.push(resp.to_message());
-            next_kind = TurnKind::Model;
-            if let Some(tx) = sink {
-                for call in &calls {
-                    let _ = tx.send(Ok(AgentEvent::ToolCall {
-                        turn,
-                        call: call.clone(),
-                    }));
-                }
-            }
-            if calls.is_empty() {
-                self.turn_finished(&st, turn, sink, env);
-                let Some(schema) = &self.output else {
-                    return self.finish(st, StopReason::Done, None, env).await;
-                };
-                let text = resp.text();
-                match parse_structured(&text, schema) {
-                    Ok(v) => return self.finish(st, StopReason::Done, Some(v), env).await,
-                    Err(reason) if !st.repaired => {
-                        tracing::info!(%reason, "structured output invalid; one repair attempt");
-                        st.repaired = true;
-                        st.messages.push(Message::user(format!(
-                            "Your answer does not follow the required JSON Schema: {reason}. \
-                             Answer again with only a JSON value that follows this schema, no other text:\n{}",
-                            schema.json()
-                        )));
-                        next_kind = TurnKind::Repair;
-                        continue;
-                    }
-                    Err(reason) => {
-                        return Err(AgentError::StructuredOutput {
-                            agent: self.name.to_string(),
-                            reason,
-                            text,
-                        });
-                    }
-                }
-            }
-            let n = calls.len();
-            st.pending = Some(PendingTurn {
-                calls,
-                results: vec![None; n],
-                awaiting: Vec::new(),
-            });
+            };
         }
     }
 
