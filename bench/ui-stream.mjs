@@ -7,6 +7,8 @@
 //        text-delta chunk read from the route's Response body (median of BENCH_FIRST streams)
 //   {"bench":"ui.<impl>.throughput","value":N,"unit":"chunks/s"}  SSE chunks read from the
 //        Response body of a BENCH_DELTAS-delta stream (median of BENCH_REPEATS)
+//   {"bench":"ui.<impl>.throughput.per-cpu-s",...}  the same chunks per second of the process's
+//        CPU time (process.cpuUsage(): every thread, the model server and reader included)
 //
 //   npm run build && node bench/ui-stream.mjs
 //
@@ -105,14 +107,23 @@ for (const [name, make] of Object.entries(impls)) {
   // Throughput.
   mode = { n: DELTAS, firstWrittenAt: 0n, hold: undefined };
   const rates = [];
+  const perCpu = [];
   for (let r = 0; r < REPEATS + 1; r++) {
     const t0 = process.hrtime.bigint();
+    const c0 = process.cpuUsage();
     const { chunks, text } = await read(make());
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    const c = process.cpuUsage(c0);
     if (text.length < DELTAS * 3) throw new Error(`${name}: lost deltas (${text.length} chars)`);
-    if (r > 0) rates.push(chunks / s);
+    if (r > 0) {
+      rates.push(chunks / s);
+      perCpu.push(chunks / ((c.user + c.system) / 1e6));
+    }
   }
   console.log(JSON.stringify({ bench: `ui.${name}.throughput`, value: Math.round(median(rates)), unit: 'chunks/s' }));
-  console.error(`${name} chunks/s: ${rates.map((x) => Math.round(x)).join(' ')}`);
+  // Per second of CPU time of the whole process (every thread: the loopback model server, the
+  // stream, the reader): the steadier figure on a shared host, and a conservative one.
+  console.log(JSON.stringify({ bench: `ui.${name}.throughput.per-cpu-s`, value: Math.round(median(perCpu)), unit: 'chunks/cpu-s' }));
+  console.error(`${name} chunks/s: ${rates.map((x) => Math.round(x)).join(' ')}; per CPU-second: ${perCpu.map((x) => Math.round(x)).join(' ')}`);
 }
 server.close();

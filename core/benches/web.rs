@@ -12,6 +12,10 @@
 //!   `MIYABI_BENCH_DELTAS`-delta model stream (default 100,000; median of `MIYABI_BENCH_REPEATS`).
 //! - `web.sse.events`: a run's events per second through `run_events` (SSE), for a finished run
 //!   of one step that emitted `MIYABI_BENCH_EVENTS` events (default 100,000), read from SQLite.
+//! - `….per-cpu-s`: the same counts per second of CPU time used by the whole process (every
+//!   thread: the loopback model server, the agent, the route and the client), from
+//!   `/proc/self/stat`; on a shared host this is the steadier figure for "per core" targets, and
+//!   a conservative one (the client's and the model server's work are counted too).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
@@ -40,6 +44,20 @@ fn env(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .filter(|v| *v > 0)
         .unwrap_or(default)
+}
+
+/// CPU time (user + system, all threads) used by this process so far, in seconds.
+fn cpu_seconds() -> f64 {
+    static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let tick = *TICK.get_or_init(|| {
+        let out = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    });
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which ends with the last ')'): utime is the 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / tick
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -196,9 +214,9 @@ async fn main() {
 
     // Throughput.
     mode.n.store(deltas, std::sync::atomic::Ordering::SeqCst);
-    let mut rates = Vec::new();
+    let (mut rates, mut per_cpu) = (Vec::new(), Vec::new());
     for r in 0..=repeats {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let mut text = 0usize;
         let res = client.post(format!("{base}/chat")).send().await.unwrap();
         let n = read(res, |d| {
@@ -210,10 +228,12 @@ async fn main() {
         assert!(text >= deltas, "lost deltas: {text} of {deltas}");
         if r > 0 {
             rates.push(n as f64 / t0.elapsed().as_secs_f64());
+            per_cpu.push(n as f64 / (cpu_seconds() - c0));
         }
     }
-    eprintln!("web.ui.throughput chunks/s: {rates:?}");
+    eprintln!("web.ui.throughput chunks/s: {rates:?}; per CPU-second: {per_cpu:?}");
     emit("web.ui.throughput", median(rates), "chunks/s");
+    emit("web.ui.throughput.per-cpu-s", median(per_cpu), "chunks/cpu-s");
 
     // A run's stored events through run_events.
     let dir = tempfile::tempdir().unwrap();
@@ -244,9 +264,9 @@ async fn main() {
         )
         .with_state(engine.clone());
     let base = serve(route).await;
-    let mut rates = Vec::new();
+    let (mut rates, mut per_cpu) = (Vec::new(), Vec::new());
     for r in 0..=repeats {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
         let res = client
             .get(format!("{base}/runs/{}/events", run.id))
             .send()
@@ -256,8 +276,10 @@ async fn main() {
         assert!(n > events, "{n} events");
         if r > 0 {
             rates.push(n as f64 / t0.elapsed().as_secs_f64());
+            per_cpu.push(n as f64 / (cpu_seconds() - c0));
         }
     }
-    eprintln!("web.sse.events events/s: {rates:?}");
+    eprintln!("web.sse.events events/s: {rates:?}; per CPU-second: {per_cpu:?}");
     emit("web.sse.events", median(rates), "events/s");
+    emit("web.sse.events.per-cpu-s", median(per_cpu), "events/cpu-s");
 }
