@@ -33,6 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub mod business;
+pub mod child_approval;
 pub mod coding;
 pub mod commands;
 #[cfg(feature = "github")]

@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use miyabi::approval::{Approver, Decision};
 use miyabi::{Engine, EventKind, LanguageModel, RunFilter, RunStatus};
+use miyabi_agents::child_approval;
 use miyabi_agents::github::{GitHub, RepoRef};
 use miyabi_agents::pipeline::{self, GitHubTarget, PipelineConfig};
 use miyabi_agents::replay::{ReplayServer, load_script};
@@ -81,9 +82,15 @@ struct IssueArgs {
     /// The run database (default: MIYABI_DB, else `<repo>/.miyabi/runs.db`).
     #[arg(long, env = "MIYABI_DB")]
     db: Option<PathBuf>,
-    /// Approve at the approval gate without asking.
+    /// Approve at the approval gate without asking (commands still ask: see
+    /// --approve-commands).
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Approve every shell command a CodeGenAgent task asks to run, without asking. UNSAFE:
+    /// the model then runs any command the permission policy would have asked a human about
+    /// (in the sandbox, but with the repository's worktree writable).
+    #[arg(long)]
+    approve_commands: bool,
     /// Start a new run even if one for this issue already succeeded.
     #[arg(long)]
     again: bool,
@@ -145,12 +152,33 @@ async fn main() -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("miyabi run: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<WaitsForHuman>() {
+            Some(w) => {
+                println!("{w}");
+                ExitCode::from(EXIT_WAITS)
+            }
+            None => {
+                eprintln!("miyabi run: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
+
+/// The exit code when the run waits for a decision on a command and nobody can be asked.
+const EXIT_WAITS: u8 = 3;
+
+/// The run waits for a decision on a command, and stdin is not a terminal: how to give it.
+#[derive(Debug)]
+struct WaitsForHuman(String);
+
+impl std::fmt::Display for WaitsForHuman {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WaitsForHuman {}
 
 /// The model, and the replay server that must live as long as it.
 fn model(a: &ModelArgs) -> Result<(Arc<dyn LanguageModel>, Option<ReplayServer>), Error> {
@@ -463,6 +491,11 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
                 let Some(s) = run.suspended.first() else {
                     continue;
                 };
+                if child_approval::is_tool_approval(&s.payload) {
+                    let decision = decide_commands(&a, &repo, number, &run_id, s).await?;
+                    engine.resume(&run_id, &s.path, decision).await?;
+                    continue;
+                }
                 if s.path != "approval" {
                     // A step with outside effects (deploy) was interrupted by a crash: a human
                     // says whether to run it again.
@@ -516,6 +549,95 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
                     .await?;
             }
             _ => return report(&engine, &run_id, a.json).await,
+        }
+    }
+}
+
+/// The decision on the commands a suspension at a tool approval waits for: approved with
+/// `--approve-commands`, else asked y/N on the terminal; without a terminal, the run stays
+/// suspended and [`WaitsForHuman`] says how to resume it.
+async fn decide_commands(
+    a: &IssueArgs,
+    repo: &Path,
+    number: u64,
+    run_id: &str,
+    s: &miyabi::Suspension,
+) -> Result<Value, Error> {
+    let p = &s.payload;
+    let child = p["run"].as_str();
+    match child {
+        Some(child) => println!(
+            "\nrun {run_id} waits at `{}`: the plan's run {child} asks to run (at {}):",
+            s.path,
+            p["paths"]
+                .as_array()
+                .map(|v| v.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        ),
+        None => println!("\nrun {run_id} waits at `{}`: the agent asks to run:", s.path),
+    }
+    for call in p["pending"].as_array().into_iter().flatten() {
+        let at = call["path"]
+            .as_str()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        println!("  {}{at}", child_approval::describe_call(call));
+        if let Some(d) = call["description"].as_str().and_then(|d| d.lines().next()) {
+            println!("      {d}");
+        }
+    }
+    if a.approve_commands {
+        println!("approved (--approve-commands)");
+        return Ok(json!({"approved": true}));
+    }
+    let how = || {
+        let db = a
+            .db
+            .as_ref()
+            .map(|d| format!(" --db {}", d.display()))
+            .unwrap_or_default();
+        let body = json!({"path": s.path, "data": {"approved": true}});
+        WaitsForHuman(format!(
+            "the run stays suspended: run {run_id}, path `{path}`. To decide:\n  \
+             miyabi run issue-resolution --repo {repo} --issue {number}{db} --approve-commands\n  \
+             (or the same command on a terminal, to answer y/N), or over HTTP (`miyabi serve` or\n  \
+             `miyabi run serve` on this database):\n    \
+             curl -X POST -H \"authorization: Bearer $MIYABI_TOKEN\" -d '{body}' http://127.0.0.1:7420/api/runs/{run_id}/resume\n  \
+             (to decline: \"data\": {{\"approved\": false, \"reason\": \"...\"}})",
+            repo = repo.display(),
+            path = s.path,
+        ))
+    };
+    if !std::io::stdin().is_terminal() {
+        return Err(how().into());
+    }
+    match ask_yes_no("Run it? [y/N] ").await? {
+        Some(true) => Ok(json!({"approved": true})),
+        Some(false) => {
+            let who = std::env::var("USER").unwrap_or_else(|_| "the user".into());
+            Ok(json!({"approved": false, "reason": format!("declined by {who} at the terminal")}))
+        }
+        None => Err(how().into()),
+    }
+}
+
+/// Asks y/N: an empty answer is no; `None` at the end of the input.
+async fn ask_yes_no(question: &str) -> Result<Option<bool>, Error> {
+    loop {
+        print!("{question}");
+        std::io::stdout().flush()?;
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| (n > 0).then_some(line))
+        })
+        .await??;
+        match line.as_deref().map(str::trim) {
+            None => return Ok(None),
+            Some("y" | "Y" | "yes") => return Ok(Some(true)),
+            Some("" | "n" | "N" | "no") => return Ok(Some(false)),
+            Some(_) => println!("please answer y or n"),
         }
     }
 }
@@ -612,6 +734,10 @@ async fn follow_child(engine: Engine, run_id: String) {
         let running =
             matches!(engine.get(&run_id).await, Ok(Some(r)) if r.status == RunStatus::Running);
         if !running {
+            // Followed again when it goes on (after a decision on a command it waits for).
+            if let Ok(mut f) = FOLLOWED.lock() {
+                f.remove(&run_id);
+            }
             return;
         }
         if !saw {
