@@ -248,17 +248,15 @@ const POLL: Duration = Duration::from_millis(200);
 /// 200 ms until it stops.
 async fn wait_settled(engine: &Engine, child: &str) -> Result<Run, StepError> {
     loop {
-        let run = engine
-            .wait(child)
-            .await
-            .map_err(|e| StepError::retryable(format!("waiting for the plan's run {child}: {e}")))?;
+        let run = engine.wait(child).await.map_err(|e| {
+            StepError::retryable(format!("waiting for the plan's run {child}: {e}"))
+        })?;
         if run.status != RunStatus::Running {
             return Ok(run);
         }
-        let taken = engine
-            .recover()
-            .await
-            .map_err(|e| StepError::retryable(format!("taking over the plan's run {child}: {e}")))?;
+        let taken = engine.recover().await.map_err(|e| {
+            StepError::retryable(format!("taking over the plan's run {child}: {e}"))
+        })?;
         if !taken.iter().any(|id| id == child) {
             tokio::time::sleep(POLL).await;
         }
@@ -283,7 +281,8 @@ mod tests {
 
     #[test]
     fn per_call_decisions_are_narrowed_to_the_path_s_calls() {
-        let data = json!({"decisions": {"a": {"approved": true}, "b": {"approved": false}}, "path": "x"});
+        let data =
+            json!({"decisions": {"a": {"approved": true}, "b": {"approved": false}}, "path": "x"});
         assert_eq!(
             decision_for(&data, &["b"]).unwrap(),
             json!({"decisions": {"b": {"approved": false}}})
@@ -292,7 +291,11 @@ mod tests {
         let list = json!({"decisions": [{"call_id": "a", "approved": true}]});
         assert!(decision_for(&list, &["b"]).is_none());
         assert_eq!(
-            decision_for(&json!({"approved": false, "reason": "no", "path": "p"}), &["a"]).unwrap(),
+            decision_for(
+                &json!({"approved": false, "reason": "no", "path": "p"}),
+                &["a"]
+            )
+            .unwrap(),
             json!({"approved": false, "reason": "no"})
         );
     }
@@ -311,6 +314,11 @@ mod tests {
         assert_eq!(p["pending"][0]["command"], "sed -i s/a/b/ f");
         assert_eq!(p["pending"][0]["path"], "task-fix");
         assert_eq!(p["waiting"][0]["payload"], s[0].payload);
-        assert!(p["message"].as_str().unwrap().contains("shell: sed -i s/a/b/ f"));
+        assert!(
+            p["message"]
+                .as_str()
+                .unwrap()
+                .contains("shell: sed -i s/a/b/ f")
+        );
     }
 }

@@ -43,6 +43,8 @@ pub mod labels;
 pub mod pipeline;
 pub mod plan;
 pub mod replay;
+#[cfg(feature = "server")]
+pub mod serve;
 
 pub use business::{
     analytics, content_creation, crm, entrepreneur, funnel_design, market_research, marketing,

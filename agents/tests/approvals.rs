@@ -80,7 +80,9 @@ fn conversation(model: &ReplayServer, agent: &str, needle: &str, turn: usize) ->
             let msgs = r["messages"].as_array().unwrap();
             let text = |role: &str| {
                 let c = &msgs.iter().find(|m| m["role"] == role).unwrap()["content"];
-                c.as_str().map(str::to_owned).unwrap_or_else(|| c.to_string())
+                c.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| c.to_string())
             };
             let (system, first_user) = (text("system"), text("user"));
             system.contains(&format!("You are the {agent}"))
@@ -97,7 +99,12 @@ fn tool_results(request: &Value) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|m| m["role"] == "tool")
-        .map(|m| m["content"].as_str().map(str::to_owned).unwrap_or_else(|| m["content"].to_string()))
+        .map(|m| {
+            m["content"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| m["content"].to_string())
+        })
         .collect()
 }
 
@@ -107,7 +114,12 @@ async fn approve_gate_and_finish(p: &Pipeline, run: &Run) -> Run {
     assert_eq!(run.suspended[0].path, "approval", "{:?}", run.suspended);
     p.engine
         .approvals()
-        .decide(&run.id, "approval", &Approver::new("alice"), Decision::approve())
+        .decide(
+            &run.id,
+            "approval",
+            &Approver::new("alice"),
+            Decision::approve(),
+        )
         .await
         .unwrap();
     let run = p.engine.wait(&run.id).await.unwrap();
@@ -128,7 +140,12 @@ async fn a_task_s_command_suspends_the_pipeline_and_runs_once_approved() {
         ]);
     })
     .await;
-    let id = p.engine.spawn(&p.workflow, issue()).unwrap().id().to_owned();
+    let id = p
+        .engine
+        .spawn(&p.workflow, issue())
+        .unwrap()
+        .id()
+        .to_owned();
     let run = p.engine.wait(&id).await.unwrap();
 
     // The pipeline waits at `implement`, naming the child run, its path and the command.
@@ -166,7 +183,11 @@ async fn a_task_s_command_suspends_the_pipeline_and_runs_once_approved() {
         .await
         .unwrap();
     let after = conversation(&p.model, "CodeGenAgent", "\"id\":\"fix\"", 1);
-    assert_eq!(after.len(), 1, "the model was called once after the command");
+    assert_eq!(
+        after.len(),
+        1,
+        "the model was called once after the command"
+    );
     let results = tool_results(&after[0]);
     assert!(results[0].contains("\"exit_code\":0"), "{results:?}");
     approve_gate_and_finish(&p, &run).await;
@@ -189,7 +210,12 @@ async fn a_declined_command_reaches_the_model_as_an_error_result() {
         ]);
     })
     .await;
-    let id = p.engine.spawn(&p.workflow, issue()).unwrap().id().to_owned();
+    let id = p
+        .engine
+        .spawn(&p.workflow, issue())
+        .unwrap()
+        .id()
+        .to_owned();
     let run = p.engine.wait(&id).await.unwrap();
     assert_eq!(run.suspended[0].path, "implement", "{:?}", run.error);
     let run = p
@@ -212,7 +238,10 @@ async fn a_declined_command_reaches_the_model_as_an_error_result() {
     );
     approve_gate_and_finish(&p, &run).await;
     let calc = p.demo.pushed("miyabi/issue-7", "calc.sh");
-    assert!(calc.contains("echo $(($1 + $2))"), "the edit, not sed: {calc}");
+    assert!(
+        calc.contains("echo $(($1 + $2))"),
+        "the edit, not sed: {calc}"
+    );
 }
 
 /// A decision forwarded before a crash is not applied again: the child was answered (here
@@ -229,7 +258,12 @@ async fn a_decision_is_never_applied_to_a_later_question() {
         ]);
     })
     .await;
-    let id = p.engine.spawn(&p.workflow, issue()).unwrap().id().to_owned();
+    let id = p
+        .engine
+        .spawn(&p.workflow, issue())
+        .unwrap()
+        .id()
+        .to_owned();
     let run = p.engine.wait(&id).await.unwrap();
     let child = run.suspended[0].payload["run"].as_str().unwrap().to_owned();
     // The forward's effect, without the parent knowing.
@@ -239,7 +273,10 @@ async fn a_decision_is_never_applied_to_a_later_question() {
         .await
         .unwrap();
     assert_eq!(c.status, RunStatus::Suspended);
-    assert_eq!(c.suspended[0].payload["pending"][0]["arguments"]["command"], second);
+    assert_eq!(
+        c.suspended[0].payload["pending"][0]["arguments"]["command"],
+        second
+    );
     // The parent's step runs again with the first decision: it waits for the child and asks
     // about the second command instead of approving it.
     let run = p
@@ -260,7 +297,10 @@ async fn a_decision_is_never_applied_to_a_later_question() {
         .resume(&id, "implement", json!({"approved": true}))
         .await
         .unwrap();
-    assert_eq!(conversation(&p.model, "CodeGenAgent", "\"id\":\"fix\"", 2).len(), 1);
+    assert_eq!(
+        conversation(&p.model, "CodeGenAgent", "\"id\":\"fix\"", 2).len(),
+        1
+    );
     approve_gate_and_finish(&p, &run).await;
 }
 
@@ -279,7 +319,12 @@ async fn the_fix_loop_s_command_suspends_and_resumes_in_the_same_worktree() {
         ]);
     })
     .await;
-    let id = p.engine.spawn(&p.workflow, issue()).unwrap().id().to_owned();
+    let id = p
+        .engine
+        .spawn(&p.workflow, issue())
+        .unwrap()
+        .id()
+        .to_owned();
     let run = p.engine.wait(&id).await.unwrap();
     assert_eq!(run.status, RunStatus::Suspended, "{:?}", run.error);
     let at = run.suspended[0].path.clone();
@@ -321,7 +366,14 @@ async fn the_program_exits_with_3_without_a_terminal_and_approve_commands_contin
             .arg(&d.repo)
             .args(["--issue-file"])
             .arg(d.repo.join("ISSUE.md"))
-            .args(["--issue", "7", "--github-repo", "acme/calc", "--yes", "--db"])
+            .args([
+                "--issue",
+                "7",
+                "--github-repo",
+                "acme/calc",
+                "--yes",
+                "--db",
+            ])
             .arg(&d.db)
             .arg("--replay")
             .arg(&replay)
@@ -346,7 +398,13 @@ async fn the_program_exits_with_3_without_a_terminal_and_approve_commands_contin
         "{stdout}\n{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    for needle in [SED, "implement", "--approve-commands", "/resume", "task-fix"] {
+    for needle in [
+        SED,
+        "implement",
+        "--approve-commands",
+        "/resume",
+        "task-fix",
+    ] {
         assert!(stdout.contains(needle), "`{needle}` in:\n{stdout}");
     }
     assert!(gh.pulls().is_empty());
@@ -364,7 +422,10 @@ async fn the_program_exits_with_3_without_a_terminal_and_approve_commands_contin
         String::from_utf8_lossy(&second.stderr)
     );
     assert!(stdout.contains("continued (suspended)"), "{stdout}");
-    assert!(stdout.contains(SED), "the approved command is shown: {stdout}");
+    assert!(
+        stdout.contains(SED),
+        "the approved command is shown: {stdout}"
+    );
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(result["status"], "succeeded", "{result}");
     assert_eq!(gh.pulls().len(), 1);

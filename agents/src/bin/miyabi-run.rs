@@ -46,6 +46,59 @@ enum Cmd {
     Business(BusinessArgs),
     /// Prints the 21 presets (instructions, tools, output schemas) as JSON.
     Presets,
+    /// Serves the HTTP API (as `miyabi serve`) with a GitHub webhook receiver at
+    /// /webhooks/github that starts the issue-resolution pipeline for --repo; the runs execute
+    /// in this process. The webhook's secret comes from GITHUB_WEBHOOK_SECRET (required).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The local git repository the pipeline works on.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Address to listen on (`host:port`; port 0 picks a free one). The bound address is
+    /// printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    addr: String,
+    /// The run database: a SQLite file or a Postgres URL (default: MIYABI_DB, else
+    /// `<repo>/.miyabi/runs.db`).
+    #[arg(long, env = "MIYABI_DB")]
+    db: Option<String>,
+    /// An access file (TOML: identities, roles, scopes, JWT; docs/server.md). MIYABI_TOKENS,
+    /// MIYABI_ROLES, MIYABI_SCOPES and MIYABI_JWT_* are read too, as by `miyabi serve`.
+    #[arg(long, env = "MIYABI_ACCESS_FILE")]
+    access: Option<PathBuf>,
+    /// A bearer token of the API for the first --approver, with every permission (prefer the
+    /// environment variable to the command line, which other users can see).
+    #[arg(long, env = "MIYABI_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Who may decide the pipeline's approval gate (repeatable; default: $USER).
+    #[arg(long = "approver")]
+    approvers: Vec<String>,
+    /// Start the pipeline when an issue is opened.
+    #[arg(long)]
+    on_opened: bool,
+    /// Start the pipeline when this label is added to an issue (repeatable).
+    #[arg(long = "on-label")]
+    on_label: Vec<String>,
+    /// Start the pipeline when a comment containing this text is posted on an issue
+    /// (repeatable).
+    #[arg(long = "on-comment")]
+    on_comment: Vec<String>,
+    /// The GitHub repository (owner/name) whose events are accepted and where the PR goes;
+    /// default: from the `origin` remote when it is on GitHub. Without one, events of every
+    /// repository are accepted and the PR is only drafted.
+    #[arg(long)]
+    github_repo: Option<String>,
+    /// The git remote to push branches to.
+    #[arg(long, default_value = "origin")]
+    remote: String,
+    /// The branch to start from and target (default: the current branch).
+    #[arg(long)]
+    base: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 #[derive(Args)]
@@ -142,6 +195,7 @@ async fn main() -> ExitCode {
         Cmd::IssueResolution(a) => issue_resolution(a).await,
         Cmd::Agent(a) => agent(a).await,
         Cmd::Business(a) => business(a).await,
+        Cmd::Serve(a) => serve(a).await,
         Cmd::Presets => serde_json::to_string_pretty(&miyabi_agents::catalog())
             .map(|s| {
                 println!("{s}");
@@ -179,6 +233,158 @@ impl std::fmt::Display for WaitsForHuman {
 }
 
 impl std::error::Error for WaitsForHuman {}
+
+/// The GitHub repository for `repo`: `given`, else its `remote` when that is on GitHub.
+fn github_target(
+    repo: &Path,
+    given: Option<&str>,
+    remote: &str,
+    from_remote: bool,
+) -> Result<Option<GitHubTarget>, Error> {
+    let remote_url = std::process::Command::new("git")
+        .args(["remote", "get-url", remote])
+        .current_dir(repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let name = match given {
+        Some(r) => Some(r.to_owned()),
+        None if from_remote => remote_url.as_deref().and_then(repo_from_remote),
+        None => None,
+    };
+    Ok(match name {
+        Some(r) => Some(GitHubTarget {
+            client: GitHub::from_env()?,
+            repo: RepoRef::parse(&r)?,
+            remote: remote.to_owned(),
+        }),
+        None => None,
+    })
+}
+
+async fn serve(a: ServeArgs) -> Result<bool, Error> {
+    use miyabi_agents::github::webhook::WebhookConfig;
+    let secret = std::env::var("GITHUB_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or("GITHUB_WEBHOOK_SECRET is not set: the webhook's secret (the one configured on GitHub) is required to verify deliveries")?;
+    if !a.on_opened && a.on_label.is_empty() && a.on_comment.is_empty() {
+        return Err(
+            "nothing would start the pipeline: give --on-opened, --on-label <label> and/or --on-comment <text>"
+                .into(),
+        );
+    }
+    let addr: std::net::SocketAddr = match a.addr.parse() {
+        Ok(addr) => addr,
+        Err(_) => tokio::net::lookup_host(&a.addr)
+            .await
+            .map_err(|e| format!("--addr `{}`: {e}", a.addr))?
+            .next()
+            .ok_or_else(|| format!("--addr `{}` resolves to no address", a.addr))?,
+    };
+    let repo = std::path::absolute(&a.repo)?;
+    let (m, _replay) = model(&a.model)?;
+    let mut config = PipelineConfig::new(&repo, m)?;
+    if let Some(b) = &a.base {
+        config.base = b.clone();
+    }
+    if !a.approvers.is_empty() {
+        config.approvers = a.approvers.clone();
+    }
+    config.github = github_target(&repo, a.github_repo.as_deref(), &a.remote, true)?;
+
+    let db = match &a.db {
+        Some(d) => d.clone(),
+        None => {
+            std::fs::create_dir_all(repo.join(".miyabi"))?;
+            repo.join(".miyabi").join("runs.db").display().to_string()
+        }
+    };
+    let engine = Engine::open(&db)?;
+    let workflow = pipeline::issue_resolution(&engine, config.clone())?;
+    let mut hooks = WebhookConfig::new(engine.clone(), secret);
+    if !miyabi::store::is_postgres_url(&db) {
+        // Delivery ids in the run database: replays stay rejected after a restart.
+        hooks = hooks.deliveries(miyabi::Memory::sqlite(&db)?);
+    }
+    if let Some(gh) = &config.github {
+        hooks = hooks.repository(format!("{}/{}", gh.repo.owner, gh.repo.name));
+    }
+    if a.on_opened {
+        hooks = hooks.on_issue_opened(workflow.clone());
+    }
+    for label in &a.on_label {
+        hooks = hooks.on_issue_labeled(label.clone(), workflow.clone());
+    }
+    for text in &a.on_comment {
+        hooks = hooks.on_issue_comment(Some(text.clone()), workflow.clone());
+    }
+    engine.register(&workflow);
+    let recovered = engine.recover().await?;
+
+    let mut api = miyabi::server::ServerConfig::from_env()?;
+    if let Some(path) = &a.access
+        && std::env::var_os("MIYABI_ACCESS_FILE").is_none_or(|v| v != path.as_os_str())
+    {
+        api = api.access_file(path)?;
+    }
+    if let Some(token) = a.token.as_deref().filter(|t| !t.trim().is_empty()) {
+        let who = config
+            .approvers
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "admin".into());
+        api = api.token(token.trim(), Approver::new(who));
+    }
+    let server = miyabi_agents::serve::serve(engine, api, hooks, addr).await?;
+    let local = server.local_addr();
+    println!("miyabi run serve: listening on http://{local}");
+    println!(
+        "  webhook  http://{local}{} (issue-resolution for {}{})",
+        miyabi_agents::github::webhook::PATH,
+        repo.display(),
+        config
+            .github
+            .as_ref()
+            .map(|g| format!(", GitHub {}/{}", g.repo.owner, g.repo.name))
+            .unwrap_or_default()
+    );
+    println!("  database {}", miyabi::store::shown_location(&db));
+    if !recovered.is_empty() {
+        println!("  took over {} unfinished run(s)", recovered.len());
+    }
+    shutdown_signal().await;
+    println!("miyabi run serve: stopping");
+    // Event streams of suspended runs stay open: give open requests a moment, then stop.
+    match tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await {
+        Ok(r) => r?,
+        Err(_) => println!("miyabi run serve: open connections closed"),
+    }
+    Ok(true)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
 
 /// The model, and the replay server that must live as long as it.
 fn model(a: &ModelArgs) -> Result<(Arc<dyn LanguageModel>, Option<ReplayServer>), Error> {
@@ -387,26 +593,12 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
     }
 
     // GitHub: given, or from `origin` when the issue comes from GitHub.
-    let remote_url = std::process::Command::new("git")
-        .args(["remote", "get-url", &a.remote])
-        .current_dir(&repo)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let gh_repo = match (&a.github_repo, &a.issue_file) {
-        (Some(r), _) => Some(r.clone()),
-        (None, None) => remote_url.as_deref().and_then(repo_from_remote),
-        (None, Some(_)) => None,
-    };
-    let github = match gh_repo {
-        Some(r) => Some(GitHubTarget {
-            client: GitHub::from_env()?,
-            repo: RepoRef::parse(&r)?,
-            remote: a.remote.clone(),
-        }),
-        None => None,
-    };
+    let github = github_target(
+        &repo,
+        a.github_repo.as_deref(),
+        &a.remote,
+        a.issue_file.is_none(),
+    )?;
     config.github = github.clone();
 
     let issue = match (&a.issue_file, a.issue, &github) {
@@ -571,10 +763,17 @@ async fn decide_commands(
             s.path,
             p["paths"]
                 .as_array()
-                .map(|v| v.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .map(|v| v
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
                 .unwrap_or_default()
         ),
-        None => println!("\nrun {run_id} waits at `{}`: the agent asks to run:", s.path),
+        None => println!(
+            "\nrun {run_id} waits at `{}`: the agent asks to run:",
+            s.path
+        ),
     }
     for call in p["pending"].as_array().into_iter().flatten() {
         let at = call["path"]
@@ -591,11 +790,10 @@ async fn decide_commands(
         return Ok(json!({"approved": true}));
     }
     let how = || {
-        let db = a
-            .db
-            .as_ref()
-            .map(|d| format!(" --db {}", d.display()))
-            .unwrap_or_default();
+        let db =
+            a.db.as_ref()
+                .map(|d| format!(" --db {}", d.display()))
+                .unwrap_or_default();
         let body = json!({"path": s.path, "data": {"approved": true}});
         WaitsForHuman(format!(
             "the run stays suspended: run {run_id}, path `{path}`. To decide:\n  \
