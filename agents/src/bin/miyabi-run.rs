@@ -781,7 +781,9 @@ async fn decide_commands(
             .map(|p| format!(" [{p}]"))
             .unwrap_or_default();
         println!("  {}{at}", child_approval::describe_call(call));
-        if let Some(d) = call["description"].as_str().and_then(|d| d.lines().next()) {
+        if call["arguments"]["command"].is_null()
+            && let Some(d) = call["description"].as_str().and_then(|d| d.lines().next())
+        {
             println!("      {d}");
         }
     }
@@ -790,18 +792,21 @@ async fn decide_commands(
         return Ok(json!({"approved": true}));
     }
     let how = || {
-        let db =
-            a.db.as_ref()
-                .map(|d| format!(" --db {}", d.display()))
-                .unwrap_or_default();
+        // This very command continues the run; with --approve-commands it approves.
+        let again: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|x| x != "--approve-commands")
+            .map(|x| shell_quote(&x))
+            .collect();
         let body = json!({"path": s.path, "data": {"approved": true}});
         WaitsForHuman(format!(
-            "the run stays suspended: run {run_id}, path `{path}`. To decide:\n  \
-             miyabi run issue-resolution --repo {repo} --issue {number}{db} --approve-commands\n  \
+            "the run stays suspended: run {run_id}, path `{path}` (issue #{number} in {repo}). To decide:\n  \
+             miyabi run {again} --approve-commands\n  \
              (or the same command on a terminal, to answer y/N), or over HTTP (`miyabi serve` or\n  \
              `miyabi run serve` on this database):\n    \
              curl -X POST -H \"authorization: Bearer $MIYABI_TOKEN\" -d '{body}' http://127.0.0.1:7420/api/runs/{run_id}/resume\n  \
              (to decline: \"data\": {{\"approved\": false, \"reason\": \"...\"}})",
+            again = again.join(" "),
             repo = repo.display(),
             path = s.path,
         ))
@@ -816,6 +821,19 @@ async fn decide_commands(
             Ok(json!({"approved": false, "reason": format!("declined by {who} at the terminal")}))
         }
         None => Err(how().into()),
+    }
+}
+
+/// `arg` as one word for a POSIX shell.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
     }
 }
 
@@ -895,12 +913,16 @@ async fn follow(engine: &Engine, run_id: &str, mut from: u64) -> Result<u64, Err
         if let EventKind::Custom { name, data, .. } = &event.kind
             && name == "plan-run"
             && let Some(child) = data["run"].as_str()
-            && FOLLOWED
-                .lock()
-                .map(|mut f| f.insert(child.to_owned()))
-                .unwrap_or(false)
+            && let Some(next) = FOLLOWED.lock().ok().and_then(|mut f| {
+                // Not followed right now: follow it from where its lines stopped.
+                let e = f.entry(child.to_owned()).or_insert((false, 1));
+                (!e.0).then(|| {
+                    e.0 = true;
+                    e.1
+                })
+            })
         {
-            tokio::spawn(follow_child(engine.clone(), child.to_owned()));
+            tokio::spawn(follow_child(engine.clone(), child.to_owned(), next));
         }
         if let Some(line) = line(&event.kind) {
             println!("  {:<14} {line}", event.type_name());
@@ -913,12 +935,11 @@ async fn follow(engine: &Engine, run_id: &str, mut from: u64) -> Result<u64, Err
     Ok(from)
 }
 
-/// The child runs already followed.
-static FOLLOWED: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// The child runs followed: whether they are being followed now, and the next event to show.
+static FOLLOWED: std::sync::Mutex<std::collections::BTreeMap<String, (bool, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-async fn follow_child(engine: Engine, run_id: String) {
-    let mut from = 1;
+async fn follow_child(engine: Engine, run_id: String, mut from: u64) {
     loop {
         let mut events = Box::pin(engine.events(&run_id, from));
         let mut saw = false;
@@ -932,9 +953,9 @@ async fn follow_child(engine: Engine, run_id: String) {
         let running =
             matches!(engine.get(&run_id).await, Ok(Some(r)) if r.status == RunStatus::Running);
         if !running {
-            // Followed again when it goes on (after a decision on a command it waits for).
+            // Followed again, from here, when it goes on (after a decision on a command).
             if let Ok(mut f) = FOLLOWED.lock() {
-                f.remove(&run_id);
+                f.insert(run_id.clone(), (false, from));
             }
             return;
         }
