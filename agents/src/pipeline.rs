@@ -11,6 +11,11 @@
 //! Every stage is a durable step: a killed process's run is taken over by the next process on
 //! the same database (`Engine::recover`), committed steps are not run again, and the steps with
 //! outside effects (labels, push, PR) are idempotent.
+//!
+//! A CodeGenAgent command that the permission policy asks about waits for a human: in the
+//! plan's child run, the `implement` step suspends too and forwards the decision it is resumed
+//! with to the child ([`crate::child_approval`]); in the fix loop, the `revise` step is the
+//! agent's own step and suspends as agents do.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

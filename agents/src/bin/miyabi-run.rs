@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! miyabi run issue-resolution --repo <path> --issue <N> [--github-repo owner/name]
-//! miyabi run issue-resolution --repo <path> --issue-file issue.md [--issue <N>]
+//! miyabi run issue-resolution --repo <path> --issue-file issue.md [--issue <N>] [--approve-commands]
+//! GITHUB_WEBHOOK_SECRET=.. miyabi run serve --repo <path> --on-opened   # the API + the webhook
 //! miyabi run business --brief "..." [--gate-after persona]   # the 13-stage business pipeline
 //! miyabi run agent <preset> < input.json          # one preset; the input as JSON on stdin
 //! miyabi run presets                              # the 21 presets as JSON
