@@ -1,7 +1,7 @@
 //! `miyabi run serve` as a program: the HTTP API with the GitHub webhook receiver. A signed
 //! `issues.opened` delivery starts the issue-resolution pipeline in the server's process; the
-//! run is listed by the API (with a token), waits at the approval gate, is approved over the
-//! API and opens the draft PR. A bad signature is 401, a replayed delivery 409, the API without
+//! run is listed by the API (with a token), waits for a human at a task's command (resumed over
+//! the API) and at the approval gate (approved over the API), and opens the draft PR. A bad signature is 401, a replayed delivery 409, the API without
 //! a token 401, and the program refuses to start without the webhook's secret.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -18,6 +18,8 @@ use support::fake_github;
 const SECRET: &str = "webhook-secret-never-printed";
 const API_TOKEN: &str = "api-token-for-alice";
 const GH_TOKEN: &str = "ghp_serve_token";
+/// A command the permission policy asks about.
+const SED: &str = "sed -i 's/[$]1 - [$]2/$2 + $1/' calc.sh";
 
 /// Kills the server when the test ends, however it ends.
 struct Server(Child);
@@ -57,8 +59,14 @@ async fn deliver(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// Reads the run's server-sent events until an event of type `until`.
-async fn events_until(http: &reqwest::Client, base: &str, run: &str, until: &str) -> String {
+/// Reads the run's server-sent events (from the first) until the `nth` event of type `until`.
+async fn events_until(
+    http: &reqwest::Client,
+    base: &str,
+    run: &str,
+    until: &str,
+    nth: usize,
+) -> String {
     let mut resp = http
         .get(format!("{base}/api/runs/{run}/events"))
         .bearer_auth(API_TOKEN)
@@ -68,7 +76,7 @@ async fn events_until(http: &reqwest::Client, base: &str, run: &str, until: &str
     assert_eq!(resp.status().as_u16(), 200);
     let mut text = String::new();
     let marker = format!("event: {until}");
-    while !text.contains(&marker) {
+    while text.matches(&marker).count() < nth {
         match resp.chunk().await.unwrap() {
             Some(c) => text.push_str(&String::from_utf8_lossy(&c)),
             None => panic!("the event stream ended before `{until}`:\n{text}"),
@@ -81,6 +89,14 @@ async fn events_until(http: &reqwest::Client, base: &str, run: &str, until: &str
 async fn a_signed_issue_event_starts_the_pipeline_in_the_server() {
     let d = demo::setup();
     let gh = fake_github::start(vec![7], 0).await;
+    // The demo's answers, but the fix task asks to run a command first.
+    let mut script = demo::script();
+    script["CodeGenAgent|\"id\":\"fix\""] = json!([
+        {"calls": [{"name": "shell", "arguments": {"command": SED}}]},
+        {"json": {"summary": "calc.sh adds now.", "files_changed": ["calc.sh"], "tests_changed": false}}
+    ]);
+    let replay = d.dir.path().join("replay.json");
+    std::fs::write(&replay, script.to_string()).unwrap();
     let serve = |secret: Option<&str>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_miyabi-run"));
         c.args(["serve", "--repo"])
@@ -95,7 +111,7 @@ async fn a_signed_issue_event_starts_the_pipeline_in_the_server() {
             .args(["--github-repo", "acme/calc", "--db"])
             .arg(&d.db)
             .arg("--replay")
-            .arg(demo::root().join("demo/replay.json"))
+            .arg(&replay)
             .env("GITHUB_API_URL", &gh.url)
             .env("GITHUB_TOKEN", GH_TOKEN)
             .env("MIYABI_TOKEN", API_TOKEN)
@@ -192,9 +208,32 @@ async fn a_signed_issue_event_starts_the_pipeline_in_the_server() {
     assert_eq!(pipelines.len(), 1, "{list}");
     assert_eq!(pipelines[0]["id"], run.as_str());
 
-    // It runs in the server's process up to the approval gate; approved over the API, it
-    // opens the draft PR.
-    events_until(&http, &base, &run, "run-suspended").await;
+    // It runs in the server's process until the fix task's command waits for a human; the
+    // run shows the command, and a resume over the API approves it.
+    events_until(&http, &base, &run, "run-suspended", 1).await;
+    let got: Value = http
+        .get(format!("{base}/api/runs/{run}"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let waiting = &got["run"]["suspended"][0];
+    assert_eq!(waiting["path"], "implement", "{got}");
+    assert_eq!(waiting["payload"]["kind"], "tool-approval");
+    assert_eq!(waiting["payload"]["pending"][0]["command"], SED);
+    let resumed = http
+        .post(format!("{base}/api/runs/{run}/resume"))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"path": "implement", "data": {"approved": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status().as_u16(), 202, "{:?}", resumed.text().await);
+    // Then up to the approval gate; approved over the API, it opens the draft PR.
+    events_until(&http, &base, &run, "run-suspended", 2).await;
     let decided = http
         .post(format!("{base}/api/approvals/{run}/approval/decision"))
         .bearer_auth(API_TOKEN)
@@ -203,7 +242,7 @@ async fn a_signed_issue_event_starts_the_pipeline_in_the_server() {
         .await
         .unwrap();
     assert_eq!(decided.status().as_u16(), 200, "{:?}", decided.text().await);
-    events_until(&http, &base, &run, "run-finished").await;
+    events_until(&http, &base, &run, "run-finished", 1).await;
     let got: Value = http
         .get(format!("{base}/api/runs/{run}"))
         .bearer_auth(API_TOKEN)
@@ -218,6 +257,10 @@ async fn a_signed_issue_event_starts_the_pipeline_in_the_server() {
     let pulls = gh.pulls();
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert_eq!(pulls[0]["head"]["ref"], "miyabi/issue-7");
+    assert!(
+        d.pushed("miyabi/issue-7", "calc.sh")
+            .contains("echo $(($2 + $1))")
+    );
 
     // Nothing printed a secret.
     drop(server);

@@ -803,8 +803,8 @@ async fn decide_commands(
         WaitsForHuman(format!(
             "the run stays suspended: run {run_id}, path `{path}` (issue #{number} in {repo}). To decide:\n  \
              miyabi run {again} --approve-commands\n  \
-             (or the same command on a terminal, to answer y/N), or over HTTP (`miyabi serve` or\n  \
-             `miyabi run serve` on this database):\n    \
+             (or the same command on a terminal, to answer y/N), or over HTTP from\n  \
+             `miyabi run serve --repo {repo}` on this database (it runs the pipeline):\n    \
              curl -X POST -H \"authorization: Bearer $MIYABI_TOKEN\" -d '{body}' http://127.0.0.1:7420/api/runs/{run_id}/resume\n  \
              (to decline: \"data\": {{\"approved\": false, \"reason\": \"...\"}})",
             again = again.join(" "),
