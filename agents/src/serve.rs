@@ -112,7 +112,7 @@ pub async fn serve(
     if !server.has_tokens() {
         let token = miyabi::server::generate_token()?;
         server = server.token(&token, Approver::new("admin"));
-        eprintln!("miyabi run serve: no token configured; generated a token for `admin`:\n{token}");
+        eprintln!("miyabi: no token configured; generated a token for `admin`:\n{token}");
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await

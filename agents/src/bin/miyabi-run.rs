@@ -1034,3 +1034,17 @@ async fn ask(question: &str) -> Result<Option<bool>, Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn arguments_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_quote("--repo"), "--repo");
+        assert_eq!(shell_quote("repo/ISSUE.md"), "repo/ISSUE.md");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
