@@ -244,6 +244,46 @@ async fn a_declined_command_reaches_the_model_as_an_error_result() {
     );
 }
 
+/// The forward happened, then the process died before the pipeline's step went on: resumed
+/// again with the same decision, the step finds the child no longer waiting, runs nothing
+/// twice and goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_forwarded_before_a_crash_is_not_forwarded_again() {
+    let p = pipeline(|s| {
+        s[FIX_KEY] = json!([
+            shell(SED),
+            {"json": {"summary": "calc.sh adds now.", "files_changed": ["calc.sh"], "tests_changed": false}}
+        ]);
+    })
+    .await;
+    let id = p
+        .engine
+        .spawn(&p.workflow, issue())
+        .unwrap()
+        .id()
+        .to_owned();
+    let run = p.engine.wait(&id).await.unwrap();
+    let child = run.suspended[0].payload["run"].as_str().unwrap().to_owned();
+    // What the forward did: the child took the decision and finished.
+    let c = p
+        .engine
+        .resume(&child, "task-fix", json!({"approved": true}))
+        .await
+        .unwrap();
+    assert_eq!(c.status, RunStatus::Succeeded, "{:?}", c.error);
+    let run = p
+        .engine
+        .resume(&id, "implement", json!({"approved": true}))
+        .await
+        .unwrap();
+    assert_eq!(
+        conversation(&p.model, "CodeGenAgent", "\"id\":\"fix\"", 1).len(),
+        1,
+        "the command ran once, the model was asked once after it"
+    );
+    approve_gate_and_finish(&p, &run).await;
+}
+
 /// A decision forwarded before a crash is not applied again: the child was answered (here
 /// directly, as a forward that the parent did not record) and asks about a second command at
 /// the same path; resuming the parent with the first decision must not approve the second.
