@@ -55,14 +55,28 @@ pub(crate) struct Job {
     pub(crate) arguments: Value,
 }
 
-/// The loop's decisions for one agent.
+/// The loop's decisions for one agent, for one drive of a checkpoint.
 pub(crate) struct Machine<'a> {
     agent: &'a Agent,
+    /// A human's decisions given to [`Machine::start`], with the turn they are for: they
+    /// answer that turn's waiting calls only, never a later turn's.
+    resume: Option<(usize, Decisions)>,
 }
 
 impl<'a> Machine<'a> {
     pub(crate) fn new(agent: &'a Agent) -> Self {
-        Self { agent }
+        Self {
+            agent,
+            resume: None,
+        }
+    }
+
+    /// The decisions for `turn`, if they were given for it.
+    fn decisions(&self, turn: usize) -> Option<&Decisions> {
+        self.resume
+            .as_ref()
+            .filter(|(t, _)| *t == turn)
+            .map(|(_, d)| d)
     }
 
     fn name(&self) -> String {
@@ -72,9 +86,9 @@ impl<'a> Machine<'a> {
     /// Where a checkpoint goes first: the pending turn's calls (with the human's decisions),
     /// else a model call.
     pub(crate) fn start(
-        &self,
+        &mut self,
         st: &mut AgentCheckpoint,
-        decisions: Option<&Decisions>,
+        decisions: Option<Decisions>,
     ) -> Result<Action, AgentError> {
         if st.agent != *self.agent.name {
             return Err(AgentError::BadResume {
@@ -87,7 +101,10 @@ impl<'a> Machine<'a> {
                 agent: self.name(),
                 message: "no tool call is waiting for approval".into(),
             }),
-            (Some(_), d) => Ok(self.plan(st, d)),
+            (Some(_), d) => {
+                self.resume = d.map(|d| (st.turns.len().saturating_sub(1), d));
+                Ok(self.plan(st))
+            }
             (None, None) => {
                 // A checkpoint saved between a failed structured answer and its repair call.
                 let kind =
@@ -150,7 +167,7 @@ impl<'a> Machine<'a> {
                 awaiting: Vec::new(),
                 approval: vec![None; n],
             });
-            return Ok(self.plan(st, None));
+            return Ok(self.plan(st));
         }
         let Some(schema) = &self.agent.output else {
             return Ok(Action::Finish {
@@ -186,7 +203,6 @@ impl<'a> Machine<'a> {
     pub(crate) fn approvals_checked(
         &self,
         st: &mut AgentCheckpoint,
-        decisions: Option<&Decisions>,
         answers: Vec<(usize, bool)>,
     ) -> Action {
         if let Some(p) = st.pending.as_mut() {
@@ -202,14 +218,15 @@ impl<'a> Machine<'a> {
                 slot.get_or_insert(true);
             }
         }
-        self.plan(st, decisions)
+        self.plan(st)
     }
 
     /// Decides each call of the pending turn that has no result yet: refused (unknown tool,
     /// invalid arguments, declined), waiting for a human, or to run now. Calls whose tool has
     /// not said yet whether they need approval are asked first.
-    fn plan(&self, st: &mut AgentCheckpoint, decisions: Option<&Decisions>) -> Action {
+    fn plan(&self, st: &mut AgentCheckpoint) -> Action {
         let turn = st.turns.len().saturating_sub(1);
+        let decisions = self.decisions(turn);
         let Some(p) = st.pending.as_mut() else {
             return Action::RunTools {
                 turn,
@@ -477,19 +494,14 @@ mod tests {
 
     /// Answers the machine's approval questions with the tools' own `approval`, as the driver
     /// does with `needs_approval`.
-    fn settle(
-        m: &Machine<'_>,
-        st: &mut AgentCheckpoint,
-        d: Option<&Decisions>,
-        a: Action,
-    ) -> Action {
+    fn settle(m: &Machine<'_>, st: &mut AgentCheckpoint, a: Action) -> Action {
         match a {
             Action::CheckApprovals { checks, .. } => {
                 let answers = checks
                     .iter()
                     .map(|j| (j.call, m.agent.tools[j.tool].tool.approval(&j.arguments)))
                     .collect();
-                m.approvals_checked(st, d, answers)
+                m.approvals_checked(st, answers)
             }
             other => other,
         }
@@ -502,16 +514,16 @@ mod tests {
         resp: &ModelResponse,
     ) -> Result<Action, AgentError> {
         let a = m.answered(st, kind, resp)?;
-        Ok(settle(m, st, None, a))
+        Ok(settle(m, st, a))
     }
 
     fn start(
-        m: &Machine<'_>,
+        m: &mut Machine<'_>,
         st: &mut AgentCheckpoint,
-        d: Option<&Decisions>,
+        d: Option<Decisions>,
     ) -> Result<Action, AgentError> {
         let a = m.start(st, d)?;
-        Ok(settle(m, st, d, a))
+        Ok(settle(m, st, a))
     }
 
     fn call_model(turn: usize) -> Action {
@@ -524,9 +536,9 @@ mod tests {
     #[test]
     fn a_fresh_checkpoint_calls_the_model_and_a_plain_answer_ends_the_loop() {
         let a = agent();
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
-        assert_eq!(start(&m, &mut st, None).unwrap(), call_model(0));
+        assert_eq!(start(&mut m, &mut st, None).unwrap(), call_model(0));
         let next = m
             .answered(&mut st, TurnKind::Model, &answer("hi", &[]))
             .unwrap();
@@ -546,9 +558,9 @@ mod tests {
     #[test]
     fn tool_calls_are_checked_before_they_run() {
         let a = agent();
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
-        start(&m, &mut st, None).unwrap();
+        start(&mut m, &mut st, None).unwrap();
         let resp = answer(
             "",
             &[
@@ -610,9 +622,9 @@ mod tests {
     #[test]
     fn a_call_needing_approval_waits_while_the_others_run() {
         let a = agent();
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
-        start(&m, &mut st, None).unwrap();
+        start(&mut m, &mut st, None).unwrap();
         let resp = answer(
             "",
             &[
@@ -643,7 +655,7 @@ mod tests {
             &json!({"decisions": {"c1": {"approved": true, "arguments": {"x": 9}}}}),
         )
         .unwrap();
-        let next = start(&m, &mut st, Some(&d)).unwrap();
+        let next = start(&mut m, &mut st, Some(d)).unwrap();
         assert_eq!(
             next,
             Action::RunTools {
@@ -665,9 +677,9 @@ mod tests {
     #[test]
     fn a_declined_call_becomes_an_error_result_with_the_reason() {
         let a = agent();
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
-        start(&m, &mut st, None).unwrap();
+        start(&mut m, &mut st, None).unwrap();
         answered(
             &m,
             &mut st,
@@ -681,7 +693,7 @@ mod tests {
         ));
         let d = Decisions::parse("a", &json!({"approved": false, "reason": "not today"})).unwrap();
         assert_eq!(
-            start(&m, &mut st, Some(&d)).unwrap(),
+            start(&mut m, &mut st, Some(d)).unwrap(),
             Action::RunTools {
                 turn: 0,
                 jobs: vec![]
@@ -692,6 +704,7 @@ mod tests {
         assert!(r.is_error && r.content.as_str().unwrap().contains("not today"));
 
         // An approval whose edited arguments break the schema is refused the same way.
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
         answered(
             &m,
@@ -704,7 +717,7 @@ mod tests {
         let d =
             Decisions::parse("a", &json!({"approved": true, "arguments": {"x": "nine"}})).unwrap();
         assert_eq!(
-            start(&m, &mut st, Some(&d)).unwrap(),
+            start(&mut m, &mut st, Some(d)).unwrap(),
             Action::RunTools {
                 turn: 0,
                 jobs: vec![]
@@ -715,11 +728,11 @@ mod tests {
     #[test]
     fn resuming_wrongly_is_an_error() {
         let a = agent();
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let d = Decisions::parse("a", &json!(true)).unwrap();
-        let err = start(&m, &mut checkpoint("a"), Some(&d)).unwrap_err();
+        let err = start(&mut m, &mut checkpoint("a"), Some(d)).unwrap_err();
         assert!(err.to_string().contains("no tool call is waiting"), "{err}");
-        let err = start(&m, &mut checkpoint("b"), None).unwrap_err();
+        let err = start(&mut m, &mut checkpoint("b"), None).unwrap_err();
         assert!(err.to_string().contains("belongs to agent `b`"), "{err}");
     }
 
@@ -762,7 +775,7 @@ mod tests {
     #[test]
     fn max_steps_counts_normal_turns_and_the_stop_predicate_is_asked_after_each_turn() {
         let a = agent();
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
         for turn in 0..3 {
             let call = [("c", "add", json!({"x": 1}))];
@@ -781,7 +794,7 @@ mod tests {
             }
         }
         assert_eq!(
-            start(&m, &mut st, None).unwrap(),
+            start(&mut m, &mut st, None).unwrap(),
             Action::Finish {
                 stop: StopReason::MaxSteps,
                 object: None
@@ -813,7 +826,7 @@ mod tests {
         let a = agent().output_schema(
             json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}),
         );
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
         assert_eq!(
             answered(
@@ -851,7 +864,7 @@ mod tests {
         // A checkpoint saved before the repair call goes on with the repair call.
         let mut saved = st.clone();
         assert_eq!(
-            start(&m, &mut saved, None).unwrap(),
+            start(&mut m, &mut saved, None).unwrap(),
             Action::CallModel {
                 turn: 1,
                 kind: TurnKind::Repair
@@ -874,7 +887,7 @@ mod tests {
     #[test]
     fn each_call_is_asked_once_whether_it_needs_approval() {
         let a = agent();
-        let m = Machine::new(&a);
+        let mut m = Machine::new(&a);
         let mut st = checkpoint("a");
         let resp = answer(
             "",
@@ -906,7 +919,7 @@ mod tests {
         );
         // The answers, not the tools' static flags, decide: here `add` (no approval flag) is
         // said to need one, and `rm` is said not to.
-        let next = m.approvals_checked(&mut st, None, vec![(0, false), (2, true)]);
+        let next = m.approvals_checked(&mut st, vec![(0, false), (2, true)]);
         assert_eq!(
             next,
             Action::RunTools {
@@ -926,7 +939,7 @@ mod tests {
             serde_json::from_value(serde_json::to_value(&st).unwrap()).unwrap();
         let d = Decisions::parse("a", &json!(true)).unwrap();
         assert_eq!(
-            m.start(&mut st, Some(&d)).unwrap(),
+            m.start(&mut st, Some(d)).unwrap(),
             Action::RunTools {
                 turn: 0,
                 jobs: vec![Job {
@@ -938,6 +951,7 @@ mod tests {
         );
 
         // A call no answer came for needs approval.
+        let m = Machine::new(&a);
         let mut st = checkpoint("a");
         m.answered(
             &mut st,
@@ -946,7 +960,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            m.approvals_checked(&mut st, None, vec![]),
+            m.approvals_checked(&mut st, vec![]),
             Action::RunTools {
                 turn: 0,
                 jobs: vec![]
@@ -956,5 +970,44 @@ mod tests {
             m.tools_ran(&mut st, vec![]),
             Action::AwaitApproval { .. }
         ));
+    }
+
+    #[test]
+    fn a_decision_answers_only_the_turn_that_waited() {
+        let a = agent();
+        let m = Machine::new(&a);
+        let mut st = checkpoint("a");
+        let rm = |id: &str, x: i64| answer("", &[(id, "rm", json!({ "x": x }))]);
+        answered(&m, &mut st, TurnKind::Model, &rm("c1", 1)).unwrap();
+        assert!(matches!(
+            m.tools_ran(&mut st, vec![]),
+            Action::AwaitApproval { .. }
+        ));
+
+        // The resume's drive: "approve" answers c1, of turn 0 ...
+        let mut m = Machine::new(&a);
+        let d = Decisions::parse("a", &json!({"approved": true})).unwrap();
+        assert_eq!(
+            start(&mut m, &mut st, Some(d)).unwrap(),
+            Action::RunTools {
+                turn: 0,
+                jobs: vec![Job {
+                    call: 0,
+                    tool: 1,
+                    arguments: json!({"x": 1})
+                }]
+            }
+        );
+        assert_eq!(
+            m.tools_ran(&mut st, vec![(0, Ok(json!("gone")))]),
+            call_model(1)
+        );
+        // ... and not the same tool's call in the next turn, which waits again.
+        answered(&m, &mut st, TurnKind::Model, &rm("c2", 2)).unwrap();
+        let next = m.tools_ran(&mut st, vec![]);
+        let Action::AwaitApproval { pending } = next else {
+            panic!("expected AwaitApproval, got {next:?}")
+        };
+        assert_eq!(pending[0].call_id, "c2");
     }
 }

@@ -432,8 +432,8 @@ impl Agent {
         env: &Env,
         decisions: Option<Decisions>,
     ) -> Result<AgentResponse, AgentError> {
-        let machine = Machine::new(self);
-        let mut action = machine.start(&mut st, decisions.as_ref())?;
+        let mut machine = Machine::new(self);
+        let mut action = machine.start(&mut st, decisions)?;
         loop {
             action = match action {
                 Action::CallModel { turn, kind } => {
@@ -476,7 +476,7 @@ impl Agent {
                         }
                     }))
                     .await;
-                    machine.approvals_checked(&mut st, decisions.as_ref(), answers)
+                    machine.approvals_checked(&mut st, answers)
                 }
                 Action::RunTools { turn, jobs } => {
                     self.save_progress(&st, env).await?;
