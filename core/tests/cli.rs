@@ -18,8 +18,34 @@ fn miyabi(db: &Path, args: &[&str]) -> Output {
         .args(args)
         .env_remove("MIYABI_DB")
         .env_remove("MIYABI_TOKENS")
+        .env_remove("MIYABI_SERVER")
+        .env_remove("MIYABI_TOKEN")
         .output()
         .unwrap()
+}
+
+/// `miyabi --server http://<addr> [--token T] args...`, with no database given.
+fn client(addr: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_miyabi"));
+    cmd.arg("--server")
+        .arg(format!("http://{addr}"))
+        .args(args)
+        .env_remove("MIYABI_DB")
+        .env_remove("MIYABI_TOKEN")
+        .current_dir(std::env::temp_dir());
+    if let Some(t) = token {
+        cmd.arg("--token").arg(t);
+    }
+    cmd.output().unwrap()
+}
+
+fn failure(o: &Output) -> String {
+    assert!(
+        !o.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn json_out(o: &Output) -> Value {
@@ -276,16 +302,29 @@ async fn approvals_list_approve_and_reject_from_the_cli() {
 
 /// Starts `miyabi serve` on a free port; returns the child, its address and its stderr lines.
 fn start_server(db: &Path, tokens: Option<&str>) -> (std::process::Child, String, Vec<String>) {
+    match tokens {
+        Some(t) => start_server_with(db, &[("MIYABI_TOKENS", t)]),
+        None => start_server_with(db, &[]),
+    }
+}
+
+/// `start_server` with these environment variables (tokens, roles, scopes).
+fn start_server_with(
+    db: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, Vec<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_miyabi"));
     cmd.arg("--db")
         .arg(db)
         .args(["serve", "--addr", "127.0.0.1:0"])
         .env_remove("MIYABI_TOKENS")
+        .env_remove("MIYABI_ROLES")
+        .env_remove("MIYABI_SCOPES")
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if let Some(t) = tokens {
-        cmd.env("MIYABI_TOKENS", t);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
     let mut lines = Vec::new();
@@ -411,5 +450,181 @@ fn other_commands_run_the_miyabi_program_of_that_name() {
     assert!(
         stderr.contains("unknown command `nope`") && stderr.contains("miyabi-nope"),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_against_a_server_acts_as_the_token_under_its_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let (done, waiting) = prepare(&db).await;
+    let gated_run = {
+        let engine = Engine::sqlite(&db).unwrap();
+        engine
+            .start(&gated(), json!({ "patch": "v1" }))
+            .await
+            .unwrap()
+            .id
+    };
+    let (mut child, addr, _) = start_server_with(
+        &db,
+        &[
+            (
+                "MIYABI_TOKENS",
+                "alice=tok-alice-7c1d;vic=tok-vic-93ab;olga=tok-olga-21fe",
+            ),
+            ("MIYABI_ROLES", "alice=approver;vic=viewer;olga=operator"),
+        ],
+    );
+
+    // A viewer reads runs through the server, as from the database.
+    let listed = json_out(&client(
+        &addr,
+        Some("tok-vic-93ab"),
+        &["runs", "list", "--json"],
+    ));
+    let ids: Vec<&str> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&done[0].as_str()) && ids.contains(&waiting.as_str()),
+        "{ids:?}"
+    );
+    let shown = json_out(&client(
+        &addr,
+        Some("tok-vic-93ab"),
+        &["runs", "show", &waiting, "--json"],
+    ));
+    assert_eq!(shown["run"]["status"], "suspended");
+    let table = client(
+        &addr,
+        Some("tok-vic-93ab"),
+        &["runs", "list", "--status", "suspended"],
+    );
+    assert!(String::from_utf8_lossy(&table.stdout).contains(&waiting));
+
+    // ... but may not cancel: the server's answer, with its code.
+    let err = failure(&client(
+        &addr,
+        Some("tok-vic-93ab"),
+        &["runs", "cancel", &waiting],
+    ));
+    assert!(err.contains("[FORBIDDEN]") && err.contains("403"), "{err}");
+    // No token, or a wrong one: refused by the server.
+    let err = failure(&client(&addr, None, &["runs", "list"]));
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains("tok-"), "{err}");
+    // An operator cancels; the server audits it as olga.
+    let cancelled = json_out(&client(
+        &addr,
+        Some("tok-olga-21fe"),
+        &["runs", "cancel", &waiting, "--json"],
+    ));
+    assert_eq!(cancelled["run"]["status"], "cancelled");
+
+    // The approver's inbox through the server, and a decision as the token's identity.
+    let inbox = json_out(&client(
+        &addr,
+        Some("tok-alice-7c1d"),
+        &["approvals", "list", "--json"],
+    ));
+    let gates: Vec<&str> = inbox["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(gates, [gated_run.as_str()]);
+    let err = failure(&client(
+        &addr,
+        Some("tok-alice-7c1d"),
+        &["approve", &gated_run, "checks/security", "--as", "bob"],
+    ));
+    assert!(err.contains("`bob`") && err.contains("`alice`"), "{err}");
+    let decided = json_out(&client(
+        &addr,
+        Some("tok-alice-7c1d"),
+        &[
+            "approve",
+            &gated_run,
+            "checks/security",
+            "--as",
+            "alice",
+            "--comment",
+            "lgtm",
+            "--json",
+        ],
+    ));
+    assert_eq!(decided["approval"]["status"], "approved");
+    assert_eq!(decided["votes_needed"], 0);
+    // The viewer cannot decide.
+    let err = failure(&client(
+        &addr,
+        Some("tok-vic-93ab"),
+        &["reject", &gated_run, "checks/security", "--as", "vic"],
+    ));
+    assert!(err.contains("403") || err.contains("409"), "{err}");
+
+    // The audit trail names who acted, as the server saw them.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let audit: Value = http
+        .get(format!("http://{addr}/api/audit"))
+        .bearer_auth("tok-vic-93ab")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let acts: Vec<(String, String)> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["actor"].as_str().unwrap_or("").to_owned(),
+                r["action"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        acts.contains(&("olga".into(), "run.cancel".into())),
+        "{acts:?}"
+    );
+    assert!(acts.iter().any(|(who, _)| who == "alice"), "{acts:?}");
+    assert!(
+        acts.iter()
+            .any(|(who, act)| who == "vic" && act == "run.cancel"),
+        "the refusal is audited too: {acts:?}"
+    );
+
+    // What the server cannot do, and a bad URL, are usage errors naming the problem.
+    let err = failure(&client(
+        &addr,
+        Some("tok-olga-21fe"),
+        &["runs", "prune", "--keep-last", "1"],
+    ));
+    assert!(
+        err.contains("[INVALID_ARGUMENT]") && err.contains("--db"),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_miyabi"))
+        .args(["--server", "localhost:7420", "runs", "list"])
+        .env_remove("MIYABI_TOKEN")
+        .output()
+        .unwrap();
+    let err = failure(&o);
+    assert!(err.contains("not an http(s) URL"), "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server was down: a clear error naming it.
+    let err = failure(&client(&addr, Some("tok-olga-21fe"), &["runs", "list"]));
+    assert!(
+        err.contains("cannot talk to the server at http://"),
+        "{err}"
     );
 }

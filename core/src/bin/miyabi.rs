@@ -14,8 +14,13 @@
 //! ```
 //!
 //! Every command takes `--db PATH` or `--db postgres://…` (default `$MIYABI_DB`, else
-//! `./miyabi.db`) and `--json`.
+//! `./miyabi.db`) and `--json`. With `--server URL --token T` (or `MIYABI_SERVER`,
+//! `MIYABI_TOKEN`), `runs list|show|cancel`, `approvals list`, `approve` and `reject` go to a
+//! running `miyabi serve` instead, under its access control.
 //! See `docs/server.md`.
+
+#[path = "miyabi_cli/remote.rs"]
+mod remote;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -42,6 +47,13 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// A running `miyabi serve` to send the command to (`http://host:7420`), so its roles,
+    /// scopes and audit apply; `--db` is then not used.
+    #[arg(long, global = true, env = "MIYABI_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The bearer token for `--server`.
+    #[arg(long, global = true, env = "MIYABI_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -180,6 +192,16 @@ enum CliError {
     Approval(#[from] miyabi::approval::ApprovalError),
     #[error("{0}")]
     Usage(String),
+    /// The server answered with an error.
+    #[error("the server answered {status}: {message}")]
+    Remote {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached, or its answer read.
+    #[error("cannot talk to the server at {server}: {message}")]
+    Http { server: String, message: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -213,13 +235,17 @@ fn main() -> ExitCode {
 }
 
 impl CliError {
-    /// The same code the HTTP API and the Node package report for this failure.
-    fn code(&self) -> miyabi::ErrorCode {
+    /// The same code the HTTP API and the Node package report for this failure (a server's
+    /// own code as it sent it).
+    fn code(&self) -> String {
         match self {
-            Self::Engine(e) => e.code(),
-            Self::Approval(e) => e.code(),
-            Self::Usage(_) => miyabi::ErrorCode::InvalidArgument,
-            Self::Server(_) | Self::Runtime(_) => miyabi::ErrorCode::Engine,
+            Self::Engine(e) => e.code().to_string(),
+            Self::Approval(e) => e.code().to_string(),
+            Self::Usage(_) => miyabi::ErrorCode::InvalidArgument.to_string(),
+            Self::Remote { code, .. } => code.clone(),
+            Self::Server(_) | Self::Runtime(_) | Self::Http { .. } => {
+                miyabi::ErrorCode::Engine.to_string()
+            }
         }
     }
 }
@@ -288,6 +314,12 @@ async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Some(server) = cli.server.clone()
+        && !matches!(cli.command, Command::Serve { .. })
+    {
+        let remote = remote::Remote::new(&server, cli.token.clone())?;
+        return run_remote(cli, &remote).await;
+    }
     // Only `serve` may create the database; every other command reads or changes runs that
     // must exist already, so a mistyped --db is an error naming the path, not a new file. A
     // Postgres URL is a server's database: it is checked by connecting.
@@ -387,30 +419,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Approve { gate, edit } => {
-            let mut decision = match edit {
-                Some(file) => {
-                    let text = std::fs::read_to_string(&file).map_err(|e| {
-                        CliError::Usage(format!("cannot read {}: {e}", file.display()))
-                    })?;
-                    let data: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                        CliError::Usage(format!("{} is not JSON: {e}", file.display()))
-                    })?;
-                    Decision::edit_and_approve(data)
-                }
-                None => Decision::approve(),
-            };
-            if let Some(c) = &gate.comment {
-                decision = decision.comment(c.clone());
-            }
+            let decision = approve_decision(&gate, edit)?;
             decide(&engine, &gate, decision, cli.json).await
         }
-        Command::Reject { gate } => {
-            let mut decision = Decision::reject();
-            if let Some(c) = &gate.comment {
-                decision = decision.comment(c.clone());
-            }
-            decide(&engine, &gate, decision, cli.json).await
-        }
+        Command::Reject { gate } => decide(&engine, &gate, reject_decision(&gate), cli.json).await,
         Command::Runs(RunsCommand::Prune(a)) => {
             if a.older_than.is_none() && a.keep_last.is_none() {
                 return Err(CliError::Usage(
@@ -470,6 +482,159 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// The commands that go to a server with `--server`: the same output as against the database.
+async fn run_remote(cli: Cli, remote: &remote::Remote) -> Result<(), CliError> {
+    match cli.command {
+        Command::Runs(RunsCommand::List(a)) => {
+            let mut query = vec![("limit", a.limit.to_string())];
+            if let Some(w) = a.workflow {
+                query.push(("workflow", w));
+            }
+            if let Some(st) = a.status {
+                query.push(("status", st));
+            }
+            #[derive(serde::Deserialize)]
+            struct Page {
+                runs: Vec<RunSummary>,
+            }
+            let page: Page = remote.get(&["api", "runs"], &query).await?;
+            if cli.json {
+                println!("{}", rfc3339_times(json!({ "runs": page.runs })));
+            } else {
+                print_runs(&page.runs);
+            }
+        }
+        Command::Runs(RunsCommand::Show { id }) => {
+            #[derive(serde::Deserialize)]
+            struct Shown {
+                run: Run,
+                steps: Vec<StepRecord>,
+            }
+            let mut shown: Shown = remote.get(&["api", "runs", &id], &[]).await?;
+            shown
+                .steps
+                .sort_by(|a, b| (a.updated_at, &a.path).cmp(&(b.updated_at, &b.path)));
+            if cli.json {
+                println!(
+                    "{}",
+                    rfc3339_times(json!({ "run": shown.run, "steps": shown.steps }))
+                );
+            } else {
+                print_run(&shown.run, &shown.steps);
+            }
+        }
+        Command::Runs(RunsCommand::Cancel { id }) => {
+            // The server audits it as the token's identity and closes the run's gates.
+            #[derive(serde::Deserialize)]
+            struct Cancelled {
+                run: Run,
+            }
+            let c: Cancelled = remote
+                .post(&["api", "runs", &id, "cancel"], json!({}))
+                .await?;
+            if cli.json {
+                println!("{}", rfc3339_times(json!({ "run": c.run })));
+            } else {
+                println!("{} {}", c.run.id, c.run.status);
+            }
+        }
+        Command::Approvals(ApprovalsCommand::List { all, who, .. }) => {
+            if let Some(who) = &who {
+                remote.check_identity(who).await?;
+            }
+            // Without --all: the token's inbox; with it: every gate (viewer role or more).
+            let query = if all {
+                vec![("all", "1".to_string())]
+            } else {
+                Vec::new()
+            };
+            #[derive(serde::Deserialize)]
+            struct Page {
+                approvals: Vec<Approval>,
+            }
+            let page: Page = remote.get(&["api", "approvals"], &query).await?;
+            if cli.json {
+                println!("{}", rfc3339_times(json!({ "approvals": page.approvals })));
+            } else {
+                print_approvals(&page.approvals);
+            }
+        }
+        Command::Approve { gate, edit } => {
+            let decision = approve_decision(&gate, edit)?;
+            decide_remote(remote, &gate, decision, cli.json).await?;
+        }
+        Command::Reject { gate } => {
+            decide_remote(remote, &gate, reject_decision(&gate), cli.json).await?;
+        }
+        Command::Runs(RunsCommand::Prune(_)) => {
+            return Err(CliError::Usage(
+                "runs prune works on the database (--db); the server has no prune endpoint \
+                 (it prunes by its own retention rule)"
+                    .into(),
+            ));
+        }
+        Command::Serve { .. } | Command::Eval(_) | Command::External(_) => {
+            return Err(CliError::Usage(
+                "this command does not take --server".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `approve` as a decision: the data as it is, or the edited data of `--edit`.
+fn approve_decision(
+    gate: &GateArgs,
+    edit: Option<std::path::PathBuf>,
+) -> Result<Decision, CliError> {
+    let mut decision = match edit {
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let data: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", file.display())))?;
+            Decision::edit_and_approve(data)
+        }
+        None => Decision::approve(),
+    };
+    if let Some(c) = &gate.comment {
+        decision = decision.comment(c.clone());
+    }
+    Ok(decision)
+}
+
+/// `reject` as a decision.
+fn reject_decision(gate: &GateArgs) -> Decision {
+    let mut decision = Decision::reject();
+    if let Some(c) = &gate.comment {
+        decision = decision.comment(c.clone());
+    }
+    decision
+}
+
+/// A decision sent to the server as the token's identity (`--as` must name it; the teams are
+/// the server's).
+async fn decide_remote(
+    remote: &remote::Remote,
+    gate: &GateArgs,
+    decision: Decision,
+    json: bool,
+) -> Result<(), CliError> {
+    remote.check_identity(&gate.who).await?;
+    #[derive(serde::Deserialize)]
+    struct Decided {
+        approval: Approval,
+    }
+    let d: Decided = remote
+        .post(
+            &["api", "approvals", &gate.run, &gate.gate, "decision"],
+            serde_json::to_value(&decision).map_err(|e| CliError::Usage(e.to_string()))?,
+        )
+        .await?;
+    print_decided(&d.approval, json);
+    Ok(())
+}
+
 /// Records a state change made from the command line in the audit trail, as
 /// `cli:<OS user>` (the database has no other notion of who runs the command).
 fn record(engine: &Engine, action: &str, run: &str, data: serde_json::Value) {
@@ -509,7 +674,13 @@ async fn decide(
         .approvals()
         .decide(&gate.run, &gate.gate, &who, decision)
         .await?;
-    let needed = votes_needed(&a);
+    print_decided(&a, json);
+    Ok(())
+}
+
+/// A decided (or still pending) gate, with the votes its policy still needs.
+fn print_decided(a: &Approval, json: bool) {
+    let needed = votes_needed(a);
     if json {
         println!(
             "{}",
@@ -528,7 +699,6 @@ async fn decide(
     } else {
         println!("{} {} {}", a.run_id, a.gate, a.status.as_str());
     }
-    Ok(())
 }
 
 /// How many more approvals the gate's policy needs (0 once decided).
