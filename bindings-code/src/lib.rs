@@ -18,6 +18,8 @@ use miyabi_code::instructions::Instructions;
 use miyabi_code::policy::{Policy, PolicyError};
 use miyabi_code::shell::{SandboxMode, ShellConfig, ShellError, ShellTool};
 use miyabi_code::{Git, RepoMap, Workspace, WorkspaceError};
+use napi::Env;
+use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 use serde_json::{Value, json};
 
@@ -300,31 +302,56 @@ impl NativeCodeTools {
     }
 
     /// Runs a tool. Resolves with `{ok: true, value}` or `{ok: false, code, message}` (the
-    /// tool's error); `cancel(callId)` stops it (the shell kills its command).
+    /// tool's error, an unknown tool, a call id already running); never rejects.
+    /// `cancel(callId)` stops it (the shell kills its command).
     #[napi(
         ts_args_type = "name: string, args: Record<string, unknown>, callId: string",
         ts_return_type = "Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>"
     )]
-    pub async fn call(&self, name: String, args: Value, call_id: String) -> napi::Result<Value> {
-        let tool = Arc::clone(self.tool(&name).map_err(napi_plain)?);
-        let ctx = ToolContext::detached("code-tools", &call_id);
-        {
-            let mut running = lock(&self.running);
-            if running.contains_key(&call_id) {
-                return Err(napi_plain(CodeToolsError::DuplicateCall(call_id)));
-            }
-            running.insert(call_id.clone(), ctx.clone());
+    pub fn call<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+        args: Value,
+        call_id: String,
+    ) -> napi::Result<PromiseRaw<'env, Value>> {
+        // Registered before the promise exists, so that a `cancel` right after this call
+        // returns finds it.
+        let started = self.start(&name, &call_id);
+        env.spawn_future(async move {
+            let (tool, ctx, running) = match started {
+                Ok(s) => s,
+                Err(refused) => return Ok(refused),
+            };
+            let _running = running;
+            let result = tokio::select! {
+                biased;
+                () = ctx.cancellation().cancelled() => Err(ToolError::Cancelled { tool: name }),
+                r = tool.call(&ctx, ints(args)) => r,
+            };
+            Ok(outcome(result))
+        })
+    }
+
+    /// The tool, a context registered under `call_id`, and the guard that unregisters it; or
+    /// the refusal as an outcome.
+    fn start(
+        &self,
+        name: &str,
+        call_id: &str,
+    ) -> Result<(Arc<dyn Tool>, ToolContext, Running), Value> {
+        let tool = Arc::clone(self.tool(name).map_err(|e| refusal(&e))?);
+        let ctx = ToolContext::detached("code-tools", call_id);
+        let mut running = lock(&self.running);
+        if running.contains_key(call_id) {
+            return Err(refusal(&CodeToolsError::DuplicateCall(call_id.to_owned())));
         }
-        let _running = Running {
+        running.insert(call_id.to_owned(), ctx.clone());
+        let guard = Running {
             set: Arc::clone(&self.running),
-            id: call_id,
+            id: call_id.to_owned(),
         };
-        let result = tokio::select! {
-            biased;
-            () = ctx.cancellation().cancelled() => Err(ToolError::Cancelled { tool: name }),
-            r = tool.call(&ctx, ints(args)) => r,
-        };
-        Ok(outcome(result))
+        Ok((tool, ctx, guard))
     }
 
     /// Cancels the running call with this id; whether there was one.
@@ -375,9 +402,9 @@ impl NativeCodeTools {
     }
 }
 
-/// Async napi methods reject with a plain status: the code goes into the message's head.
-fn napi_plain(e: CodeToolsError) -> napi::Error {
-    napi::Error::from_reason(format!("[{}] {e}", e.code()))
+/// A call refused before the tool ran, as an outcome.
+fn refusal(e: &CodeToolsError) -> Value {
+    json!({ "ok": false, "code": e.code(), "message": e.to_string() })
 }
 
 #[cfg(test)]
