@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use miyabi::{Tool, ToolContext, ToolError};
 use miyabi_code::instructions::Instructions;
@@ -22,6 +23,9 @@ use napi::Env;
 use napi::bindgen_prelude::PromiseRaw;
 use napi_derive::napi;
 use serde_json::{Value, json};
+
+/// How long a cancelled call may take to stop by itself before it is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(3);
 
 /// Why the tools could not be assembled, or a call could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -324,10 +328,18 @@ impl NativeCodeTools {
                 Err(refused) => return Ok(refused),
             };
             let _running = running;
+            let call = tool.call(&ctx, ints(args));
+            tokio::pin!(call);
             let result = tokio::select! {
-                biased;
-                () = ctx.cancellation().cancelled() => Err(ToolError::Cancelled { tool: name }),
-                r = tool.call(&ctx, ints(args)) => r,
+                r = &mut call => r,
+                () = ctx.cancellation().cancelled() => {
+                    // A tool that watches the token (the shell kills its command's process
+                    // group) gets a moment to stop by itself; one that does not is dropped.
+                    match tokio::time::timeout(CANCEL_GRACE, &mut call).await {
+                        Ok(Ok(value)) => Ok(value),
+                        _ => Err(ToolError::Cancelled { tool: name }),
+                    }
+                }
             };
             Ok(outcome(result))
         })
