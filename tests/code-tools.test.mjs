@@ -156,13 +156,33 @@ test('policy options: a policy file, and errors that name what was wrong', async
   assert.deepEqual(Object.keys(codingTools(dir, { only: ['read_file', 'shell'] })), ['read_file', 'shell']);
 });
 
-test('an aborted signal cancels a running shell command', async (t) => {
+/** How many processes run `sleep <marker>`. */
+function sleepers(marker) {
+  let n = 0;
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let cmd;
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (cmd[0] === 'sleep' && cmd[1] === marker) n += 1;
+  }
+  return n;
+}
+
+test('an aborted signal cancels a running shell command (the command is killed)', { timeout: 120_000 }, async (t) => {
   const dir = repo(t);
   const code = CodeTools.open(dir, { policy: { allow: ['sleep:*'] } });
   const controller = new AbortController();
-  const running = code.call('shell', { command: 'sleep 600' }, { signal: controller.signal });
+  const marker = `600.${process.pid}`;
+  const running = code.call('shell', { command: `sleep ${marker} && echo late` }, { signal: controller.signal });
+  while (sleepers(marker) === 0) await new Promise((resolve) => setTimeout(resolve, 10));
   controller.abort();
   await assert.rejects(running, (e) => e instanceof CodeToolError && e.code === 'CANCELLED');
+  // The sandbox's processes die with it (bwrap --die-with-parent, its PID namespace): the kernel
+  // does it asynchronously, so wait for it (the test's timeout guards against a hang).
+  while (sleepers(marker) > 0) await new Promise((resolve) => setTimeout(resolve, 10));
   await assert.rejects(() => code.call('read_file', { path: 'README.md' }, { signal: controller.signal }), (e) => e.code === 'CANCELLED');
 
   // The options' signal cancels every call of the set.

@@ -441,7 +441,10 @@ mod tests {
 
     #[test]
     fn whole_floats_become_integers() {
-        assert_eq!(ints(json!({"a": 3.0, "b": [2.5, 4.0]})), json!({"a": 3, "b": [2.5, 4]}));
+        assert_eq!(
+            ints(json!({"a": 3.0, "b": [2.5, 4.0]})),
+            json!({"a": 3, "b": [2.5, 4]})
+        );
     }
 
     #[test]
@@ -450,11 +453,17 @@ mod tests {
         let mut o = options(&dir);
         o.sandbox = Some("chroot".into());
         let e = NativeCodeTools::build(o).err().unwrap();
-        assert!(e.to_string().contains("unknown sandbox mode `chroot`"), "{e}");
+        assert!(
+            e.to_string().contains("unknown sandbox mode `chroot`"),
+            "{e}"
+        );
         let mut o = options(&dir);
         o.policy_file = Some("/nonexistent/permissions.toml".into());
         let e = NativeCodeTools::build(o).err().unwrap();
-        assert!(e.to_string().contains("/nonexistent/permissions.toml"), "{e}");
+        assert!(
+            e.to_string().contains("/nonexistent/permissions.toml"),
+            "{e}"
+        );
         let o = options(Path::new("/nonexistent-root-of-miyabi"));
         let e = NativeCodeTools::build(o).err().unwrap();
         assert!(e.to_string().contains("/nonexistent-root-of-miyabi"), "{e}");
