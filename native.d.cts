@@ -57,7 +57,7 @@ export declare class NativeEmbeddingModel {
   embed(texts: Array<string>, options?: NativeEmbedOptions | undefined | null): NativeStream
 }
 
-/** An engine over a store: `memory` or `sqlite:<path>`. */
+/** An engine over a store: `memory`, `sqlite:<path>` or a Postgres URL. */
 export declare class NativeEngine {
   /** One gate of a run. */
   approvalGet(runId: string, gate: string): Record<string, unknown>
@@ -79,6 +79,12 @@ export declare class NativeEngine {
    */
   approvalResume(runId: string, gate: string): NativeRun | null
   /**
+   * Closes the pending gates of a run that ended (cancelled, failed): they leave inboxes,
+   * refuse later decisions, and their notifiers send a `closed` notice. Returns how many
+   * closed. The facade calls it right after a cancellation, as the HTTP API does.
+   */
+  approvalClose(runId: string): Promise<number>
+  /**
    * One pass of the approvals worker (deadlines, notifications; runs driven from Rust are
    * resumed); returns what it did.
    */
@@ -92,8 +98,9 @@ export declare class NativeEngine {
    */
   serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>): Promise<NativeServer>
   /**
-   * Opens an engine; `store` is `memory` or `sqlite:<path>` (the file is created if
-   * missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
+   * Opens an engine; `store` is `memory`, `sqlite:<path>` (the file is created if
+   * missing) or `postgres://user:password@host:port/database` (tables in the schema
+   * `miyabi`, created if missing). `options`: `retention` (`{ olderThanMs?, keepLast?, workflow?, intervalMs? }`)
    * for the background retention pass (every `intervalMs`, default 60 000), and
    * `workerIntervalMs` for the approvals worker (default 1000). The engine's worker (approval deadlines, notifications,
    * retention; decided gates of JS workflows go to `onDecidedGate`) runs on the addon's
@@ -615,6 +622,11 @@ export interface NativeToolCall {
   thread?: string
   /** The memory resource, if any. */
   resource?: string
+  /**
+   * `true`: not a call but the question "does this call need approval?", answered with
+   * `{ok: true, value: boolean}`.
+   */
+  approval?: boolean
 }
 
 /** A tool's definition from JS. */
@@ -627,6 +639,8 @@ export interface NativeToolDef {
   parameters: Record<string, unknown>
   /** Every call needs a human's approval first. */
   requiresApproval?: boolean
+  /** `requiresApproval` is a function: the dispatcher is asked per call (`approval: true`). */
+  approvalFn?: boolean
   /** A call ends the loop; its result is the answer. */
   isFinal?: boolean
 }

@@ -204,3 +204,51 @@ test('a tool that needs approval suspends the workflow run; resuming runs it and
   assert.deepEqual(deployed, ['v2']);
   assert.equal(s.requests.length, 2);
 });
+
+test('requiresApproval as a function: asked once per call with its arguments; only the risky call waits', async (t) => {
+  const s = await openaiServer(t, (body, i) =>
+    i === 0
+      ? {
+          json: completion({
+            calls: [
+              { id: 'call_ls', name: 'shell', args: { command: 'ls' } },
+              { id: 'call_rm', name: 'shell', args: { command: 'rm -rf build' } },
+            ],
+          }),
+        }
+      : { json: completion({ text: `done: ${body.messages.filter((m) => m.role === 'tool').map((m) => m.content).join(' | ')}` }) },
+  );
+  const asked = [];
+  const ran = [];
+  const shell = tool({
+    description: 'Runs a command',
+    parameters: z.object({ command: z.string() }),
+    requiresApproval: async ({ command }) => {
+      asked.push(command);
+      if (command === 'boom') throw new Error('policy unavailable');
+      return command.startsWith('rm');
+    },
+    execute: ({ command }) => {
+      ran.push(command);
+      return `ran ${command}`;
+    },
+  });
+  const agent = new Agent({ name: 'dev', model: chat(s.url), tools: { shell } });
+  const first = await agent.generate('clean up');
+  assert.equal(first.stopReason, 'approval-required');
+  assert.deepEqual(first.pending.map((p) => p.input.command), ['rm -rf build']);
+  assert.deepEqual(ran, ['ls'], 'the safe call ran while the risky one waits');
+  assert.deepEqual(asked.sort(), ['ls', 'rm -rf build']);
+
+  const done = await agent.resume(first.checkpoint, { approved: true });
+  assert.equal(done.text, 'done: ran ls | ran rm -rf build');
+  assert.deepEqual(ran, ['ls', 'rm -rf build']);
+  assert.equal(asked.length, 2, 'a resume does not ask again');
+
+  // A predicate that throws counts as "needs approval".
+  const s2 = await openaiServer(t, () => ({ json: completion({ calls: [{ id: 'c', name: 'shell', args: { command: 'boom' } }] }) }));
+  const agent2 = new Agent({ name: 'dev2', model: chat(s2.url), tools: { shell } });
+  const stopped = await agent2.generate('go');
+  assert.equal(stopped.stopReason, 'approval-required');
+  assert.deepEqual(ran, ['ls', 'rm -rf build']);
+});

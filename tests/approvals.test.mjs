@@ -91,6 +91,27 @@ test('a deadline rejects the gate by itself', async (t) => {
   assert.equal(gate.output.timed_out, true);
 });
 
+test('cancelling a run closes its gate: it leaves the inbox and a later decision is a conflict', async (t) => {
+  const engine = await Engine.open({ store: `sqlite:${join(tempDir(t), 'runs.db')}` });
+  t.after(() => engine.close());
+  const run = await engine.start(ship({}), { issue: '#9' });
+  assert.equal(run.status, 'suspended');
+  assert.equal((await engine.approvals.inbox({ id: 'alice' })).length, 1);
+  const cancelled = await engine.cancel(run.id);
+  assert.equal(cancelled.status, 'cancelled');
+  /** @type {import('@miyabi/core').ApprovalStatus} */
+  const status = (await engine.approvals.get(run.id, 'code-review')).status;
+  assert.equal(status, 'closed');
+  assert.equal((await engine.approvals.inbox({ id: 'alice' })).length, 0);
+  const closed = await engine.approvals.list({ status: 'closed' });
+  assert.deepEqual(closed.map((g) => g.runId), [run.id]);
+  await assert.rejects(
+    engine.approvals.decide(run.id, 'code-review', { id: 'alice' }, { action: 'approve' }),
+    (e) => e instanceof ConflictError && /closed|cancelled/.test(e.message),
+  );
+  await assert.rejects(engine.approvals.list({ status: 'done' }), /unknown status `done`.*closed/);
+});
+
 test('a decision taken in another process is picked up by the engine that has the workflow', async (t) => {
   const db = join(tempDir(t), 'runs.db');
   const engine = await Engine.open({ store: `sqlite:${db}` });

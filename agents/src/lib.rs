@@ -33,6 +33,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub mod business;
+pub mod child_approval;
 pub mod coding;
 pub mod commands;
 #[cfg(feature = "github")]
@@ -42,6 +43,8 @@ pub mod labels;
 pub mod pipeline;
 pub mod plan;
 pub mod replay;
+#[cfg(feature = "server")]
+pub mod serve;
 
 pub use business::{
     analytics, content_creation, crm, entrepreneur, funnel_design, market_research, marketing,

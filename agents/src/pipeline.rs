@@ -11,6 +11,11 @@
 //! Every stage is a durable step: a killed process's run is taken over by the next process on
 //! the same database (`Engine::recover`), committed steps are not run again, and the steps with
 //! outside effects (labels, push, PR) are idempotent.
+//!
+//! A CodeGenAgent command that the permission policy asks about waits for a human: in the
+//! plan's child run, the `implement` step suspends too and forwards the decision it is resumed
+//! with to the child ([`crate::child_approval`]); in the fix loop, the `revise` step is the
+//! agent's own step and suspends as agents do.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use miyabi_code::git::ChildResult;
 use miyabi_code::shell::SandboxMode;
 use serde_json::{Value, json};
 
+use crate::child_approval;
 use crate::coding::{self, CodegenOptions, Review};
 use crate::commands::{CheckResult, RepoCommands, run_check};
 use crate::github::{GitHub, NewPullRequest, RepoRef};
@@ -231,6 +237,8 @@ const ISSUE: &str = "miyabi.issue";
 const ANALYSIS: &str = "miyabi.analysis";
 const BASE: &str = "miyabi.base";
 const PLAN_RUN: &str = "miyabi.plan_run";
+/// What the `implement` step suspended for: the child's suspensions ([`child_approval`]).
+const PLAN_WAIT: &str = "miyabi.plan_wait";
 
 /// The issue-resolution workflow on `engine` (the plan's child runs go to the same engine).
 /// Input: `{"issue": {"number", "title", "body", "comments"?: [text], "labels"?: [name]}}`.
@@ -340,17 +348,28 @@ pub fn issue_resolution(
             };
             ctx.set_state(PLAN_RUN, child.clone());
             ctx.emit("plan-run", json!({"run": child, "workflow": wf.id()}));
-            let run = engine
-                .wait(&child)
-                .await
-                .map_err(|e| StepError::retryable(e.to_string()))?;
+            // Resumed with a decision on the child's tool approvals: hand it on.
+            if let Some(data) = ctx.resume_data() {
+                let recorded = ctx.state(PLAN_WAIT).unwrap_or(Value::Null);
+                let paths = child_approval::forward(&engine, &child, &recorded, data).await?;
+                ctx.emit("plan-decision", json!({"run": child, "paths": paths}));
+            }
+            let run = child_approval::wait_child(&ctx, &engine, &child).await?;
+            if run.status == RunStatus::Suspended {
+                // A task waits for a human (a command the policy asks about): so does this step.
+                let payload = child_approval::parent_payload(&child, wf.id(), &run.suspended);
+                ctx.set_state(PLAN_WAIT, payload.clone());
+                return ctx.suspend(payload);
+            }
             if run.status != RunStatus::Succeeded {
                 return Err(StepError::fatal(format!(
                     "the plan's run {child} is {}: {}",
                     run.status,
-                    run.error
-                        .unwrap_or_else(|| "it waits for a decision".into())
+                    run.error.unwrap_or_default()
                 )));
+            }
+            if ctx.state(PLAN_WAIT).is_some_and(|v| !v.is_null()) {
+                ctx.set_state(PLAN_WAIT, Value::Null);
             }
             let commit = git(&c.repo, &["rev-parse", &branch]).await?;
             let files = git(&c.repo, &["diff", "--name-only", &base, &commit]).await?;
@@ -369,8 +388,10 @@ pub fn issue_resolution(
         async move {
             let issue = ctx.state(ISSUE).unwrap_or(Value::Null);
             let trees = trees.base(branch_of(issue_number(&issue)?));
+            // Resumed after a tool approval: go on in the same worktree, with what the agent
+            // did before it asked.
             let wt = trees
-                .create(ctx.run_id(), ctx.path(), false)
+                .create(ctx.run_id(), ctx.path(), ctx.resume_data().is_some())
                 .await
                 .map_err(|e| StepError::fatal(e.to_string()))?;
             let agent = coding::codegen(
@@ -393,6 +414,8 @@ pub fn issue_resolution(
                         .map_err(|e| StepError::fatal(e.to_string()))?;
                     serde_json::to_value(child).map_err(|e| StepError::fatal(e.to_string()))
                 }
+                // Suspended (a command waits for approval): the worktree stays for the resume.
+                Err(e) if is_suspension(&e) => Err(e),
                 Err(e) => {
                     let _ = trees.remove(wt.entry(), true).await;
                     Err(e)
@@ -401,7 +424,10 @@ pub fn issue_resolution(
         }
     });
     let fix_round = Workflow::new("round")
-        .step("revise", revise)
+        .step(
+            "revise",
+            revise.resume_schema(child_approval::decision_schema()),
+        )
         .then(
             "advance",
             advance_node(Arc::clone(&cfg), trees.clone(), None),
@@ -643,7 +669,10 @@ pub fn issue_resolution(
                 "body": {"type": ["string", "null"]}, "comments": {"type": "array"}, "labels": {"type": "array"}}}}}))
         .step("analyze", analyze)
         .then("plan", plan)
-        .then("implement", implement)
+        .then(
+            "implement",
+            implement.resume_schema(child_approval::decision_schema()),
+        )
         .then("review", review_step())
         .branch(
             "quality",
@@ -658,6 +687,11 @@ pub fn issue_resolution(
         .then("deploy", deploy)
         .then("done", done)
         .commit()?)
+}
+
+/// Whether a step's error is a suspension (`ctx.suspend`), not a failure.
+fn is_suspension(e: &StepError) -> bool {
+    !e.is_retryable() && e.message().starts_with("suspended: ")
 }
 
 fn score(v: &Value) -> u8 {

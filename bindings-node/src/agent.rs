@@ -43,6 +43,9 @@ pub struct NativeToolCall {
     pub thread: Option<String>,
     /// The memory resource, if any.
     pub resource: Option<String>,
+    /// `true`: not a call but the question "does this call need approval?", answered with
+    /// `{ok: true, value: boolean}`.
+    pub approval: Option<bool>,
 }
 
 type Dispatch =
@@ -54,6 +57,8 @@ struct JsTool {
     description: String,
     parameters: Value,
     approval: bool,
+    /// The tool's `requiresApproval` is a JS function, asked per call through the dispatcher.
+    approval_fn: bool,
     is_final: bool,
     call: Arc<Dispatch>,
 }
@@ -80,6 +85,36 @@ impl Tool for JsTool {
         self.is_final
     }
 
+    async fn needs_approval(&self, args: &Value) -> bool {
+        if !self.approval_fn {
+            return self.approval;
+        }
+        let arg = NativeToolCall {
+            tool: self.name.clone(),
+            args: args.clone(),
+            tool_call_id: String::new(),
+            agent: String::new(),
+            run_id: None,
+            path: None,
+            idempotency_key: String::new(),
+            thread: None,
+            resource: None,
+            approval: Some(true),
+        };
+        let answer = async {
+            let v = self.call.call_async_catch(arg).await.ok()?.await.ok()?;
+            if v.get("ok").and_then(Value::as_bool) != Some(true) {
+                let error = v.get("error").cloned().unwrap_or(Value::Null);
+                tracing::warn!(tool = %self.name, %error,
+                    "the tool's approval predicate failed; the call waits for a human");
+                return None;
+            }
+            v.get("value").and_then(Value::as_bool)
+        };
+        // A predicate that fails or answers something else than a boolean: ask a human.
+        answer.await.unwrap_or(true)
+    }
+
     async fn call(&self, ctx: &ToolContext, args: Value) -> Result<Value, ToolError> {
         let arg = NativeToolCall {
             tool: self.name.clone(),
@@ -91,6 +126,7 @@ impl Tool for JsTool {
             idempotency_key: ctx.idempotency_key(),
             thread: ctx.thread().map(str::to_owned),
             resource: ctx.resource().map(str::to_owned),
+            approval: None,
         };
         let failed = |m: String| ToolError::failed(&self.name, m);
         let run = async {
@@ -131,6 +167,8 @@ pub struct NativeToolDef {
     pub parameters: Value,
     /// Every call needs a human's approval first.
     pub requires_approval: Option<bool>,
+    /// `requiresApproval` is a function: the dispatcher is asked per call (`approval: true`).
+    pub approval_fn: Option<bool>,
     /// A call ends the loop; its result is the answer.
     pub is_final: Option<bool>,
 }
@@ -241,6 +279,7 @@ impl NativeAgent {
                     description: t.description.unwrap_or_default(),
                     parameters: t.parameters,
                     approval: t.requires_approval.unwrap_or(false),
+                    approval_fn: t.approval_fn.unwrap_or(false),
                     is_final: t.is_final.unwrap_or(false),
                     call: Arc::clone(&call),
                 });

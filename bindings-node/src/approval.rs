@@ -339,7 +339,7 @@ impl NativeEngine {
                 err(
                     "VALIDATION",
                     format!(
-                        "approvals filter: unknown status `{s}` (pending, approved or rejected)"
+                        "approvals filter: unknown status `{s}` (pending, approved, rejected or closed)"
                     ),
                 )
             })?),
@@ -437,6 +437,20 @@ impl NativeEngine {
         })
         .map_err(approval_err)?;
         run.map(|r| self.driven(r)).transpose()
+    }
+
+    /// Closes the pending gates of a run that ended (cancelled, failed): they leave inboxes,
+    /// refuse later decisions, and their notifiers send a `closed` notice. Returns how many
+    /// closed. The facade calls it right after a cancellation, as the HTTP API does.
+    #[napi]
+    pub async fn approval_close(&self, run_id: String) -> napi::Result<u32> {
+        let n = self
+            .engine
+            .approvals()
+            .close_run(&run_id)
+            .await
+            .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// One pass of the approvals worker (deadlines, notifications; runs driven from Rust are

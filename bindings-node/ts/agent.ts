@@ -30,6 +30,12 @@ export interface ToolContext {
   readonly resource: string | undefined;
 }
 
+/**
+ * Whether a tool call needs approval: a constant, or a function of the call's arguments (like
+ * the AI SDK's `needsApproval`), e.g. a shell tool that asks only for commands outside a policy.
+ */
+export type ApprovalPredicate<I> = boolean | ((args: I) => boolean | Promise<boolean>);
+
 /** A tool a model can call. */
 export interface Tool<I = unknown, O = unknown> {
   readonly kind: 'miyabi.tool';
@@ -37,8 +43,11 @@ export interface Tool<I = unknown, O = unknown> {
   readonly description: string | undefined;
   /** The schema of its arguments (a zod object, or `jsonSchema(...)`). */
   readonly parameters: SchemaLike<unknown, I>;
-  /** Every call needs a human's approval first (the agent stops, or its workflow run suspends). */
-  readonly requiresApproval: boolean;
+  /**
+   * Whether a call needs a human's approval first (the agent stops, or its workflow run
+   * suspends): always, never, or as a function of the call's arguments decides.
+   */
+  readonly requiresApproval: ApprovalPredicate<I>;
   /** A call ends the agent's loop; its result is the answer. */
   readonly final: boolean;
   /** Runs the tool; a throw goes back to the model as the call's error. */
@@ -49,7 +58,12 @@ export interface Tool<I = unknown, O = unknown> {
 export interface ToolDefinition<S extends SchemaLike, O> {
   readonly description?: string;
   readonly parameters: S;
-  readonly requiresApproval?: boolean;
+  /**
+   * `true`: every call waits for a human's approval; a function: asked once per call with its
+   * (parsed) arguments — a throw or a rejected promise counts as "needs approval". The answer is
+   * kept in the agent's checkpoint, so a resumed run does not ask again.
+   */
+  readonly requiresApproval?: ApprovalPredicate<InferOutput<S>>;
   readonly final?: boolean;
   execute(args: InferOutput<S>, ctx: ToolContext): O | Promise<O>;
 }
@@ -157,12 +171,25 @@ export class Agent<O = string> {
       name,
       description: t.description,
       parameters: toInputJsonSchema(t.parameters),
-      requiresApproval: t.requiresApproval,
+      requiresApproval: t.requiresApproval === true,
+      approvalFn: typeof t.requiresApproval === 'function',
       isFinal: t.final,
     }));
     const dispatch = async (call: NativeToolCall): Promise<{ ok: true; value: unknown } | { ok: false; error: string }> => {
       const t = tools[call.tool] as Tool<unknown, unknown> | undefined;
       if (t === undefined) return { ok: false, error: `no JS tool named ${call.tool}` };
+      if (call.approval === true) {
+        // The approval question: asked once per call; any failure means "ask a human".
+        const rule = t.requiresApproval;
+        if (typeof rule !== 'function') return { ok: true, value: rule };
+        try {
+          const args = await parse(t.parameters, call.args, `tool \`${call.tool}\` arguments`);
+          const needs = await rule(args);
+          return { ok: true, value: needs !== false };
+        } catch (e) {
+          return { ok: false, error: errorText(e) };
+        }
+      }
       try {
         const args = await parse(t.parameters, call.args, `tool \`${call.tool}\` arguments`);
         const out = await t.execute(args, {

@@ -127,12 +127,18 @@ export interface Delivery {
   readonly lastError: string | undefined;
 }
 
+/**
+ * A gate's state: waiting for decisions, decided either way, or `closed` without a decision
+ * because its run was cancelled or failed (it leaves inboxes and takes no decision).
+ */
+export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'closed';
+
 /** A gate of a run: its request, votes and outcome. */
 export interface Approval {
   readonly runId: string;
   readonly workflow: string;
   readonly gate: string;
-  readonly status: 'pending' | 'approved' | 'rejected';
+  readonly status: ApprovalStatus;
   readonly title: string;
   readonly summary: string;
   readonly data: unknown;
@@ -183,7 +189,7 @@ export interface AuditRecord {
 /** Which gates `approvals.list` returns. */
 export interface ApprovalFilter {
   readonly runId?: string;
-  readonly status?: 'pending' | 'approved' | 'rejected';
+  readonly status?: ApprovalStatus;
   /** Only gates this user may decide. */
   readonly approver?: Approver;
   /** Only decided gates not yet handed to their run. */

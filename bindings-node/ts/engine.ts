@@ -1051,13 +1051,20 @@ export class Engine {
     return rs.map((r) => info(r));
   }
 
-  /** Cancels a run (running here, suspended, or left behind by another process). */
+  /**
+   * Cancels a run (running here, suspended, or left behind by another process). Its open
+   * approval gates close with it: they leave inboxes and refuse later decisions.
+   */
   async cancel(runId: string): Promise<RunInfo<unknown>> {
     const d = this.#drivers.get(runId);
-    if (d !== undefined) return info(d.cancel());
-    const r = native(() => this.#native.cancel(runId));
+    const r = d !== undefined ? d.cancel() : native(() => this.#native.cancel(runId));
     if (r === null || r === undefined) {
       throw new ConflictError('CONFLICT', `run ${runId} is executing in this engine outside a driver; cancellation was requested`);
+    }
+    if (r.status === 'cancelled') {
+      await this.#native.approvalClose(runId).catch((e: unknown) => {
+        throw fromNative(e);
+      });
     }
     return info(r);
   }

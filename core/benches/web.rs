@@ -50,7 +50,10 @@ fn env(name: &str, default: usize) -> usize {
 fn cpu_seconds() -> f64 {
     static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let tick = *TICK.get_or_init(|| {
-        let out = std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        let out = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     });
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
@@ -233,7 +236,11 @@ async fn main() {
     }
     eprintln!("web.ui.throughput chunks/s: {rates:?}; per CPU-second: {per_cpu:?}");
     emit("web.ui.throughput", median(rates), "chunks/s");
-    emit("web.ui.throughput.per-cpu-s", median(per_cpu), "chunks/cpu-s");
+    emit(
+        "web.ui.throughput.per-cpu-s",
+        median(per_cpu),
+        "chunks/cpu-s",
+    );
 
     // A run's stored events through run_events.
     let dir = tempfile::tempdir().unwrap();

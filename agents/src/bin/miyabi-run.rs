@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! miyabi run issue-resolution --repo <path> --issue <N> [--github-repo owner/name]
-//! miyabi run issue-resolution --repo <path> --issue-file issue.md [--issue <N>]
+//! miyabi run issue-resolution --repo <path> --issue-file issue.md [--issue <N>] [--approve-commands]
+//! GITHUB_WEBHOOK_SECRET=.. miyabi run serve --repo <path> --on-opened   # the API + the webhook
 //! miyabi run business --brief "..." [--gate-after persona]   # the 13-stage business pipeline
 //! miyabi run agent <preset> < input.json          # one preset; the input as JSON on stdin
 //! miyabi run presets                              # the 21 presets as JSON
@@ -18,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use miyabi::approval::{Approver, Decision};
 use miyabi::{Engine, EventKind, LanguageModel, RunFilter, RunStatus};
+use miyabi_agents::child_approval;
 use miyabi_agents::github::{GitHub, RepoRef};
 use miyabi_agents::pipeline::{self, GitHubTarget, PipelineConfig};
 use miyabi_agents::replay::{ReplayServer, load_script};
@@ -45,6 +47,59 @@ enum Cmd {
     Business(BusinessArgs),
     /// Prints the 21 presets (instructions, tools, output schemas) as JSON.
     Presets,
+    /// Serves the HTTP API (as `miyabi serve`) with a GitHub webhook receiver at
+    /// /webhooks/github that starts the issue-resolution pipeline for --repo; the runs execute
+    /// in this process. The webhook's secret comes from GITHUB_WEBHOOK_SECRET (required).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The local git repository the pipeline works on.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Address to listen on (`host:port`; port 0 picks a free one). The bound address is
+    /// printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    addr: String,
+    /// The run database: a SQLite file or a Postgres URL (default: MIYABI_DB, else
+    /// `<repo>/.miyabi/runs.db`).
+    #[arg(long, env = "MIYABI_DB")]
+    db: Option<String>,
+    /// An access file (TOML: identities, roles, scopes, JWT; docs/server.md). MIYABI_TOKENS,
+    /// MIYABI_ROLES, MIYABI_SCOPES and MIYABI_JWT_* are read too, as by `miyabi serve`.
+    #[arg(long, env = "MIYABI_ACCESS_FILE")]
+    access: Option<PathBuf>,
+    /// A bearer token of the API for the first --approver, with every permission (prefer the
+    /// environment variable to the command line, which other users can see).
+    #[arg(long, env = "MIYABI_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Who may decide the pipeline's approval gate (repeatable; default: $USER).
+    #[arg(long = "approver")]
+    approvers: Vec<String>,
+    /// Start the pipeline when an issue is opened.
+    #[arg(long)]
+    on_opened: bool,
+    /// Start the pipeline when this label is added to an issue (repeatable).
+    #[arg(long = "on-label")]
+    on_label: Vec<String>,
+    /// Start the pipeline when a comment containing this text is posted on an issue
+    /// (repeatable).
+    #[arg(long = "on-comment")]
+    on_comment: Vec<String>,
+    /// The GitHub repository (owner/name) whose events are accepted and where the PR goes;
+    /// default: from the `origin` remote when it is on GitHub. Without one, events of every
+    /// repository are accepted and the PR is only drafted.
+    #[arg(long)]
+    github_repo: Option<String>,
+    /// The git remote to push branches to.
+    #[arg(long, default_value = "origin")]
+    remote: String,
+    /// The branch to start from and target (default: the current branch).
+    #[arg(long)]
+    base: Option<String>,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 #[derive(Args)]
@@ -81,9 +136,15 @@ struct IssueArgs {
     /// The run database (default: MIYABI_DB, else `<repo>/.miyabi/runs.db`).
     #[arg(long, env = "MIYABI_DB")]
     db: Option<PathBuf>,
-    /// Approve at the approval gate without asking.
+    /// Approve at the approval gate without asking (commands still ask: see
+    /// --approve-commands).
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Approve every shell command a CodeGenAgent task asks to run, without asking. UNSAFE:
+    /// the model then runs any command the permission policy would have asked a human about
+    /// (in the sandbox, but with the repository's worktree writable).
+    #[arg(long)]
+    approve_commands: bool,
     /// Start a new run even if one for this issue already succeeded.
     #[arg(long)]
     again: bool,
@@ -135,6 +196,7 @@ async fn main() -> ExitCode {
         Cmd::IssueResolution(a) => issue_resolution(a).await,
         Cmd::Agent(a) => agent(a).await,
         Cmd::Business(a) => business(a).await,
+        Cmd::Serve(a) => serve(a).await,
         Cmd::Presets => serde_json::to_string_pretty(&miyabi_agents::catalog())
             .map(|s| {
                 println!("{s}");
@@ -145,10 +207,183 @@ async fn main() -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("miyabi run: {e}");
-            ExitCode::FAILURE
+        Err(e) => match e.downcast_ref::<WaitsForHuman>() {
+            Some(w) => {
+                println!("{w}");
+                ExitCode::from(EXIT_WAITS)
+            }
+            None => {
+                eprintln!("miyabi run: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// The exit code when the run waits for a decision on a command and nobody can be asked.
+const EXIT_WAITS: u8 = 3;
+
+/// The run waits for a decision on a command, and stdin is not a terminal: how to give it.
+#[derive(Debug)]
+struct WaitsForHuman(String);
+
+impl std::fmt::Display for WaitsForHuman {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WaitsForHuman {}
+
+/// The GitHub repository for `repo`: `given`, else its `remote` when that is on GitHub.
+fn github_target(
+    repo: &Path,
+    given: Option<&str>,
+    remote: &str,
+    from_remote: bool,
+) -> Result<Option<GitHubTarget>, Error> {
+    let remote_url = std::process::Command::new("git")
+        .args(["remote", "get-url", remote])
+        .current_dir(repo)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let name = match given {
+        Some(r) => Some(r.to_owned()),
+        None if from_remote => remote_url.as_deref().and_then(repo_from_remote),
+        None => None,
+    };
+    Ok(match name {
+        Some(r) => Some(GitHubTarget {
+            client: GitHub::from_env()?,
+            repo: RepoRef::parse(&r)?,
+            remote: remote.to_owned(),
+        }),
+        None => None,
+    })
+}
+
+async fn serve(a: ServeArgs) -> Result<bool, Error> {
+    use miyabi_agents::github::webhook::WebhookConfig;
+    let secret = std::env::var("GITHUB_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or("GITHUB_WEBHOOK_SECRET is not set: the webhook's secret (the one configured on GitHub) is required to verify deliveries")?;
+    if !a.on_opened && a.on_label.is_empty() && a.on_comment.is_empty() {
+        return Err(
+            "nothing would start the pipeline: give --on-opened, --on-label <label> and/or --on-comment <text>"
+                .into(),
+        );
+    }
+    let addr: std::net::SocketAddr = match a.addr.parse() {
+        Ok(addr) => addr,
+        Err(_) => tokio::net::lookup_host(&a.addr)
+            .await
+            .map_err(|e| format!("--addr `{}`: {e}", a.addr))?
+            .next()
+            .ok_or_else(|| format!("--addr `{}` resolves to no address", a.addr))?,
+    };
+    let repo = std::path::absolute(&a.repo)?;
+    let (m, _replay) = model(&a.model)?;
+    let mut config = PipelineConfig::new(&repo, m)?;
+    if let Some(b) = &a.base {
+        config.base = b.clone();
+    }
+    if !a.approvers.is_empty() {
+        config.approvers = a.approvers.clone();
+    }
+    config.github = github_target(&repo, a.github_repo.as_deref(), &a.remote, true)?;
+
+    let db = match &a.db {
+        Some(d) => d.clone(),
+        None => {
+            std::fs::create_dir_all(repo.join(".miyabi"))?;
+            repo.join(".miyabi").join("runs.db").display().to_string()
         }
+    };
+    let engine = Engine::open(&db)?;
+    let workflow = pipeline::issue_resolution(&engine, config.clone())?;
+    let mut hooks = WebhookConfig::new(engine.clone(), secret);
+    if !miyabi::store::is_postgres_url(&db) {
+        // Delivery ids in the run database: replays stay rejected after a restart.
+        hooks = hooks.deliveries(miyabi::Memory::sqlite(&db)?);
+    }
+    if let Some(gh) = &config.github {
+        hooks = hooks.repository(format!("{}/{}", gh.repo.owner, gh.repo.name));
+    }
+    if a.on_opened {
+        hooks = hooks.on_issue_opened(workflow.clone());
+    }
+    for label in &a.on_label {
+        hooks = hooks.on_issue_labeled(label.clone(), workflow.clone());
+    }
+    for text in &a.on_comment {
+        hooks = hooks.on_issue_comment(Some(text.clone()), workflow.clone());
+    }
+    engine.register(&workflow);
+    let recovered = engine.recover().await?;
+
+    let mut api = miyabi::server::ServerConfig::from_env()?;
+    if let Some(path) = &a.access
+        && std::env::var_os("MIYABI_ACCESS_FILE").is_none_or(|v| v != path.as_os_str())
+    {
+        api = api.access_file(path)?;
+    }
+    if let Some(token) = a.token.as_deref().filter(|t| !t.trim().is_empty()) {
+        let who = config
+            .approvers
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "admin".into());
+        api = api.token(token.trim(), Approver::new(who));
+    }
+    let server = miyabi_agents::serve::serve(engine, api, hooks, addr).await?;
+    let local = server.local_addr();
+    println!("miyabi run serve: listening on http://{local}");
+    println!(
+        "  webhook  http://{local}{} (issue-resolution for {}{})",
+        miyabi_agents::github::webhook::PATH,
+        repo.display(),
+        config
+            .github
+            .as_ref()
+            .map(|g| format!(", GitHub {}/{}", g.repo.owner, g.repo.name))
+            .unwrap_or_default()
+    );
+    println!("  database {}", miyabi::store::shown_location(&db));
+    if !recovered.is_empty() {
+        println!("  took over {} unfinished run(s)", recovered.len());
+    }
+    shutdown_signal().await;
+    println!("miyabi run serve: stopping");
+    // Event streams of suspended runs stay open: give open requests a moment, then stop.
+    match tokio::time::timeout(Duration::from_secs(5), server.shutdown()).await {
+        Ok(r) => r?,
+        Err(_) => println!("miyabi run serve: open connections closed"),
+    }
+    Ok(true)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }
 
@@ -359,26 +594,12 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
     }
 
     // GitHub: given, or from `origin` when the issue comes from GitHub.
-    let remote_url = std::process::Command::new("git")
-        .args(["remote", "get-url", &a.remote])
-        .current_dir(&repo)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let gh_repo = match (&a.github_repo, &a.issue_file) {
-        (Some(r), _) => Some(r.clone()),
-        (None, None) => remote_url.as_deref().and_then(repo_from_remote),
-        (None, Some(_)) => None,
-    };
-    let github = match gh_repo {
-        Some(r) => Some(GitHubTarget {
-            client: GitHub::from_env()?,
-            repo: RepoRef::parse(&r)?,
-            remote: a.remote.clone(),
-        }),
-        None => None,
-    };
+    let github = github_target(
+        &repo,
+        a.github_repo.as_deref(),
+        &a.remote,
+        a.issue_file.is_none(),
+    )?;
     config.github = github.clone();
 
     let issue = match (&a.issue_file, a.issue, &github) {
@@ -463,6 +684,11 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
                 let Some(s) = run.suspended.first() else {
                     continue;
                 };
+                if child_approval::is_tool_approval(&s.payload) {
+                    let decision = decide_commands(&a, &repo, number, &run_id, s).await?;
+                    engine.resume(&run_id, &s.path, decision).await?;
+                    continue;
+                }
                 if s.path != "approval" {
                     // A step with outside effects (deploy) was interrupted by a crash: a human
                     // says whether to run it again.
@@ -516,6 +742,119 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
                     .await?;
             }
             _ => return report(&engine, &run_id, a.json).await,
+        }
+    }
+}
+
+/// The decision on the commands a suspension at a tool approval waits for: approved with
+/// `--approve-commands`, else asked y/N on the terminal; without a terminal, the run stays
+/// suspended and [`WaitsForHuman`] says how to resume it.
+async fn decide_commands(
+    a: &IssueArgs,
+    repo: &Path,
+    number: u64,
+    run_id: &str,
+    s: &miyabi::Suspension,
+) -> Result<Value, Error> {
+    let p = &s.payload;
+    let child = p["run"].as_str();
+    match child {
+        Some(child) => println!(
+            "\nrun {run_id} waits at `{}`: the plan's run {child} asks to run (at {}):",
+            s.path,
+            p["paths"]
+                .as_array()
+                .map(|v| v
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        None => println!(
+            "\nrun {run_id} waits at `{}`: the agent asks to run:",
+            s.path
+        ),
+    }
+    for call in p["pending"].as_array().into_iter().flatten() {
+        let at = call["path"]
+            .as_str()
+            .map(|p| format!(" [{p}]"))
+            .unwrap_or_default();
+        println!("  {}{at}", child_approval::describe_call(call));
+        if call["arguments"]["command"].is_null()
+            && let Some(d) = call["description"].as_str().and_then(|d| d.lines().next())
+        {
+            println!("      {d}");
+        }
+    }
+    if a.approve_commands {
+        println!("approved (--approve-commands)");
+        return Ok(json!({"approved": true}));
+    }
+    let how = || {
+        // This very command continues the run; with --approve-commands it approves.
+        let again: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|x| x != "--approve-commands")
+            .map(|x| shell_quote(&x))
+            .collect();
+        let body = json!({"path": s.path, "data": {"approved": true}});
+        WaitsForHuman(format!(
+            "the run stays suspended: run {run_id}, path `{path}` (issue #{number} in {repo}). To decide:\n  \
+             miyabi run {again} --approve-commands\n  \
+             (or the same command on a terminal, to answer y/N), or over HTTP from\n  \
+             `miyabi run serve --repo {repo}` on this database (it runs the pipeline):\n    \
+             curl -X POST -H \"authorization: Bearer $MIYABI_TOKEN\" -d '{body}' http://127.0.0.1:7420/api/runs/{run_id}/resume\n  \
+             (to decline: \"data\": {{\"approved\": false, \"reason\": \"...\"}})",
+            again = again.join(" "),
+            repo = repo.display(),
+            path = s.path,
+        ))
+    };
+    if !std::io::stdin().is_terminal() {
+        return Err(how().into());
+    }
+    match ask_yes_no("Run it? [y/N] ").await? {
+        Some(true) => Ok(json!({"approved": true})),
+        Some(false) => {
+            let who = std::env::var("USER").unwrap_or_else(|_| "the user".into());
+            Ok(json!({"approved": false, "reason": format!("declined by {who} at the terminal")}))
+        }
+        None => Err(how().into()),
+    }
+}
+
+/// `arg` as one word for a POSIX shell.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Asks y/N: an empty answer is no; `None` at the end of the input.
+async fn ask_yes_no(question: &str) -> Result<Option<bool>, Error> {
+    loop {
+        print!("{question}");
+        std::io::stdout().flush()?;
+        let line = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map(|n| (n > 0).then_some(line))
+        })
+        .await??;
+        match line.as_deref().map(str::trim) {
+            None => return Ok(None),
+            Some("y" | "Y" | "yes") => return Ok(Some(true)),
+            Some("" | "n" | "N" | "no") => return Ok(Some(false)),
+            Some(_) => println!("please answer y or n"),
         }
     }
 }
@@ -575,12 +914,16 @@ async fn follow(engine: &Engine, run_id: &str, mut from: u64) -> Result<u64, Err
         if let EventKind::Custom { name, data, .. } = &event.kind
             && name == "plan-run"
             && let Some(child) = data["run"].as_str()
-            && FOLLOWED
-                .lock()
-                .map(|mut f| f.insert(child.to_owned()))
-                .unwrap_or(false)
+            && let Some(next) = FOLLOWED.lock().ok().and_then(|mut f| {
+                // Not followed right now: follow it from where its lines stopped.
+                let e = f.entry(child.to_owned()).or_insert((false, 1));
+                (!e.0).then(|| {
+                    e.0 = true;
+                    e.1
+                })
+            })
         {
-            tokio::spawn(follow_child(engine.clone(), child.to_owned()));
+            tokio::spawn(follow_child(engine.clone(), child.to_owned(), next));
         }
         if let Some(line) = line(&event.kind) {
             println!("  {:<14} {line}", event.type_name());
@@ -593,12 +936,11 @@ async fn follow(engine: &Engine, run_id: &str, mut from: u64) -> Result<u64, Err
     Ok(from)
 }
 
-/// The child runs already followed.
-static FOLLOWED: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// The child runs followed: whether they are being followed now, and the next event to show.
+static FOLLOWED: std::sync::Mutex<std::collections::BTreeMap<String, (bool, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
-async fn follow_child(engine: Engine, run_id: String) {
-    let mut from = 1;
+async fn follow_child(engine: Engine, run_id: String, mut from: u64) {
     loop {
         let mut events = Box::pin(engine.events(&run_id, from));
         let mut saw = false;
@@ -612,6 +954,10 @@ async fn follow_child(engine: Engine, run_id: String) {
         let running =
             matches!(engine.get(&run_id).await, Ok(Some(r)) if r.status == RunStatus::Running);
         if !running {
+            // Followed again, from here, when it goes on (after a decision on a command).
+            if let Ok(mut f) = FOLLOWED.lock() {
+                f.insert(run_id.clone(), (false, from));
+            }
             return;
         }
         if !saw {
@@ -686,5 +1032,19 @@ async fn ask(question: &str) -> Result<Option<bool>, Error> {
             Some("n" | "N" | "no") => return Ok(Some(false)),
             Some(_) => println!("please answer y or n"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn arguments_are_quoted_for_the_shell_only_when_needed() {
+        assert_eq!(shell_quote("--repo"), "--repo");
+        assert_eq!(shell_quote("repo/ISSUE.md"), "repo/ISSUE.md");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 }

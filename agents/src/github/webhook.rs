@@ -57,12 +57,14 @@ pub struct WebhookConfig {
     secret: Arc<[u8]>,
     triggers: Vec<Trigger>,
     deliveries: Option<Memory>,
+    repositories: Vec<String>,
 }
 
 impl std::fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookConfig")
             .field("secret", &"<redacted>")
+            .field("repositories", &self.repositories)
             .field(
                 "triggers",
                 &self
@@ -83,6 +85,7 @@ impl WebhookConfig {
             secret: Arc::from(secret.into().into_bytes()),
             triggers: Vec::new(),
             deliveries: None,
+            repositories: Vec::new(),
         }
     }
 
@@ -118,6 +121,14 @@ impl WebhookConfig {
     /// Starts `workflow` when a comment containing `text` (any comment with `None`) is posted.
     pub fn on_issue_comment(self, text: Option<String>, workflow: CommittedWorkflow) -> Self {
         self.trigger("issue_comment", "created", None, text, workflow)
+    }
+
+    /// Accepts events of this repository only (`owner/name`, compared without case; call it
+    /// again to accept more). Events of other repositories are answered 200 `{"ignored"}` and
+    /// start nothing. Without it, every repository's events are accepted.
+    pub fn repository(mut self, full_name: impl Into<String>) -> Self {
+        self.repositories.push(full_name.into());
+        self
     }
 
     /// Where delivery ids are remembered (default: an in-process memory). A SQLite
@@ -248,6 +259,19 @@ async fn receive(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
     }
     if event == "ping" {
         return answer(StatusCode::OK, json!({"pong": true}));
+    }
+    let repository = payload["repository"]["full_name"].as_str().unwrap_or("");
+    if !s.config.repositories.is_empty()
+        && !s
+            .config
+            .repositories
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(repository))
+    {
+        return answer(
+            StatusCode::OK,
+            json!({"ignored": format!("events of repository `{repository}` are not accepted here")}),
+        );
     }
     let action = payload["action"].as_str().unwrap_or("");
     let matching: Vec<&Trigger> = s

@@ -30,6 +30,10 @@ pub(crate) enum Action {
     /// Save the checkpoint, then call the model for turn `turn` and report the answer with
     /// [`Machine::answered`].
     CallModel { turn: usize, kind: TurnKind },
+    /// Ask each of these calls' tools whether the call needs approval
+    /// ([`crate::Tool::needs_approval`]) and report the answers with
+    /// [`Machine::approvals_checked`]. Nothing runs before every call of the turn is answered.
+    CheckApprovals { turn: usize, checks: Vec<Job> },
     /// Save the checkpoint, then run these calls of the pending turn (concurrently) and report
     /// their outcomes with [`Machine::tools_ran`]. May be empty (every call was refused or waits).
     RunTools { turn: usize, jobs: Vec<Job> },
@@ -144,6 +148,7 @@ impl<'a> Machine<'a> {
                 calls,
                 results: vec![None; n],
                 awaiting: Vec::new(),
+                approval: vec![None; n],
             });
             return Ok(self.plan(st, None));
         }
@@ -176,8 +181,33 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// The tools answered [`Action::CheckApprovals`]: `(call position, needs approval)`.
+    /// Records the answers, then plans the turn.
+    pub(crate) fn approvals_checked(
+        &self,
+        st: &mut AgentCheckpoint,
+        decisions: Option<&Decisions>,
+        answers: Vec<(usize, bool)>,
+    ) -> Action {
+        if let Some(p) = st.pending.as_mut() {
+            let n = p.calls.len();
+            p.approval.resize(n, None);
+            for (i, needs) in answers {
+                if let Some(slot) = p.approval.get_mut(i) {
+                    *slot = Some(needs);
+                }
+            }
+            // A call no answer came for needs approval (and the turn cannot ask forever).
+            for slot in &mut p.approval {
+                slot.get_or_insert(true);
+            }
+        }
+        self.plan(st, decisions)
+    }
+
     /// Decides each call of the pending turn that has no result yet: refused (unknown tool,
-    /// invalid arguments, declined), waiting for a human, or to run now.
+    /// invalid arguments, declined), waiting for a human, or to run now. Calls whose tool has
+    /// not said yet whether they need approval are asked first.
     fn plan(&self, st: &mut AgentCheckpoint, decisions: Option<&Decisions>) -> Action {
         let turn = st.turns.len().saturating_sub(1);
         let Some(p) = st.pending.as_mut() else {
@@ -189,6 +219,7 @@ impl<'a> Machine<'a> {
         let tools = &self.agent.tools;
         let mut awaiting = Vec::new();
         let mut jobs = Vec::new();
+        let mut checks = Vec::new();
         for (i, call) in p.calls.iter().enumerate() {
             if p.results.get(i).is_some_and(Option::is_some) {
                 continue;
@@ -220,13 +251,24 @@ impl<'a> Machine<'a> {
                 set(&mut p.results, i, refused(e));
                 continue;
             }
-            if !tool.tool.approval(&call.arguments) {
-                jobs.push(Job {
-                    call: i,
-                    tool: t,
-                    arguments: call.arguments.clone(),
-                });
-                continue;
+            match p.approval.get(i).copied().flatten() {
+                None => {
+                    checks.push(Job {
+                        call: i,
+                        tool: t,
+                        arguments: call.arguments.clone(),
+                    });
+                    continue;
+                }
+                Some(false) => {
+                    jobs.push(Job {
+                        call: i,
+                        tool: t,
+                        arguments: call.arguments.clone(),
+                    });
+                    continue;
+                }
+                Some(true) => {}
             }
             match decisions.and_then(|d| d.for_call(&call.id)) {
                 None => awaiting.push(PendingApproval {
@@ -258,6 +300,9 @@ impl<'a> Machine<'a> {
                     }
                 }
             }
+        }
+        if !checks.is_empty() {
+            return Action::CheckApprovals { turn, checks };
         }
         p.awaiting = awaiting;
         Action::RunTools { turn, jobs }
@@ -430,6 +475,45 @@ mod tests {
         }
     }
 
+    /// Answers the machine's approval questions with the tools' own `approval`, as the driver
+    /// does with `needs_approval`.
+    fn settle(
+        m: &Machine<'_>,
+        st: &mut AgentCheckpoint,
+        d: Option<&Decisions>,
+        a: Action,
+    ) -> Action {
+        match a {
+            Action::CheckApprovals { checks, .. } => {
+                let answers = checks
+                    .iter()
+                    .map(|j| (j.call, m.agent.tools[j.tool].tool.approval(&j.arguments)))
+                    .collect();
+                m.approvals_checked(st, d, answers)
+            }
+            other => other,
+        }
+    }
+
+    fn answered(
+        m: &Machine<'_>,
+        st: &mut AgentCheckpoint,
+        kind: TurnKind,
+        resp: &ModelResponse,
+    ) -> Result<Action, AgentError> {
+        let a = m.answered(st, kind, resp)?;
+        Ok(settle(m, st, None, a))
+    }
+
+    fn start(
+        m: &Machine<'_>,
+        st: &mut AgentCheckpoint,
+        d: Option<&Decisions>,
+    ) -> Result<Action, AgentError> {
+        let a = m.start(st, d)?;
+        Ok(settle(m, st, d, a))
+    }
+
     fn call_model(turn: usize) -> Action {
         Action::CallModel {
             turn,
@@ -442,7 +526,7 @@ mod tests {
         let a = agent();
         let m = Machine::new(&a);
         let mut st = checkpoint("a");
-        assert_eq!(m.start(&mut st, None).unwrap(), call_model(0));
+        assert_eq!(start(&m, &mut st, None).unwrap(), call_model(0));
         let next = m
             .answered(&mut st, TurnKind::Model, &answer("hi", &[]))
             .unwrap();
@@ -464,7 +548,7 @@ mod tests {
         let a = agent();
         let m = Machine::new(&a);
         let mut st = checkpoint("a");
-        m.start(&mut st, None).unwrap();
+        start(&m, &mut st, None).unwrap();
         let resp = answer(
             "",
             &[
@@ -473,7 +557,7 @@ mod tests {
                 ("c3", "add", json!({"x": "one"})),
             ],
         );
-        let next = m.answered(&mut st, TurnKind::Model, &resp).unwrap();
+        let next = answered(&m, &mut st, TurnKind::Model, &resp).unwrap();
         assert_eq!(
             next,
             Action::RunTools {
@@ -528,7 +612,7 @@ mod tests {
         let a = agent();
         let m = Machine::new(&a);
         let mut st = checkpoint("a");
-        m.start(&mut st, None).unwrap();
+        start(&m, &mut st, None).unwrap();
         let resp = answer(
             "",
             &[
@@ -536,7 +620,7 @@ mod tests {
                 ("c2", "add", json!({"x": 2})),
             ],
         );
-        let next = m.answered(&mut st, TurnKind::Model, &resp).unwrap();
+        let next = answered(&m, &mut st, TurnKind::Model, &resp).unwrap();
         let Action::RunTools { jobs, .. } = next else {
             panic!("expected RunTools, got {next:?}")
         };
@@ -559,7 +643,7 @@ mod tests {
             &json!({"decisions": {"c1": {"approved": true, "arguments": {"x": 9}}}}),
         )
         .unwrap();
-        let next = m.start(&mut st, Some(&d)).unwrap();
+        let next = start(&m, &mut st, Some(&d)).unwrap();
         assert_eq!(
             next,
             Action::RunTools {
@@ -583,8 +667,9 @@ mod tests {
         let a = agent();
         let m = Machine::new(&a);
         let mut st = checkpoint("a");
-        m.start(&mut st, None).unwrap();
-        m.answered(
+        start(&m, &mut st, None).unwrap();
+        answered(
+            &m,
             &mut st,
             TurnKind::Model,
             &answer("", &[("c1", "rm", json!({"x": 1}))]),
@@ -596,7 +681,7 @@ mod tests {
         ));
         let d = Decisions::parse("a", &json!({"approved": false, "reason": "not today"})).unwrap();
         assert_eq!(
-            m.start(&mut st, Some(&d)).unwrap(),
+            start(&m, &mut st, Some(&d)).unwrap(),
             Action::RunTools {
                 turn: 0,
                 jobs: vec![]
@@ -608,7 +693,8 @@ mod tests {
 
         // An approval whose edited arguments break the schema is refused the same way.
         let mut st = checkpoint("a");
-        m.answered(
+        answered(
+            &m,
             &mut st,
             TurnKind::Model,
             &answer("", &[("c1", "rm", json!({"x": 1}))]),
@@ -618,7 +704,7 @@ mod tests {
         let d =
             Decisions::parse("a", &json!({"approved": true, "arguments": {"x": "nine"}})).unwrap();
         assert_eq!(
-            m.start(&mut st, Some(&d)).unwrap(),
+            start(&m, &mut st, Some(&d)).unwrap(),
             Action::RunTools {
                 turn: 0,
                 jobs: vec![]
@@ -631,9 +717,9 @@ mod tests {
         let a = agent();
         let m = Machine::new(&a);
         let d = Decisions::parse("a", &json!(true)).unwrap();
-        let err = m.start(&mut checkpoint("a"), Some(&d)).unwrap_err();
+        let err = start(&m, &mut checkpoint("a"), Some(&d)).unwrap_err();
         assert!(err.to_string().contains("no tool call is waiting"), "{err}");
-        let err = m.start(&mut checkpoint("b"), None).unwrap_err();
+        let err = start(&m, &mut checkpoint("b"), None).unwrap_err();
         assert!(err.to_string().contains("belongs to agent `b`"), "{err}");
     }
 
@@ -642,7 +728,8 @@ mod tests {
         let a = agent();
         let m = Machine::new(&a);
         let mut st = checkpoint("a");
-        m.answered(
+        answered(
+            &m,
             &mut st,
             TurnKind::Model,
             &answer("", &[("c1", "done", json!({"x": 1}))]),
@@ -658,7 +745,8 @@ mod tests {
             }
         );
         let mut st = checkpoint("a");
-        m.answered(
+        answered(
+            &m,
             &mut st,
             TurnKind::Model,
             &answer("", &[("c1", "done", json!({"x": 1}))]),
@@ -678,8 +766,7 @@ mod tests {
         let mut st = checkpoint("a");
         for turn in 0..3 {
             let call = [("c", "add", json!({"x": 1}))];
-            m.answered(&mut st, TurnKind::Model, &answer("", &call))
-                .unwrap();
+            answered(&m, &mut st, TurnKind::Model, &answer("", &call)).unwrap();
             let next = m.tools_ran(&mut st, vec![(0, Ok(json!(1)))]);
             if turn < 2 {
                 assert_eq!(next, call_model(turn + 1));
@@ -694,7 +781,7 @@ mod tests {
             }
         }
         assert_eq!(
-            m.start(&mut st, None).unwrap(),
+            start(&m, &mut st, None).unwrap(),
             Action::Finish {
                 stop: StopReason::MaxSteps,
                 object: None
@@ -705,7 +792,8 @@ mod tests {
         let a = agent().stop_when(|t| t.tool_results.iter().any(|r| r.content == json!("stop")));
         let m = Machine::new(&a);
         let mut st = checkpoint("a");
-        m.answered(
+        answered(
+            &m,
             &mut st,
             TurnKind::Model,
             &answer("", &[("c", "add", json!({"x": 1}))]),
@@ -728,7 +816,8 @@ mod tests {
         let m = Machine::new(&a);
         let mut st = checkpoint("a");
         assert_eq!(
-            m.answered(
+            answered(
+                &m,
                 &mut st,
                 TurnKind::Model,
                 &answer("```json\n{\"n\": 2}\n```", &[])
@@ -762,7 +851,7 @@ mod tests {
         // A checkpoint saved before the repair call goes on with the repair call.
         let mut saved = st.clone();
         assert_eq!(
-            m.start(&mut saved, None).unwrap(),
+            start(&m, &mut saved, None).unwrap(),
             Action::CallModel {
                 turn: 1,
                 kind: TurnKind::Repair
@@ -780,5 +869,92 @@ mod tests {
             other => panic!("expected StructuredOutput, got {other:?}"),
         }
         assert_eq!(st.turns[1].kind, TurnKind::Repair);
+    }
+
+    #[test]
+    fn each_call_is_asked_once_whether_it_needs_approval() {
+        let a = agent();
+        let m = Machine::new(&a);
+        let mut st = checkpoint("a");
+        let resp = answer(
+            "",
+            &[
+                ("c1", "rm", json!({"x": 1})),
+                ("c2", "nope", json!({})),
+                ("c3", "add", json!({"x": 2})),
+            ],
+        );
+        // Only calls of known tools with valid arguments are asked about; nothing runs yet.
+        let next = m.answered(&mut st, TurnKind::Model, &resp).unwrap();
+        assert_eq!(
+            next,
+            Action::CheckApprovals {
+                turn: 0,
+                checks: vec![
+                    Job {
+                        call: 0,
+                        tool: 1,
+                        arguments: json!({"x": 1})
+                    },
+                    Job {
+                        call: 2,
+                        tool: 0,
+                        arguments: json!({"x": 2})
+                    },
+                ]
+            }
+        );
+        // The answers, not the tools' static flags, decide: here `add` (no approval flag) is
+        // said to need one, and `rm` is said not to.
+        let next = m.approvals_checked(&mut st, None, vec![(0, false), (2, true)]);
+        assert_eq!(
+            next,
+            Action::RunTools {
+                turn: 0,
+                jobs: vec![Job {
+                    call: 0,
+                    tool: 1,
+                    arguments: json!({"x": 1})
+                }]
+            }
+        );
+        assert!(
+            matches!(m.tools_ran(&mut st, vec![(0, Ok(json!(1)))]), Action::AwaitApproval { ref pending } if pending[0].call_id == "c3")
+        );
+        // The answers are part of the checkpoint: a resume does not ask again.
+        let mut st: AgentCheckpoint =
+            serde_json::from_value(serde_json::to_value(&st).unwrap()).unwrap();
+        let d = Decisions::parse("a", &json!(true)).unwrap();
+        assert_eq!(
+            m.start(&mut st, Some(&d)).unwrap(),
+            Action::RunTools {
+                turn: 0,
+                jobs: vec![Job {
+                    call: 2,
+                    tool: 0,
+                    arguments: json!({"x": 2})
+                }]
+            }
+        );
+
+        // A call no answer came for needs approval.
+        let mut st = checkpoint("a");
+        m.answered(
+            &mut st,
+            TurnKind::Model,
+            &answer("", &[("c1", "add", json!({"x": 1}))]),
+        )
+        .unwrap();
+        assert_eq!(
+            m.approvals_checked(&mut st, None, vec![]),
+            Action::RunTools {
+                turn: 0,
+                jobs: vec![]
+            }
+        );
+        assert!(matches!(
+            m.tools_ran(&mut st, vec![]),
+            Action::AwaitApproval { .. }
+        ));
     }
 }

@@ -61,6 +61,10 @@ pub(crate) struct PendingTurn {
     pub(crate) results: Vec<Option<ToolResult>>,
     /// The calls waiting for a human.
     pub(crate) awaiting: Vec<PendingApproval>,
+    /// Per call position, the tool's answer to "does this call need approval?" once asked
+    /// ([`crate::Tool::needs_approval`]); kept so a resume does not ask again.
+    #[serde(default)]
+    pub(crate) approval: Vec<Option<bool>>,
 }
 
 #[derive(Debug, Clone)]
@@ -459,6 +463,20 @@ impl Agent {
                         self.turn_finished(&st, turn, sink, env);
                     }
                     next?
+                }
+                Action::CheckApprovals { checks, .. } => {
+                    let answers = futures::future::join_all(checks.into_iter().map(|job| {
+                        let tool = self.tools.get(job.tool);
+                        async move {
+                            let needs = match tool {
+                                Some(t) => t.tool.needs_approval(&job.arguments).await,
+                                None => true,
+                            };
+                            (job.call, needs)
+                        }
+                    }))
+                    .await;
+                    machine.approvals_checked(&mut st, decisions.as_ref(), answers)
                 }
                 Action::RunTools { turn, jobs } => {
                     self.save_progress(&st, env).await?;

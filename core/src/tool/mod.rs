@@ -165,6 +165,14 @@ pub trait Tool: Send + Sync {
         self.requires_approval()
     }
 
+    /// The question of [`Tool::approval`] for a tool that must wait for its answer (a
+    /// JavaScript predicate on another thread, a policy service). The agent loop asks this, once
+    /// per call, and records the answer in its checkpoint (a resume does not ask again); the
+    /// default answers with [`Tool::approval`]. A tool that cannot answer should say `true`.
+    async fn needs_approval(&self, args: &Value) -> bool {
+        self.approval(args)
+    }
+
     /// Whether a call of this tool ends the agent's loop, its result becoming the answer.
     fn is_final(&self) -> bool {
         false

@@ -293,7 +293,7 @@ impl McpServer {
             "inputSchema": {"type": "object", "properties": {
                 "run": {"type": "string", "description": "Only this run's gates"},
                 "all": {"type": "boolean", "description": "Every gate, not only those waiting for you"},
-                "status": {"type": "string", "enum": ["pending", "approved", "rejected"]},
+                "status": {"type": "string", "enum": ["pending", "approved", "rejected", "closed"]},
             }},
             "annotations": {"readOnlyHint": true},
         }));
@@ -492,7 +492,7 @@ impl McpServer {
                 Some(st) => Some(st),
                 None => {
                     return tool_failure(format!(
-                        "unknown approval status `{s}` (pending, approved, rejected)"
+                        "unknown approval status `{s}` (pending, approved, rejected, closed)"
                     ));
                 }
             },

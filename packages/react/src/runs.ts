@@ -323,7 +323,8 @@ export interface ApprovalInfo {
   readonly run_id: string;
   readonly workflow: string;
   readonly gate: string;
-  readonly status: 'pending' | 'approved' | 'rejected';
+  /** `closed`: its run was cancelled or failed before a decision. */
+  readonly status: 'pending' | 'approved' | 'rejected' | 'closed';
   readonly title: string;
   readonly summary: string;
   readonly data: unknown;
