@@ -98,6 +98,7 @@ test('the shell: an allowed command runs in the sandbox, a denied one is refused
   const dir = repo(t);
   const tools = codingTools(dir, { policy: { deny: ['git stash*'] } });
   const shell = tools.shell;
+  assert.equal(typeof shell.requiresApproval, 'function', 'the policy decides per call');
 
   const status = await shell.execute({ command: 'git status --short --branch' }, ctx('s1'));
   assert.equal(status.exit_code, 0, JSON.stringify(status));

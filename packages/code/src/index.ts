@@ -291,8 +291,9 @@ export class CodeTools {
     return this.#native.projectContext(mapTokens);
   }
 
-  /** The tools as `@miyabi/core` tools (all of them, or `only` these). The shell's
-   * `requiresApproval` asks the policy about each call's command. */
+  /** The tools as `@miyabi/core` tools (all of them, or `only` these). Each one's
+   * `requiresApproval` is a function of the call's arguments answered by the tool itself: the
+   * shell's asks the permission policy about the call's command line. */
   tools<K extends CodingToolName = CodingToolName>(only?: ReadonlyArray<K>): CodingTools<K> {
     const wanted = only === undefined ? undefined : new Set<string>(only);
     for (const n of wanted ?? []) {
@@ -300,22 +301,23 @@ export class CodeTools {
         throw new MiyabiError('INVALID_ARGUMENT', `no coding tool named \`${n}\` here (available: ${this.#info.map((t) => t.name).join(', ')})`);
       }
     }
-    const out: Record<string, Tool<never, unknown>> = {};
+    const out: Record<string, unknown> = {};
     for (const info of this.#info) {
       if (wanted !== undefined && !wanted.has(info.name)) continue;
-      out[info.name] = this.#tool(info);
+      out[info.name] = this.#tool(info.name, info);
     }
-    return out as unknown as CodingTools<K>;
+    return out as CodingTools<K>;
   }
 
-  #tool(info: CodingToolInfo): Tool<never, unknown> {
-    const name = info.name;
+  #tool<K extends CodingToolName>(name: K, info: CodingToolInfo): Tool<CodingToolArgs[K], CodingToolResults[K]> {
     return tool({
       description: info.description,
-      parameters: jsonSchema<CodingToolArgs[typeof name]>(info.parameters),
-      requiresApproval: name === 'shell',
-      execute: (args, ctx) => this.call(name, args, { callId: ctx.toolCallId }),
-    }) as Tool<never, unknown>;
+      parameters: jsonSchema<CodingToolArgs[K]>(info.parameters),
+      // The tool's own verdict for each call (for the shell, the policy's), asked by the agent
+      // loop once per call and kept in its checkpoint.
+      requiresApproval: (args: CodingToolArgs[K]) => this.needsApproval(name, args),
+      execute: (args: CodingToolArgs[K], ctx) => this.call(name, args, { callId: ctx.toolCallId }),
+    });
   }
 
   #cancelAll(): void {
