@@ -3,7 +3,8 @@
 // with a scripted model (loopback OpenAI server), the shell under the permission policy (an
 // allowed command runs in the sandbox, a denied one is refused even inside a compound line, an
 // "ask" makes requiresApproval(args) true and stops the agent until resumed with approval),
-// cancellation, CodeGenAgent from the coding preset, and what `npm pack` of the package holds.
+// cancellation, CodeGenAgent from the coding preset, the TypeScript surface (tests/types-code), and
+// what `npm pack` of the package holds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -326,4 +327,19 @@ test('the CommonJS build works the same', async (t) => {
   const dir = repo(t);
   const tools = cjs.codingTools(dir, { only: ['read_file'] });
   assert.equal(await tools.read_file.execute({ path: 'README.md' }, ctx('c1')), '     1\t# demo\n');
+});
+
+test('the TypeScript surface: typed tools go into an Agent as they are; no `any` in the .d.ts files', () => {
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  try {
+    execFileSync(process.execPath, [tsc, '-p', join(root, 'tests', 'types-code')], { stdio: 'pipe' });
+  } catch (e) {
+    assert.fail(`tsc -p tests/types-code failed:\n${e.stdout}${e.stderr}`);
+  }
+  for (const dir of ['dist/esm', 'dist/cjs']) {
+    for (const f of readdirSync(join(pkgDir, dir)).filter((x) => x.endsWith('.d.ts'))) {
+      const text = readFileSync(join(pkgDir, dir, f), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '');
+      assert.doesNotMatch(text, /\bany\b(?!')/, `packages/code/${dir}/${f} mentions any`);
+    }
+  }
 });
