@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent, MiyabiError, model, presets } from '@miyabi/core';
+import { Agent, Engine, MiyabiError, model, presets, workflow } from '@miyabi/core';
 import { CODING_TOOL_NAMES, CodeToolError, CodeTools, codegenAgent, codingTools } from '../packages/code/dist/esm/index.js';
 import { completion, openaiServer, tempDir } from './helpers.mjs';
 
@@ -244,6 +244,29 @@ test('a shell command the policy asks about stops the agent; resuming with appro
   assert.equal(done.stopReason, 'done');
   assert.equal(done.text, 'done: true');
   assert.equal(existsSync(join(dir, 'approved.txt')), true);
+});
+
+test('inside a workflow, an "ask" shell call suspends the run durably; another engine resumes it', async (t) => {
+  const dir = repo(t);
+  const s = await openaiServer(t, (body, i) => {
+    if (i === 0) return { json: completion({ calls: [{ id: 'call_m', name: 'shell', args: { command: 'mkdir build && touch build/out.txt' } }] }) };
+    return { json: completion({ text: `built: ${body.messages.at(-1).content.includes('"exit_code":0')}` }) };
+  });
+  const agent = new Agent({ name: 'coder', model: chat(s.url), tools: codingTools(dir), maxSteps: 4 });
+  const wf = workflow('code-ask').step('coder', agent).commit();
+  const db = `sqlite:${join(tempDir(t), 'runs.db')}`;
+  const run = await (await Engine.open({ store: db, workflows: [wf] })).start(wf, 'Build it.');
+  assert.equal(run.status, 'suspended', run.error);
+  assert.equal(run.suspended[0].payload.kind, 'tool-approval');
+  assert.deepEqual(run.suspended[0].payload.pending.map((p) => p.tool), ['shell']);
+  assert.equal(existsSync(join(dir, 'build')), false, 'nothing ran before the approval');
+
+  const other = await Engine.open({ store: db, workflows: [wf] });
+  const done = await other.resume(run.id, 'coder', { approved: true });
+  assert.equal(done.status, 'succeeded', done.error);
+  assert.equal(done.output, 'built: true');
+  assert.equal(existsSync(join(dir, 'build', 'out.txt')), true);
+  assert.equal(s.requests.length, 2, 'the model was not asked again for the first turn');
 });
 
 test('codegenAgent: the codegen preset with its tools from this package and the project context', async (t) => {
