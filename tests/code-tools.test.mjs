@@ -51,6 +51,10 @@ test('codingTools: every tool with its JSON Schema; read, edit, grep, write and 
   const dir = repo(t);
   const tools = codingTools(dir);
   assert.deepEqual(Object.keys(tools), [...CODING_TOOL_NAMES]);
+  // The addon has no tool the facade does not know about.
+  const { createRequire } = await import('node:module');
+  const addon = createRequire(import.meta.url)('../packages/code/native.cjs');
+  assert.deepEqual(addon.NativeCodeTools.create({ root: dir }).list().map((x) => x.name), [...CODING_TOOL_NAMES]);
   for (const [name, tl] of Object.entries(tools)) {
     assert.equal(tl.kind, 'miyabi.tool', name);
     assert.ok(tl.description.length > 10, `${name} has a description`);
@@ -155,6 +159,7 @@ test('policy options: a policy file, and errors that name what was wrong', async
   assert.throws(() => CodeTools.open(dir, { policyFile: file }), (e) => e instanceof MiyabiError && /permissions\.toml/.test(e.message));
   assert.throws(() => codingTools(dir, { only: ['read_file', 'nope'] }), (e) => e instanceof MiyabiError && /nope/.test(e.message));
   await assert.rejects(() => CodeTools.open(dir).call('nope', {}), (e) => e instanceof CodeToolError && e.code === 'NOT_FOUND');
+  await assert.rejects(() => CodeTools.open(dir).call('read_file', { path: 10n }), (e) => e instanceof MiyabiError);
   assert.deepEqual(Object.keys(codingTools(dir, { only: ['read_file', 'shell'] })), ['read_file', 'shell']);
 });
 

@@ -266,7 +266,7 @@ export class CodeTools {
     }
     this.#seq += 1;
     const id = `${options.callId ?? 'call'}#${this.#seq}`;
-    const promise = this.#native.call(name, args as Record<string, unknown>, id);
+    const promise = sync(() => this.#native.call(name, args as Record<string, unknown>, id));
     const cancel = (): void => {
       this.#native.cancel(id);
     };
