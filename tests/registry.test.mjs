@@ -3,9 +3,11 @@
 // platform (`npm run artifacts` = `napi artifacts`, which puts the built addon into
 // npm/linux-x64-gnu; `npm publish`, whose prepublishOnly `napi pre-publish` publishes the platform
 // package and gives the main package its optionalDependencies); then, in empty folders,
-// `npm install @miyabi/core zod` (only @miyabi/* — core and react — from the loopback registry, everything else from
+// `npm install @miyabi/core zod` (only @miyabi/* — core, react and code — from the loopback registry, everything else from
 // npm's cache) runs the README's Node quickstart as ESM and as CommonJS, and a copy of the Next.js
-// example is built, started and asked to run a workflow. Nothing points the package at its binary
+// example is built, started and asked to run a workflow. @miyabi/code goes through the same
+// release steps (its own platform package) and `npm install @miyabi/core @miyabi/code` runs its
+// tools on a git repository from ESM, CommonJS and TypeScript. Nothing points the package at its binary
 // (no NAPI_RS_NATIVE_LIBRARY_PATH): the binary comes from the optional dependency, as for a user.
 //
 // Needs `npm run build:debug` first (the debug addon is what gets published here). Runs on
@@ -13,7 +15,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -26,6 +28,7 @@ const version = rootPackage.version;
 const TARGET = 'x86_64-unknown-linux-gnu';
 const PLATFORM = 'linux-x64-gnu';
 const BINARY = `miyabi.${PLATFORM}.node`;
+const CODE_BINARY = `miyabi-code.${PLATFORM}.node`;
 const LICENSES = ['LICENSE-MIT', 'LICENSE-APACHE'];
 
 function hostPlatform() {
@@ -178,6 +181,31 @@ async function publish(dir, registry) {
   for (const f of LICENSES) cpSync(join(root, f), join(react, f));
   const reactOut = sh('npm', ['publish'], react, cleanEnv({ npm_config_userconfig: userconfig }));
   assert.match(reactOut, /\+ @miyabi\/react@/, reactOut);
+
+  // @miyabi/code: the same release steps on its own package (packages/code, its addon built by
+  // `npm run build:debug`) and its own platform package.
+  const codeDir = join(root, 'packages', 'code');
+  const codePackage = JSON.parse(readFileSync(join(codeDir, 'package.json'), 'utf8'));
+  const code = join(dir, 'stage-code');
+  for (const f of ['package.json', 'README.md', ...codePackage.files, 'npm']) {
+    cpSync(join(codeDir, f), join(code, f), { recursive: true, filter: (src) => !src.endsWith('.node') });
+  }
+  assert.ok(codePackage.napi.targets.includes(TARGET), `${TARGET} is a release target of @miyabi/code`);
+  writeFileSync(join(code, 'package.json'), `${JSON.stringify({ ...codePackage, napi: { ...codePackage.napi, targets: [TARGET] } }, null, 2)}\n`);
+  const codeBuilt = join(codeDir, CODE_BINARY);
+  assert.ok(existsSync(codeBuilt), `packages/code/${CODE_BINARY} is missing: run \`npm run build:debug\` first`);
+  mkdirSync(join(code, 'artifacts'));
+  try {
+    execFileSync('strip', ['--strip-unneeded', '-o', join(code, 'artifacts', CODE_BINARY), codeBuilt], { stdio: 'pipe' });
+  } catch (e) {
+    if (e.code !== 'ENOENT') throw e;
+    cpSync(codeBuilt, join(code, 'artifacts', CODE_BINARY));
+  }
+  sh('npm', ['run', 'artifacts'], code);
+  assert.ok(existsSync(join(code, 'npm', PLATFORM, CODE_BINARY)), 'napi artifacts put the binary into its platform package');
+  const codeOut = sh('npm', ['publish'], code, cleanEnv({ npm_config_userconfig: userconfig }));
+  assert.match(codeOut, new RegExp(`\\+ @miyabi/code-${PLATFORM}@${version.replace(/\./g, '\\.')}`), codeOut);
+  assert.match(codeOut, new RegExp(`\\+ @miyabi/code@${version.replace(/\./g, '\\.')}`), codeOut);
 }
 
 /** The README's ```ts block under "## Quickstart (Node ...", with a last line printing the result. */
@@ -272,6 +300,64 @@ test('@miyabi/core installs from a registry and works without NAPI_RS_NATIVE_LIB
     const bin = join(app, 'node_modules', '.bin', 'miyabi');
     const runs = JSON.parse(sh(bin, ['runs', 'list', '--db', join(app, 'miyabi.db'), '--json'], app));
     assert.deepEqual(runs.map((r) => [r.workflow, r.status]), [['issue-resolution', 'succeeded'], ['issue-resolution', 'succeeded']]);
+  });
+
+  await t.test('npm install @miyabi/core @miyabi/code: the coding tools from ESM, CommonJS and TypeScript', async () => {
+    const meta = await (await fetch(new URL('@miyabi%2fcode', registry))).json();
+    assert.deepEqual(meta.versions[version].optionalDependencies, { [`@miyabi/code-${PLATFORM}`]: version });
+    const codePeers = JSON.parse(readFileSync(join(root, 'packages', 'code', 'package.json'), 'utf8')).peerDependencies;
+    assert.deepEqual(meta.versions[version].peerDependencies, codePeers);
+
+    const app = join(dir, 'code-app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'code-app', private: true }));
+    writeFileSync(join(app, '.npmrc'), npmrc);
+    sh('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '@miyabi/core', '@miyabi/code'], app);
+    assert.ok(existsSync(join(app, 'node_modules', '@miyabi', `code-${PLATFORM}`, CODE_BINARY)), 'npm installed the platform package of @miyabi/code');
+
+    const repo = join(app, 'repo');
+    mkdirSync(repo);
+    sh('git', ['init', '-q'], repo);
+    writeFileSync(join(repo, 'hello.txt'), 'hello\n');
+    writeFileSync(
+      join(app, 'esm.mjs'),
+      `import { codingTools } from '@miyabi/code';
+       const tools = codingTools('repo');
+       const ctx = { toolCallId: 'c1', agent: 'app', idempotencyKey: 'c1' };
+       const read = await tools.read_file.execute({ path: 'hello.txt' }, ctx);
+       const status = await tools.shell.execute({ command: 'git status --short' }, ctx);
+       const asks = await tools.shell.requiresApproval({ command: 'curl http://127.0.0.1:9/' });
+       console.log(JSON.stringify({ read, stdout: status.stdout, sandbox: status.sandbox, asks }));\n`,
+    );
+    assert.deepEqual(JSON.parse(sh(process.execPath, ['esm.mjs'], app).trim()), {
+      read: '     1\thello\n',
+      stdout: '?? hello.txt\n',
+      sandbox: 'workspace-write',
+      asks: true,
+    });
+    writeFileSync(
+      join(app, 'cjs.cjs'),
+      `const { CodeTools } = require('@miyabi/code');
+       CodeTools.open('repo').call('grep', { pattern: 'hel+o' }).then((out) => console.log(JSON.stringify(out)));\n`,
+    );
+    assert.equal(JSON.parse(sh(process.execPath, ['cjs.cjs'], app).trim()), 'hello.txt:1:hello\n');
+
+    writeFileSync(
+      join(app, 'main.ts'),
+      `import { Agent } from '@miyabi/core';
+       import { codingTools, type ShellResult } from '@miyabi/code';
+       const tools = codingTools('repo', { only: ['read_file', 'shell'] });
+       export const agent = new Agent({ name: 'coder', model: 'openai/gpt-4.1', tools });
+       export async function run(): Promise<ShellResult> {
+         return tools.shell.execute({ command: 'ls' }, { toolCallId: 'x', agent: 'a', runId: undefined, path: undefined, idempotencyKey: 'x', thread: undefined, resource: undefined });
+       }\n`,
+    );
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({ compilerOptions: { strict: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', noEmit: true, types: ['node'] }, files: ['main.ts'] }),
+    );
+    symlinkSync(join(root, 'node_modules', '@types'), join(app, 'node_modules', '@types'));
+    sh(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], app);
   });
 
   await t.test('a Next.js app with @miyabi/core from the registry: next build, next start, a workflow per request', async (t) => {

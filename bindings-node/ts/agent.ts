@@ -34,7 +34,12 @@ export interface ToolContext {
  * Whether a tool call needs approval: a constant, or a function of the call's arguments (like
  * the AI SDK's `needsApproval`), e.g. a shell tool that asks only for commands outside a policy.
  */
-export type ApprovalPredicate<I> = boolean | ((args: I) => boolean | Promise<boolean>);
+export type ApprovalPredicate<I> = boolean | ApprovalCheck<I>;
+
+/** The function form, declared as a method so that its argument is compared bivariantly (as
+ * `execute`'s is): a tool with typed arguments stays assignable to `Tool<unknown, unknown>`, the
+ * type of `AgentOptions.tools`. */
+type ApprovalCheck<I> = { check(args: I): boolean | Promise<boolean> }['check'];
 
 /** A tool a model can call. */
 export interface Tool<I = unknown, O = unknown> {
