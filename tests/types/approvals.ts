@@ -37,7 +37,7 @@ export async function inbox(engine: Engine): Promise<Approval[]> {
   const first = pending[0];
   if (first !== undefined) {
     const a = await engine.approvals.decide(first.runId, first.gate, { id: 'bob' }, { action: 'approve', comment: 'ok' });
-    type _status = Expect<Equal<typeof a.status, 'pending' | 'approved' | 'rejected'>>;
+    type _status = Expect<Equal<typeof a.status, 'pending' | 'approved' | 'rejected' | 'closed'>>;
   }
   // @ts-expect-error: the action is approve or reject
   await engine.approvals.decide('r', 'g', { id: 'bob' }, { action: 'maybe' });
