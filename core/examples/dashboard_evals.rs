@@ -143,7 +143,9 @@ async fn main() -> Result<(), BoxError> {
     // An eval run that never finishes.
     let slow = DurableEval::new(
         &engine,
-        Evaluator::new().name("slow").add_metric("exact", Exact::new()),
+        Evaluator::new()
+            .name("slow")
+            .add_metric("exact", Exact::new()),
         Arc::new(|_input: Value| async move {
             std::future::pending::<()>().await;
             Ok::<_, String>(Value::Null)
@@ -164,7 +166,9 @@ async fn main() -> Result<(), BoxError> {
         )
         .commit()?;
     engine.register(&report);
-    let report_run = engine.start(&report, json!({ "day": "2025-06-01" })).await?;
+    let report_run = engine
+        .start(&report, json!({ "day": "2025-06-01" }))
+        .await?;
 
     let token = generate_token()?;
     let scoped = generate_token()?;

@@ -107,7 +107,9 @@ impl Fixture {
         after(&engine, &triage_run).await;
         let slow = DurableEval::new(
             &engine,
-            Evaluator::new().name("slow").add_metric("exact", Exact::new()),
+            Evaluator::new()
+                .name("slow")
+                .add_metric("exact", Exact::new()),
             Arc::new(|_i: Value| async move {
                 std::future::pending::<()>().await;
                 Ok::<_, String>(Value::Null)
@@ -233,9 +235,7 @@ async fn eval_runs_are_listed_with_their_results_newest_first_in_pages() {
     let mut all = Vec::new();
     let mut cursor = String::new();
     loop {
-        let (s, p) = f
-            .get(&format!("/api/evals?limit=2&cursor={cursor}"))
-            .await;
+        let (s, p) = f.get(&format!("/api/evals?limit=2&cursor={cursor}")).await;
         assert_eq!(s, 200, "{p}");
         all.extend(ids(&p));
         match p["next_cursor"].as_str() {
@@ -290,7 +290,12 @@ async fn compare_refuses_what_it_cannot_compare_naming_the_run() {
     let cases = [
         (format!("a={a}&b=nope"), 404, "nope".to_string(), TOKEN),
         (format!("a={}&b={a}", f.plain), 422, f.plain.clone(), TOKEN),
-        (format!("a={a}&b={}", f.triage), 422, f.triage.clone(), TOKEN),
+        (
+            format!("a={a}&b={}", f.triage),
+            422,
+            f.triage.clone(),
+            TOKEN,
+        ),
         (format!("a={a}&b={}", f.slow), 409, f.slow.clone(), TOKEN),
         (format!("a={a}"), 400, "`b`".to_string(), TOKEN),
         (format!("b={a}"), 400, "`a`".to_string(), TOKEN),

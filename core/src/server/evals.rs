@@ -69,12 +69,14 @@ fn suites(s: &AppState, who: &Identity) -> Result<Vec<SuiteInfo>, ApiError> {
         if let Some(suite) = suite_of(w.id())
             && who.scope.allows(w.id())
         {
-            found.entry(w.id().to_string()).or_insert_with(|| SuiteInfo {
-                name: suite.to_string(),
-                workflow: w.id().to_string(),
-                runs: 0,
-                last_run_at: None,
-            });
+            found
+                .entry(w.id().to_string())
+                .or_insert_with(|| SuiteInfo {
+                    name: suite.to_string(),
+                    workflow: w.id().to_string(),
+                    runs: 0,
+                    last_run_at: None,
+                });
         }
     }
     let mut filter = RunFilter {
@@ -292,7 +294,9 @@ fn eval_run(s: &AppState, who: &Identity, id: &str) -> Result<(RunRecord, EvalRe
         })
         .and_then(|o| {
             EvalResults::deserialize(o).map_err(|e| {
-                ApiError::validation(format!("the results of eval run `{id}` cannot be read: {e}"))
+                ApiError::validation(format!(
+                    "the results of eval run `{id}` cannot be read: {e}"
+                ))
             })
         })?;
     Ok((r, results))
