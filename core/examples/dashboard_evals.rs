@@ -47,7 +47,7 @@ fn answer(version: usize, case: usize) -> &'static str {
     };
     if right.contains(&case) {
         ANSWERS[case - 1]
-    } else if case % 2 == 0 {
+    } else if case.is_multiple_of(2) {
         "answer ?"
     } else {
         "no idea"

@@ -319,7 +319,7 @@ async fn compare_refuses_what_it_cannot_compare_naming_the_run() {
         .await;
     assert_eq!(s, 200);
     let (_, page) = f.get_as(SCOPED, "/api/evals").await;
-    assert_eq!(ids(&page), [f.triage.clone()]);
+    assert_eq!(ids(&page), vec![f.triage.as_str()]);
     assert_eq!(page["suites"].as_array().unwrap().len(), 1);
     let (_, page) = f.get_as(SCOPED, "/api/evals?suite=support").await;
     assert!(ids(&page).is_empty());
