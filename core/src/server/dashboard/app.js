@@ -1609,7 +1609,7 @@ async function workflowView(ctx) {
 
 const EVAL_PAGE = 25;
 // How many of a suite's newest runs the trend and the A/B pickers cover.
-const EVAL_TREND_RUNS = 100;
+const EVAL_TREND_RUNS = 50;
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const evalsPaging = { key: '', stack: [] };
 
@@ -1834,6 +1834,20 @@ async function evalsView(ctx) {
     ),
     h('div', { class: 'card flush' }, tbl, runs.length ? null : h('p', { class: 'muted empty', text: 'No runs.' })),
     pager,
+  );
+  // Live: a run of this suite that starts or changes status redraws the page (once a burst
+  // of changes has settled).
+  const workflow = `eval.${suite}`;
+  const known = new Map(runs.map((r) => [r.id, r.status]));
+  const redraw = debounce(() => {
+    if (!ctx.stale()) render();
+  }, 300, 1000);
+  ctx.onCleanup(
+    live.subscribe('runs', (r) => {
+      if (!r || r.workflow !== workflow || known.get(r.id) === r.status) return;
+      if (!known.has(r.id) && cursor) return;
+      redraw();
+    }),
   );
 }
 
