@@ -1725,11 +1725,12 @@ function trendChart(metric, runs) {
 function gatesCell(results) {
   if (!results) return h('span', { class: 'muted', text: '—' });
   const gates = results.gates || [];
+  if (gates.length === 0) return h('span', { class: 'muted', text: 'no gates' });
   const failed = gates.filter((g) => !g.passed);
   const title = gates
     .map((g) => `${g.passed ? '✓' : '✗'} ${g.metric} ${g.gate?.kind === 'min_pass_rate' ? 'pass rate' : 'mean'} ≥ ${g.gate?.min} (actual ${num(g.actual)})`)
     .join('\n');
-  return h('span', { class: `pill ${results.passed ? 'gate-pass' : 'gate-fail'}`, title: title || 'no gates', text: results.passed ? 'passed' : `failed ${failed.length}/${gates.length}` });
+  return h('span', { class: `pill ${results.passed ? 'gate-pass' : 'gate-fail'}`, title, text: results.passed ? 'passed' : `failed ${failed.length}/${gates.length}` });
 }
 
 function evalRow(r, metrics, previous) {
