@@ -194,6 +194,9 @@ fn expected(method: &str, path: &str) -> Option<(&'static [&'static str], Kind)>
         ("GET", "/api/approvals/{run}/{gate}") => (INBOX, Kind::Resource(200)),
         ("POST", "/api/approvals/{run}/{gate}/decision") => (DECIDE, Kind::Resource(200)),
         ("GET", "/api/audit") => (READ, Kind::List),
+        ("GET", "/api/evals") => (READ, Kind::List),
+        // Asked about a run that is not an eval run: 422 in scope, 404 out of scope.
+        ("GET", "/api/evals/compare") => (READ, Kind::Resource(422)),
         _ => return None,
     })
 }
@@ -234,6 +237,9 @@ async fn every_route_role_and_scope() {
                 if path == "/api/audit" {
                     path = format!("/api/audit?run={gate_run}");
                 }
+                if path == "/api/evals/compare" {
+                    path = format!("/api/evals/compare?a={ask}&b={ask}");
+                }
                 let body = match route.path {
                     "/api/workflows/{id}/runs" => Some(json!({ "input": 2 })),
                     "/api/runs/{id}/resume" => Some(json!({ "path": "ask", "data": 3 })),
@@ -270,7 +276,8 @@ async fn every_route_role_and_scope() {
                         assert!(!text.contains("ops."), "{what}: {text}");
                         assert!(!text.contains(&ops_gate), "{what}: {text}");
                         match route.path {
-                            "/api/me" => {}
+                            // No eval runs here (tests/dashboard_evals.test.mjs scopes them).
+                            "/api/me" | "/api/evals" => {}
                             "/api/workflows" => assert!(text.contains("billing.gate")),
                             "/api/audit" => {
                                 assert_eq!(text.contains(&gate_run), in_scope, "{what}: {text}")

@@ -23,6 +23,8 @@ mod config;
 mod dashboard;
 mod driver;
 mod error;
+#[cfg(feature = "eval")]
+mod evals;
 mod openapi;
 mod routes;
 mod stream;

@@ -284,6 +284,37 @@ const ROUTES: &[Route] = &[
         ok: ("200", "AuditList"),
         errors: &["400"],
     },
+    #[cfg(feature = "eval")]
+    Route {
+        method: "get",
+        path: "/api/evals",
+        summary: "Eval suites (workflows `eval.<suite>`) and a page of eval runs, newest first, each with its results without the samples",
+        auth: true,
+        params: &[],
+        query: &[
+            ("suite", "string", "Only runs of this suite"),
+            ("limit", "integer", "Page size: default 50, at most 100"),
+            ("cursor", "string", "`next_cursor` of the previous page"),
+        ],
+        body: None,
+        ok: ("200", "EvalRunPage"),
+        errors: &["400"],
+    },
+    #[cfg(feature = "eval")]
+    Route {
+        method: "get",
+        path: "/api/evals/compare",
+        summary: "Paired A/B comparison of two finished eval runs of one suite (B against A), as `miyabi eval compare` makes it",
+        auth: true,
+        params: &[],
+        query: &[
+            ("a", "string", "The baseline eval run's id"),
+            ("b", "string", "The candidate eval run's id"),
+        ],
+        body: None,
+        ok: ("200", "EvalComparison"),
+        errors: &["400", "404", "409", "422"],
+    },
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -503,6 +534,37 @@ fn schemas() -> Value {
             }
         },
         "AuditList": { "type": "object", "properties": { "audit": { "type": "array", "items": schema_ref("AuditRecord") }, "next_cursor": { "type": ["string", "null"] } } },
+        "EvalRun": {
+            "type": "object",
+            "properties": {
+                "id": { "type": "string" }, "workflow": { "type": "string" }, "suite": { "type": "string" },
+                "status": { "type": "string" }, "error": { "type": ["string", "null"] },
+                "created_at": { "type": "integer" }, "updated_at": { "type": "integer" },
+                "results": { "type": ["object", "null"], "description": "The run's miyabi.eval/v1 results without `samples` (docs/evals.md); null until it has succeeded" }
+            }
+        },
+        "EvalRunPage": {
+            "type": "object",
+            "properties": {
+                "suites": { "type": "array", "items": { "type": "object", "properties": {
+                    "name": { "type": "string" }, "workflow": { "type": "string" },
+                    "runs": { "type": "integer", "description": "Its runs among the newest 10,000 runs" },
+                    "last_run_at": { "type": ["integer", "null"] }
+                } } },
+                "runs": { "type": "array", "items": schema_ref("EvalRun") },
+                "next_cursor": { "type": ["string", "null"] }
+            }
+        },
+        "EvalComparison": {
+            "type": "object",
+            "description": "miyabi.eval.compare/v1 (docs/evals.md) with `a_run` and `b_run` ({id, created_at})",
+            "properties": {
+                "schema": { "type": "string" }, "a": { "type": "string" }, "b": { "type": "string" },
+                "cases_compared": { "type": "integer" },
+                "metrics": { "type": "array", "items": { "type": "object" } },
+                "a_run": { "type": "object" }, "b_run": { "type": "object" }
+            }
+        },
         "RunDetail": {
             "type": "object",
             "properties": { "run": schema_ref("Run"), "steps": { "type": "array", "items": schema_ref("StepRecord") } }

@@ -48,7 +48,8 @@ const fn route(
 }
 
 /// Every route of the API with its method, permission and audited action. Out-of-scope
-/// resources answer 404 on every route; lists leave them out.
+/// resources answer 404 on every route; lists leave them out. The Evals routes
+/// (`/api/evals`, `/api/evals/compare`) exist when the `eval` feature is on.
 pub const API_ROUTES: &[RouteInfo] = &[
     route("GET", "/api/health", Permission::Public, None),
     route("GET", "/api/openapi.json", Permission::Public, None),
@@ -98,6 +99,10 @@ pub const API_ROUTES: &[RouteInfo] = &[
         Some("gate.decide"),
     ),
     route("GET", "/api/audit", Permission::Read, None),
+    #[cfg(feature = "eval")]
+    route("GET", "/api/evals", Permission::Read, None),
+    #[cfg(feature = "eval")]
+    route("GET", "/api/evals/compare", Permission::Read, None),
 ];
 
 /// The handler of a route of [`API_ROUTES`].
@@ -121,6 +126,10 @@ fn handler(r: &RouteInfo) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/approvals/{run}/{gate}") => get(get_approval),
         ("POST", "/api/approvals/{run}/{gate}/decision") => post(decide),
         ("GET", "/api/audit") => get(audit),
+        #[cfg(feature = "eval")]
+        ("GET", "/api/evals") => get(super::evals::list),
+        #[cfg(feature = "eval")]
+        ("GET", "/api/evals/compare") => get(super::evals::compare),
         _ => return None,
     })
 }
@@ -443,11 +452,11 @@ fn query_time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
 pub(crate) const DEFAULT_LIMIT: usize = 50;
 pub(crate) const MAX_LIMIT: usize = 500;
 
-fn encode_cursor(created_at: i64, id: &str) -> String {
+pub(crate) fn encode_cursor(created_at: i64, id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{created_at}:{id}"))
 }
 
-fn decode_cursor(c: &str) -> Option<(i64, String)> {
+pub(crate) fn decode_cursor(c: &str) -> Option<(i64, String)> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(c)
         .ok()?;

@@ -1,5 +1,5 @@
 // The Miyabi dashboard: runs, run details with the workflow graph, the approval inbox and
-// gates, and the audit trail. Plain JavaScript, no framework, no build step.
+// gates, the audit trail, and eval runs (trend, A/B). Plain JavaScript, no framework, no build step.
 //
 // Safety: every piece of data goes into the page with textContent or setAttribute (no HTML is
 // ever parsed from strings), external links must be http(s), and the page runs under a strict CSP.
@@ -412,6 +412,8 @@ const ROUTES = [
   [/^\/audit\/?$/, () => auditView],
   [/^\/workflows\/?$/, () => workflowsView],
   [/^\/workflows\/([^/]+)\/?$/, () => workflowView],
+  [/^\/evals\/?$/, () => evalsView],
+  [/^\/evals\/compare\/?$/, () => evalCompareView],
 ];
 
 async function render() {
@@ -1596,6 +1598,406 @@ async function workflowView(ctx) {
       recent.length
         ? h('table', { class: 'runs' }, h('thead', {}, h('tr', {}, ['Run', 'Workflow', 'Status', 'Created', 'Updated'].map((t) => h('th', { scope: 'col', text: t })))), h('tbody', {}, recent))
         : h('p', { class: 'muted', text: 'No runs yet.' }),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// Evals: durable eval runs (workflows `eval.<suite>`, their output the miyabi.eval/v1
+// results), a per-metric trend across a suite's runs, and the A/B comparison of two runs
+// (computed by the server: GET /api/evals/compare).
+
+const EVAL_PAGE = 25;
+// How many of a suite's newest runs the trend and the A/B pickers cover.
+const EVAL_TREND_RUNS = 50;
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const evalsPaging = { key: '', stack: [] };
+
+/** An SVG element; attributes set with setAttribute, text with textContent. */
+function svg(tag, attrs = {}, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) e.setAttribute(k, String(v));
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function num(x, digits = 3) {
+  return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '—';
+}
+
+function signed(x, digits = 3) {
+  if (typeof x !== 'number' || !Number.isFinite(x)) return '—';
+  const s = x.toFixed(digits);
+  return x > 0 ? `+${s}` : s;
+}
+
+/** A metric summary's 95% interval: the bootstrap one when the run has it, else the CLT one. */
+function metricCi(m) {
+  return (m && (m.ci_bootstrap || m.ci_clt)) || null;
+}
+
+function ciText(ci) {
+  return ci ? `[${num(ci.low)}, ${num(ci.high)}]` : '';
+}
+
+/** The metric names of a list of eval runs, in the order they first appear. */
+function metricNames(runs) {
+  const names = [];
+  for (const r of runs) for (const m of r.results?.metrics || []) if (!names.includes(m.name)) names.push(m.name);
+  return names;
+}
+
+function metricOf(run, name) {
+  return (run.results?.metrics || []).find((m) => m.name === name) || null;
+}
+
+function clamp01(x) {
+  return Math.min(1, Math.max(0, x));
+}
+
+/**
+ * The trend of one metric across runs (oldest first): the mean of each run as a point on a
+ * line, its 95% interval as a bar and, joined across runs, a band. Scores are in [0, 1]; an
+ * interval reaching outside is drawn clipped to the axis (the table gives the exact values).
+ */
+function trendChart(metric, runs) {
+  const W = 560;
+  const H = 200;
+  const L = 44;
+  const R = 16;
+  const T = 14;
+  const B = 34;
+  const pts = runs
+    .map((r) => ({ r, m: metricOf(r, metric) }))
+    .filter((p) => p.m && typeof p.m.mean === 'number');
+  const x = (i) => (pts.length <= 1 ? L + (W - L - R) / 2 : L + (i * (W - L - R)) / (pts.length - 1));
+  const y = (v) => T + (1 - clamp01(v)) * (H - T - B);
+  const chart = svg('svg', {
+    class: 'trend',
+    viewBox: `0 0 ${W} ${H}`,
+    width: W,
+    height: H,
+    role: 'img',
+    'data-metric': metric,
+    'aria-label': `${metric}: mean per run, oldest first, with 95% intervals`,
+  });
+  for (const v of [0, 0.25, 0.5, 0.75, 1]) {
+    chart.append(
+      svg('line', { class: 'grid', x1: L, x2: W - R, y1: y(v), y2: y(v) }),
+      svg('text', { class: 'axis', x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, v.toFixed(2)),
+    );
+  }
+  const withCi = pts.map((p, i) => ({ i, ci: metricCi(p.m) })).filter((p) => p.ci);
+  if (withCi.length >= 2) {
+    const upper = withCi.map((p) => `${x(p.i)},${y(p.ci.high)}`);
+    const lower = withCi.slice().reverse().map((p) => `${x(p.i)},${y(p.ci.low)}`);
+    chart.append(svg('polygon', { class: 'band', points: [...upper, ...lower].join(' ') }));
+  }
+  for (const p of withCi) {
+    chart.append(svg('line', { class: 'ci', x1: x(p.i), x2: x(p.i), y1: y(p.ci.low), y2: y(p.ci.high) }));
+  }
+  if (pts.length >= 2) {
+    chart.append(svg('polyline', { class: 'mean-line', points: pts.map((p, i) => `${x(i)},${y(p.m.mean)}`).join(' ') }));
+  }
+  pts.forEach((p, i) => {
+    const ci = metricCi(p.m);
+    const when = new Date(p.r.created_at).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+    chart.append(
+      svg(
+        'circle',
+        { class: `pt${p.r.results?.passed === false ? ' gate-failed' : ''}`, cx: x(i), cy: y(p.m.mean), r: 4.5, 'data-run': p.r.id, 'data-mean': p.m.mean },
+        svg('title', {}, `${p.r.id} (${when}): ${num(p.m.mean)}${ci ? ` ${ciText(ci)}` : ''}`),
+      ),
+    );
+  });
+  if (pts.length) {
+    const label = (i, anchor) =>
+      svg('text', { class: 'axis', x: x(i), y: H - 12, 'text-anchor': anchor }, new Date(pts[i].r.created_at).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' }));
+    chart.append(label(0, pts.length > 1 ? 'start' : 'middle'));
+    if (pts.length > 1) chart.append(label(pts.length - 1, 'end'));
+  }
+  return h('figure', { class: 'trend-fig' }, h('figcaption', {}, h('strong', { text: metric }), h('span', { class: 'muted', text: ` · ${pts.length} run${pts.length === 1 ? '' : 's'}` })), chart);
+}
+
+function gatesCell(results) {
+  if (!results) return h('span', { class: 'muted', text: '—' });
+  const gates = results.gates || [];
+  if (gates.length === 0) return h('span', { class: 'muted', text: 'no gates' });
+  const failed = gates.filter((g) => !g.passed);
+  const title = gates
+    .map((g) => `${g.passed ? '✓' : '✗'} ${g.metric} ${g.gate?.kind === 'min_pass_rate' ? 'pass rate' : 'mean'} ≥ ${g.gate?.min} (actual ${num(g.actual)})`)
+    .join('\n');
+  return h('span', { class: `pill ${results.passed ? 'gate-pass' : 'gate-fail'}`, title, text: results.passed ? 'passed' : `failed ${failed.length}/${gates.length}` });
+}
+
+function evalRow(r, metrics, previous) {
+  const res = r.results;
+  return h(
+    'tr',
+    { 'data-run': r.id },
+    h('td', {}, h('a', { href: route('runs', r.id), class: 'mono', text: r.id })),
+    h('td', {}, time(r.created_at)),
+    h('td', { class: 'status' }, pill(r.status)),
+    h('td', { class: 'cases', text: res ? `${res.cases}${res.epochs > 1 ? ` × ${res.epochs}` : ''}` : '—' }),
+    metrics.map((name) => {
+      const m = res ? metricOf(r, name) : null;
+      const ci = metricCi(m);
+      return h(
+        'td',
+        { class: 'metric', 'data-metric': name },
+        h('span', { class: 'mean', text: m ? num(m.mean) : '—' }),
+        ci ? h('span', { class: 'ci muted small', text: ` ${ciText(ci)}` }) : null,
+      );
+    }),
+    h('td', { class: 'gates' }, gatesCell(res)),
+    h('td', {}, res && previous ? h('a', { href: `#/evals/compare?${new URLSearchParams({ suite: r.suite, a: previous.id, b: r.id })}`, class: 'ab-link', text: 'A/B vs previous' }) : null),
+  );
+}
+
+async function evalsView(ctx) {
+  let suite = ctx.params.get('suite') || '';
+  const cursor = ctx.params.get('cursor') || '';
+  if (!suite) {
+    // The suite with the newest run.
+    const first = await api('/api/evals', { query: { limit: 1 } });
+    if (ctx.stale()) return;
+    const suites = first.suites || [];
+    if (suites.length === 0) {
+      fill(view, heading('Evals'), h('div', { class: 'card' }, h('p', { class: 'muted', text: 'No eval runs yet. Durable eval runs (miyabi eval run --durable, or DurableEval in Rust) on this server\'s database show here.' })));
+      return;
+    }
+    suite = suites[0].name;
+    history.replaceState(null, '', `#/evals?suite=${enc(suite)}`);
+  }
+  if (evalsPaging.key !== suite || !cursor) evalsPaging.stack = [];
+  evalsPaging.key = suite;
+  const [page, recent] = await Promise.all([
+    api('/api/evals', { query: { suite, cursor, limit: EVAL_PAGE } }),
+    api('/api/evals', { query: { suite, limit: EVAL_TREND_RUNS } }),
+  ]);
+  if (ctx.stale()) return;
+  const suites = page.suites || [];
+  const runs = page.runs || [];
+  const trendRuns = (recent.runs || []).filter((r) => r.results).slice().reverse();
+  const metrics = metricNames([...runs, ...trendRuns]);
+  // A run's previous finished run (for the A/B link), among the newest runs.
+  const finished = (recent.runs || []).filter((r) => r.results);
+  const previousOf = (r) => {
+    const i = finished.findIndex((x) => x.id === r.id);
+    return i >= 0 ? finished[i + 1] || null : null;
+  };
+  const tabs = h(
+    'nav',
+    { class: 'filters', 'aria-label': 'Suites' },
+    h('ul', {}, suites.map((s) => h('li', {}, h('a', { href: `#/evals?suite=${enc(s.name)}`, 'aria-current': s.name === suite ? 'true' : null, 'data-suite': s.name, text: `${s.name} (${s.runs})` })))),
+  );
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' });
+  const q = (c) => `#/evals?${new URLSearchParams(c ? { suite, cursor: c } : { suite })}`;
+  if (cursor) {
+    add(pager, h('a', { href: q(''), text: '⇤ Newest' }));
+    if (evalsPaging.stack.length > 0) {
+      const prev = evalsPaging.stack[evalsPaging.stack.length - 1];
+      add(pager, h('a', { href: q(prev), text: '← Newer', on: { click: () => evalsPaging.stack.pop() } }));
+    }
+  }
+  if (page.next_cursor) add(pager, h('a', { href: q(page.next_cursor), text: 'Older →', on: { click: () => evalsPaging.stack.push(cursor) } }));
+  const tbl = h(
+    'table',
+    { class: 'evals' },
+    h('caption', { class: 'sr-only', text: `Eval runs of ${suite}, newest first` }),
+    h(
+      'thead',
+      {},
+      h('tr', {}, ['Run', 'Created', 'Status', 'Cases', ...metrics.map((m) => `${m} (95% CI)`), 'Gates', ''].map((t) => h('th', { scope: 'col', text: t }))),
+    ),
+    h('tbody', {}, runs.map((r) => evalRow(r, metrics, previousOf(r)))),
+  );
+  const newest = finished[0];
+  fill(view,
+    h(
+      'div',
+      { class: 'title-row' },
+      heading('Evals ', h('span', { class: 'mono', text: suite })),
+      newest && finished[1]
+        ? h('a', { href: `#/evals/compare?${new URLSearchParams({ suite, a: finished[1].id, b: newest.id })}`, text: 'A/B: newest vs previous' })
+        : null,
+    ),
+    tabs,
+    section(
+      'Trend',
+      trendRuns.length
+        ? h('div', { class: 'trends' }, metrics.map((m) => trendChart(m, trendRuns)))
+        : h('p', { class: 'muted', text: 'No finished run yet.' }),
+      h('p', { class: 'muted small', text: `Mean per run (the newest ${EVAL_TREND_RUNS} finished runs, oldest on the left); bars and band: 95% intervals. A hollow point: the run failed a gate.` }),
+    ),
+    h('div', { class: 'card flush' }, tbl, runs.length ? null : h('p', { class: 'muted empty', text: 'No runs.' })),
+    pager,
+  );
+  // Live: a run of this suite that starts or changes status redraws the page (once a burst
+  // of changes has settled).
+  const workflow = `eval.${suite}`;
+  const known = new Map(runs.map((r) => [r.id, r.status]));
+  const redraw = debounce(() => {
+    if (!ctx.stale()) render();
+  }, 300, 1000);
+  ctx.onCleanup(
+    live.subscribe('runs', (r) => {
+      if (!r || r.workflow !== workflow || known.get(r.id) === r.status) return;
+      if (!known.has(r.id) && cursor) return;
+      redraw();
+    }),
+  );
+}
+
+/**
+ * Every metric's difference B − A with its 95% interval on one axis around 0 (a forest
+ * plot): a bar right of 0 is better, left worse.
+ */
+function deltaChart(cmp) {
+  const rows = cmp.metrics || [];
+  const W = 560;
+  const L = 120;
+  const R = 24;
+  const ROW = 28;
+  const T = 10;
+  const H = T + rows.length * ROW + 26;
+  let span = 0.05;
+  for (const m of rows) {
+    const ci = m.paired?.ci_bootstrap || m.paired?.ci_clt;
+    for (const v of [m.paired?.mean_diff, ci?.low, ci?.high]) if (typeof v === 'number' && Number.isFinite(v)) span = Math.max(span, Math.abs(v));
+  }
+  span = Math.min(1, span * 1.1);
+  const x = (v) => L + ((v + span) / (2 * span)) * (W - L - R);
+  const chart = svg('svg', { class: 'deltas', viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': 'Difference B − A per metric with its 95% interval' });
+  chart.append(svg('line', { class: 'zero', x1: x(0), x2: x(0), y1: T - 4, y2: T + rows.length * ROW }));
+  for (const v of [-span, 0, span]) chart.append(svg('text', { class: 'axis', x: x(v), y: H - 8, 'text-anchor': 'middle' }, signed(v, 2)));
+  rows.forEach((m, i) => {
+    const cy = T + i * ROW + ROW / 2;
+    const ci = m.paired?.ci_bootstrap || m.paired?.ci_clt;
+    const g = svg('g', { class: `delta-row v-${m.verdict}`, 'data-metric': m.metric });
+    g.append(svg('text', { class: 'label', x: L - 10, y: cy + 4, 'text-anchor': 'end' }, m.metric));
+    if (ci) g.append(svg('line', { class: 'ci', x1: x(ci.low), x2: x(ci.high), y1: cy, y2: cy }));
+    g.append(svg('circle', { class: 'pt', cx: x(m.paired.mean_diff), cy, r: 5 }, svg('title', {}, `${m.metric}: ${signed(m.paired.mean_diff)} ${ciText(ci)}`)));
+    chart.append(g);
+  });
+  return chart;
+}
+
+const VERDICTS = { better: 'better', worse: 'worse', no_detectable_difference: 'no detectable difference' };
+
+async function evalCompareView(ctx) {
+  const suite = ctx.params.get('suite') || '';
+  let a = ctx.params.get('a') || '';
+  let b = ctx.params.get('b') || '';
+  const list = suite ? await api('/api/evals', { query: { suite, limit: EVAL_TREND_RUNS } }) : { runs: [] };
+  if (ctx.stale()) return;
+  const finished = (list.runs || []).filter((r) => r.results);
+  if (!b && finished[0]) b = finished[0].id;
+  if (!a) {
+    const i = finished.findIndex((r) => r.id === b);
+    if (i >= 0 && finished[i + 1]) a = finished[i + 1].id;
+  }
+  const label = (r) => `${new Date(r.created_at).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' })} · ${r.id}`;
+  const picker = (id, text, current) => {
+    const options = finished.map((r) => h('option', { value: r.id, selected: r.id === current, text: label(r) }));
+    if (current && !finished.some((r) => r.id === current)) options.unshift(h('option', { value: current, selected: true, text: current }));
+    return h('div', { class: 'field' }, h('label', { for: id, text }), h('select', { id, name: id }, options));
+  };
+  const form = h(
+    'form',
+    { class: 'filters-form', 'aria-label': 'Runs to compare' },
+    picker('ab-a', 'A (baseline)', a),
+    picker('ab-b', 'B (candidate)', b),
+    h('button', { type: 'submit', class: 'primary', text: 'Compare' }),
+  );
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams({ suite, a: form.querySelector('#ab-a').value, b: form.querySelector('#ab-b').value });
+    location.hash = `#/evals/compare?${p}`;
+  });
+  const top = [
+    h('div', { class: 'title-row' }, heading('A/B ', h('span', { class: 'mono', text: suite || 'eval runs' })), suite ? h('a', { href: `#/evals?suite=${enc(suite)}`, text: 'All runs of the suite' }) : null),
+    h('div', { class: 'card' }, form),
+  ];
+  if (!a || !b) {
+    fill(view, ...top, h('p', { class: 'muted', text: 'Pick two finished runs of the suite.' }));
+    return;
+  }
+  let cmp;
+  try {
+    cmp = await api('/api/evals/compare', { query: { a, b } });
+  } catch (e) {
+    if (ctx.stale()) return;
+    if (e instanceof ApiError && e.status === 401) throw e;
+    fill(view, ...top, errorBox(e));
+    return;
+  }
+  if (ctx.stale()) return;
+  const rows = (cmp.metrics || []).map((m) => {
+    const p = m.paired || {};
+    const ci = p.ci_bootstrap || p.ci_clt;
+    const dir = p.mean_diff > 1e-12 ? 'up' : p.mean_diff < -1e-12 ? 'down' : 'flat';
+    return h(
+      'tr',
+      { 'data-metric': m.metric },
+      h('th', { scope: 'row', text: m.metric }),
+      h('td', { class: 'mean-a', text: num(p.mean_a) }),
+      h('td', { class: 'mean-b', text: num(p.mean_b) }),
+      h('td', { class: `delta ${dir}`, text: signed(p.mean_diff) }),
+      h('td', { class: 'ci', text: ciText(ci) || '—' }),
+      h('td', { text: m.mcnemar ? num(m.mcnemar.p_value, 4) : '—' }),
+      h('td', { text: `${p.wins ?? 0} / ${p.losses ?? 0} / ${p.ties ?? 0}` }),
+      h('td', { class: 'verdict' }, h('span', { class: `pill v-${m.verdict}`, text: VERDICTS[m.verdict] || m.verdict })),
+    );
+  });
+  // The cases that regressed most: every regressed (case, metric), the largest drop first.
+  const regressed = [];
+  for (const m of cmp.metrics || []) for (const r of m.regressed || []) regressed.push({ ...r, metric: m.metric, drop: r.b - r.a });
+  regressed.sort((x, y) => x.drop - y.drop || String(x.case_id).localeCompare(String(y.case_id)));
+  const worse = (cmp.metrics || []).some((m) => m.verdict === 'worse');
+  const runLink = (r) => h('a', { href: route('runs', r.id), class: 'mono', text: r.id });
+  fill(view,
+    ...top,
+    h(
+      'p',
+      { class: 'summary' },
+      'B ', cmp.b_run ? runLink(cmp.b_run) : b, ' against A ', cmp.a_run ? runLink(cmp.a_run) : a,
+      ` on ${cmp.cases_compared} paired case${cmp.cases_compared === 1 ? '' : 's'}: `,
+      h('strong', { id: 'ab-verdict', class: worse ? 'worse' : 'ok', text: worse ? 'a significant regression' : 'no significant regression' }),
+      cmp.only_in_a?.length || cmp.only_in_b?.length ? h('span', { class: 'muted', text: ` (${cmp.only_in_a.length} case(s) only in A, ${cmp.only_in_b.length} only in B)` }) : null,
+    ),
+    section(
+      'Per metric',
+      h('div', { class: 'deltas-box' }, deltaChart(cmp)),
+      h(
+        'table',
+        { class: 'ab-metrics' },
+        h('caption', { class: 'sr-only', text: 'Per metric: means, difference B − A with its 95% interval, McNemar, wins/losses/ties, verdict' }),
+        h('thead', {}, h('tr', {}, ['Metric', 'A', 'B', 'Δ (B − A)', '95% CI of Δ', 'McNemar p', 'W / L / T', 'Verdict'].map((t) => h('th', { scope: 'col', text: t })))),
+        h('tbody', {}, rows),
+      ),
+    ),
+    section(
+      'Regressed cases',
+      regressed.length
+        ? h(
+            'table',
+            { class: 'regressed' },
+            h('caption', { class: 'sr-only', text: 'Cases that scored lower in B, the largest drop first' }),
+            h('thead', {}, h('tr', {}, ['Case', 'Metric', 'A', 'B', 'Δ'].map((t) => h('th', { scope: 'col', text: t })))),
+            h(
+              'tbody',
+              {},
+              regressed.slice(0, 20).map((r) =>
+                h('tr', { 'data-case': r.case_id, 'data-metric': r.metric }, h('td', { class: 'mono', text: r.case_id }), h('td', { text: r.metric }), h('td', { text: num(r.a) }), h('td', { text: num(r.b) }), h('td', { class: 'delta down', text: signed(r.drop) })),
+              ),
+            ),
+          )
+        : h('p', { class: 'muted', text: 'No case scored lower in B.' }),
+      regressed.length > 20 ? h('p', { class: 'muted small', text: `… and ${regressed.length - 20} more.` }) : null,
     ),
   );
 }
