@@ -2,7 +2,7 @@
 //! chunks, header `x-vercel-ai-ui-message-stream: v1`), and a chat route helper that answers
 //! `useChat` and resumes generations waiting for a tool approval.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::error_response;
 use crate::agent::{AgentCheckpoint, AgentEvent, AgentStream};
@@ -267,12 +266,12 @@ impl Writer {
         format!("p{}", self.next)
     }
 
-    fn close(&mut self, out: &mut Vec<UiChunk>) {
+    fn close(&mut self, out: &mut VecDeque<UiChunk>) {
         if let Some(id) = self.text.take() {
-            out.push(UiChunk::TextEnd { id });
+            out.push_back(UiChunk::TextEnd { id });
         }
         if let Some(id) = self.reasoning.take() {
-            out.push(UiChunk::ReasoningEnd { id });
+            out.push_back(UiChunk::ReasoningEnd { id });
         }
     }
 
@@ -300,163 +299,149 @@ impl Writer {
     }
 }
 
-/// Where the chunks go and what to do when the generation waits for approval.
-struct Sink {
-    tx: mpsc::Sender<UiChunk>,
+/// Turns an agent's events into UI chunks: opens and closes text/reasoning parts and steps,
+/// and keeps a generation waiting for approval in the approval store.
+struct Pump {
+    w: Writer,
     approvals: Option<Arc<dyn ApprovalStore>>,
+    finish_reason: Option<String>,
+    waiting: bool,
 }
 
-async fn pump(mut stream: AgentStream, options: UiStreamOptions, sink: Sink) {
-    let mut w = Writer {
-        next: 0,
-        text: None,
-        reasoning: None,
-        step_open: false,
-        options,
-    };
-    let mut out = vec![UiChunk::Start {
-        message_id: w.options.message_id.clone(),
-    }];
-    let mut finish_reason: Option<String> = None;
-    let mut waiting = false;
-    loop {
-        for c in out.drain(..) {
-            if sink.tx.send(c).await.is_err() {
-                return;
-            }
-        }
-        let ev = tokio::select! {
-            _ = sink.tx.closed() => return,
-            ev = stream.next() => ev,
-        };
-        match ev {
+impl Pump {
+    /// The chunks of one event (`None`: the stream ended) into `out`; true once the UI
+    /// message stream is finished.
+    fn on(
+        &mut self,
+        ev: Option<Result<AgentEvent, crate::AgentError>>,
+        out: &mut VecDeque<UiChunk>,
+    ) -> bool {
+        let ev = match ev {
             None => {
-                w.close(&mut out);
-                out.push(UiChunk::Finish { finish_reason });
-                for c in out.drain(..) {
-                    let _ = sink.tx.send(c).await;
-                }
-                return;
+                self.w.close(out);
+                out.push_back(UiChunk::Finish {
+                    finish_reason: self.finish_reason.take(),
+                });
+                return true;
             }
             Some(Err(e)) => {
-                w.close(&mut out);
-                out.push(UiChunk::Error {
+                self.w.close(out);
+                out.push_back(UiChunk::Error {
                     error_text: e.to_string(),
                 });
-                for c in out.drain(..) {
-                    let _ = sink.tx.send(c).await;
-                }
-                return;
+                return true;
             }
-            Some(Ok(ev)) => {
-                match ev {
-                    AgentEvent::TurnStart { .. } => {
-                        w.close(&mut out);
-                        w.step_open = true;
-                        out.push(UiChunk::StartStep);
+            Some(Ok(ev)) => ev,
+        };
+        match ev {
+            AgentEvent::TurnStart { .. } => {
+                self.w.close(out);
+                self.w.step_open = true;
+                out.push_back(UiChunk::StartStep);
+            }
+            AgentEvent::TextDelta { text, .. } => {
+                if text.is_empty() {
+                    return false;
+                }
+                if let Some(id) = self.w.reasoning.take() {
+                    out.push_back(UiChunk::ReasoningEnd { id });
+                }
+                let id = match &self.w.text {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = self.w.id();
+                        out.push_back(UiChunk::TextStart { id: id.clone() });
+                        self.w.text = Some(id.clone());
+                        id
                     }
-                    AgentEvent::TextDelta { text, .. } => {
-                        if text.is_empty() {
-                            continue;
+                };
+                out.push_back(UiChunk::TextDelta { id, delta: text });
+            }
+            AgentEvent::ReasoningDelta { text, .. } => {
+                if text.is_empty() || self.w.options.no_reasoning {
+                    return false;
+                }
+                if let Some(id) = self.w.text.take() {
+                    out.push_back(UiChunk::TextEnd { id });
+                }
+                let id = match &self.w.reasoning {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = self.w.id();
+                        out.push_back(UiChunk::ReasoningStart { id: id.clone() });
+                        self.w.reasoning = Some(id.clone());
+                        id
+                    }
+                };
+                out.push_back(UiChunk::ReasoningDelta { id, delta: text });
+            }
+            AgentEvent::ToolCall { call, .. } => {
+                self.w.close(out);
+                out.push_back(UiChunk::ToolInputAvailable {
+                    tool_call_id: call.id,
+                    tool_name: call.name,
+                    input: call.arguments,
+                    dynamic: true,
+                });
+            }
+            AgentEvent::ToolResult { result, .. } => {
+                self.w.close(out);
+                out.push_back(self.w.tool_result(result));
+            }
+            AgentEvent::ApprovalRequired { .. } => {
+                // The checkpoint comes with the response, at the end.
+                self.waiting = true;
+            }
+            AgentEvent::TurnFinish {
+                finish_reason: f, ..
+            } => {
+                self.w.close(out);
+                if self.w.step_open {
+                    out.push_back(UiChunk::FinishStep);
+                }
+                self.w.step_open = false;
+                self.finish_reason = serde_json::to_value(f)
+                    .ok()
+                    .and_then(|v| v.as_str().map(|s| s.replace('_', "-")));
+            }
+            AgentEvent::Finish { response } => {
+                self.w.close(out);
+                if self.w.step_open {
+                    out.push_back(UiChunk::FinishStep);
+                    self.w.step_open = false;
+                }
+                if self.waiting || !response.pending.is_empty() {
+                    self.finish_reason = Some("tool-calls".into());
+                    let key = uuid::Uuid::now_v7().to_string();
+                    let stored = match (&self.approvals, &response.checkpoint) {
+                        (Some(store), Some(cp)) => store.put(&key, cp).map_err(|e| e.to_string()),
+                        (None, _) => Err(
+                            "this route keeps no approvals: give agent_chat an ApprovalStore"
+                                .into(),
+                        ),
+                        (Some(_), None) => {
+                            Err("the generation waits for approval but gave no checkpoint".into())
                         }
-                        if let Some(id) = w.reasoning.take() {
-                            out.push(UiChunk::ReasoningEnd { id });
-                        }
-                        let id = match &w.text {
-                            Some(id) => id.clone(),
-                            None => {
-                                let id = w.id();
-                                out.push(UiChunk::TextStart { id: id.clone() });
-                                w.text = Some(id.clone());
-                                id
+                    };
+                    match stored {
+                        Ok(()) => {
+                            for p in &response.pending {
+                                out.push_back(UiChunk::ToolApprovalRequest {
+                                    approval_id: format!("{key}:{}", p.call_id),
+                                    tool_call_id: p.call_id.clone(),
+                                });
                             }
-                        };
-                        out.push(UiChunk::TextDelta { id, delta: text });
-                    }
-                    AgentEvent::ReasoningDelta { text, .. } => {
-                        if text.is_empty() || w.options.no_reasoning {
-                            continue;
                         }
-                        if let Some(id) = w.text.take() {
-                            out.push(UiChunk::TextEnd { id });
-                        }
-                        let id = match &w.reasoning {
-                            Some(id) => id.clone(),
-                            None => {
-                                let id = w.id();
-                                out.push(UiChunk::ReasoningStart { id: id.clone() });
-                                w.reasoning = Some(id.clone());
-                                id
-                            }
-                        };
-                        out.push(UiChunk::ReasoningDelta { id, delta: text });
-                    }
-                    AgentEvent::ToolCall { call, .. } => {
-                        w.close(&mut out);
-                        out.push(UiChunk::ToolInputAvailable {
-                            tool_call_id: call.id,
-                            tool_name: call.name,
-                            input: call.arguments,
-                            dynamic: true,
-                        });
-                    }
-                    AgentEvent::ToolResult { result, .. } => {
-                        w.close(&mut out);
-                        out.push(w.tool_result(result));
-                    }
-                    AgentEvent::ApprovalRequired { .. } => {
-                        // The checkpoint comes with the response, at the end.
-                        waiting = true;
-                    }
-                    AgentEvent::TurnFinish {
-                        finish_reason: f, ..
-                    } => {
-                        w.close(&mut out);
-                        if w.step_open {
-                            out.push(UiChunk::FinishStep);
-                        }
-                        w.step_open = false;
-                        finish_reason = serde_json::to_value(f)
-                            .ok()
-                            .and_then(|v| v.as_str().map(|s| s.replace('_', "-")));
-                    }
-                    AgentEvent::Finish { response } => {
-                        w.close(&mut out);
-                        if w.step_open {
-                            out.push(UiChunk::FinishStep);
-                            w.step_open = false;
-                        }
-                        if waiting || !response.pending.is_empty() {
-                            finish_reason = Some("tool-calls".into());
-                            let key = uuid::Uuid::now_v7().to_string();
-                            let stored = match (&sink.approvals, &response.checkpoint) {
-                            (Some(store), Some(cp)) => store.put(&key, cp).map_err(|e| e.to_string()),
-                            (None, _) => Err("this route keeps no approvals: give agent_chat an ApprovalStore".into()),
-                            (Some(_), None) => Err("the generation waits for approval but gave no checkpoint".into()),
-                        };
-                            match stored {
-                                Ok(()) => {
-                                    for p in &response.pending {
-                                        out.push(UiChunk::ToolApprovalRequest {
-                                            approval_id: format!("{key}:{}", p.call_id),
-                                            tool_call_id: p.call_id.clone(),
-                                        });
-                                    }
-                                }
-                                Err(error_text) => out.push(UiChunk::Error { error_text }),
-                            }
-                        }
-                        out.push(UiChunk::Finish {
-                            finish_reason: finish_reason.clone(),
-                        });
-                        for c in out.drain(..) {
-                            let _ = sink.tx.send(c).await;
-                        }
-                        return;
+                        Err(error_text) => out.push_back(UiChunk::Error { error_text }),
                     }
                 }
+                out.push_back(UiChunk::Finish {
+                    finish_reason: self.finish_reason.clone(),
+                });
+                return true;
             }
         }
+        false
     }
 }
 
@@ -471,9 +456,39 @@ fn chunks(
     options: UiStreamOptions,
     approvals: Option<Arc<dyn ApprovalStore>>,
 ) -> impl Stream<Item = UiChunk> {
-    let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(pump(stream, options, Sink { tx, approvals }));
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+    // Polled by the response body itself: no task and no channel between the agent's events
+    // and the chunks (dropping the response drops the agent's stream, which stops it).
+    let start = UiChunk::Start {
+        message_id: options.message_id.clone(),
+    };
+    let pump = Pump {
+        w: Writer {
+            next: 0,
+            text: None,
+            reasoning: None,
+            step_open: false,
+            options,
+        },
+        approvals,
+        finish_reason: None,
+        waiting: false,
+    };
+    let state = (stream, pump, VecDeque::from([start]), false);
+    futures::stream::unfold(
+        state,
+        |(mut stream, mut pump, mut out, mut done)| async move {
+            loop {
+                if let Some(c) = out.pop_front() {
+                    return Some((c, (stream, pump, out, done)));
+                }
+                if done {
+                    return None;
+                }
+                let ev = stream.next().await;
+                done = pump.on(ev, &mut out);
+            }
+        },
+    )
 }
 
 fn sse(chunks: impl Stream<Item = UiChunk> + Send + 'static) -> Response {
