@@ -167,7 +167,7 @@ fn main() {
     report("model.bedrock.decode", ev / 1e6, "Mevents/s");
 
     // 2. Catalogue.
-    let json: &'static str = include_str!("../src/model/catalog/catalog.json");
+    let json: &'static str = include_str!("../../crates/model/src/catalog/catalog.json");
     let t = Instant::now();
     let n = 20;
     for _ in 0..n {

@@ -38,7 +38,9 @@ mod error;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod memory;
-pub mod model;
+/// Models: the crate `miyabi-model`, re-exported.
+#[doc(inline)]
+pub use miyabi_model as model;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod store;

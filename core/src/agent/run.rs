@@ -14,7 +14,7 @@ use super::{
     InstructionContext, Instructions, PendingApproval, StopReason, TurnKind,
 };
 use crate::memory::{StoredMessage, WorkingMemory};
-use crate::model::decode::ResponseCollector;
+use crate::model::internals::ResponseCollector;
 use crate::model::{
     LanguageModel, Message, ModelError, ModelRequest, ModelResponse, ResponseFormat, Role,
     StreamEvent, ToolCall, ToolChoice, ToolResult, Usage,

@@ -17,8 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::model::http::{error_chain, retry_after};
-use crate::model::redact::Secrets;
+use crate::model::internals::{Secrets, error_chain, retry_after};
 
 /// Most delivery attempts the outbox makes for one notification (the first one included).
 pub const MAX_ATTEMPTS: u32 = 8;

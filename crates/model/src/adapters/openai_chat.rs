@@ -13,11 +13,11 @@ use super::{
     Adapter, Target, media_url, merge_options, params_or_empty, parse_common_error, parse_json,
     result_text, stream_error, to_body,
 };
-use crate::model::decode::{StreamDecoder, ToolCallAccumulator, map_finish, parse_arguments};
-use crate::model::error::ModelError;
-use crate::model::framing::SseDecoder;
-use crate::model::http::{ParsedError, WireRequest};
-use crate::model::types::{
+use crate::decode::{StreamDecoder, ToolCallAccumulator, map_finish, parse_arguments};
+use crate::error::ModelError;
+use crate::framing::SseDecoder;
+use crate::http::{ParsedError, WireRequest};
+use crate::types::{
     ContentPart, FinishReason, Message, ModelRequest, ModelResponse, Role, StreamEvent, ToolCall,
     ToolChoice, Usage,
 };

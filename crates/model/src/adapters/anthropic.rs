@@ -11,13 +11,13 @@ use super::{
     Adapter, Target, merge_options, params_or_empty, parse_common_error, parse_json, result_text,
     stream_error, to_body,
 };
-use crate::model::decode::{
+use crate::decode::{
     STRUCTURED_OUTPUT_TOOL, StreamDecoder, ToolCallAccumulator, map_finish, parse_arguments,
 };
-use crate::model::error::ModelError;
-use crate::model::framing::SseDecoder;
-use crate::model::http::{ParsedError, WireRequest};
-use crate::model::types::{
+use crate::error::ModelError;
+use crate::framing::SseDecoder;
+use crate::http::{ParsedError, WireRequest};
+use crate::types::{
     ContentPart, FinishReason, MediaSource, ModelRequest, ModelResponse, Role, StreamEvent,
     ToolCall, ToolChoice, Usage,
 };

@@ -257,7 +257,7 @@ pub fn parse_retry_delay(value: &str) -> Option<Duration> {
 }
 
 /// `retry-after-ms`, or `retry-after` in seconds or as an HTTP date.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(d) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
@@ -492,7 +492,7 @@ fn map_reqwest_error(site: CallSite<'_>, options: &HttpOptions, e: &reqwest::Err
 }
 
 /// An error and its sources, on one line (reqwest's own Display omits the cause).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

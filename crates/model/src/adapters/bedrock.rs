@@ -9,10 +9,10 @@ use super::{
     Adapter, Target, merge_options, params_or_empty, parse_common_error, parse_json, result_text,
     stream_error, to_body,
 };
-use crate::model::decode::{ResponseCollector, StreamDecoder, ToolCallAccumulator, map_finish};
-use crate::model::error::ModelError;
-use crate::model::http::{ParsedError, WireRequest};
-use crate::model::types::{
+use crate::decode::{ResponseCollector, StreamDecoder, ToolCallAccumulator, map_finish};
+use crate::error::ModelError;
+use crate::http::{ParsedError, WireRequest};
+use crate::types::{
     ContentPart, FinishReason, MediaSource, ModelRequest, ModelResponse, Role, StreamEvent,
     ToolChoice, Usage,
 };

@@ -3,12 +3,16 @@
 //! `"provider/model"` strings, native protocol adapters, and one HTTP layer with timeouts,
 //! retries and typed errors.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), miyabi::model::ModelError> {
-//! use futures::StreamExt;
-//! use miyabi::model::{LanguageModel, ModelRequest, StreamEvent};
+//! This is the crate `miyabi-model`; the crate `miyabi` re-exports it as `miyabi::model` (and
+//! its most used items at its root: `miyabi::model(..)`, `miyabi::LanguageModel`, ...), which
+//! is the path to write in an application. It depends on no other Miyabi crate.
 //!
-//! let m = miyabi::model("openai/gpt-4.1")?;
+//! ```no_run
+//! # async fn demo() -> Result<(), miyabi_model::ModelError> {
+//! use futures::StreamExt;
+//! use miyabi_model::{LanguageModel, ModelRequest, StreamEvent};
+//!
+//! let m = miyabi_model::model("openai/gpt-4.1")?;
 //! let mut events = m.stream(&ModelRequest::user("Say hi")).await?;
 //! while let Some(ev) = events.next().await {
 //!     if let StreamEvent::TextDelta { text } = ev? {
@@ -24,6 +28,7 @@ mod auth;
 pub mod aws;
 mod call;
 pub mod catalog;
+mod code;
 pub(crate) mod decode;
 mod embedding;
 mod error;
@@ -37,6 +42,7 @@ mod types;
 
 pub use call::{LanguageModel, Model, collect_stream};
 pub use catalog::{Auth, Capabilities, Catalog, ModelInfo, Pricing, Protocol, ProviderInfo};
+pub use code::ErrorCode;
 pub use embedding::{
     Embedder, EmbeddingInput, EmbeddingModel, EmbeddingRequest, Embeddings, embedding,
 };
@@ -53,7 +59,9 @@ pub use types::{
 
 /// The layer's internals, for the crate's own tests, its benchmarks and the fuzz targets in
 /// `fuzz/` (protocol adapters and stream decoders driven directly, the framing decoders, the
-/// retry-hint parsers). Not part of the API: anything here may change or go without notice.
+/// retry-hint parsers), and for the other Miyabi crates (the agent loop's response collector;
+/// the approval notifiers' error chains, retry hints and secret redaction, which use this
+/// layer's own rules). Not part of the API: anything here may change or go without notice.
 #[doc(hidden)]
 pub mod internals {
     pub use super::adapters::bedrock::{EventMessage, EventStreamDecoder};
@@ -62,7 +70,8 @@ pub mod internals {
     pub use super::framing::{FramingError, NdjsonDecoder, SseDecoder};
     pub use super::gcp::CLOUD_PLATFORM_SCOPE;
     pub use super::http::{
-        ParsedError, RETRY_AFTER_CAP, WireRequest, parse_retry_after, parse_retry_after_ms,
-        parse_retry_delay,
+        ParsedError, RETRY_AFTER_CAP, WireRequest, error_chain, parse_retry_after,
+        parse_retry_after_ms, parse_retry_delay, retry_after,
     };
+    pub use super::redact::Secrets;
 }

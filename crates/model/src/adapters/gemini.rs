@@ -8,11 +8,11 @@ use super::{
     Adapter, Target, b64, merge_options, params_or_empty, parse_common_error, parse_json,
     result_text, stream_error, to_body,
 };
-use crate::model::decode::{StreamDecoder, ToolCallAccumulator, map_finish};
-use crate::model::error::ModelError;
-use crate::model::framing::SseDecoder;
-use crate::model::http::{ParsedError, WireRequest};
-use crate::model::types::{
+use crate::decode::{StreamDecoder, ToolCallAccumulator, map_finish};
+use crate::error::ModelError;
+use crate::framing::SseDecoder;
+use crate::http::{ParsedError, WireRequest};
+use crate::types::{
     ContentPart, FinishReason, MediaSource, ModelRequest, ModelResponse, Role, StreamEvent,
     ToolChoice, Usage,
 };
@@ -205,7 +205,7 @@ impl Adapter for Gemini {
         let mut st = GeminiState::default();
         st.on_chunk(&v, &mut events)?;
         st.end(&mut events)?;
-        let mut c = crate::model::decode::ResponseCollector::new();
+        let mut c = crate::decode::ResponseCollector::new();
         for e in events {
             c.push(e);
         }

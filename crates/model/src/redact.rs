@@ -27,7 +27,7 @@ pub(crate) const REDACTED: &str = "[REDACTED]";
 
 /// The secrets of one client. Cheap to clone; its `Debug` shows only how many there are.
 #[derive(Clone, Default)]
-pub(crate) struct Secrets {
+pub struct Secrets {
     list: Arc<Vec<Entry>>,
 }
 
@@ -66,7 +66,7 @@ pub(crate) fn is_sensitive_name(name: &str) -> bool {
 
 impl Secrets {
     /// The given values (and their escaped forms), longest first; short ones are dropped.
-    pub(crate) fn new<I, S>(values: I) -> Self
+    pub fn new<I, S>(values: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -79,7 +79,7 @@ impl Secrets {
     }
 
     /// These secrets plus `value`, redacted only where it occurs whole.
-    pub(crate) fn with_exact(&self, value: &str) -> Self {
+    pub fn with_exact(&self, value: &str) -> Self {
         let mut s = self.clone();
         s.push(value, false);
         s
@@ -119,7 +119,7 @@ impl Secrets {
     }
 
     /// These secrets plus `value` (a token obtained for one call).
-    pub(crate) fn with(&self, value: &str) -> Self {
+    pub fn with(&self, value: &str) -> Self {
         let mut s = self.clone();
         s.push(value, true);
         s
@@ -127,7 +127,7 @@ impl Secrets {
 
     /// These secrets plus the secret parts of `url`: the password of its user info and the
     /// values of query parameters whose names look like credentials (`key`, `token`, `sig`...).
-    pub(crate) fn with_url(&self, url: &str) -> Self {
+    pub fn with_url(&self, url: &str) -> Self {
         let mut s = self.clone();
         for v in url_secrets(url) {
             s.push(&v, true);
@@ -143,7 +143,7 @@ impl Secrets {
     /// `text` with every secret, and every run of [`WINDOW`] bytes copied from one, replaced.
     /// A secret found whole becomes `[REDACTED ...abcd]` (its last four characters, to tell keys
     /// apart) when it is at least 20 characters long, `[REDACTED]` otherwise.
-    pub(crate) fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if self.list.is_empty() || text.len() < MIN_SECRET {
             return Cow::Borrowed(text);
         }

@@ -21,9 +21,9 @@ type ClockFn = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 /// Resolves `"provider/model"` with the catalogue and the process environment.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), miyabi::model::ModelError> {
-/// use miyabi::model::{LanguageModel, ModelRequest};
-/// let m = miyabi::model("anthropic/claude-sonnet-4-5")?;
+/// # async fn demo() -> Result<(), miyabi_model::ModelError> {
+/// use miyabi_model::{LanguageModel, ModelRequest};
+/// let m = miyabi_model::model("anthropic/claude-sonnet-4-5")?;
 /// let answer = m.generate(&ModelRequest::user("Hello")).await?;
 /// println!("{}", answer.text());
 /// # Ok(()) }

@@ -6,9 +6,9 @@
 //! provider's limit, in order.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), miyabi::model::ModelError> {
-//! use miyabi::model::EmbeddingModel;
-//! let e = miyabi::embedding("openai/text-embedding-3-small")?; // key from OPENAI_API_KEY
+//! # async fn demo() -> Result<(), miyabi_model::ModelError> {
+//! use miyabi_model::EmbeddingModel;
+//! let e = miyabi_model::embedding("openai/text-embedding-3-small")?; // key from OPENAI_API_KEY
 //! let out = e.embed(&["first text", "second text"]).await?;
 //! assert_eq!(out.vectors.len(), 2);
 //! # Ok(()) }

@@ -8,11 +8,11 @@ use super::{
     Adapter, Target, b64, merge_options, params_or_empty, parse_json, result_text, stream_error,
     to_body,
 };
-use crate::model::decode::{ResponseCollector, StreamDecoder, ToolCallAccumulator, map_finish};
-use crate::model::error::ModelError;
-use crate::model::framing::NdjsonDecoder;
-use crate::model::http::{ParsedError, WireRequest};
-use crate::model::types::{
+use crate::decode::{ResponseCollector, StreamDecoder, ToolCallAccumulator, map_finish};
+use crate::error::ModelError;
+use crate::framing::NdjsonDecoder;
+use crate::http::{ParsedError, WireRequest};
+use crate::types::{
     ContentPart, FinishReason, MediaSource, ModelRequest, ModelResponse, Role, StreamEvent, Usage,
 };
 

@@ -169,7 +169,11 @@ impl ModelError {
         }
     }
 
-    pub(crate) fn decode(provider: &str, model: &str, message: impl Into<String>) -> Self {
+    /// A [`ModelError::Decode`]: the response could not be read. Public (and hidden) only for
+    /// the agent loop in the crate `miyabi`, which reports a stream that ended without a finish
+    /// event this way; not part of the API.
+    #[doc(hidden)]
+    pub fn decode(provider: &str, model: &str, message: impl Into<String>) -> Self {
         Self::Decode(Box::new(ErrorContext {
             provider: provider.to_owned(),
             model: model.to_owned(),
