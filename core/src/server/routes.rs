@@ -353,7 +353,7 @@ async fn rerun(
             ),
         )
     })?;
-    let run_id = if wf.graph.is_external() {
+    let run_id = if wf.is_external() {
         let driver = s
             .config
             .driver
@@ -376,7 +376,7 @@ async fn start_run(
     Body(body): Body<StartBody>,
 ) -> Result<Response, ApiError> {
     let wf = workflow_in_scope(&s, &who, &id)?;
-    let run_id = if wf.graph.is_external() {
+    let run_id = if wf.is_external() {
         // Its steps run outside Rust: the driver of the process that serves starts it (and
         // parses the input the way that runtime does), or nobody does.
         let driver = s
@@ -400,11 +400,8 @@ fn external_workflow(s: &AppState, run_id: &str) -> Result<Option<String>, ApiEr
         return Ok(None);
     };
     // A definition that is not registered is reported by the engine's own call.
-    Ok(s.engine
-        .graph_for(&record)
-        .ok()
-        .filter(|g| g.is_external())
-        .map(|_| record.workflow))
+    let external = matches!(s.engine.is_external_run(&record), Ok(true));
+    Ok(external.then_some(record.workflow))
 }
 
 /// `GET /api/runs` query.

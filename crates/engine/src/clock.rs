@@ -11,7 +11,7 @@ use std::time::Duration;
 /// A source of the current time, in milliseconds since the Unix epoch.
 ///
 /// ```
-/// use miyabi::clock::{Clock, SystemClock};
+/// use miyabi_engine::clock::{Clock, SystemClock};
 /// assert!(SystemClock.now_ms() > 1_700_000_000_000);
 /// ```
 pub trait Clock: Send + Sync + 'static {
@@ -34,11 +34,11 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use miyabi::clock::{Clock, ManualClock};
+/// use miyabi_engine::clock::{Clock, ManualClock};
 /// let clock = ManualClock::new(1_700_000_000_000);
 /// clock.advance(Duration::from_secs(7 * 86_400));
 /// assert_eq!(clock.now_ms(), 1_700_604_800_000);
-/// let engine = miyabi::Engine::builder().clock(clock.clone()).build();
+/// let engine = miyabi_engine::Engine::builder().clock(clock.clone()).build();
 /// # let _ = engine;
 /// ```
 #[derive(Debug, Clone)]

@@ -34,7 +34,7 @@ type LinksFn = Arc<dyn Fn(&Value) -> Vec<Link> + Send + Sync>;
 ///
 /// ```
 /// use std::time::Duration;
-/// use miyabi::approval::{ApprovalGate, Escalate, Quorum};
+/// use miyabi_engine::approval::{ApprovalGate, Escalate, Quorum};
 /// let gate = ApprovalGate::new()
 ///     .title("Review the generated patch")
 ///     .approvers(["alice", "team:leads"])

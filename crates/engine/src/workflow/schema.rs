@@ -9,7 +9,7 @@ use crate::error::SchemaViolation;
 /// A compiled JSON Schema.
 ///
 /// ```
-/// use miyabi::Schema;
+/// use miyabi_engine::Schema;
 /// use serde_json::json;
 /// let s = Schema::new(json!({"type": "object", "required": ["n"]}))?;
 /// assert!(s.check(&json!({"n": 1})).is_ok());

@@ -46,7 +46,7 @@ struct RunData {
 /// Keeps everything in process memory; nothing survives the process.
 ///
 /// ```
-/// let store = miyabi::MemoryStore::new();
+/// let store = miyabi_engine::MemoryStore::new();
 /// # let _ = store;
 /// ```
 #[derive(Default)]

@@ -19,7 +19,7 @@ use crate::error::StepError;
 /// [`step_fn`] for typed steps with serde types.
 ///
 /// ```
-/// use miyabi::{Step, StepContext, StepError};
+/// use miyabi_engine::{Step, StepContext, StepError};
 /// use serde_json::{json, Value};
 ///
 /// struct Double;
@@ -252,7 +252,7 @@ impl StepContext {
     /// [`StepContext::resume_data`] set once the run is resumed.
     ///
     /// ```
-    /// # use miyabi::{StepContext, StepError};
+    /// # use miyabi_engine::{StepContext, StepError};
     /// # use serde_json::{json, Value};
     /// async fn review(ctx: StepContext, input: Value) -> Result<Value, StepError> {
     ///     match ctx.resume_data() {
@@ -311,7 +311,7 @@ impl StepContext {
 ///
 /// ```
 /// use std::time::Duration;
-/// let policy = miyabi::RetryPolicy::attempts(5).initial_delay(Duration::from_millis(50));
+/// let policy = miyabi_engine::RetryPolicy::attempts(5).initial_delay(Duration::from_millis(50));
 /// # let _ = policy;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -435,7 +435,7 @@ where
 /// Makes a workflow node from an async closure with serde input and output types.
 ///
 /// ```
-/// use miyabi::{step_fn, StepContext};
+/// use miyabi_engine::{step_fn, StepContext};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Deserialize)]

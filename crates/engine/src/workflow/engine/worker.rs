@@ -6,8 +6,8 @@ impl Engine {
     /// The approval gates of this engine's runs: inbox, decisions, audit trail.
     ///
     /// ```
-    /// use miyabi::approval::{ApprovalGate, Approver, Decision};
-    /// use miyabi::{step_fn, Engine, StepContext, Workflow};
+    /// use miyabi_engine::approval::{ApprovalGate, Approver, Decision};
+    /// use miyabi_engine::{step_fn, Engine, StepContext, Workflow};
     /// use serde_json::{json, Value};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -41,7 +41,7 @@ impl Engine {
     /// one that calls its JavaScript engine.
     ///
     /// ```
-    /// let engine = miyabi::Engine::in_memory();
+    /// let engine = miyabi_engine::Engine::in_memory();
     /// engine.hand_external_gates_to(Some(std::sync::Arc::new(|run: &str, gate: &str| {
     ///     println!("resume {run} at {gate}");
     /// })));
@@ -125,11 +125,11 @@ impl Engine {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use miyabi::{Engine, Retention};
+    /// use miyabi_engine::{Engine, Retention};
     /// let engine = Engine::in_memory();
     /// let deleted = engine.prune(&Retention::older_than(Duration::from_secs(86_400)).keep_last(100))?;
     /// assert_eq!(deleted, 0);
-    /// # Ok::<(), miyabi::EngineError>(())
+    /// # Ok::<(), miyabi_engine::EngineError>(())
     /// ```
     pub fn prune(&self, rule: &crate::store::Retention) -> Result<u64, EngineError> {
         Ok(self.inner.store.prune(rule, self.now_ms())?)

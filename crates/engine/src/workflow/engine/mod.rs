@@ -142,8 +142,8 @@ pub enum Durability {
 ///
 /// ```
 /// use std::time::Duration;
-/// let engine = miyabi::Engine::builder()
-///     .store(miyabi::MemoryStore::new())
+/// let engine = miyabi_engine::Engine::builder()
+///     .store(miyabi_engine::MemoryStore::new())
 ///     .lease(Duration::from_secs(10))
 ///     .build();
 /// # let _ = engine;
@@ -228,7 +228,7 @@ impl EngineBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use miyabi::{Engine, Retention};
+    /// use miyabi_engine::{Engine, Retention};
     /// let engine = Engine::builder()
     ///     .retention(Retention::older_than(Duration::from_secs(30 * 86_400)).keep_last(10_000))
     ///     .build();
@@ -288,7 +288,7 @@ impl EngineBuilder {
 /// crash.
 ///
 /// ```
-/// use miyabi::{step_fn, Engine, StepContext, Workflow};
+/// use miyabi_engine::{step_fn, Engine, StepContext, Workflow};
 /// use serde_json::{json, Value};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -377,8 +377,11 @@ impl Engine {
         }
     }
 
-    /// The time by this engine's clock (ms since the epoch).
-    pub(crate) fn now_ms(&self) -> i64 {
+    /// The time by this engine's clock (ms since the epoch). Public (and hidden) for the HTTP
+    /// server in the crate `miyabi`, which stamps its events by the engine's clock; not part of
+    /// the API.
+    #[doc(hidden)]
+    pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
     }
 
@@ -489,6 +492,15 @@ impl Engine {
             .map(|g| CommittedWorkflow {
                 graph: Arc::clone(g),
             })
+    }
+
+    /// Whether the stored run `r`'s definition (registered with this engine) has steps that run
+    /// outside Rust, so that only an [`crate::external::ExternalRun`] can drive it. Public (and
+    /// hidden) for the HTTP server in the crate `miyabi`, which hands such runs to its driver;
+    /// not part of the API.
+    #[doc(hidden)]
+    pub fn is_external_run(&self, r: &RunRecord) -> Result<bool, EngineError> {
+        self.graph_for(r).map(|g| g.is_external())
     }
 
     pub(crate) fn graph_for(&self, r: &RunRecord) -> Result<Arc<Graph>, EngineError> {

@@ -67,8 +67,8 @@ pub enum Task {
 /// and `recover` can take it over).
 ///
 /// ```
-/// use miyabi::{Engine, Node, RunStatus, Workflow};
-/// use miyabi::external::{ExternalRun, Task};
+/// use miyabi_engine::{Engine, Node, RunStatus, Workflow};
+/// use miyabi_engine::external::{ExternalRun, Task};
 /// use serde_json::json;
 ///
 /// let wf = Workflow::new("ext").step("double", Node::external(7)).commit()?;

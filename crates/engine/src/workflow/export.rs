@@ -39,14 +39,14 @@ impl CommittedWorkflow {
     /// edges between them. The format is described in `docs/server.md` ("Workflow graphs").
     ///
     /// ```
-    /// use miyabi::{step_fn, StepContext, Workflow};
+    /// use miyabi_engine::{step_fn, StepContext, Workflow};
     /// use serde_json::Value;
     /// let echo = || step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
     /// let wf = Workflow::new("w").step("a", echo()).then("b", echo()).commit()?;
     /// let g = wf.graph();
     /// assert_eq!(g["nodes"][1]["path"], "b");
     /// assert_eq!(g["edges"][0]["kind"], "next");
-    /// # Ok::<(), miyabi::WorkflowError>(())
+    /// # Ok::<(), miyabi_engine::WorkflowError>(())
     /// ```
     pub fn graph(&self) -> Value {
         let g = &self.graph;

@@ -175,7 +175,7 @@ impl Engine {
     /// worker as in any engine. Runs until the future is dropped.
     ///
     /// ```no_run
-    /// # async fn f(engine: miyabi::Engine) -> Result<(), miyabi::EngineError> {
+    /// # async fn f(engine: miyabi_engine::Engine) -> Result<(), miyabi_engine::EngineError> {
     /// engine.work(std::time::Duration::from_secs(2)).await
     /// # }
     /// ```

@@ -32,11 +32,11 @@ use pool::{Listener, Pool};
 /// Configures a [`PostgresStore`]: the schema it lives in and how many connections it keeps.
 ///
 /// ```no_run
-/// let store = miyabi::PostgresStore::builder("postgres://miyabi@127.0.0.1:5432/app")
+/// let store = miyabi_engine::PostgresStore::builder("postgres://miyabi@127.0.0.1:5432/app")
 ///     .schema("miyabi")
 ///     .connections(8)
 ///     .open()?;
-/// # Ok::<(), miyabi::StoreError>(())
+/// # Ok::<(), miyabi_engine::StoreError>(())
 /// ```
 #[derive(Clone)]
 pub struct PostgresStoreBuilder {
@@ -132,7 +132,7 @@ impl PostgresStoreBuilder {
 /// by any number of engine processes.
 ///
 /// ```no_run
-/// use miyabi::{Engine, PostgresStore};
+/// use miyabi_engine::{Engine, PostgresStore};
 /// let engine = Engine::builder()
 ///     .store(PostgresStore::open("postgres://miyabi@127.0.0.1:5432/app")?)
 ///     .build();

@@ -112,7 +112,7 @@ pub enum DecisionAction {
 /// Deserializes from `{"action": "approve" | "reject", "data": <edited data>, "comment": ".."}`.
 ///
 /// ```
-/// use miyabi::approval::Decision;
+/// use miyabi_engine::approval::Decision;
 /// use serde_json::json;
 /// let d = Decision::edit_and_approve(json!({"patch": "v2"})).comment("fixed the typo");
 /// # let _ = d;
@@ -168,7 +168,7 @@ impl Decision {
 /// Who is deciding: a user id and the teams they belong to.
 ///
 /// ```
-/// let bob = miyabi::approval::Approver::new("bob").teams(["leads"]);
+/// let bob = miyabi_engine::approval::Approver::new("bob").teams(["leads"]);
 /// assert!(bob.may_decide(&["team:leads".to_string()]));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

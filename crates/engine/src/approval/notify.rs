@@ -205,7 +205,7 @@ impl NotifyError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use miyabi::approval::{NotifyError, retry_delay};
+/// use miyabi_engine::approval::{NotifyError, retry_delay};
 ///
 /// let err = NotifyError::Transport { notifier: "slack:0123".into(), message: "reset".into() };
 /// let d = retry_delay(2, &err);
@@ -235,7 +235,7 @@ pub fn retry_delay(attempt: u32, err: &NotifyError) -> Duration {
 /// also reject timestamps more than 5 minutes away from its clock (replays).
 ///
 /// ```
-/// use miyabi::approval::{GateNotice, NoticeEvent, verify_signature, webhook};
+/// use miyabi_engine::approval::{GateNotice, NoticeEvent, verify_signature, webhook};
 ///
 /// let notice = GateNotice {
 ///     run_id: "run-1".into(),
@@ -322,7 +322,7 @@ struct Inner {
 /// the [`key`](Notifier::key), never the URL or the secret.
 ///
 /// ```
-/// let n = miyabi::approval::slack("https://hooks.invalid/services/T0/B0/XXXX");
+/// let n = miyabi_engine::approval::slack("https://hooks.invalid/services/T0/B0/XXXX");
 /// assert_eq!(n.kind(), "slack");
 /// assert!(!format!("{n:?}").contains("XXXX"));
 /// ```
@@ -501,8 +501,10 @@ impl Notifier {
 }
 
 /// The client all notifiers share: rustls with the `ring` provider (installed explicitly, as in
-/// `model::http`), a 10 s timeout per attempt, no redirects.
-pub(crate) fn http_client() -> Result<&'static reqwest::Client, String> {
+/// `model::http`), a 10 s timeout per attempt, no redirects. Public (and hidden) for the HTTP
+/// server in the crate `miyabi`, which fetches JWKS documents with it; not part of the API.
+#[doc(hidden)]
+pub fn http_client() -> Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {

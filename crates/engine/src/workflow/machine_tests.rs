@@ -4,7 +4,7 @@
 //! feeds a history (records) in and checks the actions and records that come out.
 //!
 //! Three groups: one group per construct (live run, then a replay of its records), the golden
-//! histories (`core/tests/golden/*.json`, recorded runs that must replay to the same status
+//! histories (`crates/engine/tests/golden/*.json`, recorded runs that must replay to the same status
 //! without issuing anything), and divergence: mutated definitions and histories, and corrupt
 //! records, each of which must stop the replay naming the first mismatching path.
 
@@ -1366,7 +1366,7 @@ fn load_golden(name: &str) -> Golden {
     let file = golden_dir().join(format!("{name}.json"));
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (record it with MIYABI_BLESS_GOLDEN=1 cargo test -p miyabi --lib golden)",
+            "{}: {e} (record it with MIYABI_BLESS_GOLDEN=1 cargo test -p miyabi-engine --lib golden)",
             file.display()
         )
     });

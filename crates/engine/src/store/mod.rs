@@ -30,8 +30,11 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, PostgresStoreBuilder};
 pub use sqlite::SqliteStore;
-#[cfg(feature = "server")]
-pub(crate) use sqlite::map_err as sqlite_error;
+/// A rusqlite error as a [`StoreError`] naming the database `path`, as the stores report them.
+/// Public (and hidden) for the crate `miyabi`, whose UI chat store keeps its own SQLite table;
+/// not part of the API.
+#[doc(hidden)]
+pub use sqlite::map_err as sqlite_error;
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -352,7 +355,7 @@ impl RunFilter {
 ///
 /// ```
 /// use std::time::Duration;
-/// let rule = miyabi::Retention::older_than(Duration::from_secs(7 * 86_400)).keep_last(1_000);
+/// let rule = miyabi_engine::Retention::older_than(Duration::from_secs(7 * 86_400)).keep_last(1_000);
 /// # let _ = rule;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -555,8 +558,12 @@ pub trait GateStore: Send + Sync {
     fn append_audit(&self, record: &crate::approval::AuditRecord) -> Result<(), StoreError>;
 }
 
+/// The wall-clock time in milliseconds since the epoch, as the stores record it. Public (and
+/// hidden) for the crate `miyabi`, whose UI chat store stamps its rows the same way; not part
+/// of the API.
+#[doc(hidden)]
 #[inline]
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(millis)

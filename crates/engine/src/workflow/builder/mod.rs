@@ -68,7 +68,7 @@ enum NodeSpec {
 ///
 /// ```
 /// use std::time::Duration;
-/// use miyabi::{step_fn, RetryPolicy, StepContext};
+/// use miyabi_engine::{step_fn, RetryPolicy, StepContext};
 /// use serde_json::Value;
 /// let flaky = step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) })
 ///     .retry(RetryPolicy::attempts(3))
@@ -202,7 +202,7 @@ enum Item {
 /// under its id (`sub/inner`).
 ///
 /// ```
-/// use miyabi::{step_fn, StepContext, Workflow};
+/// use miyabi_engine::{step_fn, StepContext, Workflow};
 /// use serde_json::{json, Value};
 ///
 /// let step = |q: f64| step_fn(move |_ctx: StepContext, _in: Value| async move { Ok(json!({"quality": q})) });
@@ -218,7 +218,7 @@ enum Item {
 ///     .then("deploy", step(1.0))
 ///     .commit()?;
 /// assert_eq!(workflow.id(), "issue-resolution");
-/// # Ok::<(), miyabi::WorkflowError>(())
+/// # Ok::<(), miyabi_engine::WorkflowError>(())
 /// ```
 pub struct Workflow {
     id: String,
@@ -257,8 +257,8 @@ impl Workflow {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use miyabi::approval::{ApprovalGate, Escalate, Quorum};
-    /// use miyabi::{step_fn, StepContext, Workflow};
+    /// use miyabi_engine::approval::{ApprovalGate, Escalate, Quorum};
+    /// use miyabi_engine::{step_fn, StepContext, Workflow};
     /// use serde_json::Value;
     /// let codegen = step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
     /// let deploy = step_fn(|_ctx: StepContext, v: Value| async move { Ok(v) });
@@ -270,7 +270,7 @@ impl Workflow {
     ///     .then("deploy", deploy)
     ///     .commit()?;
     /// # let _ = workflow;
-    /// # Ok::<(), miyabi::WorkflowError>(())
+    /// # Ok::<(), miyabi_engine::WorkflowError>(())
     /// ```
     pub fn await_approval(
         self,

@@ -34,6 +34,14 @@ impl CommittedWorkflow {
     pub fn input_schema(&self) -> Option<&Value> {
         self.graph.input_schema.as_ref().map(Schema::json)
     }
+
+    /// Whether some of its steps run outside Rust (its runs need an
+    /// [`crate::external::ExternalRun`]). Public (and hidden) for the HTTP server in the crate
+    /// `miyabi`, which hands such runs to its driver; not part of the API.
+    #[doc(hidden)]
+    pub fn is_external(&self) -> bool {
+        self.graph.is_external()
+    }
 }
 
 /// Step options after compilation.

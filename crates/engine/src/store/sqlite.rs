@@ -118,9 +118,9 @@ const ACTIVE: &str = "status IN ('running', 'suspended')";
 /// The embedded default store: a SQLite file in WAL mode.
 ///
 /// ```no_run
-/// use miyabi::SqliteStore;
+/// use miyabi_engine::SqliteStore;
 /// let store = SqliteStore::open("miyabi.db")?;
-/// # Ok::<(), miyabi::StoreError>(())
+/// # Ok::<(), miyabi_engine::StoreError>(())
 /// ```
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -1005,7 +1005,7 @@ fn insert_events_sql(n: usize) -> &'static str {
 }
 
 /// Maps a SQLite error to the store's typed error, keeping SQLite's message.
-pub(crate) fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
+pub fn map_err(path: &str, e: rusqlite::Error) -> StoreError {
     let path = path.to_string();
     let message = e.to_string();
     match e.sqlite_error_code() {

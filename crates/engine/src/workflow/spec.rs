@@ -9,7 +9,7 @@
 //! order gives the same handles — and the same fingerprint — in every process.
 //!
 //! ```
-//! use miyabi::spec::WorkflowSpec;
+//! use miyabi_engine::spec::WorkflowSpec;
 //! use serde_json::json;
 //!
 //! let spec = WorkflowSpec::from_value(json!({
@@ -18,7 +18,7 @@
 //! }))?;
 //! let wf = spec.commit(&[])?;
 //! assert_eq!(wf.id(), "double");
-//! # Ok::<(), miyabi::spec::SpecError>(())
+//! # Ok::<(), miyabi_engine::spec::SpecError>(())
 //! ```
 
 use std::sync::Arc;

@@ -25,8 +25,8 @@ pub enum Fault {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use miyabi::MemoryStore;
-/// use miyabi::store::{Fault, FaultInjectingStore};
+/// use miyabi_engine::MemoryStore;
+/// use miyabi_engine::store::{Fault, FaultInjectingStore};
 /// let store = FaultInjectingStore::new(Arc::new(MemoryStore::new()));
 /// store.fail_commit(3, Fault::DiskFull);
 /// ```
