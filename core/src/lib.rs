@@ -39,13 +39,15 @@ pub use miyabi_engine::clock;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod memory;
+#[doc(inline)]
+pub use miyabi_engine::store;
 /// Models: the crate `miyabi-model`, re-exported.
 #[doc(inline)]
 pub use miyabi_model as model;
+/// The HTTP API: the crate `miyabi-server`, re-exported (feature `server`).
 #[cfg(feature = "server")]
-pub mod server;
 #[doc(inline)]
-pub use miyabi_engine::store;
+pub use miyabi_server as server;
 pub mod tool;
 #[cfg(feature = "server")]
 pub mod web;

@@ -4,7 +4,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::{EngineError, ErrorCode};
+use crate::{EngineError, ErrorCode};
 
 /// Starting or running the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +170,8 @@ impl From<crate::approval::ApprovalError> for ApiError {
     }
 }
 
-impl From<crate::error::StoreError> for ApiError {
-    fn from(e: crate::error::StoreError) -> Self {
+impl From<crate::StoreError> for ApiError {
+    fn from(e: crate::StoreError) -> Self {
         EngineError::from(e).into()
     }
 }

@@ -18,9 +18,9 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::access::Identity;
 use super::{ApiError, AppState};
-use crate::error::EngineError;
+use crate::EngineError;
 use crate::store::RunSummary;
-use crate::workflow::{EventKind, RunEvent};
+use crate::{EventKind, RunEvent};
 
 /// Sends `run`'s events from `next` on into `sink` (wrapped by `wrap`): the stored ones, then
 /// live ones while the run executes in this engine, and — while it is suspended or driven by

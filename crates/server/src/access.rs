@@ -168,7 +168,7 @@ impl Scope {
 /// records), its roles and its scope.
 ///
 /// ```
-/// use miyabi::server::{Identity, Role};
+/// use miyabi_server::{Identity, Role};
 /// let carol = Identity::new("carol")
 ///     .teams(["payments"])
 ///     .roles([Role::Operator, Role::Approver])
@@ -393,7 +393,7 @@ pub enum JwksSource {
 /// scope.
 ///
 /// ```
-/// use miyabi::server::JwtConfig;
+/// use miyabi_server::JwtConfig;
 /// let jwt = JwtConfig::new("https://idp.example.com/", "miyabi")
 ///     .jwks_url("https://idp.example.com/.well-known/jwks.json")
 ///     .roles_claim("miyabi_roles");

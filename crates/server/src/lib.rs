@@ -1,16 +1,20 @@
 //! The HTTP API (feature `server`): REST under `/api`, server-sent events for one run's event
 //! log, a WebSocket for dashboards, and an OpenAPI 3.1 document. See `docs/server.md`.
 //!
+//! This is the crate `miyabi-server`; the crate `miyabi` re-exports it as `miyabi::server`
+//! (feature `server`), which is the path to write in an application. It depends on the engine
+//! (`miyabi-engine`) and on no other Miyabi crate.
+//!
 //! [`router`] builds an [`axum::Router`] to nest into an application; [`serve`] binds an
 //! address (127.0.0.1:7420 by default) and returns a [`ServerHandle`] with the local address
 //! and a graceful shutdown.
 //!
 //! ```no_run
-//! use miyabi::approval::Approver;
-//! use miyabi::server::{serve, ServerConfig};
+//! use miyabi_engine::approval::Approver;
+//! use miyabi_server::{serve, ServerConfig};
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let engine = miyabi::Engine::sqlite("miyabi.db")?;
+//! let engine = miyabi_engine::Engine::sqlite("miyabi.db")?;
 //! let config = ServerConfig::new().token("a-long-random-secret", Approver::new("alice"));
 //! let server = serve(engine, config, None).await?;
 //! println!("listening on {}", server.local_addr());
@@ -45,7 +49,12 @@ pub(crate) use error::ApiError;
 pub use error::ServerError;
 pub use routes::{API_ROUTES, RouteInfo};
 
-use crate::Engine;
+// The engine's items under the paths this code has always used for them (it was the module
+// `miyabi::server` of the one-crate `miyabi`).
+use miyabi_engine::{
+    CommittedWorkflow, Engine, EngineError, ErrorCode, EventKind, RunEvent, RunFilter, RunStatus,
+    StoreError, approval, store,
+};
 
 /// The default address of [`serve`]: loopback only.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7420";

@@ -35,8 +35,8 @@ impl TokenDigest {
 /// How a server built by [`router`](super::router) or [`serve`](super::serve) behaves.
 ///
 /// ```
-/// use miyabi::approval::Approver;
-/// use miyabi::server::ServerConfig;
+/// use miyabi_engine::approval::Approver;
+/// use miyabi_server::ServerConfig;
 /// let config = ServerConfig::new()
 ///     .token("a-long-random-secret", Approver::new("alice").teams(["leads"]))
 ///     .cors(["http://localhost:5173"])
@@ -382,7 +382,7 @@ impl ServerConfig {
     }
 
     /// Hands runs of workflows whose steps run outside Rust (graphs with
-    /// [`Node::external`](crate::Node::external) nodes) to `driver`: starting them, resuming
+    /// [`Node::external`](miyabi_engine::Node::external) nodes) to `driver`: starting them, resuming
     /// them and delivering their approval decisions through the API. Without one, the API
     /// refuses to start or resume such runs (409, before anything is written); see
     /// [`ExternalDriver`].

@@ -1,5 +1,5 @@
 //! The dashboard: a small single-page app (plain HTML, CSS and JavaScript in
-//! `core/src/server/dashboard/`) embedded in the binary and served at `/` and `/assets/*`.
+//! `crates/server/src/dashboard/`) embedded in the binary and served at `/` and `/assets/*`.
 //!
 //! The pages need no authentication: the app asks for an API token, keeps it in the tab's
 //! `sessionStorage` and sends it as `Authorization: Bearer` on API calls (and as

@@ -1,6 +1,6 @@
 //! Runs of workflows whose code runs outside Rust, started and resumed through the API.
 //!
-//! A workflow built with [`Node::external`](crate::Node::external) (what the Node binding
+//! A workflow built with [`Node::external`](miyabi_engine::Node::external) (what the Node binding
 //! builds for JS steps) cannot be driven by the engine's tokio driver: its steps live in
 //! another runtime. A server that should start and resume such runs is given an
 //! [`ExternalDriver`] ([`ServerConfig::external_driver`](super::ServerConfig::external_driver));
@@ -16,7 +16,7 @@ use super::ApiError;
 use crate::{CommittedWorkflow, ErrorCode};
 
 /// Starts, resumes and continues runs of workflows whose steps run outside Rust (graphs with
-/// [`Node::external`](crate::Node::external) nodes), on behalf of the HTTP API.
+/// [`Node::external`](miyabi_engine::Node::external) nodes), on behalf of the HTTP API.
 ///
 /// Each method does its checks and commits before it resolves (so that the API can answer
 /// with the outcome), then drives the run in the background.
