@@ -6,7 +6,7 @@ Reads the two public data sets described in shared/catalog/README.md:
 * models.dev.catalog.json      (models.dev extract, MIT)
 * mastra-provider-registry.json (Mastra's generated registry, Apache-2.0)
 
-and writes core/src/model/catalog/catalog.json, a compact JSON file that the
+and writes crates/model/src/catalog/catalog.json, a compact JSON file that the
 crate embeds with include_str! and parses lazily (one provider's models at a
 time). Usage:
 
@@ -23,7 +23,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "shared", "catalog")
-OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "core", "src", "model", "catalog", "catalog.json")
+OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "crates", "model", "src", "catalog", "catalog.json")
 
 # The AI SDK package a provider declares names its wire protocol.
 NPM_PROTOCOL = {

@@ -1,8 +1,8 @@
-// The dashboard's graph layout and status colouring (core/src/server/dashboard/graph.js), on
+// The dashboard's graph layout and status colouring (crates/server/src/dashboard/graph.js), on
 // a graph with every kind of container: pure functions, no browser needed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { layout, nodeStatuses, pathPattern, pathStatuses } from '../core/src/server/dashboard/graph.js';
+import { layout, nodeStatuses, pathPattern, pathStatuses } from '../crates/server/src/dashboard/graph.js';
 
 // draft → parallel(lint,test) → review (branch: ok → publish | fix → fix (loop: revise)) → notify
 const graph = {

@@ -304,7 +304,7 @@ fn maps_this_repository() {
     let (defs, refs) = index.find("Engine");
     assert!(
         defs.iter()
-            .any(|d| d.file == "core/src/workflow/engine/mod.rs"
+            .any(|d| d.file == "crates/engine/src/workflow/engine/mod.rs"
                 && d.signature == "pub struct Engine {"),
         "{defs:?}"
     );

@@ -167,7 +167,15 @@ fn main() {
     report("model.bedrock.decode", ev / 1e6, "Mevents/s");
 
     // 2. Catalogue.
-    let json: &'static str = include_str!("../src/model/catalog/catalog.json");
+    // The model crate's embedded catalogue, read from its source (in this repository) rather
+    // than included: a path outside this crate's directory would not be in its package.
+    let json: &'static str = String::leak(
+        std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../crates/model/src/catalog/catalog.json"),
+        )
+        .unwrap(),
+    );
     let t = Instant::now();
     let n = 20;
     for _ in 0..n {

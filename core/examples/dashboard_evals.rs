@@ -173,6 +173,7 @@ async fn main() -> Result<(), BoxError> {
     let token = generate_token()?;
     let scoped = generate_token()?;
     let config = ServerConfig::new()
+        .eval_comparer(std::sync::Arc::new(miyabi::eval::Comparer))
         .token(&token, Approver::new("alice"))
         .identity(
             &scoped,

@@ -32,50 +32,52 @@
 //! ```
 
 pub mod agent;
-pub mod approval;
-pub mod clock;
-mod error;
+#[doc(inline)]
+pub use miyabi_engine::approval;
+#[doc(inline)]
+pub use miyabi_engine::clock;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod memory;
-pub mod model;
+#[doc(inline)]
+pub use miyabi_engine::store;
+/// Models: the crate `miyabi-model`, re-exported.
+#[doc(inline)]
+pub use miyabi_model as model;
+/// The HTTP API: the crate `miyabi-server`, re-exported (feature `server`).
 #[cfg(feature = "server")]
-pub mod server;
-pub mod store;
+#[doc(inline)]
+pub use miyabi_server as server;
 pub mod tool;
 #[cfg(feature = "server")]
 pub mod web;
-mod workflow;
+
+/// The engine's error types under the path the code in this crate has always used for them
+/// (some are used only with the `server` or `eval` feature).
+#[allow(unused_imports)]
+mod error {
+    pub(crate) use miyabi_engine::{EngineError, ErrorCode, StepError, StoreError};
+}
+/// The engine's workflow types under the path the code in this crate has always used for them.
+mod workflow {
+    pub(crate) use miyabi_engine::*;
+}
 
 pub use agent::{Agent, AgentError, AgentInput, AgentResponse};
-pub use error::{
-    EngineError, Error, ErrorCode, SchemaViolation, StepError, StoreError, WorkflowError,
-};
 pub use memory::{Memory, MemoryError, MemoryOptions, WorkingMemory};
-pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
 #[cfg(feature = "postgres")]
-pub use store::PostgresStore;
-pub use store::{MemoryStore, Retention, RunFilter, RunStatus, SqliteStore};
-pub use tool::{Tool, ToolContext, ToolError, tool_fn};
-pub use workflow::{
+pub use miyabi_engine::PostgresStore;
+pub use miyabi_engine::{
     CancelRequest, CommittedWorkflow, Durability, Engine, EngineBuilder, EventKind, Node,
     OnInterrupt, RetryPolicy, Run, RunEvent, RunHandle, Schema, Step, StepContext, StepFn,
     Suspension, Workflow, step_fn,
 };
+pub use miyabi_engine::{
+    EngineError, Error, ErrorCode, SchemaViolation, StepError, StoreError, WorkflowError,
+};
+pub use miyabi_engine::{MemoryStore, Retention, RunFilter, RunStatus, SqliteStore};
+pub use model::{EmbeddingModel, LanguageModel, ModelError, embedding, model};
+pub use tool::{Tool, ToolContext, ToolError, tool_fn};
 
-/// The language-neutral workflow format (workflows described as JSON data, with handles for
-/// the host language's functions), used by the Node binding.
-pub mod spec {
-    pub use crate::workflow::spec::*;
-}
-
-/// Driving runs from outside the tokio driver, for language bindings: an [`ExternalRun`]
-/// hands out [`Task`]s (steps to run, [`DecisionKind`]s to decide, sleeps) and takes their
-/// results back. The Node binding drives JavaScript steps this way.
-///
-/// [`ExternalRun`]: external::ExternalRun
-/// [`Task`]: external::Task
-/// [`DecisionKind`]: external::DecisionKind
-pub mod external {
-    pub use crate::workflow::{DecisionKind, ExternalRun, GateHandoff, Task};
-}
+#[doc(inline)]
+pub use miyabi_engine::{external, spec};

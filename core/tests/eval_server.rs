@@ -23,6 +23,7 @@ struct Fixture {
     _server: ServerHandle,
     base: String,
     http: reqwest::Client,
+    engine: Engine,
     support: DurableEval,
     /// The support runs, oldest first.
     runs: Vec<String>,
@@ -128,6 +129,7 @@ impl Fixture {
         engine.register(&plain);
         let plain_run = engine.start(&plain, json!({"x": 1})).await.unwrap().id;
         let config = ServerConfig::new()
+            .eval_comparer(std::sync::Arc::new(miyabi::eval::Comparer))
             .token(TOKEN, Approver::new("alice"))
             .identity(
                 SCOPED,
@@ -144,6 +146,7 @@ impl Fixture {
             _server: server,
             base,
             http: reqwest::Client::new(),
+            engine,
             support,
             runs,
             triage: triage_run,
@@ -323,4 +326,37 @@ async fn compare_refuses_what_it_cannot_compare_naming_the_run() {
     assert_eq!(page["suites"].as_array().unwrap().len(), 1);
     let (_, page) = f.get_as(SCOPED, "/api/evals?suite=support").await;
     assert!(ids(&page).is_empty());
+}
+
+#[tokio::test]
+async fn a_server_without_a_comparer_lists_eval_runs_and_says_it_cannot_compare_them() {
+    let f = Fixture::new().await;
+    let server = serve(
+        f.engine.clone(),
+        ServerConfig::new().token(TOKEN, Approver::new("alice")),
+        Some("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let get = |path: String| {
+        let http = f.http.clone();
+        async move {
+            let r = http.get(path).bearer_auth(TOKEN).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, page) = get(format!("{base}/api/evals?suite=support")).await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(ids(&page).len(), f.runs.len());
+    let (s, body) = get(format!(
+        "{base}/api/evals/compare?a={}&b={}",
+        f.runs[0], f.runs[1]
+    ))
+    .await;
+    assert_eq!(s, 501, "{body}");
+    assert_eq!(body["error"]["code"], "UNSUPPORTED", "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("eval_comparer"), "{msg}");
 }

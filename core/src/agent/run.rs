@@ -15,7 +15,7 @@ use super::{
     Instructions, PendingApproval, StopReason,
 };
 use crate::memory::{StoredMessage, WorkingMemory};
-use crate::model::decode::ResponseCollector;
+use crate::model::internals::ResponseCollector;
 use crate::model::{
     LanguageModel, Message, ModelError, ModelRequest, ModelResponse, ResponseFormat, Role,
     StreamEvent, ToolCall, ToolChoice, ToolResult, Usage,

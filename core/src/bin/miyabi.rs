@@ -336,7 +336,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve { addr, access } => {
             let addr = resolve(&addr).await?;
-            let mut config = ServerConfig::from_env()?;
+            // The dashboard's Evals view compares eval runs as `miyabi eval compare` does.
+            let mut config = ServerConfig::from_env()?
+                .eval_comparer(std::sync::Arc::new(miyabi::eval::Comparer));
             // from_env read MIYABI_ACCESS_FILE already; --access adds a file given on the line.
             if let Some(path) = access
                 && std::env::var_os("MIYABI_ACCESS_FILE").is_none_or(|v| v != path.as_os_str())

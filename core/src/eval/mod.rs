@@ -31,6 +31,8 @@
 mod cache;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "server")]
+mod comparer;
 mod data;
 mod durable;
 mod error;
@@ -46,6 +48,8 @@ pub mod suite;
 mod target;
 
 pub use cache::{CachedAnswer, JudgeCache};
+#[cfg(feature = "server")]
+pub use comparer::Comparer;
 pub use data::{Case, Dataset};
 pub use durable::DurableEval;
 pub use error::EvalError;
