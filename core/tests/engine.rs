@@ -1412,3 +1412,170 @@ async fn a_step_timeout_cancels_that_step_only() {
         );
     }
 }
+
+/// A step that fails (fatally) while `broken` is set, counting its executions.
+fn flaky(broken: Arc<AtomicBool>, count: Arc<AtomicUsize>) -> Node {
+    step_fn(move |_c: StepContext, v: Value| {
+        let (broken, count) = (Arc::clone(&broken), Arc::clone(&count));
+        async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            if broken.load(Ordering::SeqCst) {
+                Err(StepError::fatal(format!("service down for {v}")))
+            } else {
+                Ok(json!({ "done": v }))
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_from_its_failed_step_in_another_engine() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let (first, broken, calls) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let wf = Workflow::new("ship")
+            .step("prepare", counted(json!("ready"), Arc::clone(&first)))
+            .step("call", flaky(Arc::clone(&broken), Arc::clone(&calls)))
+            .commit()
+            .unwrap();
+        e.register(&wf);
+        let run = e.start(&wf, json!(1)).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        let failed_at = run.error.clone().unwrap();
+        assert!(failed_at.contains("service down"), "{failed_at}");
+
+        // Another process on the same file retries it once the service is back.
+        broken.store(false, Ordering::SeqCst);
+        let other = other_engine(&dir, replay);
+        other.register(&wf);
+        let retried = other.retry(&run.id).await.unwrap();
+        assert_eq!(retried.status, RunStatus::Succeeded, "{retried:?}");
+        assert_eq!(retried.output, Some(json!({ "done": "ready" })));
+        assert_eq!(retried.error, None);
+        assert_eq!(
+            first.load(Ordering::SeqCst),
+            1,
+            "the step that succeeded is not re-run"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // The step's record is the new attempt's; the log keeps the failure, then the retry.
+        let steps = other.store().steps(&run.id).unwrap();
+        let call = steps.iter().find(|s| s.path == "call").unwrap();
+        assert_eq!((call.status, call.attempt), (StepStatus::Succeeded, 1));
+        let events: Vec<RunEvent> = other.events(&run.id, 1).map(|e| e.unwrap()).collect().await;
+        let kinds: Vec<&str> = events.iter().map(|e| e.type_name()).collect();
+        let retried_at = kinds.iter().position(|k| *k == "run-retried").unwrap();
+        assert!(kinds[..retried_at].contains(&"step-failed"), "{kinds:?}");
+        assert_eq!(kinds[retried_at - 1], "run-finished", "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"run-finished"), "{kinds:?}");
+        assert!(
+            matches!(&events[retried_at].kind, EventKind::RunRetried { paths } if paths == &["call".to_string()]),
+            "{:?}",
+            events[retried_at]
+        );
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+
+        // Only failed runs: a succeeded one is refused, naming its status.
+        match other.retry(&run.id).await {
+            Err(EngineError::NotRetryable { run: r, status }) => {
+                assert_eq!(
+                    (r.as_str(), status),
+                    (run.id.as_str(), RunStatus::Succeeded)
+                );
+            }
+            other => panic!("expected NotRetryable, got {other:?}"),
+        }
+        assert!(matches!(
+            other.retry("no-such-run").await,
+            Err(EngineError::UnknownRun(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_retry_reruns_only_the_failed_items_and_a_failing_retry_fails_again() {
+    for replay in MODES {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(&dir, replay);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+        let broken = Arc::new(AtomicBool::new(true));
+        let (s2, b2) = (Arc::clone(&seen), Arc::clone(&broken));
+        let body = step_fn(move |_c: StepContext, v: i64| {
+            let (seen, broken) = (Arc::clone(&s2), Arc::clone(&b2));
+            async move {
+                seen.lock().unwrap().push(v);
+                if v == 3 && broken.load(Ordering::SeqCst) {
+                    return Err(StepError::fatal("item 3 is bad"));
+                }
+                Ok(v * 10)
+            }
+        });
+        let wf = Workflow::new("items")
+            .foreach("each", body, 1)
+            .commit()
+            .unwrap();
+        e.register(&wf);
+        let run = e.start(&wf, json!([1, 2, 3, 4])).await.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        let before: Vec<i64> = seen.lock().unwrap().clone();
+
+        // Still broken: the retry runs item 3 again and the run fails again, retryable again.
+        let again = e.retry(&run.id).await.unwrap();
+        assert_eq!(again.status, RunStatus::Failed);
+        assert!(again.error.unwrap().contains("item 3 is bad"));
+        broken.store(false, Ordering::SeqCst);
+        let done = e.retry(&run.id).await.unwrap();
+        assert_eq!(done.output, Some(json!([10, 20, 30, 40])));
+        let all = seen.lock().unwrap().clone();
+        let after = &all[before.len()..];
+        assert!(
+            !after.contains(&1) && !after.contains(&2),
+            "items that succeeded ran again: {all:?}"
+        );
+        assert_eq!(after.iter().filter(|v| **v == 3).count(), 2, "{all:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_failed_outside_any_step_is_not_retried_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&dir, false);
+    let wf = Workflow::new("rt")
+        .step(
+            "wait",
+            step_fn(|_c: StepContext, _v: Value| async move {
+                std::future::pending::<()>().await;
+                Ok(json!(1))
+            }),
+        )
+        .timeout(Duration::from_millis(20))
+        .commit()
+        .unwrap();
+    e.register(&wf);
+    let run = e.start(&wf, json!(null)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let last = e.store().last_seq(&run.id).unwrap();
+    match e.retry(&run.id).await {
+        Err(err @ EngineError::NothingToRetry { .. }) => {
+            assert_eq!(err.code(), ErrorCode::Conflict);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("run timed out") && msg.contains("rerun"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected NothingToRetry, got {other:?}"),
+    }
+    let stored = e.store().run(&run.id).unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Failed);
+    assert_eq!(stored.error, run.error);
+    assert_eq!(stored.owner, None);
+    assert_eq!(e.store().last_seq(&run.id).unwrap(), last);
+}

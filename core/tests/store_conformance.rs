@@ -211,6 +211,58 @@ fn steps_are_one_row_per_path(s: &dyn Store) {
     assert!(s.steps("other").unwrap().is_empty());
 }
 
+fn cleared_paths_are_deleted_before_the_batch_writes_its_steps(s: &dyn Store) {
+    let id = run_id(1_700_000_000_000, 14);
+    create(s, &id, "wf", 1_700_000_000_000, Some("e"));
+    let mut failed = step("b", StepStatus::Failed, None, 2);
+    failed.error = Some("down".into());
+    s.commit(
+        &id,
+        Batch {
+            steps: vec![
+                step("a", StepStatus::Succeeded, Some(json!(1)), 1),
+                failed.clone(),
+                step("c", StepStatus::Failed, None, 3),
+            ],
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    // A fenced batch clears nothing either.
+    let refused = s.commit(
+        &id,
+        Batch {
+            clear: vec!["b".into()],
+            fence: Some("someone-else".into()),
+            ..Batch::default()
+        },
+    );
+    assert!(
+        matches!(refused, Err(miyabi::StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(sorted_steps(s, &id).len(), 3);
+    // Cleared first, then written: `c` is replaced by the new record, `b` is gone, and a path
+    // with no record is no error.
+    s.commit(
+        &id,
+        Batch {
+            clear: vec!["b".into(), "c".into(), "never-ran".into()],
+            steps: vec![step("c", StepStatus::Running, None, 4)],
+            fence: Some("e".into()),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        sorted_steps(s, &id),
+        vec![
+            step("a", StepStatus::Succeeded, Some(json!(1)), 1),
+            step("c", StepStatus::Running, None, 4)
+        ]
+    );
+}
+
 fn events_are_kept_in_order_and_read_by_range(s: &dyn Store) {
     let id = run_id(1_700_000_000_000, 5);
     create(s, &id, "wf", 1_700_000_000_000, Some("e"));
@@ -959,6 +1011,7 @@ conformance!(
     runs_round_trip,
     a_run_created_and_finished_in_one_commit_is_stored_finished,
     steps_are_one_row_per_path,
+    cleared_paths_are_deleted_before_the_batch_writes_its_steps,
     events_are_kept_in_order_and_read_by_range,
     state_keys_are_set_and_overwritten,
     claims_are_conditional,

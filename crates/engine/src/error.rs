@@ -278,6 +278,25 @@ pub enum EngineError {
         /// The path that was to be resumed.
         path: String,
     },
+    /// Only failed runs can be retried; this one is running, suspended, succeeded or cancelled.
+    #[error("run `{run}` is {status}: only failed runs can be retried (rerun it for a new run)")]
+    NotRetryable {
+        /// Run id.
+        run: String,
+        /// Its status.
+        status: crate::store::RunStatus,
+    },
+    /// The failed run has no failed step to run again: it failed on its workflow's timeout,
+    /// on a divergence from its definition or inside the engine.
+    #[error(
+        "run `{run}` failed outside any step ({error}): there is no failed step to retry; rerun it for a new run"
+    )]
+    NothingToRetry {
+        /// Run id.
+        run: String,
+        /// The run's error.
+        error: String,
+    },
     /// The run has finished (succeeded, failed or cancelled): there is nothing to cancel.
     #[error("run `{run}` already finished ({status}): cannot cancel it")]
     Finished {
@@ -436,6 +455,8 @@ impl EngineError {
             Self::UnknownWorkflow(_) => ErrorCode::UnknownWorkflow,
             Self::UnknownRun(_) => ErrorCode::NotFound,
             Self::NotResumable { .. }
+            | Self::NotRetryable { .. }
+            | Self::NothingToRetry { .. }
             | Self::Finished { .. }
             | Self::Contended { .. }
             | Self::GateNeedsDecision { .. }

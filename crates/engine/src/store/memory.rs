@@ -93,6 +93,9 @@ impl Store for MemoryStore {
         if let Some(r) = b.create {
             data.run = Some(r);
         }
+        for path in &b.clear {
+            data.steps.remove(path.as_str());
+        }
         data.steps.reserve(b.steps.len());
         for s in b.steps {
             data.steps.replace(ByPath(s));

@@ -287,6 +287,9 @@ pub struct Batch {
     pub create: Option<RunRecord>,
     /// A change to the run's row.
     pub update: Option<RunUpdate>,
+    /// Paths whose step records are deleted, before `steps` are written: a run retried from
+    /// its failed steps forgets their failures ([`Engine::retry`](crate::Engine::retry)).
+    pub clear: Vec<String>,
     /// Step records to insert or replace (keyed by path).
     pub steps: Vec<StepRecord>,
     /// Shared run state keys to set.
@@ -306,6 +309,7 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.create.is_none()
             && self.update.is_none()
+            && self.clear.is_empty()
             && self.steps.is_empty()
             && self.state.is_empty()
             && self.events.is_empty()

@@ -493,6 +493,10 @@ impl SqliteStore {
                 lease_until
             ])?;
         }
+        for path in &b.clear {
+            tx.prepare_cached("DELETE FROM steps WHERE run_id = ?1 AND path = ?2")?
+                .execute(params![run, path])?;
+        }
         for s in &b.steps {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO steps (run_id, path, kind, status, output, error, payload,

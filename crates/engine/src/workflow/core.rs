@@ -181,6 +181,61 @@ impl RunCore {
         }))
     }
 
+    /// Rebuilds a failed run for a retry from its failed records ([`Engine::retry`]): the
+    /// machine is built without the records that failed (so it runs those paths again, from
+    /// attempt 1, and replays everything that succeeded), and the pending batch deletes them,
+    /// reopens the run (running, its error cleared, still owned by this engine) and records a
+    /// `run-retried` event naming them. `None` when no record failed (a run that failed on its
+    /// timeout or on a divergence): there is no step to retry.
+    ///
+    /// [`Engine::retry`]: crate::Engine::retry
+    pub(crate) fn load_retry(
+        store: Arc<dyn Store>,
+        graph: Arc<Graph>,
+        record: &RunRecord,
+        owner: &Arc<str>,
+        clock: crate::clock::TimeSource,
+    ) -> Result<Option<Box<Self>>, EngineError> {
+        let (failed, kept): (Vec<_>, Vec<_>) = store
+            .steps(&record.id)?
+            .into_iter()
+            .partition(|s| s.status == StepStatus::Failed);
+        if failed.is_empty() {
+            return Ok(None);
+        }
+        let paths: Vec<String> = failed.into_iter().map(|s| s.path).collect();
+        let state = store.state(&record.id)?;
+        let next_seq = store.last_seq(&record.id)? + 1;
+        let now = clock.now_ms();
+        let mut core = Box::new(Self {
+            machine: Machine::new(graph, (*record.input).clone(), kept, Default::default()),
+            run_id: record.id.as_str().into(),
+            store,
+            next_seq,
+            state: Arc::new(RunState::from_values(state)),
+            active: super::engine::Active::new(),
+            input: (*record.input).clone(),
+            committed: RunStatus::Running,
+            created_at: record.created_at,
+            status: Status::Running,
+            pending: Batch {
+                clear: paths.clone(),
+                update: Some(RunUpdate {
+                    status: RunStatus::Running,
+                    output: None,
+                    error: None,
+                    updated_at: now,
+                    release: false,
+                }),
+                ..Batch::default()
+            },
+            owner: Arc::clone(owner),
+            clock,
+        });
+        core.stamp(EventKind::RunRetried { paths }, now);
+        Ok(Some(core))
+    }
+
     /// Drops the in-memory machine and rebuilds it from the store, keeping actions in flight.
     pub(crate) fn rebuild(&mut self) -> Result<(), EngineError> {
         let steps = self.store.steps(&self.run_id)?;

@@ -34,6 +34,7 @@ impl RunEvent {
             | EventKind::Custom { path, .. } => Some(path),
             EventKind::RunStarted { .. }
             | EventKind::RunSuspended { .. }
+            | EventKind::RunRetried { .. }
             | EventKind::RunFinished { .. } => None,
         }
     }
@@ -49,6 +50,7 @@ impl RunEvent {
             EventKind::StepRetrying { .. } => "step-retrying",
             EventKind::RunResumed { .. } => "run-resumed",
             EventKind::RunSuspended { .. } => "run-suspended",
+            EventKind::RunRetried { .. } => "run-retried",
             EventKind::RunFinished { .. } => "run-finished",
             EventKind::Custom { .. } => "custom",
         }
@@ -114,6 +116,12 @@ pub enum EventKind {
     /// The run is waiting for resume at these paths.
     RunSuspended {
         /// The suspended paths.
+        paths: Vec<String>,
+    },
+    /// A failed run was reopened to run its failed steps again ([`crate::Engine::retry`]);
+    /// what succeeded before is kept. A `run-finished` event follows again when it ends.
+    RunRetried {
+        /// The paths whose failures were cleared, to run again.
         paths: Vec<String>,
     },
     /// The run ended.

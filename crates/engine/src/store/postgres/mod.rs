@@ -336,6 +336,13 @@ fn write_batch(
         )
         .map_err(e)?;
     }
+    if !b.clear.is_empty() {
+        tx.execute(
+            "DELETE FROM steps WHERE run_id = $1 AND path = ANY($2)",
+            &[&run, &b.clear],
+        )
+        .map_err(e)?;
+    }
     if !b.steps.is_empty() {
         // One row per path: the last record of a path in the batch wins (as a replace would).
         let mut seen = std::collections::HashSet::with_capacity(b.steps.len());

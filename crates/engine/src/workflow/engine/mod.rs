@@ -607,6 +607,161 @@ impl Engine {
         Ok(RunHandle { id, join })
     }
 
+    /// Retries a failed run from its failed steps and drives it until it finishes or
+    /// suspends: the paths that failed run again from attempt 1, everything that succeeded
+    /// before is replayed from the store, not run again, and the run's event log gains a
+    /// `run-retried` event naming the paths (its earlier events, failures included, stay).
+    /// Works from any process on the same store, for runs of a workflow registered here under
+    /// the definition the run started with.
+    ///
+    /// Refused, with nothing written, when the run is not failed
+    /// ([`EngineError::NotRetryable`]), failed outside any step — on its workflow's timeout,
+    /// which counts from the run's creation, or on a divergence
+    /// ([`EngineError::NothingToRetry`]) — or is being retried by another engine
+    /// ([`EngineError::Contended`]). A non-idempotent step that failed runs again too: the
+    /// retry is the caller's decision.
+    ///
+    /// ```
+    /// # use miyabi_engine::{Engine, RunStatus, StepContext, StepError, Workflow, step_fn};
+    /// # use std::sync::atomic::{AtomicBool, Ordering};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let fixed = Arc::new(AtomicBool::new(false));
+    /// let f = Arc::clone(&fixed);
+    /// let wf = Workflow::new("flaky")
+    ///     .step("call", step_fn(move |_c: StepContext, v: serde_json::Value| {
+    ///         let ok = f.load(Ordering::SeqCst);
+    ///         async move { if ok { Ok(v) } else { Err(StepError::fatal("service down")) } }
+    ///     }))
+    ///     .commit()?;
+    /// let engine = Engine::in_memory();
+    /// engine.register(&wf);
+    /// let run = engine.start(&wf, serde_json::json!(1)).await?;
+    /// assert_eq!(run.status, RunStatus::Failed);
+    /// fixed.store(true, Ordering::SeqCst); // the service is back
+    /// let run = engine.retry(&run.id).await?;
+    /// assert_eq!(run.status, RunStatus::Succeeded);
+    /// # Ok(()) }
+    /// ```
+    pub async fn retry(&self, run_id: &str) -> Result<Run, EngineError> {
+        let (core, actions) = self.prepare_retry(run_id)?;
+        self.drive_from(core, actions).await
+    }
+
+    /// [`Engine::retry`] in the background: the refusals are returned before this returns;
+    /// the handle waits for the rest.
+    pub fn spawn_retry(&self, run_id: &str) -> Result<RunHandle, EngineError> {
+        let (core, actions) = self.prepare_retry(run_id)?;
+        let id = run_id.to_string();
+        let engine = self.clone();
+        let join = tokio::spawn(async move { engine.drive_from(core, actions).await });
+        Ok(RunHandle { id, join })
+    }
+
+    /// Checks that a run may be retried, claims it, commits the reopening (see
+    /// [`RunCore::load_retry`]) and returns the run's core with the actions to start with.
+    pub(crate) fn prepare_retry(
+        &self,
+        run_id: &str,
+    ) -> Result<(Box<RunCore>, Vec<Action>), EngineError> {
+        let record = self
+            .inner
+            .store
+            .run(run_id)?
+            .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
+        if record.status != RunStatus::Failed {
+            return Err(EngineError::NotRetryable {
+                run: run_id.to_string(),
+                status: record.status,
+            });
+        }
+        let graph = self.graph_for(&record)?;
+        let nothing = |r: &RunRecord| EngineError::NothingToRetry {
+            run: run_id.to_string(),
+            error: r
+                .error
+                .clone()
+                .unwrap_or_else(|| "no error recorded".into()),
+        };
+        // Refused before the claim when there is nothing to run again: nothing is written.
+        if !self
+            .inner
+            .store
+            .steps(run_id)?
+            .iter()
+            .any(|s| s.status == crate::store::StepStatus::Failed)
+        {
+            return Err(nothing(&record));
+        }
+        let _claiming = lock(&self.inner.claims);
+        let claimed = self.inner.store.claim(&Claim {
+            run: run_id,
+            status: RunStatus::Failed,
+            owner: None,
+            new_owner: &self.inner.owner,
+            lease_until: crate::store::ms_after(self.now_ms(), self.inner.lease),
+        })?;
+        if !claimed {
+            return Err(EngineError::Contended {
+                run: run_id.to_string(),
+                operation: "retry".into(),
+            });
+        }
+        self.ensure_heartbeat();
+        // Read again under the claim: the records are this engine's until it releases them.
+        let reopened = (|| {
+            let record = self
+                .inner
+                .store
+                .run(run_id)?
+                .ok_or_else(|| EngineError::UnknownRun(run_id.to_string()))?;
+            let Some(mut core) = RunCore::load_retry(
+                Arc::clone(&self.inner.store),
+                graph,
+                &record,
+                &self.inner.owner,
+                self.inner.clock.clone(),
+            )?
+            else {
+                return Err(nothing(&record));
+            };
+            self.activate(&core);
+            match core.poll() {
+                Ok((actions, _)) => Ok((core, actions)),
+                Err(e) => {
+                    lock(&self.inner.active).remove(run_id);
+                    Err(e)
+                }
+            }
+        })();
+        match reopened {
+            Ok(done) => {
+                tracing::info!(run = %run_id, "run retried from its failed steps");
+                Ok(done)
+            }
+            Err(e) => {
+                // The claim marked the run running: put it back as it was (failed, with its
+                // error, released), so that it neither hangs as running nor loses its error.
+                let back = crate::store::Batch {
+                    update: Some(crate::store::RunUpdate {
+                        status: RunStatus::Failed,
+                        output: None,
+                        error: record.error.clone(),
+                        updated_at: self.now_ms(),
+                        release: true,
+                    }),
+                    fence: Some(Arc::clone(&self.inner.owner)),
+                    ..Default::default()
+                };
+                if let Err(undo) = self.inner.store.commit(run_id, back) {
+                    tracing::error!(run = %run_id, error = %undo, "a refused retry could not put the run back as failed; it is left to lease expiry");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Checks the path and the resume data against a suspended run, then claims it and
     /// commits the data: returns the run's core and the actions to start with. A rejected
     /// resume (unknown path, a gate resumed directly, data violating the step's resume schema)
