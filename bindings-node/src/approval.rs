@@ -272,6 +272,12 @@ impl ExternalDriver for JsDriver {
             .map(drop)
     }
 
+    async fn retry(&self, run_id: String) -> Result<(), DriverError> {
+        self.ask(serde_json::json!({ "kind": "retry", "runId": run_id }))
+            .await
+            .map(drop)
+    }
+
     async fn cancel(&self, run_id: String) -> Result<(), DriverError> {
         self.ask(serde_json::json!({ "kind": "cancel", "runId": run_id }))
             .await
@@ -479,7 +485,7 @@ impl NativeEngine {
     /// gate to deliver, cancel) and resolves with `{ id }` once the run is committed and driven by the
     /// facade, or with `{ error: { code, message } }`.
     #[napi(
-        ts_args_type = "options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>"
+        ts_args_type = "options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'retry'; runId: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>"
     )]
     pub async fn serve(&self, options: Value, driver: ServeDispatch) -> napi::Result<NativeServer> {
         #[derive(Deserialize)]

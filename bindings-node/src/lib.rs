@@ -632,6 +632,16 @@ impl NativeEngine {
         }
     }
 
+    /// Retries a failed run from its failed steps; the run is then the caller's to drive.
+    #[napi]
+    pub fn retry_run(&self, run_id: String) -> napi::Result<NativeRun, String> {
+        let run = napi::bindgen_prelude::within_runtime_if_available(|| {
+            self.engine.retry_external(&run_id)
+        })
+        .map_err(engine_err)?;
+        self.driven(run)
+    }
+
     /// The fingerprint of the definition a run was started with, if the run is suspended at
     /// `path` (so that the facade can parse resume data with that step's schema first); null
     /// otherwise (resuming then reports why).

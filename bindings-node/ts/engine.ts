@@ -30,6 +30,7 @@ type ServeRequest =
   | { readonly kind: 'start'; readonly workflow: string; readonly fingerprint: string; readonly input: unknown }
   | { readonly kind: 'resume'; readonly runId: string; readonly path: string; readonly data: unknown }
   | { readonly kind: 'deliver'; readonly runId: string; readonly gate: string }
+  | { readonly kind: 'retry'; readonly runId: string }
   | { readonly kind: 'cancel'; readonly runId: string };
 
 /** The run's id, or why the request was refused (`code`: a Miyabi error code). */
@@ -104,6 +105,7 @@ export type RunEvent = EventBase &
       }
     | { readonly type: 'run-resumed'; readonly path: string }
     | { readonly type: 'run-suspended'; readonly path?: undefined; readonly paths: ReadonlyArray<string> }
+    | { readonly type: 'run-retried'; readonly path?: undefined; readonly paths: ReadonlyArray<string> }
     | {
         readonly type: 'run-finished';
         readonly path?: undefined;
@@ -880,6 +882,8 @@ export class Engine {
           const h = this.#resumeGate(r.runId, r.gate);
           return h === undefined ? { id: r.runId } : detached(h);
         }
+        case 'retry':
+          return detached(this.#retried<unknown>(r.runId));
         case 'cancel':
           await this.cancel(r.runId);
           return { id: r.runId };
@@ -1004,6 +1008,23 @@ export class Engine {
     const stored = storable(value, 'resumeData');
     const r = native(() => this.#native.resumeRun(runId, path, stored));
     if (!(r instanceof addon.NativeRun)) throw violationError(r, stored);
+    return this.#drive<O>(r);
+  }
+
+  /**
+   * Retries a failed run from its failed steps and drives it until it finishes or suspends:
+   * the steps that failed run again (from attempt 1), the ones that succeeded are not run again
+   * (their outputs come from the store), and the run's events gain a `run-retried` event. Works
+   * from any process on the same store whose engine has the workflow registered. Rejects with a
+   * `CONFLICT` error when the run is not failed, or failed outside any step (its timeout, a
+   * divergence): start a new run then.
+   */
+  async retry<O = unknown>(runId: string): Promise<Run<O>> {
+    return this.#retried<O>(runId).result;
+  }
+
+  #retried<O>(runId: string): RunHandle<O> {
+    const r = native(() => this.#native.retryRun(runId));
     return this.#drive<O>(r);
   }
 

@@ -183,6 +183,8 @@ fn expected(method: &str, path: &str) -> Option<(&'static [&'static str], Kind)>
         ("GET", "/api/workflows/{id}") => (READ, Kind::Resource(200)),
         ("GET", "/api/workflows/{id}/stats") => (READ, Kind::Resource(200)),
         ("POST", "/api/runs/{id}/rerun") => (OPERATE, Kind::Resource(202)),
+        // Asked about a suspended run, which is not failed: 409 in scope, 404 out of scope.
+        ("POST", "/api/runs/{id}/retry") => (OPERATE, Kind::Resource(409)),
         ("POST", "/api/workflows/{id}/runs") => (OPERATE, Kind::Resource(202)),
         ("GET", "/api/runs") => (READ, Kind::List),
         ("GET", "/api/runs/{id}") => (READ, Kind::Resource(200)),
@@ -312,6 +314,8 @@ async fn every_route_role_and_scope() {
     assert!(find("run.start", "approver", "denied"));
     assert!(find("run.resume", "admin", "ok"));
     assert!(find("run.rerun", "viewer", "denied"));
+    assert!(find("run.retry", "viewer", "denied"));
+    assert!(find("run.retry", "operator", "failed"));
     let rerun = audit
         .iter()
         .find(|r| r["action"] == "run.rerun" && r["data"]["outcome"] == "ok")

@@ -297,3 +297,72 @@ async fn workflow_stats_and_reruns() {
     assert_eq!(s, 404);
     f.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_failed_run_is_retried_from_its_failed_step_through_the_api() {
+    let f = Fixture::new().await;
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let prepared = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (b, p) = (broken.clone(), prepared.clone());
+    let wf = Workflow::new("deploy")
+        .step(
+            "build",
+            step_fn(move |_c: StepContext, v: Value| {
+                let p = p.clone();
+                async move {
+                    p.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(v)
+                }
+            }),
+        )
+        .step(
+            "push",
+            step_fn(move |_c: StepContext, v: Value| {
+                let b = b.clone();
+                async move {
+                    if b.load(std::sync::atomic::Ordering::SeqCst) {
+                        return Err(miyabi::StepError::fatal("registry unreachable"));
+                    }
+                    Ok(json!({ "pushed": v }))
+                }
+            }),
+        )
+        .commit()
+        .unwrap();
+    f.engine.register(&wf);
+    let run = f.engine.start(&wf, json!("v1")).await.unwrap();
+    assert_eq!(run.status.as_str(), "failed");
+    let post = |path: String| {
+        let http = f.http.clone();
+        let url = format!("{}{path}", f.base);
+        async move {
+            let r = http.post(url).bearer_auth(TOKEN).send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (s, v) = post(format!("/api/runs/{}/retry", run.id)).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["id"], json!(run.id));
+    let done = f.engine.wait(&run.id).await.unwrap();
+    assert_eq!(done.status.as_str(), "succeeded");
+    assert_eq!(done.output, Some(json!({ "pushed": "v1" })));
+    assert_eq!(prepared.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let (s, v) = f.get(&format!("/api/runs/{}/events", run.id)).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.to_string().contains("run-retried"), "{v}");
+    // A succeeded run is not retried: 409 naming its status and what to do instead.
+    let (s, v) = post(format!("/api/runs/{}/retry", run.id)).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["error"]["code"], "CONFLICT", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("succeeded") && msg.contains("rerun"), "{msg}");
+    let (s, _) = post("/api/runs/nope/retry".into()).await;
+    assert_eq!(s, 404);
+    // The retry is in the audit trail with who did it.
+    let (s, v) = f.get(&format!("/api/audit?run={}", run.id)).await;
+    assert_eq!(s, 200, "{v}");
+    assert!(v.to_string().contains("run.retry"), "{v}");
+    f.server.shutdown().await.unwrap();
+}

@@ -38,6 +38,18 @@ pub trait ExternalDriver: Send + Sync + 'static {
     /// over.
     async fn deliver(&self, run_id: String, gate: String) -> Result<(), DriverError>;
 
+    /// Retries the failed run `run_id` from its failed steps (with the checks of
+    /// [`Engine::retry`](crate::Engine::retry)) and drives it; resolves once the reopening is
+    /// committed. A driver that cannot retry answers `UNSUPPORTED` (the default).
+    async fn retry(&self, run_id: String) -> Result<(), DriverError> {
+        Err(DriverError::new(
+            ErrorCode::Unsupported,
+            format!(
+                "run `{run_id}`: this server's driver of workflows with steps outside Rust cannot retry runs"
+            ),
+        ))
+    }
+
     /// Cancels run `run_id`: a run this driver drives stops at once (its steps see their
     /// cancellation); any other run is cancelled through [`Engine::cancel`](crate::Engine::cancel).
     /// Resolves once the cancellation is committed.

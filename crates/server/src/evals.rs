@@ -343,13 +343,6 @@ pub(crate) async fn compare(
             ))
         })
     };
-    let Some(comparer) = s.config.eval_comparer.clone() else {
-        return Err(ApiError::of(
-            ErrorCode::Unsupported,
-            "this server compares no eval runs: it was started without an eval comparer \
-             (`ServerConfig::eval_comparer`; `miyabi serve` has one with the feature `eval`)",
-        ));
-    };
     let a = param("a", q.a)?;
     let b = param("b", q.b)?;
     let (ra, results_a) = eval_run(&s, &who, &a)?;
@@ -361,6 +354,13 @@ pub(crate) async fn compare(
             suite_of(&ra.workflow).unwrap_or(&ra.workflow)
         )));
     }
+    let Some(comparer) = s.config.eval_comparer.clone() else {
+        return Err(ApiError::of(
+            ErrorCode::Unsupported,
+            "this server compares no eval runs: it was started without an eval comparer \
+             (`ServerConfig::eval_comparer`; `miyabi serve` has one with the feature `eval`)",
+        ));
+    };
     let mut v = comparer.compare(&results_a, &results_b).map_err(|e| {
         ApiError::validation(format!("eval runs `{a}` and `{b}` cannot be compared: {e}"))
     })?;

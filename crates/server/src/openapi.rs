@@ -90,6 +90,17 @@ const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/api/runs/{id}/retry",
+        summary: "Retry a failed run from its failed steps: they run again, what succeeded is kept",
+        auth: true,
+        params: &["id"],
+        query: &[],
+        body: None,
+        ok: ("202", "RunId"),
+        errors: &["404", "409", "501"],
+    },
+    Route {
+        method: "post",
         path: "/api/runs/{id}/rerun",
         summary: "Start a new run of the run's workflow with the same input, or `input` from the body",
         auth: true,

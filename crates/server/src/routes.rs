@@ -78,6 +78,12 @@ pub const API_ROUTES: &[RouteInfo] = &[
     ),
     route(
         "POST",
+        "/api/runs/{id}/retry",
+        Permission::Operate,
+        Some("run.retry"),
+    ),
+    route(
+        "POST",
         "/api/runs/{id}/rerun",
         Permission::Operate,
         Some("run.rerun"),
@@ -116,6 +122,7 @@ fn handler(r: &RouteInfo) -> Option<MethodRouter<AppState>> {
         ("GET", "/api/runs/{id}") => get(get_run),
         ("POST", "/api/runs/{id}/cancel") => post(cancel_run),
         ("POST", "/api/runs/{id}/resume") => post(resume_run),
+        ("POST", "/api/runs/{id}/retry") => post(retry_run),
         ("POST", "/api/runs/{id}/rerun") => post(rerun),
         ("GET", "/api/runs/{id}/events") => get(stream::sse),
         ("GET", "/api/ws") => get(stream::ws),
@@ -679,6 +686,28 @@ struct ResumeBody {
     path: String,
     #[serde(default)]
     data: Value,
+}
+
+/// `POST /api/runs/{id}/retry`: a failed run runs its failed steps again (202 with its id once
+/// the reopening is committed; 409 when it is not failed or failed outside any step).
+async fn retry_run(
+    State(s): State<AppState>,
+    Extension(who): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    run_in_scope(&s, &who, &id)?;
+    if let Some(workflow) = external_workflow(&s, &id)? {
+        let driver = s
+            .config
+            .driver
+            .as_ref()
+            .ok_or_else(|| driver::no_driver(&workflow, &format!("retry run `{id}`")))?;
+        driver.retry(id.clone()).await?;
+    } else {
+        s.engine.spawn_retry(&id)?;
+    }
+    tracing::info!(run = %id, by = %who.id(), "run retried");
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
 async fn resume_run(

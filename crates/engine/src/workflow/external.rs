@@ -149,6 +149,13 @@ impl Engine {
         Ok(self.external(core, actions))
     }
 
+    /// Retries a failed run from its failed steps (checks as in [`Engine::retry`]) for the
+    /// caller to drive.
+    pub fn retry_external(&self, run_id: &str) -> Result<ExternalRun, EngineError> {
+        let (core, actions) = self.prepare_retry(run_id)?;
+        Ok(self.external(core, actions))
+    }
+
     /// Resumes a run suspended at an approval gate with the gate's decision, for the caller
     /// to drive (see [`crate::approval::Approvals::resume_external`]).
     pub(crate) fn resume_gate_external(
