@@ -165,6 +165,23 @@ test('dashboard console: workflows, start form, rerun, search, a busy run that n
   const audit = await api('GET', '/api/audit?actor=alice');
   assert.ok(audit.audit.some((r) => r.action === 'run.rerun' && r.data.started === second));
 
+  // Retry a failed run from its failed step: the step that succeeded is kept, the failed one
+  // runs again, the timeline shows the retry, the audit trail who did it.
+  const failedSync = (await api('GET', '/api/runs?workflow=sync&status=failed')).runs[0];
+  assert.ok(failedSync, 'the example has a failed sync run');
+  await page.goto(`${info.url}/#/runs/${failedSync.id}`);
+  await page.locator('#run-status .pill', { hasText: 'failed' }).waitFor();
+  await page.getByRole('button', { name: 'Retry failed steps' }).click();
+  await page.locator('#run-status .pill', { hasText: 'succeeded' }).waitFor();
+  assert.ok(confirmations.some((m) => m.includes(`Retry run ${failedSync.id}`)), confirmations.join('\n'));
+  await page.locator('.timeline li', { hasText: 'run-retried' }).first().waitFor();
+  const retried = await api('GET', `/api/runs/${failedSync.id}`);
+  assert.deepEqual(retried.run.output, { uploaded: 3 });
+  assert.equal(await page.getByRole('button', { name: 'Retry failed steps' }).count(), 0);
+  await shot('run-retried.png');
+  const audit2 = await api('GET', '/api/audit?actor=alice');
+  assert.ok(audit2.audit.some((r) => r.action === 'run.retry' && r.run_id === failedSync.id && r.data.outcome === 'ok'));
+
   // Search by text in the input: both orders runs, no report run.
   await page.getByRole('link', { name: 'Runs', exact: true }).first().click();
   await page.getByRole('searchbox', { name: 'Search' }).fill('acme');
@@ -201,6 +218,10 @@ test('dashboard console: workflows, start form, rerun, search, a busy run that n
   await page.goto(`${info.url}/#/runs/${second}`);
   await page.locator('#run-status .pill', { hasText: 'succeeded' }).waitFor();
   assert.equal(await page.getByRole('button', { name: 'Rerun…' }).count(), 0);
+  const failedReport = (await api('GET', '/api/runs?workflow=report&status=failed', undefined, info.viewer)).runs[0];
+  await page.goto(`${info.url}/#/runs/${failedReport.id}`);
+  await page.locator('#run-status .pill', { hasText: 'failed' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Retry failed steps' }).count(), 0);
   await page.goto(`${info.url}/#/workflows/orders`);
   await page.locator('#workflow-stats').waitFor();
   assert.equal(await page.getByRole('button', { name: 'Start run' }).count(), 0);

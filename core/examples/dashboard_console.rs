@@ -81,9 +81,33 @@ async fn main() -> Result<(), BoxError> {
             }),
         )
         .commit()?;
-    for wf in [&orders, &busy, &report] {
+    // An upload that fails once (its service is down) and works from then on: its run fails
+    // until an operator retries it from the failed step.
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sync = Workflow::new("sync")
+        .step(
+            "prepare",
+            step_fn(|_ctx: StepContext, v: Value| async move {
+                Ok::<_, StepError>(json!({ "files": v["files"] }))
+            }),
+        )
+        .step(
+            "upload",
+            step_fn(move |_ctx: StepContext, v: Value| {
+                let was_down = down.swap(false, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if was_down {
+                        return Err(StepError::fatal("the storage service answered 503"));
+                    }
+                    Ok::<_, StepError>(json!({ "uploaded": v["files"] }))
+                }
+            }),
+        )
+        .commit()?;
+    for wf in [&orders, &busy, &report, &sync] {
         engine.register(wf);
     }
+    let _ = engine.start(&sync, json!({ "files": 3 })).await;
     for input in [
         json!({ "day": "2025-06-01" }),
         json!({ "day": "2025-06-02", "fail": true }),

@@ -628,3 +628,80 @@ async fn the_cli_against_a_server_acts_as_the_token_under_its_roles() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn runs_retry_goes_to_the_server_that_has_the_workflows_steps() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runs.db");
+    let engine = Engine::sqlite(&db).unwrap();
+    // Its service is down for the first call only.
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let wf = Workflow::new("upload")
+        .step(
+            "send",
+            step_fn(move |_c: StepContext, v: Value| {
+                let was_down = down.swap(false, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if was_down {
+                        return Err(miyabi::StepError::fatal("storage answered 503"));
+                    }
+                    Ok(json!({ "sent": v }))
+                }
+            }),
+        )
+        .commit()
+        .unwrap();
+    engine.register(&wf);
+    let failed = engine.start(&wf, json!(7)).await.unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+
+    // Against the database alone, the CLI has no steps to run: it says where to go.
+    let db2 = db.clone();
+    let id = failed.id.clone();
+    let o = tokio::task::spawn_blocking(move || miyabi(&db2, &["runs", "retry", &id]))
+        .await
+        .unwrap();
+    let err = failure(&o);
+    assert!(
+        err.contains("--server") && err.contains(&failed.id),
+        "{err}"
+    );
+
+    let server = miyabi::server::serve(
+        engine.clone(),
+        miyabi::server::ServerConfig::new()
+            .token("tok-olga-5150", miyabi::approval::Approver::new("olga")),
+        Some("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().to_string();
+    let (a, id) = (addr.clone(), failed.id.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        json_out(&client(
+            &a,
+            Some("tok-olga-5150"),
+            &["runs", "retry", &id, "--json"],
+        ))
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, json!({ "id": failed.id, "retried": true }));
+    let done = engine.wait(&failed.id).await.unwrap();
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.output, Some(json!({ "sent": 7 })));
+    // Once more: it succeeded, so the server refuses, and the CLI shows its code and message.
+    let (a, id) = (addr.clone(), failed.id.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        client(&a, Some("tok-olga-5150"), &["runs", "retry", &id])
+    })
+    .await
+    .unwrap();
+    let err = failure(&o);
+    assert!(
+        err.contains("[CONFLICT]") && err.contains("only failed runs can be retried"),
+        "{err}"
+    );
+    server.shutdown().await.unwrap();
+}

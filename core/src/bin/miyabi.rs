@@ -149,6 +149,12 @@ enum RunsCommand {
         /// Run id.
         id: String,
     },
+    /// Retry a failed run from its failed steps (with `--server`: the server's process has
+    /// the workflow's steps; the steps that succeeded are kept).
+    Retry {
+        /// Run id.
+        id: String,
+    },
     /// Delete finished runs (succeeded, failed, cancelled) ended longer ago than
     /// `--older-than` and, per workflow, beyond the newest `--keep-last`; running and
     /// suspended runs are never deleted.
@@ -458,6 +464,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Eval(_) => Err(CliError::Usage("`eval` runs without a run database".into())),
         // Handled in `main` before the engine opens.
         Command::External(_) => Err(CliError::Usage("an external command".into())),
+        Command::Runs(RunsCommand::Retry { id }) => Err(CliError::Usage(format!(
+            "`runs retry {id}` needs the process that has the workflow's steps: run it with \
+             `--server <url> --token <token>` against the server that serves that workflow"
+        ))),
         Command::Runs(RunsCommand::Cancel { id }) => {
             let run = match engine.cancel(&id).await {
                 Ok(run) => run,
@@ -538,6 +548,21 @@ async fn run_remote(cli: Cli, remote: &remote::Remote) -> Result<(), CliError> {
                 println!("{}", rfc3339_times(json!({ "run": c.run })));
             } else {
                 println!("{} {}", c.run.id, c.run.status);
+            }
+        }
+        Command::Runs(RunsCommand::Retry { id }) => {
+            // The server audits it as the token's identity and runs the failed steps again.
+            #[derive(serde::Deserialize)]
+            struct Retried {
+                id: String,
+            }
+            let r: Retried = remote
+                .post(&["api", "runs", &id, "retry"], json!({}))
+                .await?;
+            if cli.json {
+                println!("{}", json!({ "id": r.id, "retried": true }));
+            } else {
+                println!("{} retried from its failed steps", r.id);
             }
         }
         Command::Approvals(ApprovalsCommand::List { all, who, .. }) => {

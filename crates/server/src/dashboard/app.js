@@ -293,6 +293,12 @@ const live = {
     return () => this.unsubscribe(target, handler);
   },
 
+  /** Asks again for a target's events from where they stopped (a run that was reopened). */
+  resubscribe(target) {
+    const s = this.subs.get(target);
+    if (s) this.send(target, s.from);
+  },
+
   unsubscribe(target, handler) {
     const s = this.subs.get(target);
     if (!s || (handler && s.handler !== handler)) return;
@@ -684,6 +690,29 @@ async function runView(ctx) {
         })
       : null;
     const gates = (r.suspended || []).filter((s) => s && s.payload && s.payload.type === 'approval');
+    const retry = r.status === 'failed' && canOperate()
+      ? h('button', {
+          type: 'button',
+          id: 'retry-run',
+          text: 'Retry failed steps',
+          title: 'Run the failed steps of this run again; the steps that succeeded are kept',
+          on: {
+            click: async (ev) => {
+              if (!window.confirm(`Retry run ${r.id} from its failed steps? The steps that succeeded are kept; the failed ones run again.`)) return;
+              ev.target.disabled = true;
+              try {
+                await api(`/api/runs/${enc(r.id)}/retry`, { method: 'POST' });
+                toast('Run retried from its failed steps.');
+                live.resubscribe(id);
+                refresh();
+              } catch (e) {
+                toast(e.message, 'error');
+                ev.target.disabled = false;
+              }
+            },
+          },
+        })
+      : null;
     const rerun = canOperate() && (r.status === 'failed' || r.status === 'succeeded' || r.status === 'cancelled')
       ? h('button', {
           type: 'button',
@@ -729,7 +758,7 @@ async function runView(ctx) {
         })
       : null;
     fill(header,
-      h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), h('div', { class: 'actions' }, rerun, cancel)),
+      h('div', { class: 'title-row' }, heading('Run ', h('span', { class: 'mono', text: r.id })), h('div', { class: 'actions' }, retry, rerun, cancel)),
       rerunBox,
       h(
         'dl',
