@@ -10,7 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use miyabi::approval::{ApprovalGate, Approver};
-use miyabi::server::{ServerConfig, serve};
+use miyabi::server::{Identity, Role, ServerConfig, serve};
 use miyabi::{
     Agent, CommittedWorkflow, Engine, RunStatus, SqliteStore, StepContext, StepError, Workflow,
     step_fn, tool_fn,
@@ -21,6 +21,10 @@ use serde_json::{Value, json};
 
 const ALICE: &str = "alice-token-123456";
 const BOB: &str = "bob-token-1234567";
+/// A viewer, an operator limited to the workflow `greet`, and an approver.
+const VIC: &str = "vic-token-viewer-123";
+const OLGA: &str = "olga-token-operator-1";
+const CAROL: &str = "carol-token-approver";
 
 fn greet() -> CommittedWorkflow {
     let add = |s: &'static str| {
@@ -101,7 +105,15 @@ impl Http {
         let config = http::mount(
             ServerConfig::new()
                 .token(ALICE, Approver::new("alice"))
-                .token(BOB, Approver::new("bob")),
+                .token(BOB, Approver::new("bob"))
+                .identity(VIC, Identity::new("vic").roles([Role::Viewer]))
+                .identity(
+                    OLGA,
+                    Identity::new("olga")
+                        .roles([Role::Operator])
+                        .workflows(["greet"]),
+                )
+                .identity(CAROL, Identity::new("carol").roles([Role::Approver])),
             mcp,
             opts,
         );
@@ -489,4 +501,157 @@ async fn cancelling_the_call_cancels_the_run() {
     assert_eq!(run.status, RunStatus::Cancelled);
     server.stop.cancel();
     server.handle.unwrap().shutdown().await.unwrap();
+}
+
+async fn tool_names(c: &McpClient) -> Vec<String> {
+    let mut names: Vec<String> = c
+        .list_tools()
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The tool error of a refused call: its code and message.
+async fn refused(c: &McpClient, tool: &str, args: Value) -> (String, String) {
+    let r = c.call_tool(tool, args).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{tool}: {r:?}");
+    let body = structured(&r);
+    (
+        body["error"]["code"].as_str().unwrap().to_owned(),
+        body["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_scopes_apply_to_each_tool_and_resource_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Http::start(&dir).await;
+    let alice = server.client(ALICE).await;
+    let released = structured(
+        &alice
+            .call_tool("run_release", json!({"input": "v2"}))
+            .await
+            .unwrap(),
+    );
+    let release_run = released["runId"].as_str().unwrap().to_owned();
+
+    // A viewer reads runs and its inbox, and may start, call or decide nothing.
+    let vic = server.client(VIC).await;
+    assert_eq!(tool_names(&vic).await, ["approvals_list"]);
+    let (code, msg) = refused(&vic, "run_greet", json!({"name": "x"})).await;
+    assert_eq!(code, "FORBIDDEN");
+    assert!(
+        msg.contains("`vic`") && msg.contains("operator or admin"),
+        "{msg}"
+    );
+    let (code, msg) = refused(&vic, "shout", json!({"text": "x"})).await;
+    assert_eq!(code, "FORBIDDEN");
+    assert!(msg.contains("every workflow in scope"), "{msg}");
+    let (code, _) = refused(
+        &vic,
+        "approvals_decide",
+        json!({"run": release_run, "gate": "review", "action": "approve"}),
+    )
+    .await;
+    assert_eq!(code, "FORBIDDEN");
+    let r = vic
+        .call_tool("approvals_list", json!({"all": true}))
+        .await
+        .unwrap();
+    assert_eq!(structured(&r)["approvals"].as_array().unwrap().len(), 1);
+    let uris: Vec<String> = vic
+        .list_resources()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert!(
+        uris.contains(&format!("miyabi://runs/{release_run}")),
+        "{uris:?}"
+    );
+    vic.read_resource(&format!("miyabi://runs/{release_run}"))
+        .await
+        .unwrap();
+
+    // An operator limited to `greet`: that workflow only; the rest does not exist for it.
+    let olga = server.client(OLGA).await;
+    assert_eq!(tool_names(&olga).await, ["approvals_list", "run_greet"]);
+    let r = olga
+        .call_tool("run_greet", json!({"name": "Olga"}))
+        .await
+        .unwrap();
+    assert_eq!(structured(&r)["output"], "Hello, Olga!");
+    let greet_run = structured(&r)["runId"].as_str().unwrap().to_owned();
+    let e = olga
+        .call_tool("run_release", json!({"input": "v3"}))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no tool named `run_release`"), "{e}");
+    let uris: Vec<String> = olga
+        .list_resources()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert!(
+        uris.contains(&format!("miyabi://runs/{greet_run}")),
+        "{uris:?}"
+    );
+    assert!(!uris.iter().any(|u| u.contains(&release_run)), "{uris:?}");
+    let e = olga
+        .read_resource(&format!("miyabi://runs/{release_run}"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("no run"), "{e}");
+    let r = olga
+        .call_tool("approvals_list", json!({"all": true}))
+        .await
+        .unwrap();
+    assert_eq!(
+        structured(&r)["approvals"],
+        json!([]),
+        "the release gate is out of scope"
+    );
+
+    // An approver: its inbox and decisions, nothing else.
+    let carol = server.client(CAROL).await;
+    assert_eq!(
+        tool_names(&carol).await,
+        ["approvals_decide", "approvals_list"]
+    );
+    let (code, _) = refused(&carol, "run_greet", json!({"name": "x"})).await;
+    assert_eq!(code, "FORBIDDEN");
+    let (code, msg) = refused(&carol, "approvals_list", json!({"all": true})).await;
+    assert_eq!(code, "FORBIDDEN");
+    assert!(msg.contains("all=true"), "{msg}");
+    assert!(carol.list_resources().await.unwrap().is_empty());
+    let e = carol
+        .read_resource(&format!("miyabi://runs/{release_run}"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("FORBIDDEN"), "{e}");
+    // The gate names alice only: the policy refuses carol's decision, as over the API.
+    let (code, _) = refused(
+        &carol,
+        "approvals_decide",
+        json!({"run": release_run, "gate": "review", "action": "approve"}),
+    )
+    .await;
+    assert_eq!(code, "FORBIDDEN");
+    assert_eq!(
+        server
+            .engine
+            .get(&release_run)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        RunStatus::Suspended
+    );
 }

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// Drives runs of workflows with steps outside Rust (none: such requests are refused).
     pub(crate) driver: Option<Arc<dyn ExternalDriver>>,
     pub(crate) extra: Option<axum::Router>,
+    /// Routes behind authentication only, applying roles and scopes themselves.
+    pub(crate) extra_authenticated: Option<axum::Router>,
     /// Compares eval runs for `GET /api/evals/compare` (none: that endpoint is unsupported).
     pub(crate) eval_comparer: Option<Arc<dyn EvalComparer>>,
 }
@@ -68,6 +70,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("body_limit", &self.body_limit)
             .field("external_driver", &self.driver.is_some())
             .field("protected_routes", &self.extra.is_some())
+            .field("authenticated_routes", &self.extra_authenticated.is_some())
             .field("eval_comparer", &self.eval_comparer.is_some())
             .finish()
     }
@@ -94,6 +97,7 @@ impl ServerConfig {
             poll: Duration::from_millis(500),
             driver: None,
             extra: None,
+            extra_authenticated: None,
             eval_comparer: None,
         }
     }
@@ -412,6 +416,20 @@ impl ServerConfig {
     /// such as the MCP endpoint of `miyabi-mcp`. The routes must not overlap the API's.
     pub fn protected_routes(mut self, routes: axum::Router) -> Self {
         self.extra = Some(match self.extra.take() {
+            Some(r) => r.merge(routes),
+            None => routes,
+        });
+        self
+    }
+
+    /// Serves `routes` next to the API behind the bearer authentication only: a request without
+    /// a valid token gets 401, and every identity reaches them whatever its roles, with its
+    /// [`Identity`] (and [`Approver`]) in the request's extensions. For endpoints that apply
+    /// roles and workflow scopes themselves, per operation: `miyabi-mcp`'s endpoint lists and
+    /// allows each MCP tool and resource by the caller's roles and scope. The routes must not
+    /// overlap the API's.
+    pub fn authenticated_routes(mut self, routes: axum::Router) -> Self {
+        self.extra_authenticated = Some(match self.extra_authenticated.take() {
             Some(r) => r.merge(routes),
             None => routes,
         });

@@ -86,6 +86,7 @@ fn router_with(engine: Engine, config: ServerConfig, shutdown: CancellationToken
     let limit = config.body_limit;
     let cors = config.cors.clone();
     let extra = config.extra.clone();
+    let extra_authenticated = config.extra_authenticated.clone();
     let state: AppState = Arc::new(Shared {
         engine,
         config,
@@ -103,7 +104,22 @@ fn router_with(engine: Engine, config: ServerConfig, shutdown: CancellationToken
             permission: Permission::Mounted,
             action: None,
         };
-        app = app.merge(extra.route_layer(middleware::from_fn_with_state((state, mounted), guard)));
+        app = app.merge(extra.route_layer(middleware::from_fn_with_state(
+            (Arc::clone(&state), mounted),
+            guard,
+        )));
+    }
+    if let Some(extra) = extra_authenticated {
+        let authenticated = RouteInfo {
+            method: "*",
+            path: "*",
+            permission: Permission::Authenticated,
+            action: None,
+        };
+        app = app.merge(extra.route_layer(middleware::from_fn_with_state(
+            (state, authenticated),
+            guard,
+        )));
     }
     let mut app = app
         .layer(axum::extract::DefaultBodyLimit::disable())

@@ -85,10 +85,10 @@ pub fn router(server: McpServer, opts: HttpOptions) -> axum::Router {
 /// `config` with the MCP endpoint mounted at [`MCP_PATH`] under the HTTP API's bearer
 /// authentication: serve it with `miyabi::server::serve` or `miyabi::server::router`.
 ///
-/// The API's access control applies: only identities with the operator or admin role and every
-/// workflow in scope reach the endpoint (`miyabi::server::Permission::Mounted`; others get
-/// 403), since the MCP tools apply no workflow scope of their own. Approval tools still decide
-/// only gates that name the caller.
+/// The API's access control applies per tool and resource: every identity with a valid token
+/// reaches the endpoint, `tools/list` shows what its roles and workflow scope allow, and a call
+/// beyond them is refused (see the [module docs](super)). Approval tools still decide only
+/// gates that name the caller.
 ///
 /// Open MCP sessions hold an event stream each: cancel [`HttpOptions::shutdown`] before
 /// `ServerHandle::shutdown`, or the graceful shutdown waits for the clients to leave.
@@ -109,5 +109,5 @@ pub fn router(server: McpServer, opts: HttpOptions) -> axum::Router {
 /// # let _ = server; Ok(()) }
 /// ```
 pub fn mount(config: ServerConfig, server: McpServer, opts: HttpOptions) -> ServerConfig {
-    config.protected_routes(router(server, opts))
+    config.authenticated_routes(router(server, opts))
 }

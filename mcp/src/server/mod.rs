@@ -14,12 +14,22 @@
 //!
 //! The caller is an [`Approver`]: over Streamable HTTP the identity of the request's bearer
 //! token (see [`http`]), over stdio the identity given to [`McpServer::identity`].
+//!
+//! Over HTTP the API's roles and workflow scopes apply per tool and resource (the caller's
+//! [`Identity`]): `run_<workflow>` needs the operator or admin role and the workflow in scope;
+//! agent and plain tools need the operator or admin role with every workflow in scope (they
+//! are bound to no workflow); `approvals_list` the viewer, operator, approver or admin role
+//! (`all=true` a read role), `approvals_decide` the approver or admin role; resources a read
+//! role. `tools/list` shows only what the caller may call; what is out of its scope does not
+//! exist for it (as the API answers 404), and a tool its roles do not allow answers a
+//! `FORBIDDEN` error naming the role it needs. Over stdio the process's user may do everything.
 
 pub mod http;
 
 use std::sync::Arc;
 
 use miyabi::approval::{ApprovalError, ApprovalFilter, ApprovalStatus, Approver, Decision};
+use miyabi::server::{Identity, Permission};
 use miyabi::{Agent, CommittedWorkflow, Engine, EventKind, RunFilter, RunStatus, Tool};
 use rmcp::ServerHandler;
 use rmcp::model::{
@@ -225,6 +235,52 @@ fn run_result(run: &miyabi::Run, engine: &Engine) -> Value {
     })
 }
 
+/// What the caller may do: over HTTP its [`Identity`] (roles and scope), over stdio everything.
+enum Access {
+    /// The process's own user (stdio), or an embedding that put no identity in the request.
+    Full,
+    /// An authenticated HTTP caller.
+    Identity(Arc<Identity>),
+}
+
+impl Access {
+    fn may(&self, permission: Permission) -> bool {
+        match self {
+            Access::Full => true,
+            Access::Identity(who) => who.may(permission),
+        }
+    }
+
+    /// Whether `workflow` is in the caller's scope.
+    fn sees(&self, workflow: &str) -> bool {
+        match self {
+            Access::Full => true,
+            Access::Identity(who) => who.scope.allows(workflow),
+        }
+    }
+
+    /// The refusal of an operation that needs `permission`, naming the caller and the roles.
+    fn forbidden(&self, what: &str, permission: Permission) -> CallToolResult {
+        let who = match self {
+            Access::Full => "the caller",
+            Access::Identity(who) => who.id(),
+        };
+        let message = if permission == Permission::Mounted {
+            format!(
+                "`{who}` may not call {what}: it needs the operator or admin role with every workflow in scope"
+            )
+        } else {
+            let roles: Vec<&str> = permission.roles().iter().map(|r| r.as_str()).collect();
+            format!(
+                "`{who}` may not call {what}: it needs the {} role",
+                roles.join(" or ")
+            )
+        };
+        let body = json!({"error": {"code": "FORBIDDEN", "message": message}});
+        text_result(&body, Some(body.clone()), true)
+    }
+}
+
 fn object_arg<'a>(args: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     args.get(key)
         .and_then(Value::as_str)
@@ -257,11 +313,23 @@ impl McpServer {
             .or_else(|| self.inner.identity.clone())
     }
 
-    fn tool_list(&self) -> Vec<Value> {
+    /// What the caller may do (see [`Access`]).
+    fn access(&self, ctx: &RequestContext<RoleServer>) -> Access {
+        ctx.extensions
+            .get::<::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Arc<Identity>>().cloned())
+            .map_or(Access::Full, Access::Identity)
+    }
+
+    fn tool_list(&self, access: &Access) -> Vec<Value> {
         let mut out = Vec::new();
         let mut workflows = self.inner.engine.workflows();
         workflows.sort_by(|a, b| a.id().cmp(b.id()));
-        for wf in workflows {
+        let operate = access.may(Permission::Operate);
+        for wf in workflows
+            .into_iter()
+            .filter(|w| operate && access.sees(w.id()))
+        {
             let (schema, _) = workflow_schema(&wf);
             out.push(json!({
                 "name": tool_name("run", wf.id()),
@@ -271,7 +339,8 @@ impl McpServer {
                 "annotations": {"readOnlyHint": false, "destructiveHint": false, "openWorldHint": true},
             }));
         }
-        for a in &self.inner.agents {
+        let unbound = access.may(Permission::Mounted);
+        for a in self.inner.agents.iter().filter(|_| unbound) {
             out.push(json!({
                 "name": tool_name("agent", a.name()),
                 "description": format!("Asks the Miyabi agent `{}` and returns its answer.", a.name()),
@@ -279,7 +348,7 @@ impl McpServer {
                 "annotations": {"readOnlyHint": false, "openWorldHint": true},
             }));
         }
-        for t in &self.inner.tools {
+        for t in self.inner.tools.iter().filter(|_| unbound) {
             out.push(json!({
                 "name": t.name(),
                 "description": t.description(),
@@ -287,7 +356,8 @@ impl McpServer {
                 "annotations": {"readOnlyHint": false, "destructiveHint": t.requires_approval()},
             }));
         }
-        out.push(json!({
+        if access.may(Permission::Inbox) {
+            out.push(json!({
             "name": APPROVALS_LIST,
             "description": "Lists the approval gates waiting for you (the caller), optionally for one run; with all=true, every gate (optionally by status).",
             "inputSchema": {"type": "object", "properties": {
@@ -297,7 +367,9 @@ impl McpServer {
             }},
             "annotations": {"readOnlyHint": true},
         }));
-        out.push(json!({
+        }
+        if access.may(Permission::Decide) {
+            out.push(json!({
             "name": APPROVALS_DECIDE,
             "description": "Approves or rejects an approval gate as you (the caller), under the gate's policy; the run continues once the gate is decided.",
             "inputSchema": {"type": "object", "properties": {
@@ -309,6 +381,7 @@ impl McpServer {
             }, "required": ["run", "gate", "action"]},
             "annotations": {"readOnlyHint": false, "destructiveHint": true},
         }));
+        }
         out
     }
 
@@ -318,20 +391,41 @@ impl McpServer {
         args: Map<String, Value>,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
+        let access = self.access(ctx);
+        let what = format!("`{name}`");
         if name == APPROVALS_LIST {
-            return Ok(self.approvals_list(&args, ctx));
+            if !access.may(Permission::Inbox) {
+                return Ok(access.forbidden(&what, Permission::Inbox));
+            }
+            return Ok(self.approvals_list(&args, ctx, &access));
         }
         if name == APPROVALS_DECIDE {
-            return Ok(self.approvals_decide(args, ctx).await);
+            if !access.may(Permission::Decide) {
+                return Ok(access.forbidden(&what, Permission::Decide));
+            }
+            return Ok(self.approvals_decide(args, ctx, &access).await);
         }
+        // A workflow out of the caller's scope has no tool, as the API answers 404.
         if let Some(wf) = self
             .inner
             .engine
             .workflows()
             .into_iter()
-            .find(|w| tool_name("run", w.id()) == name)
+            .find(|w| tool_name("run", w.id()) == name && access.sees(w.id()))
         {
+            if !access.may(Permission::Operate) {
+                return Ok(access.forbidden(&what, Permission::Operate));
+            }
             return Ok(self.run_workflow(&wf, args, ctx).await);
+        }
+        let unbound = self
+            .inner
+            .agents
+            .iter()
+            .any(|a| tool_name("agent", a.name()) == name)
+            || self.inner.tools.iter().any(|t| t.name() == name);
+        if unbound && !access.may(Permission::Mounted) {
+            return Ok(access.forbidden(&what, Permission::Mounted));
         }
         if let Some(agent) = self
             .inner
@@ -480,6 +574,7 @@ impl McpServer {
         &self,
         args: &Map<String, Value>,
         ctx: &RequestContext<RoleServer>,
+        access: &Access,
     ) -> CallToolResult {
         let Some(who) = self.caller(ctx) else {
             return tool_failure("no identity: approvals need an authenticated caller");
@@ -498,6 +593,9 @@ impl McpServer {
             },
         };
         let all = args.get("all").and_then(Value::as_bool).unwrap_or(false);
+        if all && !access.may(Permission::Read) {
+            return access.forbidden("`approvals_list` with all=true", Permission::Read);
+        }
         let list = if all {
             approvals.list(&ApprovalFilter {
                 run_id: run,
@@ -519,7 +617,8 @@ impl McpServer {
             })
         };
         match list {
-            Ok(list) => {
+            Ok(mut list) => {
+                list.retain(|a| access.sees(&a.workflow));
                 let v = json!({"approvals": list});
                 text_result(&v, Some(v.clone()), false)
             }
@@ -531,6 +630,7 @@ impl McpServer {
         &self,
         mut args: Map<String, Value>,
         ctx: &RequestContext<RoleServer>,
+        access: &Access,
     ) -> CallToolResult {
         let Some(who) = self.caller(ctx) else {
             return tool_failure("no identity: approvals need an authenticated caller");
@@ -543,6 +643,14 @@ impl McpServer {
         };
         args.remove("run");
         args.remove("gate");
+        // A run out of the caller's scope does not exist for it.
+        let approvals = self.inner.engine.approvals();
+        if let Ok(a) = approvals.get(&run, &gate)
+            && !access.sees(&a.workflow)
+        {
+            let body = json!({"error": {"code": "NOT_FOUND", "message": format!("no approval gate `{gate}` in run `{run}`")}});
+            return text_result(&body, Some(body.clone()), true);
+        }
         let decision: Decision = match serde_json::from_value(Value::Object(args)) {
             Ok(d) => d,
             Err(e) => return tool_failure(format!("bad decision: {e}")),
@@ -563,7 +671,10 @@ impl McpServer {
         }
     }
 
-    async fn resources(&self) -> Result<Vec<Value>, ErrorData> {
+    async fn resources(&self, access: &Access) -> Result<Vec<Value>, ErrorData> {
+        if !access.may(Permission::Read) {
+            return Ok(Vec::new());
+        }
         let runs = self
             .inner
             .engine
@@ -575,6 +686,7 @@ impl McpServer {
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         Ok(runs
             .iter()
+            .filter(|r| access.sees(&r.workflow))
             .map(|r| {
                 json!({
                     "uri": format!("miyabi://runs/{}", r.id),
@@ -586,7 +698,7 @@ impl McpServer {
             .collect())
     }
 
-    async fn read(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
+    async fn read(&self, uri: &str, access: &Access) -> Result<ReadResourceResult, ErrorData> {
         let rest = uri
             .strip_prefix("miyabi://runs/")
             .ok_or_else(|| ErrorData::resource_not_found(format!("no resource `{uri}`"), None))?;
@@ -605,7 +717,22 @@ impl McpServer {
             .get(id)
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
+            .filter(|r| access.sees(&r.workflow))
             .ok_or_else(|| ErrorData::resource_not_found(format!("no run `{id}`"), None))?;
+        if !access.may(Permission::Read) {
+            let roles: Vec<&str> = Permission::Read
+                .roles()
+                .iter()
+                .map(|r| r.as_str())
+                .collect();
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "FORBIDDEN: reading runs needs the {} role",
+                    roles.join(" or ")
+                ),
+                None,
+            ));
+        }
         let body = if events {
             let list = engine
                 .store()
@@ -651,9 +778,10 @@ impl ServerHandler for McpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        serde_json::from_value(json!({"tools": self.tool_list()})).map_err(internal)
+        let access = self.access(&context);
+        serde_json::from_value(json!({"tools": self.tool_list(&access)})).map_err(internal)
     }
 
     async fn call_tool(
@@ -670,9 +798,10 @@ impl ServerHandler for McpServer {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let list = self.resources().await?;
+        let access = self.access(&context);
+        let list = self.resources(&access).await?;
         serde_json::from_value(json!({"resources": list})).map_err(internal)
     }
 
@@ -691,9 +820,10 @@ impl ServerHandler for McpServer {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.read(&request.uri)
+        let access = self.access(&context);
+        self.read(&request.uri, &access)
             .await
             .map(ReadResourceResponse::from)
     }
