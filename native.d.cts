@@ -96,7 +96,7 @@ export declare class NativeEngine {
    * gate to deliver, cancel) and resolves with `{ id }` once the run is committed and driven by the
    * facade, or with `{ error: { code, message } }`.
    */
-  serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'retry'; runId: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>): Promise<NativeServer>
+  serve(options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[]; roles?: Array<'viewer' | 'operator' | 'approver' | 'admin'>; workflows?: string[] }>; accessFile?: string; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'retry'; runId: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>): Promise<NativeServer>
   /**
    * Opens an engine; `store` is `memory`, `sqlite:<path>` (the file is created if
    * missing) or `postgres://user:password@host:port/database` (tables in the schema

@@ -200,3 +200,44 @@ test('a cancellation over HTTP aborts the steps of a JS run at once', { timeout:
   const events = await eventsUntil(server, body.id, ['run-finished']);
   assert.equal(events.at(-1).status, 'cancelled');
 });
+
+test('serve tokens carry roles and workflow scopes: a viewer reads, a scoped operator starts its workflows only', async (t) => {
+  const billing = workflow('billing.refund').step('refund', ({ input }) => ({ refunded: input })).commit();
+  const ops = workflow('ops.restart').step('restart', () => ({ restarted: true })).commit();
+  const engine = await Engine.open({ store: `sqlite:${join(tempDir(t), 'runs.db')}`, workflows: [billing, ops] });
+  const server = await engine.serve({
+    port: 0,
+    tokens: [
+      { token: 'tok-vic-0123456789', id: 'vic', roles: ['viewer'] },
+      { token: 'tok-olga-0123456789', id: 'olga', roles: ['operator'], workflows: ['billing.*'] },
+    ],
+  });
+  t.after(async () => {
+    await server.close();
+    engine.close();
+  });
+  const call = async (token, method, path, body) => {
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+  const me = await call('tok-olga-0123456789', 'GET', '/api/me');
+  assert.deepEqual(me.body.roles, ['operator']);
+  assert.deepEqual(me.body.workflows, ['billing.*']);
+  const refused = await call('tok-vic-0123456789', 'POST', '/api/workflows/billing.refund/runs', { input: 5 });
+  assert.equal(refused.status, 403, JSON.stringify(refused.body));
+  assert.equal(refused.body.error.code, 'FORBIDDEN');
+  const started = await call('tok-olga-0123456789', 'POST', '/api/workflows/billing.refund/runs', { input: 5 });
+  assert.equal(started.status, 202, JSON.stringify(started.body));
+  const hidden = await call('tok-olga-0123456789', 'POST', '/api/workflows/ops.restart/runs', { input: null });
+  assert.equal(hidden.status, 404, 'out of scope: as if it did not exist');
+  const listed = await call('tok-vic-0123456789', 'GET', '/api/workflows');
+  assert.equal(listed.status, 200);
+  await assert.rejects(
+    engine.serve({ port: 0, tokens: [{ token: 'tok-x-0123456789', id: 'x', roles: ['superuser'] }] }),
+    /tokens\[0\] \(`x`\): unknown role `superuser`/,
+  );
+});

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use miyabi::CommittedWorkflow;
 use miyabi::ErrorCode;
-use miyabi::server::{DriverError, ExternalDriver};
+use miyabi::server::{DriverError, ExternalDriver, Identity, Role};
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::ThreadsafeFunction;
 
@@ -485,7 +485,7 @@ impl NativeEngine {
     /// gate to deliver, cancel) and resolves with `{ id }` once the run is committed and driven by the
     /// facade, or with `{ error: { code, message } }`.
     #[napi(
-        ts_args_type = "options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'retry'; runId: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>"
+        ts_args_type = "options: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[]; roles?: Array<'viewer' | 'operator' | 'approver' | 'admin'>; workflows?: string[] }>; accessFile?: string; cors?: string[] }, driver: (request: { kind: 'start'; workflow: string; fingerprint: string; input: unknown } | { kind: 'resume'; runId: string; path: string; data: unknown } | { kind: 'deliver'; runId: string; gate: string } | { kind: 'retry'; runId: string } | { kind: 'cancel'; runId: string }) => Promise<{ id?: string; error?: { code: string; message: string } }>"
     )]
     pub async fn serve(&self, options: Value, driver: ServeDispatch) -> napi::Result<NativeServer> {
         #[derive(Deserialize)]
@@ -495,6 +495,10 @@ impl NativeEngine {
             id: String,
             #[serde(default)]
             teams: Vec<String>,
+            /// Roles (admin when absent, as before roles existed).
+            roles: Option<Vec<String>>,
+            /// Workflow scope (every workflow when absent).
+            workflows: Option<Vec<String>>,
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -503,6 +507,7 @@ impl NativeEngine {
             port: Option<u16>,
             #[serde(default)]
             tokens: Vec<TokenSpec>,
+            access_file: Option<String>,
             #[serde(default)]
             cors: Vec<String>,
         }
@@ -510,8 +515,34 @@ impl NativeEngine {
         let spec: ServeSpec = parse("serve options", options).map_err(reason)?;
         let mut config = miyabi::server::ServerConfig::from_env()
             .map_err(|e| napi::Error::from_reason(e.to_string()))?;
-        for t in spec.tokens {
-            config = config.token(&t.token, Approver::new(t.id).teams(t.teams));
+        if let Some(path) = &spec.access_file {
+            config = config
+                .access_file(path)
+                .map_err(|e| napi::Error::from_reason(e.to_string()))?;
+        }
+        for (n, t) in spec.tokens.into_iter().enumerate() {
+            let approver = Approver::new(t.id).teams(t.teams);
+            let mut identity = match t.roles {
+                None => Identity::admin(approver),
+                Some(names) => {
+                    let mut roles = Vec::with_capacity(names.len());
+                    for name in names {
+                        roles.push(Role::parse(&name).ok_or_else(|| {
+                            napi::Error::from_reason(format!(
+                                "serve options: tokens[{n}] (`{}`): unknown role `{name}` (viewer, operator, approver, admin)",
+                                approver.id
+                            ))
+                        })?);
+                    }
+                    let mut identity = Identity::new(approver.id.clone()).roles(roles);
+                    identity.approver = approver;
+                    identity
+                }
+            };
+            if let Some(workflows) = t.workflows {
+                identity = identity.workflows(workflows);
+            }
+            config = config.identity(&t.token, identity);
         }
         if !spec.cors.is_empty() {
             config = config.cors(spec.cors);

@@ -19,8 +19,20 @@ export interface ServeOptions {
   readonly host?: string;
   /** Port (default 7420; 0 picks a free one). */
   readonly port?: number;
-  /** Bearer tokens and the identity each stands for. */
-  readonly tokens?: ReadonlyArray<{ readonly token: string; readonly id: string; readonly teams?: ReadonlyArray<string> }>;
+  /**
+   * Bearer tokens and the identity each stands for: its teams, its `roles` (admin when absent)
+   * and the `workflows` it may see and act on (every one when absent; `billing.*` for a
+   * namespace). See docs/server.md, Access control.
+   */
+  readonly tokens?: ReadonlyArray<{
+    readonly token: string;
+    readonly id: string;
+    readonly teams?: ReadonlyArray<string>;
+    readonly roles?: ReadonlyArray<'viewer' | 'operator' | 'approver' | 'admin'>;
+    readonly workflows?: ReadonlyArray<string>;
+  }>;
+  /** An access file (TOML: identities with tokens or token digests, roles, scopes, JWT), as `miyabi serve --access`. */
+  readonly accessFile?: string;
   /** Origins allowed by CORS (off by default). */
   readonly cors?: ReadonlyArray<string>;
 }
@@ -827,12 +839,21 @@ export class Engine {
    * cancellation through the API is `engine.cancel`.
    */
   async serve(options: ServeOptions = {}): Promise<Server> {
-    const o: { host?: string; port?: number; tokens?: Array<{ token: string; id: string; teams?: string[] }>; cors?: string[] } = {};
+    type Role = 'viewer' | 'operator' | 'approver' | 'admin';
+    type TokenSpec = { token: string; id: string; teams?: string[]; roles?: Role[]; workflows?: string[] };
+    const o: { host?: string; port?: number; tokens?: TokenSpec[]; accessFile?: string; cors?: string[] } = {};
     if (options.host !== undefined) o.host = options.host;
     if (options.port !== undefined) o.port = options.port;
     if (options.tokens !== undefined) {
-      o.tokens = options.tokens.map((t) => (t.teams === undefined ? { token: t.token, id: t.id } : { token: t.token, id: t.id, teams: [...t.teams] }));
+      o.tokens = options.tokens.map((t) => {
+        const spec: TokenSpec = { token: t.token, id: t.id };
+        if (t.teams !== undefined) spec.teams = [...t.teams];
+        if (t.roles !== undefined) spec.roles = [...t.roles];
+        if (t.workflows !== undefined) spec.workflows = [...t.workflows];
+        return spec;
+      });
     }
+    if (options.accessFile !== undefined) o.accessFile = options.accessFile;
     if (options.cors !== undefined) o.cors = [...options.cors];
     let s: NativeServer;
     try {
