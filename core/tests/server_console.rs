@@ -349,9 +349,31 @@ async fn a_failed_run_is_retried_from_its_failed_step_through_the_api() {
     assert_eq!(done.status.as_str(), "succeeded");
     assert_eq!(done.output, Some(json!({ "pushed": "v1" })));
     assert_eq!(prepared.load(std::sync::atomic::Ordering::SeqCst), 1);
-    let (s, v) = f.get(&format!("/api/runs/{}/events", run.id)).await;
-    assert_eq!(s, 200, "{v}");
-    assert!(v.to_string().contains("run-retried"), "{v}");
+    // The run's event stream (server-sent events; it ends, the run being finished).
+    let sse = f
+        .http
+        .get(format!("{}/api/runs/{}/events", f.base, run.id))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let retried = sse.find("run-retried").expect(&sse);
+    assert!(sse[..retried].contains("step-failed"), "{sse}");
+    assert!(sse[retried..].contains("run-finished"), "{sse}");
+    // `miyabi::web::follow_events` (the app's own SSE routes) goes past the first ending too.
+    let followed: Vec<String> = {
+        use futures::StreamExt;
+        miyabi::web::follow_events(&f.engine, &run.id, 1)
+            .map(|e| e.unwrap().type_name().to_string())
+            .collect()
+            .await
+    };
+    let at = followed.iter().position(|t| t == "run-retried").unwrap();
+    assert_eq!(followed[at - 1], "run-finished", "{followed:?}");
+    assert_eq!(followed.last().map(String::as_str), Some("run-finished"));
     // A succeeded run is not retried: 409 naming its status and what to do instead.
     let (s, v) = post(format!("/api/runs/{}/retry", run.id)).await;
     assert_eq!(s, 409, "{v}");

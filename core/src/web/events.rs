@@ -47,7 +47,8 @@ impl Stream for EventFollower {
 
 /// Follows run `run_id` from event `from` (1 for all): the stored events, then live ones while
 /// it executes in this engine, and — while it is suspended or driven by another process —
-/// whatever the store gains. Ends after `run-finished` (or with the error). Each event comes
+/// whatever the store gains. Ends after the `run-finished` that ends the log (a retried run has
+/// earlier ones), or with the error. Each event comes
 /// once, in order. Dropping the stream stops the following task.
 pub fn follow_events(engine: &Engine, run_id: &str, from: u64) -> EventFollower {
     let (tx, rx) = mpsc::channel(256);
@@ -75,7 +76,13 @@ async fn follow(
                         }
                         next = ev.seq + 1;
                         got = true;
-                        let end = matches!(ev.kind, EventKind::RunFinished { .. });
+                        // A retried run has an earlier `run-finished`: the stream ends at the
+                        // one that is the log's last event.
+                        let end = matches!(ev.kind, EventKind::RunFinished { .. })
+                            && engine
+                                .store()
+                                .last_seq(&run_id)
+                                .is_ok_and(|last| last <= ev.seq);
                         if sink.send(Ok(ev)).await.is_err() || end {
                             return;
                         }

@@ -25,7 +25,8 @@ use crate::{EventKind, RunEvent};
 /// Sends `run`'s events from `next` on into `sink` (wrapped by `wrap`): the stored ones, then
 /// live ones while the run executes in this engine, and — while it is suspended or driven by
 /// another process — whatever the store gains, looked at every `poll`. Returns after
-/// `run-finished`, when the sink is gone, or at shutdown.
+/// the `run-finished` that ends the log (a retried run has earlier ones), when the sink is
+/// gone, or at shutdown.
 async fn follow<T: Send + 'static>(
     state: AppState,
     run_id: String,
@@ -50,7 +51,14 @@ async fn follow<T: Send + 'static>(
                         }
                         next = ev.seq + 1;
                         got = true;
-                        let end = matches!(ev.kind, EventKind::RunFinished { .. });
+                        // A retried run has an earlier `run-finished`: the stream ends at the
+                        // one that is the log's last event.
+                        let end = matches!(ev.kind, EventKind::RunFinished { .. })
+                            && state
+                                .engine
+                                .store()
+                                .last_seq(&run_id)
+                                .is_ok_and(|last| last <= ev.seq);
                         if sink.send(wrap(Ok(ev))).await.is_err() || end {
                             return;
                         }
