@@ -241,3 +241,45 @@ async fn the_database_and_its_wal_are_owner_only() {
         assert_eq!(mode, 0o600, "{name}: {mode:o}");
     }
 }
+
+#[tokio::test]
+async fn a_failed_run_whose_gates_were_closed_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_at(&dir, None);
+    let wf = Workflow::new("release")
+        .parallel([
+            (
+                "review",
+                miyabi::Node::step(ApprovalGate::new().approvers(["alice"])),
+            ),
+            (
+                "check",
+                step_fn(|_c: StepContext, _v: Value| async move {
+                    Err::<Value, _>(miyabi::StepError::fatal("lint failed"))
+                }),
+            ),
+        ])
+        .commit()
+        .unwrap();
+    engine.register(&wf);
+    let run = engine.start(&wf, json!(1)).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    engine.approvals().tick().await.unwrap();
+    assert_eq!(
+        engine.approvals().get(&run.id, "review").unwrap().status,
+        ApprovalStatus::Closed
+    );
+    let last = engine.store().last_seq(&run.id).unwrap();
+    match engine.retry(&run.id).await {
+        Err(err @ miyabi::EngineError::GatesClosed { .. }) => {
+            assert_eq!(err.code(), miyabi::ErrorCode::Conflict);
+            let msg = err.to_string();
+            assert!(msg.contains("review") && msg.contains("rerun"), "{msg}");
+        }
+        other => panic!("expected GatesClosed, got {other:?}"),
+    }
+    // Nothing written: still failed, released, same log.
+    let stored = engine.store().run(&run.id).unwrap().unwrap();
+    assert_eq!((stored.status, stored.owner), (RunStatus::Failed, None));
+    assert_eq!(engine.store().last_seq(&run.id).unwrap(), last);
+}

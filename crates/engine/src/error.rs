@@ -297,6 +297,18 @@ pub enum EngineError {
         /// The run's error.
         error: String,
     },
+    /// The failed run waits at approval gates that were closed when it failed: retried, it
+    /// would wait at gates nobody can decide.
+    #[error(
+        "run `{run}` failed while approval gates were open ({}); they were closed with it: rerun it for a new run",
+        gates.join(", ")
+    )]
+    GatesClosed {
+        /// Run id.
+        run: String,
+        /// The closed gates' paths.
+        gates: Vec<String>,
+    },
     /// The run has finished (succeeded, failed or cancelled): there is nothing to cancel.
     #[error("run `{run}` already finished ({status}): cannot cancel it")]
     Finished {
@@ -457,6 +469,7 @@ impl EngineError {
             Self::NotResumable { .. }
             | Self::NotRetryable { .. }
             | Self::NothingToRetry { .. }
+            | Self::GatesClosed { .. }
             | Self::Finished { .. }
             | Self::Contended { .. }
             | Self::GateNeedsDecision { .. }

@@ -685,14 +685,41 @@ impl Engine {
                 .unwrap_or_else(|| "no error recorded".into()),
         };
         // Refused before the claim when there is nothing to run again: nothing is written.
-        if !self
-            .inner
-            .store
-            .steps(run_id)?
+        let steps = self.inner.store.steps(run_id)?;
+        if !steps
             .iter()
             .any(|s| s.status == crate::store::StepStatus::Failed)
         {
             return Err(nothing(&record));
+        }
+        // Gates the run still waits at were closed when it failed: nobody could decide them.
+        let waiting: Vec<&str> = steps
+            .iter()
+            .filter(|s| {
+                s.status == crate::store::StepStatus::Suspended
+                    && s.payload
+                        .as_ref()
+                        .is_some_and(crate::approval::is_gate_payload)
+            })
+            .map(|s| s.path.as_str())
+            .collect();
+        if let (false, Some(gates)) = (waiting.is_empty(), self.inner.store.gates()) {
+            let closed: Vec<String> = gates
+                .list_gates(&crate::approval::ApprovalFilter {
+                    run_id: Some(run_id.to_string()),
+                    status: Some(crate::approval::ApprovalStatus::Closed),
+                    ..Default::default()
+                })?
+                .into_iter()
+                .filter(|a| waiting.contains(&a.gate.as_str()))
+                .map(|a| a.gate)
+                .collect();
+            if !closed.is_empty() {
+                return Err(EngineError::GatesClosed {
+                    run: run_id.to_string(),
+                    gates: closed,
+                });
+            }
         }
         let _claiming = lock(&self.inner.claims);
         let claimed = self.inner.store.claim(&Claim {
