@@ -46,13 +46,15 @@ impl Engine {
         // Runs nobody owns (enqueued) or whose lease lapsed: one claim for all of them (on
         // Postgres with `FOR UPDATE SKIP LOCKED`, so workers polling together do not queue).
         let fingerprints: Vec<String> = read(&self.inner.by_fingerprint).keys().cloned().collect();
-        let lapsed = self.inner.store.claim_lapsed(
-            &fingerprints,
-            &self.inner.owner,
+        // Within the deployment's concurrency limits, which the store counts and checks.
+        let lapsed = self.inner.store.claim_lapsed(&crate::store::LapsedClaim {
+            fingerprints: &fingerprints,
+            new_owner: &self.inner.owner,
             now,
             lease_until,
-            room,
-        )?;
+            limit: room,
+            limits: &self.inner.limits,
+        })?;
         let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
         for r in lapsed {
             taken.insert(r.id.clone());
@@ -111,12 +113,15 @@ impl Engine {
             if taken.contains(&r.id) || lock(&self.inner.active).contains_key(r.id.as_str()) {
                 continue;
             }
-            // (Unowned and lapsed runs were `claim_lapsed`'s: those left are taken by another
-            // engine since.)
+            // (Unowned and lapsed runs are `claim_lapsed`'s, within the concurrency limits:
+            // those left are taken by another engine since, or wait for a slot.) The runs
+            // taken here execute already as far as the store can tell (an owner, a lease), so
+            // they take no new slot.
             let claimable = match &r.owner {
                 None => false,
+                Some(_) if !r.is_executing(now) => false,
                 Some(o) if o.as_str() == &*self.inner.owner => true,
-                Some(o) => r.lease_until.is_some_and(|u| u >= now) && owner_is_dead(o),
+                Some(o) => owner_is_dead(o),
             };
             if !claimable {
                 continue;
