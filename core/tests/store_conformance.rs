@@ -94,6 +94,53 @@ fn finish(s: &dyn Store, id: &str, status: RunStatus, at: i64) {
     .unwrap();
 }
 
+/// `Store::claim_lapsed` for `owner` at `now` (lease 30 s), at most `limit` runs.
+fn claim_waiting(
+    s: &dyn Store,
+    fingerprints: &[String],
+    owner: &str,
+    now: i64,
+    limit: usize,
+    limits: &ConcurrencyLimits,
+) -> Vec<RunRecord> {
+    s.claim_lapsed(&LapsedClaim {
+        fingerprints,
+        new_owner: owner,
+        now,
+        lease_until: now + 30_000,
+        limit,
+        limits,
+    })
+    .unwrap()
+}
+
+fn ids_of(runs: &[RunRecord]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// Creates a run with the given status, owner and lease (one commit).
+fn create_as(
+    s: &dyn Store,
+    id: &str,
+    workflow: &str,
+    at: i64,
+    status: RunStatus,
+    owner: Option<&str>,
+    lease_until: Option<i64>,
+) {
+    let mut r = record(id, workflow, at, owner);
+    r.status = status;
+    r.lease_until = lease_until;
+    s.commit(
+        id,
+        Batch {
+            create: Some(r),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+}
+
 fn sorted_steps(s: &dyn Store, run: &str) -> Vec<StepRecord> {
     let mut v = s.steps(run).unwrap();
     v.sort_by(|a, b| a.path.cmp(&b.path));
@@ -532,21 +579,15 @@ fn lapsed_and_unowned_runs_are_claimed_once(s: &dyn Store) {
     create(s, &done, "wf", now - 1, None);
     finish(s, &done, RunStatus::Succeeded, now);
     let fps = vec!["fp-wf".to_string()];
-    let first = s.claim_lapsed(&fps, "w1", now, now + 30_000, 1).unwrap();
+    let none = ConcurrencyLimits::default();
+    let first = claim_waiting(s, &fps, "w1", now, 1, &none);
     assert_eq!(first.len(), 1, "the limit holds");
     assert_eq!(first[0].id, unowned, "oldest first");
     assert_eq!(first[0].owner.as_deref(), Some("w1"));
-    let second = s.claim_lapsed(&fps, "w2", now, now + 30_000, 10).unwrap();
-    assert_eq!(
-        second.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        vec![lapsed.as_str()]
-    );
+    let second = claim_waiting(s, &fps, "w2", now, 10, &none);
+    assert_eq!(ids_of(&second), vec![lapsed.as_str()]);
     assert_eq!(second[0].lease_until, Some(now + 30_000));
-    assert!(
-        s.claim_lapsed(&fps, "w3", now, now + 30_000, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_waiting(s, &fps, "w3", now, 10, &none).is_empty());
     assert_eq!(
         s.run(&unowned).unwrap().unwrap().owner.as_deref(),
         Some("w1")
@@ -556,7 +597,209 @@ fn lapsed_and_unowned_runs_are_claimed_once(s: &dyn Store) {
         Some("alive")
     );
     assert_eq!(s.run(&other_wf).unwrap().unwrap().owner, None);
-    assert!(s.claim_lapsed(&[], "w3", now, now, 10).unwrap().is_empty());
+    assert!(claim_waiting(s, &[], "w3", now, 10, &none).is_empty());
+}
+
+/// Claims respect the concurrency limits: executing runs (running, owned, lease not ended)
+/// take slots, waiting and suspended ones do not; a workflow at its limit is passed over,
+/// oldest first otherwise; a global limit bounds every workflow together.
+fn claims_respect_concurrency_limits(s: &dyn Store) {
+    let now = 1_700_000_200_000;
+    let id = |at: i64| run_id(at, 12);
+    let (a_busy, a_suspended, a_lapsed) = (id(now - 100), id(now - 99), id(now - 90));
+    let a: Vec<String> = (0..4).map(|i| id(now - 80 + i)).collect();
+    let b: Vec<String> = (0..3).map(|i| id(now - 70 + i)).collect();
+    let (c_busy, a_done) = (id(now - 60), id(now - 50));
+    create_as(
+        s,
+        &a_busy,
+        "a",
+        now - 100,
+        RunStatus::Running,
+        Some("busy"),
+        Some(now + 10_000),
+    );
+    // Suspended runs take no slot, even with an owner.
+    create_as(
+        s,
+        &a_suspended,
+        "a",
+        now - 99,
+        RunStatus::Suspended,
+        Some("busy"),
+        Some(now + 10_000),
+    );
+    create_as(
+        s,
+        &a_lapsed,
+        "a",
+        now - 90,
+        RunStatus::Running,
+        Some("dead"),
+        Some(now - 1),
+    );
+    for (i, r) in a.iter().enumerate() {
+        create(s, r, "a", now - 80 + i as i64, None);
+    }
+    for (i, r) in b.iter().enumerate() {
+        create(s, r, "b", now - 70 + i as i64, None);
+    }
+    // A run of a workflow the claimers cannot execute counts all the same.
+    create_as(
+        s,
+        &c_busy,
+        "c",
+        now - 60,
+        RunStatus::Running,
+        Some("other"),
+        Some(now + 10_000),
+    );
+    create(s, &a_done, "a", now - 50, None);
+    finish(s, &a_done, RunStatus::Succeeded, now - 40);
+
+    let fps = vec!["fp-a".to_string(), "fp-b".to_string()];
+    let limits = ConcurrencyLimits::default().workflow("a", 2);
+    // One slot of `a` is left (a_busy holds the other): its oldest waiting run takes it, and
+    // the younger runs of `b`, which has no limit, are taken past the rest of `a`.
+    let first = claim_waiting(s, &fps, "w1", now, 10, &limits);
+    let mut want = vec![a_lapsed.as_str()];
+    want.extend(b.iter().map(String::as_str));
+    assert_eq!(ids_of(&first), want);
+    assert!(first.iter().all(|r| r.owner.as_deref() == Some("w1")));
+    for r in &a {
+        assert_eq!(s.run(r).unwrap().unwrap().owner, None, "{r} still waits");
+    }
+    assert!(
+        claim_waiting(s, &fps, "w2", now, 10, &limits).is_empty(),
+        "`a` is full"
+    );
+    // A run of `a` ends: its slot goes to the oldest waiting run of `a`, and only to it.
+    finish(s, &a_busy, RunStatus::Succeeded, now);
+    let freed = claim_waiting(s, &fps, "w2", now, 10, &limits);
+    assert_eq!(ids_of(&freed), vec![a[0].as_str()]);
+    assert!(claim_waiting(s, &fps, "w3", now, 10, &limits).is_empty());
+
+    // Later, every lease above has ended: those runs wait again and hold no slot.
+    let later = now + 40_000;
+    let mut want = vec![a_lapsed.as_str(), a[0].as_str()];
+    want.extend(b.iter().map(String::as_str));
+    // The engine's own room bounds the claim too.
+    let one = claim_waiting(s, &fps, "w4", later, 1, &limits);
+    assert_eq!(ids_of(&one), vec![a_lapsed.as_str()]);
+    let rest = claim_waiting(s, &fps, "w4", later, 10, &limits);
+    assert_eq!(ids_of(&rest), want[1..].to_vec());
+
+    // A global limit of 6: w4's 5 runs execute, one slot is left. `a` is full, so it goes to
+    // the lapsed run of `c` (for an engine that executes `c`); then nothing fits.
+    let global = ConcurrencyLimits::default().global(6).workflow("a", 2);
+    let fps_c = vec!["fp-a".to_string(), "fp-b".to_string(), "fp-c".to_string()];
+    let taken = claim_waiting(s, &fps_c, "w5", later, 10, &global);
+    assert_eq!(ids_of(&taken), vec![c_busy.as_str()]);
+    assert!(claim_waiting(s, &fps_c, "w6", later, 10, &global).is_empty());
+    // Without the per-workflow limit, the global one alone still admits nothing more.
+    let global_only = ConcurrencyLimits::default().global(6);
+    assert!(claim_waiting(s, &fps_c, "w6", later, 10, &global_only).is_empty());
+    // One run ends: one more run (the oldest waiting one, of `a`) under the global limit only.
+    finish(s, &b[0], RunStatus::Succeeded, later);
+    let last = claim_waiting(s, &fps_c, "w6", later, 10, &global_only);
+    assert_eq!(ids_of(&last), vec![a[1].as_str()]);
+    // What executes now: exactly the limits' worth.
+    let executing: Vec<RunRecord> = s
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.is_executing(later))
+        .collect();
+    assert_eq!(executing.len(), 6);
+    assert_eq!(executing.iter().filter(|r| r.workflow == "a").count(), 3);
+    for r in &a[2..] {
+        assert_eq!(s.run(r).unwrap().unwrap().owner, None, "{r} still waits");
+    }
+}
+
+/// Engines racing to claim through their own handles on one store never exceed a limit: 8
+/// threads, 40 waiting runs of `a` (at most 3) and 10 of `b` (at most 5 runs in all), in 5
+/// rounds (each with workflows of its own, when the leases of the rounds before have ended).
+fn concurrent_claims_never_exceed_the_limits(open: &(dyn Fn() -> Arc<dyn Store> + Sync)) {
+    let setup = open();
+    for round in 0..5i64 {
+        let now = 1_700_000_300_000 + round * 100_000;
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        for i in 0..50 {
+            let workflow = if i % 5 == 4 { &b } else { &a };
+            create(
+                &*setup,
+                &run_id(now - 100 + i, 13),
+                workflow,
+                now - 100 + i,
+                None,
+            );
+        }
+        let fps = vec![format!("fp-{a}"), format!("fp-{b}")];
+        let limits = ConcurrencyLimits::default()
+            .global(5)
+            .workflow(a.clone(), 3);
+        let claimed: Vec<RunRecord> = std::thread::scope(|scope| {
+            let start = Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (store, start, fps, limits) = (open(), Arc::clone(&start), &fps, &limits);
+                    scope.spawn(move || {
+                        let owner = format!("w{t}");
+                        start.wait();
+                        let mut mine = Vec::new();
+                        loop {
+                            let got = claim_waiting(&*store, fps, &owner, now, 2, limits);
+                            if got.is_empty() {
+                                return mine;
+                            }
+                            mine.extend(got);
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let count = |runs: &[RunRecord], w: &str| runs.iter().filter(|r| r.workflow == w).count();
+        assert!(
+            claimed.len() <= 5,
+            "round {round}: {} runs claimed",
+            claimed.len()
+        );
+        assert!(
+            count(&claimed, &a) <= 3,
+            "round {round}: {} runs of `a`",
+            count(&claimed, &a)
+        );
+        let mut ids: Vec<&str> = ids_of(&claimed);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            claimed.len(),
+            "round {round}: a run was claimed twice"
+        );
+        // A last claim alone fills what is left (a store may give runs back when claims race).
+        let last = claim_waiting(&*setup, &fps, "w-last", now, 50, &limits);
+        let all: Vec<RunRecord> = claimed.into_iter().chain(last).collect();
+        assert_eq!((all.len(), count(&all, &a)), (5, 3), "round {round}");
+        let executing = setup
+            .list_runs(&RunFilter {
+                status: Some(RunStatus::Running),
+                ..RunFilter::default()
+            })
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.is_executing(now))
+            .count();
+        assert_eq!(executing, 5, "round {round}");
+    }
 }
 
 fn listings_filter_and_page_newest_first(s: &dyn Store) {
@@ -1004,7 +1247,104 @@ macro_rules! conformance {
                 super::$name(&*store);
             } )*
         }
+        /// The `Store` trait's default methods (`claim_lapsed` above all), over SQLite.
+        mod default_impl {
+            $( #[test] fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = miyabi::SqliteStore::open(dir.path().join("runs.db")).unwrap();
+                super::$name(&super::Plain(std::sync::Arc::new(store)));
+            } )*
+        }
     };
+}
+
+/// Tests given a function that opens another handle on one store (for SQLite and Postgres a
+/// separate store on the same database, as another process would have).
+macro_rules! shared_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod shared {
+            mod memory {
+                use crate::*;
+                $( #[test] fn $name() {
+                    let store: Arc<dyn Store> = Arc::new(miyabi::MemoryStore::new());
+                    super::super::$name(&|| Arc::clone(&store));
+                } )*
+            }
+            mod sqlite {
+                use crate::*;
+                $( #[test] fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("runs.db");
+                    super::super::$name(&|| -> Arc<dyn Store> {
+                        Arc::new(miyabi::SqliteStore::open(&path).unwrap())
+                    });
+                } )*
+            }
+            mod postgres {
+                $( #[test] fn $name() {
+                    let Some(open) = super::super::pg::opener(stringify!($name)) else { return };
+                    super::super::$name(&*open);
+                } )*
+            }
+            mod default_impl {
+                use crate::*;
+                $( #[test] fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("runs.db");
+                    super::super::$name(&|| -> Arc<dyn Store> {
+                        Arc::new(super::super::Plain(Arc::new(
+                            miyabi::SqliteStore::open(&path).unwrap(),
+                        )))
+                    });
+                } )*
+            }
+        }
+    };
+}
+
+/// A store that implements only what `Store` requires (and the gates), forwarding to another
+/// store: the trait's default methods run over it.
+struct Plain(Arc<dyn Store>);
+
+impl Store for Plain {
+    fn commit(&self, run: &str, batch: Batch) -> Result<(), miyabi::StoreError> {
+        self.0.commit(run, batch)
+    }
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, miyabi::StoreError> {
+        self.0.run(id)
+    }
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>, miyabi::StoreError> {
+        self.0.list_runs(f)
+    }
+    fn steps(&self, run: &str) -> Result<Vec<StepRecord>, miyabi::StoreError> {
+        self.0.steps(run)
+    }
+    fn state(&self, run: &str) -> Result<Vec<(String, Value)>, miyabi::StoreError> {
+        self.0.state(run)
+    }
+    fn events(
+        &self,
+        run: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, miyabi::StoreError> {
+        self.0.events(run, from, limit)
+    }
+    fn last_seq(&self, run: &str) -> Result<u64, miyabi::StoreError> {
+        self.0.last_seq(run)
+    }
+    fn claim(&self, claim: &Claim<'_>) -> Result<bool, miyabi::StoreError> {
+        self.0.claim(claim)
+    }
+    fn renew(&self, owner: &str, lease_until: i64) -> Result<(), miyabi::StoreError> {
+        self.0.renew(owner, lease_until)
+    }
+    fn prune(&self, rule: &Retention, now: i64) -> Result<u64, miyabi::StoreError> {
+        self.0.prune(rule, now)
+    }
+    fn gates(&self) -> Option<&dyn GateStore> {
+        self.0.gates()
+    }
 }
 
 conformance!(
@@ -1019,11 +1359,14 @@ conformance!(
     fenced_batches_write_nothing,
     a_group_commits_each_batch_on_its_own,
     lapsed_and_unowned_runs_are_claimed_once,
+    claims_respect_concurrency_limits,
     listings_filter_and_page_newest_first,
     prune_deletes_only_finished_runs_and_their_rows,
     gates_audit_and_outbox,
     audit_pages_newest_first_appends_and_deadlines_hold,
 );
+
+shared_conformance!(concurrent_claims_never_exceed_the_limits);
 
 /// A fresh Postgres store per test (its own schema), or `None` (with the reason printed)
 /// when no server is configured.
@@ -1061,6 +1404,28 @@ mod pg {
             .open()
             .unwrap();
         Some(Box::new(store))
+    }
+
+    /// Opens stores (each with its own connections) on one fresh schema.
+    #[cfg(feature = "postgres")]
+    pub fn opener(test: &str) -> Option<Box<dyn Fn() -> std::sync::Arc<dyn Store> + Sync>> {
+        let url = url()?;
+        let schema = schema(test);
+        Some(Box::new(move || -> std::sync::Arc<dyn Store> {
+            std::sync::Arc::new(
+                miyabi::PostgresStore::builder(&url)
+                    .schema(&schema)
+                    .connections(2)
+                    .open()
+                    .unwrap(),
+            )
+        }))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub fn opener(_test: &str) -> Option<Box<dyn Fn() -> std::sync::Arc<dyn Store> + Sync>> {
+        eprintln!("skipped: built without the `postgres` feature");
+        None
     }
 
     #[cfg(not(feature = "postgres"))]

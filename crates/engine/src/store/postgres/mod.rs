@@ -264,7 +264,6 @@ fn run_columns_of(alias: &str) -> String {
         .join(", ")
 }
 
-
 /// The statements a commit uses, prepared once per connection.
 struct WriteStatements {
     fence: Statement,
@@ -685,7 +684,8 @@ impl PostgresStore {
     fn claim_limited(&self, c: &LapsedClaim<'_>) -> Result<Vec<postgres::Row>, StoreError> {
         let limits = c.limits.clone();
         let lock_key = format!("miyabi-claims:{}", self.schema);
-        let (owner, now, lease_until, limit) = (c.new_owner.to_string(), c.now, c.lease_until, c.limit);
+        let (owner, now, lease_until, limit) =
+            (c.new_owner.to_string(), c.now, c.lease_until, c.limit);
         let fingerprints = c.fingerprints.to_vec();
         self.pool.call(move |conn| {
             let label = Arc::clone(&conn.label);
@@ -743,7 +743,10 @@ impl PostgresStore {
                     seen.push(id);
                 }
                 if !picked.is_empty() {
-                    claimed.extend(tx.query(&take, &[&owner, &lease_until, &picked]).map_err(e)?);
+                    claimed.extend(
+                        tx.query(&take, &[&owner, &lease_until, &picked])
+                            .map_err(e)?,
+                    );
                 }
                 if rows.len() < want || !passed_over {
                     break;
