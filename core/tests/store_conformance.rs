@@ -1609,3 +1609,190 @@ mod postgres_only {
         assert_eq!(got, vec![format!("run {enqueued}")]);
     }
 }
+
+/// The limits through engines: [`miyabi::Engine::work`] on two engines sharing one SQLite file
+/// (two stores, as two processes would have), and what a started run does to the limits.
+mod limits_in_engines {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use miyabi::{Engine, RunStatus, SqliteStore, StepContext, Workflow, step_fn};
+    use serde_json::{Value, json};
+
+    /// Runs inside their step right now, per workflow and in all, and the most seen at once.
+    #[derive(Default)]
+    struct Overlap {
+        now: Mutex<(usize, usize, usize)>,
+        most: Mutex<(usize, usize, usize)>,
+    }
+
+    impl Overlap {
+        fn enter(&self, limited: bool) {
+            let mut n = self.now.lock().unwrap();
+            if limited {
+                n.0 += 1
+            } else {
+                n.1 += 1
+            }
+            n.2 += 1;
+            let mut m = self.most.lock().unwrap();
+            *m = (m.0.max(n.0), m.1.max(n.1), m.2.max(n.2));
+        }
+        fn leave(&self, limited: bool) {
+            let mut n = self.now.lock().unwrap();
+            if limited {
+                n.0 -= 1
+            } else {
+                n.1 -= 1
+            }
+            n.2 -= 1;
+        }
+    }
+
+    fn workflow(
+        id: &'static str,
+        overlap: &Arc<Overlap>,
+        done: &Arc<AtomicUsize>,
+    ) -> miyabi::CommittedWorkflow {
+        let (overlap, done) = (Arc::clone(overlap), Arc::clone(done));
+        let limited = id == "limited";
+        Workflow::new(id)
+            .step(
+                "work",
+                step_fn(move |_ctx: StepContext, v: Value| {
+                    let (overlap, done) = (Arc::clone(&overlap), Arc::clone(&done));
+                    async move {
+                        overlap.enter(limited);
+                        // Work that takes a while (load, not synchronisation): runs that were
+                        // claimed together are inside together.
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                        overlap.leave(limited);
+                        done.fetch_add(1, Ordering::SeqCst);
+                        Ok(v)
+                    }
+                }),
+            )
+            .commit()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_engines_on_one_file_execute_within_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        let overlap = Arc::new(Overlap::default());
+        let done = Arc::new(AtomicUsize::new(0));
+        let limited = workflow("limited", &overlap, &done);
+        let free = workflow("free", &overlap, &done);
+        let engine = || {
+            let e = Engine::builder()
+                .store(SqliteStore::open(&path).unwrap())
+                .workflow_limit("limited", 2)
+                .global_limit(3)
+                .build();
+            e.register(&limited);
+            e.register(&free);
+            e
+        };
+        let (a, b) = (engine(), engine());
+        let mut ids = Vec::new();
+        for i in 0..16 {
+            ids.push(a.enqueue(&limited, json!(i)).unwrap());
+            ids.push(b.enqueue(&free, json!(i)).unwrap());
+        }
+        let workers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|e| tokio::spawn(async move { e.work(Duration::from_millis(20)).await }))
+            .collect();
+        // Until every run has finished (re-reading the store; a guard reports a hang).
+        let guard = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let finished = ids
+                .iter()
+                .filter(|id| {
+                    a.get_sync(id)
+                        .unwrap()
+                        .is_some_and(|r| r.status == RunStatus::Succeeded)
+                })
+                .count();
+            if finished == ids.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < guard,
+                "hung: {finished} of {} runs finished",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for w in workers {
+            w.abort();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 32, "each step ran once");
+        let (most_limited, most_free, most_all) = *overlap.most.lock().unwrap();
+        eprintln!("at once: {most_limited} limited, {most_free} free, {most_all} in all");
+        assert!(
+            most_limited <= 2,
+            "{most_limited} runs of `limited` at once"
+        );
+        assert!(most_all <= 3, "{most_all} runs at once");
+    }
+
+    /// A started run executes at once and takes a slot; the enqueued run waits until it ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_started_run_takes_a_slot_and_an_enqueued_run_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::builder()
+            .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+            .workflow_limit("gated", 1)
+            .build();
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = Arc::clone(&gate);
+        let wf = Workflow::new("gated")
+            .step(
+                "wait",
+                step_fn(move |_ctx: StepContext, v: Value| {
+                    let (entered_tx, g) = (entered_tx.clone(), Arc::clone(&g));
+                    async move {
+                        let _ = entered_tx.send(v.as_i64().unwrap_or(-1));
+                        g.acquire().await.unwrap().forget();
+                        Ok(v)
+                    }
+                }),
+            )
+            .commit()
+            .unwrap();
+        engine.register(&wf);
+        let started = engine.spawn(&wf, json!(1)).unwrap();
+        assert_eq!(entered.recv().await, Some(1));
+        let queued = engine.enqueue(&wf, json!(2)).unwrap();
+        assert_eq!(
+            engine.recover().await.unwrap(),
+            Vec::<String>::new(),
+            "the started run holds the slot"
+        );
+        let waiting = engine.get_sync(&queued).unwrap().unwrap();
+        assert_eq!(waiting.status, RunStatus::Running);
+        assert!(
+            engine
+                .store()
+                .run(&queued)
+                .unwrap()
+                .unwrap()
+                .owner
+                .is_none(),
+            "it waits unowned"
+        );
+        gate.add_permits(1);
+        assert_eq!(started.wait().await.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(engine.recover().await.unwrap(), vec![queued.clone()]);
+        assert_eq!(entered.recv().await, Some(2));
+        gate.add_permits(1);
+        assert_eq!(
+            engine.wait(&queued).await.unwrap().status,
+            RunStatus::Succeeded
+        );
+    }
+}
