@@ -3,8 +3,11 @@
 use super::*;
 
 impl Engine {
-    /// Takes over runs left `running` by a dead process or an expired lease, for every
-    /// registered workflow, and drives them in the background. Returns their ids.
+    /// Takes over runs left `running` by a dead process or an expired lease, and enqueued
+    /// runs, for every registered workflow, and drives them in the background: at most
+    /// [`EngineBuilder::max_active`] here, and within the concurrency limits
+    /// ([`EngineBuilder::workflow_limit`], [`EngineBuilder::global_limit`]) across every
+    /// engine on the store. Returns their ids.
     pub async fn recover(&self) -> Result<Vec<String>, EngineError> {
         let cores = self.claim_orphans()?;
         let mut taken = Vec::with_capacity(cores.len());
@@ -174,9 +177,11 @@ impl Engine {
     /// Works as one of several worker processes on a shared store: takes over runs that no
     /// engine executes (enqueued with [`Engine::enqueue`], released, or left by a worker whose
     /// lease lapsed or whose process died) for the workflows registered here, and drives them,
-    /// at most [`EngineBuilder::max_active`] at once. Wakes when the store reports new work
-    /// (Postgres: `LISTEN`/`NOTIFY`), when one of its runs ends, and every `poll` as the safety
-    /// net. Decided approval gates, deadlines and notifications are handled by the engine's
+    /// at most [`EngineBuilder::max_active`] at once, and never beyond the concurrency limits
+    /// ([`EngineBuilder::workflow_limit`], [`EngineBuilder::global_limit`]): runs beyond them
+    /// wait, oldest first. Wakes when the store reports new work (Postgres:
+    /// `LISTEN`/`NOTIFY`), when one of its runs ends, and every `poll` as the safety net (a
+    /// slot freed under a limit by another process's run is seen there). Decided approval gates, deadlines and notifications are handled by the engine's
     /// worker as in any engine. Runs until the future is dropped.
     ///
     /// ```no_run
