@@ -1428,6 +1428,19 @@ mod pg {
         None
     }
 
+    /// `ANALYZE` of the `runs` table in the schema of `test`.
+    #[cfg(feature = "postgres")]
+    pub fn analyze(test: &str) {
+        let mut name: String = format!("t{}_{test}", std::process::id());
+        name.truncate(63);
+        let mut c = postgres::Client::connect(&url().unwrap(), postgres::NoTls).unwrap();
+        c.batch_execute(&format!("ANALYZE \"{name}\".runs"))
+            .unwrap();
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub fn analyze(_test: &str) {}
+
     #[cfg(not(feature = "postgres"))]
     pub fn fresh(_test: &str) -> Option<Box<dyn Store>> {
         eprintln!("skipped: built without the `postgres` feature");
@@ -1794,5 +1807,97 @@ mod limits_in_engines {
             engine.wait(&queued).await.unwrap().status,
             RunStatus::Succeeded
         );
+    }
+}
+
+/// The cost of a claim with and without concurrency limits (docs/benchmarks.md, "Claims with
+/// concurrency limits"): one JSON line per figure. Ignored by default (a measurement, not a
+/// check):
+/// `cargo test -p miyabi --all-features --test store_conformance claim_cost -- --ignored --nocapture`
+/// (Postgres figures with `MIYABI_TEST_POSTGRES_URL`).
+#[test]
+#[ignore]
+fn claim_cost() {
+    let claims = 500usize;
+    let waiting = 2_000i64;
+    let shapes: [(&str, ConcurrencyLimits, bool); 3] = [
+        ("no-limits", ConcurrencyLimits::default(), false),
+        // Limits that never refuse: the cost of counting (and, on Postgres, the lock).
+        (
+            "limits",
+            ConcurrencyLimits::default()
+                .global(1_000_000)
+                .workflow("b", 1_000_000),
+            false,
+        ),
+        // `a` is at its limit and its 2,000 waiting runs are older than every run of `b`: each
+        // claim passes over them.
+        (
+            "limits-full-workflow-first",
+            ConcurrencyLimits::default()
+                .workflow("a", 1)
+                .workflow("b", 1_000_000),
+            true,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let stores: Vec<(&str, Box<dyn Fn(&str) -> Option<Box<dyn Store>>>)> = vec![
+        (
+            "sqlite",
+            Box::new(|test: &str| -> Option<Box<dyn Store>> {
+                let path = dir.path().join(format!("{test}.db"));
+                Some(Box::new(miyabi::SqliteStore::open(path).unwrap()))
+            }),
+        ),
+        ("postgres", Box::new(pg::fresh)),
+    ];
+    for (store_name, open) in &stores {
+        for (shape, limits, full_first) in &shapes {
+            let Some(s) = open(&format!("claim_cost_{}", shape.replace('-', "_"))) else {
+                continue;
+            };
+            let now = 1_700_000_400_000i64;
+            let mut n = 0i64;
+            let mut add = |workflow: &str, owner: Option<&str>| {
+                n += 1;
+                let id = uuid::Builder::from_unix_timestamp_millis(
+                    (now - 100_000 + n) as u64,
+                    &[(n % 251) as u8; 10],
+                )
+                .into_uuid()
+                .to_string();
+                create(&*s, &id, workflow, now - 100_000 + n, owner);
+            };
+            if *full_first {
+                add("a", Some("busy"));
+            }
+            for _ in 0..waiting {
+                add("a", None);
+            }
+            for _ in 0..waiting {
+                add("b", None);
+            }
+            if *store_name == "postgres" {
+                // The planner's statistics of the filled table, as autovacuum keeps them.
+                pg::analyze(&format!("claim_cost_{}", shape.replace('-', "_")));
+            }
+            let fps = vec!["fp-a".to_string(), "fp-b".to_string()];
+            let started = std::time::Instant::now();
+            for i in 0..claims {
+                let got = claim_waiting(&*s, &fps, &format!("w{i}"), now, 1, limits);
+                assert_eq!(got.len(), 1);
+            }
+            let per = started.elapsed().as_secs_f64() * 1e6 / claims as f64;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": format!("claim/{store_name}/{shape}"),
+                    "value": (per * 10.0).round() / 10.0,
+                    "unit": "µs per claim of 1 run",
+                    "waiting_runs": 2 * waiting,
+                    "claims": claims,
+                })
+            );
+        }
     }
 }
