@@ -785,10 +785,12 @@ fn concurrent_claims_never_exceed_the_limits(open: &(dyn Fn() -> Arc<dyn Store> 
             claimed.len(),
             "round {round}: a run was claimed twice"
         );
-        // A last claim alone fills what is left (a store may give runs back when claims race).
+        // A last claim alone fills what is left (a store may give runs back when claims race,
+        // the trait's default does: which runs then hold the slots may differ, not how many).
         let last = claim_waiting(&*setup, &fps, "w-last", now, 50, &limits);
         let all: Vec<RunRecord> = claimed.into_iter().chain(last).collect();
-        assert_eq!((all.len(), count(&all, &a)), (5, 3), "round {round}");
+        assert_eq!(all.len(), 5, "round {round}");
+        assert!(count(&all, &a) <= 3, "round {round}");
         let executing = setup
             .list_runs(&RunFilter {
                 status: Some(RunStatus::Running),
@@ -1841,7 +1843,8 @@ fn claim_cost() {
         ),
     ];
     let dir = tempfile::tempdir().unwrap();
-    let stores: Vec<(&str, Box<dyn Fn(&str) -> Option<Box<dyn Store>>>)> = vec![
+    type Open<'a> = Box<dyn Fn(&str) -> Option<Box<dyn Store>> + 'a>;
+    let stores: Vec<(&str, Open<'_>)> = vec![
         (
             "sqlite",
             Box::new(|test: &str| -> Option<Box<dyn Store>> {
