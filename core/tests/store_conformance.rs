@@ -1754,6 +1754,58 @@ mod limits_in_engines {
         assert!(most_all <= 3, "{most_all} runs at once");
     }
 
+    /// A slot freed by a run this engine started wakes its `work` loop at once: the waiting run
+    /// is taken before any poll interval has passed. On tokio's paused clock, which moves only
+    /// when every task waits, so a missed wake-up shows as a whole poll interval gone by
+    /// (deterministic: no real time is measured).
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_slot_freed_by_a_started_run_wakes_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::builder()
+            .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+            .workflow_limit("gated", 1)
+            .build();
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = Arc::clone(&gate);
+        let wf = Workflow::new("gated")
+            .step(
+                "wait",
+                step_fn(move |_ctx: StepContext, v: Value| {
+                    let (entered_tx, g) = (entered_tx.clone(), Arc::clone(&g));
+                    async move {
+                        let _ = entered_tx.send(v.as_i64().unwrap_or(-1));
+                        g.acquire().await.unwrap().forget();
+                        Ok(v)
+                    }
+                }),
+            )
+            .commit()
+            .unwrap();
+        engine.register(&wf);
+        let started = engine.spawn(&wf, json!(1)).unwrap();
+        assert_eq!(entered.recv().await, Some(1));
+        let queued = engine.enqueue(&wf, json!(2)).unwrap();
+        let poll = Duration::from_secs(3600);
+        let worker = engine.clone();
+        let work = tokio::spawn(async move { worker.work(poll).await });
+        let t0 = tokio::time::Instant::now();
+        gate.add_permits(1);
+        assert_eq!(started.wait().await.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(entered.recv().await, Some(2), "the queued run is taken");
+        assert!(
+            t0.elapsed() < poll,
+            "the worker waited for its poll ({:?} of paused time)",
+            t0.elapsed()
+        );
+        gate.add_permits(1);
+        assert_eq!(
+            engine.wait(&queued).await.unwrap().status,
+            RunStatus::Succeeded
+        );
+        work.abort();
+    }
+
     /// A started run executes at once and takes a slot; the enqueued run waits until it ends.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_started_run_takes_a_slot_and_an_enqueued_run_waits_for_it() {
