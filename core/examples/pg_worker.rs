@@ -3,8 +3,14 @@
 //!
 //! ```text
 //! pg_worker --url postgres://… --schema s work    [--lease-ms 2000] [--poll-ms 500] [--max-active 64]
+//!           [--workflow-limit span=2]… [--global-limit 3]
 //! pg_worker --url postgres://… --schema s enqueue --workflow chain --runs 1000
 //! ```
+//!
+//! `--workflow-limit id=n` (repeatable) and `--global-limit n` set the engine's concurrency
+//! limits ([`EngineBuilder::workflow_limit`](miyabi::EngineBuilder::workflow_limit),
+//! [`EngineBuilder::global_limit`](miyabi::EngineBuilder::global_limit)); give every worker
+//! the same.
 //!
 //! Workflows (the same definitions, so the same fingerprints, in every process):
 //! - `chain`: `--steps` steps (default 5); each waits `--step-ms` (default 10) and then writes
@@ -15,6 +21,9 @@
 //!   the timer fired (`fired`).
 //! - `deadline`: an approval gate nobody decides, with a deadline of `--sleep-ms` (rejected
 //!   when it passes), then a step that records what it received (`fired`).
+//! - `span` and `span2`: one step that records when it starts and when it ends (the database's
+//!   `clock_timestamp()`, one clock for every worker) in the `spans` table, one row per
+//!   execution, waiting `--step-ms` in between: how many runs executed at once.
 //!
 //! `--no-effects` leaves the ledger out (steps only wait: the benchmark's I/O-bound steps).
 //!
@@ -42,6 +51,8 @@ struct Args {
     poll_ms: u64,
     max_active: usize,
     effects: bool,
+    workflow_limits: Vec<(String, usize)>,
+    global_limit: Option<usize>,
 }
 
 fn args() -> Result<Args, String> {
@@ -58,6 +69,8 @@ fn args() -> Result<Args, String> {
         poll_ms: 500,
         max_active: 64,
         effects: true,
+        workflow_limits: Vec::new(),
+        global_limit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -75,6 +88,15 @@ fn args() -> Result<Args, String> {
             "--poll-ms" => a.poll_ms = num(v()?)?,
             "--max-active" => a.max_active = num(v()?)? as usize,
             "--no-effects" => a.effects = false,
+            "--workflow-limit" => {
+                let spec = v()?;
+                let (id, n) = spec
+                    .split_once('=')
+                    .ok_or(format!("--workflow-limit {spec}: say `workflow=n`"))?;
+                a.workflow_limits
+                    .push((id.to_string(), num(n.to_string())? as usize));
+            }
+            "--global-limit" => a.global_limit = Some(num(v()?)? as usize),
             "work" | "enqueue" => a.mode = k,
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -110,7 +132,8 @@ fn effects(url: &str, schema: &str) -> Result<mpsc::Sender<Effect>, String> {
                      SET search_path TO \"{schema}\";
                      CREATE TABLE IF NOT EXISTS ledger (key TEXT PRIMARY KEY, worker TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now());
                      CREATE TABLE IF NOT EXISTS executions (key TEXT NOT NULL, worker TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT now());
-                     CREATE TABLE IF NOT EXISTS fired (run_id TEXT NOT NULL, what TEXT NOT NULL, worker TEXT NOT NULL, data TEXT);"
+                     CREATE TABLE IF NOT EXISTS fired (run_id TEXT NOT NULL, what TEXT NOT NULL, worker TEXT NOT NULL, data TEXT);
+                     CREATE TABLE IF NOT EXISTS spans (exec TEXT PRIMARY KEY, run_id TEXT NOT NULL, workflow TEXT NOT NULL, worker TEXT NOT NULL, started TIMESTAMPTZ NOT NULL, ended TIMESTAMPTZ);"
                 ))
                 .map_err(|e| format!("ledger tables: {e}"))?;
             Ok(client)
@@ -218,7 +241,42 @@ fn workflows(a: &Args, fx: &mpsc::Sender<Effect>, me: &str) -> Vec<miyabi::Commi
                 .deadline(Duration::from_millis(a.sleep_ms)),
         )
         .step("after", fired("deadline"));
-    [chain, timers, deadline]
+    // One row per execution of the step: its key counts this process's executions.
+    let executions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let span = |id: &'static str| {
+        let (fx, me, ms, executions) = (
+            fx.clone(),
+            me.to_string(),
+            a.step_ms,
+            Arc::clone(&executions),
+        );
+        Workflow::new(id).step(
+            "s",
+            step_fn(move |ctx: StepContext, v: Value| {
+                let (fx, me) = (fx.clone(), me.clone());
+                let n = executions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async move {
+                    let exec = format!("{me}/{n}");
+                    effect(
+                        &fx,
+                        "INSERT INTO spans (exec, run_id, workflow, worker, started)
+                         VALUES ($1, $2, $3, $4, clock_timestamp())",
+                        vec![exec.clone(), ctx.run_id().to_string(), id.to_string(), me],
+                    )
+                    .await?;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    effect(
+                        &fx,
+                        "UPDATE spans SET ended = clock_timestamp() WHERE exec = $1",
+                        vec![exec],
+                    )
+                    .await?;
+                    Ok(v)
+                }
+            }),
+        )
+    };
+    [chain, timers, deadline, span("span"), span("span2")]
         .into_iter()
         .filter_map(|w| match w.commit() {
             Ok(c) => Some(c),
@@ -271,12 +329,18 @@ async fn run(a: Args) -> Result<(), String> {
         .connections(4)
         .open()
         .map_err(|e| e.to_string())?;
-    let engine = Engine::builder()
+    let mut builder = Engine::builder()
         .store(store)
         .lease(Duration::from_millis(a.lease_ms))
         .max_active(a.max_active)
-        .worker_interval(Duration::from_millis(a.poll_ms))
-        .build();
+        .worker_interval(Duration::from_millis(a.poll_ms));
+    for (id, n) in &a.workflow_limits {
+        builder = builder.workflow_limit(id.clone(), *n);
+    }
+    if let Some(n) = a.global_limit {
+        builder = builder.global_limit(n);
+    }
+    let engine = builder.build();
     let fx = effects(&a.url, &a.schema)?;
     let wfs = workflows(&a, &fx, engine.owner());
     for w in &wfs {

@@ -1,6 +1,7 @@
 //! Several worker processes (core/examples/pg_worker.rs) on one Postgres store: chaos (SIGKILL
 //! and restart), a zombie (SIGSTOP past its lease, SIGCONT after another worker finished its
-//! runs) and timers/deadlines with three workers. Needs `MIYABI_TEST_POSTGRES_URL`; without it
+//! runs), timers/deadlines with three workers, and concurrency limits (a workflow's and a
+//! global one) held across three workers. Needs `MIYABI_TEST_POSTGRES_URL`; without it
 //! each test prints why it skips. `MIYABI_CHAOS_RUNS` sets the chaos test's run count (default
 //! 1,000).
 //!
@@ -553,4 +554,112 @@ fn timers_and_deadlines_fire_once_across_three_workers() {
     // The timers were spread over the workers (each fired by the run's owner).
     let firing_workers = count(&mut db, "SELECT count(DISTINCT worker) FROM fired");
     eprintln!("timers: fired by {firing_workers} of 3 workers");
+}
+
+/// The most executions of the `span` step that overlapped (by the database's clock), among
+/// those of `workflow` (all workflows when `None`).
+fn most_at_once(db: &mut postgres::Client, workflow: Option<&str>) -> i64 {
+    db.query_one(
+        "SELECT COALESCE(max(n), 0) FROM (
+           SELECT (SELECT count(*) FROM spans o
+                   WHERE ($1::text IS NULL OR o.workflow = $1)
+                     AND o.started <= s.started AND (o.ended IS NULL OR o.ended > s.started)) AS n
+           FROM spans s WHERE $1::text IS NULL OR s.workflow = $1) x",
+        &[&workflow],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Starts three workers with `limits`, enqueues `runs` (workflow, count), waits until every
+/// run has succeeded and returns a connection on the schema.
+fn run_limited(url: &str, test: &str, limits: &[&str], runs: &[(&str, usize)]) -> postgres::Client {
+    let schema = fresh_schema(url, test);
+    // A lease long enough that no run changes hands on a loaded machine (a run taken over
+    // while its step still runs would be two executions at once, legitimately).
+    let mut args = vec!["--lease-ms", "10000", "--poll-ms", "200", "--step-ms", "40"];
+    args.extend_from_slice(limits);
+    let workers: Vec<Worker> = (0..3).map(|_| Worker::start(url, &schema, &args)).collect();
+    let total: usize = runs.iter().map(|r| r.1).sum();
+    for (workflow, n) in runs {
+        enqueue(
+            url,
+            &schema,
+            &["--workflow", workflow, "--runs", &n.to_string()],
+        );
+    }
+    wait_until(
+        "every run to finish",
+        || {
+            count(
+                &mut client(url),
+                &format!("SELECT count(*) FROM \"{schema}\".runs WHERE status = 'succeeded'"),
+            ) == total as i64
+        },
+        || {
+            workers
+                .iter()
+                .flat_map(|w| w.stderr.lock().unwrap().clone())
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+    );
+    drop(workers);
+    let mut db = client(url);
+    db.batch_execute(&format!("SET search_path TO \"{schema}\""))
+        .unwrap();
+    // Every run's step executed once, to its end.
+    assert_eq!(
+        count(
+            &mut db,
+            "SELECT count(*) FROM spans WHERE ended IS NOT NULL"
+        ),
+        total as i64
+    );
+    assert_eq!(
+        count(&mut db, "SELECT count(DISTINCT run_id) FROM spans"),
+        total as i64
+    );
+    db
+}
+
+#[test]
+fn a_workflow_limit_holds_across_three_workers() {
+    let Some(url) = url() else { return };
+    let _serial = serial();
+    let mut db = run_limited(
+        &url,
+        "wf_limit",
+        &["--workflow-limit", "span=2"],
+        &[("span", 40)],
+    );
+    let most = most_at_once(&mut db, Some("span"));
+    let workers = count(&mut db, "SELECT count(DISTINCT worker) FROM spans");
+    eprintln!("workflow limit 2: at most {most} runs at once, executed by {workers} of 3 workers");
+    assert!(
+        most <= 2,
+        "{most} runs of `span` executed at once (limit 2)"
+    );
+}
+
+#[test]
+fn a_global_limit_holds_across_three_workers() {
+    let Some(url) = url() else { return };
+    let _serial = serial();
+    let mut db = run_limited(
+        &url,
+        "global_limit",
+        &["--global-limit", "3", "--workflow-limit", "span2=1"],
+        &[("span", 20), ("span2", 20)],
+    );
+    let (all, span2) = (
+        most_at_once(&mut db, None),
+        most_at_once(&mut db, Some("span2")),
+    );
+    eprintln!("global limit 3 (span2 at most 1): at most {all} runs at once, {span2} of span2");
+    assert!(all <= 3, "{all} runs executed at once (global limit 3)");
+    assert!(
+        span2 <= 1,
+        "{span2} runs of `span2` executed at once (limit 1)"
+    );
 }

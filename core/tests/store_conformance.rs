@@ -94,6 +94,53 @@ fn finish(s: &dyn Store, id: &str, status: RunStatus, at: i64) {
     .unwrap();
 }
 
+/// `Store::claim_lapsed` for `owner` at `now` (lease 30 s), at most `limit` runs.
+fn claim_waiting(
+    s: &dyn Store,
+    fingerprints: &[String],
+    owner: &str,
+    now: i64,
+    limit: usize,
+    limits: &ConcurrencyLimits,
+) -> Vec<RunRecord> {
+    s.claim_lapsed(&LapsedClaim {
+        fingerprints,
+        new_owner: owner,
+        now,
+        lease_until: now + 30_000,
+        limit,
+        limits,
+    })
+    .unwrap()
+}
+
+fn ids_of(runs: &[RunRecord]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// Creates a run with the given status, owner and lease (one commit).
+fn create_as(
+    s: &dyn Store,
+    id: &str,
+    workflow: &str,
+    at: i64,
+    status: RunStatus,
+    owner: Option<&str>,
+    lease_until: Option<i64>,
+) {
+    let mut r = record(id, workflow, at, owner);
+    r.status = status;
+    r.lease_until = lease_until;
+    s.commit(
+        id,
+        Batch {
+            create: Some(r),
+            ..Batch::default()
+        },
+    )
+    .unwrap();
+}
+
 fn sorted_steps(s: &dyn Store, run: &str) -> Vec<StepRecord> {
     let mut v = s.steps(run).unwrap();
     v.sort_by(|a, b| a.path.cmp(&b.path));
@@ -532,21 +579,15 @@ fn lapsed_and_unowned_runs_are_claimed_once(s: &dyn Store) {
     create(s, &done, "wf", now - 1, None);
     finish(s, &done, RunStatus::Succeeded, now);
     let fps = vec!["fp-wf".to_string()];
-    let first = s.claim_lapsed(&fps, "w1", now, now + 30_000, 1).unwrap();
+    let none = ConcurrencyLimits::default();
+    let first = claim_waiting(s, &fps, "w1", now, 1, &none);
     assert_eq!(first.len(), 1, "the limit holds");
     assert_eq!(first[0].id, unowned, "oldest first");
     assert_eq!(first[0].owner.as_deref(), Some("w1"));
-    let second = s.claim_lapsed(&fps, "w2", now, now + 30_000, 10).unwrap();
-    assert_eq!(
-        second.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
-        vec![lapsed.as_str()]
-    );
+    let second = claim_waiting(s, &fps, "w2", now, 10, &none);
+    assert_eq!(ids_of(&second), vec![lapsed.as_str()]);
     assert_eq!(second[0].lease_until, Some(now + 30_000));
-    assert!(
-        s.claim_lapsed(&fps, "w3", now, now + 30_000, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim_waiting(s, &fps, "w3", now, 10, &none).is_empty());
     assert_eq!(
         s.run(&unowned).unwrap().unwrap().owner.as_deref(),
         Some("w1")
@@ -556,7 +597,211 @@ fn lapsed_and_unowned_runs_are_claimed_once(s: &dyn Store) {
         Some("alive")
     );
     assert_eq!(s.run(&other_wf).unwrap().unwrap().owner, None);
-    assert!(s.claim_lapsed(&[], "w3", now, now, 10).unwrap().is_empty());
+    assert!(claim_waiting(s, &[], "w3", now, 10, &none).is_empty());
+}
+
+/// Claims respect the concurrency limits: executing runs (running, owned, lease not ended)
+/// take slots, waiting and suspended ones do not; a workflow at its limit is passed over,
+/// oldest first otherwise; a global limit bounds every workflow together.
+fn claims_respect_concurrency_limits(s: &dyn Store) {
+    let now = 1_700_000_200_000;
+    let id = |at: i64| run_id(at, 12);
+    let (a_busy, a_suspended, a_lapsed) = (id(now - 100), id(now - 99), id(now - 90));
+    let a: Vec<String> = (0..4).map(|i| id(now - 80 + i)).collect();
+    let b: Vec<String> = (0..3).map(|i| id(now - 70 + i)).collect();
+    let (c_busy, a_done) = (id(now - 60), id(now - 50));
+    create_as(
+        s,
+        &a_busy,
+        "a",
+        now - 100,
+        RunStatus::Running,
+        Some("busy"),
+        Some(now + 10_000),
+    );
+    // Suspended runs take no slot, even with an owner.
+    create_as(
+        s,
+        &a_suspended,
+        "a",
+        now - 99,
+        RunStatus::Suspended,
+        Some("busy"),
+        Some(now + 10_000),
+    );
+    create_as(
+        s,
+        &a_lapsed,
+        "a",
+        now - 90,
+        RunStatus::Running,
+        Some("dead"),
+        Some(now - 1),
+    );
+    for (i, r) in a.iter().enumerate() {
+        create(s, r, "a", now - 80 + i as i64, None);
+    }
+    for (i, r) in b.iter().enumerate() {
+        create(s, r, "b", now - 70 + i as i64, None);
+    }
+    // A run of a workflow the claimers cannot execute counts all the same.
+    create_as(
+        s,
+        &c_busy,
+        "c",
+        now - 60,
+        RunStatus::Running,
+        Some("other"),
+        Some(now + 10_000),
+    );
+    create(s, &a_done, "a", now - 50, None);
+    finish(s, &a_done, RunStatus::Succeeded, now - 40);
+
+    let fps = vec!["fp-a".to_string(), "fp-b".to_string()];
+    let limits = ConcurrencyLimits::default().workflow("a", 2);
+    // One slot of `a` is left (a_busy holds the other): its oldest waiting run takes it, and
+    // the younger runs of `b`, which has no limit, are taken past the rest of `a`.
+    let first = claim_waiting(s, &fps, "w1", now, 10, &limits);
+    let mut want = vec![a_lapsed.as_str()];
+    want.extend(b.iter().map(String::as_str));
+    assert_eq!(ids_of(&first), want);
+    assert!(first.iter().all(|r| r.owner.as_deref() == Some("w1")));
+    for r in &a {
+        assert_eq!(s.run(r).unwrap().unwrap().owner, None, "{r} still waits");
+    }
+    assert!(
+        claim_waiting(s, &fps, "w2", now, 10, &limits).is_empty(),
+        "`a` is full"
+    );
+    // A run of `a` ends: its slot goes to the oldest waiting run of `a`, and only to it.
+    finish(s, &a_busy, RunStatus::Succeeded, now);
+    let freed = claim_waiting(s, &fps, "w2", now, 10, &limits);
+    assert_eq!(ids_of(&freed), vec![a[0].as_str()]);
+    assert!(claim_waiting(s, &fps, "w3", now, 10, &limits).is_empty());
+
+    // Later, every lease above has ended: those runs wait again and hold no slot.
+    let later = now + 40_000;
+    let mut want = vec![a_lapsed.as_str(), a[0].as_str()];
+    want.extend(b.iter().map(String::as_str));
+    // The engine's own room bounds the claim too.
+    let one = claim_waiting(s, &fps, "w4", later, 1, &limits);
+    assert_eq!(ids_of(&one), vec![a_lapsed.as_str()]);
+    let rest = claim_waiting(s, &fps, "w4", later, 10, &limits);
+    assert_eq!(ids_of(&rest), want[1..].to_vec());
+
+    // A global limit of 6: w4's 5 runs execute, one slot is left. `a` is full, so it goes to
+    // the lapsed run of `c` (for an engine that executes `c`); then nothing fits.
+    let global = ConcurrencyLimits::default().global(6).workflow("a", 2);
+    let fps_c = vec!["fp-a".to_string(), "fp-b".to_string(), "fp-c".to_string()];
+    let taken = claim_waiting(s, &fps_c, "w5", later, 10, &global);
+    assert_eq!(ids_of(&taken), vec![c_busy.as_str()]);
+    assert!(claim_waiting(s, &fps_c, "w6", later, 10, &global).is_empty());
+    // Without the per-workflow limit, the global one alone still admits nothing more.
+    let global_only = ConcurrencyLimits::default().global(6);
+    assert!(claim_waiting(s, &fps_c, "w6", later, 10, &global_only).is_empty());
+    // One run ends: one more run (the oldest waiting one, of `a`) under the global limit only.
+    finish(s, &b[0], RunStatus::Succeeded, later);
+    let last = claim_waiting(s, &fps_c, "w6", later, 10, &global_only);
+    assert_eq!(ids_of(&last), vec![a[1].as_str()]);
+    // What executes now: exactly the limits' worth.
+    let executing: Vec<RunRecord> = s
+        .list_runs(&RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.is_executing(later))
+        .collect();
+    assert_eq!(executing.len(), 6);
+    assert_eq!(executing.iter().filter(|r| r.workflow == "a").count(), 3);
+    for r in &a[2..] {
+        assert_eq!(s.run(r).unwrap().unwrap().owner, None, "{r} still waits");
+    }
+}
+
+/// Engines racing to claim through their own handles on one store never exceed a limit: 8
+/// threads, 40 waiting runs of `a` (at most 3) and 10 of `b` (at most 5 runs in all), in 5
+/// rounds (each with workflows of its own, when the leases of the rounds before have ended).
+fn concurrent_claims_never_exceed_the_limits(open: &(dyn Fn() -> Arc<dyn Store> + Sync)) {
+    let setup = open();
+    for round in 0..5i64 {
+        let now = 1_700_000_300_000 + round * 100_000;
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        for i in 0..50 {
+            let workflow = if i % 5 == 4 { &b } else { &a };
+            create(
+                &*setup,
+                &run_id(now - 100 + i, 13),
+                workflow,
+                now - 100 + i,
+                None,
+            );
+        }
+        let fps = vec![format!("fp-{a}"), format!("fp-{b}")];
+        let limits = ConcurrencyLimits::default()
+            .global(5)
+            .workflow(a.clone(), 3);
+        let claimed: Vec<RunRecord> = std::thread::scope(|scope| {
+            let start = Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (store, start, fps, limits) = (open(), Arc::clone(&start), &fps, &limits);
+                    scope.spawn(move || {
+                        let owner = format!("w{t}");
+                        start.wait();
+                        let mut mine = Vec::new();
+                        loop {
+                            let got = claim_waiting(&*store, fps, &owner, now, 2, limits);
+                            if got.is_empty() {
+                                return mine;
+                            }
+                            mine.extend(got);
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let count = |runs: &[RunRecord], w: &str| runs.iter().filter(|r| r.workflow == w).count();
+        assert!(
+            claimed.len() <= 5,
+            "round {round}: {} runs claimed",
+            claimed.len()
+        );
+        assert!(
+            count(&claimed, &a) <= 3,
+            "round {round}: {} runs of `a`",
+            count(&claimed, &a)
+        );
+        let mut ids: Vec<&str> = ids_of(&claimed);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            claimed.len(),
+            "round {round}: a run was claimed twice"
+        );
+        // A last claim alone fills what is left (a store may give runs back when claims race,
+        // the trait's default does: which runs then hold the slots may differ, not how many).
+        let last = claim_waiting(&*setup, &fps, "w-last", now, 50, &limits);
+        let all: Vec<RunRecord> = claimed.into_iter().chain(last).collect();
+        assert_eq!(all.len(), 5, "round {round}");
+        assert!(count(&all, &a) <= 3, "round {round}");
+        let executing = setup
+            .list_runs(&RunFilter {
+                status: Some(RunStatus::Running),
+                ..RunFilter::default()
+            })
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.is_executing(now))
+            .count();
+        assert_eq!(executing, 5, "round {round}");
+    }
 }
 
 fn listings_filter_and_page_newest_first(s: &dyn Store) {
@@ -1004,7 +1249,104 @@ macro_rules! conformance {
                 super::$name(&*store);
             } )*
         }
+        /// The `Store` trait's default methods (`claim_lapsed` above all), over SQLite.
+        mod default_impl {
+            $( #[test] fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = miyabi::SqliteStore::open(dir.path().join("runs.db")).unwrap();
+                super::$name(&super::Plain(std::sync::Arc::new(store)));
+            } )*
+        }
     };
+}
+
+/// Tests given a function that opens another handle on one store (for SQLite and Postgres a
+/// separate store on the same database, as another process would have).
+macro_rules! shared_conformance {
+    ($($name:ident),* $(,)?) => {
+        mod shared {
+            mod memory {
+                use crate::*;
+                $( #[test] fn $name() {
+                    let store: Arc<dyn Store> = Arc::new(miyabi::MemoryStore::new());
+                    super::super::$name(&|| Arc::clone(&store));
+                } )*
+            }
+            mod sqlite {
+                use crate::*;
+                $( #[test] fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("runs.db");
+                    super::super::$name(&|| -> Arc<dyn Store> {
+                        Arc::new(miyabi::SqliteStore::open(&path).unwrap())
+                    });
+                } )*
+            }
+            mod postgres {
+                $( #[test] fn $name() {
+                    let Some(open) = super::super::pg::opener(stringify!($name)) else { return };
+                    super::super::$name(&*open);
+                } )*
+            }
+            mod default_impl {
+                use crate::*;
+                $( #[test] fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("runs.db");
+                    super::super::$name(&|| -> Arc<dyn Store> {
+                        Arc::new(super::super::Plain(Arc::new(
+                            miyabi::SqliteStore::open(&path).unwrap(),
+                        )))
+                    });
+                } )*
+            }
+        }
+    };
+}
+
+/// A store that implements only what `Store` requires (and the gates), forwarding to another
+/// store: the trait's default methods run over it.
+struct Plain(Arc<dyn Store>);
+
+impl Store for Plain {
+    fn commit(&self, run: &str, batch: Batch) -> Result<(), miyabi::StoreError> {
+        self.0.commit(run, batch)
+    }
+    fn run(&self, id: &str) -> Result<Option<RunRecord>, miyabi::StoreError> {
+        self.0.run(id)
+    }
+    fn list_runs(&self, f: &RunFilter) -> Result<Vec<RunRecord>, miyabi::StoreError> {
+        self.0.list_runs(f)
+    }
+    fn steps(&self, run: &str) -> Result<Vec<StepRecord>, miyabi::StoreError> {
+        self.0.steps(run)
+    }
+    fn state(&self, run: &str) -> Result<Vec<(String, Value)>, miyabi::StoreError> {
+        self.0.state(run)
+    }
+    fn events(
+        &self,
+        run: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RunEvent>, miyabi::StoreError> {
+        self.0.events(run, from, limit)
+    }
+    fn last_seq(&self, run: &str) -> Result<u64, miyabi::StoreError> {
+        self.0.last_seq(run)
+    }
+    fn claim(&self, claim: &Claim<'_>) -> Result<bool, miyabi::StoreError> {
+        self.0.claim(claim)
+    }
+    fn renew(&self, owner: &str, lease_until: i64) -> Result<(), miyabi::StoreError> {
+        self.0.renew(owner, lease_until)
+    }
+    fn prune(&self, rule: &Retention, now: i64) -> Result<u64, miyabi::StoreError> {
+        self.0.prune(rule, now)
+    }
+    fn gates(&self) -> Option<&dyn GateStore> {
+        self.0.gates()
+    }
 }
 
 conformance!(
@@ -1019,11 +1361,14 @@ conformance!(
     fenced_batches_write_nothing,
     a_group_commits_each_batch_on_its_own,
     lapsed_and_unowned_runs_are_claimed_once,
+    claims_respect_concurrency_limits,
     listings_filter_and_page_newest_first,
     prune_deletes_only_finished_runs_and_their_rows,
     gates_audit_and_outbox,
     audit_pages_newest_first_appends_and_deadlines_hold,
 );
+
+shared_conformance!(concurrent_claims_never_exceed_the_limits);
 
 /// A fresh Postgres store per test (its own schema), or `None` (with the reason printed)
 /// when no server is configured.
@@ -1062,6 +1407,41 @@ mod pg {
             .unwrap();
         Some(Box::new(store))
     }
+
+    /// Opens stores (each with its own connections) on one fresh schema.
+    #[cfg(feature = "postgres")]
+    pub fn opener(test: &str) -> Option<Box<dyn Fn() -> std::sync::Arc<dyn Store> + Sync>> {
+        let url = url()?;
+        let schema = schema(test);
+        Some(Box::new(move || -> std::sync::Arc<dyn Store> {
+            std::sync::Arc::new(
+                miyabi::PostgresStore::builder(&url)
+                    .schema(&schema)
+                    .connections(2)
+                    .open()
+                    .unwrap(),
+            )
+        }))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub fn opener(_test: &str) -> Option<Box<dyn Fn() -> std::sync::Arc<dyn Store> + Sync>> {
+        eprintln!("skipped: built without the `postgres` feature");
+        None
+    }
+
+    /// `ANALYZE` of the `runs` table in the schema of `test`.
+    #[cfg(feature = "postgres")]
+    pub fn analyze(test: &str) {
+        let mut name: String = format!("t{}_{test}", std::process::id());
+        name.truncate(63);
+        let mut c = postgres::Client::connect(&url().unwrap(), postgres::NoTls).unwrap();
+        c.batch_execute(&format!("ANALYZE \"{name}\".runs"))
+            .unwrap();
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    pub fn analyze(_test: &str) {}
 
     #[cfg(not(feature = "postgres"))]
     pub fn fresh(_test: &str) -> Option<Box<dyn Store>> {
@@ -1242,5 +1622,337 @@ mod postgres_only {
             .expect("a notification for the enqueued run");
         let got = vec![first.payload().to_string()];
         assert_eq!(got, vec![format!("run {enqueued}")]);
+    }
+}
+
+/// The limits through engines: [`miyabi::Engine::work`] on two engines sharing one SQLite file
+/// (two stores, as two processes would have), and what a started run does to the limits.
+mod limits_in_engines {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use miyabi::{Engine, RunStatus, SqliteStore, StepContext, Workflow, step_fn};
+    use serde_json::{Value, json};
+
+    /// Runs inside their step right now, per workflow and in all, and the most seen at once.
+    #[derive(Default)]
+    struct Overlap {
+        now: Mutex<(usize, usize, usize)>,
+        most: Mutex<(usize, usize, usize)>,
+    }
+
+    impl Overlap {
+        fn enter(&self, limited: bool) {
+            let mut n = self.now.lock().unwrap();
+            if limited {
+                n.0 += 1
+            } else {
+                n.1 += 1
+            }
+            n.2 += 1;
+            let mut m = self.most.lock().unwrap();
+            *m = (m.0.max(n.0), m.1.max(n.1), m.2.max(n.2));
+        }
+        fn leave(&self, limited: bool) {
+            let mut n = self.now.lock().unwrap();
+            if limited {
+                n.0 -= 1
+            } else {
+                n.1 -= 1
+            }
+            n.2 -= 1;
+        }
+    }
+
+    fn workflow(
+        id: &'static str,
+        overlap: &Arc<Overlap>,
+        done: &Arc<AtomicUsize>,
+    ) -> miyabi::CommittedWorkflow {
+        let (overlap, done) = (Arc::clone(overlap), Arc::clone(done));
+        let limited = id == "limited";
+        Workflow::new(id)
+            .step(
+                "work",
+                step_fn(move |_ctx: StepContext, v: Value| {
+                    let (overlap, done) = (Arc::clone(&overlap), Arc::clone(&done));
+                    async move {
+                        overlap.enter(limited);
+                        // Work that takes a while (load, not synchronisation): runs that were
+                        // claimed together are inside together.
+                        tokio::time::sleep(Duration::from_millis(15)).await;
+                        overlap.leave(limited);
+                        done.fetch_add(1, Ordering::SeqCst);
+                        Ok(v)
+                    }
+                }),
+            )
+            .commit()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_engines_on_one_file_execute_within_the_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        let overlap = Arc::new(Overlap::default());
+        let done = Arc::new(AtomicUsize::new(0));
+        let limited = workflow("limited", &overlap, &done);
+        let free = workflow("free", &overlap, &done);
+        let engine = || {
+            let e = Engine::builder()
+                .store(SqliteStore::open(&path).unwrap())
+                .workflow_limit("limited", 2)
+                .global_limit(3)
+                .build();
+            e.register(&limited);
+            e.register(&free);
+            e
+        };
+        let (a, b) = (engine(), engine());
+        let mut ids = Vec::new();
+        for i in 0..16 {
+            ids.push(a.enqueue(&limited, json!(i)).unwrap());
+            ids.push(b.enqueue(&free, json!(i)).unwrap());
+        }
+        let workers: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .map(|e| tokio::spawn(async move { e.work(Duration::from_millis(20)).await }))
+            .collect();
+        // Until every run has finished (re-reading the store; a guard reports a hang).
+        let guard = std::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let finished = ids
+                .iter()
+                .filter(|id| {
+                    a.get_sync(id)
+                        .unwrap()
+                        .is_some_and(|r| r.status == RunStatus::Succeeded)
+                })
+                .count();
+            if finished == ids.len() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < guard,
+                "hung: {finished} of {} runs finished",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for w in workers {
+            w.abort();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 32, "each step ran once");
+        let (most_limited, most_free, most_all) = *overlap.most.lock().unwrap();
+        eprintln!("at once: {most_limited} limited, {most_free} free, {most_all} in all");
+        assert!(
+            most_limited <= 2,
+            "{most_limited} runs of `limited` at once"
+        );
+        assert!(most_all <= 3, "{most_all} runs at once");
+    }
+
+    /// A slot freed by a run this engine started wakes its `work` loop at once: the waiting run
+    /// is taken before any poll interval has passed. On tokio's paused clock, which moves only
+    /// when every task waits, so a missed wake-up shows as a whole poll interval gone by
+    /// (deterministic: no real time is measured).
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_slot_freed_by_a_started_run_wakes_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::builder()
+            .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+            .workflow_limit("gated", 1)
+            .build();
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = Arc::clone(&gate);
+        let wf = Workflow::new("gated")
+            .step(
+                "wait",
+                step_fn(move |_ctx: StepContext, v: Value| {
+                    let (entered_tx, g) = (entered_tx.clone(), Arc::clone(&g));
+                    async move {
+                        let _ = entered_tx.send(v.as_i64().unwrap_or(-1));
+                        g.acquire().await.unwrap().forget();
+                        Ok(v)
+                    }
+                }),
+            )
+            .commit()
+            .unwrap();
+        engine.register(&wf);
+        let started = engine.spawn(&wf, json!(1)).unwrap();
+        assert_eq!(entered.recv().await, Some(1));
+        let queued = engine.enqueue(&wf, json!(2)).unwrap();
+        let poll = Duration::from_secs(3600);
+        let worker = engine.clone();
+        let work = tokio::spawn(async move { worker.work(poll).await });
+        let t0 = tokio::time::Instant::now();
+        gate.add_permits(1);
+        assert_eq!(started.wait().await.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(entered.recv().await, Some(2), "the queued run is taken");
+        assert!(
+            t0.elapsed() < poll,
+            "the worker waited for its poll ({:?} of paused time)",
+            t0.elapsed()
+        );
+        gate.add_permits(1);
+        assert_eq!(
+            engine.wait(&queued).await.unwrap().status,
+            RunStatus::Succeeded
+        );
+        work.abort();
+    }
+
+    /// A started run executes at once and takes a slot; the enqueued run waits until it ends.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_started_run_takes_a_slot_and_an_enqueued_run_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::builder()
+            .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+            .workflow_limit("gated", 1)
+            .build();
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let g = Arc::clone(&gate);
+        let wf = Workflow::new("gated")
+            .step(
+                "wait",
+                step_fn(move |_ctx: StepContext, v: Value| {
+                    let (entered_tx, g) = (entered_tx.clone(), Arc::clone(&g));
+                    async move {
+                        let _ = entered_tx.send(v.as_i64().unwrap_or(-1));
+                        g.acquire().await.unwrap().forget();
+                        Ok(v)
+                    }
+                }),
+            )
+            .commit()
+            .unwrap();
+        engine.register(&wf);
+        let started = engine.spawn(&wf, json!(1)).unwrap();
+        assert_eq!(entered.recv().await, Some(1));
+        let queued = engine.enqueue(&wf, json!(2)).unwrap();
+        assert_eq!(
+            engine.recover().await.unwrap(),
+            Vec::<String>::new(),
+            "the started run holds the slot"
+        );
+        let waiting = engine.get_sync(&queued).unwrap().unwrap();
+        assert_eq!(waiting.status, RunStatus::Running);
+        assert!(
+            engine
+                .store()
+                .run(&queued)
+                .unwrap()
+                .unwrap()
+                .owner
+                .is_none(),
+            "it waits unowned"
+        );
+        gate.add_permits(1);
+        assert_eq!(started.wait().await.unwrap().status, RunStatus::Succeeded);
+        assert_eq!(engine.recover().await.unwrap(), vec![queued.clone()]);
+        assert_eq!(entered.recv().await, Some(2));
+        gate.add_permits(1);
+        assert_eq!(
+            engine.wait(&queued).await.unwrap().status,
+            RunStatus::Succeeded
+        );
+    }
+}
+
+/// The cost of a claim with and without concurrency limits (docs/benchmarks.md, "Claims with
+/// concurrency limits"): one JSON line per figure. Ignored by default (a measurement, not a
+/// check):
+/// `cargo test -p miyabi --all-features --test store_conformance claim_cost -- --ignored --nocapture`
+/// (Postgres figures with `MIYABI_TEST_POSTGRES_URL`).
+#[test]
+#[ignore]
+fn claim_cost() {
+    let claims = 500usize;
+    let waiting = 2_000i64;
+    let shapes: [(&str, ConcurrencyLimits, bool); 3] = [
+        ("no-limits", ConcurrencyLimits::default(), false),
+        // Limits that never refuse: the cost of counting (and, on Postgres, the lock).
+        (
+            "limits",
+            ConcurrencyLimits::default()
+                .global(1_000_000)
+                .workflow("b", 1_000_000),
+            false,
+        ),
+        // `a` is at its limit and its 2,000 waiting runs are older than every run of `b`: each
+        // claim passes over them.
+        (
+            "limits-full-workflow-first",
+            ConcurrencyLimits::default()
+                .workflow("a", 1)
+                .workflow("b", 1_000_000),
+            true,
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    type Open<'a> = Box<dyn Fn(&str) -> Option<Box<dyn Store>> + 'a>;
+    let stores: Vec<(&str, Open<'_>)> = vec![
+        (
+            "sqlite",
+            Box::new(|test: &str| -> Option<Box<dyn Store>> {
+                let path = dir.path().join(format!("{test}.db"));
+                Some(Box::new(miyabi::SqliteStore::open(path).unwrap()))
+            }),
+        ),
+        ("postgres", Box::new(pg::fresh)),
+    ];
+    for (store_name, open) in &stores {
+        for (shape, limits, full_first) in &shapes {
+            let Some(s) = open(&format!("claim_cost_{}", shape.replace('-', "_"))) else {
+                continue;
+            };
+            let now = 1_700_000_400_000i64;
+            let mut n = 0i64;
+            let mut add = |workflow: &str, owner: Option<&str>| {
+                n += 1;
+                let id = uuid::Builder::from_unix_timestamp_millis(
+                    (now - 100_000 + n) as u64,
+                    &[(n % 251) as u8; 10],
+                )
+                .into_uuid()
+                .to_string();
+                create(&*s, &id, workflow, now - 100_000 + n, owner);
+            };
+            if *full_first {
+                add("a", Some("busy"));
+            }
+            for _ in 0..waiting {
+                add("a", None);
+            }
+            for _ in 0..waiting {
+                add("b", None);
+            }
+            if *store_name == "postgres" {
+                // The planner's statistics of the filled table, as autovacuum keeps them.
+                pg::analyze(&format!("claim_cost_{}", shape.replace('-', "_")));
+            }
+            let fps = vec!["fp-a".to_string(), "fp-b".to_string()];
+            let started = std::time::Instant::now();
+            for i in 0..claims {
+                let got = claim_waiting(&*s, &fps, &format!("w{i}"), now, 1, limits);
+                assert_eq!(got.len(), 1);
+            }
+            let per = started.elapsed().as_secs_f64() * 1e6 / claims as f64;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "bench": format!("claim/{store_name}/{shape}"),
+                    "value": (per * 10.0).round() / 10.0,
+                    "unit": "µs per claim of 1 run",
+                    "waiting_runs": 2 * waiting,
+                    "claims": claims,
+                })
+            );
+        }
     }
 }

@@ -129,14 +129,9 @@ impl Store for FaultInjectingStore {
     }
     fn claim_lapsed(
         &self,
-        fingerprints: &[String],
-        new_owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: usize,
+        claim: &super::LapsedClaim<'_>,
     ) -> Result<Vec<super::RunRecord>, StoreError> {
-        self.inner
-            .claim_lapsed(fingerprints, new_owner, now, lease_until, limit)
+        self.inner.claim_lapsed(claim)
     }
     fn wakeups(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         self.inner.wakeups()

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use super::{Batch, Claim, RunFilter, RunRecord, StepRecord, Store};
+use super::{Batch, Claim, LapsedClaim, Room, RunFilter, RunRecord, StepRecord, Store};
 use crate::error::StoreError;
 use crate::workflow::RunEvent;
 
@@ -200,6 +200,46 @@ impl Store for MemoryStore {
         r.owner = Some(c.new_owner.to_string());
         r.lease_until = Some(c.lease_until);
         Ok(true)
+    }
+
+    /// Counts and claims under the store's one lock: exact for any number of engines sharing
+    /// this store.
+    fn claim_lapsed(&self, c: &LapsedClaim<'_>) -> Result<Vec<RunRecord>, StoreError> {
+        if c.fingerprints.is_empty() || c.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut runs = self.lock();
+        let mut room = Room::counting(
+            c.limits,
+            runs.values()
+                .filter_map(|d| d.run.as_ref())
+                .filter(|r| r.is_executing(c.now))
+                .map(|r| r.workflow.as_str()),
+        );
+        let mut waiting: Vec<(i64, &str)> = runs
+            .values()
+            .filter_map(|d| d.run.as_ref())
+            .filter(|r| r.is_waiting(c.now) && c.fingerprints.contains(&r.fingerprint))
+            .map(|r| (r.created_at, r.id.as_str()))
+            .collect();
+        waiting.sort_unstable();
+        let waiting: Vec<String> = waiting.into_iter().map(|(_, id)| id.to_string()).collect();
+        let mut out = Vec::new();
+        for id in waiting {
+            if out.len() >= c.limit || room.exhausted() {
+                break;
+            }
+            let Some(r) = runs.get_mut(&id).and_then(|d| d.run.as_mut()) else {
+                continue;
+            };
+            if !room.take(&r.workflow) {
+                continue;
+            }
+            r.owner = Some(c.new_owner.to_string());
+            r.lease_until = Some(c.lease_until);
+            out.push(r.clone());
+        }
+        Ok(out)
     }
 
     fn gates(&self) -> Option<&dyn super::GateStore> {

@@ -118,6 +118,23 @@ pub struct RunRecord {
     pub lease_until: Option<i64>,
 }
 
+impl RunRecord {
+    /// Whether the run executes at time `now` (ms since the epoch): running, with an owner
+    /// whose lease has not ended. What [`ConcurrencyLimits`] count.
+    pub fn is_executing(&self, now: i64) -> bool {
+        self.status == RunStatus::Running
+            && self.owner.is_some()
+            && self.lease_until.is_none_or(|t| t >= now)
+    }
+
+    /// Whether the run waits for an engine at time `now`: running with no owner (enqueued or
+    /// released) or with a lease that ended before `now`. What [`Store::claim_lapsed`] takes.
+    pub fn is_waiting(&self, now: i64) -> bool {
+        self.status == RunStatus::Running
+            && (self.owner.is_none() || self.lease_until.is_some_and(|t| t < now))
+    }
+}
+
 /// A run without its input and output, as listings show it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -263,6 +280,162 @@ pub struct Claim<'a> {
     pub new_owner: &'a str,
     /// The new lease expiry (ms since the epoch).
     pub lease_until: i64,
+}
+
+/// Limits on how many runs execute at once across every engine on a store, checked when
+/// runs that wait for an engine are claimed ([`Store::claim_lapsed`]): at most `global` runs
+/// of any workflow, and at most `per_workflow[id]` runs of workflow `id`. A run *executes*
+/// while it is running with an owner whose lease has not ended
+/// ([`RunRecord::is_executing`]); suspended, finished and waiting runs take no slot. Set
+/// through [`EngineBuilder::workflow_limit`](crate::EngineBuilder::workflow_limit) and
+/// [`EngineBuilder::global_limit`](crate::EngineBuilder::global_limit); every engine that
+/// claims runs on the store must be given the same limits (see docs/scaling.md).
+///
+/// ```
+/// use miyabi_engine::store::ConcurrencyLimits;
+/// let limits = ConcurrencyLimits::default().global(20).workflow("ingest", 2);
+/// assert_eq!(limits.workflow_limit("ingest"), Some(2));
+/// assert_eq!(limits.workflow_limit("other"), None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConcurrencyLimits {
+    /// At most this many runs of any workflow execute at once (`None`: no global limit).
+    pub global: Option<usize>,
+    /// At most this many runs of a workflow (by workflow id) execute at once.
+    pub per_workflow: std::collections::BTreeMap<String, usize>,
+}
+
+impl ConcurrencyLimits {
+    /// At most `n` runs of any workflow execute at once.
+    pub fn global(mut self, n: usize) -> Self {
+        self.global = Some(n);
+        self
+    }
+
+    /// At most `n` runs of workflow `id` execute at once.
+    pub fn workflow(mut self, id: impl Into<String>, n: usize) -> Self {
+        self.per_workflow.insert(id.into(), n);
+        self
+    }
+
+    /// The limit of workflow `id`, if it has one.
+    pub fn workflow_limit(&self, id: &str) -> Option<usize> {
+        self.per_workflow.get(id).copied()
+    }
+
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        self.global.is_none() && self.per_workflow.is_empty()
+    }
+}
+
+/// What [`Store::claim_lapsed`] claims: runs that wait for an engine, of the definitions an
+/// engine can execute, within its room and the deployment's limits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LapsedClaim<'a> {
+    /// The definitions (fingerprints) the claiming engine has registered.
+    pub fingerprints: &'a [String],
+    /// The new owner.
+    pub new_owner: &'a str,
+    /// The time (ms since the epoch) leases are compared with.
+    pub now: i64,
+    /// The new lease expiry (ms since the epoch).
+    pub lease_until: i64,
+    /// At most this many runs (the claiming engine's room).
+    pub limit: usize,
+    /// The limits on runs executing at once across every engine on the store.
+    pub limits: &'a ConcurrencyLimits,
+}
+
+/// The room [`ConcurrencyLimits`] leave, counted from the runs executing now: what the stores'
+/// `claim_lapsed` uses to pick runs within the limits.
+pub(crate) struct Room<'a> {
+    limits: &'a ConcurrencyLimits,
+    total: usize,
+    /// Executing runs of the workflows that have a limit.
+    per_workflow: rustc_hash::FxHashMap<String, usize>,
+}
+
+impl<'a> Room<'a> {
+    /// The room left by the executing runs of these workflows (one item per run).
+    pub(crate) fn counting<'s>(
+        limits: &'a ConcurrencyLimits,
+        executing: impl IntoIterator<Item = &'s str>,
+    ) -> Self {
+        let mut room = Self {
+            limits,
+            total: 0,
+            per_workflow: rustc_hash::FxHashMap::default(),
+        };
+        for workflow in executing {
+            room.add(workflow, 1);
+        }
+        room
+    }
+
+    /// Counts `n` more executing runs of `workflow`.
+    pub(crate) fn add(&mut self, workflow: &str, n: usize) {
+        self.total = self.total.saturating_add(n);
+        if self.limits.per_workflow.contains_key(workflow) {
+            let c = self.per_workflow.entry(workflow.to_string()).or_default();
+            *c = c.saturating_add(n);
+        }
+    }
+
+    fn executing(&self, workflow: &str) -> usize {
+        self.per_workflow.get(workflow).copied().unwrap_or(0)
+    }
+
+    /// Whether one more run of `workflow` fits.
+    pub(crate) fn fits(&self, workflow: &str) -> bool {
+        self.limits.global.is_none_or(|g| self.total < g)
+            && self
+                .limits
+                .workflow_limit(workflow)
+                .is_none_or(|l| self.executing(workflow) < l)
+    }
+
+    /// Takes a slot for a run of `workflow` if one is free; returns whether it did.
+    pub(crate) fn take(&mut self, workflow: &str) -> bool {
+        let fits = self.fits(workflow);
+        if fits {
+            self.add(workflow, 1);
+        }
+        fits
+    }
+
+    /// Whether the runs counted, those of `workflow` among them, are within the limits that
+    /// apply to `workflow` (its own and the global one).
+    pub(crate) fn holds(&self, workflow: &str) -> bool {
+        self.limits.global.is_none_or(|g| self.total <= g)
+            && self
+                .limits
+                .workflow_limit(workflow)
+                .is_none_or(|l| self.executing(workflow) <= l)
+    }
+
+    /// How many more runs the global limit admits (`usize::MAX` without one).
+    pub(crate) fn left(&self) -> usize {
+        self.limits
+            .global
+            .map_or(usize::MAX, |g| g.saturating_sub(self.total))
+    }
+
+    /// Whether no run of any workflow fits any more (the global limit is reached).
+    pub(crate) fn exhausted(&self) -> bool {
+        self.left() == 0
+    }
+
+    /// The workflows at their own limit.
+    pub(crate) fn full_workflows(&self) -> Vec<String> {
+        self.limits
+            .per_workflow
+            .iter()
+            .filter(|(w, l)| self.executing(w) >= **l)
+            .map(|(w, _)| w.clone())
+            .collect()
+    }
 }
 
 /// A change to a run's row, committed with a [`Batch`].
@@ -456,45 +629,109 @@ pub trait Store: Send + Sync + 'static {
     /// Takes ownership of a run if it matches the claim's conditions; sets status `running`.
     /// Returns whether the claim succeeded.
     fn claim(&self, claim: &Claim<'_>) -> Result<bool, StoreError>;
-    /// Claims for `new_owner` up to `limit` running runs of the given definitions
-    /// (fingerprints) that have no
-    /// owner (enqueued, or released) or whose lease ended before `now`, and returns them as
-    /// claimed (oldest first). The default lists running runs and claims them one by one with
-    /// [`Store::claim`]; `PostgresStore` claims them in one statement with `FOR UPDATE SKIP
-    /// LOCKED`, so workers polling together never wait on each other's rows.
-    fn claim_lapsed(
-        &self,
-        fingerprints: &[String],
-        new_owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        let mut running = self.list_runs(&RunFilter {
-            status: Some(RunStatus::Running),
-            ..RunFilter::default()
-        })?;
+    /// Claims for `claim.new_owner` up to `claim.limit` running runs of the given definitions
+    /// (`claim.fingerprints`) that wait for an engine: no owner (enqueued, or released) or a
+    /// lease that ended before `claim.now`. Returns them as claimed, oldest first (by id: run
+    /// ids are UUID v7, creation order).
+    ///
+    /// The claim respects `claim.limits` ([`ConcurrencyLimits`]) across every engine on the
+    /// store: a run is taken only while the runs *executing* (status running, an owner, a lease
+    /// not ended before `claim.now`; see [`RunRecord::is_executing`]) of its workflow, and of
+    /// all workflows, stay within their limits with it. A run whose workflow is at its limit is
+    /// passed over (it keeps waiting, unowned) and younger runs of other workflows may be
+    /// taken. No interleaving of claims, from any number of engines and processes, may leave
+    /// more runs executing than a limit allows.
+    ///
+    /// The first-party stores override this: `MemoryStore` counts and claims under its lock,
+    /// `SqliteStore` in one `BEGIN IMMEDIATE` transaction (so two processes on one file cannot
+    /// both take the last slot), `PostgresStore` in one statement with `FOR UPDATE SKIP LOCKED`
+    /// when no limit applies and, with limits, in one transaction serialised by an advisory
+    /// lock. The default, for other stores, lists the running runs and claims them one by one
+    /// with [`Store::claim`]; with limits it counts again after each claim and gives the run
+    /// back when a limit is exceeded (two engines racing for the last slot may then both give
+    /// it back; a later pass takes it), which holds the limits on any store whose `claim`,
+    /// `commit` and `list_runs` are each atomic.
+    fn claim_lapsed(&self, claim: &LapsedClaim<'_>) -> Result<Vec<RunRecord>, StoreError> {
+        let c = claim;
+        if c.fingerprints.is_empty() || c.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let running_runs = || {
+            self.list_runs(&RunFilter {
+                status: Some(RunStatus::Running),
+                ..RunFilter::default()
+            })
+        };
+        let mut running = running_runs()?;
         running.reverse();
+        let mut room = Room::counting(
+            c.limits,
+            running
+                .iter()
+                .filter(|r| r.is_executing(c.now))
+                .map(|r| r.workflow.as_str()),
+        );
         let mut out = Vec::new();
         for mut r in running {
-            if out.len() >= limit {
+            if out.len() >= c.limit || room.exhausted() {
                 break;
             }
-            let lapsed = r.owner.is_none() || r.lease_until.is_some_and(|t| t < now);
-            if !lapsed || !fingerprints.contains(&r.fingerprint) {
+            if !r.is_waiting(c.now)
+                || !c.fingerprints.contains(&r.fingerprint)
+                || !room.fits(&r.workflow)
+            {
                 continue;
             }
-            if self.claim(&Claim {
+            if !self.claim(&Claim {
                 run: &r.id,
                 status: RunStatus::Running,
                 owner: r.owner.as_deref(),
-                new_owner,
-                lease_until,
+                new_owner: c.new_owner,
+                lease_until: c.lease_until,
             })? {
-                r.owner = Some(new_owner.to_string());
-                r.lease_until = Some(lease_until);
-                out.push(r);
+                continue;
             }
+            if !c.limits.is_empty() {
+                // Another engine may have claimed between the listing and this claim: count
+                // again, this claim included, and give the run back if a limit is exceeded.
+                let now_running = running_runs()?;
+                let recount = Room::counting(
+                    c.limits,
+                    now_running
+                        .iter()
+                        .filter(|x| x.is_executing(c.now))
+                        .map(|x| x.workflow.as_str()),
+                );
+                if !recount.holds(&r.workflow) {
+                    self.commit(
+                        &r.id,
+                        Batch {
+                            update: Some(RunUpdate {
+                                status: RunStatus::Running,
+                                output: r.output.clone(),
+                                error: r.error.clone(),
+                                updated_at: r.updated_at,
+                                release: true,
+                            }),
+                            fence: Some(Arc::from(c.new_owner)),
+                            ..Batch::default()
+                        },
+                    )?;
+                    // Go on from the new count (without this run, given back).
+                    room = Room::counting(
+                        c.limits,
+                        now_running
+                            .iter()
+                            .filter(|x| x.id != r.id && x.is_executing(c.now))
+                            .map(|x| x.workflow.as_str()),
+                    );
+                    continue;
+                }
+            }
+            room.take(&r.workflow);
+            r.owner = Some(c.new_owner.to_string());
+            r.lease_until = Some(c.lease_until);
+            out.push(r);
         }
         Ok(out)
     }

@@ -8,8 +8,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde_json::Value;
 
 use super::{
-    Batch, Claim, RecordKind, RunFilter, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus,
-    Store,
+    Batch, Claim, LapsedClaim, RecordKind, Room, RunFilter, RunRecord, RunStatus, RunSummary,
+    StepRecord, StepStatus, Store,
 };
 use crate::error::StoreError;
 use crate::workflow::RunEvent;
@@ -559,6 +559,76 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The counting and claiming of [`Store::claim_lapsed`], inside its transaction.
+    fn claim_in_transaction(
+        &self,
+        conn: &Connection,
+        c: &LapsedClaim<'_>,
+    ) -> Result<Vec<RawRun>, StoreError> {
+        let e = |err| map_err(&self.path, err);
+        let mut room = Room::counting(c.limits, std::iter::empty());
+        if !c.limits.is_empty() {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT workflow, COUNT(*) FROM runs
+                     WHERE status = 'running' AND {ACTIVE} AND owner IS NOT NULL
+                       AND (lease_until IS NULL OR lease_until >= ?1)
+                     GROUP BY workflow"
+                ))
+                .map_err(e)?;
+            let mut rows = st.query([c.now]).map_err(e)?;
+            while let Some(row) = rows.next().map_err(e)? {
+                let workflow: String = row.get(0).map_err(e)?;
+                let n: i64 = row.get(1).map_err(e)?;
+                room.add(&workflow, usize::try_from(n).unwrap_or(0));
+            }
+        }
+        if room.exhausted() {
+            return Ok(Vec::new());
+        }
+        // The waiting runs, oldest first; the definitions this engine cannot execute and the
+        // workflows at their limit are passed over.
+        let fingerprints: std::collections::HashSet<&str> =
+            c.fingerprints.iter().map(String::as_str).collect();
+        let mut picked: Vec<String> = Vec::new();
+        {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT id, workflow, fingerprint FROM runs
+                     WHERE status = 'running' AND {ACTIVE}
+                       AND (owner IS NULL OR lease_until < ?1)
+                     ORDER BY id"
+                ))
+                .map_err(e)?;
+            let mut rows = st.query([c.now]).map_err(e)?;
+            while let Some(row) = rows.next().map_err(e)? {
+                if picked.len() >= c.limit || room.exhausted() {
+                    break;
+                }
+                let fingerprint: String = row.get(2).map_err(e)?;
+                if !fingerprints.contains(fingerprint.as_str()) {
+                    continue;
+                }
+                let workflow: String = row.get(1).map_err(e)?;
+                if room.take(&workflow) {
+                    picked.push(row.get(0).map_err(e)?);
+                }
+            }
+        }
+        let mut st = conn
+            .prepare_cached(&format!(
+                "UPDATE runs SET owner = ?1, lease_until = ?2 WHERE id = ?3 RETURNING {RUN_COLUMNS}"
+            ))
+            .map_err(e)?;
+        picked
+            .iter()
+            .map(|id| {
+                st.query_row(params![c.new_owner, c.lease_until, id], raw_run)
+                    .map_err(e)
+            })
+            .collect()
+    }
+
     fn decode_json(&self, place: &str, s: Option<String>) -> Result<Option<Value>, StoreError> {
         s.map(|s| {
             serde_json::from_str(&s).map_err(|e| StoreError::Decode {
@@ -865,6 +935,33 @@ impl Store for SqliteStore {
         })
         .map(|n| n == 1)
         .map_err(|e| map_err(&self.path, e))
+    }
+
+    /// Counts the executing runs and claims waiting ones in one `BEGIN IMMEDIATE` transaction:
+    /// it holds the file's write lock from the count to the claims, so engines in other
+    /// processes on the same file cannot claim in between (and both take the last slot).
+    fn claim_lapsed(&self, c: &LapsedClaim<'_>) -> Result<Vec<RunRecord>, StoreError> {
+        if c.fingerprints.is_empty() || c.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.lock();
+        let e = |err| map_err(&self.path, err);
+        conn.prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .map_err(e)?;
+        let claimed = self.claim_in_transaction(&conn, c).and_then(|raws| {
+            conn.prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+                .map_err(e)?;
+            Ok(raws)
+        });
+        if claimed.is_err() && !conn.is_autocommit() {
+            let _ = conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]));
+        }
+        drop(conn);
+        claimed?.into_iter().map(|r| self.decode_run(r)).collect()
     }
 
     fn gates(&self) -> Option<&dyn super::GateStore> {

@@ -22,8 +22,8 @@ use postgres::types::ToSql;
 use serde_json::Value;
 
 use super::{
-    Batch, Claim, RecordKind, RunFilter, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus,
-    Store,
+    Batch, Claim, LapsedClaim, RecordKind, Room, RunFilter, RunRecord, RunStatus, RunSummary,
+    StepRecord, StepStatus, Store,
 };
 use crate::error::StoreError;
 use crate::workflow::RunEvent;
@@ -244,6 +244,25 @@ const SQL_UPDATE_RELEASE: &str =
     "UPDATE runs SET status = $2, output = $3, error = $4, updated_at = $5,
      owner = NULL, lease_until = NULL WHERE id = $1";
 const SQL_NOTIFY: &str = "SELECT pg_notify($1, $2)";
+/// Executing runs per workflow, for limited claims: running, owned, lease not ended before $1.
+const SQL_COUNT_EXECUTING: &str = "SELECT workflow, count(*) FROM runs
+     WHERE status = 'running' AND owner IS NOT NULL AND (lease_until IS NULL OR lease_until >= $1)
+     GROUP BY workflow";
+/// Waiting runs for a limited claim, oldest first: of the definitions $2, not of the workflows
+/// $3 (at their limit), not already looked at in this claim ($4), at most $5, locked.
+const SQL_PICK_WAITING: &str = "SELECT id, workflow FROM runs
+     WHERE status = 'running' AND (owner IS NULL OR lease_until < $1)
+       AND fingerprint = ANY($2) AND workflow <> ALL($3) AND id <> ALL($4)
+     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED";
+
+/// [`RUN_COLUMNS`] qualified by a table alias (for `UPDATE … RETURNING`).
+fn run_columns_of(alias: &str) -> String {
+    RUN_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The statements a commit uses, prepared once per connection.
 struct WriteStatements {
@@ -660,6 +679,84 @@ impl PostgresStore {
         })
     }
 
+    /// [`Store::claim_lapsed`] under [`ConcurrencyLimits`](super::ConcurrencyLimits): the
+    /// claimed runs' rows.
+    fn claim_limited(&self, c: &LapsedClaim<'_>) -> Result<Vec<postgres::Row>, StoreError> {
+        let limits = c.limits.clone();
+        let lock_key = format!("miyabi-claims:{}", self.schema);
+        let (owner, now, lease_until, limit) =
+            (c.new_owner.to_string(), c.now, c.lease_until, c.limit);
+        let fingerprints = c.fingerprints.to_vec();
+        self.pool.call(move |conn| {
+            let label = Arc::clone(&conn.label);
+            let e = |err: postgres::Error| map_err(&label, &err);
+            let count = conn.prepared(SQL_COUNT_EXECUTING)?.1;
+            let pick = conn.prepared(SQL_PICK_WAITING)?.1;
+            let take = conn.prepared(&format!(
+                "UPDATE runs r SET owner = $1, lease_until = $2 WHERE r.id = ANY($3) RETURNING {}",
+                run_columns_of("r")
+            ))?.1;
+            let client = conn.client()?;
+            let mut tx = client.transaction().map_err(e)?;
+            // Every limited claim on this schema waits here for the one before it to commit,
+            // so each counts the slots the others took.
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
+                .map_err(e)?;
+            let mut room = Room::counting(&limits, std::iter::empty());
+            for row in tx.query(&count, &[&now]).map_err(e)? {
+                let workflow: String = row.try_get(0).map_err(e)?;
+                let n: i64 = row.try_get(1).map_err(e)?;
+                room.add(&workflow, usize::try_from(n).unwrap_or(0));
+            }
+            let mut claimed: Vec<postgres::Row> = Vec::new();
+            let mut seen: Vec<String> = Vec::new();
+            loop {
+                let want = limit.saturating_sub(claimed.len()).min(room.left());
+                if want == 0 {
+                    break;
+                }
+                // The oldest waiting runs of workflows with room; a workflow filling up on the
+                // way is left out of the next round.
+                let full = room.full_workflows();
+                let rows = tx
+                    .query(
+                        &pick,
+                        &[
+                            &now,
+                            &fingerprints,
+                            &full,
+                            &seen,
+                            &i64::try_from(want).unwrap_or(i64::MAX),
+                        ],
+                    )
+                    .map_err(e)?;
+                let mut picked: Vec<String> = Vec::new();
+                let mut passed_over = false;
+                for row in &rows {
+                    let id: String = row.try_get(0).map_err(e)?;
+                    let workflow: String = row.try_get(1).map_err(e)?;
+                    if room.take(&workflow) {
+                        picked.push(id.clone());
+                    } else {
+                        passed_over = true;
+                    }
+                    seen.push(id);
+                }
+                if !picked.is_empty() {
+                    claimed.extend(
+                        tx.query(&take, &[&owner, &lease_until, &picked])
+                            .map_err(e)?,
+                    );
+                }
+                if rows.len() < want || !passed_over {
+                    break;
+                }
+            }
+            tx.commit().map_err(|err| commit_err(&label, &err))?;
+            Ok(claimed)
+        })
+    }
+
     fn decode_err(&self, e: &postgres::Error) -> StoreError {
         StoreError::Decode {
             path: self.label.to_string(),
@@ -904,40 +1001,39 @@ impl Store for PostgresStore {
         })
     }
 
-    fn claim_lapsed(
-        &self,
-        fingerprints: &[String],
-        new_owner: &str,
-        now: i64,
-        lease_until: i64,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
-        if fingerprints.is_empty() || limit == 0 {
+    /// Without limits, one statement: `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED LIMIT
+    /// n)`, so workers polling together skip each other's rows instead of queueing on them.
+    /// With limits, one transaction that takes a transaction-scoped advisory lock of the
+    /// schema first (limited claims of every worker run one at a time, each counting what the
+    /// previous one committed), counts the executing runs, then picks the oldest waiting runs
+    /// `FOR UPDATE SKIP LOCKED` and claims those that fit.
+    fn claim_lapsed(&self, c: &LapsedClaim<'_>) -> Result<Vec<RunRecord>, StoreError> {
+        if c.fingerprints.is_empty() || c.limit == 0 {
             return Ok(Vec::new());
         }
-        let rows = self.rows(
-            format!(
-                "UPDATE runs r SET owner = $1, lease_until = $2
-                 FROM (SELECT id FROM runs
-                       WHERE status = 'running' AND (owner IS NULL OR lease_until < $3)
-                         AND fingerprint = ANY($4)
-                       ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) c
-                 WHERE r.id = c.id
-                 RETURNING {}",
-                RUN_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("r.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            vec![
-                Box::new(new_owner.to_string()),
-                Box::new(lease_until),
-                Box::new(now),
-                Box::new(fingerprints.to_vec()),
-                Box::new(i64::try_from(limit).unwrap_or(i64::MAX)),
-            ],
-        )?;
+        let rows = if c.limits.is_empty() {
+            self.rows(
+                format!(
+                    "UPDATE runs r SET owner = $1, lease_until = $2
+                     FROM (SELECT id FROM runs
+                           WHERE status = 'running' AND (owner IS NULL OR lease_until < $3)
+                             AND fingerprint = ANY($4)
+                           ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) c
+                     WHERE r.id = c.id
+                     RETURNING {}",
+                    run_columns_of("r")
+                ),
+                vec![
+                    Box::new(c.new_owner.to_string()),
+                    Box::new(c.lease_until),
+                    Box::new(c.now),
+                    Box::new(c.fingerprints.to_vec()),
+                    Box::new(i64::try_from(c.limit).unwrap_or(i64::MAX)),
+                ],
+            )?
+        } else {
+            self.claim_limited(c)?
+        };
         let mut out: Vec<RunRecord> = rows
             .iter()
             .map(|r| {

@@ -25,6 +25,10 @@ impl Engine {
         .instrument(span)
         .await;
         lock(&self.inner.active).remove(&*run_id);
+        if !self.inner.limits.is_empty() {
+            // A slot under the concurrency limits may be free: `work` here looks at once.
+            self.inner.work_wake.notify_one();
+        }
         result
     }
 }

@@ -3,8 +3,11 @@
 use super::*;
 
 impl Engine {
-    /// Takes over runs left `running` by a dead process or an expired lease, for every
-    /// registered workflow, and drives them in the background. Returns their ids.
+    /// Takes over runs left `running` by a dead process or an expired lease, and enqueued
+    /// runs, for every registered workflow, and drives them in the background: at most
+    /// [`EngineBuilder::max_active`] here, and within the concurrency limits
+    /// ([`EngineBuilder::workflow_limit`], [`EngineBuilder::global_limit`]) across every
+    /// engine on the store. Returns their ids.
     pub async fn recover(&self) -> Result<Vec<String>, EngineError> {
         let cores = self.claim_orphans()?;
         let mut taken = Vec::with_capacity(cores.len());
@@ -46,13 +49,15 @@ impl Engine {
         // Runs nobody owns (enqueued) or whose lease lapsed: one claim for all of them (on
         // Postgres with `FOR UPDATE SKIP LOCKED`, so workers polling together do not queue).
         let fingerprints: Vec<String> = read(&self.inner.by_fingerprint).keys().cloned().collect();
-        let lapsed = self.inner.store.claim_lapsed(
-            &fingerprints,
-            &self.inner.owner,
+        // Within the deployment's concurrency limits, which the store counts and checks.
+        let lapsed = self.inner.store.claim_lapsed(&crate::store::LapsedClaim {
+            fingerprints: &fingerprints,
+            new_owner: &self.inner.owner,
             now,
             lease_until,
-            room,
-        )?;
+            limit: room,
+            limits: &self.inner.limits,
+        })?;
         let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
         for r in lapsed {
             taken.insert(r.id.clone());
@@ -111,12 +116,15 @@ impl Engine {
             if taken.contains(&r.id) || lock(&self.inner.active).contains_key(r.id.as_str()) {
                 continue;
             }
-            // (Unowned and lapsed runs were `claim_lapsed`'s: those left are taken by another
-            // engine since.)
+            // (Unowned and lapsed runs are `claim_lapsed`'s, within the concurrency limits:
+            // those left are taken by another engine since, or wait for a slot.) The runs
+            // taken here execute already as far as the store can tell (an owner, a lease), so
+            // they take no new slot.
             let claimable = match &r.owner {
                 None => false,
+                Some(_) if !r.is_executing(now) => false,
                 Some(o) if o.as_str() == &*self.inner.owner => true,
-                Some(o) => r.lease_until.is_some_and(|u| u >= now) && owner_is_dead(o),
+                Some(o) => owner_is_dead(o),
             };
             if !claimable {
                 continue;
@@ -169,9 +177,11 @@ impl Engine {
     /// Works as one of several worker processes on a shared store: takes over runs that no
     /// engine executes (enqueued with [`Engine::enqueue`], released, or left by a worker whose
     /// lease lapsed or whose process died) for the workflows registered here, and drives them,
-    /// at most [`EngineBuilder::max_active`] at once. Wakes when the store reports new work
-    /// (Postgres: `LISTEN`/`NOTIFY`), when one of its runs ends, and every `poll` as the safety
-    /// net. Decided approval gates, deadlines and notifications are handled by the engine's
+    /// at most [`EngineBuilder::max_active`] at once, and never beyond the concurrency limits
+    /// ([`EngineBuilder::workflow_limit`], [`EngineBuilder::global_limit`]): runs beyond them
+    /// wait, oldest first. Wakes when the store reports new work (Postgres:
+    /// `LISTEN`/`NOTIFY`), when one of its runs ends, and every `poll` as the safety net (a
+    /// slot freed under a limit by another process's run is seen there). Decided approval gates, deadlines and notifications are handled by the engine's
     /// worker as in any engine. Runs until the future is dropped.
     ///
     /// ```no_run

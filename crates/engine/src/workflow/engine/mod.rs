@@ -113,6 +113,9 @@ pub(crate) struct Inner {
     group: Arc<super::group::GroupCommit>,
     /// At most this many runs taken over by `recover`/`work` execute here at once.
     max_active: Option<usize>,
+    /// Runs executing at once across every engine on the store (checked by the claims of
+    /// `recover`/`work`).
+    pub(crate) limits: crate::store::ConcurrencyLimits,
     /// Wakes `Engine::work` when one of its runs ends.
     work_wake: Arc<tokio::sync::Notify>,
     /// Held from a claim of a run until the run is in `active`, so that `recover` never
@@ -159,6 +162,7 @@ pub struct EngineBuilder {
     public_url: String,
     clock: crate::clock::TimeSource,
     max_active: Option<usize>,
+    limits: crate::store::ConcurrencyLimits,
 }
 
 impl EngineBuilder {
@@ -168,6 +172,38 @@ impl EngineBuilder {
     /// between them and bounds each one's load.
     pub fn max_active(mut self, n: usize) -> Self {
         self.max_active = Some(n.max(1));
+        self
+    }
+
+    /// At most `n` runs of the workflow `workflow_id` execute at once across every engine on
+    /// the store, counted in the store: a run executes while it is running with an owner whose
+    /// lease has not ended (suspended runs take no slot). [`Engine::work`] and
+    /// [`Engine::recover`] never take a waiting run (enqueued with [`Engine::enqueue`], or left
+    /// by a lapsed lease) beyond it; such runs wait unowned, oldest first, until a run of the
+    /// workflow ends. `n` is at least 1.
+    ///
+    /// The limits are checked when runs are claimed, by the claiming engine: give every engine
+    /// that works on the store the same limits (as the same code does). Runs an engine starts
+    /// itself ([`Engine::start`], [`Engine::spawn`]), resumes or retries execute at once,
+    /// whatever the limits, and take slots while they execute (see docs/scaling.md).
+    ///
+    /// ```
+    /// let engine = miyabi_engine::Engine::builder()
+    ///     .workflow_limit("ingest", 2)
+    ///     .global_limit(50)
+    ///     .build();
+    /// # let _ = engine;
+    /// ```
+    pub fn workflow_limit(mut self, workflow_id: impl Into<String>, n: usize) -> Self {
+        self.limits = self.limits.workflow(workflow_id, n.max(1));
+        self
+    }
+
+    /// At most `n` runs of any workflow execute at once across every engine on the store
+    /// (at least 1); checked as [`EngineBuilder::workflow_limit`] is. Unlike
+    /// [`EngineBuilder::max_active`], which bounds one engine, this bounds the deployment.
+    pub fn global_limit(mut self, n: usize) -> Self {
+        self.limits = self.limits.global(n.max(1));
         self
     }
 
@@ -277,6 +313,7 @@ impl EngineBuilder {
                 clock: self.clock,
                 group: Arc::default(),
                 max_active: self.max_active,
+                limits: self.limits,
                 work_wake: Arc::new(tokio::sync::Notify::new()),
                 claims: Mutex::new(()),
             }),
@@ -374,6 +411,7 @@ impl Engine {
             public_url: "http://127.0.0.1:7420".into(),
             clock: crate::clock::TimeSource::System,
             max_active: None,
+            limits: crate::store::ConcurrencyLimits::default(),
         }
     }
 
