@@ -1868,9 +1868,9 @@ mod limits_in_engines {
 /// concurrency limits"): one JSON line per figure. Ignored by default (a measurement, not a
 /// check):
 /// `cargo test -p miyabi --all-features --test store_conformance claim_cost -- --ignored --nocapture`
-/// (Postgres figures with `MIYABI_TEST_POSTGRES_URL`).
+/// (Postgres figures with `MIYABI_TEST_POSTGRES_URL`). `.ci/run` skips it (`--skip claim_cost`).
 #[test]
-#[ignore]
+#[ignore = "a measurement (docs/benchmarks.md), not a check: run it on request"]
 fn claim_cost() {
     let claims = 500usize;
     let waiting = 2_000i64;
