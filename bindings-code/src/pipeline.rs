@@ -183,9 +183,11 @@ fn model_of(s: &Spec) -> Result<(Arc<dyn LanguageModel>, Option<ReplayServer>), 
     if let Some(k) = &s.api_key {
         b = b.api_key(k.clone());
     }
-    let m = b
-        .build()
-        .map_err(|e| bad(format!("`model` `{spec}`: {e}")))?;
+    let m = b.build().map_err(|e| {
+        // In the facade's words: the option, not the Rust builder's method.
+        let words = e.to_string().replace("ModelBuilder::api_key", "`apiKey`");
+        bad(format!("`model` `{spec}`: {words}"))
+    })?;
     Ok((Arc::new(m), None))
 }
 
@@ -309,6 +311,12 @@ impl NativePipeline {
                 repo.display()
             )));
         }
+        let db = s.db.strip_prefix("sqlite:").unwrap_or(&s.db);
+        if db.is_empty() || db == "memory" {
+            return Err(bad(
+                "`db`: a SQLite file (`sqlite:<path>` or a path) or a Postgres URL: the pipeline's runs must outlive the process",
+            ));
+        }
         let (model, replay) = model_of(&s)?;
         let mut config = PipelineConfig::new(&repo, model)?;
         if let Some(c) = &s.commands {
@@ -334,12 +342,6 @@ impl NativePipeline {
             && !f.is_file()
         {
             return Err(bad(format!("`issueFile`: `{}` is not a file", f.display())));
-        }
-        let db = s.db.strip_prefix("sqlite:").unwrap_or(&s.db);
-        if db.is_empty() || db == "memory" {
-            return Err(bad(
-                "`db`: a SQLite file (`sqlite:<path>` or a path) or a Postgres URL: the pipeline's runs must outlive the process",
-            ));
         }
         let engine = Engine::open(db)?;
         let workflow = pipeline::issue_resolution(&engine, config.clone())?;
