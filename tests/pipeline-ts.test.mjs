@@ -67,7 +67,7 @@ function checkBranch(s, tip) {
 
 /** A loopback server answering like GitHub's REST API for what the pipeline calls; it keeps
  * the requests (method, path, body, authorization) and the pull requests opened. */
-async function fakeGitHub(t) {
+async function fakeGitHub(t, { onLabels } = {}) {
   const requests = [];
   const pulls = [];
   const labels = new Map();
@@ -93,6 +93,8 @@ async function fakeGitHub(t) {
       }
       if (route === 'GET /repos/acme/calc/issues/7/comments') return send(200, []);
       if (route === 'PUT /repos/acme/calc/issues/7/labels') {
+        // The hook may hold the request unanswered (its client is being killed).
+        if (onLabels?.(body.labels) === 'hold') return;
         labels.set(7, body.labels);
         return send(200, body.labels.map((name) => ({ id: 1, name, color: 'ededed', default: false })));
       }
@@ -118,10 +120,11 @@ async function fakeGitHub(t) {
 }
 
 /** Runs `node script` without blocking this process's event loop (the fake GitHub answers
- * the child meanwhile). */
-function node(script, env) {
+ * the child meanwhile); `started(child)` gets the child process. */
+function node(script, env, started = () => {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    started(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -219,18 +222,7 @@ test('issueResolution with GitHub: a run started by one process and left at the 
     approvers: ['alice'],
   };
   // The first process: starts the run for issue #7 (read from GitHub), prints it at the gate, exits.
-  const script = join(s.dir, 'first.mjs');
-  const entry = join(root, 'packages', 'code', 'dist', 'esm', 'index.js');
-  writeFileSync(
-    script,
-    `import { issueResolution } from ${JSON.stringify(entry)};
-const pipeline = await issueResolution(JSON.parse(process.env.PIPELINE_OPTIONS));
-const run = await pipeline.start({ issue: 7 });
-pipeline.close();
-console.log(JSON.stringify(run));
-`,
-  );
-  const first = await node(script, { PIPELINE_OPTIONS: JSON.stringify(options) });
+  const first = await node(firstProcess(s), { PIPELINE_OPTIONS: JSON.stringify(options) });
   assert.equal(first.code, 0, `first process: ${first.stderr}\n${first.stdout}`);
   assert.ok(!first.stdout.includes(TOKEN) && !first.stderr.includes(TOKEN), 'the token was not printed');
   const run = lastJson(first.stdout);
@@ -271,6 +263,64 @@ console.log(JSON.stringify(run));
   assert.equal(git(s.origin, 'log', '-1', '--format=%s', tip), TITLE);
   assert.equal(git(s.origin, 'rev-parse', `${tip}^`), git(s.repo, 'rev-parse', 'main'));
   checkBranch(s, tip);
+});
+
+/** A script that starts the pipeline for issue #7 with the options in PIPELINE_OPTIONS and
+ * prints the run where it stops. */
+function firstProcess(s) {
+  const script = join(s.dir, 'first.mjs');
+  const entry = join(root, 'packages', 'code', 'dist', 'esm', 'index.js');
+  writeFileSync(
+    script,
+    `import { issueResolution } from ${JSON.stringify(entry)};
+const pipeline = await issueResolution(JSON.parse(process.env.PIPELINE_OPTIONS));
+const run = await pipeline.start({ issue: 7 });
+pipeline.close();
+console.log(JSON.stringify(run));
+`,
+  );
+  return script;
+}
+
+test('a run whose process was killed (SIGKILL in the analyze step) is taken over by recover() in another process and opens one PR', async (t) => {
+  const s = setup(t);
+  let child;
+  let held = 0;
+  const gh = await fakeGitHub(t, {
+    // IssueAgent's labels are being set: the analyze step is under way. Kill its process there.
+    onLabels: () => {
+      held += 1;
+      if (held > 1) return undefined;
+      child.kill('SIGKILL');
+      return 'hold';
+    },
+  });
+  const options = {
+    repo: s.repo,
+    db: s.db,
+    replay,
+    github: { owner: 'acme', repo: 'calc', token: TOKEN, apiUrl: gh.url },
+    approvers: ['alice'],
+  };
+  const first = await node(firstProcess(s), { PIPELINE_OPTIONS: JSON.stringify(options) }, (c) => (child = c));
+  assert.equal(first.signal, 'SIGKILL', `the first process was killed: ${first.stderr}`);
+  assert.equal(gh.labels.get(7), undefined, 'it died before the labels were set');
+
+  const pipeline = await issueResolution(options);
+  t.after(() => pipeline.close());
+  const [stale] = await pipeline.list({ issue: 7 });
+  assert.equal(stale.status, 'running', 'left running by the dead process');
+  const taken = await pipeline.recover();
+  assert.deepEqual(taken, [stale.id]);
+  const run = await pipeline.wait(stale.id);
+  assert.equal(run.status, 'suspended', run.error ?? '');
+  assert.equal(run.gate.summary, 'review 93/100; test passed, lint passed, security passed');
+  const done = await pipeline.approve(run.id, { as: 'alice' });
+  assert.equal(done.status, 'succeeded', done.error ?? '');
+  assert.equal(gh.pulls.length, 1, 'one PR');
+  assert.equal(gh.pulls[0].title, TITLE);
+  assert.ok(gh.labels.get(7).includes('state:reviewing'));
+  checkBranch(s, git(s.origin, 'rev-parse', 'miyabi/issue-7'));
 });
 
 test('issueResolution refuses bad options, naming them', async (t) => {
