@@ -614,3 +614,40 @@ async fn start(inner: &Inner, issue: Option<Value>) -> Result<Value, PipelineCal
     let run = engine.wait(&id).await?;
     Ok(run_json(engine, &run))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn commands_replace_remove_and_refuse_naming_the_key() {
+        let base = RepoCommands {
+            test: Some(vec!["cargo".into(), "test".into()]),
+            lint: Some(vec!["cargo".into(), "clippy".into()]),
+            ..RepoCommands::default()
+        };
+        let c = commands_of(
+            base.clone(),
+            &map(json!({"test": ["sh", "test.sh"], "lint": null, "timeoutSecs": 30})),
+        )
+        .unwrap();
+        assert_eq!(c.test, Some(vec!["sh".to_owned(), "test.sh".to_owned()]));
+        assert_eq!(c.lint, None, "null removes the command");
+        assert_eq!(c.timeout_secs, Some(30));
+        for (bad_value, words) in [
+            (json!({"deploy": []}), "`commands.deploy`"),
+            (json!({"deploy": ["ok", 3]}), "`commands.deploy`"),
+            (json!({"timeoutSecs": 0.5}), "`commands.timeoutSecs`"),
+            (json!({"build": ["make"]}), "unknown command"),
+        ] {
+            let e = commands_of(base.clone(), &map(bad_value)).unwrap_err();
+            assert_eq!(e.code(), "INVALID_ARGUMENT");
+            assert!(e.to_string().contains(words), "{e}");
+        }
+    }
+}
