@@ -43,6 +43,8 @@ pub mod labels;
 pub mod pipeline;
 pub mod plan;
 pub mod replay;
+#[cfg(feature = "github")]
+pub mod runner;
 #[cfg(feature = "server")]
 pub mod serve;
 

@@ -9,6 +9,8 @@
 //! per-call approval verdict ([`miyabi::Tool::approval`]) and its `call`. The TypeScript
 //! facade turns them into `@miyabi/core` tools.
 
+mod pipeline;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -124,7 +126,7 @@ pub struct NativeCodeTools {
     running: Arc<Mutex<HashMap<String, ToolContext>>>,
 }
 
-fn sandbox_mode(name: Option<&str>) -> Result<SandboxMode, CodeToolsError> {
+pub(crate) fn sandbox_mode(name: Option<&str>) -> Result<SandboxMode, CodeToolsError> {
     match name {
         None | Some("workspace-write") => Ok(SandboxMode::WorkspaceWrite),
         Some("read-only") => Ok(SandboxMode::ReadOnly),

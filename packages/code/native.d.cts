@@ -43,6 +43,52 @@ export declare class NativeCodeTools {
   projectContext(mapTokens: number): Promise<string>
 }
 
+/** The issue-resolution pipeline on one repository and one run database. */
+export declare class NativePipeline {
+  /**
+   * Builds the engine on `options.db`, the pipeline's configuration and the workflow
+   * `issue-resolution` (registered, so runs of earlier processes can be continued here).
+   */
+  static create(options: Record<string, unknown>): NativePipeline
+  /** The repository (absolute). */
+  get repo(): string
+  /** Who may decide the approval gate. */
+  get approvers(): Array<string>
+  /**
+   * Starts a run for the issue (or continues the issue's unfinished one) and resolves once
+   * it finishes or suspends. Like every async method here, it resolves with `{ok: true,
+   * value}` (the run) or `{ok: false, code, message}`; it never rejects.
+   */
+  start(issue?: number | Record<string, unknown> | null): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>
+  /** Waits until the run no longer executes here (finished, or suspended) and returns it. */
+  wait(runId: string): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>
+  /** The run as stored, or null. */
+  get(runId: string): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>
+  /** The pipeline's runs (of one issue, when given), newest first. */
+  list(issue?: number | undefined | null): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>
+  /**
+   * Decides the approval gate as `who` (one of the approvers), approving or rejecting with
+   * an optional comment, and resolves once the run finishes or suspends again.
+   */
+  decide(runId: string, approve: boolean, who: string, comment?: string | undefined | null): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>
+  /**
+   * Resumes a suspended path other than the gate with `data` (a command a task waits on:
+   * `implement` with `{approved}`; an interrupted deploy: `deploy` with `{rerun: true}`) and
+   * resolves once the run finishes or suspends again.
+   */
+  resume(runId: string, path: string, data: unknown): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>
+  /**
+   * Takes over the runs a dead process left running (their lease lapsed) and drives them
+   * here; resolves with their ids (`wait` for each).
+   */
+  recover(): Promise<{ ok: true; value: unknown } | { ok: false; code: string; message: string }>
+  /**
+   * Closes this handle: later calls fail with `SHUTDOWN`. Runs executing now go on until
+   * they finish or suspend; what they commit stays in the database.
+   */
+  close(): void
+}
+
 /** One tool as the model sees it. */
 export interface NativeCodeToolInfo {
   /** The name the model calls it by. */

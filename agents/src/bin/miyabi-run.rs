@@ -23,6 +23,7 @@ use miyabi_agents::child_approval;
 use miyabi_agents::github::{GitHub, RepoRef};
 use miyabi_agents::pipeline::{self, GitHubTarget, PipelineConfig};
 use miyabi_agents::replay::{ReplayServer, load_script};
+use miyabi_agents::runner;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -242,22 +243,17 @@ fn github_target(
     remote: &str,
     from_remote: bool,
 ) -> Result<Option<GitHubTarget>, Error> {
-    let remote_url = std::process::Command::new("git")
-        .args(["remote", "get-url", remote])
-        .current_dir(repo)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
     let name = match given {
-        Some(r) => Some(r.to_owned()),
-        None if from_remote => remote_url.as_deref().and_then(repo_from_remote),
+        Some(r) => Some(RepoRef::parse(r)?),
+        None if from_remote => {
+            runner::remote_url(repo, remote).and_then(|u| runner::repo_from_remote(&u))
+        }
         None => None,
     };
     Ok(match name {
-        Some(r) => Some(GitHubTarget {
+        Some(repo) => Some(GitHubTarget {
             client: GitHub::from_env()?,
-            repo: RepoRef::parse(&r)?,
+            repo,
             remote: remote.to_owned(),
         }),
         None => None,
@@ -551,40 +547,6 @@ async fn ask_edit(question: &str) -> Result<Option<char>, Error> {
     }
 }
 
-/// `owner/name` from a GitHub remote URL.
-fn repo_from_remote(url: &str) -> Option<String> {
-    let rest = url
-        .split_once("github.com")
-        .map(|(_, r)| r.trim_start_matches([':', '/']))?;
-    let rest = rest.trim_end_matches('/').trim_end_matches(".git");
-    let mut parts = rest.split('/');
-    Some(format!("{}/{}", parts.next()?, parts.next()?))
-}
-
-fn read_issue_file(path: &Path, number: Option<u64>) -> Result<Value, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--issue-file {}: {e}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "json") {
-        let mut v: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("--issue-file {}: {e}", path.display()))?;
-        if let Some(n) = number {
-            v["number"] = json!(n);
-        }
-        if v["number"].as_u64().is_none() {
-            v["number"] = json!(1);
-        }
-        return Ok(v);
-    }
-    let mut lines = text.lines();
-    let title = lines
-        .by_ref()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().trim_start_matches('#').trim().to_owned())
-        .ok_or_else(|| format!("--issue-file {}: empty", path.display()))?;
-    let body: Vec<&str> = lines.collect();
-    Ok(json!({"number": number.unwrap_or(1), "title": title, "body": body.join("\n").trim()}))
-}
-
 async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
     let repo = std::path::absolute(&a.repo)?;
     let (m, _server) = model(&a.model)?;
@@ -603,14 +565,8 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
     config.github = github.clone();
 
     let issue = match (&a.issue_file, a.issue, &github) {
-        (Some(f), n, _) => read_issue_file(f, n)?,
-        (None, Some(n), Some(gh)) => {
-            let issue = gh.client.issue(&gh.repo, n).await?;
-            let comments = gh.client.comments(&gh.repo, n).await?;
-            json!({"number": issue.number, "title": issue.title, "body": issue.body,
-                   "labels": issue.labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>(),
-                   "comments": comments.iter().map(|c| c.body.clone()).collect::<Vec<_>>()})
-        }
+        (Some(f), n, _) => runner::read_issue_file(f, n)?,
+        (None, Some(n), Some(gh)) => runner::fetch_issue(gh, n).await?,
         (None, Some(_), None) => {
             return Err("--issue needs a GitHub repository: --github-repo owner/name, or an `origin` remote on GitHub (or give --issue-file)".into());
         }
@@ -631,16 +587,7 @@ async fn issue_resolution(a: IssueArgs) -> Result<bool, Error> {
     let recovered = engine.recover().await?;
 
     // A run for this issue left unfinished (or suspended at the gate) is continued.
-    let runs = engine
-        .list(&RunFilter {
-            workflow: Some(pipeline::WORKFLOW_ID.into()),
-            ..RunFilter::default()
-        })
-        .await?;
-    let mine: Vec<_> = runs
-        .into_iter()
-        .filter(|r| r.input["issue"]["number"].as_u64() == Some(number))
-        .collect();
+    let mine = runner::runs_for_issue(&engine, number).await?;
     let unfinished = mine
         .iter()
         .find(|r| matches!(r.status, RunStatus::Running | RunStatus::Suspended));

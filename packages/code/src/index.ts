@@ -374,3 +374,5 @@ export async function codegenAgent(root: string, options: CodegenAgentOptions): 
     ...(options.memory === undefined ? {} : { memory: options.memory }),
   });
 }
+
+export * from './pipeline.js';

@@ -2,5 +2,5 @@
  * the dist/native.cjs that build.mjs writes). */
 import addon from '../native.cjs';
 
-export type { NativeCodeTools, NativeCodeToolInfo, NativeCodeToolsOptions } from '../native.cjs';
+export type { NativeCodeTools, NativeCodeToolInfo, NativeCodeToolsOptions, NativePipeline } from '../native.cjs';
 export { addon };
