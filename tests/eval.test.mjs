@@ -118,3 +118,30 @@ test('an agent target: its tool calls reach the metrics', async (t) => {
   const plain = await evaluate({ data: [{ id: 'q', input: 'x' }], target: () => 'y', metrics: { tools: metrics.toolCalls(['lookup']) } });
   assert.match(plain.samples[0].scores.tools.unscored, /no trace/);
 });
+
+test('clustered standard errors when cases name a cluster (CR1, as the Rust evaluator computes them)', async () => {
+  // Two documents, three questions each: right, right, wrong about the first; wrong, wrong,
+  // right about the second. Mean 0.5; the residuals sum to +0.5 and −0.5 per cluster, so
+  // SE = √(2/1 · (0.25 + 0.25)) / 6 = 1/6.
+  const right = new Set(['a1', 'a2', 'b3']);
+  const cases = ['a1', 'a2', 'a3', 'b1', 'b2', 'b3'].map((id) => ({ id, input: id, expected: 'yes', cluster: `doc-${id[0]}` }));
+  const r = await evaluate({
+    data: cases,
+    target: async (input) => (right.has(input) ? 'yes' : 'no'),
+    metrics: { exact: metrics.exact() },
+  });
+  const exact = r.metrics.find((m) => m.name === 'exact');
+  assert.equal(exact.clusters, 2);
+  assert.ok(Math.abs(exact.clustered_std_error - 1 / 6) < 1e-12, String(exact.clustered_std_error));
+  assert.deepEqual(r.samples.map((s) => s.cluster), cases.map((c) => c.cluster));
+  // A case without a cluster is its own; without any cluster there is no clustered figure.
+  const mixed = await evaluate({
+    data: [...cases.slice(0, 3), { id: 'solo', input: 'b3', expected: 'yes' }],
+    target: async (input) => (right.has(input) ? 'yes' : 'no'),
+    metrics: { exact: metrics.exact() },
+  });
+  assert.equal(mixed.metrics[0].clusters, 2);
+  const plain = await evaluate({ data, target, metrics: { exact: metrics.exact() } });
+  assert.equal(plain.metrics[0].clustered_std_error, null);
+  assert.equal(plain.metrics[0].clusters, null);
+});

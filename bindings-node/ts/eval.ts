@@ -38,7 +38,11 @@ export interface EvalCase<I = unknown, E = unknown> {
   readonly metadata?: Record<string, unknown>;
   /** Tags. */
   readonly tags?: ReadonlyArray<string>;
-  /** The cluster, for clustered standard errors (not computed by the JS evaluator). */
+  /**
+   * The cluster, for clustered standard errors: cases of one cluster (several questions about
+   * one document, one user's conversations) are not independent, and `clustered_std_error`
+   * accounts for that (CR1; a case without a cluster is its own).
+   */
   readonly cluster?: string;
 }
 
@@ -284,11 +288,30 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * The cluster-robust (CR1) standard error of the mean: residuals summed per cluster,
+ * `√(G/(G−1) · Σ_g S_g²) / n` over G clusters; null with fewer than two clusters.
+ */
+function clusteredStdError(xs: number[], clusters: string[]): number | null {
+  const m = mean(xs);
+  if (m === null || xs.length !== clusters.length) return null;
+  const sums = new Map<string, number>();
+  xs.forEach((x, i) => {
+    const c = clusters[i] as string;
+    sums.set(c, (sums.get(c) ?? 0) + (x - m));
+  });
+  const g = sums.size;
+  if (g < 2) return null;
+  let ss = 0;
+  for (const s of sums.values()) ss += s * s;
+  return Math.sqrt((g / (g - 1)) * ss) / xs.length;
+}
+
 function summarize(samples: SampleResult[], name: string, weight: number, threshold: number, resamples: number, seed: number): MetricSummary {
   let scored = 0;
   let unscored = 0;
   let errored = 0;
-  const acc = new Map<string, { sum: number; n: number }>();
+  const acc = new Map<string, { sum: number; n: number; cluster: string | undefined }>();
   for (const s of samples) {
     if (s.error !== undefined) {
       errored++;
@@ -300,7 +323,7 @@ function summarize(samples: SampleResult[], name: string, weight: number, thresh
       continue;
     }
     scored++;
-    const e = acc.get(s.case_id) ?? { sum: 0, n: 0 };
+    const e = acc.get(s.case_id) ?? { sum: 0, n: 0, cluster: s.cluster };
     e.sum += v;
     e.n++;
     acc.set(s.case_id, e);
@@ -308,6 +331,9 @@ function summarize(samples: SampleResult[], name: string, weight: number, thresh
   const values = [...acc.values()].map((e) => e.sum / e.n);
   const m = mean(values);
   const se = stdError(values);
+  // Clustered only when some case names a cluster (as the Rust evaluator does).
+  const anyCluster = [...acc.values()].some((e) => e.cluster !== undefined);
+  const clusterOf = [...acc.entries()].map(([id, e]) => e.cluster ?? id);
   const passes = values.filter((v) => v >= threshold).length;
   return {
     name,
@@ -321,8 +347,8 @@ function summarize(samples: SampleResult[], name: string, weight: number, thresh
     std_error: se,
     ci_clt: m !== null && se !== null ? { low: m - Z95 * se, high: m + Z95 * se } : null,
     ci_bootstrap: bootstrap(values, resamples, seed),
-    clustered_std_error: null,
-    clusters: null,
+    clustered_std_error: anyCluster ? clusteredStdError(values, clusterOf) : null,
+    clusters: anyCluster ? new Set(clusterOf).size : null,
     passes,
     pass_rate: values.length ? passes / values.length : null,
     pass_rate_ci: wilson(passes, values.length),
