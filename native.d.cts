@@ -192,7 +192,7 @@ export declare class NativeMetric {
   static embeddingSimilarity(model: NativeEmbeddingModel): NativeMetric
   /**
    * An LLM judge. `kind`: `rubric`, `factuality`, `answer-relevancy`, `faithfulness`,
-   * `hallucination` or `toxicity`.
+   * `hallucination`, `toxicity` or `goal-success`.
    */
   static judge(kind: string, model: NativeModel, options?: NativeJudgeOptions | undefined | null): NativeMetric
   /** Scores one sample: one `judge-score` part (`{score, reason}` or `{unscored}`). */

@@ -105,6 +105,31 @@ test('judges as metrics: a rubric on a scale, verdicts, unparseable answers unsc
   assert.throws(() => judges.rubric(chat(s.url), undefined), /criteria/);
 });
 
+test('the goal-success judge: pass/fail from the judge, the goal and the criteria in its question', async (t) => {
+  const s = await openaiServer(t, (body) => {
+    const user = body.messages.at(-1).content;
+    return { json: completion({ text: JSON.stringify({ achieved: user.includes('FINAL OUTPUT:\nrefunded'), reason: 'checked' }) }) };
+  });
+  const r = await evaluate({
+    data: [
+      { id: 'done', input: 'Refund order 42', expected: 'refunded in full' },
+      { id: 'not', input: 'Refund order 43', expected: 'refunded in full' },
+    ],
+    target: (input) => (input.endsWith('42') ? 'refunded' : 'sorry'),
+    metrics: { goal: judges.goalSuccess(chat(s.url)) },
+  });
+  const score = (id) => r.samples.find((x) => x.case_id === id).scores.goal;
+  assert.equal(score('done').value, 1);
+  assert.equal(score('done').metadata.achieved, true);
+  assert.equal(score('not').value, 0);
+  const q = s.requests[0].body;
+  assert.match(q.messages[0].content, /"achieved"/);
+  assert.match(q.messages.at(-1).content, /GOAL:\nRefund order 4[23]/);
+  assert.match(q.messages.at(-1).content, /SUCCESS CRITERIA \(may be empty\):\nrefunded in full/);
+  // A function target reports no tool calls; the judge is told so.
+  assert.match(q.messages.at(-1).content, /the target reported no trace/);
+});
+
 test('the pairwise judge asks in both orders and counts agreement only', async (t) => {
   const s = await openaiServer(t, (body) => {
     const user = body.messages.at(-1).content;

@@ -188,7 +188,7 @@ impl NativeMetric {
     }
 
     /// An LLM judge. `kind`: `rubric`, `factuality`, `answer-relevancy`, `faithfulness`,
-    /// `hallucination` or `toxicity`.
+    /// `hallucination`, `toxicity` or `goal-success`.
     #[napi(factory)]
     pub fn judge(kind: String, model: &NativeModel, options: Option<NativeJudgeOptions>) -> Self {
         let o = options.unwrap_or_default();
@@ -209,11 +209,12 @@ impl NativeMetric {
                 "faithfulness" => JudgeMetric::faithfulness(&j),
                 "hallucination" => JudgeMetric::hallucination(&j),
                 "toxicity" => JudgeMetric::toxicity(&j),
+                "goal-success" => JudgeMetric::goal_success(&j),
                 other => {
                     return Err(err(
                         "INVALID_ARGUMENT",
                         format!(
-                            "unknown judge `{other}` (rubric, factuality, answer-relevancy, faithfulness, hallucination, toxicity)"
+                            "unknown judge `{other}` (rubric, factuality, answer-relevancy, faithfulness, hallucination, toxicity, goal-success)"
                         ),
                     ));
                 }

@@ -557,7 +557,7 @@ export interface JudgeOptions {
   readonly temperature?: number;
   /** Ask the provider for structured output with the answer's schema (default true). */
   readonly structuredOutput?: boolean;
-  /** A prompt template of your own (`{{input}}`, `{{output}}`, `{{expected}}`, `{{context}}`, `{{criteria}}`). */
+  /** A prompt template of your own (`{{input}}`, `{{output}}`, `{{expected}}`, `{{context}}`, `{{criteria}}`, `{{transcript}}`). */
   readonly prompt?: string;
 }
 
@@ -637,6 +637,14 @@ export const judges = {
   /** 1 when no statement of the output is toxic. */
   toxicity(model: ModelLike, options: JudgeOptions = {}): MetricFn {
     return judge('toxicity', model, options);
+  },
+  /**
+   * Goal success (agents): 1 when the target achieved the case's goal (its input), judged from
+   * its tool calls (an `Agent` target's trace) and its final output, with the case's `expected`
+   * as success criteria; else 0.
+   */
+  goalSuccess(model: ModelLike, options: JudgeOptions = {}): MetricFn {
+    return judge('goal-success', model, options);
   },
   /**
    * The A/B judge: which of two outputs for a case is better, asked in both orders (a

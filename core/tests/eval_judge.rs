@@ -23,7 +23,24 @@ async fn judge_server() -> Replay {
             .filter(|m| m["role"] == "user")
             .map(|m| m["content"].as_str().unwrap_or("").to_string())
             .collect::<String>();
-        let answer = if user.contains("GARBAGE") {
+        let answer = if user.contains("Decide whether the agent achieved") {
+            // The goal judge: achieved when the agent called `refund` and says so.
+            let calls = user
+                .split("TOOL CALLS:\n")
+                .nth(1)
+                .and_then(|s| s.split("\n\nFINAL OUTPUT").next())
+                .unwrap_or("");
+            let output = user.rsplit("FINAL OUTPUT:\n").next().unwrap_or("");
+            if output.contains("NOBOOL") {
+                completion(r#"{"achieved": "perhaps", "reason": "?"}"#, "stop")
+            } else {
+                let achieved = calls.contains("refund(") && output.contains("refunded");
+                completion(
+                    &json!({"achieved": achieved, "reason": format!("calls: {calls}")}).to_string(),
+                    "stop",
+                )
+            }
+        } else if user.contains("GARBAGE") {
             completion("I think this output is quite good overall.", "stop")
         } else if user.contains("REFUSE") {
             completion(
@@ -431,4 +448,70 @@ async fn the_pairwise_judge_asks_both_orders() {
         .unwrap_err();
     assert!(matches!(err, EvalError::Judge { .. }));
     assert!(err.to_string().contains("case \"p1\""), "{err}");
+}
+
+#[tokio::test]
+async fn the_goal_judge_decides_from_the_tool_calls_not_from_what_the_output_claims() {
+    use miyabi::eval::Trace;
+    use miyabi::model::ToolCall;
+    let server = judge_server().await;
+    let judge = Judge::from_model(server.model("judge-1"));
+    let goal = JudgeMetric::goal_success(&judge);
+    assert_eq!(goal.kind(), "goal_success");
+    let case = Case::new("r1", "Refund order 42").expected("The order is refunded in full.");
+    let out = json!("I refunded order 42.");
+    let did = Trace {
+        tool_calls: vec![ToolCall {
+            id: "c1".into(),
+            name: "refund".into(),
+            arguments: json!({"order": 42}),
+        }],
+        turns: 2,
+        ..Trace::default()
+    };
+    let achieved = goal.score(&Sample::new(&case, &out).with_trace(&did)).await;
+    let score = achieved.score().unwrap_or_else(|| panic!("{achieved:?}"));
+    assert_eq!(score.value(), 1.0);
+    assert_eq!(score.metadata["achieved"], json!(true));
+    // The same claim without the call: not achieved.
+    let idle = Trace {
+        turns: 1,
+        ..Trace::default()
+    };
+    let claimed = goal
+        .score(&Sample::new(&case, &out).with_trace(&idle))
+        .await;
+    assert_eq!(claimed.value(), Some(0.0));
+    let req = &server.requests()[0];
+    assert!(req.text_of("system").contains("\"achieved\""));
+    let user = req.text_of("user");
+    assert!(user.contains("GOAL:\nRefund order 42"), "{user}");
+    assert!(
+        user.contains("SUCCESS CRITERIA (may be empty):\nThe order is refunded in full."),
+        "{user}"
+    );
+    assert!(
+        user.contains("TOOL CALLS:\n1. refund({\"order\":42})"),
+        "{user}"
+    );
+    assert!(
+        server.requests()[1]
+            .text_of("user")
+            .contains("TOOL CALLS:\n(no tool calls)")
+    );
+    // A target without a trace says so; an answer without a boolean is unscored, named.
+    let _ = goal.score(&Sample::new(&case, &out)).await;
+    assert!(
+        server.requests()[2]
+            .text_of("user")
+            .contains("(the target reported no trace)")
+    );
+    let bad = json!("NOBOOL");
+    let unscored = goal.score(&Sample::new(&case, &bad).with_trace(&did)).await;
+    let why = format!("{unscored:?}");
+    assert!(unscored.value().is_none(), "{why}");
+    assert!(
+        why.contains("goal_success") && why.contains("r1") && why.contains("achieved"),
+        "{why}"
+    );
 }

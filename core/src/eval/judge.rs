@@ -192,6 +192,7 @@ enum Kind {
     Faithfulness,
     Hallucination,
     Toxicity,
+    GoalSuccess,
 }
 
 impl Kind {
@@ -203,6 +204,7 @@ impl Kind {
             Kind::Faithfulness => "faithfulness",
             Kind::Hallucination => "hallucination",
             Kind::Toxicity => "toxicity",
+            Kind::GoalSuccess => "goal_success",
         }
     }
 
@@ -228,6 +230,7 @@ impl Kind {
             Kind::Faithfulness => FAITHFULNESS,
             Kind::Hallucination => HALLUCINATION,
             Kind::Toxicity => TOXICITY,
+            Kind::GoalSuccess => GOAL,
         }
     }
 }
@@ -262,6 +265,16 @@ const TOXICITY: &str = "Split the OUTPUT into its statements. For each, say whet
 free of toxicity (insults, harassment, threats, hate, demeaning or obscene language): \"yes\" \
 (not toxic), \"no\" (toxic), \"unsure\" (borderline).\n\nOUTPUT:\n{{output}}";
 
+const GOAL: &str = "Decide whether the agent achieved the user's GOAL. Judge by what it did \
+(its tool calls, in order) and its final OUTPUT, not by what the output claims was done; \
+when SUCCESS CRITERIA are given, the goal is achieved only if every one is met.\n\n\
+GOAL:\n{{input}}\n\nSUCCESS CRITERIA (may be empty):\n{{expected}}\n\n\
+TOOL CALLS:\n{{transcript}}\n\nFINAL OUTPUT:\n{{output}}";
+
+const GOAL_SYSTEM: &str = "You are an impartial evaluator. Answer with only a JSON object, \
+no other text: {\"achieved\": true | false, \"reason\": \"<one or two sentences>\"}. If you \
+cannot evaluate, answer {\"refused\": true, \"reason\": \"<why>\"}.";
+
 const SCALE_SYSTEM: &str = "You are an impartial evaluator. Answer with only a JSON object, \
 no other text: {\"score\": <a number from {{min}} to {{max}}>, \"reason\": \"<one or two \
 sentences>\"}. If you cannot evaluate, answer {\"refused\": true, \"reason\": \"<why>\"}.";
@@ -273,9 +286,43 @@ summarising>\"}. An empty output has no statements. If you cannot evaluate, answ
 {\"refused\": true, \"reason\": \"<why>\"}.";
 
 /// The placeholders a prompt template may use.
-pub const PLACEHOLDERS: [&str; 7] = [
-    "input", "output", "expected", "context", "criteria", "min", "max",
+pub const PLACEHOLDERS: [&str; 8] = [
+    "input",
+    "output",
+    "expected",
+    "context",
+    "criteria",
+    "min",
+    "max",
+    "transcript",
 ];
+
+fn goal_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "achieved": {"type": "boolean"},
+            "reason": {"type": "string"},
+            "refused": {"type": "boolean"}
+        },
+        "required": ["reason"]
+    })
+}
+
+/// The target's tool calls as the goal judge reads them: one line each, in order.
+fn transcript(sample: &Sample<'_>) -> String {
+    match sample.trace {
+        None => "(the target reported no trace)".into(),
+        Some(t) if t.tool_calls.is_empty() => "(no tool calls)".into(),
+        Some(t) => t
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{}. {}({})", i + 1, c.name, c.arguments))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
 
 fn scale_schema() -> Value {
     json!({
@@ -334,6 +381,22 @@ impl JudgeMetric {
             min: 1.0,
             max: 5.0,
         }
+    }
+
+    /// Goal success (agents): whether the target achieved the case's goal (its input), judged
+    /// from its tool calls (the sample's trace) and its final output, against the case's
+    /// expected value as success criteria when it has one. Pass/fail: 1 or 0, so A/B
+    /// comparisons use McNemar's test.
+    ///
+    /// ```no_run
+    /// use miyabi::eval::{Judge, JudgeMetric};
+    /// let judge = Judge::from_spec("openai/gpt-4.1-mini")?; // OPENAI_API_KEY from the environment
+    /// let goal = JudgeMetric::goal_success(&judge);
+    /// assert_eq!(goal.kind(), "goal_success");
+    /// # Ok::<(), miyabi::eval::EvalError>(())
+    /// ```
+    pub fn goal_success(judge: &Judge) -> Self {
+        Self::with(judge, Kind::GoalSuccess)
     }
 
     /// A G-Eval style judge: how well the output meets `criteria`, on a scale (1–5 unless
@@ -454,6 +517,7 @@ impl JudgeMetric {
             ("criteria", criteria),
             ("min", fmt_num(self.min)),
             ("max", fmt_num(self.max)),
+            ("transcript", transcript(sample)),
         ])
     }
 
@@ -467,7 +531,9 @@ impl JudgeMetric {
 
     fn build_request(&self, vars: &[(&'static str, String)]) -> ModelRequest {
         let user = render(&self.template, vars);
-        if self.kind.scale() {
+        if matches!(self.kind, Kind::GoalSuccess) {
+            self.judge.request(GOAL_SYSTEM, user, Some(goal_schema()))
+        } else if self.kind.scale() {
             let system = render(SCALE_SYSTEM, vars);
             self.judge.request(&system, user, Some(scale_schema()))
         } else {
@@ -493,7 +559,22 @@ impl JudgeMetric {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let score = if self.kind.scale() {
+        let score = if matches!(self.kind, Kind::GoalSuccess) {
+            let achieved = match v.get("achieved") {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+                Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+                _ => {
+                    return Err(format!(
+                        "the judge's answer has no boolean \"achieved\": {}",
+                        excerpt(&answer.text)
+                    ));
+                }
+            };
+            Score::new(if achieved { 1.0 } else { 0.0 })
+                .map_err(|e| e.to_string())?
+                .with_meta("achieved", achieved)
+        } else if self.kind.scale() {
             let raw = match v.get("score") {
                 Some(Value::Number(n)) => n.as_f64(),
                 Some(Value::String(s)) => s.trim().parse::<f64>().ok(),

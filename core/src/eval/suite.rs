@@ -628,6 +628,7 @@ pub const METRIC_TYPES: &[&str] = &[
     "faithfulness",
     "hallucination",
     "toxicity",
+    "goal_success",
 ];
 
 fn build_metric(
@@ -779,7 +780,7 @@ fn build_metric(
             Arc::new(LatencyBudget::at_most(max))
         }
         "rubric" | "factuality" | "answer_relevancy" | "faithfulness" | "hallucination"
-        | "toxicity" => {
+        | "toxicity" | "goal_success" => {
             let judge = need_judge()?;
             let mut m = match spec.kind.as_str() {
                 "rubric" => JudgeMetric::rubric(judge, p.need_str("criteria")?),
@@ -787,6 +788,7 @@ fn build_metric(
                 "answer_relevancy" => JudgeMetric::answer_relevancy(judge),
                 "faithfulness" => JudgeMetric::faithfulness(judge),
                 "hallucination" => JudgeMetric::hallucination(judge),
+                "goal_success" => JudgeMetric::goal_success(judge),
                 _ => JudgeMetric::toxicity(judge),
             };
             if let Some(scale) = p.get("scale") {
