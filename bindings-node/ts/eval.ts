@@ -21,6 +21,7 @@ import { MiyabiError } from './errors.js';
 import { type ModelLike, nativeModel } from './model.js';
 import { addon, type NativeMetric } from './native.js';
 import { single } from './result.js';
+import { type Workflow, workflow as workflowBuilder } from './workflow.js';
 import type { SchemaLike } from './schema.js';
 import { parse } from './schema.js';
 
@@ -355,120 +356,114 @@ function summarize(samples: SampleResult[], name: string, weight: number, thresh
   };
 }
 
-/**
- * Runs `target` on every case × epoch (at most `concurrency` at once), scores each output
- * with every metric, and returns a `miyabi.eval/v1` results document. Throws (a `TypeError`
- * naming what is wrong) on a configuration mistake or an input the `input` schema refuses;
- * a target that throws is an error sample, a metric that throws an unscored one.
- */
-export async function evaluate<I = unknown, O = unknown, E = unknown>(
-  options: EvaluateOptions<I, O, E>,
-): Promise<EvalResults> {
+/** A checked configuration: metrics, repeats, concurrency, bootstrap. */
+interface Prepared<I, O, E> {
+  readonly entries: ReadonlyArray<{ readonly name: string; readonly score: MetricFn<I, O, E>; readonly weight: number; readonly threshold: number }>;
+  readonly epochs: number;
+  readonly concurrency: number;
+  readonly resamples: number;
+  readonly seed: number;
+}
+
+function prepare<I, O, E>(options: EvaluateOptions<I, O, E>, what: string): Prepared<I, O, E> {
   const epochs = options.epochs ?? 1;
   const concurrency = options.concurrency ?? 8;
-  if (!Number.isInteger(epochs) || epochs < 1) throw new TypeError(`evaluate: epochs must be an integer ≥ 1, got ${epochs}`);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`evaluate: concurrency must be an integer ≥ 1, got ${concurrency}`);
+  if (!Number.isInteger(epochs) || epochs < 1) throw new TypeError(`${what}: epochs must be an integer ≥ 1, got ${epochs}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new TypeError(`${what}: concurrency must be an integer ≥ 1, got ${concurrency}`);
   const entries = Object.entries(options.metrics).map(([name, m]) => {
     const spec: MetricSpec<I, O, E> = typeof m === 'function' ? { score: m } : m;
     const weight = spec.weight ?? 1;
     const threshold = spec.threshold ?? 0.5;
-    if (typeof spec.score !== 'function') throw new TypeError(`evaluate: metric "${name}" has no score function`);
-    if (!(Number.isFinite(weight) && weight > 0)) throw new TypeError(`evaluate: weight ${weight} of "${name}" must be finite and > 0`);
-    if (!(threshold >= 0 && threshold <= 1)) throw new TypeError(`evaluate: threshold ${threshold} of "${name}" must be in [0, 1]`);
+    if (typeof spec.score !== 'function') throw new TypeError(`${what}: metric "${name}" has no score function`);
+    if (!(Number.isFinite(weight) && weight > 0)) throw new TypeError(`${what}: weight ${weight} of "${name}" must be finite and > 0`);
+    if (!(threshold >= 0 && threshold <= 1)) throw new TypeError(`${what}: threshold ${threshold} of "${name}" must be in [0, 1]`);
     return { name, score: spec.score, weight, threshold };
   });
-  if (entries.length === 0) throw new TypeError('evaluate: no metric');
+  if (entries.length === 0) throw new TypeError(`${what}: no metric`);
   for (const gate of Object.keys(options.gates ?? {})) {
-    if (!entries.some((e) => e.name === gate)) throw new TypeError(`evaluate: a gate on "${gate}", which is not a metric`);
+    if (!entries.some((e) => e.name === gate)) throw new TypeError(`${what}: a gate on "${gate}", which is not a metric`);
   }
+  return { entries, epochs, concurrency, resamples: options.bootstrap?.resamples ?? 2000, seed: options.bootstrap?.seed ?? 0x6d697961 };
+}
+
+/** The cases, ids checked and inputs parsed with the `input` schema. */
+async function checkedCases<I, O, E>(options: EvaluateOptions<I, O, E>, what: string): Promise<EvalCase<I, E>[]> {
   const ids = new Set<string>();
   const cases: EvalCase<I, E>[] = [];
   for (const c of options.data) {
-    if (typeof c.id !== 'string' || c.id === '') throw new TypeError(`evaluate: a case without an id: ${JSON.stringify(c)}`);
-    if (ids.has(c.id)) throw new TypeError(`evaluate: duplicate case id "${c.id}"`);
+    if (typeof c.id !== 'string' || c.id === '') throw new TypeError(`${what}: a case without an id: ${JSON.stringify(c)}`);
+    if (ids.has(c.id)) throw new TypeError(`${what}: duplicate case id "${c.id}"`);
     ids.add(c.id);
     cases.push(options.input ? { ...c, input: await parse(options.input, c.input, `case "${c.id}" input`) } : c);
   }
-  const resamples = options.bootstrap?.resamples ?? 2000;
-  const seed = options.bootstrap?.seed ?? 0x6d697961;
-  const started = Date.now();
-  const t0 = performance.now();
-  const jobs: Array<[number, number]> = [];
-  cases.forEach((_, i) => {
-    for (let e = 0; e < epochs; e++) jobs.push([i, e]);
-  });
-  const results: SampleResult[] = new Array(jobs.length);
-  let done = 0;
-  let errors = 0;
-  let next = 0;
-  const worker = async () => {
-    for (;;) {
-      const j = next++;
-      if (j >= jobs.length) return;
-      const [i, epoch] = jobs[j]!;
-      results[j] = await runOne(cases[i]!, epoch);
-      done++;
-      if (results[j]!.error !== undefined) errors++;
-      options.onProgress?.({ done, total: jobs.length, errors });
-    }
+  return cases;
+}
+
+/** Runs the target on one case × epoch and scores the output with every metric. */
+async function runSample<I, O, E>(options: EvaluateOptions<I, O, E>, p: Prepared<I, O, E>, c: EvalCase<I, E>, epoch: number): Promise<SampleResult> {
+  const base = {
+    case_id: c.id,
+    epoch,
+    ...(c.cluster !== undefined ? { cluster: c.cluster } : {}),
+    ...(c.tags && c.tags.length ? { tags: [...c.tags] } : {}),
   };
-  const runOne = async (c: EvalCase<I, E>, epoch: number): Promise<SampleResult> => {
-    const base = {
-      case_id: c.id,
-      epoch,
-      ...(c.cluster !== undefined ? { cluster: c.cluster } : {}),
-      ...(c.tags && c.tags.length ? { tags: [...c.tags] } : {}),
-    };
-    const start = performance.now();
-    let output: O;
-    let trace: EvalTrace | undefined;
-    try {
-      if (isAgent<I>(options.target)) {
-        const r = await options.target.generate(c.input);
-        output = (r.object !== undefined && r.object !== null ? r.object : r.text) as O;
-        trace = {
-          tool_calls: r.toolCalls.map((t) => ({ id: t.toolCallId, name: t.toolName, arguments: t.input })),
-          turns: r.steps.length,
-          usage: { input_tokens: r.usage.inputTokens, output_tokens: r.usage.outputTokens },
-          ...(r.costUsd !== null ? { cost_usd: r.costUsd } : {}),
-          ...(r.stopReason ? { stop: r.stopReason } : {}),
-        };
-      } else {
-        output = await (options.target as (input: I) => O | Promise<O>)(c.input);
-      }
-    } catch (e) {
-      return { ...base, latency_ms: performance.now() - start, error: message(e), scores: {} };
+  const start = performance.now();
+  let output: O;
+  let trace: EvalTrace | undefined;
+  try {
+    if (isAgent<I>(options.target)) {
+      const r = await options.target.generate(c.input);
+      output = (r.object !== undefined && r.object !== null ? r.object : r.text) as O;
+      trace = {
+        tool_calls: r.toolCalls.map((t) => ({ id: t.toolCallId, name: t.toolName, arguments: t.input })),
+        turns: r.steps.length,
+        usage: { input_tokens: r.usage.inputTokens, output_tokens: r.usage.outputTokens },
+        ...(r.costUsd !== null ? { cost_usd: r.costUsd } : {}),
+        ...(r.stopReason ? { stop: r.stopReason } : {}),
+      };
+    } else {
+      output = await (options.target as (input: I) => O | Promise<O>)(c.input);
     }
-    const latencyMs = performance.now() - start;
-    const scores: Record<string, SampleScore> = {};
-    let wsum = 0;
-    let wtot = 0;
-    await Promise.all(
-      entries.map(async (m) => {
-        let s: SampleScore;
-        try {
-          const sample: EvalSample<I, O, E> = { case: c, output, epoch, latencyMs, metric: m.name, ...(trace ? { trace } : {}) };
-          s = toScore(await m.score(sample), m.threshold);
-        } catch (e) {
-          s = { value: null, passed: null, unscored: `metric "${m.name}" threw on case "${c.id}": ${message(e)}` };
-        }
-        scores[m.name] = s;
-      }),
-    );
-    for (const m of entries) {
-      const v = scores[m.name]!.value;
-      if (v !== null) {
-        wsum += m.weight * v;
-        wtot += m.weight;
+  } catch (e) {
+    return { ...base, latency_ms: performance.now() - start, error: message(e), scores: {} };
+  }
+  const latencyMs = performance.now() - start;
+  const scores: Record<string, SampleScore> = {};
+  let wsum = 0;
+  let wtot = 0;
+  await Promise.all(
+    p.entries.map(async (m) => {
+      let s: SampleScore;
+      try {
+        const sample: EvalSample<I, O, E> = { case: c, output, epoch, latencyMs, metric: m.name, ...(trace ? { trace } : {}) };
+        s = toScore(await m.score(sample), m.threshold);
+      } catch (e) {
+        s = { value: null, passed: null, unscored: `metric "${m.name}" threw on case "${c.id}": ${message(e)}` };
       }
+      scores[m.name] = s;
+    }),
+  );
+  for (const m of p.entries) {
+    const v = scores[m.name]!.value;
+    if (v !== null) {
+      wsum += m.weight * v;
+      wtot += m.weight;
     }
-    scores.overall = wtot > 0
-      ? toScore({ score: Math.min(1, Math.max(0, wsum / wtot)), reason: 'weighted mean of the scored metrics' }, 0.5)
-      : { value: null, passed: null, unscored: 'no metric scored this sample' };
-    return { ...base, latency_ms: latencyMs, output, ...(trace ? { trace } : {}), scores };
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, jobs.length) }, worker));
-  const metrics = entries.map((e) => summarize(results, e.name, e.weight, e.threshold, resamples, seed));
+  }
+  scores.overall = wtot > 0
+    ? toScore({ score: Math.min(1, Math.max(0, wsum / wtot)), reason: 'weighted mean of the scored metrics' }, 0.5)
+    : { value: null, passed: null, unscored: 'no metric scored this sample' };
+  return { ...base, latency_ms: latencyMs, output, ...(trace ? { trace } : {}), scores };
+}
+
+/** The `miyabi.eval/v1` document of the samples (in job order). */
+function assemble<I, O, E>(
+  options: EvaluateOptions<I, O, E>,
+  p: Prepared<I, O, E>,
+  results: SampleResult[],
+  meta: { readonly cases: number; readonly startedAt: number; readonly durationMs: number },
+): EvalResults {
+  const metrics = p.entries.map((e) => summarize(results, e.name, e.weight, e.threshold, p.resamples, p.seed));
   const gates: Array<EvalResults['gates'][number]> = [];
   for (const [metric, g] of Object.entries(options.gates ?? {})) {
     const s = metrics.find((m) => m.name === metric)!;
@@ -481,16 +476,173 @@ export async function evaluate<I = unknown, O = unknown, E = unknown>(
     schema: 'miyabi.eval/v1',
     name: options.name ?? 'eval',
     dataset: options.dataset ?? 'data',
-    started_at_ms: started,
-    duration_ms: performance.now() - t0,
-    epochs,
-    cases: cases.length,
+    started_at_ms: meta.startedAt,
+    duration_ms: meta.durationMs,
+    epochs: p.epochs,
+    cases: meta.cases,
     errors: results.filter((s) => s.error !== undefined).length,
     metrics,
-    overall: summarize(results, 'overall', 1, 0.5, resamples, seed),
+    overall: summarize(results, 'overall', 1, 0.5, p.resamples, p.seed),
     gates,
     passed: gates.every((g) => g.passed),
     samples: results,
+  };
+}
+
+/**
+ * Runs `target` on every case × epoch (at most `concurrency` at once), scores each output
+ * with every metric, and returns a `miyabi.eval/v1` results document. Throws (a `TypeError`
+ * naming what is wrong) on a configuration mistake or an input the `input` schema refuses;
+ * a target that throws is an error sample, a metric that throws an unscored one. For an
+ * evaluation that survives a crash, see {@link durableEvaluation}.
+ */
+export async function evaluate<I = unknown, O = unknown, E = unknown>(
+  options: EvaluateOptions<I, O, E>,
+): Promise<EvalResults> {
+  const p = prepare(options, 'evaluate');
+  const cases = await checkedCases(options, 'evaluate');
+  const started = Date.now();
+  const t0 = performance.now();
+  const jobs: Array<[number, number]> = [];
+  cases.forEach((_, i) => {
+    for (let e = 0; e < p.epochs; e++) jobs.push([i, e]);
+  });
+  const results: SampleResult[] = new Array(jobs.length);
+  let done = 0;
+  let errors = 0;
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const j = next++;
+      if (j >= jobs.length) return;
+      const [i, epoch] = jobs[j]!;
+      results[j] = await runSample(options, p, cases[i]!, epoch);
+      done++;
+      if (results[j]!.error !== undefined) errors++;
+      options.onProgress?.({ done, total: jobs.length, errors });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(p.concurrency, jobs.length) }, worker));
+  return assemble(options, p, results, { cases: cases.length, startedAt: started, durationMs: performance.now() - t0 });
+}
+
+/** What {@link durableEvaluation} returns. */
+export interface DurableEvaluation {
+  /** The workflow (`eval.<name>`), registered with the engine. */
+  readonly workflow: Workflow<DurablePlan, EvalResults>;
+  /** Starts an eval run of the cases; resolves with its id once it is committed. */
+  start(): Promise<string>;
+  /** Starts an eval run and waits for its results. */
+  run(): Promise<EvalResults & { readonly runId: string }>;
+  /** The results of a finished eval run (null while it runs; rejects if it failed). */
+  results(runId: string): Promise<EvalResults | null>;
+  /**
+   * Continues the eval runs a killed process left running (as `engine.recover()`, which it
+   * calls): the samples already committed are not run again. Resolves with their results.
+   */
+  recover(): Promise<Array<EvalResults & { readonly runId: string }>>;
+}
+
+/** The input of a durable eval run: the jobs (case × epoch) in order, and what the summary needs. */
+export interface DurablePlan {
+  readonly cases: number;
+  readonly startedAt: number;
+  readonly jobs: ReadonlyArray<{ readonly case: EvalCase<unknown, unknown>; readonly epoch: number }>;
+}
+
+/** The engine calls a durable evaluation needs. */
+export interface EvalEngine {
+  register(wf: Workflow<never, unknown>): unknown;
+  spawn<I, O>(wf: Workflow<I, O>, input: I): Promise<{ readonly id: string; readonly result: Promise<{ readonly status: string; readonly output: O | undefined; readonly error: string | undefined }> }>;
+  get(runId: string): Promise<{ readonly workflow: string; readonly status: string; readonly output: unknown; readonly error: string | undefined } | null>;
+  recover(): Promise<Array<{ readonly id: string; readonly result: Promise<{ readonly status: string; readonly output: unknown; readonly error: string | undefined }> }>>;
+}
+
+/**
+ * An evaluation that runs as a durable workflow on `engine` (`@miyabi/core`'s `Engine`), as
+ * `miyabi::eval::DurableEval` does in Rust: the workflow `eval.<name>` plans the jobs, runs one
+ * `foreach` item per case × epoch — target and metrics as JS steps on the JS driver — and a
+ * `summary` step whose output (the run's output) is the `miyabi.eval/v1` document, so the
+ * dashboard's Evals view lists it. Kill the process half-way, build the same evaluation in a
+ * new process and call `recover()`: the samples already committed are not run again.
+ *
+ * ```ts
+ * const engine = await Engine.open({ store: 'sqlite:evals.db' });
+ * const ev = durableEvaluation({ engine, name: 'support', data, target, metrics: { exact: metrics.exact() } });
+ * const results = await ev.run();          // or, after a crash: await ev.recover()
+ * ```
+ */
+export function durableEvaluation<I = unknown, O = unknown, E = unknown>(
+  options: EvaluateOptions<I, O, E> & { readonly engine: EvalEngine },
+): DurableEvaluation {
+  const what = 'durableEvaluation';
+  const p = prepare(options, what);
+  const name = options.name ?? 'eval';
+  const PLAN = 'eval.plan';
+  let done = 0;
+  let errors = 0;
+  const wf = workflowBuilder(`eval.${name}`)
+    .step('plan', ({ input, state }) => {
+      const plan = input as DurablePlan;
+      state.set(PLAN, { cases: plan.cases, startedAt: plan.startedAt, total: plan.jobs.length });
+      return plan.jobs;
+    })
+    .foreach(
+      'samples',
+      async ({ input, state }) => {
+        const job = input as { case: EvalCase<I, E>; epoch: number };
+        const s = await runSample(options, p, job.case, job.epoch);
+        done++;
+        if (s.error !== undefined) errors++;
+        // Samples of this process (a recovered run counts from where it continued).
+        options.onProgress?.({ done, total: state.get<{ total: number }>(PLAN)?.total ?? done, errors });
+        return s;
+      },
+      { concurrency: p.concurrency },
+    )
+    .step('summary', ({ input, state }) => {
+      const meta = state.get<{ cases: number; startedAt: number }>(PLAN);
+      const samples = input as SampleResult[];
+      const startedAt = meta?.startedAt ?? Date.now();
+      return assemble(options, p, samples, { cases: meta?.cases ?? new Set(samples.map((s) => s.case_id)).size, startedAt, durationMs: Date.now() - startedAt });
+    })
+    .commit() as unknown as Workflow<DurablePlan, EvalResults>;
+  options.engine.register(wf as unknown as Workflow<never, unknown>);
+  const outcome = async (runId: string, r: Promise<{ readonly status: string; readonly output: unknown; readonly error: string | undefined }>) => {
+    const run = await r;
+    if (run.status !== 'succeeded') throw new MiyabiError('ENGINE', `eval run ${runId} of \`eval.${name}\` ${run.status}: ${run.error ?? 'no error recorded'}`);
+    return { ...(run.output as EvalResults), runId };
+  };
+  const start = async () => {
+    const cases = await checkedCases(options, what);
+    const jobs = cases.flatMap((c) => Array.from({ length: p.epochs }, (_, epoch) => ({ case: c as EvalCase<unknown, unknown>, epoch })));
+    const h = await options.engine.spawn(wf, { cases: cases.length, startedAt: Date.now(), jobs });
+    return h;
+  };
+  return {
+    workflow: wf,
+    start: async () => (await start()).id,
+    run: async () => {
+      const h = await start();
+      return outcome(h.id, h.result);
+    },
+    results: async (runId) => {
+      const r = await options.engine.get(runId);
+      if (r === null) throw new MiyabiError('NOT_FOUND', `no eval run ${runId}`);
+      if (r.workflow !== `eval.${name}`) throw new MiyabiError('VALIDATION', `run ${runId} is a run of \`${r.workflow}\`, not of \`eval.${name}\``);
+      if (r.status === 'running' || r.status === 'suspended') return null;
+      if (r.status !== 'succeeded') throw new MiyabiError('ENGINE', `eval run ${runId} ${r.status}: ${r.error ?? 'no error recorded'}`);
+      return r.output as EvalResults;
+    },
+    recover: async () => {
+      const handles = await options.engine.recover();
+      const mine: Array<EvalResults & { readonly runId: string }> = [];
+      for (const h of handles) {
+        const info = await options.engine.get(h.id);
+        if (info?.workflow === `eval.${name}`) mine.push(await outcome(h.id, h.result));
+      }
+      return mine;
+    },
   };
 }
 

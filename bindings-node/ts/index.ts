@@ -162,6 +162,7 @@ export {
 } from './errors.js';
 export {
   compareResults,
+  durableEvaluation,
   embeddingSimilarity,
   evaluate,
   judges,
@@ -174,6 +175,9 @@ export {
   type EvalTrace,
   type EvalResults,
   type EvaluateOptions,
+  type DurableEvaluation,
+  type DurablePlan,
+  type EvalEngine,
   type MetricFn,
   type MetricResult,
   type MetricSpec,

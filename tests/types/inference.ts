@@ -76,3 +76,20 @@ async function use(engine: Engine): Promise<void> {
   }
 }
 void use;
+
+// A durable evaluation takes the facade's own Engine.
+import { durableEvaluation, metrics as evalMetrics, type EvalResults } from '@miyabi/core';
+async function durableEvalTypes(engine: Engine): Promise<void> {
+  const ev = durableEvaluation({
+    engine,
+    name: 'support',
+    data: [{ id: '1', input: 'ship it', expected: 'deploy' }],
+    target: async (input: string) => (input.includes('ship') ? 'deploy' : 'wait'),
+    metrics: { exact: evalMetrics.exact() },
+  });
+  const r = await ev.run();
+  type _results = Expect<Equal<typeof r, EvalResults & { readonly runId: string }>>;
+  const id: string = await ev.start();
+  void id;
+}
+void durableEvalTypes;
