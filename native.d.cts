@@ -106,7 +106,7 @@ export declare class NativeEngine {
    * retention; decided gates of JS workflows go to `onDecidedGate`) runs on the addon's
    * threads from now on and logs its failures to stderr (`MIYABI_LOG`, default `warn`).
    */
-  static open(store: string, options?: { retention?: { olderThanMs?: number; keepLast?: number; workflow?: string; intervalMs?: number }; workerIntervalMs?: number }): NativeEngine
+  static open(store: string, options?: { retention?: { olderThanMs?: number; keepLast?: number; workflow?: string; intervalMs?: number }; workerIntervalMs?: number; maxActive?: number; limits?: { global?: number; workflows?: Record<string, number> } }): NativeEngine
   /**
    * Where the engine's worker hands decided approval gates of JS workflows (the facade
    * resumes and drives them if it has their workflow): `handoff({ runId, gate })`, called on
@@ -129,6 +129,12 @@ export declare class NativeEngine {
   resumeRun(runId: string, path: string, data: unknown): NativeRun | NativeViolation
   /** Retries a failed run from its failed steps; the run is then the caller's to drive. */
   retryRun(runId: string): NativeRun
+  /**
+   * Enqueues a run: committed without an owner, for a worker (`recoverRuns` in any process
+   * with the workflow registered) to take and drive; this engine runs none of it. An input
+   * that violates the workflow's input schema is returned as a `NativeViolation` (no run).
+   */
+  enqueueRun(workflow: NativeWorkflow, input: unknown): string | NativeViolation
   /**
    * The fingerprint of the definition a run was started with, if the run is suspended at
    * `path` (so that the facade can parse resume data with that step's schema first); null

@@ -502,7 +502,7 @@ impl NativeEngine {
     /// threads from now on and logs its failures to stderr (`MIYABI_LOG`, default `warn`).
     #[napi(
         factory,
-        ts_args_type = "store: string, options?: { retention?: { olderThanMs?: number; keepLast?: number; workflow?: string; intervalMs?: number }; workerIntervalMs?: number }"
+        ts_args_type = "store: string, options?: { retention?: { olderThanMs?: number; keepLast?: number; workflow?: string; intervalMs?: number }; workerIntervalMs?: number; maxActive?: number; limits?: { global?: number; workflows?: Record<string, number> } }"
     )]
     pub fn open(store: String, options: Option<Value>) -> napi::Result<Self, String> {
         #[derive(serde::Deserialize, Default)]
@@ -515,9 +515,18 @@ impl NativeEngine {
         }
         #[derive(serde::Deserialize, Default)]
         #[serde(rename_all = "camelCase", deny_unknown_fields)]
+        struct LimitsSpec {
+            global: Option<f64>,
+            #[serde(default)]
+            workflows: std::collections::BTreeMap<String, f64>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(rename_all = "camelCase", deny_unknown_fields)]
         struct OpenSpec {
             retention: Option<RetentionSpec>,
             worker_interval_ms: Option<f64>,
+            max_active: Option<f64>,
+            limits: Option<LimitsSpec>,
         }
         let at_least_1 = |what: &str, ms: f64| match whole(what, ms)? {
             0 => Err(err(
@@ -558,6 +567,27 @@ impl NativeEngine {
         }
         if let Some(ms) = spec.worker_interval_ms {
             builder = builder.worker_interval(at_least_1("workerIntervalMs", ms)?);
+        }
+        // A count of runs: a whole number of at least 1, named in the error.
+        let count = |what: &str, n: f64| match whole(what, n)? {
+            0 => Err(err(
+                "INVALID_ARGUMENT",
+                format!("`{what}` must be at least 1, not 0"),
+            )),
+            n => usize::try_from(n)
+                .map_err(|_| err("INVALID_ARGUMENT", format!("`{what}` is too large: {n}"))),
+        };
+        if let Some(n) = spec.max_active {
+            builder = builder.max_active(count("maxActive", n)?);
+        }
+        if let Some(l) = spec.limits {
+            if let Some(n) = l.global {
+                builder = builder.global_limit(count("limits.global", n)?);
+            }
+            for (workflow, n) in l.workflows {
+                let n = count(&format!("limits.workflows[\"{workflow}\"]"), n)?;
+                builder = builder.workflow_limit(workflow, n);
+            }
         }
         let engine = builder.build();
         // The worker runs on the addon's tokio runtime; it holds the engine weakly, so it stops
@@ -640,6 +670,25 @@ impl NativeEngine {
         })
         .map_err(engine_err)?;
         self.driven(run)
+    }
+
+    /// Enqueues a run: committed without an owner, for a worker (`recoverRuns` in any process
+    /// with the workflow registered) to take and drive; this engine runs none of it. An input
+    /// that violates the workflow's input schema is returned as a `NativeViolation` (no run).
+    #[napi(ts_args_type = "workflow: NativeWorkflow, input: unknown")]
+    pub fn enqueue_run(
+        &self,
+        workflow: &NativeWorkflow,
+        input: Value,
+    ) -> napi::Result<Either<String, NativeViolation>, String> {
+        let id = napi::bindgen_prelude::within_runtime_if_available(|| {
+            self.engine.enqueue(&workflow.wf, ints(input))
+        });
+        match id {
+            Ok(id) => Ok(Either::A(id)),
+            Err(EngineError::Schema(v)) => Ok(Either::B(v.into())),
+            Err(e) => Err(engine_err(e)),
+        }
     }
 
     /// The fingerprint of the definition a run was started with, if the run is suspended at

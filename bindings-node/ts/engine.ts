@@ -163,6 +163,15 @@ export interface EngineOptions {
    * `off` to silence it).
    */
   readonly workerIntervalMs?: number;
+  /** At most this many runs taken by `work()` / `recover()` execute in this process at once. */
+  readonly maxActive?: number;
+  /**
+   * Concurrency limits across every engine on the store, checked when `work()` / `recover()`
+   * take runs (give every worker the same): at most `global` runs of any workflow, at most
+   * `workflows[id]` runs of that workflow executing at once. Runs this process starts itself
+   * (`start`, `spawn`) execute at once; enqueue them to have them wait (docs/scaling.md).
+   */
+  readonly limits?: { readonly global?: number; readonly workflows?: Readonly<Record<string, number>> };
 }
 
 /**
@@ -930,7 +939,12 @@ export class Engine {
 
   /** Opens an engine over a store, synchronously. */
   static openSync(options: EngineOptions = {}): Engine {
-    const o: { retention?: Retention & { intervalMs?: number }; workerIntervalMs?: number } = {};
+    const o: {
+      retention?: Retention & { intervalMs?: number };
+      workerIntervalMs?: number;
+      maxActive?: number;
+      limits?: { global?: number; workflows?: Record<string, number> };
+    } = {};
     if (options.retention !== undefined) {
       const { intervalMs, ...rule } = options.retention;
       checkRetention(rule);
@@ -941,6 +955,18 @@ export class Engine {
     }
     if (options.workerIntervalMs !== undefined) {
       o.workerIntervalMs = wholeNumber(options.workerIntervalMs, '`workerIntervalMs`', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds' });
+    }
+    if (options.maxActive !== undefined) o.maxActive = wholeNumber(options.maxActive, '`maxActive`', { code: 'INVALID_ARGUMENT', min: 1 });
+    if (options.limits !== undefined) {
+      const limits: { global?: number; workflows?: Record<string, number> } = {};
+      if (options.limits.global !== undefined) limits.global = wholeNumber(options.limits.global, '`limits.global`', { code: 'INVALID_ARGUMENT', min: 1 });
+      if (options.limits.workflows !== undefined) {
+        limits.workflows = {};
+        for (const [id, n] of Object.entries(options.limits.workflows)) {
+          limits.workflows[id] = wholeNumber(n, `\`limits.workflows["${id}"]\``, { code: 'INVALID_ARGUMENT', min: 1 });
+        }
+      }
+      o.limits = limits;
     }
     const engine = new Engine(native(() => addon.NativeEngine.open(options.store ?? 'memory', o)));
     for (const w of options.workflows ?? []) engine.register(w);
@@ -1047,6 +1073,49 @@ export class Engine {
   #retried<O>(runId: string): RunHandle<O> {
     const r = native(() => this.#native.retryRun(runId));
     return this.#drive<O>(r);
+  }
+
+  /**
+   * Enqueues a run: its input is checked (the workflow's schema) and the run committed without
+   * an owner; this process runs none of it. A worker — `work()` or `recover()` in any process
+   * on the same store with the workflow registered — takes and drives it, within the
+   * concurrency limits. For a web process that only enqueues (a Next.js route handler).
+   */
+  async enqueue<I, O>(wf: Workflow<I, O>, input: I): Promise<string> {
+    const w = wf as Workflow<never, unknown>;
+    const c = compiled(w);
+    if (!this.#byFingerprint.has(wf.fingerprint)) this.register(w);
+    const value = c.def.input === undefined ? input : await parse(c.def.input, input, `workflow \`${wf.id}\` input`);
+    const stored = storable(value, 'input');
+    const r = native(() => this.#native.enqueueRun(c.native, stored));
+    if (typeof r !== 'string') throw violationError(r, stored);
+    return r;
+  }
+
+  /**
+   * Works as a worker until `signal` aborts: takes enqueued runs, and runs a dead process left
+   * running, of the workflows registered here (within `maxActive` and the concurrency limits)
+   * and drives them, looking again every `pollMs` (default 500). Resolves once aborted; the
+   * runs it took keep running to their end.
+   */
+  async work(options: { readonly signal?: AbortSignal; readonly pollMs?: number } = {}): Promise<void> {
+    const pollMs = wholeNumber(options.pollMs ?? 500, '`pollMs`', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds' });
+    const signal = options.signal;
+    while (!signal?.aborted) {
+      for (const h of await this.recover()) {
+        // Nobody here awaits them: their outcome is in the store (and their events).
+        void h.result.catch(() => undefined);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, pollMs);
+        function done(): void {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        }
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
   }
 
   /** Takes over runs a dead process left running (of registered workflows) and drives them here. */
