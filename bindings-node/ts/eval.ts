@@ -564,7 +564,8 @@ export interface EvalEngine {
  * `foreach` item per case × epoch — target and metrics as JS steps on the JS driver — and a
  * `summary` step whose output (the run's output) is the `miyabi.eval/v1` document, so the
  * dashboard's Evals view lists it. Kill the process half-way, build the same evaluation in a
- * new process and call `recover()`: the samples already committed are not run again.
+ * new process and call `recover()`: the samples already committed are not run again. Build
+ * one per name and engine: the engine keeps the first functions registered for a definition.
  *
  * ```ts
  * const engine = await Engine.open({ store: 'sqlite:evals.db' });
