@@ -521,24 +521,21 @@ impl NativeEngine {
                 .map_err(|e| napi::Error::from_reason(e.to_string()))?;
         }
         for (n, t) in spec.tokens.into_iter().enumerate() {
-            let approver = Approver::new(t.id).teams(t.teams);
-            let mut identity = match t.roles {
-                None => Identity::admin(approver),
-                Some(names) => {
-                    let mut roles = Vec::with_capacity(names.len());
-                    for name in names {
-                        roles.push(Role::parse(&name).ok_or_else(|| {
+            // Admin of every workflow unless `roles` says otherwise (as before roles existed).
+            let mut identity = Identity::admin(Approver::new(t.id).teams(t.teams));
+            if let Some(names) = t.roles {
+                identity.roles = names
+                    .iter()
+                    .map(|name| {
+                        Role::parse(name).ok_or_else(|| {
                             napi::Error::from_reason(format!(
                                 "serve options: tokens[{n}] (`{}`): unknown role `{name}` (viewer, operator, approver, admin)",
-                                approver.id
+                                identity.id()
                             ))
-                        })?);
-                    }
-                    let mut identity = Identity::new(approver.id.clone()).roles(roles);
-                    identity.approver = approver;
-                    identity
-                }
-            };
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             if let Some(workflows) = t.workflows {
                 identity = identity.workflows(workflows);
             }
