@@ -46,6 +46,23 @@ test('examples-ts type-check, and the quickstart runs to completion', async (t) 
   assert.match(r.stdout, /succeeded: \{[^}]*by: 'ada'/);
 });
 
+test('the evaluation example is the one README.md and docs/evals.md show, and runs as written', async (t) => {
+  const { readFileSync } = await import('node:fs');
+  const snippet = readFileSync(join(root, 'examples-ts', 'evaluate.ts'), 'utf8').split('\n').slice(1).join('\n');
+  for (const doc of ['README.md', join('docs', 'evals.md')]) {
+    assert.ok(readFileSync(join(root, doc), 'utf8').includes('```ts\n' + snippet + '```'), `${doc} shows examples-ts/evaluate.ts`);
+  }
+  const cwd = tempDir(t);
+  const r = await runNode(join(root, 'examples-ts', '.out', 'evaluate.js'), [], { cwd });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /^exact mean 1 pass rate 1$/m);
+  assert.match(r.stdout, /^short mean 1 pass rate 1$/m);
+  assert.match(r.stdout, /^passed: true$/m);
+  const written = JSON.parse(readFileSync(join(cwd, 'eval.json'), 'utf8'));
+  assert.equal(written.schema, 'miyabi.eval/v1');
+  assert.deepEqual(written.metrics.map((m) => [m.name, m.cases]), [['exact', 2], ['short', 2]]);
+});
+
 test('the streaming chat example streams the recorded answer from a local replay when no key is set', async () => {
   const env = { ...process.env };
   delete env.OPENAI_API_KEY;

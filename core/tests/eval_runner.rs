@@ -461,3 +461,24 @@ fn a_hostile_latency_in_a_results_file_does_not_panic() {
     .unwrap();
     assert_eq!(neg.latency(), std::time::Duration::ZERO);
 }
+
+/// The README's Rust evaluation example is the program docs/evals.md runs as a doc test.
+#[test]
+fn readme_shows_the_doc_tested_evaluation_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Evaluation")
+        .expect("README has ## Evaluation")..];
+    let start = section
+        .find("```rust\n")
+        .expect("a ```rust block under ## Evaluation");
+    let end = section[start + 8..].find("```\n").unwrap() + start + 8;
+    let block = &section[start..end + 4];
+    assert!(block.contains("Evaluator::new()") && block.contains("fn main()"));
+    let evals = std::fs::read_to_string(root.join("docs").join("evals.md")).unwrap();
+    assert!(
+        evals.contains(block),
+        "docs/evals.md (whose Rust examples run as doc tests) holds README's example:\n{block}"
+    );
+}
