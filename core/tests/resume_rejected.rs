@@ -112,3 +112,63 @@ async fn rejected_resumes_change_no_row() {
     assert_eq!(run.suspended.len(), 1);
     assert_eq!(run.suspended[0].path, "gate");
 }
+
+#[tokio::test]
+async fn a_payload_may_name_the_schema_of_its_resume_data() {
+    // One step names a schema in its payload; another names one that does not compile.
+    let asks = |schema: Value| {
+        step_fn(move |ctx: StepContext, _input: Value| {
+            let schema = schema.clone();
+            async move {
+                match ctx.resume_data() {
+                    Some(d) => Ok(d.clone()),
+                    None => ctx.suspend(json!({ "question": "day?", "resume_schema": schema })),
+                }
+            }
+        })
+    };
+    let wf = Workflow::new("payload-schema")
+        .parallel([
+            (
+                "day",
+                asks(json!({
+                    "type": "object",
+                    "properties": { "day": { "enum": ["fri", "sat"] } },
+                    "required": ["day"]
+                })),
+            ),
+            ("broken", asks(json!({ "type": "no-such-type" }))),
+        ])
+        .commit()
+        .expect("commit");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = Engine::sqlite(dir.path().join("runs.db")).expect("engine");
+    let run = engine.start(&wf, json!(null)).await.expect("start");
+    assert_eq!(run.status, RunStatus::Suspended);
+    let before = snapshot(&engine, &run.id);
+
+    let e = engine
+        .resume(&run.id, "day", json!({ "day": "sun" }))
+        .await
+        .expect_err("refused");
+    match &e {
+        EngineError::Schema(v) => {
+            assert_eq!(v.place, "step `day`");
+            assert_eq!(v.pointer, "/day");
+        }
+        other => panic!("expected a schema violation, got {other}"),
+    }
+    assert_unchanged(&before, &snapshot(&engine, &run.id));
+
+    // A schema that does not compile checks nothing.
+    let run = engine
+        .resume(&run.id, "broken", json!(42))
+        .await
+        .expect("resume broken");
+    assert_eq!(run.suspended.len(), 1);
+    let run = engine
+        .resume(&run.id, "day", json!({ "day": "sat" }))
+        .await
+        .expect("resume day");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+}

@@ -11,6 +11,9 @@
 //!   schema become an error result for the model, not a failure of the loop;
 //! - a call whose tool asks for approval waits for a human decision; the other calls of the same
 //!   turn run meanwhile; a declined call becomes an error result naming the reason;
+//! - a call whose tool asks a human a question ([`ToolError::InputRequired`]) has no result yet:
+//!   it waits for the answer (after every approval of the turn is decided), then runs again with
+//!   the same arguments and every answer it got so far; the other calls keep their results;
 //! - a turn ends when every call has a result; a final tool's successful result ends the loop
 //!   with that value, then the stop predicate is asked;
 //! - an answer without tool calls ends the loop; with an output schema it must follow it, with
@@ -19,9 +22,12 @@
 use serde_json::Value;
 
 use super::run::{Decision, Decisions, PendingTurn};
-use super::{Agent, AgentCheckpoint, AgentError, AgentTurn, PendingApproval, StopReason, TurnKind};
+use super::{
+    Agent, AgentCheckpoint, AgentError, AgentTurn, PendingApproval, PendingInput, StopReason,
+    TurnKind,
+};
 use crate::model::{Message, ModelResponse, Role, ToolCall, ToolResult};
-use crate::tool::ToolError;
+use crate::tool::{ToolError, ToolInput};
 use crate::workflow::Schema;
 
 /// What the driver does next.
@@ -39,6 +45,9 @@ pub(crate) enum Action {
     RunTools { turn: usize, jobs: Vec<Job> },
     /// Calls of the pending turn wait for a human: save the checkpoint and return it.
     AwaitApproval { pending: Vec<PendingApproval> },
+    /// Calls of the pending turn asked a human a question (and none waits for approval): save
+    /// the checkpoint and return it.
+    AwaitInput { pending: Vec<PendingInput> },
     /// The loop ends; `object` is the structured output or the final tool's result.
     Finish {
         stop: StopReason,
@@ -166,6 +175,9 @@ impl<'a> Machine<'a> {
                 results: vec![None; n],
                 awaiting: Vec::new(),
                 approval: vec![None; n],
+                asking: Vec::new(),
+                inputs: Vec::new(),
+                edited: Vec::new(),
             });
             return Ok(self.plan(st));
         }
@@ -264,6 +276,31 @@ impl<'a> Machine<'a> {
                 continue;
             };
             let tool = &tools[t];
+            // A call that asked a human runs again once answered, with the arguments it ran
+            // with (its approval, if it needed one, was given before it first ran).
+            if let Some(q) = p.asking.get(i).cloned().flatten() {
+                if let Some(answer) = decisions.and_then(|d| d.answer_for(&call.id)) {
+                    tracing::info!(tool = %call.name, call_id = %call.id, "tool call answered");
+                    if p.inputs.len() <= i {
+                        p.inputs.resize(i + 1, Vec::new());
+                    }
+                    p.inputs[i].push(ToolInput {
+                        request: q,
+                        answer: answer.clone(),
+                    });
+                    p.asking[i] = None;
+                } else {
+                    continue;
+                }
+            }
+            if p.inputs.get(i).is_some_and(|v| !v.is_empty()) {
+                jobs.push(Job {
+                    call: i,
+                    tool: t,
+                    arguments: p.arguments(i).cloned().unwrap_or(Value::Null),
+                });
+                continue;
+            }
             if let Err(e) = tool.validate(&call.arguments) {
                 set(&mut p.results, i, refused(e));
                 continue;
@@ -308,11 +345,19 @@ impl<'a> Machine<'a> {
                 Some(Decision::Approve { arguments }) => {
                     let args = arguments.clone().unwrap_or_else(|| call.arguments.clone());
                     match tool.validate(&args) {
-                        Ok(()) => jobs.push(Job {
-                            call: i,
-                            tool: t,
-                            arguments: args,
-                        }),
+                        Ok(()) => {
+                            if arguments.is_some() {
+                                if p.edited.len() <= i {
+                                    p.edited.resize(i + 1, None);
+                                }
+                                p.edited[i] = Some(args.clone());
+                            }
+                            jobs.push(Job {
+                                call: i,
+                                tool: t,
+                                arguments: args,
+                            });
+                        }
                         Err(e) => set(&mut p.results, i, refused(e)),
                     }
                 }
@@ -343,6 +388,14 @@ impl<'a> Machine<'a> {
             };
             let (content, is_error) = match out {
                 Ok(v) => (v, false),
+                Err(ToolError::InputRequired { request, .. }) => {
+                    tracing::info!(tool = %call.name, call_id = %call.id, "tool call asks a human");
+                    if p.asking.len() <= i {
+                        p.asking.resize(i + 1, None);
+                    }
+                    p.asking[i] = Some(*request);
+                    continue;
+                }
                 Err(e) => (Value::String(e.to_string()), true),
             };
             let result = ToolResult {
@@ -357,6 +410,10 @@ impl<'a> Machine<'a> {
             return Action::AwaitApproval {
                 pending: p.awaiting.clone(),
             };
+        }
+        let asking = p.waiting_inputs();
+        if !asking.is_empty() {
+            return Action::AwaitInput { pending: asking };
         }
         let Some(p) = st.pending.take() else {
             return self.model_turn(st, TurnKind::Model);
@@ -1009,5 +1066,179 @@ mod tests {
             panic!("expected AwaitApproval, got {next:?}")
         };
         assert_eq!(pending[0].call_id, "c2");
+    }
+
+    fn asks(message: &str) -> ToolError {
+        ToolError::input_required(
+            "add",
+            crate::tool::InputRequest::form(
+                message,
+                json!({"type": "object", "properties": {"day": {"type": "string"}}, "required": ["day"]}),
+            ),
+        )
+    }
+
+    fn answers(st: &AgentCheckpoint, v: Value) -> Result<Decisions, AgentError> {
+        Decisions::parse_for("a", st, &v)
+    }
+
+    #[test]
+    fn a_call_that_asks_waits_for_the_answer_and_runs_again_with_it() {
+        let a = agent();
+        let mut m = Machine::new(&a);
+        let mut st = checkpoint("a");
+        let resp = answer(
+            "",
+            &[
+                ("c1", "add", json!({"x": 1})),
+                ("c2", "add", json!({"x": 2})),
+            ],
+        );
+        answered(&m, &mut st, TurnKind::Model, &resp).unwrap();
+        // c1 asks, c2 completes: the turn waits for the answer, c2's result is kept.
+        let next = m.tools_ran(
+            &mut st,
+            vec![(0, Err(asks("Which day?"))), (1, Ok(json!(2)))],
+        );
+        let Action::AwaitInput { pending } = next else {
+            panic!("expected AwaitInput, got {next:?}")
+        };
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].call_id, "c1");
+        assert_eq!(pending[0].arguments, json!({"x": 1}));
+        assert_eq!(pending[0].request.message, "Which day?");
+        assert_eq!(
+            st.pending_inputs(),
+            pending,
+            "the checkpoint names what waits"
+        );
+        assert!(st.pending().is_empty());
+        let mut st: AgentCheckpoint =
+            serde_json::from_value(serde_json::to_value(&st).unwrap()).unwrap();
+
+        // Answers are checked against the question, naming the field.
+        let e = answers(
+            &st,
+            json!({"c1": {"action": "accept", "content": {"day": 5}}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("c1") && e.contains("content/day"), "{e}");
+        let e = answers(&st, json!({"c2": {"action": "decline"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no tool call `c2` waits"), "{e}");
+        assert!(answers(&st, json!({"approved": true})).is_err());
+
+        // Answered: only c1 runs again, with its arguments; it asks a second question.
+        let d = answers(
+            &st,
+            json!({"c1": {"action": "accept", "content": {"day": "Friday"}}}),
+        )
+        .unwrap();
+        let next = start(&mut m, &mut st, Some(d)).unwrap();
+        assert_eq!(
+            next,
+            Action::RunTools {
+                turn: 0,
+                jobs: vec![Job {
+                    call: 0,
+                    tool: 0,
+                    arguments: json!({"x": 1})
+                }]
+            }
+        );
+        assert_eq!(st.pending.as_ref().unwrap().inputs[0].len(), 1);
+        let next = m.tools_ran(&mut st, vec![(0, Err(asks("Sure?")))]);
+        assert!(
+            matches!(next, Action::AwaitInput { ref pending } if pending[0].request.message == "Sure?")
+        );
+
+        // The second answer: the call runs with both answers and completes the turn.
+        let mut m = Machine::new(&a);
+        let d = answers(&st, json!({"c1": {"action": "decline"}})).unwrap();
+        let next = start(&mut m, &mut st, Some(d)).unwrap();
+        assert!(matches!(next, Action::RunTools { ref jobs, .. } if jobs.len() == 1));
+        let inputs = &st.pending.as_ref().unwrap().inputs[0];
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(inputs[1].answer, crate::tool::InputAnswer::Decline);
+        assert_eq!(
+            m.tools_ran(&mut st, vec![(0, Ok(json!("done")))]),
+            call_model(1)
+        );
+        let results = &st.turns[0].tool_results;
+        assert_eq!(results[0].content, json!("done"));
+        assert_eq!(results[1].content, json!(2));
+    }
+
+    #[test]
+    fn approvals_are_decided_before_questions_are_asked_and_edited_arguments_stay() {
+        let a = agent();
+        let mut m = Machine::new(&a);
+        let mut st = checkpoint("a");
+        let resp = answer(
+            "",
+            &[
+                ("c1", "rm", json!({"x": 1})),
+                ("c2", "add", json!({"x": 2})),
+            ],
+        );
+        answered(&m, &mut st, TurnKind::Model, &resp).unwrap();
+        // c2 asks while c1 waits for approval: approval first.
+        let next = m.tools_ran(&mut st, vec![(1, Err(asks("Which day?")))]);
+        assert!(
+            matches!(next, Action::AwaitApproval { ref pending } if pending[0].call_id == "c1")
+        );
+        let d = answers(
+            &st,
+            json!({"decisions": {"c1": {"approved": true, "arguments": {"x": 7}}}}),
+        )
+        .unwrap();
+        let next = start(&mut m, &mut st, Some(d)).unwrap();
+        assert_eq!(
+            next,
+            Action::RunTools {
+                turn: 0,
+                jobs: vec![Job {
+                    call: 0,
+                    tool: 1,
+                    arguments: json!({"x": 7})
+                }]
+            },
+            "the approved call runs; the asking one still waits"
+        );
+        // The approved call asks too: both wait for input, c1 with its edited arguments.
+        let next = m.tools_ran(&mut st, vec![(0, Err(asks("Really?")))]);
+        let Action::AwaitInput { pending } = next else {
+            panic!("expected AwaitInput, got {next:?}")
+        };
+        assert_eq!(
+            pending
+                .iter()
+                .map(|p| p.call_id.as_str())
+                .collect::<Vec<_>>(),
+            ["c1", "c2"]
+        );
+        assert_eq!(pending[0].arguments, json!({"x": 7}));
+
+        // One answer: c1 runs again with its edited arguments (no new approval); c2 waits.
+        let mut m = Machine::new(&a);
+        let d = answers(&st, json!({"c1": {"action": "cancel"}})).unwrap();
+        let next = start(&mut m, &mut st, Some(d)).unwrap();
+        assert_eq!(
+            next,
+            Action::RunTools {
+                turn: 0,
+                jobs: vec![Job {
+                    call: 0,
+                    tool: 1,
+                    arguments: json!({"x": 7})
+                }]
+            }
+        );
+        let next = m.tools_ran(&mut st, vec![(0, Ok(json!("removed")))]);
+        assert!(
+            matches!(next, Action::AwaitInput { ref pending } if pending.len() == 1 && pending[0].call_id == "c2")
+        );
     }
 }

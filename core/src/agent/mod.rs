@@ -50,6 +50,7 @@ use crate::model::{
     FinishReason, LanguageModel, Message, Model, ModelError, Sampling, ToolCall, ToolChoice,
     ToolResult, Usage,
 };
+pub use crate::tool::PendingInput;
 use crate::tool::{CompiledTool, IntoTool};
 use crate::workflow::Schema;
 
@@ -343,13 +344,19 @@ impl Agent {
     /// true}` (or `false`, with an optional `"reason"`) for every pending call, or
     /// `{"decisions": {"<call id>": {"approved": bool, "reason"?: str, "arguments"?: {...}}}}`.
     /// Calls left without a decision stay pending.
+    ///
+    /// A generation that stopped for input ([`StopReason::InputRequired`]) continues with the
+    /// answers instead: `{"<call id>": {"action": "accept", "content": {...}}}` (or `"decline"`,
+    /// `"cancel"`) per waiting call; an `accept` of a form question must follow its schema (the
+    /// error names the field). Each answered call runs again with the same arguments and finds
+    /// the answers in [`ToolContext::inputs`](crate::ToolContext::inputs).
     pub async fn resume(
         &self,
         checkpoint: AgentCheckpoint,
         decisions: &Value,
     ) -> Result<AgentResponse, AgentError> {
         let env = run::Env::detached();
-        let decisions = run::Decisions::parse(&self.name, decisions)?;
+        let decisions = run::Decisions::parse_for(&self.name, &checkpoint, decisions)?;
         self.drive(checkpoint, None, &env, Some(decisions)).await
     }
 
@@ -389,7 +396,7 @@ impl Agent {
                     Err(e) => Err(e),
                 },
                 Start::Resume(checkpoint, decisions) => {
-                    match run::Decisions::parse(&agent.name, &decisions) {
+                    match run::Decisions::parse_for(&agent.name, &checkpoint, &decisions) {
                         Ok(d) => agent.drive(*checkpoint, Some(&tx), &env, Some(d)).await,
                         Err(e) => Err(e),
                     }
@@ -509,6 +516,8 @@ pub enum StopReason {
     Predicate,
     /// A tool call needs a human's approval.
     ApprovalRequired,
+    /// A tool call asked a human a question ([`crate::ToolError::InputRequired`]).
+    InputRequired,
 }
 
 /// What kind of model call a turn was.
@@ -588,6 +597,21 @@ impl AgentCheckpoint {
             .unwrap_or_default()
     }
 
+    /// The tool calls waiting for a human's input (answered once every approval is decided).
+    pub fn pending_inputs(&self) -> Vec<PendingInput> {
+        self.pending
+            .as_ref()
+            .map(run::PendingTurn::waiting_inputs)
+            .unwrap_or_default()
+    }
+
+    /// Whether a call waits for a human: a decision or an answer.
+    pub(crate) fn waits(&self) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| !p.awaiting.is_empty() || p.asking.iter().any(Option::is_some))
+    }
+
     /// The model calls made so far.
     pub fn turns(&self) -> &[AgentTurn] {
         &self.turns
@@ -614,7 +638,11 @@ pub struct AgentResponse {
     /// Tool calls waiting for approval (with [`StopReason::ApprovalRequired`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingApproval>,
-    /// The checkpoint to resume from (with [`StopReason::ApprovalRequired`]).
+    /// Tool calls waiting for a human's input (with [`StopReason::InputRequired`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_inputs: Vec<PendingInput>,
+    /// The checkpoint to resume from (with [`StopReason::ApprovalRequired`] or
+    /// [`StopReason::InputRequired`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<AgentCheckpoint>,
 }
@@ -661,6 +689,11 @@ pub enum AgentEvent {
     ApprovalRequired {
         /// The pending calls.
         pending: Vec<PendingApproval>,
+    },
+    /// Tool calls wait for a human's input; the generation stops here.
+    InputRequired {
+        /// The waiting calls and their questions.
+        pending: Vec<PendingInput>,
     },
     /// A model call and its tool calls are done.
     TurnFinish {

@@ -12,7 +12,7 @@ use tracing::Instrument;
 use super::machine::{Action, Job, Machine};
 use super::{
     Agent, AgentCheckpoint, AgentError, AgentEvent, AgentInput, AgentResponse, InstructionContext,
-    Instructions, PendingApproval, StopReason,
+    Instructions, PendingApproval, PendingInput, StopReason,
 };
 use crate::memory::{StoredMessage, WorkingMemory};
 use crate::model::internals::ResponseCollector;
@@ -20,7 +20,7 @@ use crate::model::{
     LanguageModel, Message, ModelError, ModelRequest, ModelResponse, ResponseFormat, Role,
     StreamEvent, ToolCall, ToolChoice, ToolResult, Usage,
 };
-use crate::tool::{ToolContext, ToolError};
+use crate::tool::{InputAnswer, InputRequest, ToolContext, ToolError, ToolInput};
 use crate::workflow::StepContext;
 
 /// How long a step's per-turn checkpoint is kept at most.
@@ -65,6 +65,43 @@ pub(crate) struct PendingTurn {
     /// ([`crate::Tool::needs_approval`]); kept so a resume does not ask again.
     #[serde(default)]
     pub(crate) approval: Vec<Option<bool>>,
+    /// Per call position, the question the call waits on ([`ToolError::InputRequired`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) asking: Vec<Option<InputRequest>>,
+    /// Per call position, the questions it asked before and their answers: a call with some
+    /// and no result runs again with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) inputs: Vec<Vec<ToolInput>>,
+    /// Per call position, the arguments it ran with when an approval changed them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) edited: Vec<Option<Value>>,
+}
+
+impl PendingTurn {
+    /// The arguments call `i` runs with: a human's edited ones, else the model's.
+    pub(crate) fn arguments(&self, i: usize) -> Option<&Value> {
+        match self.edited.get(i) {
+            Some(Some(v)) => Some(v),
+            _ => self.calls.get(i).map(|c| &c.arguments),
+        }
+    }
+
+    /// The calls waiting for a human's input, with their questions.
+    pub(crate) fn waiting_inputs(&self) -> Vec<PendingInput> {
+        self.asking
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| {
+                let (q, call) = (q.as_ref()?, self.calls.get(i)?);
+                Some(PendingInput {
+                    call_id: call.id.clone(),
+                    tool: call.name.clone(),
+                    arguments: self.arguments(i).cloned().unwrap_or(Value::Null),
+                    request: q.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,14 +110,71 @@ pub(crate) enum Decision {
     Decline { reason: Option<String> },
 }
 
-/// Human decisions on pending tool calls.
+/// Human decisions on pending tool calls, or answers to their questions.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Decisions {
     all: Option<Decision>,
     per_call: HashMap<String, Decision>,
+    answers: HashMap<String, InputAnswer>,
 }
 
 impl Decisions {
+    /// Resume data for what `st` waits for: approval decisions while a call waits for one
+    /// (approvals come first), else answers to the calls' questions.
+    pub(crate) fn parse_for(
+        agent: &str,
+        st: &AgentCheckpoint,
+        v: &Value,
+    ) -> Result<Self, AgentError> {
+        let inputs = st.pending_inputs();
+        if inputs.is_empty() || !st.pending().is_empty() {
+            return Self::parse(agent, v);
+        }
+        Self::parse_answers(agent, &inputs, v)
+    }
+
+    /// `{"<call id>": {"action": "accept" | "decline" | "cancel", "content"?}}`, each answer
+    /// checked against its call's question.
+    fn parse_answers(agent: &str, waiting: &[PendingInput], v: &Value) -> Result<Self, AgentError> {
+        let bad = |m: String| AgentError::BadResume {
+            agent: agent.to_owned(),
+            message: m,
+        };
+        let ids = waiting
+            .iter()
+            .map(|p| format!("`{}`", p.call_id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let map = match v {
+            Value::Object(m) if !m.is_empty() => m,
+            other => {
+                return Err(bad(format!(
+                    "tool calls wait for input: answer with {{\"<call id>\": {{\"action\": \"accept\", \"content\": {{..}}}}}} for {ids}, got {other}"
+                )));
+            }
+        };
+        let mut out = Self::default();
+        for (id, a) in map {
+            let Some(p) = waiting.iter().find(|p| p.call_id == *id) else {
+                return Err(bad(format!(
+                    "no tool call `{id}` waits for input (waiting: {ids})"
+                )));
+            };
+            let answer: InputAnswer = serde_json::from_value(a.clone())
+                .map_err(|e| bad(format!("the answer for call `{id}`: {e}")))?;
+            p.request
+                .check(&answer)
+                .map_err(|e| bad(format!("the answer for call `{id}`: {e}")))?;
+            out.answers.insert(id.clone(), answer);
+        }
+        Ok(out)
+    }
+
+    /// The answer given to call `id`'s question, if any.
+    pub(super) fn answer_for(&self, id: &str) -> Option<&InputAnswer> {
+        self.answers.get(id)
+    }
+
     fn one(agent: &str, v: &Value) -> Result<Decision, AgentError> {
         let bad = |m: String| AgentError::BadResume {
             agent: agent.to_owned(),
@@ -370,7 +464,13 @@ impl Agent {
         let wm = self.working(st.thread.as_deref(), st.resource.as_deref());
         let futures = jobs.into_iter().filter_map(|job| {
             let (call, tool) = (calls.get(job.call)?, self.tools.get(job.tool)?);
+            let inputs = st
+                .pending
+                .as_ref()
+                .and_then(|p| p.inputs.get(job.call).cloned())
+                .unwrap_or_default();
             let ctx = ToolContext {
+                inputs,
                 agent: self.name.clone(),
                 call_id: call.id.clone(),
                 run_id: env.step.as_ref().map(|s| s.run_id().to_owned()),
@@ -511,6 +611,14 @@ impl Agent {
                     }
                     return Ok(self.respond(st, StopReason::ApprovalRequired, None, pending));
                 }
+                Action::AwaitInput { pending } => {
+                    self.save_progress(&st, env).await?;
+                    tracing::info!(pending = pending.len(), "agent waits for a human's input");
+                    if let Some(tx) = sink {
+                        let _ = tx.send(Ok(AgentEvent::InputRequired { pending }));
+                    }
+                    return Ok(self.respond(st, StopReason::InputRequired, None, Vec::new()));
+                }
                 Action::Finish { stop, object } => {
                     return self.finish(st, stop, object, env).await;
                 }
@@ -601,7 +709,16 @@ impl Agent {
             _ => st.turns.last().map(|t| t.text.clone()).unwrap_or_default(),
         };
         let messages = st.messages.get(st.history..).unwrap_or_default().to_vec();
-        let checkpoint = (stop == StopReason::ApprovalRequired).then(|| st.clone());
+        let waits = matches!(
+            stop,
+            StopReason::ApprovalRequired | StopReason::InputRequired
+        );
+        let checkpoint = waits.then(|| st.clone());
+        let pending_inputs = if waits {
+            st.pending_inputs()
+        } else {
+            Vec::new()
+        };
         AgentResponse {
             text,
             object,
@@ -611,6 +728,7 @@ impl Agent {
             usage,
             cost_usd: cost,
             pending,
+            pending_inputs,
             checkpoint,
         }
     }

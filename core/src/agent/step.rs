@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::run::{Decisions, Env, checkpoint_key, step_input};
 use super::{Agent, AgentCheckpoint, AgentError, StopReason};
 use crate::error::StepError;
+use crate::tool::answers_schema;
 use crate::workflow::{Step, StepContext};
 
 fn step_error(e: AgentError) -> StepError {
@@ -25,6 +26,14 @@ fn step_error(e: AgentError) -> StepError {
 /// "description"}]}`; the conversation so far is kept in the run's state, so resuming with a
 /// decision (see [`Agent::resume`]) continues without calling the model again for the turns
 /// already done. Every turn is recorded as an `agent-turn` event under the step's path.
+///
+/// A call whose tool asks a human a question ([`crate::ToolError::InputRequired`], an MCP
+/// server's elicitation) suspends the run the same way, once no call waits for approval, with
+/// `{"kind": "tool-input", "agent", "pending": [{"call_id", "tool", "arguments", "message",
+/// "schema"? | "url"?, ..details}], "resume_schema"}`: resume with `{"<call id>": {"action":
+/// "accept", "content": {..}}}` (or `"decline"`, `"cancel"`). The engine checks the answers
+/// against `resume_schema` before anything is written (an error names the field); each
+/// answered call then runs again with the same arguments and its answers.
 #[async_trait]
 impl Step for Agent {
     async fn run(&self, ctx: &StepContext, input: Value) -> Result<Value, StepError> {
@@ -35,13 +44,9 @@ impl Step for Agent {
             // An earlier attempt of this step saved its conversation: go on from there. Resume
             // data applies only if that state still waits for a decision.
             (data, Some(saved)) => {
-                let waiting = saved
-                    .pending
-                    .as_ref()
-                    .is_some_and(|p| !p.awaiting.is_empty());
                 let decisions = match data {
-                    Some(d) if waiting => {
-                        Some(Decisions::parse(&self.name, d).map_err(step_error)?)
+                    Some(d) if saved.waits() => {
+                        Some(Decisions::parse_for(&self.name, &saved, d).map_err(step_error)?)
                     }
                     _ => None,
                 };
@@ -66,7 +71,8 @@ impl Step for Agent {
                         ctx.path()
                     ))
                 })?;
-                let decisions = Decisions::parse(&self.name, data).map_err(step_error)?;
+                let decisions =
+                    Decisions::parse_for(&self.name, &checkpoint, data).map_err(step_error)?;
                 self.drive(checkpoint, None, &env, Some(decisions)).await
             }
             (None, None) => {
@@ -78,7 +84,21 @@ impl Step for Agent {
             }
         };
         let response = result.map_err(step_error)?;
-        if response.stop == StopReason::ApprovalRequired {
+        let payload = match response.stop {
+            StopReason::ApprovalRequired => Some(json!({
+                "kind": "tool-approval",
+                "agent": &*self.name,
+                "pending": response.pending,
+            })),
+            StopReason::InputRequired => Some(json!({
+                "kind": "tool-input",
+                "agent": &*self.name,
+                "resume_schema": answers_schema(&response.pending_inputs),
+                "pending": response.pending_inputs,
+            })),
+            _ => None,
+        };
+        if let Some(payload) = payload {
             let checkpoint = serde_json::to_value(&response.checkpoint).map_err(|e| {
                 StepError::fatal(format!(
                     "agent `{}`: checkpoint is not JSON: {e}",
@@ -86,11 +106,7 @@ impl Step for Agent {
                 ))
             })?;
             ctx.set_state(&key, checkpoint);
-            return ctx.suspend(json!({
-                "kind": "tool-approval",
-                "agent": &*self.name,
-                "pending": response.pending,
-            }));
+            return ctx.suspend(payload);
         }
         if ctx.state(&key).is_some_and(|v| !v.is_null()) {
             ctx.set_state(&key, Value::Null);

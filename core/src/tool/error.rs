@@ -53,6 +53,17 @@ pub enum ToolError {
         /// The tool's name.
         tool: String,
     },
+    /// The call needs a human's answer to go on (an MCP server's elicitation). Not a failure:
+    /// the agent loop waits for the answer (inside a workflow the run suspends with `{"kind":
+    /// "tool-input", ..}`), then calls the tool again with the same arguments and the answers
+    /// so far in [`super::ToolContext::inputs`].
+    #[error("tool `{tool}` needs a human's input: {}", request.message)]
+    InputRequired {
+        /// The tool's name.
+        tool: String,
+        /// The question (boxed: it is larger than the other variants).
+        request: Box<super::InputRequest>,
+    },
 }
 
 impl ToolError {
@@ -65,6 +76,17 @@ impl ToolError {
             Self::Failed { .. } => crate::ErrorCode::Engine,
             Self::Declined { .. } => crate::ErrorCode::Forbidden,
             Self::Cancelled { .. } => crate::ErrorCode::Cancelled,
+            // Seen only where no one can be asked (a tool called outside an agent loop).
+            Self::InputRequired { .. } => crate::ErrorCode::Unsupported,
+        }
+    }
+
+    /// A call of `tool` that waits for a human's answer to `request` (see
+    /// [`ToolError::InputRequired`]).
+    pub fn input_required(tool: &str, request: super::InputRequest) -> Self {
+        Self::InputRequired {
+            tool: tool.to_owned(),
+            request: Box::new(request),
         }
     }
 

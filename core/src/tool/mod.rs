@@ -21,6 +21,7 @@
 //! ```
 
 mod error;
+mod input;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -33,6 +34,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ToolError;
+pub(crate) use input::answers_schema;
+pub use input::{InputAnswer, InputRequest, PendingInput, ToolInput};
 
 use crate::memory::WorkingMemory;
 use crate::workflow::Schema;
@@ -52,6 +55,8 @@ pub struct ToolContext {
     pub(crate) cancel: CancellationToken,
     /// The agent's step, when it runs in a workflow: where [`ToolContext::emit`] writes.
     pub(crate) step: Option<crate::workflow::StepContext>,
+    /// The questions this call asked a human before and their answers, in order.
+    pub(crate) inputs: Vec<ToolInput>,
 }
 
 impl ToolContext {
@@ -67,7 +72,15 @@ impl ToolContext {
             memory: None,
             cancel: CancellationToken::new(),
             step: None,
+            inputs: Vec::new(),
         }
+    }
+
+    /// This context with the answers of earlier rounds of the call (for calling a tool that
+    /// asks for input directly, as the agent loop does after a `tool-input` suspension).
+    pub fn with_inputs(mut self, inputs: Vec<ToolInput>) -> Self {
+        self.inputs = inputs;
+        self
     }
 
     /// The calling agent's name.
@@ -113,6 +126,14 @@ impl ToolContext {
     /// given), when the agent has memory.
     pub fn memory(&self) -> Option<&WorkingMemory> {
         self.memory.as_ref()
+    }
+
+    /// The questions this call asked a human in earlier rounds and the answers given, in the
+    /// order they were answered. Empty on a call's first round. A tool that returned
+    /// [`ToolError::InputRequired`] is called again with the same arguments once the human
+    /// answered; it finds the answer here (a tool that asks several questions finds them all).
+    pub fn inputs(&self) -> &[ToolInput] {
+        &self.inputs
     }
 
     /// Cancelled when the run is cancelled or the step times out.

@@ -392,6 +392,20 @@ impl Pump {
                 // The checkpoint comes with the response, at the end.
                 self.waiting = true;
             }
+            AgentEvent::InputRequired { pending } => {
+                // The UI message stream has no part for a tool's question to a human.
+                self.w.close(out);
+                let calls = pending
+                    .iter()
+                    .map(|p| format!("`{}` ({})", p.call_id, p.tool))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                out.push_back(UiChunk::Error {
+                    error_text: format!(
+                        "tool calls {calls} wait for a human's input, which this stream cannot ask for"
+                    ),
+                });
+            }
             AgentEvent::TurnFinish {
                 finish_reason: f, ..
             } => {

@@ -1,5 +1,6 @@
 //! The client side's answers to the server: progress routing, `list_changed` following,
-//! sampling with a Miyabi model, elicitation through a user's handler.
+//! sampling with a Miyabi model, elicitation through a user's handler or as a durable
+//! suspension of the calling run (answered from recorded answers on the call's next round).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,6 +38,97 @@ pub(crate) struct Shared {
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) sampling: Option<Arc<dyn miyabi::LanguageModel>>,
     pub(crate) elicitation: Option<Arc<dyn ElicitationHandler>>,
+    /// Elicitations of agent tool calls inside runs suspend the run
+    /// (`McpClientBuilder::elicitation_suspends`).
+    pub(crate) suspends: bool,
+    /// In suspend mode, one tool call at a time: an elicitation carries nothing that names the
+    /// call it belongs to, so it belongs to the one call in flight.
+    pub(crate) one_call: Arc<tokio::sync::Mutex<()>>,
+    /// The call in flight that suspends on a question (none for a call that does not).
+    pub(crate) scope: StdMutex<Option<Arc<ElicitScope>>>,
+}
+
+/// One suspending tool call's elicitations: the answers recorded in earlier rounds (used once
+/// each, for the same question), and the first question no recorded answer fits.
+pub(crate) struct ElicitScope {
+    recorded: Vec<miyabi::tool::ToolInput>,
+    used: StdMutex<Vec<bool>>,
+    asked: StdMutex<Option<ElicitationRequest>>,
+}
+
+impl ElicitScope {
+    pub(crate) fn new(recorded: Vec<miyabi::tool::ToolInput>) -> Self {
+        let used = vec![false; recorded.len()];
+        Self {
+            recorded,
+            used: StdMutex::new(used),
+            asked: StdMutex::new(None),
+        }
+    }
+
+    /// The recorded answer to `req`, if one was given for the same question and not used yet.
+    fn answer(&self, req: &ElicitationRequest) -> Option<ElicitationAnswer> {
+        let question = req.to_input_request();
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let i = self
+            .recorded
+            .iter()
+            .enumerate()
+            .position(|(i, r)| !used[i] && r.request.same_question(&question))?;
+        used[i] = true;
+        Some(match &self.recorded[i].answer {
+            miyabi::tool::InputAnswer::Accept { content } => {
+                ElicitationAnswer::Accept(content.clone())
+            }
+            miyabi::tool::InputAnswer::Decline => ElicitationAnswer::Decline,
+            miyabi::tool::InputAnswer::Cancel => ElicitationAnswer::Cancel,
+        })
+    }
+
+    /// Keeps the first unanswered question of the call.
+    fn ask(&self, req: ElicitationRequest) {
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        if asked.is_none() {
+            *asked = Some(req);
+        }
+    }
+
+    /// The question the call asked that no recorded answer fits, if any.
+    pub(crate) fn asked(&self) -> Option<ElicitationRequest> {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Installs a call's scope for as long as it lives (with the client's one-call lock held).
+pub(crate) struct ScopeGuard {
+    shared: Arc<Shared>,
+    pub(crate) scope: Option<Arc<ElicitScope>>,
+    _one: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        if self.scope.is_some() {
+            *self.shared.scope.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+impl Shared {
+    /// Waits for the client's one-call lock (suspend mode), then installs `scope` for the call
+    /// (none: a call whose questions go to the handler).
+    pub(crate) async fn enter(self: &Arc<Self>, scope: Option<ElicitScope>) -> ScopeGuard {
+        let one = Arc::clone(&self.one_call).lock_owned().await;
+        let scope = scope.map(Arc::new);
+        if let Some(s) = &scope {
+            *self.scope.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(s));
+        }
+        ScopeGuard {
+            shared: Arc::clone(self),
+            scope,
+            _one: one,
+        }
+    }
 }
 
 /// Removes a progress route when the call ends.
@@ -129,6 +221,20 @@ pub struct ElicitationRequest {
     /// The URL the human should open (URL mode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+}
+
+impl ElicitationRequest {
+    /// The question as an agent tool's [`miyabi::tool::InputRequest`] (the server's name as
+    /// the detail `server`).
+    pub fn to_input_request(&self) -> miyabi::tool::InputRequest {
+        miyabi::tool::InputRequest {
+            message: self.message.clone(),
+            schema: self.schema.clone(),
+            url: self.url.clone(),
+            details: serde_json::Map::new(),
+        }
+        .detail("server", self.server.clone())
+    }
 }
 
 /// A human's answer to an [`ElicitationRequest`].
@@ -256,7 +362,7 @@ impl ClientHandler for Handler {
         if self.shared.sampling.is_some() {
             caps.sampling = serde_json::from_value(json!({})).ok();
         }
-        if self.shared.elicitation.is_some() {
+        if self.shared.elicitation.is_some() || self.shared.suspends {
             caps.elicitation = serde_json::from_value(json!({"form": {}, "url": {}})).ok();
         }
         let mut info = Implementation::default();
@@ -338,9 +444,6 @@ impl ClientHandler for Handler {
         request: ElicitRequestParams,
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        let Some(handler) = &self.shared.elicitation else {
-            return Ok(ElicitResult::new(ElicitationAction::Decline));
-        };
         let raw = serde_json::to_value(&request)
             .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let req = ElicitationRequest {
@@ -353,7 +456,27 @@ impl ClientHandler for Handler {
             schema: raw.get("requestedSchema").cloned(),
             url: raw.get("url").and_then(Value::as_str).map(str::to_owned),
         };
-        Ok(match handler.elicit(req).await {
+        let scope = self
+            .shared
+            .scope
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let answer = match (scope, &self.shared.elicitation) {
+            // A call inside a run: the answer recorded for this question, else the run
+            // suspends (the server is told `cancel`, which ends its call).
+            (Some(scope), _) => match scope.answer(&req) {
+                Some(answer) => answer,
+                None => {
+                    tracing::info!(server = %self.shared.server, "elicitation: the calling run will wait for a human");
+                    scope.ask(req);
+                    ElicitationAnswer::Cancel
+                }
+            },
+            (None, Some(handler)) => handler.elicit(req).await,
+            (None, None) => ElicitationAnswer::Decline,
+        };
+        Ok(match answer {
             ElicitationAnswer::Accept(v) => {
                 let mut r = ElicitResult::new(ElicitationAction::Accept);
                 r.content = Some(v);

@@ -36,8 +36,8 @@ use serde_json::Value;
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 
+use handler::{ElicitScope, Handler, ProgressTap, Shared};
 pub use handler::{ElicitationAnswer, ElicitationHandler, ElicitationRequest, elicitation_fn};
-use handler::{Handler, ProgressTap, Shared};
 pub use tool::{ApprovalPolicy, McpAgentTool};
 
 use crate::error::McpClientError;
@@ -134,6 +134,7 @@ pub struct McpClientBuilder {
     approval: ApprovalPolicy,
     sampling: Option<Arc<dyn miyabi::LanguageModel>>,
     elicitation: Option<Arc<dyn ElicitationHandler>>,
+    suspends: bool,
 }
 
 impl std::fmt::Debug for McpClientBuilder {
@@ -144,6 +145,7 @@ impl std::fmt::Debug for McpClientBuilder {
             .field("timeout", &self.timeout)
             .field("sampling", &self.sampling.is_some())
             .field("elicitation", &self.elicitation.is_some())
+            .field("elicitation_suspends", &self.suspends)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +159,7 @@ impl McpClientBuilder {
             approval: ApprovalPolicy::default(),
             sampling: None,
             elicitation: None,
+            suspends: false,
         }
     }
 
@@ -226,6 +229,30 @@ impl McpClientBuilder {
         self
     }
 
+    /// Makes an elicitation during an agent's tool call inside a workflow run a durable
+    /// suspension of the run, answered by a human whenever they come back. Off by default.
+    ///
+    /// The client answers the server `cancel` (so its call ends) and the [`McpAgentTool`]
+    /// returns [`miyabi::ToolError::InputRequired`]: the agent's step suspends with `{"kind":
+    /// "tool-input", "agent", "pending": [{"call_id", "tool", "arguments", "server",
+    /// "message", "schema" | "url"}], "resume_schema"}`. Resuming the step with `{"<call id>":
+    /// {"action": "accept", "content": {..}}}` (or `"decline"`, `"cancel"`) calls the tool
+    /// again with the same arguments; when the server asks the same question (same message,
+    /// schema and URL), the client answers it from the recorded answer without suspending.
+    ///
+    /// Elsewhere (a plain `Agent::generate`, [`McpClient::call_tool`]) elicitations go to the
+    /// [`McpClientBuilder::elicitation`] handler, or are declined without one; the client offers
+    /// elicitation either way.
+    ///
+    /// MCP does not say which call an elicitation belongs to, so in this mode the client makes
+    /// one tool call at a time (the others wait): give agents that call slow tools in parallel
+    /// a client each. An elicitation that arrives during another request (a resource read)
+    /// while a tool call is in flight counts as that call's.
+    pub fn elicitation_suspends(mut self) -> Self {
+        self.suspends = true;
+        self
+    }
+
     /// Checks the configuration without connecting.
     pub fn build(self) -> Result<McpClient, McpClientError> {
         let bad = |reason: String| McpClientError::Config {
@@ -266,6 +293,9 @@ impl McpClientBuilder {
             changed,
             sampling: self.sampling,
             elicitation: self.elicitation,
+            suspends: self.suspends,
+            one_call: Arc::default(),
+            scope: StdMutex::new(None),
         });
         Ok(McpClient {
             inner: Arc::new(Inner {
@@ -654,6 +684,55 @@ impl McpClient {
         arguments: Value,
         opts: CallOptions,
     ) -> Result<CallToolResult, McpClientError> {
+        self.call_tool_in(tool, arguments, opts, None).await.0
+    }
+
+    /// A tool call; with [`McpClientBuilder::elicitation_suspends`], one at a time, with
+    /// `scope` (answers recorded for it) installed while it runs. Returns the outcome and the
+    /// question the server asked that no recorded answer fitted (the server was told `cancel`).
+    pub(crate) async fn call_tool_in(
+        &self,
+        tool: &str,
+        arguments: Value,
+        opts: CallOptions,
+        scope: Option<ElicitScope>,
+    ) -> (
+        Result<CallToolResult, McpClientError>,
+        Option<ElicitationRequest>,
+    ) {
+        let shared = &self.inner.shared;
+        let guard = if shared.suspends {
+            let cancel = opts.cancel.clone().unwrap_or_default();
+            tokio::select! {
+                g = shared.enter(scope) => Some(g),
+                () = cancel.cancelled() => {
+                    return (
+                        Err(McpClientError::Cancelled {
+                            server: self.inner.name.clone(),
+                            operation: format!("tools/call {tool}"),
+                        }),
+                        None,
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let out = self.call_tool_inner(tool, arguments, opts).await;
+        let asked = guard
+            .as_ref()
+            .and_then(|g| g.scope.as_ref())
+            .and_then(|s| s.asked());
+        drop(guard);
+        (out, asked)
+    }
+
+    async fn call_tool_inner(
+        &self,
+        tool: &str,
+        arguments: Value,
+        opts: CallOptions,
+    ) -> Result<CallToolResult, McpClientError> {
         let operation = format!("tools/call {tool}");
         let args = match arguments {
             Value::Object(m) => Some(m),
@@ -764,6 +843,11 @@ impl McpClient {
 
     pub(crate) fn approval_policy(&self) -> &ApprovalPolicy {
         &self.inner.approval
+    }
+
+    /// Whether elicitations of agent tool calls in runs suspend the run.
+    pub(crate) fn suspends_elicitations(&self) -> bool {
+        self.inner.shared.suspends
     }
 }
 

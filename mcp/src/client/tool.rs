@@ -7,6 +7,7 @@ use miyabi::{ToolContext, ToolError};
 use rmcp::model::{CallToolResult, Tool as McpTool};
 use serde_json::{Value, json};
 
+use super::handler::ElicitScope;
 use super::{CallOptions, McpClient, Progress};
 use crate::error::McpClientError;
 
@@ -79,7 +80,10 @@ pub fn agent_tool_name(server: &str, tool: &str) -> String {
 /// One MCP tool as a [`miyabi::Tool`]: named `<server>_<tool>`, the server's input schema as
 /// the argument schema, approval from the client's [`ApprovalPolicy`]. Calls go through the
 /// client (timeout, reconnection); the step's cancellation cancels the MCP request; progress
-/// notifications become `mcp-progress` events of the run when the agent runs as a step.
+/// notifications become `mcp-progress` events of the run when the agent runs as a step. With
+/// [`super::McpClientBuilder::elicitation_suspends`], a server's question during a call inside
+/// a run becomes [`ToolError::InputRequired`] (the run suspends), and the call's next round
+/// answers the same question from [`ToolContext::inputs`].
 pub struct McpAgentTool {
     client: McpClient,
     tool: McpTool,
@@ -209,11 +213,16 @@ impl miyabi::Tool for McpAgentTool {
             cancel: Some(ctx.cancellation().clone()),
             progress: Some(progress),
         };
-        let r = self
-            .client
-            .call_tool_with(&tool, args, opts)
-            .await
-            .map_err(|e| tool_error(e, &self.name))?;
+        // Inside a run, a question no recorded answer fits suspends the run.
+        let scope = (self.client.suspends_elicitations() && ctx.run_id().is_some())
+            .then(|| ElicitScope::new(ctx.inputs().to_vec()));
+        let (r, asked) = self.client.call_tool_in(&tool, args, opts, scope).await;
+        if let (Some(q), false) = (asked, ctx.cancellation().is_cancelled()) {
+            // Whatever the server made of `cancel` (a result, an error), the call waits for
+            // the human and runs again.
+            return Err(ToolError::input_required(&self.name, q.to_input_request()));
+        }
+        let r = r.map_err(|e| tool_error(e, &self.name))?;
         let value = result_value(&r);
         if r.is_error == Some(true) {
             let message = match &value {

@@ -261,6 +261,12 @@ impl StepContext {
     ///     }
     /// }
     /// ```
+    ///
+    /// A payload object with a `resume_schema` key (a JSON Schema object) names the schema of
+    /// the data this suspension must be resumed with: [`crate::Engine::resume`] checks the data
+    /// against it, as against the step's own resume schema, and refuses data that breaks it
+    /// ([`crate::EngineError::Schema`], naming the field) before anything is written. A schema
+    /// that does not compile is ignored (with a warning).
     pub fn suspend<T>(&self, payload: impl Serialize) -> Result<T, StepError> {
         let payload = serde_json::to_value(payload)
             .map_err(|e| StepError::fatal(format!("suspend payload is not JSON: {e}")))?;

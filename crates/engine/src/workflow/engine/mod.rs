@@ -32,6 +32,9 @@ pub(crate) use driver::{
 
 use lease::{hostname, owner_is_dead};
 
+/// The key of a suspension payload that names the JSON Schema of its resume data.
+const SUSPENSION_RESUME_SCHEMA: &str = "resume_schema";
+
 /// A run as seen from outside: status, output or error, and what it waits for.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Run {
@@ -921,7 +924,8 @@ impl Engine {
     }
 
     /// Whether `path` of a suspended run may be resumed with `data`: it is suspended, it is
-    /// (or is not, for `gate` false) an approval gate, and `data` satisfies its resume schema.
+    /// (or is not, for `gate` false) an approval gate, and `data` satisfies its resume schema
+    /// and the one its suspension payload names (`resume_schema`, see [`StepContext::suspend`]).
     fn check_resume(
         &self,
         core: &RunCore,
@@ -949,6 +953,17 @@ impl Engine {
         }
         if let Some(schema) = core.resume_schema_for(path) {
             schema.validate(data, &format!("step `{path}`"), "resume data")?;
+        }
+        // A schema the suspension itself names (an agent's answers to its tools' questions).
+        if let Some(doc) = suspension.payload.get(SUSPENSION_RESUME_SCHEMA)
+            && doc.is_object()
+        {
+            match super::schema::Schema::new(doc.clone()) {
+                Ok(schema) => schema.validate(data, &format!("step `{path}`"), "resume data")?,
+                Err(e) => {
+                    tracing::warn!(run = %run_id, %path, error = %e, "the suspension's resume schema does not compile; resume data not checked against it");
+                }
+            }
         }
         Ok(())
     }
