@@ -427,7 +427,8 @@ impl<'a> Room<'a> {
         self.left() == 0
     }
 
-    /// The workflows at their own limit.
+    /// The workflows at their own limit (the Postgres store's claim query excludes them).
+    #[cfg(feature = "postgres")]
     pub(crate) fn full_workflows(&self) -> Vec<String> {
         self.limits
             .per_workflow
