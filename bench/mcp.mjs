@@ -3,10 +3,13 @@
 //   (`echo`), over stdio and over Streamable HTTP on loopback;
 // - Miyabi's client -> server-everything, and Miyabi's client -> Miyabi's server (both transports),
 //   from the Rust benchmark `cargo bench -p miyabi-mcp --bench roundtrip`, run from here.
-// One JSON line per figure, then the ratio TS pair / Miyabi pair over stdio.
+// One JSON line per figure (on Linux also the CPU time per call of the TS client and of
+// server-everything, `_cpu_client` / `_cpu_server`, from /proc/*/task/*/schedstat as the Rust
+// figures), then the ratios TS pair / Miyabi pair over stdio (p50).
 // Run: `node bench/mcp.mjs` (MIYABI_MCP_BENCH_N calls per figure, 2,000 by default;
-// MIYABI_MCP_BENCH_RUST=0 skips the Rust figures).
+// MIYABI_MCP_BENCH_RUST=0 skips the Rust figures; MIYABI_MCP_BENCH_ONLY=stdio the HTTP ones).
 import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -16,20 +19,42 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 const root = new URL('..', import.meta.url).pathname;
 const everything = new URL('../node_modules/@modelcontextprotocol/server-everything/dist/index.js', import.meta.url).pathname;
 const N = Number(process.env.MIYABI_MCP_BENCH_N ?? 2000);
+const stdioOnly = process.env.MIYABI_MCP_BENCH_ONLY === 'stdio';
 const figures = {};
 
-function report(bench, value) {
+function report(bench, value, unit = 'us') {
   figures[bench] = value;
-  console.log(JSON.stringify({ bench, value: Number(value.toFixed(3)), unit: 'us' }));
+  console.log(JSON.stringify({ bench, value: Number(value.toFixed(3)), unit }));
 }
 
-async function measure(name, client) {
+// Nanoseconds on CPU of every thread of process `pid` so far (Linux), or null.
+function cpuNs(pid) {
+  try {
+    let total = 0;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      total += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    return total;
+  } catch {
+    return null;
+  }
+}
+
+async function measure(name, client, serverPid = null) {
   for (let i = 0; i < N / 10; i++) await client.callTool({ name: 'echo', arguments: { message: 'hi' } });
+  const c0 = serverPid && cpuNs(process.pid);
+  const s0 = serverPid && cpuNs(serverPid);
   const times = [];
   for (let i = 0; i < N; i++) {
     const t = process.hrtime.bigint();
     await client.callTool({ name: 'echo', arguments: { message: 'hi' } });
     times.push(Number(process.hrtime.bigint() - t) / 1000);
+  }
+  const c1 = serverPid && cpuNs(process.pid);
+  const s1 = serverPid && cpuNs(serverPid);
+  if (c0 !== null && s0 !== null && c1 !== null && s1 !== null && serverPid) {
+    report(`${name}_cpu_client`, (c1 - c0) / 1000 / N);
+    report(`${name}_cpu_server`, (s1 - s0) / 1000 / N);
   }
   times.sort((a, b) => a - b);
   const at = (q) => times[Math.min(times.length - 1, Math.floor(times.length * q))];
@@ -49,13 +74,14 @@ async function freePort() {
 // TS client -> server-everything, stdio.
 {
   const client = new Client({ name: 'bench', version: '1.0.0' });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args: [everything, 'stdio'], stderr: 'ignore' }));
-  await measure('mcp_ts_to_everything_stdio', client);
+  const transport = new StdioClientTransport({ command: process.execPath, args: [everything, 'stdio'], stderr: 'ignore' });
+  await client.connect(transport);
+  await measure('mcp_ts_to_everything_stdio', client, transport.pid);
   await client.close();
 }
 
 // TS client -> server-everything, Streamable HTTP.
-{
+if (!stdioOnly) {
   const port = await freePort();
   const child = spawn(process.execPath, [everything, 'streamableHttp'], {
     env: { ...process.env, PORT: String(port) },
@@ -87,8 +113,11 @@ if (process.env.MIYABI_MCP_BENCH_RUST !== '0') {
     report(bench, value);
   }
   const ts = figures.mcp_ts_to_everything_stdio_p50;
-  const ours = figures.mcp_miyabi_to_miyabi_stdio_p50;
-  if (ts && ours) {
-    console.log(JSON.stringify({ bench: 'mcp_stdio_p50_ratio_ts_pair_over_miyabi_pair', value: Number((ts / ours).toFixed(2)), unit: 'x' }));
+  for (const [suffix, ours] of [
+    ['', figures.mcp_miyabi_to_miyabi_stdio_p50],
+    ['_task_client', figures.mcp_miyabi_to_miyabi_stdio_task_client_p50],
+    ['_ct_client', figures.mcp_miyabi_to_miyabi_stdio_ct_client_p50],
+  ]) {
+    if (ts && ours) report(`mcp_stdio_p50_ratio_ts_pair_over_miyabi_pair${suffix}`, ts / ours, 'x');
   }
 }

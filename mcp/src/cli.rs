@@ -4,7 +4,11 @@
 //!
 //! `miyabi mcp ...` runs the `miyabi-mcp` program (this crate's binary, found next to `miyabi`
 //! or on PATH) with `--db` passed as `MIYABI_DB`; an application can flatten [`McpArgs`] into
-//! its own command line, set [`McpArgs::db`] and call [`run`].
+//! its own command line, set [`McpArgs::db`] and call [`run`] on the runtime [`runtime`] builds.
+//!
+//! Over stdio the server runs on one thread by default (a current-thread tokio runtime, see
+//! [`runtime`]) and reads and writes its standard streams as non-blocking pipes: a request
+//! crosses no thread on its way in or out (docs/benchmarks.md, "MCP").
 
 use std::net::SocketAddr;
 
@@ -44,6 +48,11 @@ pub struct McpArgs {
     /// A `Host` value allowed besides loopback names (repeatable), when serving beyond loopback.
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_hosts: Vec<String>,
+    /// Worker threads of the async runtime ([`runtime`]): 1 runs everything on the calling
+    /// thread (the default over stdio: the shortest round trip for its one client); more let
+    /// CPU-heavy workflow steps run in parallel (the default over HTTP: one per CPU).
+    #[arg(long, value_name = "N", env = "MIYABI_MCP_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 impl Default for McpArgs {
@@ -55,6 +64,7 @@ impl Default for McpArgs {
             teams: Vec::new(),
             allow_origins: Vec::new(),
             allow_hosts: Vec::new(),
+            threads: None,
         }
     }
 }
@@ -64,6 +74,44 @@ impl McpArgs {
     pub fn identity(&self) -> Approver {
         Approver::new(self.who.as_str()).teams(self.teams.iter().cloned())
     }
+
+    /// The worker threads [`runtime`] starts: [`McpArgs::threads`], else 1 over stdio and one
+    /// per CPU over HTTP.
+    pub fn worker_threads(&self) -> usize {
+        match (self.threads, self.http) {
+            (Some(n), _) => usize::from(n),
+            (None, None) => 1,
+            (None, Some(_)) => std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
+}
+
+/// The tokio runtime to serve `args` on ([`McpArgs::worker_threads`]): a current-thread
+/// runtime for one thread, else a multi-thread runtime. One thread is the default over stdio:
+/// the service loop, the tool call and the pipe I/O then run on the thread that read the
+/// request, where a multi-thread runtime hands each request between threads several times
+/// (tens of microseconds per hop on a busy host).
+///
+/// ```no_run
+/// use miyabi_mcp::cli::{McpArgs, run, runtime};
+/// # fn main() -> Result<(), miyabi_mcp::McpServerError> {
+/// let args = McpArgs::default();
+/// runtime(&args)?.block_on(run(args))
+/// # }
+/// ```
+pub fn runtime(args: &McpArgs) -> Result<tokio::runtime::Runtime, McpServerError> {
+    let threads = args.worker_threads();
+    let built = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    built.map_err(|source| McpServerError::Runtime { threads, source })
 }
 
 /// Opens the engine at `args.db` and serves it (its runs and approvals: the CLI registers no
@@ -78,16 +126,25 @@ pub async fn run(args: McpArgs) -> Result<(), McpServerError> {
 }
 
 /// Serves `server` on the transport `args` choose: stdio until stdin closes, or HTTP until
-/// Ctrl-C. For applications that register workflows, agents and tools before serving.
+/// Ctrl-C. For applications that register workflows, agents and tools before serving (on the
+/// runtime of their choice; [`runtime`] is the one `miyabi mcp` uses).
+///
+/// Over stdio, standard input and output are read and written as non-blocking pipes when they
+/// are pipes (as MCP clients start servers), without tokio's blocking stdio threads; otherwise
+/// (a terminal, a file) through them.
 pub async fn serve(server: McpServer, args: &McpArgs) -> Result<(), McpServerError> {
     match args.http {
         None => {
-            let running = server.serve(rmcp::transport::stdio()).await.map_err(|e| {
-                McpServerError::Transport {
+            let (stdin, stdout) = rmcp::transport::stdio_pipes();
+            let transport =
+                crate::stdio::LineTransport::<rmcp::RoleServer, _, _>::new(stdin, stdout);
+            let running = server
+                .serve(transport)
+                .await
+                .map_err(|e| McpServerError::Transport {
                     transport: "stdio",
                     message: e.to_string(),
-                }
-            })?;
+                })?;
             running
                 .waiting()
                 .await
@@ -146,4 +203,42 @@ pub fn init_logging() {
         )
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        mcp: McpArgs,
+    }
+
+    #[test]
+    fn stdio_serves_on_one_thread_unless_told_otherwise() {
+        let args = Cli::try_parse_from(["miyabi-mcp"]).unwrap().mcp;
+        assert_eq!(args.worker_threads(), 1);
+        assert_eq!(
+            runtime(&args).unwrap().handle().runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::CurrentThread
+        );
+        let args = Cli::try_parse_from(["miyabi-mcp", "--threads", "3"])
+            .unwrap()
+            .mcp;
+        assert_eq!(args.worker_threads(), 3);
+        assert_eq!(
+            runtime(&args).unwrap().handle().runtime_flavor(),
+            tokio::runtime::RuntimeFlavor::MultiThread
+        );
+        let args = Cli::try_parse_from(["miyabi-mcp", "--http"]).unwrap().mcp;
+        assert_eq!(
+            args.worker_threads(),
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
+        assert!(Cli::try_parse_from(["miyabi-mcp", "--threads", "0"]).is_err());
+    }
 }

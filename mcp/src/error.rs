@@ -131,6 +131,15 @@ pub enum McpServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The async runtime could not be started.
+    #[error("could not start the async runtime ({threads} thread(s)): {source}")]
+    Runtime {
+        /// The worker threads asked for.
+        threads: usize,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Serving stopped with an error.
     #[error("MCP {transport} transport failed: {message}")]
     Transport {

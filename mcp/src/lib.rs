@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 mod error;
 pub mod server;
+mod stdio;
 
 pub use client::{
     ApprovalPolicy, CallOptions, ElicitationAnswer, ElicitationHandler, ElicitationRequest,

@@ -2,7 +2,7 @@
 //! Streamable HTTP), as a binary of its own.
 
 use clap::Parser;
-use miyabi_mcp::cli::{McpArgs, init_logging, run};
+use miyabi_mcp::cli::{McpArgs, init_logging, run, runtime};
 
 /// Command line of `miyabi-mcp`.
 #[derive(Parser)]
@@ -19,15 +19,15 @@ struct Cli {
     mcp: McpArgs,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
     let args = McpArgs {
         db: cli.db,
         ..cli.mcp
     };
-    match run(args).await {
+    let served = runtime(&args).and_then(|rt| rt.block_on(run(args)));
+    match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("miyabi-mcp: error: {e}");

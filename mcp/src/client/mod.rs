@@ -481,9 +481,7 @@ impl McpClient {
                     if let Some(dir) = cwd {
                         cmd.current_dir(dir);
                     }
-                    let (proc, _stderr) = rmcp::transport::TokioChildProcess::builder(cmd)
-                        .stderr(std::process::Stdio::inherit())
-                        .spawn()
+                    let proc = crate::stdio::ChildProcess::spawn(cmd)
                         .map_err(|e| fail(format!("cannot start `{command}`: {e}")))?;
                     let tap = ProgressTap {
                         inner: proc,

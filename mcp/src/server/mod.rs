@@ -33,10 +33,10 @@ use miyabi::server::{Identity, Permission};
 use miyabi::{Agent, CommittedWorkflow, Engine, EventKind, RunFilter, RunStatus, Tool};
 use rmcp::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ErrorData, Implementation,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    Implementation, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use serde_json::{Map, Value, json};
@@ -50,10 +50,25 @@ const APPROVALS_DECIDE: &str = "approvals_decide";
 
 struct Inner {
     engine: Engine,
-    agents: Vec<Agent>,
-    tools: Vec<Arc<dyn Tool>>,
+    agents: Vec<ServedAgent>,
+    tools: Vec<ServedTool>,
     identity: Option<Approver>,
     name: String,
+}
+
+/// An agent as served: its tool name and `tools/list` entry, made once when the server is built.
+struct ServedAgent {
+    agent: Agent,
+    name: String,
+    entry: Value,
+}
+
+/// A plain tool as served: its argument schema compiled once (an invalid schema is reported to
+/// each caller, as the tool cannot be called) and its `tools/list` entry.
+struct ServedTool {
+    tool: Arc<dyn Tool>,
+    schema: Result<miyabi::Schema, String>,
+    entry: Value,
 }
 
 /// An MCP server over an engine. Cheap to clone (shared); one value serves every session.
@@ -119,13 +134,47 @@ impl McpServerBuilder {
         self
     }
 
-    /// The server.
+    /// The server. Compiles the plain tools' argument schemas and the `tools/list` entries of
+    /// the agents and plain tools once, here.
     pub fn build(self) -> McpServer {
+        let agents = self
+            .agents
+            .into_iter()
+            .map(|agent| {
+                let name = tool_name("agent", agent.name());
+                let entry = json!({
+                    "name": name,
+                    "description": format!("Asks the Miyabi agent `{}` and returns its answer.", agent.name()),
+                    "inputSchema": {"type": "object", "properties": {"prompt": {"type": "string", "description": "What to ask"}}, "required": ["prompt"]},
+                    "annotations": {"readOnlyHint": false, "openWorldHint": true},
+                });
+                ServedAgent { agent, name, entry }
+            })
+            .collect();
+        let tools = self
+            .tools
+            .into_iter()
+            .map(|tool| {
+                let parameters = tool.parameters();
+                let schema = miyabi::Schema::new(parameters.clone());
+                let entry = json!({
+                    "name": tool.name(),
+                    "description": tool.description(),
+                    "inputSchema": parameters,
+                    "annotations": {"readOnlyHint": false, "destructiveHint": tool.requires_approval()},
+                });
+                ServedTool {
+                    tool,
+                    schema,
+                    entry,
+                }
+            })
+            .collect();
         McpServer {
             inner: Arc::new(Inner {
                 engine: self.engine,
-                agents: self.agents,
-                tools: self.tools,
+                agents,
+                tools,
                 identity: self.identity,
                 name: self.name,
             }),
@@ -172,19 +221,21 @@ fn workflow_schema(wf: &CommittedWorkflow) -> (Value, bool) {
     }
 }
 
+/// A result of one text part (a string as it is, other values as pretty JSON) and optionally
+/// structured content.
 fn text_result(value: &Value, structured: Option<Value>, is_error: bool) -> CallToolResult {
     let text = match value {
         Value::String(s) => s.clone(),
         v => serde_json::to_string_pretty(v).unwrap_or_default(),
     };
-    let mut out = json!({
-        "content": [{"type": "text", "text": text}],
-        "isError": is_error,
-    });
-    if let Some(s) = structured {
-        out["structuredContent"] = s;
-    }
-    serde_json::from_value(out).unwrap_or_else(|_| CallToolResult::success(Vec::new()))
+    let content = vec![ContentBlock::text(text)];
+    let mut out = if is_error {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
+    };
+    out.structured_content = structured;
+    out
 }
 
 fn tool_failure(message: impl Into<String>) -> CallToolResult {
@@ -339,22 +390,9 @@ impl McpServer {
                 "annotations": {"readOnlyHint": false, "destructiveHint": false, "openWorldHint": true},
             }));
         }
-        let unbound = access.may(Permission::Mounted);
-        for a in self.inner.agents.iter().filter(|_| unbound) {
-            out.push(json!({
-                "name": tool_name("agent", a.name()),
-                "description": format!("Asks the Miyabi agent `{}` and returns its answer.", a.name()),
-                "inputSchema": {"type": "object", "properties": {"prompt": {"type": "string", "description": "What to ask"}}, "required": ["prompt"]},
-                "annotations": {"readOnlyHint": false, "openWorldHint": true},
-            }));
-        }
-        for t in self.inner.tools.iter().filter(|_| unbound) {
-            out.push(json!({
-                "name": t.name(),
-                "description": t.description(),
-                "inputSchema": t.parameters(),
-                "annotations": {"readOnlyHint": false, "destructiveHint": t.requires_approval()},
-            }));
+        if access.may(Permission::Mounted) {
+            out.extend(self.inner.agents.iter().map(|a| a.entry.clone()));
+            out.extend(self.inner.tools.iter().map(|t| t.entry.clone()));
         }
         if access.may(Permission::Inbox) {
             out.push(json!({
@@ -392,47 +430,42 @@ impl McpServer {
         ctx: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let access = self.access(ctx);
-        let what = format!("`{name}`");
+        let what = || format!("`{name}`");
         if name == APPROVALS_LIST {
             if !access.may(Permission::Inbox) {
-                return Ok(access.forbidden(&what, Permission::Inbox));
+                return Ok(access.forbidden(&what(), Permission::Inbox));
             }
             return Ok(self.approvals_list(&args, ctx, &access));
         }
         if name == APPROVALS_DECIDE {
             if !access.may(Permission::Decide) {
-                return Ok(access.forbidden(&what, Permission::Decide));
+                return Ok(access.forbidden(&what(), Permission::Decide));
             }
-            return Ok(self.approvals_decide(args, ctx, &access).await);
+            return Ok(Box::pin(self.approvals_decide(args, ctx, &access)).await);
         }
-        // A workflow out of the caller's scope has no tool, as the API answers 404.
-        if let Some(wf) = self
-            .inner
-            .engine
-            .workflows()
-            .into_iter()
-            .find(|w| tool_name("run", w.id()) == name && access.sees(w.id()))
+        // A workflow out of the caller's scope has no tool, as the API answers 404. (Every
+        // workflow tool's name starts with `run_`: other calls skip listing the workflows.)
+        if name.starts_with("run_")
+            && let Some(wf) = self
+                .inner
+                .engine
+                .workflows()
+                .into_iter()
+                .find(|w| tool_name("run", w.id()) == name && access.sees(w.id()))
         {
             if !access.may(Permission::Operate) {
-                return Ok(access.forbidden(&what, Permission::Operate));
+                return Ok(access.forbidden(&what(), Permission::Operate));
             }
-            return Ok(self.run_workflow(&wf, args, ctx).await);
+            // Boxed, as the agent's answer below: the call's future stays small for the other
+            // tools (rmcp moves it into a task per request).
+            return Ok(Box::pin(self.run_workflow(&wf, args, ctx)).await);
         }
-        let unbound = self
-            .inner
-            .agents
-            .iter()
-            .any(|a| tool_name("agent", a.name()) == name)
-            || self.inner.tools.iter().any(|t| t.name() == name);
-        if unbound && !access.may(Permission::Mounted) {
-            return Ok(access.forbidden(&what, Permission::Mounted));
+        let agent = self.inner.agents.iter().find(|a| a.name == name);
+        let tool = self.inner.tools.iter().find(|t| t.tool.name() == name);
+        if (agent.is_some() || tool.is_some()) && !access.may(Permission::Mounted) {
+            return Ok(access.forbidden(&what(), Permission::Mounted));
         }
-        if let Some(agent) = self
-            .inner
-            .agents
-            .iter()
-            .find(|a| tool_name("agent", a.name()) == name)
-        {
+        if let Some(ServedAgent { agent, .. }) = agent {
             let Some(prompt) = object_arg(&args, "prompt") else {
                 return Err(ErrorData::invalid_params(
                     format!("tool `{name}` needs a `prompt` string"),
@@ -440,7 +473,7 @@ impl McpServer {
                 ));
             };
             let answer = tokio::select! {
-                r = agent.generate(miyabi::AgentInput::prompt(prompt)) => r,
+                r = Box::pin(agent.generate(miyabi::AgentInput::prompt(prompt))) => r,
                 () = ctx.ct.cancelled() => return Ok(tool_failure("cancelled")),
             };
             return Ok(match answer {
@@ -456,9 +489,9 @@ impl McpServer {
                 Err(e) => tool_failure(e.to_string()),
             });
         }
-        if let Some(tool) = self.inner.tools.iter().find(|t| t.name() == name) {
+        if let Some(ServedTool { tool, schema, .. }) = tool {
             let args = Value::Object(args);
-            let schema = miyabi::Schema::new(tool.parameters()).map_err(|e| {
+            let schema = schema.as_ref().map_err(|e| {
                 ErrorData::internal_error(format!("tool `{name}` has a bad schema: {e}"), None)
             })?;
             if let Err((pointer, reason)) = schema.check(&args) {
