@@ -1,19 +1,20 @@
 //! A run's events for web clients: followed across suspensions and other processes, as
 //! server-sent events or WebSocket messages.
 
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use bytes::BytesMut;
+
+use super::sse::{SseBody, write_json_event};
 use super::{engine_error, error_response};
 use crate::error::EngineError;
 use crate::workflow::{EventKind, RunEvent};
@@ -124,16 +125,21 @@ async fn follow(
 }
 
 /// One event as an SSE event: `id:` its sequence number, `event:` its type, `data:` its JSON.
-fn sse_event(r: Result<RunEvent, EngineError>) -> Result<Event, Infallible> {
-    Ok(match r {
-        Ok(ev) => Event::default()
-            .id(ev.seq.to_string())
-            .event(ev.type_name())
-            .data(serde_json::to_string(&ev).unwrap_or_else(|_| "{}".into())),
-        Err(e) => Event::default().event("error").data(
-            json!({ "error": { "code": e.code().as_str(), "message": e.to_string() } }).to_string(),
+fn sse_event(r: Result<RunEvent, EngineError>, buf: &mut BytesMut) {
+    match r {
+        Ok(ev) => write_json_event(buf, Some(ev.seq), Some(ev.type_name()), &ev),
+        Err(e) => write_json_event(
+            buf,
+            None,
+            Some("error"),
+            &json!({ "error": { "code": e.code().as_str(), "message": e.to_string() } }),
         ),
-    })
+    }
+}
+
+/// The events as a `text/event-stream` response.
+fn sse_response(events: EventFollower) -> Response {
+    SseBody::new(events, sse_event).into_response()
 }
 
 fn not_found(run_id: &str) -> Response {
@@ -154,9 +160,7 @@ pub fn run_events(engine: &Engine, run_id: &str, last: Option<u64>) -> Response 
         Err(e) => return engine_error(&e.into()),
     }
     let from = last.map_or(1, |l| l.saturating_add(1));
-    Sse::new(follow_events(engine, run_id, from).map(sse_event))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+    sse_response(follow_events(engine, run_id, from))
 }
 
 /// Starts a run of `workflow` with `input` and answers with its events as server-sent events
@@ -167,9 +171,7 @@ pub async fn stream_run(engine: &Engine, workflow: &CommittedWorkflow, input: Va
         Ok(h) => h.id().to_string(),
         Err(e) => return engine_error(&e),
     };
-    let mut res = Sse::new(follow_events(engine, &run, 1).map(sse_event))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
+    let mut res = sse_response(follow_events(engine, &run, 1));
     if let Ok(v) = HeaderValue::from_str(&run) {
         res.headers_mut().insert("x-run-id", v);
     }

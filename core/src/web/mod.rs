@@ -34,6 +34,7 @@
 //! answered twice).
 
 mod events;
+mod sse;
 mod ui;
 
 pub use events::{

@@ -3,19 +3,20 @@
 //! `useChat` and resumes generations waiting for a tool approval.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use bytes::BytesMut;
+
 use super::error_response;
+use super::sse::{SseBody, write_event, write_json_event};
 use crate::agent::{AgentCheckpoint, AgentEvent, AgentStream};
 use crate::error::StoreError;
 use crate::model::{ContentPart, Message, Role, ToolCall, ToolResult};
@@ -506,19 +507,18 @@ fn chunks(
 }
 
 fn sse(chunks: impl Stream<Item = UiChunk> + Send + 'static) -> Response {
-    let events = chunks
-        .map(|c| Event::default().data(serde_json::to_string(&c).unwrap_or_else(|_| "{}".into())))
-        .chain(futures::stream::iter([Event::default().data("[DONE]")]))
-        .map(Ok::<_, Infallible>);
-    let mut res = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
+    // `None` ends the chunks: the protocol's `[DONE]` marker.
+    let items = chunks.map(Some).chain(futures::stream::iter([None]));
+    let mut res = SseBody::new(items, |c: Option<UiChunk>, buf: &mut BytesMut| match c {
+        Some(c) => write_json_event(buf, None, None, &c),
+        None => write_event(buf, None, None, b"[DONE]"),
+    })
+    .into_response();
     let h = res.headers_mut();
     h.insert(
         "x-vercel-ai-ui-message-stream",
         HeaderValue::from_static("v1"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
 }
