@@ -15,7 +15,7 @@ import { createServer } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MiyabiError } from '@miyabi/core';
+import { Engine, MiyabiError } from '@miyabi/core';
 import { issueResolution } from '../packages/code/dist/esm/index.js';
 import { lastJson, tempDir } from './helpers.mjs';
 
@@ -209,6 +209,51 @@ test('issueResolution with an issue file: suspends at the gate, approved from Ty
   );
   pipeline.close();
   await assert.rejects(() => pipeline.get(run.id), (e) => e instanceof MiyabiError && e.code === 'SHUTDOWN');
+});
+
+test("the pipeline's gate is in @miyabi/core's approvals inbox on the same database; decided there, the pipeline's worker finishes the run", async (t) => {
+  const s = setup(t);
+  const pipeline = await issueResolution({
+    repo: s.repo,
+    db: s.db,
+    replay,
+    issueFile: join(s.repo, 'ISSUE.md'),
+    approvers: ['alice'],
+  });
+  t.after(() => pipeline.close());
+  const run = await pipeline.start({ issue: 7 });
+  assert.equal(run.status, 'suspended', run.error ?? '');
+
+  // A plain @miyabi/core engine on the run database (an approvals service, a dashboard's
+  // backend): it has no pipeline workflow, only the gates.
+  const engine = await Engine.open({ store: s.db });
+  t.after(() => engine.close());
+  assert.deepEqual(await engine.approvals.inbox({ id: 'mallory' }), [], 'not an approver: an empty inbox');
+  const inbox = await engine.approvals.inbox({ id: 'alice' });
+  assert.equal(inbox.length, 1);
+  assert.equal(inbox[0].runId, run.id);
+  assert.equal(inbox[0].gate, 'approval');
+  assert.equal(inbox[0].title, 'Open the pull request and deploy?');
+  assert.equal(inbox[0].summary, 'review 93/100; test passed, lint passed, security passed');
+  await assert.rejects(
+    () => engine.approvals.decide(run.id, 'approval', { id: 'mallory' }, { action: 'approve' }),
+    (e) => e instanceof MiyabiError && e.code === 'FORBIDDEN',
+  );
+  const decided = await engine.approvals.decide(run.id, 'approval', { id: 'alice' }, { action: 'approve', comment: 'from the inbox' });
+  assert.equal(decided.status, 'approved');
+
+  // The pipeline's engine (its worker hands decided gates to its runs) finishes the run.
+  let done = await pipeline.get(run.id);
+  for (const until = Date.now() + 120_000; done.status === 'suspended' || done.status === 'running'; ) {
+    assert.ok(Date.now() < until, `the run is still ${done.status} two minutes after the decision`);
+    await new Promise((r) => setTimeout(r, 50));
+    done = await pipeline.get(run.id);
+  }
+  assert.equal(done.status, 'succeeded', done.error ?? '');
+  assert.equal(done.output.deploy.deployed, true);
+  assert.equal(git(s.repo, 'log', '-1', '--format=%s', 'miyabi/issue-7'), TITLE);
+  const audit = await engine.approvals.audit({ runId: run.id });
+  assert.ok(audit.some((a) => a.actor === 'alice' && a.comment === 'from the inbox'), JSON.stringify(audit));
 });
 
 test('issueResolution with GitHub: a run started by one process and left at the gate is approved by another, which opens one draft PR', async (t) => {
