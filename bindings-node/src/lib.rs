@@ -723,6 +723,18 @@ impl NativeEngine {
         runs.into_iter().map(|run| self.driven(run)).collect()
     }
 
+    /// A wait for new work in the store (`work()`'s wait between passes): settles when the
+    /// store reports work (Postgres: `LISTEN`/`NOTIFY`), after `timeout_ms`, or when cancelled.
+    #[napi]
+    pub fn work_wait(&self, timeout_ms: u32) -> NativeWorkWait {
+        NativeWorkWait {
+            engine: self.engine.clone(),
+            timeout: std::time::Duration::from_millis(u64::from(timeout_ms)),
+            cancelled: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            cancel: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
     /// Reads a run (a synchronous store read).
     fn get_run(&self, run_id: &str) -> napi::Result<Option<Run>, String> {
         self.engine.get_sync(run_id).map_err(engine_err)
@@ -1248,5 +1260,42 @@ mod tests {
         }
         let plain = "run `r` not found".to_owned();
         assert_eq!(js_words(plain.clone()), plain);
+    }
+}
+
+/// One wait of `work()` for new work in the store (see `NativeEngine::work_wait`).
+#[napi]
+pub struct NativeWorkWait {
+    engine: Engine,
+    timeout: std::time::Duration,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    cancel: Arc<tokio::sync::Notify>,
+}
+
+#[napi]
+impl NativeWorkWait {
+    /// Settles with true when the store reported new work, false after the timeout or once
+    /// cancelled.
+    #[napi]
+    pub async fn wait(&self) -> bool {
+        let cancel = Arc::clone(&self.cancel);
+        let cancelled = cancel.notified();
+        tokio::pin!(cancelled);
+        cancelled.as_mut().enable();
+        if self.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        tokio::select! {
+            woken = self.engine.wait_for_work(self.timeout) => woken,
+            _ = cancelled => false,
+        }
+    }
+
+    /// Settles the wait now (an aborted worker, a closed engine): no timer outlives it.
+    #[napi]
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.cancel.notify_waiters();
     }
 }

@@ -1095,26 +1095,29 @@ export class Engine {
   /**
    * Works as a worker until `signal` aborts: takes enqueued runs, and runs a dead process left
    * running, of the workflows registered here (within `maxActive` and the concurrency limits)
-   * and drives them, looking again every `pollMs` (default 500). Resolves once aborted; the
-   * runs it took keep running to their end.
+   * and drives them. Between passes it waits for the store to report new work (Postgres:
+   * `LISTEN`/`NOTIFY`, so an enqueued run or a decided gate is taken at once), looking again
+   * every `pollMs` (default 500) as the safety net — on SQLite, the poll. Resolves once
+   * aborted; the runs it took keep running to their end.
    */
   async work(options: { readonly signal?: AbortSignal; readonly pollMs?: number } = {}): Promise<void> {
-    const pollMs = wholeNumber(options.pollMs ?? 500, '`pollMs`', { code: 'INVALID_ARGUMENT', min: 1, unit: 'milliseconds' });
+    const pollMs = wholeNumber(options.pollMs ?? 500, '`pollMs`', { code: 'INVALID_ARGUMENT', min: 1, max: 2 ** 31 - 1, unit: 'milliseconds' });
     const signal = options.signal;
     while (!signal?.aborted) {
       for (const h of await this.recover()) {
         // Nobody here awaits them: their outcome is in the store (and their events).
         void h.result.catch(() => undefined);
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, pollMs);
-        function done(): void {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', done);
-          resolve();
-        }
-        signal?.addEventListener('abort', done, { once: true });
-      });
+      if (signal?.aborted) break;
+      const wait = this.#native.workWait(pollMs);
+      // An abort settles the native wait: no timer outlives the worker.
+      const abort = (): void => wait.cancel();
+      signal?.addEventListener('abort', abort, { once: true });
+      try {
+        await wait.wait();
+      } finally {
+        signal?.removeEventListener('abort', abort);
+      }
     }
   }
 

@@ -10,6 +10,7 @@ export type {
   NativeListFilter,
   NativeSteps,
   NativeStepCall,
+  NativeWorkWait,
   NativeStream,
   NativeModel,
   NativeModelRequest,

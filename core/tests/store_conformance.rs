@@ -1623,6 +1623,42 @@ mod postgres_only {
         let got = vec![first.payload().to_string()];
         assert_eq!(got, vec![format!("run {enqueued}")]);
     }
+
+    #[test]
+    fn wait_for_work_returns_when_another_engine_enqueues() {
+        let Some(url) = pg::url() else { return };
+        let schema = pg::schema("wait_for_work");
+        let open = || {
+            miyabi::PostgresStore::builder(&url)
+                .schema(&schema)
+                .open()
+                .unwrap()
+        };
+        let worker = miyabi::Engine::builder().store(open()).build();
+        let web = miyabi::Engine::builder().store(open()).build();
+        let wf = miyabi::Workflow::new("waited")
+            .step(
+                "a",
+                miyabi::step_fn(|_ctx: miyabi::StepContext, v: Value| async move { Ok(v) }),
+            )
+            .commit()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let hour = std::time::Duration::from_secs(3600);
+            // The listener's first wake-up (it looks once after connecting).
+            assert!(worker.wait_for_work(hour).await);
+            let id = web.enqueue(&wf, serde_json::json!(1)).unwrap();
+            // Woken by the enqueue's NOTIFY, long before the hour.
+            assert!(worker.wait_for_work(hour).await);
+            worker.register(&wf);
+            let taken = worker.recover_external().unwrap();
+            assert_eq!(taken.iter().map(|r| r.id()).collect::<Vec<_>>(), vec![id.as_str()]);
+        });
+    }
 }
 
 /// The limits through engines: [`miyabi::Engine::work`] on two engines sharing one SQLite file
@@ -1690,6 +1726,17 @@ mod limits_in_engines {
             )
             .commit()
             .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_for_work_on_a_store_without_wake_ups_is_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::builder()
+            .store(SqliteStore::open(dir.path().join("runs.db")).unwrap())
+            .build();
+        let before = tokio::time::Instant::now();
+        assert!(!engine.wait_for_work(Duration::from_secs(3600)).await);
+        assert!(before.elapsed() >= Duration::from_secs(3600));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,6 +174,35 @@ impl Engine {
         Ok(cores)
     }
 
+    /// Waits until the store reports new work — an enqueued run, a decided approval gate
+    /// (Postgres: `LISTEN`/`NOTIFY`) — or `timeout` passes; `true` when woken. For a driver that
+    /// takes runs itself with [`Engine::recover_external`] (the Node binding's `work()`), in
+    /// place of a fixed poll; the engine's worker looks at decided gates too when woken. On a
+    /// store that cannot tell (SQLite, memory) it waits for the timeout.
+    ///
+    /// ```no_run
+    /// # async fn f(engine: miyabi_engine::Engine) -> Result<(), miyabi_engine::EngineError> {
+    /// loop {
+    ///     for run in engine.recover_external()? {
+    ///         // drive `run` ...
+    /// #       drop(run);
+    ///     }
+    ///     engine.wait_for_work(std::time::Duration::from_secs(5)).await;
+    /// }
+    /// # }
+    /// ```
+    pub async fn wait_for_work(&self, timeout: Duration) -> bool {
+        let Some(wake) = self.inner.store.wakeups() else {
+            tokio::time::sleep(timeout).await;
+            return false;
+        };
+        let woken = tokio::time::timeout(timeout, wake.notified()).await.is_ok();
+        if woken {
+            self.wake_worker();
+        }
+        woken
+    }
+
     /// Works as one of several worker processes on a shared store: takes over runs that no
     /// engine executes (enqueued with [`Engine::enqueue`], released, or left by a worker whose
     /// lease lapsed or whose process died) for the workflows registered here, and drives them,
