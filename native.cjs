@@ -849,5 +849,6 @@ module.exports.NativeStepCall = nativeBinding.NativeStepCall
 module.exports.NativeSteps = nativeBinding.NativeSteps
 module.exports.NativeStream = nativeBinding.NativeStream
 module.exports.NativeWorkflow = nativeBinding.NativeWorkflow
+module.exports.NativeWorkWait = nativeBinding.NativeWorkWait
 module.exports.compareEvalResults = nativeBinding.compareEvalResults
 module.exports.compileWorkflow = nativeBinding.compileWorkflow

@@ -143,6 +143,11 @@ export declare class NativeEngine {
   suspendedFingerprint(runId: string, path: string): string | null
   /** Claims the runs a dead process left running (registered workflows only). */
   recoverRuns(): Array<NativeRun>
+  /**
+   * A wait for new work in the store (`work()`'s wait between passes): settles when the
+   * store reports work (Postgres: `LISTEN`/`NOTIFY`), after `timeout_ms`, or when cancelled.
+   */
+  workWait(timeoutMs: number): NativeWorkWait
   /** Reads a run (null if there is none). */
   get(runId: string): NativeRunInfo | null
   /** Lists runs, newest first. */
@@ -357,6 +362,17 @@ export declare class NativeWorkflow {
   get fingerprint(): string
   /** The path template (`fix[*]/revise`) of every step whose function is JS, with its handle. */
   stepPaths(): Array<NativeStepPath>
+}
+
+/** One wait of `work()` for new work in the store (see `NativeEngine::work_wait`). */
+export declare class NativeWorkWait {
+  /**
+   * Settles with true when the store reported new work, false after the timeout or once
+   * cancelled.
+   */
+  wait(): Promise<boolean>
+  /** Settles the wait now (an aborted worker, a closed engine): no timer outlives it. */
+  cancel(): void
 }
 
 /**

@@ -103,7 +103,7 @@ async fn three_children_are_isolated_and_the_merge_reports_the_conflict() {
     let steps = engine.store().steps(&run.id).unwrap();
     let mut dirs = Vec::new();
     for id in ["a", "b", "c"] {
-        let rec = steps.iter().find(|s| s.path == id).unwrap();
+        let rec = steps.iter().find(|s| &*s.path == id).unwrap();
         let out = rec.output.as_deref().unwrap();
         assert_eq!(
             out["output"]["mine"], true,

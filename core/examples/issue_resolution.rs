@@ -251,7 +251,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .store()
         .steps(&run_id)?
         .into_iter()
-        .map(|s| s.path)
+        .map(|s| s.path.to_string())
         .collect();
     println!("\nrun {run_id} {}", run.status);
     println!("output: {}", run.output.unwrap_or(Value::Null));
@@ -288,7 +288,7 @@ async fn follow(
             from = event.seq + 1;
             let what = match &event.kind {
                 EventKind::RunStarted { workflow, .. } => workflow.clone(),
-                EventKind::StepStarted { path, attempt: 1 } => path.clone(),
+                EventKind::StepStarted { path, attempt: 1 } => path.to_string(),
                 EventKind::StepStarted { path, attempt } => format!("{path} (attempt {attempt})"),
                 EventKind::StepOutput { path, output } => format!("{path:<21}{}", short(output)),
                 EventKind::StepRetrying {
@@ -301,7 +301,7 @@ async fn follow(
                 }
                 EventKind::StepFailed { path, error } => format!("{path:<21}{error}"),
                 EventKind::StepSuspended { path, .. } | EventKind::RunResumed { path } => {
-                    path.clone()
+                    path.to_string()
                 }
                 EventKind::RunSuspended { paths } => paths.join(", "),
                 EventKind::RunFinished { status, .. } => status.to_string(),

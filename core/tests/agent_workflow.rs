@@ -93,9 +93,9 @@ async fn agent_as_a_step_feeds_the_next_step() {
         })
         .collect();
     assert_eq!(turns.len(), 2, "{events:?}");
-    assert_eq!(turns[0].0, "analyze");
+    assert_eq!(&*turns[0].0, "analyze");
     assert_eq!(turns[0].1["turn"]["usage"]["input_tokens"], 10);
-    assert_eq!(turns[1].0, "implement");
+    assert_eq!(&*turns[1].0, "implement");
 }
 
 #[tokio::test]
@@ -340,7 +340,7 @@ fn crash_workflow(model: Arc<Scripted>, block: Option<Engine>) -> miyabi::Commit
                         // Tell the parent once the agent's output is committed, then wait to be
                         // killed.
                         wait_for_event(&engine, c.run_id(), |k| {
-                            matches!(k, EventKind::StepOutput { path, .. } if path == "analyze")
+                            matches!(k, EventKind::StepOutput { path, .. } if &**path == "analyze")
                         })
                         .await;
                         println!("READY");
@@ -720,7 +720,7 @@ async fn cancelling_a_run_stops_a_waiting_model_call_and_a_running_tool() {
     wait_for_event(
         &engine,
         handle.id(),
-        |k| matches!(k, EventKind::StepStarted { path, .. } if path == "think"),
+        |k| matches!(k, EventKind::StepStarted { path, .. } if &**path == "think"),
     )
     .await;
     let run = engine.cancel(handle.id()).await.unwrap();

@@ -449,7 +449,7 @@ fn records(store: &dyn Store, run: &str) -> BTreeMap<String, Rec> {
                 RecordKind::Sleep => Value::Null,
                 _ => s.output.map_or(Value::Null, |v| (*v).clone()),
             };
-            (s.path, (s.kind, s.status, out))
+            (s.path.to_string(), (s.kind, s.status, out))
         })
         .collect()
 }
@@ -771,7 +771,7 @@ fn interrupted_run(store: &dyn Store) -> String {
         .steps(&run.id)
         .unwrap()
         .into_iter()
-        .map(|s| (s.path.clone(), s))
+        .map(|s| (s.path.to_string(), s))
         .collect();
     assert_eq!(steps["before"].status, StepStatus::Succeeded);
     assert_eq!(steps["charge"].status, StepStatus::Running);
@@ -803,7 +803,7 @@ async fn non_idempotent_fail_is_not_rerun_after_kill() {
         .steps(&run_id)
         .unwrap()
         .into_iter()
-        .find(|s| s.path == "charge")
+        .find(|s| &*s.path == "charge")
         .unwrap();
     assert_eq!(charge.status, StepStatus::Failed);
     assert_eq!(

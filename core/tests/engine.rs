@@ -68,7 +68,9 @@ async fn step_outputs(e: &Engine, run: &str) -> Vec<(String, Value)> {
     let evs: Vec<RunEvent> = e.events(run, 1).map(|e| e.unwrap()).collect().await;
     evs.into_iter()
         .filter_map(|e| match e.kind {
-            EventKind::StepOutput { path, output } => Some((path, Arc::unwrap_or_clone(output))),
+            EventKind::StepOutput { path, output } => {
+                Some((path.to_string(), Arc::unwrap_or_clone(output)))
+            }
             _ => None,
         })
         .collect()
@@ -367,7 +369,7 @@ async fn sleep_map_and_nested_workflows() {
         // times, so how much virtual time the wait took depends on the real time the run
         // spent before it: the record, not the elapsed time, shows the 20 ms.
         let steps = e.store().steps(&run.id).unwrap();
-        let ended = |p: &str| steps.iter().find(|s| s.path == p).unwrap();
+        let ended = |p: &str| steps.iter().find(|s| &*s.path == p).unwrap();
         let wake = ended("pause").output.as_ref().unwrap()["wake_at"]
             .as_i64()
             .unwrap();
@@ -748,7 +750,7 @@ async fn events_replay_from_any_sequence_number_and_stream_live() {
             "gapless: {evs:?}"
         );
         assert_eq!(evs.last().unwrap().type_name(), "run-finished");
-        assert!(evs.iter().any(|e| matches!(&e.kind, EventKind::Custom { name, data, path } if name == "progress" && data["pct"] == 50 && path == "first")));
+        assert!(evs.iter().any(|e| matches!(&e.kind, EventKind::Custom { name, data, path } if name == "progress" && data["pct"] == 50 && &**path == "first")));
         let run = h.wait().await.unwrap();
         let later: Vec<RunEvent> = e.events(&run.id, 4).map(|e| e.unwrap()).collect().await;
         assert_eq!(later.first().unwrap().seq, 4);
@@ -1213,7 +1215,7 @@ async fn records_are_committed_before_the_run_waits_for_anything() {
                 let mut seen: Vec<String> = steps
                     .into_iter()
                     .filter(|s| s.status == StepStatus::Succeeded)
-                    .map(|s| s.path)
+                    .map(|s| s.path.to_string())
                     .collect();
                 seen.sort();
                 let run = other.run(ctx.run_id()).unwrap().map(|r| r.status);
@@ -1466,7 +1468,7 @@ async fn a_failed_run_is_retried_from_its_failed_step_in_another_engine() {
 
         // The step's record is the new attempt's; the log keeps the failure, then the retry.
         let steps = other.store().steps(&run.id).unwrap();
-        let call = steps.iter().find(|s| s.path == "call").unwrap();
+        let call = steps.iter().find(|s| &*s.path == "call").unwrap();
         assert_eq!((call.status, call.attempt), (StepStatus::Succeeded, 1));
         let events: Vec<RunEvent> = other.events(&run.id, 1).map(|e| e.unwrap()).collect().await;
         let kinds: Vec<&str> = events.iter().map(|e| e.type_name()).collect();

@@ -103,7 +103,7 @@ async fn a_durable_eval_gives_the_same_results_and_is_stored() {
         .filter(|s| s.path.starts_with("samples["))
         .count();
     assert_eq!(sample_records, CASES);
-    let rec = steps.iter().find(|s| s.path == "samples[3]").unwrap();
+    let rec = steps.iter().find(|s| &*s.path == "samples[3]").unwrap();
     let out = rec.output.as_ref().unwrap();
     assert_eq!(out["case_id"], "c3");
     assert_eq!(out["scores"]["exact"]["value"], 1.0);

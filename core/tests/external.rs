@@ -174,7 +174,7 @@ async fn an_external_driver_runs_every_construct_and_suspends() {
         .map(|e| e.unwrap())
         .collect();
     let native = evs.iter().find_map(|e| match &e.kind {
-        EventKind::StepOutput { path, output } if path == "native" => Some((**output).clone()),
+        EventKind::StepOutput { path, output } if &**path == "native" => Some((**output).clone()),
         _ => None,
     });
     assert_eq!(native, Some(json!({"native": {"n": 601}})));

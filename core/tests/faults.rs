@@ -107,7 +107,7 @@ fn committed_steps(store: &dyn Store, run: &str) -> BTreeMap<String, usize> {
         .unwrap()
         .into_iter()
         .filter(|s| s.kind == RecordKind::Step && s.status == StepStatus::Succeeded)
-        .map(|s| (s.path, 1))
+        .map(|s| (s.path.to_string(), 1))
         .collect()
 }
 
@@ -122,7 +122,7 @@ fn records(store: &dyn Store, run: &str) -> BTreeMap<String, (RecordKind, StepSt
                 RecordKind::Sleep => Value::Null,
                 _ => s.output.map_or(Value::Null, |v| (*v).clone()),
             };
-            (s.path, (s.kind, s.status, out))
+            (s.path.to_string(), (s.kind, s.status, out))
         })
         .collect()
 }

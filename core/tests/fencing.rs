@@ -13,7 +13,7 @@ use std::sync::Arc;
 async fn wait_for_event(engine: &Engine, run: &str, path: &str) {
     let mut events = std::pin::pin!(engine.events(run, 1));
     while let Some(e) = events.next().await {
-        if matches!(&e.unwrap().kind, EventKind::StepStarted { path: p, .. } if p == path) {
+        if matches!(&e.unwrap().kind, EventKind::StepStarted { path: p, .. } if &**p == path) {
             return;
         }
     }
@@ -62,7 +62,7 @@ async fn a_run_taken_over_by_another_engine_refuses_the_old_owners_writes() {
     assert!(
         steps
             .iter()
-            .all(|s| s.status != StepStatus::Succeeded && s.path != "second"),
+            .all(|s| s.status != StepStatus::Succeeded && &*s.path != "second"),
         "{steps:?}"
     );
     let row = engine.store().run(&id).unwrap().unwrap();

@@ -78,14 +78,14 @@ async fn a_sleep_of_duration_max_waits_until_cancelled() {
     let mut steps = Vec::new();
     for _ in 0..5000 {
         steps = engine.store().steps(&id).unwrap();
-        if steps.iter().any(|s| s.path == "nap") {
+        if steps.iter().any(|s| &*s.path == "nap") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let nap = steps
         .iter()
-        .find(|s| s.path == "nap")
+        .find(|s| &*s.path == "nap")
         .expect("sleep record");
     assert_eq!(nap.output.as_deref(), Some(&json!({ "wake_at": i64::MAX })));
     let cancelled = engine.cancel(&id).await.unwrap();

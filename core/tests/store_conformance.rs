@@ -1656,7 +1656,10 @@ mod postgres_only {
             assert!(worker.wait_for_work(hour).await);
             worker.register(&wf);
             let taken = worker.recover_external().unwrap();
-            assert_eq!(taken.iter().map(|r| r.id()).collect::<Vec<_>>(), vec![id.as_str()]);
+            assert_eq!(
+                taken.iter().map(|r| r.id()).collect::<Vec<_>>(),
+                vec![id.as_str()]
+            );
         });
     }
 }

@@ -919,7 +919,7 @@ fn line(kind: &EventKind) -> Option<String> {
         EventKind::StepStarted { path, attempt } if *attempt > 1 => {
             format!("{path} (attempt {attempt})")
         }
-        EventKind::StepStarted { path, .. } => path.clone(),
+        EventKind::StepStarted { path, .. } => path.to_string(),
         EventKind::StepOutput { path, output } => format!("{path:<30}{}", short(output)),
         EventKind::StepFailed { path, error } => format!("{path:<30}{error}"),
         EventKind::Custom { path, name, data } if name == "agent-turn" => {

@@ -911,7 +911,7 @@ fn print_run(run: &Run, steps: &[StepRecord]) {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                vec![s.path.clone(), kind, status, s.attempt.to_string()]
+                vec![s.path.to_string(), kind, status, s.attempt.to_string()]
             })
             .collect();
         table(&["PATH", "KIND", "STATUS", "ATTEMPT"], &rows);

@@ -17,7 +17,7 @@ struct ByPath(StepRecord);
 
 impl std::hash::Hash for ByPath {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        self.0.path.as_str().hash(h);
+        (*self.0.path).hash(h);
     }
 }
 

@@ -246,8 +246,9 @@ impl StepStatus {
 /// One stored step path of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
-    /// The path inside the run (`analyze`, `checks/lint`, `fix[2]`, `each[7]/summarize`).
-    pub path: String,
+    /// The path inside the run (`analyze`, `checks/lint`, `fix[2]`, `each[7]/summarize`),
+    /// shared with the run's events about it.
+    pub path: Arc<str>,
     /// What the record stands for.
     pub kind: RecordKind,
     /// Where it stands.

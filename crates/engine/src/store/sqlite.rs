@@ -853,7 +853,7 @@ impl Store for SqliteStore {
                         resume: self.decode_json(&place, resume)?,
                         attempt,
                         updated_at,
-                        path,
+                        path: path.into(),
                     })
                 },
             )

@@ -203,7 +203,7 @@ impl RunCore {
         if failed.is_empty() {
             return Ok(None);
         }
-        let paths: Vec<String> = failed.into_iter().map(|s| s.path).collect();
+        let paths: Vec<String> = failed.into_iter().map(|s| s.path.to_string()).collect();
         let state = store.state(&record.id)?;
         let next_seq = store.last_seq(&record.id)? + 1;
         let now = clock.now_ms();
@@ -475,6 +475,7 @@ impl RunCore {
 
     /// Adds a custom event to the pending batch (committed with the next flush).
     pub(crate) fn custom_pending(&mut self, path: String, name: String, data: Value) {
+        let path = path.into();
         self.stamp(EventKind::Custom { path, name, data }, self.clock.now_ms());
     }
 
@@ -485,6 +486,7 @@ impl RunCore {
         name: String,
         data: Value,
     ) -> Result<(), EngineError> {
+        let path = path.into();
         self.stamp(EventKind::Custom { path, name, data }, self.clock.now_ms());
         self.flush()
     }

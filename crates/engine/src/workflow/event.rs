@@ -71,36 +71,36 @@ pub enum EventKind {
     },
     /// A step began an attempt.
     StepStarted {
-        /// Step path.
-        path: String,
+        /// Step path (shared with the step's record and the run's other events).
+        path: Arc<str>,
         /// Attempt number, from 1.
         attempt: u32,
     },
     /// A step's output was committed.
     StepOutput {
-        /// Step path.
-        path: String,
+        /// Step path (shared with the step's record and the run's other events).
+        path: Arc<str>,
         /// The output (shared with the step's record: cloning an event copies no output).
         output: Arc<Value>,
     },
     /// A step suspended the run at its path.
     StepSuspended {
-        /// Step path.
-        path: String,
+        /// Step path (shared with the step's record and the run's other events).
+        path: Arc<str>,
         /// What the step asks for.
         payload: Value,
     },
     /// A step failed for good.
     StepFailed {
-        /// Step path.
-        path: String,
+        /// Step path (shared with the step's record and the run's other events).
+        path: Arc<str>,
         /// The failure.
         error: String,
     },
     /// A step failed and will be retried.
     StepRetrying {
-        /// Step path.
-        path: String,
+        /// Step path (shared with the step's record and the run's other events).
+        path: Arc<str>,
         /// The attempt that will run next.
         attempt: u32,
         /// Delay before it, in milliseconds.
@@ -111,7 +111,7 @@ pub enum EventKind {
     /// Resume data was given to a suspended path.
     RunResumed {
         /// The resumed path.
-        path: String,
+        path: Arc<str>,
     },
     /// The run is waiting for resume at these paths.
     RunSuspended {
@@ -136,7 +136,7 @@ pub enum EventKind {
     /// A custom event emitted by a step with [`crate::StepContext::emit`].
     Custom {
         /// The emitting step's path.
-        path: String,
+        path: Arc<str>,
         /// Event name.
         name: String,
         /// Event data.

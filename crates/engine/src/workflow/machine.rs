@@ -301,14 +301,14 @@ impl<V> PathMap<V> {
 pub(crate) struct Machine {
     graph: Arc<Graph>,
     root: Option<Frame>,
-    records: HashMap<String, StepRecord>,
+    records: HashMap<Arc<str>, StepRecord>,
     /// Outputs of steps completed by this machine, not yet taken by their frame (their
     /// records went to `writes` only: a live run needs no second copy).
     done: PathMap<Value>,
     issued: PathMap<Issued>,
     /// Paths of the stored records (those the machine was built with) not yet met by a
     /// frame: empty for a fresh run, and empty again once a replay has met every record.
-    unseen: HashSet<String>,
+    unseen: HashSet<Arc<str>>,
     actions: Vec<Action>,
     writes: Vec<StepRecord>,
     events: Vec<EventKind>,
@@ -431,10 +431,10 @@ impl Machine {
     /// named where the definition departs: the first action this poll issued for a path
     /// without a record, or else the first record left over.
     fn check_unreached(&mut self, first_action: usize) {
-        let mut left: Vec<&String> = self
+        let mut left: Vec<&Arc<str>> = self
             .unseen
             .iter()
-            .filter(|p| !self.issued.contains_key(p.as_str()))
+            .filter(|p| !self.issued.contains_key(p))
             .collect();
         if left.is_empty() {
             return;
@@ -455,7 +455,7 @@ impl Machine {
                 ),
             ),
             None => (
-                left[0].clone(),
+                left[0].to_string(),
                 "a stored record that the definition does not produce".to_string(),
             ),
         });
@@ -510,14 +510,14 @@ impl Machine {
         rec.updated_at = now;
         let rec = rec.clone();
         self.events.push(EventKind::RunResumed {
-            path: path.to_string(),
+            path: Arc::clone(&rec.path),
         });
         Some(rec)
     }
 
     fn put(&mut self, rec: StepRecord) {
         if !self.unseen.is_empty() {
-            self.unseen.remove(&rec.path);
+            self.unseen.remove(&*rec.path);
         }
         self.writes.push(rec.clone());
         self.records.insert(rec.path.clone(), rec);
@@ -586,8 +586,13 @@ impl Machine {
     }
 
     fn new_record(&self, path: &str, kind: RecordKind, status: StepStatus) -> StepRecord {
+        self.new_record_at(Arc::from(path), kind, status)
+    }
+
+    /// [`Machine::new_record`] with the path already shared (no copy of it).
+    fn new_record_at(&self, path: Arc<str>, kind: RecordKind, status: StepStatus) -> StepRecord {
         StepRecord {
-            path: path.to_string(),
+            path,
             kind,
             status,
             output: None,
@@ -600,12 +605,13 @@ impl Machine {
     }
 
     fn fail_record(&mut self, path: &str, kind: RecordKind, attempt: u32, error: String) -> Poll {
-        let mut r = self.new_record(path, kind, StepStatus::Failed);
+        let path: Arc<str> = Arc::from(path);
+        let mut r = self.new_record_at(Arc::clone(&path), kind, StepStatus::Failed);
         r.error = Some(error.clone());
         r.attempt = attempt;
         self.put(r);
         self.events.push(EventKind::StepFailed {
-            path: path.to_string(),
+            path,
             error: error.clone(),
         });
         Poll::fail(error)
@@ -750,14 +756,14 @@ impl Machine {
         );
         if let Some(on) = def.non_idempotent {
             // Record the start before running, so a crash before the commit is detectable.
-            let mut r = self.new_record(path, RecordKind::Step, StepStatus::Running);
+            let mut r = self.new_record_at(Arc::clone(path), RecordKind::Step, StepStatus::Running);
             r.attempt = attempt;
             r.payload = Some(json!({ "on_interrupt": format!("{on:?}") }));
             r.resume.clone_from(&resume);
             self.put(r);
         }
         self.events.push(EventKind::StepStarted {
-            path: String::from(&**path),
+            path: Arc::clone(path),
             attempt,
         });
         self.actions.push(Action::Run {
@@ -878,7 +884,7 @@ impl Machine {
                 r.payload = Some(payload.clone());
                 self.put(r);
                 self.events.push(EventKind::StepSuspended {
-                    path: String::from(&*s.path),
+                    path: Arc::clone(&s.path),
                     payload,
                 });
                 self.suspended.push(String::from(&*s.path));
@@ -1277,7 +1283,11 @@ impl Machine {
                         // One copy of the output for the store, shared by its record and its
                         // event; the value itself goes on to the next step.
                         let shared = Arc::new(v.clone());
-                        let mut r = self.new_record(path, RecordKind::Step, StepStatus::Succeeded);
+                        let mut r = self.new_record_at(
+                            Arc::clone(&key),
+                            RecordKind::Step,
+                            StepStatus::Succeeded,
+                        );
                         r.attempt = iss.attempt;
                         r.output = Some(Arc::clone(&shared));
                         if !self.unseen.is_empty() {
@@ -1290,20 +1300,23 @@ impl Machine {
                         }
                         self.writes.push(r);
                         self.events.push(EventKind::StepOutput {
-                            path: path.to_string(),
+                            path: Arc::clone(&key),
                             output: shared,
                         });
                         self.done.insert(key, v);
                     }
                     Err(e) => match e.kind {
                         StepErrorKind::Suspend(payload) => {
-                            let mut r =
-                                self.new_record(path, RecordKind::Step, StepStatus::Suspended);
+                            let mut r = self.new_record_at(
+                                Arc::clone(&key),
+                                RecordKind::Step,
+                                StepStatus::Suspended,
+                            );
                             r.attempt = iss.attempt;
                             r.payload = Some(payload.clone());
                             self.put(r);
                             self.events.push(EventKind::StepSuspended {
-                                path: path.to_string(),
+                                path: Arc::clone(&key),
                                 payload,
                             });
                         }
@@ -1311,7 +1324,7 @@ impl Machine {
                             let next = iss.attempt + 1;
                             let delay = def.retry.delay_before(next);
                             self.events.push(EventKind::StepRetrying {
-                                path: path.to_string(),
+                                path: Arc::clone(&key),
                                 attempt: next,
                                 delay_ms: delay.as_millis() as u64,
                                 error: msg,

@@ -75,7 +75,7 @@ impl Harness {
         let graph = Arc::clone(&wf.graph);
         let store = records
             .iter()
-            .map(|r| (r.path.clone(), r.clone()))
+            .map(|r| (r.path.to_string(), r.clone()))
             .collect();
         let m = Machine::new(
             Arc::clone(&graph),
@@ -134,7 +134,7 @@ impl Harness {
         let mut recs = Vec::new();
         self.m.drain_records(&mut recs);
         for r in recs {
-            self.store.insert(r.path.clone(), r);
+            self.store.insert(r.path.to_string(), r);
         }
         self.events.extend(self.m.drain_events());
     }
@@ -229,7 +229,7 @@ impl Harness {
         let Some(rec) = rec else {
             panic!("`{path}` is not suspended")
         };
-        self.store.insert(rec.path.clone(), rec);
+        self.store.insert(rec.path.to_string(), rec);
         self.commit();
     }
 }
@@ -1062,8 +1062,8 @@ fn a_stray_running_record_of_an_idempotent_step_runs_it_again() {
     let mut h = Harness::fresh(&wf, json!({}));
     succeeded(h.drive(&mut counting));
     let mut records = h.records();
-    records.retain(|r| r.path != "c");
-    let b = records.iter_mut().find(|r| r.path == "b").unwrap();
+    records.retain(|r| &*r.path != "c");
+    let b = records.iter_mut().find(|r| &*r.path == "b").unwrap();
     b.status = StepStatus::Running;
     b.output = None;
     let mut h = Harness::replay(&wf, json!({}), records);
@@ -1445,7 +1445,7 @@ fn golden_histories_replay_to_their_recorded_result_and_issue_nothing() {
 /// The golden `steps` history, cut after its step `b` (a run that crashed while `c` ran).
 fn steps_until_b() -> Vec<StepRecord> {
     let (_, g) = golden_case("steps");
-    g.records.into_iter().filter(|r| r.path != "c").collect()
+    g.records.into_iter().filter(|r| &*r.path != "c").collect()
 }
 
 #[test]
@@ -1576,7 +1576,7 @@ fn a_branch_arm_removed_from_the_definition_diverges_at_the_branch() {
 
 fn with(records: &[StepRecord], path: &str, f: impl FnOnce(&mut StepRecord)) -> Vec<StepRecord> {
     let mut out = records.to_vec();
-    let Some(r) = out.iter_mut().find(|r| r.path == path) else {
+    let Some(r) = out.iter_mut().find(|r| &*r.path == path) else {
         panic!("no record `{path}`")
     };
     f(r);
@@ -1589,7 +1589,7 @@ fn a_changed_branch_choice_diverges_at_the_arm_the_history_did_not_take() {
     assert_eq!(
         g.records
             .iter()
-            .find(|r| r.path == "b")
+            .find(|r| &*r.path == "b")
             .unwrap()
             .output
             .as_deref(),
@@ -1632,7 +1632,7 @@ fn a_changed_loop_decision_diverges_where_the_loop_ends_early() {
         "a stored record that the definition does not produce"
     );
     // Had the run crashed before `z`, the replay would stop where it wants to run `z`.
-    let cut: Vec<StepRecord> = stop.into_iter().filter(|r| r.path != "z").collect();
+    let cut: Vec<StepRecord> = stop.into_iter().filter(|r| &*r.path != "z").collect();
     let (path, detail) = diverges(&wf, g.input, cut);
     assert_eq!(path, "z");
     assert!(
@@ -1680,7 +1680,7 @@ fn an_inserted_record_diverges_at_its_path() {
 fn a_history_out_of_order_diverges_at_the_first_missing_record() {
     // `c` is recorded but `b` is not: the history claims `c` ran before `b` finished.
     let (wf, g) = golden_case("steps");
-    let out_of_order: Vec<StepRecord> = g.records.into_iter().filter(|r| r.path != "b").collect();
+    let out_of_order: Vec<StepRecord> = g.records.into_iter().filter(|r| &*r.path != "b").collect();
     let (path, detail) = diverges(&wf, g.input, out_of_order);
     assert_eq!(path, "b");
     assert!(detail.contains("go on with `c`"), "{detail}");
@@ -1695,7 +1695,7 @@ fn swapped_record_kinds_diverge_at_the_first_one() {
         .iter()
         .cloned()
         .map(|mut r| {
-            r.path = match r.path.as_str() {
+            r.path = match &*r.path {
                 "a" => "m".into(),
                 "m" => "a".into(),
                 p => p.into(),
@@ -1747,8 +1747,8 @@ fn corrupt(case: &str, path: &str, f: impl FnOnce(&mut StepRecord)) -> (String, 
 fn a_running_sleep_record_without_wake_at_is_a_divergence() {
     let (wf, g) = golden_case("sleep");
     // The history of a run that crashed while it slept.
-    let mut records: Vec<StepRecord> = g.records.into_iter().filter(|r| r.path != "b").collect();
-    let nap = records.iter_mut().find(|r| r.path == "nap").unwrap();
+    let mut records: Vec<StepRecord> = g.records.into_iter().filter(|r| &*r.path != "b").collect();
+    let nap = records.iter_mut().find(|r| &*r.path == "nap").unwrap();
     nap.status = StepStatus::Running;
     let good = replay_once(&wf, g.input.clone(), records.clone());
     assert_eq!(good.pending.len(), 1, "{:?}", good.trace);

@@ -370,12 +370,12 @@ fn write_batch(
                 .steps
                 .iter()
                 .rev()
-                .filter(|s| seen.insert(s.path.as_str()))
+                .filter(|s| seen.insert(&*s.path))
                 .collect();
             v.reverse();
             v
         };
-        let paths: Vec<&str> = steps.iter().map(|s| s.path.as_str()).collect();
+        let paths: Vec<&str> = steps.iter().map(|s| &*s.path).collect();
         let kinds: Vec<&str> = steps.iter().map(|s| s.kind.as_str()).collect();
         let statuses: Vec<&str> = steps.iter().map(|s| s.status.as_str()).collect();
         let outputs: Vec<Option<String>> = steps
@@ -914,7 +914,7 @@ impl Store for PostgresStore {
                     attempt: u32::try_from(attempt)
                         .map_err(|_| bad("attempt", &attempt.to_string()))?,
                     updated_at: r.try_get(8).map_err(d)?,
-                    path,
+                    path: path.into(),
                 })
             })
             .collect()

@@ -742,7 +742,7 @@ impl Engine {
                         .as_ref()
                         .is_some_and(crate::approval::is_gate_payload)
             })
-            .map(|s| s.path.as_str())
+            .map(|s| &*s.path)
             .collect();
         if let (false, Some(gates)) = (waiting.is_empty(), self.inner.store.gates()) {
             let closed: Vec<String> = gates
@@ -1125,7 +1125,7 @@ impl Engine {
                 .into_iter()
                 .filter(|s| s.status == crate::store::StepStatus::Suspended && s.resume.is_none())
                 .map(|s| Suspension {
-                    path: s.path,
+                    path: s.path.to_string(),
                     payload: s.payload.unwrap_or(Value::Null),
                 })
                 .collect();
