@@ -254,11 +254,70 @@ export function uiMessageStreamToSSE(stream: ReadableStream<UIMessageChunk>): Re
   );
 }
 
+/** What a `setImmediate` race answers when the next chunk was not ready within the turn. */
+const NOT_READY = Symbol('not ready');
+
+/** The most UTF-16 units one write of {@link sseBody} gathers. */
+const WRITE_CAP = 16 * 1024;
+
+/**
+ * The UI message stream as server-sent events, as `uiMessageStreamToSSE(toUIMessageStream(…))`
+ * writes them, but every chunk that is ready within one turn of the event loop goes out in one
+ * write: a fast model's deltas cost one stream read and one socket write per batch, not per
+ * chunk, and a chunk that comes alone (the first token) is written as soon as it exists.
+ */
+function sseBody(source: UIStreamSource, options: UIMessageStreamOptions): ReadableStream<Uint8Array> {
+  const it = uiMessageChunks(source, options);
+  if (options.signal !== undefined) {
+    if (options.signal.aborted) source.cancel();
+    else options.signal.addEventListener('abort', () => source.cancel(), { once: true });
+  }
+  let pending: Promise<IteratorResult<UIMessageChunk>> | undefined;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      let out = '';
+      let ended = false;
+      try {
+        // The first chunk of a write is waited for, however long the model takes.
+        let r = await (pending ?? it.next());
+        pending = undefined;
+        const turn = new Promise<typeof NOT_READY>((resolve) => setImmediate(resolve, NOT_READY));
+        for (;;) {
+          if (r.done === true) {
+            ended = true;
+            break;
+          }
+          out += `data: ${JSON.stringify(r.value)}\n\n`;
+          if (out.length >= WRITE_CAP) break;
+          const next = it.next();
+          const ready = await Promise.race([next, turn]);
+          if (ready === NOT_READY) {
+            pending = next;
+            break;
+          }
+          r = ready;
+        }
+      } catch (e) {
+        const error = e instanceof Error ? e : new Error(String(e));
+        out += `data: ${JSON.stringify({ type: 'error', errorText: options.onError?.(error) ?? error.message })}\n\n`;
+        ended = true;
+      }
+      if (ended) out += 'data: [DONE]\n\n';
+      if (out !== '') controller.enqueue(encoder.encode(out));
+      if (ended) controller.close();
+    },
+    cancel() {
+      source.cancel();
+      void it.return(undefined);
+    },
+  });
+}
+
 /** A `Response` streaming the UI message stream (for Next.js route handlers and fetch-style servers). */
 export function toUIMessageStreamResponse(source: UIStreamSource, options: UIMessageStreamOptions & ResponseInit = {}): Response {
   const headers = new Headers(UI_MESSAGE_STREAM_HEADERS);
   new Headers(options.headers).forEach((v, k) => headers.set(k, v));
-  return new Response(uiMessageStreamToSSE(toUIMessageStream(source, options)), {
+  return new Response(sseBody(source, options), {
     status: options.status ?? 200,
     statusText: options.statusText ?? '',
     headers,
