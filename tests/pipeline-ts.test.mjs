@@ -134,8 +134,8 @@ function node(script, env, started = () => {}) {
   });
 }
 
-test('issueResolution with an issue file: suspends at the gate, approved from TypeScript it commits the fix on the branch and deploys', async (t) => {
-  const s = setup(t);
+/** The pipeline on the demo repository's issue file (no GitHub), approved by alice; closed after `t`. */
+async function localPipeline(t, s) {
   const pipeline = await issueResolution({
     repo: s.repo,
     db: s.db,
@@ -144,6 +144,12 @@ test('issueResolution with an issue file: suspends at the gate, approved from Ty
     approvers: ['alice'],
   });
   t.after(() => pipeline.close());
+  return pipeline;
+}
+
+test('issueResolution with an issue file: suspends at the gate, approved from TypeScript it commits the fix on the branch and deploys', async (t) => {
+  const s = setup(t);
+  const pipeline = await localPipeline(t, s);
   assert.deepEqual(pipeline.approvers, ['alice']);
 
   const run = await pipeline.start({ issue: 7 });
@@ -213,14 +219,7 @@ test('issueResolution with an issue file: suspends at the gate, approved from Ty
 
 test("the pipeline's gate is in @miyabi/core's approvals inbox on the same database; decided there, the pipeline's worker finishes the run", async (t) => {
   const s = setup(t);
-  const pipeline = await issueResolution({
-    repo: s.repo,
-    db: s.db,
-    replay,
-    issueFile: join(s.repo, 'ISSUE.md'),
-    approvers: ['alice'],
-  });
-  t.after(() => pipeline.close());
+  const pipeline = await localPipeline(t, s);
   const run = await pipeline.start({ issue: 7 });
   assert.equal(run.status, 'suspended', run.error ?? '');
 

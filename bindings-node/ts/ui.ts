@@ -212,13 +212,23 @@ export async function* uiMessageChunks(source: UIStreamSource, options: UIMessag
   yield finishReason === undefined ? { type: 'finish' } : { type: 'finish', finishReason };
 }
 
+/** The `error` chunk for a failure of the stream itself (the text from `options.onError`). */
+function errorChunk(e: unknown, options: UIMessageStreamOptions): UIMessageChunk {
+  const error = e instanceof Error ? e : new Error(String(e));
+  return { type: 'error', errorText: options.onError?.(error) ?? error.message };
+}
+
+/** Stops the generation when `signal` aborts (at once if it already has). */
+function cancelOnAbort(source: UIStreamSource, signal: AbortSignal | undefined): void {
+  if (signal === undefined) return;
+  if (signal.aborted) source.cancel();
+  else signal.addEventListener('abort', () => source.cancel(), { once: true });
+}
+
 /** The UI message stream as a Web `ReadableStream` of chunks (objects). Cancelling it stops the generation. */
 export function toUIMessageStream(source: UIStreamSource, options: UIMessageStreamOptions = {}): ReadableStream<UIMessageChunk> {
   const it = uiMessageChunks(source, options);
-  if (options.signal !== undefined) {
-    if (options.signal.aborted) source.cancel();
-    else options.signal.addEventListener('abort', () => source.cancel(), { once: true });
-  }
+  cancelOnAbort(source, options.signal);
   return new ReadableStream<UIMessageChunk>({
     async pull(controller) {
       try {
@@ -226,8 +236,7 @@ export function toUIMessageStream(source: UIStreamSource, options: UIMessageStre
         if (r.done === true) controller.close();
         else controller.enqueue(r.value);
       } catch (e) {
-        const error = e instanceof Error ? e : new Error(String(e));
-        controller.enqueue({ type: 'error', errorText: options.onError?.(error) ?? error.message });
+        controller.enqueue(errorChunk(e, options));
         controller.close();
       }
     },
@@ -268,10 +277,7 @@ const WRITE_CAP = 16 * 1024;
  */
 function sseBody(source: UIStreamSource, options: UIMessageStreamOptions): ReadableStream<Uint8Array> {
   const it = uiMessageChunks(source, options);
-  if (options.signal !== undefined) {
-    if (options.signal.aborted) source.cancel();
-    else options.signal.addEventListener('abort', () => source.cancel(), { once: true });
-  }
+  cancelOnAbort(source, options.signal);
   let pending: Promise<IteratorResult<UIMessageChunk>> | undefined;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -298,8 +304,7 @@ function sseBody(source: UIStreamSource, options: UIMessageStreamOptions): Reada
           r = ready;
         }
       } catch (e) {
-        const error = e instanceof Error ? e : new Error(String(e));
-        out += `data: ${JSON.stringify({ type: 'error', errorText: options.onError?.(error) ?? error.message })}\n\n`;
+        out += `data: ${JSON.stringify(errorChunk(e, options))}\n\n`;
         ended = true;
       }
       if (ended) out += 'data: [DONE]\n\n';

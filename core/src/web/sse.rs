@@ -26,19 +26,24 @@ const FRAME_CAP: usize = 64 * 1024;
 /// How long a stream may stay quiet before a keep-alive comment is sent.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// Writes one SSE event: optional `id:` and `event:` fields, then `data` (one `data:` line per
-/// line of it), then the blank line that ends the event.
-pub(crate) fn write_event(buf: &mut BytesMut, id: Option<u64>, event: Option<&str>, data: &[u8]) {
+/// The optional `id:` and `event:` lines of an event.
+fn write_fields(buf: &mut BytesMut, id: Option<u64>, event: Option<&str>) {
     if let Some(id) = id {
-        buf.put_slice(b"id: ");
-        buf.put_slice(id.to_string().as_bytes());
-        buf.put_u8(b'\n');
+        // Written as digits straight into the frame (no string per event); writing into a
+        // `BytesMut` cannot fail.
+        let _ = std::io::Write::write_fmt(&mut buf.writer(), format_args!("id: {id}\n"));
     }
     if let Some(event) = event {
         buf.put_slice(b"event: ");
         buf.put_slice(event.as_bytes());
         buf.put_u8(b'\n');
     }
+}
+
+/// Writes one SSE event: optional `id:` and `event:` fields, then `data` (one `data:` line per
+/// line of it), then the blank line that ends the event.
+pub(crate) fn write_event(buf: &mut BytesMut, id: Option<u64>, event: Option<&str>, data: &[u8]) {
+    write_fields(buf, id, event);
     for line in data.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         buf.put_slice(b"data: ");
@@ -56,16 +61,7 @@ pub(crate) fn write_json_event<T: serde::Serialize>(
     event: Option<&str>,
     value: &T,
 ) {
-    if let Some(id) = id {
-        buf.put_slice(b"id: ");
-        buf.put_slice(id.to_string().as_bytes());
-        buf.put_u8(b'\n');
-    }
-    if let Some(event) = event {
-        buf.put_slice(b"event: ");
-        buf.put_slice(event.as_bytes());
-        buf.put_u8(b'\n');
-    }
+    write_fields(buf, id, event);
     buf.put_slice(b"data: ");
     let mark = buf.len();
     if serde_json::to_writer(buf.writer(), value).is_err() {
