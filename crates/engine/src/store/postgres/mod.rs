@@ -1,9 +1,10 @@
 //! The Postgres store: several engine processes (workers) on one database, which arbitrates.
 //!
 //! The same design as [`super::SqliteStore`]: one row per run, per step path, per event and per
-//! state key; every transition a small batch committed in one transaction, fenced by the run's
-//! owner (`SELECT owner … FOR UPDATE` first, in the same transaction); queued batches of
-//! several runs committed together (one transaction, a savepoint per batch). What Postgres
+//! state key; every transition a small batch written by one statement (its own transaction, one
+//! round trip: `write.rs`), fenced by the run's owner (the row locked `FOR UPDATE` first, in the
+//! same statement); queued batches of several runs committed together (one transaction, a
+//! savepoint per batch). What Postgres
 //! adds: runs whose lease lapsed are claimed with `FOR UPDATE SKIP LOCKED` (two workers never
 //! wait on each other for the same orphan), the outbox is claimed the same way, and commits
 //! that create unowned runs (enqueued) or decide gates send a `NOTIFY` that wakes idle workers.
@@ -14,10 +15,10 @@
 mod gates;
 mod pool;
 mod schema;
+mod write;
 
 use std::sync::{Arc, OnceLock};
 
-use postgres::Statement;
 use postgres::types::ToSql;
 use serde_json::Value;
 
@@ -221,29 +222,6 @@ pub(super) fn map_err(label: &str, e: &postgres::Error) -> StoreError {
 
 const RUN_COLUMNS: &str = "id, workflow, fingerprint, status, input, output, error, created_at, updated_at, owner, lease_until";
 
-const SQL_FENCE: &str = "SELECT owner FROM runs WHERE id = $1 FOR UPDATE";
-const SQL_INSERT_RUN: &str =
-    "INSERT INTO runs (id, workflow, fingerprint, status, input, output, error,
-     created_at, updated_at, owner, lease_until) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)";
-const SQL_STEPS: &str =
-    "INSERT INTO steps (run_id, path, kind, status, output, error, payload, resume,
-     attempt, updated_at)
-     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                              $7::text[], $8::text[], $9::bigint[], $10::bigint[])
-     ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, status = EXCLUDED.status,
-       output = EXCLUDED.output, error = EXCLUDED.error, payload = EXCLUDED.payload,
-       resume = EXCLUDED.resume, attempt = EXCLUDED.attempt, updated_at = EXCLUDED.updated_at";
-const SQL_STATE: &str = "INSERT INTO run_state (run_id, key, value)
-     SELECT $1, * FROM unnest($2::text[], $3::text[])
-     ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value";
-const SQL_EVENTS: &str = "INSERT INTO events (run_id, seq, at, body)
-     SELECT $1, * FROM unnest($2::bigint[], $3::bigint[], $4::text[])";
-const SQL_UPDATE: &str =
-    "UPDATE runs SET status = $2, output = $3, error = $4, updated_at = $5 WHERE id = $1";
-const SQL_UPDATE_RELEASE: &str =
-    "UPDATE runs SET status = $2, output = $3, error = $4, updated_at = $5,
-     owner = NULL, lease_until = NULL WHERE id = $1";
-const SQL_NOTIFY: &str = "SELECT pg_notify($1, $2)";
 /// Executing runs per workflow, for limited claims: running, owned, lease not ended before $1.
 const SQL_COUNT_EXECUTING: &str = "SELECT workflow, count(*) FROM runs
      WHERE status = 'running' AND owner IS NOT NULL AND (lease_until IS NULL OR lease_until >= $1)
@@ -262,197 +240,6 @@ fn run_columns_of(alias: &str) -> String {
         .map(|c| format!("{alias}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// The statements a commit uses, prepared once per connection.
-struct WriteStatements {
-    fence: Statement,
-    insert_run: Statement,
-    steps: Statement,
-    state: Statement,
-    events: Statement,
-    update: Statement,
-    update_release: Statement,
-    notify: Statement,
-}
-
-impl WriteStatements {
-    fn prepare(c: &mut pool::Conn) -> Result<Self, StoreError> {
-        Ok(Self {
-            fence: c.prepared(SQL_FENCE)?.1,
-            insert_run: c.prepared(SQL_INSERT_RUN)?.1,
-            steps: c.prepared(SQL_STEPS)?.1,
-            state: c.prepared(SQL_STATE)?.1,
-            events: c.prepared(SQL_EVENTS)?.1,
-            update: c.prepared(SQL_UPDATE)?.1,
-            update_release: c.prepared(SQL_UPDATE_RELEASE)?.1,
-            notify: c.prepared(SQL_NOTIFY)?.1,
-        })
-    }
-}
-
-/// Writes one batch inside an open transaction (the fence first).
-fn write_batch(
-    tx: &mut impl postgres::GenericClient,
-    st: &WriteStatements,
-    label: &str,
-    channel: &str,
-    run: &str,
-    b: &Batch,
-) -> Result<(), StoreError> {
-    let e = |err: postgres::Error| map_err(label, &err);
-    if let Some(fence) = b.fence.as_deref().filter(|_| b.create.is_none()) {
-        let row = tx.query_opt(&st.fence, &[&run]).map_err(e)?;
-        if let Some(row) = row {
-            let owner: Option<String> = row.get(0);
-            if owner.as_deref() != Some(fence) {
-                return Err(StoreError::Fenced {
-                    run: run.to_string(),
-                    owner,
-                });
-            }
-        }
-    }
-    let mut notify = false;
-    if let Some(r) = &b.create {
-        // A run created and finished in one commit is inserted in its final state.
-        let (status, output, error, updated_at, owner, lease_until) = match &b.update {
-            Some(u) => (
-                u.status,
-                u.output.as_ref(),
-                u.error.as_deref(),
-                u.updated_at,
-                if u.release { None } else { r.owner.as_deref() },
-                if u.release { None } else { r.lease_until },
-            ),
-            None => (
-                r.status,
-                r.output.as_ref(),
-                r.error.as_deref(),
-                r.updated_at,
-                r.owner.as_deref(),
-                r.lease_until,
-            ),
-        };
-        notify = status == RunStatus::Running && owner.is_none();
-        let input = r.input.to_string();
-        let output = output.map(|v| v.to_string());
-        tx.execute(
-            &st.insert_run,
-            &[
-                &r.id,
-                &r.workflow,
-                &r.fingerprint,
-                &status.as_str(),
-                &input,
-                &output,
-                &error,
-                &r.created_at,
-                &updated_at,
-                &owner,
-                &lease_until,
-            ],
-        )
-        .map_err(e)?;
-    }
-    if !b.clear.is_empty() {
-        tx.execute(
-            "DELETE FROM steps WHERE run_id = $1 AND path = ANY($2)",
-            &[&run, &b.clear],
-        )
-        .map_err(e)?;
-    }
-    if !b.steps.is_empty() {
-        // One row per path: the last record of a path in the batch wins (as a replace would).
-        let mut seen = std::collections::HashSet::with_capacity(b.steps.len());
-        let steps: Vec<&StepRecord> = {
-            let mut v: Vec<&StepRecord> = b
-                .steps
-                .iter()
-                .rev()
-                .filter(|s| seen.insert(&*s.path))
-                .collect();
-            v.reverse();
-            v
-        };
-        let paths: Vec<&str> = steps.iter().map(|s| &*s.path).collect();
-        let kinds: Vec<&str> = steps.iter().map(|s| s.kind.as_str()).collect();
-        let statuses: Vec<&str> = steps.iter().map(|s| s.status.as_str()).collect();
-        let outputs: Vec<Option<String>> = steps
-            .iter()
-            .map(|s| s.output.as_ref().map(|v| v.to_string()))
-            .collect();
-        let errors: Vec<Option<&str>> = steps.iter().map(|s| s.error.as_deref()).collect();
-        let payloads: Vec<Option<String>> = steps
-            .iter()
-            .map(|s| s.payload.as_ref().map(Value::to_string))
-            .collect();
-        let resumes: Vec<Option<String>> = steps
-            .iter()
-            .map(|s| s.resume.as_ref().map(Value::to_string))
-            .collect();
-        let attempts: Vec<i64> = steps.iter().map(|s| i64::from(s.attempt)).collect();
-        let updated: Vec<i64> = steps.iter().map(|s| s.updated_at).collect();
-        tx.execute(
-            &st.steps,
-            &[
-                &run, &paths, &kinds, &statuses, &outputs, &errors, &payloads, &resumes, &attempts,
-                &updated,
-            ],
-        )
-        .map_err(e)?;
-    }
-    if !b.state.is_empty() {
-        let mut seen = std::collections::HashSet::with_capacity(b.state.len());
-        let mut kv: Vec<(&str, String)> = b
-            .state
-            .iter()
-            .rev()
-            .filter(|(k, _)| seen.insert(k.as_str()))
-            .map(|(k, v)| (k.as_str(), v.to_string()))
-            .collect();
-        kv.reverse();
-        let keys: Vec<&str> = kv.iter().map(|(k, _)| *k).collect();
-        let values: Vec<&str> = kv.iter().map(|(_, v)| v.as_str()).collect();
-        tx.execute(&st.state, &[&run, &keys, &values]).map_err(e)?;
-    }
-    if !b.events.is_empty() {
-        let seqs: Vec<i64> = b.events.iter().map(|ev| ev.seq as i64).collect();
-        let ats: Vec<i64> = b.events.iter().map(|ev| ev.at).collect();
-        let bodies = b
-            .events
-            .iter()
-            .map(|ev| serde_json::to_string(&ev.kind))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| StoreError::Other {
-                path: label.to_string(),
-                message: format!("cannot encode an event of run `{run}`: {err}"),
-            })?;
-        tx.execute(&st.events, &[&run, &seqs, &ats, &bodies])
-            .map_err(e)?;
-    }
-    if let Some(u) = b.update.as_ref().filter(|_| b.create.is_none()) {
-        let output = u.output.as_ref().map(|v| v.to_string());
-        tx.execute(
-            if u.release {
-                &st.update_release
-            } else {
-                &st.update
-            },
-            &[&run, &u.status.as_str(), &output, &u.error, &u.updated_at],
-        )
-        .map_err(e)?;
-        // A run left running without an owner is work for any worker.
-        notify |= u.status == RunStatus::Running && u.release;
-    }
-    if !b.gates.is_empty() {
-        gates::insert_gates(tx, label, &b.gates)?;
-    }
-    if notify {
-        tx.execute(&st.notify, &[&channel, &format!("run {run}")])
-            .map_err(e)?;
-    }
-    Ok(())
 }
 
 struct RawRun {
@@ -775,10 +562,13 @@ impl Store for PostgresStore {
         let channel = self.channel.clone();
         self.pool.call(move |c| {
             let label = Arc::clone(&c.label);
-            let st = WriteStatements::prepare(c)?;
-            let client = c.client()?;
+            let (client, st) = c.prepared(write::SQL_WRITE)?;
+            if batch.gates.is_empty() {
+                // One statement: its own transaction, one round trip.
+                return write::write_batch(client, &st, &label, &channel, &run, &batch);
+            }
             let mut tx = client.transaction().map_err(|e| map_err(&label, &e))?;
-            write_batch(&mut tx, &st, &label, &channel, &run, &batch)?;
+            write::write_batch(&mut tx, &st, &label, &channel, &run, &batch)?;
             tx.commit().map_err(|e| commit_err(&label, &e))
         })
     }
@@ -794,8 +584,7 @@ impl Store for PostgresStore {
         let channel = self.channel.clone();
         let out = self.pool.call(move |c| {
             let label = Arc::clone(&c.label);
-            let st = WriteStatements::prepare(c)?;
-            let client = c.client()?;
+            let (client, st) = c.prepared(write::SQL_WRITE)?;
             let mut tx = client.transaction().map_err(|e| map_err(&label, &e))?;
             let mut results = Vec::with_capacity(batches.len());
             for (run, b) in &batches {
@@ -804,7 +593,7 @@ impl Store for PostgresStore {
                     continue;
                 }
                 let mut sp = tx.savepoint("batch").map_err(|e| map_err(&label, &e))?;
-                match write_batch(&mut sp, &st, &label, &channel, run, b) {
+                match write::write_batch(&mut sp, &st, &label, &channel, run, b) {
                     Ok(()) => {
                         sp.commit().map_err(|e| map_err(&label, &e))?;
                         results.push(Ok(()));
