@@ -7,6 +7,8 @@
 //   MIYABI_TEST_POSTGRES_URL=postgres://miyabi@127.0.0.1:55432/postgres node bench/pg.mjs
 //
 // Environment: PG_BENCH_RUNS (3-step runs per store, default 500; 100-step: a tenth),
+// PG_BENCH_ROUNDS (interleaved Miyabi/Mastra rounds of the 3-step figure, default 5),
+// PG_BENCH_ONLY_LATENCY=1 / PG_BENCH_ONLY_THROUGHPUT=1 (one half),
 // PG_BENCH_TP_RUNS (runs per throughput figure, default 600), MASTRA_DIR (default
 // /tmp/miyabi-peer), PG_BENCH_PROFILE (release or debug: which build of the examples to use;
 // default: release if built, else debug). Needs `psql` for the database's counters.
@@ -48,9 +50,10 @@ const psql = (sql) =>
 const writeXacts = () => Number(psql('SELECT txid_current()'));
 
 const ONLY_TP = process.env.PG_BENCH_ONLY_THROUGHPUT === '1';
+const ROUNDS = Number.parseInt(process.env.PG_BENCH_ROUNDS || '5', 10);
 if (!ONLY_TP) await latency();
 async function latency() {
-// --- 1. Miyabi on Postgres and SQLite (the Rust example prints its own JSON lines) -----------
+// --- 1. Miyabi on Postgres and SQLite, every shape once (the Rust example prints its own lines)
 process.stderr.write(`miyabi (${profile} build): 3-step and 100-step runs on Postgres and SQLite\n`);
 process.stdout.write(execFileSync(bin('pg_bench'), [URL_, String(RUNS)], { encoding: 'utf8' }));
 
@@ -66,49 +69,71 @@ async function importPkg(name, subpath = '.') {
   return import(pathToFileURL(path.join(pkgRoot, target)).href);
 }
 
+if (!fs.existsSync(path.join(MASTRA_DIR, 'node_modules/@mastra/pg'))) {
+  process.stderr.write(`mastra: @mastra/pg not installed in ${MASTRA_DIR} (bash bench/peer/setup.sh): skipped\n`);
+  return;
+}
+process.env.MASTRA_TELEMETRY_DISABLED ??= '1';
+const [{ createWorkflow, createStep }, { Mastra }, { PostgresStore }, { z }] = await Promise.all([
+  importPkg('@mastra/core', './workflows'),
+  importPkg('@mastra/core', '.'),
+  importPkg('@mastra/pg'),
+  importPkg('zod'),
+]);
+const Num = z.object({ n: z.number().int() });
+const addOne = (id) =>
+  createStep({ id, inputSchema: Num, outputSchema: Num, execute: async ({ inputData }) => ({ n: inputData.n + 1 }) });
+const linear = (id, n) => {
+  let w = createWorkflow({ id, inputSchema: Num, outputSchema: Num });
+  for (let i = 0; i < n; i++) w = w.then(addOne(`add-${i}`));
+  return w.commit();
+};
+// A Mastra with a fresh schema (as pg_bench recreates Miyabi's), its workflows warmed up.
 async function mastra() {
-  if (!fs.existsSync(path.join(MASTRA_DIR, 'node_modules/@mastra/pg'))) {
-    process.stderr.write(`mastra: @mastra/pg not installed in ${MASTRA_DIR} (bash bench/peer/setup.sh): skipped\n`);
-    return;
-  }
-  process.env.MASTRA_TELEMETRY_DISABLED ??= '1';
-  const [{ createWorkflow, createStep }, { Mastra }, { PostgresStore }, { z }] = await Promise.all([
-    importPkg('@mastra/core', './workflows'),
-    importPkg('@mastra/core', '.'),
-    importPkg('@mastra/pg'),
-    importPkg('zod'),
-  ]);
-  const Num = z.object({ n: z.number().int() });
-  const addOne = (id) =>
-    createStep({ id, inputSchema: Num, outputSchema: Num, execute: async ({ inputData }) => ({ n: inputData.n + 1 }) });
-  const linear = (id, n) => {
-    let w = createWorkflow({ id, inputSchema: Num, outputSchema: Num });
-    for (let i = 0; i < n; i++) w = w.then(addOne(`add-${i}`));
-    return w.commit();
-  };
   psql('DROP SCHEMA IF EXISTS mastra_bench CASCADE; CREATE SCHEMA mastra_bench');
   const storage = new PostgresStore({ id: 'miyabi-pg-bench', connectionString: URL_, schemaName: 'mastra_bench' });
   const m = new Mastra({ workflows: { three: linear('linear-3', 3), hundred: linear('linear-100', 100) }, storage, logger: false });
-  const runs = async (wf, steps, count) => {
-    const t = process.hrtime.bigint();
-    for (let i = 0; i < count; i++) {
-      const run = await wf.createRun();
-      const res = await run.start({ inputData: { n: i } });
-      if (res?.status !== 'success' || res.result?.n !== i + steps) throw new Error(`mastra run ${i}: ${res?.status}`);
-    }
-    return Number(process.hrtime.bigint() - t) / count;
-  };
-  const three = m.getWorkflow('three');
-  const hundred = m.getWorkflow('hundred');
-  await runs(three, 3, Math.max(1, RUNS / 10));
-  emit('mastra.postgres.3step', (await runs(three, 3, RUNS)) / 1e3, 'us/run');
-  emit('mastra.postgres.100step', (await runs(hundred, 100, Math.max(10, RUNS / 10))) / 1e6, 'ms/run');
-  await storage.close?.();
+  await runs(m.getWorkflow('three'), 3, Math.max(1, RUNS / 10));
+  return { m, close: async () => storage.close?.() };
 }
-await mastra();
+async function runs(wf, steps, count) {
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) {
+    const run = await wf.createRun();
+    const res = await run.start({ inputData: { n: i } });
+    if (res?.status !== 'success' || res.result?.n !== i + steps) throw new Error(`mastra run ${i}: ${res?.status}`);
+  }
+  return Number(process.hrtime.bigint() - t) / count;
+}
+{
+  const { m, close } = await mastra();
+  emit('mastra.postgres.3step', (await runs(m.getWorkflow('three'), 3, RUNS)) / 1e3, 'us/run');
+  emit('mastra.postgres.100step', (await runs(m.getWorkflow('hundred'), 100, Math.max(10, RUNS / 10))) / 1e6, 'ms/run');
+  await close();
+}
+
+// --- 2b. The 3-step figure side by side in interleaved rounds --------------------------------
+// The host's load drifts over a minute; a round measures Miyabi then Mastra right after, and
+// the ratio is the median of the rounds' ratios.
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ours = [];
+const theirs = [];
+for (let r = 0; r < ROUNDS; r++) {
+  const line = execFileSync(bin('pg_bench'), [URL_, String(RUNS), 'postgres.3step'], { encoding: 'utf8' });
+  ours.push(JSON.parse(line.trim().split('\n').pop()).value);
+  const { m, close } = await mastra();
+  theirs.push((await runs(m.getWorkflow('three'), 3, RUNS)) / 1e3);
+  await close();
+}
+const ratios = ours.map((v, i) => theirs[i] / v);
+const extra = { rounds: ROUNDS, runs_per_round: RUNS };
+emit('miyabi.postgres.3step.rounds_median', median(ours), 'us/run', { ...extra, each: ours.map((v) => Math.round(v)) });
+emit('mastra.postgres.3step.rounds_median', median(theirs), 'us/run', { ...extra, each: theirs.map((v) => Math.round(v)) });
+emit('ratio.postgres.3step.rounds_median', median(ratios), 'x', { min: Math.round(Math.min(...ratios) * 10) / 10, max: Math.round(Math.max(...ratios) * 10) / 10 });
 }
 
 // --- 3. Throughput: 1, 2, 4 worker processes, 3 steps of 10 ms each ------------------------
+if (process.env.PG_BENCH_ONLY_LATENCY === '1') process.exit(0);
 // Two shapes: each worker executing at most 4 runs at once (`--max-active 4`: the workers'
 // capacity is the bound, as with any fixed-size worker, so the figure shows whether adding
 // workers adds throughput or the database serialises them), and with room for 256 (the host's

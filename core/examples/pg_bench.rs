@@ -2,14 +2,15 @@
 //! bench/pg.mjs:
 //!
 //! ```text
-//! cargo run --release -p miyabi --features postgres --example pg_bench -- postgres://… [runs]
+//! cargo run --release -p miyabi --features postgres --example pg_bench -- postgres://… [runs] [only]
 //! ```
 //!
 //! Figures: `miyabi.<store>.<shape>` with shapes `3step` (µs per run, runs one after another)
 //! and `100step` (ms per run); store `postgres` (loopback, schema `miyabi_bench`, recreated) and
 //! `sqlite` (a file in a temp dir). Steps add one to their input, so every run's output is
 //! checked. `durability` is the engine's default (a step's result is committed before the run
-//! waits; pure steps share a commit) and `everystep` (one commit per step).
+//! waits; pure steps share a commit) and `everystep` (one commit per step). `only` (say
+//! `postgres.3step`) measures that one figure (bench/pg.mjs's interleaved rounds).
 
 use std::time::Instant;
 
@@ -72,6 +73,8 @@ async fn main_() -> Result<(), String> {
         .map(|s| s.parse().map_err(|e| format!("{s}: {e}")))
         .transpose()?
         .unwrap_or(1000);
+    let only = args.next();
+    let wanted = |figure: &str| only.as_deref().is_none_or(|o| o == figure);
     let three = linear("linear-3", 3)?;
     let hundred = linear("linear-100", 100)?;
     let dir = std::env::temp_dir().join(format!("miyabi-pg-bench-{}", std::process::id()));
@@ -81,6 +84,13 @@ async fn main_() -> Result<(), String> {
         (Durability::EveryStep, ".everystep"),
     ] {
         for store in ["postgres", "sqlite"] {
+            let (f3, f100) = (
+                format!("{store}.3step{tag}"),
+                format!("{store}.100step{tag}"),
+            );
+            if !wanted(&f3) && !wanted(&f100) {
+                continue;
+            }
             let builder = Engine::builder().durability(durability);
             let engine = if store == "postgres" {
                 let schema = format!("miyabi_bench{}", tag.replace('.', "_"));
@@ -100,14 +110,14 @@ async fn main_() -> Result<(), String> {
                     .store(SqliteStore::open(&file).map_err(|e| e.to_string())?)
                     .build()
             };
-            let s3 = per_run(&engine, &three, 3, runs).await?;
-            emit(&format!("miyabi.{store}.3step{tag}"), s3 * 1e6, "us/run");
-            let s100 = per_run(&engine, &hundred, 100, (runs / 10).max(10)).await?;
-            emit(
-                &format!("miyabi.{store}.100step{tag}"),
-                s100 * 1e3,
-                "ms/run",
-            );
+            if wanted(&f3) {
+                let s3 = per_run(&engine, &three, 3, runs).await?;
+                emit(&format!("miyabi.{f3}"), s3 * 1e6, "us/run");
+            }
+            if wanted(&f100) {
+                let s100 = per_run(&engine, &hundred, 100, (runs / 10).max(10)).await?;
+                emit(&format!("miyabi.{f100}"), s100 * 1e3, "ms/run");
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

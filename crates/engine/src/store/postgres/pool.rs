@@ -17,7 +17,11 @@ use postgres::{Client, NoTls, Statement};
 use super::map_err;
 use crate::error::StoreError;
 
-type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+/// A call's work. It gets the connection and `release`, which it calls when its result is
+/// ready and before it hands the result over: the thread is then idle again (or has taken the
+/// next job from the backlog) by the time the caller can make its next call, so sequential
+/// calls keep using one thread.
+type Job = Box<dyn FnOnce(&mut Conn, &mut dyn FnMut()) + Send>;
 
 /// Limits on every connection of the store. A process that stalls inside a transaction (a
 /// SIGSTOP, a long GC-like pause, a broken network) would otherwise hold its row locks for as
@@ -93,11 +97,40 @@ impl Conn {
     }
 }
 
-/// A fixed set of connection threads sharing one job queue.
+/// A fixed set of connection threads. A job goes to the thread that became idle last (its
+/// connection and caches are the warmest, and sequential calls keep using one thread), through
+/// that thread's own channel: handing a job over wakes exactly one thread. With every thread
+/// busy, jobs wait in the backlog, which a thread drains before it goes idle.
 pub(super) struct Pool {
-    jobs: Option<Sender<Job>>,
+    shared: Arc<Shared>,
+    senders: Vec<Sender<Job>>,
     threads: Vec<std::thread::JoinHandle<()>>,
     label: Arc<str>,
+}
+
+/// What the callers and the threads share.
+struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Idle threads, the most recently idle last.
+    idle: Vec<usize>,
+    /// Jobs that found no idle thread, oldest first.
+    backlog: std::collections::VecDeque<Job>,
+    /// Set when the pool is dropped: threads stop instead of waiting for work.
+    closed: bool,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A job runs outside the lock and a panic inside it is caught, so the state is never
+        // left half-changed: a poisoned lock is still consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Pool {
@@ -107,37 +140,29 @@ impl Pool {
         label: &Arc<str>,
         size: usize,
     ) -> Result<Self, StoreError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx: Arc<Mutex<Receiver<Job>>> = Arc::new(Mutex::new(rx));
+        let size = size.max(1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+        });
+        let mut senders = Vec::with_capacity(size);
         let mut threads = Vec::with_capacity(size);
-        for i in 0..size.max(1) {
-            let rx = Arc::clone(&rx);
+        for i in 0..size {
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
+            let shared_ = Arc::clone(&shared);
             let mut conn = Conn::new(config.clone(), Arc::clone(search_path), Arc::clone(label));
             let t = std::thread::Builder::new()
                 .name(format!("miyabi-pg-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = {
-                            let guard =
-                                rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                            guard.recv()
-                        };
-                        let Ok(job) = job else { return };
-                        // A panicking job drops its reply sender: the caller gets an error,
-                        // the thread and its connection stay.
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            job(&mut conn)
-                        }));
-                    }
-                })
+                .spawn(move || connection_thread(i, &shared_, &rx, &mut conn))
                 .map_err(|e| StoreError::Open {
                     path: label.to_string(),
                     message: format!("cannot start a connection thread: {e}"),
                 })?;
+            senders.push(tx);
             threads.push(t);
         }
         Ok(Self {
-            jobs: Some(tx),
+            shared,
+            senders,
             threads,
             label: Arc::clone(label),
         })
@@ -149,18 +174,32 @@ impl Pool {
         f: impl FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx) = sync_channel(1);
-        let job: Job = Box::new(move |c: &mut Conn| {
-            let _ = tx.send(f(c));
+        let job: Job = Box::new(move |c: &mut Conn, release: &mut dyn FnMut()| {
+            let r = f(c);
+            release();
+            let _ = tx.send(r);
         });
         let stopped = || StoreError::Other {
             path: self.label.to_string(),
             message: "the store's connection threads have stopped".into(),
         };
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(job)
-            .map_err(|_| stopped())?;
+        let idle = {
+            let mut st = self.shared.state();
+            match st.idle.pop() {
+                Some(i) => Some((i, job)),
+                None => {
+                    st.backlog.push_back(job);
+                    None
+                }
+            }
+        };
+        if let Some((i, job)) = idle {
+            self.senders
+                .get(i)
+                .ok_or_else(stopped)?
+                .send(job)
+                .map_err(|_| stopped())?;
+        }
         rx.recv().map_err(|_| StoreError::Other {
             path: self.label.to_string(),
             message: "a store call panicked on its connection thread".into(),
@@ -168,9 +207,61 @@ impl Pool {
     }
 }
 
+/// A connection thread: runs the jobs handed to it and those in the backlog, and marks itself
+/// idle when there are none.
+fn connection_thread(i: usize, shared: &Shared, rx: &Receiver<Job>, conn: &mut Conn) {
+    // Takes the next job from the backlog, or marks this thread idle; `false` once the pool
+    // is closed.
+    let release = |next: &mut Option<Job>| -> bool {
+        let mut st = shared.state();
+        if st.closed {
+            return false;
+        }
+        match st.backlog.pop_front() {
+            Some(job) => *next = Some(job),
+            None => st.idle.push(i),
+        }
+        true
+    };
+    let mut next: Option<Job> = None;
+    if !release(&mut next) {
+        return;
+    }
+    loop {
+        let job = match next.take() {
+            Some(job) => job,
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        let mut released: Option<bool> = None;
+        let mut taken: Option<Job> = None;
+        let mut on_ready = || {
+            if released.is_none() {
+                released = Some(release(&mut taken));
+            }
+        };
+        // A panicking job drops its reply sender: the caller gets an error, the thread and
+        // its connection stay.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn, &mut on_ready)));
+        // (A job that panicked before it was ready has not released the thread yet.)
+        let open = match released {
+            Some(open) => open,
+            None => release(&mut taken),
+        };
+        if !open {
+            return;
+        }
+        next = taken;
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.jobs = None;
+        self.shared.state().closed = true;
+        // Closing the channels ends the threads' waits.
+        self.senders.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
