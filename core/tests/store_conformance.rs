@@ -1622,6 +1622,36 @@ mod postgres_only {
             .expect("a notification for the enqueued run");
         let got = vec![first.payload().to_string()];
         assert_eq!(got, vec![format!("run {enqueued}")]);
+        // A run its owner lets go of while it is still running is work for any worker: that
+        // commit notifies; the same release refused by the fence writes and sends nothing.
+        let release = |fence: &str| Batch {
+            update: Some(RunUpdate {
+                status: RunStatus::Running,
+                output: None,
+                error: None,
+                updated_at: 1_700_000_000_009,
+                release: true,
+            }),
+            events: vec![event(&id, 50, "released")],
+            fence: Some(fence.into()),
+            ..Batch::default()
+        };
+        let before = web.events(&id, 0, 100).unwrap().len();
+        let refused = web.commit(&id, release("someone-else"));
+        assert!(
+            matches!(refused, Err(miyabi::StoreError::Fenced { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(web.events(&id, 0, 100).unwrap().len(), before);
+        web.commit(&id, release("e")).unwrap();
+        let next = ::postgres::fallible_iterator::FallibleIterator::next(&mut it)
+            .unwrap()
+            .expect("a notification for the released run");
+        assert_eq!(next.payload(), format!("run {id}"));
+        let row = web.run(&id).unwrap().unwrap();
+        assert_eq!((row.owner, row.lease_until), (None, None));
+        assert_eq!(row.updated_at, 1_700_000_000_009);
+        assert_eq!(web.events(&id, 0, 100).unwrap().len(), before + 1);
     }
 
     #[test]

@@ -562,13 +562,15 @@ impl Store for PostgresStore {
         let channel = self.channel.clone();
         self.pool.call(move |c| {
             let label = Arc::clone(&c.label);
-            let (client, st) = c.prepared(write::SQL_WRITE)?;
+            let w = write::Write::of(&label, &channel, &run, &batch)?;
+            let (sql, args) = w.statement();
+            let (client, st) = c.prepared(&sql)?;
             if batch.gates.is_empty() {
                 // One statement: its own transaction, one round trip.
-                return write::write_batch(client, &st, &label, &channel, &run, &batch);
+                return write::run(client, &st, &args, &label, &run, &batch);
             }
             let mut tx = client.transaction().map_err(|e| map_err(&label, &e))?;
-            write::write_batch(&mut tx, &st, &label, &channel, &run, &batch)?;
+            write::run(&mut tx, &st, &args, &label, &run, &batch)?;
             tx.commit().map_err(|e| commit_err(&label, &e))
         })
     }
@@ -584,16 +586,39 @@ impl Store for PostgresStore {
         let channel = self.channel.clone();
         let out = self.pool.call(move |c| {
             let label = Arc::clone(&c.label);
-            let (client, st) = c.prepared(write::SQL_WRITE)?;
+            // Each batch's statement, prepared before the transaction begins.
+            let writes: Vec<Option<Result<write::Write<'_>, StoreError>>> = batches
+                .iter()
+                .map(|(run, b)| (!b.is_empty()).then(|| write::Write::of(&label, &channel, run, b)))
+                .collect();
+            let mut prepared = Vec::with_capacity(writes.len());
+            for w in &writes {
+                prepared.push(match w {
+                    None => None,
+                    Some(Err(e)) => Some(Err(e.clone_msg())),
+                    Some(Ok(w)) => {
+                        let (sql, args) = w.statement();
+                        Some(Ok((c.prepared(&sql)?.1, args)))
+                    }
+                });
+            }
+            let client = c.client()?;
             let mut tx = client.transaction().map_err(|e| map_err(&label, &e))?;
             let mut results = Vec::with_capacity(batches.len());
-            for (run, b) in &batches {
-                if b.is_empty() {
-                    results.push(Ok(()));
-                    continue;
-                }
+            for ((run, b), w) in batches.iter().zip(prepared) {
+                let (st, args) = match w {
+                    None => {
+                        results.push(Ok(()));
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                    Some(Ok(w)) => w,
+                };
                 let mut sp = tx.savepoint("batch").map_err(|e| map_err(&label, &e))?;
-                match write::write_batch(&mut sp, &st, &label, &channel, run, b) {
+                match write::run(&mut sp, &st, &args, &label, run, b) {
                     Ok(()) => {
                         sp.commit().map_err(|e| map_err(&label, &e))?;
                         results.push(Ok(()));

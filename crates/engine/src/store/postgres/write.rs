@@ -4,94 +4,67 @@
 //! events, the run's update and the `NOTIFY` — is a part of one statement (data-modifying
 //! `WITH` queries), so a batch without approval gates is one round trip to the server and,
 //! outside a transaction, its own commit: on a loopback connection each round trip costs about
-//! as much as the WAL flush (see docs/benchmarks.md). A part with nothing to write gets empty
-//! arrays or a `NULL` and writes no row.
+//! as much as the WAL flush (see docs/benchmarks.md). The statement has only the parts the
+//! batch needs (a run's first commit: the new run, its steps and events), since the server
+//! sets up every part of a plan on each execution; each shape is prepared once per connection.
 //!
-//! The fence comes first: `f` locks the run's row (`FOR UPDATE`) when the batch is fenced, and
-//! every write is conditional on `ok` (the row is absent or still names the fence's owner).
-//! Once the row is locked no other session can change its owner before this one ends, so the
-//! check holds for the whole statement. A fenced-off batch writes nothing and the statement
-//! returns the row's owner for the error.
+//! With a fence, `f` first locks the run's row (`FOR UPDATE`) and every write is conditional
+//! on `ok` (the row is absent or still names the fence's owner). Once the row is locked no
+//! other session can change its owner before this one ends, so the check holds for the whole
+//! statement. A fenced-off batch writes nothing and the statement returns the row's owner for
+//! the error.
 
 use postgres::GenericClient;
+use postgres::types::ToSql;
 use serde_json::Value;
 
 use super::{RunStatus, StepRecord, gates, map_err};
 use crate::error::StoreError;
 use crate::store::Batch;
 
-/// The statement; parameters:
-/// `$1` run id, `$2` fence (owner, or NULL);
-/// `$3`–`$12` the new run (NULL workflow: none): workflow, fingerprint, status, input, output,
-/// error, created_at, updated_at, owner, lease_until;
-/// `$13` step paths to delete;
-/// `$14`–`$22` step records (arrays): path, kind, status, output, error, payload, resume,
-/// attempt, updated_at;
-/// `$23`, `$24` state keys and values; `$25`–`$27` events: seq, at, body;
-/// `$28`–`$32` the run's update (NULL status: none): status, output, error, updated_at, release;
-/// `$33`, `$34` the notification's channel and payload (NULL payload: none).
-///
-/// Returns one row: whether the batch was written, and the run's owner when it was not.
-pub(super) const SQL_WRITE: &str = "
-WITH f AS (
-    SELECT owner FROM runs WHERE id = $1 AND $2::text IS NOT NULL FOR UPDATE
-), ok AS (
-    SELECT NOT EXISTS (SELECT 1 FROM f WHERE owner IS DISTINCT FROM $2::text) AS ok
-), new_run AS (
-    INSERT INTO runs (id, workflow, fingerprint, status, input, output, error,
-                      created_at, updated_at, owner, lease_until)
-    SELECT $1, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,
-           $9::bigint, $10::bigint, $11::text, $12::bigint
-    WHERE $3::text IS NOT NULL
-), cleared AS (
-    DELETE FROM steps
-    WHERE run_id = $1 AND path = ANY($13::text[]) AND path <> ALL($14::text[])
-      AND (SELECT ok FROM ok)
-), step_rows AS (
-    INSERT INTO steps (run_id, path, kind, status, output, error, payload, resume,
-                       attempt, updated_at)
-    SELECT $1, * FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
-                             $19::text[], $20::text[], $21::bigint[], $22::bigint[])
-    WHERE (SELECT ok FROM ok)
-    ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, status = EXCLUDED.status,
-      output = EXCLUDED.output, error = EXCLUDED.error, payload = EXCLUDED.payload,
-      resume = EXCLUDED.resume, attempt = EXCLUDED.attempt, updated_at = EXCLUDED.updated_at
-), state_rows AS (
-    INSERT INTO run_state (run_id, key, value)
-    SELECT $1, * FROM unnest($23::text[], $24::text[])
-    WHERE (SELECT ok FROM ok)
-    ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value
-), event_rows AS (
-    INSERT INTO events (run_id, seq, at, body)
-    SELECT $1, * FROM unnest($25::bigint[], $26::bigint[], $27::text[])
-    WHERE (SELECT ok FROM ok)
-), updated AS (
-    UPDATE runs SET status = $28::text, output = $29::text, error = $30::text,
-        updated_at = $31::bigint,
-        owner = CASE WHEN $32::bool THEN NULL ELSE owner END,
-        lease_until = CASE WHEN $32::bool THEN NULL ELSE lease_until END
-    WHERE id = $1 AND $28::text IS NOT NULL AND (SELECT ok FROM ok)
-), notified AS (
-    SELECT pg_notify($33::text, $34::text) WHERE $34::text IS NOT NULL AND (SELECT ok FROM ok)
-)
-SELECT (SELECT ok FROM ok), (SELECT owner FROM f), (SELECT count(*) FROM notified)";
+/// One batch's statement, from which its text (the key its prepared form is kept under) and
+/// arguments are built.
+pub(super) struct Write<'a> {
+    params: Params<'a>,
+}
 
-/// Writes one run's batch: the statement, then its approval gates (if any; the caller has
-/// opened a transaction for a batch with gates).
-pub(super) fn write_batch(
+/// A statement's arguments.
+pub(super) type Args<'p> = Vec<&'p (dyn ToSql + Sync)>;
+
+impl<'a> Write<'a> {
+    /// The statement for `b`, a batch of `run`; `channel` is the store's `NOTIFY` channel.
+    pub(super) fn of(
+        label: &str,
+        channel: &'a str,
+        run: &'a str,
+        b: &'a Batch,
+    ) -> Result<Self, StoreError> {
+        let params = Params::of(channel, run, b).map_err(|message| StoreError::Other {
+            path: label.to_string(),
+            message,
+        })?;
+        Ok(Self { params })
+    }
+
+    /// The statement's text and arguments, with the parts this batch needs.
+    pub(super) fn statement(&self) -> (String, Args<'_>) {
+        self.params.statement()
+    }
+}
+
+/// Runs a batch's statement (prepared from [`Write::statement`]'s text, with its arguments),
+/// then inserts the batch's approval gates (if any; the caller has opened a transaction for a
+/// batch with gates).
+pub(super) fn run(
     client: &mut impl GenericClient,
     st: &postgres::Statement,
+    args: &[&(dyn ToSql + Sync)],
     label: &str,
-    channel: &str,
     run: &str,
     b: &Batch,
 ) -> Result<(), StoreError> {
-    let w = Params::of(channel, run, b).map_err(|message| StoreError::Other {
-        path: label.to_string(),
-        message,
-    })?;
     let row = client
-        .query_one(st, &w.params())
+        .query_one(st, args)
         .map_err(|e| super::commit_err(label, &e))?;
     let written: bool = row.try_get(0).map_err(|e| map_err(label, &e))?;
     if !written {
@@ -105,6 +78,30 @@ pub(super) fn write_batch(
         gates::insert_gates(client, label, &b.gates)?;
     }
     Ok(())
+}
+
+/// Builds a statement's text and its argument list together.
+struct Sql<'p> {
+    text: String,
+    args: Vec<&'p (dyn ToSql + Sync)>,
+}
+
+impl<'p> Sql<'p> {
+    /// A placeholder for `v` with its type (`$n::cast`).
+    fn arg(&mut self, v: &'p (dyn ToSql + Sync), cast: &str) -> String {
+        self.args.push(v);
+        format!("${}::{cast}", self.args.len())
+    }
+
+    /// Adds a `WITH` part.
+    fn part(&mut self, name: &str, body: &str) {
+        self.text
+            .push_str(if self.text.is_empty() { "WITH " } else { ", " });
+        self.text.push_str(name);
+        self.text.push_str(" AS (");
+        self.text.push_str(body);
+        self.text.push(')');
+    }
 }
 
 /// The statement's parameters, in its order.
@@ -250,43 +247,162 @@ impl<'a> Params<'a> {
         })
     }
 
-    /// The parameters `$1`…`$34`.
-    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 34] {
-        [
-            &self.run,
-            &self.fence,
-            &self.workflow,
-            &self.fingerprint,
-            &self.status,
-            &self.input,
-            &self.output,
-            &self.error,
-            &self.created_at,
-            &self.updated_at,
-            &self.owner,
-            &self.lease_until,
-            &self.clear,
-            &self.paths,
-            &self.kinds,
-            &self.statuses,
-            &self.outputs,
-            &self.errors,
-            &self.payloads,
-            &self.resumes,
-            &self.attempts,
-            &self.step_times,
-            &self.keys,
-            &self.values,
-            &self.seqs,
-            &self.ats,
-            &self.bodies,
-            &self.update_status,
-            &self.update_output,
-            &self.update_error,
-            &self.update_at,
-            &self.release,
-            &self.channel,
-            &self.notify,
-        ]
+    /// The statement's text and arguments, with the parts this batch needs.
+    fn statement(&self) -> (String, Args<'_>) {
+        let mut q = Sql {
+            text: String::new(),
+            args: Vec::with_capacity(24),
+        };
+        let id = q.arg(&self.run, "text");
+        // Every write's condition: the fence holds (when there is one).
+        let (and_ok, where_ok) = match &self.fence {
+            Some(fence) => {
+                q.part(
+                    "f",
+                    &format!("SELECT owner FROM runs WHERE id = {id} FOR UPDATE"),
+                );
+                let fence = q.arg(fence, "text");
+                q.part(
+                    "ok",
+                    &format!(
+                        "SELECT NOT EXISTS (SELECT 1 FROM f WHERE owner IS DISTINCT FROM {fence}) AS ok"
+                    ),
+                );
+                (" AND (SELECT ok FROM ok)", " WHERE (SELECT ok FROM ok)")
+            }
+            None => ("", ""),
+        };
+        if let Some(workflow) = &self.workflow {
+            let cols = [
+                q.arg(workflow, "text"),
+                q.arg(&self.fingerprint, "text"),
+                q.arg(&self.status, "text"),
+                q.arg(&self.input, "text"),
+                q.arg(&self.output, "text"),
+                q.arg(&self.error, "text"),
+                q.arg(&self.created_at, "bigint"),
+                q.arg(&self.updated_at, "bigint"),
+                q.arg(&self.owner, "text"),
+                q.arg(&self.lease_until, "bigint"),
+            ];
+            q.part(
+                "new_run",
+                &format!(
+                    "INSERT INTO runs (id, workflow, fingerprint, status, input, output, error, \
+                     created_at, updated_at, owner, lease_until) VALUES ({id}, {})",
+                    cols.join(", ")
+                ),
+            );
+        }
+        let paths = (!self.paths.is_empty() || !self.clear.is_empty())
+            .then(|| q.arg(&self.paths, "text[]"));
+        if !self.clear.is_empty() {
+            // Cleared paths that the batch writes again are replaced by the upsert below
+            // (one statement cannot delete and insert the same row).
+            let clear = q.arg(&self.clear, "text[]");
+            let paths = paths.as_deref().unwrap_or("'{}'::text[]");
+            q.part(
+                "cleared",
+                &format!(
+                    "DELETE FROM steps WHERE run_id = {id} AND path = ANY({clear}) \
+                     AND path <> ALL({paths}){and_ok}"
+                ),
+            );
+        }
+        if let (Some(paths), false) = (&paths, self.paths.is_empty()) {
+            let cols = [
+                paths.clone(),
+                q.arg(&self.kinds, "text[]"),
+                q.arg(&self.statuses, "text[]"),
+                q.arg(&self.outputs, "text[]"),
+                q.arg(&self.errors, "text[]"),
+                q.arg(&self.payloads, "text[]"),
+                q.arg(&self.resumes, "text[]"),
+                q.arg(&self.attempts, "bigint[]"),
+                q.arg(&self.step_times, "bigint[]"),
+            ];
+            q.part(
+                "step_rows",
+                &format!(
+                    "INSERT INTO steps (run_id, path, kind, status, output, error, payload, \
+                     resume, attempt, updated_at) SELECT {id}, * FROM unnest({}){where_ok} \
+                     ON CONFLICT (run_id, path) DO UPDATE SET kind = EXCLUDED.kind, \
+                     status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error, \
+                     payload = EXCLUDED.payload, resume = EXCLUDED.resume, \
+                     attempt = EXCLUDED.attempt, updated_at = EXCLUDED.updated_at",
+                    cols.join(", ")
+                ),
+            );
+        }
+        if !self.keys.is_empty() {
+            let (k, v) = (q.arg(&self.keys, "text[]"), q.arg(&self.values, "text[]"));
+            q.part(
+                "state_rows",
+                &format!(
+                    "INSERT INTO run_state (run_id, key, value) SELECT {id}, * \
+                     FROM unnest({k}, {v}){where_ok} \
+                     ON CONFLICT (run_id, key) DO UPDATE SET value = EXCLUDED.value"
+                ),
+            );
+        }
+        if !self.seqs.is_empty() {
+            let cols = [
+                q.arg(&self.seqs, "bigint[]"),
+                q.arg(&self.ats, "bigint[]"),
+                q.arg(&self.bodies, "text[]"),
+            ];
+            q.part(
+                "event_rows",
+                &format!(
+                    "INSERT INTO events (run_id, seq, at, body) SELECT {id}, * \
+                     FROM unnest({}){where_ok}",
+                    cols.join(", ")
+                ),
+            );
+        }
+        if let Some(status) = &self.update_status {
+            let set = [
+                format!("status = {}", q.arg(status, "text")),
+                format!("output = {}", q.arg(&self.update_output, "text")),
+                format!("error = {}", q.arg(&self.update_error, "text")),
+                format!("updated_at = {}", q.arg(&self.update_at, "bigint")),
+            ];
+            let release = if self.release {
+                ", owner = NULL, lease_until = NULL"
+            } else {
+                ""
+            };
+            q.part(
+                "updated",
+                &format!(
+                    "UPDATE runs SET {}{release} WHERE id = {id}{and_ok}",
+                    set.join(", ")
+                ),
+            );
+        }
+        let notified = match &self.notify {
+            Some(payload) => {
+                let (ch, payload) = (q.arg(&self.channel, "text"), q.arg(payload, "text"));
+                q.part(
+                    "notified",
+                    &format!("SELECT pg_notify({ch}, {payload}){where_ok}"),
+                );
+                ", (SELECT count(*) FROM notified)"
+            }
+            None => "",
+        };
+        if !q.text.is_empty() {
+            q.text.push(' ');
+        }
+        if self.fence.is_some() {
+            q.text
+                .push_str("SELECT (SELECT ok FROM ok), (SELECT owner FROM f)");
+        } else {
+            // ($1 is used by every part; alone, a batch of gates only still names it.)
+            q.text
+                .push_str(&format!("SELECT {id} IS NOT NULL, NULL::text"));
+        }
+        q.text.push_str(notified);
+        (q.text, q.args)
     }
 }
