@@ -479,7 +479,45 @@ pub struct Batch {
     pub fence: Option<std::sync::Arc<str>>,
 }
 
+/// The row of the run a batch creates, as the store inserts it: a run created and finished in
+/// one commit (the batch also carries its update) is inserted in its final state, one insert
+/// instead of an insert and an update.
+pub(crate) struct NewRunRow<'a> {
+    pub(crate) record: &'a RunRecord,
+    pub(crate) status: RunStatus,
+    pub(crate) output: Option<&'a Arc<Value>>,
+    pub(crate) error: Option<&'a str>,
+    pub(crate) updated_at: i64,
+    pub(crate) owner: Option<&'a str>,
+    pub(crate) lease_until: Option<i64>,
+}
+
 impl Batch {
+    /// The row of the run this batch creates, if it creates one.
+    pub(crate) fn new_run_row(&self) -> Option<NewRunRow<'_>> {
+        let r = self.create.as_ref()?;
+        Some(match &self.update {
+            Some(u) => NewRunRow {
+                record: r,
+                status: u.status,
+                output: u.output.as_ref(),
+                error: u.error.as_deref(),
+                updated_at: u.updated_at,
+                owner: if u.release { None } else { r.owner.as_deref() },
+                lease_until: if u.release { None } else { r.lease_until },
+            },
+            None => NewRunRow {
+                record: r,
+                status: r.status,
+                output: r.output.as_ref(),
+                error: r.error.as_deref(),
+                updated_at: r.updated_at,
+                owner: r.owner.as_deref(),
+                lease_until: r.lease_until,
+            },
+        })
+    }
+
     /// Whether the batch writes nothing.
     pub fn is_empty(&self) -> bool {
         self.create.is_none()

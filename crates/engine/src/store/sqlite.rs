@@ -454,27 +454,10 @@ impl SqliteStore {
     }
 
     fn write_rows(tx: &Connection, run: &str, b: &Batch) -> rusqlite::Result<()> {
-        if let Some(r) = &b.create {
-            // A run created and finished in one commit is inserted in its final state (one
-            // insert into each of the run's B-trees instead of an insert and an update).
-            let (status, output, error, updated_at, owner, lease_until) = match &b.update {
-                Some(u) => (
-                    u.status,
-                    u.output.as_ref(),
-                    u.error.as_deref(),
-                    u.updated_at,
-                    if u.release { None } else { r.owner.as_deref() },
-                    if u.release { None } else { r.lease_until },
-                ),
-                None => (
-                    r.status,
-                    r.output.as_ref(),
-                    r.error.as_deref(),
-                    r.updated_at,
-                    r.owner.as_deref(),
-                    r.lease_until,
-                ),
-            };
+        if let Some(n) = b.new_run_row() {
+            // (In its final state when the batch also ends it: one insert into each of the
+            // run's B-trees instead of an insert and an update.)
+            let r = n.record;
             tx.prepare_cached(
                 "INSERT INTO runs (id, workflow, fingerprint, status, input, output, error,
                  created_at, updated_at, owner, lease_until) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
@@ -483,14 +466,14 @@ impl SqliteStore {
                 r.id,
                 r.workflow,
                 r.fingerprint,
-                status.as_str(),
+                n.status.as_str(),
                 r.input.to_string(),
-                output.map(|v| v.to_string()),
-                error,
+                n.output.map(|v| v.to_string()),
+                n.error,
                 r.created_at,
-                updated_at,
-                owner,
-                lease_until
+                n.updated_at,
+                n.owner,
+                n.lease_until
             ])?;
         }
         for path in &b.clear {

@@ -108,17 +108,7 @@ impl<'p> Sql<'p> {
 struct Params<'a> {
     run: &'a str,
     fence: Option<&'a str>,
-    // The new run.
-    workflow: Option<&'a str>,
-    fingerprint: Option<&'a str>,
-    status: Option<&'static str>,
-    input: Option<String>,
-    output: Option<String>,
-    error: Option<&'a str>,
-    created_at: Option<i64>,
-    updated_at: Option<i64>,
-    owner: Option<&'a str>,
-    lease_until: Option<i64>,
+    new_run: Option<NewRun<'a>>,
     clear: &'a [String],
     // Step records.
     paths: Vec<&'a str>,
@@ -136,42 +126,38 @@ struct Params<'a> {
     ats: Vec<i64>,
     bodies: Vec<String>,
     // The run's update.
-    update_status: Option<&'static str>,
-    update_output: Option<String>,
-    update_error: Option<&'a str>,
-    update_at: Option<i64>,
-    release: bool,
+    update: Option<Update<'a>>,
     channel: &'a str,
     notify: Option<String>,
 }
 
+/// The run's update with its columns in the forms the statement sends.
+struct Update<'a> {
+    u: &'a crate::store::RunUpdate,
+    status: &'static str,
+    output: Option<String>,
+}
+
+/// The new run's row with its columns in the forms the statement sends.
+struct NewRun<'a> {
+    row: crate::store::NewRunRow<'a>,
+    status: &'static str,
+    input: String,
+    output: Option<String>,
+}
+
 impl<'a> Params<'a> {
     fn of(channel: &'a str, run: &'a str, b: &'a Batch) -> Result<Self, String> {
-        // A run created and finished in one commit is inserted in its final state.
-        let new_run = b.create.as_ref().map(|r| match &b.update {
-            Some(u) => (
-                r,
-                u.status,
-                u.output.as_ref(),
-                u.error.as_deref(),
-                u.updated_at,
-                if u.release { None } else { r.owner.as_deref() },
-                if u.release { None } else { r.lease_until },
-            ),
-            None => (
-                r,
-                r.status,
-                r.output.as_ref(),
-                r.error.as_deref(),
-                r.updated_at,
-                r.owner.as_deref(),
-                r.lease_until,
-            ),
+        let new_run = b.new_run_row().map(|row| NewRun {
+            status: row.status.as_str(),
+            input: row.record.input.to_string(),
+            output: row.output.map(|v| v.to_string()),
+            row,
         });
         // A run enqueued for any worker wakes the idle ones.
-        let mut notify = new_run.is_some_and(|(_, status, _, _, _, owner, _)| {
-            status == RunStatus::Running && owner.is_none()
-        });
+        let mut notify = new_run
+            .as_ref()
+            .is_some_and(|n| n.row.status == RunStatus::Running && n.row.owner.is_none());
         // One row per path: the last record of a path in the batch wins (as a replace would).
         let mut seen = std::collections::HashSet::with_capacity(b.steps.len());
         let mut steps: Vec<&StepRecord> = b
@@ -203,16 +189,7 @@ impl<'a> Params<'a> {
         Ok(Self {
             run,
             fence: b.fence.as_deref().filter(|_| b.create.is_none()),
-            workflow: new_run.map(|n| n.0.workflow.as_str()),
-            fingerprint: new_run.map(|n| n.0.fingerprint.as_str()),
-            status: new_run.map(|n| n.1.as_str()),
-            input: new_run.map(|n| n.0.input.to_string()),
-            output: new_run.and_then(|n| n.2.map(|v| v.to_string())),
-            error: new_run.and_then(|n| n.3),
-            created_at: new_run.map(|n| n.0.created_at),
-            updated_at: new_run.map(|n| n.4),
-            owner: new_run.and_then(|n| n.5),
-            lease_until: new_run.and_then(|n| n.6),
+            new_run,
             clear: &b.clear,
             paths: steps.iter().map(|s| &*s.path).collect(),
             kinds: steps.iter().map(|s| s.kind.as_str()).collect(),
@@ -237,11 +214,11 @@ impl<'a> Params<'a> {
             seqs: b.events.iter().map(|ev| ev.seq as i64).collect(),
             ats: b.events.iter().map(|ev| ev.at).collect(),
             bodies,
-            update_status: update.map(|u| u.status.as_str()),
-            update_output: update.and_then(|u| u.output.as_ref().map(|v| v.to_string())),
-            update_error: update.and_then(|u| u.error.as_deref()),
-            update_at: update.map(|u| u.updated_at),
-            release: update.is_some_and(|u| u.release),
+            update: update.map(|u| Update {
+                status: u.status.as_str(),
+                output: u.output.as_ref().map(|v| v.to_string()),
+                u,
+            }),
             channel,
             notify: notify.then(|| format!("run {run}")),
         })
@@ -272,18 +249,18 @@ impl<'a> Params<'a> {
             }
             None => ("", ""),
         };
-        if let Some(workflow) = &self.workflow {
+        if let Some(n) = &self.new_run {
             let cols = [
-                q.arg(workflow, "text"),
-                q.arg(&self.fingerprint, "text"),
-                q.arg(&self.status, "text"),
-                q.arg(&self.input, "text"),
-                q.arg(&self.output, "text"),
-                q.arg(&self.error, "text"),
-                q.arg(&self.created_at, "bigint"),
-                q.arg(&self.updated_at, "bigint"),
-                q.arg(&self.owner, "text"),
-                q.arg(&self.lease_until, "bigint"),
+                q.arg(&n.row.record.workflow, "text"),
+                q.arg(&n.row.record.fingerprint, "text"),
+                q.arg(&n.status, "text"),
+                q.arg(&n.input, "text"),
+                q.arg(&n.output, "text"),
+                q.arg(&n.row.error, "text"),
+                q.arg(&n.row.record.created_at, "bigint"),
+                q.arg(&n.row.updated_at, "bigint"),
+                q.arg(&n.row.owner, "text"),
+                q.arg(&n.row.lease_until, "bigint"),
             ];
             q.part(
                 "new_run",
@@ -360,14 +337,14 @@ impl<'a> Params<'a> {
                 ),
             );
         }
-        if let Some(status) = &self.update_status {
+        if let Some(up) = &self.update {
             let set = [
-                format!("status = {}", q.arg(status, "text")),
-                format!("output = {}", q.arg(&self.update_output, "text")),
-                format!("error = {}", q.arg(&self.update_error, "text")),
-                format!("updated_at = {}", q.arg(&self.update_at, "bigint")),
+                format!("status = {}", q.arg(&up.status, "text")),
+                format!("output = {}", q.arg(&up.output, "text")),
+                format!("error = {}", q.arg(&up.u.error, "text")),
+                format!("updated_at = {}", q.arg(&up.u.updated_at, "bigint")),
             ];
-            let release = if self.release {
+            let release = if up.u.release {
                 ", owner = NULL, lease_until = NULL"
             } else {
                 ""
